@@ -1,0 +1,1 @@
+//! Dataset versions: content digests of local paths, DVC hashes, labels and URIs.

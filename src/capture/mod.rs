@@ -1,0 +1,6 @@
+//! Capture of provenance facts: code (git), image (reference, digest, registry, engine), datasets, host.
+
+pub mod code;
+pub mod dataset;
+pub mod host;
+pub mod image;
