@@ -1,0 +1,1 @@
+//! Code provenance from git: commit, branch, remote (credentials stripped), dirty state and patch.

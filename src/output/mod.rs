@@ -1,0 +1,1 @@
+//! Renderers: tables (comfy-table), JSON, and human text for `show`.

@@ -1,0 +1,690 @@
+//! The SQLite store: open (0600 file in a 0700 directory, WAL, busy timeout), migrate, insert,
+//! finish, and query runs.
+
+mod migrate;
+pub mod query;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::error::Hinted;
+use crate::record::{
+    Arg, Code, Dataset, DatasetKind, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status,
+    SCHEMA_VERSION,
+};
+
+pub use migrate::{latest_version, MIGRATIONS};
+pub use query::RunFilter;
+
+/// Errors of the store; each names the database path or run id involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the database directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database path {path} is a directory")]
+    IsDirectory { path: PathBuf },
+    #[error("{path} is not a repro database (corrupt, truncated, or another kind of file)")]
+    NotADatabase {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than this repro understands ({supported})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot upgrade the database {path} to schema version {version}")]
+    Migrate {
+        path: PathBuf,
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no run matches id '{0}'")]
+    UnknownRun(String),
+    #[error("run id prefix '{prefix}' is ambiguous: it matches {}", .candidates.join(", "))]
+    AmbiguousRun {
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    #[error("'{0}' is not a valid run id (ULID characters 0-9 a-z without i, l, o, u)")]
+    BadId(String),
+    #[error("a run with id {0} already exists")]
+    Duplicate(String),
+    #[error("the database {path} failed: {what}")]
+    Sql {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl Hinted for StoreError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            StoreError::CreateDir { .. } => {
+                "choose a writable location with --db PATH or REPRO_DB".into()
+            }
+            StoreError::Open { .. } => {
+                "check the path and its permissions, or choose another with --db PATH or REPRO_DB"
+                    .into()
+            }
+            StoreError::IsDirectory { path } => format!(
+                "point --db (or REPRO_DB) at a file, e.g. {}",
+                path.join("repro.db").display()
+            ),
+            StoreError::NotADatabase { .. } => "restore it from a backup, or move it aside and let repro create a new one (runs can be re-imported with `repro import`)".into(),
+            StoreError::TooNew { .. } => "upgrade repro to a version that knows this schema; the database was left unchanged".into(),
+            StoreError::Migrate { .. } => "the database was left at its previous version; check free disk space and permissions".into(),
+            StoreError::UnknownRun(_) => "list runs with `repro ls`".into(),
+            StoreError::AmbiguousRun { .. } => "type more characters of the id".into(),
+            StoreError::BadId(_) => "copy the id from `repro ls`".into(),
+            StoreError::Duplicate(_) => return None,
+            StoreError::Sql { .. } => "check free disk space and permissions; run `repro doctor`".into(),
+        })
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where the database lives: `--db` > `REPRO_DB` > `$XDG_DATA_HOME/repro/repro.db` > `~/.local/share/repro/repro.db`.
+pub fn default_db_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("REPRO_DB").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            home.join(".local/share")
+        });
+    data.join("repro").join("repro.db")
+}
+
+/// The run store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if path.is_dir() {
+            return Err(StoreError::IsDirectory { path: path.into() });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| StoreError::CreateDir {
+                        path: dir.into(),
+                        source,
+                    })?;
+            }
+        }
+        if !path.exists() {
+            // Create the file ourselves so it is 0600 whatever the umask.
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::CreateDir {
+                        path: path.into(),
+                        source: e,
+                    })
+                }
+            }
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.into(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: ":memory:".into(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: ":memory:".into(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.conn
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        // The first real read tells a corrupt or foreign file apart.
+        let mode: std::result::Result<String, _> =
+            self.conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
+        if let Err(source) = mode {
+            return Err(classify_open_error(&path, source));
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(|source| classify_open_error(&path, source))?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        migrate::migrate(&mut self.conn, &self.path)
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection (for the dataset hash cache and advanced queries).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn sql_err(&self, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        let what = what.to_string();
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            what: what.clone(),
+            source,
+        }
+    }
+
+    /// Inserts a complete run record (normally with status `running`) in one transaction.
+    pub fn insert_run(&mut self, run: &Run) -> Result<()> {
+        let path = self.path.clone();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql {
+                path: path.clone(),
+                what: what.into(),
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&run.id], |r| r.get(0))
+            .optional()
+            .map_err(err("insert run"))?;
+        if exists.is_some() {
+            return Err(StoreError::Duplicate(run.id.clone()));
+        }
+        let argv = serde_json::to_string(&run.command).expect("argv serialises");
+        let engine_args = serde_json::to_string(&run.exec.engine_args).expect("strings serialise");
+        let img = run.image.as_ref();
+        let code = run.code.as_ref();
+        tx.execute(
+            "INSERT INTO runs (id, name, status, exit_code, signal, started_at, ended_at, duration_ms,
+                argv, cwd, exec_mode, engine, workdir, engine_args, gpus,
+                image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
+                code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
+                host, user, platform, pid, pid_start, boot_id, rerun_of)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+            params![
+                run.id,
+                run.name,
+                run.status.as_str(),
+                run.exit_code,
+                run.signal,
+                run.started_at,
+                run.ended_at,
+                run.duration_ms,
+                argv,
+                run.cwd,
+                run.exec.mode.as_str(),
+                run.exec.engine,
+                run.exec.workdir,
+                engine_args,
+                run.exec.gpus,
+                img.map(|i| i.reference.clone()),
+                img.and_then(|i| i.digest.clone()),
+                img.and_then(|i| i.index_digest.clone()),
+                img.and_then(|i| i.platform.clone()),
+                img.map(|i| i.resolved_by.as_str()),
+                img.map(|i| serde_json::to_string(&i.labels).expect("labels serialise")),
+                code.map(|c| c.repo_root.clone()),
+                code.and_then(|c| c.remote.clone()),
+                code.and_then(|c| c.commit.clone()),
+                code.and_then(|c| c.branch.clone()),
+                code.map(|c| c.dirty),
+                code.map(|c| serde_json::to_string(&c.untracked).expect("strings serialise")),
+                code.and_then(|c| c.patch.clone()),
+                code.and_then(|c| c.patch_sha256.clone()),
+                run.host,
+                run.user,
+                run.platform,
+                run.pid,
+                run.pid_start,
+                run.boot_id,
+                run.rerun_of,
+            ],
+        )
+        .map_err(err("insert run"))?;
+        for (pos, d) in run.datasets.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO run_datasets (run_id, pos, name, kind, uri, version, digest, files, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.id,
+                    pos as i64,
+                    d.name,
+                    d.kind.as_str(),
+                    d.uri,
+                    d.version,
+                    d.digest,
+                    d.files.map(|v| v as i64),
+                    d.bytes.map(|v| v as i64)
+                ],
+            )
+            .map_err(err("insert dataset"))?;
+        }
+        insert_outputs(&tx, &run.id, &run.outputs).map_err(err("insert output"))?;
+        for (k, v) in &run.env {
+            tx.execute(
+                "INSERT INTO run_env (run_id, name, value) VALUES (?1, ?2, ?3)",
+                params![run.id, k, v],
+            )
+            .map_err(err("insert env"))?;
+        }
+        for (k, v) in &run.params {
+            tx.execute(
+                "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
+                params![run.id, k, v],
+            )
+            .map_err(err("insert param"))?;
+        }
+        for t in &run.tags {
+            tx.execute(
+                "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)",
+                params![run.id, t],
+            )
+            .map_err(err("insert tag"))?;
+        }
+        for (pos, n) in run.notes.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO run_notes (run_id, pos, text) VALUES (?1, ?2, ?3)",
+                params![run.id, pos as i64, n],
+            )
+            .map_err(err("insert note"))?;
+        }
+        tx.commit().map_err(err("commit"))?;
+        Ok(())
+    }
+
+    /// Finishes a `running` run: outcome and outputs. A run that is already finished is left alone
+    /// (finished provenance is never rewritten) and `Ok(false)` is returned.
+    pub fn finish_run(&mut self, id: &str, fin: &Finish) -> Result<bool> {
+        let path = self.path.clone();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql {
+                path: path.clone(),
+                what: what.into(),
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let n = tx
+            .execute(
+                "UPDATE runs SET status = ?2, exit_code = ?3, signal = ?4, ended_at = ?5, duration_ms = ?6
+                 WHERE id = ?1 AND status = 'running'",
+                params![
+                    id,
+                    fin.status.as_str(),
+                    fin.exit_code,
+                    fin.signal,
+                    fin.ended_at,
+                    fin.duration_ms
+                ],
+            )
+            .map_err(err("finish run"))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_outputs(&tx, id, &fin.outputs).map_err(err("insert output"))?;
+        tx.commit().map_err(err("commit"))?;
+        Ok(true)
+    }
+
+    /// Resolves a full id or unique prefix to the full id.
+    pub fn resolve_id(&self, prefix: &str) -> Result<String> {
+        let p = prefix.trim().to_ascii_lowercase();
+        if p.is_empty()
+            || p.len() > 26
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_digit() || (c.is_ascii_lowercase() && !"ilou".contains(c)))
+        {
+            return Err(StoreError::BadId(prefix.to_string()));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 11")
+            .map_err(self.sql_err("resolve id"))?;
+        let upper = format!("{p}\u{7f}");
+        let ids: Vec<String> = stmt
+            .query_map(params![p, upper], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("resolve id"))?;
+        match ids.len() {
+            0 => Err(StoreError::UnknownRun(prefix.to_string())),
+            1 => Ok(ids.into_iter().next().expect("one id")),
+            _ => {
+                if let Some(exact) = ids.iter().find(|i| **i == p) {
+                    return Ok(exact.clone());
+                }
+                Err(StoreError::AmbiguousRun {
+                    prefix: prefix.to_string(),
+                    candidates: ids,
+                })
+            }
+        }
+    }
+
+    /// Loads one run by full id.
+    pub fn get_run(&self, id: &str) -> Result<Run> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+            .map_err(self.sql_err("read run"))?;
+        let run = stmt
+            .query_row([id], run_from_row)
+            .optional()
+            .map_err(self.sql_err("read run"))?
+            .ok_or_else(|| StoreError::UnknownRun(id.to_string()))?;
+        let mut runs = vec![run];
+        self.load_children(&mut runs)?;
+        Ok(runs.pop().expect("one run"))
+    }
+
+    /// Lists runs matching a filter (newest first unless the filter says otherwise).
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let (sql, args) = filter.to_sql(RUN_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
+        let mut runs: Vec<Run> = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), run_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("list runs"))?;
+        self.load_children(&mut runs)?;
+        Ok(runs)
+    }
+
+    /// Fills datasets, outputs, env, params, tags and notes of loaded runs.
+    fn load_children(&self, runs: &mut [Run]) -> Result<()> {
+        for run in runs.iter_mut() {
+            let id = run.id.clone();
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT name, kind, uri, version, digest, files, bytes FROM run_datasets WHERE run_id = ?1 ORDER BY pos",
+                )
+                .map_err(self.sql_err("read datasets"))?;
+            run.datasets = st
+                .query_map([&id], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok(Dataset {
+                        name: r.get(0)?,
+                        kind: DatasetKind::parse(&kind).unwrap_or(DatasetKind::Label),
+                        uri: r.get(2)?,
+                        version: r.get(3)?,
+                        digest: r.get(4)?,
+                        files: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        bytes: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                    })
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("read datasets"))?;
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT path, sha256, bytes FROM run_outputs WHERE run_id = ?1 ORDER BY pos",
+                )
+                .map_err(self.sql_err("read outputs"))?;
+            run.outputs = st
+                .query_map([&id], |r| {
+                    Ok(Output {
+                        path: r.get(0)?,
+                        sha256: r.get(1)?,
+                        bytes: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    })
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("read outputs"))?;
+            run.env = self.kv(
+                &id,
+                "SELECT name, value FROM run_env WHERE run_id = ?1 ORDER BY name",
+            )?;
+            run.params = self.kv(
+                &id,
+                "SELECT key, value FROM run_params WHERE run_id = ?1 ORDER BY key",
+            )?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT tag FROM run_tags WHERE run_id = ?1 ORDER BY tag")
+                .map_err(self.sql_err("read tags"))?;
+            run.tags = st
+                .query_map([&id], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("read tags"))?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT text FROM run_notes WHERE run_id = ?1 ORDER BY pos")
+                .map_err(self.sql_err("read notes"))?;
+            run.notes = st
+                .query_map([&id], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("read notes"))?;
+        }
+        Ok(())
+    }
+
+    fn kv(&self, id: &str, sql: &str) -> Result<BTreeMap<String, String>> {
+        let mut st = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(self.sql_err("read"))?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.sql_err("read"))?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+/// The outcome written by `finish_run`.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub ended_at: String,
+    pub duration_ms: i64,
+    pub outputs: Vec<Output>,
+}
+
+fn insert_outputs(tx: &Connection, id: &str, outputs: &[Output]) -> rusqlite::Result<()> {
+    for (pos, o) in outputs.iter().enumerate() {
+        tx.execute(
+            "INSERT OR REPLACE INTO run_outputs (run_id, pos, path, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, pos as i64, o.path, o.sha256, o.bytes.map(|b| b as i64)],
+        )?;
+    }
+    Ok(())
+}
+
+fn classify_open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+            StoreError::NotADatabase {
+                path: path.into(),
+                source,
+            }
+        }
+        _ => StoreError::Open {
+            path: path.into(),
+            source,
+        },
+    }
+}
+
+/// Columns read by `run_from_row`, in order.
+pub const RUN_COLUMNS: &str = "id, name, status, exit_code, signal, started_at, ended_at, duration_ms, argv, cwd, \
+    exec_mode, engine, workdir, engine_args, gpus, image_ref, image_digest, image_index_digest, image_platform, \
+    image_resolved_by, image_labels, code_repo_root, code_remote, code_commit, code_branch, code_dirty, \
+    code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start";
+
+fn json_col<T: serde::de::DeserializeOwned + Default>(r: &Row, i: usize) -> rusqlite::Result<T> {
+    let text: Option<String> = r.get(i)?;
+    match text {
+        None => Ok(T::default()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        }),
+    }
+}
+
+fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
+    let status: String = r.get(2)?;
+    let argv: Vec<Arg> = json_col(r, 8)?;
+    let mode: String = r.get(10)?;
+    let image_ref: Option<String> = r.get(15)?;
+    let image = match image_ref {
+        None => None,
+        Some(reference) => {
+            let by: Option<String> = r.get(19)?;
+            Some(Image {
+                reference,
+                digest: r.get(16)?,
+                index_digest: r.get(17)?,
+                platform: r.get(18)?,
+                resolved_by: by
+                    .as_deref()
+                    .and_then(ResolvedBy::parse)
+                    .unwrap_or(ResolvedBy::Unpinned),
+                labels: json_col(r, 20)?,
+            })
+        }
+    };
+    let repo_root: Option<String> = r.get(21)?;
+    let code = match repo_root {
+        None => None,
+        Some(repo_root) => Some(Code {
+            repo_root,
+            remote: r.get(22)?,
+            commit: r.get(23)?,
+            branch: r.get(24)?,
+            dirty: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
+            untracked: json_col(r, 26)?,
+            patch: r.get(27)?,
+            patch_sha256: r.get(28)?,
+        }),
+    };
+    Ok(Run {
+        schema_version: SCHEMA_VERSION,
+        id: r.get(0)?,
+        name: r.get(1)?,
+        status: Status::parse(&status).unwrap_or(Status::Lost),
+        exit_code: r.get(3)?,
+        signal: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        duration_ms: r.get(7)?,
+        command: argv,
+        cwd: r.get(9)?,
+        exec: Exec {
+            mode: if mode == "container" {
+                ExecMode::Container
+            } else {
+                ExecMode::Host
+            },
+            engine: r.get(11)?,
+            workdir: r.get(12)?,
+            engine_args: json_col(r, 13)?,
+            gpus: r.get(14)?,
+        },
+        image,
+        code,
+        datasets: Vec::new(),
+        outputs: Vec::new(),
+        params: BTreeMap::new(),
+        tags: Vec::new(),
+        notes: Vec::new(),
+        env: BTreeMap::new(),
+        host: r.get(29)?,
+        user: r.get(30)?,
+        platform: r.get(31)?,
+        pid: r.get(32)?,
+        boot_id: r.get(33)?,
+        rerun_of: r.get(34)?,
+        pid_start: r.get(35)?,
+    })
+}
+
+/// Sets a file's permission bits (used for the database and its WAL side files).
+pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests;
