@@ -45,7 +45,7 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command, recording its image digest, code, datasets, argv and outcome
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List recorded runs, newest first
     Ls(ls::LsArgs),
     /// Show everything recorded about one run

@@ -1,0 +1,5 @@
+//! Black-box tests of the `repro` binary: one test binary, one module per area.
+
+mod support;
+
+mod run;
