@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
+pub mod annotate;
+pub mod diff;
+pub mod export;
+pub mod gc;
+pub mod import;
 pub mod ls;
 pub mod run;
 pub mod script;
@@ -52,6 +57,20 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
+    /// Show what differs between two runs: image, code, data, command, env, outcome
+    Diff(diff::DiffArgs),
+    /// Add (+TAG) or remove (-TAG) tags of a run
+    Tag(annotate::TagArgs),
+    /// Add a note to a run
+    Note(annotate::NoteArgs),
+    /// Set or remove params of a run (annotations; provenance is never changed)
+    Param(annotate::ParamArgs),
+    /// Write matching runs as JSON lines (patches included), for `repro import` elsewhere
+    Export(export::ExportArgs),
+    /// Import runs written by `repro export` (FILE or - for stdin); idempotent by run id
+    Import(import::ImportArgs),
+    /// Delete runs matching filters (at least one), after confirmation
+    Gc(gc::GcArgs),
 }
 
 /// Global options every command sees.
@@ -133,6 +152,13 @@ pub fn main() -> i32 {
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
+        Command::Diff(args) => diff::cmd_diff(&ctx, args),
+        Command::Tag(args) => annotate::cmd_tag(&ctx, args),
+        Command::Note(args) => annotate::cmd_note(&ctx, args),
+        Command::Param(args) => annotate::cmd_param(&ctx, args),
+        Command::Export(args) => export::cmd_export(&ctx, args),
+        Command::Import(args) => import::cmd_import(&ctx, args),
+        Command::Gc(args) => gc::cmd_gc(&ctx, args),
     };
     match result {
         Ok(()) => 0,
