@@ -15,7 +15,7 @@ use crate::store::{RunFilter, SortKey, Store};
 /// Run filters; all given filters must match.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Only runs whose image reference contains TEXT
+    /// Only runs whose image reference contains TEXT (case-insensitive)
     #[arg(long, value_name = "TEXT")]
     pub image: Option<String>,
     /// Only runs whose image digest or index digest starts with PREFIX (`sha256:` optional)

@@ -2,4 +2,7 @@
 
 mod support;
 
+mod diff;
+mod query;
 mod run;
+mod transfer;
