@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Record this environment variable (and pass it into the container)
     #[arg(long = "env", value_name = "VAR")]
     pub env: Vec<String>,
+    /// Record secret-looking variables (*TOKEN*, *SECRET*, *PASSWORD*, *KEY*) in clear text
+    #[arg(long)]
+    pub env_unredacted: bool,
     /// Output file or directory, hashed after the run
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
@@ -111,6 +114,11 @@ fn validate(args: &RunArgs) -> CliResult<Request> {
                 "export {name}=… before the run, or drop --env {name}"
             ))
         })?;
+        let value = if !args.env_unredacted && looks_secret(name) {
+            REDACTED.to_string()
+        } else {
+            value
+        };
         env.insert(name.clone(), value);
     }
     let mode = if args.image.is_some() && !args.host {
@@ -153,6 +161,17 @@ fn validate(args: &RunArgs) -> CliResult<Request> {
         env,
         engine_args,
     })
+}
+
+/// The value recorded for a secret-looking variable (the real value still reaches the child).
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a variable name looks like it holds a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| up.contains(w))
 }
 
 /// Picks the container engine: the one asked for, else podman, else docker, on PATH.
