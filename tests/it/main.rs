@@ -2,5 +2,7 @@
 
 mod support;
 
+mod container;
 mod faults;
+mod harness;
 mod run;
