@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::capture::{code, host};
+use crate::capture::{code, dataset, host};
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Outcome, Spawn};
@@ -306,9 +306,8 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         }
     }
     let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
-    let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref())?;
-
     let mut store = ctx.open_store()?;
+    let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref(), &store)?;
     let started = host::now();
     let id = ulid::Ulid::from_datetime(started.into())
         .to_string()
@@ -374,7 +373,7 @@ pub fn execute(
             spawn.program.to_string_lossy()
         );
     }
-    let outputs: Vec<Output> = hash_outputs(output_paths, cwd);
+    let outputs: Vec<Output> = hash_outputs(ctx, output_paths, cwd);
     let ended = host::now();
     let fin = Finish {
         status,
@@ -405,57 +404,41 @@ pub fn execute(
     Ok(exit)
 }
 
-fn hash_outputs(paths: &[String], cwd: &Path) -> Vec<Output> {
-    paths.iter().map(|p| hash_output(cwd, p)).collect()
+fn hash_outputs(ctx: &Ctx, paths: &[String], cwd: &Path) -> Vec<Output> {
+    paths
+        .iter()
+        .map(|p| match dataset::hash_output(&cwd.join(p)) {
+            Ok(o) => Output {
+                path: p.clone(),
+                ..o
+            },
+            Err(e) => {
+                ctx.warn(format!("cannot hash output {p}: {e}"));
+                Output {
+                    path: p.clone(),
+                    sha256: None,
+                    bytes: None,
+                }
+            }
+        })
+        .collect()
 }
 
-// Interim until the dataset module lands: a file's SHA-256.
-fn hash_output(cwd: &Path, path: &str) -> Output {
-    use sha2::{Digest, Sha256};
-    match std::fs::read(cwd.join(path)) {
-        Ok(bytes) => Output {
-            path: path.to_string(),
-            sha256: Some(hex::encode(Sha256::digest(&bytes))),
-            bytes: Some(bytes.len() as u64),
-        },
-        Err(_) => Output {
-            path: path.to_string(),
-            sha256: None,
-            bytes: None,
-        },
-    }
-}
-
-// Interim until the dataset module lands: labels and URIs only.
 fn capture_datasets(
     specs: &[String],
-    _cwd: &Path,
-    _repo_root: Option<&Path>,
+    cwd: &Path,
+    repo_root: Option<&Path>,
+    store: &crate::store::Store,
 ) -> CliResult<Vec<crate::record::Dataset>> {
-    use crate::record::{Dataset, DatasetKind};
     let mut out = Vec::new();
     for s in specs {
-        let (name, uri, version, kind) = if let Some((name, rest)) = s.split_once('=') {
-            let (uri, version) = rest
-                .rsplit_once('@')
-                .ok_or_else(|| CliError::usage(format!("--dataset '{s}' has no @VERSION")))?;
-            (name, Some(uri.to_string()), version, DatasetKind::Uri)
-        } else if let Some((name, version)) = s.split_once('@') {
-            (name, None, version, DatasetKind::Label)
-        } else {
-            return Err(CliError::user(format!(
-                "--dataset '{s}': path datasets are not supported yet"
-            )));
-        };
-        out.push(Dataset {
-            name: name.to_string(),
-            kind,
-            uri,
-            version: Some(version.to_string()),
-            digest: None,
-            files: None,
-            bytes: None,
-        });
+        let spec = dataset::parse_spec(s, cwd, repo_root)?;
+        out.push(dataset::capture(
+            &spec,
+            &dataset::HashOptions::default(),
+            Some(store.conn()),
+            None,
+        )?);
     }
     Ok(out)
 }
