@@ -1,3 +1,7 @@
-//! Black-box and integration tests: one test binary, one module per area.
+//! Black-box tests of the `repro` binary: one test binary, one module per area.
+
+mod support;
 
 mod conformance_reference;
+mod faults;
+mod run;
