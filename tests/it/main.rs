@@ -4,4 +4,6 @@ mod support;
 
 mod conformance_reference;
 mod faults;
+mod harness;
+mod registry;
 mod run;

@@ -1,6 +1,9 @@
 //! Test environment: a private HOME and database, real git repositories in temp dirs.
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
@@ -156,4 +159,27 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Full path of executable `name` found on `PATH`, if any.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Panics with a hint when a tool the harness cannot do without is missing.
+pub fn require_tool(name: &str) {
+    assert!(
+        tool_available(name),
+        "required test tool `{name}` is not on PATH; run .ci/install.sh"
+    );
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
