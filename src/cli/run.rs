@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::capture::image::registry::{Platform, RegistryOptions};
+use crate::capture::image::{self, ResolveMode, ResolveOptions};
 use crate::capture::{code, dataset, host};
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Outcome, Spawn};
-use crate::record::{Arg, Exec, ExecMode, Image, Output, Run, Status, SCHEMA_VERSION};
+use crate::record::{Arg, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status, SCHEMA_VERSION};
 use crate::store::Finish;
 
 /// Default mount point of the repository inside the container.
@@ -30,6 +32,27 @@ pub struct RunArgs {
     /// Run on the host even with --image (the image is recorded as declared)
     #[arg(long)]
     pub host: bool,
+    /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine)
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub resolve: String,
+    /// Accept the tag `latest` (written or implied)
+    #[arg(long)]
+    pub allow_latest: bool,
+    /// Run even when the image cannot be pinned to a digest (recorded as unpinned)
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Do not contact registries (a pinned digest is used as written)
+    #[arg(long)]
+    pub offline: bool,
+    /// Platform to pick from a multi-arch image (default: this host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Registry reachable over plain HTTP (loopback registries always are); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate bundle (PEM) for registries
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
     /// Dataset: NAME@VERSION, NAME=URI@VERSION, or [NAME=]PATH (hashed)
     #[arg(long = "dataset", value_name = "SPEC")]
     pub datasets: Vec<String>,
@@ -208,69 +231,38 @@ pub fn which(program: &str) -> Option<PathBuf> {
         })
 }
 
-// Interim until the image module lands: pinned references, or the local engine's RepoDigests.
-fn resolve_image(reference: &str, engine: Option<&str>) -> CliResult<Image> {
-    use crate::record::ResolvedBy;
-    if let Some((_, digest)) = reference.split_once('@') {
-        let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if !ok {
-            return Err(
-                CliError::user(format!("'{reference}' has an invalid digest"))
-                    .hint("a digest is sha256: followed by 64 lowercase hex characters"),
-            );
-        }
-        return Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(digest.to_string()),
-            index_digest: None,
-            platform: None,
-            resolved_by: ResolvedBy::Pinned,
-            labels: BTreeMap::new(),
-        });
-    }
-    let engine = match engine {
-        Some(e) => e.to_string(),
-        None => pick_engine(None)?,
+fn resolve_image(ctx: &Ctx, args: &RunArgs, reference: &str, engine: Option<&str>) -> CliResult<Image> {
+    let mode = ResolveMode::parse(&args.resolve).ok_or_else(|| {
+        CliError::usage(format!("unknown --resolve '{}'", args.resolve))
+            .hint("use --resolve registry, engine or auto")
+    })?;
+    let platform = match &args.platform {
+        Some(p) => Some(Platform::parse(p)?),
+        None => None,
     };
-    let out = std::process::Command::new(&engine)
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{json .RepoDigests}}",
-            reference,
-        ])
-        .output()
-        .map_err(|e| CliError::user(format!("cannot run {engine}: {e}")))?;
-    let digests: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let repo = crate::record::repository_of(reference);
-    let found = digests
-        .iter()
-        .find(|d| {
-            d.split('@')
-                .next()
-                .is_some_and(|n| n == repo || n.ends_with(&format!("/{repo}")))
-        })
-        .or(digests.first())
-        .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()));
-    match found {
-        Some(d) => Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(d),
-            index_digest: None,
-            platform: Some(host::platform()),
-            resolved_by: ResolvedBy::Engine,
-            labels: BTreeMap::new(),
-        }),
-        None => Err(
-            CliError::user(format!("cannot resolve '{reference}' to a digest"))
-                .hint("pin it as name@sha256:… (see `skopeo inspect` or `docker image inspect`)"),
-        ),
+    let opts = ResolveOptions {
+        mode,
+        allow_latest: args.allow_latest,
+        allow_unpinned: args.allow_unpinned,
+        offline: args.offline,
+        platform,
+        engine: engine.map(str::to_string),
+        registry: RegistryOptions {
+            insecure_registries: args.insecure_registries.clone(),
+            ca_cert: args.ca_cert.clone(),
+            ..RegistryOptions::default()
+        },
+    };
+    let (image, warnings) = image::resolve(reference, &opts)?;
+    for w in warnings {
+        ctx.warn(w);
     }
+    if image.resolved_by == ResolvedBy::Unpinned {
+        ctx.warn(format!(
+            "{reference} could not be pinned to a digest; the run is recorded as UNPINNED"
+        ));
+    }
+    Ok(image)
 }
 
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
@@ -293,7 +285,7 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         code::require_clean(c)?;
     }
     let image = match &req.image {
-        Some(r) => Some(resolve_image(r, req.engine.as_deref())?),
+        Some(r) => Some(resolve_image(ctx, args, r, req.engine.as_deref())?),
         None => None,
     };
     if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
@@ -506,7 +498,7 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
             }
             a.extend(run.exec.engine_args.iter().map(OsString::from));
-            a.push(img.pinned().unwrap_or_else(|| img.reference.clone()).into());
+            a.push(engine_image_name(img).into());
             a.extend(argv);
             Spawn {
                 program: engine.clone().into(),
@@ -525,6 +517,18 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 container: None,
             }
         }
+    }
+}
+
+/// `name@digest` with the name normalised (`ubuntu` → `docker.io/library/ubuntu`), so that no
+/// engine applies its own short-name resolution; the reference as written when unpinned.
+pub fn engine_image_name(img: &Image) -> String {
+    let name = image::reference::parse_normalized(&img.reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| img.repository());
+    match &img.digest {
+        Some(d) => format!("{name}@{d}"),
+        None => img.reference.clone(),
     }
 }
 

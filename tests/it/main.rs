@@ -2,7 +2,9 @@
 
 mod support;
 
+mod conformance_reference;
 mod container;
 mod faults;
 mod harness;
+mod registry;
 mod run;
