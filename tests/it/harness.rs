@@ -319,3 +319,33 @@ fn basic_auth_registry_needs_credentials_for_api_and_engine() {
     assert_eq!(text(&out.stdout), "hi\n", "{}", describe(&out));
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
 }
+
+#[test]
+fn docker_pulls_from_basic_auth_registry_with_config_json() {
+    let Some(dockerd) = Dockerd::start() else {
+        return;
+    };
+    let registry = Registry::start_with_basic_auth("ml-user", "s3cret");
+    let digest = registry.push_busybox("team/private", "v1");
+    let image = registry.reference("team/private", &digest);
+    let config_dir = tempfile::tempdir().expect("temp dir");
+
+    let out = dockerd
+        .command()
+        .env("DOCKER_CONFIG", config_dir.path())
+        .args(["pull", "--quiet", &image])
+        .output()
+        .expect("spawn docker");
+    assert!(!out.status.success(), "pull without credentials succeeded");
+
+    std::fs::write(config_dir.path().join("config.json"), registry.auth_json())
+        .expect("write config.json");
+    let out = dockerd
+        .command()
+        .env("DOCKER_CONFIG", config_dir.path())
+        .args(["pull", "--quiet", &image])
+        .output()
+        .expect("spawn docker");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), image, "{}", describe(&out));
+}
