@@ -349,3 +349,19 @@ fn docker_pulls_from_basic_auth_registry_with_config_json() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(text(&out.stdout).trim(), image, "{}", describe(&out));
 }
+
+#[test]
+fn retag_and_delete_change_what_a_tag_resolves_to() {
+    let registry = Registry::start();
+    let first = registry.push_busybox("team/app", "v1");
+    let second = registry.push_busybox("team/app", "v2");
+    assert_eq!(registry.tag("team/app", &first, "v2"), first);
+    assert_eq!(registry.get_manifest("team/app", "v2").digest, first);
+
+    registry.delete_manifest("team/app", &second);
+    let gone = registry
+        .request("HEAD", &format!("/v2/team/app/manifests/{second}"))
+        .set("Accept", MANIFEST_ACCEPT)
+        .call();
+    assert!(matches!(gone, Err(ureq::Error::Status(404, _))), "{gone:?}");
+}
