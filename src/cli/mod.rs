@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
+pub mod image;
 pub mod ls;
 pub mod run;
 pub mod script;
