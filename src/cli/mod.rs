@@ -53,6 +53,8 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
+    /// Parse an image reference and ask its registry what it points at
+    Image(image::ImageArgs),
 }
 
 /// Global options every command sees.
@@ -134,6 +136,7 @@ pub fn main() -> i32 {
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
+        Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
     };
     match result {
         Ok(()) => 0,

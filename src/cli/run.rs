@@ -231,7 +231,12 @@ pub fn which(program: &str) -> Option<PathBuf> {
         })
 }
 
-fn resolve_image(ctx: &Ctx, args: &RunArgs, reference: &str, engine: Option<&str>) -> CliResult<Image> {
+fn resolve_image(
+    ctx: &Ctx,
+    args: &RunArgs,
+    reference: &str,
+    engine: Option<&str>,
+) -> CliResult<Image> {
     let mode = ResolveMode::parse(&args.resolve).ok_or_else(|| {
         CliError::usage(format!("unknown --resolve '{}'", args.resolve))
             .hint("use --resolve registry, engine or auto")

@@ -93,10 +93,20 @@ fn a_tag_is_resolved_against_the_registry_and_exactly_that_digest_runs() {
         .current_dir(env.root())
         .envs(podman.env().iter().map(|(k, v)| (k, v)))
         .args(["run", "--engine", "podman", "--image", &tag_ref])
-        .args(["--engine-arg=--network=none", "--", "/bin/busybox", "echo", "ok"])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "echo",
+            "ok",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
     let run = env.show_json(&env.last_id());
     assert_eq!(run["image"]["reference"], tag_ref.as_str());
@@ -118,7 +128,10 @@ fn a_tag_is_resolved_against_the_registry_and_exactly_that_digest_runs() {
         &[("org.opencontainers.image.revision", "moved")],
     );
     assert_ne!(moved, digest);
-    assert_eq!(env.show_json(&env.last_id())["image"]["digest"], digest.as_str());
+    assert_eq!(
+        env.show_json(&env.last_id())["image"]["digest"],
+        digest.as_str()
+    );
 }
 
 #[test]
@@ -127,27 +140,63 @@ fn latest_and_unresolvable_references_are_refused_unless_allowed() {
     registry.push_busybox("team/app", "latest");
     let env = TestEnv::new();
     let latest = format!("{}/team/app", registry.addr());
-    let (code, _, err) = env.run_in(env.root(), &["run", "--host", "--image", &latest, "--", "true"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("latest") && err.contains("--allow-latest"), "{err}");
     let (code, _, err) = env.run_in(
         env.root(),
-        &["run", "--host", "--allow-latest", "--image", &latest, "--", "true"],
+        &["run", "--host", "--image", &latest, "--", "true"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("latest") && err.contains("--allow-latest"),
+        "{err}"
+    );
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--allow-latest",
+            "--image",
+            &latest,
+            "--",
+            "true",
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(env.show_json(&env.last_id())["image"]["resolved_by"], "registry");
+    assert_eq!(
+        env.show_json(&env.last_id())["image"]["resolved_by"],
+        "registry"
+    );
 
     let missing = format!("{}/team/nothing:1.0", registry.addr());
     let (code, _, err) = env.run_in(
         env.root(),
-        &["run", "--host", "--resolve", "registry", "--image", &missing, "--", "true"],
+        &[
+            "run",
+            "--host",
+            "--resolve",
+            "registry",
+            "--image",
+            &missing,
+            "--",
+            "true",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--allow-unpinned"), "{err}");
     assert_eq!(env.runs().len(), 1, "a refused run must not be recorded");
     let (code, _, err) = env.run_in(
         env.root(),
-        &["run", "--host", "--resolve", "registry", "--allow-unpinned", "--image", &missing, "--", "true"],
+        &[
+            "run",
+            "--host",
+            "--resolve",
+            "registry",
+            "--allow-unpinned",
+            "--image",
+            &missing,
+            "--",
+            "true",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("UNPINNED"), "{err}");
@@ -157,7 +206,10 @@ fn latest_and_unresolvable_references_are_refused_unless_allowed() {
     let (_, text, _) = env.run_in(env.root(), &["show", &env.last_id()]);
     assert!(text.contains("UNPINNED"), "{text}");
 
-    let (code, _, err) = env.run_in(env.root(), &["run", "--host", "--image", "Bad//Ref", "--", "true"]);
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["run", "--host", "--image", "Bad//Ref", "--", "true"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("error:") && err.contains("hint:"), "{err}");
 }
