@@ -67,11 +67,8 @@ pub fn display(value: &[u8]) -> String {
 }
 
 /// A command line for display: each element quoted with [`display`], joined by spaces.
-pub fn display_argv<T: AsRef<[u8]>>(argv: &[T]) -> String {
-    argv.iter()
-        .map(|a| display(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+pub fn display_argv<'a>(argv: impl IntoIterator<Item = &'a [u8]>) -> String {
+    argv.into_iter().map(display).collect::<Vec<_>>().join(" ")
 }
 
 /// Whether a byte may appear in a bare (unquoted) word.
@@ -278,7 +275,7 @@ mod tests {
         let all: Vec<u8> = (1..=255).collect();
         let q = bash(&all).unwrap();
         assert!(q.chars().all(|c| !c.is_control()), "{q:?}");
-        assert!(!display_argv(&["a\nb", "c\rd"]).contains(['\n', '\r']));
+        assert!(!display_argv([&b"a\nb"[..], b"c\rd"]).contains(['\n', '\r']));
     }
 
     #[test]
@@ -300,12 +297,7 @@ mod tests {
     /// Bytes that stress the shell: every character with a meaning to bash, plus a few plain ones.
     fn shell_meta() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
-            proptest::sample::select(
-                b"$`'\"\\!*?[]{}()<>|&;#~=% \t\n^,.:/@+-_aZ9"
-                    .iter()
-                    .copied()
-                    .collect::<Vec<u8>>(),
-            ),
+            proptest::sample::select(b"$`'\"\\!*?[]{}()<>|&;#~=% \t\n^,.:/@+-_aZ9".to_vec()),
             0..24,
         )
     }
