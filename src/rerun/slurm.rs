@@ -5,6 +5,7 @@
 use crate::record::{ExecMode, Run};
 
 use super::bash::{argv_words, host_command};
+use super::k8s::gpu_count;
 use super::{
     checkout_section, container_dirs, datasets_section, env_words, finish_section, header_comments,
     host_dirs, image_ref, job_name, prelude, shared_tools, Quoter, RenderError,
@@ -13,19 +14,6 @@ use super::{
 /// Options of the Slurm target (none yet; kept so the signature can grow without breaking).
 #[derive(Debug, Clone, Default)]
 pub struct SlurmOptions {}
-
-/// The number of GPUs to request for a `--gpus` value: `N`, `device=a,b` (2), `all` (1).
-fn gpu_count(gpus: &str) -> u32 {
-    if let Ok(n) = gpus.trim().parse::<u32>() {
-        return n.max(1);
-    }
-    if let Some(list) = gpus.strip_prefix("device=") {
-        return u32::try_from(list.split(',').filter(|s| !s.is_empty()).count())
-            .unwrap_or(1)
-            .max(1);
-    }
-    1
-}
 
 /// Renders the `sbatch` script of `run`.
 pub fn render(run: &Run, _opts: &SlurmOptions) -> Result<String, RenderError> {
