@@ -298,6 +298,7 @@ if ((!dry_run)); then
   work=$(cd -- "$work" && pwd)
 fi
 note "work directory: $work"
+# shellcheck disable=SC2034 # unused only when the run recorded no code
 src=$work
 "#,
         tools = tools.join(" "),
