@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
+pub mod image;
 pub mod ls;
 pub mod run;
 pub mod script;
@@ -45,13 +46,15 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command, recording its image digest, code, datasets, argv and outcome
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List recorded runs, newest first
     Ls(ls::LsArgs),
     /// Show everything recorded about one run
     Show(show::ShowArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
+    /// Parse an image reference and ask its registry what it points at
+    Image(image::ImageArgs),
 }
 
 /// Global options every command sees.
@@ -133,6 +136,7 @@ pub fn main() -> i32 {
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
+        Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
     };
     match result {
         Ok(()) => 0,
