@@ -133,10 +133,10 @@ impl Quoter<'_> {
 /// `#` comment lines: every value shown in display form so no recorded newline ends a comment.
 pub(crate) fn header_comments(run: &Run, title: &str) -> String {
     let d = |s: &str| quote::display(s.as_bytes());
-    // Must precede the first command to apply to the whole file. SC2016/SC1003: recorded values
-    // are single-quoted on purpose (`$`, backticks and quotes in them are data); SC2317: the
-    // helper functions are called through `run` and shellcheck cannot see it.
-    let mut h = String::from("# shellcheck disable=SC1003,SC2016,SC2317\n");
+    // Must precede the first command to apply to the whole file. SC1003/SC2016/SC2088: recorded
+    // values are single-quoted on purpose (`$`, backticks, quotes, a leading `~` are data);
+    // SC2317: the helper functions are called through `run` and shellcheck cannot see it.
+    let mut h = String::from("# shellcheck disable=SC1003,SC2016,SC2088,SC2317\n");
     let _ = writeln!(h, "# {title}");
     let _ = writeln!(h, "#   run id:     {}", d(&run.id));
     if let Some(name) = &run.name {
@@ -632,28 +632,6 @@ pub(crate) fn finish_section() -> &'static str {
     "note \"command exited with status $status\"\nexit \"$status\"\n"
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_names_are_checked() {
-        assert!(check_env_name("x", "CUDA_VISIBLE_DEVICES").is_ok());
-        assert!(check_env_name("x", "_a1").is_ok());
-        assert!(check_env_name("x", "1A").is_err());
-        assert!(check_env_name("x", "A=B").is_err());
-        assert!(check_env_name("x", "$(x)").is_err());
-        assert!(check_env_name("x", "").is_err());
-    }
-
-    #[test]
-    fn hex_check() {
-        assert!(is_hex(&"a".repeat(40), &[40, 64]));
-        assert!(!is_hex(&"A".repeat(40), &[40, 64]));
-        assert!(!is_hex("--upload-pack=x", &[40, 64]));
-    }
-}
-
 /// A fully populated run for the renderers' unit tests.
 #[cfg(test)]
 pub(crate) fn sample_run() -> Run {
@@ -739,5 +717,27 @@ pub(crate) fn sample_run() -> Run {
         boot_id: None,
         pid_start: None,
         rerun_of: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_checked() {
+        assert!(check_env_name("x", "CUDA_VISIBLE_DEVICES").is_ok());
+        assert!(check_env_name("x", "_a1").is_ok());
+        assert!(check_env_name("x", "1A").is_err());
+        assert!(check_env_name("x", "A=B").is_err());
+        assert!(check_env_name("x", "$(x)").is_err());
+        assert!(check_env_name("x", "").is_err());
+    }
+
+    #[test]
+    fn hex_check() {
+        assert!(is_hex(&"a".repeat(40), &[40, 64]));
+        assert!(!is_hex(&"A".repeat(40), &[40, 64]));
+        assert!(!is_hex("--upload-pack=x", &[40, 64]));
     }
 }

@@ -348,6 +348,8 @@ fn conformance_strings_survive_every_shell_target() {
             run.env.insert(format!("V{i}"), t.to_string());
         }
     }
+    shellcheck(&bash::render(&run, &bash::BashOptions::default()).unwrap());
+    shellcheck(&slurm::render(&run, &slurm::SlurmOptions::default()).unwrap());
     let ex = check_bash(&run);
     for (k, v) in &run.env {
         let flag = format!("{k}={v}").into_bytes();
