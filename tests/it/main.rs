@@ -1,0 +1,3 @@
+//! Black-box and library integration tests: one binary, one module per area.
+
+mod dataset;
