@@ -30,11 +30,19 @@ impl Arg {
         &self.0
     }
 
+    /// Wraps raw bytes.
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        Arg(bytes)
+    }
+
     /// Lossy text, for display only.
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
 }
+
+/// Raw bytes that serialise like an [`Arg`]: a string when UTF-8, else `{"base64": …}` (used for patches).
+pub type Bytes = Arg;
 
 impl From<OsString> for Arg {
     fn from(s: OsString) -> Self {
@@ -273,9 +281,9 @@ pub struct Code {
     pub untracked: Vec<String>,
     /// SHA-256 (hex) of `patch`, null when clean.
     pub patch_sha256: Option<String>,
-    /// The binary git patch from HEAD to the work tree, untracked files included.
+    /// The binary git patch from HEAD to the work tree, untracked files included (raw bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
+    pub patch: Option<Bytes>,
 }
 
 /// The kind of a dataset.

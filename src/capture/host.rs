@@ -1,1 +1,160 @@
-//! Host facts: host name, user, OS/arch, boot id, and whether a recorded wrapper is still alive.
+//! Host facts: host name, user, OS/arch, boot id, the clock, and whether a recorded wrapper is
+//! still alive (to tell a `running` run from a `lost` one).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::record::{Run, Status};
+
+/// The current time, or `REPRO_NOW` (RFC 3339) when set — a seam for deterministic tests.
+pub fn now() -> DateTime<Utc> {
+    if let Ok(s) = std::env::var("REPRO_NOW") {
+        if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
+            return t.with_timezone(&Utc);
+        }
+    }
+    Utc::now()
+}
+
+/// RFC 3339 UTC with millisecond precision, the form stored in the database.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its full length and gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The user running repro.
+pub fn username() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var) {
+            if !u.is_empty() {
+                return u;
+            }
+        }
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// The host platform in OCI terms (`linux/amd64`, `linux/arm64`, …).
+pub fn platform() -> String {
+    format!(
+        "{}/{}",
+        std::env::consts::OS,
+        oci_arch(std::env::consts::ARCH)
+    )
+}
+
+/// Maps a Rust architecture name to its OCI name.
+pub fn oci_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The Linux boot id; changes at every boot.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
+pub fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What `ls`/`show` report for a stored run: a `running` row whose wrapper is gone is `lost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// The stored status is final, or the wrapper is alive on this host.
+    AsStored,
+    /// The wrapper is gone (same host: process gone or reused pid; or the host rebooted).
+    Lost,
+    /// Running on another host: cannot be checked from here.
+    Elsewhere(String),
+}
+
+/// Checks a run's liveness from this host.
+pub fn liveness(run: &Run) -> Liveness {
+    if run.status != Status::Running {
+        return Liveness::AsStored;
+    }
+    if run.host != hostname() {
+        return Liveness::Elsewhere(run.host.clone());
+    }
+    if let (Some(recorded), Some(now)) = (&run.boot_id, boot_id()) {
+        if *recorded != now {
+            return Liveness::Lost;
+        }
+    }
+    let Some(pid) = run.pid.and_then(|p| u32::try_from(p).ok()) else {
+        return Liveness::AsStored;
+    };
+    match process_start(pid) {
+        None => Liveness::Lost,
+        Some(start) => match run.pid_start {
+            Some(recorded) if recorded != start => Liveness::Lost,
+            _ => Liveness::AsStored,
+        },
+    }
+}
+
+/// Applies `liveness` to a loaded run: returns the status to show.
+pub fn effective_status(run: &Run) -> (Status, Option<String>) {
+    match liveness(run) {
+        Liveness::AsStored => (run.status, None),
+        Liveness::Lost => (Status::Lost, None),
+        Liveness::Elsewhere(h) => (Status::Running, Some(h)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_has_a_start_time() {
+        let me = std::process::id();
+        assert!(process_start(me).is_some());
+        assert_eq!(process_start(me), process_start(me));
+        assert!(process_start(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn platform_uses_oci_names() {
+        let p = platform();
+        assert!(p.starts_with("linux/"));
+        assert!(!p.contains("x86_64"));
+    }
+}

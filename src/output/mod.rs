@@ -1,1 +1,321 @@
-//! Renderers: tables (comfy-table), JSON, and human text for `show`.
+//! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
+
+use chrono::{DateTime, Local, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+use serde_json::json;
+
+use crate::capture::host::effective_status;
+use crate::record::{Run, SCHEMA_VERSION};
+
+/// `1.2s`, `3m04s`, `2h05m`: exact values stay in JSON.
+pub fn human_duration(ms: i64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s < 60 {
+        return format!("{}.{}s", s, (ms % 1000) / 100);
+    }
+    if s < 3600 {
+        return format!("{}m{:02}s", s / 60, s % 60);
+    }
+    format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+}
+
+/// A stored RFC 3339 time shown in local time (or UTC with `utc`).
+pub fn show_time(rfc3339: &str, utc: bool) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) if utc => t
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        Ok(t) => t
+            .with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S %z")
+            .to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// The status shown for a run, `lost` / `running?` applied.
+pub fn status_text(run: &Run) -> String {
+    match effective_status(run) {
+        (s, None) => s.to_string(),
+        (_, Some(h)) => format!("running? (on {h})"),
+    }
+}
+
+/// The JSON object of one run, status liveness applied.
+pub fn run_json(run: &Run) -> serde_json::Value {
+    let mut v = serde_json::to_value(run).expect("run serialises");
+    let (status, _) = effective_status(run);
+    v["status"] = json!(status.as_str());
+    if let Some(code) = v.get_mut("code").and_then(|c| c.as_object_mut()) {
+        code.remove("patch");
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("pid_start");
+    }
+    v
+}
+
+/// `{"schema_version":1,"runs":[…]}`.
+pub fn runs_json(runs: &[Run]) -> String {
+    let list: Vec<_> = runs.iter().map(run_json).collect();
+    let doc = json!({"schema_version": SCHEMA_VERSION, "runs": list});
+    let mut s = serde_json::to_string_pretty(&doc).expect("json");
+    s.push('\n');
+    s
+}
+
+/// One line of argv for display (shell-quoted where needed).
+pub fn command_line(run: &Run) -> String {
+    run.command
+        .iter()
+        .map(|a| display_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn display_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Short image text for tables: `repo:tag@sha256:0123456789ab`.
+pub fn image_short(run: &Run) -> String {
+    match &run.image {
+        None => "-".into(),
+        Some(i) => {
+            let base = i.reference.split('@').next().unwrap_or(&i.reference);
+            match &i.digest {
+                Some(d) => {
+                    let hex = d.split(':').nth(1).unwrap_or(d);
+                    format!("{base}@{}", &hex[..hex.len().min(12)])
+                }
+                None => format!("{base} (unpinned)"),
+            }
+        }
+    }
+}
+
+/// Short commit for tables, `+` when dirty.
+pub fn code_short(run: &Run) -> String {
+    match &run.code {
+        None => "-".into(),
+        Some(c) => {
+            let sha = c
+                .commit
+                .as_deref()
+                .map(|s| &s[..s.len().min(10)])
+                .unwrap_or("(none)");
+            if c.dirty {
+                format!("{sha}+")
+            } else {
+                sha.to_string()
+            }
+        }
+    }
+}
+
+/// A table of runs; `tty` picks a bordered table fitted to the terminal, else plain columns.
+pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
+    let mut t = Table::new();
+    if tty {
+        t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        t.load_preset(presets::NOTHING);
+    }
+    t.set_header(vec![
+        "ID", "NAME", "STATUS", "STARTED", "DURATION", "IMAGE", "CODE", "COMMAND",
+    ]);
+    if !tty {
+        for col in t.column_iter_mut() {
+            col.set_padding((0, 2));
+        }
+    }
+    for r in runs {
+        t.add_row(vec![
+            r.short_id().to_string(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            status_text(r),
+            show_time(&r.started_at, utc),
+            r.duration_ms
+                .map(human_duration)
+                .unwrap_or_else(|| "-".into()),
+            image_short(r),
+            code_short(r),
+            command_line(r),
+        ]);
+    }
+    let mut s = t.to_string();
+    if !tty {
+        // Plain output: no trailing padding.
+        s = s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    }
+    s.push('\n');
+    s
+}
+
+/// The human text of `repro show`.
+pub fn show_text(run: &Run, utc: bool) -> String {
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {v}\n"));
+    line("run", run.id.clone());
+    if let Some(n) = &run.name {
+        line("name", n.clone());
+    }
+    let mut status = status_text(run);
+    if let Some(c) = run.exit_code {
+        status.push_str(&format!(" (exit {c})"));
+    }
+    if let Some(s) = run.signal {
+        status.push_str(&format!(" ({})", crate::exec::signal_name(s)));
+    }
+    line("status", status);
+    line("pin grade", run.pin_grade());
+    line("started", show_time(&run.started_at, utc));
+    if let Some(e) = &run.ended_at {
+        line("ended", show_time(e, utc));
+    }
+    if let Some(d) = run.duration_ms {
+        line("duration", format!("{} ({d} ms)", human_duration(d)));
+    }
+    line("command", command_line(run));
+    line("cwd", run.cwd.clone());
+    let exec = match (&run.exec.engine, run.exec.mode) {
+        (Some(e), m) => format!("{} ({e})", m.as_str()),
+        (None, m) => m.as_str().to_string(),
+    };
+    line("exec", exec);
+    if !run.exec.engine_args.is_empty() {
+        line("engine args", run.exec.engine_args.join(" "));
+    }
+    if let Some(g) = &run.exec.gpus {
+        line("gpus", g.clone());
+    }
+    match &run.image {
+        None => line(
+            "image",
+            "none (the command ran on the host without an image)".into(),
+        ),
+        Some(i) => {
+            line("image", i.reference.clone());
+            line(
+                "  digest",
+                i.digest.clone().unwrap_or_else(|| "none (UNPINNED)".into()),
+            );
+            if let Some(x) = &i.index_digest {
+                line("  index", x.clone());
+            }
+            if let Some(p) = &i.platform {
+                line("  platform", p.clone());
+            }
+            line("  resolved", i.resolved_by.as_str().to_string());
+            for (k, v) in &i.labels {
+                line("  label", format!("{k}={v}"));
+            }
+        }
+    }
+    match &run.code {
+        None => line("code", "none (not in a git repository)".into()),
+        Some(c) => {
+            line("code", c.repo_root.clone());
+            line(
+                "  commit",
+                c.commit.clone().unwrap_or_else(|| "(no commits)".into()),
+            );
+            line(
+                "  branch",
+                c.branch.clone().unwrap_or_else(|| "(detached HEAD)".into()),
+            );
+            line(
+                "  remote",
+                c.remote.clone().unwrap_or_else(|| "(none)".into()),
+            );
+            let dirty = if c.dirty {
+                format!(
+                    "yes, patch sha256:{} ({} untracked file(s))",
+                    c.patch_sha256.as_deref().unwrap_or("-"),
+                    c.untracked.len()
+                )
+            } else {
+                "no".into()
+            };
+            line("  dirty", dirty);
+            if let (Some(img), Some(commit)) = (&run.image, &c.commit) {
+                if let Some(rev) = img.labels.get("org.opencontainers.image.revision") {
+                    if !commit.starts_with(rev.as_str()) && !rev.starts_with(commit.as_str()) {
+                        line(
+                            "  note",
+                            format!("the image was built from revision {rev}, not this commit"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for d in &run.datasets {
+        let mut v = format!("{} [{}]", d.name, d.kind.as_str());
+        if let Some(u) = &d.uri {
+            v.push_str(&format!(" {u}"));
+        }
+        if let Some(ver) = &d.version {
+            v.push_str(&format!(" @ {ver}"));
+        }
+        if let (Some(f), Some(b)) = (d.files, d.bytes) {
+            v.push_str(&format!(" ({f} files, {b} bytes)"));
+        }
+        line("dataset", v);
+    }
+    for out in &run.outputs {
+        line(
+            "output",
+            format!(
+                "{} {}",
+                out.path,
+                out.sha256.as_deref().unwrap_or("(missing)")
+            ),
+        );
+    }
+    for (k, v) in &run.params {
+        line("param", format!("{k}={v}"));
+    }
+    if !run.tags.is_empty() {
+        line("tags", run.tags.join(", "));
+    }
+    for (k, v) in &run.env {
+        line("env", format!("{k}={v}"));
+    }
+    for n in &run.notes {
+        line("note", n.clone());
+    }
+    line(
+        "host",
+        format!("{} ({}, user {})", run.host, run.platform, run.user),
+    );
+    if let Some(r) = &run.rerun_of {
+        line("rerun of", r.clone());
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(human_duration(5), "5ms");
+        assert_eq!(human_duration(1234), "1.2s");
+        assert_eq!(human_duration(184_000), "3m04s");
+        assert_eq!(human_duration(7_500_000), "2h05m");
+    }
+}

@@ -303,7 +303,7 @@ impl Store {
                 code.and_then(|c| c.branch.clone()),
                 code.map(|c| c.dirty),
                 code.map(|c| serde_json::to_string(&c.untracked).expect("strings serialise")),
-                code.and_then(|c| c.patch.clone()),
+                code.and_then(|c| c.patch.as_ref().map(|p| p.0.clone())),
                 code.and_then(|c| c.patch_sha256.clone()),
                 run.host,
                 run.user,
@@ -636,7 +636,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
             branch: r.get(24)?,
             dirty: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
             untracked: json_col(r, 26)?,
-            patch: r.get(27)?,
+            patch: r.get::<_, Option<Vec<u8>>>(27)?.map(Arg),
             patch_sha256: r.get(28)?,
         }),
     };

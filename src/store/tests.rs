@@ -42,7 +42,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
             dirty: true,
             untracked: vec!["new.txt".into()],
             patch_sha256: Some("c".repeat(64)),
-            patch: Some("diff --git a/x b/x\n".into()),
+            patch: Some(Arg::from("diff --git a/x b/x\n")),
         }),
         datasets: vec![Dataset {
             name: "imagenet".into(),

@@ -1,0 +1,547 @@
+//! `repro run`: capture provenance, write the run as `running`, run the child, finish the record.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::capture::{code, dataset, host};
+use crate::cli::Ctx;
+use crate::error::{CliError, CliResult};
+use crate::exec::{self, Outcome, Spawn};
+use crate::record::{Arg, Exec, ExecMode, Image, Output, Run, Status, SCHEMA_VERSION};
+use crate::store::Finish;
+
+/// Default mount point of the repository inside the container.
+pub const DEFAULT_WORKDIR: &str = "/workspace";
+
+/// Arguments of `repro run`.
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Container image; the command runs in exactly the digest it resolves to
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Container engine (auto-detected: REPRO_ENGINE, then podman, then docker)
+    #[arg(long, value_name = "docker|podman", env = "REPRO_ENGINE")]
+    pub engine: Option<String>,
+    /// Run on the host even with --image (the image is recorded as declared)
+    #[arg(long)]
+    pub host: bool,
+    /// Dataset: NAME@VERSION, NAME=URI@VERSION, or [NAME=]PATH (hashed)
+    #[arg(long = "dataset", value_name = "SPEC")]
+    pub datasets: Vec<String>,
+    /// Parameter annotation K=V
+    #[arg(long = "param", value_name = "K=V")]
+    pub params: Vec<String>,
+    /// Tag annotation
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Human name for the run
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Record this environment variable (and pass it into the container)
+    #[arg(long = "env", value_name = "VAR")]
+    pub env: Vec<String>,
+    /// Record secret-looking variables (*TOKEN*, *SECRET*, *PASSWORD*, *KEY*) in clear text
+    #[arg(long)]
+    pub env_unredacted: bool,
+    /// Output file or directory, hashed after the run
+    #[arg(long = "output", value_name = "PATH")]
+    pub outputs: Vec<String>,
+    /// Refuse to run when the working tree has uncommitted changes
+    #[arg(long)]
+    pub require_clean: bool,
+    /// GPUs for the container (`all`, `2`, `device=0,1`); recorded and replayed
+    #[arg(long, value_name = "SPEC")]
+    pub gpus: Option<String>,
+    /// Extra engine flag for `<engine> run` (repeatable); recorded and replayed
+    #[arg(long = "engine-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub engine_args: Vec<String>,
+    /// Extra bind mount SRC:DST[:OPTS] (repeatable); recorded and replayed
+    #[arg(long = "mount", value_name = "SRC:DST")]
+    pub mounts: Vec<String>,
+    /// Where the repository is mounted inside the container
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_WORKDIR)]
+    pub workdir: String,
+    /// The command and its arguments, after `--`
+    #[arg(required = true, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+/// What `repro run` needs after validation.
+struct Request {
+    image: Option<String>,
+    mode: ExecMode,
+    engine: Option<String>,
+    params: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    engine_args: Vec<String>,
+}
+
+fn validate(args: &RunArgs) -> CliResult<Request> {
+    let mut params = BTreeMap::new();
+    for p in &args.params {
+        let (k, v) = p.split_once('=').ok_or_else(|| {
+            CliError::usage(format!("--param '{p}' is not of the form KEY=VALUE"))
+                .hint("write it as --param lr=0.1")
+        })?;
+        if k.is_empty() {
+            return Err(CliError::usage(format!("--param '{p}' has an empty key"))
+                .hint("write it as --param lr=0.1"));
+        }
+        params.insert(k.to_string(), v.to_string());
+    }
+    let mut env = BTreeMap::new();
+    for name in &args.env {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(
+                CliError::usage(format!("--env '{name}' is not a variable name")).hint(
+                    "name the variable only (--env SEED); its value is read from the environment",
+                ),
+            );
+        }
+        let value = std::env::var(name).map_err(|_| {
+            CliError::user(format!(
+                "--env {name}: the variable is not set (or not UTF-8)"
+            ))
+            .hint(format!(
+                "export {name}=… before the run, or drop --env {name}"
+            ))
+        })?;
+        let value = if !args.env_unredacted && looks_secret(name) {
+            REDACTED.to_string()
+        } else {
+            value
+        };
+        env.insert(name.clone(), value);
+    }
+    let mode = if args.image.is_some() && !args.host {
+        ExecMode::Container
+    } else {
+        ExecMode::Host
+    };
+    let engine = if mode == ExecMode::Container {
+        Some(pick_engine(args.engine.as_deref())?)
+    } else {
+        None
+    };
+    if let Some(e) = &args.engine {
+        if e != "docker" && e != "podman" {
+            return Err(CliError::usage(format!("unknown engine '{e}'"))
+                .hint("use --engine docker or --engine podman"));
+        }
+    }
+    let mut engine_args = Vec::new();
+    for m in &args.mounts {
+        if !m.contains(':') {
+            return Err(CliError::usage(format!("--mount '{m}' is not SRC:DST"))
+                .hint("write it as --mount /data:/data[:ro]"));
+        }
+        engine_args.push(format!("--volume={m}"));
+    }
+    engine_args.extend(args.engine_args.iter().cloned());
+    if !args.workdir.starts_with('/') {
+        return Err(CliError::usage(format!(
+            "--workdir '{}' is not an absolute path",
+            args.workdir
+        ))
+        .hint("use a path inside the container such as /workspace"));
+    }
+    Ok(Request {
+        image: args.image.clone(),
+        mode,
+        engine,
+        params,
+        env,
+        engine_args,
+    })
+}
+
+/// The value recorded for a secret-looking variable (the real value still reaches the child).
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a variable name looks like it holds a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| up.contains(w))
+}
+
+/// Picks the container engine: the one asked for, else podman, else docker, on PATH.
+pub fn pick_engine(wanted: Option<&str>) -> CliResult<String> {
+    let candidates: Vec<&str> = match wanted {
+        Some(w) => vec![w],
+        None => vec!["podman", "docker"],
+    };
+    for c in &candidates {
+        if which(c).is_some() {
+            return Ok(c.to_string());
+        }
+    }
+    Err(CliError::user(match wanted {
+        Some(w) => format!("the container engine '{w}' is not installed (not found on PATH)"),
+        None => "no container engine found (neither podman nor docker is on PATH)".into(),
+    })
+    .hint("install podman or docker, or run on the host with --host"))
+}
+
+/// Finds a program on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+// Interim until the image module lands: pinned references, or the local engine's RepoDigests.
+fn resolve_image(reference: &str, engine: Option<&str>) -> CliResult<Image> {
+    use crate::record::ResolvedBy;
+    if let Some((_, digest)) = reference.split_once('@') {
+        let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if !ok {
+            return Err(
+                CliError::user(format!("'{reference}' has an invalid digest"))
+                    .hint("a digest is sha256: followed by 64 lowercase hex characters"),
+            );
+        }
+        return Ok(Image {
+            reference: reference.to_string(),
+            digest: Some(digest.to_string()),
+            index_digest: None,
+            platform: None,
+            resolved_by: ResolvedBy::Pinned,
+            labels: BTreeMap::new(),
+        });
+    }
+    let engine = match engine {
+        Some(e) => e.to_string(),
+        None => pick_engine(None)?,
+    };
+    let out = std::process::Command::new(&engine)
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            reference,
+        ])
+        .output()
+        .map_err(|e| CliError::user(format!("cannot run {engine}: {e}")))?;
+    let digests: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let repo = crate::record::repository_of(reference);
+    let found = digests
+        .iter()
+        .find(|d| {
+            d.split('@')
+                .next()
+                .is_some_and(|n| n == repo || n.ends_with(&format!("/{repo}")))
+        })
+        .or(digests.first())
+        .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()));
+    match found {
+        Some(d) => Ok(Image {
+            reference: reference.to_string(),
+            digest: Some(d),
+            index_digest: None,
+            platform: Some(host::platform()),
+            resolved_by: ResolvedBy::Engine,
+            labels: BTreeMap::new(),
+        }),
+        None => Err(
+            CliError::user(format!("cannot resolve '{reference}' to a digest"))
+                .hint("pin it as name@sha256:… (see `skopeo inspect` or `docker image inspect`)"),
+        ),
+    }
+}
+
+/// Runs `repro run` and returns the process exit code (the child's, when it ran).
+pub fn cmd_run(ctx: &Ctx, args: &RunArgs) -> i32 {
+    match prepare_and_run(ctx, args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
+    let req = validate(args)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::user(format!("cannot read the current directory: {e}")))?;
+    let captured = code::capture(&cwd)?;
+    if let (true, Some(c)) = (args.require_clean, &captured.code) {
+        code::require_clean(c)?;
+    }
+    let image = match &req.image {
+        Some(r) => Some(resolve_image(r, req.engine.as_deref())?),
+        None => None,
+    };
+    if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
+        if img.digest.is_none() {
+            return Err(CliError::user(format!(
+                "the image '{}' has no digest to run in a container",
+                img.reference
+            ))
+            .hint("pin it (name@sha256:…) or run on the host with --host"));
+        }
+    }
+    let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
+    let mut store = ctx.open_store()?;
+    let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref(), &store)?;
+    let started = host::now();
+    let id = ulid::Ulid::from_datetime(started.into())
+        .to_string()
+        .to_ascii_lowercase();
+    let run = Run {
+        schema_version: SCHEMA_VERSION,
+        id: id.clone(),
+        name: args.name.clone(),
+        status: Status::Running,
+        exit_code: None,
+        signal: None,
+        started_at: host::rfc3339(started),
+        ended_at: None,
+        duration_ms: None,
+        command: args.command.iter().cloned().map(Arg::from).collect(),
+        cwd: captured.cwd.clone(),
+        exec: Exec {
+            mode: req.mode,
+            engine: req.engine.clone(),
+            workdir: (req.mode == ExecMode::Container).then(|| args.workdir.clone()),
+            engine_args: req.engine_args.clone(),
+            gpus: args.gpus.clone(),
+        },
+        image,
+        code: captured.code.clone(),
+        datasets,
+        outputs: Vec::new(),
+        params: req.params.clone(),
+        tags: args.tags.clone(),
+        notes: Vec::new(),
+        env: req.env.clone(),
+        host: host::hostname(),
+        user: host::username(),
+        platform: host::platform(),
+        pid: Some(std::process::id() as i64),
+        boot_id: host::boot_id(),
+        pid_start: host::process_start(std::process::id()),
+        rerun_of: None,
+    };
+    execute(ctx, &mut store, run, &cwd, &args.outputs)
+}
+
+/// Writes the run as `running`, runs it, and finishes the record. Shared with `repro rerun`.
+pub fn execute(
+    ctx: &Ctx,
+    store: &mut crate::store::Store,
+    run: Run,
+    cwd: &Path,
+    output_paths: &[String],
+) -> CliResult<i32> {
+    // Nothing unrecorded runs: if this fails, the command is not started.
+    store.insert_run(&run)?;
+    ctx.status(format!("run {} started", run.id));
+    let spawn = build_spawn(&run, cwd);
+    let t0 = Instant::now();
+    let (outcome, forwarded) = exec::run(&spawn, |_| {});
+    let elapsed = t0.elapsed();
+    let exit = outcome.exit_code();
+    let (status, exit_code, signal) = classify(&run, &outcome, forwarded);
+    if let Outcome::NotStarted(e) = &outcome {
+        eprintln!(
+            "repro: cannot start {}: {e}",
+            spawn.program.to_string_lossy()
+        );
+    }
+    let outputs: Vec<Output> = hash_outputs(ctx, output_paths, cwd);
+    let ended = host::now();
+    let fin = Finish {
+        status,
+        exit_code,
+        signal,
+        ended_at: host::rfc3339(ended),
+        duration_ms: elapsed.as_millis() as i64,
+        outputs,
+    };
+    match store.finish_run(&run.id, &fin) {
+        Ok(_) => ctx.status(format!(
+            "run {} {} ({}) in {}",
+            run.id,
+            status,
+            match signal {
+                Some(s) => exec::signal_name(s),
+                None => format!("exit {}", exit_code.unwrap_or(exit)),
+            },
+            crate::output::human_duration(fin.duration_ms)
+        )),
+        // Never mask the child's exit code with a bookkeeping failure.
+        Err(e) => eprintln!(
+            "repro: warning: could not finish the record of run {}: {}",
+            run.id,
+            crate::error::CliError::from(e)
+        ),
+    }
+    Ok(exit)
+}
+
+fn hash_outputs(ctx: &Ctx, paths: &[String], cwd: &Path) -> Vec<Output> {
+    paths
+        .iter()
+        .map(|p| match dataset::hash_output(&cwd.join(p)) {
+            Ok(o) => Output {
+                path: p.clone(),
+                ..o
+            },
+            Err(e) => {
+                ctx.warn(format!("cannot hash output {p}: {e}"));
+                Output {
+                    path: p.clone(),
+                    sha256: None,
+                    bytes: None,
+                }
+            }
+        })
+        .collect()
+}
+
+fn capture_datasets(
+    specs: &[String],
+    cwd: &Path,
+    repo_root: Option<&Path>,
+    store: &crate::store::Store,
+) -> CliResult<Vec<crate::record::Dataset>> {
+    let mut out = Vec::new();
+    for s in specs {
+        let spec = dataset::parse_spec(s, cwd, repo_root)?;
+        out.push(dataset::capture(
+            &spec,
+            &dataset::HashOptions::default(),
+            Some(store.conn()),
+            None,
+        )?);
+    }
+    Ok(out)
+}
+
+fn classify(
+    run: &Run,
+    outcome: &Outcome,
+    forwarded: Option<i32>,
+) -> (Status, Option<i32>, Option<i32>) {
+    match outcome {
+        Outcome::Exited(0) => (Status::Succeeded, Some(0), None),
+        Outcome::Exited(c) => {
+            // An engine client reports a container killed by signal N as 128+N.
+            if run.exec.mode == ExecMode::Container && *c > 128 && *c < 128 + 65 {
+                let sig = c - 128;
+                if forwarded == Some(sig) || sig == libc::SIGKILL {
+                    return (Status::Killed, Some(*c), Some(sig));
+                }
+            }
+            (Status::Failed, Some(*c), None)
+        }
+        Outcome::Signaled(s) => (Status::Killed, None, Some(*s)),
+        Outcome::NotStarted(_) => (Status::Failed, Some(127), None),
+    }
+}
+
+/// The engine invocation (container mode) or the plain command (host mode).
+pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
+    let argv = run.argv_os();
+    match (run.exec.mode, &run.image) {
+        (ExecMode::Container, Some(img)) => {
+            let engine = run.exec.engine.clone().unwrap_or_else(|| "podman".into());
+            let name = format!("repro-{}", run.id);
+            let workdir = run
+                .exec
+                .workdir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_WORKDIR.into());
+            let (mount_src, inner) = match &run.code {
+                Some(c) => (
+                    PathBuf::from(&c.repo_root),
+                    if run.cwd == "." {
+                        workdir.clone()
+                    } else {
+                        format!("{}/{}", workdir.trim_end_matches('/'), run.cwd)
+                    },
+                ),
+                None => (cwd.to_path_buf(), workdir.clone()),
+            };
+            let mut a: Vec<OsString> = vec!["run".into(), "--rm".into(), "-i".into()];
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                a.push("-t".into());
+            }
+            a.push(format!("--name={name}").into());
+            let mut vol = OsString::from("--volume=");
+            vol.push(mount_src.as_os_str());
+            vol.push(format!(":{workdir}"));
+            a.push(vol);
+            a.push(format!("--workdir={inner}").into());
+            for k in run.env.keys() {
+                a.push("--env".into());
+                a.push(k.into());
+            }
+            if let Some(g) = &run.exec.gpus {
+                a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
+            }
+            a.extend(run.exec.engine_args.iter().map(OsString::from));
+            a.push(img.pinned().unwrap_or_else(|| img.reference.clone()).into());
+            a.extend(argv);
+            Spawn {
+                program: engine.clone().into(),
+                args: a,
+                cwd: cwd.to_path_buf(),
+                container: Some((engine, name)),
+            }
+        }
+        _ => {
+            let mut it = argv.into_iter();
+            let program = it.next().unwrap_or_default();
+            Spawn {
+                program,
+                args: it.collect(),
+                cwd: cwd.to_path_buf(),
+                container: None,
+            }
+        }
+    }
+}
+
+/// Engine flags for a `--gpus` request.
+pub fn gpu_flags(engine: &str, gpus: &str) -> Vec<String> {
+    if engine == "podman" {
+        // podman uses CDI device names.
+        if gpus == "all" {
+            vec!["--device=nvidia.com/gpu=all".into()]
+        } else if let Some(list) = gpus.strip_prefix("device=") {
+            list.split(',')
+                .map(|d| format!("--device=nvidia.com/gpu={d}"))
+                .collect()
+        } else {
+            vec![format!("--gpus={gpus}")]
+        }
+    } else {
+        vec![format!("--gpus={gpus}")]
+    }
+}
