@@ -15,6 +15,8 @@ use repro::capture::dataset::{
 use repro::record::DatasetKind;
 use repro::store::Store;
 
+use crate::support::TestEnv;
+
 fn write(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -514,4 +516,96 @@ fn outputs_hash_files_like_sha256sum_and_directories_as_datasets() {
     let o = hash_output(&r.join("missing")).unwrap();
     assert_eq!((o.sha256, o.bytes), (None, None));
     assert_eq!(o.path, r.join("missing").to_string_lossy());
+}
+
+#[test]
+fn cli_dataset_hash_json_cache_and_verify() {
+    let env = TestEnv::new();
+    let data = env.root().join("data");
+    make_tree(&data, false);
+    let want = digest(&data);
+    let d = data.to_str().unwrap();
+    past_racy_window();
+
+    let (code, out, err) = env.run_in(env.root(), &["dataset", "hash", d, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["digest"], want.as_str());
+    assert_eq!(v["path"], d);
+    assert_eq!(v["from_cache"], 0);
+    assert!(
+        err.is_empty(),
+        "no progress bar when stderr is not a terminal: {err:?}"
+    );
+    let (_, out, _) = env.run_in(env.root(), &["dataset", "hash", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["from_cache"], files().len() as u64);
+    let (_, out, _) = env.run_in(env.root(), &["dataset", "hash", d, "--no-cache"]);
+    assert_eq!(out.lines().next(), Some(want.as_str()));
+    assert!(out.contains("from cache  0"), "{out}");
+    let (_, out, _) = env.run_in(env.root(), &["dataset", "hash", "--manifest", d]);
+    assert_eq!(format!("sha256:{}", sha2_hex(out.as_bytes())), want);
+
+    let (code, out, err) = env.run_in(env.root(), &["dataset", "verify", d, &want]);
+    assert_eq!((code, out.starts_with("ok: ")), (0, true), "{out}{err}");
+    write(&data, "a/b", b"edited");
+    let (code, _, err) = env.run_in(env.root(), &["dataset", "verify", d, &want]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not match") && err.contains(&want),
+        "{err}"
+    );
+
+    let (code, _, err) = env.run_in(env.root(), &["dataset", "hash", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nope") && err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn cli_verify_reports_match_mismatch_and_missing_per_item() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    write(&repo, "data/train/x.csv", b"1,2\n");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--dataset",
+            "./data/train",
+            "--dataset",
+            "imagenet@v3",
+            "--output",
+            "model.bin",
+            "--",
+            "sh",
+            "-c",
+            "echo weights > model.bin",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let run = env.show_json(&id);
+    assert_eq!(run["datasets"][0]["kind"], "path");
+    assert_eq!(run["datasets"][0]["uri"], "data/train");
+
+    let (code, out, err) = env.run_in(&repo, &["verify", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("match      dataset train"), "{out}");
+    assert!(out.contains("unchecked  dataset imagenet"), "{out}");
+    assert!(out.contains("match      output  model.bin"), "{out}");
+
+    write(&repo, "data/train/x.csv", b"1,3\n");
+    fs::remove_file(repo.join("model.bin")).unwrap();
+    let (code, out, _) = env.run_in(&repo, &["verify", &id, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    let st: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(st, ["mismatch", "unchecked", "missing"]);
 }

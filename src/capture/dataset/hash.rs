@@ -265,7 +265,7 @@ fn hash_files(
                     }
                     _ => Vec::new(),
                 };
-                if first_err.as_ref().map_or(true, |(k, _)| key < *k) {
+                if first_err.as_ref().is_none_or(|(k, _)| key < *k) {
                     first_err = Some((key, e));
                 }
             }
