@@ -8,11 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
+pub mod dataset;
 pub mod image;
 pub mod ls;
 pub mod run;
 pub mod script;
 pub mod show;
+pub mod verify;
 
 /// repro: record exactly what a training run used, and re-run it pinned to exactly that.
 #[derive(Debug, Parser)]
@@ -55,6 +57,11 @@ pub enum Command {
     Script(script::ScriptArgs),
     /// Parse an image reference and ask its registry what it points at
     Image(image::ImageArgs),
+    /// Content digests of datasets: hash a path, or verify one against a digest
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCmd),
+    /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any)
+    Verify(verify::VerifyArgs),
 }
 
 /// Global options every command sees.
@@ -137,6 +144,21 @@ pub fn main() -> i32 {
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
         Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
+        Command::Dataset(cmd) => {
+            let store = if dataset::wants_store(cmd) {
+                match ctx.open_store() {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return e.exit_code();
+                    }
+                }
+            } else {
+                None
+            };
+            dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
+        }
+        Command::Verify(args) => return verify::cmd_verify(&ctx, args),
     };
     match result {
         Ok(()) => 0,

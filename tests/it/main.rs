@@ -2,6 +2,7 @@
 
 mod conformance_reference;
 mod container;
+mod dataset;
 mod faults;
 mod harness;
 mod registry;

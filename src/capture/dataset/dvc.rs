@@ -140,7 +140,7 @@ pub(crate) fn find(path: &Path, stop: Option<&Path>) -> Result<Option<DvcHash>, 
                 }
             }
         }
-        if stop.as_deref().map_or(true, |s| s == d) {
+        if stop.as_deref().is_none_or(|s| s == d) {
             break;
         }
         dir = d.parent();

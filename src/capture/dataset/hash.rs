@@ -164,6 +164,9 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
+/// (index into the entries, SHA-256) pairs from one worker.
+type Hashed = Vec<(usize, [u8; 32])>;
+
 /// Hashes the files `todo` (indices into `entries`) on `rayon::current_num_threads()` workers,
 /// largest first so one big file starts at once and the small ones fill the other cores.
 fn hash_files(
@@ -173,7 +176,7 @@ fn hash_files(
     files_already: u64,
     bytes_already: u64,
     bytes_total: u64,
-) -> Result<Vec<(usize, [u8; 32])>, DatasetError> {
+) -> Result<Hashed, DatasetError> {
     let size_of = |i: usize| match &entries[i].kind {
         EntryKind::File(m) => m.size,
         EntryKind::Symlink(_) => 0,
@@ -202,7 +205,7 @@ fn hash_files(
         }
     };
 
-    let results: Vec<Result<Vec<(usize, [u8; 32])>, DatasetError>> = std::thread::scope(|s| {
+    let results: Vec<Result<Hashed, DatasetError>> = std::thread::scope(|s| {
         let me = std::thread::current();
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -262,7 +265,7 @@ fn hash_files(
                     }
                     _ => Vec::new(),
                 };
-                if first_err.as_ref().map_or(true, |(k, _)| key < *k) {
+                if first_err.as_ref().is_none_or(|(k, _)| key < *k) {
                     first_err = Some((key, e));
                 }
             }
