@@ -71,7 +71,8 @@ fn image_section(run: &Run) -> Result<String, RenderError> {
         q.str("image reference", &reference)?
     ));
     s.push_str(&q.note(&format!("pulling {reference}")));
-    s.push_str("run \"$engine\" pull \"$image\"\n");
+    // Status goes to stderr: stdout carries only what the re-run command prints.
+    s.push_str("if ((dry_run)); then run \"$engine\" pull \"$image\"; else \"$engine\" pull \"$image\" >&2; fi\n");
     match digest {
         Some(d) => {
             s.push_str(&format!("digest={}\n", q.str("image digest", &d)?));

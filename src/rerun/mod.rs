@@ -429,27 +429,28 @@ checkout_from() {
 /// sorted bytewise by relative path: `<sha256hex>  <size>  <relpath>\n`. A single file is hashed
 /// as a manifest of one line whose relpath is its file name.
 pub fn dataset_verify_snippet() -> &'static str {
-    r#"# Canonical dataset digest: sha256 of the manifest "<sha256>  <size>  <relpath>" (one line per
-# regular file, sorted bytewise by relative path), the format `repro` records.
+    r#"# Canonical dataset digest (docs/datasets.md): sha256 of the manifest with one line per regular
+# file "<sha256> <size> <relpath>" or symlink "<sha256 of target> symlink <relpath>", sorted
+# bytewise by relative path; `.git` skipped. A single file is one line named by its basename.
 dataset_digest() {
-  local dir=$1 base='.' f sum size
-  if [[ -f $dir ]]; then
-    base=${dir##*/}
-    dir=${dir%/*}
-    [[ $dir != "$1" ]] || dir=.
+  if [[ -f $1 && ! -L $1 ]]; then
+    printf '%s %s %s\n' "$(sha256sum <"$1" | cut -c1-64)" "$(stat -L -c %s -- "$1")" "$(basename -- "$1")" |
+      sha256sum | sed 's/^\([0-9a-f]\{64\}\).*/sha256:\1/'
+    return
   fi
   (
-    cd -- "$dir" || exit 1
-    find "$base" -type f -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' f; do
-      f=${f#./}
-      sum=$(sha256sum <"$f")
-      size=$(wc -c <"$f")
-      printf '%s  %s  %s\n' "${sum%% *}" "$((size))" "$f"
-    done
-  ) | sha256sum | {
-    read -r sum _
-    printf 'sha256:%s\n' "$sum"
-  }
+    cd -- "$1" || exit 1
+    find . -name .git -prune -o \( -type f -o -type l \) -printf '%P\0' |
+      LC_ALL=C sort -z |
+      while IFS= read -r -d '' f; do
+        if [[ -L $f ]]; then
+          printf '%s symlink %s\n' "$(readlink -n -- "$f" | sha256sum | cut -c1-64)" "$f"
+        else
+          printf '%s %s %s\n' "$(sha256sum <"$f" | cut -c1-64)" "$(stat -c %s -- "$f")" "$f"
+        fi
+      done |
+      sha256sum | sed 's/^\([0-9a-f]\{64\}\).*/sha256:\1/'
+  )
 }
 # verify_dataset PATH DIGEST: with `repro` on PATH it does the check, else the coreutils pipeline.
 verify_dataset() {
@@ -459,7 +460,7 @@ verify_dataset() {
   fi
   [[ -e $1 ]] || die "dataset not found: $1"
   if command -v repro >/dev/null 2>&1; then
-    repro dataset verify --digest "$2" -- "$1" || die "dataset $1 does not match $2"
+    repro dataset verify -- "$1" "$2" || die "dataset $1 does not match $2"
   else
     local actual
     actual=$(dataset_digest "$1")

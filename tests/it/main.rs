@@ -8,4 +8,5 @@ mod harness;
 mod registry;
 mod rerun_render;
 mod run;
+mod script_e2e;
 mod support;

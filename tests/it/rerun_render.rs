@@ -48,35 +48,11 @@ fn fixture_repo() -> &'static (PathBuf, String) {
     })
 }
 
-/// The canonical dataset digest computed independently of the script.
+/// The canonical dataset digest, as `repro run` records it (docs/datasets.md).
 fn dataset_digest(dir: &Path) -> String {
-    let mut files = Vec::new();
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                use std::os::unix::ffi::OsStrExt;
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    walk(dir, dir, &mut files);
-    files.sort();
-    let mut manifest = Vec::new();
-    for (rel, data) in files {
-        manifest.extend(format!("{:x}  {}  ", sha2::Sha256::digest(&data), data.len()).bytes());
-        manifest.extend(rel);
-        manifest.push(b'\n');
-    }
-    format!("sha256:{:x}", sha2::Sha256::digest(&manifest))
+    repro::capture::dataset::hash_path(dir, &Default::default(), None, None)
+        .unwrap()
+        .digest
 }
 
 fn base_run(argv: Vec<Arg>) -> Run {
