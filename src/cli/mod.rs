@@ -9,14 +9,17 @@ use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
 pub mod annotate;
+pub mod dataset;
 pub mod diff;
 pub mod export;
 pub mod gc;
+pub mod image;
 pub mod import;
 pub mod ls;
 pub mod run;
 pub mod script;
 pub mod show;
+pub mod verify;
 
 /// repro: record exactly what a training run used, and re-run it pinned to exactly that.
 #[derive(Debug, Parser)]
@@ -71,6 +74,13 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Delete runs matching filters (at least one), after confirmation
     Gc(gc::GcArgs),
+    /// Parse an image reference and ask its registry what it points at
+    Image(image::ImageArgs),
+    /// Content digests of datasets: hash a path, or verify one against a digest
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCmd),
+    /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any)
+    Verify(verify::VerifyArgs),
 }
 
 /// Global options every command sees.
@@ -159,6 +169,22 @@ pub fn main() -> i32 {
         Command::Export(args) => export::cmd_export(&ctx, args),
         Command::Import(args) => import::cmd_import(&ctx, args),
         Command::Gc(args) => gc::cmd_gc(&ctx, args),
+        Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
+        Command::Dataset(cmd) => {
+            let store = if dataset::wants_store(cmd) {
+                match ctx.open_store() {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return e.exit_code();
+                    }
+                }
+            } else {
+                None
+            };
+            dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
+        }
+        Command::Verify(args) => return verify::cmd_verify(&ctx, args),
     };
     match result {
         Ok(()) => 0,

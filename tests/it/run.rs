@@ -357,3 +357,58 @@ fn closed_pipe_is_not_a_panic() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn secret_looking_env_vars_are_redacted_unless_asked() {
+    let env = TestEnv::new();
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .env("HF_TOKEN", "hf_supersecret")
+        .env("WANDB_API_KEY", "k-supersecret")
+        .env("SEED", "1")
+        .args([
+            "run",
+            "-q",
+            "--env",
+            "HF_TOKEN",
+            "--env",
+            "WANDB_API_KEY",
+            "--env",
+            "SEED",
+        ])
+        .args(["--", "sh", "-c", "printf %s \"$HF_TOKEN\""])
+        .output()
+        .unwrap();
+    // The child still gets the real value.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hf_supersecret");
+    let run = env.show_json(&env.last_id());
+    assert_eq!(run["env"]["HF_TOKEN"], "<redacted>");
+    assert_eq!(run["env"]["WANDB_API_KEY"], "<redacted>");
+    assert_eq!(run["env"]["SEED"], "1");
+    let db = std::fs::read(env.db()).unwrap();
+    let wal = std::fs::read(env.db().with_extension("db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains("supersecret"));
+    }
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .env("HF_TOKEN", "hf_visible")
+        .args([
+            "run",
+            "-q",
+            "--env",
+            "HF_TOKEN",
+            "--env-unredacted",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        env.show_json(&env.last_id())["env"]["HF_TOKEN"],
+        "hf_visible"
+    );
+}

@@ -1,6 +1,9 @@
 //! Test environment: a private HOME and database, real git repositories in temp dirs.
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
@@ -126,15 +129,6 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether a program is on PATH.
-pub fn tool_available(name: &str) -> bool {
-    StdCommand::new("sh")
-        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Every file under `dir` (except .git) with its bytes, sorted, for tree comparisons.
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
@@ -156,4 +150,32 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Full path of executable `name` found on `PATH`, if any.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Whether executable `name` is on `PATH` (tests skip or fail loudly on missing tools).
+pub fn tool_available(name: &str) -> bool {
+    which(name).is_some()
+}
+
+/// Panics with a hint when a tool the harness cannot do without is missing.
+pub fn require_tool(name: &str) {
+    assert!(
+        tool_available(name),
+        "required test tool `{name}` is not on PATH; run .ci/install.sh"
+    );
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

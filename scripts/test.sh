@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need (Debian packages for
+# the real registry, image tools, container engines and shellcheck; a PyPI validator for
+# Kubernetes manifests), then runs formatting, lints, and every test.
+#
+# Services (the OCI registry on 127.0.0.1, dockerd) are started and stopped by the tests
+# themselves, so nothing is left running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "== cargo fmt --check" >&2
+cargo fmt --check
+echo "== cargo clippy" >&2
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test" >&2
+cargo test --all-targets "$@"

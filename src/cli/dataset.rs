@@ -1,0 +1,326 @@
+//! `repro dataset hash|verify`: the content digest of a path, and checking a path against one.
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::capture::dataset::{self, DatasetDigest, HashOptions, Phase, Progress};
+use crate::error::{CliError, CliResult};
+use crate::store::Store;
+
+/// `repro dataset …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCmd {
+    /// Print the content digest of a file or directory (format: docs/datasets.md)
+    Hash {
+        /// File or directory to hash
+        path: PathBuf,
+        /// Machine-readable output: {"schema_version":1,"path","digest","files","bytes","from_cache"}
+        #[arg(long)]
+        json: bool,
+        /// Read every file; neither use nor update the hash cache in the database
+        #[arg(long)]
+        no_cache: bool,
+        /// Hash what symlinks point at instead of recording them as links
+        #[arg(long)]
+        follow_symlinks: bool,
+        /// Print the canonical manifest (whose SHA-256 is the digest) instead of the digest
+        #[arg(long, conflicts_with = "json")]
+        manifest: bool,
+    },
+    /// Check a file or directory against a digest; exit 1 when it does not match
+    Verify {
+        /// File or directory to check
+        path: PathBuf,
+        /// `sha256:<hex>` dataset digest, or a bare 64-hex SHA-256 of a file (as sha256sum prints)
+        digest: String,
+        /// Read every file; neither use nor update the hash cache
+        #[arg(long)]
+        no_cache: bool,
+        /// Hash what symlinks point at (use when the digest was made with --follow-symlinks)
+        #[arg(long)]
+        follow_symlinks: bool,
+    },
+}
+
+/// Whether a subcommand wants the hash cache (the caller opens the store only then).
+pub fn wants_store(cmd: &DatasetCmd) -> bool {
+    match cmd {
+        DatasetCmd::Hash {
+            no_cache, manifest, ..
+        } => !no_cache && !manifest,
+        DatasetCmd::Verify { no_cache, .. } => !no_cache,
+    }
+}
+
+/// Runs a `repro dataset` subcommand and returns the text for stdout. `store` supplies the hash
+/// cache; pass `None` for `--no-cache`.
+pub fn cmd_dataset(cmd: &DatasetCmd, store: Option<&Store>) -> CliResult<String> {
+    match cmd {
+        DatasetCmd::Hash {
+            path,
+            json,
+            no_cache,
+            follow_symlinks,
+            manifest,
+        } => {
+            let opts = HashOptions {
+                follow_symlinks: *follow_symlinks,
+            };
+            if *manifest {
+                let m = dataset::manifest_of(path, &opts)?;
+                return Ok(String::from_utf8_lossy(&m).into_owned());
+            }
+            let cache = store.filter(|_| !no_cache).map(Store::conn);
+            let d = with_progress(|p| dataset::hash_path(path, &opts, cache, p))?;
+            Ok(if *json {
+                hash_json(path, &d)
+            } else {
+                hash_text(&d)
+            })
+        }
+        DatasetCmd::Verify {
+            path,
+            digest,
+            no_cache,
+            follow_symlinks,
+        } => {
+            let opts = HashOptions {
+                follow_symlinks: *follow_symlinks,
+            };
+            let cache = store.filter(|_| !no_cache).map(Store::conn);
+            verify_path(path, digest, &opts, cache)
+        }
+    }
+}
+
+fn hash_json(path: &Path, d: &DatasetDigest) -> String {
+    let v = serde_json::json!({
+        "schema_version": crate::record::SCHEMA_VERSION,
+        "path": path.to_string_lossy(),
+        "digest": d.digest,
+        "files": d.files,
+        "bytes": d.bytes,
+        "from_cache": d.from_cache,
+    });
+    format!("{v}\n")
+}
+
+fn hash_text(d: &DatasetDigest) -> String {
+    format!(
+        "{}\nfiles       {}\nbytes       {} ({})\nfrom cache  {}\n",
+        d.digest,
+        d.files,
+        d.bytes,
+        human_bytes(d.bytes),
+        d.from_cache
+    )
+}
+
+/// `1.5 GiB`-style size for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn valid_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn verify_path(
+    path: &Path,
+    expected: &str,
+    opts: &HashOptions,
+    cache: Option<&rusqlite::Connection>,
+) -> CliResult<String> {
+    let expected = expected.trim();
+    let file_form = valid_hex64(expected);
+    if !file_form && !expected.strip_prefix("sha256:").is_some_and(valid_hex64) {
+        return Err(CliError::usage(format!(
+            "'{expected}' is not a digest"
+        ))
+        .hint("give sha256:<64 lowercase hex> (a dataset digest) or 64 hex digits (a file's SHA-256)"));
+    }
+    let actual = if file_form {
+        let o = dataset::hash_output(path)?;
+        match (o.sha256, std::fs::metadata(path).map(|m| m.is_dir())) {
+            (None, _) => return Err(CliError::user(format!("{} does not exist", path.display()))),
+            (Some(_), Ok(true)) => {
+                return Err(CliError::usage(format!(
+                    "{} is a directory, but a bare SHA-256 is the hash of one file",
+                    path.display()
+                ))
+                .hint("compare a directory with its dataset digest, sha256:…"))
+            }
+            (Some(s), _) => s,
+        }
+    } else {
+        with_progress(|p| dataset::hash_path(path, opts, cache, p))?.digest
+    };
+    if actual == expected {
+        Ok(format!("ok: {} matches {expected}\n", path.display()))
+    } else {
+        Err(CliError::user(format!("{} does not match", path.display()))
+            .hint(format!("expected {expected}"))
+            .hint(format!("found    {actual}"))
+            .hint("`repro dataset hash --manifest PATH` lists what is hashed; diff it against a good copy"))
+    }
+}
+
+/// Runs `f` with a progress callback that draws a bar on stderr when it is a terminal and the
+/// work lasts long enough to be worth one.
+fn with_progress<T>(f: impl FnOnce(Option<&dyn Fn(Progress)>) -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return f(None);
+    }
+    let start = Instant::now();
+    let bar: RefCell<Option<ProgressBar>> = RefCell::new(None);
+    let cb = |p: Progress| {
+        if start.elapsed() < Duration::from_millis(300) || p.phase == Phase::Scanning {
+            return;
+        }
+        let mut b = bar.borrow_mut();
+        let pb = b.get_or_insert_with(|| {
+            let pb = ProgressBar::with_draw_target(
+                Some(p.bytes_total),
+                ProgressDrawTarget::stderr(),
+            );
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        });
+        pb.set_position(p.bytes_done);
+        pb.set_message(format!("{}/{} files", p.files_done, p.files_total));
+    };
+    let out = f(Some(&cb));
+    if let Some(pb) = bar.borrow_mut().take() {
+        pb.finish_and_clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_prints_digest_first_and_json_has_the_documented_fields() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), b"abc").unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let cmd = DatasetCmd::Hash {
+            path: t.path().into(),
+            json: true,
+            no_cache: false,
+            follow_symlinks: false,
+            manifest: false,
+        };
+        let out = cmd_dataset(&cmd, Some(&store)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "bytes",
+                "digest",
+                "files",
+                "from_cache",
+                "path",
+                "schema_version"
+            ]
+        );
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(
+            (v["files"].as_u64(), v["bytes"].as_u64()),
+            (Some(1), Some(3))
+        );
+        let digest = v["digest"].as_str().unwrap().to_string();
+
+        let text = cmd_dataset(
+            &DatasetCmd::Hash {
+                path: t.path().into(),
+                json: false,
+                no_cache: true,
+                follow_symlinks: false,
+                manifest: false,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(text.lines().next(), Some(digest.as_str()));
+        assert!(text.contains("from cache  0"), "{text}");
+
+        let ok = cmd_dataset(
+            &DatasetCmd::Verify {
+                path: t.path().into(),
+                digest: digest.clone(),
+                no_cache: true,
+                follow_symlinks: false,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(ok.starts_with("ok: "), "{ok}");
+        std::fs::write(t.path().join("a"), b"abd").unwrap();
+        let e = cmd_dataset(
+            &DatasetCmd::Verify {
+                path: t.path().into(),
+                digest,
+                no_cache: true,
+                follow_symlinks: false,
+            },
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn verify_accepts_a_bare_file_sha256_and_refuses_junk() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("m");
+        std::fs::write(&f, b"abc").unwrap();
+        let v = |d: &str| {
+            cmd_dataset(
+                &DatasetCmd::Verify {
+                    path: f.clone(),
+                    digest: d.into(),
+                    no_cache: true,
+                    follow_symlinks: false,
+                },
+                None,
+            )
+        };
+        // SHA-256("abc")
+        assert!(v("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad").is_ok());
+        assert!(v("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ae").is_err());
+        assert_eq!(v("md5:abc").unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
+    }
+}
