@@ -25,7 +25,10 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut failure: Option<io::Error> = None;
-    let n = store.visit_runs(&q.filter, &mut |r| q.keeps(r), &mut |mut run| {
+    let mut keep = |r: &crate::record::Run| q.keeps(r);
+    let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
+        q.want.is_some().then_some(&mut keep as _);
+    let n = store.visit_runs(&q.filter, keep, &mut |mut run| {
         // Export what `show` reports: a wrapper that died is `lost`, not `running`.
         run.status = effective_status(&run).0;
         let line = serde_json::to_string(&run).expect("run serialises");

@@ -37,17 +37,20 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     let mut q = args.filter.to_query(&store)?;
     q.filter.limit = None;
     let mut live = 0u64;
-    let runs = store.query_runs(&q.filter, &mut |r| {
-        if !q.keeps(r) {
-            return false;
-        }
-        // A run that may still be going keeps its row: its wrapper will finish it.
-        if effective_status(r).0 == Status::Running {
-            live += 1;
-            return false;
-        }
-        true
-    })?;
+    let runs = store.query_runs(
+        &q.filter,
+        Some(&mut |r: &crate::record::Run| {
+            if !q.keeps(r) {
+                return false;
+            }
+            // A run that may still be going keeps its row: its wrapper will finish it.
+            if effective_status(r).0 == Status::Running {
+                live += 1;
+                return false;
+            }
+            true
+        }),
+    )?;
     if live > 0 {
         ctx.warn(format!("kept {live} run(s) that may still be running"));
     }

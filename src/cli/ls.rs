@@ -64,12 +64,20 @@ pub struct Query {
 }
 
 impl Query {
-    /// The post-filter to pass to `Store::visit_runs`.
+    /// Whether a row passes the status post-filter.
     pub fn keeps(&self, run: &Run) -> bool {
         match &self.want {
             None => true,
             Some(w) => w.contains(&effective_status(run).0),
         }
+    }
+
+    /// Runs the query, applying the post-filter only when there is one.
+    pub fn run(&self, store: &Store) -> CliResult<Vec<Run>> {
+        let mut keep = |r: &Run| self.keeps(r);
+        let keep: Option<&mut dyn FnMut(&Run) -> bool> =
+            self.want.is_some().then_some(&mut keep as _);
+        Ok(store.query_runs(&self.filter, keep)?)
     }
 }
 
@@ -268,7 +276,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.filter.sort = sort;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
-    let runs = store.query_runs(&q.filter, &mut |r| q.keeps(r))?;
+    let runs = q.run(&store)?;
     let format = if args.json { Format::Json } else { args.format };
     let text = match format {
         Format::Json => output::runs_json(&runs),

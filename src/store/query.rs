@@ -267,11 +267,13 @@ impl Store {
     pub fn visit_runs(
         &self,
         filter: &RunFilter,
-        keep: &mut dyn FnMut(&Run) -> bool,
+        mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
         visit: &mut dyn FnMut(Run) -> bool,
     ) -> Result<u64> {
-        // With a post-filter the SQL limit would count rejected rows too.
-        let (sql, args) = filter.to_sql_limit(RUN_COLUMNS, None);
+        // With a post-filter the SQL limit would count rejected rows too; without one, the SQL
+        // limit lets SQLite keep only the top rows when it has to sort.
+        let sql_limit = if keep.is_some() { None } else { filter.limit };
+        let (sql, args) = filter.to_sql_limit(RUN_COLUMNS, sql_limit);
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(args.iter()))
@@ -282,8 +284,10 @@ impl Store {
                 break;
             };
             let run = run_from_row(row).map_err(self.sql_err("list runs"))?;
-            if !keep(&run) {
-                continue;
+            if let Some(keep) = keep.as_mut() {
+                if !keep(&run) {
+                    continue;
+                }
             }
             let mut one = [run];
             self.load_children(&mut one)?;
@@ -300,7 +304,7 @@ impl Store {
     pub fn query_runs(
         &self,
         filter: &RunFilter,
-        keep: &mut dyn FnMut(&Run) -> bool,
+        keep: Option<&mut dyn FnMut(&Run) -> bool>,
     ) -> Result<Vec<Run>> {
         let mut out = Vec::new();
         self.visit_runs(filter, keep, &mut |r| {
@@ -500,7 +504,7 @@ mod tests {
         b.duration_ms = Some(5);
         s.insert_run(&b).unwrap();
         let ids = |f: RunFilter| -> Vec<String> {
-            s.query_runs(&f, &mut |_| true)
+            s.query_runs(&f, None)
                 .unwrap()
                 .into_iter()
                 .map(|r| r.id)
@@ -570,7 +574,7 @@ mod tests {
                     limit: Some(1),
                     ..Default::default()
                 },
-                &mut |r| r.id == a.id,
+                Some(&mut |r: &Run| r.id == a.id),
             )
             .unwrap();
         assert_eq!(got.len(), 1);
