@@ -130,6 +130,7 @@ DROP INDEX run_params_kv;
 CREATE INDEX run_params_kv ON run_params (key, value, run_id);
 DROP INDEX run_datasets_name;
 CREATE INDEX run_datasets_name ON run_datasets (name, version, run_id);
+CREATE INDEX run_datasets_digest ON run_datasets (name, digest, run_id);
 
 CREATE TABLE image_refs (
     ref TEXT PRIMARY KEY NOT NULL

@@ -68,6 +68,13 @@ fn dir(desc: bool, flip: bool) -> &'static str {
     }
 }
 
+/// The annotation table that drives a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Tag,
+    Param,
+}
+
 /// Which runs to list; all set filters combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -131,8 +138,33 @@ impl RunFilter {
 
     /// The `WHERE` clause (empty when no filter is set) and its bound values.
     pub fn where_clause(&self) -> (String, Vec<Value>) {
-        let mut wh: Vec<String> = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
+        self.where_with(None, Vec::new(), Vec::new())
+    }
+
+    /// Which annotation table, if any, should drive the query (see `to_sql_limit`).
+    fn driver(&self) -> Option<Driver> {
+        let runs_index = self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.rerun_of.is_some();
+        if self.sort != SortKey::Started || runs_index {
+            return None;
+        }
+        if !self.tags.is_empty() {
+            Some(Driver::Tag)
+        } else if !self.params.is_empty() {
+            Some(Driver::Param)
+        } else {
+            None
+        }
+    }
+
+    fn where_with(
+        &self,
+        driver: Option<Driver>,
+        mut wh: Vec<String>,
+        mut args: Vec<Value>,
+    ) -> (String, Vec<Value>) {
         let bind = |v: Value, args: &mut Vec<Value>| {
             args.push(v);
             format!("?{}", args.len())
@@ -148,6 +180,20 @@ impl RunFilter {
             || !self.tags.is_empty()
             || self.rerun_of.is_some();
         let weak = if selective { "+" } else { "" };
+        // With an indexed filter on runs itself (digest, commit, …), annotations and datasets
+        // are checked per candidate run through their (run_id, …) primary keys instead of
+        // collecting every run that has them.
+        let runs_index = self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.rerun_of.is_some();
+        let among = |table: &str, cond: String| {
+            if runs_index {
+                format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
+            } else {
+                format!("id IN (SELECT run_id FROM {table} WHERE {cond})")
+            }
+        };
         if let Some(img) = &self.image {
             // A substring cannot use a b-tree index; distinct references are few (kept in
             // image_refs by a trigger), so match those and then fetch runs by reference.
@@ -183,14 +229,21 @@ impl RunFilter {
             let n = bind(Value::Text(name.clone()), &mut args);
             match version {
                 Some(v) => {
+                    // Two indexed lookups: an OR would read every dataset row of that name.
                     let v = bind(Value::Text(v.clone()), &mut args);
-                    wh.push(format!(
-                        "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND (version = {v} OR digest = {v}))"
-                    ));
+                    wh.push(if runs_index {
+                        among(
+                            "run_datasets",
+                            format!("name = {n} AND (version = {v} OR digest = {v})"),
+                        )
+                    } else {
+                        format!(
+                            "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND version = {v} \
+                             UNION ALL SELECT run_id FROM run_datasets WHERE name = {n} AND digest = {v})"
+                        )
+                    });
                 }
-                None => wh.push(format!(
-                    "id IN (SELECT run_id FROM run_datasets WHERE name = {n})"
-                )),
+                None => wh.push(among("run_datasets", format!("name = {n}"))),
             }
         }
         if !self.statuses.is_empty() {
@@ -209,18 +262,16 @@ impl RunFilter {
             let p = bind(Value::Text(u.clone()), &mut args);
             wh.push(format!("{weak}started_at < {p}"));
         }
-        for (k, v) in &self.params {
+        let skip_param = usize::from(driver == Some(Driver::Param));
+        for (k, v) in self.params.iter().skip(skip_param) {
             let k = bind(Value::Text(k.clone()), &mut args);
             let v = bind(Value::Text(v.clone()), &mut args);
-            wh.push(format!(
-                "id IN (SELECT run_id FROM run_params WHERE key = {k} AND value = {v})"
-            ));
+            wh.push(among("run_params", format!("key = {k} AND value = {v}")));
         }
-        for t in &self.tags {
+        let skip_tag = usize::from(driver == Some(Driver::Tag));
+        for t in self.tags.iter().skip(skip_tag) {
             let t = bind(Value::Text(t.clone()), &mut args);
-            wh.push(format!(
-                "id IN (SELECT run_id FROM run_tags WHERE tag = {t})"
-            ));
+            wh.push(among("run_tags", format!("tag = {t}")));
         }
         if let Some(g) = &self.name {
             let p = bind(Value::Text(g.clone()), &mut args);
@@ -247,10 +298,47 @@ impl RunFilter {
     }
 
     fn to_sql_limit(&self, columns: &str, limit: Option<u64>) -> (String, Vec<Value>) {
-        let (wh, mut args) = self.where_clause();
-        let mut sql = format!("SELECT {columns} FROM runs{wh}");
+        // A tag or param matching many runs would make `id IN (…)` collect every match before
+        // the newest 20 are picked. Driving the query from the annotation's covering index
+        // (tag, run_id) instead walks run ids newest first and stops at the limit; the join is
+        // one row per run because (run_id, tag) and (run_id, key) are primary keys.
+        let driver = self.driver();
+        let mut sql;
+        let (wh, mut args) = match driver {
+            None => {
+                sql = format!("SELECT {columns} FROM runs");
+                self.where_with(None, Vec::new(), Vec::new())
+            }
+            Some(Driver::Tag) => {
+                sql = format!(
+                    "SELECT {columns} FROM run_tags AS drive CROSS JOIN runs ON runs.id = drive.run_id"
+                );
+                let args = vec![Value::Text(self.tags[0].clone())];
+                self.where_with(driver, vec!["drive.tag = ?1".into()], args)
+            }
+            Some(Driver::Param) => {
+                sql = format!(
+                    "SELECT {columns} FROM run_params AS drive CROSS JOIN runs ON runs.id = drive.run_id"
+                );
+                let (k, v) = &self.params[0];
+                let args = vec![Value::Text(k.clone()), Value::Text(v.clone())];
+                self.where_with(
+                    driver,
+                    vec!["drive.key = ?1 AND drive.value = ?2".into()],
+                    args,
+                )
+            }
+        };
+        sql.push_str(&wh);
         sql.push_str(" ORDER BY ");
-        sql.push_str(&self.sort.order_by(self.oldest_first));
+        match driver {
+            Some(_) => sql.push_str(if self.oldest_first {
+                "drive.run_id ASC"
+            } else {
+                "drive.run_id DESC"
+            }),
+            None => sql.push_str(&self.sort.order_by(self.oldest_first)),
+        }
         if let Some(l) = limit {
             args.push(Value::Integer(l.min(i64::MAX as u64) as i64));
             sql.push_str(&format!(" LIMIT ?{}", args.len()));
@@ -422,6 +510,31 @@ mod tests {
                 "tag",
                 RunFilter {
                     tags: vec!["nightly".into()],
+                    ..f()
+                },
+            ),
+            (
+                "tag+param+status",
+                RunFilter {
+                    tags: vec!["nightly".into(), "best".into()],
+                    params: vec![("lr".into(), "0.1".into())],
+                    statuses: vec![Status::Failed],
+                    ..f()
+                },
+            ),
+            (
+                "param+host",
+                RunFilter {
+                    params: vec![("lr".into(), "0.1".into())],
+                    host: Some("gpu-1".into()),
+                    ..f()
+                },
+            ),
+            (
+                "tag+code",
+                RunFilter {
+                    tags: vec!["nightly".into()],
+                    code: Some("abcd".into()),
                     ..f()
                 },
             ),
