@@ -38,6 +38,9 @@ hyperfine -N --warmup 3 --runs "${RUNS:-30}" --export-markdown "$dir/queries.md"
     -n 'ls --image model-3' "$REPRO ls --image model-3" \
     -n 'ls --dataset coco@v3' "$REPRO ls --dataset coco@v3" \
     -n 'ls --tag best' "$REPRO ls --tag best" \
+    -n "ls --tag best --code $PROBE_COMMIT" "$REPRO ls --tag best --code $PROBE_COMMIT" \
+    -n 'ls --dataset coco' "$REPRO ls --dataset coco" \
+    -n 'ls --sort duration --status failed --limit 5' "$REPRO ls --sort duration --status failed --limit 5" \
     -n 'ls --param lr=0.3 --host gpu-07' "$REPRO ls --param lr=0.3 --host gpu-07" \
     -n 'ls --branch exp-7 --json' "$REPRO ls --branch exp-7 --json"
 
