@@ -6,6 +6,7 @@ mod dataset;
 mod faults;
 mod harness;
 mod registry;
+mod rerun;
 mod rerun_render;
 mod run;
 mod script_e2e;
