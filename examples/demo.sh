@@ -18,7 +18,7 @@ mkdir -p target/demo
 IMAGE="docker.io/library/python:3.11-slim@sha256:2ec5a4a5c3e919570f57675471f081d6299668d909feabd8d4803c6c61af666c"
 
 echo "== repro run" >&2
-"$REPRO" run --host --image "$IMAGE" \
+"$REPRO" run --host --offline --image "$IMAGE" \
     --name demo-linear --dataset examples/data --param lr=0.1 --tag demo \
     --output target/demo/model.json \
     -- python3 examples/train.py --data examples/data --lr 0.1 --out target/demo/model.json

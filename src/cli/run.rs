@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::capture::image::registry::{Platform, RegistryOptions};
+use crate::capture::image::{self, ResolveMode, ResolveOptions};
 use crate::capture::{code, dataset, host};
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Outcome, Spawn};
-use crate::record::{Arg, Exec, ExecMode, Image, Output, Run, Status, SCHEMA_VERSION};
+use crate::record::{Arg, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status, SCHEMA_VERSION};
 use crate::store::Finish;
 
 /// Default mount point of the repository inside the container.
@@ -30,6 +32,27 @@ pub struct RunArgs {
     /// Run on the host even with --image (the image is recorded as declared)
     #[arg(long)]
     pub host: bool,
+    /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine)
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub resolve: String,
+    /// Accept the tag `latest` (written or implied)
+    #[arg(long)]
+    pub allow_latest: bool,
+    /// Run even when the image cannot be pinned to a digest (recorded as unpinned)
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Do not contact registries (a pinned digest is used as written)
+    #[arg(long)]
+    pub offline: bool,
+    /// Platform to pick from a multi-arch image (default: this host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Registry reachable over plain HTTP (loopback registries always are); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate bundle (PEM) for registries
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
     /// Dataset: NAME@VERSION, NAME=URI@VERSION, or [NAME=]PATH (hashed)
     #[arg(long = "dataset", value_name = "SPEC")]
     pub datasets: Vec<String>,
@@ -208,69 +231,43 @@ pub fn which(program: &str) -> Option<PathBuf> {
         })
 }
 
-// Interim until the image module lands: pinned references, or the local engine's RepoDigests.
-fn resolve_image(reference: &str, engine: Option<&str>) -> CliResult<Image> {
-    use crate::record::ResolvedBy;
-    if let Some((_, digest)) = reference.split_once('@') {
-        let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if !ok {
-            return Err(
-                CliError::user(format!("'{reference}' has an invalid digest"))
-                    .hint("a digest is sha256: followed by 64 lowercase hex characters"),
-            );
-        }
-        return Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(digest.to_string()),
-            index_digest: None,
-            platform: None,
-            resolved_by: ResolvedBy::Pinned,
-            labels: BTreeMap::new(),
-        });
-    }
-    let engine = match engine {
-        Some(e) => e.to_string(),
-        None => pick_engine(None)?,
+fn resolve_image(
+    ctx: &Ctx,
+    args: &RunArgs,
+    reference: &str,
+    engine: Option<&str>,
+) -> CliResult<Image> {
+    let mode = ResolveMode::parse(&args.resolve).ok_or_else(|| {
+        CliError::usage(format!("unknown --resolve '{}'", args.resolve))
+            .hint("use --resolve registry, engine or auto")
+    })?;
+    let platform = match &args.platform {
+        Some(p) => Some(Platform::parse(p)?),
+        None => None,
     };
-    let out = std::process::Command::new(&engine)
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{json .RepoDigests}}",
-            reference,
-        ])
-        .output()
-        .map_err(|e| CliError::user(format!("cannot run {engine}: {e}")))?;
-    let digests: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let repo = crate::record::repository_of(reference);
-    let found = digests
-        .iter()
-        .find(|d| {
-            d.split('@')
-                .next()
-                .is_some_and(|n| n == repo || n.ends_with(&format!("/{repo}")))
-        })
-        .or(digests.first())
-        .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()));
-    match found {
-        Some(d) => Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(d),
-            index_digest: None,
-            platform: Some(host::platform()),
-            resolved_by: ResolvedBy::Engine,
-            labels: BTreeMap::new(),
-        }),
-        None => Err(
-            CliError::user(format!("cannot resolve '{reference}' to a digest"))
-                .hint("pin it as name@sha256:… (see `skopeo inspect` or `docker image inspect`)"),
-        ),
+    let opts = ResolveOptions {
+        mode,
+        allow_latest: args.allow_latest,
+        allow_unpinned: args.allow_unpinned,
+        offline: args.offline,
+        platform,
+        engine: engine.map(str::to_string),
+        registry: RegistryOptions {
+            insecure_registries: args.insecure_registries.clone(),
+            ca_cert: args.ca_cert.clone(),
+            ..RegistryOptions::default()
+        },
+    };
+    let (image, warnings) = image::resolve(reference, &opts)?;
+    for w in warnings {
+        ctx.warn(w);
     }
+    if image.resolved_by == ResolvedBy::Unpinned {
+        ctx.warn(format!(
+            "{reference} could not be pinned to a digest; the run is recorded as UNPINNED"
+        ));
+    }
+    Ok(image)
 }
 
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
@@ -293,7 +290,7 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         code::require_clean(c)?;
     }
     let image = match &req.image {
-        Some(r) => Some(resolve_image(r, req.engine.as_deref())?),
+        Some(r) => Some(resolve_image(ctx, args, r, req.engine.as_deref())?),
         None => None,
     };
     if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
@@ -347,7 +344,12 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         pid_start: host::process_start(std::process::id()),
         rerun_of: None,
     };
-    execute(ctx, &mut store, run, &cwd, &args.outputs)
+    let plan = Plan {
+        cwd: cwd.clone(),
+        output_paths: args.outputs.clone(),
+        ..Plan::default()
+    };
+    execute(ctx, &mut store, run, &plan).map(|(code, _)| code)
 }
 
 /// Writes the run as `running`, runs it, and finishes the record. Shared with `repro rerun`.
@@ -355,13 +357,19 @@ pub fn execute(
     ctx: &Ctx,
     store: &mut crate::store::Store,
     run: Run,
-    cwd: &Path,
-    output_paths: &[String],
-) -> CliResult<i32> {
+    plan: &Plan,
+) -> CliResult<(i32, Finish)> {
+    let cwd = plan.cwd.as_path();
+    let output_paths = plan.output_paths.as_slice();
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run(&run)?;
     ctx.status(format!("run {} started", run.id));
-    let spawn = build_spawn(&run, cwd);
+    let mut spawn = build_spawn(&run, cwd, &plan.extra_mounts);
+    spawn.env = plan
+        .env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
     let t0 = Instant::now();
     let (outcome, forwarded) = exec::run(&spawn, |_| {});
     let elapsed = t0.elapsed();
@@ -401,7 +409,20 @@ pub fn execute(
             crate::error::CliError::from(e)
         ),
     }
-    Ok(exit)
+    Ok((exit, fin))
+}
+
+/// How to execute a recorded run: where, what to hash afterwards, extra read-only mounts.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Working directory on the host.
+    pub cwd: PathBuf,
+    /// `--output` paths, relative to `cwd`.
+    pub output_paths: Vec<String>,
+    /// (host path, container path) mounted read-only in container mode; not recorded.
+    pub extra_mounts: Vec<(PathBuf, String)>,
+    /// Variables set for the child (and passed into the container by name).
+    pub env: Vec<(String, String)>,
 }
 
 fn hash_outputs(ctx: &Ctx, paths: &[String], cwd: &Path) -> Vec<Output> {
@@ -466,7 +487,7 @@ fn classify(
 }
 
 /// The engine invocation (container mode) or the plain command (host mode).
-pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
+pub fn build_spawn(run: &Run, cwd: &Path, extra_mounts: &[(PathBuf, String)]) -> Spawn {
     let argv = run.argv_os();
     match (run.exec.mode, &run.image) {
         (ExecMode::Container, Some(img)) => {
@@ -505,13 +526,20 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
             if let Some(g) = &run.exec.gpus {
                 a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
             }
+            for (src, dst) in extra_mounts {
+                let mut m = OsString::from("--volume=");
+                m.push(src.as_os_str());
+                m.push(format!(":{dst}:ro"));
+                a.push(m);
+            }
             a.extend(run.exec.engine_args.iter().map(OsString::from));
-            a.push(img.pinned().unwrap_or_else(|| img.reference.clone()).into());
+            a.push(engine_image_name(img).into());
             a.extend(argv);
             Spawn {
                 program: engine.clone().into(),
                 args: a,
                 cwd: cwd.to_path_buf(),
+                env: Vec::new(),
                 container: Some((engine, name)),
             }
         }
@@ -522,9 +550,22 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 program,
                 args: it.collect(),
                 cwd: cwd.to_path_buf(),
+                env: Vec::new(),
                 container: None,
             }
         }
+    }
+}
+
+/// `name@digest` with the name normalised (`ubuntu` → `docker.io/library/ubuntu`), so that no
+/// engine applies its own short-name resolution; the reference as written when unpinned.
+pub fn engine_image_name(img: &Image) -> String {
+    let name = image::reference::parse_normalized(&img.reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| img.repository());
+    match &img.digest {
+        Some(d) => format!("{name}@{d}"),
+        None => img.reference.clone(),
     }
 }
 

@@ -1,30 +1,98 @@
 //! `repro script`: a re-run script for a recorded run (bash, Kubernetes Job, Slurm).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
+use crate::record::Run;
+use crate::rerun::{bash, k8s, slurm, Engine};
+
+/// Where the re-run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// A bash script using docker or podman
+    Bash,
+    /// A Kubernetes batch/v1 Job manifest (YAML)
+    K8s,
+    /// An sbatch script running the image with Apptainer
+    Slurm,
+}
 
 /// Arguments of `repro script`.
 #[derive(Debug, Args)]
 pub struct ScriptArgs {
     /// Run id or any unique prefix
     pub id: String,
+    /// What to generate
+    #[arg(long, value_enum, default_value_t = Target::Bash)]
+    pub target: Target,
     /// Container engine used by the bash script (default: the one recorded)
     #[arg(long, value_name = "docker|podman")]
     pub engine: Option<String>,
-    /// Write the script to FILE (mode 0755) instead of stdout
+    /// Image of the Kubernetes init container that checks out the code
+    #[arg(long, value_name = "REF")]
+    pub git_image: Option<String>,
+    /// Write the script to FILE (scripts get mode 0755) instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Renders the script for a stored run.
+pub fn render(run: &Run, args: &ScriptArgs) -> CliResult<String> {
+    let engine = match args.engine.as_deref() {
+        None => None,
+        Some("docker") => Some(Engine::Docker),
+        Some("podman") => Some(Engine::Podman),
+        Some(other) => {
+            return Err(CliError::usage(format!("unknown engine '{other}'"))
+                .hint("use --engine docker or --engine podman"))
+        }
+    };
+    Ok(match args.target {
+        Target::Bash => bash::render(run, &bash::BashOptions { engine })?,
+        Target::K8s => k8s::render(
+            run,
+            &k8s::K8sOptions {
+                git_image: args.git_image.clone(),
+            },
+        )?,
+        Target::Slurm => slurm::render(run, &slurm::SlurmOptions {})?,
+    })
 }
 
 /// Renders the script.
 pub fn cmd_script(ctx: &Ctx, args: &ScriptArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
-    let _run = store.get_run(&id)?;
-    let _ = print_out;
-    Err(CliError::user("script rendering is being integrated"))
+    let run = store.get_run(&id)?;
+    let text = render(&run, args)?;
+    match &args.output {
+        None => print_out(&text),
+        Some(path) => {
+            let mode = if args.target == Target::K8s {
+                0o644
+            } else {
+                0o755
+            };
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(mode)
+                    .open(path)?;
+                f.write_all(text.as_bytes())
+            };
+            write().map_err(|e| {
+                CliError::user(format!("cannot write {}: {e}", path.display()))
+                    .hint("choose a writable path for -o")
+            })?;
+            ctx.status(format!("wrote {}", path.display()));
+            Ok(())
+        }
+    }
 }

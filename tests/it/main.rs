@@ -1,9 +1,13 @@
 //! Black-box tests of the `repro` binary: one test binary, one module per area.
 
-mod support;
-
+mod conformance_reference;
 mod container;
 mod dataset;
 mod faults;
 mod harness;
+mod registry;
+mod rerun;
+mod rerun_render;
 mod run;
+mod script_e2e;
+mod support;

@@ -1,6 +1,284 @@
 //! Image references, digests, and how a reference is resolved to the digest that runs.
+//!
+//! Policy (issue 3): a pinned digest is used as written (checked against the registry when
+//! online, a warning if unknown there); otherwise the registry, then the local engine, per
+//! [`ResolveMode`]. `latest`, written or implied, is refused unless allowed; so is a reference
+//! that cannot be resolved, which is then recorded as [`ResolvedBy::Unpinned`].
 
+pub mod auth;
 pub mod digest;
 pub mod engine;
 pub mod reference;
 pub mod registry;
+
+use std::collections::BTreeMap;
+
+use crate::error::Hinted;
+use crate::record::{Image, ResolvedBy};
+use reference::{Reference, ReferenceError};
+use registry::{Platform, RegistryClient, RegistryError, RegistryOptions};
+
+/// Where an unpinned reference may be resolved (`--resolve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolveMode {
+    /// Only the registry.
+    Registry,
+    /// Only the local engine's `RepoDigests`.
+    Engine,
+    /// The registry, then the local engine.
+    #[default]
+    Auto,
+}
+
+impl ResolveMode {
+    /// Parses `registry|engine|auto`.
+    pub fn parse(s: &str) -> Option<ResolveMode> {
+        Some(match s {
+            "registry" => ResolveMode::Registry,
+            "engine" => ResolveMode::Engine,
+            "auto" => ResolveMode::Auto,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything `resolve` needs besides the reference.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Registry, engine, or both.
+    pub mode: ResolveMode,
+    /// Accept `latest` (written or implied).
+    pub allow_latest: bool,
+    /// Accept a reference that cannot be resolved (recorded as unpinned).
+    pub allow_unpinned: bool,
+    /// Do not contact any registry.
+    pub offline: bool,
+    /// Platform to choose from an index (the host's when `None`).
+    pub platform: Option<Platform>,
+    /// Engine for `ResolveMode::Engine`/`Auto` (auto-detected when `None`).
+    pub engine: Option<String>,
+    /// How to reach registries.
+    pub registry: RegistryOptions,
+}
+
+/// Why an image could not be pinned.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The reference is invalid.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// `latest` without `--allow-latest`.
+    #[error("refusing to run {reference}: the tag `latest` moves, so the run could not be reproduced from it")]
+    Latest { reference: String },
+    /// No digest could be obtained and unpinned runs are not allowed.
+    #[error("cannot pin {reference} to a digest: {}", .attempts.join("; "))]
+    Unresolvable {
+        reference: String,
+        attempts: Vec<String>,
+    },
+    /// Setting up the registry client failed (e.g. an unreadable `--ca-cert`).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl Hinted for ImageError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ImageError::Reference(e) => e.hint(),
+            ImageError::Latest { .. } => Some(
+                "name a version tag (NAME:1.2.3), pin a digest (NAME@sha256:…), or pass --allow-latest".into(),
+            ),
+            ImageError::Unresolvable { .. } => Some(
+                "pin the image (NAME@sha256:…), log in to the registry, pull it with the engine, or pass --allow-unpinned to record the run as unpinned".into(),
+            ),
+            ImageError::Registry(e) => e.hint(),
+        }
+    }
+}
+
+/// Resolves a reference as the user wrote it into the image record, with warnings for the
+/// caller to print (library code never prints).
+pub fn resolve(
+    reference_as_written: &str,
+    opts: &ResolveOptions,
+) -> Result<(Image, Vec<String>), ImageError> {
+    let r = reference::parse_normalized(reference_as_written)?;
+    let mut warnings = Vec::new();
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let mut image = Image {
+        reference: reference_as_written.to_string(),
+        digest: None,
+        index_digest: None,
+        platform: None,
+        resolved_by: ResolvedBy::Unpinned,
+        labels: BTreeMap::new(),
+    };
+    let use_registry = !opts.offline && opts.mode != ResolveMode::Engine;
+
+    if let Some(pinned) = &r.digest {
+        image.resolved_by = ResolvedBy::Pinned;
+        image.digest = Some(pinned.to_string());
+        if use_registry {
+            check_pinned(&r, &platform, opts, &mut image, &mut warnings);
+        }
+        return Ok((image, warnings));
+    }
+
+    if r.is_latest() && !opts.allow_latest {
+        return Err(ImageError::Latest {
+            reference: reference_as_written.to_string(),
+        });
+    }
+
+    let mut attempts = Vec::new();
+    if use_registry {
+        match RegistryClient::new(opts.registry.clone()).and_then(|c| c.resolve(&r, &platform)) {
+            Ok(remote) => {
+                image.resolved_by = ResolvedBy::Registry;
+                image.digest = Some(remote.platform_digest.clone());
+                if remote.is_index {
+                    image.index_digest = Some(remote.digest.clone());
+                }
+                image.platform = remote.platform.clone();
+                image.labels = remote.labels;
+                return Ok((image, warnings));
+            }
+            Err(e) => attempts.push(format!("registry: {e}")),
+        }
+    } else if opts.mode == ResolveMode::Registry {
+        attempts.push("registry: offline".to_string());
+    }
+
+    if opts.mode != ResolveMode::Registry {
+        match engine::detect_engine(opts.engine.as_deref()) {
+            Some(eng) => match engine::engine_digest(&eng, &r) {
+                Ok(d) => {
+                    image.resolved_by = ResolvedBy::Engine;
+                    image.digest = Some(d.to_string());
+                    if !attempts.is_empty() {
+                        warnings.push(format!(
+                            "resolved {reference_as_written} with the local {eng} instead of the registry ({})",
+                            attempts.join("; ")
+                        ));
+                    }
+                    return Ok((image, warnings));
+                }
+                Err(e) => attempts.push(format!("engine: {e}")),
+            },
+            None => attempts.push("engine: neither podman nor docker found on PATH".into()),
+        }
+    }
+
+    if opts.allow_unpinned {
+        warnings.push(format!(
+            "{reference_as_written} is UNPINNED: no digest could be obtained ({}); the run is recorded as unpinned",
+            attempts.join("; ")
+        ));
+        return Ok((image, warnings));
+    }
+    Err(ImageError::Unresolvable {
+        reference: reference_as_written.to_string(),
+        attempts,
+    })
+}
+
+/// Online check of a pinned digest: known to the registry? For an index, record the platform
+/// manifest that runs. Problems are warnings: the pin itself is authoritative.
+fn check_pinned(
+    r: &Reference,
+    platform: &Platform,
+    opts: &ResolveOptions,
+    image: &mut Image,
+    warnings: &mut Vec<String>,
+) {
+    let client = match RegistryClient::new(opts.registry.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            warnings.push(format!("could not check the pinned digest: {e}"));
+            return;
+        }
+    };
+    match client.resolve(r, platform) {
+        Ok(remote) => {
+            if remote.is_index {
+                image.index_digest = Some(remote.digest.clone());
+                image.digest = Some(remote.platform_digest.clone());
+            }
+            image.platform = remote.platform;
+            image.labels = remote.labels;
+        }
+        Err(RegistryError::NotFound { .. }) => warnings.push(format!(
+            "registry {} does not know the pinned digest {} of {}; using the pin as written",
+            r.domain,
+            r.manifest_ref(),
+            r.name()
+        )),
+        Err(e) => warnings.push(format!(
+            "could not check the pinned digest with the registry ({e}); using the pin as written"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline() -> ResolveOptions {
+        ResolveOptions {
+            offline: true,
+            mode: ResolveMode::Registry,
+            registry: RegistryOptions {
+                auth: auth::AuthConfig::anonymous(),
+                ..RegistryOptions::default()
+            },
+            ..ResolveOptions::default()
+        }
+    }
+
+    const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn pinned_is_fine_offline() {
+        let written = format!("ubuntu:22.04@sha256:{H}");
+        let (img, warnings) = resolve(&written, &offline()).unwrap();
+        assert_eq!(img.reference, written);
+        assert_eq!(img.digest.as_deref(), Some(format!("sha256:{H}").as_str()));
+        assert_eq!(img.resolved_by, ResolvedBy::Pinned);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn latest_refused_unless_allowed() {
+        for r in ["ubuntu", "ubuntu:latest", "reg.example.com/a/b:latest"] {
+            assert!(
+                matches!(resolve(r, &offline()), Err(ImageError::Latest { .. })),
+                "{r}"
+            );
+        }
+        let mut o = offline();
+        o.allow_latest = true;
+        assert!(matches!(
+            resolve("ubuntu", &o),
+            Err(ImageError::Unresolvable { .. })
+        ));
+        o.allow_unpinned = true;
+        let (img, warnings) = resolve("ubuntu", &o).unwrap();
+        assert_eq!(img.resolved_by, ResolvedBy::Unpinned);
+        assert!(img.digest.is_none());
+        assert!(warnings[0].contains("UNPINNED"));
+    }
+
+    #[test]
+    fn unresolvable_offline_is_refused_with_a_hint() {
+        let e = resolve("reg.example.com/team/trainer:2.3.1", &offline()).unwrap_err();
+        assert!(
+            e.to_string().contains("reg.example.com/team/trainer:2.3.1"),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("--allow-unpinned"));
+        assert!(matches!(
+            resolve("Bad//ref", &offline()),
+            Err(ImageError::Reference(_))
+        ));
+    }
+}

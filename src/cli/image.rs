@@ -1,0 +1,178 @@
+//! `repro image inspect`: how a reference parses and normalises, and what the registry says.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::capture::image::reference;
+use crate::capture::image::registry::{Platform, RegistryClient, RegistryOptions, RemoteImage};
+use crate::error::{CliError, CliResult};
+
+/// Arguments of `repro image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// `repro image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Parse a reference and show what the registry resolves it to
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `repro image inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image reference, e.g. ubuntu:22.04 or registry.example.com/team/trainer@sha256:…
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Only parse; do not contact the registry
+    #[arg(long)]
+    pub offline: bool,
+    /// Platform to pick from a multi-arch index: OS/ARCH[/VARIANT] [default: this machine's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Machine-readable output (schema_version 1)
+    #[arg(long)]
+    pub json: bool,
+    /// Registry (HOST or HOST:PORT) that may be reached over plain HTTP; loopback ones always may
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for registry TLS
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Runs `repro image …`; returns the text to print on stdout.
+pub fn cmd_image(args: &ImageArgs) -> CliResult<String> {
+    match &args.command {
+        ImageCommand::Inspect(a) => cmd_inspect(a, RegistryOptions::default()),
+    }
+}
+
+/// `repro image inspect` with explicit registry options (tests pass their own credentials).
+pub fn cmd_inspect(args: &InspectArgs, mut opts: RegistryOptions) -> CliResult<String> {
+    let r = reference::parse_normalized(&args.reference)?;
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let remote: Option<RemoteImage> = if args.offline {
+        None
+    } else {
+        opts.insecure_registries
+            .extend(args.insecure_registries.iter().cloned());
+        if args.ca_cert.is_some() {
+            opts.ca_cert = args.ca_cert.clone();
+        }
+        let client = RegistryClient::new(opts)?;
+        Some(client.resolve(&r, &platform).map_err(CliError::from)?)
+    };
+    if args.json {
+        let registry = remote.as_ref().map(|m| {
+            json!({
+                "digest": m.digest,
+                "media_type": m.media_type,
+                "is_index": m.is_index,
+                "platforms": m.platforms,
+                "platform_digest": m.platform_digest,
+                "labels": m.labels,
+            })
+        });
+        let v = json!({
+            "schema_version": crate::record::SCHEMA_VERSION,
+            "input": args.reference,
+            "domain": r.domain,
+            "path": r.path,
+            "tag": r.tag,
+            "digest": r.digest.as_ref().map(|d| d.to_string()),
+            "normalized": r.with_default_tag(),
+            "registry": registry,
+        });
+        let mut s = serde_json::to_string_pretty(&v).map_err(|e| CliError::user(e.to_string()))?;
+        s.push('\n');
+        return Ok(s);
+    }
+    let mut out = String::new();
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<16}{v}\n"));
+    line("input", &args.reference);
+    line("domain", &r.domain);
+    line("path", &r.path);
+    line("tag", r.tag.as_deref().unwrap_or("-"));
+    line(
+        "digest",
+        &r.digest
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or("-".into()),
+    );
+    line("normalized", &r.with_default_tag());
+    line("familiar", &r.familiar());
+    if let Some(m) = remote {
+        line("registry digest", &m.digest);
+        line("media type", &m.media_type);
+        line("index", if m.is_index { "yes" } else { "no" });
+        for p in &m.platforms {
+            line("  platform", &format!("{} {}", p.platform, p.digest));
+        }
+        if m.is_index {
+            line(
+                "runs",
+                &format!(
+                    "{} on {}",
+                    m.platform_digest,
+                    m.platform.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        for (k, v) in &m.labels {
+            line("label", &format!("{k}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspect(reference: &str, json: bool) -> CliResult<String> {
+        cmd_inspect(
+            &InspectArgs {
+                reference: reference.into(),
+                offline: true,
+                platform: None,
+                json,
+                insecure_registries: vec![],
+                ca_cert: None,
+            },
+            RegistryOptions::default(),
+        )
+    }
+
+    #[test]
+    fn offline_json_shape() {
+        let out = inspect("ubuntu", true).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["domain"], "docker.io");
+        assert_eq!(v["path"], "library/ubuntu");
+        assert_eq!(v["tag"], serde_json::Value::Null);
+        assert_eq!(v["digest"], serde_json::Value::Null);
+        assert_eq!(v["normalized"], "docker.io/library/ubuntu:latest");
+        assert_eq!(v["registry"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn invalid_reference_is_a_user_error_with_a_reason() {
+        let e = inspect("Foo/Bar:x", false).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.message.contains("lowercase"), "{e}");
+        assert!(!e.hints.is_empty());
+        let e = inspect(&format!("a@sha256:{}", "A".repeat(64)), false).unwrap_err();
+        assert!(e.to_string().contains("lowercase"), "{e}");
+    }
+}

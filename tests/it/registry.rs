@@ -1,0 +1,821 @@
+//! The registry client against real registries on 127.0.0.1: Debian's docker-registry (plain,
+//! behind htpasswd basic auth, and behind bearer tokens from a token endpoint run here), plus a
+//! tiny fake registry that lies about the digest.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use repro::capture::image::auth::AuthConfig;
+use repro::capture::image::reference::parse_normalized;
+use repro::capture::image::registry::{Platform, RegistryClient, RegistryError, RegistryOptions};
+use repro::capture::image::{self, ImageError, ResolveMode, ResolveOptions};
+use repro::cli::image::{cmd_inspect, InspectArgs};
+use repro::record::ResolvedBy;
+
+use crate::support::registry::{busybox_labels, host_platform, kill_with_parent, Registry};
+use crate::support::require_tool;
+
+const USER: &str = "trainer";
+const PASSWORD: &str = "s3cr3t-Pa55-w0rd";
+
+fn anonymous() -> RegistryOptions {
+    RegistryOptions {
+        auth: AuthConfig::anonymous(),
+        timeout: Duration::from_secs(20),
+        ..RegistryOptions::default()
+    }
+}
+
+fn client(opts: RegistryOptions) -> RegistryClient {
+    RegistryClient::new(opts).expect("registry client")
+}
+
+fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["--insecure-policy", "inspect", "--tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.arg("--creds").arg(c);
+    }
+    let out = cmd
+        .args(["--format", "{{.Digest}}"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn inspect_args(reference: &str, platform: Option<&str>) -> InspectArgs {
+    InspectArgs {
+        reference: reference.to_string(),
+        offline: false,
+        platform: platform.map(str::to_string),
+        json: true,
+        insecure_registries: vec![],
+        ca_cert: None,
+    }
+}
+
+#[test]
+fn every_tag_resolves_to_the_digest_skopeo_reports() {
+    let registry = Registry::start();
+    let c = client(anonymous());
+    for (repo, tag) in [("team/app", "v1"), ("team/app", "v2"), ("solo", "1.0")] {
+        let pushed = registry.push_busybox(repo, tag);
+        let reference = registry.reference(repo, tag);
+        assert_eq!(skopeo_digest(&reference, None), pushed);
+        let r = parse_normalized(&reference).unwrap();
+        let remote = c.resolve(&r, &Platform::host()).expect("resolve");
+        assert_eq!(remote.digest, pushed, "{reference}");
+        assert_eq!(remote.platform_digest, pushed);
+        assert!(!remote.is_index);
+        for (k, v) in busybox_labels(repo, tag) {
+            assert_eq!(remote.labels.get(&k), Some(&v), "label {k} of {reference}");
+        }
+
+        let opts = ResolveOptions {
+            mode: ResolveMode::Registry,
+            registry: anonymous(),
+            ..ResolveOptions::default()
+        };
+        let (img, warnings) = image::resolve(&reference, &opts).expect("policy resolve");
+        assert_eq!(img.digest.as_deref(), Some(pushed.as_str()));
+        assert_eq!(img.resolved_by, ResolvedBy::Registry);
+        assert_eq!(img.reference, reference);
+        assert!(img.index_digest.is_none());
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    // A moved tag resolves to the new digest.
+    let moved = registry.push_busybox("team/app", "v1");
+    let r = parse_normalized(&registry.reference("team/app", "v1")).unwrap();
+    assert_eq!(c.resolve(&r, &Platform::host()).unwrap().digest, moved);
+}
+
+#[test]
+fn latest_and_unknown_tags_follow_the_policy() {
+    let registry = Registry::start();
+    registry.push_busybox("team/app", "latest");
+    let mut opts = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: anonymous(),
+        ..ResolveOptions::default()
+    };
+    let implied = format!("{}/team/app", registry.addr());
+    assert!(matches!(
+        image::resolve(&implied, &opts),
+        Err(ImageError::Latest { .. })
+    ));
+    opts.allow_latest = true;
+    let (img, _) = image::resolve(&implied, &opts).unwrap();
+    assert_eq!(
+        img.digest,
+        Some(skopeo_digest(
+            &registry.reference("team/app", "latest"),
+            None
+        ))
+    );
+
+    let missing = registry.reference("team/app", "nope");
+    let e = image::resolve(&missing, &opts).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(&registry.addr()) && text.contains("nope") && text.contains("404"),
+        "{text}"
+    );
+    opts.allow_unpinned = true;
+    let (img, warnings) = image::resolve(&missing, &opts).unwrap();
+    assert_eq!(img.resolved_by, ResolvedBy::Unpinned);
+    assert!(img.digest.is_none());
+    assert!(
+        warnings.iter().any(|w| w.contains("UNPINNED")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn pinned_digest_unknown_to_the_registry_is_a_warning() {
+    let registry = Registry::start();
+    let known = registry.push_busybox("team/app", "v1");
+    let opts = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: anonymous(),
+        ..ResolveOptions::default()
+    };
+    let pinned = registry.reference("team/app", &known);
+    let (img, warnings) = image::resolve(&pinned, &opts).unwrap();
+    assert_eq!(
+        (img.digest.as_deref(), img.resolved_by),
+        (Some(known.as_str()), ResolvedBy::Pinned)
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        !img.labels.is_empty(),
+        "labels read for a pinned digest online"
+    );
+
+    let unknown = format!("sha256:{}", "ab".repeat(32));
+    let pinned = registry.reference("team/app", &unknown);
+    let (img, warnings) = image::resolve(&pinned, &opts).unwrap();
+    assert_eq!(img.digest.as_deref(), Some(unknown.as_str()));
+    assert_eq!(img.resolved_by, ResolvedBy::Pinned);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("does not know the pinned digest"),
+        "{warnings:?}"
+    );
+
+    let offline = ResolveOptions {
+        offline: true,
+        ..opts
+    };
+    let (_, warnings) = image::resolve(&pinned, &offline).unwrap();
+    assert!(warnings.is_empty(), "offline pins are fine: {warnings:?}");
+}
+
+#[test]
+fn index_resolves_to_the_platform_entry() {
+    let registry = Registry::start();
+    let host = host_platform();
+    let host_arch = host.split_once('/').unwrap().1.to_string();
+    let other = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64/v8"
+    };
+    let info = registry.push_index(
+        "team/multi",
+        "v1",
+        &[("linux", &host_arch), ("linux", other)],
+    );
+    let reference = registry.reference("team/multi", "v1");
+    assert_eq!(skopeo_digest(&reference, None), info.index_digest);
+    let r = parse_normalized(&reference).unwrap();
+    let c = client(anonymous());
+    for (platform, want) in &info.per_platform {
+        let remote = c.resolve(&r, &Platform::parse(platform).unwrap()).unwrap();
+        assert!(remote.is_index);
+        assert_eq!(remote.digest, info.index_digest);
+        assert_eq!(&remote.platform_digest, want, "{platform}");
+        assert_eq!(remote.platforms.len(), info.per_platform.len());
+    }
+    // The policy resolver records both digests, the host platform's by default.
+    let opts = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: anonymous(),
+        ..ResolveOptions::default()
+    };
+    let (img, _) = image::resolve(&reference, &opts).unwrap();
+    assert_eq!(
+        img.index_digest.as_deref(),
+        Some(info.index_digest.as_str())
+    );
+    assert_eq!(img.digest.as_ref(), Some(&info.per_platform[0].1));
+    assert_eq!(img.platform.as_deref(), Some(host.as_str()));
+    // Unknown platform: a clear error listing what there is.
+    let e = c
+        .resolve(&r, &Platform::parse("windows/s390x").unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(e, RegistryError::NoPlatform { .. }) && e.to_string().contains(&host),
+        "{e}"
+    );
+
+    // `repro image inspect --json` shows the same facts.
+    let out = cmd_inspect(
+        &inspect_args(&reference, Some(&info.per_platform[1].0)),
+        anonymous(),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["registry"]["digest"], info.index_digest.as_str());
+    assert_eq!(v["registry"]["is_index"], true);
+    assert_eq!(
+        v["registry"]["platform_digest"],
+        info.per_platform[1].1.as_str()
+    );
+    assert_eq!(
+        v["registry"]["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(v["registry"]["platforms"].as_array().unwrap().len(), 2);
+    assert_eq!(v["tag"], "v1");
+    assert_eq!(v["digest"], serde_json::Value::Null);
+}
+
+// ---- a tiny HTTP server for fakes and the token endpoint ----------------------------------
+
+struct Request {
+    path: String,
+    headers: BTreeMap<String, String>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+struct Server {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(handler: impl Fn(&Request) -> Response + Send + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = serve_one(stream, &handler);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one(stream: TcpStream, handler: &impl Fn(&Request) -> Response) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let method = line.split(' ').next().unwrap_or("").to_string();
+    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let resp = handler(&Request { path, headers });
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        resp.status,
+        resp.body.len()
+    )?;
+    for (k, v) in &resp.headers {
+        write!(out, "{k}: {v}\r\n")?;
+    }
+    write!(out, "\r\n")?;
+    if method != "HEAD" {
+        out.write_all(&resp.body)?;
+    }
+    out.flush()
+}
+
+#[test]
+fn a_body_that_does_not_match_docker_content_digest_is_rejected() {
+    let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
+    let lie = format!("sha256:{}", "0".repeat(64));
+    let (b, l) = (body.clone(), lie.clone());
+    let fake = Server::start(move |req| {
+        if req.path.starts_with("/v2/team/app/manifests/") {
+            Response {
+                status: 200,
+                headers: vec![
+                    (
+                        "Content-Type".into(),
+                        "application/vnd.oci.image.manifest.v1+json".into(),
+                    ),
+                    ("Docker-Content-Digest".into(), l.clone()),
+                ],
+                body: b.clone(),
+            }
+        } else {
+            Response {
+                status: 404,
+                headers: vec![],
+                body: b"{}".to_vec(),
+            }
+        }
+    });
+    let reference = format!("{}/team/app:v1", fake.addr);
+    let r = parse_normalized(&reference).unwrap();
+    let e = client(anonymous())
+        .resolve(&r, &Platform::host())
+        .unwrap_err();
+    match &e {
+        RegistryError::DigestMismatch {
+            claimed, computed, ..
+        } => {
+            assert_eq!(claimed, &lie);
+            assert_eq!(computed, &format!("sha256:{}", sha256_hex(&body)));
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    assert!(e.to_string().contains(&fake.addr), "{e}");
+    // And the policy resolver refuses it rather than recording the claimed digest.
+    let opts = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: anonymous(),
+        ..ResolveOptions::default()
+    };
+    assert!(matches!(
+        image::resolve(&reference, &opts),
+        Err(ImageError::Unresolvable { .. })
+    ));
+}
+
+#[test]
+fn oversized_manifests_are_refused() {
+    let fake = Server::start(|_| Response {
+        status: 200,
+        headers: vec![(
+            "Content-Type".into(),
+            "application/vnd.oci.image.manifest.v1+json".into(),
+        )],
+        body: vec![b' '; 4 * 1024 * 1024 + 1],
+    });
+    let r = parse_normalized(&format!("{}/team/app:v1", fake.addr)).unwrap();
+    let e = client(anonymous())
+        .resolve(&r, &Platform::host())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::TooLarge { .. }), "{e:?}");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+// ---- registries behind auth --------------------------------------------------------------
+
+/// A docker-registry with an `auth:` section; killed on drop.
+struct AuthRegistry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    fn start(auth_yaml: impl Fn(&Path) -> String) -> AuthRegistry {
+        require_tool("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
+                dir.path().join("storage").display(),
+                auth_yaml(dir.path())
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        kill_with_parent(&mut cmd, libc::SIGKILL);
+        let child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "auth registry did not start: {}",
+                std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        AuthRegistry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// Copies `src` (a reference in an open registry) here as `repo:tag` with our credentials.
+    fn copy_in(&self, src: &str, repo: &str, tag: &str) -> String {
+        let dest = format!("{}/{repo}:{tag}", self.addr);
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg("--dest-creds")
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!("docker://{src}"))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, json: &str) -> PathBuf {
+    let p = dir.join("config.json");
+    std::fs::write(&p, json).unwrap();
+    p
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The credential flows every auth test checks: none → clear refusal; config.json `auths`;
+/// a `docker-credential-test` helper; a wrong password; no secret in any output.
+fn check_credential_sources(addr: &str, reference: &str, want: &str) {
+    let r = parse_normalized(reference).unwrap();
+    let host = Platform::host();
+
+    // No credentials: refused, naming registry and reference, with a login hint.
+    let e = client(anonymous()).resolve(&r, &host).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::Unauthorized {
+                had_credentials: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let text = repro::error::CliError::from(e).to_string();
+    assert!(
+        text.contains(addr) && text.contains(reference) && text.contains("login"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    // config.json `auths`
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"{{"auths":{{"{addr}":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("{USER}:{PASSWORD}"))
+        ),
+    );
+    let opts = RegistryOptions {
+        auth: AuthConfig {
+            docker_config: Some(cfg),
+            helper_path: Some(OsString::from("/nonexistent")),
+            ..AuthConfig::default()
+        },
+        ..anonymous()
+    };
+    assert_eq!(
+        client(opts.clone()).resolve(&r, &host).unwrap().digest,
+        want
+    );
+    let out = cmd_inspect(&inspect_args(reference, None), opts.clone()).unwrap();
+    assert!(out.contains(want));
+    assert_no_secret(&out);
+    let policy = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: opts,
+        ..ResolveOptions::default()
+    };
+    let (img, warnings) = image::resolve(reference, &policy).unwrap();
+    assert_eq!(img.digest.as_deref(), Some(want));
+    assert_no_secret(&serde_json::to_string(&img).unwrap());
+    assert_no_secret(&format!("{warnings:?}"));
+
+    // credHelpers → docker-credential-test on the helper PATH
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-test");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r server\n[ \"$server\" = \"{addr}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        helper_dir.path(),
+        &format!(r#"{{"credHelpers":{{"{addr}":"test"}}}}"#),
+    );
+    let opts = RegistryOptions {
+        auth: AuthConfig {
+            docker_config: Some(cfg),
+            helper_path: Some(bin.clone().into_os_string()),
+            ..AuthConfig::default()
+        },
+        ..anonymous()
+    };
+    assert_eq!(client(opts).resolve(&r, &host).unwrap().digest, want);
+
+    // podman/REGISTRY_AUTH_FILE-style auth.json wins over a docker config without an entry.
+    let auth_json = dir.path().join("auth.json");
+    std::fs::write(
+        &auth_json,
+        format!(
+            r#"{{"auths":{{"{addr}":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("{USER}:{PASSWORD}"))
+        ),
+    )
+    .unwrap();
+    let opts = RegistryOptions {
+        auth: AuthConfig {
+            auth_files: vec![auth_json],
+            docker_config: None,
+            helper_path: None,
+        },
+        ..anonymous()
+    };
+    assert_eq!(client(opts).resolve(&r, &host).unwrap().digest, want);
+
+    // Wrong password: refused, credentials were sent, the secret is not echoed.
+    let wrong = "wr0ng-Secret-zz";
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            r#"{{"auths":{{"{addr}":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("{USER}:{wrong}"))
+        ),
+    );
+    let opts = RegistryOptions {
+        auth: AuthConfig {
+            docker_config: Some(cfg),
+            ..AuthConfig::default()
+        },
+        ..anonymous()
+    };
+    let e = client(opts).resolve(&r, &host).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RegistryError::Unauthorized {
+                had_credentials: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let text = format!("{e} {e:?}");
+    assert!(
+        !text.contains(wrong) && !text.contains(&b64(&format!("{USER}:{wrong}"))),
+        "{text}"
+    );
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(PASSWORD), "password leaked: {text}");
+    assert!(
+        !text.contains(&b64(&format!("{USER}:{PASSWORD}"))),
+        "basic auth leaked: {text}"
+    );
+}
+
+#[test]
+fn basic_auth_registry_with_htpasswd() {
+    let open = Registry::start();
+    let src = open.push_busybox("team/app", "v1");
+    let hash = bcrypt::hash(PASSWORD, 5).unwrap();
+    let reg = AuthRegistry::start(|dir| {
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{USER}:{hash}\n")).unwrap();
+        format!(
+            "auth:\n  htpasswd:\n    realm: repro-test\n    path: {}\n",
+            htpasswd.display()
+        )
+    });
+    let reference = reg.copy_in(&open.reference("team/app", "v1"), "team/app", "v1");
+    let want = skopeo_digest(&reference, Some(&format!("{USER}:{PASSWORD}")));
+    assert_eq!(want, src);
+    check_credential_sources(&reg.addr, &reference, &want);
+}
+
+/// A token endpoint that issues RS256 JWTs (signed with the openssl CLI, certificate in `x5c`)
+/// for the requested scope to the right basic credentials.
+fn token_server(key: PathBuf, cert_der_b64: String, service: &'static str) -> Server {
+    Server::start(move |req| {
+        let ok = req.headers.get("authorization").map(String::as_str)
+            == Some(&*format!("Basic {}", b64(&format!("{USER}:{PASSWORD}"))));
+        if !ok {
+            return Response {
+                status: 401,
+                headers: vec![],
+                body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                    .to_vec(),
+            };
+        }
+        let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut access = Vec::new();
+        for pair in query.split('&') {
+            if let Some(v) = pair.strip_prefix("scope=") {
+                let v = percent_decode(v);
+                let parts: Vec<&str> = v.split(':').collect();
+                if parts.len() == 3 {
+                    access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [cert_der_b64]});
+        let claims = serde_json::json!({"iss": "repro-test-issuer", "sub": USER, "aud": service, "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()), "access": access});
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let signing_input = format!(
+            "{}.{}",
+            url.encode(header.to_string()),
+            url.encode(claims.to_string())
+        );
+        let mut child = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(signing_input.as_bytes())
+            .unwrap();
+        let mut sig = Vec::new();
+        child.stdout.take().unwrap().read_to_end(&mut sig).unwrap();
+        assert!(child.wait().unwrap().success());
+        let token = format!("{signing_input}.{}", url.encode(sig));
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::json!({"token": token, "expires_in": 300})
+                .to_string()
+                .into_bytes(),
+        }
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn bearer_token_registry() {
+    require_tool("openssl");
+    let open = Registry::start();
+    let src = open.push_busybox("team/app", "v1");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("key.pem");
+    let cert = keys.path().join("cert.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=repro-test-token",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    let tokens = token_server(
+        key,
+        base64::engine::general_purpose::STANDARD.encode(&der.stdout),
+        "repro-test-registry",
+    );
+    let realm = format!("http://{}/token", tokens.addr);
+    let reg = AuthRegistry::start(|_| {
+        format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: repro-test-registry\n    issuer: repro-test-issuer\n    rootcertbundle: {}\n",
+            cert.display()
+        )
+    });
+    let reference = reg.copy_in(&open.reference("team/app", "v1"), "team/app", "v1");
+    let want = skopeo_digest(&reference, Some(&format!("{USER}:{PASSWORD}")));
+    assert_eq!(want, src);
+    check_credential_sources(&reg.addr, &reference, &want);
+    drop(reg);
+    drop(tokens);
+}
