@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::capture::{code, host};
+use crate::capture::image::registry::{Platform, RegistryOptions};
+use crate::capture::image::{self, ResolveMode, ResolveOptions};
+use crate::capture::{code, dataset, host};
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Outcome, Spawn};
-use crate::record::{Arg, Exec, ExecMode, Image, Output, Run, Status, SCHEMA_VERSION};
+use crate::record::{Arg, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status, SCHEMA_VERSION};
 use crate::store::Finish;
 
 /// Default mount point of the repository inside the container.
@@ -30,6 +32,27 @@ pub struct RunArgs {
     /// Run on the host even with --image (the image is recorded as declared)
     #[arg(long)]
     pub host: bool,
+    /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine)
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub resolve: String,
+    /// Accept the tag `latest` (written or implied)
+    #[arg(long)]
+    pub allow_latest: bool,
+    /// Run even when the image cannot be pinned to a digest (recorded as unpinned)
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Do not contact registries (a pinned digest is used as written)
+    #[arg(long)]
+    pub offline: bool,
+    /// Platform to pick from a multi-arch image (default: this host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Registry reachable over plain HTTP (loopback registries always are); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate bundle (PEM) for registries
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
     /// Dataset: NAME@VERSION, NAME=URI@VERSION, or [NAME=]PATH (hashed)
     #[arg(long = "dataset", value_name = "SPEC")]
     pub datasets: Vec<String>,
@@ -208,69 +231,38 @@ pub fn which(program: &str) -> Option<PathBuf> {
         })
 }
 
-// Interim until the image module lands: pinned references, or the local engine's RepoDigests.
-fn resolve_image(reference: &str, engine: Option<&str>) -> CliResult<Image> {
-    use crate::record::ResolvedBy;
-    if let Some((_, digest)) = reference.split_once('@') {
-        let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if !ok {
-            return Err(
-                CliError::user(format!("'{reference}' has an invalid digest"))
-                    .hint("a digest is sha256: followed by 64 lowercase hex characters"),
-            );
-        }
-        return Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(digest.to_string()),
-            index_digest: None,
-            platform: None,
-            resolved_by: ResolvedBy::Pinned,
-            labels: BTreeMap::new(),
-        });
-    }
-    let engine = match engine {
-        Some(e) => e.to_string(),
-        None => pick_engine(None)?,
+fn resolve_image(ctx: &Ctx, args: &RunArgs, reference: &str, engine: Option<&str>) -> CliResult<Image> {
+    let mode = ResolveMode::parse(&args.resolve).ok_or_else(|| {
+        CliError::usage(format!("unknown --resolve '{}'", args.resolve))
+            .hint("use --resolve registry, engine or auto")
+    })?;
+    let platform = match &args.platform {
+        Some(p) => Some(Platform::parse(p)?),
+        None => None,
     };
-    let out = std::process::Command::new(&engine)
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{json .RepoDigests}}",
-            reference,
-        ])
-        .output()
-        .map_err(|e| CliError::user(format!("cannot run {engine}: {e}")))?;
-    let digests: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let repo = crate::record::repository_of(reference);
-    let found = digests
-        .iter()
-        .find(|d| {
-            d.split('@')
-                .next()
-                .is_some_and(|n| n == repo || n.ends_with(&format!("/{repo}")))
-        })
-        .or(digests.first())
-        .and_then(|d| d.split_once('@').map(|(_, d)| d.to_string()));
-    match found {
-        Some(d) => Ok(Image {
-            reference: reference.to_string(),
-            digest: Some(d),
-            index_digest: None,
-            platform: Some(host::platform()),
-            resolved_by: ResolvedBy::Engine,
-            labels: BTreeMap::new(),
-        }),
-        None => Err(
-            CliError::user(format!("cannot resolve '{reference}' to a digest"))
-                .hint("pin it as name@sha256:… (see `skopeo inspect` or `docker image inspect`)"),
-        ),
+    let opts = ResolveOptions {
+        mode,
+        allow_latest: args.allow_latest,
+        allow_unpinned: args.allow_unpinned,
+        offline: args.offline,
+        platform,
+        engine: engine.map(str::to_string),
+        registry: RegistryOptions {
+            insecure_registries: args.insecure_registries.clone(),
+            ca_cert: args.ca_cert.clone(),
+            ..RegistryOptions::default()
+        },
+    };
+    let (image, warnings) = image::resolve(reference, &opts)?;
+    for w in warnings {
+        ctx.warn(w);
     }
+    if image.resolved_by == ResolvedBy::Unpinned {
+        ctx.warn(format!(
+            "{reference} could not be pinned to a digest; the run is recorded as UNPINNED"
+        ));
+    }
+    Ok(image)
 }
 
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
@@ -293,7 +285,7 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         code::require_clean(c)?;
     }
     let image = match &req.image {
-        Some(r) => Some(resolve_image(r, req.engine.as_deref())?),
+        Some(r) => Some(resolve_image(ctx, args, r, req.engine.as_deref())?),
         None => None,
     };
     if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
@@ -306,9 +298,8 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         }
     }
     let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
-    let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref())?;
-
     let mut store = ctx.open_store()?;
+    let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref(), &store)?;
     let started = host::now();
     let id = ulid::Ulid::from_datetime(started.into())
         .to_string()
@@ -374,7 +365,7 @@ pub fn execute(
             spawn.program.to_string_lossy()
         );
     }
-    let outputs: Vec<Output> = hash_outputs(output_paths, cwd);
+    let outputs: Vec<Output> = hash_outputs(ctx, output_paths, cwd);
     let ended = host::now();
     let fin = Finish {
         status,
@@ -405,57 +396,41 @@ pub fn execute(
     Ok(exit)
 }
 
-fn hash_outputs(paths: &[String], cwd: &Path) -> Vec<Output> {
-    paths.iter().map(|p| hash_output(cwd, p)).collect()
+fn hash_outputs(ctx: &Ctx, paths: &[String], cwd: &Path) -> Vec<Output> {
+    paths
+        .iter()
+        .map(|p| match dataset::hash_output(&cwd.join(p)) {
+            Ok(o) => Output {
+                path: p.clone(),
+                ..o
+            },
+            Err(e) => {
+                ctx.warn(format!("cannot hash output {p}: {e}"));
+                Output {
+                    path: p.clone(),
+                    sha256: None,
+                    bytes: None,
+                }
+            }
+        })
+        .collect()
 }
 
-// Interim until the dataset module lands: a file's SHA-256.
-fn hash_output(cwd: &Path, path: &str) -> Output {
-    use sha2::{Digest, Sha256};
-    match std::fs::read(cwd.join(path)) {
-        Ok(bytes) => Output {
-            path: path.to_string(),
-            sha256: Some(hex::encode(Sha256::digest(&bytes))),
-            bytes: Some(bytes.len() as u64),
-        },
-        Err(_) => Output {
-            path: path.to_string(),
-            sha256: None,
-            bytes: None,
-        },
-    }
-}
-
-// Interim until the dataset module lands: labels and URIs only.
 fn capture_datasets(
     specs: &[String],
-    _cwd: &Path,
-    _repo_root: Option<&Path>,
+    cwd: &Path,
+    repo_root: Option<&Path>,
+    store: &crate::store::Store,
 ) -> CliResult<Vec<crate::record::Dataset>> {
-    use crate::record::{Dataset, DatasetKind};
     let mut out = Vec::new();
     for s in specs {
-        let (name, uri, version, kind) = if let Some((name, rest)) = s.split_once('=') {
-            let (uri, version) = rest
-                .rsplit_once('@')
-                .ok_or_else(|| CliError::usage(format!("--dataset '{s}' has no @VERSION")))?;
-            (name, Some(uri.to_string()), version, DatasetKind::Uri)
-        } else if let Some((name, version)) = s.split_once('@') {
-            (name, None, version, DatasetKind::Label)
-        } else {
-            return Err(CliError::user(format!(
-                "--dataset '{s}': path datasets are not supported yet"
-            )));
-        };
-        out.push(Dataset {
-            name: name.to_string(),
-            kind,
-            uri,
-            version: Some(version.to_string()),
-            digest: None,
-            files: None,
-            bytes: None,
-        });
+        let spec = dataset::parse_spec(s, cwd, repo_root)?;
+        out.push(dataset::capture(
+            &spec,
+            &dataset::HashOptions::default(),
+            Some(store.conn()),
+            None,
+        )?);
     }
     Ok(out)
 }
@@ -523,7 +498,7 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
             }
             a.extend(run.exec.engine_args.iter().map(OsString::from));
-            a.push(img.pinned().unwrap_or_else(|| img.reference.clone()).into());
+            a.push(engine_image_name(img).into());
             a.extend(argv);
             Spawn {
                 program: engine.clone().into(),
@@ -542,6 +517,18 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 container: None,
             }
         }
+    }
+}
+
+/// `name@digest` with the name normalised (`ubuntu` → `docker.io/library/ubuntu`), so that no
+/// engine applies its own short-name resolution; the reference as written when unpinned.
+pub fn engine_image_name(img: &Image) -> String {
+    let name = image::reference::parse_normalized(&img.reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| img.repository());
+    match &img.digest {
+        Some(d) => format!("{name}@{d}"),
+        None => img.reference.clone(),
     }
 }
 

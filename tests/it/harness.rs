@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::support::engine::{Dockerd, Podman};
 use crate::support::registry::{
-    busybox_labels, host_platform, sha256_digest, Registry, MANIFEST_ACCEPT, OCI_INDEX,
-    OCI_MANIFEST,
+    busybox_labels, host_platform, sha256_digest, Registry, DOCKER_MANIFEST, MANIFEST_ACCEPT,
+    OCI_INDEX, OCI_MANIFEST,
 };
 
 fn text(bytes: &[u8]) -> String {
@@ -252,4 +252,116 @@ fn static_busybox_check_tells_static_from_dynamic() {
     assert!(has_interpreter(&ls), "/bin/ls should be dynamically linked");
     let busybox = std::fs::read("/bin/busybox").expect("read /bin/busybox");
     assert!(!has_interpreter(&busybox), "/bin/busybox should be static");
+}
+
+#[test]
+fn docker_v2_push_keeps_its_media_type_and_digest() {
+    let registry = Registry::start();
+    let digest = registry.push_busybox_docker_v2("team/legacy", "v1");
+    let manifest = registry.get_manifest("team/legacy", "v1");
+    assert_eq!(manifest.media_type, DOCKER_MANIFEST);
+    assert_eq!(manifest.digest, digest);
+    assert_eq!(sha256_digest(&manifest.body), digest);
+}
+
+#[test]
+fn basic_auth_registry_needs_credentials_for_api_and_engine() {
+    let registry = Registry::start_with_basic_auth("ml-user", "s3cret pass");
+    let anonymous = ureq::get(&registry.url("/v2/")).call();
+    match anonymous {
+        Err(ureq::Error::Status(401, resp)) => {
+            let challenge = resp.header("WWW-Authenticate").unwrap_or_default();
+            assert!(challenge.starts_with("Basic "), "{challenge}");
+        }
+        other => panic!("anonymous /v2/ should be 401, got {other:?}"),
+    }
+    let wrong = ureq::get(&registry.url("/v2/"))
+        .set("Authorization", "Basic bWwtdXNlcjpub3Bl") // ml-user:nope
+        .call();
+    assert!(
+        matches!(wrong, Err(ureq::Error::Status(401, _))),
+        "{wrong:?}"
+    );
+    let resp = registry
+        .request("GET", "/v2/")
+        .call()
+        .expect("authenticated /v2/");
+    assert_eq!(resp.status(), 200);
+
+    let digest = registry.push_busybox("team/private", "v1");
+    assert_eq!(registry.get_manifest("team/private", "v1").digest, digest);
+    let image = registry.reference("team/private", &digest);
+
+    let podman = Podman::new(&[&registry.addr()]);
+    let out = podman
+        .command()
+        .args(["pull", "--quiet", &image])
+        .output()
+        .expect("spawn podman");
+    assert!(!out.status.success(), "pull without credentials succeeded");
+
+    let auth = podman.dir().join("auth.json");
+    std::fs::write(&auth, registry.auth_json()).expect("write auth.json");
+    let out = podman
+        .command()
+        .env("REGISTRY_AUTH_FILE", &auth)
+        .args([
+            "run",
+            "--rm",
+            &image,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ])
+        .output()
+        .expect("spawn podman");
+    assert_eq!(text(&out.stdout), "hi\n", "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+}
+
+#[test]
+fn docker_pulls_from_basic_auth_registry_with_config_json() {
+    let Some(dockerd) = Dockerd::start() else {
+        return;
+    };
+    let registry = Registry::start_with_basic_auth("ml-user", "s3cret");
+    let digest = registry.push_busybox("team/private", "v1");
+    let image = registry.reference("team/private", &digest);
+    let config_dir = tempfile::tempdir().expect("temp dir");
+
+    let out = dockerd
+        .command()
+        .env("DOCKER_CONFIG", config_dir.path())
+        .args(["pull", "--quiet", &image])
+        .output()
+        .expect("spawn docker");
+    assert!(!out.status.success(), "pull without credentials succeeded");
+
+    std::fs::write(config_dir.path().join("config.json"), registry.auth_json())
+        .expect("write config.json");
+    let out = dockerd
+        .command()
+        .env("DOCKER_CONFIG", config_dir.path())
+        .args(["pull", "--quiet", &image])
+        .output()
+        .expect("spawn docker");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), image, "{}", describe(&out));
+}
+
+#[test]
+fn retag_and_delete_change_what_a_tag_resolves_to() {
+    let registry = Registry::start();
+    let first = registry.push_busybox("team/app", "v1");
+    let second = registry.push_busybox("team/app", "v2");
+    assert_eq!(registry.tag("team/app", &first, "v2"), first);
+    assert_eq!(registry.get_manifest("team/app", "v2").digest, first);
+
+    registry.delete_manifest("team/app", &second);
+    let gone = registry
+        .request("HEAD", &format!("/v2/team/app/manifests/{second}"))
+        .set("Accept", MANIFEST_ACCEPT)
+        .call();
+    assert!(matches!(gone, Err(ureq::Error::Status(404, _))), "{gone:?}");
 }

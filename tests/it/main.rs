@@ -3,6 +3,7 @@
 mod support;
 
 mod conformance_reference;
+mod container;
 mod faults;
 mod harness;
 mod registry;

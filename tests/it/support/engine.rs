@@ -21,7 +21,9 @@ pub fn storage_driver() -> String {
 }
 
 /// Writes `dir/containers.conf`: runtime runc, cgroupfs, file events, no network and the
-/// ulimits podman needs on this kind of machine; state dirs live under `dir`.
+/// ulimits podman needs on this kind of machine; state dirs and locks live under `dir`.
+/// File locks matter: with the default shared-memory locks, each fresh podman state "refreshes"
+/// and frees every lock in the machine-wide segment, under the feet of concurrent tests.
 pub fn write_containers_conf(dir: &Path) -> PathBuf {
     let path = dir.join("containers.conf");
     let tmp = dir.join("podman-tmp");
@@ -40,6 +42,7 @@ pub fn write_containers_conf(dir: &Path) -> PathBuf {
              events_logger = \"file\"\n\
              events_logfile_path = \"{events}\"\n\
              tmp_dir = \"{tmp}\"\n\
+             lock_type = \"file\"\n\
              volume_path = \"{volumes}\"\n",
             events = dir.join("events.log").display(),
             tmp = tmp.display(),

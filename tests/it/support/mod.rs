@@ -129,15 +129,6 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether a program is on PATH.
-pub fn tool_available(name: &str) -> bool {
-    StdCommand::new("sh")
-        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Every file under `dir` (except .git) with its bytes, sorted, for tree comparisons.
 pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
@@ -167,6 +158,11 @@ pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
+}
+
+/// Whether executable `name` is on `PATH` (tests skip or fail loudly on missing tools).
+pub fn tool_available(name: &str) -> bool {
+    which(name).is_some()
 }
 
 /// Panics with a hint when a tool the harness cannot do without is missing.

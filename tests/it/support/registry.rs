@@ -60,6 +60,7 @@ pub struct Registry {
     addr: String,
     dir: TempDir,
     agent: ureq::Agent,
+    credentials: Option<(String, String)>,
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -112,11 +113,21 @@ fn nonce() -> String {
 impl Registry {
     /// Starts a registry on a free loopback port and waits until `GET /v2/` answers.
     pub fn start() -> Registry {
+        Self::start_inner(None)
+    }
+
+    /// Starts a registry that demands HTTP basic auth (htpasswd, bcrypt) for every request.
+    /// The helpers of this type authenticate themselves; engines need `auth_json()`.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
+        Self::start_inner(Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_inner(credentials: Option<(String, String)>) -> Registry {
         require_tool("docker-registry");
         let mut last_error = String::new();
         // A free port can be taken between probing and binding; retry with a fresh one.
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(credentials.clone()) {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -124,7 +135,7 @@ impl Registry {
         panic!("docker-registry did not start: {last_error}");
     }
 
-    fn try_start() -> Result<Registry, String> {
+    fn try_start(credentials: Option<(String, String)>) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("repro-registry-")
             .tempdir()
@@ -136,17 +147,23 @@ impl Registry {
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: info\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
-                storage.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
+        let mut text = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {addr}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = &credentials {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password)))
+                .map_err(|e| e.to_string())?;
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: repro-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
         let log =
             std::fs::File::create(dir.path().join("registry.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("docker-registry");
@@ -170,11 +187,15 @@ impl Registry {
                     std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
                 return Err(format!("exited with {status}: {log}"));
             }
-            if let Ok(resp) = agent.get(&format!("http://{addr}/v2/")).call() {
-                // Only our registry sends this header; anything else on the port is a lost race.
-                if resp.header("Docker-Distribution-Api-Version") == Some("registry/2.0") {
-                    break;
-                }
+            let answer = match agent.get(&format!("http://{addr}/v2/")).call() {
+                Ok(resp) | Err(ureq::Error::Status(401, resp)) => Some(resp),
+                Err(_) => None,
+            };
+            // Only our registry sends this header; anything else on the port is a lost race.
+            if answer.is_some_and(|r| {
+                r.header("Docker-Distribution-Api-Version") == Some("registry/2.0")
+            }) {
+                break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -188,12 +209,58 @@ impl Registry {
             addr,
             dir,
             agent,
+            credentials,
         })
     }
 
     /// "127.0.0.1:PORT".
     pub fn addr(&self) -> String {
         self.addr.clone()
+    }
+
+    /// The basic-auth user and password, when started with `start_with_basic_auth`.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        self.credentials.clone()
+    }
+
+    /// A docker `config.json` / containers `auth.json` granting access to this registry
+    /// (`{"auths":{"127.0.0.1:PORT":{"auth":"<base64 user:password>"}}}`); `{"auths":{}}`
+    /// without auth. Write it to `$HOME/.docker/config.json` or point `REGISTRY_AUTH_FILE` at it.
+    pub fn auth_json(&self) -> String {
+        let mut auths = serde_json::Map::new();
+        if let Some((user, password)) = &self.credentials {
+            use base64::Engine as _;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            auths.insert(self.addr.clone(), json!({ "auth": token }));
+        }
+        json!({ "auths": auths }).to_string()
+    }
+
+    /// A request to `path` on this registry, authenticated when the registry demands it.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        self.request_url(method, &self.url(path))
+    }
+
+    fn request_url(&self, method: &str, url: &str) -> ureq::Request {
+        let req = self.agent.request(method, url);
+        match &self.credentials {
+            Some((user, password)) => {
+                use base64::Engine as _;
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                req.set("Authorization", &format!("Basic {token}"))
+            }
+            None => req,
+        }
+    }
+
+    /// `--creds USER:PASSWORD` for skopeo when the registry demands auth.
+    fn skopeo_creds(&self, flag: &str) -> Vec<String> {
+        match &self.credentials {
+            Some((user, password)) => vec![flag.to_string(), format!("{user}:{password}")],
+            None => Vec::new(),
+        }
     }
 
     /// An image reference in this registry: `reference("team/app", "v1")` is
@@ -232,6 +299,27 @@ impl Registry {
         tag: &str,
         labels: &[(&str, &str)],
     ) -> String {
+        self.push_busybox_as(repo, tag, labels, None)
+    }
+
+    /// Like `push_busybox`, but as a Docker schema 2 manifest
+    /// (`application/vnd.docker.distribution.manifest.v2+json`) instead of an OCI manifest.
+    pub fn push_busybox_docker_v2(&self, repo: &str, tag: &str) -> String {
+        let labels = busybox_labels(repo, tag);
+        let labels: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.push_busybox_as(repo, tag, &labels, Some("v2s2"))
+    }
+
+    fn push_busybox_as(
+        &self,
+        repo: &str,
+        tag: &str,
+        labels: &[(&str, &str)],
+        format: Option<&str>,
+    ) -> String {
         require_tool("umoci");
         require_tool("skopeo");
         let base = base_layout();
@@ -261,6 +349,8 @@ impl Registry {
                 "--quiet",
                 "--dest-tls-verify=false",
             ])
+            .args(self.skopeo_creds("--dest-creds"))
+            .args(format.map(|f| format!("--format={f}")))
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(&dest));
         let out = run(Command::new("skopeo")
@@ -271,6 +361,7 @@ impl Registry {
                 "--format",
                 "{{.Digest}}",
             ])
+            .args(self.skopeo_creds("--creds"))
             .arg(&dest));
         let digest = out.trim().to_string();
         assert!(
@@ -377,16 +468,14 @@ impl Registry {
     pub fn upload_blob_if_missing(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
         if self
-            .agent
-            .head(&self.url(&format!("/v2/{repo}/blobs/{digest}")))
+            .request("HEAD", &format!("/v2/{repo}/blobs/{digest}"))
             .call()
             .is_ok()
         {
             return digest;
         }
         let resp = self
-            .agent
-            .post(&self.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .request("POST", &format!("/v2/{repo}/blobs/uploads/"))
             .send_bytes(&[])
             .unwrap_or_else(|e| panic!("start blob upload to {repo}: {e}"));
         assert_eq!(resp.status(), 202, "blob upload start");
@@ -401,8 +490,7 @@ impl Registry {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let resp = self
-            .agent
-            .put(&format!("{location}{sep}digest={digest}"))
+            .request_url("PUT", &format!("{location}{sep}digest={digest}"))
             .set("Content-Type", "application/octet-stream")
             .send_bytes(bytes)
             .unwrap_or_else(|e| panic!("finish blob upload of {digest} to {repo}: {e}"));
@@ -420,8 +508,7 @@ impl Registry {
         body: &[u8],
     ) -> String {
         let resp = self
-            .agent
-            .put(&self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .request("PUT", &format!("/v2/{repo}/manifests/{reference}"))
             .set("Content-Type", media_type)
             .send_bytes(body)
             .unwrap_or_else(|e| panic!("PUT manifest {repo}:{reference}: {}", describe(e)));
@@ -441,8 +528,7 @@ impl Registry {
     /// GETs a manifest with the full Accept header; panics when the registry has none.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Manifest {
         let resp = self
-            .agent
-            .get(&self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .request("GET", &format!("/v2/{repo}/manifests/{reference}"))
             .set("Accept", MANIFEST_ACCEPT)
             .call()
             .unwrap_or_else(|e| panic!("GET manifest {repo}:{reference}: {}", describe(e)));
@@ -471,8 +557,7 @@ impl Registry {
     /// Deletes the manifest with `digest` (and so every tag pointing at it).
     pub fn delete_manifest(&self, repo: &str, digest: &str) {
         let resp = self
-            .agent
-            .delete(&self.url(&format!("/v2/{repo}/manifests/{digest}")))
+            .request("DELETE", &format!("/v2/{repo}/manifests/{digest}"))
             .call()
             .unwrap_or_else(|e| panic!("DELETE manifest {repo}@{digest}: {}", describe(e)));
         assert_eq!(resp.status(), 202, "DELETE manifest");
@@ -675,4 +760,39 @@ fn tar_one_file(name: &str, data: &[u8]) -> Vec<u8> {
     out.resize(out.len().div_ceil(512) * 512, 0);
     out.extend_from_slice(&[0u8; 1024]);
     out
+}
+
+/// A bcrypt hash of `password` for htpasswd, from the system's libcrypt (libxcrypt on Debian),
+/// so the harness needs no extra crate or `htpasswd` binary.
+fn bcrypt(password: &str) -> String {
+    use std::ffi::{CStr, CString};
+    use std::sync::Mutex;
+    #[link(name = "crypt")]
+    extern "C" {
+        fn crypt(phrase: *const libc::c_char, setting: *const libc::c_char) -> *mut libc::c_char;
+    }
+    // crypt() returns a static buffer.
+    static LOCK: Mutex<()> = Mutex::new(());
+    const ALPHABET: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let seed = Sha256::digest(nonce().as_bytes());
+    let salt: String = seed[..22]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % 64] as char)
+        .collect();
+    // Cost 5 (Go accepts 4..31) keeps registry logins fast.
+    let setting = CString::new(format!("$2b$05${salt}")).expect("setting");
+    let phrase = CString::new(password).expect("password without NUL");
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: both arguments are valid C strings; the result is copied before the lock drops.
+    let hashed = unsafe { crypt(phrase.as_ptr(), setting.as_ptr()) };
+    assert!(!hashed.is_null(), "crypt() failed for bcrypt");
+    // SAFETY: crypt returned a non-null NUL-terminated string.
+    let hashed = unsafe { CStr::from_ptr(hashed) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        hashed.starts_with("$2b$05$"),
+        "libcrypt has no bcrypt: {hashed}"
+    );
+    hashed
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: a real wrapped training run of examples/train.py on the
+# dataset in examples/data, then its listing, its record, and its re-run script.
+#
+# Needs no server and no network: the run uses --host with a digest-pinned image reference, which
+# repro records as declared (a container run needs an engine and the image; see README).
+# The database is target/demo/repro.db unless REPRO_DB is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet
+REPRO="$PWD/target/release/repro"
+export REPRO_DB="${REPRO_DB:-$PWD/target/demo/repro.db}"
+mkdir -p target/demo
+
+# An illustrative digest-pinned reference (no registry is reached in the demo): with --host,
+# repro records it as declared and marks it "pinned"; the container run is shown in the README.
+IMAGE="docker.io/library/python:3.11-slim@sha256:2ec5a4a5c3e919570f57675471f081d6299668d909feabd8d4803c6c61af666c"
+
+echo "== repro run" >&2
+"$REPRO" run --host --offline --image "$IMAGE" \
+    --name demo-linear --dataset examples/data --param lr=0.1 --tag demo \
+    --output target/demo/model.json \
+    -- python3 examples/train.py --data examples/data --lr 0.1 --out target/demo/model.json
+
+echo "== repro ls" >&2
+"$REPRO" ls --limit 5
+
+id="$("$REPRO" ls --json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])')"
+echo "== repro show ${id:0:12}" >&2
+"$REPRO" show "${id:0:12}"
+
+echo "== repro script ${id:0:12} > target/demo/rerun.sh" >&2
+"$REPRO" script "$id" -o target/demo/rerun.sh
+cat target/demo/rerun.sh

@@ -1,0 +1,320 @@
+//! Parallel content hashing: cache lookup, largest-first scheduling over the pool's threads,
+//! 1 MiB reads, and the manifest digest.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::cache::{self, Cache};
+use super::manifest::{self, Entry, EntryKind};
+use super::{unreadable, DatasetDigest, DatasetError, HashOptions, Phase, Progress};
+
+/// Read size: large enough that syscall overhead vanishes next to SHA-256 work.
+const BUF_SIZE: usize = 1 << 20;
+
+/// Files at least this big get a sequential-read hint so readahead keeps up with SHA-NI.
+const FADVISE_MIN: u64 = 8 << 20;
+
+/// Hashes a file or directory into its dataset digest (see [`super::manifest`]).
+///
+/// Uses every thread of the current rayon pool. With `cache`, unchanged files are not read and
+/// new hashes are stored, in one transaction. `progress` is called on the calling thread.
+pub fn hash_path(
+    path: &Path,
+    opts: &HashOptions,
+    cache: Option<&rusqlite::Connection>,
+    progress: Option<&dyn Fn(Progress)>,
+) -> Result<DatasetDigest, DatasetError> {
+    run(path, opts, cache, progress, None)
+}
+
+/// The canonical manifest of a path (the bytes whose SHA-256 is the digest), for `--manifest`
+/// and for checking a digest by hand.
+pub fn manifest_of(path: &Path, opts: &HashOptions) -> Result<Vec<u8>, DatasetError> {
+    let mut out = Vec::new();
+    run(path, opts, None, None, Some(&mut out))?;
+    Ok(out)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn run(
+    path: &Path,
+    opts: &HashOptions,
+    conn: Option<&rusqlite::Connection>,
+    progress: Option<&dyn Fn(Progress)>,
+    manifest_out: Option<&mut Vec<u8>>,
+) -> Result<DatasetDigest, DatasetError> {
+    // Taken before anything is stat'ed: a cache entry is only trusted when the file's
+    // timestamps are clearly older than this (see cache.rs, "racily clean").
+    let started_ns = now_ns();
+    let root = absolute(path).map_err(unreadable(path))?;
+    if let Some(p) = progress {
+        p(Progress {
+            phase: Phase::Scanning,
+            files_done: 0,
+            files_total: 0,
+            bytes_done: 0,
+            bytes_total: 0,
+        });
+    }
+    let mut entries = manifest::walk(&root, opts)?;
+    entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+
+    let mut shas: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    let mut bytes_total = 0u64;
+    let mut files = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        files += 1;
+        match &e.kind {
+            EntryKind::File(m) => {
+                bytes_total += m.size;
+                todo.push(i);
+            }
+            EntryKind::Symlink(target) => shas[i] = Some(Sha256::digest(target).into()),
+        }
+    }
+
+    let cache = match conn {
+        Some(c) => Some(Cache::load(c, &root)?),
+        None => None,
+    };
+    let mut from_cache = 0u64;
+    let mut bytes_cached = 0u64;
+    if let Some(cache) = &cache {
+        todo.retain(|&i| {
+            let e = &entries[i];
+            let EntryKind::File(m) = &e.kind else {
+                return true;
+            };
+            match cache.lookup(&e.abs, m) {
+                Some(sha) => {
+                    shas[i] = Some(sha);
+                    from_cache += 1;
+                    bytes_cached += m.size;
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+
+    let hashed = hash_files(
+        &entries,
+        &todo,
+        progress,
+        files - todo.len() as u64,
+        bytes_cached,
+        bytes_total,
+    )?;
+    for (i, sha) in hashed {
+        shas[i] = Some(sha);
+    }
+
+    if let (Some(c), Some(cache)) = (conn, &cache) {
+        let fresh = todo.iter().map(|&i| {
+            let e = &entries[i];
+            let EntryKind::File(m) = &e.kind else {
+                unreachable!("only files are hashed")
+            };
+            (e.abs.as_path(), m, shas[i].as_ref().expect("hashed"))
+        });
+        cache::store(c, cache, &entries, fresh, started_ns)?;
+    }
+
+    let mut man = Vec::with_capacity(entries.len() * 100);
+    for (e, sha) in entries.iter().zip(&shas) {
+        let sha = sha.as_ref().expect("every entry hashed");
+        match &e.kind {
+            EntryKind::File(m) => manifest::file_line(&mut man, sha, m.size, &e.rel),
+            EntryKind::Symlink(_) => manifest::symlink_line(&mut man, sha, &e.rel),
+        }
+    }
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&man)));
+    if let Some(out) = manifest_out {
+        *out = man;
+    }
+    Ok(DatasetDigest {
+        digest,
+        files,
+        bytes: bytes_total,
+        from_cache,
+    })
+}
+
+/// `path` made absolute without resolving symlinks in its last component, then canonicalised
+/// where possible so cache keys do not depend on how the user spelled the path.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::path::absolute(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hashes the files `todo` (indices into `entries`) on `rayon::current_num_threads()` workers,
+/// largest first so one big file starts at once and the small ones fill the other cores.
+fn hash_files(
+    entries: &[Entry],
+    todo: &[usize],
+    progress: Option<&dyn Fn(Progress)>,
+    files_already: u64,
+    bytes_already: u64,
+    bytes_total: u64,
+) -> Result<Vec<(usize, [u8; 32])>, DatasetError> {
+    let size_of = |i: usize| match &entries[i].kind {
+        EntryKind::File(m) => m.size,
+        EntryKind::Symlink(_) => 0,
+    };
+    let mut order = todo.to_vec();
+    order.sort_unstable_by_key(|&i| std::cmp::Reverse(size_of(i)));
+
+    let files_total = files_already + todo.len() as u64;
+    let next = AtomicUsize::new(0);
+    let files_done = AtomicU64::new(files_already);
+    let bytes_done = AtomicU64::new(bytes_already);
+    let failed = AtomicBool::new(false);
+    let finished = AtomicUsize::new(0);
+    // The pool's size, so callers control parallelism with `ThreadPool::install`. Plain scoped
+    // threads (not pool jobs) because a non-`Sync` progress callback must run on this thread.
+    let workers = rayon::current_num_threads().clamp(1, order.len().max(1));
+    let report = |phase| {
+        if let Some(p) = progress {
+            p(Progress {
+                phase,
+                files_done: files_done.load(Ordering::Relaxed),
+                files_total,
+                bytes_done: bytes_done.load(Ordering::Relaxed),
+                bytes_total,
+            })
+        }
+    };
+
+    let results: Vec<Result<Vec<(usize, [u8; 32])>, DatasetError>> = std::thread::scope(|s| {
+        let me = std::thread::current();
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let me = me.clone();
+                let (order, next, files_done, bytes_done, failed, finished) =
+                    (&order, &next, &files_done, &bytes_done, &failed, &finished);
+                s.spawn(move || {
+                    let mut buf = vec![0u8; BUF_SIZE];
+                    let mut out = Vec::new();
+                    let mut result = Ok(());
+                    while !failed.load(Ordering::Relaxed) {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        let e = &entries[i];
+                        match hash_file(&e.abs, size_of(i), &mut buf, bytes_done) {
+                            Ok(sha) => {
+                                out.push((i, sha));
+                                files_done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(err) => {
+                                failed.store(true, Ordering::Relaxed);
+                                result = Err(err);
+                                break;
+                            }
+                        }
+                    }
+                    finished.fetch_add(1, Ordering::Release);
+                    me.unpark();
+                    result.map(|()| out)
+                })
+            })
+            .collect();
+        if progress.is_some() {
+            while finished.load(Ordering::Acquire) < workers {
+                report(Phase::Hashing);
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+            report(Phase::Hashing);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hash worker panicked"))
+            .collect()
+    });
+
+    let mut all = Vec::with_capacity(todo.len());
+    let mut first_err: Option<(Vec<u8>, DatasetError)> = None;
+    for r in results {
+        match r {
+            Ok(v) => all.extend(v),
+            Err(e) => {
+                // Report the same error whatever the thread timing: the one with the smallest path.
+                let key = match &e {
+                    DatasetError::Unreadable { path, .. }
+                    | DatasetError::ChangedWhileHashing { path, .. } => {
+                        path.as_os_str().as_encoded_bytes().to_vec()
+                    }
+                    _ => Vec::new(),
+                };
+                if first_err.as_ref().map_or(true, |(k, _)| key < *k) {
+                    first_err = Some((key, e));
+                }
+            }
+        }
+    }
+    match first_err {
+        Some((_, e)) => Err(e),
+        None => Ok(all),
+    }
+}
+
+/// SHA-256 of one file's contents, checking that it still has the size seen by the walk.
+pub(crate) fn hash_file(
+    path: &Path,
+    expected: u64,
+    buf: &mut [u8],
+    bytes_done: &AtomicU64,
+) -> Result<[u8; 32], DatasetError> {
+    let mut f = File::open(path).map_err(unreadable(path))?;
+    if expected >= FADVISE_MIN {
+        // Advisory only; a failure changes nothing but speed.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
+    let mut h = Sha256::new();
+    let mut read = 0u64;
+    loop {
+        let n = match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreadable(path)(e)),
+        };
+        h.update(&buf[..n]);
+        read += n as u64;
+        bytes_done.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    if read != expected {
+        return Err(DatasetError::ChangedWhileHashing {
+            path: path.to_path_buf(),
+            expected,
+            read,
+        });
+    }
+    Ok(h.finalize().into())
+}
+
+/// SHA-256 of one file, for outputs.
+pub(crate) fn sha256_file(path: &Path) -> Result<([u8; 32], u64), DatasetError> {
+    let meta = std::fs::metadata(path).map_err(unreadable(path))?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    let sha = hash_file(path, meta.len(), &mut buf, &AtomicU64::new(0))?;
+    Ok((sha, meta.len()))
+}

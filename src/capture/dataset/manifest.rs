@@ -1,0 +1,439 @@
+//! The canonical manifest and the directory walk that feeds it.
+//!
+//! Format (documented in `docs/datasets.md`): one line per entry, sorted bytewise by relative path
+//! (`/`-separated, no leading `./`), each line terminated by `\n`:
+//!
+//! ```text
+//! <sha256 of contents, 64 lowercase hex> <size in bytes, decimal> <relpath>     regular file
+//! <sha256 of the link target string>     symlink                 <relpath>     symlink
+//! ```
+//!
+//! fields separated by one space. The digest is `sha256:` + the SHA-256 of the manifest bytes.
+//! For a single file the manifest has one line whose relpath is the file's name. Directories
+//! (empty or not), modes, owners and timestamps are not part of the manifest. `.git` (file or
+//! directory, at any depth) and paths matched by the root `.reproignore` are skipped.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use super::{unreadable, DatasetError, HashOptions};
+
+/// The name of the ignore file read at the root of a hashed directory.
+pub const IGNORE_FILE: &str = ".reproignore";
+
+/// The cache-relevant facts of a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileMeta {
+    pub size: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileMeta {
+    pub(crate) fn of(m: &fs::Metadata) -> FileMeta {
+        FileMeta {
+            size: m.len(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        }
+    }
+}
+
+/// What an entry of the manifest is.
+#[derive(Debug, Clone)]
+pub(crate) enum EntryKind {
+    File(FileMeta),
+    Symlink(Vec<u8>),
+}
+
+/// One manifest entry before hashing.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Relative path bytes with `/` separators.
+    pub rel: Vec<u8>,
+    /// Where to read it.
+    pub abs: PathBuf,
+    pub kind: EntryKind,
+}
+
+/// Appends one manifest line for a regular file.
+pub(crate) fn file_line(out: &mut Vec<u8>, sha: &[u8; 32], size: u64, rel: &[u8]) {
+    let mut hexbuf = [0u8; 64];
+    hex::encode_to_slice(sha, &mut hexbuf).expect("64 bytes of room");
+    out.extend_from_slice(&hexbuf);
+    out.push(b' ');
+    out.extend_from_slice(size.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(rel);
+    out.push(b'\n');
+}
+
+/// Appends one manifest line for a symlink.
+pub(crate) fn symlink_line(out: &mut Vec<u8>, target_sha: &[u8; 32], rel: &[u8]) {
+    let mut hexbuf = [0u8; 64];
+    hex::encode_to_slice(target_sha, &mut hexbuf).expect("64 bytes of room");
+    out.extend_from_slice(&hexbuf);
+    out.extend_from_slice(b" symlink ");
+    out.extend_from_slice(rel);
+    out.push(b'\n');
+}
+
+/// Patterns from `.reproignore`, gitignore-like (see docs/datasets.md).
+#[derive(Debug, Default)]
+pub(crate) struct Ignore {
+    any: Option<GlobSet>,
+    dirs_only: Option<GlobSet>,
+}
+
+impl Ignore {
+    /// Reads `<root>/.reproignore` if present.
+    pub(crate) fn load(root: &Path) -> Result<Ignore, DatasetError> {
+        let path = root.join(IGNORE_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ignore::default()),
+            Err(e) => return Err(unreadable(&path)(e)),
+        };
+        Ignore::parse(&text, &path)
+    }
+
+    pub(crate) fn parse(text: &[u8], path: &Path) -> Result<Ignore, DatasetError> {
+        let mut any = GlobSetBuilder::new();
+        let mut dirs = GlobSetBuilder::new();
+        let (mut n_any, mut n_dirs) = (0, 0);
+        for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+            let bad = |message: String| DatasetError::BadIgnore {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message,
+            };
+            let line = String::from_utf8(raw.to_vec())
+                .map_err(|_| bad("the pattern is not UTF-8".into()))?;
+            let line = line.trim_end_matches('\r').trim_end_matches(' ');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('!') {
+                return Err(bad("negated patterns (`!`) are not supported".into()));
+            }
+            let (body, dir_only) = match line.strip_suffix('/') {
+                Some(b) => (b, true),
+                None => (line, false),
+            };
+            // As in gitignore: a pattern with a `/` (other than a trailing one) is anchored at the root.
+            let glob = match body.strip_prefix('/') {
+                Some(anchored) => anchored.to_string(),
+                None if body.contains('/') => body.to_string(),
+                None => format!("**/{body}"),
+            };
+            if glob.is_empty() || glob == "**/" {
+                return Err(bad("empty pattern".into()));
+            }
+            let g = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            if dir_only {
+                dirs.add(g);
+                n_dirs += 1;
+            } else {
+                any.add(g);
+                n_any += 1;
+            }
+        }
+        let build = |b: GlobSetBuilder, n: usize| -> Result<Option<GlobSet>, DatasetError> {
+            if n == 0 {
+                return Ok(None);
+            }
+            b.build().map(Some).map_err(|e| DatasetError::BadIgnore {
+                path: path.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })
+        };
+        Ok(Ignore {
+            any: build(any, n_any)?,
+            dirs_only: build(dirs, n_dirs)?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.any.is_none() && self.dirs_only.is_none()
+    }
+
+    /// Whether the relative path is excluded.
+    pub(crate) fn matches(&self, rel: &[u8], is_dir: bool) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let p = Path::new(OsStr::from_bytes(rel));
+        self.any.as_ref().is_some_and(|s| s.is_match(p))
+            || (is_dir && self.dirs_only.as_ref().is_some_and(|s| s.is_match(p)))
+    }
+}
+
+pub(crate) fn special_kind(ft: &fs::FileType) -> &'static str {
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+/// Lists the entries under `root` (already absolute), unsorted.
+pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Vec<Entry>, DatasetError> {
+    // The root itself is always followed: the user named it.
+    let meta = match fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DatasetError::NotFound {
+                path: root.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(unreadable(root)(e)),
+    };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let name = root
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        if name.contains(&b'\n') {
+            return Err(DatasetError::NewlineInPath {
+                path: root.to_path_buf(),
+            });
+        }
+        return Ok(vec![Entry {
+            rel: name,
+            abs: root.to_path_buf(),
+            kind: EntryKind::File(FileMeta::of(&meta)),
+        }]);
+    }
+    if !ft.is_dir() {
+        return Err(DatasetError::SpecialFile {
+            path: root.to_path_buf(),
+            kind: special_kind(&ft),
+        });
+    }
+    let ignore = Ignore::load(root)?;
+    let walker = Walker {
+        opts,
+        ignore: &ignore,
+    };
+    walker.dir(root, &[], &[(meta.dev(), meta.ino())])
+}
+
+struct Walker<'a> {
+    opts: &'a HashOptions,
+    ignore: &'a Ignore,
+}
+
+enum Found {
+    Entry(Entry),
+    Dir(PathBuf, Vec<u8>, (u64, u64)),
+    Skip,
+}
+
+impl Walker<'_> {
+    fn dir(
+        &self,
+        dir: &Path,
+        rel: &[u8],
+        ancestors: &[(u64, u64)],
+    ) -> Result<Vec<Entry>, DatasetError> {
+        let rd = fs::read_dir(dir).map_err(unreadable(dir))?;
+        let mut children = Vec::new();
+        for de in rd {
+            children.push(de.map_err(unreadable(dir))?);
+        }
+        // Stat in parallel too: a flat directory of 100k files would otherwise be one thread's work.
+        let found: Vec<Found> = children
+            .par_iter()
+            .with_min_len(256)
+            .map(|de| self.classify(de, rel, ancestors))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        let mut subdirs = Vec::new();
+        for f in found {
+            match f {
+                Found::Entry(e) => out.push(e),
+                Found::Dir(p, r, id) => subdirs.push((p, r, id)),
+                Found::Skip => {}
+            }
+        }
+        let nested: Vec<Vec<Entry>> = subdirs
+            .par_iter()
+            .map(|(p, r, id)| {
+                let mut anc = ancestors.to_vec();
+                anc.push(*id);
+                self.dir(p, r, &anc)
+            })
+            .collect::<Result<_, _>>()?;
+        for n in nested {
+            out.extend(n);
+        }
+        Ok(out)
+    }
+
+    fn classify(
+        &self,
+        de: &fs::DirEntry,
+        parent_rel: &[u8],
+        ancestors: &[(u64, u64)],
+    ) -> Result<Found, DatasetError> {
+        let name = de.file_name();
+        let name = name.as_bytes();
+        let abs = de.path();
+        if name == b".git" {
+            return Ok(Found::Skip);
+        }
+        let mut rel = Vec::with_capacity(parent_rel.len() + 1 + name.len());
+        if !parent_rel.is_empty() {
+            rel.extend_from_slice(parent_rel);
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name);
+        let ft = de.file_type().map_err(unreadable(&abs))?;
+        let is_dir_like =
+            ft.is_dir() || (ft.is_symlink() && self.opts.follow_symlinks && abs.is_dir());
+        if self.ignore.matches(&rel, is_dir_like) {
+            return Ok(Found::Skip);
+        }
+        if name.contains(&b'\n') {
+            return Err(DatasetError::NewlineInPath { path: abs });
+        }
+        if ft.is_dir() {
+            let m = de.metadata().map_err(unreadable(&abs))?;
+            return Ok(Found::Dir(abs, rel, (m.dev(), m.ino())));
+        }
+        if ft.is_file() {
+            let m = de.metadata().map_err(unreadable(&abs))?;
+            return Ok(Found::Entry(Entry {
+                rel,
+                abs,
+                kind: EntryKind::File(FileMeta::of(&m)),
+            }));
+        }
+        if ft.is_symlink() {
+            if !self.opts.follow_symlinks {
+                let target = fs::read_link(&abs).map_err(unreadable(&abs))?;
+                return Ok(Found::Entry(Entry {
+                    rel,
+                    abs,
+                    kind: EntryKind::Symlink(target.into_os_string().into_vec_bytes()),
+                }));
+            }
+            let m = match fs::metadata(&abs) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(DatasetError::BrokenSymlink { path: abs })
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(DatasetError::SymlinkLoop { path: abs })
+                }
+                Err(e) => return Err(unreadable(&abs)(e)),
+            };
+            let tft = m.file_type();
+            if tft.is_dir() {
+                let id = (m.dev(), m.ino());
+                if ancestors.contains(&id) {
+                    return Err(DatasetError::SymlinkLoop { path: abs });
+                }
+                return Ok(Found::Dir(abs, rel, id));
+            }
+            if tft.is_file() {
+                return Ok(Found::Entry(Entry {
+                    rel,
+                    abs,
+                    kind: EntryKind::File(FileMeta::of(&m)),
+                }));
+            }
+            return Err(DatasetError::SpecialFile {
+                path: abs,
+                kind: special_kind(&tft),
+            });
+        }
+        Err(DatasetError::SpecialFile {
+            path: abs,
+            kind: special_kind(&ft),
+        })
+    }
+}
+
+trait IntoVecBytes {
+    fn into_vec_bytes(self) -> Vec<u8>;
+}
+
+impl IntoVecBytes for std::ffi::OsString {
+    fn into_vec_bytes(self) -> Vec<u8> {
+        std::os::unix::ffi::OsStringExt::into_vec(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ig(text: &str) -> Ignore {
+        Ignore::parse(text.as_bytes(), Path::new(".reproignore")).unwrap()
+    }
+
+    #[test]
+    fn ignore_patterns_follow_gitignore_anchoring() {
+        let i = ig("# comment\n\n*.tmp\n/top.txt\ncache/\nsub/*.log\n");
+        assert!(i.matches(b"a.tmp", false));
+        assert!(i.matches(b"x/y/a.tmp", false));
+        assert!(i.matches(b"top.txt", false));
+        assert!(!i.matches(b"x/top.txt", false));
+        assert!(i.matches(b"cache", true));
+        assert!(i.matches(b"x/cache", true));
+        assert!(
+            !i.matches(b"cache", false),
+            "dir-only pattern must not match a file"
+        );
+        assert!(i.matches(b"sub/a.log", false));
+        assert!(!i.matches(b"sub/deeper/a.log", false), "* does not cross /");
+        assert!(!i.matches(b"keep.txt", false));
+    }
+
+    #[test]
+    fn ignore_refuses_negation_with_line_number() {
+        let e = Ignore::parse(b"a\n!b\n", Path::new("/d/.reproignore")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(":2:"), "{text}");
+        assert!(text.contains("negated"), "{text}");
+    }
+
+    #[test]
+    fn manifest_lines_have_the_documented_form() {
+        let mut out = Vec::new();
+        file_line(&mut out, &[0xab; 32], 12, b"a b/c");
+        symlink_line(&mut out, &[0x01; 32], b"l");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{} 12 a b/c\n{} symlink l\n",
+                "ab".repeat(32),
+                "01".repeat(32)
+            )
+        );
+    }
+}
