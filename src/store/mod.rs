@@ -23,6 +23,7 @@ use crate::record::{
 
 pub use migrate::{latest_version, MIGRATIONS};
 pub use query::{RunFilter, SortKey};
+pub use transfer::fuzz_import_line;
 pub use transfer::{Conflict, ImportError, ImportSummary};
 
 /// Errors of the store; each names the database path or run id involved.

@@ -157,3 +157,24 @@ mod tests {
         assert_eq!(normalize(Path::new("/a/./b/../c/")), PathBuf::from("/a/c"));
     }
 }
+
+/// Fuzzing entry point (`fuzz/fuzz_targets/dvc.rs`): a hostile `.dvc` or `dvc.lock` text never
+/// panics the parser or the output lookup.
+#[doc(hidden)]
+pub fn fuzz_dvc(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let base = Path::new("/repo");
+    let path = Path::new("/repo/data");
+    let file = Path::new("/repo/data.dvc");
+    if let Ok(f) = serde_yaml::from_str::<DvcFile>(text) {
+        let base = normalize(&base.join(f.wdir.as_deref().unwrap_or(".")));
+        let _ = pick(path, file, &base, &f.outs);
+    }
+    if let Ok(l) = serde_yaml::from_str::<Lock>(text) {
+        for stage in l.stages.values() {
+            let _ = pick(path, file, base, &stage.outs);
+        }
+    }
+}
