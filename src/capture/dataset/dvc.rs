@@ -148,16 +148,6 @@ pub(crate) fn find(path: &Path, stop: Option<&Path>) -> Result<Option<DvcHash>, 
     Ok(None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_applies_dots_lexically() {
-        assert_eq!(normalize(Path::new("/a/./b/../c/")), PathBuf::from("/a/c"));
-    }
-}
-
 /// Fuzzing entry point (`fuzz/fuzz_targets/dvc.rs`): a hostile `.dvc` or `dvc.lock` text never
 /// panics the parser or the output lookup.
 #[doc(hidden)]
@@ -176,5 +166,15 @@ pub fn fuzz_dvc(data: &[u8]) {
         for stage in l.stages.values() {
             let _ = pick(path, file, base, &stage.outs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_applies_dots_lexically() {
+        assert_eq!(normalize(Path::new("/a/./b/../c/")), PathBuf::from("/a/c"));
     }
 }
