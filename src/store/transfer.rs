@@ -345,6 +345,15 @@ impl Store {
     }
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/import.rs`): a hostile `repro export` line never
+/// panics the parser or the validation that guards the database.
+#[doc(hidden)]
+pub fn fuzz_import_line(line: &[u8]) {
+    if let Ok(run) = serde_json::from_slice::<Run>(line) {
+        let _ = validate(&run);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,14 +427,5 @@ mod tests {
         let mut v2 = a.clone();
         v2.schema_version = 2;
         assert!(validate(&v2).unwrap_err().contains("schema_version 2"));
-    }
-}
-
-/// Fuzzing entry point (`fuzz/fuzz_targets/import.rs`): a hostile `repro export` line never
-/// panics the parser or the validation that guards the database.
-#[doc(hidden)]
-pub fn fuzz_import_line(line: &[u8]) {
-    if let Ok(run) = serde_json::from_slice::<Run>(line) {
-        let _ = validate(&run);
     }
 }
