@@ -16,6 +16,7 @@ pub mod gc;
 pub mod image;
 pub mod import;
 pub mod ls;
+pub mod rerun;
 pub mod run;
 pub mod script;
 pub mod show;
@@ -60,6 +61,8 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
+    /// Re-run a recorded run now with the same pins, as a new run linked to it; compare outputs
+    Rerun(rerun::RerunArgs),
     /// Show what differs between two runs: image, code, data, command, env, outcome
     Diff(diff::DiffArgs),
     /// Add (+TAG) or remove (-TAG) tags of a run
@@ -162,6 +165,7 @@ pub fn main() -> i32 {
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
+        Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
         Command::Diff(args) => diff::cmd_diff(&ctx, args),
         Command::Tag(args) => annotate::cmd_tag(&ctx, args),
         Command::Note(args) => annotate::cmd_note(&ctx, args),

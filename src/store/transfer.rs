@@ -350,6 +350,15 @@ impl Store {
     }
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/import.rs`): a hostile `repro export` line never
+/// panics the parser or the validation that guards the database.
+#[doc(hidden)]
+pub fn fuzz_import_line(line: &[u8]) {
+    if let Ok(run) = serde_json::from_slice::<Run>(line) {
+        let _ = validate(&run);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod faults;
 mod harness;
 mod query;
 mod registry;
+mod rerun;
 mod rerun_render;
 mod run;
 mod script_e2e;
