@@ -131,6 +131,7 @@ CREATE TABLE hash_cache (
     hashed_ns INTEGER NOT NULL                          -- wall clock when hashing started (racy-clean check)
 ) WITHOUT ROWID;
 
+-- migration: 3
 -- Indexes for `ls` filters that also give newest-first order (id) without a sort, covering
 -- indexes for annotation and dataset filters, and the distinct image references so that a
 -- substring match on the reference scans a few rows instead of every run.

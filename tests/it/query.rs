@@ -574,3 +574,55 @@ fn annotations_never_change_provenance() {
     assert!(err.contains("no run matches"), "{err}");
     assert_eq!(after_json, at_now(&env, &["show", &id, "--json"]).1);
 }
+
+#[test]
+fn filters_work_on_databases_upgraded_from_every_earlier_schema() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("schema-v") && name.ends_with(".db")) {
+            continue;
+        }
+        let env = TestEnv::new();
+        std::fs::create_dir_all(env.db().parent().unwrap()).unwrap();
+        std::fs::copy(&path, env.db()).unwrap();
+        let ls = |args: &[&str]| -> Vec<String> {
+            let mut full = vec!["ls", "--all", "--format", "csv", "--columns", "name"];
+            full.extend_from_slice(args);
+            let (code, out, err) = at_now(&env, &full);
+            assert_eq!(code, 0, "{name} {args:?}: {err}");
+            out.lines().skip(1).map(String::from).collect()
+        };
+        // Every filter's index and the image reference table exist after the upgrade.
+        assert!(ls(&["--image", "anything"]).is_empty(), "{name}");
+        assert_eq!(
+            ls(&["--host", "vm", "--status", "succeeded,failed"]).len(),
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            ls(&["--host", "vm", "--status", "failed"]),
+            vec!["fixture-b"],
+            "{name}"
+        );
+        assert_eq!(ls(&["--tag", "old"]).len(), 1, "{name}");
+        assert_eq!(
+            ls(&["--dataset", "imagenet@v3", "--param", "lr=0.1"]),
+            vec!["fixture-a"],
+            "{name}"
+        );
+        // and new runs with an image are found by substring
+        let mut r = fixture_runs().remove(2).1;
+        r.id = "01jdz00000000000000000000d".into();
+        Store::open(&env.db()).unwrap().insert_run(&r).unwrap();
+        assert_eq!(ls(&["--image", "team/trainer"]), vec!["baseline"], "{name}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "schema fixtures missing in {}",
+        fixtures.display()
+    );
+}
