@@ -81,7 +81,7 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         }
         eprint!(
             "{}",
-            formats::runs_table(&runs[..runs.len().min(20)], &cols, true, ctx.utc)
+            formats::runs_table(&runs[..runs.len().min(20)], &cols, false, ctx.utc)
         );
         if runs.len() > 20 {
             eprintln!("… and {} more", runs.len() - 20);

@@ -205,8 +205,12 @@ fn datasets_text(r: &Run, sep: &str) -> String {
 pub fn runs_table(runs: &[Run], columns: &[Column], tty: bool, utc: bool) -> String {
     let mut t = Table::new();
     if tty {
-        t.load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+        // A terminal that reports no usable width (a pty of size 0) would squash every column
+        // to one character; wrap only when the width is real.
+        if t.width().is_some_and(|w| w >= 40) {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        }
     } else {
         t.load_preset(presets::NOTHING);
     }

@@ -626,3 +626,32 @@ fn filters_work_on_databases_upgraded_from_every_earlier_schema() {
         fixtures.display()
     );
 }
+
+#[test]
+fn version_two_databases_that_already_have_the_query_indexes_upgrade() {
+    // main briefly shipped the query indexes inside migration 2; such databases must still open.
+    let (env, _) = seeded();
+    rusqlite::Connection::open(env.db())
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 2")
+        .unwrap();
+    let (code, out, err) = at_now(
+        &env,
+        &[
+            "ls",
+            "--image",
+            "trainer",
+            "--format",
+            "csv",
+            "--columns",
+            "name",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1 + 3);
+    let version: i64 = rusqlite::Connection::open(env.db())
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, repro::store::latest_version());
+}

@@ -249,3 +249,47 @@ fn gc_keeps_a_run_whose_wrapper_is_alive() {
     );
     assert!(ids_of(&env).contains(&live.id));
 }
+
+#[test]
+fn gc_on_a_terminal_asks_and_deletes_only_on_yes() {
+    if !crate::support::tool_available("script") {
+        eprintln!("skipped: script(1) is needed for a pseudo-terminal");
+        return;
+    }
+    let (env, runs) = seeded();
+    let bin = assert_cmd::cargo::cargo_bin("repro");
+    let gc = |answer: &str| -> String {
+        let cmd = format!(
+            "HOME='{}' REPRO_DB='{}' REPRO_NOW='{NOW}' '{}' gc --status lost",
+            env.home().display(),
+            env.db().display(),
+            bin.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = gc("n\n");
+    assert!(
+        said.contains("Delete 1 run(s)? This cannot be undone. [y/N]"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&runs[0].1.id[..12]),
+        "the prompt lists the run: {said}"
+    );
+    assert!(said.contains("nothing deleted"), "{said}");
+    assert_eq!(ids_of(&env).len(), 6);
+    let said = gc("y\n");
+    assert!(said.contains("deleted 1 run(s)"), "{said}");
+    assert_eq!(ids_of(&env).len(), 5);
+}
