@@ -6,7 +6,9 @@
 //! Signals *sent to repro* (`kill -TERM <pid>`: SIGINT, SIGTERM, SIGHUP, SIGQUIT) are forwarded
 //! to the child; terminal-generated ones are not forwarded again (the child already got them).
 //! In container mode the engine client proxies signals into the container, and repro also asks
-//! the engine to deliver them (`<engine> kill --signal N <name>`) in case the client does not.
+//! the engine to deliver them (`<engine> kill --signal N <name>`) in case the client does not;
+//! a container whose PID 1 ignores the signal is killed after `REPRO_STOP_TIMEOUT` seconds
+//! (default 10), as `docker stop` does.
 
 use std::ffi::OsString;
 use std::io;
@@ -118,6 +120,17 @@ impl Drop for Handlers {
     }
 }
 
+/// How long a container may ignore a forwarded signal before it is killed
+/// (`REPRO_STOP_TIMEOUT` seconds, default 10, as `docker stop`).
+pub fn stop_timeout() -> Duration {
+    std::env::var("REPRO_STOP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(10))
+}
+
 /// Runs the child to completion with stdio inherited, forwarding signals. `on_start` is called
 /// with the child's pid once it runs.
 pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) {
@@ -147,17 +160,31 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     let watcher = spawn.container.clone().map(|(engine, name)| {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
+            let engine_cmd = |args: &[&str]| {
+                let _ = Command::new(&engine)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            };
             let mut delivered = 0;
+            let mut since: Option<std::time::Instant> = None;
+            let grace = stop_timeout();
             while stop.load(Ordering::SeqCst) == 0 {
                 let sig = FORWARDED.load(Ordering::SeqCst);
                 if sig != 0 && sig != delivered {
                     delivered = sig;
-                    let _ = Command::new(&engine)
-                        .args(["kill", "--signal", &sig.to_string(), &name])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
+                    since.get_or_insert_with(std::time::Instant::now);
+                    engine_cmd(&["kill", "--signal", &sig.to_string(), &name]);
+                }
+                // Like `docker stop`: a container whose PID 1 ignores the signal (the default
+                // for PID 1 without a handler) is killed after a grace period.
+                if let Some(t) = since {
+                    if t.elapsed() >= grace {
+                        engine_cmd(&["kill", "--signal", "KILL", &name]);
+                        since = None;
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -213,3 +213,136 @@ fn latest_and_unresolvable_references_are_refused_unless_allowed() {
     assert_eq!(code, 1);
     assert!(err.contains("error:") && err.contains("hint:"), "{err}");
 }
+
+#[test]
+fn sigterm_to_the_wrapper_stops_the_container() {
+    use std::process::{Command as StdCommand, Stdio};
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "sig");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .env("REPRO_STOP_TIMEOUT", "2")
+        .args([
+            "run",
+            "-q",
+            "--engine",
+            "podman",
+            "--image",
+            &image,
+            "--engine-arg=--network=none",
+        ])
+        .args([
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo started; exec /bin/busybox sleep 60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the container's first line, then signal the wrapper.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    assert_eq!(&buf, b"started\n");
+    let t0 = std::time::Instant::now();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    // `sleep` as PID 1 ignores SIGTERM, so repro kills the container after the grace period.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "the container did not stop"
+    );
+    assert_eq!(status.code(), Some(137));
+    let run = env.show_json(&env.last_id());
+    assert_eq!(run["status"], "killed");
+    assert_eq!(run["signal"], 9);
+    // No container is left behind.
+    let ps = podman.command().args(["ps", "-aq"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&ps.stdout).trim().is_empty());
+}
+
+#[test]
+fn show_points_out_an_image_built_from_another_commit() {
+    let registry = Registry::start();
+    registry.push_busybox("team/trainer", "rev");
+    let env = TestEnv::new();
+    let repo = env.git_repo("revproj");
+    let image = format!("{}/team/trainer:rev", registry.addr());
+    let (code, _, err) = env.run_in(&repo, &["run", "--host", "--image", &image, "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let run = env.show_json(&id);
+    let label = run["image"]["labels"]["org.opencontainers.image.revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(run["code"]["commit"].as_str().unwrap(), label);
+    let (_, text, _) = env.run_in(&repo, &["show", &id]);
+    assert!(
+        text.contains(&format!(
+            "the image was built from revision {label}, not this commit"
+        )),
+        "{text}"
+    );
+    let (_, pin, _) = env.run_in(&repo, &["show", &id]);
+    assert!(
+        pin.contains("pin grade    image: resolved (registry), code: clean"),
+        "{pin}"
+    );
+}
+
+#[test]
+fn sigterm_reaches_a_container_process_that_handles_it() {
+    use std::process::{Command as StdCommand, Stdio};
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "trap");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let script =
+        "trap 'echo got-term; exit 7' TERM; echo started; while :; do /bin/busybox sleep 0.1; done";
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .env("REPRO_STOP_TIMEOUT", "30")
+        .args([
+            "run",
+            "-q",
+            "--engine",
+            "podman",
+            "--image",
+            &image,
+            "--engine-arg=--network=none",
+        ])
+        .args(["--", "/bin/busybox", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    assert_eq!(&buf, b"started\n");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(7));
+    assert_eq!(env.show_json(&env.last_id())["exit_code"], 7);
+}

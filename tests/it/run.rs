@@ -412,3 +412,67 @@ fn secret_looking_env_vars_are_redacted_unless_asked() {
         "hf_visible"
     );
 }
+
+#[test]
+fn sigint_sighup_and_sigquit_sent_to_the_wrapper_reach_the_child() {
+    let env = TestEnv::new();
+    let dir = env.root();
+    for (sig, name) in [
+        (libc::SIGINT, "INT"),
+        (libc::SIGHUP, "HUP"),
+        (libc::SIGQUIT, "QUIT"),
+    ] {
+        let ready = dir.join(format!("ready-{name}"));
+        // Default dispositions: if the signal reaches the child, `sleep` dies of it at once.
+        let script = format!("touch {ready}; exec sleep 30", ready = ready.display());
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+            .current_dir(dir)
+            .env("REPRO_DB", env.db())
+            .env("HOME", env.home())
+            .args(["run", "-q", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(&ready);
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "SIG{name} did not reach the child"
+        );
+        assert_eq!(status.code(), Some(128 + sig), "SIG{name}");
+        let run = env.show_json(&env.last_id());
+        assert_eq!(run["status"], "killed", "SIG{name}");
+        assert_eq!(run["signal"], sig, "SIG{name}");
+    }
+}
+
+#[test]
+fn a_child_on_a_terminal_keeps_the_terminal() {
+    if !crate::support::tool_available("script") {
+        eprintln!("SKIPPED: util-linux `script` is not installed; TTY passthrough not checked");
+        return;
+    }
+    let env = TestEnv::new();
+    let bin = assert_cmd::cargo::cargo_bin("repro");
+    // `script` gives repro a pseudo-terminal; the child must see it on stdin and stdout.
+    let inner = format!(
+        "'{}' run -q -- sh -c 'test -t 0 && test -t 1 && echo child-has-tty'",
+        bin.display()
+    );
+    let out = StdCommand::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .current_dir(env.root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("child-has-tty"), "{text}");
+    assert!(out.status.success());
+}
