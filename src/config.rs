@@ -438,11 +438,16 @@ fn parse_file(
         let key = line
             .and_then(|l| key_on_line(text, l))
             .or_else(|| backticked(e.message()));
+        let msg = e.message().trim();
+        let message = match &key {
+            Some(k) if !msg.contains(&format!("`{k}`")) => format!("`{k}`: {msg}"),
+            _ => msg.to_string(),
+        };
         ConfigError::Invalid {
             path: path.into(),
             key,
             line,
-            message: e.message().trim().to_string(),
+            message,
         }
     })?;
     let invalid = |key: &str, message: String| ConfigError::Invalid {

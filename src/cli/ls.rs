@@ -73,7 +73,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     let text = if args.json {
         output::runs_json(&runs)
     } else {
-        output::runs_table(&runs, stdout_is_tty(), ctx.utc)
+        output::runs_table_styled(&runs, stdout_is_tty(), ctx.color, ctx.utc)
     };
     print_out(&text)
 }

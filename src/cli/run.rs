@@ -358,7 +358,7 @@ pub fn cmd_run(ctx: &Ctx, args: &RunArgs) -> i32 {
             .find(|f| f.kind == "repo")
             .map(|f| f.path.display().to_string())
             .unwrap_or_default();
-        ctx.status(format!("{file} sets: {}", overrides.join("; ")));
+        ctx.warn(format!("{file} sets: {}", overrides.join("; ")));
     }
     let args = &args;
     match prepare_and_run(ctx, args) {
