@@ -4,6 +4,7 @@ mod config;
 mod conformance_reference;
 mod container;
 mod dataset;
+mod doctor;
 mod faults;
 mod harness;
 mod registry;
