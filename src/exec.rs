@@ -26,6 +26,8 @@ pub struct Spawn {
     pub args: Vec<OsString>,
     /// Working directory.
     pub cwd: PathBuf,
+    /// Variables set for the child on top of the inherited environment.
+    pub env: Vec<(OsString, OsString)>,
     /// In container mode: the engine and the container name, so signals can be delivered with
     /// `<engine> kill`.
     pub container: Option<(String, String)>,
@@ -126,6 +128,7 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     let mut cmd = Command::new(&spawn.program);
     cmd.args(&spawn.args)
         .current_dir(&spawn.cwd)
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
@@ -219,6 +222,7 @@ mod tests {
             program: "sh".into(),
             args: vec!["-c".into(), script.into()],
             cwd: std::env::temp_dir(),
+            env: Vec::new(),
             container: None,
         }
     }

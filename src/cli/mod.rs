@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod image;
 pub mod ls;
 pub mod meta;
+pub mod rerun;
 pub mod run;
 pub mod script;
 pub mod show;
@@ -72,6 +73,8 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
+    /// Re-run a recorded run now with the same pins, as a new run linked to it; compare outputs
+    Rerun(rerun::RerunArgs),
     /// Parse an image reference and ask its registry what it points at
     Image(image::ImageArgs),
     /// Content digests of datasets: hash a path, or verify one against a digest
@@ -214,6 +217,7 @@ pub fn main() -> i32 {
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
+        Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
         Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
         Command::Dataset(cmd) => {
             let store = if dataset::wants_store(cmd) {

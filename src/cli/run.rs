@@ -433,7 +433,12 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         pid_start: host::process_start(std::process::id()),
         rerun_of: None,
     };
-    execute(ctx, &mut store, run, &cwd, &args.outputs)
+    let plan = Plan {
+        cwd: cwd.clone(),
+        output_paths: args.outputs.clone(),
+        ..Plan::default()
+    };
+    execute(ctx, &mut store, run, &plan).map(|(code, _)| code)
 }
 
 /// Writes the run as `running`, runs it, and finishes the record. Shared with `repro rerun`.
@@ -441,13 +446,19 @@ pub fn execute(
     ctx: &Ctx,
     store: &mut crate::store::Store,
     run: Run,
-    cwd: &Path,
-    output_paths: &[String],
-) -> CliResult<i32> {
+    plan: &Plan,
+) -> CliResult<(i32, Finish)> {
+    let cwd = plan.cwd.as_path();
+    let output_paths = plan.output_paths.as_slice();
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run(&run)?;
     ctx.status(format!("run {} started", run.id));
-    let spawn = build_spawn(&run, cwd);
+    let mut spawn = build_spawn(&run, cwd, &plan.extra_mounts);
+    spawn.env = plan
+        .env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
     ctx.debug(format!(
         "exec: {} {}",
         spawn.program.to_string_lossy(),
@@ -497,7 +508,20 @@ pub fn execute(
             crate::error::CliError::from(e)
         ),
     }
-    Ok(exit)
+    Ok((exit, fin))
+}
+
+/// How to execute a recorded run: where, what to hash afterwards, extra read-only mounts.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Working directory on the host.
+    pub cwd: PathBuf,
+    /// `--output` paths, relative to `cwd`.
+    pub output_paths: Vec<String>,
+    /// (host path, container path) mounted read-only in container mode; not recorded.
+    pub extra_mounts: Vec<(PathBuf, String)>,
+    /// Variables set for the child (and passed into the container by name).
+    pub env: Vec<(String, String)>,
 }
 
 fn hash_outputs(ctx: &Ctx, paths: &[String], cwd: &Path) -> Vec<Output> {
@@ -562,7 +586,7 @@ fn classify(
 }
 
 /// The engine invocation (container mode) or the plain command (host mode).
-pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
+pub fn build_spawn(run: &Run, cwd: &Path, extra_mounts: &[(PathBuf, String)]) -> Spawn {
     let argv = run.argv_os();
     match (run.exec.mode, &run.image) {
         (ExecMode::Container, Some(img)) => {
@@ -601,6 +625,12 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
             if let Some(g) = &run.exec.gpus {
                 a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
             }
+            for (src, dst) in extra_mounts {
+                let mut m = OsString::from("--volume=");
+                m.push(src.as_os_str());
+                m.push(format!(":{dst}:ro"));
+                a.push(m);
+            }
             a.extend(run.exec.engine_args.iter().map(OsString::from));
             a.push(engine_image_name(img).into());
             a.extend(argv);
@@ -608,6 +638,7 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 program: engine.clone().into(),
                 args: a,
                 cwd: cwd.to_path_buf(),
+                env: Vec::new(),
                 container: Some((engine, name)),
             }
         }
@@ -618,6 +649,7 @@ pub fn build_spawn(run: &Run, cwd: &Path) -> Spawn {
                 program,
                 args: it.collect(),
                 cwd: cwd.to_path_buf(),
+                env: Vec::new(),
                 container: None,
             }
         }

@@ -215,6 +215,12 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(|source| classify_open_error(&path, source))?;
+        // Every repro process is short-lived: checkpointing (and fsyncing) the WAL at each close
+        // would cost more than the run's own writes. SQLite's auto-checkpoint still bounds it.
+        let _ = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        );
         Ok(())
     }
 

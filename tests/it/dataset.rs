@@ -405,7 +405,7 @@ fn racily_clean_rows_are_rehashed() {
                     m.len() as i64,
                     m.mtime() * 1_000_000_000 + m.mtime_nsec(),
                     ctime_ns,
-                    "00".repeat(32),
+                    vec![0u8; 32],
                     hashed_ns
                 ],
             )
@@ -608,4 +608,22 @@ fn cli_verify_reports_match_mismatch_and_missing_per_item() {
         .map(|i| i["status"].as_str().unwrap())
         .collect();
     assert_eq!(st, ["mismatch", "unchecked", "missing"]);
+}
+
+/// Files of 64 MiB and more are read on a helper thread; the result must be the plain SHA-256.
+#[test]
+fn a_big_file_hashes_like_sha256sum() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("big");
+    let data: Vec<u8> = (0..(64u32 << 20) + 3)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
+    fs::write(&f, &data).unwrap();
+    let o = hash_output(&f).unwrap();
+    assert_eq!(o.sha256.as_deref(), Some(sha2_hex(&data).as_str()));
+    let m = manifest_of(t.path(), &HashOptions::default()).unwrap();
+    assert_eq!(
+        String::from_utf8(m).unwrap(),
+        format!("{} {} big\n", sha2_hex(&data), data.len())
+    );
 }

@@ -8,6 +8,7 @@ mod doctor;
 mod faults;
 mod harness;
 mod registry;
+mod rerun;
 mod rerun_render;
 mod run;
 mod script_e2e;

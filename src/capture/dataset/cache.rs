@@ -7,14 +7,12 @@
 //! entry is re-read instead of trusted. ctime cannot be set by users (`touch -d`, `utimensat`
 //! change it to now), so restoring an old mtime after an edit is caught too.
 //!
-//! Reads are one range scan over the dataset's paths; writes one IMMEDIATE transaction.
-
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+//! Reads are one ordered range scan over the dataset's paths merged with the sorted walk; writes
+//! one IMMEDIATE transaction.
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use super::manifest::{Entry, FileMeta};
+use super::manifest::{EntryKind, FileMeta, Tree};
 use super::DatasetError;
 
 /// Timestamps within this much of the hashing start are not trusted. Most Linux filesystems
@@ -34,66 +32,102 @@ struct Row {
     hashed_ns: i64,
 }
 
-/// The cache rows under one hashed root, loaded in one query.
-pub(crate) struct Cache {
-    rows: HashMap<String, Row>,
-    /// Whether the root is representable as a TEXT key (non-UTF-8 paths are never cached).
-    usable: bool,
-}
-
 fn err(what: &'static str) -> impl Fn(rusqlite::Error) -> DatasetError {
     move |source| DatasetError::Cache { what, source }
 }
 
-impl Cache {
-    /// Loads every row for `root` itself and for paths under it.
-    pub(crate) fn load(conn: &Connection, root: &Path) -> Result<Cache, DatasetError> {
-        let Some(root) = root.to_str() else {
-            return Ok(Cache {
-                rows: HashMap::new(),
-                usable: false,
-            });
-        };
-        let base = root.trim_end_matches('/');
-        // Everything starting with "<root>/" sorts in ["<root>/", "<root>0"): '0' follows '/'.
-        let range = (root.to_string(), format!("{base}/"), format!("{base}0"));
-        let mut rows = HashMap::new();
+/// What the cache knew about a tree.
+pub(crate) struct Lookup {
+    /// Per entry: the trusted cached hash.
+    pub hits: Vec<Option<[u8; 32]>>,
+    /// Rows under the root whose file is gone (or is no longer a regular file).
+    stale: Vec<String>,
+    /// Whether the root can be a TEXT key at all (non-UTF-8 paths are never cached).
+    usable: bool,
+}
+
+/// Reads the rows for `tree` (sorted by relative path) in one ordered range scan and merges
+/// them with the entries: no per-file query, no hash map, no allocation per row.
+pub(crate) fn lookup(conn: &Connection, tree: &Tree) -> Result<Lookup, DatasetError> {
+    let n = tree.entries.len();
+    let mut out = Lookup {
+        hits: vec![None; n],
+        stale: Vec::new(),
+        usable: false,
+    };
+    let Some(root) = tree.root.to_str() else {
+        return Ok(out);
+    };
+    out.usable = true;
+    if tree.single {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, hashed_ns FROM hash_cache
-                 WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, hashed_ns FROM hash_cache WHERE path = ?1",
             )
             .map_err(err("reading it"))?;
-        let mut q = stmt
-            .query(params![range.0, range.1, range.2])
-            .map_err(err("reading it"))?;
-        while let Some(r) = q.next().map_err(err("reading it"))? {
-            let hexsha: String = r.get(6).map_err(err("reading it"))?;
-            let mut sha = [0u8; 32];
-            if hex::decode_to_slice(hexsha.as_bytes(), &mut sha).is_err() {
-                continue; // a damaged row is a miss, and gets overwritten
+        let mut q = stmt.query([root]).map_err(err("reading it"))?;
+        if let Some(r) = q.next().map_err(err("reading it"))? {
+            if let (Some(row), EntryKind::File(m)) = (row_of(r)?, &tree.entries[0].kind) {
+                out.hits[0] = trusted(&row, m).then_some(row.sha);
             }
-            rows.insert(
-                r.get(0).map_err(err("reading it"))?,
-                Row {
-                    dev: r.get(1).map_err(err("reading it"))?,
-                    ino: r.get(2).map_err(err("reading it"))?,
-                    size: r.get(3).map_err(err("reading it"))?,
-                    mtime_ns: r.get(4).map_err(err("reading it"))?,
-                    ctime_ns: r.get(5).map_err(err("reading it"))?,
-                    sha,
-                    hashed_ns: r.get(7).map_err(err("reading it"))?,
-                },
-            );
         }
-        Ok(Cache { rows, usable: true })
+        return Ok(out);
     }
+    let base = root.trim_end_matches('/');
+    let prefix = format!("{base}/");
+    // Everything starting with "<root>/" sorts in ["<root>/", "<root>0"): '0' follows '/'. The
+    // BINARY collation is memcmp, the same order as the entries' relative paths.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, hashed_ns FROM hash_cache
+             WHERE path >= ?1 AND path < ?2 ORDER BY path",
+        )
+        .map_err(err("reading it"))?;
+    let mut q = stmt
+        .query(params![prefix, format!("{base}0")])
+        .map_err(err("reading it"))?;
+    let mut i = 0;
+    while let Some(r) = q.next().map_err(err("reading it"))? {
+        let path = r.get_ref(0).and_then(|v| v.as_str().map_err(Into::into));
+        let path = path.map_err(err("reading it"))?;
+        let rel = &path.as_bytes()[prefix.len()..];
+        while i < n && tree.entries[i].rel.as_slice() < rel {
+            i += 1;
+        }
+        let hit = match tree.entries.get(i) {
+            Some(e) if e.rel == rel => match &e.kind {
+                EntryKind::File(m) => Some((i, m)),
+                EntryKind::Symlink(_) => None,
+            },
+            _ => None,
+        };
+        match hit {
+            Some((i, m)) => {
+                if let Some(row) = row_of(r)? {
+                    out.hits[i] = trusted(&row, m).then_some(row.sha);
+                }
+            }
+            None => out.stale.push(path.to_string()),
+        }
+    }
+    Ok(out)
+}
 
-    /// The cached hash of `abs`, when it can be trusted for a file with metadata `m`.
-    pub(crate) fn lookup(&self, abs: &Path, m: &FileMeta) -> Option<[u8; 32]> {
-        let row = self.rows.get(abs.to_str()?)?;
-        trusted(row, m).then_some(row.sha)
-    }
+fn row_of(r: &rusqlite::Row<'_>) -> Result<Option<Row>, DatasetError> {
+    let e = err("reading it");
+    let sha = r.get_ref(6).map_err(&e)?;
+    let Ok(sha) = <[u8; 32]>::try_from(sha.as_blob().unwrap_or_default()) else {
+        return Ok(None); // a damaged row is a miss, and gets overwritten
+    };
+    Ok(Some(Row {
+        dev: r.get(1).map_err(&e)?,
+        ino: r.get(2).map_err(&e)?,
+        size: r.get(3).map_err(&e)?,
+        mtime_ns: r.get(4).map_err(&e)?,
+        ctime_ns: r.get(5).map_err(&e)?,
+        sha,
+        hashed_ns: r.get(7).map_err(&e)?,
+    }))
 }
 
 fn trusted(row: &Row, m: &FileMeta) -> bool {
@@ -105,37 +139,16 @@ fn trusted(row: &Row, m: &FileMeta) -> bool {
         && m.mtime_ns.max(m.ctime_ns) < row.hashed_ns.saturating_sub(RACY_GRANULARITY_NS)
 }
 
-/// Stores fresh hashes and drops rows for paths under the root that no longer exist, in one
+/// Stores the hashes of the entries `fresh` (indices into the tree) and drops stale rows, in one
 /// transaction (none when nothing changed).
-pub(crate) fn store<'a>(
+pub(crate) fn store(
     conn: &Connection,
-    cache: &Cache,
-    entries: &[Entry],
-    fresh: impl Iterator<Item = (&'a Path, &'a FileMeta, &'a [u8; 32])>,
+    tree: &Tree,
+    found: &Lookup,
+    fresh: &[(usize, [u8; 32])],
     hashed_ns: i64,
 ) -> Result<(), DatasetError> {
-    if !cache.usable {
-        return Ok(());
-    }
-    let fresh: Vec<_> = fresh
-        .filter_map(|(p, m, s)| Some((p.to_str()?, m, s)))
-        .collect();
-    let seen_rows = entries
-        .iter()
-        .filter(|e| e.abs.to_str().is_some_and(|p| cache.rows.contains_key(p)))
-        .count();
-    let stale: Vec<&str> = if seen_rows < cache.rows.len() {
-        let live: HashSet<&str> = entries.iter().filter_map(|e| e.abs.to_str()).collect();
-        cache
-            .rows
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !live.contains(k))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if fresh.is_empty() && stale.is_empty() {
+    if !found.usable || (fresh.is_empty() && found.stale.is_empty()) {
         return Ok(());
     }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
@@ -147,7 +160,13 @@ pub(crate) fn store<'a>(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(err("writing it"))?;
-        for (path, m, sha) in fresh {
+        for (i, sha) in fresh {
+            let e = &tree.entries[*i];
+            let EntryKind::File(m) = &e.kind else {
+                continue;
+            };
+            let abs = tree.abs(e);
+            let Some(path) = abs.to_str() else { continue };
             put.execute(params![
                 path,
                 m.dev as i64,
@@ -155,7 +174,7 @@ pub(crate) fn store<'a>(
                 m.size as i64,
                 m.mtime_ns,
                 m.ctime_ns,
-                hex::encode(sha),
+                &sha[..],
                 hashed_ns
             ])
             .map_err(err("writing it"))?;
@@ -163,7 +182,7 @@ pub(crate) fn store<'a>(
         let mut del = tx
             .prepare_cached("DELETE FROM hash_cache WHERE path = ?1")
             .map_err(err("writing it"))?;
-        for path in stale {
+        for path in &found.stale {
             del.execute([path]).map_err(err("writing it"))?;
         }
     }

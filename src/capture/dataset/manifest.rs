@@ -61,9 +61,28 @@ pub(crate) enum EntryKind {
 pub(crate) struct Entry {
     /// Relative path bytes with `/` separators.
     pub rel: Vec<u8>,
-    /// Where to read it.
-    pub abs: PathBuf,
     pub kind: EntryKind,
+}
+
+/// The entries under a root (no absolute path per entry: 200k allocations saved on a warm run).
+#[derive(Debug)]
+pub(crate) struct Tree {
+    /// Absolute path of what was hashed.
+    pub root: PathBuf,
+    /// The root is a single file (its one entry is named after it).
+    pub single: bool,
+    pub entries: Vec<Entry>,
+}
+
+impl Tree {
+    /// Where entry `e` is read from.
+    pub(crate) fn abs(&self, e: &Entry) -> PathBuf {
+        if self.single {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(&e.rel))
+        }
+    }
 }
 
 /// Appends one manifest line for a regular file.
@@ -198,7 +217,7 @@ pub(crate) fn special_kind(ft: &fs::FileType) -> &'static str {
 }
 
 /// Lists the entries under `root` (already absolute), unsorted.
-pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Vec<Entry>, DatasetError> {
+pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Tree, DatasetError> {
     // The root itself is always followed: the user named it.
     let meta = match fs::metadata(root) {
         Ok(m) => m,
@@ -220,11 +239,14 @@ pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Vec<Entry>, Datase
                 path: root.to_path_buf(),
             });
         }
-        return Ok(vec![Entry {
-            rel: name,
-            abs: root.to_path_buf(),
-            kind: EntryKind::File(FileMeta::of(&meta)),
-        }]);
+        return Ok(Tree {
+            root: root.to_path_buf(),
+            single: true,
+            entries: vec![Entry {
+                rel: name,
+                kind: EntryKind::File(FileMeta::of(&meta)),
+            }],
+        });
     }
     if !ft.is_dir() {
         return Err(DatasetError::SpecialFile {
@@ -237,7 +259,11 @@ pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Vec<Entry>, Datase
         opts,
         ignore: &ignore,
     };
-    walker.dir(root, &[], &[(meta.dev(), meta.ino())])
+    Ok(Tree {
+        root: root.to_path_buf(),
+        single: false,
+        entries: walker.dir(root, &[], &[(meta.dev(), meta.ino())])?,
+    })
 }
 
 struct Walker<'a> {
@@ -300,7 +326,6 @@ impl Walker<'_> {
     ) -> Result<Found, DatasetError> {
         let name = de.file_name();
         let name = name.as_bytes();
-        let abs = de.path();
         if name == b".git" {
             return Ok(Found::Skip);
         }
@@ -310,7 +335,16 @@ impl Walker<'_> {
             rel.push(b'/');
         }
         rel.extend_from_slice(name);
-        let ft = de.file_type().map_err(unreadable(&abs))?;
+        let ft = de.file_type().map_err(|e| unreadable(&de.path())(e))?;
+        if ft.is_file() && !name.contains(&b'\n') && !self.ignore.matches(&rel, false) {
+            // The common case, without allocating the absolute path.
+            let m = de.metadata().map_err(|e| unreadable(&de.path())(e))?;
+            return Ok(Found::Entry(Entry {
+                rel,
+                kind: EntryKind::File(FileMeta::of(&m)),
+            }));
+        }
+        let abs = de.path();
         let is_dir_like =
             ft.is_dir() || (ft.is_symlink() && self.opts.follow_symlinks && abs.is_dir());
         if self.ignore.matches(&rel, is_dir_like) {
@@ -327,7 +361,6 @@ impl Walker<'_> {
             let m = de.metadata().map_err(unreadable(&abs))?;
             return Ok(Found::Entry(Entry {
                 rel,
-                abs,
                 kind: EntryKind::File(FileMeta::of(&m)),
             }));
         }
@@ -336,7 +369,6 @@ impl Walker<'_> {
                 let target = fs::read_link(&abs).map_err(unreadable(&abs))?;
                 return Ok(Found::Entry(Entry {
                     rel,
-                    abs,
                     kind: EntryKind::Symlink(target.into_os_string().into_vec_bytes()),
                 }));
             }
@@ -361,7 +393,6 @@ impl Walker<'_> {
             if tft.is_file() {
                 return Ok(Found::Entry(Entry {
                     rel,
-                    abs,
                     kind: EntryKind::File(FileMeta::of(&m)),
                 }));
             }
