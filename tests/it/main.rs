@@ -3,6 +3,7 @@
 mod config;
 mod conformance_reference;
 mod container;
+mod conventions;
 mod dataset;
 mod doctor;
 mod faults;
