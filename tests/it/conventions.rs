@@ -107,22 +107,35 @@ fn on_a_terminal_colour_is_on_unless_no_color() {
     let no_color = on_tty(&env, &[("NO_COLOR", "1")], "ls").unwrap();
     assert!(!no_color.contains(ESC), "{no_color:?}");
     // The table fits the terminal's width.
-    let narrow_80 = {
+    let at_width = |cols: u16| {
         let bin = assert_cmd::cargo::cargo_bin("repro");
         let out = StdCommand::new("script")
             .args([
                 "-qec",
-                &format!("stty cols 80; '{}' ls", bin.display()),
+                &format!("stty cols {cols}; '{}' ls", bin.display()),
                 "/dev/null",
             ])
             .env("REPRO_DB", env.db())
             .env("HOME", env.home())
             .env("NO_COLOR", "1")
+            .env_remove("COLUMNS")
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(narrow_80.lines().count() >= 4, "{narrow_80}");
+    let short_id = &env.last_id()[..12];
+    let narrow_80 = at_width(80);
+    assert!(
+        narrow_80.contains(short_id),
+        "ids are never wrapped: {narrow_80}"
+    );
+    // A terminal reporting no width must not squeeze every column to one character.
+    let unknown = at_width(0);
+    assert!(unknown.contains(short_id), "{unknown}");
+    assert!(
+        unknown.contains("STARTED") && unknown.contains("COMMAND"),
+        "{unknown}"
+    );
     for l in narrow_80.lines() {
         assert!(
             l.trim_end_matches('\r').chars().count() <= 80,
