@@ -302,10 +302,9 @@ impl Hinted for ConfigError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             ConfigError::Read { .. } => "make the file readable, or remove it".into(),
-            ConfigError::Invalid { key: Some(k), .. } if !KEYS.contains(&k.as_str()) => format!(
-                "remove or rename `{k}`; the keys are: {} (see docs/config.md)",
-                KEYS.join(", ")
-            ),
+            ConfigError::Invalid { key: Some(k), .. } if !KEYS.contains(&k.as_str()) => {
+                format!("remove or rename `{k}` (docs/config.md lists every key)")
+            }
             ConfigError::Invalid { .. } => "see docs/config.md for each key and its type".into(),
             ConfigError::RepoDb { .. } => "a checked-out repository must not choose where your runs are stored; set `db` in ~/.config/repro/config.toml or REPRO_DB instead".into(),
             ConfigError::Env { var, .. } => format!("fix or unset {var} (see docs/config.md)"),
