@@ -47,7 +47,8 @@ pub struct CompleteIdsArgs {
 
 const BIN: &str = "repro";
 
-/// Subcommands whose positional arguments are run ids (value name `ID`, `IDS`, `RUN`…).
+/// Subcommands whose positional arguments are run ids (named `id`/`ids`/`run`, value name `ID`,
+/// or help text saying "run id" / "(id or …").
 pub fn id_subcommands() -> Vec<String> {
     let cmd = Cli::command();
     cmd.get_subcommands()
@@ -59,7 +60,13 @@ pub fn id_subcommands() -> Vec<String> {
                     .get_value_names()
                     .map(|v| v.iter().map(|n| n.to_ascii_uppercase()).collect())
                     .unwrap_or_default();
+                let help = a
+                    .get_help()
+                    .map(|h| h.to_string().to_ascii_lowercase())
+                    .unwrap_or_default();
                 matches!(id, "id" | "ids" | "run" | "runs")
+                    || help.contains("run id")
+                    || help.contains("(id or")
                     || names
                         .iter()
                         .any(|n| n == "ID" || n == "IDS" || n.ends_with("_ID") || n == "RUN")
@@ -144,7 +151,10 @@ fn zsh_ids(script: String) -> String {
     // clap writes a positional as ':id -- HELP:_default'; point the id ones at the helper.
     let mut out = String::new();
     for line in script.lines() {
-        let l = if line.trim_start().starts_with("':id -- ") && line.contains(":_default'") {
+        let t = line.trim_start();
+        let is_id = t.starts_with("':id -- ")
+            || (t.starts_with("':") && (t.contains("(id or") || t.contains("Run id")));
+        let l = if is_id && line.contains(":_default'") {
             line.replace(":_default'", &format!(":_{BIN}_run_ids'"))
         } else {
             line.to_string()

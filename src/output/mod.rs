@@ -1,7 +1,9 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
+pub mod formats;
+
 use chrono::{DateTime, Local, Utc};
-use comfy_table::{presets, Cell, Color, ColumnConstraint, ContentArrangement, Table};
+use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::json;
 
 use crate::capture::host::effective_status;
@@ -126,31 +128,10 @@ pub fn code_short(run: &Run) -> String {
 
 /// A table of runs; `tty` picks a bordered table fitted to the terminal, else plain columns.
 pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
-    runs_table_styled(runs, tty, false, utc)
-}
-
-/// The colour of a status word in tables.
-pub fn status_color(status: crate::record::Status) -> Color {
-    use crate::record::Status;
-    match status {
-        Status::Succeeded => Color::Green,
-        Status::Failed => Color::Red,
-        Status::Killed | Status::Lost => Color::Magenta,
-        Status::Running => Color::Yellow,
-    }
-}
-
-/// [`runs_table`] with the status column coloured when `color` (decided by `--color`/`NO_COLOR`).
-pub fn runs_table_styled(runs: &[Run], tty: bool, color: bool, utc: bool) -> String {
     let mut t = Table::new();
-    if color {
-        // comfy-table styles only on a TTY by itself; `--color always` asks for it when piped.
-        t.enforce_styling();
-    }
     if tty {
         t.load_preset(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
-        fit_width(&mut t);
     } else {
         t.load_preset(presets::NOTHING);
     }
@@ -163,32 +144,18 @@ pub fn runs_table_styled(runs: &[Run], tty: bool, color: bool, utc: bool) -> Str
         }
     }
     for r in runs {
-        let mut status = Cell::new(status_text(r));
-        if color {
-            status = status.fg(status_color(effective_status(r).0));
-        }
         t.add_row(vec![
-            Cell::new(r.short_id()),
-            Cell::new(r.name.clone().unwrap_or_else(|| "-".into())),
-            status,
-            Cell::new(show_time(&r.started_at, utc)),
-            Cell::new(
-                r.duration_ms
-                    .map(human_duration)
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            Cell::new(image_short(r)),
-            Cell::new(code_short(r)),
-            Cell::new(command_line(r)),
+            r.short_id().to_string(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            status_text(r),
+            show_time(&r.started_at, utc),
+            r.duration_ms
+                .map(human_duration)
+                .unwrap_or_else(|| "-".into()),
+            image_short(r),
+            code_short(r),
+            command_line(r),
         ]);
-    }
-    if tty {
-        // Ids are copied and pasted, statuses scanned: never wrap them; squeeze the rest.
-        for i in [0, 2] {
-            if let Some(col) = t.column_mut(i) {
-                col.set_constraint(ColumnConstraint::ContentWidth);
-            }
-        }
     }
     let mut s = t.to_string();
     if !tty {
@@ -197,27 +164,6 @@ pub fn runs_table_styled(runs: &[Run], tty: bool, color: bool, utc: bool) -> Str
     }
     s.push('\n');
     s
-}
-
-/// A terminal that reports no size (a bare pty, some CI runners) would squeeze every column to
-/// one character: use `COLUMNS` then, or let the table be as wide as its content.
-fn fit_width(t: &mut Table) {
-    const MIN: u16 = 40;
-    if t.width().is_some_and(|w| w >= MIN) {
-        return;
-    }
-    match std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<u16>().ok())
-        .filter(|c| *c >= MIN)
-    {
-        Some(c) => {
-            t.set_width(c);
-        }
-        None => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
-        }
-    }
 }
 
 /// The human text of `repro show`.
