@@ -313,6 +313,11 @@ fn bash_completes_run_ids_from_the_database() {
         complete(&format!("repro script {}", &one[..24])),
         vec![one.clone()]
     );
+    // Both runs of `diff A B` complete.
+    assert_eq!(
+        complete(&format!("repro diff {one} {}", &one[..25])),
+        vec![one.clone()]
+    );
     // --db on the command line is honoured; a missing database is not created.
     let missing = env.root().join("none.db");
     assert!(complete(&format!("repro --db '{}' show ''", missing.display())).is_empty());
