@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod exec;
 pub mod output;

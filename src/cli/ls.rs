@@ -282,7 +282,9 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         Format::Json => output::runs_json(&runs),
         Format::Jsonl => formats::runs_jsonl(&runs),
         Format::Csv => formats::runs_csv(&runs, &columns),
-        Format::Table => formats::runs_table(&runs, &columns, stdout_is_tty(), ctx.utc),
+        Format::Table => {
+            formats::runs_table_styled(&runs, &columns, stdout_is_tty(), ctx.color, ctx.utc)
+        }
     };
     print_out(&text)
 }

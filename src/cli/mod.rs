@@ -5,17 +5,21 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::{Config, Source};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
 pub mod annotate;
+pub mod config;
 pub mod dataset;
 pub mod diff;
+pub mod doctor;
 pub mod export;
 pub mod gc;
 pub mod image;
 pub mod import;
 pub mod ls;
+pub mod meta;
 pub mod rerun;
 pub mod run;
 pub mod script;
@@ -32,9 +36,12 @@ pub struct Cli {
     /// Silence status messages on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// When to use colour
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    /// More detail on stderr (config files read, the engine command line)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// When to use colour [env: REPRO_COLOR, NO_COLOR] [default: auto]
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
     /// Show times in UTC instead of local time
     #[arg(long, global = true)]
     pub utc: bool,
@@ -48,6 +55,16 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+impl From<ColorChoice> for crate::config::Color {
+    fn from(c: ColorChoice) -> Self {
+        match c {
+            ColorChoice::Auto => crate::config::Color::Auto,
+            ColorChoice::Always => crate::config::Color::Always,
+            ColorChoice::Never => crate::config::Color::Never,
+        }
+    }
 }
 
 /// The subcommands.
@@ -84,14 +101,31 @@ pub enum Command {
     Dataset(dataset::DatasetCmd),
     /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any)
     Verify(verify::VerifyArgs),
+    /// Show the effective configuration and where each value came from
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+    /// Check the database, container engines, git, registry credentials and config files
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish)
+    Completions(meta::CompletionsArgs),
+    /// Print the man page (roff), or write every page to a directory
+    Man(meta::ManArgs),
+    /// Run ids starting with PREFIX, one a line (used by the completion scripts)
+    #[command(name = "__complete-ids", hide = true)]
+    CompleteIds(meta::CompleteIdsArgs),
 }
 
 /// Global options every command sees.
 pub struct Ctx {
     pub db: Option<PathBuf>,
     pub quiet: bool,
+    /// `-v`: extra detail on stderr.
+    pub verbose: bool,
+    /// Colour on stdout (`--color`, `REPRO_COLOR`, config, `NO_COLOR`, TTY decided).
     pub color: bool,
     pub utc: bool,
+    /// The effective configuration (flags included).
+    pub config: Config,
 }
 
 impl Ctx {
@@ -108,6 +142,13 @@ impl Ctx {
     /// A status line on stderr, unless `--quiet`.
     pub fn status(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
+            eprintln!("repro: {msg}");
+        }
+    }
+
+    /// A detail line on stderr, only with `-v`.
+    pub fn debug(&self, msg: impl std::fmt::Display) {
+        if self.verbose {
             eprintln!("repro: {msg}");
         }
     }
@@ -134,13 +175,13 @@ pub fn stdout_is_tty() -> bool {
     io::stdout().is_terminal()
 }
 
-fn use_color(choice: ColorChoice) -> bool {
+/// Whether to colour stdout: `always`/`never` as asked; `auto` when `NO_COLOR` is unset and stdout is a TTY.
+pub fn use_color(choice: crate::config::Color) -> bool {
+    use crate::config::Color;
     match choice {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stdout_is_tty()
-        }
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stdout_is_tty(),
     }
 }
 
@@ -154,12 +195,42 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let ctx = Ctx {
-        db: cli.db.clone(),
-        quiet: cli.quiet,
-        color: use_color(cli.color),
-        utc: cli.utc,
+    // Completions and the man page need no configuration; doctor reports a broken one.
+    let standalone = matches!(
+        cli.command,
+        Command::Completions(_) | Command::Man(_) | Command::Doctor(_)
+    );
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let (mut config, config_error) = match crate::config::load(&cwd) {
+        Ok(c) => (c, None),
+        Err(e) if standalone => (crate::config::load_env_only(), Some(CliError::from(e))),
+        Err(e) => {
+            eprintln!("{}", CliError::from(e));
+            return 1;
+        }
     };
+    if let Some(db) = &cli.db {
+        config.db.set(db.clone(), Source::Flag("--db".into()));
+    }
+    if let Some(c) = cli.color {
+        config.color.set(c.into(), Source::Flag("--color".into()));
+    }
+    let ctx = Ctx {
+        db: Some(config.db.value.clone()),
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        color: use_color(config.color.value),
+        utc: cli.utc,
+        config,
+    };
+    for f in ctx.config.files.iter().filter(|f| f.found) {
+        ctx.debug(format!("config: read {} file {}", f.kind, f.path.display()));
+    }
+    ctx.debug(format!(
+        "database: {} ({})",
+        ctx.db_path().display(),
+        ctx.config.db.source
+    ));
     let result = match &cli.command {
         Command::Run(args) => return run::cmd_run(&ctx, args),
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
@@ -189,6 +260,11 @@ pub fn main() -> i32 {
             dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
         }
         Command::Verify(args) => return verify::cmd_verify(&ctx, args),
+        Command::Config(cmd) => config::cmd_config(&ctx, cmd),
+        Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),
+        Command::Completions(args) => meta::cmd_completions(args),
+        Command::Man(args) => meta::cmd_man(&ctx, args),
+        Command::CompleteIds(args) => meta::cmd_complete_ids(&ctx, args),
     };
     match result {
         Ok(()) => 0,

@@ -11,36 +11,43 @@ use crate::capture::image::registry::{Platform, RegistryOptions};
 use crate::capture::image::{self, ResolveMode, ResolveOptions};
 use crate::capture::{code, dataset, host};
 use crate::cli::Ctx;
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Outcome, Spawn};
 use crate::record::{Arg, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status, SCHEMA_VERSION};
 use crate::store::Finish;
 
 /// Default mount point of the repository inside the container.
-pub const DEFAULT_WORKDIR: &str = "/workspace";
+pub use crate::config::DEFAULT_WORKDIR;
 
 /// Arguments of `repro run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
     /// Container image; the command runs in exactly the digest it resolves to
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// Container engine (auto-detected: REPRO_ENGINE, then podman, then docker)
-    #[arg(long, value_name = "docker|podman", env = "REPRO_ENGINE")]
+    /// Container engine [env: REPRO_ENGINE] (default: config, else podman, then docker on PATH)
+    #[arg(long, value_name = "docker|podman")]
     pub engine: Option<String>,
     /// Run on the host even with --image (the image is recorded as declared)
     #[arg(long)]
     pub host: bool,
-    /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine)
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub resolve: String,
+    /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine) [default: auto]
+    #[arg(long, value_name = "MODE")]
+    pub resolve: Option<String>,
     /// Accept the tag `latest` (written or implied)
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_allow_latest")]
     pub allow_latest: bool,
+    /// Refuse `latest` even if the configuration allows it
+    #[arg(long, overrides_with = "allow_latest")]
+    pub no_allow_latest: bool,
     /// Run even when the image cannot be pinned to a digest (recorded as unpinned)
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_allow_unpinned")]
     pub allow_unpinned: bool,
+    /// Refuse an unpinnable image even if the configuration allows it
+    #[arg(long, overrides_with = "allow_unpinned")]
+    pub no_allow_unpinned: bool,
     /// Do not contact registries (a pinned digest is used as written)
     #[arg(long)]
     pub offline: bool,
@@ -75,8 +82,11 @@ pub struct RunArgs {
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
     /// Refuse to run when the working tree has uncommitted changes
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_require_clean")]
     pub require_clean: bool,
+    /// Allow a dirty tree even if the configuration requires a clean one
+    #[arg(long, overrides_with = "require_clean")]
+    pub no_require_clean: bool,
     /// GPUs for the container (`all`, `2`, `device=0,1`); recorded and replayed
     #[arg(long, value_name = "SPEC")]
     pub gpus: Option<String>,
@@ -86,9 +96,9 @@ pub struct RunArgs {
     /// Extra bind mount SRC:DST[:OPTS] (repeatable); recorded and replayed
     #[arg(long = "mount", value_name = "SRC:DST")]
     pub mounts: Vec<String>,
-    /// Where the repository is mounted inside the container
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_WORKDIR)]
-    pub workdir: String,
+    /// Where the repository is mounted inside the container [default: /workspace]
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
     /// The command and its arguments, after `--`
     #[arg(required = true, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -169,10 +179,10 @@ fn validate(args: &RunArgs) -> CliResult<Request> {
         engine_args.push(format!("--volume={m}"));
     }
     engine_args.extend(args.engine_args.iter().cloned());
-    if !args.workdir.starts_with('/') {
+    if !workdir(args).starts_with('/') {
         return Err(CliError::usage(format!(
             "--workdir '{}' is not an absolute path",
-            args.workdir
+            workdir(args)
         ))
         .hint("use a path inside the container such as /workspace"));
     }
@@ -237,8 +247,9 @@ fn resolve_image(
     reference: &str,
     engine: Option<&str>,
 ) -> CliResult<Image> {
-    let mode = ResolveMode::parse(&args.resolve).ok_or_else(|| {
-        CliError::usage(format!("unknown --resolve '{}'", args.resolve))
+    let resolve = args.resolve.as_deref().unwrap_or("auto");
+    let mode = ResolveMode::parse(resolve).ok_or_else(|| {
+        CliError::usage(format!("unknown --resolve '{resolve}'"))
             .hint("use --resolve registry, engine or auto")
     })?;
     let platform = match &args.platform {
@@ -270,8 +281,86 @@ fn resolve_image(
     Ok(image)
 }
 
+fn workdir(args: &RunArgs) -> &str {
+    args.workdir.as_deref().unwrap_or(DEFAULT_WORKDIR)
+}
+
+/// Fills what the flags left unset from the configuration (flags win; lists add up: the
+/// configuration's entries first, then the flags'). Returns notes for the user.
+pub fn apply_config(args: &mut RunArgs, cfg: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if args.engine.is_none() {
+        args.engine = cfg.engine.value.map(|e| e.as_str().to_string());
+    }
+    if args.resolve.is_none() {
+        args.resolve = Some(cfg.resolve.value.as_str().to_string());
+    }
+    if args.workdir.is_none() {
+        args.workdir = Some(cfg.workdir.value.clone());
+    }
+    args.allow_latest = !args.no_allow_latest && (args.allow_latest || cfg.allow_latest.value);
+    args.allow_unpinned =
+        !args.no_allow_unpinned && (args.allow_unpinned || cfg.allow_unpinned.value);
+    args.require_clean = !args.no_require_clean && (args.require_clean || cfg.require_clean.value);
+    fn merged(from_cfg: Vec<String>, flags: &[String], dedup: bool) -> Vec<String> {
+        let mut out = from_cfg;
+        for f in flags {
+            if !dedup || !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out
+    }
+    // Engine flags are an argv fragment (`--cap-add X`): order and repeats matter.
+    args.engine_args = merged(cfg.engine_args.values(), &args.engine_args, false);
+    args.mounts = merged(cfg.mounts.values(), &args.mounts, true);
+    args.insecure_registries = merged(
+        cfg.insecure_registries.values(),
+        &args.insecure_registries,
+        true,
+    );
+    // A configured variable that is not set is skipped; one named with --env must be set.
+    let mut env = Vec::new();
+    for item in &cfg.env.0 {
+        if std::env::var_os(&item.value).is_some() {
+            env.push(item.value.clone());
+        } else {
+            notes.push(format!(
+                "{} is not set; not recorded (env from {})",
+                item.value, item.source
+            ));
+        }
+    }
+    args.env = merged(env, &args.env, true);
+    if !cfg.dataset_ignore.0.is_empty() && !args.datasets.is_empty() {
+        notes.push(
+            "dataset_ignore from the configuration is not applied by the dataset hasher yet; \
+             put the patterns in the dataset's .reproignore"
+                .into(),
+        );
+    }
+    notes
+}
+
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
 pub fn cmd_run(ctx: &Ctx, args: &RunArgs) -> i32 {
+    let mut args = args.clone();
+    for note in apply_config(&mut args, &ctx.config) {
+        ctx.status(note);
+    }
+    // A repository's .repro.toml is untrusted: say what it changed before anything runs.
+    let overrides = ctx.config.repo_overrides();
+    if !overrides.is_empty() {
+        let file = ctx
+            .config
+            .files
+            .iter()
+            .find(|f| f.kind == "repo")
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default();
+        ctx.warn(format!("{file} sets: {}", overrides.join("; ")));
+    }
+    let args = &args;
     match prepare_and_run(ctx, args) {
         Ok(code) => code,
         Err(e) => {
@@ -324,7 +413,7 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         exec: Exec {
             mode: req.mode,
             engine: req.engine.clone(),
-            workdir: (req.mode == ExecMode::Container).then(|| args.workdir.clone()),
+            workdir: (req.mode == ExecMode::Container).then(|| workdir(args).to_string()),
             engine_args: req.engine_args.clone(),
             gpus: args.gpus.clone(),
         },
@@ -370,6 +459,16 @@ pub fn execute(
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect();
+    ctx.debug(format!(
+        "exec: {} {}",
+        spawn.program.to_string_lossy(),
+        spawn
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     let t0 = Instant::now();
     let (outcome, forwarded) = exec::run(&spawn, |_| {});
     let elapsed = t0.elapsed();

@@ -203,14 +203,59 @@ fn datasets_text(r: &Run, sep: &str) -> String {
 /// A table of runs with the given columns; `tty` picks a bordered table fitted to the terminal,
 /// else plain left-aligned columns without trailing spaces.
 pub fn runs_table(runs: &[Run], columns: &[Column], tty: bool, utc: bool) -> String {
-    let mut t = Table::new();
-    if tty {
-        t.load_preset(presets::UTF8_FULL_CONDENSED);
-        // A terminal that reports no usable width (a pty of size 0) would squash every column
-        // to one character; wrap only when the width is real.
-        if t.width().is_some_and(|w| w >= 40) {
-            t.set_content_arrangement(ContentArrangement::Dynamic);
+    runs_table_styled(runs, columns, tty, false, utc)
+}
+
+/// The colour of a status word in tables.
+pub fn status_color(status: crate::record::Status) -> comfy_table::Color {
+    use crate::record::Status;
+    use comfy_table::Color;
+    match status {
+        Status::Succeeded => Color::Green,
+        Status::Failed => Color::Red,
+        Status::Killed | Status::Lost => Color::Magenta,
+        Status::Running => Color::Yellow,
+    }
+}
+
+/// A terminal that reports no size (a bare pty, some CI runners) would squeeze every column to
+/// one character: use `COLUMNS` then, or let the table be as wide as its content.
+fn fit_width(t: &mut Table) {
+    const MIN: u16 = 40;
+    if t.width().is_some_and(|w| w >= MIN) {
+        return;
+    }
+    match std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|c| *c >= MIN)
+    {
+        Some(c) => {
+            t.set_width(c);
         }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+}
+
+/// [`runs_table`] with the status column coloured when `color` (`--color`, `NO_COLOR`, TTY).
+pub fn runs_table_styled(
+    runs: &[Run],
+    columns: &[Column],
+    tty: bool,
+    color: bool,
+    utc: bool,
+) -> String {
+    let mut t = Table::new();
+    if color {
+        // comfy-table styles only on a TTY by itself; `--color always` asks for it when piped.
+        t.enforce_styling();
+    }
+    if tty {
+        t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+        fit_width(&mut t);
     } else {
         t.load_preset(presets::NOTHING);
     }
@@ -229,9 +274,26 @@ pub fn runs_table(runs: &[Run], columns: &[Column], tty: bool, utc: bool) -> Str
         t.add_row(
             columns
                 .iter()
-                .map(|c| c.table_value(r, utc))
+                .map(|c| {
+                    let cell = comfy_table::Cell::new(c.table_value(r, utc));
+                    if color && *c == Column::Status {
+                        cell.fg(status_color(crate::capture::host::effective_status(r).0))
+                    } else {
+                        cell
+                    }
+                })
                 .collect::<Vec<_>>(),
         );
+    }
+    if tty {
+        // Ids are copied and pasted, statuses scanned: never wrap them; squeeze the rest.
+        for (i, c) in columns.iter().enumerate() {
+            if matches!(c, Column::Id | Column::Status) {
+                if let Some(col) = t.column_mut(i) {
+                    col.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+                }
+            }
+        }
     }
     let mut s = t.to_string();
     if !tty {

@@ -1,9 +1,12 @@
 //! Black-box tests of the `repro` binary: one test binary, one module per area.
 
+mod config;
 mod conformance_reference;
 mod container;
+mod conventions;
 mod dataset;
 mod diff;
+mod doctor;
 mod faults;
 mod harness;
 mod query;

@@ -1,0 +1,866 @@
+//! Configuration with one precedence — built-in defaults < user file < repository `.repro.toml`
+//! < `REPRO_*` environment variables < flags — where every value remembers where it came from.
+//!
+//! Scalars: the highest layer that sets a value wins. Lists add up, lowest layer first, so a
+//! team's mounts in `.repro.toml` and a user's `--mount` both apply (duplicates dropped).
+//! A repository file is untrusted input (it arrives with `git clone`): it may not set `db`, and
+//! every setting it makes is listed by `repro config show` and announced by `repro run`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Hinted;
+
+/// Name of the repository (team) configuration file, read from the repository root.
+pub const REPO_FILE: &str = ".repro.toml";
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built into repro.
+    Default,
+    /// The user file (`$XDG_CONFIG_HOME/repro/config.toml`).
+    User(PathBuf),
+    /// The repository's `.repro.toml`.
+    Repo(PathBuf),
+    /// A `REPRO_*` environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl Source {
+    /// `default`, `user`, `repo`, `env` or `flag`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::User(_) => "user",
+            Source::Repo(_) => "repo",
+            Source::Env(_) => "env",
+            Source::Flag(_) => "flag",
+        }
+    }
+
+    /// The file path, variable name or flag; `null` for a default.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Source::Default => None,
+            Source::User(p) | Source::Repo(p) => Some(p.display().to_string()),
+            Source::Env(v) | Source::Flag(v) => Some(v.clone()),
+        }
+    }
+
+    /// Whether the value came from an untrusted repository file.
+    pub fn is_repo(&self) -> bool {
+        matches!(self, Source::Repo(_))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::User(p) => write!(f, "user file {}", p.display()),
+            Source::Repo(p) => write!(f, "repo file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(v) => write!(f, "flag {v}"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("kind", self.kind())?;
+        m.serialize_entry("detail", &self.detail())?;
+        m.end()
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+
+    /// Replaces the value (a higher layer set it).
+    pub fn set(&mut self, value: T, source: Source) {
+        self.value = value;
+        self.source = source;
+    }
+}
+
+/// One element of a list setting and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    pub value: String,
+    pub source: Source,
+}
+
+/// A list setting: the union of all layers, lowest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct List(pub Vec<Item>);
+
+impl List {
+    /// Adds values from one layer, skipping ones already present.
+    pub fn extend(&mut self, values: impl IntoIterator<Item = String>, source: &Source) {
+        for v in values {
+            if !self.0.iter().any(|i| i.value == v) {
+                self.0.push(Item {
+                    value: v,
+                    source: source.clone(),
+                });
+            }
+        }
+    }
+
+    /// The values alone.
+    pub fn values(&self) -> Vec<String> {
+        self.0.iter().map(|i| i.value.clone()).collect()
+    }
+
+    /// Values that came from a repository file.
+    pub fn from_repo(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|i| i.source.is_repo())
+            .map(|i| i.value.as_str())
+            .collect()
+    }
+}
+
+/// How `repro run` pins a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolve {
+    Registry,
+    Engine,
+    Auto,
+}
+
+impl Resolve {
+    /// The word used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolve::Registry => "registry",
+            Resolve::Engine => "engine",
+            Resolve::Auto => "auto",
+        }
+    }
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// A container engine repro knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    /// `docker` or `podman`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+}
+
+/// The keys a configuration file may hold (see docs/config.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLayer {
+    db: Option<PathBuf>,
+    engine: Option<Engine>,
+    engine_args: Option<Vec<String>>,
+    workdir: Option<String>,
+    mounts: Option<Vec<String>>,
+    insecure_registries: Option<Vec<String>>,
+    resolve: Option<Resolve>,
+    allow_latest: Option<bool>,
+    allow_unpinned: Option<bool>,
+    require_clean: Option<bool>,
+    env: Option<Vec<String>>,
+    dataset_ignore: Option<Vec<String>>,
+    color: Option<Color>,
+}
+
+/// A configuration file that was looked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileStatus {
+    /// `user` or `repo`.
+    pub kind: &'static str,
+    pub path: PathBuf,
+    /// Whether it exists (and so was read).
+    pub found: bool,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub db: Setting<PathBuf>,
+    pub engine: Setting<Option<Engine>>,
+    pub engine_args: List,
+    pub workdir: Setting<String>,
+    pub mounts: List,
+    pub insecure_registries: List,
+    pub resolve: Setting<Resolve>,
+    pub allow_latest: Setting<bool>,
+    pub allow_unpinned: Setting<bool>,
+    pub require_clean: Setting<bool>,
+    pub env: List,
+    pub dataset_ignore: List,
+    pub color: Setting<Color>,
+    /// The files looked for, in precedence order.
+    pub files: Vec<FileStatus>,
+}
+
+/// Default mount point of the repository inside the container.
+pub const DEFAULT_WORKDIR: &str = "/workspace";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: Setting::default(default_db_path(&|k| std::env::var_os(k))),
+            engine: Setting::default(None),
+            engine_args: List::default(),
+            workdir: Setting::default(DEFAULT_WORKDIR.to_string()),
+            mounts: List::default(),
+            insecure_registries: List::default(),
+            resolve: Setting::default(Resolve::Auto),
+            allow_latest: Setting::default(false),
+            allow_unpinned: Setting::default(false),
+            require_clean: Setting::default(false),
+            env: List::default(),
+            dataset_ignore: List::default(),
+            color: Setting::default(Color::Auto),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A configuration file or variable that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{}: {message}", line_text(*.line))]
+    Invalid {
+        path: PathBuf,
+        /// The key at fault, when known.
+        key: Option<String>,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{path}:{}: `db` cannot be set in a repository's {REPO_FILE}", line_text(*.line))]
+    RepoDb { path: PathBuf, line: Option<usize> },
+    #[error("the environment variable {var}={value:?} is not valid: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+}
+
+fn line_text(line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("line {l}"),
+        None => "?".into(),
+    }
+}
+
+impl Hinted for ConfigError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ConfigError::Read { .. } => "make the file readable, or remove it".into(),
+            ConfigError::Invalid { key: Some(k), .. } if !KEYS.contains(&k.as_str()) => {
+                format!("remove or rename `{k}` (docs/config.md lists every key)")
+            }
+            ConfigError::Invalid { .. } => "see docs/config.md for each key and its type".into(),
+            ConfigError::RepoDb { .. } => "a checked-out repository must not choose where your runs are stored; set `db` in ~/.config/repro/config.toml or REPRO_DB instead".into(),
+            ConfigError::Env { var, .. } => format!("fix or unset {var} (see docs/config.md)"),
+        })
+    }
+}
+
+/// Every key a file may set, for messages and docs.
+pub const KEYS: &[&str] = &[
+    "db",
+    "engine",
+    "engine_args",
+    "workdir",
+    "mounts",
+    "insecure_registries",
+    "resolve",
+    "allow_latest",
+    "allow_unpinned",
+    "require_clean",
+    "env",
+    "dataset_ignore",
+    "color",
+];
+
+/// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
+/// (as `store::default_db_path`, minus `REPRO_DB`, which is the environment layer here).
+pub fn default_db_path(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    let data = env("XDG_DATA_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| {
+            env("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".local/share")
+        });
+    data.join("repro").join("repro.db")
+}
+
+/// The user configuration file: `$XDG_CONFIG_HOME/repro/config.toml`, else `~/.config/repro/config.toml`.
+pub fn user_config_path(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let base = env("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            env("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("repro").join("config.toml"))
+}
+
+/// `.repro.toml` at the root of the git repository containing `cwd`, if there is one.
+pub fn repo_config_path(cwd: &Path) -> Option<PathBuf> {
+    let repo = git2::Repository::discover(cwd).ok()?;
+    Some(repo.workdir()?.join(REPO_FILE))
+}
+
+/// Loads the configuration for a process in `cwd` with the process environment.
+pub fn load(cwd: &Path) -> Result<Config, ConfigError> {
+    let env = |k: &str| std::env::var_os(k);
+    load_from(
+        user_config_path(&env).as_deref(),
+        repo_config_path(cwd).as_deref(),
+        &env,
+    )
+}
+
+/// Defaults and the environment only (when a file is broken and `doctor` still has to run).
+pub fn load_env_only() -> Config {
+    load_from(None, None, &|k| std::env::var_os(k)).unwrap_or_default()
+}
+
+/// Loads the layers from the given files (missing files are skipped) and environment.
+pub fn load_from(
+    user_file: Option<&Path>,
+    repo_file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigError> {
+    let mut cfg = Config {
+        db: Setting::default(default_db_path(env)),
+        ..Config::default()
+    };
+    for (kind, path) in [("user", user_file), ("repo", repo_file)] {
+        let Some(path) = path else { continue };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                cfg.files.push(FileStatus {
+                    kind,
+                    path: path.into(),
+                    found: false,
+                });
+                continue;
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        cfg.files.push(FileStatus {
+            kind,
+            path: path.into(),
+            found: true,
+        });
+        let source = if kind == "user" {
+            Source::User(path.into())
+        } else {
+            Source::Repo(path.into())
+        };
+        let layer = parse_file(path, &text, kind == "repo", env)?;
+        cfg.apply(layer, &source);
+    }
+    cfg.apply_env(env)?;
+    Ok(cfg)
+}
+
+fn parse_file(
+    path: &Path,
+    text: &str,
+    untrusted: bool,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<FileLayer, ConfigError> {
+    let mut layer: FileLayer = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_at(text, s.start));
+        let key = line
+            .and_then(|l| key_on_line(text, l))
+            .or_else(|| backticked(e.message()));
+        let msg = e.message().trim();
+        let message = match &key {
+            Some(k) if !msg.contains(&format!("`{k}`")) => format!("`{k}`: {msg}"),
+            _ => msg.to_string(),
+        };
+        ConfigError::Invalid {
+            path: path.into(),
+            key,
+            line,
+            message,
+        }
+    })?;
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: path.into(),
+        key: Some(key.into()),
+        line: line_of_key(text, key),
+        message: format!("`{key}`: {message}"),
+    };
+    if let Some(db) = layer.db.take() {
+        if untrusted {
+            return Err(ConfigError::RepoDb {
+                path: path.into(),
+                line: line_of_key(text, "db"),
+            });
+        }
+        let db = expand_home(&db, env);
+        if !db.is_absolute() {
+            return Err(invalid(
+                "db",
+                format!(
+                    "'{}' is not an absolute path (write /abs/path or ~/path)",
+                    db.display()
+                ),
+            ));
+        }
+        layer.db = Some(db);
+    }
+    if let Some(w) = &layer.workdir {
+        check_workdir(w).map_err(|m| invalid("workdir", m))?;
+    }
+    for m in layer.mounts.iter().flatten() {
+        check_mount(m).map_err(|msg| invalid("mounts", msg))?;
+    }
+    for v in layer.env.iter().flatten() {
+        check_env_name(v).map_err(|msg| invalid("env", msg))?;
+    }
+    Ok(layer)
+}
+
+/// `~/x` → `$HOME/x`.
+fn expand_home(p: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    match (p.strip_prefix("~"), env("HOME")) {
+        (Ok(rest), Some(home)) if !home.is_empty() => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A container workdir must be absolute.
+pub fn check_workdir(w: &str) -> Result<(), String> {
+    if w.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{w}' is not an absolute path inside the container (e.g. /workspace)"
+        ))
+    }
+}
+
+/// A mount must be `SRC:DST[:OPTS]`.
+pub fn check_mount(m: &str) -> Result<(), String> {
+    if m.contains(':') {
+        Ok(())
+    } else {
+        Err(format!("'{m}' is not SRC:DST[:OPTS] (e.g. /data:/data:ro)"))
+    }
+}
+
+/// An environment variable name (letters, digits, `_`, not starting with a digit).
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("'{name}' is not a variable name"))
+    }
+}
+
+/// 1-based line of byte offset `pos`.
+fn line_at(text: &str, pos: usize) -> usize {
+    text[..pos.min(text.len())].matches('\n').count() + 1
+}
+
+/// The key written on `line` (`key = …`), if the line is an assignment.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (k, _) = l.split_once('=')?;
+    let k = k.trim().trim_matches('"');
+    (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#')).then(|| k.to_string())
+}
+
+/// The first line assigning `key`.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+        })
+        .map(|i| i + 1)
+}
+
+/// The first `quoted` word of a message (serde names the unknown field like that).
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// Variables of the environment layer (lists are comma-separated).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("REPRO_DB", "db"),
+    ("REPRO_ENGINE", "engine"),
+    ("REPRO_WORKDIR", "workdir"),
+    ("REPRO_RESOLVE", "resolve"),
+    ("REPRO_ALLOW_LATEST", "allow_latest"),
+    ("REPRO_ALLOW_UNPINNED", "allow_unpinned"),
+    ("REPRO_REQUIRE_CLEAN", "require_clean"),
+    ("REPRO_INSECURE_REGISTRIES", "insecure_registries"),
+    ("REPRO_ENV", "env"),
+    ("REPRO_DATASET_IGNORE", "dataset_ignore"),
+    ("REPRO_COLOR", "color"),
+];
+
+impl Config {
+    fn apply(&mut self, l: FileLayer, src: &Source) {
+        if let Some(v) = l.db {
+            self.db.set(v, src.clone());
+        }
+        if let Some(v) = l.engine {
+            self.engine.set(Some(v), src.clone());
+        }
+        if let Some(v) = l.workdir {
+            self.workdir.set(v, src.clone());
+        }
+        if let Some(v) = l.resolve {
+            self.resolve.set(v, src.clone());
+        }
+        if let Some(v) = l.allow_latest {
+            self.allow_latest.set(v, src.clone());
+        }
+        if let Some(v) = l.allow_unpinned {
+            self.allow_unpinned.set(v, src.clone());
+        }
+        if let Some(v) = l.require_clean {
+            self.require_clean.set(v, src.clone());
+        }
+        if let Some(v) = l.color {
+            self.color.set(v, src.clone());
+        }
+        self.engine_args
+            .extend(l.engine_args.unwrap_or_default(), src);
+        self.mounts.extend(l.mounts.unwrap_or_default(), src);
+        self.insecure_registries
+            .extend(l.insecure_registries.unwrap_or_default(), src);
+        self.env.extend(l.env.unwrap_or_default(), src);
+        self.dataset_ignore
+            .extend(l.dataset_ignore.unwrap_or_default(), src);
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<(), ConfigError> {
+        let get = |var: &str| -> Result<Option<String>, ConfigError> {
+            match env(var).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|v| ConfigError::Env {
+                    var: var.into(),
+                    value: v.to_string_lossy().into_owned(),
+                    message: "not UTF-8".into(),
+                }),
+            }
+        };
+        let bad = |var: &str, value: &str, message: &str| ConfigError::Env {
+            var: var.into(),
+            value: value.into(),
+            message: message.into(),
+        };
+        let src = |var: &str| Source::Env(var.into());
+        if let Some(v) = get("REPRO_DB")? {
+            self.db.set(PathBuf::from(v), src("REPRO_DB"));
+        }
+        if let Some(v) = get("REPRO_ENGINE")? {
+            let e = match v.as_str() {
+                "docker" => Engine::Docker,
+                "podman" => Engine::Podman,
+                _ => return Err(bad("REPRO_ENGINE", &v, "use docker or podman")),
+            };
+            self.engine.set(Some(e), src("REPRO_ENGINE"));
+        }
+        if let Some(v) = get("REPRO_WORKDIR")? {
+            check_workdir(&v).map_err(|m| bad("REPRO_WORKDIR", &v, &m))?;
+            self.workdir.set(v, src("REPRO_WORKDIR"));
+        }
+        if let Some(v) = get("REPRO_RESOLVE")? {
+            let r = match v.as_str() {
+                "registry" => Resolve::Registry,
+                "engine" => Resolve::Engine,
+                "auto" => Resolve::Auto,
+                _ => return Err(bad("REPRO_RESOLVE", &v, "use registry, engine or auto")),
+            };
+            self.resolve.set(r, src("REPRO_RESOLVE"));
+        }
+        if let Some(v) = get("REPRO_COLOR")? {
+            let c = match v.as_str() {
+                "auto" => Color::Auto,
+                "always" => Color::Always,
+                "never" => Color::Never,
+                _ => return Err(bad("REPRO_COLOR", &v, "use auto, always or never")),
+            };
+            self.color.set(c, src("REPRO_COLOR"));
+        }
+        for (var, setting) in [
+            ("REPRO_ALLOW_LATEST", &mut self.allow_latest),
+            ("REPRO_ALLOW_UNPINNED", &mut self.allow_unpinned),
+            ("REPRO_REQUIRE_CLEAN", &mut self.require_clean),
+        ] {
+            if let Some(v) = get(var)? {
+                let b =
+                    parse_bool(&v).ok_or_else(|| bad(var, &v, "use 1/0, true/false, yes/no"))?;
+                setting.set(b, src(var));
+            }
+        }
+        for (var, list) in [
+            ("REPRO_INSECURE_REGISTRIES", &mut self.insecure_registries),
+            ("REPRO_ENV", &mut self.env),
+            ("REPRO_DATASET_IGNORE", &mut self.dataset_ignore),
+        ] {
+            if let Some(v) = get(var)? {
+                let items: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                if var == "REPRO_ENV" {
+                    for i in &items {
+                        check_env_name(i).map_err(|m| bad(var, &v, &m))?;
+                    }
+                }
+                list.extend(items, &src(var));
+            }
+        }
+        Ok(())
+    }
+
+    /// Settings a repository file made that widen what a run may do, as `key = value` lines,
+    /// so `repro run` can say so before it runs anything.
+    pub fn repo_overrides(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, list) in [
+            ("engine_args", &self.engine_args),
+            ("mounts", &self.mounts),
+            ("insecure_registries", &self.insecure_registries),
+            ("env", &self.env),
+        ] {
+            let vals = list.from_repo();
+            if !vals.is_empty() {
+                out.push(format!("{key} = {vals:?}"));
+            }
+        }
+        for (key, s) in [
+            ("allow_latest", &self.allow_latest),
+            ("allow_unpinned", &self.allow_unpinned),
+        ] {
+            if s.source.is_repo() && s.value {
+                out.push(format!("{key} = true"));
+            }
+        }
+        if self.engine.source.is_repo() {
+            if let Some(e) = self.engine.value {
+                out.push(format!("engine = {:?}", e.as_str()));
+            }
+        }
+        out
+    }
+
+    /// The settings as (key, value text, source) rows, for `repro config show`.
+    pub fn rows(&self) -> Vec<(&'static str, String, Source)> {
+        let mut rows = vec![
+            (
+                "db",
+                self.db.value.display().to_string(),
+                self.db.source.clone(),
+            ),
+            (
+                "engine",
+                self.engine
+                    .value
+                    .map(|e| e.as_str().to_string())
+                    .unwrap_or_else(|| "(auto: podman, then docker)".into()),
+                self.engine.source.clone(),
+            ),
+            (
+                "workdir",
+                self.workdir.value.clone(),
+                self.workdir.source.clone(),
+            ),
+            (
+                "resolve",
+                self.resolve.value.as_str().into(),
+                self.resolve.source.clone(),
+            ),
+            (
+                "allow_latest",
+                self.allow_latest.value.to_string(),
+                self.allow_latest.source.clone(),
+            ),
+            (
+                "allow_unpinned",
+                self.allow_unpinned.value.to_string(),
+                self.allow_unpinned.source.clone(),
+            ),
+            (
+                "require_clean",
+                self.require_clean.value.to_string(),
+                self.require_clean.source.clone(),
+            ),
+            (
+                "color",
+                format!("{:?}", self.color.value).to_ascii_lowercase(),
+                self.color.source.clone(),
+            ),
+        ];
+        for (key, list) in [
+            ("engine_args", &self.engine_args),
+            ("mounts", &self.mounts),
+            ("insecure_registries", &self.insecure_registries),
+            ("env", &self.env),
+            ("dataset_ignore", &self.dataset_ignore),
+        ] {
+            if list.0.is_empty() {
+                rows.push((key, "[]".into(), Source::Default));
+            }
+            for i in &list.0 {
+                rows.push((key, i.value.clone(), i.source.clone()));
+            }
+        }
+        rows
+    }
+}
+
+/// `1/true/yes/on` or `0/false/no/off`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<FileLayer, ConfigError> {
+        parse_file(Path::new("/r/.repro.toml"), text, true, &no_env)
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let e = parse("engine = \"podman\"\n\nmountz = [\"/a:/b\"]\n").unwrap_err();
+        match &e {
+            ConfigError::Invalid { key, line, .. } => {
+                assert_eq!(key.as_deref(), Some("mountz"));
+                assert_eq!(*line, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = e.to_string();
+        assert!(text.starts_with("/r/.repro.toml:line 3:"), "{text}");
+        assert!(text.contains("mountz"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = parse("# team\nallow_latest = \"yes\"\n").unwrap_err();
+        match &e {
+            ConfigError::Invalid { key, line, .. } => {
+                assert_eq!(key.as_deref(), Some("allow_latest"));
+                assert_eq!(*line, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn repo_file_cannot_set_db() {
+        let e = parse("\ndb = \"/tmp/x.db\"\n").unwrap_err();
+        assert!(
+            matches!(e, ConfigError::RepoDb { line: Some(2), .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn lists_add_up_and_scalars_replace() {
+        let mut c = Config::default();
+        let u = Source::User("/u".into());
+        let r = Source::Repo("/r".into());
+        c.apply(
+            toml::from_str("mounts = [\"/a:/a\"]\nresolve = \"engine\"").unwrap(),
+            &u,
+        );
+        c.apply(
+            toml::from_str("mounts = [\"/b:/b\", \"/a:/a\"]\nresolve = \"registry\"").unwrap(),
+            &r,
+        );
+        assert_eq!(c.mounts.values(), vec!["/a:/a", "/b:/b"]);
+        assert_eq!(c.mounts.0[0].source, u);
+        assert_eq!(c.resolve.value, Resolve::Registry);
+        assert_eq!(c.resolve.source, r);
+        assert_eq!(c.repo_overrides(), vec!["mounts = [\"/b:/b\"]".to_string()]);
+    }
+}
