@@ -130,3 +130,27 @@ CREATE TABLE hash_cache (
     sha256    BLOB NOT NULL,                            -- 32 bytes
     hashed_ns INTEGER NOT NULL                          -- wall clock when hashing started (racy-clean check)
 ) WITHOUT ROWID;
+
+-- Indexes for `ls` filters that also give newest-first order (id) without a sort, covering
+-- indexes for annotation and dataset filters, and the distinct image references so that a
+-- substring match on the reference scans a few rows instead of every run.
+CREATE INDEX runs_status_id ON runs (status, id);
+CREATE INDEX runs_host_id ON runs (host, id);
+CREATE INDEX runs_branch_id ON runs (code_branch, id);
+CREATE INDEX runs_name ON runs (name);
+CREATE INDEX runs_image_ref ON runs (image_ref, id);
+DROP INDEX run_tags_tag;
+CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
+DROP INDEX run_params_kv;
+CREATE INDEX run_params_kv ON run_params (key, value, run_id);
+DROP INDEX run_datasets_name;
+CREATE INDEX run_datasets_name ON run_datasets (name, version, run_id);
+
+CREATE TABLE image_refs (
+    ref TEXT PRIMARY KEY NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO image_refs (ref) SELECT DISTINCT image_ref FROM runs WHERE image_ref IS NOT NULL;
+CREATE TRIGGER runs_image_ref_seen AFTER INSERT ON runs WHEN NEW.image_ref IS NOT NULL
+BEGIN
+    INSERT OR IGNORE INTO image_refs (ref) VALUES (NEW.image_ref);
+END;

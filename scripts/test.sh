@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (Debian packages for
 # the real registry, image tools, container engines and shellcheck; a PyPI validator for
-# Kubernetes manifests), then runs formatting, lints, and every test.
+# Kubernetes manifests), then runs formatting, lints, every test, and short fuzz runs.
 #
 # Services (the OCI registry on 127.0.0.1, dockerd) are started and stopped by the tests
 # themselves, so nothing is left running.
@@ -14,5 +14,7 @@ echo "== cargo fmt --check" >&2
 cargo fmt --check
 echo "== cargo clippy" >&2
 cargo clippy --all-targets -- -D warnings
+echo "== fuzz (short runs)" >&2
+bash scripts/fuzz.sh
 echo "== cargo test" >&2
 cargo test --all-targets "$@"

@@ -1,79 +1,315 @@
-//! `repro ls`: list recorded runs, newest first.
+//! `repro ls`: list recorded runs, newest first, filtered, sorted, in a table or for scripts.
+//! Also the run filter options shared with `export` and `gc`.
 
-use clap::Args;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use clap::{Args, ValueEnum};
 
-use crate::capture::host::effective_status;
+use crate::capture::host::{effective_status, now, rfc3339};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output;
-use crate::record::Status;
-use crate::store::RunFilter;
+use crate::output::formats::{self, Column};
+use crate::record::{Run, Status};
+use crate::store::{RunFilter, SortKey, Store};
+
+/// Run filters; all given filters must match.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only runs whose image reference contains TEXT (case-insensitive)
+    #[arg(long, value_name = "TEXT")]
+    pub image: Option<String>,
+    /// Only runs whose image digest or index digest starts with PREFIX (`sha256:` optional)
+    #[arg(long, value_name = "PREFIX")]
+    pub digest: Option<String>,
+    /// Only runs whose commit starts with PREFIX
+    #[arg(long, value_name = "PREFIX")]
+    pub code: Option<String>,
+    /// Only runs on this git branch
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Only runs that used this dataset (VERSION matches the version or the content digest)
+    #[arg(long, value_name = "NAME[@VERSION]")]
+    pub dataset: Option<String>,
+    /// Only runs with one of these statuses: running, succeeded, failed, killed, lost
+    #[arg(long, value_name = "STATUS[,STATUS…]")]
+    pub status: Option<String>,
+    /// Only runs started at or after WHEN: 30m, 12h, 7d, 2w ago, a date (YYYY-MM-DD, UTC) or RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only runs started before WHEN (same forms as --since)
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only runs with this param (repeatable; all must match)
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Only runs with this tag (repeatable; all must match)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only runs whose name matches GLOB (`*`, `?`, `[…]`)
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+    /// Only runs recorded on this host
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only re-runs of this run (id or unique prefix)
+    #[arg(long, value_name = "ID")]
+    pub rerun_of: Option<String>,
+}
+
+/// A validated filter: the SQL part and the statuses decided when reading (`lost`).
+pub struct Query {
+    pub filter: RunFilter,
+    /// Statuses to keep after liveness is applied; `None` keeps every row.
+    pub want: Option<Vec<Status>>,
+}
+
+impl Query {
+    /// Whether a row passes the status post-filter.
+    pub fn keeps(&self, run: &Run) -> bool {
+        match &self.want {
+            None => true,
+            Some(w) => w.contains(&effective_status(run).0),
+        }
+    }
+
+    /// Runs the query, applying the post-filter only when there is one.
+    pub fn run(&self, store: &Store) -> CliResult<Vec<Run>> {
+        let mut keep = |r: &Run| self.keeps(r);
+        let keep: Option<&mut dyn FnMut(&Run) -> bool> =
+            self.want.is_some().then_some(&mut keep as _);
+        Ok(store.query_runs(&self.filter, keep)?)
+    }
+}
+
+/// Parses `--since`/`--until`: `30m`, `12h`, `7d`, `2w`, `45s` ago, `YYYY-MM-DD` (UTC midnight),
+/// or an RFC 3339 time; returns the stored RFC 3339 form.
+pub fn parse_when(s: &str, now: DateTime<Utc>) -> Result<String, String> {
+    let s = s.trim();
+    let bad = || {
+        format!("'{s}' is not a time: use 30m, 12h, 7d, 2w (ago), YYYY-MM-DD or an RFC 3339 time")
+    };
+    if let Some(unit) = s.chars().last().filter(|c| "smhdw".contains(*c)) {
+        let num = &s[..s.len() - 1];
+        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i64 = num.parse().map_err(|_| bad())?;
+            let d = match unit {
+                's' => Duration::try_seconds(n),
+                'm' => Duration::try_minutes(n),
+                'h' => Duration::try_hours(n),
+                'd' => Duration::try_days(n),
+                _ => Duration::try_weeks(n),
+            }
+            .ok_or_else(bad)?;
+            return now.checked_sub_signed(d).map(rfc3339).ok_or_else(bad);
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(rfc3339(t.with_timezone(&Utc)));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
+        return Ok(rfc3339(t));
+    }
+    Err(bad())
+}
+
+fn split_kv(s: &str, what: &str) -> CliResult<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(CliError::usage(format!("{what} '{s}' is not KEY=VALUE"))
+            .hint(format!("write it as {what} lr=0.1"))),
+    }
+}
+
+impl FilterArgs {
+    /// Whether any filter is given.
+    pub fn any(&self) -> bool {
+        self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.branch.is_some()
+            || self.dataset.is_some()
+            || self.status.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+            || !self.params.is_empty()
+            || !self.tags.is_empty()
+            || self.name.is_some()
+            || self.host.is_some()
+            || self.rerun_of.is_some()
+    }
+
+    /// Validates the options into a query (resolving `--rerun-of` against the store).
+    pub fn to_query(&self, store: &Store) -> CliResult<Query> {
+        let now = now();
+        let when = |flag: &str, v: &Option<String>| -> CliResult<Option<String>> {
+            v.as_deref()
+                .map(|s| parse_when(s, now))
+                .transpose()
+                .map_err(|m| CliError::usage(format!("--{flag}: {m}")))
+        };
+        let mut want: Vec<Status> = Vec::new();
+        if let Some(list) = &self.status {
+            for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                want.push(Status::parse(s).ok_or_else(|| {
+                    CliError::usage(format!("unknown status '{s}'"))
+                        .hint("use one of running, succeeded, failed, killed, lost")
+                })?);
+            }
+        }
+        let mut stored: Vec<Status> = Vec::new();
+        for s in &want {
+            // `lost` is decided when reading a `running` row (or imported as `lost`).
+            let add: &[Status] = match s {
+                Status::Lost => &[Status::Running, Status::Lost],
+                other => std::slice::from_ref(other),
+            };
+            for a in add {
+                if !stored.contains(a) {
+                    stored.push(*a);
+                }
+            }
+        }
+        let post = want.contains(&Status::Running) || want.contains(&Status::Lost);
+        let digest = match &self.digest {
+            None => None,
+            Some(d) => {
+                let hex = d.split_once(':').map(|(_, h)| h).unwrap_or(d);
+                if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(
+                        CliError::usage(format!("--digest '{d}' is not a digest prefix"))
+                            .hint("give hex digits, optionally after sha256:"),
+                    );
+                }
+                Some(d.clone())
+            }
+        };
+        let filter = RunFilter {
+            image: self.image.clone(),
+            digest,
+            code: self.code.clone(),
+            branch: self.branch.clone(),
+            dataset: self.dataset.as_ref().map(|d| match d.split_once('@') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (d.clone(), None),
+            }),
+            statuses: stored,
+            since: when("since", &self.since)?,
+            until: when("until", &self.until)?,
+            params: self
+                .params
+                .iter()
+                .map(|p| split_kv(p, "--param"))
+                .collect::<CliResult<_>>()?,
+            tags: self.tags.clone(),
+            name: self.name.clone(),
+            rerun_of: self
+                .rerun_of
+                .as_deref()
+                .map(|r| store.resolve_id(r))
+                .transpose()?,
+            host: self.host.clone(),
+            ..Default::default()
+        };
+        Ok(Query {
+            filter,
+            want: post.then_some(want),
+        })
+    }
+}
+
+/// Output format of `ls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table (bordered and fitted to the terminal on a TTY, plain columns otherwise)
+    Table,
+    /// {"schema_version":1,"runs":[…]}
+    Json,
+    /// One run object per line
+    Jsonl,
+    /// RFC 4180 CSV with a header row, full ids, digests and times
+    Csv,
+}
 
 /// Arguments of `repro ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Only runs whose image reference contains this text
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Sort by: started (newest first), duration (longest first), status, name, host, image
+    #[arg(long, value_name = "FIELD", default_value = "started")]
+    pub sort: String,
+    /// Reverse the order
     #[arg(long)]
-    pub image: Option<String>,
-    /// Only runs whose commit starts with this prefix
-    #[arg(long)]
-    pub code: Option<String>,
-    /// Only runs that used this dataset (NAME or NAME@VERSION)
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Only runs with this status (running, succeeded, failed, killed, lost)
-    #[arg(long)]
-    pub status: Option<String>,
-    /// At most this many runs
-    #[arg(long, default_value_t = 20)]
+    pub reverse: bool,
+    /// At most N runs
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: u64,
-    /// Machine-readable output: {"schema_version":1,"runs":[…]}
-    #[arg(long)]
+    /// Every matching run (no limit)
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
+    /// Columns of the table or CSV, comma-separated (see --help for names)
+    #[arg(long, value_name = "COL,…", help = formats::COLUMNS_HELP)]
+    pub columns: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Same as --format json
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let status = match &args.status {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            CliError::usage(format!("unknown status '{s}'"))
-                .hint("use one of running, succeeded, failed, killed, lost")
-        })?),
-    };
-    let mut filter = RunFilter {
-        image: args.image.clone(),
-        code: args.code.clone(),
-        dataset: args.dataset.as_ref().map(|d| match d.split_once('@') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (d.clone(), None),
-        }),
-        limit: Some(args.limit),
-        ..Default::default()
-    };
-    // Lost runs are stored as `running`; liveness is decided when reading.
-    let post: Option<Status> = match status {
-        Some(Status::Lost) | Some(Status::Running) => {
-            filter.statuses = vec![Status::Running];
-            filter.limit = None;
-            status
-        }
-        Some(s) => {
-            filter.statuses = vec![s];
-            None
-        }
-        None => None,
+    let sort = SortKey::parse(&args.sort).ok_or_else(|| {
+        CliError::usage(format!("cannot sort by '{}'", args.sort))
+            .hint(format!("use one of {}", SortKey::NAMES.join(", ")))
+    })?;
+    let columns = match &args.columns {
+        None => Column::DEFAULT.to_vec(),
+        Some(list) => Column::parse_list(list).map_err(|m| {
+            CliError::usage(m).hint(format!("columns: {}", Column::names().join(", ")))
+        })?,
     };
     let store = ctx.open_store()?;
-    let mut runs = store.list_runs(&filter)?;
-    if let Some(want) = post {
-        runs.retain(|r| effective_status(r).0 == want);
-        runs.truncate(args.limit as usize);
-    }
-    let text = if args.json {
-        output::runs_json(&runs)
-    } else {
-        output::runs_table(&runs, stdout_is_tty(), ctx.utc)
+    let mut q = args.filter.to_query(&store)?;
+    q.filter.sort = sort;
+    q.filter.oldest_first = args.reverse;
+    q.filter.limit = (!args.all).then_some(args.limit);
+    let runs = q.run(&store)?;
+    let format = if args.json { Format::Json } else { args.format };
+    let text = match format {
+        Format::Json => output::runs_json(&runs),
+        Format::Jsonl => formats::runs_jsonl(&runs),
+        Format::Csv => formats::runs_csv(&runs, &columns),
+        Format::Table => formats::runs_table(&runs, &columns, stdout_is_tty(), ctx.utc),
     };
     print_out(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_relative_dates_and_rfc3339() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_when("7d", now).unwrap(), "2026-11-19T14:00:00.000Z");
+        assert_eq!(parse_when("12h", now).unwrap(), "2026-11-26T02:00:00.000Z");
+        assert_eq!(parse_when("30m", now).unwrap(), "2026-11-26T13:30:00.000Z");
+        assert_eq!(parse_when("2w", now).unwrap(), "2026-11-12T14:00:00.000Z");
+        assert_eq!(
+            parse_when("2026-01-02", now).unwrap(),
+            "2026-01-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            parse_when("2026-01-02T03:04:05+02:00", now).unwrap(),
+            "2026-01-02T01:04:05.000Z"
+        );
+        for bad in ["", "7", "d", "-3d", "7y", "yesterday", "2026-13-01"] {
+            assert!(parse_when(bad, now).is_err(), "{bad}");
+        }
+    }
 }

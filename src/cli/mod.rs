@@ -8,8 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
+pub mod annotate;
 pub mod dataset;
+pub mod diff;
+pub mod export;
+pub mod gc;
 pub mod image;
+pub mod import;
 pub mod ls;
 pub mod rerun;
 pub mod run;
@@ -58,6 +63,20 @@ pub enum Command {
     Script(script::ScriptArgs),
     /// Re-run a recorded run now with the same pins, as a new run linked to it; compare outputs
     Rerun(rerun::RerunArgs),
+    /// Show what differs between two runs: image, code, data, command, env, outcome
+    Diff(diff::DiffArgs),
+    /// Add (+TAG) or remove (-TAG) tags of a run
+    Tag(annotate::TagArgs),
+    /// Add a note to a run
+    Note(annotate::NoteArgs),
+    /// Set or remove params of a run (annotations; provenance is never changed)
+    Param(annotate::ParamArgs),
+    /// Write matching runs as JSON lines (patches included), for `repro import` elsewhere
+    Export(export::ExportArgs),
+    /// Import runs written by `repro export` (FILE or - for stdin); idempotent by run id
+    Import(import::ImportArgs),
+    /// Delete runs matching filters (at least one), after confirmation
+    Gc(gc::GcArgs),
     /// Parse an image reference and ask its registry what it points at
     Image(image::ImageArgs),
     /// Content digests of datasets: hash a path, or verify one against a digest
@@ -147,6 +166,13 @@ pub fn main() -> i32 {
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
         Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
+        Command::Diff(args) => diff::cmd_diff(&ctx, args),
+        Command::Tag(args) => annotate::cmd_tag(&ctx, args),
+        Command::Note(args) => annotate::cmd_note(&ctx, args),
+        Command::Param(args) => annotate::cmd_param(&ctx, args),
+        Command::Export(args) => export::cmd_export(&ctx, args),
+        Command::Import(args) => import::cmd_import(&ctx, args),
+        Command::Gc(args) => gc::cmd_gc(&ctx, args),
         Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
         Command::Dataset(cmd) => {
             let store = if dataset::wants_store(cmd) {

@@ -1,18 +1,35 @@
-//! `repro show`: everything recorded about one run.
+//! `repro show`: everything recorded about one run, as text, JSON, a release-notes line or Markdown.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::cli::{print_out, Ctx};
 use crate::error::CliResult;
 use crate::output;
+use crate::output::formats;
+
+/// Output format of `show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    /// Every recorded fact, for people
+    Text,
+    /// The DESIGN.md object (schema_version 1)
+    Json,
+    /// One line for release notes: reference, digest, commit, datasets
+    Notes,
+    /// A short Markdown block
+    Markdown,
+}
 
 /// Arguments of `repro show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Run id or any unique prefix
     pub id: String,
-    /// Machine-readable output (DESIGN.md schema_version 1)
-    #[arg(long)]
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    pub format: ShowFormat,
+    /// Same as --format json
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -21,12 +38,20 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
     let run = store.get_run(&id)?;
-    let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&output::run_json(&run)).expect("json");
-        s.push('\n');
-        s
+    let format = if args.json {
+        ShowFormat::Json
     } else {
-        output::show_text(&run, ctx.utc)
+        args.format
+    };
+    let text = match format {
+        ShowFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&output::run_json(&run)).expect("json");
+            s.push('\n');
+            s
+        }
+        ShowFormat::Text => output::show_text(&run, ctx.utc),
+        ShowFormat::Notes => formats::release_line(&run),
+        ShowFormat::Markdown => formats::run_markdown(&run, ctx.utc),
     };
     print_out(&text)
 }

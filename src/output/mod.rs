@@ -1,5 +1,7 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
+pub mod formats;
+
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::json;

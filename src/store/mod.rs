@@ -1,8 +1,11 @@
 //! The SQLite store: open (0600 file in a 0700 directory, WAL, busy timeout), migrate, insert,
 //! finish, and query runs.
 
+mod annotate;
+mod gc;
 mod migrate;
 pub mod query;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +22,9 @@ use crate::record::{
 };
 
 pub use migrate::{latest_version, MIGRATIONS};
-pub use query::RunFilter;
+pub use query::{RunFilter, SortKey};
+pub use transfer::fuzz_import_line;
+pub use transfer::{Conflict, ImportError, ImportSummary};
 
 /// Errors of the store; each names the database path or run id involved.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +220,12 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(|source| classify_open_error(&path, source))?;
+        // Every repro process is short-lived: checkpointing (and fsyncing) the WAL at each close
+        // would cost more than the run's own writes. SQLite's auto-checkpoint still bounds it.
+        let _ = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        );
         Ok(())
     }
 
@@ -263,105 +274,11 @@ impl Store {
         if exists.is_some() {
             return Err(StoreError::Duplicate(run.id.clone()));
         }
-        let argv = serde_json::to_string(&run.command).expect("argv serialises");
-        let engine_args = serde_json::to_string(&run.exec.engine_args).expect("strings serialise");
-        let img = run.image.as_ref();
-        let code = run.code.as_ref();
-        tx.execute(
-            "INSERT INTO runs (id, name, status, exit_code, signal, started_at, ended_at, duration_ms,
-                argv, cwd, exec_mode, engine, workdir, engine_args, gpus,
-                image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
-                code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
-                host, user, platform, pid, pid_start, boot_id, rerun_of)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
-            params![
-                run.id,
-                run.name,
-                run.status.as_str(),
-                run.exit_code,
-                run.signal,
-                run.started_at,
-                run.ended_at,
-                run.duration_ms,
-                argv,
-                run.cwd,
-                run.exec.mode.as_str(),
-                run.exec.engine,
-                run.exec.workdir,
-                engine_args,
-                run.exec.gpus,
-                img.map(|i| i.reference.clone()),
-                img.and_then(|i| i.digest.clone()),
-                img.and_then(|i| i.index_digest.clone()),
-                img.and_then(|i| i.platform.clone()),
-                img.map(|i| i.resolved_by.as_str()),
-                img.map(|i| serde_json::to_string(&i.labels).expect("labels serialise")),
-                code.map(|c| c.repo_root.clone()),
-                code.and_then(|c| c.remote.clone()),
-                code.and_then(|c| c.commit.clone()),
-                code.and_then(|c| c.branch.clone()),
-                code.map(|c| c.dirty),
-                code.map(|c| serde_json::to_string(&c.untracked).expect("strings serialise")),
-                code.and_then(|c| c.patch.as_ref().map(|p| p.0.clone())),
-                code.and_then(|c| c.patch_sha256.clone()),
-                run.host,
-                run.user,
-                run.platform,
-                run.pid,
-                run.pid_start,
-                run.boot_id,
-                run.rerun_of,
-            ],
-        )
-        .map_err(err("insert run"))?;
-        for (pos, d) in run.datasets.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO run_datasets (run_id, pos, name, kind, uri, version, digest, files, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    run.id,
-                    pos as i64,
-                    d.name,
-                    d.kind.as_str(),
-                    d.uri,
-                    d.version,
-                    d.digest,
-                    d.files.map(|v| v as i64),
-                    d.bytes.map(|v| v as i64)
-                ],
-            )
-            .map_err(err("insert dataset"))?;
-        }
-        insert_outputs(&tx, &run.id, &run.outputs).map_err(err("insert output"))?;
-        for (k, v) in &run.env {
-            tx.execute(
-                "INSERT INTO run_env (run_id, name, value) VALUES (?1, ?2, ?3)",
-                params![run.id, k, v],
-            )
-            .map_err(err("insert env"))?;
-        }
-        for (k, v) in &run.params {
-            tx.execute(
-                "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
-                params![run.id, k, v],
-            )
-            .map_err(err("insert param"))?;
-        }
-        for t in &run.tags {
-            tx.execute(
-                "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)",
-                params![run.id, t],
-            )
-            .map_err(err("insert tag"))?;
-        }
-        for (pos, n) in run.notes.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO run_notes (run_id, pos, text) VALUES (?1, ?2, ?3)",
-                params![run.id, pos as i64, n],
-            )
-            .map_err(err("insert note"))?;
-        }
+        insert_rows(&tx, run).map_err(|(what, source)| StoreError::Sql {
+            path: path.clone(),
+            what: what.into(),
+            source,
+        })?;
         tx.commit().map_err(err("commit"))?;
         Ok(())
     }
@@ -562,9 +479,130 @@ pub struct Finish {
     pub outputs: Vec<Output>,
 }
 
+/// Writes every row of a run (runs, datasets, outputs, env, annotations) inside `tx`; the error
+/// says which part failed.
+fn insert_rows(
+    tx: &Connection,
+    run: &Run,
+) -> std::result::Result<(), (&'static str, rusqlite::Error)> {
+    let at = |what: &'static str| move |e| (what, e);
+    let argv = serde_json::to_string(&run.command).expect("argv serialises");
+    let engine_args = serde_json::to_string(&run.exec.engine_args).expect("strings serialise");
+    let img = run.image.as_ref();
+    let code = run.code.as_ref();
+    exec_cached(
+            tx,
+            "INSERT INTO runs (id, name, status, exit_code, signal, started_at, ended_at, duration_ms,
+                argv, cwd, exec_mode, engine, workdir, engine_args, gpus,
+                image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
+                code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
+                host, user, platform, pid, pid_start, boot_id, rerun_of)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+            params![
+                run.id,
+                run.name,
+                run.status.as_str(),
+                run.exit_code,
+                run.signal,
+                run.started_at,
+                run.ended_at,
+                run.duration_ms,
+                argv,
+                run.cwd,
+                run.exec.mode.as_str(),
+                run.exec.engine,
+                run.exec.workdir,
+                engine_args,
+                run.exec.gpus,
+                img.map(|i| i.reference.clone()),
+                img.and_then(|i| i.digest.clone()),
+                img.and_then(|i| i.index_digest.clone()),
+                img.and_then(|i| i.platform.clone()),
+                img.map(|i| i.resolved_by.as_str()),
+                img.map(|i| serde_json::to_string(&i.labels).expect("labels serialise")),
+                code.map(|c| c.repo_root.clone()),
+                code.and_then(|c| c.remote.clone()),
+                code.and_then(|c| c.commit.clone()),
+                code.and_then(|c| c.branch.clone()),
+                code.map(|c| c.dirty),
+                code.map(|c| serde_json::to_string(&c.untracked).expect("strings serialise")),
+                code.and_then(|c| c.patch.as_ref().map(|p| p.0.clone())),
+                code.and_then(|c| c.patch_sha256.clone()),
+                run.host,
+                run.user,
+                run.platform,
+                run.pid,
+                run.pid_start,
+                run.boot_id,
+                run.rerun_of,
+            ],
+        )
+        .map_err(at("insert run"))?;
+    for (pos, d) in run.datasets.iter().enumerate() {
+        exec_cached(
+            tx,
+            "INSERT INTO run_datasets (run_id, pos, name, kind, uri, version, digest, files, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                run.id,
+                pos as i64,
+                d.name,
+                d.kind.as_str(),
+                d.uri,
+                d.version,
+                d.digest,
+                d.files.map(|v| v as i64),
+                d.bytes.map(|v| v as i64)
+            ],
+        )
+        .map_err(at("insert dataset"))?;
+    }
+    insert_outputs(tx, &run.id, &run.outputs).map_err(at("insert output"))?;
+    for (k, v) in &run.env {
+        exec_cached(
+            tx,
+            "INSERT INTO run_env (run_id, name, value) VALUES (?1, ?2, ?3)",
+            params![run.id, k, v],
+        )
+        .map_err(at("insert env"))?;
+    }
+    for (k, v) in &run.params {
+        exec_cached(
+            tx,
+            "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![run.id, k, v],
+        )
+        .map_err(at("insert param"))?;
+    }
+    for t in &run.tags {
+        exec_cached(
+            tx,
+            "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)",
+            params![run.id, t],
+        )
+        .map_err(at("insert tag"))?;
+    }
+    for (pos, n) in run.notes.iter().enumerate() {
+        exec_cached(
+            tx,
+            "INSERT INTO run_notes (run_id, pos, text) VALUES (?1, ?2, ?3)",
+            params![run.id, pos as i64, n],
+        )
+        .map_err(at("insert note"))?;
+    }
+    Ok(())
+}
+
+/// Executes through the statement cache: bulk imports insert the same few statements many times.
+fn exec_cached(tx: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
+}
+
 fn insert_outputs(tx: &Connection, id: &str, outputs: &[Output]) -> rusqlite::Result<()> {
     for (pos, o) in outputs.iter().enumerate() {
-        tx.execute(
+        exec_cached(
+            tx,
             "INSERT OR REPLACE INTO run_outputs (run_id, pos, path, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, pos as i64, o.path, o.sha256, o.bytes.map(|b| b as i64)],
         )?;

@@ -1,8 +1,72 @@
-//! Run filters for `ls` (and `export`, `gc`), compiled to one indexed SQL query.
+//! Run filters for `ls` (and `export`, `gc`), compiled to one indexed SQL query, and the
+//! streaming reader that applies them.
 
 use rusqlite::types::Value;
 
-use crate::record::Status;
+use super::{run_from_row, Result, Store, RUN_COLUMNS};
+use crate::record::{Run, Status};
+
+/// What to sort runs by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Start time (the run id is time-ordered), newest first.
+    #[default]
+    Started,
+    /// Duration, longest first (unfinished runs last).
+    Duration,
+    /// Stored status, alphabetical.
+    Status,
+    /// Name, alphabetical (unnamed runs last).
+    Name,
+    /// Host, alphabetical.
+    Host,
+    /// Image reference, alphabetical (runs without an image last).
+    Image,
+}
+
+impl SortKey {
+    /// The names accepted by `--sort`.
+    pub const NAMES: [&'static str; 6] = ["started", "duration", "status", "name", "host", "image"];
+
+    /// Parses a `--sort` value.
+    pub fn parse(s: &str) -> Option<SortKey> {
+        Some(match s {
+            "started" | "id" | "time" => SortKey::Started,
+            "duration" => SortKey::Duration,
+            "status" => SortKey::Status,
+            "name" => SortKey::Name,
+            "host" => SortKey::Host,
+            "image" => SortKey::Image,
+            _ => return None,
+        })
+    }
+
+    /// `ORDER BY` terms; `flip` reverses the natural direction. Ties are broken by id.
+    fn order_by(self, flip: bool) -> String {
+        let (col, natural_desc) = match self {
+            SortKey::Started => return format!("id {}", dir(true, flip)),
+            SortKey::Duration => ("duration_ms", true),
+            SortKey::Status => ("status", false),
+            SortKey::Name => ("name", false),
+            SortKey::Host => ("host", false),
+            SortKey::Image => ("image_ref", false),
+        };
+        // Absent values sort last in either direction.
+        format!(
+            "{col} IS NULL, {col} {}, id {}",
+            dir(natural_desc, flip),
+            dir(true, flip)
+        )
+    }
+}
+
+fn dir(desc: bool, flip: bool) -> &'static str {
+    if desc != flip {
+        "DESC"
+    } else {
+        "ASC"
+    }
+}
 
 /// Which runs to list; all set filters combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -15,7 +79,7 @@ pub struct RunFilter {
     pub code: Option<String>,
     /// Exact branch name.
     pub branch: Option<String>,
-    /// Dataset name and optional version.
+    /// Dataset name and optional version (matching the version or the content digest).
     pub dataset: Option<(String, Option<String>)>,
     /// Stored statuses to include (lost runs are stored as `running`; the caller post-filters).
     pub statuses: Vec<Status>,
@@ -27,11 +91,15 @@ pub struct RunFilter {
     pub params: Vec<(String, String)>,
     /// Tags that must all be present.
     pub tags: Vec<String>,
+    /// Run name matching this glob (`*`, `?`, `[…]`, case-sensitive).
+    pub name: Option<String>,
     /// Only re-runs of this id.
     pub rerun_of: Option<String>,
     /// Host name, exact.
     pub host: Option<String>,
-    /// Oldest first instead of newest first.
+    /// Sort key.
+    pub sort: SortKey,
+    /// Reverse the sort order (for the default sort: oldest first).
     pub oldest_first: bool,
     /// At most this many runs.
     pub limit: Option<u64>,
@@ -44,17 +112,49 @@ fn like_escape(s: &str) -> String {
 }
 
 impl RunFilter {
-    /// Builds `SELECT <columns> FROM runs WHERE … ORDER BY … LIMIT …` and its bound values.
-    pub fn to_sql(&self, columns: &str) -> (String, Vec<Value>) {
+    /// Whether any filter (as opposed to sort/limit) is set.
+    pub fn is_filtering(&self) -> bool {
+        self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.branch.is_some()
+            || self.dataset.is_some()
+            || !self.statuses.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+            || !self.params.is_empty()
+            || !self.tags.is_empty()
+            || self.name.is_some()
+            || self.rerun_of.is_some()
+            || self.host.is_some()
+    }
+
+    /// The `WHERE` clause (empty when no filter is set) and its bound values.
+    pub fn where_clause(&self) -> (String, Vec<Value>) {
         let mut wh: Vec<String> = Vec::new();
         let mut args: Vec<Value> = Vec::new();
         let bind = |v: Value, args: &mut Vec<Value>| {
             args.push(v);
             format!("?{}", args.len())
         };
+        // Status, host, branch and time have few distinct values or wide ranges: when a
+        // selective filter is present, `+col` keeps SQLite (which has no statistics by default)
+        // from preferring their indexes over the selective one.
+        let selective = self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.dataset.is_some()
+            || !self.params.is_empty()
+            || !self.tags.is_empty()
+            || self.rerun_of.is_some();
+        let weak = if selective { "+" } else { "" };
         if let Some(img) = &self.image {
+            // A substring cannot use a b-tree index; distinct references are few (kept in
+            // image_refs by a trigger), so match those and then fetch runs by reference.
             let p = bind(Value::Text(format!("%{}%", like_escape(img))), &mut args);
-            wh.push(format!("image_ref LIKE {p} ESCAPE '\\'"));
+            wh.push(format!(
+                "image_ref IN (SELECT ref FROM image_refs WHERE ref LIKE {p} ESCAPE '\\')"
+            ));
         }
         if let Some(d) = &self.digest {
             let d = d.to_ascii_lowercase();
@@ -77,7 +177,7 @@ impl RunFilter {
         }
         if let Some(b) = &self.branch {
             let p = bind(Value::Text(b.clone()), &mut args);
-            wh.push(format!("code_branch = {p}"));
+            wh.push(format!("{weak}code_branch = {p}"));
         }
         if let Some((name, version)) = &self.dataset {
             let n = bind(Value::Text(name.clone()), &mut args);
@@ -99,15 +199,15 @@ impl RunFilter {
                 .iter()
                 .map(|s| bind(Value::Text(s.as_str().into()), &mut args))
                 .collect();
-            wh.push(format!("status IN ({})", list.join(", ")));
+            wh.push(format!("{weak}status IN ({})", list.join(", ")));
         }
         if let Some(s) = &self.since {
             let p = bind(Value::Text(s.clone()), &mut args);
-            wh.push(format!("started_at >= {p}"));
+            wh.push(format!("{weak}started_at >= {p}"));
         }
         if let Some(u) = &self.until {
             let p = bind(Value::Text(u.clone()), &mut args);
-            wh.push(format!("started_at < {p}"));
+            wh.push(format!("{weak}started_at < {p}"));
         }
         for (k, v) in &self.params {
             let k = bind(Value::Text(k.clone()), &mut args);
@@ -122,29 +222,362 @@ impl RunFilter {
                 "id IN (SELECT run_id FROM run_tags WHERE tag = {t})"
             ));
         }
+        if let Some(g) = &self.name {
+            let p = bind(Value::Text(g.clone()), &mut args);
+            wh.push(format!("name GLOB {p}"));
+        }
         if let Some(r) = &self.rerun_of {
             let p = bind(Value::Text(r.clone()), &mut args);
             wh.push(format!("rerun_of = {p}"));
         }
         if let Some(h) = &self.host {
             let p = bind(Value::Text(h.clone()), &mut args);
-            wh.push(format!("host = {p}"));
+            wh.push(format!("{weak}host = {p}"));
         }
-        let mut sql = format!("SELECT {columns} FROM runs");
-        if !wh.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&wh.join(" AND "));
-        }
-        // ULIDs sort by time, so ordering by id is ordering by start.
-        sql.push_str(if self.oldest_first {
-            " ORDER BY id ASC"
+        if wh.is_empty() {
+            (String::new(), args)
         } else {
-            " ORDER BY id DESC"
-        });
-        if let Some(l) = self.limit {
-            let p = bind(Value::Integer(l.min(i64::MAX as u64) as i64), &mut args);
-            sql.push_str(&format!(" LIMIT {p}"));
+            (format!(" WHERE {}", wh.join(" AND ")), args)
+        }
+    }
+
+    /// Builds `SELECT <columns> FROM runs WHERE … ORDER BY … LIMIT …` and its bound values.
+    pub fn to_sql(&self, columns: &str) -> (String, Vec<Value>) {
+        self.to_sql_limit(columns, self.limit)
+    }
+
+    fn to_sql_limit(&self, columns: &str, limit: Option<u64>) -> (String, Vec<Value>) {
+        let (wh, mut args) = self.where_clause();
+        let mut sql = format!("SELECT {columns} FROM runs{wh}");
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&self.sort.order_by(self.oldest_first));
+        if let Some(l) = limit {
+            args.push(Value::Integer(l.min(i64::MAX as u64) as i64));
+            sql.push_str(&format!(" LIMIT ?{}", args.len()));
         }
         (sql, args)
+    }
+}
+
+impl Store {
+    /// Streams the runs matching `filter`, in its order. `keep` sees each row before its
+    /// datasets, params, … are loaded and may reject it (the CLI decides `lost` this way);
+    /// `visit` receives each kept, complete run and returns `false` to stop. At most
+    /// `filter.limit` runs are visited. Returns how many were visited.
+    pub fn visit_runs(
+        &self,
+        filter: &RunFilter,
+        mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
+        visit: &mut dyn FnMut(Run) -> bool,
+    ) -> Result<u64> {
+        // With a post-filter the SQL limit would count rejected rows too; without one, the SQL
+        // limit lets SQLite keep only the top rows when it has to sort.
+        let sql_limit = if keep.is_some() { None } else { filter.limit };
+        let (sql, args) = filter.to_sql_limit(RUN_COLUMNS, sql_limit);
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(self.sql_err("list runs"))?;
+        let mut n = 0u64;
+        while filter.limit.is_none_or(|l| n < l) {
+            let Some(row) = rows.next().map_err(self.sql_err("list runs"))? else {
+                break;
+            };
+            let run = run_from_row(row).map_err(self.sql_err("list runs"))?;
+            if let Some(keep) = keep.as_mut() {
+                if !keep(&run) {
+                    continue;
+                }
+            }
+            let mut one = [run];
+            self.load_children(&mut one)?;
+            let [run] = one;
+            n += 1;
+            if !visit(run) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Collects the runs matching `filter` that `keep` accepts (see [`Store::visit_runs`]).
+    pub fn query_runs(
+        &self,
+        filter: &RunFilter,
+        keep: Option<&mut dyn FnMut(&Run) -> bool>,
+    ) -> Result<Vec<Run>> {
+        let mut out = Vec::new();
+        self.visit_runs(filter, keep, &mut |r| {
+            out.push(r);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the query a filter compiles to, one detail line per step.
+    pub fn query_plan(&self, filter: &RunFilter) -> Result<Vec<String>> {
+        let (sql, args) = filter.to_sql(RUN_COLUMNS);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(self.sql_err("explain"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("explain"))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sample_run;
+
+    fn every_filter() -> Vec<(&'static str, RunFilter)> {
+        let f = RunFilter::default;
+        vec![
+            ("none", f()),
+            (
+                "image",
+                RunFilter {
+                    image: Some("trainer".into()),
+                    ..f()
+                },
+            ),
+            (
+                "digest",
+                RunFilter {
+                    digest: Some("abcd".into()),
+                    ..f()
+                },
+            ),
+            (
+                "code",
+                RunFilter {
+                    code: Some("abcd".into()),
+                    ..f()
+                },
+            ),
+            (
+                "code+status",
+                RunFilter {
+                    code: Some("abcd".into()),
+                    statuses: vec![Status::Failed],
+                    ..f()
+                },
+            ),
+            (
+                "branch",
+                RunFilter {
+                    branch: Some("main".into()),
+                    ..f()
+                },
+            ),
+            (
+                "dataset",
+                RunFilter {
+                    dataset: Some(("imagenet".into(), None)),
+                    ..f()
+                },
+            ),
+            (
+                "dataset@version",
+                RunFilter {
+                    dataset: Some(("imagenet".into(), Some("v3".into()))),
+                    ..f()
+                },
+            ),
+            (
+                "status",
+                RunFilter {
+                    statuses: vec![Status::Failed],
+                    ..f()
+                },
+            ),
+            (
+                "since",
+                RunFilter {
+                    since: Some("2026-01-01T00:00:00.000Z".into()),
+                    ..f()
+                },
+            ),
+            (
+                "until",
+                RunFilter {
+                    until: Some("2026-01-01T00:00:00.000Z".into()),
+                    ..f()
+                },
+            ),
+            (
+                "param",
+                RunFilter {
+                    params: vec![("lr".into(), "0.1".into())],
+                    ..f()
+                },
+            ),
+            (
+                "tag",
+                RunFilter {
+                    tags: vec!["nightly".into()],
+                    ..f()
+                },
+            ),
+            (
+                "name",
+                RunFilter {
+                    name: Some("base*".into()),
+                    ..f()
+                },
+            ),
+            (
+                "rerun_of",
+                RunFilter {
+                    rerun_of: Some("01jd3k0000000000000000000a".into()),
+                    ..f()
+                },
+            ),
+            (
+                "host",
+                RunFilter {
+                    host: Some("gpu-1".into()),
+                    ..f()
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_filter_uses_an_index() {
+        let s = Store::open_in_memory().unwrap();
+        for (what, mut filter) in every_filter() {
+            filter.limit = Some(20);
+            let plan = s.query_plan(&filter).unwrap();
+            eprintln!("{what}: {plan:?}");
+            for step in &plan {
+                // A full scan of a table (as opposed to a scan of an index) reads every run.
+                // image_refs holds one row per distinct reference (a few hundred, not a
+                // million): scanning it is the point of the table.
+                let full_scan = step.starts_with("SCAN ")
+                    && step != "SCAN image_refs"
+                    && !step.contains("USING INDEX")
+                    && !step.contains("USING COVERING INDEX")
+                    && !step.contains("USING PRIMARY KEY");
+                assert!(!full_scan, "filter {what}: full scan in plan {plan:#?}");
+            }
+            // A time bound may be answered by walking the id index newest first (ids are
+            // time-ordered) and stopping at the limit; every other filter must search an index.
+            if !["none", "since", "until"].contains(&what) {
+                assert!(
+                    plan.iter().any(|s| s.starts_with("SEARCH ")),
+                    "filter {what}: no index search in plan {plan:#?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn default_order_needs_no_sort() {
+        let s = Store::open_in_memory().unwrap();
+        let plan = s
+            .query_plan(&RunFilter {
+                limit: Some(20),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:#?}");
+    }
+
+    #[test]
+    fn new_filters_select_the_right_runs() {
+        let mut s = Store::open_in_memory().unwrap();
+        let mut a = sample_run("01jd3k0000000000000000000a");
+        a.name = Some("sweep-1".into());
+        a.host = "gpu-1".into();
+        s.insert_run(&a).unwrap();
+        let mut b = sample_run("01jd3k0000000000000000000b");
+        b.name = Some("baseline".into());
+        b.rerun_of = Some(a.id.clone());
+        b.code.as_mut().unwrap().branch = Some("exp".into());
+        b.duration_ms = Some(5);
+        s.insert_run(&b).unwrap();
+        let ids = |f: RunFilter| -> Vec<String> {
+            s.query_runs(&f, None)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        let one = |f: RunFilter, want: &Run| assert_eq!(ids(f), vec![want.id.clone()]);
+        one(
+            RunFilter {
+                name: Some("sweep-*".into()),
+                ..Default::default()
+            },
+            &a,
+        );
+        one(
+            RunFilter {
+                host: Some("gpu-1".into()),
+                ..Default::default()
+            },
+            &a,
+        );
+        one(
+            RunFilter {
+                rerun_of: Some(a.id.clone()),
+                ..Default::default()
+            },
+            &b,
+        );
+        one(
+            RunFilter {
+                branch: Some("exp".into()),
+                ..Default::default()
+            },
+            &b,
+        );
+        assert_eq!(
+            ids(RunFilter {
+                sort: SortKey::Duration,
+                ..Default::default()
+            }),
+            vec![b.id.clone(), a.id.clone()]
+        );
+        assert_eq!(
+            ids(RunFilter {
+                sort: SortKey::Name,
+                ..Default::default()
+            }),
+            vec![b.id.clone(), a.id.clone()]
+        );
+        assert_eq!(
+            ids(RunFilter {
+                sort: SortKey::Name,
+                oldest_first: true,
+                ..Default::default()
+            }),
+            vec![a.id.clone(), b.id.clone()]
+        );
+        // Underscore and percent are literal in --image.
+        assert!(ids(RunFilter {
+            image: Some("team_app".into()),
+            ..Default::default()
+        })
+        .is_empty());
+        // keep() rejections do not count against the limit.
+        let got = s
+            .query_runs(
+                &RunFilter {
+                    limit: Some(1),
+                    ..Default::default()
+                },
+                Some(&mut |r: &Run| r.id == a.id),
+            )
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, a.id);
     }
 }

@@ -148,6 +148,27 @@ pub(crate) fn find(path: &Path, stop: Option<&Path>) -> Result<Option<DvcHash>, 
     Ok(None)
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/dvc.rs`): a hostile `.dvc` or `dvc.lock` text never
+/// panics the parser or the output lookup.
+#[doc(hidden)]
+pub fn fuzz_dvc(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let base = Path::new("/repo");
+    let path = Path::new("/repo/data");
+    let file = Path::new("/repo/data.dvc");
+    if let Ok(f) = serde_yaml::from_str::<DvcFile>(text) {
+        let base = normalize(&base.join(f.wdir.as_deref().unwrap_or(".")));
+        let _ = pick(path, file, &base, &f.outs);
+    }
+    if let Ok(l) = serde_yaml::from_str::<Lock>(text) {
+        for stage in l.stages.values() {
+            let _ = pick(path, file, base, &stage.outs);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Hinted;
 
+pub use dvc::fuzz_dvc;
 pub use hash::{hash_path, manifest_of};
 pub use spec::{capture, hash_output, parse_spec, DatasetSpec};
 

@@ -219,6 +219,36 @@ fn check_pinned(
     }
 }
 
+/// Fuzz entry point for references (used by `fuzz/` and by a bounded `cargo test` run):
+/// parsing never panics, and an accepted reference's normalized and familiar forms parse back
+/// to the same reference.
+#[doc(hidden)]
+pub fn fuzz_reference(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = reference::parse(s);
+    if let Ok(r) = reference::parse_normalized(s) {
+        let again = reference::parse_normalized(&r.to_string()).expect("normalized form parses");
+        assert_eq!(again, r, "normalized form of {s:?} is not a fixed point");
+        let fam = reference::parse_normalized(&r.familiar()).expect("familiar form parses");
+        assert_eq!(fam, r, "familiar form of {s:?} does not normalise back");
+        assert!(r.path.len() <= reference::NAME_TOTAL_LENGTH_MAX);
+    }
+}
+
+/// Fuzz entry point for digests: never panics; an accepted digest prints exactly as written.
+#[doc(hidden)]
+pub fn fuzz_digest(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(d) = digest::parse(s) {
+        assert_eq!(d.to_string(), s);
+        assert_eq!(d.hex().len(), d.algorithm().hex_len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +263,34 @@ mod tests {
             },
             ..ResolveOptions::default()
         }
+    }
+
+    proptest::proptest! {
+        /// Bounded stand-in for `cargo fuzz` where no nightly toolchain is available.
+        #[test]
+        fn fuzz_smoke(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                      text in "[a-zA-Z0-9:/@._\\-\\[\\]]{0,80}") {
+            fuzz_reference(&data);
+            fuzz_digest(&data);
+            fuzz_reference(text.as_bytes());
+            fuzz_digest(text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn fuzz_seed_corpus_passes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let mut n = 0;
+        for target in ["reference", "digest"] {
+            let dir = root.join(target);
+            for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let data = std::fs::read(e.unwrap().path()).unwrap();
+                fuzz_reference(&data);
+                fuzz_digest(&data);
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "seed corpus too small: {n}");
     }
 
     const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -932,6 +932,35 @@ fn tls_config(extra: Option<&std::path::Path>) -> Result<rustls::ClientConfig, R
     .with_no_client_auth())
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/manifest.rs`): parsing a manifest or index body from
+/// a hostile registry never panics; every accepted index entry's digest and platform are checked
+/// exactly as `resolve` does.
+#[doc(hidden)]
+pub fn fuzz_manifest(body: &[u8]) {
+    if body.len() as u64 > MAX_MANIFEST_BYTES {
+        return;
+    }
+    let Ok(doc) = serde_json::from_slice::<ManifestDoc>(body) else {
+        return;
+    };
+    let _ = doc.media_type.as_deref().map(|m| m == OCI_INDEX);
+    if let Some(c) = &doc.config {
+        let _ = Digest::parse(&c.digest);
+    }
+    for e in doc.manifests.unwrap_or_default() {
+        let _ = Digest::parse(&e.digest);
+        if let Some(p) = e.platform {
+            let plat = Platform {
+                os: p.os,
+                architecture: p.architecture,
+                variant: p.variant,
+            };
+            let _ = Platform::parse(&plat.to_string());
+            let _ = Platform::host().matches(&plat);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

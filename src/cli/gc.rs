@@ -1,0 +1,108 @@
+//! `repro gc`: delete runs matching filters — never without a filter, never a live run, and only
+//! after confirmation (a prompt on a terminal, `--yes` otherwise).
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use clap::Args;
+
+use crate::capture::host::effective_status;
+use crate::cli::ls::FilterArgs;
+use crate::cli::{print_out, stdout_is_tty, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::output::formats::{self, Column};
+use crate::record::Status;
+
+/// Arguments of `repro gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Delete without asking (required when not on a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// List what would be deleted and delete nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// Deletes matching runs.
+pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
+    if !args.filter.any() {
+        return Err(
+            CliError::usage("refusing to delete every run: gc needs at least one filter")
+                .hint("e.g. repro gc --status lost --until 30d"),
+        );
+    }
+    let mut store = ctx.open_store()?;
+    let mut q = args.filter.to_query(&store)?;
+    q.filter.limit = None;
+    let mut live = 0u64;
+    let runs = store.query_runs(
+        &q.filter,
+        Some(&mut |r: &crate::record::Run| {
+            if !q.keeps(r) {
+                return false;
+            }
+            // A run that may still be going keeps its row: its wrapper will finish it.
+            if effective_status(r).0 == Status::Running {
+                live += 1;
+                return false;
+            }
+            true
+        }),
+    )?;
+    if live > 0 {
+        ctx.warn(format!("kept {live} run(s) that may still be running"));
+    }
+    if runs.is_empty() {
+        ctx.status("no runs match; nothing deleted");
+        return Ok(());
+    }
+    let cols = [
+        Column::Id,
+        Column::Name,
+        Column::Status,
+        Column::Started,
+        Column::Image,
+        Column::Command,
+    ];
+    if args.dry_run {
+        print_out(&formats::runs_table(&runs, &cols, stdout_is_tty(), ctx.utc))?;
+        ctx.status(format!("would delete {} run(s) (dry run)", runs.len()));
+        return Ok(());
+    }
+    if !args.yes {
+        if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+            return Err(CliError::usage(format!(
+                "refusing to delete {} run(s) without confirmation",
+                runs.len()
+            ))
+            .hint("pass --yes to delete them, or --dry-run to list them"));
+        }
+        eprint!(
+            "{}",
+            formats::runs_table(&runs[..runs.len().min(20)], &cols, true, ctx.utc)
+        );
+        if runs.len() > 20 {
+            eprintln!("… and {} more", runs.len() - 20);
+        }
+        eprint!(
+            "Delete {} run(s)? This cannot be undone. [y/N] ",
+            runs.len()
+        );
+        let _ = io::stderr().flush();
+        let mut answer = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| CliError::user(format!("cannot read the answer: {e}")))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            ctx.status("nothing deleted");
+            return Ok(());
+        }
+    }
+    let ids: Vec<String> = runs.into_iter().map(|r| r.id).collect();
+    let n = store.delete_runs(&ids)?;
+    ctx.status(format!("deleted {n} run(s)"));
+    Ok(())
+}

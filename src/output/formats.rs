@@ -1,0 +1,414 @@
+//! Run lists as tables with chosen columns, CSV and JSON lines; and one run as a release-notes line
+//! or a Markdown block.
+
+use comfy_table::{presets, ContentArrangement, Table};
+
+use super::{
+    code_short, command_line, human_duration, image_short, run_json, show_time, status_text,
+};
+use crate::capture::host::effective_status;
+use crate::record::Run;
+
+/// A column of `ls --columns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Id,
+    Name,
+    Status,
+    Started,
+    Ended,
+    Duration,
+    Image,
+    Digest,
+    Code,
+    Branch,
+    Datasets,
+    Params,
+    Tags,
+    Command,
+    Host,
+    User,
+    Exit,
+    RerunOf,
+}
+
+/// Help text listing the column names.
+pub const COLUMNS_HELP: &str = "Columns of the table or CSV, comma-separated: id, name, status, \
+started, ended, duration, image, digest, code, branch, datasets, params, tags, command, host, user, \
+exit, rerun_of [default: id,name,status,started,duration,image,code,command]";
+
+const ALL: [(Column, &str); 18] = [
+    (Column::Id, "id"),
+    (Column::Name, "name"),
+    (Column::Status, "status"),
+    (Column::Started, "started"),
+    (Column::Ended, "ended"),
+    (Column::Duration, "duration"),
+    (Column::Image, "image"),
+    (Column::Digest, "digest"),
+    (Column::Code, "code"),
+    (Column::Branch, "branch"),
+    (Column::Datasets, "datasets"),
+    (Column::Params, "params"),
+    (Column::Tags, "tags"),
+    (Column::Command, "command"),
+    (Column::Host, "host"),
+    (Column::User, "user"),
+    (Column::Exit, "exit"),
+    (Column::RerunOf, "rerun_of"),
+];
+
+impl Column {
+    /// The columns of a plain `repro ls`.
+    pub const DEFAULT: [Column; 8] = [
+        Column::Id,
+        Column::Name,
+        Column::Status,
+        Column::Started,
+        Column::Duration,
+        Column::Image,
+        Column::Code,
+        Column::Command,
+    ];
+
+    /// Every column name.
+    pub fn names() -> Vec<&'static str> {
+        ALL.iter().map(|(_, n)| *n).collect()
+    }
+
+    /// The name used in `--columns` and as the CSV header.
+    pub fn name(self) -> &'static str {
+        ALL.iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .expect("every column is named")
+    }
+
+    /// Parses `id,name,…`.
+    pub fn parse_list(list: &str) -> Result<Vec<Column>, String> {
+        let mut out = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let p = part.to_ascii_lowercase().replace('-', "_");
+            let c = ALL
+                .iter()
+                .find(|(_, n)| *n == p)
+                .map(|(c, _)| *c)
+                .ok_or_else(|| format!("unknown column '{part}'"))?;
+            out.push(c);
+        }
+        if out.is_empty() {
+            return Err("--columns needs at least one column".into());
+        }
+        Ok(out)
+    }
+
+    /// The short, human value shown in a table.
+    fn table_value(self, r: &Run, utc: bool) -> String {
+        let dash = || "-".to_string();
+        match self {
+            Column::Id => r.short_id().to_string(),
+            Column::Name => r.name.clone().unwrap_or_else(dash),
+            Column::Status => status_text(r),
+            Column::Started => show_time(&r.started_at, utc),
+            Column::Ended => r
+                .ended_at
+                .as_deref()
+                .map(|e| show_time(e, utc))
+                .unwrap_or_else(dash),
+            Column::Duration => r.duration_ms.map(human_duration).unwrap_or_else(dash),
+            Column::Image => image_short(r),
+            Column::Digest => r
+                .image
+                .as_ref()
+                .and_then(|i| i.digest.as_deref())
+                .map(|d| d[..d.len().min(19)].to_string())
+                .unwrap_or_else(dash),
+            Column::Code => code_short(r),
+            Column::Exit => match (r.exit_code, r.signal) {
+                (_, Some(s)) => crate::exec::signal_name(s),
+                (Some(c), None) => c.to_string(),
+                (None, None) => dash(),
+            },
+            Column::RerunOf => r
+                .rerun_of
+                .as_deref()
+                .map(|x| x[..x.len().min(12)].to_string())
+                .unwrap_or_else(dash),
+            other => {
+                let v = other.csv_value(r);
+                if v.is_empty() {
+                    dash()
+                } else {
+                    v
+                }
+            }
+        }
+    }
+
+    /// The full, exact value written to CSV (empty when absent).
+    fn csv_value(self, r: &Run) -> String {
+        let img = r.image.as_ref();
+        match self {
+            Column::Id => r.id.clone(),
+            Column::Name => r.name.clone().unwrap_or_default(),
+            Column::Status => effective_status(r).0.to_string(),
+            Column::Started => r.started_at.clone(),
+            Column::Ended => r.ended_at.clone().unwrap_or_default(),
+            Column::Duration => r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+            Column::Image => img.map(|i| i.reference.clone()).unwrap_or_default(),
+            Column::Digest => img.and_then(|i| i.digest.clone()).unwrap_or_default(),
+            Column::Code => r
+                .code
+                .as_ref()
+                .and_then(|c| c.commit.clone())
+                .unwrap_or_default(),
+            Column::Branch => r
+                .code
+                .as_ref()
+                .and_then(|c| c.branch.clone())
+                .unwrap_or_default(),
+            Column::Datasets => datasets_text(r, ", "),
+            Column::Params => r
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Column::Tags => r.tags.join(","),
+            Column::Command => command_line(r),
+            Column::Host => r.host.clone(),
+            Column::User => r.user.clone(),
+            Column::Exit => match (r.exit_code, r.signal) {
+                (_, Some(s)) => crate::exec::signal_name(s),
+                (Some(c), None) => c.to_string(),
+                (None, None) => String::new(),
+            },
+            Column::RerunOf => r.rerun_of.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `name@version` for each dataset (the digest when there is no version).
+fn datasets_text(r: &Run, sep: &str) -> String {
+    r.datasets
+        .iter()
+        .map(|d| match d.version.as_deref().or(d.digest.as_deref()) {
+            Some(v) => format!("{}@{v}", d.name),
+            None => d.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// A table of runs with the given columns; `tty` picks a bordered table fitted to the terminal,
+/// else plain left-aligned columns without trailing spaces.
+pub fn runs_table(runs: &[Run], columns: &[Column], tty: bool, utc: bool) -> String {
+    let mut t = Table::new();
+    if tty {
+        t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        t.load_preset(presets::NOTHING);
+    }
+    t.set_header(
+        columns
+            .iter()
+            .map(|c| c.name().to_ascii_uppercase())
+            .collect::<Vec<_>>(),
+    );
+    if !tty {
+        for col in t.column_iter_mut() {
+            col.set_padding((0, 2));
+        }
+    }
+    for r in runs {
+        t.add_row(
+            columns
+                .iter()
+                .map(|c| c.table_value(r, utc))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut s = t.to_string();
+    if !tty {
+        s = s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    }
+    s.push('\n');
+    s
+}
+
+/// Quotes a CSV field when needed (RFC 4180): a comma, quote, CR or LF, or edge spaces.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV with a header row of column names; CRLF line ends as RFC 4180 says.
+pub fn runs_csv(runs: &[Run], columns: &[Column]) -> String {
+    let mut out = columns
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push_str("\r\n");
+    for r in runs {
+        let row: Vec<String> = columns.iter().map(|c| csv_field(&c.csv_value(r))).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// One compact `show --json` object per line.
+pub fn runs_jsonl(runs: &[Run]) -> String {
+    let mut out = String::new();
+    for r in runs {
+        out.push_str(&serde_json::to_string(&run_json(r)).expect("json"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The line an engineer pastes into release notes: reference, digest, commit, datasets.
+pub fn release_line(r: &Run) -> String {
+    let image = match &r.image {
+        None => "image: none".to_string(),
+        Some(i) => {
+            let digest = i.digest.as_deref().unwrap_or("UNPINNED");
+            match &i.index_digest {
+                Some(x) if Some(x.as_str()) != i.digest.as_deref() => {
+                    format!("{} {digest} (index {x})", i.reference)
+                }
+                _ => format!("{} {digest}", i.reference),
+            }
+        }
+    };
+    let code = match &r.code {
+        None => "commit: none".to_string(),
+        Some(c) => {
+            let mut s = format!("commit {}", c.commit.as_deref().unwrap_or("(none)"));
+            if c.dirty {
+                s.push_str(&format!(
+                    " +patch sha256:{}",
+                    c.patch_sha256.as_deref().unwrap_or("-")
+                ));
+            }
+            s
+        }
+    };
+    let data = if r.datasets.is_empty() {
+        "datasets: none".to_string()
+    } else {
+        format!("datasets {}", datasets_text(r, ", "))
+    };
+    format!("{image} · {code} · {data} · run {}\n", r.id)
+}
+
+/// A short Markdown block describing a run (for a PR, a model card, release notes).
+pub fn run_markdown(r: &Run, utc: bool) -> String {
+    let mut o = String::new();
+    let title = match &r.name {
+        Some(n) => format!("### Run `{}` ({n})\n\n", r.id),
+        None => format!("### Run `{}`\n\n", r.id),
+    };
+    o.push_str(&title);
+    let mut status = status_text(r);
+    if let Some(d) = r.duration_ms {
+        status.push_str(&format!(" in {}", human_duration(d)));
+    }
+    o.push_str(&format!(
+        "- **Outcome:** {status}, started {}\n",
+        show_time(&r.started_at, utc)
+    ));
+    match &r.image {
+        None => o.push_str("- **Image:** none (ran on the host)\n"),
+        Some(i) => {
+            o.push_str(&format!(
+                "- **Image:** `{}` → `{}` ({})\n",
+                i.reference,
+                i.digest.as_deref().unwrap_or("UNPINNED"),
+                i.resolved_by.as_str()
+            ));
+            if let Some(x) = &i.index_digest {
+                o.push_str(&format!("  - index `{x}`\n"));
+            }
+        }
+    }
+    match &r.code {
+        None => o.push_str("- **Code:** none\n"),
+        Some(c) => {
+            let mut s = format!(
+                "- **Code:** `{}`",
+                c.commit.as_deref().unwrap_or("(no commit)")
+            );
+            if let Some(b) = &c.branch {
+                s.push_str(&format!(" on `{b}`"));
+            }
+            if let Some(u) = &c.remote {
+                s.push_str(&format!(" ({u})"));
+            }
+            if c.dirty {
+                s.push_str(&format!(
+                    ", dirty: patch `sha256:{}`",
+                    c.patch_sha256.as_deref().unwrap_or("-")
+                ));
+            }
+            o.push_str(&s);
+            o.push('\n');
+        }
+    }
+    for d in &r.datasets {
+        let mut s = format!("- **Dataset:** `{}` ({})", d.name, d.kind.as_str());
+        if let Some(u) = &d.uri {
+            s.push_str(&format!(" `{u}`"));
+        }
+        if let Some(v) = d.version.as_deref().or(d.digest.as_deref()) {
+            s.push_str(&format!(" @ `{v}`"));
+        }
+        o.push_str(&s);
+        o.push('\n');
+    }
+    o.push_str(&format!(
+        "- **Command:** `{}`\n",
+        command_line(r).replace('`', "'")
+    ));
+    if !r.params.is_empty() {
+        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        o.push_str(&format!("- **Params:** {}\n", p.join(", ")));
+    }
+    o.push_str(&format!(
+        "- **Reproduce:** `repro script {} > rerun.sh`\n",
+        r.short_id()
+    ));
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn column_lists_parse() {
+        assert_eq!(
+            Column::parse_list("id, rerun-of,TAGS").unwrap(),
+            vec![Column::Id, Column::RerunOf, Column::Tags]
+        );
+        assert!(Column::parse_list("id,bogus").is_err());
+        assert!(Column::parse_list("").is_err());
+        for n in Column::names() {
+            assert_eq!(Column::parse_list(n).unwrap()[0].name(), n);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Deleting runs (`repro gc`): the run row and, by cascade, its datasets, outputs, env and
+//! annotations, all in one transaction.
+
+use super::{Result, Store, StoreError};
+
+impl Store {
+    /// Deletes the runs with these full ids; returns how many existed.
+    pub fn delete_runs(&mut self, ids: &[String]) -> Result<u64> {
+        let path = self.path.clone();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql {
+                path: path.clone(),
+                what: what.into(),
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let mut n = 0u64;
+        {
+            let mut st = tx
+                .prepare("DELETE FROM runs WHERE id = ?1")
+                .map_err(err("delete run"))?;
+            for id in ids {
+                n += st.execute([id]).map_err(err("delete run"))? as u64;
+            }
+        }
+        tx.commit().map_err(err("commit"))?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sample_run;
+
+    #[test]
+    fn delete_cascades_to_children() {
+        let mut s = Store::open_in_memory().unwrap();
+        let a = sample_run("01jd3k0000000000000000000a");
+        let b = sample_run("01jd3k0000000000000000000b");
+        s.insert_run(&a).unwrap();
+        s.insert_run(&b).unwrap();
+        assert_eq!(s.delete_runs(&[a.id.clone(), "nope".into()]).unwrap(), 1);
+        assert!(s.get_run(&a.id).is_err());
+        assert_eq!(s.get_run(&b.id).unwrap(), b);
+        for table in ["run_datasets", "run_env", "run_params", "run_tags"] {
+            let n: i64 = s
+                .conn()
+                .query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE run_id = ?1"),
+                    [&a.id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+}

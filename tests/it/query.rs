@@ -1,0 +1,576 @@
+//! `repro ls` filters, sorts and formats; `show --format`; annotations never touch provenance.
+//! Runs are inserted through the library so images, digests and datasets vary.
+
+use std::collections::BTreeMap;
+
+use repro::record::*;
+use repro::store::Store;
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::support::TestEnv;
+
+/// The fixed clock of these tests.
+pub const NOW: &str = "2026-11-26T14:00:00Z";
+
+pub fn sha(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn base(id: &str, name: Option<&str>, started: &str) -> Run {
+    Run {
+        schema_version: SCHEMA_VERSION,
+        id: id.into(),
+        name: name.map(Into::into),
+        status: Status::Succeeded,
+        exit_code: Some(0),
+        signal: None,
+        started_at: started.into(),
+        ended_at: Some(started.replace(":00.000Z", ":10.000Z")),
+        duration_ms: Some(10_000),
+        command: vec![Arg::from("python"), Arg::from("train.py")],
+        cwd: "experiments".into(),
+        exec: Exec {
+            mode: ExecMode::Host,
+            engine: None,
+            workdir: None,
+            engine_args: vec![],
+            gpus: None,
+        },
+        image: None,
+        code: None,
+        datasets: vec![],
+        outputs: vec![],
+        params: BTreeMap::new(),
+        tags: vec![],
+        notes: vec![],
+        env: BTreeMap::new(),
+        host: "laptop".into(),
+        user: "alice".into(),
+        platform: "linux/amd64".into(),
+        pid: None,
+        boot_id: None,
+        pid_start: None,
+        rerun_of: None,
+    }
+}
+
+fn image(reference: &str, digest: char, index: Option<char>) -> Option<Image> {
+    Some(Image {
+        reference: reference.into(),
+        digest: Some(sha(digest)),
+        index_digest: index.map(sha),
+        platform: Some("linux/amd64".into()),
+        resolved_by: ResolvedBy::Registry,
+        labels: BTreeMap::new(),
+    })
+}
+
+fn code(commit: char, branch: &str, patch: Option<&str>) -> Option<Code> {
+    Some(Code {
+        repo_root: "/src/trainer".into(),
+        remote: Some("https://git.example.com/team/trainer.git".into()),
+        commit: Some(commit.to_string().repeat(40)),
+        branch: Some(branch.into()),
+        dirty: patch.is_some(),
+        untracked: vec![],
+        patch_sha256: patch.map(|p| hex::encode(sha2::Sha256::digest(p.as_bytes()))),
+        patch: patch.map(Arg::from),
+    })
+}
+
+fn uri(name: &str, u: &str, version: &str) -> Dataset {
+    Dataset {
+        name: name.into(),
+        kind: DatasetKind::Uri,
+        uri: Some(u.into()),
+        version: Some(version.into()),
+        digest: None,
+        files: None,
+        bytes: None,
+    }
+}
+
+/// The six runs every test here starts from, oldest first, by label.
+pub fn fixture_runs() -> Vec<(&'static str, Run)> {
+    // A `running` row on this host from another boot: shown (and filtered) as lost.
+    let mut lost = base(
+        "01j6x0000000000000000000a5",
+        Some("crashed"),
+        "2026-09-01T00:00:00.000Z",
+    );
+    lost.status = Status::Running;
+    lost.exit_code = None;
+    lost.ended_at = None;
+    lost.duration_ms = None;
+    lost.host = repro::capture::host::hostname();
+    lost.pid = Some(1);
+    lost.boot_id = Some("not-this-boot".into());
+
+    let mut plain = base(
+        "01j8z0000000000000000000a4",
+        None,
+        "2026-10-01T00:00:00.000Z",
+    );
+    plain.command = vec![Arg::from("make"), Arg::from("all")];
+
+    let mut baseline = base(
+        "01jd00000000000000000000a1",
+        Some("baseline"),
+        "2026-11-20T10:00:00.000Z",
+    );
+    baseline.image = image("registry.example.com/team/trainer:2.3.1", 'a', None);
+    baseline.code = code('1', "main", Some("diff --git a/x b/x\n+dirty\n"));
+    baseline.datasets = vec![uri("imagenet", "s3://corp/imagenet", "v3")];
+    baseline.params.insert("lr".into(), "0.1".into());
+    baseline.tags = vec!["nightly".into()];
+    baseline.host = "gpu-1".into();
+    baseline.duration_ms = Some(3_600_000);
+    baseline.exec = Exec {
+        mode: ExecMode::Container,
+        engine: Some("docker".into()),
+        workdir: Some("/workspace".into()),
+        engine_args: vec![],
+        gpus: Some("all".into()),
+    };
+
+    let mut sweep2 = base(
+        "01jdt0000000000000000000a2",
+        Some("sweep-lr-0.2"),
+        "2026-11-25T09:00:00.000Z",
+    );
+    sweep2.image = image("registry.example.com/team/trainer:2.3.2", 'b', Some('c'));
+    sweep2.code = code('2', "exp", None);
+    sweep2.datasets = vec![
+        uri("imagenet", "s3://corp/imagenet", "v4"),
+        Dataset {
+            name: "val".into(),
+            kind: DatasetKind::Path,
+            uri: Some("data/val".into()),
+            version: Some(sha('d')),
+            digest: Some(sha('d')),
+            files: Some(3),
+            bytes: Some(1234),
+        },
+    ];
+    sweep2.params.insert("lr".into(), "0.2".into());
+    sweep2.tags = vec!["sweep".into()];
+    sweep2.host = "gpu-2".into();
+    sweep2.status = Status::Failed;
+    sweep2.exit_code = Some(1);
+    sweep2.duration_ms = Some(120_000);
+    sweep2.command = vec![
+        Arg::from("python"),
+        Arg::from("train.py"),
+        Arg::from("--lr"),
+        Arg::from("0.2"),
+    ];
+
+    let mut sweep3 = sweep2.clone();
+    sweep3.id = "01jdv0000000000000000000a3".into();
+    sweep3.name = Some("sweep-lr-0.3".into());
+    sweep3.started_at = "2026-11-26T08:00:00.000Z".into();
+    sweep3.ended_at = Some("2026-11-26T08:00:05.000Z".into());
+    sweep3.status = Status::Killed;
+    sweep3.exit_code = None;
+    sweep3.signal = Some(9);
+    sweep3.duration_ms = Some(5_000);
+    sweep3.params.insert("lr".into(), "0.3".into());
+    sweep3.command[3] = Arg::from("0.3");
+    sweep3.rerun_of = Some(sweep2.id.clone());
+
+    let mut eval = base(
+        "01jdw0000000000000000000a6",
+        Some("eval, \"final\""),
+        "2026-11-26T12:00:00.000Z",
+    );
+    eval.image = image("ghcr.io/acme/eval:1.0", 'e', None);
+    eval.image
+        .as_mut()
+        .unwrap()
+        .labels
+        .insert("org.opencontainers.image.revision".into(), "f".repeat(40));
+    eval.code = code('1', "main", None);
+    eval.tags = vec!["nightly".into(), "release".into()];
+    eval.host = "gpu-1".into();
+
+    vec![
+        ("lost", lost),
+        ("plain", plain),
+        ("baseline", baseline),
+        ("sweep2", sweep2),
+        ("sweep3", sweep3),
+        ("eval", eval),
+    ]
+}
+
+/// A test environment holding the fixture runs.
+pub fn seeded() -> (TestEnv, Vec<(&'static str, Run)>) {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.db().parent().unwrap()).unwrap();
+    let runs = fixture_runs();
+    let mut store = Store::open(&env.db()).unwrap();
+    for (_, r) in &runs {
+        store.insert_run(r).unwrap();
+    }
+    (env, runs)
+}
+
+/// `repro ARGS` at the fixed clock; (code, stdout, stderr).
+pub fn at_now(env: &TestEnv, args: &[&str]) -> (i32, String, String) {
+    let out = env
+        .repro()
+        .env("REPRO_NOW", NOW)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The fixture labels `ls ARGS` lists, in order.
+fn labels(env: &TestEnv, runs: &[(&'static str, Run)], args: &[&str]) -> Vec<&'static str> {
+    let mut full = vec!["ls", "--format", "csv", "--columns", "id"];
+    full.extend_from_slice(args);
+    let (code, out, err) = at_now(env, &full);
+    assert_eq!(code, 0, "ls {args:?}: {err}");
+    out.lines()
+        .skip(1)
+        .map(|id| {
+            runs.iter()
+                .find(|(_, r)| r.id == id)
+                .unwrap_or_else(|| panic!("unknown id {id}"))
+                .0
+        })
+        .collect()
+}
+
+#[test]
+fn every_filter_selects_exactly_its_runs() {
+    let (env, runs) = seeded();
+    let l = |args: &[&str]| labels(&env, &runs, args);
+    assert_eq!(
+        l(&[]),
+        vec!["eval", "sweep3", "sweep2", "baseline", "plain", "lost"]
+    );
+    assert_eq!(
+        l(&["--image", "team/trainer"]),
+        vec!["sweep3", "sweep2", "baseline"]
+    );
+    assert_eq!(l(&["--image", "trainer:2.3.1"]), vec!["baseline"]);
+    // case-insensitive, like the registry host part of a reference
+    assert_eq!(
+        l(&["--image", "TEAM/Trainer"]),
+        vec!["sweep3", "sweep2", "baseline"]
+    );
+    assert_eq!(l(&["--image", "%"]), Vec::<&str>::new());
+    // digest prefix: the platform digest, or the index digest; with or without sha256:
+    assert_eq!(l(&["--digest", "aaaa"]), vec!["baseline"]);
+    assert_eq!(l(&["--digest", "sha256:bbbb"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--digest", "cccc"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--code", "1111"]), vec!["eval", "baseline"]);
+    assert_eq!(l(&["--code", "2222", "--status", "failed"]), vec!["sweep2"]);
+    assert_eq!(l(&["--branch", "exp"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(
+        l(&["--dataset", "imagenet"]),
+        vec!["sweep3", "sweep2", "baseline"]
+    );
+    assert_eq!(l(&["--dataset", "imagenet@v3"]), vec!["baseline"]);
+    let val = format!("val@{}", "sha256:".to_string() + &"d".repeat(64));
+    assert_eq!(l(&["--dataset", &val]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--status", "failed"]), vec!["sweep2"]);
+    assert_eq!(l(&["--status", "killed,failed"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--status", "lost"]), vec!["lost"]);
+    assert_eq!(l(&["--status", "running"]), Vec::<&str>::new());
+    assert_eq!(l(&["--since", "1d"]), vec!["eval", "sweep3"]);
+    assert_eq!(l(&["--since", "2d"]), vec!["eval", "sweep3", "sweep2"]);
+    assert_eq!(l(&["--since", "6h"]), vec!["eval", "sweep3"]);
+    assert_eq!(l(&["--since", "90m"]), Vec::<&str>::new());
+    assert_eq!(l(&["--since", "3h"]), vec!["eval"]);
+    assert_eq!(l(&["--until", "30d"]), vec!["plain", "lost"]);
+    assert_eq!(
+        l(&[
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-11-21T00:00:00+00:00"
+        ]),
+        vec!["baseline", "plain"]
+    );
+    assert_eq!(l(&["--param", "lr=0.2"]), vec!["sweep2"]);
+    assert_eq!(
+        l(&["--param", "lr=0.1", "--param", "lr=0.2"]),
+        Vec::<&str>::new()
+    );
+    assert_eq!(l(&["--tag", "nightly"]), vec!["eval", "baseline"]);
+    assert_eq!(l(&["--tag", "nightly", "--tag", "release"]), vec!["eval"]);
+    assert_eq!(l(&["--name", "sweep-*"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--name", "sweep-lr-0.?"]), vec!["sweep3", "sweep2"]);
+    assert_eq!(l(&["--host", "gpu-1"]), vec!["eval", "baseline"]);
+    assert_eq!(l(&["--rerun-of", "01jdt"]), vec!["sweep3"]);
+    // filters combine with AND
+    assert_eq!(
+        l(&["--tag", "nightly", "--host", "gpu-1", "--code", "11", "--since", "7d"]),
+        vec!["eval", "baseline"]
+    );
+    assert_eq!(
+        l(&["--tag", "nightly", "--image", "eval", "--status", "failed"]),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn sort_reverse_limit_and_all() {
+    let (env, runs) = seeded();
+    let l = |args: &[&str]| labels(&env, &runs, args);
+    assert_eq!(
+        l(&["--reverse"]),
+        vec!["lost", "plain", "baseline", "sweep2", "sweep3", "eval"]
+    );
+    assert_eq!(l(&["--limit", "2"]), vec!["eval", "sweep3"]);
+    assert_eq!(l(&["--limit", "2", "--reverse"]), vec!["lost", "plain"]);
+    assert_eq!(l(&["--all"]).len(), 6);
+    // longest first; the unfinished run last
+    assert_eq!(
+        l(&["--sort", "duration"]),
+        vec!["baseline", "sweep2", "eval", "plain", "sweep3", "lost"]
+    );
+    // unnamed last, alphabetical
+    assert_eq!(
+        l(&["--sort", "name"]),
+        vec!["baseline", "lost", "eval", "sweep2", "sweep3", "plain"]
+    );
+    assert_eq!(
+        l(&[
+            "--sort",
+            "host",
+            "--status",
+            "succeeded,failed,killed",
+            "--limit",
+            "3"
+        ]),
+        vec!["eval", "baseline", "sweep3"]
+    );
+    assert_eq!(
+        l(&["--sort", "status"]),
+        vec!["sweep2", "sweep3", "lost", "eval", "baseline", "plain"]
+    );
+    assert_eq!(
+        l(&["--sort", "image", "--limit", "2"]),
+        vec!["eval", "baseline"]
+    );
+    let more: Vec<String> = (0..25)
+        .map(|i| format!("01jdx00000000000000000{i:04}"))
+        .collect();
+    let mut store = Store::open(&env.db()).unwrap();
+    for id in &more {
+        let mut r = runs[1].1.clone();
+        r.id = id.clone();
+        store.insert_run(&r).unwrap();
+    }
+    let (_, out, _) = at_now(&env, &["ls", "--format", "csv", "--columns", "id"]);
+    assert_eq!(out.lines().count(), 1 + 20, "default limit is 20");
+    let (_, out, _) = at_now(&env, &["ls", "--format", "csv", "--columns", "id", "--all"]);
+    assert_eq!(out.lines().count(), 1 + 31);
+}
+
+#[test]
+fn bad_filter_values_are_usage_errors() {
+    let (env, _) = seeded();
+    for (args, needle) in [
+        (vec!["ls", "--status", "done"], "unknown status 'done'"),
+        (
+            vec!["ls", "--since", "yesterday"],
+            "--since: 'yesterday' is not a time",
+        ),
+        (vec!["ls", "--until", "7y"], "--until: '7y' is not a time"),
+        (vec!["ls", "--columns", "id,nope"], "unknown column 'nope'"),
+        (vec!["ls", "--sort", "size"], "cannot sort by 'size'"),
+        (
+            vec!["ls", "--digest", "sha256:xyz"],
+            "is not a digest prefix",
+        ),
+        (vec!["ls", "--param", "lr"], "'lr' is not KEY=VALUE"),
+        (vec!["ls", "--all", "--limit", "3"], "cannot be used with"),
+        (
+            vec!["ls", "--json", "--format", "csv"],
+            "cannot be used with",
+        ),
+    ] {
+        let (code, out, err) = at_now(&env, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.is_empty());
+    }
+    let (code, _, err) = at_now(&env, &["ls", "--rerun-of", "01zzzz"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no run matches id '01zzzz'"), "{err}");
+}
+
+#[test]
+fn table_snapshot() {
+    let (env, _) = seeded();
+    let (code, out, err) = at_now(&env, &["--utc", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("ls_table", out);
+    let (_, out, _) = at_now(
+        &env,
+        &[
+            "--utc",
+            "ls",
+            "--columns",
+            "id,status,digest,branch,datasets,params,tags,exit,rerun_of",
+            "--tag",
+            "sweep",
+        ],
+    );
+    insta::assert_snapshot!("ls_table_columns", out);
+}
+
+#[test]
+fn csv_snapshot_quotes_and_keeps_full_values() {
+    let (env, _) = seeded();
+    let all = "id,name,status,started,ended,duration,image,digest,code,branch,datasets,params,tags,command,host,user,exit,rerun_of";
+    let (code, out, err) = at_now(
+        &env,
+        &["ls", "--format", "csv", "--columns", all, "--host", "gpu-1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"eval, \"\"final\"\"\""));
+    assert!(out.ends_with("\r\n"));
+    insta::assert_snapshot!("ls_csv", out.replace("\r\n", "\n"));
+}
+
+#[test]
+fn json_and_jsonl_carry_the_same_run_objects() {
+    let (env, runs) = seeded();
+    let args = ["ls", "--status", "succeeded,failed,killed"];
+    let (code, json, err) = at_now(&env, &[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    insta::assert_json_snapshot!("ls_json", doc);
+    let (_, json2, _) = at_now(&env, &[&args[..], &["--format", "json"]].concat());
+    assert_eq!(json, json2, "--json is --format json");
+    let (_, lines, _) = at_now(&env, &[&args[..], &["--format", "jsonl"]].concat());
+    let parsed: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(&parsed, doc["runs"].as_array().unwrap());
+    // each object is what `show --json` prints
+    let sweep2 = &runs.iter().find(|(l, _)| *l == "sweep2").unwrap().1;
+    let shown: Value =
+        serde_json::from_str(&at_now(&env, &["show", &sweep2.id, "--json"]).1).unwrap();
+    assert!(parsed.contains(&shown));
+    // the lost row is reported as lost, in JSON too
+    let (_, lost, _) = at_now(&env, &["ls", "--status", "lost", "--format", "jsonl"]);
+    let lost: Value = serde_json::from_str(lost.trim()).unwrap();
+    assert_eq!(lost["status"], "lost");
+}
+
+#[test]
+fn show_notes_and_markdown() {
+    let (env, runs) = seeded();
+    let id = |label: &str| runs.iter().find(|(l, _)| *l == label).unwrap().1.id.clone();
+    let (code, notes, err) = at_now(&env, &["show", &id("sweep2"), "--format", "notes"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(notes.lines().count(), 1);
+    insta::assert_snapshot!("show_notes", notes);
+    let (_, notes, _) = at_now(&env, &["show", &id("plain"), "--format", "notes"]);
+    insta::assert_snapshot!("show_notes_no_image", notes);
+    let (_, md, _) = at_now(
+        &env,
+        &["--utc", "show", &id("baseline"), "--format", "markdown"],
+    );
+    insta::assert_snapshot!("show_markdown", md);
+    let (j1, j2) = (
+        at_now(&env, &["show", &id("baseline"), "--json"]).1,
+        at_now(&env, &["show", &id("baseline"), "--format", "json"]).1,
+    );
+    assert_eq!(j1, j2);
+}
+
+fn provenance_row(env: &TestEnv, id: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open(env.db()).unwrap();
+    let mut st = c.prepare("SELECT * FROM runs WHERE id = ?1").unwrap();
+    let n = st.column_count();
+    st.query_row([id], |r| {
+        Ok((0..n)
+            .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+            .collect())
+    })
+    .unwrap()
+}
+
+fn without_annotations(show_json: &str) -> String {
+    let mut v: Value = serde_json::from_str(show_json).unwrap();
+    for k in ["params", "tags", "notes"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+#[test]
+fn annotations_never_change_provenance() {
+    let (env, runs) = seeded();
+    let id = runs
+        .iter()
+        .find(|(l, _)| *l == "baseline")
+        .unwrap()
+        .1
+        .id
+        .clone();
+    let before_json = at_now(&env, &["show", &id, "--json"]).1;
+    let before_row = provenance_row(&env, &id);
+
+    let (code, out, err) = at_now(&env, &["tag", &id[..8], "+best", "-nightly", "prod"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "best\nprod\n");
+    let (code, _, err) = at_now(&env, &["note", &id, "converged", "at", "epoch 40"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = at_now(&env, &["param", &id, "lr=0.05", "seed=7"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = at_now(&env, &["param", &id, "--unset", "seed"]);
+    assert_eq!(code, 0, "{err}");
+
+    let after_json = at_now(&env, &["show", &id, "--json"]).1;
+    let after: Value = serde_json::from_str(&after_json).unwrap();
+    assert_eq!(after["tags"], serde_json::json!(["best", "prod"]));
+    assert_eq!(after["notes"], serde_json::json!(["converged at epoch 40"]));
+    assert_eq!(after["params"], serde_json::json!({"lr": "0.05"}));
+    assert_ne!(before_json, after_json);
+    assert_eq!(
+        without_annotations(&before_json),
+        without_annotations(&after_json)
+    );
+    assert_eq!(
+        before_row,
+        provenance_row(&env, &id),
+        "the runs row is untouched"
+    );
+    assert_eq!(
+        labels(&env, &runs, &["--tag", "best", "--param", "lr=0.05"]),
+        vec!["baseline"]
+    );
+
+    // bad annotations: usage errors, nothing written
+    for args in [
+        vec!["tag", &id, "+two words"],
+        vec!["tag", &id, "+"],
+        vec!["param", &id, "novalue"],
+        vec!["param", &id],
+        vec!["note", &id, " "],
+    ] {
+        let (code, _, err) = at_now(&env, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    let (code, _, err) = at_now(&env, &["tag", "01zzzz", "+x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no run matches"), "{err}");
+    assert_eq!(after_json, at_now(&env, &["show", &id, "--json"]).1);
+}

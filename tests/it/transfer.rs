@@ -1,0 +1,251 @@
+//! `repro export` / `repro import` round trips and conflicts; `repro gc` safety.
+
+use serde_json::Value;
+
+use crate::query::{at_now, seeded, NOW};
+use crate::support::TestEnv;
+
+fn ids_of(env: &TestEnv) -> Vec<String> {
+    let (code, out, err) = at_now(env, &["ls", "--all", "--format", "csv", "--columns", "id"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines().skip(1).map(String::from).collect()
+}
+
+fn import(env: &TestEnv, file: &std::path::Path) -> (i32, String, String) {
+    at_now(env, &["import", file.to_str().unwrap()])
+}
+
+#[test]
+fn export_then_import_elsewhere_gives_identical_show_json() {
+    let (src, runs) = seeded();
+    at_now(&src, &["tag", &runs[2].1.id, "+shared"]);
+    at_now(&src, &["note", &runs[2].1.id, "exported note"]);
+    let (code, out, err) = at_now(&src, &["export"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("exported 6 run(s)"), "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    // oldest first, the DESIGN.md shape, the patch included, lost runs exported as lost
+    assert_eq!(lines[0]["id"], runs[0].1.id.as_str());
+    assert_eq!(lines[0]["status"], "lost");
+    assert_eq!(lines[2]["code"]["patch"], "diff --git a/x b/x\n+dirty\n");
+    assert_eq!(lines[2]["schema_version"], 1);
+
+    let file = src.root().join("runs.jsonl");
+    std::fs::write(&file, &out).unwrap();
+    let dst = TestEnv::new();
+    let (code, _, err) = import(&dst, &file);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("imported 6, unchanged 0, updated 0, conflicts 0"),
+        "{err}"
+    );
+    assert_eq!(ids_of(&src), ids_of(&dst));
+    for id in ids_of(&src) {
+        assert_eq!(
+            at_now(&src, &["show", &id, "--json"]).1,
+            at_now(&dst, &["show", &id, "--json"]).1,
+            "run {id}"
+        );
+    }
+    // the patch survived byte for byte
+    let patch = |env: &TestEnv| -> Vec<u8> {
+        rusqlite::Connection::open(env.db())
+            .unwrap()
+            .query_row(
+                "SELECT code_patch FROM runs WHERE id = ?1",
+                [&runs[2].1.id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(patch(&src), patch(&dst));
+
+    // idempotent
+    let (code, _, err) = import(&dst, &file);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("imported 0, unchanged 6, updated 0, conflicts 0"),
+        "{err}"
+    );
+    // filters apply to export
+    let (_, some, _) = at_now(&src, &["export", "--tag", "nightly"]);
+    assert_eq!(some.lines().count(), 2);
+}
+
+#[test]
+fn conflicting_provenance_is_reported_never_overwritten_and_the_rest_imported() {
+    let (src, runs) = seeded();
+    let (_, out, _) = at_now(&src, &["export"]);
+    let mut lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dst = TestEnv::new();
+    let first = dst.root().join("first.jsonl");
+    std::fs::write(
+        &first,
+        lines[..3]
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    assert_eq!(import(&dst, &first).0, 0);
+    let before = at_now(&dst, &["show", &runs[2].1.id, "--json"]).1;
+
+    // line 3: same id, another digest; and new annotations on line 2
+    lines[2]["image"]["digest"] = Value::String(format!("sha256:{}", "9".repeat(64)));
+    lines[2]["tags"] = serde_json::json!(["evil"]);
+    lines[1]["tags"] = serde_json::json!(["merged"]);
+    lines[1]["params"] = serde_json::json!({"seed": "3"});
+    let second = dst.root().join("second.jsonl");
+    std::fs::write(
+        &second,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (code, _, err) = import(&dst, &second);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "conflict: run {} (line 3) differs from the stored run in image",
+            runs[2].1.id
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("imported 3, unchanged 2, updated 0, conflicts 1"),
+        "{err}"
+    );
+    assert!(err.contains("1 run(s) conflict with stored runs"), "{err}");
+    assert_eq!(
+        before,
+        at_now(&dst, &["show", &runs[2].1.id, "--json"]).1,
+        "stored run kept"
+    );
+    assert_eq!(ids_of(&dst).len(), 6);
+    let merged: Value =
+        serde_json::from_str(&at_now(&dst, &["show", &runs[1].1.id, "--json"]).1).unwrap();
+    assert_eq!(merged["tags"], serde_json::json!(["merged"]));
+    assert_eq!(merged["params"], serde_json::json!({"seed": "3"}));
+}
+
+#[test]
+fn invalid_input_names_the_line_and_imports_nothing() {
+    let (src, _) = seeded();
+    let (_, out, _) = at_now(&src, &["export"]);
+    let mut lines: Vec<String> = out.lines().map(String::from).collect();
+    let dst = TestEnv::new();
+    for (bad, needle) in [
+        (
+            lines[3].replace("\"schema_version\":1", "\"schema_version\":7"),
+            "line 4: schema_version 7 is not supported",
+        ),
+        (
+            lines[3].replace("01jdt0000000000000000000a2", "not-a-ulid"),
+            "line 4: id 'not-a-ulid' is not a run id",
+        ),
+        (
+            lines[3].replace(&"b".repeat(64), "bbbb"),
+            "line 4: image.digest 'sha256:bbbb' is not a digest",
+        ),
+        ("{\"id\": 1}".to_string(), "line 4: "),
+    ] {
+        let saved = std::mem::replace(&mut lines[3], bad);
+        let file = dst.root().join("bad.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let (code, _, err) = import(&dst, &file);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(needle), "want {needle}: {err}");
+        assert!(err.contains("nothing was imported"), "{err}");
+        lines[3] = saved;
+        assert!(ids_of(&dst).is_empty());
+    }
+    let (code, _, err) = at_now(&dst, &["import", "/nonexistent/runs.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot open /nonexistent/runs.jsonl"), "{err}");
+}
+
+#[test]
+fn import_reads_stdin() {
+    let (src, _) = seeded();
+    let (_, out, _) = at_now(&src, &["export", "--status", "failed"]);
+    let dst = TestEnv::new();
+    let res = dst
+        .repro()
+        .env("REPRO_NOW", NOW)
+        .args(["import", "-"])
+        .write_stdin(out)
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("imported 1,"));
+    assert_eq!(ids_of(&dst).len(), 1);
+}
+
+#[test]
+fn gc_needs_a_filter_and_confirmation_and_deletes_only_matches() {
+    let (env, runs) = seeded();
+    let all = ids_of(&env);
+    let (code, _, err) = at_now(&env, &["gc", "--yes"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("gc needs at least one filter"), "{err}");
+    // not a terminal and no --yes: refuse
+    let (code, _, err) = at_now(&env, &["gc", "--status", "lost", "--until", "30d"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refusing to delete 1 run(s) without confirmation"),
+        "{err}"
+    );
+    assert_eq!(ids_of(&env), all);
+    // dry run lists and keeps
+    let (code, out, err) = at_now(
+        &env,
+        &["gc", "--status", "lost", "--until", "30d", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&runs[0].1.id[..12]), "{out}");
+    assert!(err.contains("would delete 1 run(s)"), "{err}");
+    assert_eq!(ids_of(&env), all);
+    // nothing matches: nothing deleted, success
+    let (code, _, err) = at_now(&env, &["gc", "--status", "lost", "--since", "1d", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("nothing deleted"), "{err}");
+    // --yes deletes exactly the matches
+    let (code, _, err) = at_now(&env, &["gc", "--status", "lost", "--until", "30d", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("deleted 1 run(s)"), "{err}");
+    let left = ids_of(&env);
+    assert_eq!(left.len(), 5);
+    assert!(!left.contains(&runs[0].1.id));
+    let (code, _, _) = at_now(&env, &["show", &runs[0].1.id]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn gc_keeps_a_run_whose_wrapper_is_alive() {
+    let (env, runs) = seeded();
+    let mut live = runs[0].1.clone();
+    live.id = "01jdz00000000000000000000c".into();
+    live.boot_id = repro::capture::host::boot_id();
+    live.pid = Some(std::process::id() as i64);
+    live.pid_start = repro::capture::host::process_start(std::process::id());
+    repro::store::Store::open(&env.db())
+        .unwrap()
+        .insert_run(&live)
+        .unwrap();
+    let (code, _, err) = at_now(&env, &["gc", "--status", "running", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("kept 1 run(s) that may still be running"),
+        "{err}"
+    );
+    assert!(ids_of(&env).contains(&live.id));
+}
