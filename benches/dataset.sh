@@ -34,7 +34,7 @@ echo "work dir: $WORK"
 echo "binary:   $BIN ($("$BIN" --version))"
 echo "cpu:      $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "sha-ni:   $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)"
-echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min; above $(nproc), other work shares the cores)"
 
 # --- data -----------------------------------------------------------------------------------
 gen_files() { # DIR NDIRS FILES_PER_DIR FILE_SIZE
@@ -73,9 +73,9 @@ bench() { # NAME RUNS hyperfine-args...
 
 for d in $ONLY; do
   dir=$DATA/$d
-  touched=$(find "$dir" -type f -name 'f*' -o -type f -name 'big.bin' | head -1)
+  touched=$(find "$dir" -type f -print -quit)
   files="find $dir -type f -print0"
-  slow_runs=$RUNS; [ "$d" = b ] && slow_runs=2
+  slow_runs=$(( RUNS < 2 ? RUNS : 2 ))
   "$BIN" dataset hash "$dir" >/dev/null # fill the cache for the warm runs
   args=(
     -n "repro cold (--no-cache)" "$BIN dataset hash --no-cache $dir"
@@ -112,13 +112,15 @@ if [ "${DVC:-0}" = 1 ]; then
   done
 fi
 
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
 # --- summary ----------------------------------------------------------------------------------
 python3 - "$RES" "$ONLY" <<'EOF'
 import json, os, sys
 res, only = sys.argv[1], sys.argv[2].split()
 sizes = {"a": (20000, 20000 * 51200), "b": (1, 2 << 30), "c": (200000, 200000 * 1024)}
-print("\n| dataset | command | median s | GB/s | files/s |")
-print("|---|---|---:|---:|---:|")
+print("\n| dataset | command | median wall s | GB/s | files/s | CPU s (user+sys) |")
+print("|---|---|---:|---:|---:|---:|")
 for d in only:
     files, size = sizes[d]
     for part in ["fast", "touched", "sha256sum", "dvc-status"]:
@@ -126,8 +128,9 @@ for d in only:
         if not os.path.exists(p):
             continue
         for r in json.load(open(p))["results"]:
-            m = r["median"]
-            print(f"| ({d}) | {r['command']} | {m:.3f} | {size / m / 1e9:.2f} | {files / m:,.0f} |")
+            m, cpu = r["median"], r["user"] + r["system"]
+            rate = f"{files / m:,.0f}" if files > 1 else ""
+            print(f"| ({d}) | {r['command']} | {m:.3f} | {size / m / 1e9:.2f} | {rate} | {cpu:.2f} |")
     p = os.path.join(res, f"{d}-dvc-add.txt")
     if os.path.exists(p):
         print(f"| ({d}) | {open(p).read().strip()} | | | |")

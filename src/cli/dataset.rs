@@ -188,30 +188,33 @@ fn with_progress<T>(f: impl FnOnce(Option<&dyn Fn(Progress)>) -> T) -> T {
         return f(None);
     }
     let start = Instant::now();
-    let bar: RefCell<Option<ProgressBar>> = RefCell::new(None);
+    // (bar, shown): created hidden at the first hashing report so its rate estimate has history,
+    // drawn only once the work has lasted long enough to be worth a bar.
+    let bar: RefCell<Option<(ProgressBar, bool)>> = RefCell::new(None);
     let cb = |p: Progress| {
-        if start.elapsed() < Duration::from_millis(300) || p.phase == Phase::Scanning {
+        if p.phase == Phase::Scanning {
             return;
         }
         let mut b = bar.borrow_mut();
-        let pb = b.get_or_insert_with(|| {
-            let pb = ProgressBar::with_draw_target(
-                Some(p.bytes_total),
-                ProgressDrawTarget::stderr(),
-            );
+        let (pb, shown) = b.get_or_insert_with(|| {
+            let pb = ProgressBar::with_draw_target(Some(p.bytes_total), ProgressDrawTarget::hidden());
             pb.set_style(
                 ProgressStyle::with_template(
                     "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            pb
+            (pb, false)
         });
         pb.set_position(p.bytes_done);
         pb.set_message(format!("{}/{} files", p.files_done, p.files_total));
+        if !*shown && start.elapsed() >= Duration::from_millis(300) {
+            pb.set_draw_target(ProgressDrawTarget::stderr());
+            *shown = true;
+        }
     };
     let out = f(Some(&cb));
-    if let Some(pb) = bar.borrow_mut().take() {
+    if let Some((pb, _)) = bar.borrow_mut().take() {
         pb.finish_and_clear();
     }
     out

@@ -151,6 +151,32 @@ pub(crate) fn store(
     if !found.usable || (fresh.is_empty() && found.stale.is_empty()) {
         return Ok(());
     }
+    // A big first fill would overflow SQLite's default 2 MiB page cache and spill pages to the
+    // WAL mid-transaction, rewriting them over and over; give it room for this write only.
+    let old_cache: Option<i64> = if fresh.len() > 10_000 {
+        let old = conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .map_err(err("starting a write"))?;
+        conn.execute_batch("PRAGMA cache_size = -131072")
+            .map_err(err("starting a write"))?;
+        Some(old)
+    } else {
+        None
+    };
+    let result = write(conn, tree, found, fresh, hashed_ns);
+    if let Some(old) = old_cache {
+        let _ = conn.execute_batch(&format!("PRAGMA cache_size = {old}"));
+    }
+    result
+}
+
+fn write(
+    conn: &Connection,
+    tree: &Tree,
+    found: &Lookup,
+    fresh: &[(usize, [u8; 32])],
+    hashed_ns: i64,
+) -> Result<(), DatasetError> {
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(err("starting a write"))?;
     {

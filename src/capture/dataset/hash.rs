@@ -102,7 +102,7 @@ fn run(
     }
     let files = entries.len() as u64;
 
-    let hashed = hash_files(
+    let mut hashed = hash_files(
         &tree,
         &todo,
         progress,
@@ -113,6 +113,9 @@ fn run(
     for (i, sha) in &hashed {
         shas[*i] = Some(*sha);
     }
+    // In path order, the cache inserts append to the clustered B-tree instead of splitting pages
+    // all over it.
+    hashed.sort_unstable_by_key(|(i, _)| *i);
     if let (Some(c), Some(found)) = (conn, &found) {
         cache::store(c, &tree, found, &hashed, started_ns)?;
     }
