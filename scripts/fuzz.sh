@@ -37,6 +37,6 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t FAILED (the crashing input is in fuzz/artifacts/$t)" >&2
         exit 1
     fi
-    grep -E '^stat::(number_of_executed_runs|peak_rss_mb)' "$work/$t.log" | sed "s/^/  $t /" >&2
+    grep -E 'stat::(number_of_executed_runs|peak_rss_mb)|Done [0-9]+ runs' "$work/$t.log" | sed "s/^/  $t /" >&2
 done
 echo "fuzz: ${#targets[@]} target(s) ran ${secs}s each without a crash" >&2

@@ -1,6 +1,6 @@
 #![no_main]
-//! DVC files
+//! DVC files (.dvc and dvc.lock YAML) never panic the parser or the output lookup.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-     .dvc and dvc.lock YAML never panics the parser or lookup.:repro::capture::dataset::fuzz_dvc(data);
+    repro::capture::dataset::fuzz_dvc(data);
 });

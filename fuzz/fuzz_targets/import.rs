@@ -1,6 +1,6 @@
 #![no_main]
-//! repro import lines
+//! `repro import` lines: parsing and validation never panic.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-     parsing and validation never panic.:repro::store::fuzz_import_line(data);
+    repro::store::fuzz_import_line(data);
 });

@@ -1,6 +1,6 @@
 #![no_main]
-//! Manifests and indexes from a hostile registry
+//! Manifests and indexes from a hostile registry: parsing never panics.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-     parsing never panics.:repro::capture::image::registry::fuzz_manifest(data);
+    repro::capture::image::registry::fuzz_manifest(data);
 });

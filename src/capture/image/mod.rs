@@ -232,7 +232,18 @@ pub fn fuzz_reference(data: &[u8]) {
         let again = reference::parse_normalized(&r.to_string()).expect("normalized form parses");
         assert_eq!(again, r, "normalized form of {s:?} is not a fixed point");
         let fam = reference::parse_normalized(&r.familiar()).expect("familiar form parses");
-        assert_eq!(fam, r, "familiar form of {s:?} does not normalise back");
+        // Upstream's familiar form drops `docker.io/` even when the path's first component
+        // looks like a domain (`docker.io/foo.com/bar` → `foo.com/bar`, which then names the
+        // registry foo.com). We keep upstream's output (the conformance tables check it), so
+        // the round trip is only required when the first component is not domain-like.
+        let first = r.path.split('/').next().unwrap_or("");
+        let domain_like = r.path.contains('/')
+            && (first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()));
+        if !(r.domain == reference::DEFAULT_DOMAIN && domain_like) {
+            assert_eq!(fam, r, "familiar form of {s:?} does not normalise back");
+        }
         assert!(r.path.len() <= reference::NAME_TOTAL_LENGTH_MAX);
     }
 }
