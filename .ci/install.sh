@@ -16,6 +16,8 @@ wanted=(
   docker.io:dockerd               # tests start a private dockerd; skipped when absent
   shellcheck:shellcheck           # re-run scripts must be shellcheck-clean
   hyperfine:hyperfine             # benchmarks
+  zsh:zsh                         # completion scripts are checked with zsh -n
+  fish:fish                       # and fish -n
   git:git
   ca-certificates:update-ca-certificates
 )

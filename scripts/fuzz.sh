@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Short fuzz runs of every parser that reads user or remote input (references, digests,
-# registry manifests, DVC files, import lines), with libFuzzer via cargo-fuzz on nightly.
+# registry manifests, DVC files, import lines, config files), with libFuzzer via cargo-fuzz on nightly.
 #   bash scripts/fuzz.sh            # 20 s per target (CI)
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh reference   # a longer run of one target
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails the script.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 secs="${FUZZ_SECONDS:-20}"
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(reference digest manifest dvc import)
+    targets=(reference digest manifest dvc import config)
 fi
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

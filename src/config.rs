@@ -796,6 +796,21 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/config.rs`): a hostile `.repro.toml` (committed in a
+/// repository, so untrusted) never panics the parser, the validation or the error reporting.
+#[doc(hidden)]
+pub fn fuzz_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let no_env = |_: &str| None;
+    for untrusted in [true, false] {
+        if let Err(e) = parse_file(Path::new("/repo/.repro.toml"), text, untrusted, &no_env) {
+            let _ = e.to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

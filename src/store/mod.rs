@@ -221,7 +221,8 @@ impl Store {
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(|source| classify_open_error(&path, source))?;
         // Every repro process is short-lived: checkpointing (and fsyncing) the WAL at each close
-        // would cost more than the run's own writes. SQLite's auto-checkpoint still bounds it.
+        // would cost more than the run's own writes. `Drop` truncates a WAL that has grown past
+        // `WAL_TRUNCATE_BYTES`, so the next process does not pay to re-read it when it opens.
         let _ = self.conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -465,6 +466,24 @@ impl Store {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.sql_err("read"))?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+/// Size of the WAL above which a closing store checkpoints and truncates it.
+const WAL_TRUNCATE_BYTES: u64 = 1 << 20;
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let big = fs::metadata(&wal)
+            .map(|m| m.len() > WAL_TRUNCATE_BYTES)
+            .unwrap_or(false);
+        if big {
+            // Best effort and quick: never wait long for other readers here.
+            let _ = self.conn.busy_timeout(Duration::from_millis(200));
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        }
     }
 }
 

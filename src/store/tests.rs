@@ -199,3 +199,31 @@ fn database_file_is_private() {
         & 0o777;
     assert_eq!(dmode, 0o700);
 }
+
+#[test]
+fn a_large_wal_is_truncated_when_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let wal = dir.path().join("r.db-wal");
+    {
+        let mut s = Store::open(&path).unwrap();
+        s.insert_run(&sample_run("01jd3k0000000000000000000a"))
+            .unwrap();
+    }
+    // A small WAL is left for the next process (no checkpoint, no fsync at close).
+    let small = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(small > 0 && small <= WAL_TRUNCATE_BYTES, "{small}");
+    {
+        let mut s = Store::open(&path).unwrap();
+        let mut run = sample_run("01jd3k0000000000000000000b");
+        run.notes = vec!["x".repeat(2 * WAL_TRUNCATE_BYTES as usize)];
+        s.insert_run(&run).unwrap();
+        assert!(std::fs::metadata(&wal).unwrap().len() > WAL_TRUNCATE_BYTES);
+    }
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.get_run("01jd3k0000000000000000000b").unwrap().notes[0].len(),
+        2 << 20
+    );
+}
