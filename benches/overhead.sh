@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
-REPRO="$PWD/target/release/repro"
+REPRO="${CARGO_TARGET_DIR:-$PWD/target}/release/repro"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 repo="$work/repo"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet
-REPRO="$PWD/target/release/repro"
+REPRO="${CARGO_TARGET_DIR:-$PWD/target}/release/repro"
 export REPRO_DB="${REPRO_DB:-$PWD/target/demo/repro.db}"
 mkdir -p target/demo
 
