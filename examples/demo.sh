@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a real wrapped training run of examples/train.py on the
-# dataset in examples/data, then its listing, its record, and its re-run script.
+# dataset in examples/data, then its listing, its record, and its re-run script — which it then
+# executes, checking that the re-run produces a bit-identical model.
 #
 # Needs no server and no network: the run uses --host with a digest-pinned image reference, which
 # repro records as declared (a container run needs an engine and the image; see README).
@@ -32,4 +33,13 @@ echo "== repro show ${id:0:12}" >&2
 
 echo "== repro script ${id:0:12} > target/demo/rerun.sh" >&2
 "$REPRO" script "$id" -o target/demo/rerun.sh
-cat target/demo/rerun.sh
+sed -n '1,20p' target/demo/rerun.sh
+echo "… ($(wc -l < target/demo/rerun.sh) lines)"
+
+echo "== bash target/demo/rerun.sh target/demo/rerun-checkout   (checkout, verify data, run again)" >&2
+rm -rf target/demo/rerun-checkout
+bash target/demo/rerun.sh target/demo/rerun-checkout
+recorded="$("$REPRO" show "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outputs"][0]["sha256"])')"
+again="$(sha256sum < target/demo/rerun-checkout/target/demo/model.json | cut -c1-64)"
+echo "model.json recorded ${recorded:0:16}…, re-run ${again:0:16}…: $([ "$recorded" = "$again" ] && echo identical || echo DIFFERENT)"
+[ "$recorded" = "$again" ]
