@@ -45,6 +45,8 @@ pub struct Captured {
     /// The working directory relative to the repository root (`.` at the root), or absolute
     /// when there is no repository.
     pub cwd: String,
+    /// Things the caller should tell the user (e.g. an unmerged index).
+    pub warnings: Vec<String>,
 }
 
 /// Discovers the repository containing `cwd` and records its state.
@@ -56,6 +58,7 @@ pub fn capture(cwd: &Path) -> Result<Captured, CodeError> {
             return Ok(Captured {
                 code: None,
                 cwd: cwd_abs.to_string_lossy().into_owned(),
+                warnings: Vec::new(),
             })
         }
         Err(source) => {
@@ -144,7 +147,15 @@ pub fn capture(cwd: &Path) -> Result<Captured, CodeError> {
         (None, None)
     };
 
+    let mut warnings = Vec::new();
+    if repo.index().map(|i| i.has_conflicts()).unwrap_or(false) {
+        warnings.push(format!(
+            "the repository at {} has unmerged paths (a merge in conflict): the recorded patch may not re-apply; finish the merge for a reproducible run",
+            root.display()
+        ));
+    }
     Ok(Captured {
+        warnings,
         code: Some(Code {
             repo_root: root.to_string_lossy().into_owned(),
             remote,

@@ -375,6 +375,9 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::user(format!("cannot read the current directory: {e}")))?;
     let captured = code::capture(&cwd)?;
+    for w in &captured.warnings {
+        ctx.warn(w);
+    }
     if let (true, Some(c)) = (args.require_clean, &captured.code) {
         code::require_clean(c)?;
     }

@@ -476,3 +476,31 @@ fn a_child_on_a_terminal_keeps_the_terminal() {
     assert!(text.contains("child-has-tty"), "{text}");
     assert!(out.status.success());
 }
+
+#[test]
+fn an_unmerged_index_is_pointed_out() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("merge");
+    git(&repo, &["checkout", "-q", "-b", "other"]);
+    std::fs::write(repo.join("README"), "other side\n").unwrap();
+    git(&repo, &["commit", "-qam", "other"]);
+    git(&repo, &["checkout", "-q", "main"]);
+    std::fs::write(repo.join("README"), "main side\n").unwrap();
+    git(&repo, &["commit", "-qam", "main"]);
+    let merge = StdCommand::new("git")
+        .current_dir(&repo)
+        .args(["merge", "-q", "other"])
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        !merge.status.success(),
+        "the merge was expected to conflict"
+    );
+    let (code, _, err) = env.run_in(&repo, &["run", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("unmerged paths"), "{err}");
+}
