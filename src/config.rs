@@ -172,23 +172,7 @@ pub enum Color {
     Never,
 }
 
-/// A container engine repro knows how to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Docker,
-    Podman,
-}
-
-impl Engine {
-    /// `docker` or `podman`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-}
+pub use crate::exec::Engine;
 
 /// The keys a configuration file may hold (see docs/config.md).
 #[derive(Debug, Default, Deserialize)]
@@ -330,7 +314,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
-/// (as `store::default_db_path`, minus `REPRO_DB`, which is the environment layer here).
+/// (`store::default_db_path` adds `REPRO_DB` in front; here that is the environment layer).
 pub fn default_db_path(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
     let data = env("XDG_DATA_HOME")
         .filter(|p| !p.is_empty())
@@ -628,10 +612,8 @@ impl Config {
             self.db.set(PathBuf::from(v), src("REPRO_DB"));
         }
         if let Some(v) = get("REPRO_ENGINE")? {
-            let e = match v.as_str() {
-                "docker" => Engine::Docker,
-                "podman" => Engine::Podman,
-                _ => return Err(bad("REPRO_ENGINE", &v, "use docker or podman")),
+            let Some(e) = Engine::parse(&v) else {
+                return Err(bad("REPRO_ENGINE", &v, "use docker or podman"));
             };
             self.engine.set(Some(e), src("REPRO_ENGINE"));
         }

@@ -219,6 +219,47 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     (outcome, forwarded)
 }
 
+/// A container engine repro knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    /// The command name: `docker` or `podman`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+
+    /// Parses `docker` or `podman`.
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s {
+            "docker" => Some(Engine::Docker),
+            "podman" => Some(Engine::Podman),
+            _ => None,
+        }
+    }
+}
+
+/// Engine flags for a `--gpus` request: docker takes `--gpus`, podman CDI device names.
+pub fn gpu_flags(engine: &str, gpus: &str) -> Vec<String> {
+    let podman_devices = |list: &str| -> Vec<String> {
+        list.split(',')
+            .map(|d| format!("--device=nvidia.com/gpu={d}"))
+            .collect()
+    };
+    match (engine, gpus) {
+        ("podman", "all") => podman_devices("all"),
+        ("podman", g) if g.starts_with("device=") => podman_devices(&g["device=".len()..]),
+        (_, g) => vec![format!("--gpus={g}")],
+    }
+}
+
 /// The name of a signal number, for display.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

@@ -6,11 +6,11 @@ use std::process::Command;
 
 use clap::Args;
 
-use crate::capture::{code, dataset, host};
-use crate::cli::run::{execute, pick_engine, Plan, REDACTED};
+use crate::capture::{code, dataset};
+use crate::cli::run::{execute, new_running, pick_engine, Plan, REDACTED};
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
-use crate::record::{DatasetKind, ExecMode, Output, Run, Status, SCHEMA_VERSION};
+use crate::record::{DatasetKind, ExecMode, Output, Run};
 
 /// Arguments of `repro rerun`.
 #[derive(Debug, Args)]
@@ -279,10 +279,6 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         }
     }
 
-    let started = host::now();
-    let new_id = ulid::Ulid::from_datetime(started.into())
-        .to_string()
-        .to_ascii_lowercase();
     let mut exec = orig.exec.clone();
     exec.mode = mode;
     exec.engine = engine;
@@ -290,33 +286,15 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         exec.workdir = None;
     }
     let run = Run {
-        schema_version: SCHEMA_VERSION,
-        id: new_id,
         name: orig.name.clone(),
-        status: Status::Running,
-        exit_code: None,
-        signal: None,
-        started_at: host::rfc3339(started),
-        ended_at: None,
-        duration_ms: None,
-        command: orig.command.clone(),
-        cwd: orig.cwd.clone(),
-        exec,
         image: orig.image.clone(),
         code: new_code.or(orig.code.clone()),
         datasets: orig.datasets.clone(),
-        outputs: Vec::new(),
         params: orig.params.clone(),
         tags: orig.tags.clone(),
-        notes: Vec::new(),
         env: orig.env.clone(),
-        host: host::hostname(),
-        user: host::username(),
-        platform: host::platform(),
-        pid: Some(std::process::id() as i64),
-        boot_id: host::boot_id(),
-        pid_start: host::process_start(std::process::id()),
         rerun_of: Some(orig.id.clone()),
+        ..new_running(orig.command.clone(), orig.cwd.clone(), exec)
     };
     let plan = Plan {
         cwd,

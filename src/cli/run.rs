@@ -397,44 +397,23 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
     let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
     let mut store = ctx.open_store()?;
     let datasets = capture_datasets(&args.datasets, &cwd, repo_root.as_deref(), &store)?;
-    let started = host::now();
-    let id = ulid::Ulid::from_datetime(started.into())
-        .to_string()
-        .to_ascii_lowercase();
+    let exec = Exec {
+        mode: req.mode,
+        engine: req.engine.clone(),
+        workdir: (req.mode == ExecMode::Container).then(|| workdir(args).to_string()),
+        engine_args: req.engine_args.clone(),
+        gpus: args.gpus.clone(),
+    };
+    let command = args.command.iter().cloned().map(Arg::from).collect();
     let run = Run {
-        schema_version: SCHEMA_VERSION,
-        id: id.clone(),
         name: args.name.clone(),
-        status: Status::Running,
-        exit_code: None,
-        signal: None,
-        started_at: host::rfc3339(started),
-        ended_at: None,
-        duration_ms: None,
-        command: args.command.iter().cloned().map(Arg::from).collect(),
-        cwd: captured.cwd.clone(),
-        exec: Exec {
-            mode: req.mode,
-            engine: req.engine.clone(),
-            workdir: (req.mode == ExecMode::Container).then(|| workdir(args).to_string()),
-            engine_args: req.engine_args.clone(),
-            gpus: args.gpus.clone(),
-        },
         image,
         code: captured.code.clone(),
         datasets,
-        outputs: Vec::new(),
         params: req.params.clone(),
         tags: args.tags.clone(),
-        notes: Vec::new(),
         env: req.env.clone(),
-        host: host::hostname(),
-        user: host::username(),
-        platform: host::platform(),
-        pid: Some(std::process::id() as i64),
-        boot_id: host::boot_id(),
-        pid_start: host::process_start(std::process::id()),
-        rerun_of: None,
+        ..new_running(command, captured.cwd.clone(), exec)
     };
     let plan = Plan {
         cwd: cwd.clone(),
@@ -442,6 +421,43 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
         ..Plan::default()
     };
     execute(ctx, &mut store, run, &plan).map(|(code, _)| code)
+}
+
+/// A `running` record started now by this process (id, start time, host and wrapper facts),
+/// with no image, code, data or annotations yet. Shared with `repro rerun`.
+pub fn new_running(command: Vec<Arg>, cwd: String, exec: Exec) -> Run {
+    let started = host::now();
+    Run {
+        schema_version: SCHEMA_VERSION,
+        id: ulid::Ulid::from_datetime(started.into())
+            .to_string()
+            .to_ascii_lowercase(),
+        name: None,
+        status: Status::Running,
+        exit_code: None,
+        signal: None,
+        started_at: host::rfc3339(started),
+        ended_at: None,
+        duration_ms: None,
+        command,
+        cwd,
+        exec,
+        image: None,
+        code: None,
+        datasets: Vec::new(),
+        outputs: Vec::new(),
+        params: BTreeMap::new(),
+        tags: Vec::new(),
+        notes: Vec::new(),
+        env: BTreeMap::new(),
+        host: host::hostname(),
+        user: host::username(),
+        platform: host::platform(),
+        pid: Some(std::process::id() as i64),
+        boot_id: host::boot_id(),
+        pid_start: host::process_start(std::process::id()),
+        rerun_of: None,
+    }
 }
 
 /// Writes the run as `running`, runs it, and finishes the record. Shared with `repro rerun`.
@@ -626,7 +642,7 @@ pub fn build_spawn(run: &Run, cwd: &Path, extra_mounts: &[(PathBuf, String)]) ->
                 a.push(k.into());
             }
             if let Some(g) = &run.exec.gpus {
-                a.extend(gpu_flags(&engine, g).into_iter().map(OsString::from));
+                a.extend(exec::gpu_flags(&engine, g).into_iter().map(OsString::from));
             }
             for (src, dst) in extra_mounts {
                 let mut m = OsString::from("--volume=");
@@ -668,23 +684,5 @@ pub fn engine_image_name(img: &Image) -> String {
     match &img.digest {
         Some(d) => format!("{name}@{d}"),
         None => img.reference.clone(),
-    }
-}
-
-/// Engine flags for a `--gpus` request.
-pub fn gpu_flags(engine: &str, gpus: &str) -> Vec<String> {
-    if engine == "podman" {
-        // podman uses CDI device names.
-        if gpus == "all" {
-            vec!["--device=nvidia.com/gpu=all".into()]
-        } else if let Some(list) = gpus.strip_prefix("device=") {
-            list.split(',')
-                .map(|d| format!("--device=nvidia.com/gpu={d}"))
-                .collect()
-        } else {
-            vec![format!("--gpus={gpus}")]
-        }
-    } else {
-        vec![format!("--gpus={gpus}")]
     }
 }

@@ -45,12 +45,10 @@ pub struct ScriptArgs {
 pub fn render(run: &Run, args: &ScriptArgs) -> CliResult<String> {
     let engine = match args.engine.as_deref() {
         None => None,
-        Some("docker") => Some(Engine::Docker),
-        Some("podman") => Some(Engine::Podman),
-        Some(other) => {
-            return Err(CliError::usage(format!("unknown engine '{other}'"))
-                .hint("use --engine docker or --engine podman"))
-        }
+        Some(name) => Some(Engine::parse(name).ok_or_else(|| {
+            CliError::usage(format!("unknown engine '{name}'"))
+                .hint("use --engine docker or --engine podman")
+        })?),
     };
     Ok(match args.target {
         Target::Bash => bash::render(run, &bash::BashOptions { engine })?,

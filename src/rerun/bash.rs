@@ -110,21 +110,15 @@ fn gpu_flags_section(run: &Run) -> Result<String, RenderError> {
     if given {
         return Ok("gpu_flags=()\n".into());
     }
-    let podman: Vec<String> = if g == "all" {
-        vec!["--device=nvidia.com/gpu=all".into()]
-    } else if let Some(list) = g.strip_prefix("device=") {
-        list.split(',')
-            .map(|d| format!("--device=nvidia.com/gpu={d}"))
-            .collect()
-    } else {
-        vec![format!("--gpus={g}")]
+    let quoted = |engine: &str| -> Result<String, RenderError> {
+        Ok(crate::exec::gpu_flags(engine, g)
+            .iter()
+            .map(|f| q.str("GPU flag", f))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "))
     };
-    let podman = podman
-        .iter()
-        .map(|f| q.str("GPU flag", f))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(" ");
-    let docker = q.str("GPU flag", &format!("--gpus={g}"))?;
+    let podman = quoted("podman")?;
+    let docker = quoted("docker")?;
     Ok(format!(
         "case ${{engine##*/}} in\n  podman*) gpu_flags=({podman}) ;;\n  *) gpu_flags=({docker}) ;;\nesac\n"
     ))
@@ -163,14 +157,7 @@ done
     }
     words.push("\"$image\"".into());
     argv_words(run, &mut words)?;
-    s.push_str(&q.note(&format!(
-        "running in {reference}: {}",
-        super::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
-    )));
-    s.push_str("status=0\nrun ");
-    s.push_str(&words.join(" \\\n  "));
-    s.push_str(" || status=$?\n");
-    let _ = reference;
+    s.push_str(&q.command_step(run, &format!("in {reference}"), "run", &words));
     Ok(s)
 }
 
@@ -231,13 +218,7 @@ host_exec() {
     words.extend(env_words(run, "")?);
     words.push("--".into());
     argv_words(run, &mut words)?;
-    s.push_str(&q.note(&format!(
-        "running on the host: {}",
-        super::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
-    )));
-    s.push_str("status=0\nhost_exec ");
-    s.push_str(&words.join(" \\\n  "));
-    s.push_str(" || status=$?\n");
+    s.push_str(&q.command_step(run, "on the host", "host_exec", &words));
     Ok(s)
 }
 
@@ -248,12 +229,20 @@ mod tests {
 
     #[test]
     fn renders_sample() {
-        let s = render(&sample_run(), &BashOptions::default()).unwrap();
-        std::fs::write("/tmp/repro-sample-bash.sh", &s).unwrap();
+        let run = sample_run();
+        let digest = run.image.as_ref().unwrap().digest.clone().unwrap();
+        let s = render(&run, &BashOptions::default()).unwrap();
         assert!(s.starts_with("#!/usr/bin/env bash\n"));
+        assert!(s.contains("set -euo pipefail\n"));
+        assert!(s.contains(&format!("registry.example.com/team/trainer@{digest}")));
+        assert!(s.contains("--device=nvidia.com/gpu=all") && s.contains("--gpus=all"));
+        assert!(
+            !s.contains("\nhost_exec "),
+            "a container run must not run on the host"
+        );
         let mut host = sample_run();
         host.exec.mode = ExecMode::Host;
         let s = render(&host, &BashOptions::default()).unwrap();
-        std::fs::write("/tmp/repro-sample-bash-host.sh", &s).unwrap();
+        assert!(s.contains("\nhost_exec "), "{s}");
     }
 }

@@ -65,31 +65,7 @@ impl crate::error::Hinted for RenderError {
     }
 }
 
-/// A container engine the bash target can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Docker,
-    Podman,
-}
-
-impl Engine {
-    /// The command name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-
-    /// Parses `docker` or `podman`.
-    pub fn parse(s: &str) -> Option<Engine> {
-        match s {
-            "docker" => Some(Engine::Docker),
-            "podman" => Some(Engine::Podman),
-            _ => None,
-        }
-    }
-}
+pub use crate::exec::Engine;
 
 /// Context for quoting one run's values: errors name the run and the value.
 pub(crate) struct Quoter<'a> {
@@ -119,6 +95,19 @@ impl Quoter<'_> {
             "note {}\n",
             quote::bash_str(&message).unwrap_or_else(|_| "'(unprintable)'".into())
         )
+    }
+
+    /// The final step: a status line naming `place`, then `CALL WORDS… || status=$?`, where the
+    /// words end with the recorded argv.
+    pub fn command_step(&self, run: &Run, place: &str, call: &str, words: &[String]) -> String {
+        let mut s = self.note(&format!(
+            "running {place}: {}",
+            quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
+        ));
+        s.push_str(&format!("status=0\n{call} "));
+        s.push_str(&words.join(" \\\n  "));
+        s.push_str(" || status=$?\n");
+        s
     }
 
     fn invalid(&self, what: &str, value: &str) -> RenderError {

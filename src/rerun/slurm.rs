@@ -103,13 +103,7 @@ done
     words.push("\"${bind_flags[@]}\"".into());
     words.push("\"$image\"".into());
     argv_words(run, &mut words)?;
-    s.push_str(&q.note(&format!(
-        "running in {reference}: {}",
-        super::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
-    )));
-    s.push_str("status=0\nrun ");
-    s.push_str(&words.join(" \\\n  "));
-    s.push_str(" || status=$?\n");
+    s.push_str(&q.command_step(run, &format!("in {reference}"), "run", &words));
     Ok(s)
 }
 
@@ -128,7 +122,6 @@ mod tests {
     #[test]
     fn sbatch_lines_come_first() {
         let s = render(&sample_run(), &SlurmOptions::default()).unwrap();
-        std::fs::write("/tmp/repro-sample-slurm.sh", &s).unwrap();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(
             lines[1],

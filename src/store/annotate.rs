@@ -3,7 +3,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store, StoreError};
+use super::{sql_error, Result, Store, StoreError};
 
 impl Store {
     fn require_run(&self, id: &str) -> Result<()> {
@@ -28,23 +28,22 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| sql_err(&self.path, "begin", source))?;
+            .map_err(sql_error(&self.path, "begin"))?;
         for t in remove {
             tx.execute(
                 "DELETE FROM run_tags WHERE run_id = ?1 AND tag = ?2",
                 params![id, t],
             )
-            .map_err(|source| sql_err(&self.path, "remove tag", source))?;
+            .map_err(sql_error(&self.path, "remove tag"))?;
         }
         for t in add {
             tx.execute(
                 "INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)",
                 params![id, t],
             )
-            .map_err(|source| sql_err(&self.path, "add tag", source))?;
+            .map_err(sql_error(&self.path, "add tag"))?;
         }
-        tx.commit()
-            .map_err(|source| sql_err(&self.path, "commit", source))?;
+        tx.commit().map_err(sql_error(&self.path, "commit"))?;
         Ok(self.get_run(id)?.tags)
     }
 
@@ -72,13 +71,13 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| sql_err(&self.path, "begin", source))?;
+            .map_err(sql_error(&self.path, "begin"))?;
         for k in unset {
             tx.execute(
                 "DELETE FROM run_params WHERE run_id = ?1 AND key = ?2",
                 params![id, k],
             )
-            .map_err(|source| sql_err(&self.path, "remove param", source))?;
+            .map_err(sql_error(&self.path, "remove param"))?;
         }
         for (k, v) in set {
             tx.execute(
@@ -86,19 +85,10 @@ impl Store {
                  ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 params![id, k, v],
             )
-            .map_err(|source| sql_err(&self.path, "set param", source))?;
+            .map_err(sql_error(&self.path, "set param"))?;
         }
-        tx.commit()
-            .map_err(|source| sql_err(&self.path, "commit", source))?;
+        tx.commit().map_err(sql_error(&self.path, "commit"))?;
         Ok(())
-    }
-}
-
-fn sql_err(path: &std::path::Path, what: &str, source: rusqlite::Error) -> StoreError {
-    StoreError::Sql {
-        path: path.into(),
-        what: what.into(),
-        source,
     }
 }
 

@@ -1,20 +1,13 @@
 //! Deleting runs (`repro gc`): the run row and, by cascade, its datasets, outputs, env and
 //! annotations, all in one transaction.
 
-use super::{Result, Store, StoreError};
+use super::{sql_error, Result, Store};
 
 impl Store {
     /// Deletes the runs with these full ids; returns how many existed.
     pub fn delete_runs(&mut self, ids: &[String]) -> Result<u64> {
         let path = self.path.clone();
-        let err = |what: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sql {
-                path: path.clone(),
-                what: what.into(),
-                source,
-            }
-        };
+        let err = |what: &'static str| sql_error(&path, what);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

@@ -115,17 +115,7 @@ pub fn default_db_path() -> PathBuf {
     if let Some(p) = std::env::var_os("REPRO_DB").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
-            home.join(".local/share")
-        });
-    data.join("repro").join("repro.db")
+    crate::config::default_db_path(&|k| std::env::var_os(k))
 }
 
 /// The run store.
@@ -256,14 +246,7 @@ impl Store {
     /// Inserts a complete run record (normally with status `running`) in one transaction.
     pub fn insert_run(&mut self, run: &Run) -> Result<()> {
         let path = self.path.clone();
-        let err = |what: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sql {
-                path: path.clone(),
-                what: what.into(),
-                source,
-            }
-        };
+        let err = |what: &'static str| sql_error(&path, what);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -288,14 +271,7 @@ impl Store {
     /// (finished provenance is never rewritten) and `Ok(false)` is returned.
     pub fn finish_run(&mut self, id: &str, fin: &Finish) -> Result<bool> {
         let path = self.path.clone();
-        let err = |what: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sql {
-                path: path.clone(),
-                what: what.into(),
-                source,
-            }
-        };
+        let err = |what: &'static str| sql_error(&path, what);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -484,6 +460,16 @@ impl Drop for Store {
             let _ = self.conn.busy_timeout(Duration::from_millis(200));
             let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         }
+    }
+}
+
+/// Maps a SQLite error to `StoreError::Sql`, naming the database and the step that failed.
+pub(super) fn sql_error(path: &Path, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Sql {
+        path: path.clone(),
+        what: what.into(),
+        source,
     }
 }
 
