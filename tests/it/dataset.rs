@@ -168,6 +168,23 @@ fn git_and_reproignore_are_skipped() {
     assert_ne!(digest(r), base);
 }
 
+/// `.reproignore` has git's semantics, `!` included: a negated pattern re-includes a file.
+#[test]
+fn reproignore_negation_re_includes_files() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    write(r, ".reproignore", b"*.tmp\n!important.tmp\n");
+    write(r, "a.txt", b"a");
+    write(r, "scratch.tmp", b"ignored");
+    write(r, "sub/important.tmp", b"kept");
+    let m = String::from_utf8(manifest_of(r, &HashOptions::default()).unwrap()).unwrap();
+    assert!(m.contains(" sub/important.tmp\n"), "{m}");
+    assert!(!m.contains("scratch.tmp"), "{m}");
+    let base = digest(r);
+    write(r, "sub/important.tmp", b"changed");
+    assert_ne!(digest(r), base, "a re-included file is part of the digest");
+}
+
 #[test]
 fn follow_symlinks_hashes_targets_under_the_link_path() {
     let t = tempfile::tempdir().unwrap();

@@ -19,7 +19,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 
 use super::{unreadable, DatasetError, HashOptions};
@@ -107,11 +106,13 @@ pub(crate) fn symlink_line(out: &mut Vec<u8>, target_sha: &[u8; 32], rel: &[u8])
     out.push(b'\n');
 }
 
-/// Patterns from `.reproignore`, gitignore-like (see docs/datasets.md).
+/// Patterns from `.reproignore`, with gitignore semantics (see docs/datasets.md).
+///
+/// Parsed and matched by `ignore::gitignore` (ripgrep's implementation), so `!` negation,
+/// anchoring, `**` and trailing-`/` rules behave exactly as in git instead of as an approximation.
 #[derive(Debug, Default)]
 pub(crate) struct Ignore {
-    any: Option<GlobSet>,
-    dirs_only: Option<GlobSet>,
+    rules: Option<ignore::gitignore::Gitignore>,
 }
 
 impl Ignore {
@@ -127,78 +128,54 @@ impl Ignore {
     }
 
     pub(crate) fn parse(text: &[u8], path: &Path) -> Result<Ignore, DatasetError> {
-        let mut any = GlobSetBuilder::new();
-        let mut dirs = GlobSetBuilder::new();
-        let (mut n_any, mut n_dirs) = (0, 0);
+        // Relative paths are matched, so the builder's root is never used to strip a prefix.
+        let mut b = ignore::gitignore::GitignoreBuilder::new("");
+        let mut n = 0;
         for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
             let bad = |message: String| DatasetError::BadIgnore {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message,
             };
-            let line = String::from_utf8(raw.to_vec())
-                .map_err(|_| bad("the pattern is not UTF-8".into()))?;
-            let line = line.trim_end_matches('\r').trim_end_matches(' ');
-            if line.is_empty() || line.starts_with('#') {
+            let line =
+                std::str::from_utf8(raw).map_err(|_| bad("the pattern is not UTF-8".into()))?;
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            if line.starts_with('!') {
-                return Err(bad("negated patterns (`!`) are not supported".into()));
-            }
-            let (body, dir_only) = match line.strip_suffix('/') {
-                Some(b) => (b, true),
-                None => (line, false),
-            };
-            // As in gitignore: a pattern with a `/` (other than a trailing one) is anchored at the root.
-            let glob = match body.strip_prefix('/') {
-                Some(anchored) => anchored.to_string(),
-                None if body.contains('/') => body.to_string(),
-                None => format!("**/{body}"),
-            };
-            if glob.is_empty() || glob == "**/" {
-                return Err(bad("empty pattern".into()));
-            }
-            let g = GlobBuilder::new(&glob)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            if dir_only {
-                dirs.add(g);
-                n_dirs += 1;
-            } else {
-                any.add(g);
-                n_any += 1;
-            }
+            b.add_line(Some(path.to_path_buf()), line)
+                .map_err(|e| bad(glob_message(&e)))?;
+            n += 1;
         }
-        let build = |b: GlobSetBuilder, n: usize| -> Result<Option<GlobSet>, DatasetError> {
-            if n == 0 {
-                return Ok(None);
-            }
-            b.build().map(Some).map_err(|e| DatasetError::BadIgnore {
-                path: path.to_path_buf(),
-                line: 0,
-                message: e.to_string(),
-            })
-        };
-        Ok(Ignore {
-            any: build(any, n_any)?,
-            dirs_only: build(dirs, n_dirs)?,
-        })
+        if n == 0 {
+            return Ok(Ignore::default());
+        }
+        let rules = b.build().map_err(|e| DatasetError::BadIgnore {
+            path: path.to_path_buf(),
+            line: 0,
+            message: glob_message(&e),
+        })?;
+        Ok(Ignore { rules: Some(rules) })
     }
 
-    fn is_empty(&self) -> bool {
-        self.any.is_none() && self.dirs_only.is_none()
-    }
-
-    /// Whether the relative path is excluded.
+    /// Whether the relative path is excluded (the last matching pattern decides, as in git).
     pub(crate) fn matches(&self, rel: &[u8], is_dir: bool) -> bool {
-        if self.is_empty() {
-            return false;
+        match &self.rules {
+            None => false,
+            Some(r) => r
+                .matched(Path::new(OsStr::from_bytes(rel)), is_dir)
+                .is_ignore(),
         }
-        let p = Path::new(OsStr::from_bytes(rel));
-        self.any.as_ref().is_some_and(|s| s.is_match(p))
-            || (is_dir && self.dirs_only.as_ref().is_some_and(|s| s.is_match(p)))
+    }
+}
+
+/// The innermost message of an `ignore` error (its outer layers repeat the file name we print).
+fn glob_message(e: &ignore::Error) -> String {
+    match e {
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithLineNumber { err, .. }
+        | ignore::Error::WithDepth { err, .. } => glob_message(err),
+        other => other.to_string(),
     }
 }
 
@@ -445,11 +422,48 @@ mod tests {
     }
 
     #[test]
-    fn ignore_refuses_negation_with_line_number() {
-        let e = Ignore::parse(b"a\n!b\n", Path::new("/d/.reproignore")).unwrap_err();
+    fn negation_re_includes_and_the_last_matching_pattern_wins() {
+        let i = ig("*.tmp\n!keep.tmp\nlogs/\n!logs/\nbuild/\n!build/a.txt\n");
+        assert!(i.matches(b"x.tmp", false));
+        assert!(!i.matches(b"keep.tmp", false), "re-included by !keep.tmp");
+        assert!(
+            !i.matches(b"sub/keep.tmp", false),
+            "unanchored negation applies at any depth"
+        );
+        assert!(
+            !i.matches(b"logs", true),
+            "a later !logs/ re-includes the directory"
+        );
+        // As in git, a file cannot be re-included when its directory is excluded: the walker
+        // never enters build/, so the negation of build/a.txt has no effect.
+        assert!(i.matches(b"build", true));
+        let i = ig("build/*\n!build/a.txt\n");
+        assert!(
+            !i.matches(b"build", true),
+            "build/* leaves the directory walked"
+        );
+        assert!(!i.matches(b"build/a.txt", false) && i.matches(b"build/b.txt", false));
+        let i = ig("!a.tmp\n*.tmp\n");
+        assert!(
+            i.matches(b"a.tmp", false),
+            "order matters: the last match wins"
+        );
+        assert!(
+            ig("\\!bang\n").matches(b"!bang", false),
+            "\\! is a literal !"
+        );
+    }
+
+    #[test]
+    fn a_bad_pattern_is_refused_with_its_line_number() {
+        let e = Ignore::parse(b"a\n[z-a\n", Path::new("/d/.reproignore")).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains(":2:"), "{text}");
-        assert!(text.contains("negated"), "{text}");
+        assert!(text.starts_with("/d/.reproignore:2: "), "{text}");
+        let e = Ignore::parse(b"ok\n\xff\n", Path::new("/d/.reproignore")).unwrap_err();
+        assert!(
+            e.to_string().contains(":2: the pattern is not UTF-8"),
+            "{e}"
+        );
     }
 
     #[test]
