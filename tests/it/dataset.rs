@@ -644,3 +644,122 @@ fn a_big_file_hashes_like_sha256sum() {
         format!("{} {} big\n", sha2_hex(&data), data.len())
     );
 }
+
+/// Overwrites the start of `p` in place with `data`, keeping the size (no truncation).
+fn overwrite_in_place(p: &Path, data: &[u8]) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.write_all(data).unwrap();
+}
+
+/// A same-size in-place edit while a file is read is caught by the mtime/ctime re-check and the
+/// file is read again: the digest is the one of the edited file, never of a mix (or the old one).
+#[test]
+fn an_in_place_edit_during_hashing_is_read_again() {
+    for size in [1usize << 20, (64 << 20) + 5] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let f = dir.join("weights.bin");
+        fs::write(&f, vec![b'a'; size]).unwrap();
+        // Old timestamps, so the edit below moves mtime even within one clock tick.
+        set_mtime(&f, 1_000_000_000, 0);
+        let edited = {
+            let mut v = vec![b'a'; size];
+            v[..4].copy_from_slice(b"EDIT");
+            v
+        };
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = attempts.clone();
+        let path = f.clone();
+        let _hook = repro::capture::dataset::on_read_done(&f, move |attempt| {
+            seen.store(attempt, std::sync::atomic::Ordering::SeqCst);
+            if attempt == 1 {
+                overwrite_in_place(&path, b"EDIT");
+            }
+        });
+        let m = String::from_utf8(manifest_of(&dir, &HashOptions::default()).unwrap()).unwrap();
+        assert_eq!(
+            m,
+            format!("{} {size} weights.bin\n", sha2_hex(&edited)),
+            "size {size}"
+        );
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Outputs go through the same check.
+        let o = hash_output(&f).unwrap();
+        assert_eq!(o.sha256.as_deref(), Some(sha2_hex(&edited).as_str()));
+    }
+}
+
+/// A file that changes on every read is refused by name after a bounded number of attempts,
+/// and a file replaced by a rename is noticed too.
+#[test]
+fn a_file_that_keeps_changing_is_refused_by_name() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().canonicalize().unwrap();
+    let f = dir.join("log.txt");
+    fs::write(&f, b"0000").unwrap();
+    set_mtime(&f, 1_000_000_000, 0);
+    let path = f.clone();
+    let hook = repro::capture::dataset::on_read_done(&f, move |attempt| {
+        overwrite_in_place(&path, format!("{attempt:04}").as_bytes());
+        set_mtime(&path, 1_000_000_000 + i64::from(attempt), 0);
+    });
+    let e = hash_path(&dir, &HashOptions::default(), None, None).unwrap_err();
+    assert!(
+        matches!(e, DatasetError::ChangedWhileHashing { attempts: 3, .. }),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(&f.display().to_string()), "{text}");
+    assert!(text.contains("modification time changed"), "{text}");
+    drop(hook);
+
+    let path = f.clone();
+    let _hook = repro::capture::dataset::on_read_done(&f, move |_| {
+        let tmp = path.with_extension("new");
+        fs::write(&tmp, b"same").unwrap();
+        fs::rename(&tmp, &path).unwrap();
+    });
+    let e = hash_path(&dir, &HashOptions::default(), None, None).unwrap_err();
+    assert!(e.to_string().contains("another file (replaced)"), "{e}");
+}
+
+/// A real writer thread rewriting a big file in place (same size) for the whole hash: the
+/// result is never a digest; before the re-check it was a digest of neither version.
+#[test]
+fn a_concurrent_same_size_writer_is_never_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("big.bin");
+    let size = (64usize << 20) + 1;
+    fs::write(&f, vec![0u8; size]).unwrap();
+    set_mtime(&f, 1_000_000_000, 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let (f, stop) = (f.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = fs::OpenOptions::new().write(true).open(&f).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                file.seek(SeekFrom::Start((i * 4099) % (size as u64 - 8)))
+                    .unwrap();
+                file.write_all(&i.to_le_bytes()).unwrap();
+                if i == 0 {
+                    started_tx.send(()).unwrap();
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    started_rx.recv().unwrap();
+    let r = hash_path(&f, &HashOptions::default(), None, None);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let e = r.expect_err("a file written throughout the hash must not get a digest");
+    assert!(
+        matches!(e, DatasetError::ChangedWhileHashing { .. }),
+        "{e:?}"
+    );
+}

@@ -7,13 +7,14 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::cache;
-use super::manifest::{self, EntryKind, Tree};
+use super::manifest::{self, EntryKind, FileMeta, Tree};
 use super::{unreadable, DatasetDigest, DatasetError, HashOptions, Phase, Progress};
 
 /// Read size: large enough that syscall overhead vanishes next to SHA-256 work.
@@ -24,6 +25,9 @@ const PIPELINE_MIN: u64 = 64 << 20;
 
 /// Files at least this big get a sequential-read hint so readahead keeps up with SHA-NI.
 const FADVISE_MIN: u64 = 8 << 20;
+
+/// Reads of a file that keeps changing while it is hashed before giving up on it.
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 
 /// Hashes a file or directory into its dataset digest (see [`super::manifest`]).
 ///
@@ -102,7 +106,7 @@ fn run(
     }
     let files = entries.len() as u64;
 
-    let mut hashed = hash_files(
+    let fresh = hash_files(
         &tree,
         &todo,
         progress,
@@ -110,9 +114,16 @@ fn run(
         bytes_cached,
         bytes_total,
     )?;
-    for (i, sha) in &hashed {
-        shas[*i] = Some(*sha);
+    // A file may have changed between the walk and its (stable) read: the manifest line and the
+    // cache row describe the file that was actually hashed.
+    let mut hashed = Vec::with_capacity(fresh.len());
+    for (i, sha, meta) in fresh {
+        bytes_total = bytes_total - entry_size(&tree.entries[i].kind) + meta.size;
+        tree.entries[i].kind = EntryKind::File(meta);
+        shas[i] = Some(sha);
+        hashed.push((i, sha));
     }
+    let entries = &tree.entries;
     // In path order, the cache inserts append to the clustered B-tree instead of splitting pages
     // all over it.
     hashed.sort_unstable_by_key(|(i, _)| *i);
@@ -150,8 +161,15 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
-/// (index into the entries, SHA-256) pairs from one worker.
-type Hashed = Vec<(usize, [u8; 32])>;
+fn entry_size(k: &EntryKind) -> u64 {
+    match k {
+        EntryKind::File(m) => m.size,
+        EntryKind::Symlink(_) => 0,
+    }
+}
+
+/// (index into the entries, SHA-256, the file's metadata while it was read) from one worker.
+type Hashed = Vec<(usize, [u8; 32], FileMeta)>;
 
 /// Hashes the files `todo` (indices into `entries`) on `rayon::current_num_threads()` workers,
 /// largest first so one big file starts at once and the small ones fill the other cores.
@@ -208,8 +226,8 @@ fn hash_files(
                         let Some(&i) = order.get(k) else { break };
                         let abs = tree.abs(&entries[i]);
                         match hash_file(&abs, size_of(i), &mut buf, bytes_done) {
-                            Ok(sha) => {
-                                out.push((i, sha));
+                            Ok((sha, meta)) => {
+                                out.push((i, sha, meta));
                                 files_done.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(err) => {
@@ -264,23 +282,69 @@ fn hash_files(
     }
 }
 
-/// SHA-256 of one file's contents, checking that it still has the size seen by the walk.
+/// SHA-256 of one file's contents and the file's metadata while it was read.
+///
+/// The file is fstat'ed before and after the read and stat'ed by path after it: a file whose
+/// size, inode, mtime or ctime moved meanwhile (an in-place edit of the same size included, or a
+/// rename over it) is read again, up to [`MAX_ATTEMPTS`] times, then refused by name. `hint` is
+/// the size the walk saw (it only chooses the read strategy).
 pub(crate) fn hash_file(
     path: &Path,
-    expected: u64,
+    hint: u64,
     buf: &mut [u8],
     bytes_done: &AtomicU64,
-) -> Result<[u8; 32], DatasetError> {
-    let mut f = File::open(path).map_err(unreadable(path))?;
-    if expected >= FADVISE_MIN {
-        // Advisory only; a failure changes nothing but speed.
-        unsafe {
-            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+) -> Result<([u8; 32], FileMeta), DatasetError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let f = File::open(path).map_err(unreadable(path))?;
+        let before = FileMeta::of(&f.metadata().map_err(unreadable(path))?);
+        let size = before.size.max(hint);
+        if size >= FADVISE_MIN {
+            // Advisory only; a failure changes nothing but speed.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+            }
+        }
+        let (sha, read) = if size >= PIPELINE_MIN {
+            read_big(&f, path, bytes_done)?
+        } else {
+            read_small(&f, path, buf, bytes_done)?
+        };
+        run_hook(path, attempt);
+        let after = FileMeta::of(&f.metadata().map_err(unreadable(path))?);
+        let now = std::fs::metadata(path).map_err(unreadable(path))?;
+        let now = FileMeta::of(&now);
+        let detail = if read != before.size {
+            format!("{} bytes when opened, {read} bytes read", before.size)
+        } else if after.size != before.size || now.size != before.size {
+            format!("size {} became {}", before.size, now.size.max(after.size))
+        } else if (now.dev, now.ino) != (before.dev, before.ino) {
+            "the path now names another file (replaced)".into()
+        } else if after.mtime_ns != before.mtime_ns || now.mtime_ns != before.mtime_ns {
+            "its modification time changed".into()
+        } else if after.ctime_ns != before.ctime_ns || now.ctime_ns != before.ctime_ns {
+            "its change time moved".into()
+        } else {
+            return Ok((sha, before));
+        };
+        bytes_done.fetch_sub(read, Ordering::Relaxed);
+        if attempt >= MAX_ATTEMPTS {
+            return Err(DatasetError::ChangedWhileHashing {
+                path: path.to_path_buf(),
+                attempts: attempt,
+                detail,
+            });
         }
     }
-    if expected >= PIPELINE_MIN {
-        return hash_big(f, path, expected, bytes_done);
-    }
+}
+
+fn read_small(
+    mut f: &File,
+    path: &Path,
+    buf: &mut [u8],
+    bytes_done: &AtomicU64,
+) -> Result<([u8; 32], u64), DatasetError> {
     let mut h = Sha256::new();
     let mut read = 0u64;
     loop {
@@ -294,25 +358,17 @@ pub(crate) fn hash_file(
         read += n as u64;
         bytes_done.fetch_add(n as u64, Ordering::Relaxed);
     }
-    if read != expected {
-        return Err(DatasetError::ChangedWhileHashing {
-            path: path.to_path_buf(),
-            expected,
-            read,
-        });
-    }
-    Ok(h.finalize().into())
+    Ok((h.finalize().into(), read))
 }
 
 /// Hashes a big file with reads on a second thread, so this one does nothing but SHA-256:
 /// copying 1 GiB out of the page cache costs ~15% of a core, the difference between a big file
 /// hashing at the SHA-NI limit or below it.
-fn hash_big(
-    f: File,
+fn read_big(
+    f: &File,
     path: &Path,
-    expected: u64,
     bytes_done: &AtomicU64,
-) -> Result<[u8; 32], DatasetError> {
+) -> Result<([u8; 32], u64), DatasetError> {
     const BUFS: usize = 4;
     let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(BUFS);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(BUFS);
@@ -352,21 +408,53 @@ fn hash_big(
             .join()
             .expect("reader thread panicked")
             .map_err(unreadable(path))?;
-        if read != expected {
-            return Err(DatasetError::ChangedWhileHashing {
-                path: path.to_path_buf(),
-                expected,
-                read,
-            });
-        }
-        Ok(h.finalize().into())
+        Ok((h.finalize().into(), read))
     })
+}
+
+/// A hook run between reading a file and re-checking its metadata, for one path.
+type Hook = Box<dyn FnMut(u32) + Send>;
+
+static HOOKS: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
+static ANY_HOOK: AtomicBool = AtomicBool::new(false);
+
+/// Test seam: runs `hook(attempt)` each time `path` has been read and before its metadata is
+/// re-checked, until the returned guard is dropped. Lets a test edit the file at exactly the
+/// moment a concurrent writer would, without timing luck.
+pub fn on_read_done(path: &Path, hook: impl FnMut(u32) + Send + 'static) -> HookGuard {
+    let mut hooks = HOOKS.lock().unwrap_or_else(|p| p.into_inner());
+    hooks.push((path.to_path_buf(), Box::new(hook)));
+    ANY_HOOK.store(true, Ordering::SeqCst);
+    HookGuard(path.to_path_buf())
+}
+
+/// Removes the hook of [`on_read_done`] when dropped.
+pub struct HookGuard(PathBuf);
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        let mut hooks = HOOKS.lock().unwrap_or_else(|p| p.into_inner());
+        hooks.retain(|(p, _)| *p != self.0);
+        ANY_HOOK.store(!hooks.is_empty(), Ordering::SeqCst);
+    }
+}
+
+fn run_hook(path: &Path, attempt: u32) {
+    if !ANY_HOOK.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut hooks = HOOKS.lock().unwrap_or_else(|p| p.into_inner());
+    for (p, hook) in hooks.iter_mut() {
+        if p == path {
+            hook(attempt);
+        }
+    }
 }
 
 /// SHA-256 of one file, for outputs.
 pub(crate) fn sha256_file(path: &Path) -> Result<([u8; 32], u64), DatasetError> {
     let meta = std::fs::metadata(path).map_err(unreadable(path))?;
     let mut buf = vec![0u8; BUF_SIZE];
-    let sha = hash_file(path, meta.len(), &mut buf, &AtomicU64::new(0))?;
-    Ok((sha, meta.len()))
+    let (sha, meta) = hash_file(path, meta.len(), &mut buf, &AtomicU64::new(0))?;
+    Ok((sha, meta.size))
 }

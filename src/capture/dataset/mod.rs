@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::error::Hinted;
 
 pub use dvc::fuzz_dvc;
+#[doc(hidden)]
+pub use hash::on_read_done;
 pub use hash::{hash_path, manifest_of};
 pub use spec::{capture, hash_output, parse_spec, DatasetSpec};
 
@@ -76,11 +78,12 @@ pub enum DatasetError {
     SpecialFile { path: PathBuf, kind: &'static str },
     #[error("the file name {path:?} contains a newline, which the manifest cannot represent")]
     NewlineInPath { path: PathBuf },
-    #[error("{path} changed while it was being hashed (expected {expected} bytes, read {read})")]
+    #[error("{path} changed while it was being hashed, {attempts} times in a row ({detail})")]
     ChangedWhileHashing {
         path: PathBuf,
-        expected: u64,
-        read: u64,
+        attempts: u32,
+        /// What differed on the last attempt (size, timestamps, inode).
+        detail: String,
     },
     #[error("the symlink {path} points at nothing (following symlinks)")]
     BrokenSymlink { path: PathBuf },
@@ -124,7 +127,7 @@ impl Hinted for DatasetError {
                 "rename the file, or exclude it with a line in .reproignore".into()
             }
             DatasetError::ChangedWhileHashing { .. } => {
-                "hash the dataset when nothing is writing to it".into()
+                "hash the dataset when nothing is writing to it (stop the writer, or exclude the file in .reproignore)".into()
             }
             DatasetError::BrokenSymlink { .. } => {
                 "fix or remove the link, or hash without --follow-symlinks to record links as links".into()
