@@ -420,9 +420,10 @@ checkout_from() {
 pub fn dataset_verify_snippet() -> &'static str {
     r#"# Canonical dataset digest (docs/datasets.md): sha256 of the manifest with one line per regular
 # file "<sha256> <size> <relpath>" or symlink "<sha256 of target> symlink <relpath>", sorted
-# bytewise by relative path; `.git` skipped. A single file is one line named by its basename.
+# bytewise by relative path; `.git` skipped. A single file (or a symlink to one) is one line
+# named by the basename of the path given (a link's own name).
 dataset_digest() {
-  if [[ -f $1 && ! -L $1 ]]; then
+  if [[ -f $1 ]]; then
     printf '%s %s %s\n' "$(sha256sum <"$1" | cut -c1-64)" "$(stat -L -c %s -- "$1")" "$(basename -- "$1")" |
       sha256sum | sed 's/^\([0-9a-f]\{64\}\).*/sha256:\1/'
     return

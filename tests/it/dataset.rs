@@ -244,6 +244,43 @@ fn coreutils_pipeline_in_the_docs_gives_the_same_digest() {
     assert_eq!(run("repro_digest", &dir), digest(&dir));
     let file = dir.join("big.bin");
     assert_eq!(run("repro_file_digest", &file), digest(&file));
+
+    // Symlinks given as the dataset path: a link to a file is named by the link (not by its
+    // target), a link to a directory is that directory; the recipe, the re-run script's own
+    // function (used when repro is not on PATH) and repro agree.
+    let links = t.path().join("links");
+    fs::create_dir_all(&links).unwrap();
+    let file_link = links.join("train.csv");
+    std::os::unix::fs::symlink(&file, &file_link).unwrap();
+    let dir_link = links.join("current");
+    std::os::unix::fs::symlink(&dir, &dir_link).unwrap();
+    let m = String::from_utf8(manifest_of(&file_link, &HashOptions::default()).unwrap()).unwrap();
+    assert!(m.ends_with(" train.csv\n"), "named by the link: {m}");
+    assert_eq!(run("repro_file_digest", &file_link), digest(&file_link));
+    assert_eq!(run("repro_digest", &dir_link), digest(&dir_link));
+    assert_eq!(digest(&dir_link), digest(&dir));
+    let snippet = repro::rerun::dataset_verify_snippet();
+    let script_digest = |arg: &Path| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -euo pipefail\n{snippet}\ndataset_digest \"$1\""
+            ))
+            .arg("bash")
+            .arg(arg)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    for p in [&dir, &file, &file_link, &dir_link] {
+        assert_eq!(script_digest(p), digest(p), "{}", p.display());
+    }
 }
 
 #[test]

@@ -77,7 +77,10 @@ fn run(
             bytes_total: 0,
         });
     }
-    let mut tree = manifest::walk(&root, opts)?;
+    // A single file is named by the last component of the path as given: for a symlink, the
+    // link's name, not its target's (the rule of docs/datasets.md that `basename` follows).
+    let given = std::path::absolute(path).map_err(unreadable(path))?;
+    let mut tree = manifest::walk(&root, given.file_name(), opts)?;
     tree.entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     let entries = &tree.entries;
 

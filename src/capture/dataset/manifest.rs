@@ -193,8 +193,13 @@ pub(crate) fn special_kind(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// Lists the entries under `root` (already absolute), unsorted.
-pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Tree, DatasetError> {
+/// Lists the entries under `root` (already absolute), unsorted. A root that is a file is named
+/// `name` (the last component of the path the user gave) when there is one.
+pub(crate) fn walk(
+    root: &Path,
+    name: Option<&OsStr>,
+    opts: &HashOptions,
+) -> Result<Tree, DatasetError> {
     // The root itself is always followed: the user named it.
     let meta = match fs::metadata(root) {
         Ok(m) => m,
@@ -207,8 +212,8 @@ pub(crate) fn walk(root: &Path, opts: &HashOptions) -> Result<Tree, DatasetError
     };
     let ft = meta.file_type();
     if ft.is_file() {
-        let name = root
-            .file_name()
+        let name = name
+            .or(root.file_name())
             .map(|n| n.as_bytes().to_vec())
             .unwrap_or_default();
         if name.contains(&b'\n') {
