@@ -33,8 +33,9 @@ pub struct ScriptArgs {
     /// Container engine used by the bash script (default: the one recorded)
     #[arg(long, value_name = "docker|podman")]
     pub engine: Option<String>,
-    /// Image of the Kubernetes init container that checks out the code
-    #[arg(long, value_name = "REF")]
+    /// Image of the Kubernetes init container that checks out the code, pinned by digest
+    /// (`NAME@sha256:…`, with sh, git, base64, sha256sum); needed when the run has a commit
+    #[arg(long, value_name = "REF@DIGEST")]
     pub git_image: Option<String>,
     /// Write the script to FILE (scripts get mode 0755) instead of stdout
     #[arg(short, long, value_name = "FILE")]

@@ -16,16 +16,47 @@ use super::{
 };
 use crate::record::Run;
 
-/// The init container image used when none is given: it needs `sh`, `git`, `base64` and
-/// `sha256sum`. Not pinned by digest here (the manifest is rendered offline): pass a
-/// `name@sha256:…` reference in [`K8sOptions::git_image`] to pin it.
-pub const DEFAULT_GIT_IMAGE: &str = "docker.io/alpine/git:latest";
+/// A well-known image with what the checkout init container needs (`sh`, `git`, `base64`,
+/// `sha256sum`), named in the hint when no image is given. Never emitted by itself: a tag moves,
+/// and the product that refuses to record `latest` must not render one (the manifest is rendered
+/// offline, so repro cannot resolve a digest for it here).
+pub const SUGGESTED_GIT_IMAGE: &str = "docker.io/alpine/git";
 
 /// Options of the Kubernetes target.
 #[derive(Debug, Clone, Default)]
 pub struct K8sOptions {
-    /// Image of the checkout init container (default [`DEFAULT_GIT_IMAGE`]).
+    /// Image of the checkout init container, `name@sha256:<64 hex>`; required when the Job checks
+    /// out a commit, refused when not pinned by digest.
     pub git_image: Option<String>,
+}
+
+/// The checkout image of `opts`, which must carry a well-formed `@sha256:` digest.
+fn pinned_git_image(opts: &K8sOptions) -> Result<&str, RenderError> {
+    let reference = opts.git_image.as_deref().unwrap_or("");
+    let pinned = reference
+        .rsplit_once("@sha256:")
+        .is_some_and(|(name, hex)| {
+            !name.is_empty()
+                && hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+    if pinned
+        && !reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        Ok(reference)
+    } else {
+        Err(RenderError::UnpinnedGitImage {
+            reference: if reference.is_empty() {
+                "(none given)".into()
+            } else {
+                format!("{reference:?}")
+            },
+        })
+    }
 }
 
 /// The init container's script: constant text, every recorded value comes from its env.
@@ -138,7 +169,7 @@ pub fn render(run: &Run, opts: &K8sOptions) -> Result<String, RenderError> {
             "      volumes:\n        - name: src\n          emptyDir: {{}}"
         );
         let _ = writeln!(s, "      initContainers:\n        - name: checkout");
-        let git_image = opts.git_image.as_deref().unwrap_or(DEFAULT_GIT_IMAGE);
+        let git_image = pinned_git_image(opts)?;
         let _ = writeln!(s, "          image: {}", y(git_image));
         let _ = writeln!(
             s,
@@ -194,7 +225,10 @@ pub fn render(run: &Run, opts: &K8sOptions) -> Result<String, RenderError> {
         }
     }
     if let Some(g) = &run.exec.gpus {
-        let n = gpu_count(g);
+        let n = gpu_count(g).ok_or_else(|| RenderError::BadGpus {
+            id: run.id.clone(),
+            value: g.clone(),
+        })?;
         let _ = writeln!(
             s,
             "          resources:\n            limits:\n              nvidia.com/gpu: {n}"
@@ -221,17 +255,39 @@ fn label_value(id: &str) -> String {
         .to_string()
 }
 
-/// GPUs to request for a `--gpus` value: `N`, `device=a,b` (2), `all` (1).
-pub(crate) fn gpu_count(gpus: &str) -> u32 {
-    if let Ok(n) = gpus.trim().parse::<u32>() {
-        return n.max(1);
+/// GPUs to request for a `--gpus` value, in the forms docker and podman take: `N` (N >= 1),
+/// `all` (1: a scheduler cannot express "every GPU of the node"), `count=N`, `count=all`,
+/// `device=a,b` (2), optionally in double quotes. `None` for anything else (`0`, `garbage`,
+/// `-1`, `device=`), which must be refused rather than guessed as 1.
+pub(crate) fn gpu_count(gpus: &str) -> Option<u32> {
+    let g = gpus.trim();
+    let g = g
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(g);
+    let count = |n: &str| -> Option<u32> {
+        if n == "all" {
+            return Some(1);
+        }
+        // Digits only: `+2` and ` 2` are not counts either.
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n.parse::<u32>().ok().filter(|&n| n >= 1)
+    };
+    if let Some(list) = g.strip_prefix("device=") {
+        let ids: Vec<&str> = list.split(',').collect();
+        let ok = ids.iter().all(|id| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'))
+        });
+        return (ok && !ids.is_empty())
+            .then(|| u32::try_from(ids.len()).ok())
+            .flatten();
     }
-    if let Some(list) = gpus.strip_prefix("device=") {
-        return u32::try_from(list.split(',').filter(|s| !s.is_empty()).count())
-            .unwrap_or(1)
-            .max(1);
-    }
-    1
+    count(g.strip_prefix("count=").unwrap_or(g))
 }
 
 #[cfg(test)]
@@ -240,12 +296,19 @@ mod tests {
     use crate::record::Arg;
     use crate::rerun::sample_run;
 
+    fn pinned() -> K8sOptions {
+        K8sOptions {
+            git_image: Some(format!("{SUGGESTED_GIT_IMAGE}@sha256:{}", "ab".repeat(32))),
+        }
+    }
+
     #[test]
     fn job_parses_and_carries_the_argv() {
         let mut run = sample_run();
         run.command
             .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
-        let yaml = render(&run, &K8sOptions::default()).unwrap();
+        let yaml = render(&run, &pinned()).unwrap();
+        assert!(!yaml.contains(":latest"), "{yaml}");
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         let c = &v["spec"]["template"]["spec"]["containers"][0];
         let mut got = vec![c["command"][0].as_str().unwrap().to_string()];
@@ -259,8 +322,76 @@ mod tests {
     }
 
     #[test]
+    fn the_checkout_image_must_be_pinned_by_digest() {
+        let mut run = sample_run();
+        run.command
+            .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
+        for bad in [
+            None,
+            Some("docker.io/alpine/git:latest"),
+            Some("docker.io/alpine/git"),
+            Some("alpine/git@sha256:abc"),
+            Some("@sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+        ] {
+            let opts = K8sOptions {
+                git_image: bad.map(String::from),
+            };
+            let err = render(&run, &opts).unwrap_err();
+            assert!(
+                matches!(err, RenderError::UnpinnedGitImage { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+        let yaml = render(&run, &pinned()).unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(
+            v["spec"]["template"]["spec"]["initContainers"][0]["image"].as_str(),
+            pinned().git_image.as_deref()
+        );
+        // A run without a commit needs no checkout, hence no git image.
+        run.code = None;
+        let yaml = render(&run, &K8sOptions::default()).unwrap();
+        assert!(!yaml.contains("initContainers"), "{yaml}");
+    }
+
+    #[test]
+    fn a_garbage_gpu_value_is_refused_not_rounded_to_one() {
+        let mut run = sample_run();
+        run.command
+            .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
+        run.exec.gpus = Some("garbage".into());
+        let err = render(&run, &pinned()).unwrap_err();
+        assert!(matches!(err, RenderError::BadGpus { .. }), "{err}");
+        assert!(err.to_string().contains("\"garbage\""), "{err}");
+        let err = crate::rerun::slurm::render(&run, &Default::default()).unwrap_err();
+        assert!(matches!(err, RenderError::BadGpus { .. }), "{err}");
+    }
+
+    #[test]
+    fn gpu_values_are_counted_or_refused() {
+        for (v, n) in [
+            ("2", Some(2)),
+            ("all", Some(1)),
+            ("count=4", Some(4)),
+            ("count=all", Some(1)),
+            ("device=0,1,3", Some(3)),
+            ("\"device=GPU-3a4b,1\"", Some(2)),
+            ("garbage", None),
+            ("0", None),
+            ("-1", None),
+            ("+2", None),
+            ("device=", None),
+            ("device=0,,1", None),
+            ("2; rm -rf /", None),
+            ("99999999999", None),
+        ] {
+            assert_eq!(gpu_count(v), n, "{v:?}");
+        }
+    }
+
+    #[test]
     fn non_utf8_argument_is_refused_by_name() {
-        let err = render(&sample_run(), &K8sOptions::default()).unwrap_err();
+        let err = render(&sample_run(), &pinned()).unwrap_err();
         assert!(err.to_string().contains("argument 4"), "{err}");
     }
 }

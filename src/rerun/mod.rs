@@ -42,6 +42,14 @@ pub enum RenderError {
         what: String,
         value: String,
     },
+    /// The recorded `--gpus` value is not one a scheduler's GPU count can be derived from.
+    #[error(
+        "run {id} has a GPU request (--gpus) {value:?} that is not N, all, count=N or device=LIST"
+    )]
+    BadGpus { id: String, value: String },
+    /// The Kubernetes checkout container's image is not pinned by digest.
+    #[error("the checkout init container's image {reference} is not pinned by digest")]
+    UnpinnedGitImage { reference: String },
     /// The target needs something the run did not record.
     #[error("run {id} cannot be rendered for {target}: {reason}")]
     Unsupported {
@@ -57,6 +65,15 @@ impl crate::error::Hinted for RenderError {
             RenderError::NotUtf8 { .. } => {
                 Some("use `repro script ID --target bash` or `--target slurm`, which reproduce any bytes".into())
             }
+            RenderError::BadGpus { .. } => Some(
+                "use `repro script ID --target bash` (the engine reads --gpus itself), or edit the GPU limit of the rendered file by hand".into(),
+            ),
+            RenderError::UnpinnedGitImage { .. } => Some(format!(
+                "the Job checks out the run's commit in an init container that needs sh, git, base64 and sha256sum; \
+                 pass one pinned by digest: --git-image {}@sha256:<digest> (the digest: `skopeo inspect --format '{{{{.Digest}}}}' docker://{}:<version>`)",
+                k8s::SUGGESTED_GIT_IMAGE,
+                k8s::SUGGESTED_GIT_IMAGE
+            )),
             RenderError::Unsupported { .. } => {
                 Some("use `repro script ID --target bash`, which handles every recorded run".into())
             }

@@ -25,7 +25,11 @@ pub fn render(run: &Run, _opts: &SlurmOptions) -> Result<String, RenderError> {
     s.push_str(&format!("#SBATCH --output={name}-%j.log\n"));
     s.push_str("#SBATCH --ntasks=1\n");
     if let Some(g) = &run.exec.gpus {
-        s.push_str(&format!("#SBATCH --gres=gpu:{}\n", gpu_count(g)));
+        let n = gpu_count(g).ok_or_else(|| RenderError::BadGpus {
+            id: run.id.clone(),
+            value: g.clone(),
+        })?;
+        s.push_str(&format!("#SBATCH --gres=gpu:{n}\n"));
     }
     s.push_str(&header_comments(
         run,
@@ -114,9 +118,10 @@ mod tests {
 
     #[test]
     fn gpu_counts() {
-        assert_eq!(gpu_count("2"), 2);
-        assert_eq!(gpu_count("all"), 1);
-        assert_eq!(gpu_count("device=0,1,3"), 3);
+        assert_eq!(gpu_count("2"), Some(2));
+        assert_eq!(gpu_count("all"), Some(1));
+        assert_eq!(gpu_count("device=0,1,3"), Some(3));
+        assert_eq!(gpu_count("garbage"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod diff;
 mod doctor;
 mod faults;
 mod harness;
+mod k8s;
 mod query;
 mod registry;
 mod rerun;

@@ -240,7 +240,7 @@ fn check_k8s(run: &Run) {
     if r.command.is_empty() {
         return;
     }
-    let yaml = k8s::render(&r, &k8s::K8sOptions::default()).unwrap();
+    let yaml = k8s::render(&r, &crate::k8s::pinned_options()).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     let c = &v["spec"]["template"]["spec"]["containers"][0];
     let mut got = vec![c["command"][0].as_str().unwrap().as_bytes().to_vec()];
@@ -580,7 +580,7 @@ fn k8s_job_validates_against_the_schema() {
     run.code.as_mut().unwrap().remote = Some("https://git.example.com/p.git".into());
     run.exec.gpus = Some("2".into());
     run.env.insert("SEED".into(), "4\n2".into());
-    let yaml = k8s::render(&run, &k8s::K8sOptions::default()).unwrap();
+    let yaml = k8s::render(&run, &crate::k8s::pinned_options()).unwrap();
     check_k8s(&run);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("job.yaml");
@@ -598,6 +598,6 @@ fn k8s_job_validates_against_the_schema() {
     }
     // A non-UTF-8 argument is refused, naming it.
     run.command.push(Arg(vec![0xff]));
-    let err = k8s::render(&run, &k8s::K8sOptions::default()).unwrap_err();
+    let err = k8s::render(&run, &crate::k8s::pinned_options()).unwrap_err();
     assert!(err.to_string().contains("argument 2"), "{err}");
 }
