@@ -11,6 +11,7 @@ use crate::capture::host::effective_status;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output::human_duration;
+use crate::output::sanitize::escape;
 use crate::record::{Dataset, Run, SCHEMA_VERSION};
 
 /// Arguments of `repro diff`.
@@ -342,9 +343,9 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
             }
             for c in &changes {
                 t.add_row(vec![
-                    c.field.clone(),
-                    cell(&c.field, &c.a),
-                    cell(&c.field, &c.b),
+                    escape(&c.field).into_owned(),
+                    escape(&cell(&c.field, &c.a)).into_owned(),
+                    escape(&cell(&c.field, &c.b)).into_owned(),
                 ]);
             }
             let table = t.to_string();
@@ -362,7 +363,7 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
             s.push('\n');
         }
         for w in &warnings {
-            s.push_str(&format!("warning: {w}\n"));
+            s.push_str(&format!("warning: {}\n", escape(w)));
         }
         s
     };

@@ -97,7 +97,10 @@ pub fn cmd_inspect(args: &InspectArgs, mut opts: RegistryOptions) -> CliResult<S
         return Ok(s);
     }
     let mut out = String::new();
-    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<16}{v}\n"));
+    // Registry answers (labels, media types) are untrusted: controls shown, never obeyed.
+    let mut line = |k: &str, v: &str| {
+        out.push_str(&format!("{k:<16}{}\n", crate::output::sanitize::escape(v)))
+    };
     line("input", &args.reference);
     line("domain", &r.domain);
     line("path", &r.path);

@@ -275,7 +275,8 @@ pub fn runs_table_styled(
             columns
                 .iter()
                 .map(|c| {
-                    let cell = comfy_table::Cell::new(c.table_value(r, utc));
+                    let cell =
+                        comfy_table::Cell::new(super::sanitize::escape(&c.table_value(r, utc)));
                     if color && *c == Column::Status {
                         cell.fg(status_color(crate::capture::host::effective_status(r).0))
                     } else {
@@ -338,8 +339,15 @@ pub fn runs_jsonl(runs: &[Run]) -> String {
     out
 }
 
-/// The line an engineer pastes into release notes: reference, digest, commit, datasets.
+/// The line an engineer pastes into release notes: reference, digest, commit, datasets
+/// (control characters of imported values escaped: it is printed to a terminal).
 pub fn release_line(r: &Run) -> String {
+    let line = release_line_raw(r);
+    let body = line.strip_suffix('\n').unwrap_or(&line);
+    format!("{}\n", super::sanitize::escape(body))
+}
+
+fn release_line_raw(r: &Run) -> String {
     let image = match &r.image {
         None => "image: none".to_string(),
         Some(i) => {
@@ -373,11 +381,13 @@ pub fn release_line(r: &Run) -> String {
     format!("{image} · {code} · {data} · run {}\n", r.id)
 }
 
-/// A short Markdown block describing a run (for a PR, a model card, release notes).
+/// A short Markdown block describing a run (for a PR, a model card, release notes). Recorded
+/// values are escaped: a newline in one cannot add a line, a control cannot reach the terminal.
 pub fn run_markdown(r: &Run, utc: bool) -> String {
+    use super::sanitize::escape as e;
     let mut o = String::new();
     let title = match &r.name {
-        Some(n) => format!("### Run `{}` ({n})\n\n", r.id),
+        Some(n) => format!("### Run `{}` ({})\n\n", r.id, e(n)),
         None => format!("### Run `{}`\n\n", r.id),
     };
     o.push_str(&title);
@@ -394,12 +404,12 @@ pub fn run_markdown(r: &Run, utc: bool) -> String {
         Some(i) => {
             o.push_str(&format!(
                 "- **Image:** `{}` → `{}` ({})\n",
-                i.reference,
-                i.digest.as_deref().unwrap_or("UNPINNED"),
+                e(&i.reference),
+                e(i.digest.as_deref().unwrap_or("UNPINNED")),
                 i.resolved_by.as_str()
             ));
             if let Some(x) = &i.index_digest {
-                o.push_str(&format!("  - index `{x}`\n"));
+                o.push_str(&format!("  - index `{}`\n", e(x)));
             }
         }
     }
@@ -408,18 +418,18 @@ pub fn run_markdown(r: &Run, utc: bool) -> String {
         Some(c) => {
             let mut s = format!(
                 "- **Code:** `{}`",
-                c.commit.as_deref().unwrap_or("(no commit)")
+                e(c.commit.as_deref().unwrap_or("(no commit)"))
             );
             if let Some(b) = &c.branch {
-                s.push_str(&format!(" on `{b}`"));
+                s.push_str(&format!(" on `{}`", e(b)));
             }
             if let Some(u) = &c.remote {
-                s.push_str(&format!(" ({u})"));
+                s.push_str(&format!(" ({})", e(u)));
             }
             if c.dirty {
                 s.push_str(&format!(
                     ", dirty: patch `sha256:{}`",
-                    c.patch_sha256.as_deref().unwrap_or("-")
+                    e(c.patch_sha256.as_deref().unwrap_or("-"))
                 ));
             }
             o.push_str(&s);
@@ -427,22 +437,26 @@ pub fn run_markdown(r: &Run, utc: bool) -> String {
         }
     }
     for d in &r.datasets {
-        let mut s = format!("- **Dataset:** `{}` ({})", d.name, d.kind.as_str());
+        let mut s = format!("- **Dataset:** `{}` ({})", e(&d.name), d.kind.as_str());
         if let Some(u) = &d.uri {
-            s.push_str(&format!(" `{u}`"));
+            s.push_str(&format!(" `{}`", e(u)));
         }
         if let Some(v) = d.version.as_deref().or(d.digest.as_deref()) {
-            s.push_str(&format!(" @ `{v}`"));
+            s.push_str(&format!(" @ `{}`", e(v)));
         }
         o.push_str(&s);
         o.push('\n');
     }
     o.push_str(&format!(
         "- **Command:** `{}`\n",
-        command_line(r).replace('`', "'")
+        e(&command_line(r)).replace('`', "'")
     ));
     if !r.params.is_empty() {
-        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        let p: Vec<String> = r
+            .params
+            .iter()
+            .map(|(k, v)| format!("`{}={}`", e(k), e(v)))
+            .collect();
         o.push_str(&format!("- **Params:** {}\n", p.join(", ")));
     }
     o.push_str(&format!(

@@ -1,6 +1,7 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
 pub mod formats;
+pub mod sanitize;
 
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
@@ -144,7 +145,7 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
         }
     }
     for r in runs {
-        t.add_row(vec![
+        let row = vec![
             r.short_id().to_string(),
             r.name.clone().unwrap_or_else(|| "-".into()),
             status_text(r),
@@ -155,7 +156,12 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
             image_short(r),
             code_short(r),
             command_line(r),
-        ]);
+        ];
+        t.add_row(
+            row.iter()
+                .map(|c| sanitize::escape(c).into_owned())
+                .collect::<Vec<_>>(),
+        );
     }
     let mut s = t.to_string();
     if !tty {
@@ -169,7 +175,8 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
 /// The human text of `repro show`.
 pub fn show_text(run: &Run, utc: bool) -> String {
     let mut o = String::new();
-    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {v}\n"));
+    // Every value is escaped: labels, imported fields and notes may hold terminal controls.
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {}\n", sanitize::escape(&v)));
     line("run", run.id.clone());
     if let Some(n) = &run.name {
         line("name", n.clone());

@@ -107,7 +107,9 @@ impl Quoter<'_> {
     /// A status line printed by the script's `note` function; any recorded value in `message`
     /// is quoted with it (control characters become `$'\xNN'`, so the line stays one line).
     pub fn note(&self, message: &str) -> String {
-        let message = message.replace('\0', "\\0");
+        // The note is printed to a terminal when the script runs: recorded values in it (dataset
+        // names, URIs, labels of an imported run) must not carry live control characters.
+        let message = crate::output::sanitize::escape(message);
         format!(
             "note {}\n",
             quote::bash_str(&message).unwrap_or_else(|_| "'(unprintable)'".into())

@@ -7,6 +7,7 @@ mod conventions;
 mod dataset;
 mod diff;
 mod doctor;
+mod escapes;
 mod faults;
 mod harness;
 mod k8s;
