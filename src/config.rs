@@ -189,7 +189,6 @@ struct FileLayer {
     allow_unpinned: Option<bool>,
     require_clean: Option<bool>,
     env: Option<Vec<String>>,
-    dataset_ignore: Option<Vec<String>>,
     color: Option<Color>,
 }
 
@@ -217,7 +216,6 @@ pub struct Config {
     pub allow_unpinned: Setting<bool>,
     pub require_clean: Setting<bool>,
     pub env: List,
-    pub dataset_ignore: List,
     pub color: Setting<Color>,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
@@ -240,7 +238,6 @@ impl Default for Config {
             allow_unpinned: Setting::default(false),
             require_clean: Setting::default(false),
             env: List::default(),
-            dataset_ignore: List::default(),
             color: Setting::default(Color::Auto),
             files: Vec::new(),
         }
@@ -309,7 +306,6 @@ pub const KEYS: &[&str] = &[
     "allow_unpinned",
     "require_clean",
     "env",
-    "dataset_ignore",
     "color",
 ];
 
@@ -551,7 +547,6 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_REQUIRE_CLEAN", "require_clean"),
     ("REPRO_INSECURE_REGISTRIES", "insecure_registries"),
     ("REPRO_ENV", "env"),
-    ("REPRO_DATASET_IGNORE", "dataset_ignore"),
     ("REPRO_COLOR", "color"),
 ];
 
@@ -587,8 +582,6 @@ impl Config {
         self.insecure_registries
             .extend(l.insecure_registries.unwrap_or_default(), src);
         self.env.extend(l.env.unwrap_or_default(), src);
-        self.dataset_ignore
-            .extend(l.dataset_ignore.unwrap_or_default(), src);
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<(), ConfigError> {
@@ -653,7 +646,6 @@ impl Config {
         for (var, list) in [
             ("REPRO_INSECURE_REGISTRIES", &mut self.insecure_registries),
             ("REPRO_ENV", &mut self.env),
-            ("REPRO_DATASET_IGNORE", &mut self.dataset_ignore),
         ] {
             if let Some(v) = get(var)? {
                 let items: Vec<String> = v
@@ -756,7 +748,6 @@ impl Config {
             ("mounts", &self.mounts),
             ("insecure_registries", &self.insecure_registries),
             ("env", &self.env),
-            ("dataset_ignore", &self.dataset_ignore),
         ] {
             if list.0.is_empty() {
                 rows.push((key, "[]".into(), Source::Default));

@@ -332,13 +332,6 @@ pub fn apply_config(args: &mut RunArgs, cfg: &Config) -> Vec<String> {
         }
     }
     args.env = merged(env, &args.env, true);
-    if !cfg.dataset_ignore.0.is_empty() && !args.datasets.is_empty() {
-        notes.push(
-            "dataset_ignore from the configuration is not applied by the dataset hasher yet; \
-             put the patterns in the dataset's .reproignore"
-                .into(),
-        );
-    }
     notes
 }
 

@@ -800,3 +800,25 @@ fn a_concurrent_same_size_writer_is_never_recorded() {
         "{e:?}"
     );
 }
+
+/// `dataset_ignore` was accepted and never applied; it is gone, and a file that still sets it is
+/// refused by name (patterns that shape a digest live in the dataset's `.reproignore`).
+#[test]
+fn the_removed_dataset_ignore_key_is_refused_by_name() {
+    let env = TestEnv::new();
+    let cfg = env.home().join(".config/repro/config.toml");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(&cfg, "env = [\"SEED\"]\ndataset_ignore = [\"*.tmp\"]\n").unwrap();
+    let (code, out, err) = env.run_in(env.root(), &["config", "show"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("dataset_ignore"), "{err}");
+    assert!(
+        err.contains(&cfg.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(err.contains("remove or rename `dataset_ignore`"), "{err}");
+    fs::write(&cfg, "env = [\"SEED\"]\n").unwrap();
+    let (code, out, err) = env.run_in(env.root(), &["config", "show"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("dataset_ignore"), "{out}");
+}
