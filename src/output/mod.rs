@@ -145,7 +145,7 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
         }
     }
     for r in runs {
-        let row = vec![
+        let row = [
             r.short_id().to_string(),
             r.name.clone().unwrap_or_else(|| "-".into()),
             status_text(r),
