@@ -264,7 +264,13 @@ if (($# > 1)); then
 fi
 work=${{1:-}}
 
-note() {{ printf 'repro rerun: %s\n' "$*" >&2; }}
+# Status lines may carry values seen at run time (paths, engine output): a control character in
+# one is shown quoted ($'\E…'), never sent to the terminal.
+note() {{
+  local m="$*"
+  if [[ $m == *[[:cntrl:]]* ]]; then m=$(printf '%q' "$m"); fi
+  printf 'repro rerun: %s\n' "$m" >&2
+}}
 die() {{
   note "error: $*"
   exit 1

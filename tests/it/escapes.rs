@@ -122,6 +122,9 @@ fn values_of_an_imported_run_are_escaped_on_the_terminal_and_exact_in_json() {
     v["datasets"] = serde_json::json!([{
         "name": HOSTILE, "kind": "label", "uri": null, "version": "v1\x07",
         "digest": null, "files": null, "bytes": null
+    }, {
+        "name": "d", "kind": "path", "uri": "data/x\x1b[2Jy",
+        "version": null, "digest": format!("sha256:{}", "ab".repeat(32)), "files": 1, "bytes": 1
     }]);
     let a = v["id"].as_str().unwrap().to_string();
     let b = lines[1]["id"].as_str().unwrap().to_string();
@@ -159,6 +162,25 @@ fn values_of_an_imported_run_are_escaped_on_the_terminal_and_exact_in_json() {
         );
     }
     assert!(script.contains("not content-addressed"), "{script}");
+    let path = env.root().join("rerun.sh");
+    std::fs::write(&path, &script).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .arg(env.root().join("work"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_inert("the script's status lines", &err);
+    assert!(
+        err.contains(&format!("dataset {SHOWN} (label) is not content-addressed")),
+        "{err}"
+    );
+    // A value that reaches a status line only at run time (the dataset path in "not found").
+    let missing = err
+        .lines()
+        .find(|l| l.contains("dataset not found"))
+        .unwrap_or_else(|| panic!("the path dataset is missing: {err}"));
+    assert!(missing.contains("\\E[2J"), "{missing}");
 
     let j = env.show_json(&a);
     assert_eq!(j["name"], HOSTILE);
