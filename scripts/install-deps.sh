@@ -19,11 +19,11 @@ if ! command -v openssl >/dev/null 2>&1; then
     apt-get install -y -qq openssl >/dev/null
 fi
 
-# PyPI's in-toto-attestation and securesystemslib check `repro attest` statements and envelopes;
-# the tests use this venv (tests/it/support/python.rs creates it when missing).
+# PyPI's in-toto-attestation and securesystemslib check `repro attest` statements and envelopes,
+# jsonschema checks them against the parameter schema of docs/attest.md. The tests use this venv (tests/it/support/python.rs creates it when missing).
 venv="${CARGO_TARGET_DIR:-target}/py-attest"
-if ! "$venv/bin/python" -c 'import in_toto_attestation.v1.statement, securesystemslib.dsse, cryptography' >/dev/null 2>&1; then
-    echo "== creating $venv (in-toto-attestation, securesystemslib[crypto])" >&2
+if ! "$venv/bin/python" -c 'import in_toto_attestation.v1.statement, securesystemslib.dsse, cryptography, jsonschema' >/dev/null 2>&1; then
+    echo "== creating $venv (in-toto-attestation, securesystemslib[crypto], jsonschema)" >&2
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check in-toto-attestation 'securesystemslib[crypto]'
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check in-toto-attestation 'securesystemslib[crypto]' jsonschema
 fi

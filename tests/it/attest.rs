@@ -18,8 +18,13 @@ use crate::support::{git, require_tool, TestEnv};
 fn venv() -> Venv {
     Venv::ensure(
         "py-attest",
-        &["in-toto-attestation", "securesystemslib[crypto]"],
         &[
+            "in-toto-attestation",
+            "securesystemslib[crypto]",
+            "jsonschema",
+        ],
+        &[
+            "jsonschema",
             "in_toto_attestation.v1.statement",
             "in_toto_attestation.predicates.provenance.v1.provenance_pb2",
             "securesystemslib.dsse",
@@ -56,6 +61,28 @@ assert doc["predicateType"] == "https://slsa.dev/provenance/v1"
 json_format.Parse(json.dumps(doc["predicate"]), provenance_pb2.Provenance(), ignore_unknown_fields=False)
 print(json.dumps(doc))
 "#;
+
+/// Validates the buildDefinition of the statement in argv[1] against the JSON schema of the
+/// parameters published in docs/attest.md (argv[2]).
+const SCHEMA_PY: &str = r#"
+import json, sys, jsonschema
+doc = open(sys.argv[2]).read()
+block = doc.split('### JSON schema of the parameters', 1)[1].split('```json', 1)[1].split('```', 1)[0]
+schema = json.loads(block)
+jsonschema.Draft202012Validator.check_schema(schema)
+jsonschema.validate(json.load(open(sys.argv[1]))["predicate"]["buildDefinition"], schema,
+                    cls=jsonschema.Draft202012Validator)
+"#;
+
+/// Checks the statement in `file` against the parameter schema of docs/attest.md.
+fn py_schema(dir: &Path, file: &Path) -> std::process::Output {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/attest.md");
+    venv().run(
+        dir,
+        SCHEMA_PY,
+        &[file.to_str().unwrap(), docs.to_str().unwrap()],
+    )
+}
 
 /// Signs the statement in argv[1] with a new Ed25519 key through securesystemslib; writes the
 /// envelope to argv[2] and the public key PEM to argv[3].
@@ -274,6 +301,19 @@ fn signed_dirty_run_validates_with_in_toto_and_securesystemslib() {
     // The payload is the unsigned statement, byte for byte the same JSON value.
     let unsigned: Value = serde_json::from_str(&stdout_of(&env, &repo, &["attest", &id])).unwrap();
     assert_eq!(unsigned, st);
+    // The parameters follow the schema docs/attest.md publishes, and the schema is not vacuous.
+    let st_file = env.root().join("statement.json");
+    std::fs::write(&st_file, st.to_string()).unwrap();
+    let out = py_schema(env.root(), &st_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut off = st.clone();
+    off["predicate"]["buildDefinition"]["externalParameters"]["argv"][0] = Value::from(7);
+    std::fs::write(&st_file, off.to_string()).unwrap();
+    assert!(!py_schema(env.root(), &st_file).status.success());
 
     // repro's own verification: every check passes, one line each.
     let (code, out, err) = env.run_in(
@@ -572,6 +612,12 @@ fn multi_arch_image_records_platform_and_index_digests() {
         &["attest", &id, "-o", statement.to_str().unwrap()],
     );
     let st = py_check(env.root(), &statement, None);
+    let out = py_schema(env.root(), &statement);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let image = dep(&st, "image");
     let platform_digest = &info.per_platform[0].1;
     assert_eq!(
