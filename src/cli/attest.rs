@@ -91,7 +91,7 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
         .id
         .as_deref()
         .ok_or_else(|| CliError::usage("a run id is required").hint("repro attest ID"))?;
-    let store = ctx.open_store()?;
+    let mut store = ctx.open_store()?;
     let a = op::attest(
         &store,
         &op::AttestRequest {
@@ -121,6 +121,13 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
                 a.document_sha256
             ));
         }
+    }
+    // The document is out; failing to note its digest must not turn that into an error.
+    if let Err(e) = op::record(&mut store, &a, args.output.as_deref()) {
+        ctx.warn(format!(
+            "the attestation's digest was not recorded: {}",
+            CliError::from(e).message
+        ));
     }
     Ok(())
 }

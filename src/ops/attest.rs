@@ -13,6 +13,7 @@ use crate::attest::{
 };
 use crate::error::Hinted;
 use crate::record::Run;
+use crate::store::attest::AttestationRecord;
 use crate::store::{Store, StoreError};
 
 /// Errors of the attest operations.
@@ -125,6 +126,37 @@ pub fn attest(store: &Store, req: &AttestRequest) -> Result<Attestation, AttestE
         skipped,
         notes,
     })
+}
+
+/// Records the document's digest for its run (`show --format notes` cites it); `path` when it was
+/// written to a file.
+pub fn record(store: &mut Store, a: &Attestation, path: Option<&Path>) -> Result<(), AttestError> {
+    let path = path.map(|p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .to_string_lossy()
+            .into_owned()
+    });
+    store.record_attestation(&AttestationRecord {
+        run_id: a.run_id.clone(),
+        sha256: a.document_sha256.clone(),
+        keyid: a.keyid.clone(),
+        path,
+        created_at: crate::capture::host::rfc3339(crate::capture::host::now()),
+    })?;
+    Ok(())
+}
+
+/// The release-notes mention of a run's attestation (the newest signed one, else the newest):
+/// `attestation sha256:<hex> (signed, keyid <first 16 hex>)`, or `None` when it has none.
+pub fn notes_mention(store: &Store, run_id: &str) -> Result<Option<String>, AttestError> {
+    Ok(store.attestations(run_id)?.into_iter().next().map(|a| {
+        let how = match &a.keyid {
+            Some(k) => format!("signed, keyid {}", &k[..k.len().min(16)]),
+            None => "unsigned".into(),
+        };
+        format!("attestation sha256:{} ({how})", a.sha256)
+    }))
 }
 
 /// The byproduct facts: the bash re-run script's digest (rendered by the same code as

@@ -158,6 +158,20 @@ fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (key, public)
 }
 
+/// SHA-256 (hex) of a public key's SPKI DER, computed by openssl.
+fn openssl_keyid(public: &Path) -> String {
+    let der = Command::new("openssl")
+        .arg("pkey")
+        .arg("-pubin")
+        .arg("-in")
+        .arg(public)
+        .args(["-outform", "DER"])
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    sha256_hex(&der.stdout)
+}
+
 /// A repository with a committed train script writing `model.bin`, a `data/` dataset directory.
 fn training_repo(env: &TestEnv) -> PathBuf {
     let repo = env.git_repo("proj");
@@ -301,6 +315,30 @@ fn signed_dirty_run_validates_with_in_toto_and_securesystemslib() {
     // The payload is the unsigned statement, byte for byte the same JSON value.
     let unsigned: Value = serde_json::from_str(&stdout_of(&env, &repo, &["attest", &id])).unwrap();
     assert_eq!(unsigned, st);
+    // `show --format notes` cites the signed envelope (preferred over the unsigned statement).
+    let notes = stdout_of(&env, &repo, &["show", &id, "--format", "notes"]);
+    let report = stdout_of(
+        &env,
+        &repo,
+        &[
+            "attest",
+            "verify",
+            envelope.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        notes.trim_end().ends_with(&format!(
+            "attestation sha256:{} (signed, keyid {})",
+            sha256_hex(&written),
+            &openssl_keyid(&public)[..16]
+        )),
+        "{notes}"
+    );
     // The parameters follow the schema docs/attest.md publishes, and the schema is not vacuous.
     let st_file = env.root().join("statement.json");
     std::fs::write(&st_file, st.to_string()).unwrap();
@@ -725,15 +763,7 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
     let public = env.root().join("repro-key.pem.pub");
     assert_eq!(out.stdout, std::fs::read(&public).unwrap());
     // keyid = SHA-256 of the SPKI DER, as openssl encodes it.
-    let der = Command::new("openssl")
-        .arg("pkey")
-        .arg("-pubin")
-        .arg("-in")
-        .arg(&public)
-        .args(["-outform", "DER"])
-        .output()
-        .unwrap();
-    assert_eq!(keyid.trim(), sha256_hex(&der.stdout));
+    assert_eq!(keyid.trim(), openssl_keyid(&public));
     // It signs, and the signature verifies with securesystemslib.
     stdout_of(
         &env,
