@@ -452,3 +452,70 @@ fn byproducts(_run: &Run, extras: &Extras) -> Vec<ResourceDescriptor> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Code, Output};
+
+    fn run_in(cwd: &str) -> Run {
+        let mut run: Run = serde_json::from_value(json!({
+            "schema_version": 1, "id": "01jd3k0000000000000000000a", "name": null,
+            "status": "succeeded", "exit_code": 0, "signal": null,
+            "started_at": "2026-01-01T00:00:00.000Z", "ended_at": "2026-01-01T00:00:01.000Z",
+            "duration_ms": 1000, "command": ["true"], "cwd": cwd,
+            "exec": {"mode": "host", "engine": null}, "image": null, "code": null,
+            "datasets": [], "outputs": [], "params": {}, "tags": [], "notes": [], "env": {},
+            "host": "h", "user": "u", "platform": "linux/amd64", "pid": null, "boot_id": null,
+            "rerun_of": null
+        }))
+        .unwrap();
+        run.code = Some(Code {
+            repo_root: "/src/proj".into(),
+            remote: None,
+            commit: Some("a".repeat(40)),
+            branch: None,
+            dirty: false,
+            untracked: vec![],
+            patch_sha256: None,
+            patch: None,
+        });
+        run
+    }
+
+    #[test]
+    fn subject_names_are_relative_to_the_repository() {
+        assert_eq!(subject_name(&run_in("."), "./out/m.bin"), "out/m.bin");
+        assert_eq!(subject_name(&run_in("exp/a"), "../m.bin"), "exp/m.bin");
+        assert_eq!(
+            subject_name(&run_in("exp"), "/src/proj/out/m.bin"),
+            "out/m.bin"
+        );
+        assert_eq!(
+            subject_name(&run_in("exp"), "/elsewhere/m.bin"),
+            "/elsewhere/m.bin"
+        );
+    }
+
+    #[test]
+    fn unfinished_runs_are_refused_and_a_detached_head_pins_the_commit() {
+        let mut run = run_in(".");
+        run.outputs.push(Output {
+            path: "m.bin".into(),
+            sha256: Some("ab".repeat(32)),
+            bytes: Some(1),
+        });
+        let (st, _) = build(&run, &Extras::default()).unwrap();
+        let code = &st.predicate.build_definition.resolved_dependencies[0];
+        assert_eq!(
+            code.uri.as_deref(),
+            Some(format!("git+file:///src/proj@{}", "a".repeat(40)).as_str())
+        );
+        assert!(st.predicate.run_details.byproducts.is_empty());
+        run.status = Status::Lost;
+        assert!(matches!(
+            build(&run, &Extras::default()),
+            Err(StatementError::NotFinished { .. })
+        ));
+    }
+}

@@ -764,7 +764,8 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
     assert_eq!(out.stdout, std::fs::read(&public).unwrap());
     // keyid = SHA-256 of the SPKI DER, as openssl encodes it.
     assert_eq!(keyid.trim(), openssl_keyid(&public));
-    // It signs, and the signature verifies with securesystemslib.
+    // It signs, and the signature verifies with securesystemslib. A directory output is a
+    // subject too, with its manifest digest marked as such.
     stdout_of(
         &env,
         &repo,
@@ -773,11 +774,14 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
             "-q",
             "--output",
             "out/model.bin",
+            "--output",
+            "out",
             "--",
             "sh",
             "train.sh",
         ],
     );
+    let run = env.show_json(&env.last_id());
     let envelope = env.root().join("e.json");
     stdout_of(
         &env,
@@ -791,7 +795,47 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
             envelope.to_str().unwrap(),
         ],
     );
-    py_check(env.root(), &envelope, Some(&public));
+    let st = py_check(env.root(), &envelope, Some(&public));
+    let dir = &st["subject"][1];
+    assert_eq!(dir["name"], "out");
+    assert_eq!(
+        format!("sha256:{}", dir["digest"]["sha256"].as_str().unwrap()),
+        run["outputs"][1]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(dir["annotations"]["digestOf"], "repro-dir-manifest-v1");
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            envelope.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--check-files",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok ") && l.contains("subject out ")),
+        "{out}"
+    );
+    std::fs::write(repo.join("out/extra.txt"), "new file\n").unwrap();
+    let (code, out, _) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            envelope.to_str().unwrap(),
+            "--check-files",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("subject out ")),
+        "{out}"
+    );
     // An existing key is never overwritten.
     let before = std::fs::read(&key).unwrap();
     let (code, _, err) = env.run_in(&repo, &["attest", "keygen", "-o", key.to_str().unwrap()]);
