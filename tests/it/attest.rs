@@ -843,3 +843,76 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&key).unwrap(), before);
 }
+
+#[test]
+fn container_run_attests_engine_flags_and_the_digest_that_ran() {
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "5.0");
+    let podman = crate::support::engine::Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("ctr");
+    let image = format!("{}/team/trainer:5.0", registry.addr());
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args([
+            "run",
+            "-q",
+            "--engine",
+            "podman",
+            "--image",
+            &image,
+            "--output",
+            "out.txt",
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cat README > out.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = env.last_id();
+    let run = env.show_json(&id);
+    let statement = env.root().join("st.json");
+    stdout_of(
+        &env,
+        &repo,
+        &["attest", &id, "-o", statement.to_str().unwrap()],
+    );
+    let st = py_check(env.root(), &statement, None);
+    let out = py_schema(env.root(), &statement);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let internal = &st["predicate"]["buildDefinition"]["internalParameters"];
+    assert_eq!(internal["execMode"], "container");
+    assert_eq!(internal["engine"], "podman");
+    assert_eq!(internal["engineArgs"], run["exec"]["engine_args"]);
+    assert!(
+        internal["engineArgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--network=none"),
+        "{internal}"
+    );
+    assert_eq!(internal["workdir"], run["exec"]["workdir"]);
+    assert!(internal["workdir"].is_string(), "{internal}");
+    let image_dep = dep(&st, "image");
+    assert_eq!(
+        image_dep["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(image_dep["annotations"]["ranInContainer"], true);
+    assert_eq!(st["subject"][0]["digest"]["sha256"], sha256_hex(b"hello\n"));
+}
