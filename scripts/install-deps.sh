@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmarks use: Debian packages (.ci/install.sh; apt runs only
-# when something is missing) and PyPI's kubernetes-validate (Job manifests checked offline).
+# when something is missing), PyPI's kubernetes-validate (Job manifests checked offline), and a
+# venv with PyPI's in-toto-attestation and securesystemslib (attest statements and envelopes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,4 +11,19 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     echo "== installing kubernetes-validate (PyPI)" >&2
     python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 ||
         python3 -m pip install -q --break-system-packages kubernetes-validate >/dev/null
+fi
+
+# openssl: the attest tests make Ed25519 keys with `openssl genpkey -algorithm ed25519`.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "== installing openssl" >&2
+    apt-get install -y -qq openssl >/dev/null
+fi
+
+# PyPI's in-toto-attestation and securesystemslib check `repro attest` statements and envelopes,
+# jsonschema checks them against the parameter schema of docs/attest.md. The tests use this venv (tests/it/support/python.rs creates it when missing).
+venv="${CARGO_TARGET_DIR:-target}/py-attest"
+if ! "$venv/bin/python" -c 'import in_toto_attestation.v1.statement, securesystemslib.dsse, cryptography, jsonschema' >/dev/null 2>&1; then
+    echo "== creating $venv (in-toto-attestation, securesystemslib[crypto], jsonschema)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check in-toto-attestation 'securesystemslib[crypto]' jsonschema
 fi

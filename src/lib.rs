@@ -1,11 +1,13 @@
 //! repro: records exactly what a training run used (image digest, code commit, datasets, argv,
 //! outcome) in a local SQLite database and turns any recorded run back into a pinned re-run script.
 
+pub mod attest;
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod ops;
 pub mod output;
 pub mod record;
 pub mod rerun;

@@ -10,6 +10,7 @@ use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
 
 pub mod annotate;
+pub mod attest;
 pub mod config;
 pub mod dataset;
 pub mod diff;
@@ -99,6 +100,8 @@ pub enum Command {
     /// Content digests of datasets: hash a path, or verify one against a digest
     #[command(subcommand)]
     Dataset(dataset::DatasetCmd),
+    /// SLSA provenance for a run's outputs (in-toto statement, DSSE-signed); verify one
+    Attest(attest::AttestArgs),
     /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any)
     Verify(verify::VerifyArgs),
     /// Show the effective configuration and where each value came from
@@ -260,6 +263,7 @@ pub fn main() -> i32 {
             dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
         }
         Command::Verify(args) => return verify::cmd_verify(&ctx, args),
+        Command::Attest(args) => return attest::cmd_attest(&ctx, args),
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),
         Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),
         Command::Completions(args) => meta::cmd_completions(args),

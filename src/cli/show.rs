@@ -50,7 +50,13 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
             s
         }
         ShowFormat::Text => output::show_text(&run, ctx.utc),
-        ShowFormat::Notes => formats::release_line(&run),
+        ShowFormat::Notes => match crate::ops::attest::notes_mention(&store, &id)? {
+            Some(a) => format!(
+                "{} · {a}\n",
+                formats::release_line(&run).trim_end_matches('\n')
+            ),
+            None => formats::release_line(&run),
+        },
         ShowFormat::Markdown => formats::run_markdown(&run, ctx.utc),
     };
     print_out(&text)

@@ -2,6 +2,7 @@
 //! finish, and query runs.
 
 mod annotate;
+pub mod attest;
 mod gc;
 mod migrate;
 pub mod query;

@@ -1,5 +1,6 @@
 //! Black-box tests of the `repro` binary: one test binary, one module per area.
 
+mod attest;
 mod config;
 mod conformance_reference;
 mod container;

@@ -1,0 +1,513 @@
+//! `attest`: the provenance statement of a stored run, optionally DSSE-signed; `verify`: checks a
+//! statement or envelope (signature, shape, a run's record, the subject files); `keygen`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::attest::statement::{ResourceDescriptor, MANIFEST_DIGEST_NOTE, PREDICATE_TYPE};
+use crate::attest::{
+    self, Document, Envelope, Extras, KeyError, PublicKey, SignatureCheck, SigningKey, Skipped,
+    Statement, StatementError, IN_TOTO_PAYLOAD_TYPE,
+};
+use crate::error::Hinted;
+use crate::record::Run;
+use crate::store::attest::AttestationRecord;
+use crate::store::{Store, StoreError};
+
+/// Errors of the attest operations.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    #[error("cannot read the key {path}")]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is neither a DSSE envelope nor an in-toto statement")]
+    Document {
+        path: PathBuf,
+        #[source]
+        source: attest::DocumentError,
+    },
+}
+
+impl Hinted for AttestError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            AttestError::Store(e) => e.hint(),
+            AttestError::Statement(e) => e.hint(),
+            AttestError::ReadKey { .. } | AttestError::Key(_) => Some(
+                "give an Ed25519 key in PEM: `openssl genpkey -algorithm ed25519 -out key.pem` (private), `openssl pkey -in key.pem -pubout -out key.pub.pem` (public), or `repro attest keygen`"
+                    .into(),
+            ),
+            AttestError::ReadFile { .. } => Some("check the path".into()),
+            AttestError::Document { .. } => {
+                Some("give the file written by `repro attest ID -o FILE`".into())
+            }
+        }
+    }
+}
+
+/// What `repro attest ID` is asked for.
+#[derive(Debug, Clone)]
+pub struct AttestRequest {
+    /// Run id or unique prefix.
+    pub id: String,
+    /// PKCS#8 PEM Ed25519 private key: sign into a DSSE envelope.
+    pub sign: Option<PathBuf>,
+}
+
+/// What `repro attest ID` produced.
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    /// The full run id.
+    pub run_id: String,
+    pub statement: Statement,
+    /// The envelope, when signed.
+    pub envelope: Option<Envelope>,
+    /// The document to write (envelope or statement JSON), newline-terminated.
+    pub document: String,
+    /// SHA-256 (hex) of `document`.
+    pub document_sha256: String,
+    /// The signing key's id (SHA-256 of its SPKI DER), when signed.
+    pub keyid: Option<String>,
+    /// What was left out (missing outputs).
+    pub skipped: Skipped,
+    /// Why a byproduct is absent (e.g. the re-run script does not render).
+    pub notes: Vec<String>,
+}
+
+/// Builds (and optionally signs) the statement of a stored run.
+pub fn attest(store: &Store, req: &AttestRequest) -> Result<Attestation, AttestError> {
+    let key = match &req.sign {
+        Some(p) => Some(read_signing_key(p)?),
+        None => None,
+    };
+    let id = store.resolve_id(&req.id)?;
+    let run = store.get_run(&id)?;
+    let (extras, notes) = extras_for(&run);
+    let (statement, skipped) = attest::build(&run, &extras)?;
+    let payload = serde_json::to_vec(&statement).expect("statement serialises");
+    let (envelope, keyid, mut document) = match &key {
+        Some(k) => {
+            let env = k.sign_envelope(IN_TOTO_PAYLOAD_TYPE, &payload);
+            let doc = serde_json::to_string_pretty(&env).expect("envelope serialises");
+            (Some(env), Some(k.public().keyid()), doc)
+        }
+        None => (
+            None,
+            None,
+            serde_json::to_string_pretty(&statement).expect("statement serialises"),
+        ),
+    };
+    document.push('\n');
+    let document_sha256 = hex::encode(Sha256::digest(document.as_bytes()));
+    Ok(Attestation {
+        run_id: id,
+        statement,
+        envelope,
+        document,
+        document_sha256,
+        keyid,
+        skipped,
+        notes,
+    })
+}
+
+/// Records the document's digest for its run (`show --format notes` cites it); `path` when it was
+/// written to a file.
+pub fn record(store: &mut Store, a: &Attestation, path: Option<&Path>) -> Result<(), AttestError> {
+    let path = path.map(|p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .to_string_lossy()
+            .into_owned()
+    });
+    store.record_attestation(&AttestationRecord {
+        run_id: a.run_id.clone(),
+        sha256: a.document_sha256.clone(),
+        keyid: a.keyid.clone(),
+        path,
+        created_at: crate::capture::host::rfc3339(crate::capture::host::now()),
+    })?;
+    Ok(())
+}
+
+/// The release-notes mention of a run's attestation (the newest signed one, else the newest):
+/// `attestation sha256:<hex> (signed, keyid <first 16 hex>)`, or `None` when it has none.
+pub fn notes_mention(store: &Store, run_id: &str) -> Result<Option<String>, AttestError> {
+    Ok(store.attestations(run_id)?.into_iter().next().map(|a| {
+        let how = match &a.keyid {
+            Some(k) => format!("signed, keyid {}", &k[..k.len().min(16)]),
+            None => "unsigned".into(),
+        };
+        format!("attestation sha256:{} ({how})", a.sha256)
+    }))
+}
+
+/// The byproduct facts: the bash re-run script's digest (rendered by the same code as
+/// `repro script ID`), and the metric summary once runs carry metrics.
+fn extras_for(run: &Run) -> (Extras, Vec<String>) {
+    let mut notes = Vec::new();
+    let rerun_script_sha256 =
+        match crate::rerun::bash::render(run, &crate::rerun::bash::BashOptions::default()) {
+            Ok(script) => Some(hex::encode(Sha256::digest(script.as_bytes()))),
+            Err(e) => {
+                notes.push(format!("no re-run script byproduct: {e}"));
+                None
+            }
+        };
+    // EXTENSION POINT (metrics): fill `metrics` from the run's metric summaries when the record
+    // has them (DESIGN.md `metrics`); until then the statement carries no metrics byproduct.
+    (
+        Extras {
+            rerun_script_sha256,
+            metrics: None,
+        },
+        notes,
+    )
+}
+
+fn read_signing_key(path: &Path) -> Result<SigningKey, AttestError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| AttestError::ReadKey {
+        path: path.into(),
+        source,
+    })?;
+    Ok(SigningKey::from_pem(&pem, &path.display().to_string())?)
+}
+
+fn read_public_key(path: &Path) -> Result<PublicKey, AttestError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| AttestError::ReadKey {
+        path: path.into(),
+        source,
+    })?;
+    Ok(PublicKey::from_pem(&pem, &path.display().to_string())?)
+}
+
+/// A new key pair as PEM (private PKCS#8 v1 as openssl writes it, public SPKI) and its keyid.
+pub fn keygen() -> Result<(String, String, String), AttestError> {
+    let (key, private_pem) = SigningKey::generate()?;
+    let public = key.public();
+    Ok((private_pem, public.to_pem(), public.keyid()))
+}
+
+/// What `repro attest verify FILE` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyRequest {
+    pub file: PathBuf,
+    /// Public key (or private key) PEM to check the signature with.
+    pub key: Option<PathBuf>,
+    /// Run id: the statement must match what this run's record gives now.
+    pub run: Option<String>,
+    /// Re-hash the subject files under `base`.
+    pub check_files: bool,
+    /// Directory subject names are relative to (the repository root).
+    pub base: Option<PathBuf>,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Fail,
+    /// Not checked (no key given, an algorithm repro cannot recompute, …); does not fail.
+    Skipped,
+}
+
+/// One line of the verification report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// `signature`, `payloadType`, `statement`, `run`, `subject NAME`.
+    pub check: String,
+    pub status: CheckStatus,
+    pub detail: String,
+}
+
+/// The verification report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    /// Whether every check passed or was skipped.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.status != CheckStatus::Fail)
+    }
+
+    fn push(&mut self, check: impl Into<String>, status: CheckStatus, detail: impl Into<String>) {
+        self.checks.push(Check {
+            check: check.into(),
+            status,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// Verifies a statement or envelope. `store` is needed only for `req.run`.
+pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport, AttestError> {
+    let key = match &req.key {
+        Some(p) => Some(read_public_key(p)?),
+        None => None,
+    };
+    let bytes = std::fs::read(&req.file).map_err(|source| AttestError::ReadFile {
+        path: req.file.clone(),
+        source,
+    })?;
+    let doc = attest::parse_document(&bytes).map_err(|source| AttestError::Document {
+        path: req.file.clone(),
+        source,
+    })?;
+    let mut report = VerifyReport { checks: Vec::new() };
+    let payload = match &doc {
+        Document::Envelope(env, payload) => {
+            if env.payload_type == IN_TOTO_PAYLOAD_TYPE {
+                report.push("payloadType", CheckStatus::Ok, IN_TOTO_PAYLOAD_TYPE);
+            } else {
+                report.push(
+                    "payloadType",
+                    CheckStatus::Fail,
+                    format!("{:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type),
+                );
+            }
+            match &key {
+                None => report.push(
+                    "signature",
+                    CheckStatus::Skipped,
+                    format!(
+                        "not checked: give --key PUB.pem ({} signature(s), keyid {})",
+                        env.signatures.len(),
+                        env.signatures
+                            .iter()
+                            .map(|s| s.keyid.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(k) => match env.check(k) {
+                    Ok(SignatureCheck::Valid { keyid }) => {
+                        let hint = if keyid == k.keyid() {
+                            String::new()
+                        } else {
+                            format!(" (the signature's keyid field says {keyid:?})")
+                        };
+                        report.push(
+                            "signature",
+                            CheckStatus::Ok,
+                            format!("valid Ed25519 signature by key {}{hint}", k.keyid()),
+                        )
+                    }
+                    Ok(SignatureCheck::Invalid { signatures }) => report.push(
+                        "signature",
+                        CheckStatus::Fail,
+                        format!(
+                            "none of the {signatures} signature(s) verifies with key {}",
+                            k.keyid()
+                        ),
+                    ),
+                    Err(e) => report.push("signature", CheckStatus::Fail, e.to_string()),
+                },
+            }
+            payload.clone()
+        }
+        Document::Statement(bytes) => {
+            if key.is_some() {
+                report.push(
+                    "signature",
+                    CheckStatus::Fail,
+                    "the file is an unsigned statement, not a DSSE envelope",
+                );
+            } else {
+                report.push("signature", CheckStatus::Skipped, "unsigned statement");
+            }
+            bytes.clone()
+        }
+    };
+    let statement = match parse_statement(&payload) {
+        Ok(s) => {
+            report.push(
+                "statement",
+                CheckStatus::Ok,
+                format!(
+                    "in-toto Statement v1, SLSA Provenance v1, run {}, {} subject(s)",
+                    s.predicate.run_details.metadata.invocation_id,
+                    s.subject.len()
+                ),
+            );
+            Some(s)
+        }
+        Err(e) => {
+            report.push("statement", CheckStatus::Fail, e);
+            None
+        }
+    };
+    let Some(statement) = statement else {
+        return Ok(report);
+    };
+    if let (Some(id), Some(store)) = (&req.run, store) {
+        check_run(store, id, &statement, &mut report)?;
+    }
+    if req.check_files {
+        let base = req.base.clone().unwrap_or_else(|| PathBuf::from("."));
+        for s in &statement.subject {
+            check_subject(&base, s, &mut report);
+        }
+    }
+    Ok(report)
+}
+
+/// Parses the payload as the documented shape (unknown fields rejected).
+fn parse_statement(payload: &[u8]) -> Result<Statement, String> {
+    let s: Statement = serde_json::from_slice(payload)
+        .map_err(|e| format!("not the shape docs/attest.md documents: {e}"))?;
+    if s.type_ != attest::statement::STATEMENT_TYPE {
+        return Err(format!(
+            "_type is {:?}, expected {}",
+            s.type_,
+            attest::statement::STATEMENT_TYPE
+        ));
+    }
+    if s.predicate_type != PREDICATE_TYPE {
+        return Err(format!(
+            "predicateType is {:?}, expected {PREDICATE_TYPE}",
+            s.predicate_type
+        ));
+    }
+    let bt = &s.predicate.build_definition.build_type;
+    if bt != attest::statement::BUILD_TYPE {
+        return Err(format!(
+            "buildType is {bt:?}, expected {}",
+            attest::statement::BUILD_TYPE
+        ));
+    }
+    if s.subject.is_empty() {
+        return Err("no subject".into());
+    }
+    if let Some(bad) = s
+        .subject
+        .iter()
+        .find(|r| r.name.is_none() || r.digest.is_empty())
+    {
+        return Err(format!("a subject without a name or digest: {bad:?}"));
+    }
+    for t in [
+        Some(&s.predicate.run_details.metadata.started_on),
+        s.predicate.run_details.metadata.finished_on.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+            return Err(format!("{t:?} is not an RFC 3339 time with a zone"));
+        }
+    }
+    Ok(s)
+}
+
+/// Compares the statement with the one the run's record gives now (byproducts and builder
+/// excluded: they depend on the repro version that renders them).
+fn check_run(
+    store: &Store,
+    id: &str,
+    statement: &Statement,
+    report: &mut VerifyReport,
+) -> Result<(), AttestError> {
+    let id = store.resolve_id(id)?;
+    let run = store.get_run(&id)?;
+    let (expected, _) = match attest::build(&run, &Extras::default()) {
+        Ok(x) => x,
+        Err(e) => {
+            report.push("run", CheckStatus::Fail, format!("{id}: {e}"));
+            return Ok(());
+        }
+    };
+    let mut diffs = Vec::new();
+    if statement.subject != expected.subject {
+        diffs.push("subject");
+    }
+    let (got, want) = (&statement.predicate, &expected.predicate);
+    if got.run_details.metadata != want.run_details.metadata {
+        diffs.push("runDetails.metadata");
+    }
+    let (gb, wb) = (&got.build_definition, &want.build_definition);
+    if gb.external_parameters != wb.external_parameters {
+        diffs.push("externalParameters");
+    }
+    if gb.internal_parameters != wb.internal_parameters {
+        diffs.push("internalParameters");
+    }
+    if gb.resolved_dependencies != wb.resolved_dependencies {
+        diffs.push("resolvedDependencies");
+    }
+    if diffs.is_empty() {
+        report.push(
+            "run",
+            CheckStatus::Ok,
+            format!("matches the record of run {id}"),
+        );
+    } else {
+        report.push(
+            "run",
+            CheckStatus::Fail,
+            format!(
+                "differs from the record of run {id} in {}",
+                diffs.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Re-hashes one subject under `base`: a file's SHA-256, or a directory's manifest digest.
+fn check_subject(base: &Path, s: &ResourceDescriptor, report: &mut VerifyReport) {
+    let name = s.name.clone().unwrap_or_default();
+    let label = format!("subject {name}");
+    let Some(want) = s.digest.get("sha256") else {
+        report.push(label, CheckStatus::Skipped, "no sha256 digest to recompute");
+        return;
+    };
+    let manifest =
+        s.annotations.get("digestOf").and_then(|v| v.as_str()) == Some(MANIFEST_DIGEST_NOTE);
+    let path = base.join(&name);
+    match crate::capture::dataset::hash_output(&path) {
+        Ok(o) => match o.sha256 {
+            None => report.push(
+                label,
+                CheckStatus::Fail,
+                format!("{} is missing", path.display()),
+            ),
+            Some(got) => {
+                let got_hex = got.strip_prefix("sha256:").unwrap_or(&got);
+                let kind_ok = manifest == got.starts_with("sha256:");
+                if kind_ok && got_hex == want {
+                    report.push(label, CheckStatus::Ok, format!("sha256 {want}"));
+                } else {
+                    report.push(
+                        label,
+                        CheckStatus::Fail,
+                        format!(
+                            "{}: expected sha256 {want}, found {got_hex}",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        },
+        Err(e) => report.push(label, CheckStatus::Fail, format!("{}: {e}", path.display())),
+    }
+}
