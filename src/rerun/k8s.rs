@@ -246,7 +246,7 @@ mod tests {
         run.command
             .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
         let yaml = render(&run, &K8sOptions::default()).unwrap();
-        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
         let c = &v["spec"]["template"]["spec"]["containers"][0];
         let mut got = vec![c["command"][0].as_str().unwrap().to_string()];
         for a in c["args"].as_sequence().unwrap() {

@@ -311,6 +311,12 @@ impl Drop for Server {
 fn serve_one(stream: TcpStream, handler: &impl Fn(&Request) -> Response) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // A TLS ClientHello (repro probes HTTPS first on loopback): this server speaks plain HTTP,
+    // so hang up at once, as a plain HTTP server's garbled answer would.
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first)? == 1 && first[0] == 0x16 {
+        return Ok(());
+    }
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
