@@ -880,6 +880,7 @@ fn tls_registry_on_loopback_resolves_with_ca_cert_or_certs_d() {
 
     // Without the CA: a certificate error with the fixes named, never a silent HTTP downgrade.
     let (code, _, err) = cli_inspect(&env, &no_certs_d, &[], &reference);
+    eprintln!("without the CA: {err}");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("certificate"), "{err}");
     assert!(

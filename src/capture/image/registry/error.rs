@@ -126,7 +126,7 @@ impl Hinted for RegistryError {
                 "check the repository and tag (`skopeo list-tags docker://NAME`), or pin a digest with NAME@sha256:…".to_string(),
             ),
             RegistryError::Transport { registry, problem, .. } if problem.to_lowercase().contains("certificate") => Some(format!(
-                "pass the registry's CA with --ca-cert PATH, or put it in /etc/containers/certs.d/{registry}/ca.crt (also read: ~/.config/containers/certs.d, /etc/docker/certs.d, SSL_CERT_FILE); plain HTTP only with --insecure-registry {registry}"
+                "pass the registry's CA with --ca-cert PATH, or put it in /etc/containers/certs.d/{registry}/ca.crt (also read: ~/.config/containers/certs.d, /etc/docker/certs.d, SSL_CERT_FILE); the certificate must name the host as written in the reference"
             )),
             RegistryError::Transport { registry, problem, .. } if problem.contains("HTTP response to HTTPS") || problem.contains("not TLS") => Some(format!(
                 "the registry speaks plain HTTP; declare it with --insecure-registry {registry} (or `insecure_registries` in the config)"
