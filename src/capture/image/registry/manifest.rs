@@ -250,6 +250,28 @@ pub fn fuzz_manifest(body: &[u8]) {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Bounded stand-in for `cargo fuzz run manifest` where no nightly toolchain is available.
+        #[test]
+        fn fuzz_manifest_smoke(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                               digest in "[a-z0-9:]{0,80}", os in "[a-z0-9/]{0,12}") {
+            fuzz_manifest(&data);
+            let doc = format!(r#"{{"manifests":[{{"digest":"{digest}","platform":{{"os":"{os}","architecture":"amd64","variant":"{os}"}}}}],"config":{{"digest":"{digest}"}}}}"#);
+            fuzz_manifest(doc.as_bytes());
+        }
+    }
+
+    #[test]
+    fn fuzz_manifest_seed_corpus_passes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            fuzz_manifest(&std::fs::read(e.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 1, "no manifest seeds");
+    }
+
     #[test]
     fn digest_header_must_match_body() {
         let ctx = Ctx::new("r", "r/x:1", std::time::Duration::from_secs(1));
