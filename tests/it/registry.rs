@@ -842,9 +842,21 @@ fn cli_inspect(
     args: &[&str],
     reference: &str,
 ) -> (i32, serde_json::Value, String) {
+    cli_inspect_with(env, certs_d, &[], args, reference)
+}
+
+/// `cli_inspect` with extra environment variables.
+fn cli_inspect_with(
+    env: &TestEnv,
+    certs_d: &Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    reference: &str,
+) -> (i32, serde_json::Value, String) {
     let out = env
         .repro()
         .env("REPRO_CERTS_D", certs_d)
+        .envs(vars.iter().copied())
         .args(["image", "inspect", "--json"])
         .args(args)
         .arg(reference)
@@ -950,19 +962,14 @@ fn image_inspect_honours_configured_insecure_registries() {
     let (code, _, err) = cli_inspect(&env, &empty, &[], &reference);
     assert_eq!(code, 1, "{err}");
     // Declared in the configuration (here its environment form): plain HTTP after HTTPS failed.
-    let out = env
-        .repro()
-        .env("REPRO_CERTS_D", &empty)
-        .env("REPRO_INSECURE_REGISTRIES", &host)
-        .args(["image", "inspect", "--json", &reference])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, v, err) = cli_inspect_with(
+        &env,
+        &empty,
+        &[("REPRO_INSECURE_REGISTRIES", &host)],
+        &[],
+        &reference,
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, 0, "{err}");
     assert_eq!(v["registry"]["digest"], pushed.as_str());
     // And in a user config file.
     let cfg_dir = env.home().join(".config/repro");
