@@ -961,6 +961,10 @@ fn image_inspect_honours_configured_insecure_registries() {
     // Not loopback by name and not declared: HTTPS only, which this registry does not speak.
     let (code, _, err) = cli_inspect(&env, &empty, &[], &reference);
     assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("--insecure-registry {host}")),
+        "{err}"
+    );
     // Declared in the configuration (here its environment form): plain HTTP after HTTPS failed.
     let (code, v, err) = cli_inspect_with(
         &env,

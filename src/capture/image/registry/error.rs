@@ -128,8 +128,8 @@ impl Hinted for RegistryError {
             RegistryError::Transport { registry, problem, .. } if problem.to_lowercase().contains("certificate") => Some(format!(
                 "pass the registry's CA with --ca-cert PATH, or put it in /etc/containers/certs.d/{registry}/ca.crt (also read: ~/.config/containers/certs.d, /etc/docker/certs.d, SSL_CERT_FILE); the certificate must name the host as written in the reference"
             )),
-            RegistryError::Transport { registry, problem, .. } if problem.contains("HTTP response to HTTPS") || problem.contains("not TLS") => Some(format!(
-                "the registry speaks plain HTTP; declare it with --insecure-registry {registry} (or `insecure_registries` in the config)"
+            RegistryError::Transport { registry, problem, .. } if problem.contains("InvalidContentType") || problem.contains("HTTP response to HTTPS") => Some(format!(
+                "the registry does not speak HTTPS (plain HTTP?); declare it with --insecure-registry {registry} (or `insecure_registries` in the config), or give it a TLS certificate"
             )),
             RegistryError::Transport { .. } | RegistryError::Deadline { .. } => Some(
                 "check the registry is up, or use --offline, --resolve engine, or pin the image by digest (NAME@sha256:…); REPRO_REGISTRY_TIMEOUT=SECONDS sets the deadline".to_string(),
