@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::Ctx;
 use crate::capture::image::reference;
-use crate::capture::image::registry::{Platform, RegistryClient, RegistryOptions, RemoteImage};
+use crate::capture::image::registry::{
+    options, Platform, RegistryClient, RegistryOptions, RemoteImage,
+};
 use crate::error::{CliError, CliResult};
 
 /// Arguments of `repro image`.
@@ -38,18 +41,31 @@ pub struct InspectArgs {
     /// Machine-readable output (schema_version 1)
     #[arg(long)]
     pub json: bool,
-    /// Registry (HOST or HOST:PORT) that may be reached over plain HTTP; loopback ones always may
+    /// Registry (HOST or HOST:PORT) that may be reached over plain HTTP when it does not speak
+    /// HTTPS (loopback ones always may); adds to the configured `insecure_registries`
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Extra CA certificates (PEM) to trust for registry TLS
+    /// Extra CA certificates (PEM) to trust for registry TLS, besides the system roots and
+    /// certs.d/HOST[:PORT]/*.crt under ~/.config/containers, /etc/containers and /etc/docker
     #[arg(long, value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
 }
 
-/// Runs `repro image …`; returns the text to print on stdout.
-pub fn cmd_image(args: &ImageArgs) -> CliResult<String> {
+/// Runs `repro image …`; returns the text to print on stdout. Configured
+/// `insecure_registries` apply as for `repro run`.
+pub fn cmd_image(ctx: &Ctx, args: &ImageArgs) -> CliResult<String> {
     match &args.command {
-        ImageCommand::Inspect(a) => cmd_inspect(a, RegistryOptions::default()),
+        ImageCommand::Inspect(a) => {
+            let mut opts = RegistryOptions::default();
+            if let Err(e) = options::deadline_from_env() {
+                return Err(CliError::user(e).hint(format!(
+                    "set {} to a whole number of seconds, e.g. 30, or unset it",
+                    options::DEADLINE_ENV
+                )));
+            }
+            opts.insecure_registries = ctx.config.insecure_registries.values();
+            cmd_inspect(a, opts)
+        }
     }
 }
 
@@ -63,8 +79,11 @@ pub fn cmd_inspect(args: &InspectArgs, mut opts: RegistryOptions) -> CliResult<S
     let remote: Option<RemoteImage> = if args.offline {
         None
     } else {
-        opts.insecure_registries
-            .extend(args.insecure_registries.iter().cloned());
+        for i in &args.insecure_registries {
+            if !opts.insecure_registries.contains(i) {
+                opts.insecure_registries.push(i.clone());
+            }
+        }
         if args.ca_cert.is_some() {
             opts.ca_cert = args.ca_cert.clone();
         }

@@ -247,7 +247,7 @@ pub fn main() -> i32 {
         Command::Export(args) => export::cmd_export(&ctx, args),
         Command::Import(args) => import::cmd_import(&ctx, args),
         Command::Gc(args) => gc::cmd_gc(&ctx, args),
-        Command::Image(args) => image::cmd_image(args).and_then(|text| print_out(&text)),
+        Command::Image(args) => image::cmd_image(&ctx, args).and_then(|text| print_out(&text)),
         Command::Dataset(cmd) => {
             let store = if dataset::wants_store(cmd) {
                 match ctx.open_store() {

@@ -309,7 +309,7 @@ mod tests {
             .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
         let yaml = render(&run, &pinned()).unwrap();
         assert!(!yaml.contains(":latest"), "{yaml}");
-        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
         let c = &v["spec"]["template"]["spec"]["containers"][0];
         let mut got = vec![c["command"][0].as_str().unwrap().to_string()];
         for a in c["args"].as_sequence().unwrap() {
@@ -343,7 +343,7 @@ mod tests {
             );
         }
         let yaml = render(&run, &pinned()).unwrap();
-        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
         assert_eq!(
             v["spec"]["template"]["spec"]["initContainers"][0]["image"].as_str(),
             pinned().git_image.as_deref()

@@ -276,7 +276,12 @@ struct Server {
 
 impl Server {
     fn start(handler: impl Fn(&Request) -> Response + Send + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", handler)
+    }
+
+    /// A server on another loopback address (127.0.0.0/8 is all local on Linux).
+    fn start_on(ip: &str, handler: impl Fn(&Request) -> Response + Send + 'static) -> Server {
+        let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -311,6 +316,12 @@ impl Drop for Server {
 fn serve_one(stream: TcpStream, handler: &impl Fn(&Request) -> Response) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // A TLS ClientHello (repro probes HTTPS first on loopback): this server speaks plain HTTP,
+    // so hang up at once, as a plain HTTP server's garbled answer would.
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first)? == 1 && first[0] == 0x16 {
+        return Ok(());
+    }
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -818,4 +829,472 @@ fn bearer_token_registry() {
     check_credential_sources(&reg.addr, &reference, &want);
     drop(reg);
     drop(tokens);
+}
+
+// ---- TLS on loopback, certs.d, configured insecure registries ----------------------------
+
+use crate::support::TestEnv;
+
+/// `repro image inspect --json ARGS REF` with `REPRO_CERTS_D` set; (exit code, stdout, stderr).
+fn cli_inspect(
+    env: &TestEnv,
+    certs_d: &Path,
+    args: &[&str],
+    reference: &str,
+) -> (i32, serde_json::Value, String) {
+    cli_inspect_with(env, certs_d, &[], args, reference)
+}
+
+/// `cli_inspect` with extra environment variables.
+fn cli_inspect_with(
+    env: &TestEnv,
+    certs_d: &Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    reference: &str,
+) -> (i32, serde_json::Value, String) {
+    let out = env
+        .repro()
+        .env("REPRO_CERTS_D", certs_d)
+        .envs(vars.iter().copied())
+        .args(["image", "inspect", "--json"])
+        .args(args)
+        .arg(reference)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tls_registry_on_loopback_resolves_with_ca_cert_or_certs_d() {
+    let registry = Registry::start_tls();
+    let pushed = registry.push_busybox("team/trainer", "2.0");
+    let reference = registry.reference("team/trainer", "2.0");
+    assert_eq!(skopeo_digest(&reference, None), pushed);
+    let ca = registry.ca_cert().expect("TLS registry has a CA");
+    let ca_arg = ca.to_str().unwrap();
+    let env = TestEnv::new();
+    let no_certs_d = env.root().join("empty-certs.d");
+
+    // --ca-cert: the right digest, by IP and by the name `localhost`.
+    let (code, v, err) = cli_inspect(&env, &no_certs_d, &["--ca-cert", ca_arg], &reference);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+    let by_name = reference.replace("127.0.0.1", "localhost");
+    let (code, v, err) = cli_inspect(&env, &no_certs_d, &["--ca-cert", ca_arg], &by_name);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+
+    // Without the CA: a certificate error with the fixes named, never a silent HTTP downgrade.
+    let (code, _, err) = cli_inspect(&env, &no_certs_d, &[], &reference);
+    eprintln!("without the CA: {err}");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("--ca-cert") && err.contains("certs.d"),
+        "{err}"
+    );
+    assert!(!err.contains("answered 400"), "{err}");
+
+    // The same CA in certs.d/127.0.0.1:PORT/ca.crt, as podman and docker read it.
+    let certs_d = env.root().join("certs.d");
+    let host_dir = certs_d.join(registry.addr());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&ca, host_dir.join("ca.crt")).unwrap();
+    let (code, v, err) = cli_inspect(&env, &certs_d, &[], &reference);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+
+    // The library view the engine plan maps to --cert-dir.
+    let opts = RegistryOptions {
+        certs_d: vec![certs_d.clone()],
+        ..anonymous()
+    };
+    let s = opts.host_settings(&registry.addr());
+    assert!(s.loopback && s.plain_http_allowed());
+    assert_eq!(s.cert_dirs, vec![host_dir.clone()]);
+    assert_eq!(s.ca_files, vec![host_dir.join("ca.crt")]);
+}
+
+#[test]
+fn plain_http_loopback_registry_still_works_after_the_https_probe() {
+    let registry = Registry::start();
+    let pushed = registry.push_busybox("team/app", "v1");
+    let env = TestEnv::new();
+    let empty = env.root().join("empty");
+    let (code, v, err) = cli_inspect(&env, &empty, &[], &registry.reference("team/app", "v1"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+}
+
+/// A name other than `localhost` that resolves to 127.0.0.1 (the machine's host name on this
+/// kind of machine), so a registry there is not loopback by name.
+fn loopback_alias() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_string();
+    let addrs: Vec<_> = (name.as_str(), 80).to_socket_addrs().ok()?.collect();
+    (!name.is_empty()
+        && name != "localhost"
+        && addrs.iter().any(|a| a.ip().to_string() == "127.0.0.1"))
+    .then_some(name)
+}
+
+#[test]
+fn image_inspect_honours_configured_insecure_registries() {
+    let Some(alias) = loopback_alias() else {
+        eprintln!("SKIPPED: the host name does not resolve to 127.0.0.1 here");
+        return;
+    };
+    let registry = Registry::start();
+    let pushed = registry.push_busybox("team/app", "v1");
+    let port = registry.addr().rsplit(':').next().unwrap().to_string();
+    let host = format!("{alias}:{port}");
+    let reference = format!("{host}/team/app:v1");
+    let env = TestEnv::new();
+    let empty = env.root().join("empty");
+    // Not loopback by name and not declared: HTTPS only, which this registry does not speak.
+    let (code, _, err) = cli_inspect(&env, &empty, &[], &reference);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("--insecure-registry {host}")),
+        "{err}"
+    );
+    // Declared in the configuration (here its environment form): plain HTTP after HTTPS failed.
+    let (code, v, err) = cli_inspect_with(
+        &env,
+        &empty,
+        &[("REPRO_INSECURE_REGISTRIES", &host)],
+        &[],
+        &reference,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+    // And in a user config file.
+    let cfg_dir = env.home().join(".config/repro");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(
+        cfg_dir.join("config.toml"),
+        format!("insecure_registries = [\"{host}\"]\n"),
+    )
+    .unwrap();
+    let (code, v, err) = cli_inspect(&env, &empty, &[], &reference);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["registry"]["digest"], pushed.as_str());
+}
+
+// ---- credentials and token realms (issue 12.3) ---------------------------------------------
+
+const EMPTY_MANIFEST: &str =
+    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+
+/// A fake registry that wants `Bearer good-token` and names `realm` in its challenge.
+fn bearer_registry(realm: String) -> Server {
+    Server::start(move |req| {
+        if req.headers.get("authorization").map(String::as_str) == Some("Bearer good-token") {
+            return Response {
+                status: 200,
+                headers: vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                body: EMPTY_MANIFEST.as_bytes().to_vec(),
+            };
+        }
+        Response {
+            status: 401,
+            headers: vec![(
+                "WWW-Authenticate".into(),
+                format!(r#"Bearer realm="{realm}",service="fake""#),
+            )],
+            body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#.to_vec(),
+        }
+    })
+}
+
+/// A token endpoint that records the Authorization header of every request and answers `body`.
+fn recording_token_server(
+    ip: &str,
+    body: &'static str,
+) -> (Server, Arc<std::sync::Mutex<Vec<Option<String>>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = Server::start_on(ip, move |req| {
+        log.lock()
+            .unwrap()
+            .push(req.headers.get("authorization").cloned());
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    });
+    (server, seen)
+}
+
+fn with_credentials_for(addr: &str, dir: &Path) -> RegistryOptions {
+    let cfg = write_config(
+        dir,
+        &format!(
+            r#"{{"auths":{{"{addr}":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("{USER}:{PASSWORD}"))
+        ),
+    );
+    RegistryOptions {
+        auth: AuthConfig {
+            docker_config: Some(cfg),
+            helper_path: Some(OsString::from("/nonexistent")),
+            ..AuthConfig::default()
+        },
+        certs_d: vec![],
+        ..anonymous()
+    }
+}
+
+#[test]
+fn credentials_never_go_to_a_plain_http_realm_on_another_host() {
+    let (tokens, seen) = recording_token_server("127.0.0.2", r#"{"token":"good-token"}"#);
+    let reg = bearer_registry(format!("http://{}/token", tokens.addr));
+    let r = parse_normalized(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // With credentials: refused before anything is sent to 127.0.0.2.
+    let e = client(with_credentials_for(&reg.addr, dir.path()))
+        .resolve(&r, &Platform::host())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::InsecureRealm { .. }), "{e:?}");
+    let text = repro::error::CliError::from(e).to_string();
+    assert!(
+        text.contains(&tokens.addr) && text.contains("plain HTTP") && text.contains("HTTPS"),
+        "{text}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a request reached the realm"
+    );
+
+    // Without credentials there is no secret to leak: an anonymous token is fetched.
+    let remote = client(RegistryOptions {
+        certs_d: vec![],
+        ..anonymous()
+    })
+    .resolve(&r, &Platform::host())
+    .unwrap();
+    assert_eq!(
+        remote.digest,
+        format!("sha256:{}", sha256_hex(EMPTY_MANIFEST.as_bytes()))
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), &[None]);
+}
+
+#[test]
+fn credentials_go_to_a_plain_http_realm_on_the_loopback_registrys_own_host() {
+    let (tokens, seen) = recording_token_server("127.0.0.1", r#"{"token":"good-token"}"#);
+    let reg = bearer_registry(format!("http://{}/token", tokens.addr));
+    let r = parse_normalized(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    client(with_credentials_for(&reg.addr, dir.path()))
+        .resolve(&r, &Platform::host())
+        .expect("same-host realm of a loopback registry");
+    let basic = format!("Basic {}", b64(&format!("{USER}:{PASSWORD}")));
+    assert_eq!(seen.lock().unwrap().as_slice(), &[Some(basic)]);
+}
+
+#[test]
+fn a_malformed_token_answer_is_a_token_error_not_an_invalid_manifest() {
+    let (tokens, _) = recording_token_server("127.0.0.1", "<html>gateway</html>");
+    let reg = bearer_registry(format!("http://{}/token", tokens.addr));
+    let r = parse_normalized(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let e = client(RegistryOptions {
+        certs_d: vec![],
+        ..anonymous()
+    })
+    .resolve(&r, &Platform::host())
+    .unwrap_err();
+    assert!(matches!(e, RegistryError::Token { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(!text.contains("invalid manifest"), "{text}");
+    assert!(
+        text.contains("token endpoint") && text.contains(&tokens.addr),
+        "{text}"
+    );
+}
+
+// ---- a hanging or throttling registry (issue 12.10) --------------------------------------
+
+/// Accepts connections on 127.0.0.1 and never answers; stops itself after 60 s or on drop.
+struct Hang {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hang {
+    fn start() -> Hang {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) && Instant::now() < until {
+                if let Ok((s, _)) = listener.accept() {
+                    held.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Hang {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// No cause is said twice in a row ("Network Error: Network Error: …").
+fn assert_no_doubled_text(text: &str) {
+    let parts: Vec<&str> = text.split(": ").map(str::trim).collect();
+    for w in parts.windows(2) {
+        assert!(
+            !w[0].eq_ignore_ascii_case(w[1]),
+            "doubled {:?} in {text}",
+            w[0]
+        );
+    }
+    assert!(!text.contains("Network Error: Network Error"), "{text}");
+}
+
+#[test]
+fn a_hanging_registry_is_bounded_by_the_deadline() {
+    let hang = Hang::start();
+    let r = parse_normalized(&format!("{}/team/app:v1", hang.addr)).unwrap();
+    let opts = RegistryOptions {
+        deadline: Duration::from_secs(3),
+        certs_d: vec![],
+        ..anonymous()
+    };
+    let started = Instant::now();
+    let e = client(opts).resolve(&r, &Platform::host()).unwrap_err();
+    let took = started.elapsed();
+    // The old client waited 30 s × 3 tries plus back-off (~95 s).
+    assert!(took < Duration::from_secs(20), "took {took:?}: {e}");
+    assert!(
+        matches!(
+            e,
+            RegistryError::Deadline { .. } | RegistryError::Transport { .. }
+        ),
+        "{e:?}"
+    );
+    let text = repro::error::CliError::from(e).to_string();
+    assert!(text.contains(&hang.addr), "{text}");
+    assert!(text.contains("REPRO_REGISTRY_TIMEOUT"), "{text}");
+    assert_no_doubled_text(&text);
+}
+
+#[test]
+fn a_pinned_digest_check_against_a_hanging_registry_is_only_a_short_warning() {
+    let hang = Hang::start();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let reference = format!("{}/team/app@{digest}", hang.addr);
+    let opts = ResolveOptions {
+        mode: ResolveMode::Registry,
+        registry: RegistryOptions {
+            certs_d: vec![],
+            ..anonymous()
+        },
+        ..ResolveOptions::default()
+    };
+    let started = Instant::now();
+    let (img, warnings) = image::resolve(&reference, &opts).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < image::PINNED_CHECK_BUDGET + Duration::from_secs(5),
+        "the warning-only check took {took:?}"
+    );
+    assert_eq!(img.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(img.resolved_by, ResolvedBy::Pinned);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("could not check the pinned digest"),
+        "{warnings:?}"
+    );
+    assert_no_doubled_text(&warnings[0]);
+}
+
+/// A registry that answers `status` with `Retry-After: after` to the first `n` manifest
+/// requests, then the manifest.
+fn throttling_registry(
+    status: u16,
+    after: &'static str,
+    n: usize,
+) -> (Server, Arc<std::sync::Mutex<usize>>) {
+    let count = Arc::new(std::sync::Mutex::new(0usize));
+    let c = count.clone();
+    let server = Server::start(move |_| {
+        let mut k = c.lock().unwrap();
+        *k += 1;
+        if *k <= n {
+            return Response {
+                status,
+                headers: vec![("Retry-After".into(), after.into())],
+                body: b"{}".to_vec(),
+            };
+        }
+        Response {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: EMPTY_MANIFEST.as_bytes().to_vec(),
+        }
+    });
+    (server, count)
+}
+
+#[test]
+fn retry_after_is_honoured_within_a_cap() {
+    let opts = || RegistryOptions {
+        certs_d: vec![],
+        ..anonymous()
+    };
+    // 429 then 503 with a short Retry-After: waited for, then the manifest.
+    for status in [429, 503] {
+        let (reg, count) = throttling_registry(status, "1", 1);
+        let r = parse_normalized(&format!("{}/team/app:v1", reg.addr)).unwrap();
+        let started = Instant::now();
+        let remote = client(opts()).resolve(&r, &Platform::host()).unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1), "did not wait");
+        assert_eq!(
+            remote.digest,
+            format!("sha256:{}", sha256_hex(EMPTY_MANIFEST.as_bytes()))
+        );
+        assert_eq!(*count.lock().unwrap(), 2);
+    }
+    // An hour: not waited for; a clear error at once.
+    let (reg, count) = throttling_registry(429, "3600", 10);
+    let r = parse_normalized(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let started = Instant::now();
+    let e = client(opts()).resolve(&r, &Platform::host()).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = e.to_string();
+    assert!(text.contains("429") && text.contains("3600"), "{text}");
+    assert_eq!(*count.lock().unwrap(), 1);
 }

@@ -241,7 +241,7 @@ fn check_k8s(run: &Run) {
         return;
     }
     let yaml = k8s::render(&r, &crate::k8s::pinned_options()).unwrap();
-    let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let v: yaml_serde::Value = yaml_serde::from_str(&yaml).unwrap();
     let c = &v["spec"]["template"]["spec"]["containers"][0];
     let mut got = vec![c["command"][0].as_str().unwrap().as_bytes().to_vec()];
     for a in c["args"].as_sequence().unwrap() {

@@ -119,7 +119,7 @@ pub(crate) fn find(path: &Path, stop: Option<&Path>) -> Result<Option<DvcHash>, 
         let text =
             fs::read_to_string(&dvc_file).map_err(|e| bad(path, &dvc_file, e.to_string()))?;
         let f: DvcFile =
-            serde_yaml::from_str(&text).map_err(|e| bad(path, &dvc_file, e.to_string()))?;
+            yaml_serde::from_str(&text).map_err(|e| bad(path, &dvc_file, e.to_string()))?;
         let base = normalize(&parent.join(f.wdir.as_deref().unwrap_or(".")));
         return match pick(path, &dvc_file, &base, &f.outs)? {
             Some(h) => Ok(Some(h)),
@@ -133,7 +133,7 @@ pub(crate) fn find(path: &Path, stop: Option<&Path>) -> Result<Option<DvcHash>, 
         if lock.is_file() {
             let text = fs::read_to_string(&lock).map_err(|e| bad(path, &lock, e.to_string()))?;
             let l: Lock =
-                serde_yaml::from_str(&text).map_err(|e| bad(path, &lock, e.to_string()))?;
+                yaml_serde::from_str(&text).map_err(|e| bad(path, &lock, e.to_string()))?;
             for stage in l.stages.values() {
                 if let Some(h) = pick(path, &lock, d, &stage.outs)? {
                     return Ok(Some(h));
@@ -158,11 +158,11 @@ pub fn fuzz_dvc(data: &[u8]) {
     let base = Path::new("/repo");
     let path = Path::new("/repo/data");
     let file = Path::new("/repo/data.dvc");
-    if let Ok(f) = serde_yaml::from_str::<DvcFile>(text) {
+    if let Ok(f) = yaml_serde::from_str::<DvcFile>(text) {
         let base = normalize(&base.join(f.wdir.as_deref().unwrap_or(".")));
         let _ = pick(path, file, &base, &f.outs);
     }
-    if let Ok(l) = serde_yaml::from_str::<Lock>(text) {
+    if let Ok(l) = yaml_serde::from_str::<Lock>(text) {
         for stage in l.stages.values() {
             let _ = pick(path, file, base, &stage.outs);
         }

@@ -182,6 +182,9 @@ pub fn resolve(
     })
 }
 
+/// Time the online check of a pinned digest may take: its failure is only a warning.
+pub const PINNED_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Online check of a pinned digest: known to the registry? For an index, record the platform
 /// manifest that runs. Problems are warnings: the pin itself is authoritative.
 fn check_pinned(
@@ -191,7 +194,7 @@ fn check_pinned(
     image: &mut Image,
     warnings: &mut Vec<String>,
 ) {
-    let client = match RegistryClient::new(opts.registry.clone()) {
+    let client = match RegistryClient::new(opts.registry.with_budget(PINNED_CHECK_BUDGET)) {
         Ok(c) => c,
         Err(e) => {
             warnings.push(format!("could not check the pinned digest: {e}"));

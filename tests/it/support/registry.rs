@@ -61,6 +61,96 @@ pub struct Registry {
     dir: TempDir,
     agent: ureq::Agent,
     credentials: Option<(String, String)>,
+    /// The private CA, when the registry serves HTTPS (`start_tls`).
+    tls: Option<Tls>,
+}
+
+/// A private CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// PEM of the CA that signed the server certificate.
+    pub ca_cert: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+impl Tls {
+    /// Writes a fresh CA (`ca.crt`) and a server certificate with
+    /// `subjectAltName=IP:127.0.0.1,DNS:localhost` signed by it into `dir`.
+    pub fn generate(dir: &Path) -> Tls {
+        require_tool("openssl");
+        let p = |n: &str| dir.join(n);
+        std::fs::write(
+            p("ca.cnf"),
+            "[req]\ndistinguished_name=dn\nprompt=no\n[dn]\nCN=repro-test-ca\n\
+             [v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+             subjectKeyIdentifier=hash\n",
+        )
+        .expect("write ca.cnf");
+        std::fs::write(
+            p("server.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n\
+             authorityKeyIdentifier=keyid\n",
+        )
+        .expect("write server.ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-days", "2"])
+            .args(ec)
+            .arg("-config")
+            .arg(p("ca.cnf"))
+            .args(["-extensions", "v3_ca", "-keyout"])
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.crt")));
+        run(Command::new("openssl")
+            .args(["req", "-subj", "/CN=localhost"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")));
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.crt"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(p("server.ext"))
+            .arg("-out")
+            .arg(p("server.crt")));
+        Tls {
+            ca_cert: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+        }
+    }
+
+    /// A rustls client config trusting only this CA.
+    fn client_config(&self) -> rustls::ClientConfig {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_file_iter(&self.ca_cert).expect("ca.crt") {
+            roots.add(c.expect("CA PEM")).expect("add CA");
+        }
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+    }
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -122,12 +212,22 @@ impl Registry {
         Self::start_inner(Some((user.to_string(), password.to_string())))
     }
 
+    /// Starts a registry serving HTTPS on 127.0.0.1 with a certificate from a fresh private CA
+    /// (`ca_cert()`); plain HTTP is not served.
+    pub fn start_tls() -> Registry {
+        Self::start_inner_with(None, true)
+    }
+
     fn start_inner(credentials: Option<(String, String)>) -> Registry {
+        Self::start_inner_with(credentials, false)
+    }
+
+    fn start_inner_with(credentials: Option<(String, String)>, tls: bool) -> Registry {
         require_tool("docker-registry");
         let mut last_error = String::new();
         // A free port can be taken between probing and binding; retry with a fresh one.
         for _ in 0..5 {
-            match Self::try_start(credentials.clone()) {
+            match Self::try_start(credentials.clone(), tls) {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -135,7 +235,7 @@ impl Registry {
         panic!("docker-registry did not start: {last_error}");
     }
 
-    fn try_start(credentials: Option<(String, String)>) -> Result<Registry, String> {
+    fn try_start(credentials: Option<(String, String)>, tls: bool) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("repro-registry-")
             .tempdir()
@@ -154,6 +254,14 @@ impl Registry {
              http:\n  addr: {addr}\n",
             storage.display()
         );
+        let tls = tls.then(|| Tls::generate(dir.path()));
+        if let Some(t) = &tls {
+            text.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.server_cert.display(),
+                t.server_key.display()
+            ));
+        }
         if let Some((user, password)) = &credentials {
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password)))
@@ -176,10 +284,14 @@ impl Registry {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("spawn docker-registry: {e}"))?;
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if let Some(t) = &tls {
+            agent = agent.tls_config(std::sync::Arc::new(t.client_config()));
+        }
+        let agent = agent.build();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -187,7 +299,7 @@ impl Registry {
                     std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
                 return Err(format!("exited with {status}: {log}"));
             }
-            let answer = match agent.get(&format!("http://{addr}/v2/")).call() {
+            let answer = match agent.get(&format!("{scheme}://{addr}/v2/")).call() {
                 Ok(resp) | Err(ureq::Error::Status(401, resp)) => Some(resp),
                 Err(_) => None,
             };
@@ -210,7 +322,13 @@ impl Registry {
             dir,
             agent,
             credentials,
+            tls,
         })
+    }
+
+    /// The private CA's certificate (PEM) when started with `start_tls`.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|t| t.ca_cert.clone())
     }
 
     /// "127.0.0.1:PORT".
@@ -458,9 +576,10 @@ impl Registry {
         }
     }
 
-    /// `http://ADDR` + `path`.
+    /// `http://ADDR` (`https://` for a TLS registry) + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// Uploads a blob (POST then PUT of `/v2/<repo>/blobs/uploads/`) unless the registry has it;
