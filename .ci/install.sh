@@ -19,6 +19,7 @@ wanted=(
   zsh:zsh                         # completion scripts are checked with zsh -n
   fish:fish                       # and fish -n
   git:git
+  slurm-wlm:slurmctld               # a one-node Slurm cluster (munge, slurmctld, slurmd) for the Slurm tests
   ca-certificates:update-ca-certificates
 )
 

@@ -2,6 +2,7 @@
 //! finish, and query runs.
 
 mod annotate;
+pub mod filesystem;
 mod gc;
 mod migrate;
 pub mod query;

@@ -1,0 +1,4 @@
+//! The operations behind the CLI: each takes a typed request and returns a typed result; they
+//! never print, the CLI renders.
+
+pub mod slurm;
