@@ -78,7 +78,8 @@ ReturnToService=2
 KillWait=2
 OverTimeLimit=0
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# Up to 4 jobs share a core, so a test waiting for a time limit does not hold up the others.
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
 }
 

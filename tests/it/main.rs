@@ -15,5 +15,6 @@ mod rerun;
 mod rerun_render;
 mod run;
 mod script_e2e;
+mod slurm;
 mod support;
 mod transfer;

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod registry;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
