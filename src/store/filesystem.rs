@@ -245,7 +245,7 @@ pub struct NetworkFsError {
 impl Hinted for NetworkFsError {
     fn hint(&self) -> Option<String> {
         Some(format!(
-            "keep the database on a local disk of each node (`--db /local/disk/repro.db` or REPRO_DB) and collect runs with `repro export` / `repro import` or an MLflow push; or set {ALLOW_ENV}=1 to use it here with a rollback journal, if the filesystem's locks work across hosts (see docs/cluster.md)"
+            "keep the database on a local disk of each node (`--db /local/disk/repro.db` or REPRO_DB) and collect runs with `repro export` / `repro import`; or set {ALLOW_ENV}=1 to use it here with a rollback journal, if the filesystem's locks work across hosts (see docs/cluster.md)"
         ))
     }
 }
