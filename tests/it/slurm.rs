@@ -230,3 +230,60 @@ fn unknown_job_is_a_clear_error() {
     );
     assert!(err.to_string().contains("999999"), "{err}");
 }
+
+#[test]
+fn database_on_sshfs_is_a_network_filesystem_and_refused_unless_allowed() {
+    use repro::store::filesystem::{self, Journal};
+    let sshfs = slurm::Sshfs::mount();
+    // The database does not exist yet: its nearest existing directory is examined.
+    let db = sshfs.mnt().join("db/repro.db");
+    let (examined, fs) = filesystem::probe(&db).unwrap();
+    assert_eq!(examined, sshfs.mnt());
+    assert_eq!(fs.name, "fuse.sshfs");
+    assert!(fs.network, "{fs:?}");
+    let err = filesystem::journal(&db, &fs, false).unwrap_err();
+    assert!(err.to_string().contains("fuse.sshfs"), "{err}");
+    assert_eq!(
+        filesystem::journal(&db, &fs, true).unwrap(),
+        Journal::Rollback
+    );
+    // The same directory seen from the exporting side is local.
+    let (_, local) = filesystem::probe(&sshfs.export()).unwrap();
+    assert!(!local.network, "{local:?}");
+    assert_eq!(
+        filesystem::journal(&db, &local, false).unwrap(),
+        Journal::Wal
+    );
+}
+
+#[test]
+fn database_on_fuse_overlayfs_is_local() {
+    use repro::store::filesystem;
+    crate::support::require_tool("fuse-overlayfs");
+    let d = tempfile::tempdir().unwrap();
+    for sub in ["l", "u", "w", "m"] {
+        std::fs::create_dir(d.path().join(sub)).unwrap();
+    }
+    let p = |s: &str| d.path().join(s).display().to_string();
+    let status = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            p("l"),
+            p("u"),
+            p("w")
+        ))
+        .arg(d.path().join("m"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let probed = filesystem::probe(&d.path().join("m/repro.db"));
+    let _ = std::process::Command::new("fusermount")
+        .arg("-u")
+        .arg(d.path().join("m"))
+        .status();
+    let (_, fs) = probed.unwrap();
+    assert_eq!(fs.name, "fuse.fuse-overlayfs");
+    assert!(!fs.network, "{fs:?}");
+}

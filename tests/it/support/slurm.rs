@@ -366,3 +366,115 @@ fn wait_for(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A real network filesystem for the shared-filesystem tests: sshfs (FUSE over SFTP) mounted from
+/// a private `sshd` on 127.0.0.1 with its own host and user keys. The kernel here has no NFS, so
+/// this is the network filesystem the tests can mount. Unmounted and stopped on drop.
+pub struct Sshfs {
+    dir: tempfile::TempDir,
+    sshd: Child,
+}
+
+impl Sshfs {
+    /// Starts sshd and mounts its `export/` directory at `mnt/`.
+    pub fn mount() -> Sshfs {
+        for tool in ["sshfs", "ssh-keygen", "fusermount"] {
+            require_tool(tool);
+        }
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "/usr/sbin/sshd is missing; run .ci/install.sh (openssh-server)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("repro-sshfs-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        for key in ["hostkey", "userkey"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ssh-keygen: {out:?}");
+        }
+        std::fs::copy(d.join("userkey.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all(d.join("export")).unwrap();
+        std::fs::create_dir_all(d.join("mnt")).unwrap();
+        // sshd's privilege-separation directory (systemd creates it on a normal boot).
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = free_port().unwrap();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 PidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n",
+                hk = d.join("hostkey").display(),
+                ak = d.join("authorized_keys").display(),
+                d = d.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let mut cmd = Command::new("/usr/sbin/sshd");
+        cmd.arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        kill_with_parent(&mut cmd, libc::SIGTERM);
+        let sshd = cmd.spawn().expect("spawn sshd");
+        let mut sshfs = Sshfs { dir, sshd };
+        let d = sshfs.dir.path().to_path_buf();
+        let mounted = wait_for(Duration::from_secs(15), || {
+            Command::new("sshfs")
+                .arg("-p")
+                .arg(port.to_string())
+                .arg("-o")
+                .arg(format!(
+                    "IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes",
+                    d.join("userkey").display()
+                ))
+                .arg(format!("root@127.0.0.1:{}", d.join("export").display()))
+                .arg(d.join("mnt"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !mounted {
+            let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+            let _ = sshfs.sshd.kill();
+            panic!("sshfs did not mount from the loopback sshd: {log}");
+        }
+        sshfs
+    }
+
+    /// The mount point (a network filesystem).
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// The exported directory, on the local disk behind the mount.
+    pub fn export(&self) -> PathBuf {
+        self.dir.path().join("export")
+    }
+}
+
+impl Drop for Sshfs {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount")
+            .arg("-u")
+            .arg(self.mnt())
+            .stdin(Stdio::null())
+            .status();
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
