@@ -132,6 +132,16 @@ up)
     ;;
 down)
     dir=$(cd "$dir" && pwd)
+    # Jobs would outlive slurmd (slurmstepd is not its child): cancel them and let them end.
+    export SLURM_CONF="$dir/slurm.conf"
+    mapfile -t jobs < <(squeue -h -o %A 2>/dev/null || true)
+    if [ "${#jobs[@]}" -gt 0 ]; then
+        scancel --full "${jobs[@]}" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            [ -z "$(squeue -h -o %A 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+    fi
     stop_pidfile "$dir/slurmd.pid"
     stop_pidfile "$dir/slurmctld.pid"
     stop_pidfile "$dir/munge/munged.pid"

@@ -205,14 +205,22 @@ fn logs(dir: &Path) -> String {
 /// Cancels what is left, stops the daemons by pid (SIGTERM, then SIGKILL) and removes the
 /// cluster's directory.
 fn stop(pids: &[u32], dir: &Path) {
-    // Jobs still running would outlive slurmd (slurmstepd is not its child).
-    let _ = Command::new("scancel")
-        .env("SLURM_CONF", dir.join("slurm.conf"))
-        .args(["--full", "--user", "root"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // Jobs still running would outlive slurmd (slurmstepd is not its child, and it lingers
+    // when it cannot report the end of its job): cancel them and let them end first.
+    let slurm = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .env("SLURM_CONF", dir.join("slurm.conf"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+    };
+    let _ = slurm("scancel", &["--full", "--user", "root"]);
+    wait_for(Duration::from_secs(5), || {
+        slurm("squeue", &["--noheader", "--format=%A"])
+            .map(|o| o.stdout.iter().all(u8::is_ascii_whitespace))
+            .unwrap_or(true)
+    });
     // slurmd first, then the controller, then munge.
     for pid in pids.iter().rev() {
         let pid = *pid as libc::pid_t;
