@@ -421,9 +421,17 @@ impl Client {
     }
 
     /// The state of job `job_id` (all tasks of an array), from squeue while the controller
-    /// remembers it, then from accounting (`sacct`), then from the job completion log
-    /// (`sacct -c`). Array tasks are only found by their raw ids in the completion log.
+    /// remembers it, else from `poll_accounting`.
     pub fn poll(&self, job_id: &str) -> Result<Vec<JobStatus>, SlurmError> {
+        match self.poll_controller(job_id)? {
+            Some(jobs) => Ok(jobs),
+            None => self.poll_accounting(job_id),
+        }
+    }
+
+    /// The controller's view (`squeue --states=all`), `None` once it has purged the job
+    /// (MinJobAge after the end, 300 s by default).
+    pub fn poll_controller(&self, job_id: &str) -> Result<Option<Vec<JobStatus>>, SlurmError> {
         let mut cmd = self.command("squeue");
         cmd.args(["--noheader", "--all", "--states=all", "--jobs", job_id])
             .arg(format!("--Format={SQUEUE_FORMAT}"));
@@ -432,9 +440,15 @@ impl Client {
         if out.status.success() {
             let jobs = parse_squeue(&String::from_utf8_lossy(&out.stdout));
             if !jobs.is_empty() {
-                return Ok(jobs);
+                return Ok(Some(jobs));
             }
         }
+        Ok(None)
+    }
+
+    /// The accounting view: `sacct` (slurmdbd), else `sacct -c` (the job completion log of
+    /// `JobCompType=jobcomp/filetxt`). The completion log lists array tasks by raw id only.
+    pub fn poll_accounting(&self, job_id: &str) -> Result<Vec<JobStatus>, SlurmError> {
         for completion_log in [false, true] {
             let mut cmd = self.command("sacct");
             if completion_log {

@@ -49,16 +49,14 @@ fn completed_job_is_succeeded_with_exit_zero() {
         std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
         "hello from slurm\n"
     );
-    // The completion log (`sacct -c`, what `poll` falls back to) agrees.
-    let out = cluster
-        .command("sacct")
-        .args(["-c", "-n", "-P", "-X", "-j", &id])
-        .arg(format!("--format={}", repro::ops::slurm::SACCT_FORMAT))
-        .output()
-        .unwrap();
-    let rows = repro::ops::slurm::parse_sacct(&String::from_utf8_lossy(&out.stdout));
+    // What `poll` falls back to once the controller forgets the job: this cluster has no
+    // slurmdbd, so `sacct` fails and the completion log (`sacct -c`) answers.
+    let rows = cluster.client().poll_accounting(&id).unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].state, JobState::Completed);
+    assert_eq!(
+        (rows[0].job_id.as_str(), &rows[0].state),
+        (id.as_str(), &JobState::Completed)
+    );
 }
 
 #[test]
@@ -75,14 +73,9 @@ fn failing_script_is_failed_with_its_exit_code() {
     // The batch script's stderr went to Slurm's default output file.
     let log = std::fs::read_to_string(work.path().join(format!("slurm-{id}.out"))).unwrap();
     assert_eq!(log, "bad\n");
-    let out = cluster
-        .command("sacct")
-        .args(["-c", "-n", "-P", "-X", "-j", &id])
-        .arg(format!("--format={}", repro::ops::slurm::SACCT_FORMAT))
-        .output()
-        .unwrap();
-    let rows = repro::ops::slurm::parse_sacct(&String::from_utf8_lossy(&out.stdout));
+    let rows = cluster.client().poll_accounting(&id).unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].outcome().unwrap().exit_code, Some(3));
     assert_eq!(
         (rows[0].state.clone(), rows[0].exit_code),
         (JobState::Failed, 3)
@@ -107,6 +100,9 @@ fn scancelled_job_is_killed() {
     assert_eq!(o.exit_code, None);
     assert!(o.reason.as_deref().unwrap().contains("CANCELLED"), "{o:?}");
     assert!(!work.path().join("end.txt").exists());
+    // The completion log loses the signal but keeps the state: still killed.
+    let rows = cluster.client().poll_accounting(&id).unwrap();
+    assert_eq!(rows[0].outcome().unwrap().status, Status::Killed, "{rows:?}");
 }
 
 #[test]
