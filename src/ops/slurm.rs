@@ -411,7 +411,12 @@ impl Client {
         };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(req.script.as_bytes()).map_err(spawn_err)?;
+            // sbatch that rejects its arguments exits before reading: its stderr says why.
+            if let Err(e) = stdin.write_all(req.script.as_bytes()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(spawn_err(e));
+                }
+            }
         }
         let out = child.wait_with_output().map_err(spawn_err)?;
         if !out.status.success() {

@@ -102,7 +102,11 @@ fn scancelled_job_is_killed() {
     assert!(!work.path().join("end.txt").exists());
     // The completion log loses the signal but keeps the state: still killed.
     let rows = cluster.client().poll_accounting(&id).unwrap();
-    assert_eq!(rows[0].outcome().unwrap().status, Status::Killed, "{rows:?}");
+    assert_eq!(
+        rows[0].outcome().unwrap().status,
+        Status::Killed,
+        "{rows:?}"
+    );
 }
 
 #[test]
@@ -282,4 +286,24 @@ fn database_on_fuse_overlayfs_is_local() {
     let (_, fs) = probed.unwrap();
     assert_eq!(fs.name, "fuse.fuse-overlayfs");
     assert!(!fs.network, "{fs:?}");
+}
+
+#[test]
+fn rejected_submission_names_sbatch_and_its_complaint() {
+    let cluster = slurm::shared();
+    let work = tempfile::tempdir().unwrap();
+    let err = cluster
+        .client()
+        .submit(&repro::ops::slurm::Submit {
+            script: "#!/bin/sh\ntrue\n".into(),
+            sbatch_args: vec!["--partition=no-such-partition".into()],
+            workdir: Some(work.path().to_path_buf()),
+        })
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, repro::ops::slurm::SlurmError::Command { .. }),
+        "{err:?}"
+    );
+    assert!(msg.contains("sbatch") && msg.contains("partition"), "{msg}");
 }
