@@ -19,6 +19,9 @@ wanted=(
   zsh:zsh                         # completion scripts are checked with zsh -n
   fish:fish                       # and fish -n
   git:git
+  slurm-wlm:slurmctld             # a one-node Slurm cluster (munge, slurmctld, slurmd) for the Slurm tests
+  sshfs:sshfs                     # a real network filesystem (FUSE over SFTP) for the store's filesystem check
+  openssh-server:sshd             # the loopback sshd sshfs mounts from
   ca-certificates:update-ca-certificates
 )
 

@@ -1,1 +1,5 @@
+//! The operations behind the CLI: each takes a typed request and returns a typed result; they
+//! never print, the CLI renders.
+
 pub mod attest;
+pub mod slurm;

@@ -3,6 +3,7 @@
 
 mod annotate;
 pub mod attest;
+pub mod filesystem;
 mod gc;
 mod migrate;
 pub mod query;

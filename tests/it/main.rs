@@ -18,5 +18,6 @@ mod rerun;
 mod rerun_render;
 mod run;
 mod script_e2e;
+mod slurm;
 mod support;
 mod transfer;

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod python;
 pub mod registry;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
