@@ -31,8 +31,8 @@ pub struct ScriptArgs {
     #[arg(long, value_enum, default_value_t = Target::Bash)]
     pub target: Target,
     /// Container engine used by the bash script (default: the one recorded)
-    #[arg(long, value_name = "docker|podman")]
-    pub engine: Option<String>,
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
     /// Image of the Kubernetes init container that checks out the code
     #[arg(long, value_name = "REF")]
     pub git_image: Option<String>,
@@ -43,13 +43,7 @@ pub struct ScriptArgs {
 
 /// Renders the script for a stored run.
 pub fn render(run: &Run, args: &ScriptArgs) -> CliResult<String> {
-    let engine = match args.engine.as_deref() {
-        None => None,
-        Some(name) => Some(Engine::parse(name).ok_or_else(|| {
-            CliError::usage(format!("unknown engine '{name}'"))
-                .hint("use --engine docker or --engine podman")
-        })?),
-    };
+    let engine = args.engine;
     Ok(match args.target {
         Target::Bash => bash::render(run, &bash::BashOptions { engine })?,
         Target::K8s => k8s::render(

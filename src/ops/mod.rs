@@ -1,0 +1,33 @@
+//! The operations (`run`, `rerun`, `verify`, `diff`) behind the CLI: each takes a typed request
+//! and an event sink and returns a typed result. They never print; the CLI renders.
+
+pub mod rerun;
+pub mod run;
+
+/// Where an operation reports status lines, warnings and debug detail while it works.
+pub trait Events {
+    /// A status line (`--quiet` silences it).
+    fn status(&self, msg: &str);
+    /// A warning (always shown).
+    fn warn(&self, msg: &str);
+    /// An error that does not end the operation (always shown).
+    fn error(&self, msg: &str);
+    /// Detail for `--verbose`.
+    fn debug(&self, _msg: &str) {}
+}
+
+/// An event sink that keeps everything, for tests and callers that render later.
+#[derive(Debug, Default)]
+pub struct Collect(pub std::cell::RefCell<Vec<String>>);
+
+impl Events for Collect {
+    fn status(&self, msg: &str) {
+        self.0.borrow_mut().push(msg.to_string());
+    }
+    fn warn(&self, msg: &str) {
+        self.0.borrow_mut().push(format!("warning: {msg}"));
+    }
+    fn error(&self, msg: &str) {
+        self.0.borrow_mut().push(msg.to_string());
+    }
+}
