@@ -210,7 +210,7 @@ fn dirty_error(c: &crate::record::Code) -> CliError {
     let untracked = c.untracked.len();
     let modified = in_patch.saturating_sub(untracked);
     CliError::user(format!(
-        "the working tree of {} has uncommitted changes ({modified} modified, {untracked} untracked file(s)) and --require-clean is set",
+        "the working tree of {} is dirty ({modified} modified, {untracked} untracked file(s)) and --require-clean is set",
         c.repo_root
     ))
     .hint("commit or stash the changes (git status shows them), or drop --require-clean")

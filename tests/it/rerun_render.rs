@@ -327,10 +327,14 @@ fn conformance_strings_survive_every_shell_target() {
     shellcheck(&bash::render(&run, &bash::BashOptions::default()).unwrap());
     shellcheck(&slurm::render(&run, &slurm::SlurmOptions::default()).unwrap());
     let ex = check_bash(&run);
+    // Variables go to the engine by name (`--env K`), as `repro run` passes them.
     for (k, v) in &run.env {
-        let flag = format!("{k}={v}").into_bytes();
         assert!(
-            ex.argv.contains(&flag),
+            ex.argv.contains(&k.as_bytes().to_vec()),
+            "--env {k} missing"
+        );
+        assert!(
+            ex.env.contains(&format!("{k}={v}").into_bytes()),
             "env value {k} did not arrive intact"
         );
     }
@@ -569,7 +573,7 @@ fn recorded_values_never_execute() {
         // With the dataset gone, the env value and argv arrive intact.
         run.datasets.clear();
         let ex = check_bash(&run);
-        assert!(ex.argv.contains(&format!("E={p}").into_bytes()));
+        assert!(ex.env.contains(&format!("E={p}").into_bytes()));
         assert!(!ex.work.path().join("pwned").exists());
     }
 }
