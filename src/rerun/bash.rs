@@ -155,20 +155,21 @@ pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, Ren
         "image={}\n",
         q.str("image reference", &reference)?
     ));
-    match (&opts.ca_pem, opts.registry.ca_cert.is_some()) {
-        (Some(pem), true) => {
-            s.push_str("if ((dry_run)); then\n  cert_dir=CERT_DIR\nelse\n  cert_dir=$(mktemp -d -t repro-certs.XXXXXX)\n  trap 'rm -rf -- \"$cert_dir\"' EXIT\n");
-            s.push_str("  cat >\"$cert_dir/ca.crt\" <<'REPRO_CA_CERT'\n");
-            s.push_str(pem.trim_end());
-            s.push_str("\nREPRO_CA_CERT\nfi\n");
-        }
-        _ => {}
+    let with_ca = opts.registry.ca_cert.is_some() && opts.ca_pem.is_some();
+    if let (Some(pem), true) = (&opts.ca_pem, with_ca) {
+        s.push_str("if ((dry_run)); then\n  cert_dir=CERT_DIR\nelse\n  cert_dir=$(mktemp -d -t repro-certs.XXXXXX)\n  trap 'rm -rf -- \"$cert_dir\"' EXIT\n");
+        s.push_str("  cat >\"$cert_dir/ca.crt\" <<'REPRO_CA_CERT'\n");
+        s.push_str(pem.trim_end());
+        s.push_str("\nREPRO_CA_CERT\nfi\n");
     }
     let (mount_src, _) = host_dirs(run)?;
     s.push_str(&plan_arrays(run, opts, &mount_src, true)?);
     s.push_str(&q.note(&format!("pulling {reference}")));
     // Status goes to stderr: stdout carries only what the re-run command prints.
     s.push_str("if ((dry_run)); then run \"$engine\" \"${pull_args[@]}\"; else \"$engine\" \"${pull_args[@]}\" >&2 || die \"$engine could not pull $image (see its message above; docs/faq.md lists the usual causes: plain HTTP, certificates, credentials)\"; fi\n");
+    if with_ca {
+        s.push_str("if ((!dry_run)); then\n  rm -rf -- \"$cert_dir\"\n  trap - EXIT\nfi\n");
+    }
     match digest {
         Some(d) => {
             s.push_str(&format!("digest={}\n", q.str("image digest", &d)?));
