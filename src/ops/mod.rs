@@ -3,6 +3,7 @@
 
 pub mod rerun;
 pub mod run;
+pub mod verify;
 
 /// Where an operation reports status lines, warnings and debug detail while it works.
 pub trait Events {

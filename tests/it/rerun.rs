@@ -58,9 +58,43 @@ fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
     assert_eq!(new["code"]["patch_sha256"], orig["code"]["patch_sha256"]);
     assert_eq!(new["outputs"][0]["sha256"], orig["outputs"][0]["sha256"]);
     assert_eq!(new["datasets"], orig["datasets"]);
+    // The new run records the original code state, not the temporary checkout.
+    assert_eq!(new["code"], orig["code"]);
     assert_eq!(
         std::fs::read_to_string(checkout.join("model.txt")).unwrap(),
         "uncommitted change\ndata v1\n"
+    );
+
+    // A temporary checkout is removed after the run unless --keep, which says where it is.
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let rerun_in_tmp = |extra: &[&str]| {
+        let out = env
+            .repro()
+            .current_dir(env.root())
+            .env("TMPDIR", &tmp)
+            .args(["rerun", &orig_id])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = rerun_in_tmp(&[]);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{err}");
+    let err = rerun_in_tmp(&["--keep"]);
+    let kept: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "kept the checkout in {}",
+            kept[0].path().display()
+        )),
+        "{err}"
     );
 
     // Changed data is refused before anything runs.
@@ -68,7 +102,7 @@ fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
     let (code, _, err) = env.run_in(env.root(), &["rerun", &orig_id, "--check"]);
     assert_eq!(code, 1);
     assert!(err.contains("has changed"), "{err}");
-    assert_eq!(env.runs().len(), 2);
+    assert_eq!(env.runs().len(), 4);
 }
 
 #[test]
