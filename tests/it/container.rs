@@ -1,6 +1,7 @@
 //! `repro run --image` really runs the pinned digest in a container (podman, and docker when
 //! dockerd is available), against a real registry on 127.0.0.1.
 
+use crate::support::assert_ok;
 use std::ffi::OsString;
 
 use crate::support::engine::{Dockerd, Podman};
@@ -102,11 +103,7 @@ fn a_tag_is_resolved_against_the_registry_and_exactly_that_digest_runs() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
     let run = env.show_json(&env.last_id());
     assert_eq!(run["image"]["reference"], tag_ref.as_str());
@@ -405,12 +402,11 @@ fn a_pull_failure_is_the_engines_not_the_commands_and_insecure_registry_reaches_
         .env("REPRO_ENGINE", "podman")
         .output()
         .unwrap();
+    assert_ok(&out);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        env.root().join("ran").exists(),
+        "the script did not run the command"
     );
-    assert!(env.root().join("ran").exists(), "the script did not run the command");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `repro rerun`: same pins now, recorded as a new run linked to the original, outputs compared.
 
+use crate::support::assert_ok;
 use crate::support::engine::Podman;
 use crate::support::registry::Registry;
 use crate::support::{git, TestEnv};
@@ -77,11 +78,7 @@ fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let err = rerun_in_tmp(&[]);
@@ -167,11 +164,7 @@ fn container_run_reruns_in_exactly_the_recorded_digest() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let id = env.last_id();
     // The tag moves; the re-run must not follow it.
     registry.push_busybox("team/trainer", "5.0");
@@ -289,11 +282,7 @@ fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
             .output()
             .unwrap();
         let from_script = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         let a = engine_lines(&native);
         let b = engine_lines(&from_script);
         assert_eq!(a.len(), 2, "pull and run expected: {native}");

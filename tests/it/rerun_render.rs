@@ -1,6 +1,7 @@
 //! Re-run targets rendered from `Run` values and executed: the argv must arrive byte for byte,
 //! recorded values must never execute, scripts must pass shellcheck, Jobs must validate.
 
+use crate::support::assert_ok;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -513,11 +514,7 @@ fn dry_run_prints_quoted_commands_and_runs_nothing() {
         .env("STUB_OUT", work.path().join("argv"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("+ podman pull"), "{stdout}");
     assert!(stdout.contains("a\\ b\\'c"), "{stdout}");

@@ -1,5 +1,6 @@
 //! `repro run` on the host: git states, exit codes, signals, stdio, bad input.
 
+use crate::support::assert_ok;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
@@ -352,11 +353,7 @@ fn closed_pipe_is_not_a_panic() {
         .env("REPRO_DB", env.db())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
