@@ -1,6 +1,7 @@
 //! The operations (`run`, `rerun`, `verify`, `diff`) behind the CLI: each takes a typed request
 //! and an event sink and returns a typed result. They never print; the CLI renders.
 
+pub mod diff;
 pub mod rerun;
 pub mod run;
 pub mod verify;
