@@ -7,10 +7,10 @@ use std::process::Command;
 
 use sha2::Digest as _;
 
-use crate::capture::dataset;
 use crate::error::{CliError, CliResult};
 use crate::exec::Engine;
 use crate::ops::run::{execute, pick_engine, registry_flags, Execution, Finished, REDACTED};
+use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::{DatasetKind, ExecMode, Output, Run};
 use crate::rerun::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
@@ -384,26 +384,34 @@ fn datasets(
             continue;
         }
         let Some(uri) = &d.uri else { continue };
-        let original = match (&orig.code, Path::new(uri).is_absolute()) {
-            (_, true) => PathBuf::from(uri),
-            (Some(c), false) => Path::new(&c.repo_root).join(uri),
-            (None, false) => Path::new(&orig.cwd).join(uri),
+        // The same check as `repro verify`, against the recorded repository (or cwd).
+        let base = match &orig.code {
+            Some(c) => PathBuf::from(&c.repo_root),
+            None => PathBuf::from(&orig.cwd),
         };
-        let now = dataset::hash_path(
-            &original,
-            &dataset::HashOptions::default(),
-            Some(store.conn()),
-            None,
-        )?;
-        if Some(&now.digest) != d.digest.as_ref() {
-            return Err(CliError::user(format!(
-                "dataset {} at {} has changed: digest {} (the run used {})",
-                d.name,
-                original.display(),
-                now.digest,
-                d.digest.as_deref().unwrap_or("?")
-            ))
-            .hint("restore the data the run used, or record a new run"));
+        let item = verify_dataset(d, &base, Some(store.conn()));
+        let original = item.path.clone().unwrap_or_else(|| base.join(uri));
+        match item.status {
+            VerifyStatus::Match => {}
+            VerifyStatus::Missing => {
+                return Err(CliError::user(format!(
+                    "dataset {} is gone from {}",
+                    d.name,
+                    original.display()
+                ))
+                .hint("restore the data the run used, or record a new run"))
+            }
+            _ => {
+                return Err(CliError::user(format!(
+                    "dataset {} at {} has changed: digest {} (the run used {}){}",
+                    d.name,
+                    original.display(),
+                    item.actual.as_deref().unwrap_or("?"),
+                    d.digest.as_deref().unwrap_or("?"),
+                    item.detail.map(|x| format!(" ({x})")).unwrap_or_default()
+                ))
+                .hint("restore the data the run used, or record a new run"))
+            }
         }
         // Data inside the repository is usually not committed: make it visible in the checkout.
         if let (Some(root), false) = (checkout_root, Path::new(uri).is_absolute()) {

@@ -58,76 +58,86 @@ pub fn verify_run(run: &Run, base: &Path) -> Vec<VerifyItem> {
     verify_run_with(run, base, None)
 }
 
+/// Checks one dataset against the record: `path` datasets re-hashed under `base`, `dvc` ones by
+/// DVC's current hash; `label`/`uri` ones are unchecked. Shared with `rerun`.
+pub fn verify_dataset(
+    d: &crate::record::Dataset,
+    base: &Path,
+    cache: Option<&rusqlite::Connection>,
+) -> VerifyItem {
+    let mut item = VerifyItem {
+        what: "dataset",
+        name: d.name.clone(),
+        path: None,
+        expected: d.version.clone(),
+        actual: None,
+        status: VerifyStatus::Unchecked,
+        detail: None,
+    };
+    let local = d.uri.as_deref().map(|u| base.join(u));
+    match d.kind {
+        DatasetKind::Label | DatasetKind::Uri => {
+            item.detail = Some(format!(
+                "a {} dataset is not content-addressed",
+                d.kind.as_str()
+            ));
+        }
+        DatasetKind::Path => {
+            item.expected = d.digest.clone().or(d.version.clone());
+            item.path = local.clone();
+            match local {
+                None => no_path(&mut item),
+                Some(p) if !exists(&p) => item.status = VerifyStatus::Missing,
+                Some(p) => match dataset::hash_path(&p, &HashOptions::default(), cache, None) {
+                    Ok(h) => compare(&mut item, Some(h.digest)),
+                    Err(e) => error(&mut item, e),
+                },
+            }
+        }
+        DatasetKind::Dvc => {
+            item.path = local.clone();
+            match local {
+                None => no_path(&mut item),
+                Some(p) => {
+                    // `./` keeps a path with `@` or `=` from reading as another form.
+                    let spec = if p.is_absolute() {
+                        p.to_string_lossy().into_owned()
+                    } else {
+                        format!("./{}", p.to_string_lossy())
+                    };
+                    match dataset::parse_spec(&spec, base, Some(base)) {
+                        Ok(DatasetSpec::Dvc { hash, .. }) => {
+                            item.detail =
+                                Some("DVC's recorded hash; `dvc status` checks the content".into());
+                            compare(&mut item, Some(hash))
+                        }
+                        Ok(_) => {
+                            item.status = VerifyStatus::Mismatch;
+                            item.detail = Some("no longer tracked by DVC".into());
+                        }
+                        Err(dataset::DatasetError::NotFound { .. }) => {
+                            item.status = VerifyStatus::Missing
+                        }
+                        Err(e) => error(&mut item, e),
+                    }
+                }
+            }
+        }
+    }
+    item
+}
+
 /// [`verify_run`] with an optional hash cache (never stale; see docs/datasets.md).
 pub fn verify_run_with(
     run: &Run,
     base: &Path,
     cache: Option<&rusqlite::Connection>,
 ) -> Vec<VerifyItem> {
-    let mut items = Vec::new();
-    for d in &run.datasets {
-        let mut item = VerifyItem {
-            what: "dataset",
-            name: d.name.clone(),
-            path: None,
-            expected: d.version.clone(),
-            actual: None,
-            status: VerifyStatus::Unchecked,
-            detail: None,
-        };
-        let local = d.uri.as_deref().map(|u| base.join(u));
-        match d.kind {
-            DatasetKind::Label | DatasetKind::Uri => {
-                item.detail = Some(format!(
-                    "a {} dataset is not content-addressed",
-                    d.kind.as_str()
-                ));
-            }
-            DatasetKind::Path => {
-                item.expected = d.digest.clone().or(d.version.clone());
-                item.path = local.clone();
-                match local {
-                    None => no_path(&mut item),
-                    Some(p) if !exists(&p) => item.status = VerifyStatus::Missing,
-                    Some(p) => match dataset::hash_path(&p, &HashOptions::default(), cache, None) {
-                        Ok(h) => compare(&mut item, Some(h.digest)),
-                        Err(e) => error(&mut item, e),
-                    },
-                }
-            }
-            DatasetKind::Dvc => {
-                item.path = local.clone();
-                match local {
-                    None => no_path(&mut item),
-                    Some(p) => {
-                        // `./` keeps a path with `@` or `=` from reading as another form.
-                        let spec = if p.is_absolute() {
-                            p.to_string_lossy().into_owned()
-                        } else {
-                            format!("./{}", p.to_string_lossy())
-                        };
-                        match dataset::parse_spec(&spec, base, Some(base)) {
-                            Ok(DatasetSpec::Dvc { hash, .. }) => {
-                                item.detail = Some(
-                                    "DVC's recorded hash; `dvc status` checks the content".into(),
-                                );
-                                compare(&mut item, Some(hash))
-                            }
-                            Ok(_) => {
-                                item.status = VerifyStatus::Mismatch;
-                                item.detail = Some("no longer tracked by DVC".into());
-                            }
-                            Err(dataset::DatasetError::NotFound { .. }) => {
-                                item.status = VerifyStatus::Missing
-                            }
-                            Err(e) => error(&mut item, e),
-                        }
-                    }
-                }
-            }
-        }
-        items.push(item);
-    }
+    let mut items: Vec<VerifyItem> = run
+        .datasets
+        .iter()
+        .map(|d| verify_dataset(d, base, cache))
+        .collect();
     let out_base = if Path::new(&run.cwd).is_absolute() {
         PathBuf::from(&run.cwd)
     } else {
