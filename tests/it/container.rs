@@ -344,6 +344,15 @@ fn sigterm_reaches_a_container_process_that_handles_it() {
     assert_eq!(env.show_json(&env.last_id())["exit_code"], 7);
 }
 
+/// A plain-HTTP loopback registry with busybox, and podman with no registries.conf entry for it:
+/// only `--insecure-registry` can make podman speak HTTP to it.
+fn untrusted_registry() -> (Registry, Podman, TestEnv, String) {
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    (registry, Podman::new(&[]), TestEnv::new(), image)
+}
+
 /// `repro run` against a plain-HTTP loopback registry that podman is NOT configured to trust.
 fn run_untrusted(env: &TestEnv, podman: &Podman, image: &str, extra: &[&str]) -> (i32, String) {
     let marker = env.root().join("ran");
@@ -364,12 +373,7 @@ fn run_untrusted(env: &TestEnv, podman: &Podman, image: &str, extra: &[&str]) ->
 
 #[test]
 fn a_pull_failure_is_the_engines_not_the_commands_and_insecure_registry_reaches_podman() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    // No registries.conf entry: only --insecure-registry can make podman speak HTTP.
-    let podman = Podman::new(&[]);
-    let env = TestEnv::new();
+    let (registry, podman, env, image) = untrusted_registry();
     let (code, err) = run_untrusted(&env, &podman, &image, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("failed before the command started"), "{err}");
@@ -412,11 +416,7 @@ fn a_pull_failure_is_the_engines_not_the_commands_and_insecure_registry_reaches_
 #[test]
 #[ignore = "needs store migration for status error"]
 fn a_pull_failure_is_recorded_as_error() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[]);
-    let env = TestEnv::new();
+    let (_registry, podman, env, image) = untrusted_registry();
     let (code, err) = run_untrusted(&env, &podman, &image, &[]);
     assert_eq!(code, 1, "{err}");
     let run = env.show_json(&env.last_id());
