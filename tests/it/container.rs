@@ -423,3 +423,44 @@ fn a_pull_failure_is_recorded_as_error() {
     assert_eq!(run["status"], "error", "{err}");
     assert_eq!(run["exit_code"], serde_json::Value::Null);
 }
+
+#[test]
+fn a_tty_is_allocated_only_when_stdin_stdout_and_stderr_are_terminals() {
+    crate::support::require_tool("script");
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repro = assert_cmd::cargo::cargo_bin("repro");
+    let err_file = env.root().join("err.txt");
+    let cmd = format!(
+        "'{}' -v run --engine podman --image '{image}' --engine-arg=--network=none -- /bin/busybox true",
+        repro.display()
+    );
+    // `script` gives the command a terminal for stdin, stdout and stderr.
+    let in_pty = |shell_cmd: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", shell_cmd, "/dev/null"])
+            .current_dir(env.root())
+            .envs(podman.env().iter().map(|(k, v)| (k, v)))
+            .env("REPRO_DB", env.db())
+            .env("HOME", env.home())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let all_tty = in_pty(&cmd);
+    let exec_line = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("exec: podman run"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no exec line in {text}"))
+    };
+    assert!(exec_line(&all_tty).contains(" -t "), "{all_tty}");
+    // stderr redirected: no TTY, or the container's stderr would be merged into stdout.
+    in_pty(&format!("{cmd} 2>'{}'", err_file.display()));
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(!exec_line(&err).contains(" -t "), "{err}");
+}
