@@ -6,7 +6,8 @@
 //! Signals *sent to repro* (`kill -TERM <pid>`: SIGINT, SIGTERM, SIGHUP, SIGQUIT) are forwarded
 //! to the child; terminal-generated ones are not forwarded again (the child already got them).
 //! In container mode the engine client proxies signals into the container, and repro also asks
-//! the engine to deliver them (`<engine> kill --signal N <name>`) in case the client does not;
+//! the engine to deliver the ones sent to repro (`<engine> kill --signal N <name>`) in case the
+//! client does not — never a terminal-generated one, which the client already proxied;
 //! a container whose PID 1 ignores the signal is killed after `REPRO_STOP_TIMEOUT` seconds
 //! (default 10), as `docker stop` does.
 
