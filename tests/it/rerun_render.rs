@@ -602,3 +602,42 @@ fn k8s_job_validates_against_the_schema() {
     let err = k8s::render(&run, &k8s::K8sOptions::default()).unwrap_err();
     assert!(err.to_string().contains("argument 2"), "{err}");
 }
+
+#[test]
+fn slurm_with_the_podman_runtime_runs_the_engine_plan() {
+    let mut run = base_run(vec![
+        Arg::from("python"),
+        Arg::from("a b"),
+        Arg::from("it's"),
+    ]);
+    run.env.insert("SEED".into(), "7 $(x)".into());
+    run.exec.engine_args = vec![
+        "--cap-add".into(),
+        "A".into(),
+        "--cap-add".into(),
+        "B".into(),
+    ];
+    let opts = slurm::SlurmOptions {
+        runtime: slurm::Runtime::Podman,
+        ..Default::default()
+    };
+    let script = slurm::render(&run, &opts).unwrap();
+    assert!(
+        script.starts_with("#!/usr/bin/env bash\n#SBATCH"),
+        "{script}"
+    );
+    assert!(!script.contains("apptainer exec"), "{script}");
+    shellcheck(&script);
+    let ex = execute(&script, &[]);
+    assert_eq!(ex.status, 0, "script failed: {}", ex.stderr);
+    let pinned = format!("{REPO}@{DIGEST}");
+    assert_eq!(after(&ex.argv, pinned.as_bytes()), bytes_of(&run.command));
+    let flags: Vec<&[u8]> = ex.argv.iter().map(Vec::as_slice).collect();
+    assert!(
+        flags
+            .windows(4)
+            .any(|w| w == [&b"--cap-add"[..], b"A", b"--cap-add", b"B"]),
+        "engine flag repeats must survive"
+    );
+    assert!(ex.env.contains(&b"SEED=7 $(x)".to_vec()));
+}
