@@ -116,6 +116,15 @@ pub struct Item {
 pub struct List(pub Vec<Item>);
 
 impl List {
+    /// Adds values from one layer, keeping repeats: for argv fragments such as `engine_args`
+    /// (`["--cap-add", "A", "--cap-add", "B"]`), where dropping a repeat changes the meaning.
+    pub fn extend_all(&mut self, values: impl IntoIterator<Item = String>, source: &Source) {
+        self.0.extend(values.into_iter().map(|value| Item {
+            value,
+            source: source.clone(),
+        }));
+    }
+
     /// Adds values from one layer, skipping ones already present.
     pub fn extend(&mut self, values: impl IntoIterator<Item = String>, source: &Source) {
         for v in values {
@@ -144,7 +153,7 @@ impl List {
 }
 
 /// How `repro run` pins a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Resolve {
     Registry,
@@ -577,7 +586,7 @@ impl Config {
             self.color.set(v, src.clone());
         }
         self.engine_args
-            .extend(l.engine_args.unwrap_or_default(), src);
+            .extend_all(l.engine_args.unwrap_or_default(), src);
         self.mounts.extend(l.mounts.unwrap_or_default(), src);
         self.insecure_registries
             .extend(l.insecure_registries.unwrap_or_default(), src);
@@ -794,6 +803,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<FileLayer, ConfigError> {
         parse_file(Path::new("/r/.repro.toml"), text, true, &no_env)
+    }
+
+    #[test]
+    fn engine_args_keep_repeats() {
+        let mut c = Config::default();
+        let layer = parse("engine_args = [\"--cap-add\", \"A\", \"--cap-add\", \"B\"]\n").unwrap();
+        c.apply(layer, &Source::Default);
+        assert_eq!(c.engine_args.values(), ["--cap-add", "A", "--cap-add", "B"]);
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub enum Status {
     Killed,
     /// Still `running` in the database but its wrapper is gone (SIGKILL, crash, reboot).
     Lost,
+    /// The command never started: the engine could not pull the image or start the container.
+    Error,
 }
 
 impl Status {
@@ -115,6 +117,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Killed => "killed",
             Status::Lost => "lost",
+            Status::Error => "error",
         }
     }
 
@@ -126,17 +129,19 @@ impl Status {
             "failed" => Status::Failed,
             "killed" => Status::Killed,
             "lost" => Status::Lost,
+            "error" => Status::Error,
             _ => return None,
         })
     }
 
     /// All statuses, for help text and validation.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Running,
         Status::Succeeded,
         Status::Failed,
         Status::Killed,
         Status::Lost,
+        Status::Error,
     ];
 }
 
@@ -396,6 +401,44 @@ pub struct Run {
 }
 
 impl Run {
+    /// A `running` record started now by this process (id, start time, host and wrapper facts),
+    /// with no image, code, data or annotations yet: the start of `repro run` and `repro rerun`.
+    pub fn start(command: Vec<Arg>, cwd: String, exec: Exec) -> Run {
+        use crate::capture::host;
+        let started = host::now();
+        Run {
+            schema_version: SCHEMA_VERSION,
+            id: ulid::Ulid::from_datetime(started.into())
+                .to_string()
+                .to_ascii_lowercase(),
+            name: None,
+            status: Status::Running,
+            exit_code: None,
+            signal: None,
+            started_at: host::rfc3339(started),
+            ended_at: None,
+            duration_ms: None,
+            command,
+            cwd,
+            exec,
+            image: None,
+            code: None,
+            datasets: Vec::new(),
+            outputs: Vec::new(),
+            params: BTreeMap::new(),
+            tags: Vec::new(),
+            notes: Vec::new(),
+            env: BTreeMap::new(),
+            host: host::hostname(),
+            user: host::username(),
+            platform: host::platform(),
+            pid: Some(std::process::id() as i64),
+            boot_id: host::boot_id(),
+            pid_start: host::process_start(std::process::id()),
+            rerun_of: None,
+        }
+    }
+
     /// First 12 characters of the id, as shown in tables.
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]

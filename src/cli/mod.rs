@@ -162,6 +162,21 @@ impl Ctx {
     }
 }
 
+impl crate::ops::Events for Ctx {
+    fn status(&self, msg: &str) {
+        Ctx::status(self, msg);
+    }
+    fn warn(&self, msg: &str) {
+        Ctx::warn(self, msg);
+    }
+    fn error(&self, msg: &str) {
+        eprintln!("repro: {msg}");
+    }
+    fn debug(&self, msg: &str) {
+        Ctx::debug(self, msg);
+    }
+}
+
 /// Writes data to stdout; a closed pipe (`repro ls | head -1`) ends output quietly.
 pub fn print_out(text: &str) -> CliResult {
     let mut out = io::stdout().lock();

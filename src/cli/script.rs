@@ -31,8 +31,18 @@ pub struct ScriptArgs {
     #[arg(long, value_enum, default_value_t = Target::Bash)]
     pub target: Target,
     /// Container engine used by the bash script (default: the one recorded)
-    #[arg(long, value_name = "docker|podman")]
-    pub engine: Option<String>,
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    /// Registry reachable over plain HTTP: the script pulls with podman --tls-verify=false
+    /// (default: the configured insecure_registries); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// CA certificate (PEM) of the registry, embedded in the script (podman pulls with --cert-dir)
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// Container runtime of the Slurm script
+    #[arg(long, value_enum, default_value_t = slurm::Runtime::Apptainer)]
+    pub runtime: slurm::Runtime,
     /// Image of the Kubernetes init container that checks out the code, pinned by digest
     /// (`NAME@sha256:…`, with sh, git, base64, sha256sum); needed when the run has a commit
     #[arg(long, value_name = "REF@DIGEST")]
@@ -43,23 +53,54 @@ pub struct ScriptArgs {
 }
 
 /// Renders the script for a stored run.
-pub fn render(run: &Run, args: &ScriptArgs) -> CliResult<String> {
-    let engine = match args.engine.as_deref() {
-        None => None,
-        Some(name) => Some(Engine::parse(name).ok_or_else(|| {
-            CliError::usage(format!("unknown engine '{name}'"))
-                .hint("use --engine docker or --engine podman")
+pub fn render(run: &Run, args: &ScriptArgs, insecure: &[String]) -> CliResult<String> {
+    let engine = args.engine;
+    let mut list = insecure.to_vec();
+    list.extend(args.insecure_registries.iter().cloned());
+    let registry = run
+        .image
+        .as_ref()
+        .map(|img| {
+            crate::ops::run::registry_flags(
+                img,
+                &crate::capture::image::registry::RegistryOptions {
+                    insecure_registries: list,
+                    ca_cert: args.ca_cert.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap_or_default();
+    let ca_pem = match &args.ca_cert {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            CliError::user(format!(
+                "cannot read the CA certificate {}: {e}",
+                p.display()
+            ))
+            .hint("give --ca-cert a PEM file")
         })?),
+        None => None,
+    };
+    let bash_opts = bash::BashOptions {
+        engine,
+        registry,
+        ca_pem,
     };
     Ok(match args.target {
-        Target::Bash => bash::render(run, &bash::BashOptions { engine })?,
+        Target::Bash => bash::render(run, &bash_opts)?,
         Target::K8s => k8s::render(
             run,
             &k8s::K8sOptions {
                 git_image: args.git_image.clone(),
             },
         )?,
-        Target::Slurm => slurm::render(run, &slurm::SlurmOptions {})?,
+        Target::Slurm => slurm::render(
+            run,
+            &slurm::SlurmOptions {
+                runtime: args.runtime,
+                engine: bash_opts,
+            },
+        )?,
     })
 }
 
@@ -68,7 +109,7 @@ pub fn cmd_script(ctx: &Ctx, args: &ScriptArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
     let run = store.get_run(&id)?;
-    let text = render(&run, args)?;
+    let text = render(&run, args, &ctx.config.insecure_registries.values())?;
     match &args.output {
         None => print_out(&text),
         Some(path) => {

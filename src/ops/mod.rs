@@ -1,5 +1,37 @@
-//! The operations behind the CLI: each takes a typed request and returns a typed result; they
-//! never print, the CLI renders.
+//! The operations (`run`, `rerun`, `verify`, `diff`) behind the CLI: each takes a typed request
+//! and an event sink and returns a typed result. They never print; the CLI renders.
 
 pub mod attest;
+pub mod diff;
+pub mod rerun;
+pub mod run;
 pub mod slurm;
+pub mod verify;
+
+/// Where an operation reports status lines, warnings and debug detail while it works.
+pub trait Events {
+    /// A status line (`--quiet` silences it).
+    fn status(&self, msg: &str);
+    /// A warning (always shown).
+    fn warn(&self, msg: &str);
+    /// An error that does not end the operation (always shown).
+    fn error(&self, msg: &str);
+    /// Detail for `--verbose`.
+    fn debug(&self, _msg: &str) {}
+}
+
+/// An event sink that keeps everything, for tests and callers that render later.
+#[derive(Debug, Default)]
+pub struct Collect(pub std::cell::RefCell<Vec<String>>);
+
+impl Events for Collect {
+    fn status(&self, msg: &str) {
+        self.0.borrow_mut().push(msg.to_string());
+    }
+    fn warn(&self, msg: &str) {
+        self.0.borrow_mut().push(format!("warning: {msg}"));
+    }
+    fn error(&self, msg: &str) {
+        self.0.borrow_mut().push(msg.to_string());
+    }
+}

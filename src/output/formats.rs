@@ -212,7 +212,7 @@ pub fn status_color(status: crate::record::Status) -> comfy_table::Color {
     use comfy_table::Color;
     match status {
         Status::Succeeded => Color::Green,
-        Status::Failed => Color::Red,
+        Status::Failed | Status::Error => Color::Red,
         Status::Killed | Status::Lost => Color::Magenta,
         Status::Running => Color::Yellow,
     }

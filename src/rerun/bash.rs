@@ -4,9 +4,10 @@
 
 use crate::record::{ExecMode, Run};
 
+use super::plan::{EnginePlan, PlanOptions, RegistryFlags, Word};
 use super::{
-    checkout_section, container_dirs, datasets_section, env_words, finish_section, header_comments,
-    host_dirs, image_ref, prelude, shared_tools, Engine, Quoter, RenderError,
+    checkout_section, datasets_section, env_words, finish_section, header_comments, host_dirs,
+    image_ref, prelude, shared_tools, Engine, Quoter, RenderError,
 };
 
 /// Options of the bash target.
@@ -15,11 +16,14 @@ pub struct BashOptions {
     /// Engine written into the script (default: the recorded one, else podman); `REPRO_ENGINE`
     /// still overrides it when the script runs.
     pub engine: Option<Engine>,
+    /// Registry options of the pull (`--insecure-registry`, `--ca-cert`).
+    pub registry: RegistryFlags,
+    /// The CA certificate's PEM text, embedded when `registry.ca_cert` is set.
+    pub ca_pem: Option<String>,
 }
 
 /// Renders the bash re-run script of `run`.
 pub fn render(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
-    let q = Quoter { id: &run.id };
     let container = run.exec.mode == ExecMode::Container && run.image.is_some();
     let mut s = String::from("#!/usr/bin/env bash\n");
     s.push_str(&header_comments(
@@ -29,28 +33,20 @@ pub fn render(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     let mut vars = String::new();
     let mut tools = Vec::new();
     if container {
-        let engine = opts
-            .engine
-            .map(|e| e.as_str().to_string())
-            .or_else(|| run.exec.engine.clone())
-            .unwrap_or_else(|| "podman".into());
-        s.push_str("# Environment: REPRO_ENGINE=docker|podman overrides the container engine.\n");
-        vars.push_str(&format!(
-            "default_engine={}\nengine=${{REPRO_ENGINE:-$default_engine}}\n",
-            q.str("engine", &engine)?
-        ));
+        s.push_str(&engine_header(run, opts)?);
+        vars.push_str(&engine_vars(run, opts)?);
         tools.push("\"$engine\"".to_string());
     }
     tools.extend(shared_tools(run));
     s.push_str(&prelude("bash rerun.sh", &vars, &tools));
     if container {
-        s.push_str(&image_section(run)?);
+        s.push_str(&image_section(run, opts)?);
     }
     s.push_str(&checkout_section(run)?);
     s.push_str(&datasets_section(run)?);
     s.push_str("\n# --- run ---\n");
     if container {
-        s.push_str(&container_command(run)?);
+        s.push_str(&container_command(run, opts)?);
     } else {
         s.push_str(&host_command(run)?);
     }
@@ -58,8 +54,97 @@ pub fn render(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     Ok(s)
 }
 
-/// Pull by digest, then check the digest the engine reports for it.
-fn image_section(run: &Run) -> Result<String, RenderError> {
+/// Header lines: the engine override and the registry options the script carries.
+pub(crate) fn engine_header(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
+    let mut s =
+        String::from("# Environment: REPRO_ENGINE=docker|podman overrides the container engine.\n");
+    let registry = run
+        .image
+        .as_ref()
+        .map(super::plan::registry_of)
+        .unwrap_or_default();
+    if opts.registry.insecure {
+        s.push_str(&format!(
+            "# Registry:   {} is insecure (plain HTTP): podman pulls with --tls-verify=false;\n#             docker needs it in \"insecure-registries\" of /etc/docker/daemon.json.\n",
+            super::quote::display(registry.as_bytes())
+        ));
+    }
+    if opts.ca_pem.is_some() {
+        s.push_str(
+            "# Registry:   a private CA certificate is embedded: podman pulls with --cert-dir;\n#             docker needs it in /etc/docker/certs.d/HOST:PORT/ca.crt.\n",
+        );
+    }
+    let _ = run;
+    Ok(s)
+}
+
+/// `default_engine=…` and `engine=${REPRO_ENGINE:-…}`.
+pub(crate) fn engine_vars(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
+    let q = Quoter { id: &run.id };
+    let engine = opts
+        .engine
+        .map(|e| e.as_str().to_string())
+        .or_else(|| run.exec.engine.clone())
+        .unwrap_or_else(|| "podman".into());
+    Ok(format!(
+        "default_engine={}\nengine=${{REPRO_ENGINE:-$default_engine}}\n",
+        q.str("engine", &engine)?
+    ))
+}
+
+/// One plan word as bash text; `src` is the bash expression of the mounted host directory.
+fn plan_word(q: &Quoter<'_>, w: &Word, src: &str) -> Result<String, RenderError> {
+    Ok(match w {
+        Word::Lit(s) => q.str("engine argument", s)?,
+        Word::Src { prefix, suffix } => format!(
+            "{}{src}{}",
+            q.str("engine argument", prefix)?,
+            q.str("engine argument", suffix)?
+        ),
+        Word::ExtraMounts => "\"${mount_flags[@]}\"".into(),
+        Word::CertDir => "\"--cert-dir=$cert_dir\"".into(),
+    })
+}
+
+/// `NAME=(WORDS…)` for both engines, chosen by the engine the script runs with: the arrays are
+/// the engine plan of `repro run`/`repro rerun`, word for word.
+fn plan_arrays(
+    run: &Run,
+    opts: &BashOptions,
+    src: &str,
+    pull: bool,
+) -> Result<String, RenderError> {
+    let q = Quoter { id: &run.id };
+    let po = PlanOptions {
+        name: None,
+        tty: false,
+        registry: opts.registry.clone(),
+    };
+    let mut s = String::from("case ${engine##*/} in\n");
+    for (pat, engine) in [("podman*", Engine::Podman), ("*", Engine::Docker)] {
+        let Some(plan) = EnginePlan::of(run, engine, &po) else {
+            return Ok(String::new());
+        };
+        let words = |ws: &[Word]| -> Result<String, RenderError> {
+            Ok(ws
+                .iter()
+                .map(|w| plan_word(&q, w, src))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(" "))
+        };
+        let (name, ws) = if pull {
+            ("pull_args", &plan.pull)
+        } else {
+            ("run_args", &plan.run)
+        };
+        s.push_str(&format!("  {pat}) {name}=({}) ;;\n", words(ws)?));
+    }
+    s.push_str("esac\n");
+    Ok(s)
+}
+
+/// Pull by digest (with the registry options), then check the digest the engine reports.
+pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     let q = Quoter { id: &run.id };
     let Some(img) = &run.image else {
         return Ok(String::new());
@@ -70,9 +155,21 @@ fn image_section(run: &Run) -> Result<String, RenderError> {
         "image={}\n",
         q.str("image reference", &reference)?
     ));
+    let with_ca = opts.registry.ca_cert.is_some() && opts.ca_pem.is_some();
+    if let (Some(pem), true) = (&opts.ca_pem, with_ca) {
+        s.push_str("if ((dry_run)); then\n  cert_dir=CERT_DIR\nelse\n  cert_dir=$(mktemp -d -t repro-certs.XXXXXX)\n  trap 'rm -rf -- \"$cert_dir\"' EXIT\n");
+        s.push_str("  cat >\"$cert_dir/ca.crt\" <<'REPRO_CA_CERT'\n");
+        s.push_str(pem.trim_end());
+        s.push_str("\nREPRO_CA_CERT\nfi\n");
+    }
+    let (mount_src, _) = host_dirs(run)?;
+    s.push_str(&plan_arrays(run, opts, &mount_src, true)?);
     s.push_str(&q.note(&format!("pulling {reference}")));
     // Status goes to stderr: stdout carries only what the re-run command prints.
-    s.push_str("if ((dry_run)); then run \"$engine\" pull \"$image\"; else \"$engine\" pull \"$image\" >&2; fi\n");
+    s.push_str("if ((dry_run)); then run \"$engine\" \"${pull_args[@]}\"; else \"$engine\" \"${pull_args[@]}\" >&2 || die \"$engine could not pull $image (see its message above; docs/faq.md lists the usual causes: plain HTTP, certificates, credentials)\"; fi\n");
+    if with_ca {
+        s.push_str("if ((!dry_run)); then\n  rm -rf -- \"$cert_dir\"\n  trap - EXIT\nfi\n");
+    }
     match digest {
         Some(d) => {
             s.push_str(&format!("digest={}\n", q.str("image digest", &d)?));
@@ -96,66 +193,29 @@ fi
     Ok(s)
 }
 
-/// Engine flags for a GPU request, chosen when the script runs since the engine may change.
-fn gpu_flags_section(run: &Run) -> Result<String, RenderError> {
-    let q = Quoter { id: &run.id };
-    let Some(g) = &run.exec.gpus else {
-        return Ok("gpu_flags=()\n".into());
-    };
-    let given = run
-        .exec
-        .engine_args
-        .iter()
-        .any(|a| a.starts_with("--gpus") || a.starts_with("--device=nvidia.com/gpu"));
-    if given {
-        return Ok("gpu_flags=()\n".into());
-    }
-    let quoted = |engine: &str| -> Result<String, RenderError> {
-        Ok(crate::exec::gpu_flags(engine, g)
-            .iter()
-            .map(|f| q.str("GPU flag", f))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(" "))
-    };
-    let podman = quoted("podman")?;
-    let docker = quoted("docker")?;
-    Ok(format!(
-        "case ${{engine##*/}} in\n  podman*) gpu_flags=({podman}) ;;\n  *) gpu_flags=({docker}) ;;\nesac\n"
-    ))
-}
-
-fn container_command(run: &Run) -> Result<String, RenderError> {
+/// The run step: `"$engine" "${run_args[@]}" ARGV…` with the recorded variables exported.
+pub(crate) fn container_command(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     let q = Quoter { id: &run.id };
     let Some(img) = &run.image else {
         return Ok(String::new());
     };
     let (reference, _) = image_ref(run, img)?;
-    let (workdir, inner) = container_dirs(run);
-    let (mount_src, _) = host_dirs(run)?;
-    let mut s = gpu_flags_section(run)?;
-    s.push_str(&format!("workdir={}\n", q.str("workdir", &workdir)?));
+    let (workdir, _) = super::plan::container_dirs(run);
+    let mut s = format!("workdir={}\n", q.str("workdir", &workdir)?);
     s.push_str(
         r#"mount_flags=()
 for ((i = 0; i < ${#extra_mounts[@]}; i += 2)); do
-  mount_flags+=(-v "${extra_mounts[i]}:$workdir/${extra_mounts[i + 1]}:ro")
+  mount_flags+=("--volume=${extra_mounts[i]}:$workdir/${extra_mounts[i + 1]}:ro")
 done
 "#,
     );
-    let mut words = vec![
-        "\"$engine\"".to_string(),
-        "run --rm -i".to_string(),
-        format!("-v {mount_src}:\"$workdir\""),
-        format!("-w {}", q.str("working directory", &inner)?),
-    ];
+    // The plan passes variables by name (`--env NAME`), as `repro run` does.
     for w in env_words(run, "")? {
-        words.push(format!("-e {w}"));
+        s.push_str(&format!("export {w}\n"));
     }
-    words.push("\"${mount_flags[@]}\"".into());
-    words.push("\"${gpu_flags[@]}\"".into());
-    for (i, a) in run.exec.engine_args.iter().enumerate() {
-        words.push(q.str(&format!("engine argument {}", i + 1), a)?);
-    }
-    words.push("\"$image\"".into());
+    let (mount_src, _) = host_dirs(run)?;
+    s.push_str(&plan_arrays(run, opts, &mount_src, false)?);
+    let mut words = vec!["\"$engine\"".to_string(), "\"${run_args[@]}\"".to_string()];
     argv_words(run, &mut words)?;
     s.push_str(&q.command_step(run, &format!("in {reference}"), "run", &words));
     Ok(s)

@@ -6,6 +6,7 @@
 
 pub mod bash;
 pub mod k8s;
+pub mod plan;
 pub mod quote;
 pub mod slurm;
 
@@ -15,8 +16,7 @@ use base64::Engine as _;
 
 use crate::record::{Code, DatasetKind, ExecMode, Image, Run};
 
-/// The container working directory used when the record does not name one.
-pub const DEFAULT_WORKDIR: &str = "/workspace";
+pub use plan::{container_dirs, DEFAULT_WORKDIR};
 
 /// Why a run cannot be rendered for a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -537,21 +537,6 @@ pub(crate) fn datasets_section(run: &Run) -> Result<String, RenderError> {
         }
     }
     Ok(s)
-}
-
-/// The working directory inside the container: the recorded workdir plus the relative cwd.
-pub(crate) fn container_dirs(run: &Run) -> (String, String) {
-    let workdir = run
-        .exec
-        .workdir
-        .clone()
-        .unwrap_or_else(|| DEFAULT_WORKDIR.to_string());
-    let inner = if run.code.is_none() || run.cwd.is_empty() || run.cwd == "." {
-        workdir.clone()
-    } else {
-        format!("{}/{}", workdir.trim_end_matches('/'), run.cwd)
-    };
-    (workdir, inner)
 }
 
 /// The bash expression for the host directory mounted at the workdir (the checkout, or the

@@ -13,10 +13,25 @@ use super::{
 
 /// Options of the Slurm target (none yet; kept so the signature can grow without breaking).
 #[derive(Debug, Clone, Default)]
-pub struct SlurmOptions {}
+pub struct SlurmOptions {
+    /// Apptainer (default) or podman, which runs the engine plan of `repro run`.
+    pub runtime: Runtime,
+    /// Engine and registry options for the podman runtime.
+    pub engine: super::bash::BashOptions,
+}
+
+/// The container runtime a Slurm script uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// `apptainer exec docker://…` (HPC sites rarely have a container daemon)
+    #[default]
+    Apptainer,
+    /// podman, with exactly the pull and run argv of `repro run` / the bash script
+    Podman,
+}
 
 /// Renders the `sbatch` script of `run`.
-pub fn render(run: &Run, _opts: &SlurmOptions) -> Result<String, RenderError> {
+pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
     let q = Quoter { id: &run.id };
     let container = run.exec.mode == ExecMode::Container && run.image.is_some();
     let name = job_name(run);
@@ -37,7 +52,16 @@ pub fn render(run: &Run, _opts: &SlurmOptions) -> Result<String, RenderError> {
     ));
     let mut vars = String::new();
     let mut tools = Vec::new();
-    if container {
+    let podman = opts.runtime == Runtime::Podman;
+    let engine_opts = super::bash::BashOptions {
+        engine: Some(super::Engine::Podman),
+        ..opts.engine.clone()
+    };
+    if container && podman {
+        s.push_str(&super::bash::engine_header(run, &engine_opts)?);
+        vars.push_str(&super::bash::engine_vars(run, &engine_opts)?);
+        tools.push("\"$engine\"".to_string());
+    } else if container {
         s.push_str(
             "# Environment: REPRO_APPTAINER overrides the apptainer command (e.g. singularity).\n",
         );
@@ -46,10 +70,15 @@ pub fn render(run: &Run, _opts: &SlurmOptions) -> Result<String, RenderError> {
     }
     tools.extend(shared_tools(run));
     s.push_str(&prelude("sbatch rerun.sbatch", &vars, &tools));
+    if container && podman {
+        s.push_str(&super::bash::image_section(run, &engine_opts)?);
+    }
     s.push_str(&checkout_section(run)?);
     s.push_str(&datasets_section(run)?);
     s.push_str("\n# --- run ---\n");
-    if container {
+    if container && podman {
+        s.push_str(&super::bash::container_command(run, &engine_opts)?);
+    } else if container {
         s.push_str(&apptainer_command(run, &q)?);
     } else {
         s.push_str(&host_command(run)?);

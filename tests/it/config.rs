@@ -1,6 +1,7 @@
 //! Configuration: precedence of the layers, errors naming file/key/line, `config show` provenance,
 //! and the repository file treated as untrusted.
 
+use crate::support::assert_ok;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -29,11 +30,7 @@ fn show(env: &TestEnv, cwd: &Path, vars: &[(&str, &str)], args: &[&str]) -> Valu
         .args(["config", "show", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "config show failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -357,7 +354,7 @@ fn configured_env_is_recorded_and_flags_add_to_it() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    assert_ok(&out);
     assert!(err.contains("NOT_SET_ANYWHERE is not set"), "{err}");
     let run = env.show_json(&env.last_id());
     assert_eq!(run["env"], serde_json::json!({"SEED": "7", "RANK": "0"}));
@@ -402,11 +399,7 @@ fn policy_from_the_environment_and_flags_that_win() {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(
         env.show_json(&env.last_id())["image"]["resolved_by"],
         "unpinned"

@@ -1,6 +1,7 @@
 //! Output conventions: colour (`--color`, `NO_COLOR`, TTY), closed pipes, `-q`/`-v`, `--utc`,
 //! completion scripts and the man page.
 
+use crate::support::assert_ok;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
@@ -88,11 +89,7 @@ fn on_tty(env: &TestEnv, vars: &[(&str, &str)], args: &str) -> Option<String> {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -231,11 +228,7 @@ fn syntax_ok(shell: &str, script: &str, dir: &Path) {
     let f = dir.join(format!("repro.{shell}"));
     std::fs::write(&f, script).unwrap();
     let out = StdCommand::new(shell).arg("-n").arg(&f).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{shell} -n rejects the completion script: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]
@@ -292,11 +285,7 @@ fn bash_completes_run_ids_from_the_database() {
             .env("HOME", env.home())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.is_empty())

@@ -1,5 +1,6 @@
 //! Faults: lost wrappers, concurrent writers and readers, broken databases, old schemas.
 
+use crate::support::assert_ok;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -346,11 +347,7 @@ fn a_full_disk_never_masks_the_childs_exit_code() {
         .args(["ls", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["runs"].as_array().unwrap().len(), 1);
     assert_eq!(v["runs"][0]["status"], "lost");

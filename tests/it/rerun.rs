@@ -1,5 +1,6 @@
 //! `repro rerun`: same pins now, recorded as a new run linked to the original, outputs compared.
 
+use crate::support::assert_ok;
 use crate::support::engine::Podman;
 use crate::support::registry::Registry;
 use crate::support::{git, TestEnv};
@@ -58,9 +59,39 @@ fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
     assert_eq!(new["code"]["patch_sha256"], orig["code"]["patch_sha256"]);
     assert_eq!(new["outputs"][0]["sha256"], orig["outputs"][0]["sha256"]);
     assert_eq!(new["datasets"], orig["datasets"]);
+    // The new run records the original code state, not the temporary checkout.
+    assert_eq!(new["code"], orig["code"]);
     assert_eq!(
         std::fs::read_to_string(checkout.join("model.txt")).unwrap(),
         "uncommitted change\ndata v1\n"
+    );
+
+    // A temporary checkout is removed after the run unless --keep, which says where it is.
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let rerun_in_tmp = |extra: &[&str]| {
+        let out = env
+            .repro()
+            .current_dir(env.root())
+            .env("TMPDIR", &tmp)
+            .args(["rerun", &orig_id])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = rerun_in_tmp(&[]);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{err}");
+    let err = rerun_in_tmp(&["--keep"]);
+    let kept: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "kept the checkout in {}",
+            kept[0].path().display()
+        )),
+        "{err}"
     );
 
     // Changed data is refused before anything runs.
@@ -68,7 +99,7 @@ fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
     let (code, _, err) = env.run_in(env.root(), &["rerun", &orig_id, "--check"]);
     assert_eq!(code, 1);
     assert!(err.contains("has changed"), "{err}");
-    assert_eq!(env.runs().len(), 2);
+    assert_eq!(env.runs().len(), 4);
 }
 
 #[test]
@@ -133,11 +164,7 @@ fn container_run_reruns_in_exactly_the_recorded_digest() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let id = env.last_id();
     // The tag moves; the re-run must not follow it.
     registry.push_busybox("team/trainer", "5.0");
@@ -156,4 +183,113 @@ fn container_run_reruns_in_exactly_the_recorded_digest() {
     assert_eq!(new["rerun_of"], id.as_str());
     assert_eq!(new["image"]["digest"], digest.as_str());
     assert_eq!(new["exec"]["mode"], "container");
+}
+
+/// The words of each `+ ENGINE …` line of a dry run, parsed by bash itself.
+fn engine_lines(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("+ podman ") || l.starts_with("+ docker "))
+        .map(|l| {
+            let out = std::process::Command::new("bash")
+                .args([
+                    "-c",
+                    &format!(
+                        "eval \"set -- {}\"; printf '%s\\0' \"$@\"",
+                        &l[2..]
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('$', "\\$")
+                            .replace('`', "\\`")
+                    ),
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "bash could not parse {l}");
+            String::from_utf8_lossy(&out.stdout)
+                .split('\0')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("parity");
+    let head = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let variants = [
+        serde_json::json!({"engine_args": [], "gpus": null, "env": {}, "workdir": "/workspace", "cwd": "."}),
+        serde_json::json!({"engine_args": ["--cap-add", "A", "--cap-add", "B", "--shm-size=1g"], "gpus": "all", "env": {"SEED": "42 `id`"}, "workdir": "/w space", "cwd": "sub dir"}),
+        serde_json::json!({"engine_args": ["--volume=/data:/data:ro"], "gpus": "device=0,1", "env": {"A": "1", "B_2": "$(x)"}, "workdir": "/workspace", "cwd": "exp"}),
+    ];
+    let file = env.root().join("runs.jsonl");
+    let mut lines = String::new();
+    let mut ids = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        let id = format!("01jd3kq8x9v5n2m4p6r8t0w2y{i}");
+        let run = serde_json::json!({
+            "schema_version": 1, "id": id, "name": null, "status": "succeeded", "exit_code": 0,
+            "signal": null, "started_at": "2026-11-26T14:00:00Z", "ended_at": "2026-11-26T14:01:00Z",
+            "duration_ms": 60000, "command": ["python", "train.py", "it's", "a b", "--lr=0.1"],
+            "cwd": v["cwd"],
+            "exec": {"mode": "container", "engine": "podman", "workdir": v["workdir"],
+                     "engine_args": v["engine_args"], "gpus": v["gpus"]},
+            "image": {"reference": "registry.example.com:5000/team/trainer:1.0", "digest": digest,
+                      "index_digest": null, "platform": null, "resolved_by": "registry", "labels": {}},
+            "code": {"repo_root": repo.to_str().unwrap(), "remote": null, "commit": head,
+                     "branch": "main", "dirty": false, "untracked": [], "patch_sha256": null},
+            "datasets": [], "outputs": [], "params": {}, "tags": [], "notes": [], "env": v["env"],
+            "host": "h", "user": "u", "platform": "linux/amd64", "pid": null, "boot_id": null,
+            "pid_start": null, "rerun_of": null
+        });
+        lines.push_str(&run.to_string());
+        lines.push('\n');
+        ids.push(id);
+    }
+    std::fs::write(&file, lines).unwrap();
+    let (code, _, err) = env.run_in(env.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for (id, insecure) in ids.iter().zip([false, true, false]) {
+        let dir = env.root().join(format!("co-{id}"));
+        let mut rerun = vec![
+            "rerun",
+            id.as_str(),
+            "--dry-run",
+            "--checkout",
+            dir.to_str().unwrap(),
+        ];
+        let mut script = vec!["script", id.as_str()];
+        if insecure {
+            rerun.extend(["--insecure-registry", "registry.example.com:5000"]);
+            script.extend(["--insecure-registry", "registry.example.com:5000"]);
+        }
+        let (code, native, err) = env.run_in(env.root(), &rerun);
+        assert_eq!(code, 0, "{err}");
+        let (code, text, err) = env.run_in(env.root(), &script);
+        assert_eq!(code, 0, "{err}");
+        let path = env.root().join(format!("{id}.sh"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .arg("--dry-run")
+            .arg(&dir)
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env_remove("REPRO_ENGINE")
+            .output()
+            .unwrap();
+        let from_script = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_ok(&out);
+        let a = engine_lines(&native);
+        let b = engine_lines(&from_script);
+        assert_eq!(a.len(), 2, "pull and run expected: {native}");
+        assert_eq!(
+            a, b,
+            "repro rerun --dry-run:\n{native}\nbash --dry-run:\n{from_script}"
+        );
+        assert_eq!(a[0].contains(&"--tls-verify=false".to_string()), insecure);
+    }
 }

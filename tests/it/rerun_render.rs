@@ -1,6 +1,7 @@
 //! Re-run targets rendered from `Run` values and executed: the argv must arrive byte for byte,
 //! recorded values must never execute, scripts must pass shellcheck, Jobs must validate.
 
+use crate::support::assert_ok;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -327,10 +328,14 @@ fn conformance_strings_survive_every_shell_target() {
     shellcheck(&bash::render(&run, &bash::BashOptions::default()).unwrap());
     shellcheck(&slurm::render(&run, &slurm::SlurmOptions::default()).unwrap());
     let ex = check_bash(&run);
+    // Variables go to the engine by name (`--env K`), as `repro run` passes them.
     for (k, v) in &run.env {
-        let flag = format!("{k}={v}").into_bytes();
         assert!(
-            ex.argv.contains(&flag),
+            ex.argv.contains(&k.as_bytes().to_vec()),
+            "--env {k} missing"
+        );
+        assert!(
+            ex.env.contains(&format!("{k}={v}").into_bytes()),
             "env value {k} did not arrive intact"
         );
     }
@@ -509,11 +514,7 @@ fn dry_run_prints_quoted_commands_and_runs_nothing() {
         .env("STUB_OUT", work.path().join("argv"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("+ podman pull"), "{stdout}");
     assert!(stdout.contains("a\\ b\\'c"), "{stdout}");
@@ -569,7 +570,7 @@ fn recorded_values_never_execute() {
         // With the dataset gone, the env value and argv arrive intact.
         run.datasets.clear();
         let ex = check_bash(&run);
-        assert!(ex.argv.contains(&format!("E={p}").into_bytes()));
+        assert!(ex.env.contains(&format!("E={p}").into_bytes()));
         assert!(!ex.work.path().join("pwned").exists());
     }
 }
@@ -600,4 +601,43 @@ fn k8s_job_validates_against_the_schema() {
     run.command.push(Arg(vec![0xff]));
     let err = k8s::render(&run, &crate::k8s::pinned_options()).unwrap_err();
     assert!(err.to_string().contains("argument 2"), "{err}");
+}
+
+#[test]
+fn slurm_with_the_podman_runtime_runs_the_engine_plan() {
+    let mut run = base_run(vec![
+        Arg::from("python"),
+        Arg::from("a b"),
+        Arg::from("it's"),
+    ]);
+    run.env.insert("SEED".into(), "7 $(x)".into());
+    run.exec.engine_args = vec![
+        "--cap-add".into(),
+        "A".into(),
+        "--cap-add".into(),
+        "B".into(),
+    ];
+    let opts = slurm::SlurmOptions {
+        runtime: slurm::Runtime::Podman,
+        ..Default::default()
+    };
+    let script = slurm::render(&run, &opts).unwrap();
+    assert!(
+        script.starts_with("#!/usr/bin/env bash\n#SBATCH"),
+        "{script}"
+    );
+    assert!(!script.contains("apptainer exec"), "{script}");
+    shellcheck(&script);
+    let ex = execute(&script, &[]);
+    assert_eq!(ex.status, 0, "script failed: {}", ex.stderr);
+    let pinned = format!("{REPO}@{DIGEST}");
+    assert_eq!(after(&ex.argv, pinned.as_bytes()), bytes_of(&run.command));
+    let flags: Vec<&[u8]> = ex.argv.iter().map(Vec::as_slice).collect();
+    assert!(
+        flags
+            .windows(4)
+            .any(|w| w == [&b"--cap-add"[..], b"A", b"--cap-add", b"B"]),
+        "engine flag repeats must survive"
+    );
+    assert!(ex.env.contains(&b"SEED=7 $(x)".to_vec()));
 }

@@ -1,5 +1,6 @@
 //! `repro run` on the host: git states, exit codes, signals, stdio, bad input.
 
+use crate::support::assert_ok;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,7 @@ fn require_clean_refuses_a_dirty_tree_and_records_nothing() {
     let env = TestEnv::new();
     let repo = env.git_repo("rc");
     std::fs::write(repo.join("README"), "changed\n").unwrap();
+    std::fs::write(repo.join("new.txt"), "untracked\n").unwrap();
     let marker = env.root().join("ran");
     let (code, _, err) = env.run_in(
         &repo,
@@ -275,6 +277,7 @@ fn require_clean_refuses_a_dirty_tree_and_records_nothing() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("dirty"), "{err}");
+    assert!(err.contains("1 modified, 1 untracked"), "{err}");
     assert!(err.contains("hint:"), "{err}");
     assert!(!marker.exists(), "the command ran although it was refused");
     assert!(env.runs().is_empty());
@@ -350,11 +353,7 @@ fn closed_pipe_is_not_a_panic() {
         .env("REPRO_DB", env.db())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
@@ -503,4 +502,71 @@ fn an_unmerged_index_is_pointed_out() {
     let (code, _, err) = env.run_in(&repo, &["run", "--", "true"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("unmerged paths"), "{err}");
+}
+
+#[test]
+fn a_mistyped_engine_is_a_usage_error() {
+    let env = TestEnv::new();
+    for args in [
+        &[
+            "run",
+            "--engine",
+            "dockr",
+            "--image",
+            "busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "--",
+            "true",
+        ][..],
+        &["rerun", "01abc", "--engine", "dockr"][..],
+        &["script", "01abc", "--engine", "dockr"][..],
+    ] {
+        let (code, _, err) = env.run_in(env.root(), args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("dockr"), "{err}");
+    }
+    assert!(env.runs().is_empty());
+}
+
+#[test]
+fn with_a_separator_everything_before_it_is_repros() {
+    let env = TestEnv::new();
+    let marker = env.root().join("ran");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["run", "--hots", "--", "touch", marker.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--hots"), "{err}");
+    assert!(!marker.exists());
+    assert!(env.runs().is_empty());
+    // Without `--` the command starts at the first word that is not an option of repro.
+    let (code, _, err) = env.run_in(env.root(), &["run", "true", "--hots"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn verify_says_where_it_looked() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("v");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--output",
+            "o.txt",
+            "--",
+            "sh",
+            "-c",
+            "echo x > o.txt",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = env.run_in(&repo, &["verify", &env.last_id()]);
+    assert_eq!(code, 0, "{err}");
+    let root = repo.canonicalize().unwrap();
+    assert!(
+        out.contains(&format!("resolved against {}", root.display()))
+            || out.contains(&format!("resolved against {}/", root.display())),
+        "{out}"
+    );
 }

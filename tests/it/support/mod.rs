@@ -181,3 +181,15 @@ fn is_executable(path: &std::path::Path) -> bool {
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
+
+/// Asserts that a command succeeded, showing its exit status, stderr and stdout when it did not.
+#[track_caller]
+pub fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstderr: {}\nstdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -1,0 +1,462 @@
+//! `rerun`: execute a recorded run again, now, with the same pins — recorded as a new run linked
+//! to the original — and compare every output hash with the original's.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::Digest as _;
+
+use crate::error::{CliError, CliResult};
+use crate::exec::Engine;
+use crate::ops::run::{execute, pick_engine, registry_flags, Execution, Finished, REDACTED};
+use crate::ops::verify::{verify_dataset, VerifyStatus};
+use crate::ops::Events;
+use crate::record::{DatasetKind, ExecMode, Output, Run};
+use crate::rerun::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
+use crate::store::Store;
+
+/// What to re-run and how.
+#[derive(Debug, Clone, Default)]
+pub struct RerunRequest {
+    /// The original run's id (resolved).
+    pub id: String,
+    /// Engine override (default: the recorded one).
+    pub engine: Option<Engine>,
+    /// Run on the host instead of in the pinned container.
+    pub host: bool,
+    /// Check out into this directory (empty or missing) instead of a temporary one.
+    pub checkout: Option<PathBuf>,
+    /// Keep the temporary checkout.
+    pub keep: bool,
+    /// Registry options for the engine's pull.
+    pub registry: crate::capture::image::registry::RegistryOptions,
+    /// Print the engine commands instead of running anything.
+    pub dry_run: bool,
+}
+
+/// One output compared with the original's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputCheck {
+    pub path: String,
+    /// `match`, `missing in both`, `MISSING now`, `MISMATCH`.
+    pub verdict: &'static str,
+}
+
+/// What a re-run produced.
+#[derive(Debug)]
+pub enum RerunResult {
+    /// The run was executed.
+    Ran {
+        finished: Finished,
+        outputs: Vec<OutputCheck>,
+    },
+    /// `dry_run`: the engine argv lists (pull, run), or the host argv.
+    DryRun(Vec<Vec<OsString>>),
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Checks out the recorded commit (remote first, then the recorded repository, as the bash
+/// script does, with `protocol.ext.allow=never`) and applies the recorded patch after checking
+/// its SHA-256.
+fn checkout(ev: &dyn Events, orig: &Run, dir: &Path) -> CliResult<()> {
+    let c = orig.code.as_ref().expect("caller checks");
+    let commit = c.commit.as_deref().ok_or_else(|| {
+        CliError::user(format!(
+            "run {} was recorded in a repository with no commit",
+            orig.id
+        ))
+        .hint("commit the code before recording runs you want to re-run")
+    })?;
+    let mut sources: Vec<String> = Vec::new();
+    if let Some(r) = &c.remote {
+        sources.push(r.clone());
+    }
+    if Path::new(&c.repo_root).exists() {
+        sources.push(c.repo_root.clone());
+    }
+    let mut errors = Vec::new();
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::user(format!("cannot create {}: {e}", dir.display())))?;
+    let mut done = false;
+    for src in &sources {
+        let target = dir.to_string_lossy().into_owned();
+        let attempt = git(
+            parent,
+            &[
+                "-c",
+                "protocol.ext.allow=never",
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--",
+                src,
+                &target,
+            ],
+        )
+        .and_then(|_| {
+            git(
+                dir,
+                &[
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "--quiet",
+                    "--detach",
+                    commit,
+                ],
+            )
+        });
+        match attempt {
+            Ok(()) => {
+                ev.status(&format!(
+                    "checked out {commit} from {src} into {}",
+                    dir.display()
+                ));
+                done = true;
+                break;
+            }
+            Err(e) => {
+                errors.push(format!("{src}: {e}"));
+                let _ = std::fs::remove_dir_all(dir.join(".git"));
+            }
+        }
+    }
+    if !done {
+        return Err(CliError::user(format!(
+            "cannot check out commit {commit} of run {}",
+            orig.id
+        ))
+        .hint(if sources.is_empty() {
+            "the recorded repository path is gone and no remote was recorded".to_string()
+        } else {
+            errors.join("; ")
+        }));
+    }
+    if let Some(patch) = &c.patch {
+        let sum = hex::encode(sha2::Sha256::digest(patch.as_bytes()));
+        if c.patch_sha256.as_deref() != Some(sum.as_str()) {
+            return Err(CliError::user(format!(
+                "the recorded patch of run {} does not match its recorded SHA-256 {}",
+                orig.id,
+                c.patch_sha256.as_deref().unwrap_or("(none)")
+            ))
+            .hint("the record was altered; re-run from a clean commit or record a new run"));
+        }
+        let patch_file = dir.join(".git/repro-recorded.patch");
+        std::fs::write(&patch_file, patch.as_bytes())
+            .map_err(|e| CliError::user(format!("cannot write the patch: {e}")))?;
+        git(dir, &["apply", "--binary", ".git/repro-recorded.patch"]).map_err(|e| {
+            CliError::user(format!(
+                "the recorded patch of run {} does not apply: {e}",
+                orig.id
+            ))
+        })?;
+        ev.status("applied the recorded patch of uncommitted changes");
+    }
+    Ok(())
+}
+
+/// A temporary checkout removed on drop unless kept.
+struct TempCheckout {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempCheckout {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `repro rerun`.
+pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResult<RerunResult> {
+    let orig = store.get_run(&req.id)?;
+    let mode = if req.host || orig.image.is_none() {
+        ExecMode::Host
+    } else {
+        orig.exec.mode
+    };
+    let engine = match mode {
+        ExecMode::Container => {
+            let wanted = req
+                .engine
+                .or(orig.exec.engine.as_deref().and_then(Engine::parse));
+            Some(if req.dry_run {
+                wanted.unwrap_or(Engine::Podman)
+            } else {
+                pick_engine(wanted)?
+            })
+        }
+        ExecMode::Host => None,
+    };
+    if mode == ExecMode::Container {
+        if let Some(img) = &orig.image {
+            if img.digest.is_none() {
+                return Err(CliError::user(format!(
+                    "run {} has no image digest (recorded unpinned); it cannot be re-run pinned",
+                    orig.id
+                ))
+                .hint("re-run it on the host with --host, or run it anew with a pinned image"));
+            }
+        }
+    }
+
+    // Named variables: the current value, else the recorded one; a redacted one must be set now.
+    let mut env = Vec::new();
+    for (k, v) in &orig.env {
+        match std::env::var(k) {
+            Ok(now) => env.push((k.clone(), now)),
+            Err(_) if v == REDACTED && !req.dry_run => {
+                return Err(
+                    CliError::user(format!("{k} was recorded redacted and is not set now"))
+                        .hint(format!("export {k}=… and run `repro rerun` again")),
+                )
+            }
+            Err(_) => env.push((k.clone(), v.clone())),
+        }
+    }
+
+    let mut exec = orig.exec.clone();
+    exec.mode = mode;
+    exec.engine = engine.map(|e| e.as_str().to_string());
+    if mode == ExecMode::Host {
+        exec.workdir = None;
+    }
+    let registry = orig
+        .image
+        .as_ref()
+        .map(|i| registry_flags(i, &req.registry))
+        .unwrap_or_default();
+
+    if req.dry_run {
+        return Ok(RerunResult::DryRun(dry_run(
+            &orig, exec, engine, req, registry,
+        )));
+    }
+
+    // Code: the recorded commit and patch in a fresh checkout.
+    let mut temp = None;
+    let (cwd, checkout_root) = match &orig.code {
+        None => (PathBuf::from(&orig.cwd), None),
+        Some(_) => {
+            let dir = match &req.checkout {
+                Some(d) => {
+                    if d.exists()
+                        && std::fs::read_dir(d)
+                            .map(|mut r| r.next().is_some())
+                            .unwrap_or(true)
+                    {
+                        return Err(CliError::user(format!("{} is not empty", d.display()))
+                            .hint("give --checkout an empty or missing directory"));
+                    }
+                    d.clone()
+                }
+                None => {
+                    let base = std::env::temp_dir().join(format!("repro-rerun-{}", &orig.id[..12]));
+                    let mut d = base.clone();
+                    let mut n = 1;
+                    while d.exists() {
+                        n += 1;
+                        d = PathBuf::from(format!("{}-{n}", base.display()));
+                    }
+                    temp = Some(TempCheckout {
+                        dir: d.clone(),
+                        keep: req.keep,
+                    });
+                    d
+                }
+            };
+            checkout(ev, &orig, &dir)?;
+            let root = dir.canonicalize().unwrap_or(dir);
+            (root.join(&orig.cwd), Some(root))
+        }
+    };
+
+    let extra_mounts = datasets(store, &orig, mode, checkout_root.as_deref())?;
+
+    // The new run records the original code state (remote, commit, patch), not the checkout.
+    let run = Run {
+        name: orig.name.clone(),
+        image: orig.image.clone(),
+        code: orig.code.clone(),
+        datasets: orig.datasets.clone(),
+        params: orig.params.clone(),
+        tags: orig.tags.clone(),
+        env: orig.env.clone(),
+        rerun_of: Some(orig.id.clone()),
+        ..Run::start(orig.command.clone(), orig.cwd.clone(), exec)
+    };
+    let x = Execution {
+        cwd,
+        output_paths: orig.outputs.iter().map(|o| o.path.clone()).collect(),
+        extra_mounts,
+        env,
+        registry,
+        // The container mounts the checkout, not the recorded repository path.
+        mount_src: checkout_root.clone(),
+    };
+    let finished = execute(ev, store, run, &x)?;
+    if let Some(t) = &temp {
+        if t.keep {
+            ev.status(&format!("kept the checkout in {}", t.dir.display()));
+        } else {
+            ev.status(&format!(
+                "removed the checkout {} (--keep keeps it)",
+                t.dir.display()
+            ));
+        }
+    }
+    let outputs = compare_outputs(&orig.outputs, &finished.finish.outputs);
+    Ok(RerunResult::Ran { finished, outputs })
+}
+
+fn dry_run(
+    orig: &Run,
+    exec: crate::record::Exec,
+    engine: Option<Engine>,
+    req: &RerunRequest,
+    registry: crate::rerun::plan::RegistryFlags,
+) -> Vec<Vec<OsString>> {
+    let src = req
+        .checkout
+        .clone()
+        .or_else(|| orig.code.as_ref().map(|c| PathBuf::from(&c.repo_root)))
+        .unwrap_or_else(|| PathBuf::from(&orig.cwd));
+    let run = Run {
+        exec,
+        ..orig.clone()
+    };
+    match engine.and_then(|e| {
+        EnginePlan::of(
+            &run,
+            e,
+            &PlanOptions {
+                name: None,
+                tty: false,
+                registry,
+            },
+        )
+    }) {
+        Some(plan) => {
+            let b = Bindings {
+                src,
+                extra_mounts: Vec::new(),
+                cert_dir: Some(PathBuf::from("CERT_DIR")),
+            };
+            let e = OsString::from(plan.engine.as_str());
+            let mut pull = vec![e.clone()];
+            pull.extend(plan.pull_args(&b));
+            let mut r = vec![e];
+            r.extend(plan.run_args(&b));
+            vec![pull, r]
+        }
+        None => vec![run.argv_os()],
+    }
+}
+
+/// Path datasets are re-hashed where they were and must still match; returns the read-only
+/// mounts that make data outside the checkout visible in the container.
+fn datasets(
+    store: &Store,
+    orig: &Run,
+    mode: ExecMode,
+    checkout_root: Option<&Path>,
+) -> CliResult<Vec<(PathBuf, String)>> {
+    let mut extra_mounts = Vec::new();
+    for d in &orig.datasets {
+        if d.kind != DatasetKind::Path {
+            continue;
+        }
+        let Some(uri) = &d.uri else { continue };
+        // The same check as `repro verify`, against the recorded repository (or cwd).
+        let base = match &orig.code {
+            Some(c) => PathBuf::from(&c.repo_root),
+            None => PathBuf::from(&orig.cwd),
+        };
+        let item = verify_dataset(d, &base, Some(store.conn()));
+        let original = item.path.clone().unwrap_or_else(|| base.join(uri));
+        match item.status {
+            VerifyStatus::Match => {}
+            VerifyStatus::Missing => {
+                return Err(CliError::user(format!(
+                    "dataset {} is gone from {}",
+                    d.name,
+                    original.display()
+                ))
+                .hint("restore the data the run used, or record a new run"))
+            }
+            _ => {
+                return Err(CliError::user(format!(
+                    "dataset {} at {} has changed: digest {} (the run used {}){}",
+                    d.name,
+                    original.display(),
+                    item.actual.as_deref().unwrap_or("?"),
+                    d.digest.as_deref().unwrap_or("?"),
+                    item.detail.map(|x| format!(" ({x})")).unwrap_or_default()
+                ))
+                .hint("restore the data the run used, or record a new run"))
+            }
+        }
+        // Data inside the repository is usually not committed: make it visible in the checkout.
+        if let (Some(root), false) = (checkout_root, Path::new(uri).is_absolute()) {
+            let inside = root.join(uri);
+            if !inside.exists() {
+                match mode {
+                    ExecMode::Host => {
+                        if let Some(p) = inside.parent() {
+                            let _ = std::fs::create_dir_all(p);
+                        }
+                        std::os::unix::fs::symlink(&original, &inside).map_err(|e| {
+                            CliError::user(format!("cannot link dataset {}: {e}", d.name))
+                        })?;
+                    }
+                    ExecMode::Container => {
+                        let (workdir, _) = container_dirs(orig);
+                        extra_mounts.push((
+                            original.clone(),
+                            format!("{}/{uri}", workdir.trim_end_matches('/')),
+                        ));
+                    }
+                }
+            }
+        } else if Path::new(uri).is_absolute() && mode == ExecMode::Container {
+            extra_mounts.push((original.clone(), uri.clone()));
+        }
+    }
+    Ok(extra_mounts)
+}
+
+/// Compares each original output with the new one.
+pub fn compare_outputs(old: &[Output], new: &[Output]) -> Vec<OutputCheck> {
+    old.iter()
+        .map(|o| {
+            let n = new.iter().find(|n| n.path == o.path);
+            let verdict = match (n.and_then(|n| n.sha256.as_ref()), o.sha256.as_ref()) {
+                (Some(a), Some(b)) if a == b => "match",
+                (None, None) => "missing in both",
+                (None, Some(_)) => "MISSING now",
+                _ => "MISMATCH",
+            };
+            OutputCheck {
+                path: o.path.clone(),
+                verdict,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,600 @@
+//! `run`: capture provenance, write the run as `running`, pull the pinned image, run the child,
+//! finish the record. [`execute`] is shared with `rerun`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::capture::image::registry::{Platform, RegistryOptions};
+use crate::capture::image::{self, ResolveMode, ResolveOptions};
+use crate::capture::{code, dataset, host};
+use crate::error::{CliError, CliResult};
+use crate::exec::{self, Engine, Outcome, Spawn};
+use crate::ops::Events;
+use crate::record::{Arg, Exec, ExecMode, Output, ResolvedBy, Run, Status};
+use crate::rerun::plan::{registry_is_listed, registry_of, Bindings, EnginePlan, PlanOptions};
+use crate::store::{Finish, Store};
+
+pub use crate::rerun::plan::{RegistryFlags, DEFAULT_WORKDIR};
+
+/// The value recorded for a secret-looking variable (the real value still reaches the child).
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a variable name looks like it holds a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| up.contains(w))
+}
+
+/// Finds a program on PATH (or checks a path containing `/`).
+pub fn which(program: &str) -> Option<PathBuf> {
+    which::which(program).ok()
+}
+
+/// The one engine detection: the engine asked for (flag, else configuration or `REPRO_ENGINE`,
+/// which the configuration already holds), else podman, else docker, on PATH.
+pub fn pick_engine(wanted: Option<Engine>) -> CliResult<Engine> {
+    let candidates = match wanted {
+        Some(w) => vec![w],
+        None => vec![Engine::Podman, Engine::Docker],
+    };
+    if let Some(e) = candidates.into_iter().find(|c| which(c.as_str()).is_some()) {
+        return Ok(e);
+    }
+    Err(CliError::user(match wanted {
+        Some(w) => format!(
+            "the container engine '{}' is not installed (not found on PATH)",
+            w.as_str()
+        ),
+        None => "no container engine found (neither podman nor docker is on PATH)".into(),
+    })
+    .hint("install podman or docker, or run on the host with --host"))
+}
+
+/// Everything `repro run` needs, validated: built by the CLI from flags and configuration.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// `--image` as written.
+    pub image: Option<String>,
+    /// Container or host.
+    pub mode: ExecMode,
+    /// The engine, decided (container mode only).
+    pub engine: Option<Engine>,
+    /// How to pin a tag.
+    pub resolve: ResolveMode,
+    pub allow_latest: bool,
+    pub allow_unpinned: bool,
+    pub offline: bool,
+    pub platform: Option<Platform>,
+    /// Registry options for repro's client; also decide the engine's pull flags.
+    pub registry: RegistryOptions,
+    /// Dataset specs.
+    pub datasets: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub name: Option<String>,
+    /// Recorded variables (secret-looking ones redacted unless asked otherwise).
+    pub env: BTreeMap<String, String>,
+    /// `--output` paths, relative to the working directory.
+    pub outputs: Vec<String>,
+    pub require_clean: bool,
+    pub gpus: Option<String>,
+    /// Mounts (as `--volume=`) then engine flags, in order, repeats kept.
+    pub engine_args: Vec<String>,
+    /// Where the repository is mounted in the container.
+    pub workdir: String,
+    /// The working directory.
+    pub cwd: PathBuf,
+}
+
+/// How a recorded run is executed: where, what to hash afterwards, extra read-only mounts.
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// Working directory on the host.
+    pub cwd: PathBuf,
+    /// `--output` paths, relative to `cwd`.
+    pub output_paths: Vec<String>,
+    /// (host path, container path) mounted read-only in container mode; not recorded.
+    pub extra_mounts: Vec<(PathBuf, String)>,
+    /// Variables set for the child (and passed into the container by name).
+    pub env: Vec<(String, String)>,
+    /// Registry options of the engine's pull.
+    pub registry: RegistryFlags,
+    /// Host directory mounted at the workdir (default: the recorded repository, else `cwd`).
+    pub mount_src: Option<PathBuf>,
+}
+
+/// How a run ended, for the CLI.
+#[derive(Debug)]
+pub struct Finished {
+    /// The new run's id.
+    pub id: String,
+    /// repro's exit code: the child's (128+N for a signal), 1 for an engine error.
+    pub exit: i32,
+    /// What was written into the record.
+    pub finish: Finish,
+}
+
+/// `repro run`: capture, record, execute.
+pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Finished> {
+    let captured = code::capture(&req.cwd)?;
+    for w in &captured.warnings {
+        ev.warn(w);
+    }
+    if let (true, Some(c)) = (req.require_clean, &captured.code) {
+        if c.dirty {
+            return Err(dirty_error(c));
+        }
+    }
+    let image = match &req.image {
+        Some(r) => Some(resolve_image(ev, req, r)?),
+        None => None,
+    };
+    if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
+        if img.digest.is_none() {
+            return Err(CliError::user(format!(
+                "the image '{}' has no digest to run in a container",
+                img.reference
+            ))
+            .hint("pin it (name@sha256:…) or run on the host with --host"));
+        }
+    }
+    let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
+    let mut datasets = Vec::new();
+    for s in &req.datasets {
+        let spec = dataset::parse_spec(s, &req.cwd, repo_root.as_deref())?;
+        datasets.push(dataset::capture(
+            &spec,
+            &dataset::HashOptions::default(),
+            Some(store.conn()),
+            None,
+        )?);
+    }
+    let exec = Exec {
+        mode: req.mode,
+        engine: req.engine.map(|e| e.as_str().to_string()),
+        workdir: (req.mode == ExecMode::Container).then(|| req.workdir.clone()),
+        engine_args: req.engine_args.clone(),
+        gpus: req.gpus.clone(),
+    };
+    let command = req.command.iter().cloned().map(Arg::from).collect();
+    let registry = image
+        .as_ref()
+        .map(|img| registry_flags(img, &req.registry))
+        .unwrap_or_default();
+    let run = Run {
+        name: req.name.clone(),
+        image,
+        code: captured.code.clone(),
+        datasets,
+        params: req.params.clone(),
+        tags: req.tags.clone(),
+        env: req.env.clone(),
+        ..Run::start(command, captured.cwd.clone(), exec)
+    };
+    let x = Execution {
+        cwd: req.cwd.clone(),
+        output_paths: req.outputs.clone(),
+        registry,
+        ..Execution::default()
+    };
+    execute(ev, store, run, &x)
+}
+
+/// The engine's pull options for `img` from repro's registry options.
+pub fn registry_flags(img: &crate::record::Image, opts: &RegistryOptions) -> RegistryFlags {
+    RegistryFlags {
+        insecure: registry_is_listed(&opts.insecure_registries, &registry_of(img)),
+        ca_cert: opts.ca_cert.clone(),
+    }
+}
+
+/// `--require-clean` refused: say how many files are modified and how many untracked.
+fn dirty_error(c: &crate::record::Code) -> CliError {
+    let in_patch = c
+        .patch
+        .as_ref()
+        .map(|p| {
+            p.as_bytes()
+                .split(|b| *b == b'\n')
+                .filter(|l| l.starts_with(b"diff --git "))
+                .count()
+        })
+        .unwrap_or(0);
+    let untracked = c.untracked.len();
+    let modified = in_patch.saturating_sub(untracked);
+    CliError::user(format!(
+        "the working tree of {} is dirty ({modified} modified, {untracked} untracked file(s)) and --require-clean is set",
+        c.repo_root
+    ))
+    .hint("commit or stash the changes (git status shows them), or drop --require-clean")
+}
+
+fn resolve_image(
+    ev: &dyn Events,
+    req: &RunRequest,
+    reference: &str,
+) -> CliResult<crate::record::Image> {
+    let opts = ResolveOptions {
+        mode: req.resolve,
+        allow_latest: req.allow_latest,
+        allow_unpinned: req.allow_unpinned,
+        offline: req.offline,
+        platform: req.platform.clone(),
+        engine: req.engine.map(|e| e.as_str().to_string()),
+        registry: req.registry.clone(),
+    };
+    let (image, warnings) = image::resolve(reference, &opts)?;
+    for w in warnings {
+        ev.warn(&w.to_string());
+    }
+    if image.resolved_by == ResolvedBy::Unpinned {
+        ev.warn(&format!(
+            "{reference} could not be pinned to a digest; the run is recorded as UNPINNED"
+        ));
+    }
+    Ok(image)
+}
+
+/// Allocate a TTY only when stdin, stdout and stderr are all terminals: `> out 2> err` from a
+/// terminal must keep the two streams apart (a TTY merges them, with CRLF line ends).
+pub fn want_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+/// A hint for an engine's pull or start failure, from its message.
+pub fn engine_hint(message: &str) -> String {
+    let m = message.to_ascii_lowercase();
+    if m.contains("http response to https client") {
+        "the registry speaks plain HTTP: pass --insecure-registry HOST:PORT (podman then pulls with --tls-verify=false; docker: list it in \"insecure-registries\" of /etc/docker/daemon.json) — see docs/faq.md".into()
+    } else if m.contains("x509") || m.contains("certificate") || m.contains("tls") {
+        "the registry's certificate is not trusted: pass --ca-cert CA.crt (podman gets --cert-dir), or put the CA in /etc/containers/certs.d/HOST:PORT/ca.crt (docker: /etc/docker/certs.d/HOST:PORT/ca.crt) — see docs/faq.md".into()
+    } else if m.contains("unauthorized")
+        || m.contains("authentication required")
+        || m.contains("denied")
+        || m.contains("credential")
+    {
+        "the registry wants credentials: log in with `podman login HOST` / `docker login HOST`"
+            .into()
+    } else if m.contains("rlimit") || m.contains("ulimit") || m.contains("setrlimit") {
+        "the engine could not set resource limits (rootless podman in a container): pass --engine-arg=--ulimit=nofile=1024:1024 or set default_ulimits in containers.conf — see docs/faq.md".into()
+    } else {
+        "check that the engine works (`repro doctor`) and that the image can be pulled by hand"
+            .into()
+    }
+}
+
+/// Pulls the plan's image unless the engine already has it; `Err` carries the engine's message.
+fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<(), String> {
+    let engine = plan.engine.as_str();
+    let present = Command::new(engine)
+        .args(["image", "inspect", "--format", "{{.Id}}", &plan.image])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if present {
+        ev.debug(&format!("{engine} already has {}", plan.image));
+        return Ok(());
+    }
+    let args = plan.pull_args(b);
+    ev.status(&format!("pulling {}", plan.image));
+    ev.debug(&format!("exec: {engine} {}", display(&args)));
+    let out = Command::new(engine)
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {engine}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if msg.is_empty() {
+            msg = format!("{engine} pull exited with {}", out.status);
+        }
+        Err(msg)
+    }
+}
+
+fn display(args: &[OsString]) -> String {
+    crate::rerun::quote::display_argv(args.iter().map(|a| {
+        use std::os::unix::ffi::OsStrExt;
+        a.as_bytes()
+    }))
+}
+
+/// A temporary `--cert-dir` holding the CA certificate; removed on drop.
+struct CertDir(PathBuf);
+
+impl CertDir {
+    fn new(ca: &Path, id: &str) -> Result<CertDir, String> {
+        let dir = std::env::temp_dir().join(format!("repro-certs-{id}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::copy(ca, dir.join("ca.crt"))
+            .map_err(|e| format!("cannot read the CA certificate {}: {e}", ca.display()))?;
+        Ok(CertDir(dir))
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the run as `running`, pulls its image (container mode), runs it, and finishes the
+/// record. A pull or engine-start failure finishes it as `error` and starts no child.
+pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> CliResult<Finished> {
+    let cwd = x.cwd.as_path();
+    // Nothing unrecorded runs: if this fails, the command is not started.
+    store.insert_run(&run)?;
+    ev.status(&format!("run {} started", run.id));
+    let t0 = Instant::now();
+    let engine = run
+        .exec
+        .engine
+        .as_deref()
+        .and_then(Engine::parse)
+        .unwrap_or(Engine::Podman);
+    let plan = EnginePlan::of(
+        &run,
+        engine,
+        &PlanOptions {
+            name: Some(format!("repro-{}", run.id)),
+            tty: want_tty(),
+            registry: x.registry.clone(),
+        },
+    );
+    let mut engine_error = None;
+    let mut spawn = match &plan {
+        Some(plan) => {
+            let mut b = Bindings {
+                src: x.mount_src.clone().unwrap_or_else(|| {
+                    run.code
+                        .as_ref()
+                        .map(|c| PathBuf::from(&c.repo_root))
+                        .unwrap_or_else(|| cwd.to_path_buf())
+                }),
+                extra_mounts: x.extra_mounts.clone(),
+                cert_dir: None,
+            };
+            let cert = match (&x.registry.ca_cert, engine) {
+                (Some(ca), Engine::Podman) => match CertDir::new(ca, &run.id) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        engine_error = Some(e);
+                        None
+                    }
+                },
+                _ => None,
+            };
+            b.cert_dir = cert.as_ref().map(|c| c.0.clone());
+            if engine_error.is_none() {
+                engine_error = pull(ev, plan, &b).err();
+            }
+            Spawn {
+                program: engine.as_str().into(),
+                args: plan.run_args(&b),
+                cwd: cwd.to_path_buf(),
+                env: Vec::new(),
+                container: Some((engine.as_str().to_string(), format!("repro-{}", run.id))),
+            }
+        }
+        None => {
+            let mut it = run.argv_os().into_iter();
+            let program = it.next().unwrap_or_default();
+            Spawn {
+                program,
+                args: it.collect(),
+                cwd: cwd.to_path_buf(),
+                env: Vec::new(),
+                container: None,
+            }
+        }
+    };
+    spawn.env = x
+        .env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    let (outcome, forwarded) = match engine_error.take() {
+        Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
+        None => {
+            ev.debug(&format!(
+                "exec: {} {}",
+                spawn.program.to_string_lossy(),
+                display(&spawn.args)
+            ));
+            exec::run(&spawn, |_| {})
+        }
+    };
+    let elapsed = t0.elapsed();
+    let (status, exit_code, signal) = classify(&run, &outcome, forwarded);
+    let mut exit = outcome.exit_code();
+    if let Outcome::NotStarted(e) = &outcome {
+        exit = 1;
+        let what = match &plan {
+            Some(p) => format!(
+                "the {} engine failed before the command started",
+                p.engine.as_str()
+            ),
+            None => format!("cannot start {}", spawn.program.to_string_lossy()),
+        };
+        if plan.is_some() {
+            let err = CliError::user(format!("{what}: {e}")).hint(engine_hint(&e.to_string()));
+            ev.error(&err.to_string());
+        } else {
+            exit = 127;
+            ev.error(&format!("{what}: {e}"));
+        }
+    }
+    let outputs = if matches!(status, Status::Error) {
+        Vec::new()
+    } else {
+        hash_outputs(ev, &x.output_paths, cwd)
+    };
+    let fin = Finish {
+        status,
+        exit_code,
+        signal,
+        ended_at: host::rfc3339(host::now()),
+        duration_ms: elapsed.as_millis() as i64,
+        outputs,
+    };
+    match store.finish_run(&run.id, &fin) {
+        Ok(_) => ev.status(&format!(
+            "run {} {} ({}) in {}",
+            run.id,
+            status,
+            match (signal, exit_code) {
+                (Some(s), _) => exec::signal_name(s),
+                (None, Some(c)) => format!("exit {c}"),
+                (None, None) => "the command did not start".into(),
+            },
+            crate::output::human_duration(fin.duration_ms)
+        )),
+        // Never mask the child's exit code with a bookkeeping failure.
+        Err(e) => ev.warn(&format!(
+            "could not finish the record of run {}: {}",
+            run.id,
+            CliError::from(e)
+        )),
+    }
+    Ok(Finished {
+        id: run.id,
+        exit,
+        finish: fin,
+    })
+}
+
+fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
+    paths
+        .iter()
+        .map(|p| match dataset::hash_output(&cwd.join(p)) {
+            Ok(o) => Output {
+                path: p.clone(),
+                ..o
+            },
+            Err(e) => {
+                ev.warn(&format!("cannot hash output {p}: {e}"));
+                Output {
+                    path: p.clone(),
+                    sha256: None,
+                    bytes: None,
+                }
+            }
+        })
+        .collect()
+}
+
+/// The record's status, exit code and signal for how the child ended.
+pub fn classify(
+    run: &Run,
+    outcome: &Outcome,
+    forwarded: Option<i32>,
+) -> (Status, Option<i32>, Option<i32>) {
+    match outcome {
+        Outcome::Exited(0) => (Status::Succeeded, Some(0), None),
+        Outcome::Exited(c) => {
+            // An engine client reports a container killed by signal N as 128+N.
+            if run.exec.mode == ExecMode::Container && *c > 128 && *c < 128 + 65 {
+                let sig = c - 128;
+                if forwarded == Some(sig) || sig == libc::SIGKILL {
+                    return (Status::Killed, Some(*c), Some(sig));
+                }
+            }
+            (Status::Failed, Some(*c), None)
+        }
+        Outcome::Signaled(s) => (Status::Killed, None, Some(*s)),
+        // The engine could not pull or start: not the command's failure.
+        Outcome::NotStarted(_) if run.exec.mode == ExecMode::Container => {
+            (Status::Error, None, None)
+        }
+        Outcome::NotStarted(_) => (Status::Failed, Some(127), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rerun::sample_run;
+
+    #[test]
+    fn exit_classification() {
+        let mut run = sample_run();
+        let c = |run: &Run, o: Outcome, f| classify(run, &o, f);
+        assert_eq!(
+            c(&run, Outcome::Exited(0), None),
+            (Status::Succeeded, Some(0), None)
+        );
+        assert_eq!(
+            c(&run, Outcome::Exited(3), None),
+            (Status::Failed, Some(3), None)
+        );
+        // 130 from the engine client: killed only when repro forwarded SIGINT.
+        assert_eq!(
+            c(&run, Outcome::Exited(130), Some(2)),
+            (Status::Killed, Some(130), Some(2))
+        );
+        assert_eq!(
+            c(&run, Outcome::Exited(130), None),
+            (Status::Failed, Some(130), None)
+        );
+        assert_eq!(
+            c(&run, Outcome::Exited(137), None),
+            (Status::Killed, Some(137), Some(9))
+        );
+        assert_eq!(
+            c(&run, Outcome::Signaled(15), None),
+            (Status::Killed, None, Some(15))
+        );
+        let not_started = || Outcome::NotStarted(std::io::Error::other("x"));
+        assert_eq!(c(&run, not_started(), None), (Status::Error, None, None));
+        run.exec.mode = ExecMode::Host;
+        assert_eq!(
+            c(&run, Outcome::Exited(137), None),
+            (Status::Failed, Some(137), None)
+        );
+        assert_eq!(
+            c(&run, not_started(), None),
+            (Status::Failed, Some(127), None)
+        );
+    }
+
+    #[test]
+    fn hints_name_the_cause() {
+        assert!(engine_hint(
+            "Get \"https://127.0.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client"
+        )
+        .contains("--insecure-registry"));
+        assert!(engine_hint("x509: certificate signed by unknown authority").contains("--ca-cert"));
+        assert!(engine_hint("unauthorized: authentication required").contains("login"));
+        assert!(
+            engine_hint("crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted")
+                .contains("ulimit")
+        );
+    }
+
+    #[test]
+    fn dirty_message_counts_modified_and_untracked() {
+        let mut c = sample_run().code.unwrap();
+        c.patch = Some(Arg::from(
+            "diff --git a/x b/x\n+1\ndiff --git a/y b/y\n+2\ndiff --git a/n b/n\nnew file\n",
+        ));
+        c.untracked = vec!["n".into()];
+        let msg = dirty_error(&c).to_string();
+        assert!(msg.contains("2 modified, 1 untracked"), "{msg}");
+    }
+}

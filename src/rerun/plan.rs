@@ -1,0 +1,331 @@
+//! The engine plan: the exact engine argv — pull and run, with flags, mounts, env names, workdir
+//! and registry options — computed once from a record. `repro run`, `repro rerun`, the bash
+//! script and the Slurm script (podman runtime) all render this one plan, so they cannot disagree.
+//!
+//! A few words are only known where the plan is executed (the host directory of the checkout,
+//! dataset mounts found at run time, a temporary certificate directory); they are [`Word`]
+//! placeholders that the native runner fills with paths and the scripts with shell variables.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::exec::Engine;
+use crate::record::{ExecMode, Image, Run};
+
+/// The container working directory used when the record does not name one.
+pub const DEFAULT_WORKDIR: &str = crate::config::DEFAULT_WORKDIR;
+
+/// One engine argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Word {
+    /// A literal argument.
+    Lit(String),
+    /// `PREFIX<host dir mounted at the workdir>SUFFIX`.
+    Src { prefix: String, suffix: String },
+    /// Zero or more `--volume=HOST:DST:ro` flags for datasets found outside the checkout.
+    ExtraMounts,
+    /// `--cert-dir=<a directory holding the CA certificate>` (podman, `--ca-cert`).
+    CertDir,
+}
+
+/// How the engine reaches the registry for the pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryFlags {
+    /// Plain HTTP / no TLS verification for this image's registry (`--insecure-registry`).
+    pub insecure: bool,
+    /// A CA certificate file to trust for this pull (`--ca-cert`).
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Inputs that are not in the record.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Container name (`--name=`); `None` lets the engine choose.
+    pub name: Option<String>,
+    /// Allocate a TTY (`-t`): only when stdin and stdout are both terminals.
+    pub tty: bool,
+    /// Registry options for the pull.
+    pub registry: RegistryFlags,
+}
+
+/// The engine invocations of one container run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnginePlan {
+    /// The engine program.
+    pub engine: Engine,
+    /// `name@digest` (or the reference as written when unpinned).
+    pub image: String,
+    /// Arguments of `<engine>` for the pull (`pull [registry flags] IMAGE`).
+    pub pull: Vec<Word>,
+    /// Arguments of `<engine>` for the run (`run --rm -i … IMAGE ARGV…`), argv as raw bytes.
+    pub run: Vec<Word>,
+    /// The recorded argv, appended after `run`.
+    pub argv: Vec<Vec<u8>>,
+}
+
+/// Values for the placeholders when the plan is executed natively.
+#[derive(Debug, Clone, Default)]
+pub struct Bindings {
+    /// Host directory mounted at the workdir.
+    pub src: PathBuf,
+    /// (host path, container path) mounted read-only.
+    pub extra_mounts: Vec<(PathBuf, String)>,
+    /// Directory holding the CA certificate, when `RegistryFlags::ca_cert` is set.
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// The working directory inside the container: the recorded workdir plus the relative cwd.
+pub fn container_dirs(run: &Run) -> (String, String) {
+    let workdir = run
+        .exec
+        .workdir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_WORKDIR.to_string());
+    let inner = if run.code.is_none() || run.cwd.is_empty() || run.cwd == "." {
+        workdir.clone()
+    } else {
+        format!("{}/{}", workdir.trim_end_matches('/'), run.cwd)
+    };
+    (workdir, inner)
+}
+
+/// `name@digest` with the name normalised (`ubuntu` → `docker.io/library/ubuntu`), so that no
+/// engine applies its own short-name resolution; the reference as written when unpinned.
+pub fn engine_image_name(img: &Image) -> String {
+    let name = crate::capture::image::reference::parse_normalized(&img.reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| img.repository());
+    match &img.digest {
+        Some(d) => format!("{name}@{d}"),
+        None => img.reference.clone(),
+    }
+}
+
+/// Whether `host` (a registry `HOST[:PORT]`) is in the insecure list (`host` or `host:*`).
+pub fn registry_is_listed(list: &[String], registry: &str) -> bool {
+    let bare = registry.split(':').next().unwrap_or(registry);
+    list.iter().any(|h| h == registry || h == bare)
+}
+
+/// The registry `HOST[:PORT]` of an image reference (`docker.io` for short names).
+pub fn registry_of(img: &Image) -> String {
+    crate::capture::image::reference::parse_normalized(&img.reference)
+        .map(|r| r.domain.clone())
+        .unwrap_or_else(|_| "docker.io".into())
+}
+
+impl EnginePlan {
+    /// The plan of a container run; `None` for a host run or a run without an image.
+    pub fn of(run: &Run, engine: Engine, opts: &PlanOptions) -> Option<EnginePlan> {
+        let img = match (run.exec.mode, &run.image) {
+            (ExecMode::Container, Some(img)) => img,
+            _ => return None,
+        };
+        let image = engine_image_name(img);
+        let lit = |s: &str| Word::Lit(s.to_string());
+        let mut pull = vec![lit("pull")];
+        // docker has no per-pull TLS flags: the daemon decides (docs/faq.md).
+        if engine == Engine::Podman {
+            if opts.registry.insecure {
+                pull.push(lit("--tls-verify=false"));
+            }
+            if opts.registry.ca_cert.is_some() {
+                pull.push(Word::CertDir);
+            }
+        }
+        pull.push(lit(&image));
+
+        let (workdir, inner) = container_dirs(run);
+        let mut r = vec![lit("run"), lit("--rm"), lit("-i")];
+        if opts.tty {
+            r.push(lit("-t"));
+        }
+        if let Some(n) = &opts.name {
+            r.push(Word::Lit(format!("--name={n}")));
+        }
+        r.push(Word::Src {
+            prefix: "--volume=".into(),
+            suffix: format!(":{workdir}"),
+        });
+        r.push(Word::Lit(format!("--workdir={inner}")));
+        for k in run.env.keys() {
+            r.push(lit("--env"));
+            r.push(lit(k));
+        }
+        r.push(Word::ExtraMounts);
+        if let Some(g) = &run.exec.gpus {
+            let given = run
+                .exec
+                .engine_args
+                .iter()
+                .any(|a| a.starts_with("--gpus") || a.starts_with("--device=nvidia.com/gpu"));
+            if !given {
+                r.extend(
+                    crate::exec::gpu_flags(engine.as_str(), g)
+                        .into_iter()
+                        .map(Word::Lit),
+                );
+            }
+        }
+        r.extend(run.exec.engine_args.iter().map(|a| lit(a)));
+        r.push(Word::Lit(image.clone()));
+        Some(EnginePlan {
+            engine,
+            image,
+            pull,
+            run: r,
+            argv: run.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        })
+    }
+
+    fn bind(words: &[Word], b: &Bindings) -> Vec<OsString> {
+        let mut out = Vec::new();
+        for w in words {
+            match w {
+                Word::Lit(s) => out.push(OsString::from(s)),
+                Word::Src { prefix, suffix } => {
+                    let mut o = OsString::from(prefix);
+                    o.push(b.src.as_os_str());
+                    o.push(suffix);
+                    out.push(o);
+                }
+                Word::ExtraMounts => {
+                    for (src, dst) in &b.extra_mounts {
+                        let mut m = OsString::from("--volume=");
+                        m.push(src.as_os_str());
+                        m.push(format!(":{dst}:ro"));
+                        out.push(m);
+                    }
+                }
+                Word::CertDir => {
+                    if let Some(d) = &b.cert_dir {
+                        let mut o = OsString::from("--cert-dir=");
+                        o.push(d.as_os_str());
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The pull arguments (after the engine program) with the placeholders filled.
+    pub fn pull_args(&self, b: &Bindings) -> Vec<OsString> {
+        Self::bind(&self.pull, b)
+    }
+
+    /// The run arguments (after the engine program), argv included, placeholders filled.
+    pub fn run_args(&self, b: &Bindings) -> Vec<OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut a = Self::bind(&self.run, b);
+        a.extend(self.argv.iter().map(|v| OsString::from_vec(v.clone())));
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rerun::sample_run;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn plan_of_a_container_run() {
+        let mut run = sample_run();
+        run.exec.engine_args = os(&["--cap-add", "A", "--cap-add", "B"])
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let plan = EnginePlan::of(
+            &run,
+            Engine::Podman,
+            &PlanOptions {
+                name: Some("repro-x".into()),
+                tty: false,
+                registry: RegistryFlags {
+                    insecure: true,
+                    ca_cert: Some("/ca.crt".into()),
+                },
+            },
+        )
+        .unwrap();
+        let b = Bindings {
+            src: "/src".into(),
+            extra_mounts: vec![("/data/val".into(), "/workspace/data/val".into())],
+            cert_dir: Some("/tmp/certs".into()),
+        };
+        let image = format!(
+            "registry.example.com/team/trainer@sha256:{}",
+            "ab".repeat(32)
+        );
+        assert_eq!(
+            plan.pull_args(&b),
+            os(&[
+                "pull",
+                "--tls-verify=false",
+                "--cert-dir=/tmp/certs",
+                &image
+            ])
+        );
+        let args = plan.run_args(&b);
+        let head = os(&[
+            "run",
+            "--rm",
+            "-i",
+            "--name=repro-x",
+            "--volume=/src:/workspace",
+            "--workdir=/workspace/experiments/resnet",
+            "--env",
+            "SEED",
+            "--volume=/data/val:/workspace/data/val:ro",
+            "--device=nvidia.com/gpu=all",
+            "--cap-add",
+            "A",
+            "--cap-add",
+            "B",
+            &image,
+            "python",
+        ]);
+        assert_eq!(args[..head.len()], head[..]);
+        assert_eq!(args.len(), head.len() + run.command.len() - 1);
+    }
+
+    #[test]
+    fn docker_gets_no_tls_flags_and_tty_only_when_asked() {
+        let run = sample_run();
+        let opts = PlanOptions {
+            tty: true,
+            registry: RegistryFlags {
+                insecure: true,
+                ca_cert: Some("/ca.crt".into()),
+            },
+            ..PlanOptions::default()
+        };
+        let plan = EnginePlan::of(&run, Engine::Docker, &opts).unwrap();
+        let b = Bindings::default();
+        assert_eq!(plan.pull_args(&b).len(), 2, "docker pull IMAGE only");
+        let args = plan.run_args(&b);
+        assert_eq!(args[..4], os(&["run", "--rm", "-i", "-t"])[..]);
+        assert!(args.contains(&OsString::from("--gpus=all")));
+        let plan = EnginePlan::of(&run, Engine::Docker, &PlanOptions::default()).unwrap();
+        assert!(!plan.run_args(&b).contains(&OsString::from("-t")));
+    }
+
+    #[test]
+    fn host_runs_have_no_plan() {
+        let mut run = sample_run();
+        run.exec.mode = ExecMode::Host;
+        assert!(EnginePlan::of(&run, Engine::Podman, &PlanOptions::default()).is_none());
+    }
+
+    #[test]
+    fn insecure_list_matches_host_or_host_port() {
+        let l = vec!["reg.local".to_string(), "127.0.0.1:5000".to_string()];
+        assert!(registry_is_listed(&l, "reg.local:443"));
+        assert!(registry_is_listed(&l, "127.0.0.1:5000"));
+        assert!(!registry_is_listed(&l, "127.0.0.1:5001"));
+    }
+}
