@@ -104,6 +104,8 @@ pub enum Status {
     Killed,
     /// Still `running` in the database but its wrapper is gone (SIGKILL, crash, reboot).
     Lost,
+    /// The engine could not pull or start the image, so the job never ran.
+    Error,
 }
 
 impl Status {
@@ -115,6 +117,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Killed => "killed",
             Status::Lost => "lost",
+            Status::Error => "error",
         }
     }
 
@@ -126,17 +129,19 @@ impl Status {
             "failed" => Status::Failed,
             "killed" => Status::Killed,
             "lost" => Status::Lost,
+            "error" => Status::Error,
             _ => return None,
         })
     }
 
     /// All statuses, for help text and validation.
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Running,
         Status::Succeeded,
         Status::Failed,
         Status::Killed,
         Status::Lost,
+        Status::Error,
     ];
 }
 
@@ -392,6 +397,10 @@ pub struct Run {
     /// Start time of the wrapper process (clock ticks since boot), so a reused pid is not mistaken for it.
     #[serde(default)]
     pub pid_start: Option<i64>,
+    /// Inode of the wrapper's pid namespace (`/proc/self/ns/pid`): a wrapper in another
+    /// namespace (a container sharing the database) cannot be seen, so it is not taken for lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
     pub rerun_of: Option<String>,
 }
 

@@ -7,7 +7,6 @@ use clap::Args;
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::{json, Value};
 
-use crate::capture::host::effective_status;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output::human_duration;
@@ -216,8 +215,8 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     push(
         &mut out,
         "status",
-        json!(effective_status(a).0.as_str()),
-        json!(effective_status(b).0.as_str()),
+        json!(a.status.as_str()),
+        json!(b.status.as_str()),
     );
     push(
         &mut out,

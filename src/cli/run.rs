@@ -456,6 +456,7 @@ pub fn new_running(command: Vec<Arg>, cwd: String, exec: Exec) -> Run {
         pid: Some(std::process::id() as i64),
         boot_id: host::boot_id(),
         pid_start: host::process_start(std::process::id()),
+        pid_ns: host::pid_namespace(),
         rerun_of: None,
     }
 }

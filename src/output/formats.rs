@@ -6,7 +6,6 @@ use comfy_table::{presets, ContentArrangement, Table};
 use super::{
     code_short, command_line, human_duration, image_short, run_json, show_time, status_text,
 };
-use crate::capture::host::effective_status;
 use crate::record::Run;
 
 /// A column of `ls --columns`.
@@ -151,7 +150,7 @@ impl Column {
         match self {
             Column::Id => r.id.clone(),
             Column::Name => r.name.clone().unwrap_or_default(),
-            Column::Status => effective_status(r).0.to_string(),
+            Column::Status => r.status.to_string(),
             Column::Started => r.started_at.clone(),
             Column::Ended => r.ended_at.clone().unwrap_or_default(),
             Column::Duration => r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
@@ -215,6 +214,8 @@ pub fn status_color(status: crate::record::Status) -> comfy_table::Color {
         Status::Failed => Color::Red,
         Status::Killed | Status::Lost => Color::Magenta,
         Status::Running => Color::Yellow,
+        // Not the job's failure: the engine never started it.
+        Status::Error => Color::Cyan,
     }
 }
 
@@ -277,7 +278,7 @@ pub fn runs_table_styled(
                 .map(|c| {
                     let cell = comfy_table::Cell::new(c.table_value(r, utc));
                     if color && *c == Column::Status {
-                        cell.fg(status_color(crate::capture::host::effective_status(r).0))
+                        cell.fg(status_color(r.status))
                     } else {
                         cell
                     }

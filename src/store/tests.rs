@@ -68,6 +68,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
         pid: Some(42),
         boot_id: Some("boot".into()),
         pid_start: Some(7),
+        pid_ns: None,
         rerun_of: None,
     }
 }
