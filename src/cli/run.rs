@@ -471,7 +471,7 @@ pub fn execute(
     let cwd = plan.cwd.as_path();
     let output_paths = plan.output_paths.as_slice();
     // Nothing unrecorded runs: if this fails, the command is not started.
-    store.insert_run(&run)?;
+    store.insert_run_waiting(&run, &mut |e| ctx.warn(format!("{e}; waiting for it")))?;
     ctx.status(format!("run {} started", run.id));
     let mut spawn = build_spawn(&run, cwd, &plan.extra_mounts);
     spawn.env = plan
@@ -510,7 +510,19 @@ pub fn execute(
         duration_ms: elapsed.as_millis() as i64,
         outputs,
     };
-    match store.finish_run(&run.id, &fin) {
+    let landed = store.finish_durably(&run, &fin, FINISH_BUDGET, &mut |e| {
+        ctx.warn(format!("{e}; retrying to record the outcome"))
+    });
+    match landed {
+        Ok(crate::store::Landed::Spilled(f)) => ctx.warn(format!(
+            "the database stayed unavailable: outcome of run {} kept in {} (recorded by the next repro command)",
+            run.id,
+            f.display()
+        )),
+        Ok(crate::store::Landed::Stored(crate::store::Finished::Restored)) => ctx.warn(format!(
+            "the record of run {} had been deleted while it ran (repro gc?); recorded it again",
+            run.id
+        )),
         Ok(_) => ctx.status(format!(
             "run {} {} ({}) in {}",
             run.id,
@@ -530,6 +542,9 @@ pub fn execute(
     }
     Ok((exit, fin))
 }
+
+/// How long the outcome is retried against a locked database before it is spilled to a file.
+const FINISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How to execute a recorded run: where, what to hash afterwards, extra read-only mounts.
 #[derive(Debug, Clone, Default)]

@@ -2,6 +2,7 @@
 //! finish, and query runs.
 
 mod annotate;
+mod durable;
 mod gc;
 pub mod liveness;
 mod migrate;
@@ -22,6 +23,7 @@ use crate::record::{
     SCHEMA_VERSION,
 };
 
+pub use durable::{spill_dir, Finished, Landed, WAIT_NOTICE_AFTER};
 pub use migrate::{latest_version, normalised_schema, MIGRATIONS, SCHEMA};
 pub use query::{RunFilter, SortKey};
 pub use transfer::fuzz_import_line;
@@ -74,6 +76,34 @@ pub enum StoreError {
     BadId(String),
     #[error("a run with id {0} already exists")]
     Duplicate(String),
+    #[error("the database {path} is locked by another process ({what})")]
+    Busy {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the disk holding the database {path} is full ({what})")]
+    Full {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} is read-only ({what})")]
+    ReadOnly {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the outcome of run {id} could not be recorded, nor written aside ({spill})")]
+    NotRecorded {
+        id: String,
+        spill: std::io::Error,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("the database {path} failed: {what}")]
     Sql {
         path: PathBuf,
@@ -104,7 +134,11 @@ impl Hinted for StoreError {
             StoreError::AmbiguousRun { .. } => "type more characters of the id".into(),
             StoreError::BadId(_) => "copy the id from `repro ls`".into(),
             StoreError::Duplicate(_) => return None,
-            StoreError::Sql { .. } => "check free disk space and permissions; run `repro doctor`".into(),
+            StoreError::Busy { .. } => "another repro process (an import, a gc, a migration) holds the write lock; retry when it has finished, or find it with `fuser` on the database".into(),
+            StoreError::Full { .. } => "free disk space on that file system, or move the database with --db PATH / REPRO_DB".into(),
+            StoreError::ReadOnly { .. } => "check the permissions of the database file and its directory (repro needs to write its -wal and -shm files there)".into(),
+            StoreError::NotRecorded { source, .. } => return source.hint(),
+            StoreError::Sql { .. } => "run `repro doctor` to check the database".into(),
         })
     }
 }
@@ -118,6 +152,9 @@ pub fn default_db_path() -> PathBuf {
     }
     crate::config::default_db_path(&|k| std::env::var_os(k))
 }
+
+/// How long a statement waits for another process's write lock before failing busy.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The run store.
 pub struct Store {
@@ -175,6 +212,11 @@ impl Store {
         };
         store.configure()?;
         store.migrate()?;
+        // Outcomes spilled while the database was unavailable (see `finish_durably`). Best
+        // effort: a failure leaves them for the next process.
+        if store.pending_spills() > 0 {
+            let _ = store.replay_spills();
+        }
         Ok(store)
     }
 
@@ -196,7 +238,7 @@ impl Store {
     fn configure(&mut self) -> Result<()> {
         let path = self.path.clone();
         self.conn
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
                 source,
@@ -235,13 +277,8 @@ impl Store {
         &self.conn
     }
 
-    fn sql_err(&self, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        let what = what.to_string();
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            what: what.clone(),
-            source,
-        }
+    fn sql_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+        sql_error(&self.path, what)
     }
 
     /// Inserts a complete run record (normally with status `running`) in one transaction.
@@ -259,11 +296,7 @@ impl Store {
         if exists.is_some() {
             return Err(StoreError::Duplicate(run.id.clone()));
         }
-        insert_rows(&tx, run).map_err(|(what, source)| StoreError::Sql {
-            path: path.clone(),
-            what: what.into(),
-            source,
-        })?;
+        insert_rows(&tx, run).map_err(|(what, source)| sql_error(&path, what)(source))?;
         tx.commit().map_err(err("commit"))?;
         Ok(())
     }
@@ -464,18 +497,34 @@ impl Drop for Store {
     }
 }
 
-/// Maps a SQLite error to `StoreError::Sql`, naming the database and the step that failed.
+/// The one mapper of SQLite errors met while using the database: names the database and the
+/// step that failed, and tells a lock, a full disk and a read-only file apart from the rest so
+/// the hint names the real cause.
 pub(super) fn sql_error(path: &Path, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
     let path = path.to_path_buf();
-    move |source| StoreError::Sql {
-        path: path.clone(),
-        what: what.into(),
-        source,
+    move |source| {
+        let (path, what) = (path.clone(), what.to_string());
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy { path, what, source }
+            }
+            Some(ErrorCode::DiskFull) => StoreError::Full { path, what, source },
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path, what, source },
+            _ => StoreError::Sql { path, what, source },
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the error is another process holding the lock (worth waiting for).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Busy { .. })
     }
 }
 
 /// The outcome written by `finish_run`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finish {
     pub status: Status,
     pub exit_code: Option<i32>,
