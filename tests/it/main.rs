@@ -7,6 +7,7 @@ mod conventions;
 mod dataset;
 mod diff;
 mod doctor;
+mod durability;
 mod faults;
 mod harness;
 mod query;
