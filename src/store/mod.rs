@@ -4,6 +4,7 @@
 mod annotate;
 mod durable;
 mod gc;
+mod inspect;
 pub mod liveness;
 mod migrate;
 pub mod query;
@@ -24,6 +25,7 @@ use crate::record::{
 };
 
 pub use durable::{spill_dir, Finished, Landed, WAIT_NOTICE_AFTER};
+pub use inspect::Inspection;
 pub use migrate::{latest_version, normalised_schema, MIGRATIONS, SCHEMA};
 pub use query::{RunFilter, SortKey};
 pub use transfer::fuzz_import_line;

@@ -434,9 +434,13 @@ impl Store {
         while lines.peek().is_some() {
             let t0 = std::time::Instant::now();
             // unchecked: the store's own readers (get_run) run inside this transaction; dropping
-            // it without commit rolls the batch back.
-            let tx = self.conn.unchecked_transaction().map_err(sql("begin"))?;
-            tx.execute_batch("SELECT 1").map_err(sql("begin"))?;
+            // it without commit rolls the batch back. Immediate: a deferred transaction that
+            // read before another process wrote could not upgrade to a write (and would not wait).
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(sql("begin"))?;
             let mut n = 0;
             while n < IMPORT_BATCH && t0.elapsed() < IMPORT_BATCH_TIME {
                 let Some((i, text)) = lines.next() else { break };
@@ -547,8 +551,30 @@ const IMPORT_PAUSE: std::time::Duration = std::time::Duration::from_millis(30);
 /// panics the parser or the validation that guards the database.
 #[doc(hidden)]
 pub fn fuzz_import_line(line: &[u8]) {
-    if let Ok(run) = serde_json::from_slice::<Run>(line) {
-        let _ = validate(&run);
+    let Ok(run) = serde_json::from_slice::<Run>(line) else {
+        return;
+    };
+    if validate(&run).is_err() {
+        return;
+    }
+    // What validation promises about an accepted run (the fuzzer looks for counter-examples).
+    assert!(!(run.status == Status::Failed && run.exit_code == Some(0)));
+    assert!(run.status != Status::Succeeded || run.exit_code == Some(0));
+    assert!(run.duration_ms.is_none_or(|d| d >= 0));
+    for o in &run.outputs {
+        assert!(!o.path.starts_with('/') && !o.path.split('/').any(|c| c == ".."));
+    }
+    for name in run.env.keys() {
+        assert!(crate::config::check_env_name(name).is_ok());
+    }
+    if let Some(code) = &run.code {
+        if let Some(p) = &code.patch {
+            let got = hex::encode(Sha256::digest(&p.0));
+            assert_eq!(code.patch_sha256.as_deref(), Some(got.as_str()));
+        }
+    }
+    if let Some(img) = &run.image {
+        assert!(crate::capture::image::reference::parse_normalized(&img.reference).is_ok());
     }
 }
 

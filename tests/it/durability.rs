@@ -84,16 +84,16 @@ fn a_run_in_another_pid_namespace_is_running_not_lost_and_its_outcome_survives_g
     assert_eq!(env.show_json(&id)["status"], "running");
     let (code, out, err) = env.run_in(env.root(), &["ls", "--columns", "id,status"]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("running? (in another pid namespace)"),
-        "{out}"
-    );
+    assert!(out.contains("running? (in another pid namespace)"), "{out}");
     let (code, out, _) = env.run_in(env.root(), &["ls", "--status", "lost", "--json"]);
     assert_eq!(code, 0);
     assert!(!out.contains(&id), "{out}");
     let (code, _, err) = env.run_in(env.root(), &["gc", "--status", "lost,running", "--yes"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("kept 1 run(s) that may still be running"), "{err}");
+    assert!(
+        err.contains("kept 1 run(s) that may still be running"),
+        "{err}"
+    );
     assert_eq!(env.show_json(&id)["status"], "running");
     // Deleted on purpose while it runs: the wrapper puts the record back with its outcome.
     let (code, _, err) = env.run_in(
@@ -185,7 +185,15 @@ fn runs_started_during_a_300k_run_import_all_run_and_are_recorded() {
         .map(|i| {
             let marker = env.root().join(format!("ran-{i}"));
             spawn_repro(&env)
-                .args(["run", "--host", "--name", &format!("during-{i}"), "--", "sh", "-c"])
+                .args([
+                    "run",
+                    "--host",
+                    "--name",
+                    &format!("during-{i}"),
+                    "--",
+                    "sh",
+                    "-c",
+                ])
                 .arg(format!("touch {}; exit {i}", marker.display()))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -197,7 +205,10 @@ fn runs_started_during_a_300k_run_import_all_run_and_are_recorded() {
         let out = r.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(i as i32), "run {i}: {err}");
-        assert!(env.root().join(format!("ran-{i}")).exists(), "run {i} never ran: {err}");
+        assert!(
+            env.root().join(format!("ran-{i}")).exists(),
+            "run {i} never ran: {err}"
+        );
     }
     let still_importing = {
         let c = rusqlite::Connection::open(env.db()).unwrap();
