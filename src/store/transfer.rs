@@ -631,6 +631,26 @@ mod tests {
     }
 
     #[test]
+    fn import_fuzz_corpus_passes_and_each_forged_seed_is_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/import");
+        let mut refused = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let data = std::fs::read(&p).unwrap();
+            fuzz_import_line(&data);
+            let run: Run = serde_json::from_slice(&data).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name == "run.jsonl" {
+                assert_eq!(validate(&run), Ok(()));
+            } else {
+                assert!(validate(&run).is_err(), "{name} must be refused");
+                refused += 1;
+            }
+        }
+        assert!(refused >= 7, "{refused}");
+    }
+
+    #[test]
     fn invalid_lines_abort_with_the_line_number_and_write_nothing() {
         let mut s = Store::open_in_memory().unwrap();
         let mut a = sample_run("01jd3k0000000000000000000a");
