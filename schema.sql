@@ -1,14 +1,15 @@
--- repro database schema.
+-- repro database schema: the CURRENT full schema, as a fresh database gets it.
 --
--- Ordered, append-only migrations: each `-- migration: N` section is applied once, in order,
--- inside a transaction, and `PRAGMA user_version` is set to N afterwards. Never edit a
--- released section; add a new one at the end.
+-- A new database is created from this file alone, then `PRAGMA user_version` is set to the
+-- number of the last file in `migrations/`. Existing databases are upgraded by the files in
+-- `migrations/` (NNNN.sql, applied once each, in order, in a transaction). When you add a
+-- migration, change this file to match: the test `store::migrate::tests::migrations_reach_the_fresh_schema`
+-- compares the two (and the fixtures of every earlier version) and fails if they differ.
 
--- migration: 1
 CREATE TABLE runs (
     id                 TEXT PRIMARY KEY NOT NULL,      -- ULID, lowercase
     name               TEXT,
-    status             TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'killed', 'lost')),
+    status             TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'killed', 'lost', 'error')),
     exit_code          INTEGER,
     signal             INTEGER,
     started_at         TEXT NOT NULL,                  -- RFC 3339 UTC, millisecond precision
@@ -41,7 +42,8 @@ CREATE TABLE runs (
     pid                INTEGER,
     pid_start          INTEGER,                        -- start time of the wrapper (clock ticks since boot)
     boot_id            TEXT,
-    rerun_of           TEXT
+    rerun_of           TEXT,
+    pid_ns             INTEGER                         -- inode of the wrapper's /proc/self/ns/pid
 );
 CREATE INDEX runs_started ON runs (started_at);
 CREATE INDEX runs_status_started ON runs (status, started_at);
@@ -49,6 +51,13 @@ CREATE INDEX runs_image_digest ON runs (image_digest);
 CREATE INDEX runs_image_index_digest ON runs (image_index_digest);
 CREATE INDEX runs_code_commit ON runs (code_commit);
 CREATE INDEX runs_rerun_of ON runs (rerun_of);
+-- Indexes for `ls` filters that also give newest-first order (id) without a sort.
+CREATE INDEX runs_status_id ON runs (status, id);
+CREATE INDEX runs_host_id ON runs (host, id);
+CREATE INDEX runs_branch_id ON runs (code_branch, id);
+CREATE INDEX runs_name ON runs (name);
+CREATE INDEX runs_image_ref ON runs (image_ref, id);
+
 
 CREATE TABLE run_datasets (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -62,7 +71,8 @@ CREATE TABLE run_datasets (
     bytes   INTEGER,
     PRIMARY KEY (run_id, pos)
 );
-CREATE INDEX run_datasets_name ON run_datasets (name, version);
+CREATE INDEX run_datasets_name ON run_datasets (name, version, run_id);
+CREATE INDEX run_datasets_digest ON run_datasets (name, digest, run_id);
 
 CREATE TABLE run_outputs (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -87,14 +97,14 @@ CREATE TABLE run_params (
     value  TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX run_params_kv ON run_params (key, value);
+CREATE INDEX run_params_kv ON run_params (key, value, run_id);
 
 CREATE TABLE run_tags (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     tag    TEXT NOT NULL,
     PRIMARY KEY (run_id, tag)
 );
-CREATE INDEX run_tags_tag ON run_tags (tag);
+CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
 
 CREATE TABLE run_notes (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -103,23 +113,8 @@ CREATE TABLE run_notes (
     PRIMARY KEY (run_id, pos)
 );
 
--- Content hashes of files, keyed by what changes when a file changes (see src/capture/dataset).
-CREATE TABLE hash_cache (
-    path      TEXT PRIMARY KEY NOT NULL,               -- absolute path
-    dev       INTEGER NOT NULL,
-    ino       INTEGER NOT NULL,
-    size      INTEGER NOT NULL,
-    mtime_ns  INTEGER NOT NULL,
-    ctime_ns  INTEGER NOT NULL,
-    sha256    TEXT NOT NULL,
-    hashed_ns INTEGER NOT NULL                          -- wall clock when hashed (racy-clean check)
-);
-
--- migration: 2
--- hash_cache again, clustered on path (WITHOUT ROWID) so a dataset's rows are one ordered range
--- scan (no index probe plus table lookup per file), with the SHA-256 as 32 raw bytes. It is
--- only a cache, so the old rows are dropped rather than copied.
-DROP TABLE hash_cache;
+-- Content hashes of files, keyed by what changes when a file changes (see src/capture/dataset);
+-- clustered on path so a dataset's rows are one range scan; the SHA-256 as 32 raw bytes.
 CREATE TABLE hash_cache (
     path      TEXT PRIMARY KEY NOT NULL,               -- absolute path
     dev       INTEGER NOT NULL,
@@ -131,35 +126,15 @@ CREATE TABLE hash_cache (
     hashed_ns INTEGER NOT NULL                          -- wall clock when hashing started (racy-clean check)
 ) WITHOUT ROWID;
 
--- migration: 3
--- Written to be idempotent (IF NOT EXISTS, drop-and-recreate): for a while main carried these
--- statements inside migration 2, so some version-2 databases already have them.
--- Indexes for `ls` filters that also give newest-first order (id) without a sort, covering
--- indexes for annotation and dataset filters, and the distinct image references so that a
--- substring match on the reference scans a few rows instead of every run.
-CREATE INDEX IF NOT EXISTS runs_status_id ON runs (status, id);
-CREATE INDEX IF NOT EXISTS runs_host_id ON runs (host, id);
-CREATE INDEX IF NOT EXISTS runs_branch_id ON runs (code_branch, id);
-CREATE INDEX IF NOT EXISTS runs_name ON runs (name);
-CREATE INDEX IF NOT EXISTS runs_image_ref ON runs (image_ref, id);
-DROP INDEX IF EXISTS run_tags_tag;
-CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
-DROP INDEX IF EXISTS run_params_kv;
-CREATE INDEX run_params_kv ON run_params (key, value, run_id);
-DROP INDEX IF EXISTS run_datasets_name;
-CREATE INDEX run_datasets_name ON run_datasets (name, version, run_id);
-CREATE INDEX IF NOT EXISTS run_datasets_digest ON run_datasets (name, digest, run_id);
-
-CREATE TABLE IF NOT EXISTS image_refs (
+-- The distinct image references, so that a substring match on the reference scans a few rows.
+CREATE TABLE image_refs (
     ref TEXT PRIMARY KEY NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO image_refs (ref) SELECT DISTINCT image_ref FROM runs WHERE image_ref IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS runs_image_ref_seen AFTER INSERT ON runs WHEN NEW.image_ref IS NOT NULL
+CREATE TRIGGER runs_image_ref_seen AFTER INSERT ON runs WHEN NEW.image_ref IS NOT NULL
 BEGIN
     INSERT OR IGNORE INTO image_refs (ref) VALUES (NEW.image_ref);
 END;
 
--- migration: 4
 -- Attestations produced by `repro attest` (docs/attest.md): the digest of each document per run,
 -- so `show --format notes` can cite it and a push can find the file. Not part of the provenance.
 CREATE TABLE IF NOT EXISTS run_attestations (

@@ -197,6 +197,7 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
         // A boot id no machine has: unfinished runs read as lost.
         boot_id: Some("00000000-0000-0000-0000-000000000000".into()),
         pid_start: Some(rng.below(1 << 30) as i64),
+        pid_ns: None,
         rerun_of: None,
     }
 }

@@ -397,6 +397,10 @@ pub struct Run {
     /// Start time of the wrapper process (clock ticks since boot), so a reused pid is not mistaken for it.
     #[serde(default)]
     pub pid_start: Option<i64>,
+    /// Inode of the wrapper's pid namespace (`/proc/self/ns/pid`): a wrapper in another
+    /// namespace (a container sharing the database) cannot be seen, so it is not taken for lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
     pub rerun_of: Option<String>,
 }
 
@@ -435,6 +439,7 @@ impl Run {
             pid: Some(std::process::id() as i64),
             boot_id: host::boot_id(),
             pid_start: host::process_start(std::process::id()),
+            pid_ns: host::pid_namespace(),
             rerun_of: None,
         }
     }

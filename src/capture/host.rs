@@ -1,9 +1,7 @@
-//! Host facts: host name, user, OS/arch, boot id, the clock, and whether a recorded wrapper is
-//! still alive (to tell a `running` run from a `lost` one).
+//! Host facts: host name, user, OS/arch, boot id, pid namespace, process start times and the
+//! clock. (Whether a recorded wrapper is alive is decided in `store::liveness`.)
 
 use chrono::{DateTime, SecondsFormat, Utc};
-
-use crate::record::{Run, Status};
 
 /// The current time, or `REPRO_NOW` (RFC 3339) when set — a seam for deterministic tests.
 pub fn now() -> DateTime<Utc> {
@@ -94,49 +92,11 @@ pub fn process_start(pid: u32) -> Option<i64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// What `ls`/`show` report for a stored run: a `running` row whose wrapper is gone is `lost`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Liveness {
-    /// The stored status is final, or the wrapper is alive on this host.
-    AsStored,
-    /// The wrapper is gone (same host: process gone or reused pid; or the host rebooted).
-    Lost,
-    /// Running on another host: cannot be checked from here.
-    Elsewhere(String),
-}
-
-/// Checks a run's liveness from this host.
-pub fn liveness(run: &Run) -> Liveness {
-    if run.status != Status::Running {
-        return Liveness::AsStored;
-    }
-    if run.host != hostname() {
-        return Liveness::Elsewhere(run.host.clone());
-    }
-    if let (Some(recorded), Some(now)) = (&run.boot_id, boot_id()) {
-        if *recorded != now {
-            return Liveness::Lost;
-        }
-    }
-    let Some(pid) = run.pid.and_then(|p| u32::try_from(p).ok()) else {
-        return Liveness::AsStored;
-    };
-    match process_start(pid) {
-        None => Liveness::Lost,
-        Some(start) => match run.pid_start {
-            Some(recorded) if recorded != start => Liveness::Lost,
-            _ => Liveness::AsStored,
-        },
-    }
-}
-
-/// Applies `liveness` to a loaded run: returns the status to show.
-pub fn effective_status(run: &Run) -> (Status, Option<String>) {
-    match liveness(run) {
-        Liveness::AsStored => (run.status, None),
-        Liveness::Lost => (Status::Lost, None),
-        Liveness::Elsewhere(h) => (Status::Running, Some(h)),
-    }
+/// Inode of this process's pid namespace (`/proc/self/ns/pid`); two processes with the same
+/// inode see the same pids.
+pub fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use serde_json::json;
 
@@ -15,7 +14,6 @@ use crate::capture::image::auth::AuthConfig;
 use crate::cli::run::which;
 use crate::cli::{print_out, Ctx};
 use crate::error::CliError;
-use crate::store::latest_version;
 
 /// Arguments of `repro doctor`.
 #[derive(Debug, Args)]
@@ -200,32 +198,26 @@ pub fn database_check(path: &Path, source: &str) -> Check {
             ),
         )
     };
-    let conn = match Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
-        Ok(c) => c,
+    let found = match crate::store::Store::inspect(path) {
+        Ok(found) => found,
         Err(e) => return corrupt(&e),
     };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
-        Ok(v) => v,
-        Err(e) => return corrupt(&e),
-    };
-    let integrity: Vec<String> = match conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-    {
-        Ok(v) => v,
-        Err(e) => return corrupt(&e),
-    };
-    if integrity.first().map(String::as_str) != Some("ok") {
-        return corrupt(&format!("integrity check: {}", integrity.join("; ")));
+    if !found.is_sound() {
+        return corrupt(&format!("integrity check: {}", found.integrity.join("; ")));
     }
-    let latest = latest_version();
-    let runs: Option<i64> = conn
-        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
-        .ok();
+    let (version, latest, runs) = (found.version, found.latest, found.runs);
+    if found.pending_spills > 0 {
+        return check(
+            name,
+            Level::Warn,
+            format!(
+                "{shown}: {} run outcome(s) wait in {} (the database was unavailable when they ended)",
+                found.pending_spills,
+                crate::store::spill_dir(path).display()
+            ),
+            Some("they are recorded by the next repro command that can write the database".into()),
+        );
+    }
     let runs = runs.map(|n| format!(", {n} runs")).unwrap_or_default();
     if version > latest {
         return check(

@@ -4,7 +4,6 @@ use std::io::{self, BufWriter, Write};
 
 use clap::Args;
 
-use crate::capture::host::effective_status;
 use crate::cli::ls::FilterArgs;
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
@@ -28,9 +27,8 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let mut keep = |r: &crate::record::Run| q.keeps(r);
     let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
         q.want.is_some().then_some(&mut keep as _);
-    let n = store.visit_runs(&q.filter, keep, &mut |mut run| {
-        // Export what `show` reports: a wrapper that died is `lost`, not `running`.
-        run.status = effective_status(&run).0;
+    // The store reads a `running` row whose wrapper died as `lost`: export says what `show` says.
+    let n = store.visit_runs(&q.filter, keep, &mut |run| {
         let line = serde_json::to_string(&run).expect("run serialises");
         match writeln!(out, "{line}") {
             Ok(()) => true,

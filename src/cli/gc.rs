@@ -5,7 +5,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use crate::capture::host::effective_status;
 use crate::cli::ls::FilterArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
@@ -23,6 +22,10 @@ pub struct GcArgs {
     /// List what would be deleted and delete nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Also delete matching runs that may still be going (`running`, or `running?` when their
+    /// liveness cannot be decided from here). Their wrappers re-insert them when they finish.
+    #[arg(long)]
+    pub include_running: bool,
 }
 
 /// Deletes matching runs.
@@ -44,7 +47,7 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
                 return false;
             }
             // A run that may still be going keeps its row: its wrapper will finish it.
-            if effective_status(r).0 == Status::Running {
+            if r.status == Status::Running && !args.include_running {
                 live += 1;
                 return false;
             }
@@ -52,7 +55,9 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         }),
     )?;
     if live > 0 {
-        ctx.warn(format!("kept {live} run(s) that may still be running"));
+        ctx.warn(format!(
+            "kept {live} run(s) that may still be running (running, or running? when this host cannot tell); --include-running deletes them too"
+        ));
     }
     if runs.is_empty() {
         ctx.status("no runs match; nothing deleted");

@@ -2,7 +2,7 @@
 //! differs from the stored one is reported as a conflict and never overwritten.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -18,18 +18,18 @@ pub struct ImportArgs {
     pub file: PathBuf,
 }
 
-/// Imports runs in one transaction; exits 1 when there were conflicts (after importing the rest).
+/// Imports runs (validated first, then written in short batches); exits 1 when there were conflicts (after importing the rest).
 pub fn cmd_import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     let mut store = ctx.open_store()?;
     let summary = if args.file.as_os_str() == "-" {
         store.import_lines(io::stdin().lock(), "stdin")?
     } else {
         let name = args.file.display().to_string();
-        let f = File::open(&args.file).map_err(|e| {
+        File::open(&args.file).map_err(|e| {
             CliError::user(format!("cannot open {name}: {e}"))
                 .hint("give the path of a file written by `repro export`, or - for stdin")
         })?;
-        store.import_lines(BufReader::with_capacity(1 << 16, f), &name)?
+        store.import_file(&args.file)?
     };
     for c in &summary.conflicts {
         eprintln!(

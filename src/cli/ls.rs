@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 
-use crate::capture::host::{effective_status, now, rfc3339};
+use crate::capture::host::{now, rfc3339};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output;
@@ -30,7 +30,8 @@ pub struct FilterArgs {
     /// Only runs that used this dataset (VERSION matches the version or the content digest)
     #[arg(long, value_name = "NAME[@VERSION]")]
     pub dataset: Option<String>,
-    /// Only runs with one of these statuses: running, succeeded, failed, killed, lost
+    /// Only runs with one of these statuses: running, succeeded, failed, killed, lost, error
+    /// (`running` includes runs shown `running?`, whose liveness cannot be decided here)
     #[arg(long, value_name = "STATUS[,STATUS…]")]
     pub status: Option<String>,
     /// Only runs started at or after WHEN: 30m, 12h, 7d, 2w ago, a date (YYYY-MM-DD, UTC) or RFC 3339 time
@@ -68,7 +69,7 @@ impl Query {
     pub fn keeps(&self, run: &Run) -> bool {
         match &self.want {
             None => true,
-            Some(w) => w.contains(&effective_status(run).0),
+            Some(w) => w.contains(&run.status),
         }
     }
 
@@ -153,7 +154,7 @@ impl FilterArgs {
             for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 want.push(Status::parse(s).ok_or_else(|| {
                     CliError::usage(format!("unknown status '{s}'"))
-                        .hint("use one of running, succeeded, failed, killed, lost")
+                        .hint("use one of running, succeeded, failed, killed, lost, error")
                 })?);
             }
         }

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::capture::host::effective_status;
 use crate::record::{Dataset, Run};
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
@@ -198,8 +197,8 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     push(
         &mut out,
         "status",
-        json!(effective_status(a).0.as_str()),
-        json!(effective_status(b).0.as_str()),
+        json!(a.status.as_str()),
+        json!(b.status.as_str()),
     );
     push(
         &mut out,

@@ -339,7 +339,7 @@ impl Drop for CertDir {
 pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> CliResult<Finished> {
     let cwd = x.cwd.as_path();
     // Nothing unrecorded runs: if this fails, the command is not started.
-    store.insert_run(&run)?;
+    store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
     let t0 = Instant::now();
     let engine = run
@@ -453,7 +453,19 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         duration_ms: elapsed.as_millis() as i64,
         outputs,
     };
-    match store.finish_run(&run.id, &fin) {
+    let landed = store.finish_durably(&run, &fin, FINISH_BUDGET, &mut |e| {
+        ev.warn(&format!("{e}; retrying to record the outcome"))
+    });
+    match landed {
+        Ok(crate::store::Landed::Spilled(f)) => ev.warn(&format!(
+            "the database stayed unavailable: outcome of run {} kept in {} (recorded by the next repro command)",
+            run.id,
+            f.display()
+        )),
+        Ok(crate::store::Landed::Stored(crate::store::Finished::Restored)) => ev.warn(&format!(
+            "the record of run {} had been deleted while it ran (repro gc?); recorded it again",
+            run.id
+        )),
         Ok(_) => ev.status(&format!(
             "run {} {} ({}) in {}",
             run.id,
@@ -478,6 +490,9 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         finish: fin,
     })
 }
+
+/// How long the outcome is retried against a locked database before it is spilled to a file.
+const FINISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
     paths

@@ -6,7 +6,6 @@ use comfy_table::{presets, ContentArrangement, Table};
 use super::{
     code_short, command_line, human_duration, image_short, run_json, show_time, status_text,
 };
-use crate::capture::host::effective_status;
 use crate::record::Run;
 
 /// A column of `ls --columns`.
@@ -151,7 +150,7 @@ impl Column {
         match self {
             Column::Id => r.id.clone(),
             Column::Name => r.name.clone().unwrap_or_default(),
-            Column::Status => effective_status(r).0.to_string(),
+            Column::Status => r.status.to_string(),
             Column::Started => r.started_at.clone(),
             Column::Ended => r.ended_at.clone().unwrap_or_default(),
             Column::Duration => r.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
@@ -212,9 +211,11 @@ pub fn status_color(status: crate::record::Status) -> comfy_table::Color {
     use comfy_table::Color;
     match status {
         Status::Succeeded => Color::Green,
-        Status::Failed | Status::Error => Color::Red,
+        Status::Failed => Color::Red,
         Status::Killed | Status::Lost => Color::Magenta,
         Status::Running => Color::Yellow,
+        // Not the job's failure: the engine never started it.
+        Status::Error => Color::Cyan,
     }
 }
 
@@ -278,7 +279,7 @@ pub fn runs_table_styled(
                     let cell =
                         comfy_table::Cell::new(super::sanitize::escape(&c.table_value(r, utc)));
                     if color && *c == Column::Status {
-                        cell.fg(status_color(crate::capture::host::effective_status(r).0))
+                        cell.fg(status_color(r.status))
                     } else {
                         cell
                     }

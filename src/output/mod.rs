@@ -7,7 +7,6 @@ use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::json;
 
-use crate::capture::host::effective_status;
 use crate::record::{Run, SCHEMA_VERSION};
 
 /// `1.2s`, `3m04s`, `2h05m`: exact values stay in JSON.
@@ -42,22 +41,21 @@ pub fn show_time(rfc3339: &str, utc: bool) -> String {
 
 /// The status shown for a run, `lost` / `running?` applied.
 pub fn status_text(run: &Run) -> String {
-    match effective_status(run) {
-        (s, None) => s.to_string(),
-        (_, Some(h)) => format!("running? (on {h})"),
+    match crate::store::liveness::undecided(run) {
+        None => run.status.to_string(),
+        Some(why) => format!("running? ({why})"),
     }
 }
 
 /// The JSON object of one run, status liveness applied.
 pub fn run_json(run: &Run) -> serde_json::Value {
     let mut v = serde_json::to_value(run).expect("run serialises");
-    let (status, _) = effective_status(run);
-    v["status"] = json!(status.as_str());
     if let Some(code) = v.get_mut("code").and_then(|c| c.as_object_mut()) {
         code.remove("patch");
     }
     if let Some(obj) = v.as_object_mut() {
         obj.remove("pid_start");
+        obj.remove("pid_ns");
     }
     v
 }

@@ -717,6 +717,7 @@ pub(crate) fn sample_run() -> Run {
         pid: None,
         boot_id: None,
         pid_start: None,
+        pid_ns: None,
         rerun_of: None,
     }
 }

@@ -3,8 +3,11 @@
 
 mod annotate;
 pub mod attest;
+mod durable;
 pub mod filesystem;
 mod gc;
+mod inspect;
+pub mod liveness;
 mod migrate;
 pub mod query;
 mod transfer;
@@ -23,7 +26,9 @@ use crate::record::{
     SCHEMA_VERSION,
 };
 
-pub use migrate::{latest_version, MIGRATIONS};
+pub use durable::{spill_dir, Finished, Landed, WAIT_NOTICE_AFTER};
+pub use inspect::Inspection;
+pub use migrate::{latest_version, normalised_schema, MIGRATIONS, SCHEMA};
 pub use query::{RunFilter, SortKey};
 pub use transfer::fuzz_import_line;
 pub use transfer::{Conflict, ImportError, ImportSummary};
@@ -75,6 +80,34 @@ pub enum StoreError {
     BadId(String),
     #[error("a run with id {0} already exists")]
     Duplicate(String),
+    #[error("the database {path} is locked by another process ({what})")]
+    Busy {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the disk holding the database {path} is full ({what})")]
+    Full {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} is read-only ({what})")]
+    ReadOnly {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the outcome of run {id} could not be recorded, nor written aside ({spill})")]
+    NotRecorded {
+        id: String,
+        spill: std::io::Error,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("the database {path} failed: {what}")]
     Sql {
         path: PathBuf,
@@ -105,7 +138,11 @@ impl Hinted for StoreError {
             StoreError::AmbiguousRun { .. } => "type more characters of the id".into(),
             StoreError::BadId(_) => "copy the id from `repro ls`".into(),
             StoreError::Duplicate(_) => return None,
-            StoreError::Sql { .. } => "check free disk space and permissions; run `repro doctor`".into(),
+            StoreError::Busy { .. } => "another repro process (an import, a gc, a migration) holds the write lock; retry when it has finished, or find it with `fuser` on the database".into(),
+            StoreError::Full { .. } => "free disk space on that file system, or move the database with --db PATH / REPRO_DB".into(),
+            StoreError::ReadOnly { .. } => "check the permissions of the database file and its directory (repro needs to write its -wal and -shm files there)".into(),
+            StoreError::NotRecorded { source, .. } => return source.hint(),
+            StoreError::Sql { .. } => "run `repro doctor` to check the database".into(),
         })
     }
 }
@@ -119,6 +156,9 @@ pub fn default_db_path() -> PathBuf {
     }
     crate::config::default_db_path(&|k| std::env::var_os(k))
 }
+
+/// How long a statement waits for another process's write lock before failing busy.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The run store.
 pub struct Store {
@@ -176,6 +216,11 @@ impl Store {
         };
         store.configure()?;
         store.migrate()?;
+        // Outcomes spilled while the database was unavailable (see `finish_durably`). Best
+        // effort: a failure leaves them for the next process.
+        if store.pending_spills() > 0 {
+            let _ = store.replay_spills();
+        }
         Ok(store)
     }
 
@@ -197,7 +242,7 @@ impl Store {
     fn configure(&mut self) -> Result<()> {
         let path = self.path.clone();
         self.conn
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
                 source,
@@ -236,13 +281,8 @@ impl Store {
         &self.conn
     }
 
-    fn sql_err(&self, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        let what = what.to_string();
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            what: what.clone(),
-            source,
-        }
+    fn sql_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+        sql_error(&self.path, what)
     }
 
     /// Inserts a complete run record (normally with status `running`) in one transaction.
@@ -260,11 +300,7 @@ impl Store {
         if exists.is_some() {
             return Err(StoreError::Duplicate(run.id.clone()));
         }
-        insert_rows(&tx, run).map_err(|(what, source)| StoreError::Sql {
-            path: path.clone(),
-            what: what.into(),
-            source,
-        })?;
+        insert_rows(&tx, run).map_err(|(what, source)| sql_error(&path, what)(source))?;
         tx.commit().map_err(err("commit"))?;
         Ok(())
     }
@@ -465,18 +501,34 @@ impl Drop for Store {
     }
 }
 
-/// Maps a SQLite error to `StoreError::Sql`, naming the database and the step that failed.
+/// The one mapper of SQLite errors met while using the database: names the database and the
+/// step that failed, and tells a lock, a full disk and a read-only file apart from the rest so
+/// the hint names the real cause.
 pub(super) fn sql_error(path: &Path, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
     let path = path.to_path_buf();
-    move |source| StoreError::Sql {
-        path: path.clone(),
-        what: what.into(),
-        source,
+    move |source| {
+        let (path, what) = (path.clone(), what.to_string());
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy { path, what, source }
+            }
+            Some(ErrorCode::DiskFull) => StoreError::Full { path, what, source },
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path, what, source },
+            _ => StoreError::Sql { path, what, source },
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the error is another process holding the lock (worth waiting for).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Busy { .. })
     }
 }
 
 /// The outcome written by `finish_run`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finish {
     pub status: Status,
     pub exit_code: Option<i32>,
@@ -503,9 +555,9 @@ fn insert_rows(
                 argv, cwd, exec_mode, engine, workdir, engine_args, gpus,
                 image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
                 code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
-                host, user, platform, pid, pid_start, boot_id, rerun_of)
+                host, user, platform, pid, pid_start, boot_id, rerun_of, pid_ns)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)",
+                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)",
             params![
                 run.id,
                 run.name,
@@ -543,6 +595,7 @@ fn insert_rows(
                 run.pid_start,
                 run.boot_id,
                 run.rerun_of,
+                run.pid_ns.map(|n| n as i64),
             ],
         )
         .map_err(at("insert run"))?;
@@ -633,97 +686,104 @@ fn classify_open_error(path: &Path, source: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Columns read by `run_from_row`, in order.
+/// Columns of `runs` that `run_from_row` reads (by name, so their order is free).
 pub const RUN_COLUMNS: &str = "id, name, status, exit_code, signal, started_at, ended_at, duration_ms, argv, cwd, \
     exec_mode, engine, workdir, engine_args, gpus, image_ref, image_digest, image_index_digest, image_platform, \
     image_resolved_by, image_labels, code_repo_root, code_remote, code_commit, code_branch, code_dirty, \
-    code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start";
+    code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start, pid_ns";
 
-fn json_col<T: serde::de::DeserializeOwned + Default>(r: &Row, i: usize) -> rusqlite::Result<T> {
-    let text: Option<String> = r.get(i)?;
+fn json_col<T: serde::de::DeserializeOwned + Default>(r: &Row, col: &str) -> rusqlite::Result<T> {
+    let text: Option<String> = r.get(col)?;
     match text {
         None => Ok(T::default()),
         Some(t) => serde_json::from_str(&t).map_err(|e| {
+            let i = r.as_ref().column_index(col).unwrap_or(0);
             rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
         }),
     }
 }
 
+fn image_from_row(r: &Row) -> rusqlite::Result<Option<Image>> {
+    let Some(reference) = r.get::<_, Option<String>>("image_ref")? else {
+        return Ok(None);
+    };
+    let by: Option<String> = r.get("image_resolved_by")?;
+    Ok(Some(Image {
+        reference,
+        digest: r.get("image_digest")?,
+        index_digest: r.get("image_index_digest")?,
+        platform: r.get("image_platform")?,
+        resolved_by: by
+            .as_deref()
+            .and_then(ResolvedBy::parse)
+            .unwrap_or(ResolvedBy::Unpinned),
+        labels: json_col(r, "image_labels")?,
+    }))
+}
+
+fn code_from_row(r: &Row) -> rusqlite::Result<Option<Code>> {
+    let Some(repo_root) = r.get::<_, Option<String>>("code_repo_root")? else {
+        return Ok(None);
+    };
+    Ok(Some(Code {
+        repo_root,
+        remote: r.get("code_remote")?,
+        commit: r.get("code_commit")?,
+        branch: r.get("code_branch")?,
+        dirty: r.get::<_, Option<bool>>("code_dirty")?.unwrap_or(false),
+        untracked: json_col(r, "code_untracked")?,
+        patch: r.get::<_, Option<Vec<u8>>>("code_patch")?.map(Arg),
+        patch_sha256: r.get("code_patch_sha256")?,
+    }))
+}
+
+/// Builds a run (without its child rows) from a row selected with `RUN_COLUMNS`, and decides
+/// whether a `running` row is `lost` (see `liveness`).
 fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
-    let status: String = r.get(2)?;
-    let argv: Vec<Arg> = json_col(r, 8)?;
-    let mode: String = r.get(10)?;
-    let image_ref: Option<String> = r.get(15)?;
-    let image = match image_ref {
-        None => None,
-        Some(reference) => {
-            let by: Option<String> = r.get(19)?;
-            Some(Image {
-                reference,
-                digest: r.get(16)?,
-                index_digest: r.get(17)?,
-                platform: r.get(18)?,
-                resolved_by: by
-                    .as_deref()
-                    .and_then(ResolvedBy::parse)
-                    .unwrap_or(ResolvedBy::Unpinned),
-                labels: json_col(r, 20)?,
-            })
-        }
-    };
-    let repo_root: Option<String> = r.get(21)?;
-    let code = match repo_root {
-        None => None,
-        Some(repo_root) => Some(Code {
-            repo_root,
-            remote: r.get(22)?,
-            commit: r.get(23)?,
-            branch: r.get(24)?,
-            dirty: r.get::<_, Option<bool>>(25)?.unwrap_or(false),
-            untracked: json_col(r, 26)?,
-            patch: r.get::<_, Option<Vec<u8>>>(27)?.map(Arg),
-            patch_sha256: r.get(28)?,
-        }),
-    };
-    Ok(Run {
+    let status: String = r.get("status")?;
+    let mode: String = r.get("exec_mode")?;
+    let mut run = Run {
         schema_version: SCHEMA_VERSION,
-        id: r.get(0)?,
-        name: r.get(1)?,
+        id: r.get("id")?,
+        name: r.get("name")?,
         status: Status::parse(&status).unwrap_or(Status::Lost),
-        exit_code: r.get(3)?,
-        signal: r.get(4)?,
-        started_at: r.get(5)?,
-        ended_at: r.get(6)?,
-        duration_ms: r.get(7)?,
-        command: argv,
-        cwd: r.get(9)?,
+        exit_code: r.get("exit_code")?,
+        signal: r.get("signal")?,
+        started_at: r.get("started_at")?,
+        ended_at: r.get("ended_at")?,
+        duration_ms: r.get("duration_ms")?,
+        command: json_col(r, "argv")?,
+        cwd: r.get("cwd")?,
         exec: Exec {
             mode: if mode == "container" {
                 ExecMode::Container
             } else {
                 ExecMode::Host
             },
-            engine: r.get(11)?,
-            workdir: r.get(12)?,
-            engine_args: json_col(r, 13)?,
-            gpus: r.get(14)?,
+            engine: r.get("engine")?,
+            workdir: r.get("workdir")?,
+            engine_args: json_col(r, "engine_args")?,
+            gpus: r.get("gpus")?,
         },
-        image,
-        code,
+        image: image_from_row(r)?,
+        code: code_from_row(r)?,
         datasets: Vec::new(),
         outputs: Vec::new(),
         params: BTreeMap::new(),
         tags: Vec::new(),
         notes: Vec::new(),
         env: BTreeMap::new(),
-        host: r.get(29)?,
-        user: r.get(30)?,
-        platform: r.get(31)?,
-        pid: r.get(32)?,
-        boot_id: r.get(33)?,
-        rerun_of: r.get(34)?,
-        pid_start: r.get(35)?,
-    })
+        host: r.get("host")?,
+        user: r.get("user")?,
+        platform: r.get("platform")?,
+        pid: r.get("pid")?,
+        boot_id: r.get("boot_id")?,
+        rerun_of: r.get("rerun_of")?,
+        pid_start: r.get("pid_start")?,
+        pid_ns: r.get::<_, Option<i64>>("pid_ns")?.map(|n| n as u64),
+    };
+    liveness::apply(&mut run);
+    Ok(run)
 }
 
 /// Sets a file's permission bits (used for the database and its WAL side files).

@@ -68,6 +68,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
         pid: Some(42),
         boot_id: Some("boot".into()),
         pid_start: Some(7),
+        pid_ns: None,
         rerun_of: None,
     }
 }
@@ -226,4 +227,30 @@ fn a_large_wal_is_truncated_when_the_store_closes() {
         s.get_run("01jd3k0000000000000000000b").unwrap().notes[0].len(),
         2 << 20
     );
+}
+
+#[test]
+fn error_status_is_stored_filtered_and_exported() {
+    let mut s = Store::open_in_memory().unwrap();
+    let mut run = sample_run("01jd3k0000000000000000000a");
+    run.status = Status::Error;
+    run.exit_code = Some(125);
+    run.code.as_mut().unwrap().patch = None;
+    s.insert_run(&run).unwrap();
+    let other = sample_run("01jd3k0000000000000000000b");
+    s.insert_run(&other).unwrap();
+    assert_eq!(s.get_run(&run.id).unwrap().status, Status::Error);
+    let only = s
+        .list_runs(&RunFilter {
+            statuses: vec![Status::Error],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].id, run.id);
+    let line = serde_json::to_string(&only[0]).unwrap();
+    assert!(line.contains(r#""status":"error""#), "{line}");
+    let mut t = Store::open_in_memory().unwrap();
+    t.import_lines(format!("{line}\n").as_bytes(), "x").unwrap();
+    assert_eq!(t.get_run(&run.id).unwrap().status, Status::Error);
 }

@@ -1,14 +1,15 @@
 //! Import of runs exported as JSON lines (one DESIGN.md run object per line, patch included), and
 //! batch insertion. Import is idempotent by run id and never overwrites finished provenance.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek};
+use std::path::Path;
 
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 
-use super::{insert_outputs, insert_rows, Store, StoreError};
+use super::{insert_outputs, insert_rows, sql_error, Store, StoreError};
 use crate::error::Hinted;
-use crate::record::{Run, Status, SCHEMA_VERSION};
+use crate::record::{DatasetKind, Run, Status, SCHEMA_VERSION};
 
 /// Why an import stopped; nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -107,18 +108,18 @@ pub fn validate(run: &Run) -> Result<(), String> {
             return Err(format!("rerun_of '{r}' is not a run id"));
         }
     }
-    if chrono::DateTime::parse_from_rfc3339(&run.started_at).is_err() {
-        return Err(format!(
-            "started_at '{}' is not an RFC 3339 time",
-            run.started_at
-        ));
-    }
-    if let Some(e) = &run.ended_at {
-        if chrono::DateTime::parse_from_rfc3339(e).is_err() {
-            return Err(format!("ended_at '{e}' is not an RFC 3339 time"));
-        }
+    check_times(run)?;
+    check_outcome(run)?;
+    for name in run.env.keys() {
+        crate::config::check_env_name(name).map_err(|m| format!("env: {m}"))?;
     }
     if let Some(img) = &run.image {
+        crate::capture::image::reference::parse_normalized(&img.reference).map_err(|e| {
+            format!(
+                "image.reference '{}' is not an image reference: {e}",
+                img.reference
+            )
+        })?;
         for (what, d) in [("digest", &img.digest), ("index_digest", &img.index_digest)] {
             if let Some(d) = d {
                 if !well_formed_digest(d) {
@@ -149,10 +150,32 @@ pub fn validate(run: &Run) -> Result<(), String> {
             (None, Some(h)) if !is_hex(h, 64) => {
                 return Err(format!("code.patch_sha256 '{h}' is not a SHA-256"));
             }
+            (Some(_), None) => {
+                return Err(
+                    "code.patch has no code.patch_sha256: an unverifiable patch is never applied"
+                        .into(),
+                );
+            }
             _ => {}
         }
     }
+    for o in &run.outputs {
+        check_relative(&o.path).map_err(|m| format!("output '{}': {m}", o.path))?;
+        if let Some(h) = &o.sha256 {
+            if !is_hex(h, 64) && !well_formed_digest(h) {
+                return Err(format!(
+                    "output '{}': sha256 '{h}' is not a SHA-256 (64 lowercase hex digits)",
+                    o.path
+                ));
+            }
+        }
+    }
     for d in &run.datasets {
+        if matches!(d.kind, DatasetKind::Path | DatasetKind::Dvc) {
+            if let Some(uri) = &d.uri {
+                check_dataset_path(uri).map_err(|m| format!("dataset '{}': {m}", d.name))?;
+            }
+        }
         if let Some(dg) = &d.digest {
             if !well_formed_digest(dg) {
                 return Err(format!(
@@ -161,6 +184,94 @@ pub fn validate(run: &Run) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn parse_time(what: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(t)
+        .map_err(|_| format!("{what} '{t}' is not an RFC 3339 time"))?
+        .with_timezone(&chrono::Utc);
+    // A recording clock never says 1969 or next year: such a date is a forged or broken export.
+    let latest = crate::capture::host::now() + chrono::Duration::days(366);
+    if t.timestamp() < 0 || t > latest {
+        return Err(format!(
+            "{what} '{}' is not a plausible date (before 1970 or more than a year ahead)",
+            t.to_rfc3339()
+        ));
+    }
+    Ok(t)
+}
+
+fn check_times(run: &Run) -> Result<(), String> {
+    let started = parse_time("started_at", &run.started_at)?;
+    if let Some(e) = &run.ended_at {
+        if parse_time("ended_at", e)? < started {
+            return Err(format!("ended_at '{e}' is before started_at"));
+        }
+    }
+    if let Some(d) = run.duration_ms {
+        if d < 0 {
+            return Err(format!("duration_ms {d} is negative"));
+        }
+    }
+    Ok(())
+}
+
+/// The outcome fields must agree with the status, as `repro run` writes them.
+fn check_outcome(run: &Run) -> Result<(), String> {
+    let code = run.exit_code;
+    let bad = |why: &str| Err(format!("status '{}' {why}", run.status));
+    match run.status {
+        Status::Succeeded if code != Some(0) => bad("needs exit_code 0"),
+        Status::Failed if code == Some(0) => bad("cannot have exit_code 0"),
+        Status::Killed if run.signal.is_none() => bad("needs a signal"),
+        _ if run.signal.is_some_and(|s| !(1..=64).contains(&s)) => {
+            Err(format!("signal {:?} is not a signal number", run.signal))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A relative path that stays below its directory: no `/…`, no `..`, no control characters.
+fn check_relative(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') {
+        return Err("the path must be relative to the working directory".into());
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err("the path may not contain '..'".into());
+    }
+    if p.chars().any(char::is_control) {
+        return Err("the path contains a control character".into());
+    }
+    Ok(())
+}
+
+/// A dataset path: relative to the repository (no `..`) or absolute outside the system's own
+/// directories (re-runs and `verify` read it).
+fn check_dataset_path(p: &str) -> Result<(), String> {
+    if p.chars().any(char::is_control) {
+        return Err("the path contains a control character".into());
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(format!("path '{p}' may not contain '..'"));
+    }
+    if !p.starts_with('/') {
+        return Ok(());
+    }
+    const SYSTEM: [&str; 13] = [
+        "/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/run", "/bin", "/sbin", "/lib",
+        "/lib64", "/usr", "/var/run",
+    ];
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty()
+        || SYSTEM
+            .iter()
+            .any(|s| trimmed == *s || trimmed.starts_with(&format!("{s}/")))
+    {
+        return Err(format!(
+            "path '{p}' is a system directory, not a dataset a run could have used"
+        ));
     }
     Ok(())
 }
@@ -213,149 +324,257 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sql {
-                path: path.clone(),
-                what: "begin".into(),
-                source,
-            })?;
+            .map_err(sql_error(&path, "begin"))?;
         for run in runs {
-            insert_rows(&tx, run).map_err(|(what, source)| StoreError::Sql {
-                path: path.clone(),
-                what: what.into(),
-                source,
-            })?;
+            insert_rows(&tx, run).map_err(|(what, source)| sql_error(&path, what)(source))?;
         }
-        tx.commit().map_err(|source| StoreError::Sql {
-            path,
-            what: "commit".into(),
-            source,
-        })
+        tx.commit().map_err(sql_error(&path, "commit"))
     }
 
-    /// Imports JSON lines from `input` in one transaction. Invalid input aborts the whole
-    /// import (nothing written); conflicts are reported and skipped.
+    /// Imports JSON lines from `input` (spooled to an unlinked file next to the database when it
+    /// cannot be read twice, e.g. stdin). See `import_with`.
     pub fn import_lines(
         &mut self,
-        input: impl BufRead,
+        mut input: impl BufRead,
         source_name: &str,
     ) -> Result<ImportSummary, ImportError> {
+        let read_err = |source| ImportError::Read {
+            source_name: source_name.to_string(),
+            source,
+        };
+        let mut spool = self.spool_file().map_err(read_err)?;
+        std::io::copy(&mut input, &mut spool).map_err(read_err)?;
+        self.import_with(
+            &mut || {
+                let mut f = spool.try_clone()?;
+                f.seek(std::io::SeekFrom::Start(0))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, f)))
+            },
+            source_name,
+        )
+    }
+
+    /// Imports the JSON lines of a file written by `repro export`.
+    pub fn import_file(&mut self, file: &Path) -> Result<ImportSummary, ImportError> {
+        let name = file.display().to_string();
+        self.import_with(
+            &mut || {
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    1 << 16,
+                    std::fs::File::open(file)?,
+                )))
+            },
+            &name,
+        )
+    }
+
+    fn spool_file(&self) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".import-{}", std::process::id()));
+        let dir_or_tmp = if self.path.as_os_str() == ":memory:" {
+            std::env::temp_dir().join(format!("repro-import-{}", std::process::id()))
+        } else {
+            std::path::PathBuf::from(p)
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dir_or_tmp)?;
+        // Unlinked at once: it disappears with the process, whatever happens.
+        std::fs::remove_file(&dir_or_tmp)?;
+        Ok(f)
+    }
+
+    /// Imports JSON lines in two passes. The first parses and validates every line: an invalid
+    /// one stops the import with its line number and nothing written. The second writes in
+    /// batches of at most `IMPORT_BATCH` runs or `IMPORT_BATCH_TIME`, each its own transaction
+    /// (a run is never half-written), with a pause between batches so that `repro run`s waiting
+    /// for the lock get it. Interrupted, it is resumed by running it again: runs already
+    /// imported are recognised by id.
+    pub fn import_with(
+        &mut self,
+        open: &mut dyn FnMut() -> std::io::Result<Box<dyn BufRead>>,
+        source_name: &str,
+    ) -> Result<ImportSummary, ImportError> {
+        let read_err = |source| ImportError::Read {
+            source_name: source_name.to_string(),
+            source,
+        };
+        let invalid = |line: usize, message: String| ImportError::Invalid {
+            source_name: source_name.to_string(),
+            line,
+            message,
+        };
+        let parse = |line: usize, text: &str| -> Result<Run, ImportError> {
+            let run: Run = serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
+            validate(&run).map_err(|m| invalid(line, m))?;
+            Ok(run)
+        };
+        for (i, text) in open().map_err(read_err)?.lines().enumerate() {
+            let text = text.map_err(read_err)?;
+            if !text.trim().is_empty() {
+                parse(i + 1, &text)?;
+            }
+        }
         let path = self.path.clone();
         let sql = |what: &'static str| {
             let path = path.clone();
-            move |source| {
-                ImportError::Store(StoreError::Sql {
-                    path: path.clone(),
-                    what: what.into(),
-                    source,
-                })
-            }
+            move |source| ImportError::Store(sql_error(&path, what)(source))
         };
         // A bulk insert touches every index at random places: a 64 MiB page cache (instead of
         // 2 MiB) keeps them in memory for the length of the import.
         self.conn
             .execute_batch("PRAGMA cache_size = -65536")
             .map_err(sql("configure"))?;
-        // unchecked: the store's own readers (get_run) run inside this transaction; dropping
-        // it without commit rolls everything back.
-        let tx = self.conn.unchecked_transaction().map_err(sql("begin"))?;
-        tx.execute_batch("SELECT 1").map_err(sql("begin"))?;
         let mut summary = ImportSummary::default();
-        let invalid = |line: usize, message: String| ImportError::Invalid {
-            source_name: source_name.to_string(),
-            line,
-            message,
-        };
-        for (i, text) in input.lines().enumerate() {
-            let line = i + 1;
-            let text = text.map_err(|source| ImportError::Read {
-                source_name: source_name.to_string(),
-                source,
-            })?;
-            if text.trim().is_empty() {
-                continue;
+        let mut lines = open().map_err(read_err)?.lines().enumerate().peekable();
+        while lines.peek().is_some() {
+            let t0 = std::time::Instant::now();
+            // unchecked: the store's own readers (get_run) run inside this transaction; dropping
+            // it without commit rolls the batch back. Immediate: a deferred transaction that
+            // read before another process wrote could not upgrade to a write (and would not wait).
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(sql("begin"))?;
+            let mut n = 0;
+            while n < IMPORT_BATCH && t0.elapsed() < IMPORT_BATCH_TIME {
+                let Some((i, text)) = lines.next() else { break };
+                let text = text.map_err(read_err)?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                // Checked again: the file may have changed since the first pass.
+                let run = parse(i + 1, &text)?;
+                self.import_one(&tx, &run, i + 1, &mut summary)?;
+                n += 1;
             }
-            let run: Run = serde_json::from_str(&text).map_err(|e| invalid(line, e.to_string()))?;
-            validate(&run).map_err(|m| invalid(line, m))?;
-            let stored: Option<i64> = tx
-                .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
-                .and_then(|mut st| st.query_row([&run.id], |r| r.get(0)).optional())
-                .map_err(sql("read run"))?;
-            if stored.is_none() {
-                insert_rows(&tx, &run).map_err(|(what, source)| {
-                    ImportError::Store(StoreError::Sql {
-                        path: path.clone(),
-                        what: what.into(),
-                        source,
-                    })
-                })?;
-                summary.imported += 1;
-                continue;
-            }
-            let old = self.get_run(&run.id)?;
-            let (a, b) = (provenance(&old), provenance(&run));
-            let all = differing(&a, &b, &[]);
-            let beyond_outcome = differing(&a, &b, &OUTCOME);
-            if !beyond_outcome.is_empty() {
-                summary.conflicts.push(Conflict {
-                    line,
-                    id: run.id.clone(),
-                    fields: beyond_outcome,
-                });
-                continue;
-            }
-            if all.is_empty() || (unfinished(old.status) && unfinished(run.status)) {
-                summary.unchanged += 1;
-            } else if unfinished(old.status) {
-                tx.execute(
-                    "UPDATE runs SET status = ?2, exit_code = ?3, signal = ?4, ended_at = ?5, duration_ms = ?6 WHERE id = ?1",
-                    params![run.id, run.status.as_str(), run.exit_code, run.signal, run.ended_at, run.duration_ms],
-                )
-                .map_err(sql("update run"))?;
-                tx.execute("DELETE FROM run_outputs WHERE run_id = ?1", [&run.id])
-                    .map_err(sql("update run"))?;
-                insert_outputs(&tx, &run.id, &run.outputs).map_err(sql("update run"))?;
-                summary.updated += 1;
-            } else {
-                summary.conflicts.push(Conflict {
-                    line,
-                    id: run.id.clone(),
-                    fields: all,
-                });
-                continue;
-            }
-            // Same run: merge annotations (local params win on a differing value).
-            for t in &run.tags {
-                tx.prepare_cached("INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)")
-                    .and_then(|mut st| st.execute(params![run.id, t]))
-                    .map_err(sql("merge tags"))?;
-            }
-            for (k, v) in &run.params {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut st| st.execute(params![run.id, k, v]))
-                .map_err(sql("merge params"))?;
-            }
-            for n in run.notes.iter().filter(|n| !old.notes.contains(n)) {
-                tx.execute(
-                    "INSERT INTO run_notes (run_id, pos, text)
-                     VALUES (?1, (SELECT COALESCE(MAX(pos), -1) + 1 FROM run_notes WHERE run_id = ?1), ?2)",
-                    params![run.id, n],
-                )
-                .map_err(sql("merge notes"))?;
+            tx.commit().map_err(sql("commit"))?;
+            if lines.peek().is_some() {
+                std::thread::sleep(IMPORT_PAUSE);
             }
         }
-        tx.commit().map_err(sql("commit"))?;
         Ok(summary)
     }
+
+    fn import_one(
+        &self,
+        tx: &rusqlite::Transaction,
+        run: &Run,
+        line: usize,
+        summary: &mut ImportSummary,
+    ) -> Result<(), ImportError> {
+        let path = self.path.clone();
+        let sql = |what: &'static str| {
+            let path = path.clone();
+            move |source| ImportError::Store(sql_error(&path, what)(source))
+        };
+        let stored: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+            .and_then(|mut st| st.query_row([&run.id], |r| r.get(0)).optional())
+            .map_err(sql("read run"))?;
+        if stored.is_none() {
+            insert_rows(tx, run)
+                .map_err(|(what, source)| ImportError::Store(sql_error(&path, what)(source)))?;
+            summary.imported += 1;
+            return Ok(());
+        }
+        let old = self.get_run(&run.id)?;
+        let (a, b) = (provenance(&old), provenance(run));
+        let all = differing(&a, &b, &[]);
+        let beyond_outcome = differing(&a, &b, &OUTCOME);
+        if !beyond_outcome.is_empty() {
+            summary.conflicts.push(Conflict {
+                line,
+                id: run.id.clone(),
+                fields: beyond_outcome,
+            });
+            return Ok(());
+        }
+        if all.is_empty() || (unfinished(old.status) && unfinished(run.status)) {
+            summary.unchanged += 1;
+        } else if unfinished(old.status) {
+            tx.execute(
+                "UPDATE runs SET status = ?2, exit_code = ?3, signal = ?4, ended_at = ?5, duration_ms = ?6 WHERE id = ?1",
+                params![run.id, run.status.as_str(), run.exit_code, run.signal, run.ended_at, run.duration_ms],
+            )
+            .map_err(sql("update run"))?;
+            tx.execute("DELETE FROM run_outputs WHERE run_id = ?1", [&run.id])
+                .map_err(sql("update run"))?;
+            insert_outputs(tx, &run.id, &run.outputs).map_err(sql("update run"))?;
+            summary.updated += 1;
+        } else {
+            summary.conflicts.push(Conflict {
+                line,
+                id: run.id.clone(),
+                fields: all,
+            });
+            return Ok(());
+        }
+        // Same run: merge annotations (local params win on a differing value).
+        for t in &run.tags {
+            tx.prepare_cached("INSERT OR IGNORE INTO run_tags (run_id, tag) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![run.id, t]))
+                .map_err(sql("merge tags"))?;
+        }
+        for (k, v) in &run.params {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![run.id, k, v]))
+            .map_err(sql("merge params"))?;
+        }
+        for n in run.notes.iter().filter(|n| !old.notes.contains(n)) {
+            tx.execute(
+                "INSERT INTO run_notes (run_id, pos, text)
+                 VALUES (?1, (SELECT COALESCE(MAX(pos), -1) + 1 FROM run_notes WHERE run_id = ?1), ?2)",
+                params![run.id, n],
+            )
+            .map_err(sql("merge notes"))?;
+        }
+        Ok(())
+    }
 }
+
+/// Most runs written by one import transaction.
+const IMPORT_BATCH: usize = 2000;
+/// Longest an import transaction holds the write lock (one run more may be written after it).
+const IMPORT_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(150);
+/// Pause between import batches, so that writers waiting for the lock get it.
+const IMPORT_PAUSE: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Fuzzing entry point (`fuzz/fuzz_targets/import.rs`): a hostile `repro export` line never
 /// panics the parser or the validation that guards the database.
 #[doc(hidden)]
 pub fn fuzz_import_line(line: &[u8]) {
-    if let Ok(run) = serde_json::from_slice::<Run>(line) {
-        let _ = validate(&run);
+    let Ok(run) = serde_json::from_slice::<Run>(line) else {
+        return;
+    };
+    if validate(&run).is_err() {
+        return;
+    }
+    // What validation promises about an accepted run (the fuzzer looks for counter-examples).
+    assert!(!(run.status == Status::Failed && run.exit_code == Some(0)));
+    assert!(run.status != Status::Succeeded || run.exit_code == Some(0));
+    assert!(run.duration_ms.is_none_or(|d| d >= 0));
+    for o in &run.outputs {
+        assert!(!o.path.starts_with('/') && !o.path.split('/').any(|c| c == ".."));
+    }
+    for name in run.env.keys() {
+        assert!(crate::config::check_env_name(name).is_ok());
+    }
+    if let Some(code) = &run.code {
+        if let Some(p) = &code.patch {
+            let got = hex::encode(Sha256::digest(&p.0));
+            assert_eq!(code.patch_sha256.as_deref(), Some(got.as_str()));
+        }
+    }
+    if let Some(img) = &run.image {
+        assert!(crate::capture::image::reference::parse_normalized(&img.reference).is_ok());
     }
 }
 
@@ -409,6 +628,26 @@ mod tests {
         let got_b = s.get_run(&b.id).unwrap();
         assert_eq!(got_b.status, Status::Succeeded);
         assert!(got_b.tags.contains(&"new".to_string()));
+    }
+
+    #[test]
+    fn import_fuzz_corpus_passes_and_each_forged_seed_is_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/import");
+        let mut refused = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let data = std::fs::read(&p).unwrap();
+            fuzz_import_line(&data);
+            let run: Run = serde_json::from_slice(&data).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name == "run.jsonl" {
+                assert_eq!(validate(&run), Ok(()));
+            } else {
+                assert!(validate(&run).is_err(), "{name} must be refused");
+                refused += 1;
+            }
+        }
+        assert!(refused >= 7, "{refused}");
     }
 
     #[test]

@@ -414,7 +414,6 @@ fn a_pull_failure_is_the_engines_not_the_commands_and_insecure_registry_reaches_
 }
 
 #[test]
-#[ignore = "needs store migration for status error"]
 fn a_pull_failure_is_recorded_as_error() {
     let (_registry, podman, env, image) = untrusted_registry();
     let (code, err) = run_untrusted(&env, &podman, &image, &[]);

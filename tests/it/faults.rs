@@ -88,6 +88,7 @@ fn insert_running(db: &Path, id: &str, host: &str, boot_id: &str, pid: i64) {
         pid: Some(pid),
         boot_id: Some(boot_id.into()),
         pid_start: repro::capture::host::process_start(pid as u32),
+        pid_ns: repro::capture::host::pid_namespace(),
         rerun_of: None,
     };
     store.insert_run(&run).unwrap();

@@ -8,6 +8,7 @@ mod conventions;
 mod dataset;
 mod diff;
 mod doctor;
+mod durability;
 mod escapes;
 mod faults;
 mod harness;

@@ -51,6 +51,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
         pid: None,
         boot_id: None,
         pid_start: None,
+        pid_ns: None,
         rerun_of: None,
     }
 }

@@ -107,6 +107,7 @@ fn base_run(argv: Vec<Arg>) -> Run {
         pid: None,
         boot_id: None,
         pid_start: None,
+        pid_ns: None,
         rerun_of: None,
     }
 }

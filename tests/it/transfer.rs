@@ -293,3 +293,79 @@ fn gc_on_a_terminal_asks_and_deletes_only_on_yes() {
     assert!(said.contains("deleted 1 run(s)"), "{said}");
     assert_eq!(ids_of(&env).len(), 5);
 }
+
+#[test]
+fn forged_import_lines_are_refused_with_their_line_and_nothing_written() {
+    let good = serde_json::json!({
+        "schema_version": 1, "id": "01jd3k0000000000000000000a", "name": null,
+        "status": "succeeded", "exit_code": 0, "signal": null,
+        "started_at": "2026-01-02T03:04:05.000Z", "ended_at": "2026-01-02T03:04:06.000Z",
+        "duration_ms": 1000, "command": ["true"], "cwd": "/w",
+        "exec": {"mode": "host", "engine": null, "workdir": null, "engine_args": [], "gpus": null},
+        "image": null, "code": null, "datasets": [], "outputs": [], "params": {}, "tags": [],
+        "notes": [], "env": {}, "host": "h", "user": "u", "platform": "linux/amd64",
+        "pid": null, "boot_id": null, "rerun_of": null
+    });
+    let image = serde_json::json!({"reference": "127.0.0.1:5000/App:1", "digest": null,
+        "index_digest": null, "platform": null, "resolved_by": "unpinned", "labels": {}});
+    let code = |patch: Value, sha: Value| {
+        serde_json::json!({"repo_root": "/r", "remote": null, "commit": null, "branch": null,
+            "dirty": true, "untracked": [], "patch_sha256": sha, "patch": patch})
+    };
+    let out =
+        |path: &str, sha: &str| serde_json::json!([{"path": path, "sha256": sha, "bytes": 1}]);
+    let ds = |uri: &str| {
+        serde_json::json!([{"name": "d", "kind": "path", "uri": uri, "version": null,
+            "digest": null, "files": null, "bytes": null}])
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("image", image, "image.reference"),
+        (
+            "env",
+            serde_json::json!({"BAD NAME": "x"}),
+            "env: 'BAD NAME'",
+        ),
+        ("status", "failed".into(), "cannot have exit_code 0"),
+        ("duration_ms", (-5).into(), "negative"),
+        (
+            "started_at",
+            "9999-01-01T00:00:00Z".into(),
+            "not a plausible date",
+        ),
+        ("outputs", out("model.bin", "not-hex"), "is not a SHA-256"),
+        ("outputs", out("/etc/passwd", &"a".repeat(64)), "relative"),
+        ("outputs", out("../x", &"a".repeat(64)), "'..'"),
+        ("datasets", ds("/etc"), "system directory"),
+        ("datasets", ds("data/../../x"), "'..'"),
+        (
+            "code",
+            code("diff --git a/x b/x\n".into(), Value::Null),
+            "no code.patch_sha256",
+        ),
+        (
+            "code",
+            code("diff --git a/x b/x\n".into(), "0".repeat(64).into()),
+            "does not match",
+        ),
+    ];
+    for (field, value, want) in cases {
+        let env = TestEnv::new();
+        let mut bad = good.clone();
+        bad["id"] = "01jd3k0000000000000000000b".into();
+        bad[field] = value;
+        let file = env.root().join("in.jsonl");
+        std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+        let (code, _, err) = import(&env, &file);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(err.contains("line 2: "), "{field}: {err}");
+        assert!(err.contains(want), "{field}: want {want:?} in {err}");
+        assert!(ids_of(&env).is_empty(), "{field}: nothing may be written");
+    }
+    // The same lines, fixed, import.
+    let env = TestEnv::new();
+    let file = env.root().join("in.jsonl");
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    let (code, _, err) = import(&env, &file);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ids_of(&env), vec!["01jd3k0000000000000000000a".to_string()]);
+}
