@@ -4,6 +4,7 @@
 mod annotate;
 mod gc;
 mod migrate;
+pub mod mlflow;
 pub mod query;
 mod transfer;
 
