@@ -388,8 +388,8 @@ mod tests {
     fn a_run_maps_to_mlflow_tags_params_inputs_and_artifacts() {
         let d = desired(&run(), &[], Some("parent123"));
         assert_eq!(d.status, "FINISHED");
-        assert_eq!(d.start_time, 1_764_496_800_000);
-        assert_eq!(d.end_time, Some(1_764_496_800_000 + 300_500));
+        assert_eq!(d.start_time, 1_796_032_800_000);
+        assert_eq!(d.end_time, Some(1_796_032_800_000 + 300_500));
         let t = |k: &str| d.tags.get(k).map(String::as_str);
         assert_eq!(t("mlflow.runName"), Some("train"));
         assert_eq!(t("mlflow.user"), Some("alice"));
