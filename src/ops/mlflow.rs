@@ -430,43 +430,42 @@ pub fn push(
                 let tx = tx.clone();
                 let (queue, client, abort, experiment_id, experiment) =
                     (&queue, &client, &abort, &experiment_id, &req.experiment);
-                s.spawn(move || loop {
-                    let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() else {
-                        break;
-                    };
-                    let done = if abort.load(Ordering::Relaxed) {
-                        Done {
-                            index: job.index,
-                            outcome: RunOutcome {
-                                run_id: job.repro_id,
-                                mlflow_run_id: job.base.map(|b| b.mlflow_run_id),
-                                action: Action::Create,
-                                conflicts: Vec::new(),
-                                requests: 0,
-                                error: Some(MlflowError::Unreachable {
-                                    uri: client.uri().to_string(),
-                                    detail: "not sent: an earlier request failed the same way"
-                                        .into(),
-                                }),
-                            },
-                            ledger: None,
+                s.spawn(move || {
+                    while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
+                        let done = if abort.load(Ordering::Relaxed) {
+                            Done {
+                                index: job.index,
+                                outcome: RunOutcome {
+                                    run_id: job.repro_id,
+                                    mlflow_run_id: job.base.map(|b| b.mlflow_run_id),
+                                    action: Action::Create,
+                                    conflicts: Vec::new(),
+                                    requests: 0,
+                                    error: Some(MlflowError::Unreachable {
+                                        uri: client.uri().to_string(),
+                                        detail: "not sent: an earlier request failed the same way"
+                                            .into(),
+                                    }),
+                                },
+                                ledger: None,
+                            }
+                        } else {
+                            let done = push_one(client, experiment, experiment_id, job);
+                            if matches!(
+                                done.outcome.error,
+                                Some(
+                                    MlflowError::Unreachable { .. }
+                                        | MlflowError::Unauthorized { .. }
+                                        | MlflowError::Tls { .. }
+                                )
+                            ) {
+                                abort.store(true, Ordering::Relaxed);
+                            }
+                            done
+                        };
+                        if tx.send(done).is_err() {
+                            break;
                         }
-                    } else {
-                        let done = push_one(client, experiment, experiment_id, job);
-                        if matches!(
-                            done.outcome.error,
-                            Some(
-                                MlflowError::Unreachable { .. }
-                                    | MlflowError::Unauthorized { .. }
-                                    | MlflowError::Tls { .. }
-                            )
-                        ) {
-                            abort.store(true, Ordering::Relaxed);
-                        }
-                        done
-                    };
-                    if tx.send(done).is_err() {
-                        break;
                     }
                 });
             }
@@ -610,9 +609,8 @@ fn push_one(client: &Client, experiment: &str, experiment_id: &str, job: Job) ->
         for kv in &d.params {
             params.insert(kv.key.clone(), kv.value.clone());
         }
-        let mut tags: BTreeMap<String, String> = want.tags.clone();
-        // Tags repro never set (added in MLflow's UI) are not repro's to track.
-        tags.retain(|k, _| want.tags.contains_key(k));
+        // Only the tags repro set; tags added in MLflow's UI are not repro's to track.
+        let tags = &want.tags;
         let mut counts = base.metric_counts.clone();
         for (k, n) in want.metric_counts() {
             counts.insert(k, n);
@@ -631,7 +629,7 @@ fn push_one(client: &Client, experiment: &str, experiment_id: &str, job: Job) ->
             experiment_id: experiment_id.to_string(),
             pushed_hash: hash,
             params_json: serde_json::to_string(&params).expect("json"),
-            tags_json: serde_json::to_string(&tags).expect("json"),
+            tags_json: serde_json::to_string(tags).expect("json"),
             state_hash: want.state_hash(),
             inputs_hash: want.inputs_hash(),
             artifacts_hash: want.artifacts_hash(),
