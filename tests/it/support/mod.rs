@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod mlflow;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
