@@ -420,6 +420,7 @@ pub fn push(
     let experiment_id = client.experiment_id(&req.experiment)?;
     summary.experiment_id = Some(experiment_id.clone());
     let abort = AtomicBool::new(false);
+    let inputs_lock = Mutex::new(());
     let workers = req.jobs.clamp(1, 64);
     loop {
         let queue = Mutex::new(jobs_now.into_iter().collect::<VecDeque<Job>>());
@@ -428,8 +429,14 @@ pub fn push(
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (queue, client, abort, experiment_id, experiment) =
-                    (&queue, &client, &abort, &experiment_id, &req.experiment);
+                let (queue, client, abort, experiment_id, experiment, inputs_lock) = (
+                    &queue,
+                    &client,
+                    &abort,
+                    &experiment_id,
+                    &req.experiment,
+                    &inputs_lock,
+                );
                 s.spawn(move || {
                     while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
                         let done = if abort.load(Ordering::Relaxed) {
@@ -450,7 +457,8 @@ pub fn push(
                                 ledger: None,
                             }
                         } else {
-                            let done = push_one(client, experiment, experiment_id, job);
+                            let done =
+                                push_one(client, experiment, experiment_id, inputs_lock, job);
                             if matches!(
                                 done.outcome.error,
                                 Some(
@@ -519,7 +527,13 @@ pub fn push(
     Ok(summary)
 }
 
-fn push_one(client: &Client, experiment: &str, experiment_id: &str, job: Job) -> Done {
+fn push_one(
+    client: &Client,
+    experiment: &str,
+    experiment_id: &str,
+    inputs_lock: &Mutex<()>,
+    job: Job,
+) -> Done {
     let mut requests = 0usize;
     let mut mlflow_run_id = job.base.as_ref().map(|b| b.mlflow_run_id.clone());
     let mut action = Action::Create;
@@ -584,8 +598,20 @@ fn push_one(client: &Client, experiment: &str, experiment_id: &str, job: Job) ->
             client.delete_tag(run_id, k)?;
         }
         if d.inputs {
+            // MLflow's server inserts a dataset shared by runs of an experiment with a racy
+            // check-then-insert (a UNIQUE constraint error under concurrency): one at a time,
+            // and one retry for another pusher's race.
+            let _one = inputs_lock.lock().unwrap_or_else(|p| p.into_inner());
             requests += 1;
-            client.log_inputs(run_id, &want.inputs)?;
+            match client.log_inputs(run_id, &want.inputs) {
+                Err(MlflowError::Rejected { message, .. })
+                    if message.contains("UNIQUE constraint") =>
+                {
+                    requests += 1;
+                    client.log_inputs(run_id, &want.inputs)?;
+                }
+                other => other?,
+            }
         }
         if d.artifacts {
             let artifact_uri = match &base.artifact_uri {

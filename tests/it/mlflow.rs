@@ -99,7 +99,16 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     let (code, _, err) = env.run_in(
         &repo,
         &[
-            "run", "--host", "--name", "again", "--", "sh", "-c", "exit 3",
+            "run",
+            "--host",
+            "--name",
+            "again",
+            "--dataset",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
         ],
     );
     assert_eq!(code, 3, "{err}");
