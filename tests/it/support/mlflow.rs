@@ -151,6 +151,8 @@ impl MlflowServer {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
+        // Lives until the test binary exits; stopped by process group (`stop_servers`).
+        #[allow(clippy::zombie_processes)]
         let child = cmd.spawn().expect("spawn mlflow server");
         let pgid = child.id() as i32;
         {
