@@ -366,3 +366,64 @@ fn wrong_credentials_fail_clearly_and_right_ones_push() {
     assert!(out.contains("created"), "{out}");
     assert!(srv.run_by_repro_id(&exp, &id).is_some());
 }
+
+/// The metrics input of the op (the metrics store is not wired yet): history arrives with its
+/// steps and timestamps, a re-push sends only new points, and none are duplicated.
+#[test]
+fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
+    use repro::mlflow::{MetricPoint, Settings};
+    use repro::ops::mlflow::{push, PushRequest, RunToPush};
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("metrics");
+    let (_repo, id) = recorded_run(&env, false);
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    let run = store.get_run(&id).unwrap();
+    let point = |step: i64| MetricPoint {
+        key: "loss".into(),
+        value: 1.0 / (step + 1) as f64,
+        timestamp: 1_796_000_000_000 + step * 1000,
+        step,
+    };
+    let settings = Settings::from_env(Some(&srv.uri), &|_| None).unwrap();
+    let request = |metrics: Vec<MetricPoint>| PushRequest {
+        settings: settings.clone(),
+        experiment: exp.clone(),
+        runs: vec![RunToPush {
+            run: run.clone(),
+            metrics,
+        }],
+        dry_run: false,
+        jobs: 2,
+    };
+    // 1,500 points: more than one log-batch request can hold.
+    let first: Vec<MetricPoint> = (0..1500).map(point).collect();
+    let s = push(&store, request(first.clone()), &mut |_| {}).unwrap();
+    assert!(s.outcomes[0].error.is_none(), "{:?}", s.outcomes[0].error);
+    let mlflow_id = s.outcomes[0].mlflow_run_id.clone().unwrap();
+    let mut more = first.clone();
+    more.extend((1500..1510).map(point));
+    let s = push(&store, request(more), &mut |_| {}).unwrap();
+    assert!(s.outcomes[0].error.is_none());
+    // Same history again: nothing to send.
+    let mut again = first;
+    again.extend((1500..1510).map(point));
+    let s = push(&store, request(again), &mut |_| {}).unwrap();
+    assert_eq!(s.outcomes[0].requests, 0);
+    let h = srv.get(
+        "metrics/get-history",
+        &[
+            ("run_id", &mlflow_id),
+            ("metric_key", "loss"),
+            ("max_results", "25000"),
+        ],
+    );
+    let pts = h["metrics"].as_array().unwrap();
+    assert_eq!(pts.len(), 1510);
+    let mut steps: Vec<i64> = pts.iter().map(|p| p["step"].as_i64().unwrap()).collect();
+    steps.sort();
+    assert_eq!(steps, (0..1510).collect::<Vec<_>>());
+    let p7 = pts.iter().find(|p| p["step"] == 7).unwrap();
+    assert_eq!(p7["timestamp"].as_i64().unwrap(), 1_796_000_007_000);
+    assert_eq!(p7["value"].as_f64().unwrap(), 1.0 / 8.0);
+}
