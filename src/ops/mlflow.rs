@@ -680,3 +680,116 @@ fn push_one(
         ledger,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want() -> Desired {
+        Desired {
+            run_name: "r".into(),
+            user: "u".into(),
+            start_time: 1,
+            end_time: Some(2),
+            status: "FINISHED",
+            params: [("lr".to_string(), "0.1".to_string())]
+                .into_iter()
+                .collect(),
+            tags: [
+                ("a".to_string(), "1".to_string()),
+                ("best".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
+            inputs: Vec::new(),
+            artifacts: vec![("repro/run.json".into(), b"{}".to_vec())],
+            metrics: (0..3)
+                .map(|s| MetricPoint {
+                    key: "loss".into(),
+                    value: 0.0,
+                    timestamp: s,
+                    step: s,
+                })
+                .collect(),
+        }
+    }
+
+    fn pushed(w: &Desired) -> Baseline {
+        Baseline {
+            mlflow_run_id: "m".into(),
+            params: w.params.clone(),
+            tags: w.tags.clone(),
+            owned_tags: w.tags.keys().cloned().collect(),
+            state_hash: Some(w.state_hash()),
+            inputs_hash: Some(w.inputs_hash()),
+            artifacts_hash: Some(w.artifacts_hash()),
+            metric_counts: w.metric_counts(),
+            artifact_uri: None,
+        }
+    }
+
+    #[test]
+    fn only_what_changed_is_sent_and_changed_params_are_conflicts() {
+        let w = want();
+        let base = pushed(&w);
+        assert!(diff(&w, &base).parts().is_empty());
+
+        let mut t = want();
+        t.tags.remove("best");
+        t.tags.insert("shipped".into(), String::new());
+        let d = diff(&t, &base);
+        assert_eq!(d.parts(), ["tags"]);
+        assert_eq!(
+            d.tags,
+            [KeyValue {
+                key: "shipped".into(),
+                value: String::new()
+            }]
+        );
+        assert_eq!(d.delete_tags, ["best"]);
+
+        let mut p = want();
+        p.params.insert("lr".into(), "0.2".into());
+        p.params.insert("new".into(), "x".into());
+        let d = diff(&p, &base);
+        assert_eq!(
+            d.params,
+            [KeyValue {
+                key: "new".into(),
+                value: "x".into()
+            }]
+        );
+        assert_eq!(
+            d.conflicts,
+            [ParamConflict {
+                key: "lr".into(),
+                pushed: "0.1".into(),
+                local: Some("0.2".into())
+            }]
+        );
+
+        let mut m = want();
+        m.metrics.push(MetricPoint {
+            key: "loss".into(),
+            value: 0.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics.push(MetricPoint {
+            key: "acc".into(),
+            value: 1.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics
+            .sort_by(|a, b| (a.key.as_str(), a.step).cmp(&(b.key.as_str(), b.step)));
+        let d = diff(&m, &base);
+        assert_eq!(d.parts(), ["metrics"]);
+        let sent: Vec<(&str, i64)> = d.metrics.iter().map(|p| (p.key.as_str(), p.step)).collect();
+        assert_eq!(sent, [("acc", 9), ("loss", 9)]);
+
+        let mut s = want();
+        s.status = "FAILED";
+        assert_eq!(diff(&s, &base).parts(), ["status"]);
+    }
+}
