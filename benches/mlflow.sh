@@ -6,7 +6,7 @@
 #                                                the same params and tags, the same two artifacts,
 #                                                set_terminated), one run after another
 #   and a re-push of M unchanged runs (no request is made).
-# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 BENCH_DIR=… to change)
+# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 BENCH_DIR=… REPRO=path/to/repro to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000}"
@@ -16,8 +16,10 @@ venv="${REPRO_TEST_MLFLOW_VENV:-$PWD/target/py-mlflow}"
 [ -x "$venv/bin/mlflow" ] || { echo "no mlflow in $venv: run scripts/install-deps.sh" >&2; exit 1; }
 dir="${BENCH_DIR:-$PWD/target/bench-mlflow}"
 rm -rf "$dir" && mkdir -p "$dir"
-cargo build --release -q --bin repro
-REPRO="$PWD/target/release/repro"
+if [ -z "${REPRO:-}" ]; then
+    cargo build --release -q --bin repro
+    REPRO="$PWD/target/release/repro"
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_TRUNCATE_LONG_VALUES=false setsid \
@@ -61,7 +63,7 @@ repro_s=$(echo "$t1 - $t0" | bc)
 # The same data through MLflow's own client (log_batch), one run after another as it logs.
 REPRO_DB="$dir/push.db" "$REPRO" ls --all --json > "$dir/runs.json"
 REPRO_DB="$dir/push.db" "$REPRO" script "$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["runs"][0]["id"])' "$dir/runs.json")" > "$dir/rerun.sh"
-py_s=$("$venv/bin/python" - "$dir/runs.json" "$dir/rerun.sh" <<'PY'
+"$venv/bin/python" - "$dir/runs.json" "$dir/rerun.sh" "$dir/python-seconds" > /dev/null <<'PY'
 import json, sys, time
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
@@ -79,15 +81,18 @@ for r in runs:
     c.log_text(rid, json.dumps(r, indent=2), "repro/run.json")
     c.log_text(rid, script, "repro/rerun.sh")
     c.set_terminated(rid, "FINISHED")
-print(f"{time.time() - t0:.2f}")
+open(sys.argv[3], "w").write(f"{time.time() - t0:.2f}")
 PY
-)
+py_s=$(cat "$dir/python-seconds")
 echo "push of $N runs (50 params each): repro ${repro_s}s, MLflow Python client ${py_s}s"
 
 make_db "$M" "$dir/many.db"
 t0=$(date +%s.%N)
-REPRO_DB="$dir/many.db" "$REPRO" mlflow push -q --experiment bench-many --jobs "$JOBS"
+REPRO_DB="$dir/many.db" "$REPRO" mlflow push -q --experiment bench-many --jobs "$JOBS" > /dev/null
 t1=$(date +%s.%N)
 echo "first push of $M runs: $(echo "$t1 - $t0" | bc)s"
-hyperfine -N --warmup 1 --runs "${RUNS:-5}" --export-markdown "$dir/repush.md" \
-    "env REPRO_DB=$dir/many.db $REPRO mlflow push -q --experiment bench-many"
+# Unchanged runs make no request: the server is stopped first to show it.
+kill -TERM -- -"$server" 2>/dev/null || true; sleep 2; kill -KILL -- -"$server" 2>/dev/null || true
+hyperfine -N --warmup 1 --runs "${RUNS:-10}" --export-markdown "$dir/repush.md" \
+    "env REPRO_DB=$dir/many.db $REPRO mlflow push -q --experiment bench-many" \
+    "env REPRO_DB=$dir/many.db $REPRO ls --all --json"
