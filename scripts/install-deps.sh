@@ -27,3 +27,12 @@ if ! "$venv/bin/python" -c 'import in_toto_attestation.v1.statement, securesyste
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check in-toto-attestation 'securesystemslib[crypto]' jsonschema
 fi
+
+# MLflow tracking server and Python client for the `repro mlflow push` tests and benchmark:
+# a venv cached under target/ (~850 MB, ~90 s), reused while it has `mlflow`.
+venv="${REPRO_TEST_MLFLOW_VENV:-target/py-mlflow}"
+if [ ! -x "$venv/bin/mlflow" ]; then
+    echo "== installing mlflow[auth] into $venv (PyPI)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'mlflow[auth]' >/dev/null
+fi

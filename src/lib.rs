@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod mlflow;
 pub mod ops;
 pub mod output;
 pub mod record;

@@ -21,6 +21,7 @@ pub mod image;
 pub mod import;
 pub mod ls;
 pub mod meta;
+pub mod mlflow;
 pub mod rerun;
 pub mod run;
 pub mod script;
@@ -109,6 +110,9 @@ pub enum Command {
     Config(config::ConfigCmd),
     /// Check the database, container engines, git, registry credentials and config files
     Doctor(doctor::DoctorArgs),
+    /// Share runs with an MLflow tracking server (`repro mlflow push`)
+    #[command(subcommand)]
+    Mlflow(mlflow::MlflowCmd),
     /// Print a shell completion script (bash, zsh, fish)
     Completions(meta::CompletionsArgs),
     /// Print the man page (roff), or write every page to a directory
@@ -281,6 +285,7 @@ pub fn main() -> i32 {
         Command::Attest(args) => return attest::cmd_attest(&ctx, args),
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),
         Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),
+        Command::Mlflow(cmd) => mlflow::cmd_mlflow(&ctx, cmd),
         Command::Completions(args) => meta::cmd_completions(args),
         Command::Man(args) => meta::cmd_man(&ctx, args),
         Command::CompleteIds(args) => meta::cmd_complete_ids(&ctx, args),

@@ -3,6 +3,7 @@
 
 pub mod attest;
 pub mod diff;
+pub mod mlflow;
 pub mod rerun;
 pub mod run;
 pub mod slurm;

@@ -9,6 +9,7 @@ mod gc;
 mod inspect;
 pub mod liveness;
 mod migrate;
+pub mod mlflow;
 pub mod query;
 mod transfer;
 

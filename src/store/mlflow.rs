@@ -1,0 +1,182 @@
+//! The MLflow push ledger: what `repro mlflow push` sent to which tracking server, so a second
+//! push of an unchanged run sends nothing and a changed one sends only the difference.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::{sql_error, Result, Store};
+
+/// One pushed run, as recorded after the server acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlflowPush {
+    /// Tracking server URI (normalised: no trailing slash).
+    pub tracking_uri: String,
+    /// Experiment name pushed to.
+    pub experiment: String,
+    /// repro run id.
+    pub run_id: String,
+    /// MLflow's run id.
+    pub mlflow_run_id: String,
+    /// MLflow's experiment id.
+    pub experiment_id: String,
+    /// SHA-256 (hex) of everything pushed; equal means nothing to send.
+    pub pushed_hash: String,
+    /// Params as the server holds them (JSON object).
+    pub params_json: String,
+    /// Tags repro set, as the server holds them (JSON object).
+    pub tags_json: String,
+    /// Hash of status, end time and name.
+    pub state_hash: String,
+    /// Hash of the datasets logged as inputs.
+    pub inputs_hash: String,
+    /// Hash of the `repro/` artifacts uploaded.
+    pub artifacts_hash: String,
+    /// Metric points pushed per key (JSON object).
+    pub metrics_json: String,
+    /// When this row was written (RFC 3339 UTC).
+    pub pushed_at: String,
+}
+
+impl Store {
+    /// Every ledger row for one server and experiment, by repro run id (one query, for speed).
+    pub fn mlflow_pushes(
+        &self,
+        tracking_uri: &str,
+        experiment: &str,
+    ) -> Result<HashMap<String, MlflowPush>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT tracking_uri, experiment, run_id, mlflow_run_id, experiment_id, pushed_hash,
+                        params_json, tags_json, state_hash, inputs_hash, artifacts_hash,
+                        metrics_json, pushed_at
+                 FROM mlflow_pushes WHERE tracking_uri = ?1 AND experiment = ?2",
+            )
+            .map_err(self.sql_err("read mlflow ledger"))?;
+        let rows = stmt
+            .query_map(params![tracking_uri, experiment], |r| {
+                Ok(MlflowPush {
+                    tracking_uri: r.get(0)?,
+                    experiment: r.get(1)?,
+                    run_id: r.get(2)?,
+                    mlflow_run_id: r.get(3)?,
+                    experiment_id: r.get(4)?,
+                    pushed_hash: r.get(5)?,
+                    params_json: r.get(6)?,
+                    tags_json: r.get(7)?,
+                    state_hash: r.get(8)?,
+                    inputs_hash: r.get(9)?,
+                    artifacts_hash: r.get(10)?,
+                    metrics_json: r.get(11)?,
+                    pushed_at: r.get(12)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.sql_err("read mlflow ledger"))?;
+        Ok(rows.into_iter().map(|p| (p.run_id.clone(), p)).collect())
+    }
+
+    /// Records (or replaces) what was pushed for one run.
+    pub fn record_mlflow_push(&self, p: &MlflowPush) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO mlflow_pushes (tracking_uri, experiment, run_id,
+                    mlflow_run_id, experiment_id, pushed_hash, params_json, tags_json, state_hash,
+                    inputs_hash, artifacts_hash, metrics_json, pushed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    p.tracking_uri,
+                    p.experiment,
+                    p.run_id,
+                    p.mlflow_run_id,
+                    p.experiment_id,
+                    p.pushed_hash,
+                    p.params_json,
+                    p.tags_json,
+                    p.state_hash,
+                    p.inputs_hash,
+                    p.artifacts_hash,
+                    p.metrics_json,
+                    p.pushed_at
+                ])
+            })
+            .map_err(sql_error(&self.path, "write mlflow ledger"))?;
+        Ok(())
+    }
+
+    /// Forgets what was pushed to one server and experiment (all of it when `run_id` is None).
+    pub fn forget_mlflow_pushes(
+        &self,
+        tracking_uri: &str,
+        experiment: &str,
+        run_id: Option<&str>,
+    ) -> Result<usize> {
+        let n = match run_id {
+            Some(id) => self.conn.execute(
+                "DELETE FROM mlflow_pushes WHERE tracking_uri = ?1 AND experiment = ?2 AND run_id = ?3",
+                params![tracking_uri, experiment, id],
+            ),
+            None => self.conn.execute(
+                "DELETE FROM mlflow_pushes WHERE tracking_uri = ?1 AND experiment = ?2",
+                params![tracking_uri, experiment],
+            ),
+        }
+        .map_err(sql_error(&self.path, "forget mlflow ledger"))?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, hash: &str) -> MlflowPush {
+        MlflowPush {
+            tracking_uri: "http://127.0.0.1:5000".into(),
+            experiment: "repro".into(),
+            run_id: id.into(),
+            mlflow_run_id: format!("m-{id}"),
+            experiment_id: "1".into(),
+            pushed_hash: hash.into(),
+            params_json: "{}".into(),
+            tags_json: "{}".into(),
+            state_hash: "s".into(),
+            inputs_hash: "i".into(),
+            artifacts_hash: "a".into(),
+            metrics_json: "{}".into(),
+            pushed_at: "2026-12-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn ledger_rows_round_trip_and_are_keyed_by_server_experiment_and_run() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_mlflow_push(&row("a", "h1")).unwrap();
+        store.record_mlflow_push(&row("a", "h2")).unwrap();
+        store.record_mlflow_push(&row("b", "h3")).unwrap();
+        let got = store
+            .mlflow_pushes("http://127.0.0.1:5000", "repro")
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["a"].pushed_hash, "h2");
+        assert!(store
+            .mlflow_pushes("http://127.0.0.1:5000", "other")
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .forget_mlflow_pushes("http://127.0.0.1:5000", "repro", Some("a"))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .mlflow_pushes("http://127.0.0.1:5000", "repro")
+                .unwrap()["b"],
+            row("b", "h3")
+        );
+    }
+}

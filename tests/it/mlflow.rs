@@ -1,0 +1,429 @@
+//! `repro mlflow push` against a real MLflow tracking server, checked through its REST API.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::mlflow::{auth_server, kv, server, ADMIN_PASSWORD, ADMIN_USER};
+use crate::support::{git, TestEnv};
+
+/// A unique experiment name per test (the server is shared by the test binary).
+fn experiment(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// `repro mlflow push ARGS` with MLFLOW_* set for `uri`; returns (code, stdout, stderr).
+fn push(
+    env: &TestEnv,
+    uri: &str,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut c = env.repro();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MLFLOW_") {
+            c.env_remove(&k);
+        }
+    }
+    c.env("MLFLOW_TRACKING_URI", uri);
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = c
+        .current_dir(env.root())
+        .args(["mlflow", "push"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(env: &TestEnv, cwd: &Path, args: &[&str]) -> String {
+    let (code, out, err) = env.run_in(cwd, args);
+    assert_eq!(code, 0, "repro {args:?}: {err}");
+    out
+}
+
+/// A repository with a remote, a path dataset, and a recorded run with params, tags and a note.
+fn recorded_run(env: &TestEnv, long_param: bool) -> (std::path::PathBuf, String) {
+    let repo = env.git_repo("app");
+    git(
+        &repo,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://git.example.com/team/app.git",
+        ],
+    );
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::write(repo.join("data/train.csv"), "x,y\n1,2\n").unwrap();
+    let big = format!("--param=prompt={}", "p".repeat(7000));
+    let mut args = vec![
+        "run",
+        "--host",
+        "--name",
+        "baseline",
+        "--param",
+        "lr=0.1",
+        "--param",
+        "epochs=3",
+        "--tag",
+        "best",
+        "--dataset",
+        "data",
+    ];
+    if long_param {
+        args.push(&big);
+    }
+    args.extend(["--", "sh", "-c", "exit 0"]);
+    ok(env, &repo, &args);
+    let id = env.last_id();
+    ok(env, &repo, &["note", &id, "first baseline"]);
+    (repo, id)
+}
+
+#[test]
+fn push_sends_every_field_and_a_second_push_sends_nothing() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("fields");
+    let (repo, id) = recorded_run(&env, true);
+    // A re-run of it (linked to the original), and a failed run.
+    ok(&env, &repo, &["rerun", &id]);
+    let rerun_id = env.last_id();
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--name",
+            "again",
+            "--dataset",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    let failed_id = env.last_id();
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("would create"), "{out}");
+    assert!(srv.runs(&exp).is_empty(), "a dry run sent runs");
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("created").count(), 3, "{out}");
+    assert!(err.contains("3 created"), "{err}");
+
+    let run = srv
+        .run_by_repro_id(&exp, &id)
+        .expect("pushed run found by repro.run_id");
+    let shown = env.show_json(&id);
+    let info = &run["info"];
+    assert_eq!(info["status"], "FINISHED");
+    assert_eq!(info["run_name"], "baseline");
+    let start =
+        chrono::DateTime::parse_from_rfc3339(shown["started_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        info["start_time"].as_i64().unwrap(),
+        start.timestamp_millis()
+    );
+    let end = chrono::DateTime::parse_from_rfc3339(shown["ended_at"].as_str().unwrap()).unwrap();
+    assert_eq!(info["end_time"].as_i64().unwrap(), end.timestamp_millis());
+    assert_eq!(info["user_id"], shown["user"]);
+
+    let params = kv(&run["data"]["params"]);
+    assert_eq!(params.get("lr").map(String::as_str), Some("0.1"));
+    assert_eq!(params.get("epochs").map(String::as_str), Some("3"));
+    assert!(
+        !params.contains_key("prompt"),
+        "a 7000-character param cannot be an MLflow param"
+    );
+
+    let tags = kv(&run["data"]["tags"]);
+    let commit = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    for (k, v) in [
+        ("mlflow.runName", "baseline"),
+        ("mlflow.source.type", "JOB"),
+        ("mlflow.source.name", "https://git.example.com/team/app.git"),
+        (
+            "mlflow.source.git.repoURL",
+            "https://git.example.com/team/app.git",
+        ),
+        ("mlflow.source.git.commit", commit.as_str()),
+        ("mlflow.source.git.branch", "main"),
+        ("repro.run_id", id.as_str()),
+        ("repro.status", "succeeded"),
+        (
+            "repro.code.dirty",
+            shown["code"]["dirty"].to_string().as_str(),
+        ),
+        ("repro.params.moved", "prompt"),
+        ("repro.tags", "best"),
+        ("best", ""),
+    ] {
+        assert_eq!(
+            tags.get(k).map(String::as_str),
+            Some(v),
+            "tag {k}: {tags:?}"
+        );
+    }
+    assert_eq!(tags["mlflow.user"], shown["user"].as_str().unwrap());
+    assert!(tags["repro.pin_grade"].starts_with("image: none, code: "));
+    assert!(tags["repro.pin_grade"].ends_with("data: content-addressed"));
+    let note = &tags["mlflow.note.content"];
+    assert!(note.starts_with("first baseline"), "{note}");
+    assert!(note.contains("repro/params.json: prompt"), "{note}");
+    assert!(note.contains(&format!("commit {commit}")), "{note}");
+
+    // The dataset as an input: digest prefix there, full digest in the source.
+    let inputs = run["inputs"]["dataset_inputs"]
+        .as_array()
+        .expect("dataset inputs");
+    assert_eq!(inputs.len(), 1);
+    let ds = &inputs[0]["dataset"];
+    let full = shown["datasets"][0]["digest"].as_str().unwrap();
+    assert_eq!(ds["name"], "data");
+    assert_eq!(
+        ds["digest"].as_str().unwrap(),
+        &full["sha256:".len().."sha256:".len() + 36]
+    );
+    let source: Value = serde_json::from_str(ds["source"].as_str().unwrap()).unwrap();
+    assert_eq!(source["digest"], full);
+
+    // Artifacts: run.json is `show --json`, rerun.sh is `repro script`, the long param whole.
+    let mlflow_id = info["run_id"].as_str().unwrap();
+    let exp_id = info["experiment_id"].as_str().unwrap();
+    let mut listed = srv.artifacts(mlflow_id, "repro");
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["repro/params.json", "repro/rerun.sh", "repro/run.json"]
+    );
+    let run_json: Value =
+        serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/run.json")).unwrap();
+    assert_eq!(run_json, shown);
+    let script = ok(&env, &repo, &["script", &id]);
+    assert_eq!(
+        String::from_utf8(srv.download(exp_id, mlflow_id, "repro/rerun.sh")).unwrap(),
+        script
+    );
+    let all: Value =
+        serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/params.json")).unwrap();
+    assert_eq!(all["prompt"].as_str().unwrap().len(), 7000);
+
+    let failed = srv.run_by_repro_id(&exp, &failed_id).unwrap();
+    assert_eq!(failed["info"]["status"], "FAILED");
+    assert_eq!(kv(&failed["data"]["tags"])["repro.exit_code"], "3");
+
+    let rerun = srv.run_by_repro_id(&exp, &rerun_id).unwrap();
+    let rerun_tags = kv(&rerun["data"]["tags"]);
+    assert_eq!(rerun_tags["mlflow.parentRunId"], mlflow_id);
+    assert_eq!(rerun_tags["repro.rerun_of"], id);
+
+    // Second push: nothing created, nothing sent.
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("0 created") && err.contains("3 unchanged") && err.contains("(0 requests)"),
+        "{err}"
+    );
+    assert_eq!(srv.runs(&exp).len(), 3);
+}
+
+#[test]
+fn a_changed_tag_updates_the_run_and_a_lost_ledger_relinks_by_repro_run_id() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("tags");
+    let (repo, id) = recorded_run(&env, false);
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+
+    ok(&env, &repo, &["tag", &id, "+shipped", "-best"]);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updated tags"), "{out}");
+    assert!(!out.contains("params"), "{out}");
+    let tags = kv(&srv.run_by_repro_id(&exp, &id).unwrap()["data"]["tags"]);
+    assert_eq!(tags.get("shipped").map(String::as_str), Some(""));
+    assert!(
+        !tags.contains_key("best"),
+        "removed tag still on the server: {tags:?}"
+    );
+    assert_eq!(tags["repro.tags"], "shipped");
+
+    // The ledger is lost: the run is found again, not pushed twice.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    assert_eq!(conn.execute("DELETE FROM mlflow_pushes", []).unwrap(), 1);
+    drop(conn);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("re-linked"), "{out}");
+    assert_eq!(srv.runs(&exp).len(), 1);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+
+    // A param changed locally is a conflict, reported on every push, never hidden.
+    ok(&env, &repo, &["param", &id, "lr=0.5"]);
+    for _ in 0..2 {
+        let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("param 'lr' is '0.5' locally but '0.1' on the server"),
+            "{err}"
+        );
+    }
+    let params = kv(&srv.run_by_repro_id(&exp, &id).unwrap()["data"]["params"]);
+    assert_eq!(params["lr"], "0.1");
+}
+
+#[test]
+fn server_down_loses_nothing_and_the_next_push_succeeds() {
+    let env = TestEnv::new();
+    let exp = experiment("down");
+    let (_repo, id) = recorded_run(&env, false);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let (code, out, err) = push(&env, &dead, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains(&format!(
+            "cannot reach the MLflow tracking server at {dead}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed locally"), "{err}");
+    assert_eq!(env.runs().len(), 1);
+    let srv = server();
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_some());
+}
+
+#[test]
+fn only_http_servers_are_accepted() {
+    let env = TestEnv::new();
+    recorded_run(&env, false);
+    for uri in ["file:///tmp/mlruns", "sqlite:///mlflow.db"] {
+        let (code, _, err) = push(&env, uri, &[], &[]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("is not an http(s) MLflow tracking server"),
+            "{err}"
+        );
+        assert!(err.contains("hint: start `mlflow server`"), "{err}");
+    }
+    let mut c = env.repro();
+    c.env_remove("MLFLOW_TRACKING_URI");
+    let out = c.args(["mlflow", "push"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MLFLOW_TRACKING_URI"));
+}
+
+#[test]
+fn wrong_credentials_fail_clearly_and_right_ones_push() {
+    let srv = auth_server();
+    let env = TestEnv::new();
+    let exp = experiment("auth");
+    let (_repo, id) = recorded_run(&env, false);
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the credentials (HTTP 401)"), "{err}");
+    assert!(
+        err.contains("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
+        "{err}"
+    );
+    let wrong = [
+        ("MLFLOW_TRACKING_USERNAME", ADMIN_USER),
+        ("MLFLOW_TRACKING_PASSWORD", "not-the-password"),
+    ];
+    let (code, _, err) = push(&env, &srv.uri, &wrong, &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(err.contains("check MLFLOW_TRACKING_USERNAME"), "{err}");
+    let right = [
+        ("MLFLOW_TRACKING_USERNAME", ADMIN_USER),
+        ("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD),
+    ];
+    let (code, out, err) = push(&env, &srv.uri, &right, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_some());
+}
+
+/// The metrics input of the op (the metrics store is not wired yet): history arrives with its
+/// steps and timestamps, a re-push sends only new points, and none are duplicated.
+#[test]
+fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
+    use repro::mlflow::{MetricPoint, Settings};
+    use repro::ops::mlflow::{push, PushRequest, RunToPush};
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("metrics");
+    let (_repo, id) = recorded_run(&env, false);
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    let run = store.get_run(&id).unwrap();
+    let point = |step: i64| MetricPoint {
+        key: "loss".into(),
+        value: 1.0 / (step + 1) as f64,
+        timestamp: 1_796_000_000_000 + step * 1000,
+        step,
+    };
+    let settings = Settings::from_env(Some(&srv.uri), &|_| None).unwrap();
+    let request = |metrics: Vec<MetricPoint>| PushRequest {
+        settings: settings.clone(),
+        experiment: exp.clone(),
+        runs: vec![RunToPush {
+            run: run.clone(),
+            metrics,
+        }],
+        dry_run: false,
+        jobs: 2,
+    };
+    // 1,500 points: more than one log-batch request can hold.
+    let first: Vec<MetricPoint> = (0..1500).map(point).collect();
+    let s = push(&store, request(first.clone()), &mut |_| {}).unwrap();
+    assert!(s.outcomes[0].error.is_none(), "{:?}", s.outcomes[0].error);
+    let mlflow_id = s.outcomes[0].mlflow_run_id.clone().unwrap();
+    let mut more = first.clone();
+    more.extend((1500..1510).map(point));
+    let s = push(&store, request(more), &mut |_| {}).unwrap();
+    assert!(s.outcomes[0].error.is_none());
+    // Same history again: nothing to send.
+    let mut again = first;
+    again.extend((1500..1510).map(point));
+    let s = push(&store, request(again), &mut |_| {}).unwrap();
+    assert_eq!(s.outcomes[0].requests, 0);
+    let h = srv.get(
+        "metrics/get-history",
+        &[
+            ("run_id", &mlflow_id),
+            ("metric_key", "loss"),
+            ("max_results", "25000"),
+        ],
+    );
+    let pts = h["metrics"].as_array().unwrap();
+    assert_eq!(pts.len(), 1510);
+    let mut steps: Vec<i64> = pts.iter().map(|p| p["step"].as_i64().unwrap()).collect();
+    steps.sort();
+    assert_eq!(steps, (0..1510).collect::<Vec<_>>());
+    let p7 = pts.iter().find(|p| p["step"] == 7).unwrap();
+    assert_eq!(p7["timestamp"].as_i64().unwrap(), 1_796_000_007_000);
+    assert_eq!(p7["value"].as_f64().unwrap(), 1.0 / 8.0);
+}

@@ -1,0 +1,332 @@
+//! A real MLflow tracking server (PyPI `mlflow[auth]` in a venv cached under `target/`), started
+//! once per test binary on a free loopback port and stopped by process group when the tests end.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Admin account of the basic-auth server.
+pub const ADMIN_USER: &str = "admin";
+/// Its password (MLflow wants at least 12 characters).
+pub const ADMIN_PASSWORD: &str = "repro-admin-password-1";
+
+/// A running `mlflow server`.
+pub struct MlflowServer {
+    pub uri: String,
+    pub dir: PathBuf,
+    pub auth: Option<(String, String)>,
+    agent: ureq::Agent,
+}
+
+/// The venv holding mlflow: `$REPRO_TEST_MLFLOW_VENV`, else `target/py-mlflow`, created when missing
+/// (`scripts/install-deps.sh` creates it in CI).
+pub fn venv() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = std::env::var_os("REPRO_TEST_MLFLOW_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .parent()
+                    .expect("target dir")
+                    .join("py-mlflow")
+            });
+        if !dir.join("bin/mlflow").is_file() {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(dir.join("bin/pip"))
+                    .args(["install", "-q", "mlflow[auth]"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "cannot install mlflow[auth] into {}; run scripts/install-deps.sh",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_servers() {
+    let Ok(groups) = GROUPS.lock() else { return };
+    // SAFETY: kill(2) on process groups this process started.
+    let alive = |pgid: i32| unsafe { libc::kill(-pgid, 0) == 0 };
+    for pgid in groups.iter() {
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+    }
+    // The `mlflow` launcher does not always exit on SIGTERM once its workers are gone.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while groups.iter().any(|g| alive(*g)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pgid in groups.iter() {
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The plain server (no authentication), shared by the tests of this binary.
+pub fn server() -> &'static MlflowServer {
+    static S: OnceLock<MlflowServer> = OnceLock::new();
+    S.get_or_init(|| MlflowServer::start(false))
+}
+
+/// The `--app-name basic-auth` server, shared by the tests of this binary.
+pub fn auth_server() -> &'static MlflowServer {
+    static S: OnceLock<MlflowServer> = OnceLock::new();
+    S.get_or_init(|| MlflowServer::start(true))
+}
+
+impl MlflowServer {
+    fn start(basic_auth: bool) -> MlflowServer {
+        let venv = venv();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "mlflow-{}-{}",
+            std::process::id(),
+            if basic_auth { "auth" } else { "plain" }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let port = free_port();
+        let mut cmd = Command::new(venv.join("bin/mlflow"));
+        cmd.arg("server")
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .arg("--serve-artifacts")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+            ])
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .env("MLFLOW_TRUNCATE_LONG_VALUES", "false")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .current_dir(&dir)
+            .stdin(Stdio::null());
+        let auth = basic_auth.then(|| (ADMIN_USER.to_string(), ADMIN_PASSWORD.to_string()));
+        if basic_auth {
+            let ini = dir.join("basic_auth.ini");
+            std::fs::write(
+                &ini,
+                format!(
+                    "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\nadmin_username = {ADMIN_USER}\nadmin_password = {ADMIN_PASSWORD}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                    dir.join("basic_auth.db").display()
+                ),
+            )
+            .expect("auth ini");
+            cmd.args(["--app-name", "basic-auth"])
+                .env("MLFLOW_AUTH_CONFIG_PATH", &ini)
+                .env("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+                .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "repro-test-secret-key");
+        }
+        let log = std::fs::File::create(dir.join("server.log")).expect("log");
+        cmd.stdout(log.try_clone().expect("log")).stderr(log);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        // Lives until the test binary exits; stopped by process group (`stop_servers`).
+        #[allow(clippy::zombie_processes)]
+        let child = cmd.spawn().expect("spawn mlflow server");
+        let pgid = child.id() as i32;
+        {
+            let mut g = GROUPS.lock().expect("groups");
+            if g.is_empty() {
+                // SAFETY: registers a plain extern "C" function.
+                unsafe {
+                    libc::atexit(stop_servers);
+                }
+            }
+            g.push(pgid);
+        }
+        // Should the test binary die without running atexit (SIGKILL), a watchdog in the
+        // server's process group stops it.
+        {
+            use std::os::unix::process::CommandExt;
+            let _ = Command::new("sh")
+                .args([
+                    "-c",
+                    "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -TERM -- -\"$2\"; sleep 3; kill -KILL -- -\"$2\"",
+                    "sh",
+                    &std::process::id().to_string(),
+                    &pgid.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(pgid)
+                .spawn();
+        }
+        let server = MlflowServer {
+            uri: format!("http://127.0.0.1:{port}"),
+            dir: dir.clone(),
+            auth,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if server
+                .agent
+                .get(&format!("{}/health", server.uri))
+                .call()
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mlflow server did not answer /health in 120 s: {}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        server
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &format!("{}{path}", self.uri));
+        match &self.auth {
+            Some((u, p)) => {
+                use base64::Engine as _;
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                r.set("Authorization", &format!("Basic {token}"))
+            }
+            None => r,
+        }
+    }
+
+    /// POST to `/api/2.0/mlflow/ENDPOINT`, the answer parsed (panics on an HTTP error).
+    pub fn post(&self, endpoint: &str, body: Value) -> Value {
+        match self
+            .req("POST", &format!("/api/2.0/mlflow/{endpoint}"))
+            .send_json(body)
+        {
+            Ok(r) => r.into_json().expect("json"),
+            Err(e) => panic!("{endpoint}: {e}"),
+        }
+    }
+
+    /// GET `/api/2.0/mlflow/ENDPOINT?query`, the answer parsed.
+    pub fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Value {
+        let mut r = self.req("GET", &format!("/api/2.0/mlflow/{endpoint}"));
+        for (k, v) in query {
+            r = r.query(k, v);
+        }
+        match r.call() {
+            Ok(r) => r.into_json().expect("json"),
+            Err(e) => panic!("{endpoint}: {e}"),
+        }
+    }
+
+    /// The id of an experiment, if it exists.
+    pub fn experiment_id(&self, name: &str) -> Option<String> {
+        let r = self
+            .req("GET", "/api/2.0/mlflow/experiments/get-by-name")
+            .query("experiment_name", name)
+            .call();
+        match r {
+            Ok(r) => r.into_json::<Value>().ok()?["experiment"]["experiment_id"]
+                .as_str()
+                .map(str::to_string),
+            Err(_) => None,
+        }
+    }
+
+    /// Every run of an experiment (`runs/search`), as returned.
+    pub fn runs(&self, experiment: &str) -> Vec<Value> {
+        let Some(id) = self.experiment_id(experiment) else {
+            return Vec::new();
+        };
+        let v = self.post(
+            "runs/search",
+            json!({"experiment_ids": [id], "max_results": 1000}),
+        );
+        v["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The run tagged `repro.run_id = ID` in an experiment, found with `runs/search`.
+    pub fn run_by_repro_id(&self, experiment: &str, id: &str) -> Option<Value> {
+        let exp = self.experiment_id(experiment)?;
+        let v = self.post(
+            "runs/search",
+            json!({"experiment_ids": [exp], "filter": format!("tags.`repro.run_id` = '{id}'")}),
+        );
+        let runs = v["runs"].as_array().cloned().unwrap_or_default();
+        assert!(runs.len() <= 1, "{id} pushed {} times", runs.len());
+        let run_id = runs.first()?["info"]["run_id"].as_str()?.to_string();
+        Some(self.get("runs/get", &[("run_id", &run_id)])["run"].clone())
+    }
+
+    /// Artifact paths of a run under `path` (`artifacts/list`).
+    pub fn artifacts(&self, run_id: &str, path: &str) -> Vec<String> {
+        let v = self.get("artifacts/list", &[("run_id", run_id), ("path", path)]);
+        v["files"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|f| f["path"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Downloads one artifact through the server's artifact proxy.
+    pub fn download(&self, experiment_id: &str, run_id: &str, path: &str) -> Vec<u8> {
+        let r = self
+            .req(
+                "GET",
+                &format!(
+                    "/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/{path}"
+                ),
+            )
+            .call()
+            .unwrap_or_else(|e| panic!("download {path}: {e}"));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut r.into_reader(), &mut out).expect("read artifact");
+        out
+    }
+}
+
+/// `{key: value}` of a list of MLflow `{key, value}` objects.
+pub fn kv(list: &Value) -> std::collections::BTreeMap<String, String> {
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|e| {
+                    (
+                        e["key"].as_str().unwrap_or("").to_string(),
+                        e["value"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
