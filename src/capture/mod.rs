@@ -4,3 +4,4 @@ pub mod code;
 pub mod dataset;
 pub mod host;
 pub mod image;
+pub mod metrics;
