@@ -3,6 +3,7 @@
 
 mod annotate;
 mod gc;
+pub mod metrics;
 mod migrate;
 pub mod query;
 mod transfer;
