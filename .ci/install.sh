@@ -19,6 +19,7 @@ wanted=(
   zsh:zsh                         # completion scripts are checked with zsh -n
   fish:fish                       # and fish -n
   git:git
+  python3-venv:python3            # the DVCLive test installs dvclive from PyPI into a venv
   ca-certificates:update-ca-certificates
 )
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod ops;
 pub mod output;
 pub mod record;
 pub mod rerun;

@@ -9,6 +9,7 @@ mod diff;
 mod doctor;
 mod faults;
 mod harness;
+mod metrics;
 mod query;
 mod registry;
 mod rerun;

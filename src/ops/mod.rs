@@ -1,0 +1,3 @@
+//! Operations called by the CLI: they take a request and return typed results; they never print.
+
+pub mod plot;
