@@ -545,21 +545,73 @@ impl MetricCond {
         }
     }
 
+    /// The comparison on a `run_metrics` row (`{col} op ?v`); NaN (NULL) matches only `!=`.
+    fn cmp_sql(&self, alias: &str, v: usize) -> String {
+        let col = format!("{alias}{}", self.stat.column());
+        if self.op == CmpOp::Ne {
+            format!("({col} != ?{v} OR {col} IS NULL)")
+        } else {
+            format!("{col} {} ?{v}", self.op.sql())
+        }
+    }
+
     /// A condition on `runs` for a `WHERE` clause; binds its values after those in `args`
     /// (`?N` numbering, as `RunFilter::where_clause` produces). A run without the key never
-    /// matches; a NaN value (stored as NULL) matches only `!=`.
-    pub fn sql(&self, args: &mut Vec<Value>) -> String {
+    /// matches. `how` picks the query shape: see [`Store::metric_membership`].
+    pub fn sql(&self, args: &mut Vec<Value>, how: Membership) -> String {
         args.push(Value::Text(self.key.clone()));
         let k = args.len();
         args.push(Value::Real(self.value));
         let v = args.len();
-        let col = self.stat.column();
-        let cmp = if self.op == CmpOp::Ne {
-            format!("({col} != ?{v} OR {col} IS NULL)")
+        match how {
+            Membership::In => format!(
+                "id IN (SELECT run_id FROM run_metrics WHERE key = ?{k} AND {})",
+                self.cmp_sql("", v)
+            ),
+            Membership::Exists => format!(
+                "EXISTS (SELECT 1 FROM run_metrics AS mw WHERE mw.run_id = runs.id AND mw.key = ?{k} AND {})",
+                self.cmp_sql("mw.", v)
+            ),
+        }
+    }
+}
+
+/// The two shapes of a metric condition. `In` collects the matching runs through the
+/// `(key, stat)` index: its cost grows with the number of matches. `Exists` checks each run in
+/// the query's order through `(run_id, key)` and stops at the limit: its cost grows with the
+/// number of runs passed over, i.e. with how rare matches are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    In,
+    Exists,
+}
+
+/// At most this many matches, `In` is cheaper than walking runs newest first (measured on a
+/// million runs: `In` over 100,000 matches ≈ 0.3 s of CPU, `Exists` with a limit of 20 ≈ 1 ms;
+/// `Exists` over 10 matches walks all runs, `In` ≈ 1 ms).
+pub const IN_MAX_MATCHES: u64 = 2_000;
+
+impl Store {
+    /// Which shape of `cond` to use: `In` without a limit or when few runs match (counted
+    /// through the index, stopping after `IN_MAX_MATCHES + 1`), else `Exists`.
+    pub fn metric_membership(&self, cond: &MetricCond, limited: bool) -> Result<Membership> {
+        if !limited {
+            return Ok(Membership::In);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM run_metrics WHERE key = ?1 AND {} LIMIT {})",
+            cond.cmp_sql("", 2),
+            IN_MAX_MATCHES + 1
+        );
+        let n: i64 = self
+            .conn
+            .query_row(&sql, params![cond.key, cond.value], |r| r.get(0))
+            .map_err(self.sql_err("count metric matches"))?;
+        Ok(if n as u64 <= IN_MAX_MATCHES {
+            Membership::In
         } else {
-            format!("{col} {} ?{v}", self.op.sql())
-        };
-        format!("id IN (SELECT run_id FROM run_metrics WHERE key = ?{k} AND {cmp})")
+            Membership::Exists
+        })
     }
 }
 
@@ -854,36 +906,62 @@ mod tests {
     }
 
     #[test]
-    fn where_sql_selects_matching_runs() {
+    fn where_sql_selects_matching_runs_in_either_shape() {
         let s = filled();
-        let run = |e: &str| {
-            let mut args = Vec::new();
-            let c = parse_metric_where(e).unwrap().sql(&mut args);
-            ids(
-                &s,
-                &format!("SELECT id FROM runs WHERE {c} ORDER BY id"),
-                &args,
-            )
-        };
-        assert_eq!(run("metric:acc>=0.9"), vec![IDS[0], IDS[2]]);
-        assert_eq!(run("metric:acc<0.96"), vec![IDS[0]]);
-        assert_eq!(run("metric:acc!=0.95"), vec![IDS[1], IDS[2]]);
-        assert_eq!(run("metric:acc:min<0.85"), vec![IDS[1]]);
-        assert_eq!(run("metric:acc:count=2"), vec![IDS[1], IDS[2]]);
-        assert_eq!(run("metric:loss=0.3"), vec![IDS[0]]);
-        assert!(run("metric:nope>0").is_empty());
-        // Several conditions combine with AND after other bound filters.
-        let mut args = vec![Value::Text("running".into())];
-        let a = parse_metric_where("metric:acc>0.5").unwrap().sql(&mut args);
-        let b = parse_metric_where("metric:loss<1").unwrap().sql(&mut args);
+        for how in [Membership::In, Membership::Exists] {
+            let run = |e: &str| {
+                let mut args = Vec::new();
+                let c = parse_metric_where(e).unwrap().sql(&mut args, how);
+                ids(
+                    &s,
+                    &format!("SELECT id FROM runs WHERE {c} ORDER BY id"),
+                    &args,
+                )
+            };
+            assert_eq!(run("metric:acc>=0.9"), vec![IDS[0], IDS[2]]);
+            assert_eq!(run("metric:acc<0.96"), vec![IDS[0]]);
+            assert_eq!(run("metric:acc!=0.95"), vec![IDS[1], IDS[2]]);
+            assert_eq!(run("metric:acc:min<0.85"), vec![IDS[1]]);
+            assert_eq!(run("metric:acc:count=2"), vec![IDS[1], IDS[2]]);
+            assert_eq!(run("metric:loss=0.3"), vec![IDS[0]]);
+            assert!(run("metric:nope>0").is_empty());
+            // Several conditions combine with AND after other bound filters.
+            let mut args = vec![Value::Text("running".into())];
+            let a = parse_metric_where("metric:acc>0.5")
+                .unwrap()
+                .sql(&mut args, how);
+            let b = parse_metric_where("metric:loss<1")
+                .unwrap()
+                .sql(&mut args, how);
+            assert_eq!(
+                ids(
+                    &s,
+                    &format!("SELECT id FROM runs WHERE status = ?1 AND {a} AND {b}"),
+                    &args
+                ),
+                vec![IDS[0]]
+            );
+        }
+    }
+
+    #[test]
+    fn membership_follows_the_number_of_matches() {
+        let mut s = Store::open_in_memory().unwrap();
+        let n = IN_MAX_MATCHES as usize + 20;
+        for i in 0..n {
+            let id = format!("01jd3k{:020}", i);
+            s.insert_run(&sample_run(&id)).unwrap();
+            let v = if i < 10 { 0.99 } else { 0.5 };
+            s.insert_metrics(&id, &[pt("acc", None, v)]).unwrap();
+        }
+        let rare = parse_metric_where("metric:acc>0.9").unwrap();
+        let common = parse_metric_where("metric:acc<0.9").unwrap();
+        assert_eq!(s.metric_membership(&rare, true).unwrap(), Membership::In);
         assert_eq!(
-            ids(
-                &s,
-                &format!("SELECT id FROM runs WHERE status = ?1 AND {a} AND {b}"),
-                &args
-            ),
-            vec![IDS[0]]
+            s.metric_membership(&common, true).unwrap(),
+            Membership::Exists
         );
+        assert_eq!(s.metric_membership(&common, false).unwrap(), Membership::In);
     }
 
     #[test]
