@@ -220,7 +220,7 @@ pub(crate) fn non_finite(s: &str) -> Option<f64> {
 }
 
 /// A number written in a text cell (CSV, TSV): decimal, exponent, or a non-finite word.
-pub(crate) fn parse_number(s: &str) -> Option<f64> {
+pub fn parse_number(s: &str) -> Option<f64> {
     let t = s.trim();
     if t.is_empty() {
         return None;
