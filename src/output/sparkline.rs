@@ -59,7 +59,7 @@ mod tests {
             sparkline(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 20),
             "▁▂▃▄▅▆▇█"
         );
-        assert_eq!(sparkline(&[3.0, 2.0, 1.0], 20), "█▄▁");
+        assert_eq!(sparkline(&[3.0, 2.0, 1.0], 20), "█▅▁");
         assert_eq!(sparkline(&[0.5, 0.5], 20), "▄▄");
         assert_eq!(sparkline(&[], 20), "");
         assert_eq!(sparkline(&[1.0], 0), "");
