@@ -22,6 +22,7 @@ wanted=(
   slurm-wlm:slurmctld             # a one-node Slurm cluster (munge, slurmctld, slurmd) for the Slurm tests
   sshfs:sshfs                     # a real network filesystem (FUSE over SFTP) for the store's filesystem check
   openssh-server:sshd             # the loopback sshd sshfs mounts from
+  python3-venv:python3            # the DVCLive test installs dvclive from PyPI into a venv
   ca-certificates:update-ca-certificates
 )
 

@@ -4,4 +4,5 @@ pub mod code;
 pub mod dataset;
 pub mod host;
 pub mod image;
+pub mod metrics;
 pub mod scheduler;

@@ -22,6 +22,7 @@ pub mod import;
 pub mod ls;
 pub mod meta;
 pub mod mlflow;
+pub mod plot;
 pub mod rerun;
 pub mod run;
 pub mod script;
@@ -82,6 +83,8 @@ pub enum Command {
     Script(script::ScriptArgs),
     /// Re-run a recorded run now with the same pins, as a new run linked to it; compare outputs
     Rerun(rerun::RerunArgs),
+    /// Draw one metric's history for several runs on one chart (SVG or PNG)
+    Plot(plot::PlotArgs),
     /// Show what differs between two runs: image, code, data, command, env, outcome
     Diff(diff::DiffArgs),
     /// Add (+TAG) or remove (-TAG) tags of a run
@@ -260,6 +263,7 @@ pub fn main() -> i32 {
         Command::Script(args) => script::cmd_script(&ctx, args),
         Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
         Command::Diff(args) => diff::cmd_diff(&ctx, args),
+        Command::Plot(args) => plot::cmd_plot(&ctx, args),
         Command::Tag(args) => annotate::cmd_tag(&ctx, args),
         Command::Note(args) => annotate::cmd_note(&ctx, args),
         Command::Param(args) => annotate::cmd_param(&ctx, args),

@@ -4,6 +4,7 @@
 pub mod attest;
 pub mod diff;
 pub mod mlflow;
+pub mod plot;
 pub mod rerun;
 pub mod run;
 pub mod slurm;

@@ -2,6 +2,7 @@
 
 pub mod formats;
 pub mod sanitize;
+pub mod sparkline;
 
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};

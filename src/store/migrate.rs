@@ -20,6 +20,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004.sql")),
     (5, include_str!("../../migrations/0005.sql")),
     (6, include_str!("../../migrations/0006.sql")),
+    (7, include_str!("../../migrations/0007.sql")),
 ];
 
 /// The schema version this binary writes.

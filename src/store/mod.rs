@@ -8,6 +8,7 @@ pub mod filesystem;
 mod gc;
 mod inspect;
 pub mod liveness;
+pub mod metrics;
 mod migrate;
 pub mod mlflow;
 pub mod query;

@@ -13,6 +13,7 @@ mod escapes;
 mod faults;
 mod harness;
 mod k8s;
+mod metrics;
 mod mlflow;
 mod query;
 mod registry;

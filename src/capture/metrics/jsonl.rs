@@ -1,0 +1,307 @@
+//! JSON lines (`REPRO_METRICS`): one object per line, `step` and `ts` optional, every other
+//! number a metric. Also the JSON value model shared with `.json` files.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{
+    as_step, as_time_number, as_time_str, non_finite, Interner, LineWarnings, MetricPoint, Parsed,
+    Skipped,
+};
+
+/// A JSON value as far as metrics care; strings and keys borrow from the line when they can.
+#[derive(Debug)]
+pub(crate) enum Val<'a> {
+    Num(f64),
+    Str(Cow<'a, str>),
+    Obj(Vec<(Cow<'a, str>, Val<'a>)>),
+    /// null, a boolean or an array: never a metric.
+    Other,
+}
+
+/// The string that stands in for a bare `NaN` / `Infinity` / `-Infinity` (Python's json.dumps
+/// writes these, which strict JSON parsers reject). It starts with NUL so no real string matches.
+const SENTINEL_NAN: &str = "\u{0}NaN";
+const SENTINEL_INF: &str = "\u{0}Infinity";
+const SENTINEL_NEG_INF: &str = "\u{0}-Infinity";
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Val<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Val<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Val<'de>, E> {
+                Ok(Val::Other)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val<'de>, E> {
+                Ok(Val::Num(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val<'de>, E> {
+                Ok(Val::Num(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
+                Ok(Val::Num(v))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
+                Ok(Val::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
+                Ok(Val::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Val<'de>, E> {
+                Ok(Val::Str(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Val<'de>, E> {
+                Ok(Val::Other)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Val<'de>, E> {
+                Ok(Val::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Val::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: Val<'de> = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Val::Obj(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Val<'_> {
+    /// The number this value stands for: a JSON number, a bare NaN/Infinity, or a string such
+    /// as "nan" or "inf" (DVCLive writes non-finite values so).
+    pub(crate) fn number(&self) -> Option<f64> {
+        match self {
+            Val::Num(v) => Some(*v),
+            Val::Str(s) => match s.as_ref() {
+                SENTINEL_NAN => Some(f64::NAN),
+                SENTINEL_INF => Some(f64::INFINITY),
+                SENTINEL_NEG_INF => Some(f64::NEG_INFINITY),
+                other => non_finite(other),
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Parses one JSON document, accepting bare `NaN`, `Infinity` and `-Infinity` as Python writes them.
+pub(crate) fn parse_value<'a>(
+    text: &'a str,
+    scratch: &'a mut String,
+) -> serde_json::Result<Val<'a>> {
+    match serde_json::from_str::<Val<'a>>(text) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if !(text.contains("NaN") || text.contains("Infinity")) {
+                return Err(e);
+            }
+            *scratch = rewrite_barewords(text);
+            serde_json::from_str::<Val<'a>>(scratch)
+        }
+    }
+}
+
+/// Replaces bare `NaN`, `Infinity` and `-Infinity` outside strings with sentinel strings.
+fn rewrite_barewords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut in_str = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if c == b'\\' && i + 1 < b.len() {
+                out.push_str(&text[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else {
+            let rest = &text[i..];
+            let word = [
+                ("-Infinity", SENTINEL_NEG_INF),
+                ("Infinity", SENTINEL_INF),
+                ("NaN", SENTINEL_NAN),
+            ]
+            .into_iter()
+            .find(|(w, _)| rest.starts_with(w));
+            if let Some((w, s)) = word {
+                out.push('"');
+                out.push_str(&s.replace('\u{0}', "\\u0000"));
+                out.push('"');
+                i += w.len();
+                continue;
+            }
+        }
+        // Copy one UTF-8 character.
+        let len = utf8_len(c);
+        out.push_str(&text[i..(i + len).min(b.len())]);
+        i += len;
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+/// Flattens nested objects into `prefix.key` points; non-numbers go to `skipped`.
+pub(crate) fn flatten(
+    prefix: &str,
+    sep: char,
+    val: &Val<'_>,
+    emit: &mut dyn FnMut(&str, f64),
+    skipped: &mut Skipped,
+) {
+    match val {
+        Val::Obj(fields) => {
+            for (k, v) in fields {
+                let key = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}{sep}{k}")
+                };
+                flatten(&key, sep, v, emit, skipped);
+            }
+        }
+        other => match other.number() {
+            Some(v) => emit(prefix, v),
+            None => skipped.add(prefix),
+        },
+    }
+}
+
+/// Parses JSON lines. Blank lines are skipped; a line that is not a JSON object warns with its
+/// number; `step` must be an integer and `ts` a number of seconds or an RFC 3339 time.
+pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
+    let mut points = Vec::new();
+    let mut warnings = Vec::new();
+    let mut bad = LineWarnings::new(source);
+    let mut skipped = Skipped::default();
+    let mut keys = Interner::default();
+    let mut scratch = String::new();
+    'lines: for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(raw) else {
+            bad.add(line_no, "not UTF-8");
+            continue;
+        };
+        let fields = match parse_value(text, &mut scratch) {
+            Ok(Val::Obj(fields)) => fields,
+            Ok(_) => {
+                bad.add(line_no, "not a JSON object");
+                continue;
+            }
+            Err(e) => {
+                bad.add(line_no, format!("not JSON ({e})"));
+                continue;
+            }
+        };
+        let mut step = None;
+        let mut time = None;
+        for (k, v) in &fields {
+            match k.as_ref() {
+                "step" => match v.number().and_then(as_step) {
+                    Some(s) => step = Some(s),
+                    None => {
+                        bad.add(line_no, "\"step\" is not an integer");
+                        continue 'lines;
+                    }
+                },
+                "ts" => {
+                    time = match v {
+                        Val::Str(s) => as_time_str(s),
+                        other => other.number().and_then(as_time_number),
+                    };
+                    if time.is_none() {
+                        skipped.add("ts");
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (k, v) in &fields {
+            if k == "step" || k == "ts" {
+                continue;
+            }
+            match v {
+                Val::Obj(_) => flatten(
+                    k,
+                    '.',
+                    v,
+                    &mut |key, value| {
+                        points.push(MetricPoint {
+                            key: keys.get(key),
+                            step,
+                            value,
+                            time,
+                        })
+                    },
+                    &mut skipped,
+                ),
+                other => match other.number() {
+                    Some(value) => points.push(MetricPoint {
+                        key: keys.get(k),
+                        step,
+                        value,
+                        time,
+                    }),
+                    None => skipped.add(k),
+                },
+            }
+        }
+    }
+    bad.finish(&mut warnings);
+    warnings.extend(skipped.warning(source));
+    Parsed { points, warnings }
+}

@@ -1,0 +1,261 @@
+//! Metrics a job reports: `REPRO_METRICS` JSON lines, JSON / YAML / CSV / TSV files and DVCLive
+//! directories, parsed into points (key, step, value, time). Reading never fails a run: every
+//! problem (a missing file, a malformed line, a non-numeric value) becomes a warning.
+
+mod dvclive;
+mod files;
+mod jsonl;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use dvclive::read_dvclive;
+pub use files::{parse_delimited, parse_json, parse_yaml};
+pub use jsonl::parse_jsonl;
+
+/// One reported value of one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPoint {
+    /// Metric name; nested objects are flattened with `.` (DVCLive names keep their `/`).
+    pub key: Arc<str>,
+    /// The step (epoch, iteration) when the job gave one.
+    pub step: Option<i64>,
+    /// The value; NaN and ±inf are kept.
+    pub value: f64,
+    /// When it was reported, in seconds since the Unix epoch, when the job said so.
+    pub time: Option<f64>,
+}
+
+/// Points read from one source, in the order they were reported, and the warnings to show.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub points: Vec<MetricPoint>,
+    pub warnings: Vec<String>,
+}
+
+impl Parsed {
+    /// Appends another source's points and warnings.
+    pub fn extend(&mut self, other: Parsed) {
+        self.points.extend(other.points);
+        self.warnings.extend(other.warnings);
+    }
+}
+
+/// The formats `--metrics PATH` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (`REPRO_METRICS`, `.jsonl`, `.ndjson`).
+    Jsonl,
+    /// One JSON object (`.json`).
+    Json,
+    /// One YAML mapping (`.yaml`, `.yml`).
+    Yaml,
+    /// Comma-separated with a header row (`.csv`).
+    Csv,
+    /// Tab-separated with a header row (`.tsv`).
+    Tsv,
+    /// A directory written by DVCLive (`metrics.json`, `plots/metrics/**.tsv`).
+    Dvclive,
+}
+
+impl Format {
+    /// The format of `path`: a directory is DVCLive output, a file goes by its extension.
+    pub fn detect(path: &Path) -> Option<Format> {
+        if path.is_dir() {
+            return Some(Format::Dvclive);
+        }
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "jsonl" | "ndjson" => Format::Jsonl,
+            "json" => Format::Json,
+            "yaml" | "yml" => Format::Yaml,
+            "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads a metrics file or DVCLive directory. Never fails: a missing, unreadable or malformed
+/// source yields warnings (and whatever points could be read).
+pub fn read_path(path: &Path) -> Parsed {
+    let name = path.display().to_string();
+    let Some(format) = Format::detect(path) else {
+        if !path.exists() {
+            return warn_only(format!(
+                "{name}: no such file or directory; no metrics read"
+            ));
+        }
+        return warn_only(format!(
+            "{name}: unknown metrics format; name it .jsonl, .json, .yaml, .csv or .tsv, or give a DVCLive directory"
+        ));
+    };
+    if format == Format::Dvclive {
+        return read_dvclive(path);
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return warn_only(format!("{name}: cannot read ({e}); no metrics read")),
+    };
+    parse_bytes(format, &bytes, &name)
+}
+
+/// Parses the contents of one file in `format` (`source` names it in warnings).
+pub fn parse_bytes(format: Format, bytes: &[u8], source: &str) -> Parsed {
+    match format {
+        Format::Jsonl => parse_jsonl(bytes, source),
+        Format::Json => parse_json(bytes, source),
+        Format::Yaml => parse_yaml(bytes, source),
+        Format::Csv => parse_delimited(bytes, b',', source),
+        Format::Tsv => parse_delimited(bytes, b'\t', source),
+        Format::Dvclive => warn_only(format!("{source}: a DVCLive source must be a directory")),
+    }
+}
+
+fn warn_only(w: String) -> Parsed {
+    Parsed {
+        points: Vec::new(),
+        warnings: vec![w],
+    }
+}
+
+/// Shares one `Arc<str>` per distinct key so a million points do not mean a million strings.
+#[derive(Default)]
+pub(crate) struct Interner {
+    map: HashMap<Box<str>, Arc<str>>,
+}
+
+impl Interner {
+    pub(crate) fn get(&mut self, key: &str) -> Arc<str> {
+        if let Some(k) = self.map.get(key) {
+            return k.clone();
+        }
+        let k: Arc<str> = Arc::from(key);
+        self.map.insert(key.into(), k.clone());
+        k
+    }
+}
+
+/// Collects the keys whose values were not numbers, for one warning per source.
+#[derive(Default)]
+pub(crate) struct Skipped {
+    keys: BTreeSet<String>,
+}
+
+impl Skipped {
+    pub(crate) fn add(&mut self, key: &str) {
+        if !self.keys.contains(key) {
+            self.keys.insert(key.to_string());
+        }
+    }
+
+    pub(crate) fn warning(&self, source: &str) -> Option<String> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        Some(format!(
+            "{source}: ignored non-numeric values of {}: {} (metrics must be numbers)",
+            if names.len() == 1 { "key" } else { "keys" },
+            names.join(", ")
+        ))
+    }
+}
+
+/// Line-numbered warnings for malformed lines, at most `MAX_LINE_WARNINGS` of them and a count.
+pub(crate) struct LineWarnings {
+    source: String,
+    shown: Vec<String>,
+    more: usize,
+}
+
+const MAX_LINE_WARNINGS: usize = 10;
+
+impl LineWarnings {
+    pub(crate) fn new(source: &str) -> Self {
+        LineWarnings {
+            source: source.to_string(),
+            shown: Vec::new(),
+            more: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, line: usize, problem: impl std::fmt::Display) {
+        if self.shown.len() < MAX_LINE_WARNINGS {
+            self.shown.push(format!(
+                "{}: line {line}: {problem}; line skipped",
+                self.source
+            ));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub(crate) fn finish(self, out: &mut Vec<String>) {
+        out.extend(self.shown);
+        if self.more > 0 {
+            out.push(format!(
+                "{}: {} more malformed lines skipped",
+                self.source, self.more
+            ));
+        }
+    }
+}
+
+/// A string that stands for a non-finite number: `nan`, `inf`, `-inf`, `infinity` (any case),
+/// as Python's `json.dumps`, DVCLive and YAML write them.
+pub(crate) fn non_finite(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = match body.to_ascii_lowercase().as_str() {
+        "nan" | ".nan" => f64::NAN,
+        "inf" | "infinity" | ".inf" => f64::INFINITY,
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// A number written in a text cell (CSV, TSV): decimal, exponent, or a non-finite word.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if let Some(v) = non_finite(t) {
+        return Some(v);
+    }
+    // `f64::from_str` also takes "infinity" and "nan" (handled above) but nothing like "1,5".
+    t.parse::<f64>().ok()
+}
+
+/// A step: an integer, or a float with no fractional part.
+pub(crate) fn as_step(v: f64) -> Option<i64> {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        Some(v as i64)
+    } else {
+        None
+    }
+}
+
+/// A timestamp in seconds since the epoch: a number (seconds, or milliseconds when larger than
+/// 1e11, as DVCLive writes them) or an RFC 3339 string.
+pub(crate) fn as_time_number(v: f64) -> Option<f64> {
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    Some(if v > 1.0e11 { v / 1000.0 } else { v })
+}
+
+pub(crate) fn as_time_str(s: &str) -> Option<f64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return Some(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9);
+    }
+    s.trim().parse::<f64>().ok().and_then(as_time_number)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+use super::*;
+
+fn kv(p: &Parsed) -> Vec<(String, Option<i64>, f64)> {
+    p.points
+        .iter()
+        .map(|p| (p.key.to_string(), p.step, p.value))
+        .collect()
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b
+}
+
+#[test]
+fn jsonl_steps_metrics_and_time() {
+    let text = b"{\"step\": 10, \"loss\": 0.31, \"acc\": 0.88}\n\n{\"step\": 20, \"loss\": 0.2, \"ts\": 1700000000.5}\r\n{\"loss\": 0.1, \"ts\": \"2026-01-01T00:00:00Z\"}\n";
+    let p = parse_jsonl(text, "m.jsonl");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(
+        kv(&p),
+        vec![
+            ("loss".into(), Some(10), 0.31),
+            ("acc".into(), Some(10), 0.88),
+            ("loss".into(), Some(20), 0.2),
+            ("loss".into(), None, 0.1),
+        ]
+    );
+    assert_eq!(p.points[0].time, None);
+    assert_eq!(p.points[2].time, Some(1_700_000_000.5));
+    assert_eq!(p.points[3].time, Some(1_767_225_600.0));
+}
+
+#[test]
+fn jsonl_non_numeric_keys_one_warning_and_malformed_lines_numbered() {
+    let text = b"{\"step\": 1, \"loss\": 0.5, \"phase\": \"train\", \"ok\": true}\n\
+                 not json\n\
+                 [1, 2]\n\
+                 {\"step\": 2, \"loss\": 0.4, \"phase\": \"val\", \"note\": null}\n\
+                 {\"step\": 2.5, \"loss\": 9}\n\
+                 {\"loss\": 0.3";
+    let p = parse_jsonl(text, "m.jsonl");
+    assert_eq!(
+        kv(&p),
+        vec![("loss".into(), Some(1), 0.5), ("loss".into(), Some(2), 0.4)]
+    );
+    let w = &p.warnings;
+    assert_eq!(w.len(), 5, "{w:?}");
+    assert!(w[0].starts_with("m.jsonl: line 2: not JSON"), "{w:?}");
+    assert!(
+        w[1].starts_with("m.jsonl: line 3: not a JSON object"),
+        "{w:?}"
+    );
+    assert!(w[2].contains("line 5") && w[2].contains("step"), "{w:?}");
+    assert!(w[3].starts_with("m.jsonl: line 6: not JSON"), "{w:?}");
+    assert_eq!(
+        w[4],
+        "m.jsonl: ignored non-numeric values of keys: note, ok, phase (metrics must be numbers)"
+    );
+}
+
+#[test]
+fn jsonl_keeps_nan_and_infinities_as_python_writes_them() {
+    // json.dumps({"a": float("nan"), "b": float("inf"), "c": -float("inf")}) and DVCLive's strings
+    let text = b"{\"a\": NaN, \"b\": Infinity, \"c\": -Infinity, \"s\": \"NaN in a string\"}\n{\"a\": \"nan\", \"b\": \"inf\", \"c\": \"-inf\"}\n";
+    let p = parse_jsonl(text, "m");
+    let vals: Vec<f64> = p.points.iter().map(|p| p.value).collect();
+    assert_eq!(p.points.len(), 6, "{:?}", p.points);
+    for (got, want) in vals.iter().zip([
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ]) {
+        assert!(same(*got, want), "{vals:?}");
+    }
+    assert_eq!(p.warnings.len(), 1);
+    assert!(p.warnings[0].contains("key: s "), "{:?}", p.warnings);
+}
+
+#[test]
+fn jsonl_nested_objects_flatten_with_dots() {
+    let p = parse_jsonl(
+        b"{\"step\": 3, \"val\": {\"acc\": 0.9, \"top\": {\"k5\": 0.99}}}\n",
+        "m",
+    );
+    assert_eq!(
+        kv(&p),
+        vec![
+            ("val.acc".into(), Some(3), 0.9),
+            ("val.top.k5".into(), Some(3), 0.99)
+        ]
+    );
+}
+
+#[test]
+fn jsonl_many_malformed_lines_are_capped() {
+    let text = "x\n".repeat(25);
+    let p = parse_jsonl(text.as_bytes(), "m");
+    assert_eq!(p.warnings.len(), 11);
+    assert_eq!(p.warnings[10], "m: 15 more malformed lines skipped");
+}
+
+#[test]
+fn json_file_flattens_and_uses_top_level_step() {
+    let p = parse_json(
+        br#"{"step": 7, "val": {"acc": 0.9}, "loss": 0.1, "name": "x", "hist": [1, 2]}"#,
+        "m.json",
+    );
+    assert_eq!(
+        kv(&p),
+        vec![
+            ("val.acc".into(), Some(7), 0.9),
+            ("loss".into(), Some(7), 0.1)
+        ]
+    );
+    assert_eq!(
+        p.warnings,
+        vec!["m.json: ignored non-numeric values of keys: hist, name (metrics must be numbers)"]
+    );
+}
+
+#[test]
+fn json_file_malformed_or_not_an_object_warns() {
+    let p = parse_json(b"{\"acc\": ", "m.json");
+    assert!(p.points.is_empty());
+    assert!(
+        p.warnings[0].starts_with("m.json: not valid JSON"),
+        "{:?}",
+        p.warnings
+    );
+    let p = parse_json(b"[1]", "m.json");
+    assert!(p.warnings[0].contains("not a JSON object"));
+    // JSON lines under a .json name
+    let p = parse_json(
+        b"{\"step\": 1, \"a\": 1}\n{\"step\": 2, \"a\": 2}\n",
+        "m.json",
+    );
+    assert_eq!(kv(&p).len(), 2);
+}
+
+#[test]
+fn yaml_file_flattens_and_keeps_non_finite() {
+    let p = parse_yaml(
+        b"val:\n  acc: 0.9\n  loss: .nan\nbest: .inf\nworst: -.inf\nlabel: hello\ncount: 3\n",
+        "m.yaml",
+    );
+    let got = kv(&p);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[0], ("val.acc".into(), None, 0.9));
+    assert!(got[1].0 == "val.loss" && got[1].2.is_nan());
+    assert_eq!(got[2], ("best".into(), None, f64::INFINITY));
+    assert_eq!(got[3], ("worst".into(), None, f64::NEG_INFINITY));
+    assert_eq!(got[4], ("count".into(), None, 3.0));
+    assert_eq!(p.warnings.len(), 1);
+    assert!(p.warnings[0].contains("key: label"));
+    let p = parse_yaml(b"a: [1, 2\n", "m.yaml");
+    assert!(p.warnings[0].starts_with("m.yaml: not valid YAML"));
+}
+
+#[test]
+fn csv_with_step_column_is_a_history() {
+    let text = b"epoch_name,step,loss,acc,timestamp\nfirst,0,1.0,0.5,1700000000000\nsecond,1,0.5,,1700000001000\nthird,2,nan,0.7,\n";
+    let p = parse_delimited(text, b',', "m.csv");
+    assert_eq!(
+        kv(&p)
+            .into_iter()
+            .filter(|(_, _, v)| !v.is_nan())
+            .collect::<Vec<_>>(),
+        vec![
+            ("loss".into(), Some(0), 1.0),
+            ("acc".into(), Some(0), 0.5),
+            ("loss".into(), Some(1), 0.5),
+            ("acc".into(), Some(2), 0.7),
+        ]
+    );
+    assert!(p
+        .points
+        .iter()
+        .any(|p| p.value.is_nan() && p.step == Some(2)));
+    // DVCLive-style millisecond timestamps become seconds.
+    assert_eq!(p.points[0].time, Some(1_700_000_000.0));
+    assert_eq!(p.points[2].time, Some(1_700_000_001.0));
+    assert_eq!(
+        p.warnings,
+        vec!["m.csv: ignored non-numeric values of key: epoch_name (metrics must be numbers)"]
+    );
+}
+
+#[test]
+fn csv_without_step_takes_the_last_row_and_tsv_works() {
+    let p = parse_delimited(b"loss,acc\n1,0.1\n0.5,0.2\n0.25,0.3\n", b',', "m.csv");
+    assert_eq!(
+        kv(&p),
+        vec![("loss".into(), None, 0.25), ("acc".into(), None, 0.3)]
+    );
+    let p = parse_delimited(b"step\tacc\n0\t0.5\n1\t0.6\n", b'\t', "m.tsv");
+    assert_eq!(
+        kv(&p),
+        vec![("acc".into(), Some(0), 0.5), ("acc".into(), Some(1), 0.6)]
+    );
+}
+
+#[test]
+fn csv_ragged_rows_and_bad_steps_warn_with_line_numbers() {
+    let p = parse_delimited(b"step,loss\n0,1\n1,2,3\nx,4\n3,0.5\n", b',', "m.csv");
+    assert_eq!(
+        kv(&p),
+        vec![("loss".into(), Some(0), 1.0), ("loss".into(), Some(3), 0.5)]
+    );
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with("m.csv: line 3: 3 fields"),
+        "{:?}",
+        p.warnings
+    );
+    assert!(
+        p.warnings[1].starts_with("m.csv: line 4: step \"x\""),
+        "{:?}",
+        p.warnings
+    );
+    let p = parse_delimited(b"", b',', "e.csv");
+    assert!(p.warnings[0].contains("empty"));
+}
+
+#[test]
+fn read_path_warns_for_missing_and_unknown_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = read_path(&dir.path().join("nope.json"));
+    assert!(p.points.is_empty());
+    assert!(p.warnings[0].contains("cannot read"), "{:?}", p.warnings);
+    let p = read_path(&dir.path().join("nope.bin"));
+    assert!(p.warnings[0].contains("no such file"), "{:?}", p.warnings);
+    std::fs::write(dir.path().join("m.txt"), "a=1").unwrap();
+    let p = read_path(&dir.path().join("m.txt"));
+    assert!(
+        p.warnings[0].contains("unknown metrics format"),
+        "{:?}",
+        p.warnings
+    );
+    let p = read_path(dir.path());
+    assert!(
+        p.warnings[0].contains("not a DVCLive directory"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn dvclive_directory_as_dvclive_writes_it() {
+    // Shape copied from dvclive 3.49 output (`Live().log_metric("train/loss", …)`, plot=False for `final`).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("plots/metrics/train")).unwrap();
+    std::fs::write(
+        d.join("metrics.json"),
+        "{\n    \"train\": {\n        \"loss\": 0.25\n    },\n    \"acc\": 0.7,\n    \"nanm\": \"nan\",\n    \"step\": 2,\n    \"final\": 7\n}",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("plots/metrics/acc.tsv"),
+        "step\tacc\n0\t0.5\n1\t0.6\n2\t0.7\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("plots/metrics/nanm.tsv"), "step\tnanm\n0\tnan\n").unwrap();
+    std::fs::write(
+        d.join("plots/metrics/train/loss.tsv"),
+        "timestamp\tstep\tloss\n1700000000000\t0\t1.0\n1700000001000\t1\t0.5\n1700000002000\t2\t0.25\n",
+    )
+    .unwrap();
+    let p = read_dvclive(d);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let got = kv(&p);
+    let keys: Vec<&str> = got.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "acc",
+            "acc",
+            "acc",
+            "nanm",
+            "train/loss",
+            "train/loss",
+            "train/loss",
+            "final"
+        ]
+    );
+    assert_eq!(got[7], ("final".into(), Some(2), 7.0));
+    assert!(got[3].2.is_nan());
+    assert_eq!(p.points[4].time, Some(1_700_000_000.0));
+}
+
+#[test]
+fn number_helpers() {
+    assert!(non_finite("NaN").unwrap().is_nan());
+    assert_eq!(non_finite("-Infinity"), Some(f64::NEG_INFINITY));
+    assert_eq!(non_finite("+inf"), Some(f64::INFINITY));
+    assert_eq!(non_finite("nanny"), None);
+    assert_eq!(parse_number(" 1e-3 "), Some(0.001));
+    assert_eq!(parse_number("1,5"), None);
+    assert_eq!(as_step(3.0), Some(3));
+    assert_eq!(as_step(3.5), None);
+    assert_eq!(as_time_str("2026-01-01T00:00:00.5Z"), Some(1_767_225_600.5));
+}

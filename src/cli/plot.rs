@@ -1,0 +1,122 @@
+//! `repro plot`: one metric's history for several runs on one chart (SVG or PNG).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::{print_out, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::ops::plot::{self, ImageFormat, PlotRequest, XAxis};
+
+/// The x axis of `plot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XArg {
+    /// The reported step (the report order where there is none)
+    Step,
+    /// Time since each run's first timed point
+    Time,
+}
+
+/// Arguments of `repro plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run ids or unique prefixes, one line each
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+    /// The metric to draw
+    #[arg(short, long, value_name = "KEY")]
+    pub metric: String,
+    /// Write the picture to FILE (.svg or .png); without it, the SVG goes to stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// What the x axis shows
+    #[arg(long, value_enum, default_value_t = XArg::Step)]
+    pub x: XArg,
+    /// Picture size in pixels
+    #[arg(long, value_name = "WxH", default_value = "960x540")]
+    pub size: String,
+}
+
+fn parse_size(s: &str) -> CliResult<(u32, u32)> {
+    let bad = || {
+        CliError::usage(format!("--size '{s}' is not WIDTHxHEIGHT"))
+            .hint("e.g. --size 1280x720 (each side 100 to 8000 pixels)")
+    };
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if !(100..=8000).contains(&w) || !(100..=8000).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// Draws the chart.
+pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
+    let size = parse_size(&args.size)?;
+    let format = match &args.output {
+        None => None,
+        Some(p) => Some(ImageFormat::from_path(p).ok_or_else(|| {
+            CliError::usage(format!("cannot tell the picture format of {}", p.display()))
+                .hint("name the output FILE.svg or FILE.png")
+        })?),
+    };
+    let store = ctx.open_store()?;
+    let req = PlotRequest {
+        runs: args.ids.clone(),
+        metric: args.metric.clone(),
+        x: match args.x {
+            XArg::Step => XAxis::Step,
+            XArg::Time => XAxis::Time,
+        },
+    };
+    let chart = plot::chart(&store, &req)?;
+    for id in &chart.missing {
+        ctx.warn(format!(
+            "run {id} has no metric '{}'; left out",
+            chart.metric
+        ));
+    }
+    for s in &chart.series {
+        if s.non_finite > 0 {
+            ctx.warn(format!(
+                "run {}: {} NaN or infinite values of '{}' not drawn",
+                s.run_id, s.non_finite, chart.metric
+            ));
+        }
+        if s.untimed > 0 {
+            ctx.warn(format!(
+                "run {}: {} points without a time not drawn",
+                s.run_id, s.untimed
+            ));
+        }
+    }
+    match (&args.output, format) {
+        (Some(path), Some(ImageFormat::Png)) => plot::render_png(&chart, size, path)?,
+        (Some(path), _) => plot::write_svg(&chart, size, path)?,
+        (None, _) => return print_out(&plot::render_svg(&chart, size)?),
+    }
+    if let Some(path) = &args.output {
+        ctx.status(format!(
+            "wrote {} ({} runs, metric '{}')",
+            path.display(),
+            chart.series.len(),
+            chart.metric
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("960x540").unwrap(), (960, 540));
+        assert_eq!(parse_size("100X8000").unwrap(), (100, 8000));
+        for bad in ["960", "x540", "0x0", "99x100", "9000x100", "axb"] {
+            assert_eq!(parse_size(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! `plot`: the history of one metric for several runs as one line chart (SVG or PNG), drawn
+//! with plotters. Text is laid out (and drawn, for PNG) with a font embedded in the binary, so
+//! a machine with no fonts installed draws the same picture.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::Hinted;
+use crate::store::{Store, StoreError};
+
+/// What the x axis shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XAxis {
+    /// The reported step (the report order for points without one).
+    #[default]
+    Step,
+    /// Seconds since the run's first timed point (points without a time are left out).
+    Time,
+}
+
+/// The picture format, from the output file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Svg,
+    Png,
+}
+
+impl ImageFormat {
+    /// `.svg` or `.png` (any case).
+    pub fn from_path(path: &Path) -> Option<ImageFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "svg" => Some(ImageFormat::Svg),
+            "png" => Some(ImageFormat::Png),
+            _ => None,
+        }
+    }
+}
+
+/// A plot request: runs (ids or unique prefixes), the metric, the x axis.
+#[derive(Debug, Clone)]
+pub struct PlotRequest {
+    pub runs: Vec<String>,
+    pub metric: String,
+    pub x: XAxis,
+}
+
+/// One line of the chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub run_id: String,
+    /// The legend entry: the run's name and short id, or the short id.
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// NaN / ±inf values, which cannot be drawn.
+    pub non_finite: usize,
+    /// Points left out because they have no time (`XAxis::Time`).
+    pub untimed: usize,
+}
+
+/// The data of a chart, ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    pub metric: String,
+    pub x: XAxis,
+    pub series: Vec<Series>,
+    /// Runs that have no such metric (ids).
+    pub missing: Vec<String>,
+}
+
+/// Errors of `plot`.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("none of the runs has a metric '{metric}'")]
+    NoSuchMetric { metric: String, known: Vec<String> },
+    #[error("metric '{metric}' has nothing to draw: {why}")]
+    Empty { metric: String, why: String },
+    #[error("cannot draw the chart: {0}")]
+    Render(String),
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Hinted for PlotError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlotError::Store(e) => e.hint(),
+            PlotError::NoSuchMetric { known, .. } if known.is_empty() => {
+                Some("these runs recorded no metrics".into())
+            }
+            PlotError::NoSuchMetric { known, .. } => {
+                Some(format!("their metrics: {}", known.join(", ")))
+            }
+            PlotError::Empty { .. } => {
+                Some("try --x step, or `repro show ID` to see the values".into())
+            }
+            PlotError::Render(_) => None,
+            PlotError::Write { .. } => Some("check the directory exists and is writable".into()),
+        }
+    }
+}
+
+/// Loads the history of `req.metric` for every run of `req`.
+pub fn chart(store: &Store, req: &PlotRequest) -> Result<Chart, PlotError> {
+    let mut series = Vec::new();
+    let mut missing = Vec::new();
+    let mut known = std::collections::BTreeSet::new();
+    for prefix in &req.runs {
+        let id = store.resolve_id(prefix)?;
+        if series.iter().any(|s: &Series| s.run_id == id) {
+            continue;
+        }
+        let history = store.metric_history(&id, &req.metric)?;
+        if history.is_empty() {
+            known.extend(store.metric_summaries(&id)?.into_iter().map(|m| m.key));
+            missing.push(id);
+            continue;
+        }
+        let run = store.get_run(&id)?;
+        let short = &id[..id.len().min(10)];
+        let label = match &run.name {
+            Some(n) if !n.is_empty() => format!("{n} ({short})"),
+            _ => short.to_string(),
+        };
+        let t0 = history
+            .iter()
+            .filter_map(|p| p.time)
+            .fold(f64::INFINITY, f64::min);
+        let mut s = Series {
+            run_id: id,
+            label,
+            points: Vec::with_capacity(history.len()),
+            non_finite: 0,
+            untimed: 0,
+        };
+        for p in &history {
+            let x = match req.x {
+                XAxis::Step => p.step.map(|s| s as f64).unwrap_or(p.seq as f64),
+                XAxis::Time => match p.time {
+                    Some(t) => t - t0,
+                    None => {
+                        s.untimed += 1;
+                        continue;
+                    }
+                },
+            };
+            if !p.value.is_finite() {
+                s.non_finite += 1;
+                continue;
+            }
+            s.points.push((x, p.value));
+        }
+        series.push(s);
+    }
+    if series.is_empty() {
+        return Err(PlotError::NoSuchMetric {
+            metric: req.metric.clone(),
+            known: known.into_iter().collect(),
+        });
+    }
+    if series.iter().all(|s| s.points.is_empty()) {
+        let why = if series.iter().any(|s| s.untimed > 0) {
+            "its points carry no time".to_string()
+        } else {
+            "every value is NaN or infinite".to_string()
+        };
+        return Err(PlotError::Empty {
+            metric: req.metric.clone(),
+            why,
+        });
+    }
+    Ok(Chart {
+        metric: req.metric.clone(),
+        x: req.x,
+        series,
+        missing,
+    })
+}
+
+const FONT: &str = "sans-serif";
+
+/// Registers the embedded font once; plotters looks fonts up by family name.
+fn register_font() -> Result<(), PlotError> {
+    static OK: OnceLock<bool> = OnceLock::new();
+    let ok = *OK.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError::Render(
+            "the embedded font could not be loaded".into(),
+        ))
+    }
+}
+
+/// Renders the chart as an SVG document.
+pub fn render_svg(chart: &Chart, size: (u32, u32)) -> Result<String, PlotError> {
+    register_font()?;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        draw(&root, chart).map_err(|e| PlotError::Render(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// Renders the chart as a PNG file at `path`.
+pub fn render_png(chart: &Chart, size: (u32, u32), path: &Path) -> Result<(), PlotError> {
+    register_font()?;
+    // Fail on an unwritable path with the I/O error, before any drawing.
+    std::fs::File::create(path).map_err(|source| PlotError::Write {
+        path: path.into(),
+        source,
+    })?;
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    draw(&root, chart).map_err(|e| PlotError::Render(e.to_string()))
+}
+
+/// Renders the chart as an SVG file at `path`.
+pub fn write_svg(chart: &Chart, size: (u32, u32), path: &Path) -> Result<(), PlotError> {
+    let svg = render_svg(chart, size)?;
+    std::fs::write(path, svg).map_err(|source| PlotError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Distinct, readable line colours (Tableau 10), then plotters' 99-colour palette.
+fn colour(i: usize) -> RGBColor {
+    const T10: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    match T10.get(i) {
+        Some(&(r, g, b)) => RGBColor(r, g, b),
+        None => {
+            let c = Palette99::pick(i).to_rgba();
+            RGBColor(c.0, c.1, c.2)
+        }
+    }
+}
+
+fn bounds(chart: &Chart) -> (f64, f64, f64, f64) {
+    let all = chart.series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x1 <= x0 {
+        (x0, x1) = (x0 - 1.0, x0 + 1.0);
+    }
+    if y1 <= y0 {
+        let d = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.1 };
+        (y0, y1) = (y0 - d, y1 + d);
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        (y0, y1) = (y0 - pad, y1 + pad);
+    }
+    (x0, x1, y0, y1)
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.round() as i64;
+    if s.abs() < 60 {
+        format!("{s}s")
+    } else if s.abs() < 3600 {
+        format!("{}:{:02}", s / 60, (s % 60).abs())
+    } else {
+        format!(
+            "{}:{:02}:{:02}",
+            s / 3600,
+            (s / 60 % 60).abs(),
+            (s % 60).abs()
+        )
+    }
+}
+
+/// An axis label: integers without a fraction, others with at most 4 significant decimals.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.2e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let (x0, x1, y0, y1) = bounds(chart);
+    let mut ch = ChartBuilder::on(root)
+        .caption(&chart.metric, (FONT, 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let x_desc = match chart.x {
+        XAxis::Step => "step",
+        XAxis::Time => "time since the first point",
+    };
+    let time_fmt = |x: &f64| hms(*x);
+    let step_fmt = |x: &f64| num(*x);
+    let y_fmt = |y: &f64| num(*y);
+    let mut mesh = ch.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(&chart.metric)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(235, 235, 235));
+    match chart.x {
+        XAxis::Time => mesh.x_label_formatter(&time_fmt),
+        XAxis::Step => mesh.x_label_formatter(&step_fmt),
+    };
+    mesh.y_label_formatter(&y_fmt);
+    mesh.draw()?;
+    for (i, s) in chart.series.iter().enumerate() {
+        let c = colour(i);
+        ch.draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        // Short histories get markers, so a one-point series is visible at all.
+        if s.points.len() <= 30 {
+            ch.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+        }
+    }
+    ch.configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,1007 @@
+//! Metric storage: each run's points per key (`metric_points`) and a per-run summary
+//! (`run_metrics`: last, min, max, count, last step) indexed by key for `ls` sorting and
+//! filtering; and the `metric:KEY…` expressions of `--sort` / `--where` compiled to SQL.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{params, OptionalExtension};
+
+use super::{sql_error, Result, Store, StoreError};
+use crate::capture::metrics::MetricPoint;
+use crate::error::Hinted;
+
+/// The summary of one metric of one run. `min`/`max` ignore NaN (NaN when every value was NaN);
+/// `last` is the value at the highest step, or the last reported when no value had a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSummary {
+    pub key: String,
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: u64,
+    pub last_step: Option<i64>,
+}
+
+/// One stored point of a metric's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    /// Position in the order reported, from 0.
+    pub seq: u64,
+    pub step: Option<i64>,
+    pub value: f64,
+    /// Seconds since the Unix epoch.
+    pub time: Option<f64>,
+}
+
+/// What `insert_metrics` wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsWritten {
+    /// Distinct keys.
+    pub keys: usize,
+    /// Points.
+    pub points: usize,
+}
+
+/// A number for JSON: finite values as numbers, NaN and ±inf as the strings "NaN",
+/// "Infinity", "-Infinity" (JSON has no literal for them).
+pub fn json_number(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+impl MetricSummary {
+    /// `{"last": …, "min": …, "max": …, "count": …, "step": …}` as in DESIGN.md.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "last": json_number(self.last),
+            "min": json_number(self.min),
+            "max": json_number(self.max),
+            "count": self.count,
+            "step": self.last_step,
+        })
+    }
+}
+
+fn nan_to_null(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+fn null_to_nan(v: Option<f64>) -> f64 {
+    v.unwrap_or(f64::NAN)
+}
+
+/// The summary of a batch of points of one key, in report order.
+fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
+    let mut last: Option<(f64, Option<i64>)> = None;
+    let (mut min, mut max) = (f64::NAN, f64::NAN);
+    for p in points {
+        // f64::min/max return the other operand when one is NaN: NaN values are ignored.
+        min = min.min(p.value);
+        max = max.max(p.value);
+        last = match (last, p.step) {
+            (Some((_, Some(best))), Some(s)) if s < best => last,
+            (Some((_, Some(_))), None) => last,
+            _ => Some((p.value, p.step)),
+        };
+    }
+    let (last, last_step) = last.unwrap_or((f64::NAN, None));
+    (last, last_step, min, max)
+}
+
+impl Store {
+    /// Records metric points of a run in one transaction. Points of a key already stored for the
+    /// run are appended to its history and its summary is updated. Fails with `UnknownRun` when
+    /// no run has this id.
+    pub fn insert_metrics(
+        &mut self,
+        run_id: &str,
+        points: &[MetricPoint],
+    ) -> Result<MetricsWritten> {
+        let path = self.path.clone();
+        let err = |what: &'static str| sql_error(&path, what);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+            .optional()
+            .map_err(err("insert metrics"))?;
+        if exists.is_none() {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        // Group by key, keeping the order keys first appeared and points within a key.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
+        for p in points {
+            let i = *index.entry(&p.key).or_insert_with(|| {
+                groups.push((&p.key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(p);
+        }
+        {
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
+                )
+                .map_err(err("insert metrics"))?;
+            let mut insert_series = tx
+                .prepare_cached(
+                    "INSERT INTO run_metrics (run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err("insert metrics"))?;
+            let mut update_series = tx
+                .prepare_cached(
+                    "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
+                )
+                .map_err(err("insert metrics"))?;
+            let mut insert_point = tx
+                .prepare_cached(
+                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err("insert metric points"))?;
+            for (key, pts) in &groups {
+                type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
+                let old: Option<Old> = find
+                    .query_row(params![run_id, key], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(err("insert metrics"))?;
+                let (mut last, mut last_step, mut min, mut max) = summarize(pts);
+                let (series, first_seq) = match old {
+                    None => {
+                        insert_series
+                            .execute(params![
+                                run_id,
+                                key,
+                                nan_to_null(last),
+                                nan_to_null(min),
+                                nan_to_null(max),
+                                pts.len() as i64,
+                                last_step
+                            ])
+                            .map_err(err("insert metrics"))?;
+                        (tx.last_insert_rowid(), 0i64)
+                    }
+                    Some((series, o_last, o_min, o_max, o_count, o_step)) => {
+                        // The stored last stays when it is at a higher step than anything new.
+                        let keep_old = match (o_step, last_step) {
+                            (Some(o), Some(n)) => o > n,
+                            (Some(_), None) => true,
+                            _ => false,
+                        };
+                        if keep_old {
+                            last = null_to_nan(o_last);
+                            last_step = o_step;
+                        }
+                        min = min.min(null_to_nan(o_min));
+                        max = max.max(null_to_nan(o_max));
+                        let count = o_count + pts.len() as i64;
+                        update_series
+                            .execute(params![
+                                series,
+                                nan_to_null(last),
+                                nan_to_null(min),
+                                nan_to_null(max),
+                                count,
+                                last_step
+                            ])
+                            .map_err(err("insert metrics"))?;
+                        (series, o_count)
+                    }
+                };
+                for (i, p) in pts.iter().enumerate() {
+                    insert_point
+                        .execute(params![
+                            series,
+                            first_seq + i as i64,
+                            p.step,
+                            nan_to_null(p.value),
+                            p.time
+                        ])
+                        .map_err(err("insert metric points"))?;
+                }
+            }
+        }
+        tx.commit().map_err(err("commit"))?;
+        Ok(MetricsWritten {
+            keys: groups.len(),
+            points: points.len(),
+        })
+    }
+
+    /// The summary of every metric of a run, by key.
+    pub fn metric_summaries(&self, run_id: &str) -> Result<Vec<MetricSummary>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT key, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 ORDER BY key",
+            )
+            .map_err(self.sql_err("read metrics"))?;
+        let rows = st
+            .query_map([run_id], |r| {
+                Ok(MetricSummary {
+                    key: r.get(0)?,
+                    last: null_to_nan(r.get(1)?),
+                    min: null_to_nan(r.get(2)?),
+                    max: null_to_nan(r.get(3)?),
+                    count: r.get::<_, i64>(4)? as u64,
+                    last_step: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("read metrics"))?;
+        Ok(rows)
+    }
+
+    /// The history of one metric of a run in report order (empty when the run has no such key).
+    pub fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<HistoryPoint>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT p.seq, p.step, p.value, p.time FROM run_metrics AS m JOIN metric_points AS p ON p.series = m.series \
+                 WHERE m.run_id = ?1 AND m.key = ?2 ORDER BY p.seq",
+            )
+            .map_err(self.sql_err("read metric history"))?;
+        let rows = st
+            .query_map([run_id, key], |r| {
+                Ok(HistoryPoint {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    step: r.get(1)?,
+                    value: null_to_nan(r.get(2)?),
+                    time: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("read metric history"))?;
+        Ok(rows)
+    }
+
+    /// Every point of a run, key by key in key order (for export and `show --history`).
+    pub fn metric_points(&self, run_id: &str) -> Result<Vec<MetricPoint>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT m.key, p.step, p.value, p.time FROM run_metrics AS m JOIN metric_points AS p ON p.series = m.series \
+                 WHERE m.run_id = ?1 ORDER BY m.key, p.seq",
+            )
+            .map_err(self.sql_err("read metric history"))?;
+        let mut out: Vec<MetricPoint> = Vec::new();
+        let mut rows = st
+            .query([run_id])
+            .map_err(self.sql_err("read metric history"))?;
+        while let Some(r) = rows.next().map_err(self.sql_err("read metric history"))? {
+            let key: String = r.get(0).map_err(self.sql_err("read metric history"))?;
+            let key = match out.last() {
+                Some(p) if *p.key == *key => p.key.clone(),
+                _ => key.into(),
+            };
+            out.push(MetricPoint {
+                key,
+                step: r.get(1).map_err(self.sql_err("read metric history"))?,
+                value: null_to_nan(r.get(2).map_err(self.sql_err("read metric history"))?),
+                time: r.get(3).map_err(self.sql_err("read metric history"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One statistic of one metric for each of `run_ids` that has it (for `--columns metric:KEY`).
+    pub fn metric_values(
+        &self,
+        run_ids: &[&str],
+        key: &str,
+        stat: Stat,
+    ) -> Result<HashMap<String, f64>> {
+        let sql = format!(
+            "SELECT {} FROM run_metrics WHERE run_id = ?1 AND key = ?2",
+            stat.column()
+        );
+        let mut st = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.sql_err("read metrics"))?;
+        let mut out = HashMap::new();
+        for id in run_ids {
+            let v: Option<Option<f64>> = st
+                .query_row([id, &key], |r| r.get(0))
+                .optional()
+                .map_err(self.sql_err("read metrics"))?;
+            if let Some(v) = v {
+                out.insert(id.to_string(), null_to_nan(v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every metric key recorded for any run, sorted (for hints and completion).
+    pub fn metric_keys(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT key FROM run_metrics ORDER BY key")
+            .map_err(self.sql_err("read metrics"))?;
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("read metrics"))?;
+        Ok(rows)
+    }
+}
+
+/// Which number of a metric's summary an expression means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stat {
+    /// The value at the highest step (the default).
+    #[default]
+    Last,
+    Min,
+    Max,
+    /// How many points were reported.
+    Count,
+}
+
+impl Stat {
+    /// The `run_metrics` column.
+    pub fn column(self) -> &'static str {
+        match self {
+            Stat::Last => "last",
+            Stat::Min => "min",
+            Stat::Max => "max",
+            Stat::Count => "count",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Stat> {
+        Some(match s {
+            "last" => Stat::Last,
+            "min" => Stat::Min,
+            "max" => Stat::Max,
+            "count" => Stat::Count,
+            _ => return None,
+        })
+    }
+
+    /// This statistic of a summary.
+    pub fn of(self, s: &MetricSummary) -> f64 {
+        match self {
+            Stat::Last => s.last,
+            Stat::Min => s.min,
+            Stat::Max => s.max,
+            Stat::Count => s.count as f64,
+        }
+    }
+}
+
+/// A comparison of `--where 'metric:KEY<op>NUMBER'`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+        }
+    }
+}
+
+/// Errors in `metric:` expressions; each names the expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricExprError {
+    #[error("'{0}' is not a metric expression: it must start with 'metric:'")]
+    NoPrefix(String),
+    #[error("'{0}' names no metric: the key after 'metric:' is empty")]
+    EmptyKey(String),
+    #[error("'{0}' has no comparison: use one of <, <=, >, >=, =, !=")]
+    NoOperator(String),
+    #[error("'{expr}': '{value}' is not a number to compare with")]
+    BadNumber { expr: String, value: String },
+    #[error("'{expr}': unknown statistic ':{stat}' (use :last, :min, :max or :count)")]
+    BadStat { expr: String, stat: String },
+}
+
+impl Hinted for MetricExprError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            MetricExprError::BadStat { .. } => {
+                "e.g. --sort metric:loss:min or --where 'metric:loss:min<0.2'".into()
+            }
+            _ => "write metric:KEY<op>NUMBER, e.g. --where 'metric:acc>=0.9' (quote it for the shell); sort with --sort metric:KEY".into(),
+        })
+    }
+}
+
+/// `--sort metric:KEY[:last|min|max|count]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricSort {
+    pub key: String,
+    pub stat: Stat,
+}
+
+/// `--where 'metric:KEY[:STAT] <op> NUMBER'`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricCond {
+    pub key: String,
+    pub stat: Stat,
+    pub op: CmpOp,
+    pub value: f64,
+}
+
+/// Whether a `--sort`/`--where`/`--columns` value is a metric expression.
+pub fn is_metric_expr(s: &str) -> bool {
+    s.trim_start().starts_with("metric:")
+}
+
+/// Splits `KEY[:STAT]`; a key may itself contain `:` unless its last part is a statistic name.
+fn key_and_stat(expr: &str, body: &str) -> std::result::Result<(String, Stat), MetricExprError> {
+    let body = body.trim();
+    let (key, stat) = match body.rsplit_once(':') {
+        Some((k, s)) => match Stat::parse(s.trim()) {
+            Some(stat) => (k.trim(), stat),
+            None if s.trim().is_empty() => {
+                return Err(MetricExprError::BadStat {
+                    expr: expr.into(),
+                    stat: String::new(),
+                })
+            }
+            None => (body, Stat::Last),
+        },
+        None => (body, Stat::Last),
+    };
+    if key.is_empty() {
+        return Err(MetricExprError::EmptyKey(expr.into()));
+    }
+    Ok((key.to_string(), stat))
+}
+
+/// Parses `metric:KEY[:last|min|max|count]` (a `--sort` or `--columns` value).
+pub fn parse_metric_sort(spec: &str) -> std::result::Result<MetricSort, MetricExprError> {
+    let body = spec
+        .trim()
+        .strip_prefix("metric:")
+        .ok_or_else(|| MetricExprError::NoPrefix(spec.into()))?;
+    let (key, stat) = key_and_stat(spec, body)?;
+    Ok(MetricSort { key, stat })
+}
+
+/// Parses `metric:KEY[:STAT]<op>NUMBER` with op one of `<`, `<=`, `>`, `>=`, `=` (or `==`),
+/// `!=`. Spaces around the operator are allowed; NUMBER may be `inf`/`-inf` but not NaN.
+pub fn parse_metric_where(expr: &str) -> std::result::Result<MetricCond, MetricExprError> {
+    let body = expr
+        .trim()
+        .strip_prefix("metric:")
+        .ok_or_else(|| MetricExprError::NoPrefix(expr.into()))?;
+    let at = body
+        .find(['<', '>', '=', '!'])
+        .ok_or_else(|| MetricExprError::NoOperator(expr.into()))?;
+    let rest = &body[at..];
+    let (op, len) = [
+        ("<=", CmpOp::Le),
+        (">=", CmpOp::Ge),
+        ("!=", CmpOp::Ne),
+        ("==", CmpOp::Eq),
+        ("<", CmpOp::Lt),
+        (">", CmpOp::Gt),
+        ("=", CmpOp::Eq),
+    ]
+    .into_iter()
+    .find(|(t, _)| rest.starts_with(t))
+    .map(|(t, op)| (op, t.len()))
+    .ok_or_else(|| MetricExprError::NoOperator(expr.into()))?;
+    let (key, stat) = key_and_stat(expr, &body[..at])?;
+    let text = rest[len..].trim();
+    let value = crate::capture::metrics::parse_number(text)
+        .filter(|v| !v.is_nan())
+        .ok_or_else(|| MetricExprError::BadNumber {
+            expr: expr.into(),
+            value: text.into(),
+        })?;
+    Ok(MetricCond {
+        key,
+        stat,
+        op,
+        value,
+    })
+}
+
+impl MetricCond {
+    /// Whether a value satisfies the comparison. NaN satisfies only `!=`.
+    pub fn matches(&self, v: f64) -> bool {
+        match self.op {
+            CmpOp::Lt => v < self.value,
+            CmpOp::Le => v <= self.value,
+            CmpOp::Gt => v > self.value,
+            CmpOp::Ge => v >= self.value,
+            CmpOp::Eq => v == self.value,
+            CmpOp::Ne => v != self.value,
+        }
+    }
+
+    /// The comparison on a `run_metrics` row (`{col} op ?v`); NaN (NULL) matches only `!=`.
+    fn cmp_sql(&self, alias: &str, v: usize) -> String {
+        let col = format!("{alias}{}", self.stat.column());
+        if self.op == CmpOp::Ne {
+            format!("({col} != ?{v} OR {col} IS NULL)")
+        } else {
+            format!("{col} {} ?{v}", self.op.sql())
+        }
+    }
+
+    /// A condition on `runs` for a `WHERE` clause; binds its values after those in `args`
+    /// (`?N` numbering, as `RunFilter::where_clause` produces). A run without the key never
+    /// matches. `how` picks the query shape: see [`Store::metric_membership`].
+    pub fn sql(&self, args: &mut Vec<Value>, how: Membership) -> String {
+        args.push(Value::Text(self.key.clone()));
+        let k = args.len();
+        args.push(Value::Real(self.value));
+        let v = args.len();
+        match how {
+            Membership::In => format!(
+                "id IN (SELECT run_id FROM run_metrics WHERE key = ?{k} AND {})",
+                self.cmp_sql("", v)
+            ),
+            Membership::Exists => format!(
+                "EXISTS (SELECT 1 FROM run_metrics AS mw WHERE mw.run_id = runs.id AND mw.key = ?{k} AND {})",
+                self.cmp_sql("mw.", v)
+            ),
+        }
+    }
+}
+
+/// The two shapes of a metric condition. `In` collects the matching runs through the
+/// `(key, stat)` index: its cost grows with the number of matches. `Exists` checks each run in
+/// the query's order through `(run_id, key)` and stops at the limit: its cost grows with the
+/// number of runs passed over, i.e. with how rare matches are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    In,
+    Exists,
+}
+
+/// At most this many matches, `In` is cheaper than walking runs newest first (measured on a
+/// million runs: `In` over 100,000 matches ≈ 0.3 s of CPU, `Exists` with a limit of 20 ≈ 1 ms;
+/// `Exists` over 10 matches walks all runs, `In` ≈ 1 ms).
+pub const IN_MAX_MATCHES: u64 = 2_000;
+
+impl Store {
+    /// Which shape of `cond` to use: `In` without a limit or when few runs match (counted
+    /// through the index, stopping after `IN_MAX_MATCHES + 1`), else `Exists`.
+    pub fn metric_membership(&self, cond: &MetricCond, limited: bool) -> Result<Membership> {
+        if !limited {
+            return Ok(Membership::In);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM run_metrics WHERE key = ?1 AND {} LIMIT {})",
+            cond.cmp_sql("", 2),
+            IN_MAX_MATCHES + 1
+        );
+        let n: i64 = self
+            .conn
+            .query_row(&sql, params![cond.key, cond.value], |r| r.get(0))
+            .map_err(self.sql_err("count metric matches"))?;
+        Ok(if n as u64 <= IN_MAX_MATCHES {
+            Membership::In
+        } else {
+            Membership::Exists
+        })
+    }
+}
+
+impl MetricSort {
+    /// The two queries of `ls --sort metric:KEY`: first the runs with a (non-NaN) value, best
+    /// first (`desc`: highest first; ties newest first), then the others (no such metric, or
+    /// NaN), newest first. Run the first; when it returns fewer than `limit` rows, run the second
+    /// with the rest of the limit. `base` is `RunFilter::where_clause()`: `" WHERE …"` (or empty)
+    /// and its arguments; `columns` are unqualified `runs` columns (`RUN_COLUMNS`).
+    pub fn queries(
+        &self,
+        columns: &str,
+        base: (String, Vec<Value>),
+        desc: bool,
+        limit: Option<u64>,
+    ) -> [(String, Vec<Value>); 2] {
+        let (wh, base_args) = base;
+        let cond = wh.trim_start().strip_prefix("WHERE").map(str::trim);
+        let col = self.stat.column();
+        let dir = if desc { "DESC" } else { "ASC" };
+        let limit_sql = |args: &mut Vec<Value>| match limit {
+            Some(l) => {
+                args.push(Value::Integer(l.min(i64::MAX as u64) as i64));
+                format!(" LIMIT ?{}", args.len())
+            }
+            None => String::new(),
+        };
+
+        let mut a1 = base_args.clone();
+        a1.push(Value::Text(self.key.clone()));
+        let k1 = a1.len();
+        let mut q1 = format!(
+            "SELECT {columns} FROM run_metrics AS ms CROSS JOIN runs ON runs.id = ms.run_id \
+             WHERE ms.key = ?{k1} AND ms.{col} IS NOT NULL"
+        );
+        if let Some(c) = cond {
+            q1.push_str(&format!(" AND ({c})"));
+        }
+        q1.push_str(&format!(" ORDER BY ms.{col} {dir}, ms.run_id {dir}"));
+        q1.push_str(&limit_sql(&mut a1));
+
+        let mut a2 = base_args;
+        a2.push(Value::Text(self.key.clone()));
+        let k2 = a2.len();
+        let mut q2 = format!(
+            "SELECT {columns} FROM runs WHERE NOT EXISTS (SELECT 1 FROM run_metrics AS mx \
+             WHERE mx.run_id = runs.id AND mx.key = ?{k2} AND mx.{col} IS NOT NULL)"
+        );
+        if let Some(c) = cond {
+            q2.push_str(&format!(" AND ({c})"));
+        }
+        q2.push_str(" ORDER BY id DESC");
+        q2.push_str(&limit_sql(&mut a2));
+        [(q1, a1), (q2, a2)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sample_run;
+    use crate::store::RUN_COLUMNS;
+
+    fn pt(key: &str, step: Option<i64>, value: f64) -> MetricPoint {
+        MetricPoint {
+            key: key.into(),
+            step,
+            value,
+            time: None,
+        }
+    }
+
+    const IDS: [&str; 4] = [
+        "01jd3k0000000000000000000a",
+        "01jd3k0000000000000000000b",
+        "01jd3k0000000000000000000c",
+        "01jd3k0000000000000000000d",
+    ];
+
+    fn store_with_runs() -> Store {
+        let mut s = Store::open_in_memory().unwrap();
+        for id in IDS {
+            s.insert_run(&sample_run(id)).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn summary_history_and_append() {
+        let mut s = store_with_runs();
+        let w = s
+            .insert_metrics(
+                IDS[0],
+                &[
+                    pt("loss", Some(0), 1.0),
+                    pt("acc", Some(0), 0.5),
+                    pt("loss", Some(2), f64::NAN),
+                    pt("loss", Some(1), 0.25),
+                    MetricPoint {
+                        time: Some(1.5e9),
+                        ..pt("loss", Some(3), f64::NEG_INFINITY)
+                    },
+                ],
+            )
+            .unwrap();
+        assert_eq!(w, MetricsWritten { keys: 2, points: 5 });
+        let sum = s.metric_summaries(IDS[0]).unwrap();
+        assert_eq!(sum.len(), 2);
+        assert_eq!(sum[0].key, "acc");
+        let loss = &sum[1];
+        assert_eq!(
+            (loss.last, loss.min, loss.max, loss.count, loss.last_step),
+            (f64::NEG_INFINITY, f64::NEG_INFINITY, 1.0, 4, Some(3))
+        );
+        let h = s.metric_history(IDS[0], "loss").unwrap();
+        assert_eq!(h.len(), 4);
+        assert_eq!(h[1].step, Some(2));
+        assert!(h[1].value.is_nan());
+        assert_eq!(h[3].time, Some(1.5e9));
+        assert_eq!(h[3].seq, 3);
+        // Appending: a lower step does not replace `last`; a new key is added.
+        s.insert_metrics(IDS[0], &[pt("loss", Some(1), 5.0), pt("lr", None, 0.1)])
+            .unwrap();
+        let sum = s.metric_summaries(IDS[0]).unwrap();
+        let loss = sum.iter().find(|m| m.key == "loss").unwrap();
+        assert_eq!(
+            (loss.last, loss.max, loss.count),
+            (f64::NEG_INFINITY, 5.0, 5)
+        );
+        assert_eq!(s.metric_history(IDS[0], "loss").unwrap()[4].seq, 4);
+        assert_eq!(s.metric_keys().unwrap(), vec!["acc", "loss", "lr"]);
+        assert!(s.metric_history(IDS[1], "loss").unwrap().is_empty());
+        let all = s.metric_points(IDS[0]).unwrap();
+        assert_eq!(all.len(), 7);
+        assert_eq!(&*all[0].key, "acc");
+    }
+
+    #[test]
+    fn without_steps_last_is_the_last_reported_and_all_nan_is_nan() {
+        let mut s = store_with_runs();
+        s.insert_metrics(
+            IDS[1],
+            &[
+                pt("a", None, 3.0),
+                pt("a", None, 1.0),
+                pt("n", None, f64::NAN),
+            ],
+        )
+        .unwrap();
+        let sum = s.metric_summaries(IDS[1]).unwrap();
+        assert_eq!((sum[0].last, sum[0].min, sum[0].max), (1.0, 1.0, 3.0));
+        assert!(sum[1].last.is_nan() && sum[1].min.is_nan() && sum[1].max.is_nan());
+        assert_eq!(sum[1].to_json()["last"], "NaN");
+        assert_eq!(json_number(f64::INFINITY), "Infinity");
+        assert_eq!(json_number(0.5), 0.5);
+    }
+
+    #[test]
+    fn unknown_run_is_refused_and_nothing_written() {
+        let mut s = store_with_runs();
+        let e = s
+            .insert_metrics("01jd3k000000000000000000zz", &[pt("a", None, 1.0)])
+            .unwrap_err();
+        assert!(matches!(e, StoreError::UnknownRun(_)));
+        assert!(s.metric_keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_a_run_deletes_its_metrics() {
+        let mut s = store_with_runs();
+        s.insert_metrics(IDS[2], &[pt("a", Some(1), 1.0)]).unwrap();
+        s.conn()
+            .execute("DELETE FROM runs WHERE id = ?1", [IDS[2]])
+            .unwrap();
+        let n: i64 = s
+            .conn()
+            .query_row("SELECT count(*) FROM metric_points", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(s.metric_keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn where_expressions_parse() {
+        let c = parse_metric_where("metric:acc>=0.9").unwrap();
+        assert_eq!(
+            c,
+            MetricCond {
+                key: "acc".into(),
+                stat: Stat::Last,
+                op: CmpOp::Ge,
+                value: 0.9
+            }
+        );
+        for (e, op) in [
+            ("metric:a<1", CmpOp::Lt),
+            ("metric:a<=1", CmpOp::Le),
+            ("metric:a>1", CmpOp::Gt),
+            ("metric:a >= 1", CmpOp::Ge),
+            ("metric:a=1", CmpOp::Eq),
+            ("metric:a==1", CmpOp::Eq),
+            ("metric:a!=1", CmpOp::Ne),
+        ] {
+            assert_eq!(parse_metric_where(e).unwrap().op, op, "{e}");
+        }
+        let c = parse_metric_where("metric:val/loss:min < -1e-3").unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.stat, c.value),
+            ("val/loss", Stat::Min, -0.001)
+        );
+        let c = parse_metric_where("metric:ratio:x>inf").unwrap();
+        assert_eq!((c.key.as_str(), c.value), ("ratio:x", f64::INFINITY));
+        let err = |e: &str| parse_metric_where(e).unwrap_err();
+        assert!(matches!(err("acc>=0.9"), MetricExprError::NoPrefix(_)));
+        assert!(matches!(err("metric:>=0.9"), MetricExprError::EmptyKey(_)));
+        assert!(matches!(err("metric:acc"), MetricExprError::NoOperator(_)));
+        assert!(matches!(
+            err("metric:acc>=high"),
+            MetricExprError::BadNumber { .. }
+        ));
+        assert!(matches!(
+            err("metric:acc>="),
+            MetricExprError::BadNumber { .. }
+        ));
+        assert!(matches!(
+            err("metric:acc=>1"),
+            MetricExprError::BadNumber { .. }
+        ));
+        assert!(matches!(
+            err("metric:acc>=nan"),
+            MetricExprError::BadNumber { .. }
+        ));
+        assert!(matches!(
+            err("metric:acc:>=1"),
+            MetricExprError::BadStat { .. }
+        ));
+        assert_eq!(
+            err("metric:acc>=high").to_string(),
+            "'metric:acc>=high': 'high' is not a number to compare with"
+        );
+        assert!(MetricCond {
+            value: 1.0,
+            ..c.clone()
+        }
+        .matches(2.0));
+        assert!(!c.matches(f64::NAN));
+    }
+
+    #[test]
+    fn sort_expressions_parse() {
+        assert_eq!(
+            parse_metric_sort("metric:loss:min").unwrap(),
+            MetricSort {
+                key: "loss".into(),
+                stat: Stat::Min
+            }
+        );
+        assert_eq!(parse_metric_sort("metric:a:b").unwrap().key, "a:b");
+        assert!(parse_metric_sort("acc").is_err());
+        assert!(parse_metric_sort("metric:").is_err());
+        assert!(is_metric_expr("metric:acc") && !is_metric_expr("name"));
+    }
+
+    fn ids(s: &Store, sql: &str, args: &[Value]) -> Vec<String> {
+        let sql = sql.replacen(RUN_COLUMNS, "id", 1);
+        let mut st = s.conn().prepare(&sql).unwrap();
+        st.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .unwrap()
+    }
+
+    fn filled() -> Store {
+        let mut s = store_with_runs();
+        s.insert_metrics(
+            IDS[0],
+            &[pt("acc", Some(1), 0.95), pt("loss", Some(1), 0.3)],
+        )
+        .unwrap();
+        s.insert_metrics(
+            IDS[1],
+            &[pt("acc", Some(1), 0.80), pt("acc", Some(2), f64::NAN)],
+        )
+        .unwrap();
+        s.insert_metrics(
+            IDS[2],
+            &[pt("acc", Some(1), 0.90), pt("acc", Some(2), 0.99)],
+        )
+        .unwrap();
+        // IDS[3] has no metrics.
+        s
+    }
+
+    #[test]
+    fn where_sql_selects_matching_runs_in_either_shape() {
+        let s = filled();
+        for how in [Membership::In, Membership::Exists] {
+            let run = |e: &str| {
+                let mut args = Vec::new();
+                let c = parse_metric_where(e).unwrap().sql(&mut args, how);
+                ids(
+                    &s,
+                    &format!("SELECT id FROM runs WHERE {c} ORDER BY id"),
+                    &args,
+                )
+            };
+            assert_eq!(run("metric:acc>=0.9"), vec![IDS[0], IDS[2]]);
+            assert_eq!(run("metric:acc<0.96"), vec![IDS[0]]);
+            assert_eq!(run("metric:acc!=0.95"), vec![IDS[1], IDS[2]]);
+            assert_eq!(run("metric:acc:min<0.85"), vec![IDS[1]]);
+            assert_eq!(run("metric:acc:count=2"), vec![IDS[1], IDS[2]]);
+            assert_eq!(run("metric:loss=0.3"), vec![IDS[0]]);
+            assert!(run("metric:nope>0").is_empty());
+            // Several conditions combine with AND after other bound filters.
+            let mut args = vec![Value::Text("running".into())];
+            let a = parse_metric_where("metric:acc>0.5")
+                .unwrap()
+                .sql(&mut args, how);
+            let b = parse_metric_where("metric:loss<1")
+                .unwrap()
+                .sql(&mut args, how);
+            assert_eq!(
+                ids(
+                    &s,
+                    &format!("SELECT id FROM runs WHERE status = ?1 AND {a} AND {b}"),
+                    &args
+                ),
+                vec![IDS[0]]
+            );
+        }
+    }
+
+    #[test]
+    fn membership_follows_the_number_of_matches() {
+        let mut s = Store::open_in_memory().unwrap();
+        let n = IN_MAX_MATCHES as usize + 20;
+        for i in 0..n {
+            let id = format!("01jd3k{:020}", i);
+            s.insert_run(&sample_run(&id)).unwrap();
+            let v = if i < 10 { 0.99 } else { 0.5 };
+            s.insert_metrics(&id, &[pt("acc", None, v)]).unwrap();
+        }
+        let rare = parse_metric_where("metric:acc>0.9").unwrap();
+        let common = parse_metric_where("metric:acc<0.9").unwrap();
+        assert_eq!(s.metric_membership(&rare, true).unwrap(), Membership::In);
+        assert_eq!(
+            s.metric_membership(&common, true).unwrap(),
+            Membership::Exists
+        );
+        assert_eq!(s.metric_membership(&common, false).unwrap(), Membership::In);
+    }
+
+    #[test]
+    fn sort_queries_put_missing_and_nan_last() {
+        let s = filled();
+        let sort = parse_metric_sort("metric:acc").unwrap();
+        let run = |desc: bool, base: (String, Vec<Value>), limit: Option<u64>| {
+            let [(q1, a1), (q2, a2)] = sort.queries(RUN_COLUMNS, base, desc, limit);
+            let mut out = ids(&s, &q1, &a1);
+            out.extend(ids(&s, &q2, &a2));
+            out
+        };
+        assert_eq!(
+            run(true, (String::new(), vec![]), None),
+            vec![IDS[2], IDS[0], IDS[3], IDS[1]]
+        );
+        assert_eq!(
+            run(false, (String::new(), vec![]), None),
+            vec![IDS[0], IDS[2], IDS[3], IDS[1]]
+        );
+        let base = (
+            " WHERE status = ?1 AND id != ?2".to_string(),
+            vec![Value::Text("running".into()), Value::Text(IDS[2].into())],
+        );
+        assert_eq!(run(true, base, Some(1)), vec![IDS[0], IDS[3]]);
+        let by_max = parse_metric_sort("metric:acc:max").unwrap();
+        let [(q1, a1), _] = by_max.queries(RUN_COLUMNS, (String::new(), vec![]), true, None);
+        assert_eq!(ids(&s, &q1, &a1), vec![IDS[2], IDS[0], IDS[1]]);
+        // The sorted part walks the (key, last) index instead of sorting.
+        let [(q1, a1), _] = sort.queries(RUN_COLUMNS, (String::new(), vec![]), true, Some(20));
+        let plan: Vec<String> = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {q1}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(a1.iter()), |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("run_metrics_key_last"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+}

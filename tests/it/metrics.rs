@@ -1,0 +1,343 @@
+//! Metrics: files as real tools write them (DVCLive from PyPI), stored per run, and `repro plot`
+//! (the SVG parsed back, the PNG decoded).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use repro::capture::metrics::{read_path, MetricPoint};
+use repro::store::Store;
+
+use crate::support::TestEnv;
+
+/// Records a real (host) run named `name` and returns its id.
+fn new_run(env: &TestEnv, name: &str) -> String {
+    let (code, _, err) = env.run_in(env.root(), &["run", "--host", "--name", name, "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    env.last_id()
+}
+
+fn ingest(env: &TestEnv, id: &str, points: &[MetricPoint]) {
+    let mut store = Store::open(&env.db()).unwrap();
+    store.insert_metrics(id, points).unwrap();
+}
+
+fn loss_curve(n: usize, rate: f64) -> Vec<MetricPoint> {
+    (0..n)
+        .map(|i| MetricPoint {
+            key: "loss".into(),
+            step: Some(i as i64),
+            value: 2.0 * (-rate * i as f64).exp(),
+            time: Some(1.7e9 + i as f64),
+        })
+        .collect()
+}
+
+/// Three runs with loss histories of 40, 25 (one NaN) and 60 points.
+fn three_runs(env: &TestEnv) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (name, n, rate) in [("base", 40, 0.05), ("fast", 25, 0.2), ("slow", 60, 0.01)] {
+        let id = new_run(env, name);
+        let mut pts = loss_curve(n, rate);
+        let mut drawn = n;
+        if name == "fast" {
+            pts[10].value = f64::NAN;
+            drawn -= 1;
+        }
+        ingest(env, &id, &pts);
+        out.push((id, drawn));
+    }
+    out
+}
+
+#[test]
+fn plot_svg_has_one_series_per_run_with_its_points_and_legend() {
+    let env = TestEnv::new();
+    let runs = three_runs(&env);
+    let svg_path = env.root().join("loss.svg");
+    let mut args = vec!["plot".to_string()];
+    args.extend(runs.iter().map(|(id, _)| id[..12].to_string()));
+    args.extend(["--metric", "loss", "-o"].map(String::from));
+    args.push(svg_path.display().to_string());
+    let out = env.repro().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("1 NaN or infinite values of 'loss' not drawn"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    // Data lines are polylines of more than two points; the legend samples have two.
+    let mut by_colour: BTreeMap<String, usize> = BTreeMap::new();
+    for n in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+        let pts = n
+            .attribute("points")
+            .unwrap_or("")
+            .split_whitespace()
+            .count();
+        if pts > 2 {
+            let stroke = n.attribute("stroke").unwrap().to_string();
+            assert!(
+                by_colour.insert(stroke, pts).is_none(),
+                "two lines share a colour"
+            );
+        }
+    }
+    let mut counts: Vec<usize> = by_colour.values().copied().collect();
+    counts.sort();
+    let mut want: Vec<usize> = runs.iter().map(|(_, n)| *n).collect();
+    want.sort();
+    assert_eq!(
+        counts, want,
+        "one line per run, one vertex per finite point"
+    );
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for (name, (id, _)) in ["base", "fast", "slow"].iter().zip(&runs) {
+        let label = format!("{name} ({})", &id[..10]);
+        assert!(
+            texts.contains(&label.as_str()),
+            "legend {label} in {texts:?}"
+        );
+    }
+    assert!(
+        texts.contains(&"step") && texts.contains(&"loss"),
+        "{texts:?}"
+    );
+
+    // Without -o the same SVG goes to stdout.
+    let out = env.repro().args(&args[..args.len() - 2]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+}
+
+#[test]
+fn plot_png_draws_every_run_in_its_colour() {
+    let env = TestEnv::new();
+    let runs = three_runs(&env);
+    let png = env.root().join("loss.png");
+    let mut cmd = env.repro();
+    cmd.arg("plot");
+    for (id, _) in &runs {
+        cmd.arg(id);
+    }
+    let out = cmd
+        .args(["--metric", "loss", "--x", "time", "--size", "800x400", "-o"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (800, 400));
+    let count = |rgb: [u8; 3]| img.pixels().filter(|p| p.0 == rgb).count();
+    // The first three line colours (Tableau 10): each line is drawn, not just its legend.
+    for rgb in [[31, 119, 180], [255, 127, 14], [44, 160, 44]] {
+        let n = count(rgb);
+        assert!(n > 300, "colour {rgb:?}: {n} pixels");
+    }
+    let white = count([255, 255, 255]);
+    let total = (800 * 400) as usize;
+    assert!(
+        white < total * 97 / 100 && white > total / 2,
+        "white {white} of {total}"
+    );
+    // Text is drawn with the embedded font: dark anti-aliased pixels exist.
+    let dark = img.pixels().filter(|p| p.0.iter().all(|c| *c < 80)).count();
+    assert!(dark > 500, "{dark} dark pixels (axis text and ticks)");
+}
+
+#[test]
+fn plot_errors_are_clear() {
+    let env = TestEnv::new();
+    let runs = three_runs(&env);
+    let id = runs[0].0.clone();
+    let (code, _, err) = env.run_in(env.root(), &["plot", &id, "--metric", "acc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("none of the runs has a metric 'acc'"), "{err}");
+    assert!(err.contains("hint: their metrics: loss"), "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["plot", &id, "--metric", "loss", "-o", "x.gif"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("FILE.svg or FILE.png"), "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["plot", "zzzz", "--metric", "loss"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no run matches id 'zzzz'"), "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "plot",
+            &id,
+            "--metric",
+            "loss",
+            "-o",
+            "/nonexistent/dir/x.png",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot write /nonexistent/dir/x.png"), "{err}");
+    // A run without the metric next to one with it: drawn, with a warning.
+    let other = new_run(&env, "empty");
+    let (code, out, err) = env.run_in(env.root(), &["plot", &id, &other, "--metric", "loss"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("<svg"), "{out}");
+    assert!(
+        err.contains(&format!("run {other} has no metric 'loss'; left out")),
+        "{err}"
+    );
+}
+
+/// A venv with the real `dvclive` from PyPI, made once under the target directory.
+fn dvclive_python() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dvclive-venv");
+    let py = dir.join("bin/python");
+    let ok = dir.join(".installed");
+    if !ok.exists() {
+        let st = StdCommand::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3");
+        assert!(
+            st.success(),
+            "python3 -m venv failed (install python3-venv)"
+        );
+        let st = StdCommand::new(dir.join("bin/pip"))
+            .args(["install", "-q", "dvclive==3.49.1"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "pip install dvclive failed");
+        std::fs::write(&ok, "").unwrap();
+    }
+    py
+}
+
+#[test]
+fn dvclive_output_from_the_real_package_is_read_and_stored() {
+    let env = TestEnv::new();
+    let py = dvclive_python();
+    let work = env.root().join("job");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = r#"
+from dvclive import Live
+with Live(save_dvc_exp=False) as live:
+    live.log_param("lr", 0.1)
+    for epoch in range(5):
+        live.log_metric("train/loss", 1.0 / (epoch + 1))
+        live.log_metric("val/acc", 0.5 + epoch * 0.1)
+        live.log_metric("weird", float("nan") if epoch == 2 else float(epoch))
+        live.next_step()
+    live.log_metric("test_acc", 0.875, plot=False)
+"#;
+    let out = StdCommand::new(&py)
+        .arg("-c")
+        .arg(script)
+        .current_dir(&work)
+        .env("DVC_NO_ANALYTICS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed = read_path(&work.join("dvclive"));
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let mut hist: BTreeMap<String, Vec<(Option<i64>, f64)>> = BTreeMap::new();
+    for p in &parsed.points {
+        hist.entry(p.key.to_string())
+            .or_default()
+            .push((p.step, p.value));
+    }
+    let keys: Vec<&str> = hist.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["test_acc", "train/loss", "val/acc", "weird"]);
+    assert_eq!(hist["train/loss"].len(), 5);
+    assert_eq!(hist["train/loss"][4], (Some(4), 0.2));
+    assert_eq!(hist["val/acc"][0], (Some(0), 0.5));
+    assert!(hist["weird"][2].1.is_nan());
+    // metrics.json carries the step of the last logged values (dvclive 3.49 writes 4 here).
+    let last_step = hist["train/loss"][4].0;
+    assert_eq!(hist["test_acc"], vec![(last_step, 0.875)]);
+
+    let id = new_run(&env, "dvclive");
+    ingest(&env, &id, &parsed.points);
+    let store = Store::open(&env.db()).unwrap();
+    let sum = store.metric_summaries(&id).unwrap();
+    let weird = sum.iter().find(|m| m.key == "weird").unwrap();
+    assert_eq!(
+        (weird.last, weird.min, weird.max, weird.count),
+        (4.0, 0.0, 4.0, 5)
+    );
+    assert_eq!(store.metric_history(&id, "train/loss").unwrap().len(), 5);
+}
+
+#[test]
+fn a_100k_step_jsonl_history_with_malformed_lines_round_trips_and_plots() {
+    let env = TestEnv::new();
+    let file = env.root().join("metrics.jsonl");
+    let mut text = String::new();
+    for i in 0..100_000 {
+        if i == 500 {
+            text.push_str("{\"step\": 500, \"loss\": \n");
+        }
+        text.push_str(&format!(
+            "{{\"step\": {i}, \"loss\": {}, \"acc\": {}, \"phase\": \"train\"}}\n",
+            1.0 / (1.0 + i as f64),
+            if i == 7 {
+                "NaN".to_string()
+            } else {
+                format!("{}", i as f64 / 1e5)
+            }
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    let parsed = read_path(&file);
+    assert_eq!(parsed.points.len(), 200_000);
+    assert_eq!(parsed.warnings.len(), 2, "{:?}", parsed.warnings);
+    assert!(
+        parsed.warnings[0].contains("line 501: not JSON"),
+        "{:?}",
+        parsed.warnings
+    );
+    assert!(parsed.warnings[1].contains("non-numeric values of key: phase"));
+    let id = new_run(&env, "long");
+    ingest(&env, &id, &parsed.points);
+    let store = Store::open(&env.db()).unwrap();
+    let h = store.metric_history(&id, "acc").unwrap();
+    assert_eq!(h.len(), 100_000);
+    assert!(h[7].value.is_nan());
+    assert_eq!(h[99_999].step, Some(99_999));
+    let sum = store.metric_summaries(&id).unwrap();
+    assert_eq!(sum[0].key, "acc");
+    assert_eq!(
+        (sum[0].last, sum[0].min, sum[0].count),
+        (0.99999, 0.0, 100_000)
+    );
+    drop(store);
+    let (code, out, err) = env.run_in(env.root(), &["plot", &id, "--metric", "acc"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = roxmltree::Document::parse(&out).unwrap();
+    let longest = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(longest > 1000, "{longest} vertices");
+}
