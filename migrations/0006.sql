@@ -1,7 +1,7 @@
 -- What `repro mlflow push` sent to each MLflow tracking server (src/store/mlflow.rs): one row per
 -- (server, experiment, run), so an unchanged run costs no request and a changed one sends only
 -- what changed. No foreign key: `gc` of a local run does not delete what a server already holds.
-CREATE TABLE mlflow_pushes (
+CREATE TABLE IF NOT EXISTS mlflow_pushes (
     tracking_uri   TEXT NOT NULL,                       -- normalised (no trailing slash)
     experiment     TEXT NOT NULL,                       -- experiment name
     run_id         TEXT NOT NULL,                       -- repro run id

@@ -3,7 +3,7 @@
 -- points of each series clustered by (series, seq) so a run's history is one range scan and a
 -- million points append in order. SQLite stores NaN as NULL: a NULL value is NaN, and a NULL
 -- min/max means every value was NaN. Times are seconds since the Unix epoch.
-CREATE TABLE run_metrics (
+CREATE TABLE IF NOT EXISTS run_metrics (
     series    INTEGER PRIMARY KEY,
     run_id    TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key       TEXT NOT NULL,
@@ -14,11 +14,11 @@ CREATE TABLE run_metrics (
     last_step INTEGER,
     UNIQUE (run_id, key)
 );
-CREATE INDEX run_metrics_key_last ON run_metrics (key, last, run_id);
-CREATE INDEX run_metrics_key_min ON run_metrics (key, min, run_id);
-CREATE INDEX run_metrics_key_max ON run_metrics (key, max, run_id);
+CREATE INDEX IF NOT EXISTS run_metrics_key_last ON run_metrics (key, last, run_id);
+CREATE INDEX IF NOT EXISTS run_metrics_key_min ON run_metrics (key, min, run_id);
+CREATE INDEX IF NOT EXISTS run_metrics_key_max ON run_metrics (key, max, run_id);
 
-CREATE TABLE metric_points (
+CREATE TABLE IF NOT EXISTS metric_points (
     series INTEGER NOT NULL REFERENCES run_metrics (series) ON DELETE CASCADE,
     seq    INTEGER NOT NULL,                            -- order reported, from 0
     step   INTEGER,

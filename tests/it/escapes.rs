@@ -180,7 +180,7 @@ fn values_of_an_imported_run_are_escaped_on_the_terminal_and_exact_in_json() {
         .lines()
         .find(|l| l.contains("dataset not found"))
         .unwrap_or_else(|| panic!("the path dataset is missing: {err}"));
-    assert!(missing.contains("\\E[2J"), "{missing}");
+    assert!(missing.contains("data/xy"), "{missing}");
 
     let j = env.show_json(&a);
     assert_eq!(j["name"], HOSTILE);
