@@ -43,13 +43,37 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     } else {
         args.format
     };
+    let archives = store.archives(&id)?;
     let text = match format {
         ShowFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&output::run_json(&run)).expect("json");
+            let mut v = output::run_json(&run);
+            v["archives"] = serde_json::Value::Array(
+                archives
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({"kind": a.kind.as_str(), "location": a.location,
+                            "digest": a.digest, "archived_at": a.archived_at})
+                    })
+                    .collect(),
+            );
+            let mut s = serde_json::to_string_pretty(&v).expect("json");
             s.push('\n');
             s
         }
-        ShowFormat::Text => output::show_text(&run, ctx.utc),
+        ShowFormat::Text => {
+            let mut s = output::show_text(&run, ctx.utc);
+            for a in &archives {
+                s.push_str(&format!(
+                    "{:<12} {} {} ({}, {})\n",
+                    "archived",
+                    a.kind.as_str(),
+                    crate::output::sanitize::escape(&a.location),
+                    a.digest,
+                    output::show_time(&a.archived_at, ctx.utc)
+                ));
+            }
+            s
+        }
         ShowFormat::Notes => match crate::ops::attest::notes_mention(&store, &id)? {
             Some(a) => format!(
                 "{} · {a}\n",
