@@ -1,0 +1,421 @@
+//! `repro audit` and `repro image archive` against a real registry with deletion enabled
+//! (docker-registry, `storage.delete.enabled: true`), checked with skopeo.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::registry::{host_platform, sha256_digest, Registry};
+use crate::support::{require_tool, TestEnv};
+
+/// Records a `--host` run of `image` and returns its id.
+fn record(env: &TestEnv, image: &str) -> String {
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["run", "--host", "--image", image, "--", "true"],
+    );
+    assert_eq!(code, 0, "run: {err}");
+    env.last_id()
+}
+
+fn json_of(env: &TestEnv, args: &[&str]) -> (i32, Value, String) {
+    let (code, out, err) = env.run_in(env.root(), args);
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
+    (code, v, err)
+}
+
+fn archive(env: &TestEnv, ids: &[&str], dir: &Path, extra: &[&str]) -> Value {
+    let d = dir.display().to_string();
+    let mut args = vec!["image", "archive", "--json", "--to", d.as_str()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(ids);
+    let (code, v, err) = json_of(env, &args);
+    assert_eq!(code, 0, "archive: {err}\n{v}");
+    v
+}
+
+fn row<'a>(audit: &'a Value, digest: &str) -> &'a Value {
+    audit["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .find(|r| r["digest"] == digest)
+        .unwrap_or_else(|| panic!("no row for {digest}: {audit}"))
+}
+
+fn blob(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").expect("sha256"))
+}
+
+fn blob_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("json")
+}
+
+/// `skopeo inspect --raw oci:DIR:NAME` → the manifest bytes skopeo reads from the layout.
+fn skopeo_raw(dir: &Path, name: &str) -> Vec<u8> {
+    require_tool("skopeo");
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "inspect", "--raw"])
+        .arg(format!("oci:{}:{name}", dir.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci:{}:{name}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The layer and config blobs of a manifest stored in the layout.
+fn manifest_children(dir: &Path, digest: &str) -> Vec<(String, u64)> {
+    let m = read_json(&blob(dir, digest));
+    let mut out = vec![(
+        m["config"]["digest"].as_str().unwrap().to_string(),
+        m["config"]["size"].as_u64().unwrap(),
+    )];
+    for l in m["layers"].as_array().unwrap() {
+        out.push((
+            l["digest"].as_str().unwrap().to_string(),
+            l["size"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_vanished_digest_is_reported_as_archived_and_a_moved_tag_is_named() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let image = registry.reference("team/app", "v1");
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run1 = record(&env, &image);
+    assert_eq!(env.show_json(&run1)["image"]["digest"], d1);
+
+    // While the registry has it: present, the tag unchanged and pointing at it now.
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "present");
+    assert_eq!(r["tag"]["moved"], false);
+    assert_eq!(r["tags_now"], serde_json::json!(["v1"]));
+
+    let dir = env.root().join("archive");
+    let rep = archive(&env, &[&run1], &dir, &[]);
+    assert_eq!(rep["archive"]["images"][0]["error"], Value::Null, "{rep}");
+    assert!(
+        rep["archive"]["blobs_fetched"].as_u64().unwrap() >= 2,
+        "{rep}"
+    );
+    // An OCI layout: oci-layout, index.json naming the digest, every blob under its digest.
+    assert_eq!(
+        read_json(&dir.join("oci-layout"))["imageLayoutVersion"],
+        "1.0.0"
+    );
+    let index = read_json(&dir.join("index.json"));
+    assert!(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["digest"] == d1),
+        "{index}"
+    );
+    let body = std::fs::read(blob(&dir, &d1)).unwrap();
+    assert_eq!(sha256_digest(&body), d1);
+    for (d, size) in manifest_children(&dir, &d1) {
+        let bytes = std::fs::read(blob(&dir, &d)).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(sha256_digest(&bytes), d);
+    }
+    // skopeo reads the same manifest from the layout.
+    assert_eq!(sha256_digest(&skopeo_raw(&dir, &d1)), d1);
+    let (_, show, _) = env.run_in(env.root(), &["show", &run1]);
+    assert!(
+        show.contains("archived")
+            && show.contains(&dir.canonicalize().unwrap().display().to_string()),
+        "{show}"
+    );
+
+    // Move the tag, delete the old manifest through the API, garbage-collect the registry.
+    let d2 = registry.push_busybox("team/app", "v1");
+    assert_ne!(d1, d2);
+    registry.delete_manifest("team/app", &d1);
+    registry.garbage_collect();
+
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "archived runs are not at risk: {err}\n{a}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "archived", "{r}");
+    assert_eq!(r["manifest_present"], false);
+    assert_eq!(r["tag"]["moved"], true);
+    assert_eq!(r["tag"]["digest"], d2);
+    assert_eq!(r["tag"]["used_by"], Value::Null, "no run here used {d2}");
+    assert_eq!(r["tags_now"], serde_json::json!([]));
+    assert_eq!(r["archives"][0]["intact"], true);
+
+    // A run of the new digest: the moved tag now names it.
+    let run2 = record(&env, &image);
+    let (_, a, _) = json_of(&env, &["audit", "--json", &run1]);
+    assert_eq!(row(&a, &d1)["tag"]["used_by"], run2);
+    let (code, table, _) = env.run_in(env.root(), &["audit", &run1]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("archived") && table.contains("moved") && table.contains(&run2[..12]),
+        "{table}"
+    );
+
+    // A digest gone without an archive: MISSING, exit 1.
+    registry.push_busybox("team/app", "v2");
+    let run3 = record(&env, &registry.reference("team/app", "v2"));
+    let d3 = env.show_json(&run3)["image"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    registry.delete_manifest("team/app", &d3);
+    let (code, table, _) = env.run_in(env.root(), &["audit"]);
+    assert_eq!(code, 1, "{table}");
+    assert!(table.contains("MISSING"), "{table}");
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(a["at_risk"], true);
+    assert_eq!(row(&a, &d3)["status"], "missing");
+    assert_eq!(row(&a, &d3)["tag"]["digest"], Value::Null, "v2 is gone");
+    // Archiving it now is refused and records nothing.
+    let d = dir.display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &run3]);
+    assert_eq!(code, 1);
+    assert!(err.contains("could not be archived"), "{err}");
+    assert_eq!(env.show_json(&run3)["archives"], serde_json::json!([]));
+}
+
+#[test]
+fn a_corrupted_or_truncated_blob_is_detected() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dir = env.root().join("archive");
+    archive(&env, &[&run], &dir, &[]);
+    registry.delete_manifest("team/app", &d1);
+
+    let layers = manifest_children(&dir, &d1);
+    let (layer, _) = layers.last().unwrap().clone();
+    let p = blob(&dir, &layer);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff; // same size, different content
+    std::fs::write(&p, &bytes).unwrap();
+
+    // Sizes still match: only --deep re-hashes.
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(row(&a, &d1)["status"], "archived");
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
+    assert_eq!(code, 1, "{a}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "missing");
+    assert_eq!(r["archives"][0]["intact"], false);
+    assert!(
+        r["archives"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("corrupted"),
+        "{r}"
+    );
+    let (code, _, err) = env.run_in(env.root(), &["audit", "--deep"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&layer) && err.contains("corrupted"), "{err}");
+
+    // A truncated blob is caught without --deep.
+    std::fs::write(&p, &bytes[..i]).unwrap();
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 1);
+    assert!(
+        row(&a, &d1)["archives"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("bytes, expected"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_multi_arch_index_keeps_the_index_and_the_platform_that_ran() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let host = host_platform();
+    let host_arch = host.strip_prefix("linux/").unwrap().to_string();
+    let other = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let info = registry.push_index(
+        "team/multi",
+        "v1",
+        &[("linux", host_arch.as_str()), ("linux", other)],
+    );
+    let run = record(&env, &registry.reference("team/multi", "v1"));
+    let rec = env.show_json(&run);
+    assert_eq!(rec["image"]["index_digest"], info.index_digest);
+    let ran = rec["image"]["digest"].as_str().unwrap().to_string();
+    let other_digest = info
+        .per_platform
+        .iter()
+        .find(|(p, _)| p.ends_with(other))
+        .map(|(_, d)| d.clone())
+        .unwrap();
+
+    let dir = env.root().join("archive");
+    let rep = archive(&env, &[&run], &dir, &[]);
+    assert_eq!(
+        rep["archive"]["images"][0]["platform_digests"],
+        serde_json::json!([ran])
+    );
+    assert!(blob(&dir, &info.index_digest).exists());
+    assert!(blob(&dir, &ran).exists());
+    assert!(
+        !blob(&dir, &other_digest).exists(),
+        "only the platform that ran"
+    );
+    // Both the index and the platform manifest are named in index.json; skopeo reads them.
+    assert_eq!(
+        sha256_digest(&skopeo_raw(&dir, &info.index_digest)),
+        info.index_digest
+    );
+    assert_eq!(sha256_digest(&skopeo_raw(&dir, &ran)), ran);
+
+    let all = env.root().join("all");
+    archive(&env, &[&run], &all, &["--all-platforms"]);
+    assert!(blob(&all, &other_digest).exists());
+    for (d, _) in manifest_children(&all, &other_digest) {
+        assert!(blob(&all, &d).exists(), "{d}");
+    }
+
+    // Delete the platform manifest: the index alone is not enough; the archive is.
+    registry.delete_manifest("team/multi", &ran);
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &ran);
+    assert_eq!(r["index_present"], true);
+    assert_eq!(r["manifest_present"], false);
+    assert_eq!(r["status"], "archived");
+}
+
+#[test]
+fn an_archive_shared_by_two_runs_stores_each_blob_once_and_gc_keeps_what_runs_need() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let da = registry.push_busybox("team/a", "v1");
+    let db = registry.push_busybox("team/b", "v1");
+    let run_a = record(&env, &registry.reference("team/a", "v1"));
+    let run_b = record(&env, &registry.reference("team/b", "v1"));
+    let dir = env.root().join("archive");
+
+    let first = archive(&env, &[&run_a], &dir, &[]);
+    assert_eq!(first["archive"]["blobs_present"], 0);
+    let a_children = manifest_children(&dir, &da);
+    let shared_layer = a_children.last().unwrap().0.clone();
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(blob(&dir, &shared_layer)).unwrap().ino();
+
+    // The second image shares the busybox layer: it is not fetched again.
+    let second = archive(&env, &[&run_b], &dir, &[]);
+    assert_eq!(second["archive"]["blobs_present"], 1, "{second}");
+    assert_eq!(second["archive"]["blobs_fetched"], 1, "only b's config");
+    assert_eq!(
+        std::fs::metadata(blob(&dir, &shared_layer)).unwrap().ino(),
+        inode,
+        "the shared layer was not rewritten"
+    );
+    let b_children = manifest_children(&dir, &db);
+    let mut want: BTreeSet<String> = BTreeSet::new();
+    for d in [&da, &db] {
+        want.insert(d.strip_prefix("sha256:").unwrap().to_string());
+    }
+    for (d, _) in a_children.iter().chain(&b_children) {
+        want.insert(d.strip_prefix("sha256:").unwrap().to_string());
+    }
+    assert_eq!(blob_names(&dir), want, "each blob once");
+    // Archiving both again fetches nothing.
+    let again = archive(&env, &[&run_a, &run_b], &dir, &[]);
+    assert_eq!(again["archive"]["blobs_fetched"], 0, "{again}");
+
+    // Forget run a: gc drops its manifest and config, keeps the layer b needs.
+    let (code, _, err) = env.run_in(env.root(), &["gc", "--yes", "--image", "team/a"]);
+    assert_eq!(code, 0, "{err}");
+    let d = dir.display().to_string();
+    let (code, g, err) = json_of(&env, &["image", "archive", "--json", "--gc", &d]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(g["gc"]["blobs_removed"], 2, "{g}");
+    assert!(!blob(&dir, &da).exists());
+    assert!(blob(&dir, &shared_layer).exists());
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
+    assert_eq!(code, 0);
+    assert_eq!(row(&a, &db)["archives"][0]["intact"], true);
+}
+
+#[test]
+fn archive_to_a_registry_mounts_blobs_and_audit_checks_it() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dest = format!("{}/archive/app", registry.addr());
+    let (code, v, err) = json_of(
+        &env,
+        &["image", "archive", "--json", "--to-registry", &dest, &run],
+    );
+    assert_eq!(code, 0, "{err}\n{v}");
+    assert_eq!(v["archive"]["kind"], "registry");
+    assert_eq!(
+        v["archive"]["bytes_fetched"], 0,
+        "same registry: blobs are mounted, not copied through repro: {v}"
+    );
+    // The archive repository serves the manifest by digest.
+    let m = registry.get_manifest("archive/app", &d1);
+    assert_eq!(m.digest, d1);
+    registry.delete_manifest("team/app", &d1);
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}\n{a}");
+    assert_eq!(row(&a, &d1)["status"], "archived");
+    assert_eq!(row(&a, &d1)["archives"][0]["location"], dest);
+}
+
+#[test]
+fn bad_destinations_are_refused_without_recording() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dir = env.root().join("not-a-layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let d = dir.display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &run]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not an OCI image layout"), "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", &run]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["image", "archive", "--to-registry", "Bad/Repo:tag", &run],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(env.show_json(&run)["archives"], serde_json::json!([]));
+}
