@@ -901,3 +901,189 @@ pub fn gc(dir: &Path, keep: &BTreeSet<String>) -> Result<GcReport, ArchiveError>
     }
     Ok(report)
 }
+
+/// Where a re-run can get a run's image when the registry no longer has the digest: the
+/// recorded archives, registries first (any engine can pull them), then OCI layouts (podman
+/// pulls `oci:DIR:DIGEST`; the layout names every manifest by its digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullFallback {
+    /// The digest that must run (the platform manifest for a multi-arch image).
+    pub digest: String,
+    /// `REGISTRY/REPO@DIGEST` of each archive registry that holds it.
+    pub registries: Vec<String>,
+    /// Absolute OCI layout directories recorded for the run.
+    pub layouts: Vec<String>,
+    /// The normalized repository name (`docker.io/library/ubuntu`): an image pulled from a
+    /// layout is tagged `NAME:repro-archive-HEX12` so that `NAME@DIGEST` names it locally.
+    pub name: String,
+}
+
+impl PullFallback {
+    /// The local tag given to an image pulled from a layout.
+    pub fn local_tag(&self) -> String {
+        let hex = self.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
+        format!("{}:repro-archive-{}", self.name, &hex[..hex.len().min(12)])
+    }
+
+    /// The reference to run after a fallback pull from a layout.
+    pub fn local_reference(&self) -> String {
+        format!("{}@{}", self.name, self.digest)
+    }
+}
+
+/// The fallback for a run's image given its recorded archives; `None` when the run has no
+/// pinned digest or no archive.
+pub fn pull_fallback(image: &Image, archives: &[ArchiveRecord]) -> Option<PullFallback> {
+    let digest = image.digest.clone()?;
+    if archives.is_empty() {
+        return None;
+    }
+    let name = source_repository(image).ok()?.name();
+    let mut fb = PullFallback {
+        digest: digest.clone(),
+        registries: Vec::new(),
+        layouts: Vec::new(),
+        name,
+    };
+    for a in archives {
+        match a.kind {
+            ArchiveKind::Registry => fb.registries.push(format!("{}@{digest}", a.location)),
+            ArchiveKind::OciLayout => fb.layouts.push(a.location.clone()),
+        }
+    }
+    Some(fb)
+}
+
+/// The bash lines that replace the plain pull of the re-run script: pull `$image`; when that
+/// fails, try each archive registry (and run from it), then each layout with podman (pulled,
+/// tagged so `$image` names it). Docker cannot load an OCI layout by manifest digest, so with
+/// docker the script says how to proceed. Words are quoted with `quote`; the digest check that
+/// follows in the script still proves the image that runs has the recorded digest.
+pub fn bash_pull_with_fallback(
+    fb: &PullFallback,
+    quote: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let list = |xs: &[String]| -> Option<String> {
+        xs.iter()
+            .map(|x| quote(x))
+            .collect::<Option<Vec<_>>>()
+            .map(|w| w.join(" "))
+    };
+    Some(format!(
+        r#"archive_digest={digest}
+archive_registries=({registries})
+archive_layouts=({layouts})
+archive_local_tag={tag}
+archive_local_ref={local}
+if ((dry_run)); then
+  run "$engine" pull "$image"
+elif ! "$engine" pull "$image" >&2; then
+  note "$image could not be pulled; trying the recorded archives"
+  pulled=0
+  for archived in "${{archive_registries[@]}}"; do
+    if "$engine" pull "$archived" >&2; then image=$archived; pulled=1; break; fi
+  done
+  if ((!pulled)); then
+    if [[ $("$engine" --version 2>/dev/null) == podman* ]]; then
+      for dir in "${{archive_layouts[@]}}"; do
+        [[ -f $dir/blobs/sha256/${{archive_digest#sha256:}} ]] || continue
+        # podman names the pulled image after the layout's path, which must then be a valid
+        # lowercase repository name: pull through a link with such a name.
+        archive_link=/tmp/repro-archive-${{archive_digest:7:12}}-$$
+        ln -sfn "$dir" "$archive_link"
+        archived_id=$("$engine" pull -q "oci:$archive_link:$archive_digest") || archived_id=''
+        rm -f "$archive_link"
+        if [[ -n $archived_id ]]; then
+          "$engine" tag "$archived_id" "$archive_local_tag" >&2
+          image=$archive_local_ref
+          pulled=1
+          note "pulled $archive_digest from the archive $dir"
+          break
+        fi
+      done
+    elif ((${{#archive_layouts[@]}})); then
+      note "docker cannot load an OCI layout by manifest digest: re-run with REPRO_ENGINE=podman, or copy it with skopeo copy oci:DIR:$archive_digest docker-daemon:NAME:TAG"
+    fi
+  fi
+  ((pulled)) || die "$image is gone from the registry and no recorded archive provided $archive_digest"
+fi
+"#,
+        digest = quote(&fb.digest)?,
+        registries = list(&fb.registries)?,
+        layouts = list(&fb.layouts)?,
+        tag = quote(&fb.local_tag())?,
+        local = quote(&fb.local_reference())?,
+    ))
+}
+
+/// For `repro rerun`: after the registry pull of the run's image failed, pulls it from the
+/// archives with `engine` (`run_engine(args)` runs the engine with the same registry flags as
+/// the normal pull and returns its stdout) and returns the reference to run. The caller then
+/// checks the digest as for any pull.
+pub fn pull_from_archives(
+    engine_is_podman: bool,
+    fb: &PullFallback,
+    run_engine: &mut dyn FnMut(&[String]) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut tried: Vec<String> = Vec::new();
+    for r in &fb.registries {
+        match run_engine(&["pull".into(), r.clone()]) {
+            Ok(_) => return Ok(r.clone()),
+            Err(e) => tried.push(format!("{r}: {e}")),
+        }
+    }
+    for dir in &fb.layouts {
+        if !engine_is_podman {
+            tried.push(format!(
+                "{dir}: docker cannot load an OCI layout by manifest digest (use --engine podman)"
+            ));
+            continue;
+        }
+        // podman names the pulled image after the layout's path, which must then be a valid
+        // lowercase repository name: pull through a link with such a name.
+        let hex = fb.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
+        let link = std::env::temp_dir().join(format!(
+            "repro-archive-{}-{}",
+            &hex[..hex.len().min(12)],
+            std::process::id()
+        ));
+        let link = if link.to_string_lossy().to_lowercase() == link.to_string_lossy() {
+            link
+        } else {
+            PathBuf::from(format!(
+                "/tmp/{}",
+                link.file_name().unwrap_or_default().to_string_lossy()
+            ))
+        };
+        let _ = fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(dir, &link) {
+            tried.push(format!("{dir}: cannot link {}: {e}", link.display()));
+            continue;
+        }
+        let src = format!("oci:{}:{}", link.display(), fb.digest);
+        let pulled = run_engine(&["pull".into(), "-q".into(), src.clone()]);
+        let _ = fs::remove_file(&link);
+        match pulled {
+            Ok(out) => {
+                let id = out.trim().lines().last().unwrap_or("").to_string();
+                if id.is_empty() {
+                    tried.push(format!("{src}: no image id printed"));
+                    continue;
+                }
+                run_engine(&["tag".into(), id, fb.local_tag()])
+                    .map_err(|e| format!("tagging the archived image: {e}"))?;
+                return Ok(fb.local_reference());
+            }
+            Err(e) => tried.push(format!("{src}: {e}")),
+        }
+    }
+    Err(format!(
+        "no recorded archive provided {} ({})",
+        fb.digest,
+        if tried.is_empty() {
+            "none recorded".to_string()
+        } else {
+            tried.join("; ")
+        }
+    ))
+}

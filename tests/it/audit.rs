@@ -419,3 +419,137 @@ fn bad_destinations_are_refused_without_recording() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(env.show_json(&run)["archives"], serde_json::json!([]));
 }
+
+/// The pull line of the bash target as rendered today; the fallback replaces it (see
+/// AUDIT-WIRING.md for where the renderer calls it once the engine plan lands).
+const PLAIN_PULL: &str =
+    "if ((dry_run)); then run \"$engine\" pull \"$image\"; else \"$engine\" pull \"$image\" >&2; fi\n";
+
+#[test]
+fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest() {
+    use crate::support::engine::Podman;
+    use repro::ops::archive::{bash_pull_with_fallback, pull_fallback, pull_from_archives};
+
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let image = registry.reference("team/trainer", "1.0");
+    let mut cmd = env.repro();
+    cmd.current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", &image])
+        .args(["--engine-arg=--network=none", "--"])
+        .args(["/bin/busybox", "sh", "-c", "echo ran-from-image"]);
+    let first = cmd.output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let id = env.last_id();
+    let dir = env.root().join("archive");
+    archive(&env, &[&id], &dir, &[]);
+
+    // The registry loses the digest.
+    registry.push_busybox("team/trainer", "1.0");
+    registry.delete_manifest("team/trainer", &digest);
+    registry.garbage_collect();
+
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    let run = store.get_run(&id).unwrap();
+    let records = store.archives(&id).unwrap();
+    let fb = pull_fallback(run.image.as_ref().unwrap(), &records).expect("a fallback");
+    assert_eq!(fb.digest, digest);
+
+    let script = env.root().join("rerun.sh");
+    env.repro()
+        .args(["script", &id, "-o", script.to_str().unwrap()])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains(PLAIN_PULL), "the pull line changed:\n{text}");
+    let snippet =
+        bash_pull_with_fallback(&fb, &|s| repro::rerun::quote::bash_str(s).ok()).expect("snippet");
+    std::fs::write(&script, text.replace(PLAIN_PULL, &snippet)).unwrap();
+    let sc = Command::new("shellcheck").arg(&script).output().unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+
+    // A fresh podman (nothing cached) re-runs it from the archive.
+    let fresh = Podman::new(&[&registry.addr()]);
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env.root().join("work"))
+        .envs(fresh.env().iter().map(|(k, v)| (k, v)))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "ran-from-image\n", "{stderr}");
+    assert!(stderr.contains("from the archive"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("reports digest {digest}")),
+        "{stderr}"
+    );
+    let listed = fresh
+        .command()
+        .args(["images", "--format", "{{.Digest}}"])
+        .output()
+        .unwrap();
+    let digests: BTreeSet<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        digests,
+        BTreeSet::from([digest.clone()]),
+        "only the recorded digest"
+    );
+
+    // The same fallback for `repro rerun`, through the engine directly.
+    let other = Podman::new(&[&registry.addr()]);
+    let mut engine = |args: &[String]| -> Result<String, String> {
+        let o = other
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        }
+    };
+    let pulled = pull_from_archives(true, &fb, &mut engine).expect("pulled from the archive");
+    let ran = other
+        .command()
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            &pulled,
+            "/bin/busybox",
+            "echo",
+            "ok",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "ok\n");
+    let inspect = other
+        .command()
+        .args(["image", "inspect", "--format", "{{.Digest}}", &pulled])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), digest);
+    // Docker cannot take a layout by digest: the error says so.
+    let e = pull_from_archives(false, &fb, &mut |_| Err("unused".into())).unwrap_err();
+    assert!(e.contains("docker cannot load"), "{e}");
+}
