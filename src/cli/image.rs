@@ -28,7 +28,7 @@ pub enum ImageCommand {
     Inspect(InspectArgs),
     /// Copy runs' images by digest into an OCI image layout (or an archive registry) that
     /// re-runs fall back to; `--gc DIR` removes blobs no recorded run needs
-    Archive(ArchiveArgs),
+    Archive(Box<ArchiveArgs>),
 }
 
 /// Arguments of `repro image archive`.

@@ -180,13 +180,17 @@ mod tests {
         assert_eq!(store.archives_at("/a").unwrap(), vec![a]);
         // Provenance untouched.
         assert_eq!(store.get_run(&run.id).unwrap(), run);
-        if let Some(d) = run.image.as_ref().and_then(|i| i.digest.clone()) {
-            assert!(store.referenced_image_digests().unwrap().contains(&d));
-            assert_eq!(
-                store.run_using_digest(&d, &[]).unwrap(),
-                Some(run.id.clone())
-            );
-            assert_eq!(store.run_using_digest(&d, &[run.id.clone()]).unwrap(), None);
-        }
+        let d = run.image.as_ref().and_then(|i| i.digest.clone()).unwrap();
+        assert!(store.referenced_image_digests().unwrap().contains(&d));
+        assert_eq!(
+            store.run_using_digest(&d, &[]).unwrap(),
+            Some(run.id.clone())
+        );
+        assert_eq!(
+            store
+                .run_using_digest(&d, std::slice::from_ref(&run.id))
+                .unwrap(),
+            None
+        );
     }
 }
