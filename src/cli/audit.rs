@@ -75,9 +75,12 @@ pub struct AuditArgs {
     /// Re-hash archived blobs (default: check presence and size)
     #[arg(long)]
     pub deep: bool,
-    /// Pages of the registry's tag list read per repository (1000 tags a page)
+    /// Pages of the registry's tag list read per repository
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_tag_pages: usize,
+    /// Tags asked for per page of the registry's tag list
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub tag_page_size: usize,
     /// Tags per repository whose digest is looked up, at most
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_tags: usize,
@@ -136,6 +139,7 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
         archives,
         deep: args.deep,
         jobs: args.registry.jobs(),
+        tag_page_size: args.tag_page_size.max(1),
         max_tag_pages: args.max_tag_pages.max(1),
         max_tags: args.max_tags,
     };

@@ -26,7 +26,9 @@ pub struct AuditRequest {
     pub deep: bool,
     /// Parallel registry requests.
     pub jobs: usize,
-    /// Pages of `tags/list` read per repository (1000 tags a page).
+    /// Tags asked for per `tags/list` page.
+    pub tag_page_size: usize,
+    /// Pages of `tags/list` read per repository.
     pub max_tag_pages: usize,
     /// Tags whose digest is looked up per repository, at most.
     pub max_tags: usize,
@@ -121,6 +123,9 @@ struct Group {
 #[derive(Default, Clone)]
 struct RepoTags {
     by_digest: BTreeMap<String, Vec<String>>,
+    by_tag: BTreeMap<String, String>,
+    /// Every tag was listed and looked up (so a tag not in `by_tag` is gone).
+    complete: bool,
     truncated: bool,
     error: Option<String>,
 }
@@ -168,7 +173,9 @@ pub fn audit(
         repos.entry(g.repo.name()).or_insert_with(|| g.repo.clone());
     }
     let repo_list: Vec<Reference> = repos.into_values().collect();
-    let listings = parallel(&repo_list, req.jobs, |r| client.tags(r, req.max_tag_pages));
+    let listings = parallel(&repo_list, req.jobs, |r| {
+        client.tags(r, req.tag_page_size, req.max_tag_pages)
+    });
     let mut tag_jobs: Vec<(usize, String)> = Vec::new();
     let mut repo_tags: Vec<RepoTags> = Vec::new();
     for (i, l) in listings.into_iter().enumerate() {
@@ -176,6 +183,7 @@ pub fn audit(
         match l {
             Ok(list) => {
                 t.truncated = list.truncated || list.tags.len() > req.max_tags;
+                t.complete = !t.truncated;
                 for tag in list.tags.into_iter().take(req.max_tags) {
                     tag_jobs.push((i, tag));
                 }
@@ -189,23 +197,28 @@ pub fn audit(
     });
     for ((i, tag), d) in tag_jobs.iter().zip(tag_digests) {
         match d {
-            Ok(Some(d)) => repo_tags[*i]
-                .by_digest
-                .entry(d.to_string())
-                .or_default()
-                .push(tag.clone()),
+            Ok(Some(d)) => {
+                let t = &mut repo_tags[*i];
+                t.by_tag.insert(tag.clone(), d.to_string());
+                t.by_digest
+                    .entry(d.to_string())
+                    .or_default()
+                    .push(tag.clone());
+            }
             Ok(None) => {}
             Err(e) => {
+                repo_tags[*i].complete = false;
                 repo_tags[*i].error.get_or_insert(message(e));
             }
         }
     }
-    let tags_of = |repo: &Reference| -> RepoTags {
+    let no_tags = RepoTags::default();
+    let tags_of = |repo: &Reference| -> &RepoTags {
         repo_list
             .iter()
             .position(|r| r == repo)
-            .map(|i| repo_tags[i].clone())
-            .unwrap_or_default()
+            .map(|i| &repo_tags[i])
+            .unwrap_or(&no_tags)
     };
 
     let mut archives_by_run: BTreeMap<&str, Vec<&ArchiveRecord>> = BTreeMap::new();
@@ -247,11 +260,22 @@ pub fn audit(
             Some(Err(e)) => errors.push(e.clone()),
             None => {}
         }
+        let t = tags_of(&g.repo);
         if let Some(tag) = &g.tag {
             let want = g.index_digest.as_deref().unwrap_or(&g.digest);
-            match client.tag_digest(&g.repo, tag) {
+            // The listing already looked every tag up; ask again only when it was cut short.
+            let listed = match t.by_tag.get(tag) {
+                Some(d) => Some(Ok(Some(d.clone()))),
+                None if t.complete => Some(Ok(None)),
+                None => None,
+            };
+            let now = listed.unwrap_or_else(|| {
+                client
+                    .tag_digest(&g.repo, tag)
+                    .map(|d| d.map(|d| d.to_string()))
+            });
+            match now {
                 Ok(now) => {
-                    let now = now.map(|d| d.to_string());
                     let moved = now.as_deref() != Some(want);
                     row.tag = Some(TagNow {
                         tag: tag.clone(),
@@ -263,14 +287,13 @@ pub fn audit(
                 Err(e) => errors.push(message(e)),
             }
         }
-        let t = tags_of(&g.repo);
         let mut now: BTreeSet<String> = BTreeSet::new();
         for d in std::iter::once(&g.digest).chain(g.index_digest.iter()) {
             now.extend(t.by_digest.get(d).cloned().unwrap_or_default());
         }
         row.tags_now = now.into_iter().collect();
         row.tags_truncated = t.truncated;
-        if let Some(e) = t.error {
+        if let Some(e) = &t.error {
             errors.push(format!("tags: {e}"));
         }
 

@@ -204,6 +204,48 @@ fn a_vanished_digest_is_reported_as_archived_and_a_moved_tag_is_named() {
 }
 
 #[test]
+fn tags_now_are_bounded_and_say_when_cut_short() {
+    // distribution 2.8 (Debian's docker-registry) ignores `n` on tags/list and sends no `Link`
+    // header, so pagination itself is covered by the `next_link` unit test; the bound is here.
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d = registry.push_busybox("team/app", "v1");
+    for t in ["a", "b", "prod"] {
+        registry.tag("team/app", "v1", t);
+    }
+    registry.push_busybox("team/app", "other");
+    record(&env, &registry.reference("team/app", "v1"));
+    let (code, a, err) = json_of(&env, &["audit", "--json", "--tag-page-size", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &d);
+    assert_eq!(r["tags_now"], serde_json::json!(["a", "b", "prod", "v1"]));
+    assert_eq!(r["tags_truncated"], false);
+    // At most two tags looked up: the rest is reported as cut short.
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--max-tags", "2"]);
+    assert_eq!(code, 0);
+    let r = row(&a, &d);
+    assert_eq!(r["tags_truncated"], true);
+    let now: Vec<&str> = r["tags_now"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    // Listing order is the registry's; any two of the tags pointing at d.
+    assert!(
+        now.len() <= 2 && now.iter().all(|t| ["a", "b", "prod", "v1"].contains(t)),
+        "{now:?}"
+    );
+    assert_eq!(
+        r["tag"]["moved"], false,
+        "the recorded tag is still asked for"
+    );
+    assert_eq!(r["tag"]["digest"], d);
+    let (_, table, _) = env.run_in(env.root(), &["audit", "--max-tags", "2"]);
+    assert!(table.contains("cut short"), "{table}");
+}
+
+#[test]
 fn a_corrupted_or_truncated_blob_is_detected() {
     let registry = Registry::start();
     let env = TestEnv::new();

@@ -109,14 +109,19 @@ impl RegistryClient {
         verified_digest(&fetched, None, &ctx).map(Some)
     }
 
-    /// The repository's tags (`GET /v2/NAME/tags/list?n=…`, following `Link: <…>; rel="next"`),
-    /// at most `max_pages` pages; `truncated` says when more were left.
-    pub fn tags(&self, r: &Reference, max_pages: usize) -> Result<TagList, RegistryError> {
+    /// The repository's tags (`GET /v2/NAME/tags/list?n=PAGE_SIZE`, following
+    /// `Link: <…>; rel="next"`), at most `max_pages` pages; `truncated` says when more were left.
+    pub fn tags(
+        &self,
+        r: &Reference,
+        page_size: usize,
+        max_pages: usize,
+    ) -> Result<TagList, RegistryError> {
         let written = r.name();
         let ctx = self.ctx_for(r, &written, self.opts.deadline);
         let host = self.opts.host_settings(&r.domain);
         let base = self.base_url(r, &host, &ctx)?;
-        let mut url = format!("{base}/v2/{}/tags/list?n=1000", r.path);
+        let mut url = format!("{base}/v2/{}/tags/list?n={}", r.path, page_size.max(1));
         let mut out = TagList::default();
         for page in 0.. {
             if page >= max_pages {
