@@ -829,6 +829,9 @@ pub fn hash_file(p: &Path) -> std::io::Result<String> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
+/// A temporary blob file older than this is left from an interrupted archive (`--gc` removes it).
+pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// What `--gc` removed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
@@ -887,8 +890,23 @@ pub fn gc(dir: &Path, keep: &BTreeSet<String>) -> Result<GcReport, ArchiveError>
     let listing = fs::read_dir(&blobs_dir).map_err(io_err(&blobs_dir, "cannot list"))?;
     for e in listing.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with(".tmp-") {
+            // Left by an interrupted archive; a fresh one may be another archiver's in flight.
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if stale {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path()).map_err(io_err(&e.path(), "cannot remove"))?;
+                report.bytes_freed += len;
+            }
+            continue;
+        }
         if name.starts_with('.') {
-            continue; // another archiver's file in flight
+            continue;
         }
         if reach.contains(&format!("sha256:{name}")) {
             report.blobs_kept += 1;
