@@ -181,6 +181,12 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
                 )),
             }
         }
+        if !report.skipped.is_empty() {
+            ctx.status(format!(
+                "{} run(s) without a pinned image skipped",
+                report.skipped.len()
+            ));
+        }
         ctx.status(format!(
             "{} {}: {} blob(s) fetched ({} bytes), {} already there",
             report.kind,

@@ -56,6 +56,8 @@ pub enum ArchiveError {
     BadManifest { digest: String, problem: String },
     #[error("run {run} has no image digest to archive (image {reference})")]
     NoDigest { run: String, reference: String },
+    #[error("none of the {runs} selected run(s) ran in an image")]
+    NothingToArchive { runs: usize },
     #[error("invalid archive registry repository {input:?}: {problem}")]
     BadDestination { input: String, problem: String },
 }
@@ -75,6 +77,9 @@ impl Hinted for ArchiveError {
             ArchiveError::NoDigest { .. } => Some(
                 "only runs pinned to a digest can be archived; select them with `--digest sha256:`".into(),
             ),
+            ArchiveError::NothingToArchive { .. } => {
+                Some("select runs recorded with --image (e.g. `--image trainer`)".into())
+            }
             ArchiveError::BadDestination { .. } => {
                 Some("write REGISTRY[:PORT]/REPOSITORY, e.g. 127.0.0.1:5000/archive/trainer".into())
             }
@@ -424,6 +429,8 @@ pub struct ArchiveReport {
     pub blobs_fetched: usize,
     pub blobs_present: usize,
     pub bytes_fetched: u64,
+    /// Selected runs without a pinned image (nothing to archive).
+    pub skipped: Vec<String>,
     /// Records to store (the CLI writes them).
     #[serde(skip)]
     pub records: Vec<ArchiveRecord>,
@@ -439,15 +446,18 @@ struct Group {
     runs: Vec<String>,
 }
 
-fn group_runs(runs: &[Run]) -> Result<Vec<Group>, ArchiveError> {
+/// Groups the runs with a pinned image; the others are returned as skipped.
+fn group_runs(runs: &[Run]) -> Result<(Vec<Group>, Vec<String>), ArchiveError> {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut skipped = Vec::new();
     for run in runs {
-        let Some(image) = &run.image else { continue };
+        let Some(image) = &run.image else {
+            skipped.push(run.id.clone());
+            continue;
+        };
         let Some(digest) = &image.digest else {
-            return Err(ArchiveError::NoDigest {
-                run: run.id.clone(),
-                reference: image.reference.clone(),
-            });
+            skipped.push(run.id.clone());
+            continue;
         };
         let source = source_repository(image)?;
         let top = image.index_digest.clone().unwrap_or_else(|| digest.clone());
@@ -464,7 +474,20 @@ fn group_runs(runs: &[Run]) -> Result<Vec<Group>, ArchiveError> {
         }
         g.runs.push(run.id.clone());
     }
-    Ok(groups.into_values().collect())
+    if groups.is_empty() {
+        if let Some(run) = runs.iter().find(|r| r.image.is_some()) {
+            return Err(ArchiveError::NoDigest {
+                run: run.id.clone(),
+                reference: run
+                    .image
+                    .as_ref()
+                    .map(|i| i.reference.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        return Err(ArchiveError::NothingToArchive { runs: runs.len() });
+    }
+    Ok((groups.into_values().collect(), skipped))
 }
 
 /// The repository a run's image came from (tag and digest dropped).
@@ -569,7 +592,7 @@ pub fn archive(
     req: &ArchiveRequest,
     now: &str,
 ) -> Result<ArchiveReport, ArchiveError> {
-    let groups = group_runs(&req.runs)?;
+    let (groups, skipped) = group_runs(&req.runs)?;
     let (kind, location, layout) = match &req.destination {
         Destination::Layout(dir) => {
             let l = Layout::create(dir)?;
@@ -613,6 +636,7 @@ pub fn archive(
     let mut report = ArchiveReport {
         kind: kind.as_str().to_string(),
         location: location.clone(),
+        skipped,
         ..Default::default()
     };
     for ((d, _), r) in blob_list.iter().zip(results) {

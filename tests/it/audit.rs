@@ -460,6 +460,14 @@ fn bad_destinations_are_refused_without_recording() {
         &["image", "archive", "--to-registry", "Bad/Repo:tag", &run],
     );
     assert_eq!(code, 1, "{err}");
+    // A run without an image has nothing to archive.
+    let (code, _, _) = env.run_in(env.root(), &["run", "--", "true"]);
+    assert_eq!(code, 0);
+    let host_run = env.last_id();
+    let d = env.root().join("empty").display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &host_run]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ran in an image"), "{err}");
     let (_, shown, _) = env.run_in(env.root(), &["show", &run]);
     assert!(!shown.contains("archived"), "nothing recorded: {shown}");
 }
