@@ -1,10 +1,12 @@
 //! `repro image inspect`: how a reference parses and normalises, and what the registry says.
+//! `repro image archive`: keep a copy of runs' images by digest (OCI layout or archive registry).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::print_out;
 use super::Ctx;
 use crate::capture::image::reference;
 use crate::capture::image::registry::{
@@ -24,6 +26,38 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Parse a reference and show what the registry resolves it to
     Inspect(InspectArgs),
+    /// Copy runs' images by digest into an OCI image layout (or an archive registry) that
+    /// re-runs fall back to; `--gc DIR` removes blobs no recorded run needs
+    Archive(Box<ArchiveArgs>),
+}
+
+/// Arguments of `repro image archive`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["to", "to_registry", "gc"])))]
+pub struct ArchiveArgs {
+    /// Runs to archive (ids or unique prefixes); or select them with the filters
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: super::ls::FilterArgs,
+    /// OCI image layout directory (created when new; shared between runs)
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Archive registry repository REGISTRY[:PORT]/REPO (copied by digest; blobs mounted when
+    /// the registry allows it)
+    #[arg(long, value_name = "REG/REPO")]
+    pub to_registry: Option<String>,
+    /// Remove from the layout DIR every entry and blob no recorded run references
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["to", "to_registry", "ids"])]
+    pub gc: Option<PathBuf>,
+    /// For a multi-arch index, archive every platform (default: the platforms the runs used)
+    #[arg(long)]
+    pub all_platforms: bool,
+    #[command(flatten)]
+    pub registry: super::audit::RegistryArgs,
+    /// Machine-readable output (schema_version 1)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `repro image inspect`.
@@ -66,7 +100,117 @@ pub fn cmd_image(ctx: &Ctx, args: &ImageArgs) -> CliResult<String> {
             opts.insecure_registries = ctx.config.insecure_registries.values();
             cmd_inspect(a, opts)
         }
+        ImageCommand::Archive(a) => cmd_archive(ctx, a),
     }
+}
+
+/// Runs `repro image archive`; prints the report and fails when an image could not be archived.
+pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
+    use crate::ops::archive::{self, ArchiveRequest, Destination};
+    let mut store = ctx.open_store()?;
+    if let Some(dir) = &args.gc {
+        if args.filter.any() {
+            return Err(CliError::usage("--gc takes no run filters")
+                .hint("it keeps what any recorded run references"));
+        }
+        let keep = store.referenced_image_digests()?;
+        let r = archive::gc(dir, &keep)?;
+        if args.json {
+            return json_text(&serde_json::json!({
+                "schema_version": crate::record::SCHEMA_VERSION, "gc": r }));
+        }
+        return Ok(format!(
+            "{}: removed {} blob(s) ({} bytes) and {} index entr(ies); kept {} blob(s)\n",
+            r.location,
+            r.blobs_removed,
+            r.bytes_freed,
+            r.entries_dropped.len(),
+            r.blobs_kept
+        ));
+    }
+    if args.ids.is_empty() && !args.filter.any() {
+        return Err(CliError::usage("name the runs to archive")
+            .hint("give run ids, or filters such as --image trainer --since 30d"));
+    }
+    let runs = super::audit::select_runs(ctx, &store, &args.ids, &args.filter)?;
+    let destination = match (&args.to, &args.to_registry) {
+        (Some(d), _) => Destination::Layout(d.clone()),
+        (None, Some(r)) => Destination::registry(r)?,
+        (None, None) => unreachable!("clap requires a destination"),
+    };
+    let client = RegistryClient::new(args.registry.options(ctx)?)?;
+    let req = ArchiveRequest {
+        runs,
+        destination,
+        all_platforms: args.all_platforms,
+        jobs: args.registry.jobs(),
+    };
+    let now = crate::capture::host::rfc3339(crate::capture::host::now());
+    let report = archive::archive(&client, &req, &now)?;
+    for rec in &report.records {
+        store.record_archive(rec)?;
+    }
+    let failed = report.images.iter().filter(|i| i.error.is_some()).count();
+    let text = if args.json {
+        json_text(&serde_json::json!({
+            "schema_version": crate::record::SCHEMA_VERSION, "archive": report }))?
+    } else {
+        let mut s = String::new();
+        for i in &report.images {
+            let runs = i
+                .runs
+                .iter()
+                .map(|r| &r[..r.len().min(12)])
+                .collect::<Vec<_>>()
+                .join(",");
+            match &i.error {
+                None => s.push_str(&format!(
+                    "archived  {}  {}  runs {runs}{}\n",
+                    crate::output::sanitize::escape(&i.reference),
+                    i.digest,
+                    if i.platform_digests.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  platforms {}", i.platform_digests.join(","))
+                    }
+                )),
+                Some(e) => s.push_str(&format!(
+                    "FAILED    {}  {}  runs {runs}: {e}\n",
+                    crate::output::sanitize::escape(&i.reference),
+                    i.digest
+                )),
+            }
+        }
+        if !report.skipped.is_empty() {
+            ctx.status(format!(
+                "{} run(s) without a pinned image skipped",
+                report.skipped.len()
+            ));
+        }
+        ctx.status(format!(
+            "{} {}: {} blob(s) fetched ({} bytes), {} already there",
+            report.kind,
+            report.location,
+            report.blobs_fetched,
+            report.bytes_fetched,
+            report.blobs_present
+        ));
+        s
+    };
+    if failed > 0 {
+        print_out(&text)?;
+        return Err(CliError::user(format!(
+            "{failed} image(s) could not be archived"
+        ))
+        .hint("see the FAILED lines; an image gone from the registry can no longer be archived from it"));
+    }
+    Ok(text)
+}
+
+fn json_text(v: &serde_json::Value) -> CliResult<String> {
+    let mut s = serde_json::to_string_pretty(v).map_err(|e| CliError::user(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
 }
 
 /// `repro image inspect` with explicit registry options (tests pass their own credentials).

@@ -11,6 +11,7 @@ use crate::store::{default_db_path, Store};
 
 pub mod annotate;
 pub mod attest;
+pub mod audit;
 pub mod config;
 pub mod dataset;
 pub mod diff;
@@ -99,8 +100,10 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Delete runs matching filters (at least one), after confirmation
     Gc(gc::GcArgs),
-    /// Parse an image reference and ask its registry what it points at
+    /// Parse an image reference and ask its registry what it points at; archive runs' images
     Image(image::ImageArgs),
+    /// Can these runs still be re-run? Digests gone from the registry, moved tags, archives
+    Audit(audit::AuditArgs),
     /// Content digests of datasets: hash a path, or verify one against a digest
     #[command(subcommand)]
     Dataset(dataset::DatasetCmd),
@@ -286,6 +289,7 @@ pub fn main() -> i32 {
             dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
         }
         Command::Verify(args) => return verify::cmd_verify(&ctx, args),
+        Command::Audit(args) => return audit::cmd_audit(&ctx, args),
         Command::Attest(args) => return attest::cmd_attest(&ctx, args),
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),
         Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),

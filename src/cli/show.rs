@@ -43,13 +43,29 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     } else {
         args.format
     };
+    let archives = store.archives(&id)?;
     let text = match format {
+        // `show --json` is the object `ls --json` lists (DESIGN.md): archives are not in it;
+        // `repro audit --json` reports them.
         ShowFormat::Json => {
             let mut s = serde_json::to_string_pretty(&output::run_json(&run)).expect("json");
             s.push('\n');
             s
         }
-        ShowFormat::Text => output::show_text(&run, ctx.utc),
+        ShowFormat::Text => {
+            let mut s = output::show_text(&run, ctx.utc);
+            for a in &archives {
+                s.push_str(&format!(
+                    "{:<12} {} {} ({}, {})\n",
+                    "archived",
+                    a.kind.as_str(),
+                    crate::output::sanitize::escape(&a.location),
+                    a.digest,
+                    output::show_time(&a.archived_at, ctx.utc)
+                ));
+            }
+            s
+        }
         ShowFormat::Notes => match crate::ops::attest::notes_mention(&store, &id)? {
             Some(a) => format!(
                 "{} · {a}\n",

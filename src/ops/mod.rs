@@ -1,7 +1,9 @@
 //! The operations (`run`, `rerun`, `verify`, `diff`) behind the CLI: each takes a typed request
 //! and an event sink and returns a typed result. They never print; the CLI renders.
 
+pub mod archive;
 pub mod attest;
+pub mod audit;
 pub mod diff;
 pub mod mlflow;
 pub mod plot;

@@ -2,6 +2,7 @@
 //! finish, and query runs.
 
 mod annotate;
+pub mod archive;
 pub mod attest;
 mod durable;
 pub mod filesystem;

@@ -1,6 +1,7 @@
 //! Black-box tests of the `repro` binary: one test binary, one module per area.
 
 mod attest;
+mod audit;
 mod config;
 mod conformance_reference;
 mod container;

@@ -673,6 +673,14 @@ impl Registry {
         self.put_manifest(repo, new_tag, &m.media_type, &m.body)
     }
 
+    /// Runs `docker-registry garbage-collect` on this registry's storage: blobs no manifest
+    /// references any more are removed (deletion is enabled in every test registry).
+    pub fn garbage_collect(&self) {
+        run(Command::new("docker-registry")
+            .arg("garbage-collect")
+            .arg(self.dir.path().join("config.yml")));
+    }
+
     /// Deletes the manifest with `digest` (and so every tag pointing at it).
     pub fn delete_manifest(&self, repo: &str, digest: &str) {
         let resp = self

@@ -6,10 +6,12 @@
 //! - [`transport`]: TLS roots, retries, `Retry-After`, timeouts, error text.
 //! - [`token`]: bearer tokens and where credentials may go.
 //! - [`manifest`]: parsing and checking bodies; [`platform`]: `os/arch[/variant]`.
+//! - [`content`]: manifests and blobs by digest, tags, blob streaming and pushes (audit, archive).
 //!
 //! HTTPS always; loopback and `--insecure-registry` hosts are tried over HTTPS first and fall
 //! back to plain HTTP when the server does not speak TLS (as Docker does).
 
+pub mod content;
 mod error;
 pub mod manifest;
 pub mod options;
@@ -33,7 +35,7 @@ pub use manifest::{
 };
 pub use options::{HostSettings, RegistryOptions};
 pub use platform::{Platform, PlatformError};
-use transport::{classify, describe_transport, read_limited, send_retrying, status_error, Failure};
+use transport::{classify, describe_transport, read_limited, status_error, Failure};
 
 /// A registry client; reuses connections, the scheme a host answered on, and bearer tokens.
 pub struct RegistryClient {
@@ -298,20 +300,44 @@ impl RegistryClient {
         host: &HostSettings,
         ctx: &Ctx<'_>,
     ) -> Result<ureq::Response, RegistryError> {
+        self.send_with(
+            method,
+            url,
+            r,
+            host,
+            ctx,
+            "pull",
+            &transport::Extra::default(),
+        )
+    }
+
+    /// [`Self::send`] for the access `action` (`pull` or `pull,push`) with a body or time limit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_with(
+        &self,
+        method: &str,
+        url: &str,
+        r: &Reference,
+        host: &HostSettings,
+        ctx: &Ctx<'_>,
+        action: &str,
+        extra: &transport::Extra<'_>,
+    ) -> Result<ureq::Response, RegistryError> {
         let agent = self.agent_for(host)?;
-        let scope = format!("repository:{}:pull", r.path);
+        let scope = format!("repository:{}:{action}", r.path);
         let key = (r.domain.clone(), scope.clone());
         let mut authorization = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
         let mut challenged = false;
         let mut had_credentials = false;
         loop {
-            let resp = send_retrying(
+            let resp = transport::send_retrying_with(
                 &agent,
                 &self.opts,
                 method,
                 url,
                 authorization.as_deref(),
                 ctx,
+                extra,
             )?;
             match resp {
                 Ok(resp) => return Ok(resp),

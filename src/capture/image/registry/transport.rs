@@ -188,16 +188,32 @@ pub(crate) fn retry_after(resp: &ureq::Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// A request body: bytes, or a file read again for every attempt (blob uploads).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// What a request needs beyond method and URL: a body, and a whole-request time limit other
+/// than the per-request timeout (a layer takes longer to stream than a manifest).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extra<'a> {
+    pub(crate) body: Option<(&'a str, Body<'a>)>,
+    pub(crate) timeout: Option<Duration>,
+}
+
 /// Sends one request, retrying 429/5xx answers and failed connections within the deadline.
 /// `Ok(Err((status, resp)))` is an error status for the caller to interpret.
 #[allow(clippy::type_complexity)]
-pub(crate) fn send_retrying(
+pub(crate) fn send_retrying_with(
     agent: &ureq::Agent,
     opts: &RegistryOptions,
     method: &str,
     url: &str,
     authorization: Option<&str>,
     ctx: &Ctx<'_>,
+    extra: &Extra<'_>,
 ) -> Result<Result<ureq::Response, (u16, ureq::Response)>, RegistryError> {
     let mut attempt = 0;
     loop {
@@ -207,14 +223,28 @@ pub(crate) fn send_retrying(
         }
         let mut req = agent
             .request(method, url)
-            .timeout(opts.timeout.min(remaining))
+            .timeout(extra.timeout.unwrap_or(opts.timeout).min(remaining))
             .set("Accept", MANIFEST_ACCEPT);
         if let Some(a) = authorization {
             req = req.set("Authorization", a);
         }
         let retry = attempt < opts.retries;
         let backoff = Duration::from_millis(200 << (attempt + 1).min(4));
-        let wait = match req.call() {
+        let sent = match extra.body {
+            None => req.call(),
+            Some((content_type, Body::Bytes(b))) => {
+                req.set("Content-Type", content_type).send_bytes(b)
+            }
+            Some((content_type, Body::File(p))) => {
+                let f = std::fs::File::open(p)
+                    .map_err(|e| ctx.transport(format!("cannot read {}: {e}", p.display())))?;
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                req.set("Content-Type", content_type)
+                    .set("Content-Length", &len.to_string())
+                    .send(f)
+            }
+        };
+        let wait = match sent {
             Ok(resp) => return Ok(Ok(resp)),
             Err(ureq::Error::Status(status, resp)) if retry && (status == 429 || status >= 500) => {
                 match retry_after(&resp) {

@@ -1,0 +1,388 @@
+//! `repro audit`: can the selected runs still be re-run? For each distinct image (by repository
+//! and digest) it asks the registry whether the digest (index and platform manifest) is still
+//! there, where the recorded tag points now, which tags point at the digest now, and checks the
+//! archived copies. Requests run in parallel within a bound; tag listings are read once per
+//! repository and bounded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::capture::image::digest::Digest;
+use crate::capture::image::reference::{self, Reference};
+use crate::capture::image::registry::{RegistryClient, RegistryError};
+use crate::ops::archive::{self, parallel, ArchiveHealth};
+use crate::record::Run;
+use crate::store::archive::{ArchiveKind, ArchiveRecord};
+
+/// What to audit.
+#[derive(Debug, Clone)]
+pub struct AuditRequest {
+    pub runs: Vec<Run>,
+    /// Archives recorded for the runs (any order).
+    pub archives: Vec<ArchiveRecord>,
+    /// Re-hash archived blobs (else size checks only).
+    pub deep: bool,
+    /// Parallel registry requests.
+    pub jobs: usize,
+    /// Tags asked for per `tags/list` page.
+    pub tag_page_size: usize,
+    /// Pages of `tags/list` read per repository.
+    pub max_tag_pages: usize,
+    /// Tags whose digest is looked up per repository, at most.
+    pub max_tags: usize,
+}
+
+/// Whether an image can still be pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// The registry still has every digest the runs need.
+    Present,
+    /// Gone from the registry, and an intact archive holds it.
+    Archived,
+    /// Gone from the registry and no intact archive: the runs cannot be re-run as recorded.
+    Missing,
+    /// The registry could not be asked (see `error`).
+    Unknown,
+}
+
+impl Availability {
+    /// The table word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Availability::Present => "present",
+            Availability::Archived => "archived",
+            Availability::Missing => "MISSING",
+            Availability::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Where the recorded tag points now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagNow {
+    pub tag: String,
+    /// `None`: the tag is gone.
+    pub digest: Option<String>,
+    pub moved: bool,
+    /// A run recorded here that used the digest the tag points at now.
+    pub used_by: Option<String>,
+}
+
+/// One audited image.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub runs: Vec<String>,
+    pub reference: String,
+    /// The digest that ran (platform manifest).
+    pub digest: String,
+    /// The index the tag pointed at, for a multi-arch image.
+    pub index_digest: Option<String>,
+    pub status: Availability,
+    pub manifest_present: Option<bool>,
+    pub index_present: Option<bool>,
+    pub tag: Option<TagNow>,
+    /// Tags of the repository pointing at the digest (or index) now.
+    pub tags_now: Vec<String>,
+    /// The tag listing was cut short (more tags than the bound).
+    pub tags_truncated: bool,
+    pub archives: Vec<ArchiveHealth>,
+    pub error: Option<String>,
+}
+
+/// The audit result.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub rows: Vec<AuditRow>,
+    /// Runs without a pinned digest (nothing to check).
+    pub unpinned: Vec<String>,
+}
+
+impl AuditReport {
+    /// Whether some run that is not archived needs a digest the registry no longer has (or
+    /// whose presence could not be established).
+    pub fn at_risk(&self) -> bool {
+        self.rows
+            .iter()
+            .any(|r| matches!(r.status, Availability::Missing | Availability::Unknown))
+    }
+}
+
+struct Group {
+    repo: Reference,
+    reference: String,
+    tag: Option<String>,
+    digest: String,
+    index_digest: Option<String>,
+    runs: Vec<String>,
+}
+
+/// tag → digest of one repository, as far as read.
+#[derive(Default, Clone)]
+struct RepoTags {
+    by_digest: BTreeMap<String, Vec<String>>,
+    by_tag: BTreeMap<String, String>,
+    /// Every tag was listed and looked up (so a tag not in `by_tag` is gone).
+    complete: bool,
+    truncated: bool,
+    error: Option<String>,
+}
+
+/// Audits the runs. `used_by(digest, except)` names another run recorded with that digest.
+pub fn audit(
+    client: &RegistryClient,
+    req: &AuditRequest,
+    used_by: &mut dyn FnMut(&str, &[String]) -> Option<String>,
+) -> AuditReport {
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut unpinned = Vec::new();
+    for run in &req.runs {
+        let Some(image) = &run.image else { continue };
+        let Some(digest) = &image.digest else {
+            unpinned.push(run.id.clone());
+            continue;
+        };
+        let Ok(parsed) = reference::parse_normalized(&image.reference) else {
+            unpinned.push(run.id.clone());
+            continue;
+        };
+        let mut repo = parsed.clone();
+        repo.tag = None;
+        repo.digest = None;
+        let key = (repo.name(), digest.clone());
+        groups
+            .entry(key)
+            .or_insert_with(|| Group {
+                repo,
+                reference: image.reference.clone(),
+                tag: parsed.tag.clone(),
+                digest: digest.clone(),
+                index_digest: image.index_digest.clone(),
+                runs: Vec::new(),
+            })
+            .runs
+            .push(run.id.clone());
+    }
+    let groups: Vec<Group> = groups.into_values().collect();
+
+    // Tag listings: once per repository, their digests looked up in parallel.
+    let mut repos: BTreeMap<String, Reference> = BTreeMap::new();
+    for g in &groups {
+        repos.entry(g.repo.name()).or_insert_with(|| g.repo.clone());
+    }
+    let repo_list: Vec<Reference> = repos.into_values().collect();
+    let listings = parallel(&repo_list, req.jobs, |r| {
+        client.tags(r, req.tag_page_size, req.max_tag_pages)
+    });
+    let mut tag_jobs: Vec<(usize, String)> = Vec::new();
+    let mut repo_tags: Vec<RepoTags> = Vec::new();
+    for (i, l) in listings.into_iter().enumerate() {
+        let mut t = RepoTags::default();
+        match l {
+            Ok(list) => {
+                t.truncated = list.truncated || list.tags.len() > req.max_tags;
+                t.complete = !t.truncated;
+                for tag in list.tags.into_iter().take(req.max_tags) {
+                    tag_jobs.push((i, tag));
+                }
+            }
+            Err(e) => t.error = Some(message(e)),
+        }
+        repo_tags.push(t);
+    }
+    let tag_digests = parallel(&tag_jobs, req.jobs, |(i, tag)| {
+        client.tag_digest(&repo_list[*i], tag)
+    });
+    for ((i, tag), d) in tag_jobs.iter().zip(tag_digests) {
+        match d {
+            Ok(Some(d)) => {
+                let t = &mut repo_tags[*i];
+                t.by_tag.insert(tag.clone(), d.to_string());
+                t.by_digest
+                    .entry(d.to_string())
+                    .or_default()
+                    .push(tag.clone());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                repo_tags[*i].complete = false;
+                repo_tags[*i].error.get_or_insert(message(e));
+            }
+        }
+    }
+    let no_tags = RepoTags::default();
+    let tags_of = |repo: &Reference| -> &RepoTags {
+        repo_list
+            .iter()
+            .position(|r| r == repo)
+            .map(|i| &repo_tags[i])
+            .unwrap_or(&no_tags)
+    };
+
+    let mut archives_by_run: BTreeMap<&str, Vec<&ArchiveRecord>> = BTreeMap::new();
+    for a in &req.archives {
+        archives_by_run
+            .entry(a.run_id.as_str())
+            .or_default()
+            .push(a);
+    }
+
+    let rows = parallel(&groups, req.jobs, |g| {
+        let mut row = AuditRow {
+            runs: g.runs.clone(),
+            reference: g.reference.clone(),
+            digest: g.digest.clone(),
+            index_digest: g.index_digest.clone(),
+            status: Availability::Unknown,
+            manifest_present: None,
+            index_present: None,
+            tag: None,
+            tags_now: Vec::new(),
+            tags_truncated: false,
+            archives: Vec::new(),
+            error: None,
+        };
+        let present = |d: &str| -> Result<bool, String> {
+            let digest = Digest::parse(d).map_err(|e| e.to_string())?;
+            client.has_manifest(&g.repo, &digest).map_err(message)
+        };
+        let m = present(&g.digest);
+        let i = g.index_digest.as_deref().map(present);
+        let mut errors: Vec<String> = Vec::new();
+        match &m {
+            Ok(p) => row.manifest_present = Some(*p),
+            Err(e) => errors.push(e.clone()),
+        }
+        match &i {
+            Some(Ok(p)) => row.index_present = Some(*p),
+            Some(Err(e)) => errors.push(e.clone()),
+            None => {}
+        }
+        let t = tags_of(&g.repo);
+        if let Some(tag) = &g.tag {
+            let want = g.index_digest.as_deref().unwrap_or(&g.digest);
+            // The listing already looked every tag up; ask again only when it was cut short.
+            let listed = match t.by_tag.get(tag) {
+                Some(d) => Some(Ok(Some(d.clone()))),
+                None if t.complete => Some(Ok(None)),
+                None => None,
+            };
+            let now = listed.unwrap_or_else(|| {
+                client
+                    .tag_digest(&g.repo, tag)
+                    .map(|d| d.map(|d| d.to_string()))
+            });
+            match now {
+                Ok(now) => {
+                    let moved = now.as_deref() != Some(want);
+                    row.tag = Some(TagNow {
+                        tag: tag.clone(),
+                        digest: now,
+                        moved,
+                        used_by: None,
+                    });
+                }
+                Err(e) => errors.push(message(e)),
+            }
+        }
+        let mut now: BTreeSet<String> = BTreeSet::new();
+        for d in std::iter::once(&g.digest).chain(g.index_digest.iter()) {
+            now.extend(t.by_digest.get(d).cloned().unwrap_or_default());
+        }
+        row.tags_now = now.into_iter().collect();
+        row.tags_truncated = t.truncated;
+        if let Some(e) = &t.error {
+            errors.push(format!("tags: {e}"));
+        }
+
+        // Archives of any of the runs, each place once.
+        let mut seen: BTreeSet<(ArchiveKind, String)> = BTreeSet::new();
+        for run in &g.runs {
+            for a in archives_by_run.get(run.as_str()).into_iter().flatten() {
+                if !seen.insert((a.kind, a.location.clone())) {
+                    continue;
+                }
+                row.archives.push(check_archive(client, a, g, req.deep));
+            }
+        }
+        let archived = row.archives.iter().any(|a| a.intact);
+        let gone = row.manifest_present == Some(false) || row.index_present == Some(false);
+        let known = m.is_ok() && i.as_ref().is_none_or(|r| r.is_ok());
+        row.status = if gone {
+            if archived {
+                Availability::Archived
+            } else {
+                Availability::Missing
+            }
+        } else if known {
+            Availability::Present
+        } else if archived {
+            Availability::Archived
+        } else {
+            Availability::Unknown
+        };
+        if !errors.is_empty() {
+            row.error = Some(errors.join("; "));
+        }
+        row
+    });
+    // The store is not shared between threads: who uses the new digest is asked afterwards.
+    let mut rows = rows;
+    for row in &mut rows {
+        if let Some(t) = row.tag.as_mut().filter(|t| t.moved) {
+            if let Some(d) = &t.digest {
+                t.used_by = used_by(d, &row.runs);
+            }
+        }
+    }
+    AuditReport { rows, unpinned }
+}
+
+fn check_archive(
+    client: &RegistryClient,
+    a: &ArchiveRecord,
+    g: &Group,
+    deep: bool,
+) -> ArchiveHealth {
+    let platforms: Vec<String> = if g.index_digest.is_some() {
+        vec![g.digest.clone()]
+    } else {
+        Vec::new()
+    };
+    let top = g.index_digest.clone().unwrap_or_else(|| g.digest.clone());
+    match a.kind {
+        ArchiveKind::OciLayout => {
+            archive::check_layout(Path::new(&a.location), &top, &platforms, deep)
+        }
+        ArchiveKind::Registry => {
+            let mut problems = Vec::new();
+            match reference::parse_normalized(&a.location) {
+                Err(e) => problems.push(e.to_string()),
+                Ok(dst) => {
+                    for d in std::iter::once(&top).chain(platforms.iter()) {
+                        match Digest::parse(d)
+                            .map_err(|e| e.to_string())
+                            .and_then(|dd| client.has_manifest(&dst, &dd).map_err(message))
+                        {
+                            Ok(true) => {}
+                            Ok(false) => problems.push(format!("{d} is not in {}", a.location)),
+                            Err(e) => problems.push(e),
+                        }
+                    }
+                }
+            }
+            ArchiveHealth {
+                kind: a.kind.as_str().into(),
+                location: a.location.clone(),
+                intact: problems.is_empty(),
+                problems,
+            }
+        }
+    }
+}
+
+fn message(e: RegistryError) -> String {
+    e.to_string()
+}

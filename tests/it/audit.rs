@@ -1,0 +1,607 @@
+//! `repro audit` and `repro image archive` against a real registry with deletion enabled
+//! (docker-registry, `storage.delete.enabled: true`), checked with skopeo.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::registry::{host_platform, sha256_digest, Registry};
+use crate::support::{require_tool, TestEnv};
+
+/// Records a `--host` run of `image` and returns its id.
+fn record(env: &TestEnv, image: &str) -> String {
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["run", "--host", "--image", image, "--", "true"],
+    );
+    assert_eq!(code, 0, "run: {err}");
+    env.last_id()
+}
+
+fn json_of(env: &TestEnv, args: &[&str]) -> (i32, Value, String) {
+    let (code, out, err) = env.run_in(env.root(), args);
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
+    (code, v, err)
+}
+
+fn archive(env: &TestEnv, ids: &[&str], dir: &Path, extra: &[&str]) -> Value {
+    let d = dir.display().to_string();
+    let mut args = vec!["image", "archive", "--json", "--to", d.as_str()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(ids);
+    let (code, v, err) = json_of(env, &args);
+    assert_eq!(code, 0, "archive: {err}\n{v}");
+    v
+}
+
+fn row<'a>(audit: &'a Value, digest: &str) -> &'a Value {
+    audit["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .find(|r| r["digest"] == digest)
+        .unwrap_or_else(|| panic!("no row for {digest}: {audit}"))
+}
+
+fn blob(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").expect("sha256"))
+}
+
+fn blob_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("json")
+}
+
+/// `skopeo inspect --raw oci:DIR:NAME` → the manifest bytes skopeo reads from the layout.
+fn skopeo_raw(dir: &Path, name: &str) -> Vec<u8> {
+    require_tool("skopeo");
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy", "inspect", "--raw"])
+        .arg(format!("oci:{}:{name}", dir.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci:{}:{name}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The layer and config blobs of a manifest stored in the layout.
+fn manifest_children(dir: &Path, digest: &str) -> Vec<(String, u64)> {
+    let m = read_json(&blob(dir, digest));
+    let mut out = vec![(
+        m["config"]["digest"].as_str().unwrap().to_string(),
+        m["config"]["size"].as_u64().unwrap(),
+    )];
+    for l in m["layers"].as_array().unwrap() {
+        out.push((
+            l["digest"].as_str().unwrap().to_string(),
+            l["size"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_vanished_digest_is_reported_as_archived_and_a_moved_tag_is_named() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let image = registry.reference("team/app", "v1");
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run1 = record(&env, &image);
+    assert_eq!(env.show_json(&run1)["image"]["digest"], d1);
+
+    // While the registry has it: present, the tag unchanged and pointing at it now.
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "present");
+    assert_eq!(r["tag"]["moved"], false);
+    assert_eq!(r["tags_now"], serde_json::json!(["v1"]));
+
+    let dir = env.root().join("archive");
+    let rep = archive(&env, &[&run1], &dir, &[]);
+    assert_eq!(rep["archive"]["images"][0]["error"], Value::Null, "{rep}");
+    assert!(
+        rep["archive"]["blobs_fetched"].as_u64().unwrap() >= 2,
+        "{rep}"
+    );
+    // An OCI layout: oci-layout, index.json naming the digest, every blob under its digest.
+    assert_eq!(
+        read_json(&dir.join("oci-layout"))["imageLayoutVersion"],
+        "1.0.0"
+    );
+    let index = read_json(&dir.join("index.json"));
+    assert!(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["digest"] == d1),
+        "{index}"
+    );
+    let body = std::fs::read(blob(&dir, &d1)).unwrap();
+    assert_eq!(sha256_digest(&body), d1);
+    for (d, size) in manifest_children(&dir, &d1) {
+        let bytes = std::fs::read(blob(&dir, &d)).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(sha256_digest(&bytes), d);
+    }
+    // skopeo reads the same manifest from the layout.
+    assert_eq!(sha256_digest(&skopeo_raw(&dir, &d1)), d1);
+    let (_, show, _) = env.run_in(env.root(), &["show", &run1]);
+    assert!(
+        show.contains("archived")
+            && show.contains(&dir.canonicalize().unwrap().display().to_string()),
+        "{show}"
+    );
+
+    // Move the tag, delete the old manifest through the API, garbage-collect the registry.
+    let d2 = registry.push_busybox("team/app", "v1");
+    assert_ne!(d1, d2);
+    registry.delete_manifest("team/app", &d1);
+    registry.garbage_collect();
+
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "archived runs are not at risk: {err}\n{a}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "archived", "{r}");
+    assert_eq!(r["manifest_present"], false);
+    assert_eq!(r["tag"]["moved"], true);
+    assert_eq!(r["tag"]["digest"], d2);
+    assert_eq!(r["tag"]["used_by"], Value::Null, "no run here used {d2}");
+    assert_eq!(r["tags_now"], serde_json::json!([]));
+    assert_eq!(r["archives"][0]["intact"], true);
+
+    // A run of the new digest: the moved tag now names it.
+    let run2 = record(&env, &image);
+    let (_, a, _) = json_of(&env, &["audit", "--json", &run1]);
+    assert_eq!(row(&a, &d1)["tag"]["used_by"], run2);
+    let (code, table, _) = env.run_in(env.root(), &["audit", &run1]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("archived") && table.contains("moved") && table.contains(&run2[..12]),
+        "{table}"
+    );
+
+    // A digest gone without an archive: MISSING, exit 1.
+    registry.push_busybox("team/app", "v2");
+    let run3 = record(&env, &registry.reference("team/app", "v2"));
+    let d3 = env.show_json(&run3)["image"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    registry.delete_manifest("team/app", &d3);
+    let (code, table, _) = env.run_in(env.root(), &["audit"]);
+    assert_eq!(code, 1, "{table}");
+    assert!(table.contains("MISSING"), "{table}");
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(a["at_risk"], true);
+    assert_eq!(row(&a, &d3)["status"], "missing");
+    assert_eq!(row(&a, &d3)["tag"]["digest"], Value::Null, "v2 is gone");
+    // Archiving it now is refused and records nothing.
+    let d = dir.display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &run3]);
+    assert_eq!(code, 1);
+    assert!(err.contains("could not be archived"), "{err}");
+    let (_, shown, _) = env.run_in(env.root(), &["show", &run3]);
+    assert!(!shown.contains("archived"), "{shown}");
+}
+
+#[test]
+fn tags_now_are_bounded_and_say_when_cut_short() {
+    // distribution 2.8 (Debian's docker-registry) ignores `n` on tags/list and sends no `Link`
+    // header, so pagination itself is covered by the `next_link` unit test; the bound is here.
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d = registry.push_busybox("team/app", "v1");
+    for t in ["a", "b", "prod"] {
+        registry.tag("team/app", "v1", t);
+    }
+    registry.push_busybox("team/app", "other");
+    record(&env, &registry.reference("team/app", "v1"));
+    let (code, a, err) = json_of(&env, &["audit", "--json", "--tag-page-size", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &d);
+    assert_eq!(r["tags_now"], serde_json::json!(["a", "b", "prod", "v1"]));
+    assert_eq!(r["tags_truncated"], false);
+    // At most two tags looked up: the rest is reported as cut short.
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--max-tags", "2"]);
+    assert_eq!(code, 0);
+    let r = row(&a, &d);
+    assert_eq!(r["tags_truncated"], true);
+    let now: Vec<&str> = r["tags_now"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    // Listing order is the registry's; any two of the tags pointing at d.
+    assert!(
+        now.len() <= 2 && now.iter().all(|t| ["a", "b", "prod", "v1"].contains(t)),
+        "{now:?}"
+    );
+    assert_eq!(
+        r["tag"]["moved"], false,
+        "the recorded tag is still asked for"
+    );
+    assert_eq!(r["tag"]["digest"], d);
+    let (_, table, _) = env.run_in(env.root(), &["audit", "--max-tags", "2"]);
+    assert!(table.contains("cut short"), "{table}");
+}
+
+#[test]
+fn a_corrupted_or_truncated_blob_is_detected() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dir = env.root().join("archive");
+    archive(&env, &[&run], &dir, &[]);
+    registry.delete_manifest("team/app", &d1);
+
+    let layers = manifest_children(&dir, &d1);
+    let (layer, _) = layers.last().unwrap().clone();
+    let p = blob(&dir, &layer);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff; // same size, different content
+    std::fs::write(&p, &bytes).unwrap();
+
+    // Sizes still match: only --deep re-hashes.
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(row(&a, &d1)["status"], "archived");
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
+    assert_eq!(code, 1, "{a}");
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "missing");
+    assert_eq!(r["archives"][0]["intact"], false);
+    assert!(
+        r["archives"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("corrupted"),
+        "{r}"
+    );
+    let (code, _, err) = env.run_in(env.root(), &["audit", "--deep"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&layer) && err.contains("corrupted"), "{err}");
+
+    // A truncated blob is caught without --deep.
+    std::fs::write(&p, &bytes[..i]).unwrap();
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 1);
+    assert!(
+        row(&a, &d1)["archives"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("bytes, expected"),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_multi_arch_index_keeps_the_index_and_the_platform_that_ran() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let host = host_platform();
+    let host_arch = host.strip_prefix("linux/").unwrap().to_string();
+    let other = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let info = registry.push_index(
+        "team/multi",
+        "v1",
+        &[("linux", host_arch.as_str()), ("linux", other)],
+    );
+    let run = record(&env, &registry.reference("team/multi", "v1"));
+    let rec = env.show_json(&run);
+    assert_eq!(rec["image"]["index_digest"], info.index_digest);
+    let ran = rec["image"]["digest"].as_str().unwrap().to_string();
+    let other_digest = info
+        .per_platform
+        .iter()
+        .find(|(p, _)| p.ends_with(other))
+        .map(|(_, d)| d.clone())
+        .unwrap();
+
+    let dir = env.root().join("archive");
+    let rep = archive(&env, &[&run], &dir, &[]);
+    assert_eq!(
+        rep["archive"]["images"][0]["platform_digests"],
+        serde_json::json!([ran])
+    );
+    assert!(blob(&dir, &info.index_digest).exists());
+    assert!(blob(&dir, &ran).exists());
+    assert!(
+        !blob(&dir, &other_digest).exists(),
+        "only the platform that ran"
+    );
+    // Both the index and the platform manifest are named in index.json; skopeo reads them.
+    assert_eq!(
+        sha256_digest(&skopeo_raw(&dir, &info.index_digest)),
+        info.index_digest
+    );
+    assert_eq!(sha256_digest(&skopeo_raw(&dir, &ran)), ran);
+
+    let all = env.root().join("all");
+    archive(&env, &[&run], &all, &["--all-platforms"]);
+    assert!(blob(&all, &other_digest).exists());
+    for (d, _) in manifest_children(&all, &other_digest) {
+        assert!(blob(&all, &d).exists(), "{d}");
+    }
+
+    // Delete the platform manifest: the index alone is not enough; the archive is.
+    registry.delete_manifest("team/multi", &ran);
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = row(&a, &ran);
+    assert_eq!(r["index_present"], true);
+    assert_eq!(r["manifest_present"], false);
+    assert_eq!(r["status"], "archived");
+}
+
+#[test]
+fn an_archive_shared_by_two_runs_stores_each_blob_once_and_gc_keeps_what_runs_need() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let da = registry.push_busybox("team/a", "v1");
+    let db = registry.push_busybox("team/b", "v1");
+    let run_a = record(&env, &registry.reference("team/a", "v1"));
+    let run_b = record(&env, &registry.reference("team/b", "v1"));
+    let dir = env.root().join("archive");
+
+    let first = archive(&env, &[&run_a], &dir, &[]);
+    assert_eq!(first["archive"]["blobs_present"], 0);
+    let a_children = manifest_children(&dir, &da);
+    let shared_layer = a_children.last().unwrap().0.clone();
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(blob(&dir, &shared_layer)).unwrap().ino();
+
+    // The second image shares the busybox layer: it is not fetched again.
+    let second = archive(&env, &[&run_b], &dir, &[]);
+    assert_eq!(second["archive"]["blobs_present"], 1, "{second}");
+    assert_eq!(second["archive"]["blobs_fetched"], 1, "only b's config");
+    assert_eq!(
+        std::fs::metadata(blob(&dir, &shared_layer)).unwrap().ino(),
+        inode,
+        "the shared layer was not rewritten"
+    );
+    let b_children = manifest_children(&dir, &db);
+    let mut want: BTreeSet<String> = BTreeSet::new();
+    for d in [&da, &db] {
+        want.insert(d.strip_prefix("sha256:").unwrap().to_string());
+    }
+    for (d, _) in a_children.iter().chain(&b_children) {
+        want.insert(d.strip_prefix("sha256:").unwrap().to_string());
+    }
+    assert_eq!(blob_names(&dir), want, "each blob once");
+    // Archiving both again fetches nothing.
+    let again = archive(&env, &[&run_a, &run_b], &dir, &[]);
+    assert_eq!(again["archive"]["blobs_fetched"], 0, "{again}");
+
+    // Forget run a: gc drops its manifest and config, keeps the layer b needs.
+    let (code, _, err) = env.run_in(env.root(), &["gc", "--yes", "--image", "team/a"]);
+    assert_eq!(code, 0, "{err}");
+    let d = dir.display().to_string();
+    let (code, g, err) = json_of(&env, &["image", "archive", "--json", "--gc", &d]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(g["gc"]["blobs_removed"], 2, "{g}");
+    assert!(!blob(&dir, &da).exists());
+    assert!(blob(&dir, &shared_layer).exists());
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
+    assert_eq!(code, 0);
+    assert_eq!(row(&a, &db)["archives"][0]["intact"], true);
+}
+
+#[test]
+fn archive_to_a_registry_mounts_blobs_and_audit_checks_it() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dest = format!("{}/archive/app", registry.addr());
+    let (code, v, err) = json_of(
+        &env,
+        &["image", "archive", "--json", "--to-registry", &dest, &run],
+    );
+    assert_eq!(code, 0, "{err}\n{v}");
+    assert_eq!(v["archive"]["kind"], "registry");
+    assert_eq!(
+        v["archive"]["bytes_fetched"], 0,
+        "same registry: blobs are mounted, not copied through repro: {v}"
+    );
+    // The archive repository serves the manifest by digest.
+    let m = registry.get_manifest("archive/app", &d1);
+    assert_eq!(m.digest, d1);
+    registry.delete_manifest("team/app", &d1);
+    let (code, a, err) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{err}\n{a}");
+    assert_eq!(row(&a, &d1)["status"], "archived");
+    assert_eq!(row(&a, &d1)["archives"][0]["location"], dest);
+}
+
+#[test]
+fn bad_destinations_are_refused_without_recording() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dir = env.root().join("not-a-layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let d = dir.display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &run]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not an OCI image layout"), "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", &run]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["image", "archive", "--to-registry", "Bad/Repo:tag", &run],
+    );
+    assert_eq!(code, 1, "{err}");
+    // A run without an image has nothing to archive.
+    let (code, _, _) = env.run_in(env.root(), &["run", "--", "true"]);
+    assert_eq!(code, 0);
+    let host_run = env.last_id();
+    let d = env.root().join("empty").display().to_string();
+    let (code, _, err) = env.run_in(env.root(), &["image", "archive", "--to", &d, &host_run]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ran in an image"), "{err}");
+    let (_, shown, _) = env.run_in(env.root(), &["show", &run]);
+    assert!(!shown.contains("archived"), "nothing recorded: {shown}");
+}
+
+/// The pull line of the bash target as rendered today; the fallback replaces it (see
+/// AUDIT-WIRING.md for where the renderer calls it once the engine plan lands).
+const PLAIN_PULL: &str =
+    "if ((dry_run)); then run \"$engine\" pull \"$image\"; else \"$engine\" pull \"$image\" >&2; fi\n";
+
+#[test]
+fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest() {
+    use crate::support::engine::Podman;
+    use repro::ops::archive::{bash_pull_with_fallback, pull_fallback, pull_from_archives};
+
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let image = registry.reference("team/trainer", "1.0");
+    let mut cmd = env.repro();
+    cmd.current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", &image])
+        .args(["--engine-arg=--network=none", "--"])
+        .args(["/bin/busybox", "sh", "-c", "echo ran-from-image"]);
+    let first = cmd.output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let id = env.last_id();
+    let dir = env.root().join("archive");
+    archive(&env, &[&id], &dir, &[]);
+
+    // The registry loses the digest.
+    registry.push_busybox("team/trainer", "1.0");
+    registry.delete_manifest("team/trainer", &digest);
+    registry.garbage_collect();
+
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    let run = store.get_run(&id).unwrap();
+    let records = store.archives(&id).unwrap();
+    let fb = pull_fallback(run.image.as_ref().unwrap(), &records).expect("a fallback");
+    assert_eq!(fb.digest, digest);
+
+    let script = env.root().join("rerun.sh");
+    env.repro()
+        .args(["script", &id, "-o", script.to_str().unwrap()])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains(PLAIN_PULL), "the pull line changed:\n{text}");
+    let snippet =
+        bash_pull_with_fallback(&fb, &|s| repro::rerun::quote::bash_str(s).ok()).expect("snippet");
+    std::fs::write(&script, text.replace(PLAIN_PULL, &snippet)).unwrap();
+    let sc = Command::new("shellcheck").arg(&script).output().unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+
+    // A fresh podman (nothing cached) re-runs it from the archive.
+    let fresh = Podman::new(&[&registry.addr()]);
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env.root().join("work"))
+        .envs(fresh.env().iter().map(|(k, v)| (k, v)))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "ran-from-image\n", "{stderr}");
+    assert!(stderr.contains("from the archive"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("reports digest {digest}")),
+        "{stderr}"
+    );
+    let listed = fresh
+        .command()
+        .args(["images", "--format", "{{.Digest}}"])
+        .output()
+        .unwrap();
+    let digests: BTreeSet<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        digests,
+        BTreeSet::from([digest.clone()]),
+        "only the recorded digest"
+    );
+
+    // The same fallback for `repro rerun`, through the engine directly.
+    let other = Podman::new(&[&registry.addr()]);
+    let mut engine = |args: &[String]| -> Result<String, String> {
+        let o = other
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        }
+    };
+    let pulled = pull_from_archives(true, &fb, &mut engine).expect("pulled from the archive");
+    let ran = other
+        .command()
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            &pulled,
+            "/bin/busybox",
+            "echo",
+            "ok",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "ok\n");
+    let inspect = other
+        .command()
+        .args(["image", "inspect", "--format", "{{.Digest}}", &pulled])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), digest);
+    // Docker cannot take a layout by digest: the error says so.
+    let e = pull_from_archives(false, &fb, &mut |_| Err("unused".into())).unwrap_err();
+    assert!(e.contains("docker cannot load"), "{e}");
+}
