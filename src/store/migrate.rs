@@ -19,6 +19,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003.sql")),
     (4, include_str!("../../migrations/0004.sql")),
     (5, include_str!("../../migrations/0005.sql")),
+    (6, include_str!("../../migrations/0006.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -53,6 +53,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
         pid_start: None,
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 
