@@ -298,6 +298,7 @@ fn rejected_submission_names_sbatch_and_its_complaint() {
             script: "#!/bin/sh\ntrue\n".into(),
             sbatch_args: vec!["--partition=no-such-partition".into()],
             workdir: Some(work.path().to_path_buf()),
+            ..Default::default()
         })
         .unwrap_err();
     let msg = err.to_string();
