@@ -196,10 +196,15 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     push(&mut out, "platform", json!(a.platform), json!(b.platform));
     {
         use crate::store::scheduler::flat_fields;
-        let (sa, sb) = (flat_fields(a.scheduler.as_ref()), flat_fields(b.scheduler.as_ref()));
+        let (sa, sb) = (
+            flat_fields(a.scheduler.as_ref()),
+            flat_fields(b.scheduler.as_ref()),
+        );
         let keys: std::collections::BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
         for k in keys {
-            let get = |m: &std::collections::BTreeMap<String, Value>| m.get(k).cloned().unwrap_or(Value::Null);
+            let get = |m: &std::collections::BTreeMap<String, Value>| {
+                m.get(k).cloned().unwrap_or(Value::Null)
+            };
             push(&mut out, k.clone(), get(&sa), get(&sb));
         }
     }

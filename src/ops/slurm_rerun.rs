@@ -117,7 +117,8 @@ pub fn submit(
             .hint("re-run it on the host with --host, or run it anew with a pinned image"));
         }
     }
-    let runtime = (mode == ExecMode::Container).then(|| req.runtime.unwrap_or_else(default_runtime));
+    let runtime =
+        (mode == ExecMode::Container).then(|| req.runtime.unwrap_or_else(default_runtime));
 
     let mut exec = orig.exec.clone();
     exec.mode = mode;
@@ -193,7 +194,9 @@ pub fn submit(
             .hint("give --checkout a writable directory on a filesystem the compute nodes see")
     };
     std::fs::create_dir_all(&dir).map_err(|e| cant("create the job directory", e))?;
-    let dir = dir.canonicalize().map_err(|e| cant("resolve the job directory", e))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| cant("resolve the job directory", e))?;
     let file = dir.join(SCRIPT_FILE);
     std::fs::write(&file, &script).map_err(|e| cant("write the script", e))?;
     let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755));
@@ -290,9 +293,8 @@ fn record_end(
     jobs: Vec<JobStatus>,
     outputs_dir: Option<&Path>,
 ) -> CliResult<JobEnd> {
-    let outcome = combined_outcome(&jobs).ok_or_else(|| {
-        CliError::user(format!("Slurm job of run {} has not ended", run.id))
-    })?;
+    let outcome = combined_outcome(&jobs)
+        .ok_or_else(|| CliError::user(format!("Slurm job of run {} has not ended", run.id)))?;
     let paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
     let outputs = match outputs_dir {
         Some(d) if !paths.is_empty() => hash_outputs(ev, &paths, d),
@@ -419,7 +421,9 @@ mod tests {
         assert_eq!((o.status, o.exit_code), (Status::Failed, Some(2)));
         let o = combined_outcome(&[job(JobState::Completed, 0)]).unwrap();
         assert_eq!(o.status, Status::Succeeded);
-        assert!(combined_outcome(&[job(JobState::Completed, 0), job(JobState::Running, 0)]).is_none());
+        assert!(
+            combined_outcome(&[job(JobState::Completed, 0), job(JobState::Running, 0)]).is_none()
+        );
         assert!(combined_outcome(&[]).is_none());
     }
 }

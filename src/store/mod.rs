@@ -262,8 +262,7 @@ impl Store {
                 ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL;")
             }
         };
-        let mode: std::result::Result<String, _> =
-            self.conn.query_row(mode_sql, [], |r| r.get(0));
+        let mode: std::result::Result<String, _> = self.conn.query_row(mode_sql, [], |r| r.get(0));
         if let Err(source) = mode {
             return Err(classify_open_error(&path, source));
         }

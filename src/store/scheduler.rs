@@ -29,7 +29,9 @@ pub const SLURM_FIELDS: &[&str] = &[
 pub const KUBERNETES_FIELDS: &[&str] = &["pod", "namespace", "node", "pod_uid", "completion_index"];
 
 /// The values of the three `runs` columns for a context.
-pub(super) fn columns(ctx: Option<&SchedulerContext>) -> (Option<String>, Option<String>, Option<String>) {
+pub(super) fn columns(
+    ctx: Option<&SchedulerContext>,
+) -> (Option<String>, Option<String>, Option<String>) {
     let Some(ctx) = ctx else {
         return (None, None, None);
     };
@@ -214,7 +216,9 @@ pub fn describe(ctx: &SchedulerContext) -> Vec<(&'static str, String)> {
 
 /// Every field of a context as `scheduler.FIELD` (`scheduler.kubernetes.FIELD` for a pod under a
 /// job) → value, for `diff`; empty for none.
-pub fn flat_fields(ctx: Option<&SchedulerContext>) -> std::collections::BTreeMap<String, serde_json::Value> {
+pub fn flat_fields(
+    ctx: Option<&SchedulerContext>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut out = std::collections::BTreeMap::new();
     let Some(serde_json::Value::Object(m)) = ctx.map(to_json) else {
         return out;
@@ -351,7 +355,10 @@ mod tests {
     #[test]
     fn job_condition_matches_ids_arrays_and_tasks() {
         let (sql, args) = job_condition("42", 3);
-        assert_eq!(sql, "(scheduler_job_id = ?3 OR scheduler_array_job_id = ?3)");
+        assert_eq!(
+            sql,
+            "(scheduler_job_id = ?3 OR scheduler_array_job_id = ?3)"
+        );
         assert_eq!(args, vec!["42"]);
         let (sql, args) = job_condition("40_2", 1);
         assert!(sql.contains("?3"), "{sql}");
