@@ -173,7 +173,11 @@ mod slurm {
                 }
                 Polled::Active(jobs) => {
                     for j in &jobs {
-                        crate::cli::print_out(&format!("{} {:?}\n", j.display_id(), j.state))?;
+                        crate::cli::print_out(&format!(
+                            "{} {}\n",
+                            j.display_id(),
+                            slurm_rerun::state_name(&j.state)
+                        ))?;
                     }
                     Ok(0)
                 }
@@ -191,22 +195,28 @@ mod slurm {
                 ca_cert: args.ca_cert.clone(),
                 ..RegistryOptions::default()
             },
-            wait: args.wait,
-            interval: INTERVAL,
             client: Client::new(),
         };
-        let done = slurm_rerun::submit(ctx, store, &req)?;
-        crate::cli::print_out(&format!("{}\n", done.submitted.job_id))?;
-        ctx.status(format!("recorded as run {}", done.submitted.run_id));
-        match &done.end {
-            None => {
-                ctx.status(format!(
-                    "follow it with `repro rerun {} --poll [--wait]`",
-                    &done.submitted.run_id[..12]
-                ));
-                Ok(0)
-            }
-            Some(end) => Ok(ended(ctx, args, end)),
+        let sub = slurm_rerun::submit(ctx, store, &req)?;
+        crate::cli::print_out(&format!("{}\n", sub.job_id))?;
+        ctx.status(format!("recorded as run {}", sub.run_id));
+        if !args.wait {
+            ctx.status(format!(
+                "follow it with `repro rerun {} --poll [--wait]`",
+                &sub.run_id[..12]
+            ));
+            return Ok(0);
+        }
+        match slurm_rerun::poll(
+            ctx,
+            store,
+            &req.client,
+            &sub.run_id,
+            Some(INTERVAL),
+            Some(&sub.dir),
+        )? {
+            Polled::Ended(end) => Ok(ended(ctx, args, &end)),
+            Polled::AlreadyFinished(_) | Polled::Active(_) => Ok(1),
         }
     }
 

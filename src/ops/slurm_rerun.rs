@@ -1,12 +1,12 @@
 //! `repro rerun ID --on slurm`: the Slurm script of the run (the same engine plan as `repro run`
-//! and the bash script) submitted with `sbatch`, recorded as a new run linked to the original
-//! with the job id, and — with `wait` — followed until the job ends (`squeue`, then `sacct`, then
-//! `sacct -c`) and finished with the job's outcome and output hashes.
+//! and the bash script) submitted with `sbatch` and recorded as a new run linked to the original
+//! with the job id (`submit`); then asked about (`poll`), or followed until the job ends
+//! (`squeue`, then `sacct`, then `sacct -c`), and finished with the job's outcome and output hashes.
 //!
 //! The job directory (`dir`) holds the script (`rerun.sbatch`), Slurm's log and the checkout
 //! (`code/`); it must be on a filesystem the compute nodes see (the submit directory usually is).
-//! A re-run submitted without `wait` stays `running` with its job id: `poll` (CLI:
-//! `repro rerun NEW_ID --poll`) asks Slurm later and records the outcome once the job has ended.
+//! A submitted re-run stays `running` with its job id until `poll` (CLI: `--wait`, or later
+//! `repro rerun NEW_ID --poll`) sees the job ended and records the outcome.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +19,7 @@ use crate::capture::scheduler::{SchedulerContext, SlurmContext};
 use crate::error::{CliError, CliResult};
 use crate::ops::rerun::{compare_outputs, OutputCheck};
 use crate::ops::run::{hash_outputs, registry_flags, which};
-use crate::ops::slurm::{Client, JobStatus, Outcome, Submit};
+use crate::ops::slurm::{Client, JobState, JobStatus, Outcome, Submit};
 use crate::ops::Events;
 use crate::record::{ExecMode, Run, Status};
 use crate::rerun::slurm::{render, Runtime, SlurmOptions};
@@ -45,10 +45,6 @@ pub struct SlurmRerunRequest {
     pub dir: Option<PathBuf>,
     /// Registry options of the pull (podman runtime).
     pub registry: RegistryOptions,
-    /// Follow the job until it ends and record its outcome.
-    pub wait: bool,
-    /// How often to ask Slurm while waiting.
-    pub interval: Duration,
     /// The Slurm client (its slurm.conf).
     pub client: Client,
 }
@@ -63,7 +59,7 @@ pub struct Submitted {
     pub runtime: Option<Runtime>,
 }
 
-/// How a followed job ended.
+/// How a followed job ended (see `poll`).
 #[derive(Debug, Clone)]
 pub struct JobEnd {
     pub outcome: Outcome,
@@ -71,14 +67,6 @@ pub struct JobEnd {
     pub jobs: Vec<JobStatus>,
     /// The original's outputs compared with the new ones (empty when they cannot be seen here).
     pub outputs: Vec<OutputCheck>,
-}
-
-/// What `submit` did.
-#[derive(Debug)]
-pub struct SlurmRerun {
-    pub submitted: Submitted,
-    /// Set when the request asked to wait.
-    pub end: Option<JobEnd>,
 }
 
 fn default_runtime() -> Runtime {
@@ -96,12 +84,9 @@ fn runtime_name(r: Runtime) -> &'static str {
     }
 }
 
-/// Renders, submits and records the re-run; waits for it when asked.
-pub fn submit(
-    ev: &dyn Events,
-    store: &mut Store,
-    req: &SlurmRerunRequest,
-) -> CliResult<SlurmRerun> {
+/// Renders, submits and records the re-run (`running`, with the job id). Follow it with
+/// `poll`, which records the outcome once the job has ended.
+pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> CliResult<Submitted> {
     let orig = store.get_run(&req.id)?;
     let mode = if req.host || orig.image.is_none() {
         ExecMode::Host
@@ -226,27 +211,11 @@ pub fn submit(
             "Slurm job {job_id} was cancelled because the re-run could not be recorded"
         )));
     }
-    let submitted = Submitted {
-        run_id: run.id.clone(),
-        job_id: job_id.clone(),
-        dir: dir.clone(),
+    Ok(Submitted {
+        run_id: run.id,
+        job_id,
+        dir,
         runtime,
-    };
-    if !req.wait {
-        return Ok(SlurmRerun {
-            submitted,
-            end: None,
-        });
-    }
-    let jobs = follow(ev, &req.client, &job_id, req.interval)?;
-    let outputs_dir = match &orig.code {
-        Some(_) => Some(dir.join(CODE_DIR).join(&orig.cwd)),
-        None => Some(PathBuf::from(&orig.cwd)),
-    };
-    let end = record_end(ev, store, &run, &orig, jobs, outputs_dir.as_deref())?;
-    Ok(SlurmRerun {
-        submitted,
-        end: Some(end),
     })
 }
 
@@ -261,7 +230,7 @@ fn follow(
     let jobs = client.wait(job_id, interval, None, |jobs| {
         let states: Vec<String> = jobs
             .iter()
-            .map(|j| format!("{} {:?}", j.display_id(), j.state))
+            .map(|j| format!("{} {}", j.display_id(), state_name(&j.state)))
             .collect();
         let now = states.join(", ");
         if now != last {
@@ -270,6 +239,25 @@ fn follow(
         }
     })?;
     Ok(jobs)
+}
+
+/// Slurm's name of a state (`PENDING`, `RUNNING`, …).
+pub fn state_name(s: &JobState) -> String {
+    match s {
+        JobState::OtherActive(w) | JobState::Unknown(w) => w.clone(),
+        other => format!("{other:?}")
+            .chars()
+            .flat_map(|c| {
+                if c.is_ascii_uppercase() {
+                    vec!['_', c]
+                } else {
+                    vec![c.to_ascii_uppercase()]
+                }
+            })
+            .collect::<String>()
+            .trim_start_matches('_')
+            .to_string(),
+    }
 }
 
 /// The run's outcome from its tasks: the first task that did not succeed, else success.
@@ -396,7 +384,17 @@ pub fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::slurm::JobState;
+
+    #[test]
+    fn state_names_are_slurms() {
+        assert_eq!(state_name(&JobState::Pending), "PENDING");
+        assert_eq!(state_name(&JobState::OutOfMemory), "OUT_OF_MEMORY");
+        assert_eq!(state_name(&JobState::NodeFail), "NODE_FAIL");
+        assert_eq!(
+            state_name(&JobState::OtherActive("STOPPED".into())),
+            "STOPPED"
+        );
+    }
 
     fn job(state: JobState, code: i32) -> JobStatus {
         JobStatus {

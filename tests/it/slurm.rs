@@ -576,7 +576,7 @@ fn rerun_on_slurm_without_wait_stays_running_until_polled_and_scancel_is_killed(
     // Polled while it runs: still running.
     let (code, out, err) = rerun_on_slurm(&env, cluster, &["rerun", &new_id, "--poll"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("Running"), "{out}");
+    assert!(out.contains("RUNNING"), "{out}");
     assert_eq!(env.show_json(&new_id)["status"], "running");
     cluster.client().cancel(&job_id).unwrap();
     let (code, _, err) = rerun_on_slurm(&env, cluster, &["rerun", &new_id, "--poll", "--wait"]);
