@@ -60,8 +60,8 @@ CREATE INDEX runs_host_id ON runs (host, id);
 CREATE INDEX runs_branch_id ON runs (code_branch, id);
 CREATE INDEX runs_name ON runs (name);
 CREATE INDEX runs_image_ref ON runs (image_ref, id);
-CREATE INDEX runs_scheduler_job_id ON runs (scheduler_job_id);
-CREATE INDEX runs_scheduler_array_job_id ON runs (scheduler_array_job_id);
+CREATE INDEX runs_scheduler_job_id ON runs (scheduler_job_id) WHERE scheduler_job_id IS NOT NULL;
+CREATE INDEX runs_scheduler_array_job_id ON runs (scheduler_array_job_id) WHERE scheduler_array_job_id IS NOT NULL;
 
 
 CREATE TABLE run_datasets (
