@@ -198,42 +198,44 @@ impl FilterArgs {
                 Some(d.clone())
             }
         };
-        let filter =
-            RunFilter {
-                image: self.image.clone(),
-                digest,
-                code: self.code.clone(),
-                branch: self.branch.clone(),
-                dataset: self.dataset.as_ref().map(|d| match d.split_once('@') {
-                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                    None => (d.clone(), None),
-                }),
-                statuses: stored,
-                since: when("since", &self.since)?,
-                until: when("until", &self.until)?,
-                params: self
-                    .params
-                    .iter()
-                    .map(|p| split_kv(p, "--param"))
-                    .collect::<CliResult<_>>()?,
-                tags: self.tags.clone(),
-                name: self.name.clone(),
-                rerun_of: self
-                    .rerun_of
-                    .as_deref()
-                    .map(|r| store.resolve_id(r))
-                    .transpose()?,
-                host: self.host.clone(),
-                job: match self.job.as_deref().map(str::trim) {
-                    None => None,
-                    Some(j) if valid_job_id(j) => Some(j.to_string()),
-                    Some(j) => return Err(CliError::usage(format!(
-                        "--job '{j}' is not a Slurm job id"
-                    ))
-                    .hint("give a job id (1234), an array id (1234) or an array task (1234_5)")),
-                },
-                ..Default::default()
-            };
+        let job = match self.job.as_deref().map(str::trim) {
+            None => None,
+            Some(j) if valid_job_id(j) => Some(j.to_string()),
+            Some(j) => {
+                return Err(
+                    CliError::usage(format!("--job '{j}' is not a Slurm job id"))
+                        .hint("give a job id (1234), an array id (1234) or an array task (1234_5)"),
+                )
+            }
+        };
+        let filter = RunFilter {
+            image: self.image.clone(),
+            digest,
+            code: self.code.clone(),
+            branch: self.branch.clone(),
+            dataset: self.dataset.as_ref().map(|d| match d.split_once('@') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (d.clone(), None),
+            }),
+            statuses: stored,
+            since: when("since", &self.since)?,
+            until: when("until", &self.until)?,
+            params: self
+                .params
+                .iter()
+                .map(|p| split_kv(p, "--param"))
+                .collect::<CliResult<_>>()?,
+            tags: self.tags.clone(),
+            name: self.name.clone(),
+            rerun_of: self
+                .rerun_of
+                .as_deref()
+                .map(|r| store.resolve_id(r))
+                .transpose()?,
+            host: self.host.clone(),
+            job,
+            ..Default::default()
+        };
         Ok(Query {
             filter,
             want: post.then_some(want),
