@@ -43,7 +43,10 @@ CREATE TABLE runs (
     pid_start          INTEGER,                        -- start time of the wrapper (clock ticks since boot)
     boot_id            TEXT,
     rerun_of           TEXT,
-    pid_ns             INTEGER                         -- inode of the wrapper's /proc/self/ns/pid
+    pid_ns             INTEGER,                        -- inode of the wrapper's /proc/self/ns/pid
+    scheduler          TEXT,                           -- JSON: the Slurm job / Kubernetes pod the run ran in
+    scheduler_job_id   TEXT,                           -- Slurm job id (raw; a task's own id in an array)
+    scheduler_array_job_id TEXT                        -- Slurm array id, for array tasks
 );
 CREATE INDEX runs_started ON runs (started_at);
 CREATE INDEX runs_status_started ON runs (status, started_at);
@@ -57,6 +60,8 @@ CREATE INDEX runs_host_id ON runs (host, id);
 CREATE INDEX runs_branch_id ON runs (code_branch, id);
 CREATE INDEX runs_name ON runs (name);
 CREATE INDEX runs_image_ref ON runs (image_ref, id);
+CREATE INDEX runs_scheduler_job_id ON runs (scheduler_job_id) WHERE scheduler_job_id IS NOT NULL;
+CREATE INDEX runs_scheduler_array_job_id ON runs (scheduler_array_job_id) WHERE scheduler_array_job_id IS NOT NULL;
 
 
 CREATE TABLE run_datasets (

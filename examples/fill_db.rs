@@ -199,6 +199,7 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
         pid_start: Some(rng.below(1 << 30) as i64),
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 

@@ -402,6 +402,10 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_ns: Option<u64>,
     pub rerun_of: Option<String>,
+    /// The Slurm job or Kubernetes pod the run ran in (`null` outside a scheduler); in `--json`
+    /// `{"kind": "slurm", "job_id": …, …}` (see `store::scheduler`).
+    #[serde(default, with = "crate::store::scheduler::json")]
+    pub scheduler: Option<crate::capture::scheduler::SchedulerContext>,
 }
 
 impl Run {
@@ -441,6 +445,8 @@ impl Run {
             pid_start: host::process_start(std::process::id()),
             pid_ns: host::pid_namespace(),
             rerun_of: None,
+            // Inside a Slurm job or a Kubernetes pod: which one (from the environment).
+            scheduler: crate::capture::scheduler::from_process(),
         }
     }
 

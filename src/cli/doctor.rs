@@ -71,6 +71,7 @@ pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, config_error: Option<&CliError>)
         &ctx.db_path(),
         &ctx.config.db.source.to_string(),
     ));
+    checks.push(filesystem_check(&ctx.db_path()));
     checks.push(git_check());
     engine_checks(ctx, Duration::from_secs(args.engine_timeout), &mut checks);
     credential_checks(&mut checks);
@@ -154,6 +155,37 @@ fn config_checks(ctx: &Ctx, error: Option<&CliError>, out: &mut Vec<Check>) {
             format!("the repository's .repro.toml sets {}", overrides.join("; ")),
             Some("these apply to every `repro run` here; check them if you did not write them (`repro config show`)".into()),
         ));
+    }
+}
+
+/// The database's filesystem and the journal the store uses there (docs/cluster.md).
+pub fn filesystem_check(path: &Path) -> Check {
+    use crate::error::Hinted;
+    use crate::store::filesystem::{self, Journal, ALLOW_ENV};
+    let name = "database filesystem";
+    let (examined, fs) = match filesystem::probe(path) {
+        Ok(x) => x,
+        Err(e) => {
+            return check(
+                name,
+                Level::Warn,
+                format!("cannot examine the filesystem of {}: {e}", path.display()),
+                None,
+            )
+        }
+    };
+    let allow = filesystem::allowed(std::env::var(ALLOW_ENV).ok().as_deref());
+    let kind = if fs.network { "network" } else { "local" };
+    let on = format!("{} ({kind}, examined {})", fs.name, examined.display());
+    match filesystem::journal(path, &fs, allow) {
+        Ok(Journal::Wal) => check(name, Level::Ok, format!("{on}: WAL journal"), None),
+        Ok(Journal::Rollback) => check(
+            name,
+            Level::Warn,
+            format!("{on}: rollback journal ({ALLOW_ENV} is set)"),
+            Some("safe only if the filesystem's locks work across hosts; a local disk per node with `repro export`/`repro import` is safer (docs/cluster.md)".into()),
+        ),
+        Err(e) => check(name, Level::Fail, format!("{on}: refused"), e.hint()),
     }
 }
 

@@ -55,6 +55,18 @@ pub struct FilterArgs {
     /// Only re-runs of this run (id or unique prefix)
     #[arg(long, value_name = "ID")]
     pub rerun_of: Option<String>,
+    /// Only runs of this Slurm job: its id, an array's id (every task) or ARRAY_TASK (one task)
+    #[arg(long, value_name = "JOBID")]
+    pub job: Option<String>,
+}
+
+/// A Slurm job id as `ls --job` takes it: digits, or `ARRAY_TASK` (digits `_` digits).
+fn valid_job_id(j: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match j.split_once('_') {
+        Some((a, t)) => digits(a) && digits(t),
+        None => digits(j),
+    }
 }
 
 /// A validated filter: the SQL part and the statuses decided when reading (`lost`).
@@ -138,6 +150,7 @@ impl FilterArgs {
             || self.name.is_some()
             || self.host.is_some()
             || self.rerun_of.is_some()
+            || self.job.is_some()
     }
 
     /// Validates the options into a query (resolving `--rerun-of` against the store).
@@ -185,6 +198,16 @@ impl FilterArgs {
                 Some(d.clone())
             }
         };
+        let job = match self.job.as_deref().map(str::trim) {
+            None => None,
+            Some(j) if valid_job_id(j) => Some(j.to_string()),
+            Some(j) => {
+                return Err(
+                    CliError::usage(format!("--job '{j}' is not a Slurm job id"))
+                        .hint("give a job id (1234), an array id (1234) or an array task (1234_5)"),
+                )
+            }
+        };
         let filter = RunFilter {
             image: self.image.clone(),
             digest,
@@ -210,6 +233,7 @@ impl FilterArgs {
                 .map(|r| store.resolve_id(r))
                 .transpose()?,
             host: self.host.clone(),
+            job,
             ..Default::default()
         };
         Ok(Query {

@@ -39,6 +39,31 @@ pub struct RerunArgs {
     /// Print the engine commands (pull, run), quoted for bash, and run nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Where to re-run: here (default) or as a Slurm batch job (docs/cluster.md)
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub on: Option<On>,
+    /// Extra sbatch argument, verbatim (repeatable; --on slurm), e.g. --sbatch-arg=--time=10
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<std::ffi::OsString>,
+    /// Container runtime of the Slurm job (--on slurm; default: apptainer if this host has it, else podman)
+    #[arg(long, value_enum)]
+    pub runtime: Option<crate::rerun::slurm::Runtime>,
+    /// Follow the Slurm job until it ends and record its outcome (--on slurm, --poll)
+    #[arg(long)]
+    pub wait: bool,
+    /// ID is a re-run submitted with --on slurm: ask Slurm and record its outcome if it has ended
+    /// (--checkout names its job directory to hash the outputs)
+    #[arg(long, conflicts_with_all = ["on", "dry_run", "host", "sbatch_args"])]
+    pub poll: bool,
+}
+
+/// Where `repro rerun` runs the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum On {
+    /// On this machine (the default)
+    Local,
+    /// As a Slurm batch job submitted with sbatch
+    Slurm,
 }
 
 /// Runs `repro rerun` and returns the exit code.
@@ -60,6 +85,15 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         if !insecure.contains(h) {
             insecure.push(h.clone());
         }
+    }
+    if args.on == Some(On::Slurm) || args.poll {
+        return slurm::rerun(ctx, &mut store, args, id, insecure);
+    }
+    if !args.sbatch_args.is_empty() || args.wait || args.runtime.is_some() {
+        return Err(crate::error::CliError::usage(
+            "--sbatch-arg, --runtime and --wait apply to --on slurm and --poll only",
+        )
+        .hint("add --on slurm to submit the re-run to Slurm"));
     }
     let req = RerunRequest {
         id,
@@ -104,5 +138,109 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
             }
             Ok(finished.exit)
         }
+    }
+}
+
+/// `--on slurm` and `--poll`: the call into `ops::slurm_rerun` and what it prints.
+mod slurm {
+    use super::*;
+    use crate::ops::slurm::Client;
+    use crate::ops::slurm_rerun::{self, JobEnd, Polled, SlurmRerunRequest};
+    use std::time::Duration;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    pub(super) fn rerun(
+        ctx: &Ctx,
+        store: &mut crate::store::Store,
+        args: &RerunArgs,
+        id: String,
+        insecure: Vec<String>,
+    ) -> CliResult<i32> {
+        if args.poll {
+            let wait = args.wait.then_some(INTERVAL);
+            return match slurm_rerun::poll(
+                ctx,
+                store,
+                &Client::new(),
+                &id,
+                wait,
+                args.checkout.as_deref(),
+            )? {
+                Polled::AlreadyFinished(status) => {
+                    ctx.status(format!("run {id} is already {status}"));
+                    Ok(0)
+                }
+                Polled::Active(jobs) => {
+                    for j in &jobs {
+                        crate::cli::print_out(&format!(
+                            "{} {}\n",
+                            j.display_id(),
+                            slurm_rerun::state_name(&j.state)
+                        ))?;
+                    }
+                    Ok(0)
+                }
+                Polled::Ended(end) => Ok(ended(ctx, args, &end)),
+            };
+        }
+        let req = SlurmRerunRequest {
+            id,
+            host: args.host,
+            runtime: args.runtime,
+            sbatch_args: args.sbatch_args.clone(),
+            dir: args.checkout.clone(),
+            registry: RegistryOptions {
+                insecure_registries: insecure,
+                ca_cert: args.ca_cert.clone(),
+                ..RegistryOptions::default()
+            },
+            client: Client::new(),
+        };
+        let sub = slurm_rerun::submit(ctx, store, &req)?;
+        crate::cli::print_out(&format!("{}\n", sub.job_id))?;
+        ctx.status(format!("recorded as run {}", sub.run_id));
+        if !args.wait {
+            ctx.status(format!(
+                "follow it with `repro rerun {} --poll [--wait]`",
+                &sub.run_id[..12]
+            ));
+            return Ok(0);
+        }
+        match slurm_rerun::poll(
+            ctx,
+            store,
+            &req.client,
+            &sub.run_id,
+            Some(INTERVAL),
+            Some(&sub.dir),
+        )? {
+            Polled::Ended(end) => Ok(ended(ctx, args, &end)),
+            Polled::AlreadyFinished(_) | Polled::Active(_) => Ok(1),
+        }
+    }
+
+    fn ended(ctx: &Ctx, args: &RerunArgs, end: &JobEnd) -> i32 {
+        let o = &end.outcome;
+        ctx.status(format!(
+            "Slurm job ended: {}{}",
+            o.status,
+            o.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+        let mut bad = 0;
+        for c in &end.outputs {
+            if !matches!(c.verdict, "match" | "missing in both") {
+                bad += 1;
+            }
+            eprintln!("repro: output {}: {}", c.path, c.verdict);
+        }
+        let code = o.wrapper_exit_code();
+        if args.check && bad > 0 && code == 0 {
+            return 1;
+        }
+        code
     }
 }

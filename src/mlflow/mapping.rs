@@ -380,6 +380,7 @@ mod tests {
             boot_id: None,
             pid_start: None,
             pid_ns: None,
+            scheduler: None,
             rerun_of: None,
         }
     }

@@ -194,6 +194,20 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     push(&mut out, "host", json!(a.host), json!(b.host));
     push(&mut out, "user", json!(a.user), json!(b.user));
     push(&mut out, "platform", json!(a.platform), json!(b.platform));
+    {
+        use crate::store::scheduler::flat_fields;
+        let (sa, sb) = (
+            flat_fields(a.scheduler.as_ref()),
+            flat_fields(b.scheduler.as_ref()),
+        );
+        let keys: std::collections::BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
+        for k in keys {
+            let get = |m: &std::collections::BTreeMap<String, Value>| {
+                m.get(k).cloned().unwrap_or(Value::Null)
+            };
+            push(&mut out, k.clone(), get(&sa), get(&sb));
+        }
+    }
     push(
         &mut out,
         "status",

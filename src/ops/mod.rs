@@ -10,6 +10,7 @@ pub mod plot;
 pub mod rerun;
 pub mod run;
 pub mod slurm;
+pub mod slurm_rerun;
 pub mod verify;
 
 /// Where an operation reports status lines, warnings and debug detail while it works.

@@ -494,7 +494,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
 /// How long the outcome is retried against a locked database before it is spilled to a file.
 const FINISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
-fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
+pub(crate) fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
     paths
         .iter()
         .map(|p| match dataset::hash_output(&cwd.join(p)) {

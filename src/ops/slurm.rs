@@ -357,6 +357,11 @@ pub struct Submit {
     pub script: String,
     pub sbatch_args: Vec<OsString>,
     pub workdir: Option<PathBuf>,
+    /// Submit this file (which holds `script`) instead of giving the text on stdin: `sbatch`
+    /// passes `script_args` to a script file only.
+    pub script_file: Option<PathBuf>,
+    /// Arguments of the batch script (`$1`, …); needs `script_file`.
+    pub script_args: Vec<OsString>,
 }
 
 /// Runs Slurm's client commands, optionally against a given slurm.conf (`SLURM_CONF`).
@@ -399,9 +404,16 @@ impl Client {
         let mut cmd = self.command("sbatch");
         cmd.arg("--parsable")
             .args(&req.sbatch_args)
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        match &req.script_file {
+            Some(file) => {
+                cmd.arg(file).args(&req.script_args).stdin(Stdio::null());
+            }
+            None => {
+                cmd.stdin(Stdio::piped());
+            }
+        }
         if let Some(dir) = &req.workdir {
             cmd.current_dir(dir);
         }

@@ -29,14 +29,16 @@ pub enum Column {
     User,
     Exit,
     RerunOf,
+    /// The Slurm job (`ARRAY_TASK` for an array task) or Kubernetes pod the run ran in.
+    Job,
 }
 
 /// Help text listing the column names.
 pub const COLUMNS_HELP: &str = "Columns of the table or CSV, comma-separated: id, name, status, \
 started, ended, duration, image, digest, code, branch, datasets, params, tags, command, host, user, \
-exit, rerun_of [default: id,name,status,started,duration,image,code,command]";
+exit, rerun_of, job [default: id,name,status,started,duration,image,code,command]";
 
-const ALL: [(Column, &str); 18] = [
+const ALL: [(Column, &str); 19] = [
     (Column::Id, "id"),
     (Column::Name, "name"),
     (Column::Status, "status"),
@@ -55,6 +57,7 @@ const ALL: [(Column, &str); 18] = [
     (Column::User, "user"),
     (Column::Exit, "exit"),
     (Column::RerunOf, "rerun_of"),
+    (Column::Job, "job"),
 ];
 
 impl Column {
@@ -183,6 +186,14 @@ impl Column {
                 (None, None) => String::new(),
             },
             Column::RerunOf => r.rerun_of.clone().unwrap_or_default(),
+            Column::Job => match &r.scheduler {
+                Some(c) => match (&c.slurm, &c.kubernetes) {
+                    (Some(s), _) => s.display_id(),
+                    (None, Some(k)) => k.pod.clone().unwrap_or_default(),
+                    (None, None) => String::new(),
+                },
+                None => String::new(),
+            },
         }
     }
 }

@@ -312,6 +312,11 @@ pub fn show_text(run: &Run, utc: bool) -> String {
     if let Some(r) = &run.rerun_of {
         line("rerun of", r.clone());
     }
+    if let Some(ctx) = &run.scheduler {
+        for (k, v) in crate::store::scheduler::describe(ctx) {
+            line(k, v);
+        }
+    }
     o
 }
 

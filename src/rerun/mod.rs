@@ -719,6 +719,7 @@ pub(crate) fn sample_run() -> Run {
         pid_start: None,
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006.sql")),
     (7, include_str!("../../migrations/0007.sql")),
     (8, include_str!("../../migrations/0008.sql")),
+    (9, include_str!("../../migrations/0009.sql")),
 ];
 
 /// The schema version this binary writes.

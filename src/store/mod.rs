@@ -13,6 +13,7 @@ pub mod metrics;
 mod migrate;
 pub mod mlflow;
 pub mod query;
+pub mod scheduler;
 mod transfer;
 
 use std::collections::BTreeMap;
@@ -111,6 +112,8 @@ pub enum StoreError {
         #[source]
         source: Box<StoreError>,
     },
+    #[error(transparent)]
+    NetworkFs(#[from] filesystem::NetworkFsError),
     #[error("the database {path} failed: {what}")]
     Sql {
         path: PathBuf,
@@ -145,6 +148,7 @@ impl Hinted for StoreError {
             StoreError::Full { .. } => "free disk space on that file system, or move the database with --db PATH / REPRO_DB".into(),
             StoreError::ReadOnly { .. } => "check the permissions of the database file and its directory (repro needs to write its -wal and -shm files there)".into(),
             StoreError::NotRecorded { source, .. } => return source.hint(),
+            StoreError::NetworkFs(e) => return e.hint(),
             StoreError::Sql { .. } => "run `repro doctor` to check the database".into(),
         })
     }
@@ -175,6 +179,8 @@ impl Store {
         if path.is_dir() {
             return Err(StoreError::IsDirectory { path: path.into() });
         }
+        // Decided before anything is created, so a refused database is left untouched.
+        let journal = journal_for(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 fs::DirBuilder::new()
@@ -217,7 +223,7 @@ impl Store {
             conn,
             path: path.into(),
         };
-        store.configure()?;
+        store.configure(journal)?;
         store.migrate()?;
         // Outcomes spilled while the database was unavailable (see `finish_durably`). Best
         // effort: a failure leaves them for the next process.
@@ -237,12 +243,12 @@ impl Store {
             conn,
             path: ":memory:".into(),
         };
-        store.configure()?;
+        store.configure(filesystem::Journal::Wal)?;
         store.migrate()?;
         Ok(store)
     }
 
-    fn configure(&mut self) -> Result<()> {
+    fn configure(&mut self, journal: filesystem::Journal) -> Result<()> {
         let path = self.path.clone();
         self.conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -251,14 +257,20 @@ impl Store {
                 source,
             })?;
         // The first real read tells a corrupt or foreign file apart.
-        let mode: std::result::Result<String, _> =
-            self.conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
+        // On a network filesystem (allowed with REPRO_ALLOW_NETWORK_FS) the rollback journal
+        // relies on the filesystem's locks; WAL's shared memory would not be shared across hosts.
+        let (mode_sql, sync_sql) = match journal {
+            filesystem::Journal::Wal => ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL;"),
+            filesystem::Journal::Rollback => {
+                ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL;")
+            }
+        };
+        let mode: std::result::Result<String, _> = self.conn.query_row(mode_sql, [], |r| r.get(0));
         if let Err(source) = mode {
             return Err(classify_open_error(&path, source));
         }
         self.conn
-            .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .execute_batch(&format!("{sync_sql} PRAGMA foreign_keys=ON;"))
             .map_err(|source| classify_open_error(&path, source))?;
         // Every repro process is short-lived: checkpointing (and fsyncing) the WAL at each close
         // would cost more than the run's own writes. `Drop` truncates a WAL that has grown past
@@ -486,6 +498,18 @@ impl Store {
     }
 }
 
+/// The journal for the database at `path` under the network-filesystem policy
+/// (`store::filesystem`): WAL on a local disk; on a network filesystem a rollback journal when
+/// `REPRO_ALLOW_NETWORK_FS` allows it, else the refusal. A filesystem that cannot be examined
+/// (permissions) counts as local: opening then fails with its own error if it must.
+pub fn journal_for(path: &Path) -> Result<filesystem::Journal> {
+    let Ok((_, fs)) = filesystem::probe(path) else {
+        return Ok(filesystem::Journal::Wal);
+    };
+    let allow = filesystem::allowed(std::env::var(filesystem::ALLOW_ENV).ok().as_deref());
+    Ok(filesystem::journal(path, &fs, allow)?)
+}
+
 /// Size of the WAL above which a closing store checkpoints and truncates it.
 const WAL_TRUNCATE_BYTES: u64 = 1 << 20;
 
@@ -552,15 +576,17 @@ fn insert_rows(
     let engine_args = serde_json::to_string(&run.exec.engine_args).expect("strings serialise");
     let img = run.image.as_ref();
     let code = run.code.as_ref();
+    let sched = scheduler::columns(run.scheduler.as_ref());
     exec_cached(
             tx,
             "INSERT INTO runs (id, name, status, exit_code, signal, started_at, ended_at, duration_ms,
                 argv, cwd, exec_mode, engine, workdir, engine_args, gpus,
                 image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
                 code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
-                host, user, platform, pid, pid_start, boot_id, rerun_of, pid_ns)
+                host, user, platform, pid, pid_start, boot_id, rerun_of, pid_ns,
+                scheduler, scheduler_job_id, scheduler_array_job_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)",
+                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40)",
             params![
                 run.id,
                 run.name,
@@ -599,6 +625,9 @@ fn insert_rows(
                 run.boot_id,
                 run.rerun_of,
                 run.pid_ns.map(|n| n as i64),
+                sched.0,
+                sched.1,
+                sched.2,
             ],
         )
         .map_err(at("insert run"))?;
@@ -693,7 +722,8 @@ fn classify_open_error(path: &Path, source: rusqlite::Error) -> StoreError {
 pub const RUN_COLUMNS: &str = "id, name, status, exit_code, signal, started_at, ended_at, duration_ms, argv, cwd, \
     exec_mode, engine, workdir, engine_args, gpus, image_ref, image_digest, image_index_digest, image_platform, \
     image_resolved_by, image_labels, code_repo_root, code_remote, code_commit, code_branch, code_dirty, \
-    code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start, pid_ns";
+    code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start, pid_ns, \
+    scheduler";
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(r: &Row, col: &str) -> rusqlite::Result<T> {
     let text: Option<String> = r.get(col)?;
@@ -784,6 +814,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         rerun_of: r.get("rerun_of")?,
         pid_start: r.get("pid_start")?,
         pid_ns: r.get::<_, Option<i64>>("pid_ns")?.map(|n| n as u64),
+        scheduler: scheduler::from_row(r)?,
     };
     liveness::apply(&mut run);
     Ok(run)

@@ -104,6 +104,8 @@ pub struct RunFilter {
     pub rerun_of: Option<String>,
     /// Host name, exact.
     pub host: Option<String>,
+    /// Slurm job: raw id, array id (every task) or `ARRAY_TASK` (`ls --job`).
+    pub job: Option<String>,
     /// Sort key.
     pub sort: SortKey,
     /// Reverse the sort order (for the default sort: oldest first).
@@ -134,6 +136,7 @@ impl RunFilter {
             || self.name.is_some()
             || self.rerun_of.is_some()
             || self.host.is_some()
+            || self.job.is_some()
     }
 
     /// The `WHERE` clause (empty when no filter is set) and its bound values.
@@ -146,7 +149,8 @@ impl RunFilter {
         let runs_index = self.image.is_some()
             || self.digest.is_some()
             || self.code.is_some()
-            || self.rerun_of.is_some();
+            || self.rerun_of.is_some()
+            || self.job.is_some();
         if self.sort != SortKey::Started || runs_index {
             return None;
         }
@@ -178,7 +182,8 @@ impl RunFilter {
             || self.dataset.is_some()
             || !self.params.is_empty()
             || !self.tags.is_empty()
-            || self.rerun_of.is_some();
+            || self.rerun_of.is_some()
+            || self.job.is_some();
         let weak = if selective { "+" } else { "" };
         // With an indexed filter on runs itself (digest, commit, …), annotations and datasets
         // are checked per candidate run through their (run_id, …) primary keys instead of
@@ -186,7 +191,8 @@ impl RunFilter {
         let runs_index = self.image.is_some()
             || self.digest.is_some()
             || self.code.is_some()
-            || self.rerun_of.is_some();
+            || self.rerun_of.is_some()
+            || self.job.is_some();
         let among = |table: &str, cond: String| {
             if runs_index {
                 format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
@@ -284,6 +290,11 @@ impl RunFilter {
         if let Some(h) = &self.host {
             let p = bind(Value::Text(h.clone()), &mut args);
             wh.push(format!("{weak}host = {p}"));
+        }
+        if let Some(j) = &self.job {
+            let (cond, values) = super::scheduler::job_condition(j, args.len() + 1);
+            args.extend(values.into_iter().map(Value::Text));
+            wh.push(cond);
         }
         if wh.is_empty() {
             (String::new(), args)

@@ -70,6 +70,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
         pid_start: Some(7),
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 

@@ -90,6 +90,7 @@ fn insert_running(db: &Path, id: &str, host: &str, boot_id: &str, pid: i64) {
         pid_start: repro::capture::host::process_start(pid as u32),
         pid_ns: repro::capture::host::pid_namespace(),
         rerun_of: None,
+        scheduler: None,
     };
     store.insert_run(&run).unwrap();
 }

@@ -53,6 +53,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
         pid_start: None,
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 
@@ -631,25 +632,29 @@ fn filters_work_on_databases_upgraded_from_every_earlier_schema() {
 #[test]
 fn version_two_databases_that_already_have_the_query_indexes_upgrade() {
     // main briefly shipped the query indexes inside migration 2; such databases must still open.
-    let (env, _) = seeded();
-    rusqlite::Connection::open(env.db())
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 2")
+    // Rebuild one: the version-2 fixture with migration 3's statements applied, still at version 2.
+    let env = TestEnv::new();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v2.db");
+    std::fs::create_dir_all(env.db().parent().unwrap()).unwrap();
+    std::fs::copy(&fixture, env.db()).unwrap();
+    let runs_before: i64 = {
+        let c = rusqlite::Connection::open(env.db()).unwrap();
+        let m3 = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0003.sql"),
+        )
         .unwrap();
+        c.execute_batch(&m3).unwrap();
+        c.execute_batch("PRAGMA user_version = 2").unwrap();
+        c.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .unwrap()
+    };
     let (code, out, err) = at_now(
         &env,
-        &[
-            "ls",
-            "--image",
-            "trainer",
-            "--format",
-            "csv",
-            "--columns",
-            "name",
-        ],
+        &["ls", "--all", "--format", "csv", "--columns", "name"],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().count(), 1 + 3);
+    assert_eq!(out.lines().count() as i64, 1 + runs_before, "{out}");
     let version: i64 = rusqlite::Connection::open(env.db())
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -109,6 +109,7 @@ fn base_run(argv: Vec<Arg>) -> Run {
         pid_start: None,
         pid_ns: None,
         rerun_of: None,
+        scheduler: None,
     }
 }
 

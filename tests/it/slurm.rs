@@ -293,6 +293,7 @@ fn rejected_submission_names_sbatch_and_its_complaint() {
             script: "#!/bin/sh\ntrue\n".into(),
             sbatch_args: vec!["--partition=no-such-partition".into()],
             workdir: Some(work.path().to_path_buf()),
+            ..Default::default()
         })
         .unwrap_err();
     let msg = err.to_string();
@@ -301,4 +302,509 @@ fn rejected_submission_names_sbatch_and_its_complaint() {
         "{err:?}"
     );
     assert!(msg.contains("sbatch") && msg.contains("partition"), "{msg}");
+}
+
+// ---- repro itself inside and against the cluster ----
+
+use crate::support::engine::Podman;
+use crate::support::registry::Registry;
+use crate::support::TestEnv;
+
+const REPRO: &str = env!("CARGO_BIN_EXE_repro");
+
+/// A batch script that runs `repro ARGS` with the test's database (a local disk).
+fn repro_job(env: &TestEnv, args: &str) -> String {
+    format!(
+        "#!/bin/sh\nexport HOME='{}' REPRO_DB='{}'\nexec '{REPRO}' {args}\n",
+        env.home().display(),
+        env.db().display()
+    )
+}
+
+/// `repro ls --json ARGS` run ids.
+fn ls_ids(env: &TestEnv, args: &[&str]) -> Vec<String> {
+    let out = env
+        .repro()
+        .args(["ls", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    crate::support::assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn repro_run_inside_a_job_records_the_job() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+    let id = cluster.submit(
+        work.path(),
+        &["--job-name=ctx", "--partition=debug"],
+        &repro_job(&env, "run -q --host -- true"),
+    );
+    let job = one(cluster.wait_final(&id, FINISH));
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let s = &runs[0]["scheduler"];
+    assert_eq!(s["kind"], "slurm", "{s}");
+    assert_eq!(s["job_id"], id.as_str());
+    assert_eq!(s["cluster"], "repro-test");
+    assert_eq!(s["partition"], "debug");
+    assert_eq!(s["node_list"], "localhost");
+    assert_eq!(s["job_name"], "ctx");
+    assert_eq!(s["array_task_id"], serde_json::Value::Null);
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(ls_ids(&env, &["--job", &id]), vec![run_id.clone()]);
+    assert!(ls_ids(&env, &["--job", "999999"]).is_empty());
+    let (code, text, _) = env.run_in(env.root(), &["show", &run_id]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains(&format!(
+            "slurm job    {id}: cluster repro-test, name ctx, partition debug"
+        )),
+        "{text}"
+    );
+    // A run outside any job has none.
+    let (code, _, err) = env.run_in(env.root(), &["run", "-q", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        env.show_json(&env.last_id())["scheduler"],
+        serde_json::Value::Null
+    );
+    // diff shows the scheduler fields that differ.
+    let (_, diff, _) = env.run_in(env.root(), &["diff", &run_id, &env.last_id()]);
+    assert!(diff.contains("scheduler.job_id"), "{diff}");
+    // Bad input: a clear usage error.
+    let (code, _, err) = env.run_in(env.root(), &["ls", "--job", "abc"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a Slurm job id"), "{err}");
+}
+
+#[test]
+fn repro_run_in_an_array_records_each_task_and_ls_job_finds_them() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let work = tempfile::tempdir().unwrap();
+    let id = cluster.submit(
+        work.path(),
+        &["--array=0-1"],
+        &repro_job(
+            &env,
+            "run -q --host --name \"task-$SLURM_ARRAY_TASK_ID\" -- true",
+        ),
+    );
+    let jobs = cluster.wait_final(&id, FINISH);
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Completed),
+        "{jobs:?}"
+    );
+    assert_eq!(ls_ids(&env, &["--job", &id]).len(), 2);
+    let one_task = ls_ids(&env, &["--job", &format!("{id}_1")]);
+    assert_eq!(one_task.len(), 1);
+    let s = env.show_json(&one_task[0]);
+    assert_eq!(s["name"], "task-1");
+    assert_eq!(s["scheduler"]["array_job_id"], id.as_str());
+    assert_eq!(s["scheduler"]["array_task_id"], "1");
+    // A task's raw id finds it too — except the task whose raw id is the array id, which
+    // names the whole array (as `SlurmContext::matches` says).
+    let raw = s["scheduler"]["job_id"].as_str().unwrap().to_string();
+    let want = if raw == id { 2 } else { 1 };
+    assert_eq!(ls_ids(&env, &["--job", &raw]).len(), want);
+    let zero = ls_ids(&env, &["--job", &format!("{id}_0")]);
+    let raw0 = env.show_json(&zero[0])["scheduler"]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(raw != id || raw0 != id, "one task has its own raw id");
+    let (task, raw) = if raw != id {
+        (&one_task, raw)
+    } else {
+        (&zero, raw0)
+    };
+    assert_eq!(&ls_ids(&env, &["--job", &raw]), task);
+    // Export and import carry the context.
+    let out = env.repro().args(["export"]).output().unwrap();
+    crate::support::assert_ok(&out);
+    let other = TestEnv::new();
+    let mut imp = other.repro();
+    imp.args(["import", "-"]).write_stdin(out.stdout);
+    crate::support::assert_ok(&imp.output().unwrap());
+    assert_eq!(other.show_json(&one_task[0])["scheduler"], s["scheduler"]);
+    assert_eq!(ls_ids(&other, &["--job", &id]).len(), 2);
+}
+
+/// Records `sh -c SCRIPT` (with `--output out.txt`) in a fresh git repository.
+fn record(env: &TestEnv, script: &str) -> String {
+    let repo = env.git_repo("src");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &["run", "-q", "--output", "out.txt", "--", "sh", "-c", script],
+    );
+    assert!(code == 0 || code == 3, "{err}");
+    env.last_id()
+}
+
+fn rerun_on_slurm(env: &TestEnv, cluster: &slurm::Slurm, args: &[&str]) -> (i32, String, String) {
+    let out = env
+        .repro()
+        .env("SLURM_CONF", cluster.conf())
+        .current_dir(env.root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn rerun_on_slurm_waits_records_the_job_and_checks_outputs() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let orig = record(&env, "cat README > out.txt");
+    let dir = env.root().join("job");
+    let (code, out, err) = rerun_on_slurm(
+        &env,
+        cluster,
+        &[
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--wait",
+            "--check",
+            "--checkout",
+            dir.to_str().unwrap(),
+            "--sbatch-arg=--job-name=rerun-ok",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{}", cluster.logs());
+    let job_id = out.trim().to_string();
+    assert!(job_id.bytes().all(|b| b.is_ascii_digit()), "{out}");
+    assert!(err.contains("output out.txt: match"), "{err}");
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["rerun_of"], orig.as_str());
+    assert_eq!(new["status"], "succeeded");
+    assert_eq!(new["exit_code"], 0);
+    assert_eq!(new["scheduler"]["kind"], "slurm");
+    assert_eq!(new["scheduler"]["job_id"], job_id.as_str());
+    assert_eq!(
+        new["outputs"][0]["sha256"],
+        env.show_json(&orig)["outputs"][0]["sha256"]
+    );
+    // The job ran the script written into the job directory, under the given name.
+    assert!(dir.join("rerun.sbatch").is_file());
+    assert!(dir.join("code/out.txt").is_file());
+    let acct = cluster
+        .command("sacct")
+        .args([
+            "-c",
+            "--noheader",
+            "--parsable2",
+            "--format=JobID,JobName",
+            "-j",
+            &job_id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&acct.stdout).contains("rerun-ok"),
+        "{}",
+        String::from_utf8_lossy(&acct.stdout)
+    );
+}
+
+#[test]
+fn rerun_on_slurm_failure_carries_the_exit_code() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let orig = record(&env, "echo x > out.txt; exit 3");
+    let (code, out, err) =
+        rerun_on_slurm(&env, cluster, &["rerun", &orig, "--on", "slurm", "--wait"]);
+    assert_eq!(code, 3, "{err}");
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["status"], "failed");
+    assert_eq!(new["exit_code"], 3);
+    assert_eq!(new["scheduler"]["job_id"], out.trim());
+    assert!(
+        new["notes"][0].as_str().unwrap().contains("exited with 3"),
+        "{new}"
+    );
+}
+
+#[test]
+fn rerun_on_slurm_without_wait_stays_running_until_polled_and_scancel_is_killed() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let marker = env.root().join("fast");
+    std::fs::write(&marker, "").unwrap();
+    let orig = record(
+        &env,
+        &format!(
+            "echo x > out.txt; test -f '{}' || sleep 300",
+            marker.display()
+        ),
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let (code, out, err) = rerun_on_slurm(&env, cluster, &["rerun", &orig, "--on", "slurm"]);
+    assert_eq!(code, 0, "{err}");
+    let job_id = out.trim().to_string();
+    let new_id = env.last_id();
+    assert_ne!(new_id, orig);
+    let new = env.show_json(&new_id);
+    assert_eq!(
+        new["status"], "running",
+        "no wrapper process: never taken for lost"
+    );
+    assert_eq!(ls_ids(&env, &["--job", &job_id]), vec![new_id.clone()]);
+    cluster.wait_running(&job_id, FINISH);
+    // Polled while it runs: still running.
+    let (code, out, err) = rerun_on_slurm(&env, cluster, &["rerun", &new_id, "--poll"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RUNNING"), "{out}");
+    assert_eq!(env.show_json(&new_id)["status"], "running");
+    cluster.client().cancel(&job_id).unwrap();
+    let (code, _, err) = rerun_on_slurm(&env, cluster, &["rerun", &new_id, "--poll", "--wait"]);
+    assert_ne!(code, 0, "{err}");
+    let new = env.show_json(&new_id);
+    assert_eq!(new["status"], "killed", "{new}");
+    assert!(
+        new["notes"][0].as_str().unwrap().contains("CANCELLED"),
+        "{new}"
+    );
+    // Polling the original (not a Slurm re-run) is a clear error.
+    let (code, _, err) = rerun_on_slurm(&env, cluster, &["rerun", &orig, "--poll"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not submitted to Slurm"), "{err}");
+}
+
+#[test]
+fn rerun_on_slurm_past_its_time_limit_is_killed() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let marker = env.root().join("fast");
+    std::fs::write(&marker, "").unwrap();
+    let orig = record(
+        &env,
+        &format!(
+            "echo x > out.txt; test -f '{}' || sleep 600",
+            marker.display()
+        ),
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let (code, _, err) = rerun_on_slurm(
+        &env,
+        cluster,
+        &[
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--wait",
+            "--sbatch-arg",
+            "--time=1",
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["status"], "killed", "{new}");
+    assert!(
+        new["notes"][0].as_str().unwrap().contains("TIMEOUT"),
+        "{new}"
+    );
+}
+
+#[test]
+fn rerun_on_slurm_runs_the_pinned_image_with_podman() {
+    let cluster = slurm::shared();
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "5.0");
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("ctr");
+    let image = format!("{}/team/trainer:5.0", registry.addr());
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args([
+            "run", "-q", "--engine", "podman", "--image", &image, "--output", "out.txt",
+        ])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cat README > out.txt; echo done",
+        ])
+        .output()
+        .unwrap();
+    crate::support::assert_ok(&out);
+    let orig = env.last_id();
+    // The tag moves; the job must run the recorded digest.
+    registry.push_busybox("team/trainer", "5.0");
+    let dir = env.root().join("job");
+    let out = env
+        .repro()
+        .env("SLURM_CONF", cluster.conf())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .current_dir(env.root())
+        .args([
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--runtime",
+            "podman",
+            "--wait",
+            "--check",
+        ])
+        .args([
+            "--insecure-registry",
+            &registry.addr(),
+            "--checkout",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let job_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{err}\n{log}");
+    assert!(err.contains("output out.txt: match"), "{err}");
+    assert!(log.contains("done\n"), "{log}");
+    let script = std::fs::read_to_string(dir.join("rerun.sbatch")).unwrap();
+    assert!(script.contains(&digest), "the script pulls by digest");
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["status"], "succeeded");
+    assert_eq!(new["image"]["digest"], digest.as_str());
+    assert_eq!(new["exec"]["engine"], "podman");
+    assert_eq!(new["scheduler"]["job_id"], job_id.as_str());
+}
+
+#[test]
+fn repro_refuses_a_database_on_sshfs_unless_allowed() {
+    let sshfs = slurm::Sshfs::mount();
+    let env = TestEnv::new();
+    let db = sshfs.mnt().join("db/repro.db");
+    let out = env
+        .repro()
+        .env("REPRO_DB", &db)
+        .args(["run", "-q", "--host", "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("network filesystem (fuse.sshfs)"), "{err}");
+    assert!(err.contains("REPRO_ALLOW_NETWORK_FS=1"), "{err}");
+    assert!(!sshfs.export().join("db").exists(), "nothing created");
+    // doctor says the same.
+    let out = env
+        .repro()
+        .env("REPRO_DB", &db)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fs = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "database filesystem")
+        .unwrap()
+        .clone();
+    assert_eq!(fs["status"], "fail", "{fs}");
+    assert!(
+        fs["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fuse.sshfs (network"),
+        "{fs}"
+    );
+    // Allowed: recorded with a rollback journal.
+    let out = env
+        .repro()
+        .env("REPRO_DB", &db)
+        .env("REPRO_ALLOW_NETWORK_FS", "1")
+        .args(["run", "-q", "--host", "--", "true"])
+        .output()
+        .unwrap();
+    crate::support::assert_ok(&out);
+    let conn = rusqlite::Connection::open(sshfs.export().join("db/repro.db")).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(!sshfs.export().join("db/repro.db-wal").exists());
+    let out = env
+        .repro()
+        .env("REPRO_DB", &db)
+        .env("REPRO_ALLOW_NETWORK_FS", "1")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fs = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "database filesystem")
+        .unwrap()
+        .clone();
+    assert_eq!(fs["status"], "warn", "{fs}");
+    assert!(
+        fs["detail"].as_str().unwrap().contains("rollback journal"),
+        "{fs}"
+    );
+}
+
+#[test]
+fn repro_run_in_a_pod_records_the_downward_api_variables() {
+    let env = TestEnv::new();
+    let out = env
+        .repro()
+        .env_remove("SLURM_JOB_ID")
+        .env_remove("SLURM_JOBID")
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .env("HOSTNAME", "train-abc12")
+        .env("POD_NAMESPACE", "ml")
+        .env("NODE_NAME", "gpu-node-3")
+        .env("JOB_COMPLETION_INDEX", "2")
+        .args(["run", "-q", "--host", "--", "true"])
+        .output()
+        .unwrap();
+    crate::support::assert_ok(&out);
+    let id = env.last_id();
+    let v = &env.show_json(&id)["scheduler"];
+    assert_eq!(v["kind"], "kubernetes", "{v}");
+    assert_eq!(v["pod"], "train-abc12");
+    assert_eq!(v["namespace"], "ml");
+    assert_eq!(v["node"], "gpu-node-3");
+    assert_eq!(v["completion_index"], "2");
+    assert_eq!(v["pod_uid"], serde_json::Value::Null);
+    let (_, text, _) = env.run_in(env.root(), &["show", &id]);
+    assert!(
+        text.contains("k8s pod      ml/train-abc12 on node gpu-node-3, index 2"),
+        "{text}"
+    );
 }

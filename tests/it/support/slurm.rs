@@ -145,6 +145,7 @@ impl Slurm {
                 script: script.to_string(),
                 sbatch_args: args.iter().map(Into::into).collect(),
                 workdir: Some(workdir.to_path_buf()),
+                ..Default::default()
             })
             .unwrap_or_else(|e| panic!("sbatch: {e:?}\n{}", self.logs()))
     }
