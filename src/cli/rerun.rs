@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::capture::image::registry::RegistryOptions;
 use crate::cli::Ctx;
 use crate::error::CliResult;
 use crate::exec::Engine;
@@ -55,23 +54,17 @@ pub fn cmd_rerun(ctx: &Ctx, args: &RerunArgs) -> i32 {
 fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
     let mut store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
-    let mut insecure = ctx.config.insecure_registries.values();
-    for h in &args.insecure_registries {
-        if !insecure.contains(h) {
-            insecure.push(h.clone());
-        }
-    }
     let req = RerunRequest {
         id,
         engine: args.engine,
         host: args.host,
         checkout: args.checkout.clone(),
         keep: args.keep,
-        registry: RegistryOptions {
-            insecure_registries: insecure,
-            ca_cert: args.ca_cert.clone(),
-            ..RegistryOptions::default()
-        },
+        registry: crate::ops::run::registry_options(
+            &ctx.config,
+            &args.insecure_registries,
+            args.ca_cert.clone(),
+        ),
         dry_run: args.dry_run,
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {

@@ -16,9 +16,10 @@ pub struct BashOptions {
     /// Engine written into the script (default: the recorded one, else podman); `REPRO_ENGINE`
     /// still overrides it when the script runs.
     pub engine: Option<Engine>,
-    /// Registry options of the pull (`--insecure-registry`, `--ca-cert`).
+    /// Registry options of the pull (`--insecure-registry`, `--ca-cert`, certs.d).
     pub registry: RegistryFlags,
-    /// The CA certificate's PEM text, embedded when `registry.ca_cert` is set.
+    /// The CA certificates' PEM text (every file of `registry.ca_files`), embedded when the
+    /// pull needs a `--cert-dir`.
     pub ca_pem: Option<String>,
 }
 
@@ -155,7 +156,14 @@ pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, Ren
         "image={}\n",
         q.str("image reference", &reference)?
     ));
-    let with_ca = opts.registry.ca_cert.is_some() && opts.ca_pem.is_some();
+    let with_ca = opts.registry.needs_cert_dir();
+    if with_ca && opts.ca_pem.is_none() {
+        return Err(RenderError::Unsupported {
+            id: run.id.clone(),
+            target: "bash",
+            reason: "the pull needs CA certificates but none were given to embed".into(),
+        });
+    }
     if let (Some(pem), true) = (&opts.ca_pem, with_ca) {
         s.push_str("if ((dry_run)); then\n  cert_dir=CERT_DIR\nelse\n  cert_dir=$(mktemp -d -t repro-certs.XXXXXX)\n  trap 'rm -rf -- \"$cert_dir\"' EXIT\n");
         s.push_str("  cat >\"$cert_dir/ca.crt\" <<'REPRO_CA_CERT'\n");

@@ -1298,3 +1298,31 @@ fn retry_after_is_honoured_within_a_cap() {
     assert!(text.contains("429") && text.contains("3600"), "{text}");
     assert_eq!(*count.lock().unwrap(), 1);
 }
+
+/// `registry_timeout` in the user configuration bounds a resolution like
+/// `REPRO_REGISTRY_TIMEOUT` does (the deadline the error names is the configured one).
+#[test]
+fn registry_timeout_in_the_configuration_sets_the_deadline() {
+    let hang = Hang::start();
+    let env = TestEnv::new();
+    let cfg = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "registry_timeout = 2\n").unwrap();
+    let (code, _, stderr) = cli_inspect(
+        &env,
+        &env.root().join("no-certs.d"),
+        &[],
+        &format!("{}/team/app:v1", hang.addr),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("within 2s"), "{stderr}");
+    // The environment variable is the layer above the file.
+    let (_, _, stderr) = cli_inspect_with(
+        &env,
+        &env.root().join("no-certs.d"),
+        &[("REPRO_REGISTRY_TIMEOUT", "1")],
+        &[],
+        &format!("{}/team/app:v1", hang.addr),
+    );
+    assert!(stderr.contains("within 1s"), "{stderr}");
+}
