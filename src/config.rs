@@ -504,6 +504,105 @@ pub fn check_registry_timeout(secs: u64) -> Result<(), String> {
     }
 }
 
+/// Engine flags that widen what a container may do to the host: one list for the `.repro.toml`
+/// announcement, `repro rerun`'s confirmation and the re-run script's header. Flags named with
+/// `=host` are risky only with the value `host`; volume flags only for a risky host path.
+pub const RISKY_FLAGS: &[&str] = &[
+    "--privileged",
+    "--cap-add",
+    "--device",
+    "--security-opt",
+    "--volumes-from",
+    "--group-add",
+    "--pid=host",
+    "--network=host",
+    "--net=host",
+    "--ipc=host",
+    "--uts=host",
+    "--userns=host",
+    "--cgroupns=host",
+];
+
+/// Host paths whose mount hands the container the host (and any `*.sock`, e.g. the docker or
+/// podman socket).
+pub const RISKY_MOUNT_SOURCES: &[&str] = &[
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containers",
+];
+
+/// Whether mounting host path `src` is risky (see [`RISKY_MOUNT_SOURCES`]).
+pub fn risky_mount_source(src: &str) -> bool {
+    let trimmed = src.trim_end_matches('/');
+    let p = if trimmed.is_empty() { "/" } else { trimmed };
+    RISKY_MOUNT_SOURCES.contains(&p) || p.ends_with(".sock") || p.contains("/docker.sock")
+}
+
+/// Flags that take a value (`--flag VALUE` as two words), among those the risk check reads.
+const VALUE_FLAGS: &[&str] = &[
+    "--cap-add",
+    "--device",
+    "--security-opt",
+    "--volumes-from",
+    "--group-add",
+    "--pid",
+    "--network",
+    "--net",
+    "--ipc",
+    "--uts",
+    "--userns",
+    "--cgroupns",
+    "--volume",
+    "-v",
+    "--mount",
+];
+
+/// The risky entries of an engine-flag list (mounts included, as `--volume=SRC:DST`), each as
+/// written (`--cap-add SYS_ADMIN`, `--volume=/:/host`), in order.
+pub fn risky_engine_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with('-') => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let takes = VALUE_FLAGS.contains(&name);
+        let (value, shown) = match (&inline, takes) {
+            (Some(v), _) => (Some(v.clone()), a.clone()),
+            (None, true) if i + 1 < args.len() => {
+                i += 1;
+                (Some(args[i].clone()), format!("{a} {}", args[i]))
+            }
+            _ => (None, a.clone()),
+        };
+        i += 1;
+        let risky = match (name, value.as_deref()) {
+            ("--volume" | "-v", Some(v)) => risky_mount_source(v.split(':').next().unwrap_or(v)),
+            ("--mount", Some(v)) => v.split(',').any(|kv| {
+                kv.split_once('=')
+                    .is_some_and(|(k, p)| matches!(k, "source" | "src") && risky_mount_source(p))
+            }),
+            (n, Some(v)) if RISKY_FLAGS.contains(&format!("{n}={v}").as_str()) => true,
+            (n, _) => RISKY_FLAGS.contains(&n),
+        };
+        if risky {
+            out.push(shown);
+        }
+    }
+    out
+}
+
 /// A mount must be `SRC:DST[:OPTS]`.
 pub fn check_mount(m: &str) -> Result<(), String> {
     if m.contains(':') {
@@ -711,6 +810,17 @@ impl Config {
                 out.push(format!("{key} = {vals:?}"));
             }
         }
+        let mut from_repo: Vec<String> = self
+            .mounts
+            .from_repo()
+            .iter()
+            .map(|m| format!("--volume={m}"))
+            .collect();
+        from_repo.extend(self.engine_args.from_repo().iter().map(|a| a.to_string()));
+        let risky = risky_engine_args(&from_repo);
+        if !risky.is_empty() {
+            out.push(format!("RISKY for the host: {}", risky.join(" ")));
+        }
         for (key, s) in [
             ("allow_latest", &self.allow_latest),
             ("allow_unpinned", &self.allow_unpinned),
@@ -903,6 +1013,44 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("REPRO_WORKDIR"), "{e}");
+    }
+
+    #[test]
+    fn risky_engine_flags_and_mounts() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let r = risky_engine_args(&v(&[
+            "--shm-size=8g",
+            "--privileged",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--network=none",
+            "--network",
+            "host",
+            "--volume=/data:/data:ro",
+            "--volume=/:/host",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--mount",
+            "type=bind,source=/etc,target=/e",
+            "--pid=host",
+            "--device=/dev/fuse",
+            "--security-opt=seccomp=unconfined",
+        ]));
+        assert_eq!(
+            r,
+            v(&[
+                "--privileged",
+                "--cap-add SYS_ADMIN",
+                "--network host",
+                "--volume=/:/host",
+                "-v /var/run/docker.sock:/var/run/docker.sock",
+                "--mount type=bind,source=/etc,target=/e",
+                "--pid=host",
+                "--device=/dev/fuse",
+                "--security-opt=seccomp=unconfined",
+            ])
+        );
+        assert!(risky_engine_args(&v(&["--shm-size", "8g", "--volume=/scratch:/s"])).is_empty());
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct RerunArgs {
     /// Print the engine commands (pull, run), quoted for bash, and run nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-run a run recorded on another machine, or one with risky engine flags, mounts or
+    /// variables, without asking (see docs/faq.md)
+    #[arg(long)]
+    pub trust: bool,
 }
 
 /// Runs `repro rerun` and returns the exit code.
@@ -54,6 +58,7 @@ pub fn cmd_rerun(ctx: &Ctx, args: &RerunArgs) -> i32 {
 fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
     let mut store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
+    let trust = args.trust || args.dry_run || crate::cli::confirm_rerun(&store, &id)?;
     let req = RerunRequest {
         id,
         engine: args.engine,
@@ -66,6 +71,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
             args.ca_cert.clone(),
         ),
         dry_run: args.dry_run,
+        trust,
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {

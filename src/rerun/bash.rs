@@ -75,7 +75,30 @@ pub(crate) fn engine_header(run: &Run, opts: &BashOptions) -> Result<String, Ren
             "# Registry:   a private CA certificate is embedded: podman pulls with --cert-dir;\n#             docker needs it in /etc/docker/certs.d/HOST:PORT/ca.crt.\n",
         );
     }
-    let _ = run;
+    // What the container gets besides the checkout: the reader judges before running it.
+    let d = |a: &String| super::quote::display(a.as_bytes());
+    let (mounts, flags): (Vec<&String>, Vec<&String>) = run
+        .exec
+        .engine_args
+        .iter()
+        .partition(|a| a.starts_with("--volume=") || a.starts_with("--mount="));
+    let list = |v: &[&String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.iter().map(|a| d(a)).collect::<Vec<_>>().join(" ")
+        }
+    };
+    s.push_str(&format!("# Engine flags: {}\n", list(&flags)));
+    s.push_str(&format!("# Mounts:       {}\n", list(&mounts)));
+    let risky = crate::config::risky_engine_args(&run.exec.engine_args);
+    if !risky.is_empty() {
+        let r: Vec<String> = risky.iter().map(d).collect();
+        s.push_str(&format!(
+            "# WARNING:    RISKY for the host running this script: {}\n",
+            r.join(" ")
+        ));
+    }
     Ok(s)
 }
 
