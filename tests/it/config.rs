@@ -205,7 +205,7 @@ fn config_show_text_names_every_source() {
         .args(["--color", "never", "config", "show"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let line = |key: &str| -> String {
         text.lines()

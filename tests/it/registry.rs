@@ -1,6 +1,7 @@
 //! The registry client against real registries on 127.0.0.1: Debian's docker-registry (plain,
 //! behind htpasswd basic auth, and behind bearer tokens from a token endpoint run here), plus a
 //! tiny fake registry that lies about the digest.
+use crate::support::{assert_ok, assert_ok_for};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -50,11 +51,7 @@ fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
         .arg(format!("docker://{reference}"))
         .output()
         .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok_for(&out, "skopeo inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -501,11 +498,7 @@ impl AuthRegistry {
             .arg(format!("docker://{dest}"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok_for(&out, "skopeo copy");
         dest
     }
 }
@@ -800,17 +793,13 @@ fn bearer_token_registry() {
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok_for(&out, "openssl req");
     let der = Command::new("openssl")
         .args(["x509", "-outform", "DER", "-in"])
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(der.status.success());
+    assert_ok(&der);
     let tokens = token_server(
         key,
         base64::engine::general_purpose::STANDARD.encode(&der.stdout),

@@ -1,4 +1,5 @@
 //! `repro rerun`: same pins now, recorded as a new run linked to the original, outputs compared.
+use crate::support::assert_ok_for;
 
 use crate::support::assert_ok;
 use crate::support::engine::Podman;
@@ -206,7 +207,7 @@ fn engine_lines(stdout: &str) -> Vec<Vec<String>> {
                 ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "bash could not parse {l}");
+            assert_ok_for(&out, &format!("bash could not parse {l}"));
             String::from_utf8_lossy(&out.stdout)
                 .split('\0')
                 .filter(|s| !s.is_empty())

@@ -341,7 +341,7 @@ fn params_tags_names_and_env_are_recorded_and_only_named_env() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     let run = env.show_json(&env.last_id());
     assert_eq!(run["name"], "baseline");
     assert_eq!(run["params"]["lr"], "0.1");
@@ -440,7 +440,7 @@ fn secret_looking_env_vars_are_redacted_unless_asked() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     assert_eq!(
         env.show_json(&env.last_id())["env"]["HF_TOKEN"],
         "hf_visible"
@@ -508,7 +508,7 @@ fn a_child_on_a_terminal_keeps_the_terminal() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("child-has-tty"), "{text}");
-    assert!(out.status.success());
+    assert_ok(&out);
 }
 
 #[test]
