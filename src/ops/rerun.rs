@@ -478,6 +478,7 @@ fn dry_run(
                 name: None,
                 tty: false,
                 registry,
+                cidfile: None,
             },
         )
     }) {
