@@ -3,6 +3,7 @@
 
 use crate::support::assert_ok;
 use std::ffi::OsString;
+use std::path::Path;
 
 use crate::support::engine::{Dockerd, Podman};
 use crate::support::registry::Registry;
@@ -502,4 +503,88 @@ fn exit_125_is_an_engine_error_only_when_no_container_was_created() {
     let rec = env.show_json(&env.last_id());
     assert_eq!(rec["status"], "failed", "{err}");
     assert_eq!(rec["exit_code"], 125);
+}
+
+/// A TLS registry on 127.0.0.1 with a private CA: podman trusts it only through what repro
+/// passes (`--cert-dir`), given by `--ca-cert` alone or by a certs.d directory alone
+/// (`REPRO_CERTS_D`); the bash script (run by bash) pulls the same way. Without either, the
+/// pull fails as `error` — the test can fail.
+#[test]
+fn a_private_ca_by_ca_cert_or_certs_d_reaches_podman_and_the_script() {
+    let registry = Registry::start_tls();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let ca = registry.ca_cert().unwrap();
+    let env = TestEnv::new();
+    let empty = env.root().join("no-certs.d");
+    let certs_d = env.root().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(registry.addr())).unwrap();
+    std::fs::copy(&ca, certs_d.join(registry.addr()).join("ca.crt")).unwrap();
+    let marker = env.root().join("ran");
+    // Each case gets a fresh podman store, so every run really pulls.
+    let run = |roots: &Path, extra: &[&str]| {
+        let podman = Podman::new(&[]);
+        let out = env
+            .repro()
+            .current_dir(env.root())
+            .envs(podman.env().iter().map(|(k, v)| (k, v)))
+            .env("REPRO_CERTS_D", roots)
+            .args(["run", "--engine", "podman", "--offline", "--image", &image])
+            .args(extra)
+            .args(["--engine-arg=--network=none", "--"])
+            .args(["/bin/busybox", "touch", "/workspace/ran"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), err)
+    };
+    let script = |roots: &Path, extra: &[&str]| {
+        let id = env.last_id();
+        let out = env
+            .repro()
+            .env("REPRO_CERTS_D", roots)
+            .args(["script", &id])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let path = env.root().join("rerun.sh");
+        std::fs::write(&path, &out.stdout).unwrap();
+        let podman = Podman::new(&[]);
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .envs(podman.env().iter().map(|(k, v)| (k, v)))
+            .env("REPRO_ENGINE", "podman")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let (code, err) = run(&empty, &[]);
+    assert_eq!(code, 1, "without the CA podman must fail: {err}");
+    assert_eq!(env.show_json(&env.last_id())["status"], "error");
+    assert!(err.contains("certificate"), "{err}");
+
+    let ca_arg = ca.to_str().unwrap();
+    let (code, err) = run(&empty, &["--ca-cert", ca_arg]);
+    assert_eq!(code, 0, "--ca-cert: {err}");
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    script(&empty, &["--ca-cert", ca_arg]);
+    assert!(
+        marker.exists(),
+        "the script (--ca-cert) did not run the command"
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    let (code, err) = run(&certs_d, &[]);
+    assert_eq!(code, 0, "certs.d: {err}");
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    script(&certs_d, &[]);
+    assert!(
+        marker.exists(),
+        "the script (certs.d) did not run the command"
+    );
 }
