@@ -588,3 +588,67 @@ fn a_private_ca_by_ca_cert_or_certs_d_reaches_podman_and_the_script() {
         "the script (certs.d) did not run the command"
     );
 }
+
+/// Ctrl-C on a terminal (the line discipline sends SIGINT to the foreground process group:
+/// repro and the podman client) reaches the container exactly once: the client proxies it and
+/// repro does not deliver it again with `podman kill`. stderr goes to a file, so no `-t` is
+/// allocated and the terminal stays in cooked mode, where Ctrl-C is a signal.
+#[test]
+fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
+    crate::support::require_tool("script");
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repro = assert_cmd::cargo::cargo_bin("repro");
+    let ready = env.root().join("ready");
+    let ints = env.root().join("ints");
+    // PID 1 counts INTs; after the first it waits 3 s for a duplicate, then exits 0.
+    let inner = "trap 'echo INT >> /workspace/ints' INT; touch /workspace/ready; \
+                 while [ ! -s /workspace/ints ]; do sleep 0.01; done; \
+                 i=0; while [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; exit 0";
+    let cmd = format!(
+        "'{}' run --engine podman --image '{image}' --engine-arg=--network=none -- /bin/busybox sh -c \"{inner}\" 2>'{}'",
+        repro.display(),
+        env.root().join("err.txt").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the container did not start: {}",
+            std::fs::read_to_string(env.root().join("err.txt")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"\x03").unwrap();
+        stdin.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(env.root().join("err.txt")).unwrap_or_default();
+    let count = std::fs::read_to_string(&ints)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        count,
+        1,
+        "INT reached the container {count} time(s)\nstderr: {err}\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
