@@ -188,6 +188,17 @@ pub fn print_out(text: &str) -> CliResult {
     }
 }
 
+/// A command's exit code: its own on success, else the error printed and its kind's code.
+pub fn exit_with(res: CliResult<i32>) -> i32 {
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
 /// Whether a question can be asked: stdin and stderr are terminals.
 pub fn interactive() -> bool {
     io::stdin().is_terminal() && io::stderr().is_terminal()

@@ -46,13 +46,7 @@ pub struct RerunArgs {
 
 /// Runs `repro rerun` and returns the exit code.
 pub fn cmd_rerun(ctx: &Ctx, args: &RerunArgs) -> i32 {
-    match rerun(ctx, args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(rerun(ctx, args))
 }
 
 fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {

@@ -157,13 +157,7 @@ fn check_separator(args: &RunArgs, raw: &[OsString]) -> CliResult<()> {
 
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
 pub fn cmd_run(ctx: &Ctx, args: &RunArgs) -> i32 {
-    match prepare_and_run(ctx, args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(prepare_and_run(ctx, args))
 }
 
 fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
