@@ -478,7 +478,6 @@ fn dry_run(
                 name: None,
                 tty: false,
                 registry,
-                cidfile: None,
             },
         )
     }) {

@@ -540,8 +540,6 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         .as_deref()
         .and_then(Engine::parse)
         .unwrap_or(Engine::Podman);
-    let cidfile = std::env::temp_dir().join(format!("repro-cid-{}", run.id));
-    let _ = std::fs::remove_file(&cidfile);
     let plan = EnginePlan::of(
         &run,
         engine,
@@ -549,7 +547,6 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
             name: Some(format!("repro-{}", run.id)),
             tty: want_tty(),
             registry: x.registry.clone(),
-            cidfile: Some(cidfile.clone()),
         },
     );
     let mut engine_error = None;
@@ -616,22 +613,8 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         }
     };
     let elapsed = t0.elapsed();
-    // The engine writes the cidfile once the container exists.
-    let created = std::fs::metadata(&cidfile).is_ok_and(|m| m.len() > 0);
-    let _ = std::fs::remove_file(&cidfile);
-    let (status, exit_code, signal) = classify(&run, &outcome, forwarded, created);
+    let (status, exit_code, signal) = classify(&run, &outcome, forwarded);
     let mut exit = outcome.exit_code();
-    if status == Status::Error && matches!(outcome, Outcome::Exited(_)) {
-        exit = 1;
-        ev.error(
-            &CliError::user(format!(
-                "the {} engine failed before the command started (exit 125, no container was created; its message is above)",
-                engine.as_str()
-            ))
-            .hint(engine_hint(""))
-            .to_string(),
-        );
-    }
     if let Outcome::NotStarted(e) = &outcome {
         exit = 1;
         let what = match &plan {
@@ -723,27 +706,14 @@ fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
         .collect()
 }
 
-/// Exit code `docker run` / `podman run` use for a failure of the engine itself.
-pub const ENGINE_FAILED: i32 = 125;
-
-/// The record's status, exit code and signal for how the child ended. `created`: the engine
-/// reported the container as created (its `--cidfile` was written).
-///
-/// Exit 125 is ambiguous: docker and podman return it when they fail themselves (bad flag,
-/// container not created), and also pass through a command that exits 125. It is `error` only
-/// when no container was created; otherwise it is the command's `failed` exit 125. 126 and 127
-/// (command not executable / not found in the image) are the command's: `failed`.
+/// The record's status, exit code and signal for how the child ended.
 pub fn classify(
     run: &Run,
     outcome: &Outcome,
     forwarded: Option<i32>,
-    created: bool,
 ) -> (Status, Option<i32>, Option<i32>) {
     match outcome {
         Outcome::Exited(0) => (Status::Succeeded, Some(0), None),
-        Outcome::Exited(ENGINE_FAILED) if run.exec.mode == ExecMode::Container && !created => {
-            (Status::Error, None, None)
-        }
         Outcome::Exited(c) => {
             // An engine client reports a container killed by signal N as 128+N.
             if run.exec.mode == ExecMode::Container && *c > 128 && *c < 128 + 65 {
@@ -771,7 +741,7 @@ mod tests {
     #[test]
     fn exit_classification() {
         let mut run = sample_run();
-        let c = |run: &Run, o: Outcome, f| classify(run, &o, f, true);
+        let c = |run: &Run, o: Outcome, f| classify(run, &o, f);
         assert_eq!(
             c(&run, Outcome::Exited(0), None),
             (Status::Succeeded, Some(0), None)
@@ -796,15 +766,6 @@ mod tests {
         assert_eq!(
             c(&run, Outcome::Signaled(15), None),
             (Status::Killed, None, Some(15))
-        );
-        // 125 from the engine: its own failure only when no container was created.
-        assert_eq!(
-            classify(&run, &Outcome::Exited(125), None, false),
-            (Status::Error, None, None)
-        );
-        assert_eq!(
-            c(&run, Outcome::Exited(125), None),
-            (Status::Failed, Some(125), None)
         );
         let not_started = || Outcome::NotStarted(std::io::Error::other("x"));
         assert_eq!(c(&run, not_started(), None), (Status::Error, None, None));

@@ -143,7 +143,6 @@ fn plan_arrays(
         name: None,
         tty: false,
         registry: opts.registry.clone(),
-        cidfile: None,
     };
     let mut s = String::from("case ${engine##*/} in\n");
     for (pat, engine) in [("podman*", Engine::Podman), ("*", Engine::Docker)] {

@@ -68,9 +68,6 @@ pub struct PlanOptions {
     pub tty: bool,
     /// Registry options for the pull.
     pub registry: RegistryFlags,
-    /// `--cidfile=`: the engine writes the container id there once the container exists, which
-    /// tells an engine failure (exit 125, no container) from a command exiting 125.
-    pub cidfile: Option<PathBuf>,
 }
 
 /// The engine invocations of one container run.
@@ -161,9 +158,6 @@ impl EnginePlan {
         }
         if let Some(n) = &opts.name {
             r.push(Word::Lit(format!("--name={n}")));
-        }
-        if let Some(c) = &opts.cidfile {
-            r.push(Word::Lit(format!("--cidfile={}", c.to_string_lossy())));
         }
         r.push(Word::Src {
             prefix: "--volume=".into(),
@@ -272,7 +266,6 @@ mod tests {
                     ca_files: vec!["/ca.crt".into()],
                     cert_dirs: vec![],
                 },
-                cidfile: None,
             },
         )
         .unwrap();

@@ -465,46 +465,6 @@ fn a_tty_is_allocated_only_when_stdin_stdout_and_stderr_are_terminals() {
     assert!(!exec_line(&err).contains(" -t "), "{err}");
 }
 
-/// Exit 125 is the engine's own failure only when no container was created (`--cidfile` never
-/// written): a bad engine flag is `error`; a command that exits 125 is `failed` with 125.
-#[test]
-fn exit_125_is_an_engine_error_only_when_no_container_was_created() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
-    let env = TestEnv::new();
-    let run = |flag: &str, cmd: &[&str]| {
-        let out = env
-            .repro()
-            .current_dir(env.root())
-            .envs(podman.env().iter().map(|(k, v)| (k, v)))
-            .args(["run", "--engine", "podman", "--offline", "--image", &image])
-            .args(["--engine-arg=--network=none", flag, "--"])
-            .args(cmd)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, err) = run("--engine-arg=--no-such-flag", &["/bin/busybox", "true"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no container was created"), "{err}");
-    let rec = env.show_json(&env.last_id());
-    assert_eq!(rec["status"], "error", "{err}");
-    assert_eq!(rec["exit_code"], serde_json::Value::Null);
-    let (code, err) = run(
-        "--engine-arg=--rm",
-        &["/bin/busybox", "sh", "-c", "exit 125"],
-    );
-    assert_eq!(code, 125, "{err}");
-    let rec = env.show_json(&env.last_id());
-    assert_eq!(rec["status"], "failed", "{err}");
-    assert_eq!(rec["exit_code"], 125);
-}
-
 /// A TLS registry on 127.0.0.1 with a private CA: podman trusts it only through what repro
 /// passes (`--cert-dir`), given by `--ca-cert` alone or by a certs.d directory alone
 /// (`REPRO_CERTS_D`); the bash script (run by bash) pulls the same way. Without either, the
