@@ -152,25 +152,7 @@ impl List {
     }
 }
 
-/// How `repro run` pins a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Resolve {
-    Registry,
-    Engine,
-    Auto,
-}
-
-impl Resolve {
-    /// The word used on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolve::Registry => "registry",
-            Resolve::Engine => "engine",
-            Resolve::Auto => "auto",
-        }
-    }
-}
+pub use crate::capture::image::ResolveMode;
 
 /// When to use colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -193,7 +175,8 @@ struct FileLayer {
     workdir: Option<String>,
     mounts: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
-    resolve: Option<Resolve>,
+    resolve: Option<ResolveMode>,
+    registry_timeout: Option<u64>,
     allow_latest: Option<bool>,
     allow_unpinned: Option<bool>,
     require_clean: Option<bool>,
@@ -220,7 +203,9 @@ pub struct Config {
     pub workdir: Setting<String>,
     pub mounts: List,
     pub insecure_registries: List,
-    pub resolve: Setting<Resolve>,
+    pub resolve: Setting<ResolveMode>,
+    /// Deadline in seconds for resolving one image against a registry (`None`: 60 s).
+    pub registry_timeout: Setting<Option<u64>>,
     pub allow_latest: Setting<bool>,
     pub allow_unpinned: Setting<bool>,
     pub require_clean: Setting<bool>,
@@ -242,7 +227,8 @@ impl Default for Config {
             workdir: Setting::default(DEFAULT_WORKDIR.to_string()),
             mounts: List::default(),
             insecure_registries: List::default(),
-            resolve: Setting::default(Resolve::Auto),
+            resolve: Setting::default(ResolveMode::Auto),
+            registry_timeout: Setting::default(None),
             allow_latest: Setting::default(false),
             allow_unpinned: Setting::default(false),
             require_clean: Setting::default(false),
@@ -311,6 +297,7 @@ pub const KEYS: &[&str] = &[
     "mounts",
     "insecure_registries",
     "resolve",
+    "registry_timeout",
     "allow_latest",
     "allow_unpinned",
     "require_clean",
@@ -466,6 +453,9 @@ fn parse_file(
     if let Some(w) = &layer.workdir {
         check_workdir(w).map_err(|m| invalid("workdir", m))?;
     }
+    if let Some(t) = layer.registry_timeout {
+        check_registry_timeout(t).map_err(|m| invalid("registry_timeout", m))?;
+    }
     for m in layer.mounts.iter().flatten() {
         check_mount(m).map_err(|msg| invalid("mounts", msg))?;
     }
@@ -483,15 +473,134 @@ fn expand_home(p: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
     }
 }
 
-/// A container workdir must be absolute.
+/// A container workdir: an absolute path without `:` (it becomes `--volume=SRC:WORKDIR`, where
+/// a `:` would add volume options such as `:U`, which chowns the host repository) and without
+/// control characters (a newline would break the re-run script's lines).
 pub fn check_workdir(w: &str) -> Result<(), String> {
-    if w.starts_with('/') {
+    let shown = w.escape_debug();
+    if !w.starts_with('/') {
+        Err(format!(
+            "'{shown}' is not an absolute path inside the container (e.g. /workspace)"
+        ))
+    } else if w.contains(':') {
+        Err(format!(
+            "'{shown}' contains ':', which the engine would read as volume options (e.g. :U chowns the host repository)"
+        ))
+    } else if w.chars().any(char::is_control) {
+        Err(format!("'{shown}' contains a control character"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Seconds allowed for resolving one image against a registry: 1 to 3600.
+pub fn check_registry_timeout(secs: u64) -> Result<(), String> {
+    if (1..=3600).contains(&secs) {
         Ok(())
     } else {
         Err(format!(
-            "'{w}' is not an absolute path inside the container (e.g. /workspace)"
+            "{secs} is not a number of seconds between 1 and 3600"
         ))
     }
+}
+
+/// Engine flags that widen what a container may do to the host: one list for the `.repro.toml`
+/// announcement, `repro rerun`'s confirmation and the re-run script's header. Flags named with
+/// `=host` are risky only with the value `host`; volume flags only for a risky host path.
+pub const RISKY_FLAGS: &[&str] = &[
+    "--privileged",
+    "--cap-add",
+    "--device",
+    "--security-opt",
+    "--volumes-from",
+    "--group-add",
+    "--pid=host",
+    "--network=host",
+    "--net=host",
+    "--ipc=host",
+    "--uts=host",
+    "--userns=host",
+    "--cgroupns=host",
+];
+
+/// Host paths whose mount hands the container the host (and any `*.sock`, e.g. the docker or
+/// podman socket).
+pub const RISKY_MOUNT_SOURCES: &[&str] = &[
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containers",
+];
+
+/// Whether mounting host path `src` is risky (see [`RISKY_MOUNT_SOURCES`]).
+pub fn risky_mount_source(src: &str) -> bool {
+    let trimmed = src.trim_end_matches('/');
+    let p = if trimmed.is_empty() { "/" } else { trimmed };
+    RISKY_MOUNT_SOURCES.contains(&p) || p.ends_with(".sock") || p.contains("/docker.sock")
+}
+
+/// Flags that take a value (`--flag VALUE` as two words), among those the risk check reads.
+const VALUE_FLAGS: &[&str] = &[
+    "--cap-add",
+    "--device",
+    "--security-opt",
+    "--volumes-from",
+    "--group-add",
+    "--pid",
+    "--network",
+    "--net",
+    "--ipc",
+    "--uts",
+    "--userns",
+    "--cgroupns",
+    "--volume",
+    "-v",
+    "--mount",
+];
+
+/// The risky entries of an engine-flag list (mounts included, as `--volume=SRC:DST`), each as
+/// written (`--cap-add SYS_ADMIN`, `--volume=/:/host`), in order.
+pub fn risky_engine_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with('-') => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let takes = VALUE_FLAGS.contains(&name);
+        let (value, shown) = match (&inline, takes) {
+            (Some(v), _) => (Some(v.clone()), a.clone()),
+            (None, true) if i + 1 < args.len() => {
+                i += 1;
+                (Some(args[i].clone()), format!("{a} {}", args[i]))
+            }
+            _ => (None, a.clone()),
+        };
+        i += 1;
+        let risky = match (name, value.as_deref()) {
+            ("--volume" | "-v", Some(v)) => risky_mount_source(v.split(':').next().unwrap_or(v)),
+            ("--mount", Some(v)) => v.split(',').any(|kv| {
+                kv.split_once('=')
+                    .is_some_and(|(k, p)| matches!(k, "source" | "src") && risky_mount_source(p))
+            }),
+            (n, Some(v)) if RISKY_FLAGS.contains(&format!("{n}={v}").as_str()) => true,
+            (n, _) => RISKY_FLAGS.contains(&n),
+        };
+        if risky {
+            out.push(shown);
+        }
+    }
+    out
 }
 
 /// A mount must be `SRC:DST[:OPTS]`.
@@ -551,6 +660,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_ENGINE", "engine"),
     ("REPRO_WORKDIR", "workdir"),
     ("REPRO_RESOLVE", "resolve"),
+    ("REPRO_REGISTRY_TIMEOUT", "registry_timeout"),
     ("REPRO_ALLOW_LATEST", "allow_latest"),
     ("REPRO_ALLOW_UNPINNED", "allow_unpinned"),
     ("REPRO_REQUIRE_CLEAN", "require_clean"),
@@ -572,6 +682,9 @@ impl Config {
         }
         if let Some(v) = l.resolve {
             self.resolve.set(v, src.clone());
+        }
+        if let Some(v) = l.registry_timeout {
+            self.registry_timeout.set(Some(v), src.clone());
         }
         if let Some(v) = l.allow_latest {
             self.allow_latest.set(v, src.clone());
@@ -624,13 +737,21 @@ impl Config {
             self.workdir.set(v, src("REPRO_WORKDIR"));
         }
         if let Some(v) = get("REPRO_RESOLVE")? {
-            let r = match v.as_str() {
-                "registry" => Resolve::Registry,
-                "engine" => Resolve::Engine,
-                "auto" => Resolve::Auto,
-                _ => return Err(bad("REPRO_RESOLVE", &v, "use registry, engine or auto")),
-            };
+            let r = ResolveMode::parse(&v)
+                .ok_or_else(|| bad("REPRO_RESOLVE", &v, "use registry, engine or auto"))?;
             self.resolve.set(r, src("REPRO_RESOLVE"));
+        }
+        if let Some(v) = get("REPRO_REGISTRY_TIMEOUT")? {
+            let t = v.trim().parse::<u64>().map_err(|_| {
+                bad(
+                    "REPRO_REGISTRY_TIMEOUT",
+                    &v,
+                    "use a number of seconds between 1 and 3600",
+                )
+            })?;
+            check_registry_timeout(t).map_err(|m| bad("REPRO_REGISTRY_TIMEOUT", &v, &m))?;
+            self.registry_timeout
+                .set(Some(t), src("REPRO_REGISTRY_TIMEOUT"));
         }
         if let Some(v) = get("REPRO_COLOR")? {
             let c = match v.as_str() {
@@ -689,6 +810,17 @@ impl Config {
                 out.push(format!("{key} = {vals:?}"));
             }
         }
+        let mut from_repo: Vec<String> = self
+            .mounts
+            .from_repo()
+            .iter()
+            .map(|m| format!("--volume={m}"))
+            .collect();
+        from_repo.extend(self.engine_args.from_repo().iter().map(|a| a.to_string()));
+        let risky = risky_engine_args(&from_repo);
+        if !risky.is_empty() {
+            out.push(format!("RISKY for the host: {}", risky.join(" ")));
+        }
         for (key, s) in [
             ("allow_latest", &self.allow_latest),
             ("allow_unpinned", &self.allow_unpinned),
@@ -701,6 +833,17 @@ impl Config {
             if let Some(e) = self.engine.value {
                 out.push(format!("engine = {:?}", e.as_str()));
             }
+        }
+        // Pinning through the local engine trusts whatever image carries the tag locally.
+        if self.resolve.source.is_repo() && self.resolve.value != ResolveMode::Registry {
+            out.push(format!("resolve = {:?}", self.resolve.value.as_str()));
+        }
+        if self.require_clean.source.is_repo() && !self.require_clean.value {
+            out.push("require_clean = false".into());
+        }
+        // Where the repository is mounted in the container.
+        if self.workdir.source.is_repo() {
+            out.push(format!("workdir = {:?}", self.workdir.value));
         }
         out
     }
@@ -730,6 +873,14 @@ impl Config {
                 "resolve",
                 self.resolve.value.as_str().into(),
                 self.resolve.source.clone(),
+            ),
+            (
+                "registry_timeout",
+                self.registry_timeout
+                    .value
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "(60 s)".into()),
+                self.registry_timeout.source.clone(),
             ),
             (
                 "allow_latest",
@@ -850,6 +1001,98 @@ mod tests {
     }
 
     #[test]
+    fn workdir_is_absolute_without_colon_or_control_characters() {
+        for bad in ["workspace", "/workspace:U", "/work\nspace", "/w\x1b[2J"] {
+            assert!(check_workdir(bad).is_err(), "{bad:?} accepted");
+            let e = parse(&format!("workdir = {:?}\n", bad)).unwrap_err();
+            assert!(e.to_string().contains("workdir"), "{e}");
+        }
+        assert!(check_workdir("/workspace/sub dir").is_ok());
+        let e = load_from(None, None, &|k| {
+            (k == "REPRO_WORKDIR").then(|| OsString::from("/w:U"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("REPRO_WORKDIR"), "{e}");
+    }
+
+    #[test]
+    fn risky_engine_flags_and_mounts() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let r = risky_engine_args(&v(&[
+            "--shm-size=8g",
+            "--privileged",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--network=none",
+            "--network",
+            "host",
+            "--volume=/data:/data:ro",
+            "--volume=/:/host",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--mount",
+            "type=bind,source=/etc,target=/e",
+            "--pid=host",
+            "--device=/dev/fuse",
+            "--security-opt=seccomp=unconfined",
+        ]));
+        assert_eq!(
+            r,
+            v(&[
+                "--privileged",
+                "--cap-add SYS_ADMIN",
+                "--network host",
+                "--volume=/:/host",
+                "-v /var/run/docker.sock:/var/run/docker.sock",
+                "--mount type=bind,source=/etc,target=/e",
+                "--pid=host",
+                "--device=/dev/fuse",
+                "--security-opt=seccomp=unconfined",
+            ])
+        );
+        assert!(risky_engine_args(&v(&["--shm-size", "8g", "--volume=/scratch:/s"])).is_empty());
+    }
+
+    #[test]
+    fn registry_timeout_from_file_and_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        let user = tmp.path().join("config.toml");
+        std::fs::write(&user, "registry_timeout = 7\n").unwrap();
+        let c = load_from(Some(&user), None, &no_env).unwrap();
+        assert_eq!(c.registry_timeout.value, Some(7));
+        let c = load_from(Some(&user), None, &|k| {
+            (k == "REPRO_REGISTRY_TIMEOUT").then(|| OsString::from("3"))
+        })
+        .unwrap();
+        assert_eq!(c.registry_timeout.value, Some(3));
+        assert!(parse("registry_timeout = 0\n").is_err());
+        assert!(load_from(None, None, &|k| {
+            (k == "REPRO_REGISTRY_TIMEOUT").then(|| OsString::from("soon"))
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn every_relaxation_of_a_repo_file_is_announced() {
+        let mut c = Config::default();
+        let u = Source::User("/u".into());
+        let r = Source::Repo("/r".into());
+        c.apply(
+            toml::from_str("require_clean = true\nresolve = \"registry\"").unwrap(),
+            &u,
+        );
+        c.apply(
+            toml::from_str("require_clean = false\nresolve = \"engine\"\nworkdir = \"/src\"")
+                .unwrap(),
+            &r,
+        );
+        let o = c.repo_overrides();
+        assert!(o.contains(&"resolve = \"engine\"".to_string()), "{o:?}");
+        assert!(o.contains(&"require_clean = false".to_string()), "{o:?}");
+        assert!(o.contains(&"workdir = \"/src\"".to_string()), "{o:?}");
+    }
+
+    #[test]
     fn lists_add_up_and_scalars_replace() {
         let mut c = Config::default();
         let u = Source::User("/u".into());
@@ -864,7 +1107,7 @@ mod tests {
         );
         assert_eq!(c.mounts.values(), vec!["/a:/a", "/b:/b"]);
         assert_eq!(c.mounts.0[0].source, u);
-        assert_eq!(c.resolve.value, Resolve::Registry);
+        assert_eq!(c.resolve.value, ResolveMode::Registry);
         assert_eq!(c.resolve.source, r);
         assert_eq!(c.repo_overrides(), vec!["mounts = [\"/b:/b\"]".to_string()]);
     }

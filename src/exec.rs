@@ -63,6 +63,13 @@ static FORWARDED: AtomicI32 = AtomicI32::new(0);
 /// The last signal sent to repro by a process (not by the terminal): only these are delivered
 /// again with `<engine> kill`, so a Ctrl-C reaches the container once.
 static SENT: AtomicI32 = AtomicI32::new(0);
+/// A signal sent to repro after the child was spawned but before its pid was known (the handler
+/// had no pid to forward it to): delivered as soon as the pid is stored.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// Test seam: milliseconds to wait between spawning the child and publishing its pid, so a test
+/// can deliver a signal in that window deterministically.
+const PID_DELAY_ENV: &str = "REPRO_TEST_PID_STORE_DELAY_MS";
 
 const FORWARD: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 const SI_KERNEL: libc::c_int = 0x80;
@@ -84,6 +91,23 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     let pid = CHILD_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe; pid is our direct child.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    } else {
+        // Spawned but not yet published: `run` delivers it once the pid is stored.
+        PENDING.store(sig, Ordering::SeqCst);
+    }
+}
+
+/// Publishes the child's pid to the signal handler, then delivers a signal that arrived while
+/// the pid was unknown. Runs on the thread that installed the handlers: a handler running
+/// between the store and the swap already sees the pid and forwards directly.
+fn publish_child(pid: i32) {
+    CHILD_PID.store(pid, Ordering::SeqCst);
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: pid is our direct child, not yet reaped.
         unsafe {
             libc::kill(pid, sig);
         }
@@ -141,6 +165,7 @@ pub fn stop_timeout() -> Duration {
 pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) {
     FORWARDED.store(0, Ordering::SeqCst);
     SENT.store(0, Ordering::SeqCst);
+    PENDING.store(0, Ordering::SeqCst);
     let handlers = Handlers::install();
     // The child must not inherit our handlers: Command resets dispositions that are handled
     // (handlers are never inherited across exec), so nothing to do there.
@@ -158,7 +183,13 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
             return (Outcome::NotStarted(e), None);
         }
     };
-    CHILD_PID.store(child.id() as i32, Ordering::SeqCst);
+    if let Some(ms) = std::env::var(PID_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    }
+    publish_child(child.id() as i32);
     on_start(child.id());
 
     // In container mode, also deliver forwarded signals through the engine.

@@ -76,14 +76,7 @@ pub fn cmd_attest(ctx: &Ctx, args: &AttestArgs) -> i32 {
         Some(AttestCmd::Keygen(k)) => cmd_keygen(ctx, k).map(|()| true),
         None => cmd_statement(ctx, args).map(|()| true),
     };
-    match res {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(res.map(|ok| if ok { 0 } else { 1 }))
 }
 
 fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {

@@ -2,7 +2,6 @@
 //! argv element by element, params, env, host, outcome, duration), side by side or as JSON.
 
 use clap::Args;
-use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::{json, Value};
 
 use crate::cli::{print_out, stdout_is_tty, Ctx};
@@ -76,13 +75,7 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
             ));
         } else {
             let tty = stdout_is_tty();
-            let mut t = Table::new();
-            if tty {
-                t.load_preset(presets::UTF8_FULL_CONDENSED)
-                    .set_content_arrangement(ContentArrangement::Dynamic);
-            } else {
-                t.load_preset(presets::NOTHING);
-            }
+            let mut t = crate::output::new_table(tty);
             t.set_header(vec![
                 "FIELD".to_string(),
                 format!("A {}", a.short_id()),

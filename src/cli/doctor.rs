@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::capture::image::auth::AuthConfig;
-use crate::cli::run::which;
 use crate::cli::{print_out, Ctx};
 use crate::error::CliError;
+use crate::ops::run::which;
 
 /// Arguments of `repro doctor`.
 #[derive(Debug, Args)]

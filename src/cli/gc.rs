@@ -1,8 +1,6 @@
 //! `repro gc`: delete runs matching filters — never without a filter, never a live run, and only
 //! after confirmation (a prompt on a terminal, `--yes` otherwise).
 
-use std::io::{self, BufRead, IsTerminal, Write};
-
 use clap::Args;
 
 use crate::cli::ls::FilterArgs;
@@ -77,7 +75,7 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         return Ok(());
     }
     if !args.yes {
-        if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+        if !crate::cli::interactive() {
             return Err(CliError::usage(format!(
                 "refusing to delete {} run(s) without confirmation",
                 runs.len()
@@ -91,17 +89,10 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         if runs.len() > 20 {
             eprintln!("… and {} more", runs.len() - 20);
         }
-        eprint!(
-            "Delete {} run(s)? This cannot be undone. [y/N] ",
+        if !crate::cli::ask_yes(&format!(
+            "Delete {} run(s)? This cannot be undone.",
             runs.len()
-        );
-        let _ = io::stderr().flush();
-        let mut answer = String::new();
-        io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(|e| CliError::user(format!("cannot read the answer: {e}")))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        ))? {
             ctx.status("nothing deleted");
             return Ok(());
         }

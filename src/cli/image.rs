@@ -9,9 +9,7 @@ use serde_json::json;
 use super::print_out;
 use super::Ctx;
 use crate::capture::image::reference;
-use crate::capture::image::registry::{
-    options, Platform, RegistryClient, RegistryOptions, RemoteImage,
-};
+use crate::capture::image::registry::{Platform, RegistryClient, RegistryOptions, RemoteImage};
 use crate::error::{CliError, CliResult};
 
 /// Arguments of `repro image`.
@@ -90,15 +88,8 @@ pub struct InspectArgs {
 pub fn cmd_image(ctx: &Ctx, args: &ImageArgs) -> CliResult<String> {
     match &args.command {
         ImageCommand::Inspect(a) => {
-            let mut opts = RegistryOptions::default();
-            if let Err(e) = options::deadline_from_env() {
-                return Err(CliError::user(e).hint(format!(
-                    "set {} to a whole number of seconds, e.g. 30, or unset it",
-                    options::DEADLINE_ENV
-                )));
-            }
-            opts.insecure_registries = ctx.config.insecure_registries.values();
-            cmd_inspect(a, opts)
+            // The configuration's insecure registries and registry_timeout, as for `repro run`.
+            cmd_inspect(a, crate::ops::run::registry_options(&ctx.config, &[], None))
         }
         ImageCommand::Archive(a) => cmd_archive(ctx, a),
     }

@@ -198,6 +198,53 @@ pub fn print_out(text: &str) -> CliResult {
     }
 }
 
+/// A command's exit code: its own on success, else the error printed and its kind's code.
+pub fn exit_with(res: CliResult<i32>) -> i32 {
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Whether a question can be asked: stdin and stderr are terminals.
+pub fn interactive() -> bool {
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}
+
+/// Asks a yes/no question on stderr and reads the answer from stdin (`y`/`yes`: true).
+pub fn ask_yes(question: &str) -> CliResult<bool> {
+    use std::io::BufRead;
+    eprint!("{question} [y/N] ");
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::user(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Asks on the terminal whether to re-run a run that [`crate::ops::rerun::review`] flags (recorded
+/// elsewhere, or risky flags/mounts/variables). `true` when there is nothing to confirm or the
+/// user answers yes; `false` without a terminal (the op then refuses with a `--trust` hint).
+pub fn confirm_rerun(store: &Store, id: &str) -> CliResult<bool> {
+    let run = store.get_run(id)?;
+    let Some(review) = crate::ops::rerun::review(&run, &crate::capture::host::hostname()) else {
+        return Ok(true);
+    };
+    if !interactive() {
+        return Ok(false);
+    }
+    eprintln!("repro: this re-run needs your confirmation:");
+    for l in &review.lines {
+        eprintln!("  {l}");
+    }
+    ask_yes("re-run it?")
+}
+
 /// Whether stdout is a terminal.
 pub fn stdout_is_tty() -> bool {
     io::stdout().is_terminal()

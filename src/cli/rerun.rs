@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::capture::image::registry::RegistryOptions;
 use crate::cli::Ctx;
 use crate::error::CliResult;
 use crate::exec::Engine;
@@ -55,6 +54,10 @@ pub struct RerunArgs {
     /// (--checkout names its job directory to hash the outputs)
     #[arg(long, conflicts_with_all = ["on", "dry_run", "host", "sbatch_args"])]
     pub poll: bool,
+    /// Re-run a run recorded on another machine, or one with risky engine flags, mounts or
+    /// variables, without asking (see docs/faq.md)
+    #[arg(long)]
+    pub trust: bool,
 }
 
 /// Where `repro rerun` runs the job.
@@ -68,26 +71,27 @@ pub enum On {
 
 /// Runs `repro rerun` and returns the exit code.
 pub fn cmd_rerun(ctx: &Ctx, args: &RerunArgs) -> i32 {
-    match rerun(ctx, args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(rerun(ctx, args))
 }
 
 fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
     let mut store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
-    let mut insecure = ctx.config.insecure_registries.values();
-    for h in &args.insecure_registries {
-        if !insecure.contains(h) {
-            insecure.push(h.clone());
-        }
-    }
+    // A Slurm --poll only reads the job's state; everything else replays the record.
+    let trust = args.trust || args.dry_run || args.poll || crate::cli::confirm_rerun(&store, &id)?;
+    let registry = crate::ops::run::registry_options(
+        &ctx.config,
+        &args.insecure_registries,
+        args.ca_cert.clone(),
+    );
     if args.on == Some(On::Slurm) || args.poll {
-        return slurm::rerun(ctx, &mut store, args, id, insecure);
+        if !trust {
+            let run = store.get_run(&id)?;
+            if let Some(r) = crate::ops::rerun::review(&run, &crate::capture::host::hostname()) {
+                return Err(crate::ops::rerun::untrusted_error(&r));
+            }
+        }
+        return slurm::rerun(ctx, &mut store, args, id, registry);
     }
     if !args.sbatch_args.is_empty() || args.wait || args.runtime.is_some() {
         return Err(crate::error::CliError::usage(
@@ -101,12 +105,9 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         host: args.host,
         checkout: args.checkout.clone(),
         keep: args.keep,
-        registry: RegistryOptions {
-            insecure_registries: insecure,
-            ca_cert: args.ca_cert.clone(),
-            ..RegistryOptions::default()
-        },
+        registry,
         dry_run: args.dry_run,
+        trust,
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {
@@ -155,7 +156,7 @@ mod slurm {
         store: &mut crate::store::Store,
         args: &RerunArgs,
         id: String,
-        insecure: Vec<String>,
+        registry: crate::capture::image::registry::RegistryOptions,
     ) -> CliResult<i32> {
         if args.poll {
             let wait = args.wait.then_some(INTERVAL);
@@ -190,11 +191,7 @@ mod slurm {
             runtime: args.runtime,
             sbatch_args: args.sbatch_args.clone(),
             dir: args.checkout.clone(),
-            registry: RegistryOptions {
-                insecure_registries: insecure,
-                ca_cert: args.ca_cert.clone(),
-                ..RegistryOptions::default()
-            },
+            registry,
             client: Client::new(),
         };
         let sub = slurm_rerun::submit(ctx, store, &req)?;

@@ -1,22 +1,15 @@
 //! `repro run`: flags and configuration → a typed [`RunRequest`] → [`ops::run`] → exit code.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::capture::image::registry::{Platform, RegistryOptions};
 use crate::capture::image::ResolveMode;
 use crate::cli::Ctx;
-use crate::config::{Config, Resolve};
 use crate::error::{CliError, CliResult};
 use crate::exec::Engine;
-use crate::ops::run::{pick_engine, RunRequest};
-use crate::record::ExecMode;
-
-pub use crate::ops::run::{looks_secret, which, REDACTED};
-pub use crate::rerun::plan::DEFAULT_WORKDIR;
+use crate::ops::run::{RunFlags, RunRequest};
 
 /// Arguments of `repro run`.
 #[derive(Debug, Clone, Args)]
@@ -33,7 +26,7 @@ pub struct RunArgs {
     pub host: bool,
     /// How to pin a tag: registry, engine (its RepoDigests), or auto (registry, then engine) [default: auto]
     #[arg(long, value_enum, value_name = "MODE")]
-    pub resolve: Option<Resolve>,
+    pub resolve: Option<ResolveMode>,
     /// Accept the tag `latest` (written or implied)
     #[arg(long, overrides_with = "no_allow_latest")]
     pub allow_latest: bool,
@@ -102,138 +95,39 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-/// Builds the request from the flags and the configuration (flags win; lists add up: the
-/// configuration's entries first, then the flags'). Returns notes for the user.
-pub fn request(args: &RunArgs, cfg: &Config, cwd: PathBuf) -> CliResult<(RunRequest, Vec<String>)> {
-    let mut notes = Vec::new();
-    fn merged(from_cfg: Vec<String>, flags: &[String], dedup: bool) -> Vec<String> {
-        let mut out = from_cfg;
-        for f in flags {
-            if !dedup || !out.contains(f) {
-                out.push(f.clone());
-            }
-        }
-        out
-    }
-    let mut params = BTreeMap::new();
-    for p in &args.params {
-        let (k, v) = p.split_once('=').ok_or_else(|| {
-            CliError::usage(format!("--param '{p}' is not of the form KEY=VALUE"))
-                .hint("write it as --param lr=0.1")
-        })?;
-        if k.is_empty() {
-            return Err(CliError::usage(format!("--param '{p}' has an empty key"))
-                .hint("write it as --param lr=0.1"));
-        }
-        params.insert(k.to_string(), v.to_string());
-    }
-    // A configured variable that is not set is skipped; one named with --env must be set.
-    let mut env_names = Vec::new();
-    for item in &cfg.env.0 {
-        if std::env::var_os(&item.value).is_some() {
-            env_names.push(item.value.clone());
-        } else {
-            notes.push(format!(
-                "{} is not set; not recorded (env from {})",
-                item.value, item.source
-            ));
-        }
-    }
-    let mut env = BTreeMap::new();
-    for name in merged(env_names, &args.env, true) {
-        if crate::config::check_env_name(&name).is_err() {
-            return Err(
-                CliError::usage(format!("--env '{name}' is not a variable name")).hint(
-                    "name the variable only (--env SEED); its value is read from the environment",
-                ),
-            );
-        }
-        let value = std::env::var(&name).map_err(|_| {
-            CliError::user(format!(
-                "--env {name}: the variable is not set (or not UTF-8)"
-            ))
-            .hint(format!(
-                "export {name}=… before the run, or drop --env {name}"
-            ))
-        })?;
-        let value = if !args.env_unredacted && looks_secret(&name) {
-            REDACTED.to_string()
-        } else {
-            value
-        };
-        env.insert(name, value);
-    }
-    let mode = if args.image.is_some() && !args.host {
-        ExecMode::Container
-    } else {
-        ExecMode::Host
-    };
-    let engine = match mode {
-        ExecMode::Container => Some(pick_engine(args.engine.or(cfg.engine.value))?),
-        ExecMode::Host => None,
-    };
-    let mut engine_args = Vec::new();
-    for m in merged(cfg.mounts.values(), &args.mounts, true) {
-        crate::config::check_mount(&m).map_err(|e| {
-            CliError::usage(format!("--mount {e}")).hint("write it as --mount /data:/data[:ro]")
-        })?;
-        engine_args.push(format!("--volume={m}"));
-    }
-    // Engine flags are an argv fragment (`--cap-add X`): order and repeats matter.
-    engine_args.extend(merged(cfg.engine_args.values(), &args.engine_args, false));
-    let workdir = args
-        .workdir
-        .clone()
-        .unwrap_or_else(|| cfg.workdir.value.clone());
-    crate::config::check_workdir(&workdir).map_err(|m| {
-        CliError::usage(format!("--workdir {m}"))
-            .hint("use a path inside the container such as /workspace")
-    })?;
-    let platform = match &args.platform {
-        Some(p) => Some(Platform::parse(p)?),
-        None => None,
-    };
-    let req = RunRequest {
-        command: args.command.clone(),
-        image: args.image.clone(),
-        mode,
-        engine,
-        resolve: resolve_mode(args.resolve.unwrap_or(cfg.resolve.value)),
-        allow_latest: !args.no_allow_latest && (args.allow_latest || cfg.allow_latest.value),
-        allow_unpinned: !args.no_allow_unpinned
-            && (args.allow_unpinned || cfg.allow_unpinned.value),
-        offline: args.offline,
-        platform,
-        registry: RegistryOptions {
-            insecure_registries: merged(
-                cfg.insecure_registries.values(),
-                &args.insecure_registries,
-                true,
-            ),
-            ca_cert: args.ca_cert.clone(),
-            ..RegistryOptions::default()
-        },
-        datasets: args.datasets.clone(),
-        params,
-        tags: args.tags.clone(),
-        name: args.name.clone(),
-        env,
-        outputs: args.outputs.clone(),
-        require_clean: !args.no_require_clean && (args.require_clean || cfg.require_clean.value),
-        gpus: args.gpus.clone(),
-        engine_args,
-        workdir,
-        cwd,
-    };
-    Ok((req, notes))
+/// `--x` / `--no-x` (clap keeps only the last): `Some` when either was given.
+fn tri(yes: bool, no: bool) -> Option<bool> {
+    (yes || no).then_some(yes)
 }
 
-/// The capture layer's resolve mode for the configured one.
-pub fn resolve_mode(r: Resolve) -> ResolveMode {
-    match r {
-        Resolve::Registry => ResolveMode::Registry,
-        Resolve::Engine => ResolveMode::Engine,
-        Resolve::Auto => ResolveMode::Auto,
+impl RunArgs {
+    /// The flags as plain values for [`RunRequest::from_flags`].
+    pub fn flags(&self) -> RunFlags {
+        RunFlags {
+            image: self.image.clone(),
+            engine: self.engine,
+            host: self.host,
+            resolve: self.resolve,
+            allow_latest: tri(self.allow_latest, self.no_allow_latest),
+            allow_unpinned: tri(self.allow_unpinned, self.no_allow_unpinned),
+            offline: self.offline,
+            platform: self.platform.clone(),
+            insecure_registries: self.insecure_registries.clone(),
+            ca_cert: self.ca_cert.clone(),
+            datasets: self.datasets.clone(),
+            params: self.params.clone(),
+            tags: self.tags.clone(),
+            name: self.name.clone(),
+            env: self.env.clone(),
+            env_unredacted: self.env_unredacted,
+            outputs: self.outputs.clone(),
+            require_clean: tri(self.require_clean, self.no_require_clean),
+            gpus: self.gpus.clone(),
+            engine_args: self.engine_args.clone(),
+            mounts: self.mounts.clone(),
+            workdir: self.workdir.clone(),
+            command: self.command.clone(),
+        }
     }
 }
 
@@ -263,13 +157,7 @@ fn check_separator(args: &RunArgs, raw: &[OsString]) -> CliResult<()> {
 
 /// Runs `repro run` and returns the process exit code (the child's, when it ran).
 pub fn cmd_run(ctx: &Ctx, args: &RunArgs) -> i32 {
-    match prepare_and_run(ctx, args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(prepare_and_run(ctx, args))
 }
 
 fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
@@ -277,7 +165,7 @@ fn prepare_and_run(ctx: &Ctx, args: &RunArgs) -> CliResult<i32> {
     check_separator(args, &raw)?;
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::user(format!("cannot read the current directory: {e}")))?;
-    let (req, notes) = request(args, &ctx.config, cwd)?;
+    let (req, notes) = RunRequest::from_flags(args.flags(), &ctx.config, cwd)?;
     for note in notes {
         ctx.status(note);
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::cli::{print_out, Ctx};
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::record::Run;
 use crate::rerun::{bash, k8s, slurm, Engine};
@@ -52,35 +53,31 @@ pub struct ScriptArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Renders the script for a stored run.
-pub fn render(run: &Run, args: &ScriptArgs, insecure: &[String]) -> CliResult<String> {
+/// Renders the script for a stored run. The registry options are those of `repro run` and
+/// `repro rerun` (configuration, flags, certs.d), so the script pulls as they do.
+pub fn render(run: &Run, args: &ScriptArgs, cfg: &Config) -> CliResult<String> {
     let engine = args.engine;
-    let mut list = insecure.to_vec();
-    list.extend(args.insecure_registries.iter().cloned());
+    let opts =
+        crate::ops::run::registry_options(cfg, &args.insecure_registries, args.ca_cert.clone());
     let registry = run
         .image
         .as_ref()
-        .map(|img| {
-            crate::ops::run::registry_flags(
-                img,
-                &crate::capture::image::registry::RegistryOptions {
-                    insecure_registries: list,
-                    ca_cert: args.ca_cert.clone(),
-                    ..Default::default()
-                },
-            )
-        })
+        .map(|img| crate::ops::run::registry_flags(img, &opts))
         .unwrap_or_default();
-    let ca_pem = match &args.ca_cert {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+    // Every CA that applies to the registry is embedded (never a client key).
+    let mut pem = String::new();
+    for f in &registry.ca_files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
             CliError::user(format!(
                 "cannot read the CA certificate {}: {e}",
-                p.display()
+                f.display()
             ))
-            .hint("give --ca-cert a PEM file")
-        })?),
-        None => None,
-    };
+            .hint("give --ca-cert a readable PEM file")
+        })?;
+        pem.push_str(text.trim_end());
+        pem.push('\n');
+    }
+    let ca_pem = (!pem.is_empty()).then_some(pem);
     let bash_opts = bash::BashOptions {
         engine,
         registry,
@@ -109,7 +106,7 @@ pub fn cmd_script(ctx: &Ctx, args: &ScriptArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
     let run = store.get_run(&id)?;
-    let text = render(&run, args, &ctx.config.insecure_registries.values())?;
+    let text = render(&run, args, &ctx.config)?;
     match &args.output {
         None => print_out(&text),
         Some(path) => {

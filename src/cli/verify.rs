@@ -89,12 +89,5 @@ pub fn cmd_verify(ctx: &crate::cli::Ctx, args: &VerifyArgs) -> i32 {
         crate::cli::print_out(&text)?;
         Ok(!items.iter().any(VerifyItem::failed))
     })();
-    match res {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => {
-            eprintln!("{e}");
-            e.exit_code()
-        }
-    }
+    crate::cli::exit_with(res.map(|ok| if ok { 0 } else { 1 }))
 }

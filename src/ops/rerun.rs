@@ -33,6 +33,124 @@ pub struct RerunRequest {
     pub registry: crate::capture::image::registry::RegistryOptions,
     /// Print the engine commands instead of running anything.
     pub dry_run: bool,
+    /// The user accepted what [`review`] listed (`--trust`, or a confirmation on a terminal).
+    pub trust: bool,
+}
+
+/// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
+/// someone else's command, flags and mounts; any run with risky engine flags, mounts or
+/// forwarded variables hands the container part of this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// `Some(host)` when the run was not recorded on this machine.
+    pub recorded_on: Option<String>,
+    /// The risky engine flags and mounts ([`crate::config::RISKY_FLAGS`]).
+    pub risky: Vec<String>,
+    /// Variables passed from this environment that look sensitive.
+    pub risky_env: Vec<String>,
+    /// Everything replayed, for the user to judge: command, image, engine flags, mounts, env.
+    pub lines: Vec<String>,
+}
+
+/// Variables that are risky to hand to a replayed command from this environment.
+fn risky_env_name(name: &str) -> bool {
+    crate::ops::run::looks_secret(name)
+        || name.starts_with("LD_")
+        || matches!(
+            name,
+            "PATH" | "BASH_ENV" | "ENV" | "PYTHONPATH" | "PYTHONSTARTUP" | "PROMPT_COMMAND"
+        )
+}
+
+/// Whether re-running `run` on this machine (`this_host`) needs consent, and why.
+pub fn review(run: &Run, this_host: &str) -> Option<Review> {
+    let container = run.exec.mode == ExecMode::Container && run.image.is_some();
+    let recorded_on = (run.host != this_host).then(|| run.host.clone());
+    let risky = if container {
+        crate::config::risky_engine_args(&run.exec.engine_args)
+    } else {
+        Vec::new()
+    };
+    let risky_env: Vec<String> = run
+        .env
+        .keys()
+        .filter(|k| risky_env_name(k))
+        .cloned()
+        .collect();
+    if recorded_on.is_none() && risky.is_empty() && risky_env.is_empty() {
+        return None;
+    }
+    let d = |s: &str| crate::rerun::quote::display(s.as_bytes());
+    let mut lines = Vec::new();
+    if let Some(h) = &recorded_on {
+        lines.push(format!(
+            "run {} was recorded on {} by {}, not on this machine ({})",
+            run.id,
+            d(h),
+            d(&run.user),
+            d(this_host)
+        ));
+    }
+    lines.push(format!(
+        "command: {}",
+        crate::rerun::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
+    ));
+    match (&run.image, container) {
+        (Some(img), true) => {
+            lines.push(format!(
+                "runs in: {}",
+                d(&img.pinned().unwrap_or_else(|| img.reference.clone()))
+            ));
+            let (mounts, flags): (Vec<&String>, Vec<&String>) = run
+                .exec
+                .engine_args
+                .iter()
+                .partition(|a| a.starts_with("--volume=") || a.starts_with("--mount="));
+            if !flags.is_empty() {
+                let f: Vec<String> = flags.iter().map(|a| d(a)).collect();
+                lines.push(format!("engine flags: {}", f.join(" ")));
+            }
+            if !mounts.is_empty() {
+                let m: Vec<String> = mounts.iter().map(|a| d(a)).collect();
+                lines.push(format!("mounts: {}", m.join(" ")));
+            }
+        }
+        _ => lines.push("runs on: this host".into()),
+    }
+    if !run.env.is_empty() {
+        let names: Vec<String> = run.env.keys().map(|k| d(k)).collect();
+        lines.push(format!("variables passed: {}", names.join(" ")));
+    }
+    if !risky.is_empty() {
+        let r: Vec<String> = risky.iter().map(|a| d(a)).collect();
+        lines.push(format!("RISKY for this host: {}", r.join(" ")));
+    }
+    if !risky_env.is_empty() {
+        lines.push(format!(
+            "RISKY variables from your environment: {}",
+            risky_env.join(" ")
+        ));
+    }
+    Some(Review {
+        recorded_on,
+        risky,
+        risky_env,
+        lines,
+    })
+}
+
+/// The refusal when a re-run needs consent that was not given.
+pub fn untrusted_error(r: &Review) -> CliError {
+    let why = if r.recorded_on.is_some() {
+        "it was recorded on another machine"
+    } else {
+        "it replays risky engine flags, mounts or variables"
+    };
+    CliError::user(format!(
+        "refusing to re-run without confirmation: {why}\n  {}",
+        r.lines.join("\n  ")
+    ))
+    .hint("read what it would replay above; if you trust it, run again with --trust (or answer y on a terminal)")
 }
 
 /// One output compared with the original's.
@@ -187,6 +305,16 @@ impl Drop for TempCheckout {
 /// `repro rerun`.
 pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResult<RerunResult> {
     let orig = store.get_run(&req.id)?;
+    // Nothing runs (no checkout, no pull) before consent; a dry run only shows.
+    if let Some(r) = review(&orig, &crate::capture::host::hostname()) {
+        if req.dry_run {
+            for l in &r.lines {
+                ev.warn(l);
+            }
+        } else if !req.trust {
+            return Err(untrusted_error(&r));
+        }
+    }
     let mode = if req.host || orig.image.is_none() {
         ExecMode::Host
     } else {

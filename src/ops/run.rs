@@ -10,11 +10,12 @@ use std::time::Instant;
 use crate::capture::image::registry::{Platform, RegistryOptions};
 use crate::capture::image::{self, ResolveMode, ResolveOptions};
 use crate::capture::{code, dataset, host};
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::exec::{self, Engine, Outcome, Spawn};
 use crate::ops::Events;
 use crate::record::{Arg, Exec, ExecMode, Output, ResolvedBy, Run, Status};
-use crate::rerun::plan::{registry_is_listed, registry_of, Bindings, EnginePlan, PlanOptions};
+use crate::rerun::plan::{registry_of, Bindings, EnginePlan, PlanOptions};
 use crate::store::{Finish, Store};
 
 pub use crate::rerun::plan::{RegistryFlags, DEFAULT_WORKDIR};
@@ -64,7 +65,8 @@ pub struct RunRequest {
     pub image: Option<String>,
     /// Container or host.
     pub mode: ExecMode,
-    /// The engine, decided (container mode only).
+    /// The engine: decided in container mode; on the host the one found (if any), asked only
+    /// to pin a tag (`resolve = engine|auto`).
     pub engine: Option<Engine>,
     /// How to pin a tag.
     pub resolve: ResolveMode,
@@ -91,6 +93,179 @@ pub struct RunRequest {
     pub workdir: String,
     /// The working directory.
     pub cwd: PathBuf,
+}
+
+/// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
+/// (`Some(false)` from `--no-…`) overrides the configuration either way.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    pub image: Option<String>,
+    pub engine: Option<Engine>,
+    pub host: bool,
+    pub resolve: Option<ResolveMode>,
+    pub allow_latest: Option<bool>,
+    pub allow_unpinned: Option<bool>,
+    pub offline: bool,
+    pub platform: Option<String>,
+    pub insecure_registries: Vec<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub datasets: Vec<String>,
+    /// `K=V` as written.
+    pub params: Vec<String>,
+    pub tags: Vec<String>,
+    pub name: Option<String>,
+    /// Variable names.
+    pub env: Vec<String>,
+    pub env_unredacted: bool,
+    pub outputs: Vec<String>,
+    pub require_clean: Option<bool>,
+    pub gpus: Option<String>,
+    pub engine_args: Vec<String>,
+    pub mounts: Vec<String>,
+    pub workdir: Option<String>,
+    pub command: Vec<OsString>,
+}
+
+/// `from_cfg` then the flags' values; `dedup` drops repeats (engine flags keep theirs).
+fn merged(from_cfg: Vec<String>, flags: &[String], dedup: bool) -> Vec<String> {
+    let mut out = from_cfg;
+    for f in flags {
+        if !dedup || !out.contains(f) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// Registry options from the configuration (insecure registries, `registry_timeout`) plus the
+/// flags' insecure registries and CA certificate: one place for run, rerun and script.
+pub fn registry_options(
+    cfg: &Config,
+    insecure_flags: &[String],
+    ca_cert: Option<PathBuf>,
+) -> RegistryOptions {
+    let mut o = RegistryOptions {
+        insecure_registries: merged(cfg.insecure_registries.values(), insecure_flags, true),
+        ca_cert,
+        ..RegistryOptions::default()
+    };
+    if let Some(t) = cfg.registry_timeout.value {
+        o.deadline = std::time::Duration::from_secs(t);
+    }
+    o
+}
+
+impl RunRequest {
+    /// Builds the request from the flags and the configuration (flags win; lists add up: the
+    /// configuration's entries first, then the flags'). Returns notes for the user.
+    pub fn from_flags(
+        f: RunFlags,
+        cfg: &Config,
+        cwd: PathBuf,
+    ) -> CliResult<(RunRequest, Vec<String>)> {
+        let mut notes = Vec::new();
+        let mut params = BTreeMap::new();
+        for p in &f.params {
+            let (k, v) = p.split_once('=').ok_or_else(|| {
+                CliError::usage(format!("--param '{p}' is not of the form KEY=VALUE"))
+                    .hint("write it as --param lr=0.1")
+            })?;
+            if k.is_empty() {
+                return Err(CliError::usage(format!("--param '{p}' has an empty key"))
+                    .hint("write it as --param lr=0.1"));
+            }
+            params.insert(k.to_string(), v.to_string());
+        }
+        // A configured variable that is not set is skipped; one named with --env must be set.
+        let mut env_names = Vec::new();
+        for item in &cfg.env.0 {
+            if std::env::var_os(&item.value).is_some() {
+                env_names.push(item.value.clone());
+            } else {
+                notes.push(format!(
+                    "{} is not set; not recorded (env from {})",
+                    item.value, item.source
+                ));
+            }
+        }
+        let mut env = BTreeMap::new();
+        for name in merged(env_names, &f.env, true) {
+            if crate::config::check_env_name(&name).is_err() {
+                return Err(CliError::usage(format!(
+                    "--env '{name}' is not a variable name"
+                ))
+                .hint("name the variable only (--env SEED); its value is read from the environment"));
+            }
+            let value = std::env::var(&name).map_err(|_| {
+                CliError::user(format!(
+                    "--env {name}: the variable is not set (or not UTF-8)"
+                ))
+                .hint(format!(
+                    "export {name}=… before the run, or drop --env {name}"
+                ))
+            })?;
+            let value = if !f.env_unredacted && looks_secret(&name) {
+                REDACTED.to_string()
+            } else {
+                value
+            };
+            env.insert(name, value);
+        }
+        let mode = if f.image.is_some() && !f.host {
+            ExecMode::Container
+        } else {
+            ExecMode::Host
+        };
+        let wanted = f.engine.or(cfg.engine.value);
+        let engine = match mode {
+            ExecMode::Container => Some(pick_engine(wanted)?),
+            // Only asked to pin a tag; none is fine on the host.
+            ExecMode::Host => pick_engine(wanted).ok(),
+        };
+        let mut engine_args = Vec::new();
+        for m in merged(cfg.mounts.values(), &f.mounts, true) {
+            crate::config::check_mount(&m).map_err(|e| {
+                CliError::usage(format!("--mount {e}")).hint("write it as --mount /data:/data[:ro]")
+            })?;
+            engine_args.push(format!("--volume={m}"));
+        }
+        // Engine flags are an argv fragment (`--cap-add X`): order and repeats matter.
+        engine_args.extend(merged(cfg.engine_args.values(), &f.engine_args, false));
+        let workdir = f.workdir.unwrap_or_else(|| cfg.workdir.value.clone());
+        crate::config::check_workdir(&workdir).map_err(|m| {
+            CliError::usage(format!("--workdir {m}"))
+                .hint("use a path inside the container such as /workspace")
+        })?;
+        let platform = match &f.platform {
+            Some(p) => Some(Platform::parse(p)?),
+            None => None,
+        };
+        let registry = registry_options(cfg, &f.insecure_registries, f.ca_cert);
+        let req = RunRequest {
+            command: f.command,
+            image: f.image,
+            mode,
+            engine,
+            resolve: f.resolve.unwrap_or(cfg.resolve.value),
+            allow_latest: f.allow_latest.unwrap_or(cfg.allow_latest.value),
+            allow_unpinned: f.allow_unpinned.unwrap_or(cfg.allow_unpinned.value),
+            offline: f.offline,
+            platform,
+            registry,
+            datasets: f.datasets,
+            params,
+            tags: f.tags,
+            name: f.name,
+            env,
+            outputs: f.outputs,
+            require_clean: f.require_clean.unwrap_or(cfg.require_clean.value),
+            gpus: f.gpus,
+            engine_args,
+            workdir,
+            cwd,
+        };
+        Ok((req, notes))
+    }
 }
 
 /// How a recorded run is executed: where, what to hash afterwards, extra read-only mounts.
@@ -158,7 +333,10 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
     }
     let exec = Exec {
         mode: req.mode,
-        engine: req.engine.map(|e| e.as_str().to_string()),
+        engine: req
+            .engine
+            .filter(|_| req.mode == ExecMode::Container)
+            .map(|e| e.as_str().to_string()),
         workdir: (req.mode == ExecMode::Container).then(|| req.workdir.clone()),
         engine_args: req.engine_args.clone(),
         gpus: req.gpus.clone(),
@@ -187,12 +365,10 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
     execute(ev, store, run, &x)
 }
 
-/// The engine's pull options for `img` from repro's registry options.
+/// The engine's pull options for `img` from repro's registry options (its host's settings:
+/// insecure declaration, `--ca-cert`, certs.d).
 pub fn registry_flags(img: &crate::record::Image, opts: &RegistryOptions) -> RegistryFlags {
-    RegistryFlags {
-        insecure: registry_is_listed(&opts.insecure_registries, &registry_of(img)),
-        ca_cert: opts.ca_cert.clone(),
-    }
+    RegistryFlags::of(&opts.host_settings(&registry_of(img)))
 }
 
 /// `--require-clean` refused: say how many files are modified and how many untracked.
@@ -227,7 +403,7 @@ fn resolve_image(
         allow_unpinned: req.allow_unpinned,
         offline: req.offline,
         platform: req.platform.clone(),
-        engine: req.engine.map(|e| e.as_str().to_string()),
+        engine: req.engine,
         registry: req.registry.clone(),
     };
     let (image, warnings) = image::resolve(reference, &opts)?;
@@ -314,17 +490,33 @@ fn display(args: &[OsString]) -> String {
     }))
 }
 
-/// A temporary `--cert-dir` holding the CA certificate; removed on drop.
+/// A temporary `--cert-dir` holding the CA certificates (and the certs.d client certificate
+/// pairs, which podman reads from there too); removed on drop.
 struct CertDir(PathBuf);
 
 impl CertDir {
-    fn new(ca: &Path, id: &str) -> Result<CertDir, String> {
+    fn new(flags: &RegistryFlags, id: &str) -> Result<CertDir, String> {
         let dir = std::env::temp_dir().join(format!("repro-certs-{id}"));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        std::fs::copy(ca, dir.join("ca.crt"))
-            .map_err(|e| format!("cannot read the CA certificate {}: {e}", ca.display()))?;
-        Ok(CertDir(dir))
+        let d = CertDir(dir);
+        for (i, ca) in flags.ca_files.iter().enumerate() {
+            std::fs::copy(ca, d.0.join(format!("ca-{i}.crt")))
+                .map_err(|e| format!("cannot read the CA certificate {}: {e}", ca.display()))?;
+        }
+        for cd in &flags.cert_dirs {
+            for e in std::fs::read_dir(cd).into_iter().flatten().flatten() {
+                let p = e.path();
+                let client = p.extension().is_some_and(|x| x == "cert" || x == "key");
+                if let (true, Some(name)) = (client, p.file_name()) {
+                    if !d.0.join(name).exists() {
+                        std::fs::copy(&p, d.0.join(name))
+                            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(d)
     }
 }
 
@@ -370,8 +562,8 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 extra_mounts: x.extra_mounts.clone(),
                 cert_dir: None,
             };
-            let cert = match (&x.registry.ca_cert, engine) {
-                (Some(ca), Engine::Podman) => match CertDir::new(ca, &run.id) {
+            let cert = match (x.registry.needs_cert_dir(), engine) {
+                (true, Engine::Podman) => match CertDir::new(&x.registry, &run.id) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         engine_error = Some(e);

@@ -126,8 +126,8 @@ pub fn code_short(run: &Run) -> String {
     }
 }
 
-/// A table of runs; `tty` picks a bordered table fitted to the terminal, else plain columns.
-pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
+/// An empty table: bordered and fitted to the terminal on a TTY, else plain columns.
+pub fn new_table(tty: bool) -> Table {
     let mut t = Table::new();
     if tty {
         t.load_preset(presets::UTF8_FULL_CONDENSED)
@@ -135,6 +135,12 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
     } else {
         t.load_preset(presets::NOTHING);
     }
+    t
+}
+
+/// A table of runs; `tty` picks a bordered table fitted to the terminal, else plain columns.
+pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
+    let mut t = new_table(tty);
     t.set_header(vec![
         "ID", "NAME", "STATUS", "STARTED", "DURATION", "IMAGE", "CODE", "COMMAND",
     ]);

@@ -16,9 +16,10 @@ pub struct BashOptions {
     /// Engine written into the script (default: the recorded one, else podman); `REPRO_ENGINE`
     /// still overrides it when the script runs.
     pub engine: Option<Engine>,
-    /// Registry options of the pull (`--insecure-registry`, `--ca-cert`).
+    /// Registry options of the pull (`--insecure-registry`, `--ca-cert`, certs.d).
     pub registry: RegistryFlags,
-    /// The CA certificate's PEM text, embedded when `registry.ca_cert` is set.
+    /// The CA certificates' PEM text (every file of `registry.ca_files`), embedded when the
+    /// pull needs a `--cert-dir`.
     pub ca_pem: Option<String>,
 }
 
@@ -74,7 +75,30 @@ pub(crate) fn engine_header(run: &Run, opts: &BashOptions) -> Result<String, Ren
             "# Registry:   a private CA certificate is embedded: podman pulls with --cert-dir;\n#             docker needs it in /etc/docker/certs.d/HOST:PORT/ca.crt.\n",
         );
     }
-    let _ = run;
+    // What the container gets besides the checkout: the reader judges before running it.
+    let d = |a: &String| super::quote::display(a.as_bytes());
+    let (mounts, flags): (Vec<&String>, Vec<&String>) = run
+        .exec
+        .engine_args
+        .iter()
+        .partition(|a| a.starts_with("--volume=") || a.starts_with("--mount="));
+    let list = |v: &[&String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.iter().map(|a| d(a)).collect::<Vec<_>>().join(" ")
+        }
+    };
+    s.push_str(&format!("# Engine flags: {}\n", list(&flags)));
+    s.push_str(&format!("# Mounts:       {}\n", list(&mounts)));
+    let risky = crate::config::risky_engine_args(&run.exec.engine_args);
+    if !risky.is_empty() {
+        let r: Vec<String> = risky.iter().map(d).collect();
+        s.push_str(&format!(
+            "# WARNING:    RISKY for the host running this script: {}\n",
+            r.join(" ")
+        ));
+    }
     Ok(s)
 }
 
@@ -155,7 +179,14 @@ pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, Ren
         "image={}\n",
         q.str("image reference", &reference)?
     ));
-    let with_ca = opts.registry.ca_cert.is_some() && opts.ca_pem.is_some();
+    let with_ca = opts.registry.needs_cert_dir();
+    if with_ca && opts.ca_pem.is_none() {
+        return Err(RenderError::Unsupported {
+            id: run.id.clone(),
+            target: "bash",
+            reason: "the pull needs CA certificates but none were given to embed".into(),
+        });
+    }
     if let (Some(pem), true) = (&opts.ca_pem, with_ca) {
         s.push_str("if ((dry_run)); then\n  cert_dir=CERT_DIR\nelse\n  cert_dir=$(mktemp -d -t repro-certs.XXXXXX)\n  trap 'rm -rf -- \"$cert_dir\"' EXIT\n");
         s.push_str("  cat >\"$cert_dir/ca.crt\" <<'REPRO_CA_CERT'\n");

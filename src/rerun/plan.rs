@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::capture::image::registry::HostSettings;
 use crate::exec::Engine;
 use crate::record::{ExecMode, Image, Run};
 
@@ -28,13 +29,34 @@ pub enum Word {
     CertDir,
 }
 
-/// How the engine reaches the registry for the pull.
+/// How the engine reaches the registry for the pull: podman `--tls-verify=false` for an insecure
+/// registry, `--cert-dir` holding every CA file that applies to the host (`--ca-cert`, then the
+/// `certs.d/HOST[:PORT]/*.crt` repro's own client reads).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryFlags {
     /// Plain HTTP / no TLS verification for this image's registry (`--insecure-registry`).
     pub insecure: bool,
-    /// A CA certificate file to trust for this pull (`--ca-cert`).
-    pub ca_cert: Option<PathBuf>,
+    /// CA files to trust for this pull (`--ca-cert`, then certs.d `*.crt`).
+    pub ca_files: Vec<PathBuf>,
+    /// The certs.d `HOST[:PORT]` directories (their client `*.cert`/`*.key` pairs are copied to
+    /// the native run's `--cert-dir`; never embedded in a script).
+    pub cert_dirs: Vec<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The engine's pull options for one registry host from repro's settings for it.
+    pub fn of(s: &HostSettings) -> RegistryFlags {
+        RegistryFlags {
+            insecure: s.insecure,
+            ca_files: s.ca_files.clone(),
+            cert_dirs: s.cert_dirs.clone(),
+        }
+    }
+
+    /// Whether the pull needs a `--cert-dir` (podman).
+    pub fn needs_cert_dir(&self) -> bool {
+        !self.ca_files.is_empty()
+    }
 }
 
 /// Inputs that are not in the record.
@@ -70,7 +92,7 @@ pub struct Bindings {
     pub src: PathBuf,
     /// (host path, container path) mounted read-only.
     pub extra_mounts: Vec<(PathBuf, String)>,
-    /// Directory holding the CA certificate, when `RegistryFlags::ca_cert` is set.
+    /// Directory holding the CA certificates, when `RegistryFlags::needs_cert_dir`.
     pub cert_dir: Option<PathBuf>,
 }
 
@@ -101,12 +123,6 @@ pub fn engine_image_name(img: &Image) -> String {
     }
 }
 
-/// Whether `host` (a registry `HOST[:PORT]`) is in the insecure list (`host` or `host:*`).
-pub fn registry_is_listed(list: &[String], registry: &str) -> bool {
-    let bare = registry.split(':').next().unwrap_or(registry);
-    list.iter().any(|h| h == registry || h == bare)
-}
-
 /// The registry `HOST[:PORT]` of an image reference (`docker.io` for short names).
 pub fn registry_of(img: &Image) -> String {
     crate::capture::image::reference::parse_normalized(&img.reference)
@@ -129,7 +145,7 @@ impl EnginePlan {
             if opts.registry.insecure {
                 pull.push(lit("--tls-verify=false"));
             }
-            if opts.registry.ca_cert.is_some() {
+            if opts.registry.needs_cert_dir() {
                 pull.push(Word::CertDir);
             }
         }
@@ -247,7 +263,8 @@ mod tests {
                 tty: false,
                 registry: RegistryFlags {
                     insecure: true,
-                    ca_cert: Some("/ca.crt".into()),
+                    ca_files: vec!["/ca.crt".into()],
+                    cert_dirs: vec![],
                 },
             },
         )
@@ -300,7 +317,8 @@ mod tests {
             tty: true,
             registry: RegistryFlags {
                 insecure: true,
-                ca_cert: Some("/ca.crt".into()),
+                ca_files: vec!["/ca.crt".into()],
+                cert_dirs: vec![],
             },
             ..PlanOptions::default()
         };
@@ -322,10 +340,37 @@ mod tests {
     }
 
     #[test]
-    fn insecure_list_matches_host_or_host_port() {
-        let l = vec!["reg.local".to_string(), "127.0.0.1:5000".to_string()];
-        assert!(registry_is_listed(&l, "reg.local:443"));
-        assert!(registry_is_listed(&l, "127.0.0.1:5000"));
-        assert!(!registry_is_listed(&l, "127.0.0.1:5001"));
+    fn a_certs_d_directory_alone_gives_podman_a_cert_dir() {
+        use crate::capture::image::registry::RegistryOptions;
+        let tmp = tempfile::tempdir().unwrap();
+        let host = "127.0.0.1:5443";
+        std::fs::create_dir_all(tmp.path().join(host)).unwrap();
+        std::fs::write(tmp.path().join(host).join("ca.crt"), "pem").unwrap();
+        let opts = RegistryOptions {
+            certs_d: vec![tmp.path().to_path_buf()],
+            ..RegistryOptions::default()
+        };
+        let mut run = sample_run();
+        run.image.as_mut().unwrap().reference = format!("{host}/team/app:1");
+        let flags =
+            RegistryFlags::of(&opts.host_settings(&registry_of(run.image.as_ref().unwrap())));
+        assert_eq!(flags.ca_files, vec![tmp.path().join(host).join("ca.crt")]);
+        let po = PlanOptions {
+            registry: flags,
+            ..PlanOptions::default()
+        };
+        let b = Bindings {
+            cert_dir: Some("/tmp/c".into()),
+            ..Bindings::default()
+        };
+        let plan = EnginePlan::of(&run, Engine::Podman, &po).unwrap();
+        assert!(plan
+            .pull_args(&b)
+            .contains(&OsString::from("--cert-dir=/tmp/c")));
+        let plan = EnginePlan::of(&run, Engine::Docker, &po).unwrap();
+        assert!(!plan
+            .pull_args(&b)
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("--cert-dir")));
     }
 }

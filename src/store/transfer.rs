@@ -113,6 +113,10 @@ pub fn validate(run: &Run) -> Result<(), String> {
     for name in run.env.keys() {
         crate::config::check_env_name(name).map_err(|m| format!("env: {m}"))?;
     }
+    // Replayed as `--volume=SRC:WORKDIR`: the same rule as a flag or a configuration file.
+    if let Some(w) = &run.exec.workdir {
+        crate::config::check_workdir(w).map_err(|m| format!("exec.workdir: {m}"))?;
+    }
     if let Some(img) = &run.image {
         crate::capture::image::reference::parse_normalized(&img.reference).map_err(|e| {
             format!(

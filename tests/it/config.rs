@@ -205,7 +205,7 @@ fn config_show_text_names_every_source() {
         .args(["--color", "never", "config", "show"])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let line = |key: &str| -> String {
         text.lines()
@@ -425,4 +425,58 @@ fn engine_from_the_environment_is_still_honoured() {
     let v = show(&env, env.root(), &[("REPRO_ENGINE", "docker")], &[]);
     assert_eq!(v["settings"]["engine"]["value"], "docker");
     assert_eq!(src(&v, "engine"), ("env".into(), "REPRO_ENGINE".into()));
+}
+
+/// `workdir` becomes `--volume=SRC:WORKDIR`: a `:` (podman's `:U` chowns the host repository), a
+/// newline or another control character is refused wherever it is set.
+#[test]
+fn a_workdir_with_volume_options_or_control_characters_is_refused_everywhere() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    for bad in ["/workspace:U", "/work\nspace"] {
+        let (code, _, err) = env.run_in(&repo, &["run", "--workdir", bad, "--", "true"]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("--workdir"), "{err}");
+    }
+    let rf = repo.join(".repro.toml");
+    write(&rf, "workdir = \"/workspace:U\"\n");
+    fails_with(&env, &repo, &[], &["line 1", "workdir", "':'"]);
+    write(&rf, "workdir = \"/work\\nspace\"\n");
+    fails_with(
+        &env,
+        &repo,
+        &[],
+        &["line 1", "workdir", "control character"],
+    );
+    std::fs::remove_file(&rf).unwrap();
+    write(&user_file(&env), "workdir = \"/w:z\"\n");
+    fails_with(&env, &repo, &[], &["workdir", "':'"]);
+    std::fs::remove_file(user_file(&env)).unwrap();
+    fails_with(
+        &env,
+        &repo,
+        &[("REPRO_WORKDIR", "/w:U")],
+        &["REPRO_WORKDIR"],
+    );
+    assert!(env.runs().is_empty(), "nothing may be recorded");
+}
+
+/// Every relaxation a committed file makes is announced before anything runs, `resolve =
+/// "engine"` (pinning through whatever the local engine holds) included.
+#[test]
+fn a_repo_files_resolve_and_require_clean_relaxations_are_announced() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    write(&user_file(&env), "require_clean = true\n");
+    write(
+        &repo.join(".repro.toml"),
+        "resolve = \"engine\"\nrequire_clean = false\n",
+    );
+    git(&repo, &["add", ".repro.toml"]);
+    git(&repo, &["commit", "-q", "-m", "cfg"]);
+    let (code, _, err) = env.run_in(&repo, &["-q", "run", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(".repro.toml sets:"), "{err}");
+    assert!(err.contains("resolve = \"engine\""), "{err}");
+    assert!(err.contains("require_clean = false"), "{err}");
 }

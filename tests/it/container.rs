@@ -3,6 +3,7 @@
 
 use crate::support::assert_ok;
 use std::ffi::OsString;
+use std::path::Path;
 
 use crate::support::engine::{Dockerd, Podman};
 use crate::support::registry::Registry;
@@ -462,4 +463,152 @@ fn a_tty_is_allocated_only_when_stdin_stdout_and_stderr_are_terminals() {
     in_pty(&format!("{cmd} 2>'{}'", err_file.display()));
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(!exec_line(&err).contains(" -t "), "{err}");
+}
+
+/// A TLS registry on 127.0.0.1 with a private CA: podman trusts it only through what repro
+/// passes (`--cert-dir`), given by `--ca-cert` alone or by a certs.d directory alone
+/// (`REPRO_CERTS_D`); the bash script (run by bash) pulls the same way. Without either, the
+/// pull fails as `error` — the test can fail.
+#[test]
+fn a_private_ca_by_ca_cert_or_certs_d_reaches_podman_and_the_script() {
+    let registry = Registry::start_tls();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let ca = registry.ca_cert().unwrap();
+    let env = TestEnv::new();
+    let empty = env.root().join("no-certs.d");
+    let certs_d = env.root().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(registry.addr())).unwrap();
+    std::fs::copy(&ca, certs_d.join(registry.addr()).join("ca.crt")).unwrap();
+    let marker = env.root().join("ran");
+    // Each case gets a fresh podman store, so every run really pulls.
+    let run = |roots: &Path, extra: &[&str]| {
+        let podman = Podman::new(&[]);
+        let out = env
+            .repro()
+            .current_dir(env.root())
+            .envs(podman.env().iter().map(|(k, v)| (k, v)))
+            .env("REPRO_CERTS_D", roots)
+            .args(["run", "--engine", "podman", "--offline", "--image", &image])
+            .args(extra)
+            .args(["--engine-arg=--network=none", "--"])
+            .args(["/bin/busybox", "touch", "/workspace/ran"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), err)
+    };
+    let script = |roots: &Path, extra: &[&str]| {
+        let id = env.last_id();
+        let out = env
+            .repro()
+            .env("REPRO_CERTS_D", roots)
+            .args(["script", &id])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let path = env.root().join("rerun.sh");
+        std::fs::write(&path, &out.stdout).unwrap();
+        let podman = Podman::new(&[]);
+        let out = std::process::Command::new("bash")
+            .arg(&path)
+            .envs(podman.env().iter().map(|(k, v)| (k, v)))
+            .env("REPRO_ENGINE", "podman")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let (code, err) = run(&empty, &[]);
+    assert_eq!(code, 1, "without the CA podman must fail: {err}");
+    assert_eq!(env.show_json(&env.last_id())["status"], "error");
+    assert!(err.contains("certificate"), "{err}");
+
+    let ca_arg = ca.to_str().unwrap();
+    let (code, err) = run(&empty, &["--ca-cert", ca_arg]);
+    assert_eq!(code, 0, "--ca-cert: {err}");
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    script(&empty, &["--ca-cert", ca_arg]);
+    assert!(
+        marker.exists(),
+        "the script (--ca-cert) did not run the command"
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    let (code, err) = run(&certs_d, &[]);
+    assert_eq!(code, 0, "certs.d: {err}");
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    script(&certs_d, &[]);
+    assert!(
+        marker.exists(),
+        "the script (certs.d) did not run the command"
+    );
+}
+
+/// Ctrl-C on a terminal (the line discipline sends SIGINT to the foreground process group:
+/// repro and the podman client) reaches the container exactly once: the client proxies it and
+/// repro does not deliver it again with `podman kill`. stderr goes to a file, so no `-t` is
+/// allocated and the terminal stays in cooked mode, where Ctrl-C is a signal.
+#[test]
+fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
+    crate::support::require_tool("script");
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let repro = assert_cmd::cargo::cargo_bin("repro");
+    let ready = env.root().join("ready");
+    let ints = env.root().join("ints");
+    // PID 1 counts INTs; after the first it waits 3 s for a duplicate, then exits 0.
+    let inner = "trap 'echo INT >> /workspace/ints' INT; touch /workspace/ready; \
+                 while [ ! -s /workspace/ints ]; do sleep 0.01; done; \
+                 i=0; while [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; exit 0";
+    let cmd = format!(
+        "'{}' run --engine podman --image '{image}' --engine-arg=--network=none -- /bin/busybox sh -c \"{inner}\" 2>'{}'",
+        repro.display(),
+        env.root().join("err.txt").display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the container did not start: {}",
+            std::fs::read_to_string(env.root().join("err.txt")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"\x03").unwrap();
+        stdin.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(env.root().join("err.txt")).unwrap_or_default();
+    let count = std::fs::read_to_string(&ints)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        count,
+        1,
+        "INT reached the container {count} time(s)\nstderr: {err}\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

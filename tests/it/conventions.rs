@@ -1,5 +1,6 @@
 //! Output conventions: colour (`--color`, `NO_COLOR`, TTY), closed pipes, `-q`/`-v`, `--utc`,
 //! completion scripts and the man page.
+use crate::support::assert_ok_for;
 
 use crate::support::assert_ok;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -212,7 +213,7 @@ fn head_closing_the_pipe_is_clean_for_show_and_completions() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{sub}: {err}");
+        assert_ok_for(&out, &sub);
         assert!(!err.contains("panicked"), "{sub}: {err}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     }
@@ -220,7 +221,7 @@ fn head_closing_the_pipe_is_clean_for_show_and_completions() {
 
 fn completion(env: &TestEnv, shell: &str) -> String {
     let out = env.repro().args(["completions", shell]).output().unwrap();
-    assert!(out.status.success());
+    assert_ok(&out);
     String::from_utf8(out.stdout).unwrap()
 }
 

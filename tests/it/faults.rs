@@ -1,4 +1,5 @@
 //! Faults: lost wrappers, concurrent writers and readers, broken databases, old schemas.
+use crate::support::assert_ok_for;
 
 use crate::support::assert_ok;
 use std::path::{Path, PathBuf};
@@ -374,11 +375,7 @@ fn databases_from_every_earlier_schema_version_open_and_keep_their_runs() {
             .args(["ls", "--json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok_for(&out, &name);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let runs = v["runs"].as_array().unwrap();
         assert!(runs.len() >= 2, "{name}");

@@ -1,6 +1,7 @@
 //! The registry client against real registries on 127.0.0.1: Debian's docker-registry (plain,
 //! behind htpasswd basic auth, and behind bearer tokens from a token endpoint run here), plus a
 //! tiny fake registry that lies about the digest.
+use crate::support::{assert_ok, assert_ok_for};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -50,11 +51,7 @@ fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
         .arg(format!("docker://{reference}"))
         .output()
         .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok_for(&out, "skopeo inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -501,11 +498,7 @@ impl AuthRegistry {
             .arg(format!("docker://{dest}"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok_for(&out, "skopeo copy");
         dest
     }
 }
@@ -800,17 +793,13 @@ fn bearer_token_registry() {
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok_for(&out, "openssl req");
     let der = Command::new("openssl")
         .args(["x509", "-outform", "DER", "-in"])
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(der.status.success());
+    assert_ok(&der);
     let tokens = token_server(
         key,
         base64::engine::general_purpose::STANDARD.encode(&der.stdout),
@@ -1297,4 +1286,32 @@ fn retry_after_is_honoured_within_a_cap() {
     let text = e.to_string();
     assert!(text.contains("429") && text.contains("3600"), "{text}");
     assert_eq!(*count.lock().unwrap(), 1);
+}
+
+/// `registry_timeout` in the user configuration bounds a resolution like
+/// `REPRO_REGISTRY_TIMEOUT` does (the deadline the error names is the configured one).
+#[test]
+fn registry_timeout_in_the_configuration_sets_the_deadline() {
+    let hang = Hang::start();
+    let env = TestEnv::new();
+    let cfg = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "registry_timeout = 2\n").unwrap();
+    let (code, _, stderr) = cli_inspect(
+        &env,
+        &env.root().join("no-certs.d"),
+        &[],
+        &format!("{}/team/app:v1", hang.addr),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("within 2s"), "{stderr}");
+    // The environment variable is the layer above the file.
+    let (_, _, stderr) = cli_inspect_with(
+        &env,
+        &env.root().join("no-certs.d"),
+        &[("REPRO_REGISTRY_TIMEOUT", "1")],
+        &[],
+        &format!("{}/team/app:v1", hang.addr),
+    );
+    assert!(stderr.contains("within 1s"), "{stderr}");
 }

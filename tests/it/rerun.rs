@@ -1,9 +1,11 @@
 //! `repro rerun`: same pins now, recorded as a new run linked to the original, outputs compared.
+use crate::support::assert_ok_for;
 
 use crate::support::assert_ok;
 use crate::support::engine::Podman;
 use crate::support::registry::Registry;
 use crate::support::{git, TestEnv};
+use std::path::Path;
 
 #[test]
 fn deterministic_job_reruns_from_commit_and_patch_with_matching_outputs() {
@@ -205,7 +207,7 @@ fn engine_lines(stdout: &str) -> Vec<Vec<String>> {
                 ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "bash could not parse {l}");
+            assert_ok_for(&out, &format!("bash could not parse {l}"));
             String::from_utf8_lossy(&out.stdout)
                 .split('\0')
                 .filter(|s| !s.is_empty())
@@ -292,4 +294,161 @@ fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
         );
         assert_eq!(a[0].contains(&"--tls-verify=false".to_string()), insecure);
     }
+}
+
+/// One imported run as a JSON line: `host` decides whether it was recorded on this machine.
+fn foreign_run(id: &str, host: &str, cwd: &Path, exec: serde_json::Value) -> String {
+    let image = if exec["mode"] == "container" {
+        serde_json::json!({"reference": "registry.example.com/team/trainer:1.0",
+            "digest": format!("sha256:{}", "ab".repeat(32)), "index_digest": null,
+            "platform": null, "resolved_by": "registry", "labels": {}})
+    } else {
+        serde_json::Value::Null
+    };
+    serde_json::json!({
+        "schema_version": 1, "id": id, "name": null, "status": "succeeded", "exit_code": 0,
+        "signal": null, "started_at": "2026-11-26T14:00:00Z", "ended_at": "2026-11-26T14:01:00Z",
+        "duration_ms": 60000, "command": ["sh", "-c", "touch replayed"],
+        "cwd": cwd.to_str().unwrap(), "exec": exec, "image": image, "code": null,
+        "datasets": [], "outputs": [], "params": {}, "tags": [], "notes": [], "env": {},
+        "host": host, "user": "mallory", "platform": "linux/amd64", "pid": null,
+        "boot_id": null, "pid_start": null, "rerun_of": null
+    })
+    .to_string()
+}
+
+fn this_host() -> String {
+    let out = std::process::Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A run recorded on another machine replays someone else's command: without a terminal it
+/// needs --trust, and nothing runs (or is recorded) before that.
+#[test]
+fn a_run_recorded_elsewhere_needs_trust_before_anything_runs() {
+    let env = TestEnv::new();
+    let work = env.root().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let id = "01jd3kq8x9v5n2m4p6r8t0w2ya";
+    let host_exec = serde_json::json!({"mode": "host", "engine": null, "workdir": null,
+        "engine_args": [], "gpus": null});
+    let file = env.root().join("in.jsonl");
+    std::fs::write(
+        &file,
+        foreign_run(id, "elsewhere.example", &work, host_exec) + "\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.run_in(env.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["rerun", id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("recorded on elsewhere.example by mallory"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sh -c 'touch replayed'"),
+        "the command is shown: {err}"
+    );
+    assert!(err.contains("--trust"), "{err}");
+    assert!(!work.join("replayed").exists(), "nothing may run");
+    assert_eq!(env.runs().len(), 1, "nothing may be recorded");
+    let (code, _, err) = env.run_in(env.root(), &["rerun", "--trust", id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(work.join("replayed").exists(), "{err}");
+}
+
+/// Risky engine flags and mounts are shown and need consent even for a run of this machine;
+/// a dry run shows them; the script header lists engine flags and mounts.
+#[test]
+fn risky_engine_flags_and_mounts_need_trust_and_are_listed_in_the_script() {
+    let env = TestEnv::new();
+    let id = "01jd3kq8x9v5n2m4p6r8t0w2yb";
+    let exec = serde_json::json!({"mode": "container", "engine": "podman",
+        "workdir": "/workspace", "engine_args": ["--volume=/:/host", "--privileged",
+        "--shm-size=1g"], "gpus": null});
+    let file = env.root().join("in.jsonl");
+    std::fs::write(
+        &file,
+        foreign_run(id, &this_host(), env.root(), exec) + "\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.run_in(env.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["rerun", id, "--engine", "podman"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("risky"), "{err}");
+    assert!(
+        err.contains("RISKY for this host: '--volume=/:/host' --privileged"),
+        "{err}"
+    );
+    assert!(!err.contains("recorded on"), "recorded here: {err}");
+    assert!(err.contains("--trust"), "{err}");
+    assert_eq!(env.runs().len(), 1, "nothing may be recorded");
+    let (code, out, err) = env.run_in(env.root(), &["rerun", id, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("--privileged"), "{out}");
+    assert!(err.contains("RISKY for this host"), "{err}");
+    let (code, script, err) = env.run_in(env.root(), &["script", id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        script.contains("# Engine flags: --privileged '--shm-size=1g'\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("# Mounts:       '--volume=/:/host'\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("RISKY for the host running this script: '--volume=/:/host' --privileged"),
+        "{script}"
+    );
+}
+
+/// On a terminal the re-run lists what it would replay and asks; only `y` runs it.
+#[test]
+fn on_a_terminal_a_foreign_run_is_confirmed_first() {
+    crate::support::require_tool("script");
+    let env = TestEnv::new();
+    let work = env.root().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let id = "01jd3kq8x9v5n2m4p6r8t0w2yc";
+    let host_exec = serde_json::json!({"mode": "host", "engine": null, "workdir": null,
+        "engine_args": [], "gpus": null});
+    let file = env.root().join("in.jsonl");
+    std::fs::write(
+        &file,
+        foreign_run(id, "elsewhere.example", &work, host_exec) + "\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.run_in(env.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let bin = assert_cmd::cargo::cargo_bin("repro");
+    let rerun = |answer: &str| -> String {
+        let cmd = format!(
+            "HOME='{}' REPRO_DB='{}' '{}' rerun {id}",
+            env.home().display(),
+            env.db().display(),
+            bin.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(env.root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = rerun("n\n");
+    assert!(said.contains("recorded on elsewhere.example"), "{said}");
+    assert!(said.contains("re-run it? [y/N]"), "{said}");
+    assert!(!work.join("replayed").exists(), "{said}");
+    let said = rerun("y\n");
+    assert!(work.join("replayed").exists(), "{said}");
 }

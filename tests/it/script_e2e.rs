@@ -1,5 +1,6 @@
 //! End to end on real components: `repro run` in a container from the loopback registry →
 //! `repro script` → bash executes it with the real engine → the same output, argv byte for byte.
+use crate::support::assert_ok_for;
 
 use std::process::Command as StdCommand;
 
@@ -80,11 +81,7 @@ fn container_run_script_reproduces_output_and_argv_and_passes_shellcheck() {
         .assert()
         .success();
     let sc = StdCommand::new("shellcheck").arg(&script).output().unwrap();
-    assert!(
-        sc.status.success(),
-        "shellcheck: {}",
-        String::from_utf8_lossy(&sc.stdout)
-    );
+    assert_ok_for(&sc, "shellcheck");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains(&digest), "the script does not pin the digest");
 

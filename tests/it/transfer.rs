@@ -325,6 +325,12 @@ fn forged_import_lines_are_refused_with_their_line_and_nothing_written() {
             serde_json::json!({"BAD NAME": "x"}),
             "env: 'BAD NAME'",
         ),
+        (
+            "exec",
+            serde_json::json!({"mode": "container", "engine": "podman",
+                "workdir": "/workspace:U", "engine_args": [], "gpus": null}),
+            "exec.workdir",
+        ),
         ("status", "failed".into(), "cannot have exit_code 0"),
         ("duration_ms", (-5).into(), "negative"),
         (

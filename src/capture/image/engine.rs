@@ -1,16 +1,12 @@
 //! Resolution through the local container engine (`docker`/`podman image inspect`'s
-//! `RepoDigests`), and engine auto-detection.
+//! `RepoDigests`). Which engine is asked is decided by the caller (`ops::run::pick_engine`).
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::digest::Digest;
 use super::reference::{self, Reference};
 use crate::error::Hinted;
-
-/// Engines we know how to drive, in auto-detection order.
-pub const ENGINES: [&str; 2] = ["podman", "docker"];
 
 /// The local engine could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -47,36 +43,6 @@ impl Hinted for EngineError {
             _ => "pull the image first (`docker pull NAME:TAG`) or pin it by digest (NAME@sha256:…)".into(),
         })
     }
-}
-
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// Picks the engine: `preferred` (e.g. `--engine`), then `REPRO_ENGINE`, then `podman`, then
-/// `docker` found on `PATH`. An explicit choice is returned even when it is not on `PATH`, so
-/// that running it reports the real error.
-pub fn detect_engine(preferred: Option<&str>) -> Option<String> {
-    if let Some(p) = preferred.filter(|p| !p.is_empty()) {
-        return Some(p.to_string());
-    }
-    if let Some(e) = std::env::var_os("REPRO_ENGINE").filter(|v| !v.is_empty()) {
-        return Some(e.to_string_lossy().into_owned());
-    }
-    ENGINES
-        .iter()
-        .find(|e| on_path(e).is_some())
-        .map(|e| e.to_string())
 }
 
 /// Asks `engine` for the digest of `r` in its repository (`RepoDigests` entry with the same
@@ -142,11 +108,6 @@ mod tests {
         assert_eq!(repo_digest_for(&list, &r).unwrap().to_string(), B);
         let r = reference::parse_normalized("localhost:5000/ubuntu").unwrap();
         assert!(repo_digest_for(&list, &r).is_none());
-    }
-
-    #[test]
-    fn explicit_engine_wins() {
-        assert_eq!(detect_engine(Some("docker")).as_deref(), Some("docker"));
     }
 
     #[test]

@@ -18,8 +18,19 @@ use crate::record::{Image, ResolvedBy};
 use reference::{Reference, ReferenceError};
 use registry::{Platform, RegistryClient, RegistryError, RegistryOptions};
 
-/// Where an unpinned reference may be resolved (`--resolve`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where an unpinned reference may be resolved (`--resolve`, the `resolve` configuration key).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ResolveMode {
     /// Only the registry.
     Registry,
@@ -40,6 +51,15 @@ impl ResolveMode {
             _ => return None,
         })
     }
+
+    /// The word used on the command line and in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolveMode::Registry => "registry",
+            ResolveMode::Engine => "engine",
+            ResolveMode::Auto => "auto",
+        }
+    }
 }
 
 /// Everything `resolve` needs besides the reference.
@@ -55,8 +75,9 @@ pub struct ResolveOptions {
     pub offline: bool,
     /// Platform to choose from an index (the host's when `None`).
     pub platform: Option<Platform>,
-    /// Engine for `ResolveMode::Engine`/`Auto` (auto-detected when `None`).
-    pub engine: Option<String>,
+    /// Engine asked for `ResolveMode::Engine`/`Auto` (decided by the caller with the one engine
+    /// detection, `ops::run::pick_engine`); `None`: no engine is available.
+    pub engine: Option<crate::exec::Engine>,
     /// How to reach registries.
     pub registry: RegistryOptions,
 }
@@ -150,8 +171,8 @@ pub fn resolve(
     }
 
     if opts.mode != ResolveMode::Registry {
-        match engine::detect_engine(opts.engine.as_deref()) {
-            Some(eng) => match engine::engine_digest(&eng, &r) {
+        match opts.engine.map(|e| e.as_str()) {
+            Some(eng) => match engine::engine_digest(eng, &r) {
                 Ok(d) => {
                     image.resolved_by = ResolvedBy::Engine;
                     image.digest = Some(d.to_string());

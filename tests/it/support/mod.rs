@@ -194,3 +194,15 @@ pub fn assert_ok(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// [`assert_ok`] naming what ran (a tool, a loop's case).
+#[track_caller]
+pub fn assert_ok_for(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: command failed ({}):\nstderr: {}\nstdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

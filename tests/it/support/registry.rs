@@ -729,13 +729,7 @@ pub(crate) fn run(cmd: &mut Command) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::assert_ok_for(&out, &format!("{cmd:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

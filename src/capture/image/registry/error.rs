@@ -132,7 +132,7 @@ impl Hinted for RegistryError {
                 "the registry does not speak HTTPS (plain HTTP?); declare it with --insecure-registry {registry} (or `insecure_registries` in the config), or give it a TLS certificate"
             )),
             RegistryError::Transport { .. } | RegistryError::Deadline { .. } => Some(
-                "check the registry is up, or use --offline, --resolve engine, or pin the image by digest (NAME@sha256:…); REPRO_REGISTRY_TIMEOUT=SECONDS sets the deadline".to_string(),
+                "check the registry is up, or use --offline, --resolve engine, or pin the image by digest (NAME@sha256:…); REPRO_REGISTRY_TIMEOUT=SECONDS (or registry_timeout in the configuration) sets the deadline".to_string(),
             ),
             RegistryError::InsecureRealm { .. } => Some(
                 "serve the token endpoint over HTTPS, or on the registry's own host with the registry declared --insecure-registry; repro will not send a password over plain HTTP to another host".to_string(),
