@@ -39,6 +39,9 @@ pub struct RerunArgs {
     /// Print the engine commands (pull, run), quoted for bash, and run nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Metrics file or DVCLive directory read after the run (repeatable; config `metrics` too)
+    #[arg(long = "metrics", value_name = "PATH")]
+    pub metrics: Vec<PathBuf>,
 }
 
 /// Runs `repro rerun` and returns the exit code.
@@ -73,6 +76,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
             ..RegistryOptions::default()
         },
         dry_run: args.dry_run,
+        metrics: crate::ops::metrics::paths(&ctx.config.metrics.values(), &args.metrics),
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {

@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Output file or directory, hashed after the run
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
+    /// Metrics file (.jsonl/.json/.yaml/.csv/.tsv) or DVCLive directory read after the run (repeatable)
+    #[arg(long = "metrics", value_name = "PATH")]
+    pub metrics: Vec<PathBuf>,
     /// Refuse to run when the working tree has uncommitted changes
     #[arg(long, overrides_with = "no_require_clean")]
     pub require_clean: bool,
@@ -224,6 +227,7 @@ pub fn request(args: &RunArgs, cfg: &Config, cwd: PathBuf) -> CliResult<(RunRequ
         engine_args,
         workdir,
         cwd,
+        metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &args.metrics),
     };
     Ok((req, notes))
 }

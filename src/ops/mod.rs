@@ -3,6 +3,7 @@
 
 pub mod attest;
 pub mod diff;
+pub mod metrics;
 pub mod mlflow;
 pub mod plot;
 pub mod rerun;

@@ -33,6 +33,8 @@ pub struct RerunRequest {
     pub registry: crate::capture::image::registry::RegistryOptions,
     /// Print the engine commands instead of running anything.
     pub dry_run: bool,
+    /// `--metrics` paths read after the run (relative to the re-run's working directory).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// One output compared with the original's.
@@ -310,6 +312,7 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
         registry,
         // The container mounts the checkout, not the recorded repository path.
         mount_src: checkout_root.clone(),
+        metrics: req.metrics.clone(),
     };
     let finished = execute(ev, store, run, &x)?;
     if let Some(t) = &temp {
@@ -358,6 +361,7 @@ fn dry_run(
                 src,
                 extra_mounts: Vec::new(),
                 cert_dir: Some(PathBuf::from("CERT_DIR")),
+                metrics: Some(PathBuf::from("METRICS_FILE")),
             };
             let e = OsString::from(plan.engine.as_str());
             let mut pull = vec![e.clone()];

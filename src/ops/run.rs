@@ -91,6 +91,8 @@ pub struct RunRequest {
     pub workdir: String,
     /// The working directory.
     pub cwd: PathBuf,
+    /// `--metrics` files or DVCLive directories read after the run (relative to `cwd`).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// How a recorded run is executed: where, what to hash afterwards, extra read-only mounts.
@@ -108,6 +110,8 @@ pub struct Execution {
     pub registry: RegistryFlags,
     /// Host directory mounted at the workdir (default: the recorded repository, else `cwd`).
     pub mount_src: Option<PathBuf>,
+    /// `--metrics` paths read after the run (relative to `cwd`).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// How a run ended, for the CLI.
@@ -182,6 +186,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         cwd: req.cwd.clone(),
         output_paths: req.outputs.clone(),
         registry,
+        metrics: req.metrics.clone(),
         ..Execution::default()
     };
     execute(ev, store, run, &x)
@@ -341,6 +346,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
+    let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
     let t0 = Instant::now();
     let engine = run
         .exec
@@ -369,6 +375,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 }),
                 extra_mounts: x.extra_mounts.clone(),
                 cert_dir: None,
+                metrics: metrics_file.clone(),
             };
             let cert = match (&x.registry.ca_cert, engine) {
                 (Some(ca), Engine::Podman) => match CertDir::new(ca, &run.id) {
@@ -408,6 +415,11 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         .env
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .chain(
+            crate::ops::metrics::child_env(&run.id, metrics_file.as_deref())
+                .into_iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
         .collect();
     let (outcome, forwarded) = match engine_error.take() {
         Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
@@ -484,6 +496,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
             CliError::from(e)
         )),
     }
+    crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
     Ok(Finished {
         id: run.id,
         exit,

@@ -26,6 +26,9 @@ pub enum Word {
     ExtraMounts,
     /// `--cert-dir=<a directory holding the CA certificate>` (podman, `--ca-cert`).
     CertDir,
+    /// `--env=REPRO_RUN_ID --env=REPRO_METRICS --volume=FILE:FILE`: the run's metrics file at the
+    /// same path inside (docs/metrics.md); nothing when there is no file.
+    Metrics,
 }
 
 /// How the engine reaches the registry for the pull.
@@ -72,6 +75,8 @@ pub struct Bindings {
     pub extra_mounts: Vec<(PathBuf, String)>,
     /// Directory holding the CA certificate, when `RegistryFlags::ca_cert` is set.
     pub cert_dir: Option<PathBuf>,
+    /// The run's metrics file (`REPRO_METRICS`), mounted read-write at the same path.
+    pub metrics: Option<PathBuf>,
 }
 
 /// The working directory inside the container: the recorded workdir plus the relative cwd.
@@ -153,6 +158,7 @@ impl EnginePlan {
             r.push(lit(k));
         }
         r.push(Word::ExtraMounts);
+        r.push(Word::Metrics);
         if let Some(g) = &run.exec.gpus {
             let given = run
                 .exec
@@ -194,6 +200,17 @@ impl EnginePlan {
                         let mut m = OsString::from("--volume=");
                         m.push(src.as_os_str());
                         m.push(format!(":{dst}:ro"));
+                        out.push(m);
+                    }
+                }
+                Word::Metrics => {
+                    if let Some(f) = &b.metrics {
+                        out.push("--env=REPRO_RUN_ID".into());
+                        out.push("--env=REPRO_METRICS".into());
+                        let mut m = OsString::from("--volume=");
+                        m.push(f.as_os_str());
+                        m.push(":");
+                        m.push(f.as_os_str());
                         out.push(m);
                     }
                 }
@@ -256,6 +273,7 @@ mod tests {
             src: "/src".into(),
             extra_mounts: vec![("/data/val".into(), "/workspace/data/val".into())],
             cert_dir: Some("/tmp/certs".into()),
+            metrics: None,
         };
         let image = format!(
             "registry.example.com/team/trainer@sha256:{}",
