@@ -136,7 +136,7 @@ mod tests {
         let s = [summary("acc", 0.9, 3)];
         let h = [("acc".to_string(), vec![0.5, 0.7, 0.9])];
         let tty = metrics_text(&s, &h, true);
-        assert!(tty.contains("▁▅█"), "{tty}");
+        assert!(tty.contains("▁▄█"), "{tty}");
         let piped = metrics_text(&s, &h, false);
         assert!(!piped.contains('▁'), "{piped}");
         assert!(
