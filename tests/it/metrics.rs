@@ -466,3 +466,58 @@ fn config_metrics_key_is_read() {
     assert_eq!(j["metrics"]["acc"]["last"], 0.5);
     assert_eq!(j["metrics"]["acc"]["count"], 2);
 }
+
+/// `ls --sort metric:acc`: highest first, runs without the metric last (newest first);
+/// `--reverse` lowest first; `--limit` counts both parts; a bad stat is a usage error.
+#[test]
+fn ls_sorts_by_a_metric() {
+    let env = TestEnv::new();
+    let mut ids = BTreeMap::new();
+    for (name, acc) in [
+        ("a", Some(0.5)),
+        ("b", Some(0.9)),
+        ("none", None),
+        ("c", Some(0.7)),
+    ] {
+        let id = new_run(&env, name);
+        if let Some(v) = acc {
+            ingest(
+                &env,
+                &id,
+                &[MetricPoint {
+                    key: "acc".into(),
+                    step: Some(1),
+                    value: v,
+                    time: None,
+                }],
+            );
+        }
+        ids.insert(name, id);
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ls", "--json"];
+        a.extend_from_slice(args);
+        let (code, out, err) = env.run_in(env.root(), &a);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&["--sort", "metric:acc"]), ["b", "c", "a", "none"]);
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--reverse"]),
+        ["a", "c", "b", "none"]
+    );
+    assert_eq!(names(&["--sort", "metric:acc", "--limit", "2"]), ["b", "c"]);
+    assert_eq!(
+        names(&["--sort", "metric:acc:max", "--name", "[ab]"]),
+        ["b", "a"]
+    );
+    let (code, _, err) = env.run_in(env.root(), &["ls", "--sort", "metric:"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("metric:"), "{err}");
+}
