@@ -312,6 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn metrics_file_is_mounted_at_the_same_path_with_both_variables() {
+        let run = sample_run();
+        let plan = EnginePlan::of(&run, Engine::Podman, &PlanOptions::default()).unwrap();
+        let without = plan.run_args(&Bindings::default());
+        assert!(!without
+            .iter()
+            .any(|a| a.to_string_lossy().contains("REPRO_")));
+        let b = Bindings {
+            metrics: Some("/d/metrics/x.jsonl".into()),
+            ..Bindings::default()
+        };
+        let args = plan.run_args(&b);
+        let want = os(&[
+            "--env=REPRO_RUN_ID",
+            "--env=REPRO_METRICS",
+            "--volume=/d/metrics/x.jsonl:/d/metrics/x.jsonl",
+        ]);
+        let at = args.iter().position(|a| a == "--env=REPRO_RUN_ID").unwrap();
+        assert_eq!(args[at..at + 3], want[..]);
+        assert_eq!(args.len(), without.len() + 3);
+    }
+
+    #[test]
     fn docker_gets_no_tls_flags_and_tty_only_when_asked() {
         let run = sample_run();
         let opts = PlanOptions {
