@@ -521,3 +521,34 @@ fn ls_sorts_by_a_metric() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("metric:"), "{err}");
 }
+
+/// In a container (real podman, a pinned busybox from a local registry) the job appends to
+/// `REPRO_METRICS` at the same path, and the points are stored even though it exits 3.
+#[test]
+fn container_job_reports_through_the_mounted_file() {
+    use crate::support::engine::Podman;
+    use crate::support::registry::Registry;
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "--engine", "podman", "--image", &image])
+        .args(["--engine-arg=--network=none", "--", "/bin/busybox", "sh", "-c"])
+        .arg("echo \"{\\\"step\\\": 1, \\\"acc\\\": 0.5, \\\"id_len\\\": ${#REPRO_RUN_ID}}\" >> \"$REPRO_METRICS\"; exit 3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["metrics"]["acc"]["last"], 0.5, "{err}");
+    assert_eq!(
+        j["metrics"]["id_len"]["last"], 26.0,
+        "REPRO_RUN_ID reached the container"
+    );
+}
