@@ -182,6 +182,7 @@ struct FileLayer {
     require_clean: Option<bool>,
     env: Option<Vec<String>>,
     color: Option<Color>,
+    metrics: Option<Vec<String>>,
 }
 
 /// A configuration file that was looked for.
@@ -211,6 +212,8 @@ pub struct Config {
     pub require_clean: Setting<bool>,
     pub env: List,
     pub color: Setting<Color>,
+    /// Metrics files or DVCLive directories read after every run (`--metrics`).
+    pub metrics: List,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
 }
@@ -234,6 +237,7 @@ impl Default for Config {
             require_clean: Setting::default(false),
             env: List::default(),
             color: Setting::default(Color::Auto),
+            metrics: List::default(),
             files: Vec::new(),
         }
     }
@@ -303,6 +307,7 @@ pub const KEYS: &[&str] = &[
     "require_clean",
     "env",
     "color",
+    "metrics",
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
@@ -704,6 +709,7 @@ impl Config {
         self.insecure_registries
             .extend(l.insecure_registries.unwrap_or_default(), src);
         self.env.extend(l.env.unwrap_or_default(), src);
+        self.metrics.extend(l.metrics.unwrap_or_default(), src);
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<OsString>) -> Result<(), ConfigError> {

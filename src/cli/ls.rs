@@ -261,7 +261,8 @@ pub enum Format {
 pub struct LsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Sort by: started (newest first), duration (longest first), status, name, host, image
+    /// Sort by: started (newest first), duration (longest first), status, name, host, image, or
+    /// metric:KEY[:last|min|max|count] (highest first; --reverse: lowest first)
     #[arg(long, value_name = "FIELD", default_value = "started")]
     pub sort: String,
     /// Reverse the order
@@ -286,10 +287,23 @@ pub struct LsArgs {
 
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let sort = SortKey::parse(&args.sort).ok_or_else(|| {
-        CliError::usage(format!("cannot sort by '{}'", args.sort))
-            .hint(format!("use one of {}", SortKey::NAMES.join(", ")))
-    })?;
+    let metric_sort = if crate::store::metrics::is_metric_expr(&args.sort) {
+        Some(
+            crate::store::metrics::parse_metric_sort(&args.sort)
+                .map_err(|e| CliError::usage(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let sort = match metric_sort {
+        Some(_) => SortKey::Started,
+        None => SortKey::parse(&args.sort).ok_or_else(|| {
+            CliError::usage(format!("cannot sort by '{}'", args.sort)).hint(format!(
+                "use one of {}, or metric:KEY[:STAT]",
+                SortKey::NAMES.join(", ")
+            ))
+        })?,
+    };
     let columns = match &args.columns {
         None => Column::DEFAULT.to_vec(),
         Some(list) => Column::parse_list(list).map_err(|m| {
@@ -301,7 +315,15 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.filter.sort = sort;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
-    let runs = q.run(&store)?;
+    let runs = match &metric_sort {
+        // --reverse puts the lowest first; `--asc`-style order for a metric.
+        Some(ms) => {
+            let mut runs = store.runs_by_metric(&q.filter, ms, !args.reverse)?;
+            runs.retain(|r| q.keeps(r));
+            runs
+        }
+        None => q.run(&store)?,
+    };
     let format = if args.json { Format::Json } else { args.format };
     let text = match format {
         Format::Json => output::runs_json(&runs),

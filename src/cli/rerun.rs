@@ -58,6 +58,9 @@ pub struct RerunArgs {
     /// variables, without asking (see docs/faq.md)
     #[arg(long)]
     pub trust: bool,
+    /// Metrics file or DVCLive directory read after the run (repeatable; config `metrics` too)
+    #[arg(long = "metrics", value_name = "PATH")]
+    pub metrics: Vec<PathBuf>,
 }
 
 /// Where `repro rerun` runs the job.
@@ -108,6 +111,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         registry,
         dry_run: args.dry_run,
         trust,
+        metrics: crate::ops::metrics::paths(&ctx.config.metrics.values(), &args.metrics),
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {

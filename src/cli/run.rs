@@ -72,6 +72,9 @@ pub struct RunArgs {
     /// Output file or directory, hashed after the run
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
+    /// Metrics file (.jsonl/.json/.yaml/.csv/.tsv) or DVCLive directory read after the run (repeatable)
+    #[arg(long = "metrics", value_name = "PATH")]
+    pub metrics: Vec<PathBuf>,
     /// Refuse to run when the working tree has uncommitted changes
     #[arg(long, overrides_with = "no_require_clean")]
     pub require_clean: bool,
@@ -126,6 +129,7 @@ impl RunArgs {
             engine_args: self.engine_args.clone(),
             mounts: self.mounts.clone(),
             workdir: self.workdir.clone(),
+            metrics: self.metrics.clone(),
             command: self.command.clone(),
         }
     }

@@ -31,6 +31,9 @@ pub struct ShowArgs {
     /// Same as --format json
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// With --json: add each metric's history (`"history": {"acc": [[step, value, time], …]}`)
+    #[arg(long)]
+    pub history: bool,
 }
 
 /// Shows one run.
@@ -48,12 +51,32 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         // `show --json` is the object `ls --json` lists (DESIGN.md): archives are not in it;
         // `repro audit --json` reports them.
         ShowFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&output::run_json(&run)).expect("json");
+            let mut j = output::run_json(&run);
+            let summaries = store.metric_summaries(&id)?;
+            j["metrics"] = output::metrics::summary_json(&summaries);
+            if args.history {
+                let mut h = Vec::new();
+                for m in &summaries {
+                    h.push((m.key.clone(), store.metric_history(&id, &m.key)?));
+                }
+                j["history"] = output::metrics::history_json(&h);
+            }
+            let mut s = serde_json::to_string_pretty(&j).expect("json");
             s.push('\n');
             s
         }
         ShowFormat::Text => {
+            let summaries = store.metric_summaries(&id)?;
+            let tty = crate::cli::stdout_is_tty();
+            let mut h = Vec::new();
+            if tty {
+                for m in summaries.iter().filter(|m| m.count > 1) {
+                    let values = store.metric_history(&id, &m.key)?;
+                    h.push((m.key.clone(), values.iter().map(|p| p.value).collect()));
+                }
+            }
             let mut s = output::show_text(&run, ctx.utc);
+            s.push_str(&output::metrics::metrics_text(&summaries, &h, tty));
             for a in &archives {
                 s.push_str(&format!(
                     "{:<12} {} {} ({}, {})\n",

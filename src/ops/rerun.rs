@@ -35,6 +35,8 @@ pub struct RerunRequest {
     pub dry_run: bool,
     /// The user accepted what [`review`] listed (`--trust`, or a confirmation on a terminal).
     pub trust: bool,
+    /// `--metrics` paths read after the run (relative to the re-run's working directory).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -438,6 +440,7 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
         registry,
         // The container mounts the checkout, not the recorded repository path.
         mount_src: checkout_root.clone(),
+        metrics: req.metrics.clone(),
     };
     let finished = execute(ev, store, run, &x)?;
     if let Some(t) = &temp {
@@ -486,6 +489,7 @@ fn dry_run(
                 src,
                 extra_mounts: Vec::new(),
                 cert_dir: Some(PathBuf::from("CERT_DIR")),
+                metrics: Some(PathBuf::from("METRICS_FILE")),
             };
             let e = OsString::from(plan.engine.as_str());
             let mut pull = vec![e.clone()];

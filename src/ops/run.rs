@@ -93,6 +93,8 @@ pub struct RunRequest {
     pub workdir: String,
     /// The working directory.
     pub cwd: PathBuf,
+    /// `--metrics` files or DVCLive directories read after the run (relative to `cwd`).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
@@ -123,6 +125,8 @@ pub struct RunFlags {
     pub engine_args: Vec<String>,
     pub mounts: Vec<String>,
     pub workdir: Option<String>,
+    /// `--metrics` files or DVCLive directories.
+    pub metrics: Vec<PathBuf>,
     pub command: Vec<OsString>,
 }
 
@@ -263,6 +267,7 @@ impl RunRequest {
             engine_args,
             workdir,
             cwd,
+            metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
         };
         Ok((req, notes))
     }
@@ -283,6 +288,8 @@ pub struct Execution {
     pub registry: RegistryFlags,
     /// Host directory mounted at the workdir (default: the recorded repository, else `cwd`).
     pub mount_src: Option<PathBuf>,
+    /// `--metrics` paths read after the run (relative to `cwd`).
+    pub metrics: Vec<PathBuf>,
 }
 
 /// How a run ended, for the CLI.
@@ -360,6 +367,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         cwd: req.cwd.clone(),
         output_paths: req.outputs.clone(),
         registry,
+        metrics: req.metrics.clone(),
         ..Execution::default()
     };
     execute(ev, store, run, &x)
@@ -533,6 +541,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
+    let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
     let t0 = Instant::now();
     let engine = run
         .exec
@@ -561,6 +570,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 }),
                 extra_mounts: x.extra_mounts.clone(),
                 cert_dir: None,
+                metrics: metrics_file.clone(),
             };
             let cert = match (x.registry.needs_cert_dir(), engine) {
                 (true, Engine::Podman) => match CertDir::new(&x.registry, &run.id) {
@@ -600,6 +610,11 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         .env
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .chain(
+            crate::ops::metrics::child_env(&run.id, metrics_file.as_deref())
+                .into_iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
         .collect();
     let (outcome, forwarded) = match engine_error.take() {
         Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
@@ -676,6 +691,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
             CliError::from(e)
         )),
     }
+    crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
     Ok(Finished {
         id: run.id,
         exit,

@@ -1,6 +1,7 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
 pub mod formats;
+pub mod metrics;
 pub mod sanitize;
 pub mod sparkline;
 

@@ -127,6 +127,7 @@ fn plan_word(q: &Quoter<'_>, w: &Word, src: &str) -> Result<String, RenderError>
         ),
         Word::ExtraMounts => "\"${mount_flags[@]}\"".into(),
         Word::CertDir => "\"--cert-dir=$cert_dir\"".into(),
+        Word::Metrics => "\"${metrics_flags[@]}\"".into(),
     })
 }
 
@@ -224,6 +225,16 @@ fi
     Ok(s)
 }
 
+/// `REPRO_RUN_ID` and `REPRO_METRICS` as `repro run` sets them, so a job that reports metrics
+/// works from the script too: the caller's values when set, else no id and a fresh temporary
+/// file that nothing reads afterwards (a script re-run is not recorded; docs/metrics.md).
+pub(crate) const METRICS_VARS: &str = r#"export REPRO_RUN_ID=${REPRO_RUN_ID:-}
+if [[ -z ${REPRO_METRICS:-} ]]; then
+  if ((dry_run)); then REPRO_METRICS=METRICS_FILE; else REPRO_METRICS=$(mktemp -t repro-metrics.XXXXXX); fi
+fi
+export REPRO_METRICS
+"#;
+
 /// The run step: `"$engine" "${run_args[@]}" ARGV…` with the recorded variables exported.
 pub(crate) fn container_command(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     let q = Quoter { id: &run.id };
@@ -239,6 +250,10 @@ for ((i = 0; i < ${#extra_mounts[@]}; i += 2)); do
   mount_flags+=("--volume=${extra_mounts[i]}:$workdir/${extra_mounts[i + 1]}:ro")
 done
 "#,
+    );
+    s.push_str(METRICS_VARS);
+    s.push_str(
+        "metrics_flags=(--env=REPRO_RUN_ID --env=REPRO_METRICS \"--volume=$REPRO_METRICS:$REPRO_METRICS\")\n",
     );
     // The plan passes variables by name (`--env NAME`), as `repro run` does.
     for w in env_words(run, "")? {
@@ -272,7 +287,8 @@ pub(crate) fn host_command(run: &Run) -> Result<String, RenderError> {
         });
     }
     let (_, cwd) = host_dirs(run)?;
-    let mut s = String::from(
+    let mut s = String::from(METRICS_VARS);
+    s.push_str(
         r#"for ((i = 0; i < ${#extra_mounts[@]}; i += 2)); do
   link=$src/${extra_mounts[i + 1]}
   run mkdir -p -- "${link%/*}"

@@ -27,6 +27,9 @@ pub enum Word {
     ExtraMounts,
     /// `--cert-dir=<a directory holding the CA certificate>` (podman, `--ca-cert`).
     CertDir,
+    /// `--env=REPRO_RUN_ID --env=REPRO_METRICS --volume=FILE:FILE`: the run's metrics file at the
+    /// same path inside (docs/metrics.md); nothing when there is no file.
+    Metrics,
 }
 
 /// How the engine reaches the registry for the pull: podman `--tls-verify=false` for an insecure
@@ -94,6 +97,8 @@ pub struct Bindings {
     pub extra_mounts: Vec<(PathBuf, String)>,
     /// Directory holding the CA certificates, when `RegistryFlags::needs_cert_dir`.
     pub cert_dir: Option<PathBuf>,
+    /// The run's metrics file (`REPRO_METRICS`), mounted read-write at the same path.
+    pub metrics: Option<PathBuf>,
 }
 
 /// The working directory inside the container: the recorded workdir plus the relative cwd.
@@ -169,6 +174,7 @@ impl EnginePlan {
             r.push(lit(k));
         }
         r.push(Word::ExtraMounts);
+        r.push(Word::Metrics);
         if let Some(g) = &run.exec.gpus {
             let given = run
                 .exec
@@ -210,6 +216,17 @@ impl EnginePlan {
                         let mut m = OsString::from("--volume=");
                         m.push(src.as_os_str());
                         m.push(format!(":{dst}:ro"));
+                        out.push(m);
+                    }
+                }
+                Word::Metrics => {
+                    if let Some(f) = &b.metrics {
+                        out.push("--env=REPRO_RUN_ID".into());
+                        out.push("--env=REPRO_METRICS".into());
+                        let mut m = OsString::from("--volume=");
+                        m.push(f.as_os_str());
+                        m.push(":");
+                        m.push(f.as_os_str());
                         out.push(m);
                     }
                 }
@@ -273,6 +290,7 @@ mod tests {
             src: "/src".into(),
             extra_mounts: vec![("/data/val".into(), "/workspace/data/val".into())],
             cert_dir: Some("/tmp/certs".into()),
+            metrics: None,
         };
         let image = format!(
             "registry.example.com/team/trainer@sha256:{}",
@@ -308,6 +326,29 @@ mod tests {
         ]);
         assert_eq!(args[..head.len()], head[..]);
         assert_eq!(args.len(), head.len() + run.command.len() - 1);
+    }
+
+    #[test]
+    fn metrics_file_is_mounted_at_the_same_path_with_both_variables() {
+        let run = sample_run();
+        let plan = EnginePlan::of(&run, Engine::Podman, &PlanOptions::default()).unwrap();
+        let without = plan.run_args(&Bindings::default());
+        assert!(!without
+            .iter()
+            .any(|a| a.to_string_lossy().contains("REPRO_")));
+        let b = Bindings {
+            metrics: Some("/d/metrics/x.jsonl".into()),
+            ..Bindings::default()
+        };
+        let args = plan.run_args(&b);
+        let want = os(&[
+            "--env=REPRO_RUN_ID",
+            "--env=REPRO_METRICS",
+            "--volume=/d/metrics/x.jsonl:/d/metrics/x.jsonl",
+        ]);
+        let at = args.iter().position(|a| a == "--env=REPRO_RUN_ID").unwrap();
+        assert_eq!(args[at..at + 3], want[..]);
+        assert_eq!(args.len(), without.len() + 3);
     }
 
     #[test]

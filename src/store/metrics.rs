@@ -615,6 +615,44 @@ impl Store {
     }
 }
 
+impl Store {
+    /// `ls --sort metric:KEY[:STAT]`: the runs of `filter` with the metric, best first (`desc`:
+    /// highest first), then those without it (or NaN), newest first; at most `filter.limit`.
+    pub fn runs_by_metric(
+        &self,
+        filter: &super::RunFilter,
+        sort: &MetricSort,
+        desc: bool,
+    ) -> Result<Vec<crate::record::Run>> {
+        let qs = sort.queries(
+            super::RUN_COLUMNS,
+            filter.where_clause(),
+            desc,
+            filter.limit,
+        );
+        let mut runs = Vec::new();
+        for (sql, args) in &qs {
+            if filter.limit.is_some_and(|l| runs.len() as u64 >= l) {
+                break;
+            }
+            let mut stmt = self
+                .conn
+                .prepare(sql)
+                .map_err(self.sql_err("sort by metric"))?;
+            let rows: Vec<crate::record::Run> = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), super::run_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(self.sql_err("sort by metric"))?;
+            runs.extend(rows);
+        }
+        if let Some(l) = filter.limit {
+            runs.truncate(l as usize);
+        }
+        self.load_children(&mut runs)?;
+        Ok(runs)
+    }
+}
+
 impl MetricSort {
     /// The two queries of `ls --sort metric:KEY`: first the runs with a (non-NaN) value, best
     /// first (`desc`: highest first; ties newest first), then the others (no such metric, or

@@ -341,3 +341,214 @@ fn a_100k_step_jsonl_history_with_malformed_lines_round_trips_and_plots() {
         .unwrap();
     assert!(longest > 1000, "{longest} vertices");
 }
+
+/// A host job that reports through `REPRO_METRICS` (the three-line Python helper of
+/// docs/metrics.md) and a `--metrics` file: both stored, `show --json` has the DESIGN.md shape.
+#[test]
+fn run_exports_repro_metrics_and_reads_metrics_files() {
+    crate::support::require_tool("python3");
+    let env = TestEnv::new();
+    std::fs::write(
+        env.root().join("train.py"),
+        r#"import json, os, stat
+def log(**m):
+    with open(os.environ["REPRO_METRICS"], "a") as f: f.write(json.dumps(m) + "\n")
+for step, acc in enumerate([0.5, 0.75, 0.875], start=1):
+    log(step=step, acc=acc, loss=1 - acc)
+log(step=4, loss=float("nan"))
+mode = stat.S_IMODE(os.stat(os.environ["REPRO_METRICS"]).st_mode)
+open("seen.txt", "w").write(os.environ["REPRO_RUN_ID"] + " " + oct(mode))
+json.dump({"val": {"acc": 0.8}, "note": "text"}, open("final.json", "w"))
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--metrics",
+            "final.json",
+            "--",
+            "python3",
+            "train.py",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("note"),
+        "the non-numeric value is named: {err}"
+    );
+    let id = env.last_id();
+    let seen = std::fs::read_to_string(env.root().join("seen.txt")).unwrap();
+    assert_eq!(seen, format!("{id} 0o600"));
+    let j = env.show_json(&id);
+    assert_eq!(
+        j["metrics"]["acc"],
+        serde_json::json!({"last": 0.875, "min": 0.5, "max": 0.875, "count": 3, "step": 3})
+    );
+    assert_eq!(j["metrics"]["loss"]["last"], "NaN");
+    assert_eq!(j["metrics"]["loss"]["count"], 4);
+    assert_eq!(j["metrics"]["val.acc"]["last"], 0.8);
+    assert!(j.get("history").is_none());
+    let out = env
+        .repro()
+        .args(["show", &id, "--json", "--history"])
+        .output()
+        .unwrap();
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = h["history"]["acc"].as_array().unwrap();
+    assert_eq!(acc.len(), 3);
+    assert_eq!(acc[1][0], 2);
+    assert_eq!(acc[1][1], 0.75);
+    // Piped text: values, no sparkline.
+    let (_, text, _) = env.run_in(env.root(), &["show", &id]);
+    assert!(
+        text.contains("acc") && text.contains("last 0.875"),
+        "{text}"
+    );
+    assert!(!text.contains('▁') && !text.contains('█'), "{text}");
+    // The file is gone once its points are stored.
+    let left: Vec<_> = std::fs::read_dir(env.db().parent().unwrap().join("metrics"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A malformed metrics file and a missing one warn; the child's exit code and status stay.
+#[test]
+fn bad_metrics_never_change_status_or_exit_code() {
+    let env = TestEnv::new();
+    std::fs::write(env.root().join("bad.json"), "{not json").unwrap();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--metrics",
+            "bad.json",
+            "--metrics",
+            "nope.csv",
+            "--",
+            "sh",
+            "-c",
+            "echo 'garbage' >> \"$REPRO_METRICS\"; exit 3",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("bad.json"), "{err}");
+    assert!(err.contains("nope.csv"), "{err}");
+    assert!(err.contains("REPRO_METRICS"), "{err}");
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["status"], "failed");
+    assert_eq!(j["metrics"], serde_json::json!({}));
+}
+
+/// The config key `metrics` adds files read after every run; a run without metrics shows `{}`.
+#[test]
+fn config_metrics_key_is_read() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    std::fs::write(repo.join(".repro.toml"), "metrics = [\"m.csv\"]\n").unwrap();
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--",
+            "sh",
+            "-c",
+            "printf 'step,acc\\n1,0.25\\n2,0.5\\n' > m.csv",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["metrics"]["acc"]["last"], 0.5);
+    assert_eq!(j["metrics"]["acc"]["count"], 2);
+}
+
+/// `ls --sort metric:acc`: highest first, runs without the metric last (newest first);
+/// `--reverse` lowest first; `--limit` counts both parts; a bad stat is a usage error.
+#[test]
+fn ls_sorts_by_a_metric() {
+    let env = TestEnv::new();
+    let mut ids = BTreeMap::new();
+    for (name, acc) in [
+        ("a", Some(0.5)),
+        ("b", Some(0.9)),
+        ("none", None),
+        ("c", Some(0.7)),
+    ] {
+        let id = new_run(&env, name);
+        if let Some(v) = acc {
+            ingest(
+                &env,
+                &id,
+                &[MetricPoint {
+                    key: "acc".into(),
+                    step: Some(1),
+                    value: v,
+                    time: None,
+                }],
+            );
+        }
+        ids.insert(name, id);
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ls", "--json"];
+        a.extend_from_slice(args);
+        let (code, out, err) = env.run_in(env.root(), &a);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&["--sort", "metric:acc"]), ["b", "c", "a", "none"]);
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--reverse"]),
+        ["a", "c", "b", "none"]
+    );
+    assert_eq!(names(&["--sort", "metric:acc", "--limit", "2"]), ["b", "c"]);
+    assert_eq!(
+        names(&["--sort", "metric:acc:max", "--name", "[ab]"]),
+        ["b", "a"]
+    );
+    let (code, _, err) = env.run_in(env.root(), &["ls", "--sort", "metric:"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("metric:"), "{err}");
+}
+
+/// In a container (real podman, a pinned busybox from a local registry) the job appends to
+/// `REPRO_METRICS` at the same path, and the points are stored even though it exits 3.
+#[test]
+fn container_job_reports_through_the_mounted_file() {
+    use crate::support::engine::Podman;
+    use crate::support::registry::Registry;
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "--engine", "podman", "--image", &image])
+        .args(["--engine-arg=--network=none", "--", "/bin/busybox", "sh", "-c"])
+        .arg("echo \"{\\\"step\\\": 1, \\\"acc\\\": 0.5, \\\"id_len\\\": ${#REPRO_RUN_ID}}\" >> \"$REPRO_METRICS\"; exit 3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["metrics"]["acc"]["last"], 0.5, "{err}");
+    assert_eq!(
+        j["metrics"]["id_len"]["last"], 26.0,
+        "REPRO_RUN_ID reached the container"
+    );
+}
