@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Where the repository is mounted inside the container [default: /workspace]
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Push the run to MLflow when it finishes (see `repro mlflow push`; config `mlflow_push`)
+    #[arg(long)]
+    pub mlflow: bool,
     /// The command and its arguments, after `--`
     #[arg(required = true, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -224,6 +227,10 @@ pub fn request(args: &RunArgs, cfg: &Config, cwd: PathBuf) -> CliResult<(RunRequ
         engine_args,
         workdir,
         cwd,
+        mlflow: (args.mlflow || cfg.mlflow_push.value).then(|| crate::ops::mlflow::AfterRun {
+            tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
+            experiment: cfg.mlflow_experiment.value.clone(),
+        }),
     };
     Ok((req, notes))
 }

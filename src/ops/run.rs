@@ -91,6 +91,8 @@ pub struct RunRequest {
     pub workdir: String,
     /// The working directory.
     pub cwd: PathBuf,
+    /// Push the run to MLflow when it finishes (`--mlflow`); never changes its outcome.
+    pub mlflow: Option<crate::ops::mlflow::AfterRun>,
 }
 
 /// How a recorded run is executed: where, what to hash afterwards, extra read-only mounts.
@@ -184,7 +186,11 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         registry,
         ..Execution::default()
     };
-    execute(ev, store, run, &x)
+    let finished = execute(ev, store, run, &x)?;
+    if let Some(m) = &req.mlflow {
+        crate::ops::mlflow::after_run(ev, store, &finished.id, m);
+    }
+    Ok(finished)
 }
 
 /// The engine's pull options for `img` from repro's registry options.
