@@ -506,7 +506,7 @@ fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
             point(
                 "loss",
                 Some(s),
-                1.0 / (s + 1) as f64,
+                s as f64 * 0.25,
                 Some(1_796_000_000.0 + s as f64 * 0.5),
             )
         })
@@ -534,7 +534,7 @@ fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
     assert_eq!(loss.len(), 1200);
     assert_eq!(loss[10]["step"].as_i64(), Some(10));
     assert_eq!(loss[10]["timestamp"].as_i64(), Some(1_796_000_005_000));
-    assert_eq!(loss[10]["value"].as_f64(), Some(1.0 / 11.0));
+    assert_eq!(loss[10]["value"].as_f64(), Some(2.5));
     // No step: the position in the history; no time: the run's start; NaN kept as NaN.
     let started =
         chrono::DateTime::parse_from_rfc3339(env.show_json(&id)["started_at"].as_str().unwrap())
