@@ -708,3 +708,82 @@ fn config_keys_push_after_each_run_and_a_repository_cannot_pick_the_server() {
         "{err}"
     );
 }
+
+/// HTTPS: a server whose CA is not trusted fails with a clear TLS error;
+/// MLFLOW_TRACKING_SERVER_CERT_PATH or MLFLOW_TRACKING_INSECURE_TLS make it work; a bearer token
+/// (MLFLOW_TRACKING_TOKEN) is sent as `Authorization: Bearer` and refused clearly by a
+/// basic-auth server.
+#[test]
+fn https_with_a_private_ca_insecure_tls_and_a_bearer_token() {
+    use crate::support::mlflow::TlsProxy;
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("tls");
+    let (_repo, id) = recorded_run(&env, false);
+    let proxy = TlsProxy::start(&srv.uri, &env.root().join("tls"));
+
+    let (code, _, err) = push(&env, &proxy.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "TLS failed talking to the MLflow tracking server at {}",
+            proxy.uri
+        )),
+        "{err}"
+    );
+    assert!(err.contains("MLFLOW_TRACKING_SERVER_CERT_PATH"), "{err}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_none());
+
+    let ca = proxy.ca.to_str().unwrap();
+    let (code, out, err) = push(
+        &env,
+        &proxy.uri,
+        &[("MLFLOW_TRACKING_SERVER_CERT_PATH", ca)],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_some());
+
+    // Another ledger (a second database) pushing through with verification off: re-linked.
+    let other = TestEnv::new();
+    let (_r, id2) = recorded_run(&other, false);
+    let (code, out, err) = push(
+        &other,
+        &proxy.uri,
+        &[("MLFLOW_TRACKING_INSECURE_TLS", "true")],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id2).is_some());
+
+    // A bearer token is sent as such, on every request (a new experiment: requests are made).
+    std::fs::write(&proxy.auth_log, "").unwrap();
+    let exp2 = format!("{exp}-token");
+    let (code, _, err) = push(
+        &other,
+        &proxy.uri,
+        &[
+            ("MLFLOW_TRACKING_INSECURE_TLS", "true"),
+            ("MLFLOW_TRACKING_TOKEN", "tok-123"),
+        ],
+        &["--experiment", &exp2],
+    );
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::read_to_string(&proxy.auth_log).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(log.lines().all(|l| l == "Bearer tok-123"), "{log}");
+
+    // And refused clearly by a basic-auth server.
+    let auth = crate::support::mlflow::auth_server();
+    let (code, _, err) = push(
+        &env,
+        &auth.uri,
+        &[("MLFLOW_TRACKING_TOKEN", "tok-123")],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the credentials (HTTP 401)"), "{err}");
+    assert!(err.contains("check MLFLOW_TRACKING_USERNAME"), "{err}");
+}
