@@ -181,6 +181,9 @@ struct FileLayer {
     allow_unpinned: Option<bool>,
     require_clean: Option<bool>,
     env: Option<Vec<String>>,
+    mlflow_push: Option<bool>,
+    mlflow_tracking_uri: Option<String>,
+    mlflow_experiment: Option<String>,
     color: Option<Color>,
     metrics: Option<Vec<String>>,
 }
@@ -214,6 +217,12 @@ pub struct Config {
     pub color: Setting<Color>,
     /// Metrics files or DVCLive directories read after every run (`--metrics`).
     pub metrics: List,
+    /// Push each run to MLflow when it finishes (`repro run --mlflow`).
+    pub mlflow_push: Setting<bool>,
+    /// MLflow tracking server (user file only; `MLFLOW_TRACKING_URI` wins).
+    pub mlflow_tracking_uri: Setting<Option<String>>,
+    /// MLflow experiment name (`MLFLOW_EXPERIMENT_NAME` wins).
+    pub mlflow_experiment: Setting<Option<String>>,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
 }
@@ -238,6 +247,9 @@ impl Default for Config {
             env: List::default(),
             color: Setting::default(Color::Auto),
             metrics: List::default(),
+            mlflow_push: Setting::default(false),
+            mlflow_tracking_uri: Setting::default(None),
+            mlflow_experiment: Setting::default(None),
             files: Vec::new(),
         }
     }
@@ -308,6 +320,9 @@ pub const KEYS: &[&str] = &[
     "env",
     "color",
     "metrics",
+    "mlflow_push",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
@@ -436,6 +451,13 @@ fn parse_file(
         line: line_of_key(text, key),
         message: format!("`{key}`: {message}"),
     };
+    if untrusted && layer.mlflow_tracking_uri.is_some() {
+        // A cloned repository must not choose where runs (and MLFLOW_TRACKING_* credentials) go.
+        return Err(invalid(
+            "mlflow_tracking_uri",
+            "cannot be set in a repository's .repro.toml (it would send your runs and MLflow credentials to a server the repository chooses); set it in ~/.config/repro/config.toml or MLFLOW_TRACKING_URI".into(),
+        ));
+    }
     if let Some(db) = layer.db.take() {
         if untrusted {
             return Err(ConfigError::RepoDb {
@@ -703,6 +725,15 @@ impl Config {
         if let Some(v) = l.color {
             self.color.set(v, src.clone());
         }
+        if let Some(v) = l.mlflow_push {
+            self.mlflow_push.set(v, src.clone());
+        }
+        if let Some(v) = l.mlflow_tracking_uri {
+            self.mlflow_tracking_uri.set(Some(v), src.clone());
+        }
+        if let Some(v) = l.mlflow_experiment {
+            self.mlflow_experiment.set(Some(v), src.clone());
+        }
         self.engine_args
             .extend_all(l.engine_args.unwrap_or_default(), src);
         self.mounts.extend(l.mounts.unwrap_or_default(), src);
@@ -835,6 +866,9 @@ impl Config {
                 out.push(format!("{key} = true"));
             }
         }
+        if self.mlflow_push.source.is_repo() && self.mlflow_push.value {
+            out.push("mlflow_push = true".into());
+        }
         if self.engine.source.is_repo() {
             if let Some(e) = self.engine.value {
                 out.push(format!("engine = {:?}", e.as_str()));
@@ -907,6 +941,27 @@ impl Config {
                 "color",
                 format!("{:?}", self.color.value).to_ascii_lowercase(),
                 self.color.source.clone(),
+            ),
+            (
+                "mlflow_push",
+                self.mlflow_push.value.to_string(),
+                self.mlflow_push.source.clone(),
+            ),
+            (
+                "mlflow_tracking_uri",
+                self.mlflow_tracking_uri
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "(MLFLOW_TRACKING_URI)".into()),
+                self.mlflow_tracking_uri.source.clone(),
+            ),
+            (
+                "mlflow_experiment",
+                self.mlflow_experiment
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "(MLFLOW_EXPERIMENT_NAME, else repro)".into()),
+                self.mlflow_experiment.source.clone(),
             ),
         ];
         for (key, list) in [

@@ -9,10 +9,9 @@ use crate::cli::ls::FilterArgs;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::mlflow::Settings;
-use crate::ops::mlflow::{push, Action, Event, PushRequest, RunOutcome, RunToPush};
+use crate::ops::mlflow::{push, Action, AfterRun, Event, PushRequest, RunOutcome, RunToPush};
 
-/// Experiment used when neither --experiment nor MLFLOW_EXPERIMENT_NAME is set.
-pub const DEFAULT_EXPERIMENT: &str = "repro";
+pub use crate::ops::mlflow::DEFAULT_EXPERIMENT;
 
 /// `repro mlflow …`
 #[derive(Debug, Subcommand)]
@@ -67,12 +66,20 @@ fn describe(o: &RunOutcome) -> String {
 
 /// Pushes the selected runs.
 pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
-    let settings = Settings::from_env(args.tracking_uri.as_deref(), &env)?;
+    // --tracking-uri / --experiment, else MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME, else
+    // the configuration's mlflow_tracking_uri / mlflow_experiment.
+    let cfg = AfterRun {
+        tracking_uri: ctx.config.mlflow_tracking_uri.value.clone(),
+        experiment: ctx.config.mlflow_experiment.value.clone(),
+    };
+    let settings = match &args.tracking_uri {
+        Some(u) => Settings::from_env(Some(u), &env)?,
+        None => cfg.settings(&env)?,
+    };
     let experiment = args
         .experiment
         .clone()
-        .or_else(|| env("MLFLOW_EXPERIMENT_NAME").filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string());
+        .unwrap_or_else(|| cfg.experiment(&env));
     if args.jobs == 0 {
         return Err(CliError::usage("--jobs must be at least 1"));
     }
@@ -82,14 +89,8 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     q.filter.oldest_first = true;
     q.filter.limit = None;
     let runs = q.run(&store)?;
-    // Metric history is pushed when the run has one; the metrics store is not wired in yet.
-    let runs: Vec<RunToPush> = runs
-        .into_iter()
-        .map(|run| RunToPush {
-            run,
-            metrics: Vec::new(),
-        })
-        .collect();
+    // Each run's metric history is read from the metric store by the push, for runs it sends.
+    let runs: Vec<RunToPush> = runs.into_iter().map(RunToPush::new).collect();
     let uri = settings.uri.clone();
     let req = PushRequest {
         settings,

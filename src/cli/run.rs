@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// Where the repository is mounted inside the container [default: /workspace]
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Push the run to MLflow when it finishes (see `repro mlflow push`; config `mlflow_push`)
+    #[arg(long)]
+    pub mlflow: bool,
     /// The command and its arguments, after `--`
     #[arg(required = true, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -130,6 +133,7 @@ impl RunArgs {
             mounts: self.mounts.clone(),
             workdir: self.workdir.clone(),
             metrics: self.metrics.clone(),
+            mlflow: self.mlflow,
             command: self.command.clone(),
         }
     }

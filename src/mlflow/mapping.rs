@@ -101,9 +101,17 @@ pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
     }
 }
 
-/// Builds what the MLflow run should hold for `run`, its metric history, and the MLflow run id
-/// of the run it re-runs when that one was pushed.
-pub fn desired(run: &Run, metrics: &[MetricPoint], parent: Option<&str>) -> Desired {
+/// Directory of the attestation artifact (`repro/attestation/FILE NAME`).
+pub const ATTESTATION_DIR: &str = "repro/attestation";
+
+/// Builds what the MLflow run should hold for `run`, its metric history, the MLflow run id
+/// of the run it re-runs when that one was pushed, and its attestation (file name, bytes).
+pub fn desired(
+    run: &Run,
+    metrics: &[MetricPoint],
+    parent: Option<&str>,
+    attestation: Option<(&str, &[u8])>,
+) -> Desired {
     let status = run.status;
     let run_name = run
         .name
@@ -236,6 +244,9 @@ pub fn desired(run: &Run, metrics: &[MetricPoint], parent: Option<&str>) -> Desi
                 cut(&format!("not generated: {e}"), MAX_TAG_VALUE).to_string(),
             );
         }
+    }
+    if let Some((name, bytes)) = attestation {
+        artifacts.push((format!("{ATTESTATION_DIR}/{name}"), bytes.to_vec()));
     }
     artifacts.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -387,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_run_maps_to_mlflow_tags_params_inputs_and_artifacts() {
-        let d = desired(&run(), &[], Some("parent123"));
+        let d = desired(&run(), &[], Some("parent123"), None);
         assert_eq!(d.status, "FINISHED");
         assert_eq!(d.start_time, 1_796_032_800_000);
         assert_eq!(d.end_time, Some(1_796_032_800_000 + 300_500));
@@ -439,7 +450,7 @@ mod tests {
     fn long_notes_are_cut_with_a_marker_and_kept_whole_as_an_artifact() {
         let mut r = run();
         r.notes = vec!["n".repeat(9000)];
-        let d = desired(&r, &[], None);
+        let d = desired(&r, &[], None, None);
         let note = &d.tags["mlflow.note.content"];
         assert!(note.chars().count() <= MAX_TAG_VALUE);
         assert!(note.ends_with("the full text is the artifact repro/tags/mlflow.note.content.txt]"));
@@ -453,21 +464,21 @@ mod tests {
 
     #[test]
     fn hashes_move_only_with_what_they_cover() {
-        let a = desired(&run(), &[], None);
+        let a = desired(&run(), &[], None, None);
         let mut r = run();
         r.notes.push("later".into());
-        let b = desired(&r, &[], None);
+        let b = desired(&r, &[], None, None);
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.state_hash(), b.state_hash());
         assert_eq!(a.inputs_hash(), b.inputs_hash());
-        assert_eq!(a.hash(), desired(&run(), &[], None).hash());
+        assert_eq!(a.hash(), desired(&run(), &[], None, None).hash());
         let m = [MetricPoint {
             key: "loss".into(),
             value: 1.0,
             timestamp: 5,
             step: 0,
         }];
-        let c = desired(&run(), &m, None);
+        let c = desired(&run(), &m, None, None);
         assert_ne!(a.hash(), c.hash());
         assert_eq!(c.metric_counts()["loss"], 1);
     }

@@ -180,10 +180,24 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     pub key: String,
+    /// NaN and ±inf go as the strings protobuf JSON uses ("NaN", "Infinity", "-Infinity").
+    #[serde(serialize_with = "proto_double")]
     pub value: f64,
     /// Milliseconds since the epoch.
     pub timestamp: i64,
     pub step: i64,
+}
+
+fn proto_double<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else if v.is_nan() {
+        s.serialize_str("NaN")
+    } else if *v > 0.0 {
+        s.serialize_str("Infinity")
+    } else {
+        s.serialize_str("-Infinity")
+    }
 }
 
 /// A dataset logged with `runs/log-inputs`.

@@ -13,6 +13,7 @@ use crate::capture::host::{now, rfc3339};
 use crate::error::Hinted;
 use crate::mlflow::mapping::{self, Desired};
 use crate::mlflow::{Client, KeyValue, MetricPoint, MlflowError, RemoteRun, Settings};
+use crate::ops::Events;
 use crate::record::Run;
 use crate::store::mlflow::MlflowPush;
 use crate::store::{Store, StoreError};
@@ -35,11 +36,69 @@ impl Hinted for PushError {
     }
 }
 
-/// One run to push with its metric history (empty when none was recorded: nothing is pushed).
+/// One run to push, with its metric history: `None` reads it from the metric store (only for
+/// runs that need a push), `Some` is used as given.
 #[derive(Debug, Clone)]
 pub struct RunToPush {
     pub run: Run,
-    pub metrics: Vec<MetricPoint>,
+    pub metrics: Option<Vec<MetricPoint>>,
+}
+
+impl RunToPush {
+    /// A run whose metric history comes from the store.
+    pub fn new(run: Run) -> RunToPush {
+        RunToPush { run, metrics: None }
+    }
+}
+
+/// A run's metric history from the metric store, as MLflow points: the original step (a point
+/// reported without one gets its position in the key's history, so the history keeps its
+/// order) and timestamp (milliseconds; a point reported without a time gets the run's start
+/// time). Both are deterministic, so a point sent again is the same point and stored once.
+pub fn metric_history(store: &Store, run: &Run) -> Result<Vec<MetricPoint>, StoreError> {
+    let start = mapping::millis(&run.started_at).unwrap_or(0);
+    let mut out: Vec<MetricPoint> = Vec::new();
+    let mut seq = 0i64;
+    for p in store.metric_points(&run.id)? {
+        if out.last().is_none_or(|l| *l.key != *p.key) {
+            seq = 0;
+        }
+        out.push(MetricPoint {
+            key: p.key.to_string(),
+            value: p.value,
+            timestamp: p.time.map(|t| (t * 1000.0).round() as i64).unwrap_or(start),
+            step: p.step.unwrap_or(seq),
+        });
+        seq += 1;
+    }
+    Ok(out)
+}
+
+/// The attestation uploaded with a run: the first of its recorded attestations (signed ones
+/// first, each group newest first, as `show` cites them) whose file still exists and still has
+/// the recorded SHA-256. Returns (file name, bytes); `None` when no such file is left.
+pub fn attestation_file(
+    store: &Store,
+    run_id: &str,
+) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    for a in store.attestations(run_id)? {
+        let Some(path) = a.path.as_deref() else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        if mapping::sha256_hex(&bytes) != a.sha256 {
+            continue;
+        }
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "attestation.json".into());
+        return Ok(Some((name, bytes)));
+    }
+    Ok(None)
 }
 
 /// What to push where.
@@ -320,18 +379,35 @@ pub fn push(
     let mut pending: Vec<usize> = Vec::new();
     let mut jobs_now: Vec<Job> = Vec::new();
     let mut to_send = 0;
-    let plan_one =
-        |i: usize, ledger: &HashMap<String, MlflowPush>| -> (Desired, Option<Baseline>) {
-            let r = &req.runs[i];
-            let parent = r
-                .run
-                .rerun_of
-                .as_ref()
-                .and_then(|p| ledger.get(p))
-                .map(|p| p.mlflow_run_id.as_str());
-            let want = mapping::desired(&r.run, &r.metrics, parent);
-            (want, ledger.get(&r.run.id).map(Baseline::from_ledger))
+    let plan_one = |i: usize,
+                    ledger: &HashMap<String, MlflowPush>|
+     -> Result<(Desired, Option<Baseline>), StoreError> {
+        let r = &req.runs[i];
+        let parent = r
+            .run
+            .rerun_of
+            .as_ref()
+            .and_then(|p| ledger.get(p))
+            .map(|p| p.mlflow_run_id.as_str());
+        let stored;
+        let metrics = match &r.metrics {
+            Some(m) => m,
+            None => {
+                stored = metric_history(store, &r.run)?;
+                &stored
+            }
         };
+        let attestation = attestation_file(store, &r.run.id)?;
+        let want = mapping::desired(
+            &r.run,
+            metrics,
+            parent,
+            attestation
+                .as_ref()
+                .map(|(n, b)| (n.as_str(), b.as_slice())),
+        );
+        Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
+    };
     for (i, r) in req.runs.iter().enumerate() {
         let waits = r
             .run
@@ -343,7 +419,7 @@ pub fn push(
             to_send += 1;
             continue;
         }
-        let (want, base) = plan_one(i, &ledger);
+        let (want, base) = plan_one(i, &ledger)?;
         if let Some(p) = ledger.get(&r.run.id) {
             if p.pushed_hash == want.hash() {
                 outcomes[i] = Some(RunOutcome {
@@ -513,15 +589,15 @@ pub fn push(
         jobs_now = ready
             .into_iter()
             .map(|i| {
-                let (want, base) = plan_one(i, &ledger);
-                Job {
+                let (want, base) = plan_one(i, &ledger)?;
+                Ok(Job {
                     index: i,
                     repro_id: req.runs[i].run.id.clone(),
                     want,
                     base,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<Job>, StoreError>>()?;
     }
     summary.outcomes = outcomes.into_iter().flatten().collect();
     Ok(summary)
@@ -678,6 +754,102 @@ fn push_one(
             error,
         },
         ledger,
+    }
+}
+
+/// Experiment used when neither a flag, `MLFLOW_EXPERIMENT_NAME` nor the config names one.
+pub const DEFAULT_EXPERIMENT: &str = "repro";
+
+/// `repro run --mlflow` (or `mlflow_push = true`): push the run when it finishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AfterRun {
+    /// `mlflow_tracking_uri` from the configuration (`MLFLOW_TRACKING_URI` wins).
+    pub tracking_uri: Option<String>,
+    /// `mlflow_experiment` from the configuration (`MLFLOW_EXPERIMENT_NAME` wins).
+    pub experiment: Option<String>,
+}
+
+impl AfterRun {
+    /// The server settings: `MLFLOW_TRACKING_URI`, else the configured URI; credentials and TLS
+    /// from the `MLFLOW_TRACKING_*` variables.
+    pub fn settings(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, MlflowError> {
+        let from_env = env("MLFLOW_TRACKING_URI").filter(|v| !v.is_empty());
+        Settings::from_env(from_env.or(self.tracking_uri.clone()).as_deref(), env)
+    }
+
+    /// `MLFLOW_EXPERIMENT_NAME`, else the configured experiment, else `repro`.
+    pub fn experiment(&self, env: &dyn Fn(&str) -> Option<String>) -> String {
+        env("MLFLOW_EXPERIMENT_NAME")
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.experiment.clone().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string())
+    }
+}
+
+/// Pushes one finished run (the end of `repro run --mlflow`). Never fails the run: any problem
+/// is one warning, and the run stays queued (no ledger row) for the next `repro mlflow push`.
+/// Returns whether the run is on the server, up to date.
+pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -> bool {
+    let env = |k: &str| std::env::var(k).ok();
+    let queued = "it stays queued for `repro mlflow push`";
+    let warn = |why: String| ev.warn(&format!("not pushed to MLflow: {why}; {queued}"));
+    let settings = match cfg.settings(&env) {
+        Ok(s) => s,
+        Err(e) => {
+            warn(with_hint(&e));
+            return false;
+        }
+    };
+    let run = match store.get_run(run_id) {
+        Ok(r) => r,
+        Err(e) => {
+            warn(e.to_string());
+            return false;
+        }
+    };
+    let uri = settings.uri.clone();
+    let req = PushRequest {
+        settings,
+        experiment: cfg.experiment(&env),
+        runs: vec![RunToPush::new(run)],
+        dry_run: false,
+        jobs: 1,
+    };
+    match push(store, req, &mut |_| {}) {
+        Err(e) => {
+            warn(with_hint(&e));
+            false
+        }
+        Ok(summary) => {
+            let Some(o) = summary.outcomes.into_iter().next() else {
+                return false;
+            };
+            if let Some(e) = &o.error {
+                warn(with_hint(e));
+                return false;
+            }
+            for c in &o.conflicts {
+                ev.warn(&format!(
+                    "MLflow: param '{}' is '{}' locally but '{}' on the server (MLflow params cannot change)",
+                    c.key,
+                    c.local.as_deref().unwrap_or("(removed)"),
+                    c.pushed
+                ));
+            }
+            ev.status(&format!(
+                "pushed to MLflow at {uri}, experiment '{}': run {}",
+                summary.experiment,
+                o.mlflow_run_id.as_deref().unwrap_or("-")
+            ));
+            o.conflicts.is_empty()
+        }
+    }
+}
+
+fn with_hint(e: &dyn Hinted) -> String {
+    match e.hint() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
     }
 }
 

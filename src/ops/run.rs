@@ -95,6 +95,8 @@ pub struct RunRequest {
     pub cwd: PathBuf,
     /// `--metrics` files or DVCLive directories read after the run (relative to `cwd`).
     pub metrics: Vec<PathBuf>,
+    /// Push the run to MLflow when it finishes (`--mlflow`); never changes its outcome.
+    pub mlflow: Option<crate::ops::mlflow::AfterRun>,
 }
 
 /// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
@@ -127,6 +129,8 @@ pub struct RunFlags {
     pub workdir: Option<String>,
     /// `--metrics` files or DVCLive directories.
     pub metrics: Vec<PathBuf>,
+    /// `--mlflow`: push the run when it finishes.
+    pub mlflow: bool,
     pub command: Vec<OsString>,
 }
 
@@ -268,6 +272,10 @@ impl RunRequest {
             workdir,
             cwd,
             metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
+            mlflow: (f.mlflow || cfg.mlflow_push.value).then(|| crate::ops::mlflow::AfterRun {
+                tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
+                experiment: cfg.mlflow_experiment.value.clone(),
+            }),
         };
         Ok((req, notes))
     }
@@ -370,7 +378,11 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         metrics: req.metrics.clone(),
         ..Execution::default()
     };
-    execute(ev, store, run, &x)
+    let finished = execute(ev, store, run, &x)?;
+    if let Some(m) = &req.mlflow {
+        crate::ops::mlflow::after_run(ev, store, &finished.id, m);
+    }
+    Ok(finished)
 }
 
 /// The engine's pull options for `img` from repro's registry options (its host's settings:

@@ -367,8 +367,8 @@ fn wrong_credentials_fail_clearly_and_right_ones_push() {
     assert!(srv.run_by_repro_id(&exp, &id).is_some());
 }
 
-/// The metrics input of the op (the metrics store is not wired yet): history arrives with its
-/// steps and timestamps, a re-push sends only new points, and none are duplicated.
+/// The metrics input of the op (history given by the caller): history arrives with its steps and
+/// timestamps, a re-push sends only new points, and none are duplicated.
 #[test]
 fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
     use repro::mlflow::{MetricPoint, Settings};
@@ -391,7 +391,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         experiment: exp.clone(),
         runs: vec![RunToPush {
             run: run.clone(),
-            metrics,
+            metrics: Some(metrics),
         }],
         dry_run: false,
         jobs: 2,
@@ -426,4 +426,364 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
     let p7 = pts.iter().find(|p| p["step"] == 7).unwrap();
     assert_eq!(p7["timestamp"].as_i64().unwrap(), 1_796_000_007_000);
     assert_eq!(p7["value"].as_f64().unwrap(), 1.0 / 8.0);
+}
+
+/// `repro` with MLFLOW_TRACKING_URI = `uri` and no other inherited MLFLOW_* variable.
+fn repro_mlflow(
+    env: &TestEnv,
+    uri: Option<&str>,
+    cwd: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut c = env.repro();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MLFLOW_") {
+            c.env_remove(&k);
+        }
+    }
+    if let Some(u) = uri {
+        c.env("MLFLOW_TRACKING_URI", u);
+    }
+    let out = c.current_dir(cwd).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A run with a hashed output (what `repro attest` needs as the subject).
+fn run_with_output(env: &TestEnv) -> (std::path::PathBuf, String) {
+    let repo = env.git_repo("app");
+    ok(
+        env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--output",
+            "model.bin",
+            "--",
+            "sh",
+            "-c",
+            "echo w > model.bin",
+        ],
+    );
+    (repo.clone(), env.last_id())
+}
+
+fn history(srv: &crate::support::mlflow::MlflowServer, run_id: &str, key: &str) -> Vec<Value> {
+    let h = srv.get(
+        "metrics/get-history",
+        &[
+            ("run_id", run_id),
+            ("metric_key", key),
+            ("max_results", "25000"),
+        ],
+    );
+    let mut pts = h["metrics"].as_array().cloned().unwrap_or_default();
+    pts.sort_by_key(|p| (p["step"].as_i64(), p["timestamp"].as_i64()));
+    pts
+}
+
+/// Metrics recorded in the metric store and the run's attestation reach the server through
+/// `repro mlflow push`; a re-push sends nothing; new points alone are sent later.
+#[test]
+fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
+    use repro::capture::metrics::MetricPoint;
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("stored-metrics");
+    let (repo, id) = run_with_output(&env);
+    let point = |key: &str, step: Option<i64>, value: f64, time: Option<f64>| MetricPoint {
+        key: key.into(),
+        step,
+        value,
+        time,
+    };
+    let mut pts: Vec<MetricPoint> = (0..1200)
+        .map(|s| {
+            point(
+                "loss",
+                Some(s),
+                s as f64 * 0.25,
+                Some(1_796_000_000.0 + s as f64 * 0.5),
+            )
+        })
+        .collect();
+    pts.push(point("acc", None, 0.5, None));
+    pts.push(point("acc", None, f64::NAN, None));
+    {
+        let mut store = repro::store::Store::open(&env.db()).unwrap();
+        store.insert_metrics(&id, &pts).unwrap();
+    }
+    let statement = env.root().join("run.intoto.json");
+    ok(
+        &env,
+        &repo,
+        &["attest", &id, "-o", statement.to_str().unwrap()],
+    );
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    let run = srv.run_by_repro_id(&exp, &id).unwrap();
+    let mlflow_id = run["info"]["run_id"].as_str().unwrap().to_string();
+    let exp_id = run["info"]["experiment_id"].as_str().unwrap().to_string();
+    let loss = history(srv, &mlflow_id, "loss");
+    assert_eq!(loss.len(), 1200);
+    assert_eq!(loss[10]["step"].as_i64(), Some(10));
+    assert_eq!(loss[10]["timestamp"].as_i64(), Some(1_796_000_005_000));
+    assert_eq!(loss[10]["value"].as_f64(), Some(2.5));
+    // No step: the position in the history; no time: the run's start; NaN kept as NaN.
+    let started =
+        chrono::DateTime::parse_from_rfc3339(env.show_json(&id)["started_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+    let acc = history(srv, &mlflow_id, "acc");
+    assert_eq!(acc.len(), 2, "{acc:?}");
+    assert_eq!(acc[0]["step"].as_i64(), Some(0));
+    assert_eq!(acc[0]["value"].as_f64(), Some(0.5));
+    assert_eq!(acc[1]["step"].as_i64(), Some(1));
+    assert_eq!(acc[1]["value"], "NaN");
+    assert_eq!(acc[1]["timestamp"].as_i64(), Some(started));
+
+    // The attestation, byte for byte, under repro/attestation/.
+    let listed = srv.artifacts(&mlflow_id, "repro/attestation");
+    assert_eq!(listed, ["repro/attestation/run.intoto.json"]);
+    assert_eq!(
+        srv.download(&exp_id, &mlflow_id, "repro/attestation/run.intoto.json"),
+        std::fs::read(&statement).unwrap()
+    );
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("(0 requests)"), "{err}");
+
+    // More points later: only those are sent; the history holds each point once.
+    {
+        let mut store = repro::store::Store::open(&env.db()).unwrap();
+        let later: Vec<MetricPoint> = (1200..1205)
+            .map(|s| point("loss", Some(s), 0.001, Some(1_796_001_000.0 + s as f64)))
+            .collect();
+        store.insert_metrics(&id, &later).unwrap();
+    }
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updated metrics"), "{out}");
+    assert!(!out.contains("artifacts"), "{out}");
+    assert_eq!(history(srv, &mlflow_id, "loss").len(), 1205);
+    assert_eq!(history(srv, &mlflow_id, "acc").len(), 2);
+}
+
+/// An attestation whose file changed (or vanished) since `repro attest` wrote it is not uploaded.
+#[test]
+fn a_tampered_attestation_file_is_not_uploaded() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("tampered");
+    let (repo, id) = run_with_output(&env);
+    let statement = env.root().join("st.json");
+    ok(
+        &env,
+        &repo,
+        &["attest", &id, "-o", statement.to_str().unwrap()],
+    );
+    std::fs::write(&statement, "{}").unwrap();
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    let run = srv.run_by_repro_id(&exp, &id).unwrap();
+    let mlflow_id = run["info"]["run_id"].as_str().unwrap();
+    assert!(srv.artifacts(mlflow_id, "repro/attestation").is_empty());
+    assert!(!srv.artifacts(mlflow_id, "repro").is_empty());
+}
+
+/// `repro run --mlflow` pushes the finished run; with the server down the run keeps its exit
+/// code and status, one warning says so, and the next `repro mlflow push` sends it.
+#[test]
+fn run_with_mlflow_pushes_at_the_end_and_a_failed_push_changes_nothing() {
+    let srv = server();
+    let env = TestEnv::new();
+    let repo = env.git_repo("app");
+    let exp = experiment("run-flag");
+    let (code, _, err) = repro_mlflow(
+        &env,
+        Some(&srv.uri),
+        &repo,
+        &[
+            "run", "--host", "--mlflow", "--param", "lr=0.1", "--", "sh", "-c", "exit 3",
+        ],
+    );
+    // MLFLOW_EXPERIMENT_NAME is read like MLflow's client does.
+    let _ = &exp;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("pushed to MLflow at"), "{err}");
+    let id = env.last_id();
+    let run = srv
+        .run_by_repro_id("repro", &id)
+        .expect("pushed by run --mlflow");
+    assert_eq!(run["info"]["status"], "FAILED");
+    assert_eq!(kv(&run["data"]["params"])["lr"], "0.1");
+
+    // Server down: same exit code and status, a warning, and it stays queued.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let (code, _, err) = repro_mlflow(
+        &env,
+        Some(&dead),
+        &repo,
+        &["run", "--host", "--mlflow", "--", "sh", "-c", "exit 0"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: not pushed to MLflow: cannot reach the MLflow tracking server"),
+        "{err}"
+    );
+    assert!(
+        err.contains("it stays queued for `repro mlflow push`"),
+        "{err}"
+    );
+    let queued = env.last_id();
+    assert_eq!(env.show_json(&queued)["status"], "succeeded");
+    // No URI at all: a warning too, the run is unaffected.
+    let (code, _, err) = repro_mlflow(
+        &env,
+        None,
+        &repo,
+        &["run", "--host", "--mlflow", "--", "true"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("not pushed to MLflow: no MLflow tracking server is set"),
+        "{err}"
+    );
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&queued), "{out}");
+    assert!(err.contains("2 created"), "{err}");
+    assert!(srv.run_by_repro_id("repro", &queued).is_some());
+}
+
+/// `mlflow_push = true` with `mlflow_tracking_uri` and `mlflow_experiment` in the user's config
+/// push every run; a repository's .repro.toml cannot choose the server.
+#[test]
+fn config_keys_push_after_each_run_and_a_repository_cannot_pick_the_server() {
+    let srv = server();
+    let env = TestEnv::new();
+    let repo = env.git_repo("app");
+    let exp = experiment("config");
+    let dir = env.home().join(".config/repro");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "mlflow_push = true\nmlflow_tracking_uri = \"{}\"\nmlflow_experiment = \"{exp}\"\n",
+            srv.uri
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = repro_mlflow(&env, None, &repo, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    assert!(srv.run_by_repro_id(&exp, &id).is_some(), "{err}");
+    // `repro mlflow push` reads the same keys: nothing left to send.
+    let (code, out, err) = repro_mlflow(&env, None, &repo, &["mlflow", "push"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains(&format!("experiment '{exp}'")), "{err}");
+
+    std::fs::write(
+        repo.join(".repro.toml"),
+        "mlflow_tracking_uri = \"http://evil.example\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = repro_mlflow(&env, None, &repo, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`mlflow_tracking_uri`: cannot be set in a repository's .repro.toml"),
+        "{err}"
+    );
+}
+
+/// HTTPS: a server whose CA is not trusted fails with a clear TLS error;
+/// MLFLOW_TRACKING_SERVER_CERT_PATH or MLFLOW_TRACKING_INSECURE_TLS make it work; a bearer token
+/// (MLFLOW_TRACKING_TOKEN) is sent as `Authorization: Bearer` and refused clearly by a
+/// basic-auth server.
+#[test]
+fn https_with_a_private_ca_insecure_tls_and_a_bearer_token() {
+    use crate::support::mlflow::TlsProxy;
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("tls");
+    let (_repo, id) = recorded_run(&env, false);
+    let proxy = TlsProxy::start(&srv.uri, &env.root().join("tls"));
+
+    let (code, _, err) = push(&env, &proxy.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "TLS failed talking to the MLflow tracking server at {}",
+            proxy.uri
+        )),
+        "{err}"
+    );
+    assert!(err.contains("MLFLOW_TRACKING_SERVER_CERT_PATH"), "{err}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_none());
+
+    let ca = proxy.ca.to_str().unwrap();
+    let (code, out, err) = push(
+        &env,
+        &proxy.uri,
+        &[("MLFLOW_TRACKING_SERVER_CERT_PATH", ca)],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id).is_some());
+
+    // Another ledger (a second database) pushing through with verification off: re-linked.
+    let other = TestEnv::new();
+    let (_r, id2) = recorded_run(&other, false);
+    let (code, out, err) = push(
+        &other,
+        &proxy.uri,
+        &[("MLFLOW_TRACKING_INSECURE_TLS", "true")],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(srv.run_by_repro_id(&exp, &id2).is_some());
+
+    // A bearer token is sent as such, on every request (a new experiment: requests are made).
+    std::fs::write(&proxy.auth_log, "").unwrap();
+    let exp2 = format!("{exp}-token");
+    let (code, _, err) = push(
+        &other,
+        &proxy.uri,
+        &[
+            ("MLFLOW_TRACKING_INSECURE_TLS", "true"),
+            ("MLFLOW_TRACKING_TOKEN", "tok-123"),
+        ],
+        &["--experiment", &exp2],
+    );
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::read_to_string(&proxy.auth_log).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(log.lines().all(|l| l == "Bearer tok-123"), "{log}");
+
+    // And refused clearly by a basic-auth server.
+    let auth = crate::support::mlflow::auth_server();
+    let (code, _, err) = push(
+        &env,
+        &auth.uri,
+        &[("MLFLOW_TRACKING_TOKEN", "tok-123")],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the credentials (HTTP 401)"), "{err}");
+    assert!(err.contains("check MLFLOW_TRACKING_USERNAME"), "{err}");
 }

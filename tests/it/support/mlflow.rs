@@ -330,3 +330,102 @@ pub fn kv(list: &Value) -> std::collections::BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
+
+/// A TLS-terminating proxy in front of a server (Python's ssl + http.server, forwarding every
+/// request to `upstream`), with a CA and a certificate for 127.0.0.1 made by openssl. It logs
+/// each request's Authorization header to `auth.log`. Stopped (by pid) when dropped.
+pub struct TlsProxy {
+    pub uri: String,
+    pub ca: PathBuf,
+    pub auth_log: PathBuf,
+    child: std::process::Child,
+}
+
+const PROXY_PY: &str = r#"
+import http.client, http.server, ssl, sys
+upstream, port, cert, key, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+host, uport = upstream.split(':')
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def fwd(self):
+        n = int(self.headers.get('Content-Length') or 0)
+        body = self.rfile.read(n) if n else None
+        with open(log, 'a') as f:
+            f.write((self.headers.get('Authorization') or '-') + '\n')
+        c = http.client.HTTPConnection(host, int(uport), timeout=60)
+        hs = {k: v for k, v in self.headers.items() if k.lower() not in ('host', 'connection')}
+        c.request(self.command, self.path, body=body, headers=hs)
+        r = c.getresponse(); data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ('transfer-encoding', 'connection', 'content-length'):
+                self.send_header(k, v)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers(); self.wfile.write(data)
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = fwd
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print('ready', flush=True)
+s.serve_forever()
+"#;
+
+impl TlsProxy {
+    /// Starts a proxy for `upstream` (`http://127.0.0.1:PORT`) with files under `dir`.
+    pub fn start(upstream: &str, dir: &Path) -> TlsProxy {
+        std::fs::create_dir_all(dir).expect("proxy dir");
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .args(["-c", script])
+                .current_dir(dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=repro-test-ca \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>&1 && \
+            openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>&1 && \
+            printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
+            openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf 2>&1");
+        let port = free_port();
+        let auth_log = dir.join("auth.log");
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(PROXY_PY)
+            .arg(upstream.trim_start_matches("http://"))
+            .arg(port.to_string())
+            .arg(dir.join("srv.pem"))
+            .arg(dir.join("srv.key"))
+            .arg(&auth_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tls proxy");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("proxy ready");
+        assert_eq!(line.trim(), "ready");
+        TlsProxy {
+            uri: format!("https://127.0.0.1:{port}"),
+            ca: dir.join("ca.pem"),
+            auth_log,
+            child,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
