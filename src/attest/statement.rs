@@ -32,6 +32,9 @@ pub struct ResourceDescriptor {
     pub uri: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub digest: BTreeMap<String, String>,
+    /// The resource's bytes, standard base64 (protobuf JSON `bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
     #[serde(default, rename = "mediaType", skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -424,7 +427,26 @@ fn resolved_dependencies(run: &Run) -> Vec<ResourceDescriptor> {
     deps
 }
 
-/// The re-run script's digest and (extension point) the metric summary.
+/// The name of the metric-summary byproduct.
+pub const METRICS_BYPRODUCT: &str = "metrics.json";
+
+/// The canonical JSON of a metric summary (compact, keys sorted, NaN/±inf as the strings
+/// "NaN"/"Infinity"/"-Infinity" as in `show --json`): the bytes the byproduct's digest covers.
+pub fn metrics_canonical_json(summary: &Map<String, Value>) -> Vec<u8> {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let b: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(b.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sorted(&Value::Object(summary.clone()))).expect("json serialises")
+}
+
+/// The re-run script's digest and the metric summary.
 fn byproducts(_run: &Run, extras: &Extras) -> Vec<ResourceDescriptor> {
     let mut out = Vec::new();
     if let Some(sha) = &extras.rerun_script_sha256 {
@@ -439,14 +461,24 @@ fn byproducts(_run: &Run, extras: &Extras) -> Vec<ResourceDescriptor> {
             ..Default::default()
         });
     }
-    // EXTENSION POINT (metrics): when the record carries metric summaries (DESIGN.md `metrics`),
-    // the caller fills `extras.metrics` and they go in here as one byproduct. Nothing is written
-    // until then: no summary is invented.
-    if let Some(m) = &extras.metrics {
+    // The metric summary (DESIGN.md `metrics`), when the run recorded metrics: its canonical
+    // JSON inline as `content`, with that content's SHA-256.
+    if let Some(m) = extras.metrics.as_ref().filter(|m| !m.is_empty()) {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let bytes = metrics_canonical_json(m);
         out.push(ResourceDescriptor {
-            name: Some("metrics".into()),
+            name: Some(METRICS_BYPRODUCT.into()),
+            digest: BTreeMap::from([(
+                "sha256".to_string(),
+                hex::encode(sha2::Sha256::digest(&bytes)),
+            )]),
+            content: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
             media_type: Some("application/json".into()),
-            annotations: annotations(&[("summary", Some(Value::Object(m.clone())))]),
+            annotations: annotations(&[(
+                "generatedBy",
+                Some(json!("repro show ID --json: .metrics")),
+            )]),
             ..Default::default()
         });
     }

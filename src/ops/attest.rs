@@ -99,7 +99,7 @@ pub fn attest(store: &Store, req: &AttestRequest) -> Result<Attestation, AttestE
     };
     let id = store.resolve_id(&req.id)?;
     let run = store.get_run(&id)?;
-    let (extras, notes) = extras_for(&run);
+    let (extras, notes) = extras_for(store, &run)?;
     let (statement, skipped) = attest::build(&run, &extras)?;
     let payload = serde_json::to_vec(&statement).expect("statement serialises");
     let (envelope, keyid, mut document) = match &key {
@@ -160,8 +160,8 @@ pub fn notes_mention(store: &Store, run_id: &str) -> Result<Option<String>, Atte
 }
 
 /// The byproduct facts: the bash re-run script's digest (rendered by the same code as
-/// `repro script ID`), and the metric summary once runs carry metrics.
-fn extras_for(run: &Run) -> (Extras, Vec<String>) {
+/// `repro script ID`), and the run's metric summary (as `show --json` gives it) when it has one.
+fn extras_for(store: &Store, run: &Run) -> Result<(Extras, Vec<String>), AttestError> {
     let mut notes = Vec::new();
     let rerun_script_sha256 =
         match crate::rerun::bash::render(run, &crate::rerun::bash::BashOptions::default()) {
@@ -171,15 +171,18 @@ fn extras_for(run: &Run) -> (Extras, Vec<String>) {
                 None
             }
         };
-    // EXTENSION POINT (metrics): fill `metrics` from the run's metric summaries when the record
-    // has them (DESIGN.md `metrics`); until then the statement carries no metrics byproduct.
-    (
+    let summaries = store.metric_summaries(&run.id)?;
+    let metrics = match crate::output::metrics::summary_json(&summaries) {
+        serde_json::Value::Object(m) if !m.is_empty() => Some(m),
+        _ => None,
+    };
+    Ok((
         Extras {
             rerun_script_sha256,
-            metrics: None,
+            metrics,
         },
         notes,
-    )
+    ))
 }
 
 fn read_signing_key(path: &Path) -> Result<SigningKey, AttestError> {
@@ -359,6 +362,9 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
     let Some(statement) = statement else {
         return Ok(report);
     };
+    for b in &statement.predicate.run_details.byproducts {
+        check_inline_content(b, &mut report);
+    }
     if let (Some(id), Some(store)) = (&req.run, store) {
         check_run(store, id, &statement, &mut report)?;
     }
@@ -471,6 +477,37 @@ fn check_run(
         );
     }
     Ok(())
+}
+
+/// A byproduct carrying its `content` (the metric summary): the decoded bytes must have the
+/// descriptor's `digest.sha256`.
+fn check_inline_content(b: &ResourceDescriptor, report: &mut VerifyReport) {
+    use base64::Engine as _;
+    let Some(content) = &b.content else { return };
+    let label = format!("byproduct {}", b.name.clone().unwrap_or_default());
+    let Some(want) = b.digest.get("sha256") else {
+        report.push(label, CheckStatus::Fail, "content without a sha256 digest");
+        return;
+    };
+    match base64::engine::general_purpose::STANDARD.decode(content) {
+        Err(e) => report.push(
+            label,
+            CheckStatus::Fail,
+            format!("content is not base64: {e}"),
+        ),
+        Ok(bytes) => {
+            let got = hex::encode(Sha256::digest(&bytes));
+            if got == *want {
+                report.push(label, CheckStatus::Ok, format!("content sha256 {want}"));
+            } else {
+                report.push(
+                    label,
+                    CheckStatus::Fail,
+                    format!("content has sha256 {got}, the digest says {want}"),
+                );
+            }
+        }
+    }
 }
 
 /// Re-hashes one subject under `base`: a file's SHA-256, or a directory's manifest digest.

@@ -916,3 +916,109 @@ fn container_run_attests_engine_flags_and_the_digest_that_ran() {
     assert_eq!(image_dep["annotations"]["ranInContainer"], true);
     assert_eq!(st["subject"][0]["digest"]["sha256"], sha256_hex(b"hello\n"));
 }
+
+#[test]
+fn metric_summary_is_a_byproduct_with_content_and_digest() {
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    // Two steps of `acc` through REPRO_METRICS, and a NaN loss (kept, written as "NaN").
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "-c",
+            "sh train.sh && echo '{\"step\": 1, \"acc\": 0.5, \"loss\": NaN}' >> \"$REPRO_METRICS\" \
+             && echo '{\"step\": 2, \"acc\": 0.75}' >> \"$REPRO_METRICS\"",
+        ],
+    );
+    let id = env.last_id();
+    let file = env.root().join("metrics-statement.json");
+    stdout_of(&env, &repo, &["attest", &id, "-o", file.to_str().unwrap()]);
+    // in-toto validation and the strict protobuf parse still accept the statement.
+    let st = py_check(env.root(), &file, None);
+    let byproducts = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(byproducts[0]["name"], "rerun.sh");
+    let m = byproducts
+        .iter()
+        .find(|b| b["name"] == "metrics.json")
+        .unwrap_or_else(|| panic!("no metrics byproduct: {st:#}"));
+    assert_eq!(m["mediaType"], "application/json");
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(m["content"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(m["digest"]["sha256"], sha256_hex(&content));
+    // The content is the summary `show --json` gives, in canonical (compact, sorted) form.
+    let summary: Value = serde_json::from_slice(&content).unwrap();
+    assert_eq!(summary, env.show_json(&id)["metrics"]);
+    assert_eq!(
+        summary["acc"],
+        serde_json::json!({"last": 0.75, "min": 0.5, "max": 0.75, "count": 2, "step": 2})
+    );
+    assert_eq!(summary["loss"]["last"], "NaN");
+    assert_eq!(
+        String::from_utf8(content.clone()).unwrap(),
+        serde_json::to_string(&summary).unwrap(),
+        "compact JSON with keys sorted"
+    );
+    let verify = |path: &Path| {
+        env.run_in(
+            &repo,
+            &["attest", "verify", path.to_str().unwrap(), "--run", &id],
+        )
+    };
+    let (code, out, err) = verify(&file);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("byproduct metrics.json"), "{out}");
+
+    // Tampered content (the digest no longer matches) is caught by `attest verify`.
+    let mut forged = st.clone();
+    let fake = br#"{"acc":{"count":2,"last":0.99,"max":0.99,"min":0.5,"step":2}}"#;
+    let bp = forged["predicate"]["runDetails"]["byproducts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["name"] == "metrics.json")
+        .unwrap();
+    bp["content"] = base64::engine::general_purpose::STANDARD
+        .encode(fake)
+        .into();
+    let forged_file = env.root().join("forged.json");
+    std::fs::write(&forged_file, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let (code, out, _) = verify(&forged_file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("byproduct metrics.json") && l.contains("the digest says")),
+        "{out}"
+    );
+
+    // A run without metrics has no metrics byproduct.
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let plain: Value =
+        serde_json::from_str(&stdout_of(&env, &repo, &["attest", &env.last_id()])).unwrap();
+    assert!(plain["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["name"] != "metrics.json"));
+}
