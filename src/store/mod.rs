@@ -265,9 +265,22 @@ impl Store {
                 ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL;")
             }
         };
-        let mode: std::result::Result<String, _> = self.conn.query_row(mode_sql, [], |r| r.get(0));
-        if let Err(source) = mode {
-            return Err(classify_open_error(&path, source));
+        // Switching a fresh file to WAL needs an exclusive lock, and SQLite answers BUSY at once
+        // instead of calling the busy handler when another process holds it (two `repro run`s in
+        // a Slurm array opening a new database together): retry for as long as a statement waits.
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let mode: std::result::Result<String, _> =
+                self.conn.query_row(mode_sql, [], |r| r.get(0));
+            match mode {
+                Ok(_) => break,
+                Err(e) if is_busy_error(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(source) => return Err(classify_open_error(&path, source)),
+            }
         }
         self.conn
             .execute_batch(&format!("{sync_sql} PRAGMA foreign_keys=ON;"))
@@ -700,6 +713,13 @@ fn insert_outputs(tx: &Connection, id: &str, outputs: &[Output]) -> rusqlite::Re
         )?;
     }
     Ok(())
+}
+
+fn is_busy_error(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn classify_open_error(path: &Path, source: rusqlite::Error) -> StoreError {

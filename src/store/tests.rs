@@ -255,3 +255,26 @@ fn error_status_is_stored_filtered_and_exported() {
     t.import_lines(format!("{line}\n").as_bytes(), "x").unwrap();
     assert_eq!(t.get_run(&run.id).unwrap().status, Status::Error);
 }
+
+/// Several processes opening a database nobody has created yet (the tasks of a Slurm array)
+/// all get it: the switch to WAL waits for the others instead of failing "database is locked".
+#[test]
+fn concurrent_first_opens_of_a_new_database_all_succeed() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    }
+}
