@@ -2,21 +2,30 @@
 # Installs what the test suite and benchmarks use: Debian packages (.ci/install.sh; apt runs only
 # when something is missing), PyPI's kubernetes-validate (Job manifests checked offline), and a
 # venv with PyPI's in-toto-attestation and securesystemslib (attest statements and envelopes).
+#   bash scripts/install-deps.sh            # everything
+#   bash scripts/install-deps.sh --system   # only the Debian packages (what the build and services need)
+#   bash scripts/install-deps.sh --python   # only the PyPI tools and venvs (test.sh runs this in the
+#                                           # background while cargo compiles)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash .ci/install.sh
+mode="${1:-all}"
+if [ "$mode" != --python ]; then
+    bash .ci/install.sh
+    # openssl: the attest tests make Ed25519 keys with `openssl genpkey -algorithm ed25519`.
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "== installing openssl" >&2
+        apt-get install -y -qq openssl >/dev/null
+    fi
+fi
+if [ "$mode" = --system ]; then
+    exit 0
+fi
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
     echo "== installing kubernetes-validate (PyPI)" >&2
     python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 ||
         python3 -m pip install -q --break-system-packages kubernetes-validate >/dev/null
-fi
-
-# openssl: the attest tests make Ed25519 keys with `openssl genpkey -algorithm ed25519`.
-if ! command -v openssl >/dev/null 2>&1; then
-    echo "== installing openssl" >&2
-    apt-get install -y -qq openssl >/dev/null
 fi
 
 # PyPI's in-toto-attestation and securesystemslib check `repro attest` statements and envelopes,
@@ -35,4 +44,14 @@ if [ ! -x "$venv/bin/mlflow" ]; then
     echo "== installing mlflow[auth] into $venv (PyPI)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'mlflow[auth]' >/dev/null
+fi
+
+# The DVCLive test's venv (tests/it/metrics.rs makes it on first use when this did not).
+venv="${CARGO_TARGET_DIR:-target}/tmp/dvclive-venv"
+if [ ! -e "$venv/.installed" ]; then
+    echo "== creating $venv (dvclive)" >&2
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'dvclive==3.49.1' >/dev/null
+    touch "$venv/.installed"
 fi

@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (Debian packages for
-# the real registry, image tools, container engines and shellcheck; a PyPI validator for
-# Kubernetes manifests), then runs formatting, lints, every test, and short fuzz runs.
+# the real registry, image tools, container engines, Slurm and shellcheck; PyPI tools and venvs),
+# then runs formatting, lints and every test.
+#   bash scripts/test.sh                 # what CI runs
+#   bash scripts/test.sh -- FILTER       # extra arguments go to `cargo test --lib --test it`
+#   REPRO_FUZZ=1 bash scripts/test.sh    # also short fuzz runs first (scripts/fuzz.sh, nightly)
 #
-# Services (the OCI registry on 127.0.0.1, dockerd) are started and stopped by the tests
-# themselves, so nothing is left running.
+# Services (the OCI registry on 127.0.0.1, dockerd, Slurm, MLflow) are started and stopped by the
+# tests themselves, so nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --system
+
+# The PyPI installs (~1 GB, mostly MLflow) download while cargo compiles.
+pylog="$(mktemp)"
+bash scripts/install-deps.sh --python >"$pylog" 2>&1 &
+pypid=$!
+trap 'kill "$pypid" 2>/dev/null || true; rm -f "$pylog"' EXIT
 
 echo "== cargo fmt --check" >&2
 cargo fmt --check
 echo "== cargo clippy" >&2
 cargo clippy --all-targets -- -D warnings
-echo "== fuzz (short runs)" >&2
-bash scripts/fuzz.sh
+if [ "${REPRO_FUZZ:-0}" = 1 ]; then
+    echo "== fuzz (short runs)" >&2
+    bash scripts/fuzz.sh
+fi
+echo "== cargo test (build)" >&2
+cargo test --lib --test it --no-run
+echo "== waiting for the PyPI installs" >&2
+if ! wait "$pypid"; then
+    cat "$pylog" >&2
+    echo "scripts/install-deps.sh --python failed (see above)" >&2
+    exit 1
+fi
+cat "$pylog" >&2
+
 echo "== cargo test" >&2
 if [ "$#" -gt 0 ]; then
-    cargo test --lib --test it "$@"
+    [ "$1" = -- ] && shift
+    cargo test --lib --test it -- "$@"
     exit
 fi
 # The signal tests time real container processes: they run alone after the rest, one at a
