@@ -1,15 +1,14 @@
 //! `repro attest`: SLSA provenance (in-toto Statement v1) for a run's outputs, DSSE-signed with
 //! Ed25519; `attest verify` checks one; `attest keygen` makes a key pair (docs/attest.md).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
-use crate::ops::attest::{self as op, CheckStatus};
+use crate::ops::attest as op;
+use crate::output;
 
 /// Arguments of `repro attest`.
 #[derive(Debug, Args)]
@@ -92,27 +91,14 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
             sign: args.sign.clone(),
         },
     )?;
-    for o in &a.skipped.missing_outputs {
-        ctx.warn(format!(
-            "output {o} was missing when the run ended: it is not a subject"
-        ));
-    }
-    for n in &a.notes {
-        ctx.warn(n);
+    for w in output::attest::warnings(&a) {
+        ctx.warn(w);
     }
     match &args.output {
         None => print_out(&a.document)?,
         Some(path) => {
-            write_file(path, a.document.as_bytes(), 0o644, false)?;
-            let signed = match &a.keyid {
-                Some(k) => format!("DSSE envelope signed by key {k}"),
-                None => "unsigned statement".into(),
-            };
-            ctx.status(format!(
-                "wrote {} ({signed}, sha256 {})",
-                path.display(),
-                a.document_sha256
-            ));
+            op::write_document(path, &a)?;
+            ctx.status(output::attest::wrote(path, &a));
         }
     }
     // The document is out; failing to note its digest must not turn that into an error.
@@ -132,7 +118,7 @@ fn cmd_verify(ctx: &Ctx, args: &VerifyArgs) -> CliResult<bool> {
     };
     let base = match (&args.base, args.check_files) {
         (Some(b), _) => Some(b.clone()),
-        (None, true) => Some(default_base()?),
+        (None, true) => Some(op::default_base()?),
         (None, false) => None,
     };
     let report = op::verify(
@@ -145,84 +131,16 @@ fn cmd_verify(ctx: &Ctx, args: &VerifyArgs) -> CliResult<bool> {
             base,
         },
     )?;
-    let text = if args.json {
-        let v = serde_json::json!({
-            "schema_version": crate::record::SCHEMA_VERSION,
-            "ok": report.ok(),
-            "checks": report.checks,
-        });
-        format!("{v}\n")
+    print_out(&if args.json {
+        output::attest::verify_json(&report)
     } else {
-        let mut s = String::new();
-        for c in &report.checks {
-            let status = match c.status {
-                CheckStatus::Ok => "ok",
-                CheckStatus::Fail => "FAIL",
-                CheckStatus::Skipped => "skipped",
-            };
-            s.push_str(&format!(
-                "{status:<7}  {:<11}  {}\n",
-                c.check,
-                c.detail.replace('\n', "; ")
-            ));
-        }
-        s
-    };
-    print_out(&text)?;
+        output::attest::verify_text(&report)
+    })?;
     Ok(report.ok())
 }
 
 fn cmd_keygen(ctx: &Ctx, args: &KeygenArgs) -> CliResult {
-    let (private_pem, public_pem, keyid) = op::keygen()?;
-    let mut pub_path = args.output.clone().into_os_string();
-    pub_path.push(".pub");
-    let pub_path = PathBuf::from(pub_path);
-    if pub_path.exists() {
-        return Err(already_exists(&pub_path));
-    }
-    write_file(&args.output, private_pem.as_bytes(), 0o600, true)?;
-    write_file(&pub_path, public_pem.as_bytes(), 0o644, true)?;
-    ctx.status(format!(
-        "wrote {} (private) and {} (public)",
-        args.output.display(),
-        pub_path.display()
-    ));
-    print_out(&format!("{keyid}\n"))
-}
-
-fn already_exists(path: &Path) -> CliError {
-    CliError::user(format!("{} already exists", path.display()))
-        .hint("choose another path with -o, or move the old key aside")
-}
-
-/// Writes `bytes` to `path` with `mode`; `create_new` refuses an existing file.
-fn write_file(path: &Path, bytes: &[u8], mode: u32, create_new: bool) -> CliResult {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(mode);
-    if create_new {
-        opts.create_new(true);
-    } else {
-        opts.create(true).truncate(true);
-    }
-    let res = opts.open(path).and_then(|mut f| f.write_all(bytes));
-    res.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            already_exists(path)
-        } else {
-            CliError::user(format!("cannot write {}: {e}", path.display()))
-                .hint("choose a writable path for -o")
-        }
-    })
-}
-
-/// The git work tree containing the current directory, else the current directory.
-fn default_base() -> CliResult<PathBuf> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| CliError::user(format!("cannot read the current directory: {e}")))?;
-    if let Ok(repo) = git2::Repository::discover(&cwd) {
-        if let Some(w) = repo.workdir() {
-            return Ok(w.to_path_buf());
-        }
-    }
-    Ok(cwd)
+    let keys = op::write_key_pair(&args.output)?;
+    ctx.status(output::attest::wrote_keys(&keys));
+    print_out(&format!("{}\n", keys.keyid))
 }

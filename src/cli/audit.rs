@@ -5,14 +5,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use comfy_table::{presets, ContentArrangement, Table};
-use serde_json::json;
 
 use crate::capture::image::registry::{options, RegistryClient, RegistryOptions};
 use crate::cli::ls::FilterArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
-use crate::ops::audit::{self, AuditReport, AuditRequest, Availability};
+use crate::ops::audit::{self, AuditRequest};
+use crate::output;
 use crate::record::Run;
 
 /// How to reach registries, as for `repro run`.
@@ -147,125 +146,16 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
         store.run_using_digest(d, except).ok().flatten()
     };
     let report = audit::audit(&client, &req, &mut used_by);
-    let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&json!({
-            "schema_version": crate::record::SCHEMA_VERSION,
-            "images": report.rows,
-            "unpinned_runs": report.unpinned,
-            "at_risk": report.at_risk(),
-        }))
-        .map_err(|e| CliError::user(e.to_string()))?;
-        s.push('\n');
-        s
+    if args.json {
+        print_out(&output::audit::json(&report))?;
     } else {
-        render(&report, stdout_is_tty())
-    };
-    print_out(&text)?;
-    if !args.json {
-        for r in report.rows.iter().filter(|r| r.error.is_some()) {
-            ctx.warn(format!(
-                "{}: {}",
-                r.reference,
-                r.error.as_deref().unwrap_or_default()
-            ));
+        print_out(&output::audit::table(&report, stdout_is_tty()))?;
+        for w in output::audit::warnings(&report) {
+            ctx.warn(w);
         }
-        for r in &report.rows {
-            for a in r.archives.iter().filter(|a| !a.intact) {
-                ctx.warn(format!(
-                    "archive {} of {}: {}",
-                    a.location,
-                    r.digest,
-                    a.problems.join("; ")
-                ));
-            }
-        }
-        if !report.unpinned.is_empty() {
-            ctx.status(format!(
-                "{} run(s) have no pinned digest and were not checked",
-                report.unpinned.len()
-            ));
+        if let Some(s) = output::audit::unchecked(&report) {
+            ctx.status(s);
         }
     }
     Ok(if report.at_risk() { 1 } else { 0 })
-}
-
-fn short(d: &str) -> String {
-    match d.split_once(':') {
-        Some((a, h)) if h.len() > 12 => format!("{a}:{}", &h[..12]),
-        _ => d.to_string(),
-    }
-}
-
-/// The audit table: RUNS, REFERENCE, DIGEST, STATUS, TAG, TAGS NOW.
-pub fn render(report: &AuditReport, tty: bool) -> String {
-    use crate::output::sanitize::escape;
-    let mut t = Table::new();
-    if tty {
-        t.load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-    } else {
-        t.load_preset(presets::NOTHING);
-    }
-    t.set_header(vec![
-        "RUNS",
-        "REFERENCE",
-        "DIGEST",
-        "STATUS",
-        "TAG",
-        "TAGS NOW",
-    ]);
-    if !tty {
-        for col in t.column_iter_mut() {
-            col.set_padding((0, 2));
-        }
-    }
-    for r in &report.rows {
-        let runs = match r.runs.len() {
-            1 => r.runs[0][..r.runs[0].len().min(12)].to_string(),
-            n => format!("{} (+{})", &r.runs[0][..r.runs[0].len().min(12)], n - 1),
-        };
-        let mut status = r.status.word().to_string();
-        if r.status == Availability::Present && r.archives.iter().any(|a| a.intact) {
-            status.push_str(" +archived");
-        }
-        if r.archives.iter().any(|a| !a.intact) {
-            status.push_str(" (archive damaged)");
-        }
-        let tag = match &r.tag {
-            None => "-".to_string(),
-            Some(t) if !t.moved => format!("{}: unchanged", t.tag),
-            Some(t) => match &t.digest {
-                None => format!("{}: gone", t.tag),
-                Some(d) => format!(
-                    "{}: moved → {}{}",
-                    t.tag,
-                    short(d),
-                    t.used_by
-                        .as_ref()
-                        .map(|u| format!(" (run {})", &u[..u.len().min(12)]))
-                        .unwrap_or_else(|| " (no run here)".into())
-                ),
-            },
-        };
-        let mut tags_now = if r.tags_now.is_empty() {
-            "-".to_string()
-        } else {
-            r.tags_now.join(",")
-        };
-        if r.tags_truncated {
-            tags_now.push_str(" (tag list cut short)");
-        }
-        t.add_row(vec![
-            runs,
-            escape(&r.reference).to_string(),
-            short(&r.digest),
-            status,
-            escape(&tag).to_string(),
-            escape(&tags_now).to_string(),
-        ]);
-    }
-    t.to_string()
-        .lines()
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect()
 }

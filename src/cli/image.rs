@@ -3,14 +3,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
-use serde_json::json;
-
 use super::print_out;
 use super::Ctx;
-use crate::capture::image::reference;
-use crate::capture::image::registry::{Platform, RegistryClient, RegistryOptions, RemoteImage};
+use crate::capture::image::registry::{RegistryClient, RegistryOptions};
 use crate::error::{CliError, CliResult};
+use crate::ops::image;
+use crate::output;
+use clap::{Args, Subcommand};
 
 /// Arguments of `repro image`.
 #[derive(Debug, Args)]
@@ -97,27 +96,19 @@ pub fn cmd_image(ctx: &Ctx, args: &ImageArgs) -> CliResult<String> {
 
 /// Runs `repro image archive`; prints the report and fails when an image could not be archived.
 pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
-    use crate::ops::archive::{self, ArchiveRequest, Destination};
+    use crate::ops::archive::{ArchiveRequest, Destination};
     let mut store = ctx.open_store()?;
     if let Some(dir) = &args.gc {
         if args.filter.any() {
             return Err(CliError::usage("--gc takes no run filters")
                 .hint("it keeps what any recorded run references"));
         }
-        let keep = store.referenced_image_digests()?;
-        let r = archive::gc(dir, &keep)?;
-        if args.json {
-            return json_text(&serde_json::json!({
-                "schema_version": crate::record::SCHEMA_VERSION, "gc": r }));
-        }
-        return Ok(format!(
-            "{}: removed {} blob(s) ({} bytes) and {} index entr(ies); kept {} blob(s)\n",
-            r.location,
-            r.blobs_removed,
-            r.bytes_freed,
-            r.entries_dropped.len(),
-            r.blobs_kept
-        ));
+        let r = image::gc(&store, dir)?;
+        return Ok(if args.json {
+            output::image::gc_json(&r)
+        } else {
+            output::image::gc_text(&r)
+        });
     }
     if args.ids.is_empty() && !args.filter.any() {
         return Err(CliError::usage("name the runs to archive")
@@ -137,57 +128,16 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
         jobs: args.registry.jobs(),
     };
     let now = crate::capture::host::rfc3339(crate::capture::host::now());
-    let report = archive::archive(&client, &req, &now)?;
-    for rec in &report.records {
-        store.record_archive(rec)?;
-    }
-    let failed = report.images.iter().filter(|i| i.error.is_some()).count();
+    let report = image::archive(&mut store, &client, &req, &now)?;
     let text = if args.json {
-        json_text(&serde_json::json!({
-            "schema_version": crate::record::SCHEMA_VERSION, "archive": report }))?
+        output::image::archive_json(&report)
     } else {
-        let mut s = String::new();
-        for i in &report.images {
-            let runs = i
-                .runs
-                .iter()
-                .map(|r| &r[..r.len().min(12)])
-                .collect::<Vec<_>>()
-                .join(",");
-            match &i.error {
-                None => s.push_str(&format!(
-                    "archived  {}  {}  runs {runs}{}\n",
-                    crate::output::sanitize::escape(&i.reference),
-                    i.digest,
-                    if i.platform_digests.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  platforms {}", i.platform_digests.join(","))
-                    }
-                )),
-                Some(e) => s.push_str(&format!(
-                    "FAILED    {}  {}  runs {runs}: {e}\n",
-                    crate::output::sanitize::escape(&i.reference),
-                    i.digest
-                )),
-            }
+        for s in output::image::archive_status(&report) {
+            ctx.status(s);
         }
-        if !report.skipped.is_empty() {
-            ctx.status(format!(
-                "{} run(s) without a pinned image skipped",
-                report.skipped.len()
-            ));
-        }
-        ctx.status(format!(
-            "{} {}: {} blob(s) fetched ({} bytes), {} already there",
-            report.kind,
-            report.location,
-            report.blobs_fetched,
-            report.bytes_fetched,
-            report.blobs_present
-        ));
-        s
+        output::image::archive_text(&report)
     };
+    let failed = report.images.iter().filter(|i| i.error.is_some()).count();
     if failed > 0 {
         print_out(&text)?;
         return Err(CliError::user(format!(
@@ -198,98 +148,27 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
     Ok(text)
 }
 
-fn json_text(v: &serde_json::Value) -> CliResult<String> {
-    let mut s = serde_json::to_string_pretty(v).map_err(|e| CliError::user(e.to_string()))?;
-    s.push('\n');
-    Ok(s)
-}
-
 /// `repro image inspect` with explicit registry options (tests pass their own credentials).
 pub fn cmd_inspect(args: &InspectArgs, mut opts: RegistryOptions) -> CliResult<String> {
-    let r = reference::parse_normalized(&args.reference)?;
-    let platform = match &args.platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
+    for i in &args.insecure_registries {
+        if !opts.insecure_registries.contains(i) {
+            opts.insecure_registries.push(i.clone());
+        }
+    }
+    if args.ca_cert.is_some() {
+        opts.ca_cert = args.ca_cert.clone();
+    }
+    let req = image::InspectRequest {
+        reference: args.reference.clone(),
+        platform: args.platform.clone(),
+        offline: args.offline,
     };
-    let remote: Option<RemoteImage> = if args.offline {
-        None
+    let found = image::inspect(&req, opts)?;
+    Ok(if args.json {
+        output::image::inspect_json(&args.reference, &found)
     } else {
-        for i in &args.insecure_registries {
-            if !opts.insecure_registries.contains(i) {
-                opts.insecure_registries.push(i.clone());
-            }
-        }
-        if args.ca_cert.is_some() {
-            opts.ca_cert = args.ca_cert.clone();
-        }
-        let client = RegistryClient::new(opts)?;
-        Some(client.resolve(&r, &platform).map_err(CliError::from)?)
-    };
-    if args.json {
-        let registry = remote.as_ref().map(|m| {
-            json!({
-                "digest": m.digest,
-                "media_type": m.media_type,
-                "is_index": m.is_index,
-                "platforms": m.platforms,
-                "platform_digest": m.platform_digest,
-                "labels": m.labels,
-            })
-        });
-        let v = json!({
-            "schema_version": crate::record::SCHEMA_VERSION,
-            "input": args.reference,
-            "domain": r.domain,
-            "path": r.path,
-            "tag": r.tag,
-            "digest": r.digest.as_ref().map(|d| d.to_string()),
-            "normalized": r.with_default_tag(),
-            "registry": registry,
-        });
-        let mut s = serde_json::to_string_pretty(&v).map_err(|e| CliError::user(e.to_string()))?;
-        s.push('\n');
-        return Ok(s);
-    }
-    let mut out = String::new();
-    // Registry answers (labels, media types) are untrusted: controls shown, never obeyed.
-    let mut line = |k: &str, v: &str| {
-        out.push_str(&format!("{k:<16}{}\n", crate::output::sanitize::escape(v)))
-    };
-    line("input", &args.reference);
-    line("domain", &r.domain);
-    line("path", &r.path);
-    line("tag", r.tag.as_deref().unwrap_or("-"));
-    line(
-        "digest",
-        &r.digest
-            .as_ref()
-            .map(|d| d.to_string())
-            .unwrap_or("-".into()),
-    );
-    line("normalized", &r.with_default_tag());
-    line("familiar", &r.familiar());
-    if let Some(m) = remote {
-        line("registry digest", &m.digest);
-        line("media type", &m.media_type);
-        line("index", if m.is_index { "yes" } else { "no" });
-        for p in &m.platforms {
-            line("  platform", &format!("{} {}", p.platform, p.digest));
-        }
-        if m.is_index {
-            line(
-                "runs",
-                &format!(
-                    "{} on {}",
-                    m.platform_digest,
-                    m.platform.as_deref().unwrap_or("?")
-                ),
-            );
-        }
-        for (k, v) in &m.labels {
-            line("label", &format!("{k}={v}"));
-        }
-    }
-    Ok(out)
+        output::image::inspect_text(&args.reference, &found)
+    })
 }
 
 #[cfg(test)]

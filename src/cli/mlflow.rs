@@ -3,13 +3,14 @@
 use std::io::IsTerminal;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::cli::ls::FilterArgs;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::mlflow::Settings;
-use crate::ops::mlflow::{push, Action, AfterRun, Event, PushRequest, RunOutcome, RunToPush};
+use crate::ops::mlflow::{push, Action, AfterRun, Event, PushRequest, RunToPush};
+use crate::output;
 
 pub use crate::ops::mlflow::DEFAULT_EXPERIMENT;
 
@@ -48,20 +49,6 @@ pub fn cmd_mlflow(ctx: &Ctx, cmd: &MlflowCmd) -> CliResult {
 
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
-}
-
-fn describe(o: &RunOutcome) -> String {
-    let what = match &o.action {
-        Action::Unchanged => "unchanged".to_string(),
-        Action::Create => "created".to_string(),
-        Action::CreateOrRelink => "would create (or re-link by repro.run_id)".to_string(),
-        Action::Relinked { parts } if parts.is_empty() => "re-linked".to_string(),
-        Action::Relinked { parts } => format!("re-linked, sent {}", parts.join(", ")),
-        Action::Update { parts } if parts.is_empty() => "no change sent".to_string(),
-        Action::Update { parts } => format!("updated {}", parts.join(", ")),
-    };
-    let mlflow = o.mlflow_run_id.as_deref().unwrap_or("-");
-    format!("{}\t{}\t{}\n", o.run_id, mlflow, what)
 }
 
 /// Pushes the selected runs.
@@ -105,15 +92,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     let mut on_event = |e: Event| match e {
         Event::Planned { to_send, .. } => {
             if tty && to_send > 1 && !args.dry_run {
-                let pb = ProgressBar::with_draw_target(
-                    Some(to_send as u64),
-                    ProgressDrawTarget::stderr(),
-                );
-                pb.set_style(
-                    ProgressStyle::with_template("{bar:30} {pos}/{len} runs {per_sec} ETA {eta}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                bar = Some(pb);
+                bar = Some(output::mlflow::progress(to_send));
             }
         }
         Event::Pushed(o) => {
@@ -123,7 +102,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
                 }
             }
             if o.action != Action::Unchanged || ctx.verbose {
-                lines.push_str(&describe(o));
+                lines.push_str(&output::mlflow::describe(o));
             }
         }
     };
@@ -133,44 +112,9 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     }
     let summary = result?;
     print_out(&lines)?;
-    let count = |f: &dyn Fn(&RunOutcome) -> bool| summary.outcomes.iter().filter(|o| f(o)).count();
-    let ok = |o: &RunOutcome| o.error.is_none();
-    let created = count(&|o| ok(o) && o.action == Action::Create);
-    let relinked = count(&|o| ok(o) && matches!(o.action, Action::Relinked { .. }));
-    let updated =
-        count(&|o| ok(o) && matches!(o.action, Action::Update { ref parts } if !parts.is_empty()));
-    let unchanged = count(&|o| {
-        ok(o)
-            && (o.action == Action::Unchanged
-                || matches!(o.action, Action::Update { ref parts } if parts.is_empty()))
-    });
-    let planned = count(&|o| o.action == Action::CreateOrRelink);
-    let requests: usize = summary.outcomes.iter().map(|o| o.requests).sum();
-    let exp = match &summary.experiment_id {
-        Some(id) => format!("experiment '{}' (id {id})", summary.experiment),
-        None => format!("experiment '{}'", summary.experiment),
-    };
-    if args.dry_run {
-        ctx.status(format!(
-            "dry run against {uri}, {exp}: {planned} to create or re-link, {updated} to update, {unchanged} unchanged; nothing sent"
-        ));
-    } else {
-        ctx.status(format!(
-            "{uri}, {exp}: {created} created, {relinked} re-linked, {updated} updated, {unchanged} unchanged, {} failed ({requests} requests)",
-            summary.failed()
-        ));
-    }
-    for o in &summary.outcomes {
-        for c in &o.conflicts {
-            ctx.warn(format!(
-                "run {}: param '{}' is '{}' locally but '{}' on the server (MLflow params cannot change); the server keeps '{}'",
-                o.run_id,
-                c.key,
-                c.local.as_deref().unwrap_or("(removed)"),
-                c.pushed,
-                c.pushed
-            ));
-        }
+    ctx.status(output::mlflow::summary(&summary, &uri, args.dry_run));
+    for w in output::mlflow::conflicts(&summary) {
+        ctx.warn(w);
     }
     let failed = summary.failed();
     let total = summary.outcomes.len();

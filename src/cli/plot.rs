@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::ops::plot::{self, ImageFormat, PlotRequest, XAxis};
+use crate::output;
 
 /// The x axis of `plot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,25 +72,8 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
         },
     };
     let chart = plot::chart(&store, &req)?;
-    for id in &chart.missing {
-        ctx.warn(format!(
-            "run {id} has no metric '{}'; left out",
-            chart.metric
-        ));
-    }
-    for s in &chart.series {
-        if s.non_finite > 0 {
-            ctx.warn(format!(
-                "run {}: {} NaN or infinite values of '{}' not drawn",
-                s.run_id, s.non_finite, chart.metric
-            ));
-        }
-        if s.untimed > 0 {
-            ctx.warn(format!(
-                "run {}: {} points without a time not drawn",
-                s.run_id, s.untimed
-            ));
-        }
+    for w in output::plot::warnings(&chart) {
+        ctx.warn(w);
     }
     match (&args.output, format) {
         (Some(path), Some(ImageFormat::Png)) => plot::render_png(&chart, size, path)?,
@@ -97,12 +81,7 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
         (None, _) => return print_out(&plot::render_svg(&chart, size)?),
     }
     if let Some(path) = &args.output {
-        ctx.status(format!(
-            "wrote {} ({} runs, metric '{}')",
-            path.display(),
-            chart.series.len(),
-            chart.metric
-        ));
+        ctx.status(output::plot::wrote(path, &chart));
     }
     Ok(())
 }

@@ -43,6 +43,16 @@ pub enum AttestError {
         #[source]
         source: attest::DocumentError,
     },
+    #[error("{} already exists", path.display())]
+    Exists { path: PathBuf },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the current directory: {0}")]
+    CurrentDir(#[source] std::io::Error),
 }
 
 impl Hinted for AttestError {
@@ -58,6 +68,11 @@ impl Hinted for AttestError {
             AttestError::Document { .. } => {
                 Some("give the file written by `repro attest ID -o FILE`".into())
             }
+            AttestError::Exists { .. } => {
+                Some("choose another path with -o, or move the old key aside".into())
+            }
+            AttestError::Write { .. } => Some("choose a writable path for -o".into()),
+            AttestError::CurrentDir(_) => None,
         }
     }
 }
@@ -206,6 +221,72 @@ pub fn keygen() -> Result<(String, String, String), AttestError> {
     let (key, private_pem) = SigningKey::generate()?;
     let public = key.public();
     Ok((private_pem, public.to_pem(), public.keyid()))
+}
+
+/// A key pair written by `write_key_pair`.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    pub keyid: String,
+}
+
+/// Makes a key pair and writes it to `private` (mode 0600) and `private.pub` (0644); neither
+/// file may exist already.
+pub fn write_key_pair(private: &Path) -> Result<KeyFiles, AttestError> {
+    let (private_pem, public_pem, keyid) = keygen()?;
+    let mut public = private.to_path_buf().into_os_string();
+    public.push(".pub");
+    let public = PathBuf::from(public);
+    if public.exists() {
+        return Err(AttestError::Exists { path: public });
+    }
+    write_file(private, private_pem.as_bytes(), 0o600, true)?;
+    write_file(&public, public_pem.as_bytes(), 0o644, true)?;
+    Ok(KeyFiles {
+        private: private.to_path_buf(),
+        public,
+        keyid,
+    })
+}
+
+/// Writes an attestation document to `path` (mode 0644, replacing a file there).
+pub fn write_document(path: &Path, a: &Attestation) -> Result<(), AttestError> {
+    write_file(path, a.document.as_bytes(), 0o644, false)
+}
+
+/// Writes `bytes` to `path` with `mode`; `create_new` refuses an existing file.
+fn write_file(path: &Path, bytes: &[u8], mode: u32, create_new: bool) -> Result<(), AttestError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).mode(mode);
+    if create_new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    let res = opts.open(path).and_then(|mut f| f.write_all(bytes));
+    res.map_err(|e| {
+        let path = path.to_path_buf();
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            AttestError::Exists { path }
+        } else {
+            AttestError::Write { path, source: e }
+        }
+    })
+}
+
+/// The directory subject names are relative to by default: the git work tree containing the
+/// current directory, else the current directory.
+pub fn default_base() -> Result<PathBuf, AttestError> {
+    let cwd = std::env::current_dir().map_err(AttestError::CurrentDir)?;
+    if let Ok(repo) = git2::Repository::discover(&cwd) {
+        if let Some(w) = repo.workdir() {
+            return Ok(w.to_path_buf());
+        }
+    }
+    Ok(cwd)
 }
 
 /// What `repro attest verify FILE` is asked for.

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod attest;
 pub mod audit;
 pub mod diff;
+pub mod image;
 pub mod metrics;
 pub mod mlflow;
 pub mod plot;

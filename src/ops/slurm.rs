@@ -93,29 +93,17 @@ impl JobState {
             .next()
             .unwrap_or("")
             .to_ascii_uppercase();
-        match word.trim_end_matches('+') {
-            "PENDING" | "PD" => JobState::Pending,
-            "RUNNING" | "R" => JobState::Running,
-            "CONFIGURING" | "CF" => JobState::Configuring,
-            "COMPLETING" | "CG" => JobState::Completing,
-            "SUSPENDED" | "S" => JobState::Suspended,
-            "REQUEUED" | "RQ" => JobState::Requeued,
-            "RESIZING" | "RS" | "SIGNALING" | "SI" | "STAGE_OUT" | "SO" | "STOPPED" | "ST"
-            | "REQUEUE_HOLD" | "RH" | "REQUEUE_FED" | "RF" | "RESV_DEL_HOLD" | "RD" => {
-                JobState::OtherActive(word)
-            }
-            "COMPLETED" | "CD" => JobState::Completed,
-            "FAILED" | "F" => JobState::Failed,
-            "CANCELLED" | "CA" => JobState::Cancelled,
-            "TIMEOUT" | "TO" => JobState::Timeout,
-            "OUT_OF_MEMORY" | "OOM" => JobState::OutOfMemory,
-            "NODE_FAIL" | "NF" => JobState::NodeFail,
-            "BOOT_FAIL" | "BF" => JobState::BootFail,
-            "DEADLINE" | "DL" => JobState::Deadline,
-            "PREEMPTED" | "PR" => JobState::Preempted,
-            "REVOKED" | "RV" => JobState::Revoked,
-            "SPECIAL_EXIT" | "SE" => JobState::SpecialExit,
-            _ => JobState::Unknown(word),
+        let key = word.trim_end_matches('+');
+        if let Some((_, _, state)) = STATE_NAMES
+            .iter()
+            .find(|(name, abbr, _)| key == *name || key == *abbr)
+        {
+            return state.clone();
+        }
+        if OTHER_ACTIVE.contains(&key) {
+            JobState::OtherActive(word)
+        } else {
+            JobState::Unknown(word)
         }
     }
 
@@ -133,6 +121,45 @@ impl JobState {
         )
     }
 }
+
+/// The states `JobState::parse` names: the word of squeue/sacct and the `squeue %t` abbreviation.
+const STATE_NAMES: &[(&str, &str, JobState)] = &[
+    ("PENDING", "PD", JobState::Pending),
+    ("RUNNING", "R", JobState::Running),
+    ("CONFIGURING", "CF", JobState::Configuring),
+    ("COMPLETING", "CG", JobState::Completing),
+    ("SUSPENDED", "S", JobState::Suspended),
+    ("REQUEUED", "RQ", JobState::Requeued),
+    ("COMPLETED", "CD", JobState::Completed),
+    ("FAILED", "F", JobState::Failed),
+    ("CANCELLED", "CA", JobState::Cancelled),
+    ("TIMEOUT", "TO", JobState::Timeout),
+    ("OUT_OF_MEMORY", "OOM", JobState::OutOfMemory),
+    ("NODE_FAIL", "NF", JobState::NodeFail),
+    ("BOOT_FAIL", "BF", JobState::BootFail),
+    ("DEADLINE", "DL", JobState::Deadline),
+    ("PREEMPTED", "PR", JobState::Preempted),
+    ("REVOKED", "RV", JobState::Revoked),
+    ("SPECIAL_EXIT", "SE", JobState::SpecialExit),
+];
+
+/// Other states a job leaves again (words and abbreviations): `JobState::OtherActive`.
+const OTHER_ACTIVE: &[&str] = &[
+    "RESIZING",
+    "RS",
+    "SIGNALING",
+    "SI",
+    "STAGE_OUT",
+    "SO",
+    "STOPPED",
+    "ST",
+    "REQUEUE_HOLD",
+    "RH",
+    "REQUEUE_FED",
+    "RF",
+    "RESV_DEL_HOLD",
+    "RD",
+];
 
 /// One job (or one array task) as Slurm reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,13 +291,8 @@ pub fn outcome(state: &JobState, exit_code: i32, signal: i32) -> Option<Outcome>
             lost("Slurm: REVOKED, the job was moved to another cluster of the federation".into())
         }
         JobState::Unknown(s) => lost(format!("Slurm: unknown final state {s:?}")),
-        JobState::Pending
-        | JobState::Running
-        | JobState::Configuring
-        | JobState::Completing
-        | JobState::Suspended
-        | JobState::Requeued
-        | JobState::OtherActive(_) => return None,
+        // The active states (`!is_final()`), already answered above.
+        _ => return None,
     })
 }
 
@@ -285,57 +307,58 @@ fn some(s: &str) -> Option<String> {
     (!s.is_empty() && s != "N/A" && s != "(null)").then(|| s.to_string())
 }
 
-/// Parses `squeue --noheader --Format SQUEUE_FORMAT`; lines that do not parse are skipped.
-/// The exit_code column is a wait status (code << 8 | signal).
-pub fn parse_squeue(text: &str) -> Vec<JobStatus> {
+/// The rows of a `|`-separated listing that have at least `fields` fields, each read by `row`;
+/// lines that do not parse are skipped.
+fn parse_rows(
+    text: &str,
+    fields: usize,
+    row: impl Fn(&[&str]) -> Option<JobStatus>,
+) -> Vec<JobStatus> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split('|').collect();
-            if f.len() < 6 {
-                return None;
-            }
-            let job_id = some(f[0])?;
-            let wait: i32 = f[4].trim().parse().unwrap_or(0);
-            let array_task_id = some(f[2]);
-            Some(JobStatus {
-                array_job_id: array_task_id.as_ref().and_then(|_| some(f[1])),
-                array_task_id,
-                job_id,
-                state: JobState::parse(f[3]),
-                exit_code: (wait >> 8) & 0xff,
-                signal: wait & 0x7f,
-                reason: some(f[5]).filter(|r| r != "None"),
-            })
+            (f.len() >= fields).then(|| row(&f)).flatten()
         })
         .collect()
+}
+
+/// Parses `squeue --noheader --Format SQUEUE_FORMAT`; lines that do not parse are skipped.
+/// The exit_code column is a wait status (code << 8 | signal).
+pub fn parse_squeue(text: &str) -> Vec<JobStatus> {
+    parse_rows(text, 6, |f| {
+        let wait: i32 = f[4].trim().parse().unwrap_or(0);
+        let array_task_id = some(f[2]);
+        Some(JobStatus {
+            job_id: some(f[0])?,
+            array_job_id: array_task_id.as_ref().and_then(|_| some(f[1])),
+            array_task_id,
+            state: JobState::parse(f[3]),
+            exit_code: (wait >> 8) & 0xff,
+            signal: wait & 0x7f,
+            reason: some(f[5]).filter(|r| r != "None"),
+        })
+    })
 }
 
 /// Parses `sacct --noheader --parsable2 --format SACCT_FORMAT` (also with `-c`): ExitCode is
 /// `code:signal`; an array task's JobID is `ARRAY_TASK`.
 pub fn parse_sacct(text: &str) -> Vec<JobStatus> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split('|').collect();
-            if f.len() < 4 {
-                return None;
-            }
-            let job_id = some(f[0])?;
-            let (array_job_id, array_task_id) = match f[1].split_once('_') {
-                Some((a, t)) => (some(a), some(t)),
-                None => (None, None),
-            };
-            let (code, sig) = f[3].split_once(':').unwrap_or((f[3], "0"));
-            Some(JobStatus {
-                job_id,
-                array_job_id,
-                array_task_id,
-                state: JobState::parse(f[2]),
-                exit_code: code.trim().parse().unwrap_or(0),
-                signal: sig.trim().parse().unwrap_or(0),
-                reason: None,
-            })
+    parse_rows(text, 4, |f| {
+        let (array_job_id, array_task_id) = match f[1].split_once('_') {
+            Some((a, t)) => (some(a), some(t)),
+            None => (None, None),
+        };
+        let (code, sig) = f[3].split_once(':').unwrap_or((f[3], "0"));
+        Some(JobStatus {
+            job_id: some(f[0])?,
+            array_job_id,
+            array_task_id,
+            state: JobState::parse(f[2]),
+            exit_code: code.trim().parse().unwrap_or(0),
+            signal: sig.trim().parse().unwrap_or(0),
+            reason: None,
         })
-        .collect()
+    })
 }
 
 /// Parses the answer of `sbatch --parsable`: `JOBID` or `JOBID;CLUSTER`.
@@ -452,15 +475,24 @@ impl Client {
         let mut cmd = self.command("squeue");
         cmd.args(["--noheader", "--all", "--states=all", "--jobs", job_id])
             .arg(format!("--Format={SQUEUE_FORMAT}"));
-        let out = self.output(cmd, "squeue")?;
         // squeue exits 1 with "Invalid job id specified" once the controller purged the job.
-        if out.status.success() {
-            let jobs = parse_squeue(&String::from_utf8_lossy(&out.stdout));
-            if !jobs.is_empty() {
-                return Ok(Some(jobs));
-            }
-        }
-        Ok(None)
+        self.jobs(cmd, "squeue", parse_squeue)
+    }
+
+    /// The jobs listed by `cmd` when it succeeds and lists any, else `None`.
+    fn jobs(
+        &self,
+        cmd: Command,
+        program: &str,
+        parse: fn(&str) -> Vec<JobStatus>,
+    ) -> Result<Option<Vec<JobStatus>>, SlurmError> {
+        let out = self.output(cmd, program)?;
+        let jobs = if out.status.success() {
+            parse(&String::from_utf8_lossy(&out.stdout))
+        } else {
+            Vec::new()
+        };
+        Ok((!jobs.is_empty()).then_some(jobs))
     }
 
     /// The accounting view: `sacct` (slurmdbd), else `sacct -c` (the job completion log of
@@ -479,12 +511,8 @@ impl Client {
                 job_id,
             ])
             .arg(format!("--format={SACCT_FORMAT}"));
-            let out = self.output(cmd, "sacct")?;
-            if out.status.success() {
-                let jobs = parse_sacct(&String::from_utf8_lossy(&out.stdout));
-                if !jobs.is_empty() {
-                    return Ok(jobs);
-                }
+            if let Some(jobs) = self.jobs(cmd, "sacct", parse_sacct)? {
+                return Ok(jobs);
             }
         }
         Err(SlurmError::UnknownJob {
@@ -572,62 +600,57 @@ mod tests {
         outcome(&JobState::parse(state), code, sig)
     }
 
+    /// Final states as Slurm reports them → (status, recorded exit code, signal, the exit code
+    /// of a waiting `repro`, a word the reason must contain).
     #[test]
-    fn completed_is_succeeded_with_code_zero() {
-        let o = out("COMPLETED", 0, 0).unwrap();
-        assert_eq!(o.status, Status::Succeeded);
-        assert_eq!(o.exit_code, Some(0));
-        assert_eq!(o.reason, None);
-        assert_eq!(o.wrapper_exit_code(), 0);
-    }
-
-    #[test]
-    fn failed_carries_the_exit_code() {
-        let o = out("FAILED", 3, 0).unwrap();
-        assert_eq!(o.status, Status::Failed);
-        assert_eq!(o.exit_code, Some(3));
-        assert_eq!(o.wrapper_exit_code(), 3);
-        assert!(o.reason.unwrap().contains("exited with 3"));
-        // FAILED without a code: the script could not start.
-        let o = out("FAILED", 0, 0).unwrap();
-        assert_eq!((o.status, o.exit_code), (Status::Failed, None));
-        assert_eq!(o.wrapper_exit_code(), 1);
-        // FAILED by a signal (e.g. the script was SIGSEGVed) is killed.
-        let o = out("FAILED", 0, 11).unwrap();
-        assert_eq!((o.status, o.signal), (Status::Killed, Some(11)));
-        assert_eq!(o.wrapper_exit_code(), 139);
-    }
-
-    #[test]
-    fn cancelled_and_timeout_are_killed_with_a_reason() {
-        let o = out("CANCELLED by 0", 0, 15).unwrap();
-        assert_eq!(o.status, Status::Killed);
-        assert_eq!(o.signal, Some(15));
-        assert_eq!(o.exit_code, None);
-        assert!(o.reason.as_deref().unwrap().contains("CANCELLED"));
-        assert_eq!(o.wrapper_exit_code(), 143);
-        // Cancelled while pending: no signal, exit 1.
-        let o = out("CANCELLED", 0, 0).unwrap();
-        assert_eq!((o.status, o.signal), (Status::Killed, None));
-        assert_eq!(o.wrapper_exit_code(), 1);
-        let o = out("TIMEOUT", 0, 15).unwrap();
-        assert_eq!(o.status, Status::Killed);
-        assert!(o.reason.as_deref().unwrap().contains("time limit"));
-        for s in ["DEADLINE", "PREEMPTED", "OUT_OF_MEMORY"] {
-            assert_eq!(out(s, 0, 9).unwrap().status, Status::Killed, "{s}");
+    fn final_states_map_to_outcomes() {
+        use Status::{Failed, Killed, Lost, Succeeded};
+        /// Slurm's state, code and signal; the outcome; the wrapper's code; a word of the reason.
+        type Row = (
+            &'static str,
+            i32,
+            i32,
+            Status,
+            Option<i32>,
+            Option<i32>,
+            i32,
+            Option<&'static str>,
+        );
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            ("COMPLETED", 0, 0, Succeeded, Some(0), None, 0, None),
+            ("FAILED", 3, 0, Failed, Some(3), None, 3, Some("exited with 3")),
+            // FAILED without a code: the script could not start.
+            ("FAILED", 0, 0, Failed, None, None, 1, Some("without an exit code")),
+            // FAILED by a signal (e.g. the script was SIGSEGVed) is killed.
+            ("FAILED", 0, 11, Killed, None, Some(11), 139, Some("signal")),
+            ("CANCELLED by 0", 0, 15, Killed, None, Some(15), 143, Some("CANCELLED")),
+            // Cancelled while pending: no signal, exit 1.
+            ("CANCELLED", 0, 0, Killed, None, None, 1, Some("CANCELLED")),
+            ("TIMEOUT", 0, 15, Killed, None, Some(15), 143, Some("time limit")),
+            ("DEADLINE", 0, 9, Killed, None, Some(9), 137, Some("DEADLINE")),
+            ("PREEMPTED", 0, 9, Killed, None, Some(9), 137, Some("PREEMPTED")),
+            ("OUT_OF_MEMORY", 0, 9, Killed, None, Some(9), 137, Some("memory")),
+            ("NODE_FAIL", 0, 0, Lost, None, None, 1, Some("NODE_FAIL")),
+            ("REVOKED", 0, 0, Lost, None, None, 1, Some("REVOKED")),
+            ("SOMETHING_NEW", 0, 0, Lost, None, None, 1, Some("SOMETHING_NEW")),
+            ("BOOT_FAIL", 0, 0, Failed, None, None, 1, Some("BOOT_FAIL")),
+            ("SPECIAL_EXIT", 4, 0, Failed, Some(4), None, 4, Some("SPECIAL_EXIT")),
+        ];
+        for &(state, code, sig, status, exit_code, signal, wrapper, reason) in table {
+            let o = out(state, code, sig).unwrap_or_else(|| panic!("{state}: no outcome"));
+            let row = format!("{state} {code}:{sig} → {o:?}");
+            assert_eq!(
+                (o.status, o.exit_code, o.signal),
+                (status, exit_code, signal),
+                "{row}"
+            );
+            assert_eq!(o.wrapper_exit_code(), wrapper, "{row}");
+            match reason {
+                None => assert_eq!(o.reason, None, "{row}"),
+                Some(word) => assert!(o.reason.as_deref().unwrap_or("").contains(word), "{row}"),
+            }
         }
-    }
-
-    #[test]
-    fn node_failures_are_lost_and_boot_failures_failed() {
-        let o = out("NODE_FAIL", 0, 0).unwrap();
-        assert_eq!(o.status, Status::Lost);
-        assert!(o.reason.unwrap().contains("NODE_FAIL"));
-        assert_eq!(out("REVOKED", 0, 0).unwrap().status, Status::Lost);
-        assert_eq!(out("SOMETHING_NEW", 0, 0).unwrap().status, Status::Lost);
-        assert_eq!(out("BOOT_FAIL", 0, 0).unwrap().status, Status::Failed);
-        let o = out("SPECIAL_EXIT", 4, 0).unwrap();
-        assert_eq!((o.status, o.exit_code), (Status::Failed, Some(4)));
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
+pub mod attest;
+pub mod audit;
 pub mod formats;
+pub mod image;
 pub mod metrics;
+pub mod mlflow;
+pub mod plot;
 pub mod sanitize;
 pub mod sparkline;
 

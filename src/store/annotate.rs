@@ -6,7 +6,8 @@ use rusqlite::{params, OptionalExtension};
 use super::{sql_error, Result, Store, StoreError};
 
 impl Store {
-    fn require_run(&self, id: &str) -> Result<()> {
+    /// `UnknownRun` unless a run with this exact id is stored: annotations need their run.
+    pub(super) fn require_run(&self, id: &str) -> Result<()> {
         let found: Option<i64> = self
             .conn
             .query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |r| r.get(0))

@@ -1,9 +1,9 @@
 //! Where a run's image is archived (`repro image archive`): an OCI image layout directory or an
 //! archive registry repository. Annotations of a run, never part of its provenance.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
-use super::{sql_error, Result, Store, StoreError};
+use super::{sql_error, Result, Store};
 
 /// What kind of place an archive is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,16 +48,7 @@ pub struct ArchiveRecord {
 impl Store {
     /// Records (or refreshes) an archive of a run.
     pub fn record_archive(&mut self, a: &ArchiveRecord) -> Result<()> {
-        let found: Option<i64> = self
-            .conn
-            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&a.run_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql_error(&self.path, "read run"))?;
-        if found.is_none() {
-            return Err(StoreError::UnknownRun(a.run_id.clone()));
-        }
+        self.require_run(&a.run_id)?;
         self.conn
             .execute(
                 "INSERT INTO run_archives (run_id, kind, location, digest, archived_at)
@@ -148,6 +139,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::tests::sample_run;
+    use crate::store::StoreError;
 
     #[test]
     fn archives_are_annotations_per_run_and_place() {

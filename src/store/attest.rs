@@ -1,9 +1,9 @@
 //! Attestations written by `repro attest`: the document digest per run (and where it was written),
 //! so `show --format notes` can cite it. Annotations of a run, never part of its provenance.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
-use super::{sql_error, Result, Store, StoreError};
+use super::{sql_error, Result, Store};
 
 /// One attestation document produced for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,16 +22,7 @@ pub struct AttestationRecord {
 impl Store {
     /// Records an attestation document; writing the same document again updates its path and time.
     pub fn record_attestation(&mut self, a: &AttestationRecord) -> Result<()> {
-        let found: Option<i64> = self
-            .conn
-            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&a.run_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql_error(&self.path, "read run"))?;
-        if found.is_none() {
-            return Err(StoreError::UnknownRun(a.run_id.clone()));
-        }
+        self.require_run(&a.run_id)?;
         self.conn
             .execute(
                 "INSERT INTO run_attestations (run_id, sha256, keyid, path, created_at)
@@ -73,6 +64,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::tests::sample_run;
+    use crate::store::StoreError;
 
     #[test]
     fn attestations_are_recorded_per_run_and_document() {

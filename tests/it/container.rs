@@ -564,12 +564,25 @@ fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
     let repro = assert_cmd::cargo::cargo_bin("repro");
     let ready = env.root().join("ready");
     let ints = env.root().join("ints");
-    // PID 1 counts INTs; after the first it waits 3 s for a duplicate, then exits 0.
-    let inner = "trap 'echo INT >> /workspace/ints' INT; touch /workspace/ready; \
-                 while [ ! -s /workspace/ints ]; do sleep 0.01; done; \
-                 i=0; while [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; exit 0";
+    let waited = env.root().join("waited");
+    // PID 1 counts INTs; after the first it keeps counting for 5 s (a duplicate sent by repro
+    // through `podman kill` lands well inside that), then exits 0. The script is a file in the
+    // mounted workspace, not `sh -c "..."` on the outer shell's line: there the outer shell
+    // expanded `$i` to nothing, the wait loop ended at once and the container was gone before
+    // a duplicate could arrive, so the test passed with the terminal check disabled.
+    std::fs::write(
+        env.root().join("count-ints.sh"),
+        "trap 'echo INT >> /workspace/ints' INT\n\
+         touch /workspace/ready\n\
+         while [ ! -s /workspace/ints ]; do sleep 0.01; done\n\
+         i=0\n\
+         while [ \"$i\" -lt 500 ]; do sleep 0.01; i=$((i+1)); done\n\
+         touch /workspace/waited\n\
+         exit 0\n",
+    )
+    .unwrap();
     let cmd = format!(
-        "'{}' run --engine podman --image '{image}' --engine-arg=--network=none -- /bin/busybox sh -c \"{inner}\" 2>'{}'",
+        "'{}' run --engine podman --image '{image}' --engine-arg=--network=none -- /bin/busybox sh /workspace/count-ints.sh 2>'{}'",
         repro.display(),
         env.root().join("err.txt").display()
     );
@@ -605,6 +618,10 @@ fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
         .unwrap_or_default()
         .lines()
         .count();
+    assert!(
+        waited.exists(),
+        "the container did not wait out its window for a duplicate INT\nstderr: {err}"
+    );
     assert_eq!(
         count,
         1,

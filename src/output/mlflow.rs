@@ -1,0 +1,80 @@
+//! What `repro mlflow push` shows: a line per run sent, a progress bar on a terminal, the
+//! summary line and the param-conflict warnings.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::ops::mlflow::{Action, PushSummary, RunOutcome};
+
+/// `RUN_ID<TAB>MLFLOW_RUN_ID<TAB>what was done`.
+pub fn describe(o: &RunOutcome) -> String {
+    let what = match &o.action {
+        Action::Unchanged => "unchanged".to_string(),
+        Action::Create => "created".to_string(),
+        Action::CreateOrRelink => "would create (or re-link by repro.run_id)".to_string(),
+        Action::Relinked { parts } if parts.is_empty() => "re-linked".to_string(),
+        Action::Relinked { parts } => format!("re-linked, sent {}", parts.join(", ")),
+        Action::Update { parts } if parts.is_empty() => "no change sent".to_string(),
+        Action::Update { parts } => format!("updated {}", parts.join(", ")),
+    };
+    let mlflow = o.mlflow_run_id.as_deref().unwrap_or("-");
+    format!("{}\t{}\t{}\n", o.run_id, mlflow, what)
+}
+
+/// A progress bar on stderr for `to_send` runs.
+pub fn progress(to_send: usize) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(to_send as u64), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// The summary line: counts by what was done (or would be, with `dry_run`).
+pub fn summary(summary: &PushSummary, uri: &str, dry_run: bool) -> String {
+    let count = |f: &dyn Fn(&RunOutcome) -> bool| summary.outcomes.iter().filter(|o| f(o)).count();
+    let ok = |o: &RunOutcome| o.error.is_none();
+    let created = count(&|o| ok(o) && o.action == Action::Create);
+    let relinked = count(&|o| ok(o) && matches!(o.action, Action::Relinked { .. }));
+    let updated =
+        count(&|o| ok(o) && matches!(o.action, Action::Update { ref parts } if !parts.is_empty()));
+    let unchanged = count(&|o| {
+        ok(o)
+            && (o.action == Action::Unchanged
+                || matches!(o.action, Action::Update { ref parts } if parts.is_empty()))
+    });
+    let planned = count(&|o| o.action == Action::CreateOrRelink);
+    let requests: usize = summary.outcomes.iter().map(|o| o.requests).sum();
+    let exp = match &summary.experiment_id {
+        Some(id) => format!("experiment '{}' (id {id})", summary.experiment),
+        None => format!("experiment '{}'", summary.experiment),
+    };
+    if dry_run {
+        format!(
+            "dry run against {uri}, {exp}: {planned} to create or re-link, {updated} to update, {unchanged} unchanged; nothing sent"
+        )
+    } else {
+        format!(
+            "{uri}, {exp}: {created} created, {relinked} re-linked, {updated} updated, {unchanged} unchanged, {} failed ({requests} requests)",
+            summary.failed()
+        )
+    }
+}
+
+/// One warning per param whose pushed value differs from the local one.
+pub fn conflicts(summary: &PushSummary) -> Vec<String> {
+    let mut w = Vec::new();
+    for o in &summary.outcomes {
+        for c in &o.conflicts {
+            w.push(format!(
+                "run {}: param '{}' is '{}' locally but '{}' on the server (MLflow params cannot change); the server keeps '{}'",
+                o.run_id,
+                c.key,
+                c.local.as_deref().unwrap_or("(removed)"),
+                c.pushed,
+                c.pushed
+            ));
+        }
+    }
+    w
+}

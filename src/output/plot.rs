@@ -1,0 +1,40 @@
+//! What `repro plot` says on stderr: the runs and points left out of the chart, and where it
+//! was written. (The picture itself is drawn by `ops::plot`.)
+
+use std::path::Path;
+
+use crate::ops::plot::Chart;
+
+/// One warning per run left out, and per run with points that could not be drawn.
+pub fn warnings(chart: &Chart) -> Vec<String> {
+    let mut w: Vec<String> = chart
+        .missing
+        .iter()
+        .map(|id| format!("run {id} has no metric '{}'; left out", chart.metric))
+        .collect();
+    for s in &chart.series {
+        if s.non_finite > 0 {
+            w.push(format!(
+                "run {}: {} NaN or infinite values of '{}' not drawn",
+                s.run_id, s.non_finite, chart.metric
+            ));
+        }
+        if s.untimed > 0 {
+            w.push(format!(
+                "run {}: {} points without a time not drawn",
+                s.run_id, s.untimed
+            ));
+        }
+    }
+    w
+}
+
+/// The status line after writing the picture to `path`.
+pub fn wrote(path: &Path, chart: &Chart) -> String {
+    format!(
+        "wrote {} ({} runs, metric '{}')",
+        path.display(),
+        chart.series.len(),
+        chart.metric
+    )
+}
