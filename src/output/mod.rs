@@ -1,7 +1,9 @@
 //! Renderers: run tables (comfy-table), JSON documents, and the human text of `show`.
 
+pub mod diff;
 pub mod formats;
 pub mod metrics;
+pub mod rerun;
 pub mod sanitize;
 pub mod sparkline;
 
