@@ -31,10 +31,10 @@ pub struct RerunArgs {
     pub check: bool,
     /// Relative tolerance of the metric check: |now - original| <= atol + rtol * |original|
     /// (default 0: the same value)
-    #[arg(long, value_name = "R", value_parser = tolerance)]
+    #[arg(long, value_name = "R", value_parser = tolerance, allow_negative_numbers = true)]
     pub rtol: Option<f64>,
     /// Absolute tolerance of the metric check (default 0)
-    #[arg(long, value_name = "A", value_parser = tolerance)]
+    #[arg(long, value_name = "A", value_parser = tolerance, allow_negative_numbers = true)]
     pub atol: Option<f64>,
     /// Push the re-run to MLflow when it ends, linked to its original if that was pushed
     /// (as `repro run --mlflow`; config `mlflow_push`)

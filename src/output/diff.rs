@@ -96,7 +96,14 @@ fn table_text(header: Vec<String>, rows: Vec<Vec<String>>, tty: bool) -> String 
     s
 }
 
+/// A delta for reading: six significant digits (0.9 - 0.8 shows as 0.1, not
+/// 0.09999999999999998; `--json` keeps the exact value), signed.
 fn signed(v: f64) -> String {
+    let v = if v.is_finite() {
+        format!("{v:.5e}").parse::<f64>().unwrap_or(v)
+    } else {
+        v
+    };
     if v > 0.0 {
         format!("+{}", value_text(v))
     } else {
@@ -121,7 +128,7 @@ fn metric_rows(metrics: &[MetricDelta]) -> Vec<Vec<String>> {
                 _ => "-".into(),
             };
             let rel = match m.relative() {
-                Some(r) => format!("{}%", signed(((r * 1e6 * 100.0).round()) / 1e6)),
+                Some(r) => format!("{}%", signed(r * 100.0)),
                 None => "-".into(),
             };
             vec![
