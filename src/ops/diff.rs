@@ -312,6 +312,19 @@ pub fn revision_warnings(runs: [(&str, &Run); 2]) -> Vec<String> {
     w
 }
 
+/// The summary of a metric with one point (unit tests of diff and check verdicts).
+#[cfg(test)]
+pub(crate) fn one_point(key: &str, last: f64) -> MetricSummary {
+    MetricSummary {
+        key: key.into(),
+        last,
+        min: last,
+        max: last,
+        count: 1,
+        last_step: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,16 +364,7 @@ mod tests {
         );
     }
 
-    fn m(key: &str, last: f64) -> MetricSummary {
-        MetricSummary {
-            key: key.into(),
-            last,
-            min: last,
-            max: last,
-            count: 1,
-            last_step: None,
-        }
-    }
+    use crate::ops::diff::one_point as m;
 
     #[test]
     fn metric_deltas_cover_both_runs_and_odd_values() {

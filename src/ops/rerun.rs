@@ -764,3 +764,64 @@ pub fn compare_outputs(old: &[Output], new: &[Output]) -> Vec<OutputCheck> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::diff::one_point as m;
+
+    #[test]
+    fn tolerance_is_numpy_isclose_against_the_original() {
+        let exact = Tolerance::default();
+        assert!(exact.close(0.5, 0.5));
+        assert!(!exact.close(0.5 + 1e-12, 0.5));
+        let t = Tolerance {
+            rtol: 0.1,
+            atol: 0.0,
+        };
+        // The original is the reference: 10% of 1.0, not of 1.1.
+        assert!(t.close(1.09, 1.0));
+        assert!(!t.close(1.0, 1.12));
+        assert!(
+            !t.close(0.0, 1e-9),
+            "rtol alone never accepts a change from 0"
+        );
+        let a = Tolerance {
+            rtol: 0.0,
+            atol: 0.5,
+        };
+        assert!(a.close(-0.5, 0.0) && !a.close(-0.51, 0.0));
+        // NaN matches NaN only; an infinity only itself, whatever the tolerance.
+        let wide = Tolerance {
+            rtol: 1e9,
+            atol: 1e9,
+        };
+        assert!(wide.close(f64::NAN, f64::NAN));
+        assert!(!wide.close(f64::NAN, 1.0) && !wide.close(1.0, f64::NAN));
+        assert!(wide.close(f64::INFINITY, f64::INFINITY));
+        assert!(!wide.close(f64::NEG_INFINITY, f64::INFINITY));
+        assert!(!wide.close(1e300, f64::INFINITY));
+        assert!(!Tolerance::default().close(f64::MAX, -f64::MAX));
+    }
+
+    #[test]
+    fn metrics_missing_now_fail_and_new_ones_do_not() {
+        let c = compare_metrics(
+            &[m("acc", 0.9), m("gone", 1.0)],
+            &[m("acc", 0.9), m("new", 2.0)],
+            Tolerance::default(),
+        );
+        let v: Vec<(&str, MetricVerdict, bool)> = c
+            .iter()
+            .map(|x| (x.key.as_str(), x.verdict, x.failed()))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("acc", MetricVerdict::Match, false),
+                ("gone", MetricVerdict::MissingNow, true),
+                ("new", MetricVerdict::New, false),
+            ]
+        );
+    }
+}

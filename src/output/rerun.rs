@@ -56,19 +56,8 @@ pub fn check_lines(checks: &Checks) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::diff::one_point as m;
     use crate::ops::rerun::{compare_metrics, Tolerance};
-    use crate::store::metrics::MetricSummary;
-
-    fn m(key: &str, last: f64) -> MetricSummary {
-        MetricSummary {
-            key: key.into(),
-            last,
-            min: last,
-            max: last,
-            count: 1,
-            last_step: None,
-        }
-    }
 
     #[test]
     fn failing_metrics_and_a_summary_line() {
