@@ -96,14 +96,19 @@ fn table_text(header: Vec<String>, rows: Vec<Vec<String>>, tty: bool) -> String 
     s
 }
 
-/// A delta for reading: six significant digits (0.9 - 0.8 shows as 0.1, not
-/// 0.09999999999999998; `--json` keeps the exact value), signed.
-fn signed(v: f64) -> String {
-    let v = if v.is_finite() {
-        format!("{v:.5e}").parse::<f64>().unwrap_or(v)
+/// A computed value for reading: six significant digits (0.9 - 0.8 shows as 0.1, not
+/// 0.09999999999999998; `--json` keeps the exact value).
+pub(crate) fn rounded(v: f64) -> String {
+    if v.is_finite() {
+        value_text(format!("{v:.5e}").parse::<f64>().unwrap_or(v))
     } else {
-        v
-    };
+        value_text(v)
+    }
+}
+
+/// [`rounded`], with a `+` when positive.
+fn signed(v: f64) -> String {
+    let v = format!("{v:.5e}").parse::<f64>().unwrap_or(v);
     if v > 0.0 {
         format!("+{}", value_text(v))
     } else {

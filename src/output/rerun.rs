@@ -2,6 +2,7 @@
 //! metric that fails the check, and one line for all metrics.
 
 use crate::ops::rerun::{Checks, MetricVerdict};
+use crate::output::diff::rounded;
 use crate::output::metrics::value_text;
 use crate::output::sanitize::escape;
 
@@ -26,8 +27,8 @@ pub fn check_lines(checks: &Checks) -> Vec<String> {
                     "metric {key}: OUT OF TOLERANCE: now {}, was {} (difference {}, allowed {})",
                     value_text(now),
                     value_text(was),
-                    value_text(now - was),
-                    value_text(t.atol + t.rtol * was.abs()),
+                    rounded(now - was),
+                    rounded(t.atol + t.rtol * was.abs()),
                 ));
             }
             MetricVerdict::MissingNow => lines.push(format!(
@@ -87,7 +88,7 @@ mod tests {
             lines,
             vec![
                 "metric gone: MISSING now (was 1)",
-                "metric loss: OUT OF TOLERANCE: now 0.6, was 0.5 (difference 0.09999999999999998, allowed 0.005)",
+                "metric loss: OUT OF TOLERANCE: now 0.6, was 0.5 (difference 0.1, allowed 0.005)",
                 "metrics: 2 of 4 within tolerance (rtol 0.01, atol 0); 1 new in the re-run",
             ]
         );
