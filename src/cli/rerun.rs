@@ -159,19 +159,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {
-            let mut text = String::new();
-            for argv in cmds {
-                text.push('+');
-                for a in argv {
-                    use std::os::unix::ffi::OsStrExt;
-                    text.push(' ');
-                    text.push_str(
-                        &crate::rerun::quote::bash(a.as_bytes()).unwrap_or_else(|_| "''".into()),
-                    );
-                }
-                text.push('\n');
-            }
-            crate::cli::print_out(&text)?;
+            crate::cli::print_out(&crate::output::rerun::dry_run_text(&cmds))?;
             Ok(0)
         }
         RerunResult::Ran { finished, checks } => {

@@ -1,12 +1,27 @@
-//! The verdicts of `repro rerun` (and `--on slurm --wait`) as text lines: every output, every
-//! metric that fails the check, and one line for all metrics.
+//! `repro rerun` as text: the verdicts (every output, every metric that fails the check, one
+//! line for all metrics; also `--on slurm --wait`) and the `--dry-run` commands.
 
 use crate::ops::rerun::{Checks, MetricVerdict};
 use crate::output::diff::rounded;
 use crate::output::metrics::value_text;
 use crate::output::sanitize::escape;
 
-/// The lines, without the `repro: ` prefix.
+/// `--dry-run`: each command as a `+ WORD…` line, quoted for bash.
+pub fn dry_run_text(cmds: &[Vec<std::ffi::OsString>]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for argv in cmds {
+        text.push('+');
+        for a in argv {
+            text.push(' ');
+            text.push_str(&crate::rerun::quote::bash(a.as_bytes()).unwrap_or_else(|_| "''".into()));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The verdict lines, without the `repro: ` prefix.
 pub fn check_lines(checks: &Checks) -> Vec<String> {
     let mut lines: Vec<String> = checks
         .outputs

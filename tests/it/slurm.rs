@@ -540,6 +540,32 @@ printf '{{"step": 3, "acc": 0.90%s, "loss": 0.25}}\n' "$n" >> "$REPRO_METRICS""#
         ),
     );
     assert_eq!(env.show_json(&orig)["metrics"]["acc"]["last"], 0.901);
+    // The original on a real MLflow server, so the polled re-run can be pushed linked to it.
+    let srv = crate::support::mlflow::server();
+    let exp = format!("slurm-rerun-{}", std::process::id());
+    let with_mlflow = |args: &[&str]| {
+        let mut c = env.repro();
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MLFLOW_") {
+                c.env_remove(&k);
+            }
+        }
+        let out = c
+            .env("SLURM_CONF", cluster.conf())
+            .env("MLFLOW_TRACKING_URI", &srv.uri)
+            .env("MLFLOW_EXPERIMENT_NAME", &exp)
+            .current_dir(env.root())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = with_mlflow(&["mlflow", "push"]);
+    assert_eq!(code, 0, "{err}");
+    let pushed_orig = srv.run_by_repro_id(&exp, &orig).expect("original pushed");
     let dir = env.root().join("job1");
     let (code, _, err) = rerun_on_slurm(
         &env,
@@ -585,27 +611,40 @@ printf '{{"step": 3, "acc": 0.90%s, "loss": 0.25}}\n' "$n" >> "$REPRO_METRICS""#
     let job_id = out.trim().to_string();
     let new_id = env.last_id();
     cluster.wait_final(&job_id, FINISH);
-    let (code, _, err) = rerun_on_slurm(
-        &env,
-        cluster,
-        &[
-            "rerun",
-            &new_id,
-            "--poll",
-            "--wait",
-            "--check",
-            "--atol",
-            "0.01",
-            "--checkout",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let (code, err) = with_mlflow(&[
+        "rerun",
+        &new_id,
+        "--poll",
+        "--wait",
+        "--check",
+        "--atol",
+        "0.01",
+        "--checkout",
+        dir.to_str().unwrap(),
+        "--mlflow",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("metrics: 2 of 2 within tolerance (rtol 0, atol 0.01)"),
         "{err}"
     );
     assert_eq!(env.show_json(&new_id)["metrics"]["acc"]["last"], 0.903);
+    // Pushed once its end was recorded, under its original.
+    let pushed = srv.run_by_repro_id(&exp, &new_id).expect("re-run pushed");
+    assert_eq!(pushed["info"]["status"], "FINISHED");
+    assert_eq!(
+        crate::support::mlflow::kv(&pushed["data"]["tags"])
+            .get("mlflow.parentRunId")
+            .map(String::as_str),
+        pushed_orig["info"]["run_id"].as_str()
+    );
+    let acc = pushed["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "acc")
+        .cloned();
+    assert_eq!(acc.map(|m| m["value"].clone()), Some(0.903.into()));
 }
 
 #[test]
