@@ -573,6 +573,36 @@ touch '{f}'; printf '{{"acc": 0.9}}\n' >> "$REPRO_METRICS""#,
     assert!(err.contains("metric acc: OUT OF TOLERANCE"), "{err}");
 }
 
+/// `repro ARGS` in the environment's root with only `MLFLOW_TRACKING_URI` = `uri` and
+/// `MLFLOW_EXPERIMENT_NAME` = `exp` of the MLflow variables (plus `extra` variables); returns
+/// (exit code, stderr).
+pub(crate) fn repro_with_mlflow(
+    env: &TestEnv,
+    uri: &str,
+    exp: &str,
+    extra: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+) -> (i32, String) {
+    let mut c = env.repro();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MLFLOW_") {
+            c.env_remove(&k);
+        }
+    }
+    let out = c
+        .envs(extra.iter().copied())
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .current_dir(env.root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `repro rerun --mlflow` pushes the re-run when it ends, linked to its pushed original by
 /// `mlflow.parentRunId`; a failed push is a warning and keeps the exit code.
 #[test]
@@ -581,25 +611,7 @@ fn rerun_with_mlflow_pushes_linked_to_the_original() {
     let srv = server();
     let env = TestEnv::new();
     let exp = format!("rerun-{}", std::process::id());
-    let repro = |uri: &str, args: &[&str]| {
-        let mut c = env.repro();
-        for (k, _) in std::env::vars() {
-            if k.starts_with("MLFLOW_") {
-                c.env_remove(&k);
-            }
-        }
-        let out = c
-            .env("MLFLOW_TRACKING_URI", uri)
-            .env("MLFLOW_EXPERIMENT_NAME", &exp)
-            .current_dir(env.root())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let repro = |uri: &str, args: &[&str]| repro_with_mlflow(&env, uri, &exp, &[], args);
     let script = r#"printf '{"acc": 0.75}\n' >> "$REPRO_METRICS""#;
     let (code, err) = repro(
         &srv.uri,

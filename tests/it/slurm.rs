@@ -544,23 +544,12 @@ printf '{{"step": 3, "acc": 0.90%s, "loss": 0.25}}\n' "$n" >> "$REPRO_METRICS""#
     let srv = crate::support::mlflow::server();
     let exp = format!("slurm-rerun-{}", std::process::id());
     let with_mlflow = |args: &[&str]| {
-        let mut c = env.repro();
-        for (k, _) in std::env::vars() {
-            if k.starts_with("MLFLOW_") {
-                c.env_remove(&k);
-            }
-        }
-        let out = c
-            .env("SLURM_CONF", cluster.conf())
-            .env("MLFLOW_TRACKING_URI", &srv.uri)
-            .env("MLFLOW_EXPERIMENT_NAME", &exp)
-            .current_dir(env.root())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        crate::rerun::repro_with_mlflow(
+            &env,
+            &srv.uri,
+            &exp,
+            &[("SLURM_CONF", cluster.conf().as_os_str())],
+            args,
         )
     };
     let (code, err) = with_mlflow(&["mlflow", "push"]);
