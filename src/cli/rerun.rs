@@ -7,7 +7,6 @@ use clap::Args;
 use crate::cli::Ctx;
 use crate::error::CliResult;
 use crate::exec::Engine;
-use crate::ops::mlflow::AfterRun;
 use crate::ops::rerun::{Checks, RerunRequest, RerunResult, Tolerance};
 use crate::ops::slurm::Client;
 use crate::ops::slurm_rerun::{
@@ -120,10 +119,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         rtol: args.rtol.unwrap_or(0.0),
         atol: args.atol.unwrap_or(0.0),
     };
-    let mlflow = (args.mlflow || ctx.config.mlflow_push.value).then(|| AfterRun {
-        tracking_uri: ctx.config.mlflow_tracking_uri.value.clone(),
-        experiment: ctx.config.mlflow_experiment.value.clone(),
-    });
+    let mlflow = crate::ops::rerun::mlflow_after(args.mlflow, &ctx.config);
     if args.on == Some(On::Slurm) || args.poll {
         if !trust {
             let run = store.get_run(&id)?;
