@@ -7,7 +7,11 @@ use clap::Args;
 use crate::cli::Ctx;
 use crate::error::CliResult;
 use crate::exec::Engine;
-use crate::ops::rerun::{RerunRequest, RerunResult};
+use crate::ops::rerun::{Checks, RerunRequest, RerunResult, Tolerance};
+use crate::ops::slurm::Client;
+use crate::ops::slurm_rerun::{
+    self, EndOptions, JobEnd, PollRequest, Polled, SlurmRerun, SlurmRerunRequest,
+};
 
 /// Arguments of `repro rerun`.
 #[derive(Debug, Args)]
@@ -20,9 +24,21 @@ pub struct RerunArgs {
     /// Run on the host instead of in the pinned container
     #[arg(long)]
     pub host: bool,
-    /// Exit 1 when any output differs from the original's (after a successful command)
+    /// Exit 1 when any output, or any metric beyond --rtol/--atol, differs from the original's
+    /// (after a successful command); a metric the re-run no longer reports fails too
     #[arg(long)]
     pub check: bool,
+    /// Relative tolerance of the metric check: |now - original| <= atol + rtol * |original|
+    /// (default 0: the same value)
+    #[arg(long, value_name = "R", value_parser = tolerance, allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of the metric check (default 0)
+    #[arg(long, value_name = "A", value_parser = tolerance, allow_negative_numbers = true)]
+    pub atol: Option<f64>,
+    /// Push the re-run to MLflow when it ends, linked to its original if that was pushed
+    /// (as `repro run --mlflow`; config `mlflow_push`)
+    #[arg(long)]
+    pub mlflow: bool,
     /// Check the code out into DIR (empty or missing) instead of a new temporary directory
     #[arg(long, value_name = "DIR")]
     pub checkout: Option<PathBuf>,
@@ -72,6 +88,17 @@ pub enum On {
     Slurm,
 }
 
+/// A tolerance: a finite number, 0 or more.
+fn tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!(
+            "'{s}' is not a finite number of 0 or more (e.g. 1e-6)"
+        )),
+        Err(_) => Err(format!("'{s}' is not a number (e.g. 1e-6 or 0.01)")),
+    }
+}
+
 /// Runs `repro rerun` and returns the exit code.
 pub fn cmd_rerun(ctx: &Ctx, args: &RerunArgs) -> i32 {
     crate::cli::exit_with(rerun(ctx, args))
@@ -87,6 +114,12 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         &args.insecure_registries,
         args.ca_cert.clone(),
     );
+    let metrics = crate::ops::metrics::paths(&ctx.config.metrics.values(), &args.metrics);
+    let tolerance = Tolerance {
+        rtol: args.rtol.unwrap_or(0.0),
+        atol: args.atol.unwrap_or(0.0),
+    };
+    let mlflow = crate::ops::rerun::mlflow_after(args.mlflow, &ctx.config);
     if args.on == Some(On::Slurm) || args.poll {
         if !trust {
             let run = store.get_run(&id)?;
@@ -94,7 +127,12 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
                 return Err(crate::ops::rerun::untrusted_error(&r));
             }
         }
-        return slurm::rerun(ctx, &mut store, args, id, registry);
+        let end = EndOptions {
+            metrics,
+            tolerance,
+            mlflow,
+        };
+        return slurm(ctx, &mut store, args, id, registry, end);
     }
     if !args.sbatch_args.is_empty() || args.wait || args.runtime.is_some() {
         return Err(crate::error::CliError::usage(
@@ -111,137 +149,111 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         registry,
         dry_run: args.dry_run,
         trust,
-        metrics: crate::ops::metrics::paths(&ctx.config.metrics.values(), &args.metrics),
+        metrics,
+        tolerance,
+        mlflow: mlflow.filter(|_| !args.dry_run),
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {
-            let mut text = String::new();
-            for argv in cmds {
-                text.push('+');
-                for a in argv {
-                    use std::os::unix::ffi::OsStrExt;
-                    text.push(' ');
-                    text.push_str(
-                        &crate::rerun::quote::bash(a.as_bytes()).unwrap_or_else(|_| "''".into()),
-                    );
-                }
-                text.push('\n');
-            }
-            crate::cli::print_out(&text)?;
+            crate::cli::print_out(&crate::output::rerun::dry_run_text(&cmds))?;
             Ok(0)
         }
-        RerunResult::Ran { finished, outputs } => {
-            let mut bad = 0;
-            for o in &outputs {
-                if !matches!(o.verdict, "match" | "missing in both") {
-                    bad += 1;
-                }
-                eprintln!("repro: output {}: {}", o.path, o.verdict);
-            }
-            if args.check && bad > 0 && finished.exit == 0 {
-                return Ok(1);
-            }
-            Ok(finished.exit)
+        RerunResult::Ran { finished, checks } => {
+            report(&checks);
+            Ok(checks.exit_code(finished.exit, args.check))
         }
     }
 }
 
-/// `--on slurm` and `--poll`: the call into `ops::slurm_rerun` and what it prints.
-mod slurm {
-    use super::*;
-    use crate::ops::slurm::Client;
-    use crate::ops::slurm_rerun::{self, JobEnd, Polled, SlurmRerunRequest};
-    use std::time::Duration;
+/// The verdicts on stderr: every output; the metrics that fail, and one line for all of them.
+fn report(checks: &Checks) {
+    for line in crate::output::rerun::check_lines(checks) {
+        eprintln!("repro: {line}");
+    }
+}
 
-    const INTERVAL: Duration = Duration::from_secs(1);
-
-    pub(super) fn rerun(
-        ctx: &Ctx,
-        store: &mut crate::store::Store,
-        args: &RerunArgs,
-        id: String,
-        registry: crate::capture::image::registry::RegistryOptions,
-    ) -> CliResult<i32> {
-        if args.poll {
-            let wait = args.wait.then_some(INTERVAL);
-            return match slurm_rerun::poll(
-                ctx,
-                store,
-                &Client::new(),
-                &id,
-                wait,
-                args.checkout.as_deref(),
-            )? {
-                Polled::AlreadyFinished(status) => {
-                    ctx.status(format!("run {id} is already {status}"));
-                    Ok(0)
-                }
-                Polled::Active(jobs) => {
-                    for j in &jobs {
-                        crate::cli::print_out(&format!(
-                            "{} {}\n",
-                            j.display_id(),
-                            slurm_rerun::state_name(&j.state)
-                        ))?;
-                    }
-                    Ok(0)
-                }
-                Polled::Ended(end) => Ok(ended(ctx, args, &end)),
-            };
-        }
-        let req = SlurmRerunRequest {
-            id,
-            host: args.host,
-            runtime: args.runtime,
-            sbatch_args: args.sbatch_args.clone(),
+/// `--on slurm` and `--poll`: the request for `ops::slurm_rerun` and what it prints.
+fn slurm(
+    ctx: &Ctx,
+    store: &mut crate::store::Store,
+    args: &RerunArgs,
+    id: String,
+    registry: crate::capture::image::registry::RegistryOptions,
+    end: EndOptions,
+) -> CliResult<i32> {
+    if args.poll {
+        let req = PollRequest {
+            id: id.clone(),
+            wait: args.wait,
             dir: args.checkout.clone(),
-            registry,
             client: Client::new(),
+            end,
         };
-        let sub = slurm_rerun::submit(ctx, store, &req)?;
-        crate::cli::print_out(&format!("{}\n", sub.job_id))?;
+        return match slurm_rerun::poll(ctx, store, &req)? {
+            Polled::AlreadyFinished(status) => {
+                ctx.status(format!("run {id} is already {status}"));
+                Ok(0)
+            }
+            Polled::Active(jobs) => {
+                let mut text = String::new();
+                for j in &jobs {
+                    text.push_str(&format!(
+                        "{} {}\n",
+                        j.display_id(),
+                        slurm_rerun::state_name(&j.state)
+                    ));
+                }
+                crate::cli::print_out(&text)?;
+                Ok(0)
+            }
+            Polled::Ended(end) => Ok(ended(ctx, args, &end)),
+        };
+    }
+    let req = SlurmRerunRequest {
+        id,
+        host: args.host,
+        runtime: args.runtime,
+        sbatch_args: args.sbatch_args.clone(),
+        dir: args.checkout.clone(),
+        registry,
+        client: Client::new(),
+        wait: args.wait,
+        end,
+    };
+    let mut printed = Ok(());
+    let done = slurm_rerun::rerun(ctx, store, &req, &mut |sub| {
+        printed = crate::cli::print_out(&format!("{}\n", sub.job_id));
         ctx.status(format!("recorded as run {}", sub.run_id));
-        if !args.wait {
+    })?;
+    printed?;
+    match done {
+        SlurmRerun::Submitted(sub) => {
             ctx.status(format!(
                 "follow it with `repro rerun {} --poll [--wait]`",
                 &sub.run_id[..12]
             ));
-            return Ok(0);
+            Ok(0)
         }
-        match slurm_rerun::poll(
-            ctx,
-            store,
-            &req.client,
-            &sub.run_id,
-            Some(INTERVAL),
-            Some(&sub.dir),
-        )? {
-            Polled::Ended(end) => Ok(ended(ctx, args, &end)),
-            Polled::AlreadyFinished(_) | Polled::Active(_) => Ok(1),
-        }
+        SlurmRerun::Ended(_, end) => Ok(ended(ctx, args, &end)),
     }
+}
 
-    fn ended(ctx: &Ctx, args: &RerunArgs, end: &JobEnd) -> i32 {
-        let o = &end.outcome;
-        ctx.status(format!(
-            "Slurm job ended: {}{}",
-            o.status,
-            o.reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ));
-        let mut bad = 0;
-        for c in &end.outputs {
-            if !matches!(c.verdict, "match" | "missing in both") {
-                bad += 1;
-            }
-            eprintln!("repro: output {}: {}", c.path, c.verdict);
-        }
-        let code = o.wrapper_exit_code();
-        if args.check && bad > 0 && code == 0 {
-            return 1;
-        }
-        code
+fn ended(ctx: &Ctx, args: &RerunArgs, end: &JobEnd) -> i32 {
+    let o = &end.outcome;
+    ctx.status(format!(
+        "Slurm job ended: {}{}",
+        o.status,
+        o.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    ));
+    if end.checked {
+        report(&end.checks);
+    } else if args.check {
+        ctx.warn(
+            "outputs and metrics not compared: give --checkout the job directory to compare them",
+        );
     }
+    end.exit_code(args.check)
 }

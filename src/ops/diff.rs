@@ -1,10 +1,12 @@
-//! `diff`: the facts that differ between two runs, and image/code revision mismatches.
+//! `diff`: the facts that differ between two runs, their metrics side by side with deltas, and
+//! image/code revision mismatches.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use crate::record::{Dataset, Run};
+use crate::store::metrics::MetricSummary;
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +244,50 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     out
 }
 
+/// One metric of either run: its summary in A and in B (`None` where that run lacks it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDelta {
+    pub key: String,
+    pub a: Option<MetricSummary>,
+    pub b: Option<MetricSummary>,
+}
+
+impl MetricDelta {
+    /// `B.last - A.last` (0 for equal values, the same infinity included; NaN when either is
+    /// NaN); `None` when the key is in one run only.
+    pub fn delta(&self) -> Option<f64> {
+        let (a, b) = (self.a.as_ref()?.last, self.b.as_ref()?.last);
+        // Equal values (including the same infinity) differ by 0, not inf - inf = NaN.
+        Some(if a == b { 0.0 } else { b - a })
+    }
+
+    /// The delta relative to A's last value: `(B - A) / |A|`; `None` when A's value is 0 or
+    /// not finite and the values differ (no meaningful ratio).
+    pub fn relative(&self) -> Option<f64> {
+        let d = self.delta()?;
+        let a = self.a.as_ref()?.last;
+        if d == 0.0 {
+            Some(0.0)
+        } else if a.is_finite() && a != 0.0 && d.is_finite() {
+            Some(d / a.abs())
+        } else {
+            None
+        }
+    }
+}
+
+/// Every metric key of either run, by key, with both summaries.
+pub fn metric_deltas(a: &[MetricSummary], b: &[MetricSummary]) -> Vec<MetricDelta> {
+    let keys: BTreeSet<&String> = a.iter().chain(b).map(|m| &m.key).collect();
+    keys.into_iter()
+        .map(|k| MetricDelta {
+            key: k.clone(),
+            a: a.iter().find(|m| &m.key == k).cloned(),
+            b: b.iter().find(|m| &m.key == k).cloned(),
+        })
+        .collect()
+}
+
 /// Runs whose image says it was built from another commit than the code that ran.
 pub fn revision_warnings(runs: [(&str, &Run); 2]) -> Vec<String> {
     let mut w = Vec::new();
@@ -264,6 +310,19 @@ pub fn revision_warnings(runs: [(&str, &Run); 2]) -> Vec<String> {
         }
     }
     w
+}
+
+/// The summary of a metric with one point (unit tests of diff and check verdicts).
+#[cfg(test)]
+pub(crate) fn one_point(key: &str, last: f64) -> MetricSummary {
+    MetricSummary {
+        key: key.into(),
+        last,
+        min: last,
+        max: last,
+        count: 1,
+        last_step: None,
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +362,37 @@ mod tests {
             fields,
             vec!["command[1]", "command[2]", "status", "exit_code"]
         );
+    }
+
+    use crate::ops::diff::one_point as m;
+
+    #[test]
+    fn metric_deltas_cover_both_runs_and_odd_values() {
+        let a = [
+            m("acc", 0.8),
+            m("inf", f64::INFINITY),
+            m("nan", f64::NAN),
+            m("only_a", 1.0),
+            m("zero", 0.0),
+        ];
+        let b = [
+            m("acc", 0.9),
+            m("inf", f64::INFINITY),
+            m("nan", 1.0),
+            m("only_b", 2.0),
+            m("zero", 0.5),
+        ];
+        let d = metric_deltas(&a, &b);
+        let keys: Vec<&str> = d.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["acc", "inf", "nan", "only_a", "only_b", "zero"]);
+        assert!((d[0].delta().unwrap() - 0.1).abs() < 1e-12);
+        assert!((d[0].relative().unwrap() - 0.125).abs() < 1e-12);
+        assert_eq!((d[1].delta(), d[1].relative()), (Some(0.0), Some(0.0)));
+        assert!(d[2].delta().unwrap().is_nan());
+        assert_eq!(d[2].relative(), None);
+        assert!(d[3].b.is_none() && d[3].delta().is_none() && d[3].relative().is_none());
+        assert!(d[4].a.is_none() && d[4].delta().is_none());
+        assert_eq!((d[5].delta(), d[5].relative()), (Some(0.5), None));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::{DatasetKind, ExecMode, Output, Run};
 use crate::rerun::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
+use crate::store::metrics::MetricSummary;
 use crate::store::Store;
 
 /// What to re-run and how.
@@ -37,6 +38,10 @@ pub struct RerunRequest {
     pub trust: bool,
     /// `--metrics` paths read after the run (relative to the re-run's working directory).
     pub metrics: Vec<PathBuf>,
+    /// How close each metric must come to the original's (`--rtol`, `--atol`).
+    pub tolerance: Tolerance,
+    /// Push the re-run to MLflow when it ends (`--mlflow`); never changes its outcome.
+    pub mlflow: Option<crate::ops::mlflow::AfterRun>,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -163,14 +168,156 @@ pub struct OutputCheck {
     pub verdict: &'static str,
 }
 
+impl OutputCheck {
+    /// Whether this output makes `--check` fail.
+    pub fn failed(&self) -> bool {
+        !matches!(self.verdict, "match" | "missing in both")
+    }
+}
+
+/// How close a re-run's metric must come to the original's: `|now - original| <= atol + rtol *
+/// |original|` (`numpy.isclose` with the original as the reference). The default (both 0) asks
+/// for the same value. NaN matches NaN and an infinity only the same infinity.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+impl Tolerance {
+    /// Whether `now` is within tolerance of `original`.
+    pub fn close(&self, now: f64, original: f64) -> bool {
+        if now == original || (now.is_nan() && original.is_nan()) {
+            return true;
+        }
+        if !now.is_finite() || !original.is_finite() {
+            return false;
+        }
+        (now - original).abs() <= self.atol + self.rtol * original.abs()
+    }
+}
+
+/// The verdict on one metric of a re-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricVerdict {
+    /// The last value is within tolerance of the original's.
+    Match,
+    /// The last value is outside the tolerance.
+    OutOfTolerance,
+    /// The original reported it; the re-run did not.
+    MissingNow,
+    /// Only the re-run reported it (not a failure).
+    New,
+}
+
+/// One metric's last value compared with the original's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricCheck {
+    pub key: String,
+    pub original: Option<f64>,
+    pub now: Option<f64>,
+    pub verdict: MetricVerdict,
+}
+
+impl MetricCheck {
+    /// Whether this metric makes `--check` fail.
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.verdict,
+            MetricVerdict::OutOfTolerance | MetricVerdict::MissingNow
+        )
+    }
+}
+
+/// Compares the last value of every metric of the original (`old`) with the re-run's (`new`).
+pub fn compare_metrics(
+    old: &[MetricSummary],
+    new: &[MetricSummary],
+    tol: Tolerance,
+) -> Vec<MetricCheck> {
+    let mut out: Vec<MetricCheck> = old
+        .iter()
+        .map(|o| {
+            let now = new.iter().find(|n| n.key == o.key).map(|n| n.last);
+            let verdict = match now {
+                None => MetricVerdict::MissingNow,
+                Some(v) if tol.close(v, o.last) => MetricVerdict::Match,
+                Some(_) => MetricVerdict::OutOfTolerance,
+            };
+            MetricCheck {
+                key: o.key.clone(),
+                original: Some(o.last),
+                now,
+                verdict,
+            }
+        })
+        .collect();
+    out.extend(
+        new.iter()
+            .filter(|n| !old.iter().any(|o| o.key == n.key))
+            .map(|n| MetricCheck {
+                key: n.key.clone(),
+                original: None,
+                now: Some(n.last),
+                verdict: MetricVerdict::New,
+            }),
+    );
+    out
+}
+
+/// Everything a re-run is checked on: its outputs and its metrics against the original's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checks {
+    pub outputs: Vec<OutputCheck>,
+    pub metrics: Vec<MetricCheck>,
+    /// The tolerance the metrics were compared with.
+    pub tolerance: Tolerance,
+}
+
+impl Checks {
+    /// Compares the re-run `new_id` (its outputs `new_outputs`) with the original.
+    pub fn of(
+        store: &Store,
+        orig: &Run,
+        new_id: &str,
+        new_outputs: Option<&[Output]>,
+        tolerance: Tolerance,
+    ) -> CliResult<Checks> {
+        Ok(Checks {
+            outputs: new_outputs
+                .map(|n| compare_outputs(&orig.outputs, n))
+                .unwrap_or_default(),
+            metrics: compare_metrics(
+                &store.metric_summaries(&orig.id)?,
+                &store.metric_summaries(new_id)?,
+                tolerance,
+            ),
+            tolerance,
+        })
+    }
+
+    /// How many outputs and metrics make `--check` fail.
+    pub fn failures(&self) -> usize {
+        self.outputs.iter().filter(|o| o.failed()).count()
+            + self.metrics.iter().filter(|m| m.failed()).count()
+    }
+
+    /// repro's exit code: the run's, or 1 under `check` when the run succeeded but an output
+    /// or a metric differs (a failed run keeps its own code).
+    pub fn exit_code(&self, run_exit: i32, check: bool) -> i32 {
+        if check && run_exit == 0 && self.failures() > 0 {
+            1
+        } else {
+            run_exit
+        }
+    }
+}
+
 /// What a re-run produced.
 #[derive(Debug)]
 pub enum RerunResult {
     /// The run was executed.
-    Ran {
-        finished: Finished,
-        outputs: Vec<OutputCheck>,
-    },
+    Ran { finished: Finished, checks: Checks },
     /// `dry_run`: the engine argv lists (pull, run), or the host argv.
     DryRun(Vec<Vec<OsString>>),
 }
@@ -317,11 +464,7 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
             return Err(untrusted_error(&r));
         }
     }
-    let mode = if req.host || orig.image.is_none() {
-        ExecMode::Host
-    } else {
-        orig.exec.mode
-    };
+    let mode = rerun_mode(&orig, req.host)?;
     let engine = match mode {
         ExecMode::Container => {
             let wanted = req
@@ -335,17 +478,6 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
         }
         ExecMode::Host => None,
     };
-    if mode == ExecMode::Container {
-        if let Some(img) = &orig.image {
-            if img.digest.is_none() {
-                return Err(CliError::user(format!(
-                    "run {} has no image digest (recorded unpinned); it cannot be re-run pinned",
-                    orig.id
-                ))
-                .hint("re-run it on the host with --host, or run it anew with a pinned image"));
-            }
-        }
-    }
 
     // Named variables: the current value, else the recorded one; a redacted one must be set now.
     let mut env = Vec::new();
@@ -387,14 +519,7 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
         Some(_) => {
             let dir = match &req.checkout {
                 Some(d) => {
-                    if d.exists()
-                        && std::fs::read_dir(d)
-                            .map(|mut r| r.next().is_some())
-                            .unwrap_or(true)
-                    {
-                        return Err(CliError::user(format!("{} is not empty", d.display()))
-                            .hint("give --checkout an empty or missing directory"));
-                    }
+                    require_empty(d)?;
                     d.clone()
                 }
                 None => {
@@ -420,18 +545,7 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
 
     let extra_mounts = datasets(store, &orig, mode, checkout_root.as_deref())?;
 
-    // The new run records the original code state (remote, commit, patch), not the checkout.
-    let run = Run {
-        name: orig.name.clone(),
-        image: orig.image.clone(),
-        code: orig.code.clone(),
-        datasets: orig.datasets.clone(),
-        params: orig.params.clone(),
-        tags: orig.tags.clone(),
-        env: orig.env.clone(),
-        rerun_of: Some(orig.id.clone()),
-        ..Run::start(orig.command.clone(), orig.cwd.clone(), exec)
-    };
+    let run = new_run(&orig, exec);
     let x = Execution {
         cwd,
         output_paths: orig.outputs.iter().map(|o| o.path.clone()).collect(),
@@ -453,8 +567,78 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
             ));
         }
     }
-    let outputs = compare_outputs(&orig.outputs, &finished.finish.outputs);
-    Ok(RerunResult::Ran { finished, outputs })
+    let checks = Checks::of(
+        store,
+        &orig,
+        &finished.id,
+        Some(&finished.finish.outputs),
+        req.tolerance,
+    )?;
+    if let Some(m) = &req.mlflow {
+        crate::ops::mlflow::after_run(ev, store, &finished.id, m);
+    }
+    Ok(RerunResult::Ran { finished, checks })
+}
+
+/// The push at the end of a re-run: with `--mlflow` or the config key `mlflow_push`, to the
+/// configured server and experiment (as `repro run`).
+pub fn mlflow_after(
+    flag: bool,
+    cfg: &crate::config::Config,
+) -> Option<crate::ops::mlflow::AfterRun> {
+    (flag || cfg.mlflow_push.value).then(|| crate::ops::mlflow::AfterRun {
+        tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
+        experiment: cfg.mlflow_experiment.value.clone(),
+    })
+}
+
+/// How a re-run executes: on the host when asked or when the run had no image, else as
+/// recorded; a container re-run needs the recorded digest.
+pub(crate) fn rerun_mode(orig: &Run, host: bool) -> CliResult<ExecMode> {
+    let mode = if host || orig.image.is_none() {
+        ExecMode::Host
+    } else {
+        orig.exec.mode
+    };
+    if mode == ExecMode::Container {
+        if let Some(img) = orig.image.as_ref().filter(|i| i.digest.is_none()) {
+            return Err(CliError::user(format!(
+                "run {} has no image digest ({} was recorded unpinned); it cannot be re-run pinned",
+                orig.id, img.reference
+            ))
+            .hint("re-run it on the host with --host, or run it anew with a pinned image"));
+        }
+    }
+    Ok(mode)
+}
+
+/// The new run of a re-run of `orig` with `exec`: the original's provenance (its code state —
+/// remote, commit, patch — not the checkout), linked to it by `rerun_of`.
+pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
+    Run {
+        name: orig.name.clone(),
+        image: orig.image.clone(),
+        code: orig.code.clone(),
+        datasets: orig.datasets.clone(),
+        params: orig.params.clone(),
+        tags: orig.tags.clone(),
+        env: orig.env.clone(),
+        rerun_of: Some(orig.id.clone()),
+        ..Run::start(orig.command.clone(), orig.cwd.clone(), exec)
+    }
+}
+
+/// Refuses a `--checkout` directory that exists and is not empty.
+pub(crate) fn require_empty(d: &Path) -> CliResult<()> {
+    let used = d.exists()
+        && std::fs::read_dir(d)
+            .map(|mut r| r.next().is_some())
+            .unwrap_or(true);
+    if used {
+        return Err(CliError::user(format!("{} is not empty", d.display()))
+            .hint("give --checkout an empty or missing directory"));
+    }
+    Ok(())
 }
 
 fn dry_run(
@@ -591,4 +775,65 @@ pub fn compare_outputs(old: &[Output], new: &[Output]) -> Vec<OutputCheck> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::diff::one_point as m;
+
+    #[test]
+    fn tolerance_is_numpy_isclose_against_the_original() {
+        let exact = Tolerance::default();
+        assert!(exact.close(0.5, 0.5));
+        assert!(!exact.close(0.5 + 1e-12, 0.5));
+        let t = Tolerance {
+            rtol: 0.1,
+            atol: 0.0,
+        };
+        // The original is the reference: 10% of 1.0, not of 1.1.
+        assert!(t.close(1.09, 1.0));
+        assert!(!t.close(1.0, 1.12));
+        assert!(
+            !t.close(0.0, 1e-9),
+            "rtol alone never accepts a change from 0"
+        );
+        let a = Tolerance {
+            rtol: 0.0,
+            atol: 0.5,
+        };
+        assert!(a.close(-0.5, 0.0) && !a.close(-0.51, 0.0));
+        // NaN matches NaN only; an infinity only itself, whatever the tolerance.
+        let wide = Tolerance {
+            rtol: 1e9,
+            atol: 1e9,
+        };
+        assert!(wide.close(f64::NAN, f64::NAN));
+        assert!(!wide.close(f64::NAN, 1.0) && !wide.close(1.0, f64::NAN));
+        assert!(wide.close(f64::INFINITY, f64::INFINITY));
+        assert!(!wide.close(f64::NEG_INFINITY, f64::INFINITY));
+        assert!(!wide.close(1e300, f64::INFINITY));
+        assert!(!Tolerance::default().close(f64::MAX, -f64::MAX));
+    }
+
+    #[test]
+    fn metrics_missing_now_fail_and_new_ones_do_not() {
+        let c = compare_metrics(
+            &[m("acc", 0.9), m("gone", 1.0)],
+            &[m("acc", 0.9), m("new", 2.0)],
+            Tolerance::default(),
+        );
+        let v: Vec<(&str, MetricVerdict, bool)> = c
+            .iter()
+            .map(|x| (x.key.as_str(), x.verdict, x.failed()))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("acc", MetricVerdict::Match, false),
+                ("gone", MetricVerdict::MissingNow, true),
+                ("new", MetricVerdict::New, false),
+            ]
+        );
+    }
 }

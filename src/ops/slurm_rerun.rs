@@ -6,7 +6,9 @@
 //! The job directory (`dir`) holds the script (`rerun.sbatch`), Slurm's log and the checkout
 //! (`code/`); it must be on a filesystem the compute nodes see (the submit directory usually is).
 //! A submitted re-run stays `running` with its job id until `poll` (CLI: `--wait`, or later
-//! `repro rerun NEW_ID --poll`) sees the job ended and records the outcome.
+//! `repro rerun NEW_ID --poll`) sees the job ended and records the outcome, its metrics (the
+//! job's `REPRO_METRICS` file, `metrics.jsonl` in the job directory, and `--metrics` paths) and
+//! the checks against the original (outputs and metrics, as a local re-run has them).
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +19,7 @@ use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
 use crate::capture::scheduler::{SchedulerContext, SlurmContext};
 use crate::error::{CliError, CliResult};
-use crate::ops::rerun::{compare_outputs, OutputCheck};
+use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, Tolerance};
 use crate::ops::run::{hash_outputs, registry_flags, which};
 use crate::ops::slurm::{Client, JobState, JobStatus, Outcome, Submit};
 use crate::ops::Events;
@@ -29,6 +31,10 @@ use crate::store::{Finish, Store};
 pub const SCRIPT_FILE: &str = "rerun.sbatch";
 /// The checkout's directory name in the job directory.
 pub const CODE_DIR: &str = "code";
+/// The job's `REPRO_METRICS` file in the job directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// How often `--wait` asks Slurm.
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// What to submit and how.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +53,34 @@ pub struct SlurmRerunRequest {
     pub registry: RegistryOptions,
     /// The Slurm client (its slurm.conf).
     pub client: Client,
+    /// Follow the job until it ends and record its outcome.
+    pub wait: bool,
+    /// What to do when the job ends (`wait`).
+    pub end: EndOptions,
+}
+
+/// What is done when a followed job has ended: read metrics, compare, push.
+#[derive(Debug, Clone, Default)]
+pub struct EndOptions {
+    /// `--metrics` paths, relative to the re-run's working directory in the job directory.
+    pub metrics: Vec<PathBuf>,
+    /// How close each metric must come to the original's.
+    pub tolerance: Tolerance,
+    /// Push the re-run to MLflow once it has ended.
+    pub mlflow: Option<crate::ops::mlflow::AfterRun>,
+}
+
+/// What `poll` asks about.
+#[derive(Debug, Clone, Default)]
+pub struct PollRequest {
+    /// The re-run's id (the new run).
+    pub id: String,
+    /// Follow the job until it ends.
+    pub wait: bool,
+    /// The job directory, where outputs are hashed and metrics read (none: nothing compared).
+    pub dir: Option<PathBuf>,
+    pub client: Client,
+    pub end: EndOptions,
 }
 
 /// A submitted re-run.
@@ -65,8 +99,11 @@ pub struct JobEnd {
     pub outcome: Outcome,
     /// Every task's final state (one for a plain job).
     pub jobs: Vec<JobStatus>,
-    /// The original's outputs compared with the new ones (empty when they cannot be seen here).
-    pub outputs: Vec<OutputCheck>,
+    /// The original's outputs and metrics compared with the new ones (empty when the job
+    /// directory was not given).
+    pub checks: Checks,
+    /// Whether the checks could be made (the job directory was given).
+    pub checked: bool,
 }
 
 fn default_runtime() -> Runtime {
@@ -88,20 +125,7 @@ fn runtime_name(r: Runtime) -> &'static str {
 /// `poll`, which records the outcome once the job has ended.
 pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> CliResult<Submitted> {
     let orig = store.get_run(&req.id)?;
-    let mode = if req.host || orig.image.is_none() {
-        ExecMode::Host
-    } else {
-        orig.exec.mode
-    };
-    if mode == ExecMode::Container {
-        if let Some(img) = orig.image.as_ref().filter(|i| i.digest.is_none()) {
-            return Err(CliError::user(format!(
-                "run {} has no image digest ({} was recorded unpinned); it cannot be re-run pinned",
-                orig.id, img.reference
-            ))
-            .hint("re-run it on the host with --host, or run it anew with a pinned image"));
-        }
-    }
+    let mode = rerun_mode(&orig, req.host)?;
     let runtime =
         (mode == ExecMode::Container).then(|| req.runtime.unwrap_or_else(default_runtime));
 
@@ -144,17 +168,7 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
     )?;
 
     // The new run: the original's provenance, no wrapper process (the job runs elsewhere).
-    let mut run = Run {
-        name: orig.name.clone(),
-        image: orig.image.clone(),
-        code: orig.code.clone(),
-        datasets: orig.datasets.clone(),
-        params: orig.params.clone(),
-        tags: orig.tags.clone(),
-        env: orig.env.clone(),
-        rerun_of: Some(orig.id.clone()),
-        ..Run::start(orig.command.clone(), orig.cwd.clone(), exec)
-    };
+    let mut run = new_run(&orig, exec);
     run.pid = None;
     run.pid_start = None;
     run.pid_ns = None;
@@ -162,14 +176,7 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
 
     let dir = match &req.dir {
         Some(d) => {
-            if d.exists()
-                && std::fs::read_dir(d)
-                    .map(|mut r| r.next().is_some())
-                    .unwrap_or(true)
-            {
-                return Err(CliError::user(format!("{} is not empty", d.display()))
-                    .hint("give --checkout an empty or missing directory"));
-            }
+            require_empty(d)?;
             d.clone()
         }
         None => PathBuf::from(format!("repro-slurm-{}", run.short_id())),
@@ -185,10 +192,14 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
     let file = dir.join(SCRIPT_FILE);
     std::fs::write(&file, &script).map_err(|e| cant("write the script", e))?;
     let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755));
+    // The job reports metrics as under `repro run`: REPRO_RUN_ID and REPRO_METRICS, a file in
+    // the job directory (sbatch exports them; the user's own --export comes later and wins).
+    let mut sbatch_args = metrics_export(ev, &run.id, &dir);
+    sbatch_args.extend(req.sbatch_args.iter().cloned());
 
     let job_id = req.client.submit(&Submit {
         script,
-        sbatch_args: req.sbatch_args.clone(),
+        sbatch_args,
         workdir: Some(dir.clone()),
         script_file: Some(file),
         script_args: vec![dir.join(CODE_DIR).into_os_string()],
@@ -217,6 +228,85 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
         dir,
         runtime,
     })
+}
+
+/// `--export=ALL,REPRO_RUN_ID=…,REPRO_METRICS=DIR/metrics.jsonl` for sbatch, with the file
+/// created empty (a podman job mounts it); nothing (and a warning) when that cannot be done.
+fn metrics_export(ev: &dyn Events, run_id: &str, dir: &Path) -> Vec<OsString> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = dir.join(METRICS_FILE);
+    let text = file.to_string_lossy();
+    // sbatch splits --export on commas.
+    if text.contains(',') || text.contains('\n') {
+        ev.warn(&format!(
+            "the job directory {} has a comma in its path: the job's metrics (REPRO_METRICS) are not collected",
+            dir.display()
+        ));
+        return Vec::new();
+    }
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file);
+    if let Err(e) = made {
+        ev.warn(&format!(
+            "cannot create {} ({e}): the job's metrics (REPRO_METRICS) are not collected",
+            file.display()
+        ));
+        return Vec::new();
+    }
+    vec![OsString::from(format!(
+        "--export=ALL,{}={run_id},{}={text}",
+        crate::ops::metrics::RUN_ID_VAR,
+        crate::ops::metrics::METRICS_VAR
+    ))]
+}
+
+/// What `rerun` did.
+#[derive(Debug)]
+pub enum SlurmRerun {
+    /// Submitted and recorded `running` (follow it with `poll`).
+    Submitted(Submitted),
+    /// Submitted, followed (`wait`) and finished with the job's outcome.
+    Ended(Submitted, JobEnd),
+}
+
+/// `repro rerun ID --on slurm`: `submit` (calling `submitted` as soon as the job is queued),
+/// then with `wait`, follows the job (`poll`) until it ends and records it.
+pub fn rerun(
+    ev: &dyn Events,
+    store: &mut Store,
+    req: &SlurmRerunRequest,
+    submitted: &mut dyn FnMut(&Submitted),
+) -> CliResult<SlurmRerun> {
+    let sub = submit(ev, store, req)?;
+    submitted(&sub);
+    if !req.wait {
+        return Ok(SlurmRerun::Submitted(sub));
+    }
+    let polled = poll(
+        ev,
+        store,
+        &PollRequest {
+            id: sub.run_id.clone(),
+            wait: true,
+            dir: Some(sub.dir.clone()),
+            client: req.client.clone(),
+            end: req.end.clone(),
+        },
+    )?;
+    match polled {
+        Polled::Ended(end) => Ok(SlurmRerun::Ended(sub, end)),
+        Polled::AlreadyFinished(status) => Err(CliError::user(format!(
+            "run {} was finished ({status}) by someone else while this one waited",
+            sub.run_id
+        ))),
+        Polled::Active(_) => Err(CliError::user(format!(
+            "Slurm job {} is still active after the wait",
+            sub.job_id
+        ))),
+    }
 }
 
 /// Polls until every task has ended, reporting each change of state.
@@ -280,6 +370,7 @@ fn record_end(
     orig: &Run,
     jobs: Vec<JobStatus>,
     outputs_dir: Option<&Path>,
+    req: &PollRequest,
 ) -> CliResult<JobEnd> {
     let outcome = combined_outcome(&jobs)
         .ok_or_else(|| CliError::user(format!("Slurm job of run {} has not ended", run.id)))?;
@@ -300,21 +391,54 @@ fn record_end(
         duration_ms: (ended - started).num_milliseconds().max(0),
         outputs: outputs.clone(),
     };
-    if store.finish_run(&run.id, &fin)? {
+    let finished_now = store.finish_run(&run.id, &fin)?;
+    if finished_now {
         if let Some(reason) = &outcome.reason {
             store.add_note(&run.id, reason)?;
         }
     }
-    let checks = if outputs_dir.is_some() {
-        compare_outputs(&orig.outputs, &outputs)
-    } else {
-        Vec::new()
+    let checks = match (outputs_dir, &req.dir) {
+        (Some(cwd), Some(dir)) => {
+            if finished_now {
+                let file = dir.join(METRICS_FILE);
+                let file = file.exists().then_some(file);
+                crate::ops::metrics::collect(
+                    ev,
+                    store,
+                    &run.id,
+                    file.as_deref(),
+                    &req.end.metrics,
+                    cwd,
+                );
+            }
+            Some(Checks::of(
+                store,
+                orig,
+                &run.id,
+                Some(&outputs),
+                req.end.tolerance,
+            )?)
+        }
+        _ => None,
     };
+    if let (true, Some(m)) = (finished_now, &req.end.mlflow) {
+        crate::ops::mlflow::after_run(ev, store, &run.id, m);
+    }
     Ok(JobEnd {
         outcome,
         jobs,
-        outputs: checks,
+        checked: checks.is_some(),
+        checks: checks.unwrap_or_default(),
     })
+}
+
+impl JobEnd {
+    /// repro's exit code: the job's (`Outcome::wrapper_exit_code`), or 1 under `check` when it
+    /// succeeded but an output or a metric differs from the original's.
+    pub fn exit_code(&self, check: bool) -> i32 {
+        self.checks
+            .exit_code(self.outcome.wrapper_exit_code(), check)
+    }
 }
 
 /// What `poll` found.
@@ -328,18 +452,11 @@ pub enum Polled {
     AlreadyFinished(Status),
 }
 
-/// Asks Slurm about a submitted re-run (`id`: the new run) and records its outcome once the
-/// job has ended; with `wait`, follows it until then. Outputs are hashed in the job directory
-/// when `dir` names it.
-pub fn poll(
-    ev: &dyn Events,
-    store: &mut Store,
-    client: &Client,
-    id: &str,
-    wait: Option<Duration>,
-    dir: Option<&Path>,
-) -> CliResult<Polled> {
-    let run = store.get_run(id)?;
+/// Asks Slurm about a submitted re-run (`req.id`: the new run) and records its outcome once
+/// the job has ended; with `wait`, follows it until then. Outputs are hashed, and metrics read,
+/// in the job directory when `dir` names it.
+pub fn poll(ev: &dyn Events, store: &mut Store, req: &PollRequest) -> CliResult<Polled> {
+    let run = store.get_run(&req.id)?;
     let job_id = run
         .scheduler
         .as_ref()
@@ -356,9 +473,10 @@ pub fn poll(
     if run.status != Status::Running {
         return Ok(Polled::AlreadyFinished(run.status));
     }
-    let jobs = match wait {
-        Some(interval) => follow(ev, client, &job_id, interval)?,
-        None => client.poll(&job_id)?,
+    let jobs = if req.wait {
+        follow(ev, &req.client, &job_id, INTERVAL)?
+    } else {
+        req.client.poll(&job_id)?
     };
     if !jobs.iter().all(|j| j.state.is_final()) {
         return Ok(Polled::Active(jobs));
@@ -367,7 +485,7 @@ pub fn poll(
         Some(o) => store.get_run(o)?,
         None => run.clone(),
     };
-    let outputs_dir = dir.map(|d| match &orig.code {
+    let outputs_dir = req.dir.as_ref().map(|d| match &orig.code {
         Some(_) => d.join(CODE_DIR).join(&orig.cwd),
         None => PathBuf::from(&orig.cwd),
     });
@@ -378,6 +496,7 @@ pub fn poll(
         &orig,
         jobs,
         outputs_dir.as_deref(),
+        req,
     )?))
 }
 

@@ -2,11 +2,13 @@
 
 pub mod attest;
 pub mod audit;
+pub mod diff;
 pub mod formats;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;
 pub mod plot;
+pub mod rerun;
 pub mod sanitize;
 pub mod sparkline;
 

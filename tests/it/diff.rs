@@ -142,3 +142,104 @@ fn a_run_against_its_copy_has_no_differences() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("no differences between"), "{out}");
 }
+
+/// Records a host run whose job reports `line` (JSON) through `REPRO_METRICS`.
+fn run_with_metrics(env: &crate::support::TestEnv, name: &str, line: &str) -> String {
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--name",
+            name,
+            "--",
+            "sh",
+            "-c",
+            &format!("printf '%s\\n' '{line}' >> \"$REPRO_METRICS\""),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    env.last_id()
+}
+
+#[test]
+fn metrics_of_both_runs_with_deltas_in_text_and_json() {
+    let env = crate::support::TestEnv::new();
+    let a = run_with_metrics(
+        &env,
+        "a",
+        r#"{"acc": 0.8, "loss": 0.4, "only_a": 1, "big": Infinity, "wobbly": NaN, "zero": 0}"#,
+    );
+    let b = run_with_metrics(
+        &env,
+        "b",
+        r#"{"acc": 0.9, "loss": 0.4, "only_b": 2, "big": Infinity, "wobbly": 1, "zero": 0.5}"#,
+    );
+    let (code, out, err) = env.run_in(env.root(), &["diff", &a, &b, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let m = doc["metrics"].as_array().unwrap();
+    let keys: Vec<&str> = m.iter().map(|x| x["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        ["acc", "big", "loss", "only_a", "only_b", "wobbly", "zero"]
+    );
+    let get = |k: &str| m.iter().find(|x| x["key"] == k).unwrap().clone();
+    let acc = get("acc");
+    assert_eq!(acc["a"]["last"], 0.8);
+    assert_eq!(acc["b"]["last"], 0.9);
+    assert_eq!(acc["a"]["count"], 1);
+    assert!(
+        (acc["delta"].as_f64().unwrap() - 0.1).abs() < 1e-12,
+        "{acc}"
+    );
+    assert!((acc["relative"].as_f64().unwrap() - 0.125).abs() < 1e-12);
+    assert_eq!(get("loss")["delta"], 0.0);
+    assert_eq!(get("loss")["relative"], 0.0);
+    assert_eq!(
+        get("big"),
+        json!({"key": "big", "a": get("big")["a"], "b": get("big")["b"], "delta": 0.0, "relative": 0.0})
+    );
+    assert_eq!(get("big")["a"]["last"], "Infinity");
+    assert_eq!(get("only_a")["b"], Value::Null);
+    assert_eq!(get("only_a")["delta"], Value::Null);
+    assert_eq!(get("only_b")["a"], Value::Null);
+    assert_eq!(get("wobbly")["a"]["last"], "NaN");
+    assert_eq!(get("wobbly")["delta"], "NaN");
+    assert_eq!(get("wobbly")["relative"], Value::Null);
+    assert_eq!(get("zero")["delta"], 0.5);
+    assert_eq!(get("zero")["relative"], Value::Null, "no ratio to 0");
+
+    // The text: a metric table after the fields, one row per key.
+    let (code, out, err) = env.run_in(env.root(), &["diff", &a, &b]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("METRIC"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["METRIC", "(last)", "A"], "{out}");
+    let row = |k: &str| rows.iter().find(|r| r[0] == k).unwrap().clone();
+    assert_eq!(row("acc"), ["acc", "0.8", "0.9", "+0.1", "+12.5%"], "{out}");
+    assert_eq!(row("loss"), ["loss", "0.4", "0.4", "0", "0%"]);
+    assert_eq!(row("big"), ["big", "inf", "inf", "0", "0%"]);
+    assert_eq!(
+        row("only_a"),
+        ["only_a", "1", "(none)", "only", "in", "A", "-"]
+    );
+    assert_eq!(
+        row("only_b"),
+        ["only_b", "(none)", "2", "only", "in", "B", "-"]
+    );
+    assert_eq!(row("wobbly"), ["wobbly", "NaN", "1", "NaN", "-"]);
+    assert_eq!(row("zero"), ["zero", "0", "0.5", "+0.5", "-"]);
+
+    // Runs without metrics: no metric table, an empty list in JSON.
+    let c = run_with_metrics(&env, "c", "{}");
+    let d = run_with_metrics(&env, "d", "{}");
+    let (_, out, _) = env.run_in(env.root(), &["diff", &c, &d]);
+    assert!(!out.contains("METRIC"), "{out}");
+    let (_, out, _) = env.run_in(env.root(), &["diff", &c, &d, "--json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["metrics"], json!([]));
+}

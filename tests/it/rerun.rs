@@ -452,3 +452,210 @@ fn on_a_terminal_a_foreign_run_is_confirmed_first() {
     let said = rerun("y\n");
     assert!(work.join("replayed").exists(), "{said}");
 }
+
+/// A host job (no repository) whose n-th execution reports `acc` = 0.90n, `nan` = NaN, a fixed
+/// `loss`, and `first` only the first time; returns the original run's id.
+fn counting_metrics_run(env: &TestEnv) -> String {
+    let dir = env.root().join("job");
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = env.root().join("count");
+    let script = format!(
+        r#"n=$(cat '{c}' 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > '{c}'
+printf '{{"step": 1, "acc": 0.5, "loss": 0.25, "nan": NaN}}\n{{"step": 2, "acc": 0.90%s, "loss": 0.125}}\n' "$n" >> "$REPRO_METRICS"
+if [ "$n" = 1 ]; then printf '{{"first": 1}}\n' >> "$REPRO_METRICS"; fi"#,
+        c = count.display()
+    );
+    let (code, _, err) = env.run_in(&dir, &["run", "--host", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    env.last_id()
+}
+
+#[test]
+fn check_compares_metrics_within_rtol_and_atol() {
+    let env = TestEnv::new();
+    let id = counting_metrics_run(&env);
+    assert_eq!(env.show_json(&id)["metrics"]["acc"]["last"], 0.901);
+    let rerun = |extra: &[&str]| {
+        let mut args = vec!["rerun", id.as_str()];
+        args.extend_from_slice(extra);
+        env.run_in(env.root(), &args)
+    };
+    // Run 2: acc 0.902 (exact check fails), `first` is gone, NaN matches NaN, loss matches.
+    let (code, _, err) = rerun(&["--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("repro: metric acc: OUT OF TOLERANCE: now 0.902, was 0.901"),
+        "{err}"
+    );
+    assert!(
+        err.contains("repro: metric first: MISSING now (was 1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("repro: metrics: 2 of 4 within tolerance (rtol 0, atol 0)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("metric loss:") && !err.contains("metric nan:"),
+        "{err}"
+    );
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["metrics"]["acc"]["last"], 0.902);
+    assert_eq!(
+        new["status"], "succeeded",
+        "the check does not change the record"
+    );
+
+    // Run 3 (0.903): within atol 0.01, but `first` is still missing.
+    let (code, _, err) = rerun(&["--check", "--atol", "0.01"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("metric acc:"), "{err}");
+    assert!(err.contains("metric first: MISSING now"), "{err}");
+
+    // A run without `first`: run 4 against run 3 (0.904 vs 0.903).
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["rerun", &env.last_id(), "--check", "--rtol", "1e-4"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("metric acc: OUT OF TOLERANCE: now 0.904, was 0.903"),
+        "{err}"
+    );
+    let third = env.runs()[1]["id"].as_str().unwrap().to_string();
+    // Run 5 (0.905 vs 0.903): |d| = 0.002 <= 0.01 * 0.903.
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &third, "--check", "--rtol", "0.01"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("metrics: 3 of 3 within tolerance (rtol 0.01, atol 0)"),
+        "{err}"
+    );
+    // Without --check the verdicts are shown and the exit code is the command's.
+    let (code, _, err) = rerun(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("metric acc: OUT OF TOLERANCE"), "{err}");
+}
+
+#[test]
+fn bad_tolerances_are_usage_errors_and_record_nothing() {
+    let env = TestEnv::new();
+    let id = counting_metrics_run(&env);
+    for bad in [
+        ["--rtol", "-0.1"],
+        ["--rtol", "abc"],
+        ["--atol", "-1"],
+        ["--atol", "NaN"],
+        ["--rtol", "inf"],
+    ] {
+        let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--check", bad[0], bad[1]]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains(bad[0]) && err.contains(bad[1]), "{err}");
+    }
+    assert_eq!(env.runs().len(), 1, "nothing ran");
+}
+
+#[test]
+fn a_failed_rerun_keeps_its_exit_code_when_metrics_differ() {
+    let env = TestEnv::new();
+    let dir = env.root().join("job");
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = env.root().join("ran-once");
+    let script = format!(
+        r#"if [ -e '{f}' ]; then printf '{{"acc": 0.1}}\n' >> "$REPRO_METRICS"; exit 3; fi
+touch '{f}'; printf '{{"acc": 0.9}}\n' >> "$REPRO_METRICS""#,
+        f = flag.display()
+    );
+    let (code, _, err) = env.run_in(&dir, &["run", "--host", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("metric acc: OUT OF TOLERANCE"), "{err}");
+}
+
+/// `repro ARGS` in the environment's root with only `MLFLOW_TRACKING_URI` = `uri` and
+/// `MLFLOW_EXPERIMENT_NAME` = `exp` of the MLflow variables (plus `extra` variables); returns
+/// (exit code, stderr).
+pub(crate) fn repro_with_mlflow(
+    env: &TestEnv,
+    uri: &str,
+    exp: &str,
+    extra: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+) -> (i32, String) {
+    let mut c = env.repro();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MLFLOW_") {
+            c.env_remove(&k);
+        }
+    }
+    let out = c
+        .envs(extra.iter().copied())
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .current_dir(env.root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `repro rerun --mlflow` pushes the re-run when it ends, linked to its pushed original by
+/// `mlflow.parentRunId`; a failed push is a warning and keeps the exit code.
+#[test]
+fn rerun_with_mlflow_pushes_linked_to_the_original() {
+    use crate::support::mlflow::{kv, server};
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = format!("rerun-{}", std::process::id());
+    let repro = |uri: &str, args: &[&str]| repro_with_mlflow(&env, uri, &exp, &[], args);
+    let script = r#"printf '{"acc": 0.75}\n' >> "$REPRO_METRICS""#;
+    let (code, err) = repro(
+        &srv.uri,
+        &[
+            "run", "--host", "--mlflow", "--param", "lr=0.1", "--", "sh", "-c", script,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let orig = env.last_id();
+    let pushed_orig = srv.run_by_repro_id(&exp, &orig).expect("original pushed");
+    let (code, err) = repro(&srv.uri, &["rerun", &orig, "--mlflow", "--check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("pushed to MLflow at"), "{err}");
+    let new = env.last_id();
+    assert_ne!(new, orig);
+    let pushed = srv.run_by_repro_id(&exp, &new).expect("re-run pushed");
+    let tags = kv(&pushed["data"]["tags"]);
+    assert_eq!(
+        tags.get("mlflow.parentRunId").map(String::as_str),
+        pushed_orig["info"]["run_id"].as_str()
+    );
+    assert_eq!(pushed["info"]["status"], "FINISHED");
+    assert_eq!(kv(&pushed["data"]["params"])["lr"], "0.1");
+    let metrics = pushed["data"]["metrics"].as_array().unwrap();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["key"] == "acc" && m["value"] == 0.75),
+        "{metrics:?}"
+    );
+
+    // Server down: the check still decides the exit code, the push only warns.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let (code, err) = repro(&dead, &["rerun", &orig, "--mlflow", "--check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: not pushed to MLflow"), "{err}");
+    assert_eq!(env.show_json(&env.last_id())["status"], "succeeded");
+    // Without --mlflow nothing is pushed.
+    let (code, err) = repro(&srv.uri, &["rerun", &orig]);
+    assert_eq!(code, 0, "{err}");
+    assert!(srv.run_by_repro_id(&exp, &env.last_id()).is_none(), "{err}");
+}

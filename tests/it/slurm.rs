@@ -524,6 +524,118 @@ fn rerun_on_slurm_waits_records_the_job_and_checks_outputs() {
     );
 }
 
+/// A Slurm re-run reports metrics through REPRO_METRICS like a local one; `--check` compares
+/// them with `--rtol/--atol`, after `--wait` and after `--poll --checkout DIR`.
+#[test]
+fn rerun_on_slurm_checks_metrics_after_wait_and_poll() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let count = env.root().join("count");
+    let orig = record(
+        &env,
+        &format!(
+            r#"n=$(cat '{c}' 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > '{c}'; echo x > out.txt
+printf '{{"step": 3, "acc": 0.90%s, "loss": 0.25}}\n' "$n" >> "$REPRO_METRICS""#,
+            c = count.display()
+        ),
+    );
+    assert_eq!(env.show_json(&orig)["metrics"]["acc"]["last"], 0.901);
+    // The original on a real MLflow server, so the polled re-run can be pushed linked to it.
+    let srv = crate::support::mlflow::server();
+    let exp = format!("slurm-rerun-{}", std::process::id());
+    let with_mlflow = |args: &[&str]| {
+        crate::rerun::repro_with_mlflow(
+            &env,
+            &srv.uri,
+            &exp,
+            &[("SLURM_CONF", cluster.conf().as_os_str())],
+            args,
+        )
+    };
+    let (code, err) = with_mlflow(&["mlflow", "push"]);
+    assert_eq!(code, 0, "{err}");
+    let pushed_orig = srv.run_by_repro_id(&exp, &orig).expect("original pushed");
+    let dir = env.root().join("job1");
+    let (code, _, err) = rerun_on_slurm(
+        &env,
+        cluster,
+        &[
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--wait",
+            "--check",
+            "--checkout",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}\n{}", cluster.logs());
+    assert!(err.contains("output out.txt: match"), "{err}");
+    assert!(
+        err.contains("metric acc: OUT OF TOLERANCE: now 0.902, was 0.901"),
+        "{err}"
+    );
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["status"], "succeeded");
+    assert_eq!(new["metrics"]["acc"]["last"], 0.902);
+    assert_eq!(new["metrics"]["acc"]["step"], 3);
+    assert!(!dir.join("metrics.jsonl").exists(), "stored, then removed");
+
+    // Submitted without --wait, then polled with the job directory: compared within atol.
+    let dir = env.root().join("job2");
+    let (code, out, err) = rerun_on_slurm(
+        &env,
+        cluster,
+        &[
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--checkout",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let job_id = out.trim().to_string();
+    let new_id = env.last_id();
+    cluster.wait_final(&job_id, FINISH);
+    let (code, err) = with_mlflow(&[
+        "rerun",
+        &new_id,
+        "--poll",
+        "--wait",
+        "--check",
+        "--atol",
+        "0.01",
+        "--checkout",
+        dir.to_str().unwrap(),
+        "--mlflow",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("metrics: 2 of 2 within tolerance (rtol 0, atol 0.01)"),
+        "{err}"
+    );
+    assert_eq!(env.show_json(&new_id)["metrics"]["acc"]["last"], 0.903);
+    // Pushed once its end was recorded, under its original.
+    let pushed = srv.run_by_repro_id(&exp, &new_id).expect("re-run pushed");
+    assert_eq!(pushed["info"]["status"], "FINISHED");
+    assert_eq!(
+        crate::support::mlflow::kv(&pushed["data"]["tags"])
+            .get("mlflow.parentRunId")
+            .map(String::as_str),
+        pushed_orig["info"]["run_id"].as_str()
+    );
+    let acc = pushed["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "acc")
+        .cloned();
+    assert_eq!(acc.map(|m| m["value"].clone()), Some(0.903.into()));
+}
+
 #[test]
 fn rerun_on_slurm_failure_carries_the_exit_code() {
     let cluster = slurm::shared();
