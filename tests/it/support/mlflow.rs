@@ -191,7 +191,7 @@ impl MlflowServer {
                 .timeout(Duration::from_secs(60))
                 .build(),
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             if server
                 .agent
@@ -203,7 +203,7 @@ impl MlflowServer {
             }
             assert!(
                 Instant::now() < deadline,
-                "mlflow server did not answer /health in 120 s: {}",
+                "mlflow server did not answer /health in 300 s: {}",
                 std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(250));
