@@ -348,6 +348,29 @@ struct Job {
     repro_id: String,
     want: Desired,
     base: Option<Baseline>,
+    /// The cheap change check at plan time, recorded with the ledger row.
+    fingerprint: Option<String>,
+}
+
+/// The attestation part of the fingerprint: each attestation row with the size and mtime of
+/// its file (a file changed, replaced or removed since the push changes what is uploaded).
+fn attestation_stamp(rows: Option<&Vec<(String, Option<String>)>>) -> String {
+    let mut s = String::new();
+    for (sha256, path) in rows.into_iter().flatten() {
+        let stamp = path
+            .as_deref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos());
+                (m.len(), mtime)
+            });
+        s.push_str(&format!("{sha256}\t{path:?}\t{stamp:?}\n"));
+    }
+    s
 }
 
 struct Done {
@@ -379,6 +402,38 @@ pub fn push(
     let mut pending: Vec<usize> = Vec::new();
     let mut jobs_now: Vec<Job> = Vec::new();
     let mut to_send = 0;
+    // The cheap change check reads the metric summaries and attestation rows of every run at
+    // once. A run given with its own metric history has no fingerprint: it is always compared
+    // by its full hash.
+    let fp_ids: Vec<&str> = req
+        .runs
+        .iter()
+        .filter(|r| r.metrics.is_none())
+        .map(|r| r.run.id.as_str())
+        .collect();
+    let fp_inputs = store.fingerprint_inputs(&fp_ids)?;
+    let fingerprint_of = |i: usize, ledger: &HashMap<String, MlflowPush>| -> Option<String> {
+        let r = &req.runs[i];
+        if r.metrics.is_some() {
+            return None;
+        }
+        let parent = r
+            .run
+            .rerun_of
+            .as_ref()
+            .and_then(|p| ledger.get(p))
+            .map(|p| p.mlflow_run_id.as_str());
+        let metrics = fp_inputs
+            .metrics
+            .get(&r.run.id)
+            .map(String::as_str)
+            .unwrap_or("");
+        let attestations = attestation_stamp(fp_inputs.attestations.get(&r.run.id));
+        Some(mapping::fingerprint(&r.run, parent, metrics, &attestations))
+    };
+    // Ledger rows found unchanged by their full hash but without (or with an outdated)
+    // fingerprint: it is filled in, so the next push takes the cheap path.
+    let mut refresh: Vec<(String, String)> = Vec::new();
     let plan_one = |i: usize,
                     ledger: &HashMap<String, MlflowPush>|
      -> Result<(Desired, Option<Baseline>), StoreError> {
@@ -419,17 +474,28 @@ pub fn push(
             to_send += 1;
             continue;
         }
+        let fingerprint = fingerprint_of(i, &ledger);
+        let unchanged = |p: &MlflowPush| RunOutcome {
+            run_id: r.run.id.clone(),
+            mlflow_run_id: Some(p.mlflow_run_id.clone()),
+            action: Action::Unchanged,
+            conflicts: Vec::new(),
+            requests: 0,
+            error: None,
+        };
+        if let Some(p) = ledger.get(&r.run.id) {
+            if fingerprint.is_some() && p.fingerprint == fingerprint {
+                outcomes[i] = Some(unchanged(p));
+                continue;
+            }
+        }
         let (want, base) = plan_one(i, &ledger)?;
         if let Some(p) = ledger.get(&r.run.id) {
             if p.pushed_hash == want.hash() {
-                outcomes[i] = Some(RunOutcome {
-                    run_id: r.run.id.clone(),
-                    mlflow_run_id: Some(p.mlflow_run_id.clone()),
-                    action: Action::Unchanged,
-                    conflicts: Vec::new(),
-                    requests: 0,
-                    error: None,
-                });
+                outcomes[i] = Some(unchanged(p));
+                if let Some(fp) = fingerprint {
+                    refresh.push((r.run.id.clone(), fp));
+                }
                 continue;
             }
         }
@@ -439,7 +505,11 @@ pub fn push(
             repro_id: r.run.id.clone(),
             want,
             base,
+            fingerprint,
         });
+    }
+    if !req.dry_run {
+        store.set_mlflow_fingerprints(&uri, &req.experiment, &refresh)?;
     }
     events(Event::Planned { total, to_send });
     for o in outcomes.iter().flatten() {
@@ -595,6 +665,7 @@ pub fn push(
                     repro_id: req.runs[i].run.id.clone(),
                     want,
                     base,
+                    fingerprint: fingerprint_of(i, &ledger),
                 })
             })
             .collect::<Result<Vec<Job>, StoreError>>()?;
@@ -737,6 +808,8 @@ fn push_one(
             artifacts_hash: want.artifacts_hash(),
             metrics_json: serde_json::to_string(&counts).expect("json"),
             pushed_at: rfc3339(now()),
+            // A standing conflict must be found (and reported) again by every push.
+            fingerprint: job.fingerprint.clone().filter(|_| conflicts.is_empty()),
         })
     })();
     let (ledger, error) = match result {
