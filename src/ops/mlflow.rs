@@ -973,6 +973,127 @@ mod tests {
         }
     }
 
+    /// The cheap path decides alone: a ledger row whose fingerprint matches is unchanged even
+    /// when its full hash is stale (so the full hash was not computed); a changed run, or a row
+    /// without fingerprint, goes through the full comparison, which fills the fingerprint in.
+    /// The server address is closed: any request would fail the run.
+    #[test]
+    fn the_fingerprint_decides_unchanged_runs_and_rows_without_one_are_filled_in() {
+        use crate::record::{Exec, ExecMode, Status};
+        let mut store = Store::open_in_memory().unwrap();
+        let mut run = Run::start(
+            vec!["true".into()],
+            ".".into(),
+            Exec {
+                mode: ExecMode::Host,
+                engine: None,
+                workdir: None,
+                engine_args: vec![],
+                gpus: None,
+            },
+        );
+        run.status = Status::Succeeded;
+        run.exit_code = Some(0);
+        run.ended_at = Some(run.started_at.clone());
+        run.tags = vec!["best".into()];
+        store.insert_run(&run).unwrap();
+        let run = store.get_run(&run.id).unwrap();
+        let settings = Settings::from_env(Some("http://127.0.0.1:9"), &|_| None).unwrap();
+        let uri = settings.uri.clone();
+        let request = |run: &Run, dry_run: bool| PushRequest {
+            settings: settings.clone(),
+            experiment: "e".into(),
+            runs: vec![RunToPush::new(run.clone())],
+            dry_run,
+            jobs: 1,
+        };
+        let full_hash = |store: &Store, run: &Run| {
+            let m = metric_history(store, run).unwrap();
+            mapping::desired(run, &m, None, None).hash()
+        };
+        let fp = mapping::fingerprint(&run, None, "", "");
+        // The row a push of `run` writes, but with a stale full hash.
+        let sent = mapping::desired(&run, &[], None, None);
+        let row = MlflowPush {
+            tracking_uri: uri.clone(),
+            experiment: "e".into(),
+            run_id: run.id.clone(),
+            mlflow_run_id: "m1".into(),
+            experiment_id: "1".into(),
+            pushed_hash: "stale".into(),
+            params_json: serde_json::to_string(&sent.params).unwrap(),
+            tags_json: serde_json::to_string(&sent.tags).unwrap(),
+            state_hash: sent.state_hash(),
+            inputs_hash: sent.inputs_hash(),
+            artifacts_hash: sent.artifacts_hash(),
+            metrics_json: "{}".into(),
+            pushed_at: "2026-12-01T00:00:00.000Z".into(),
+            fingerprint: Some(fp.clone()),
+        };
+        store.record_mlflow_push(&row).unwrap();
+        let action = |store: &Store, run: &Run, dry_run: bool| {
+            let s = push(store, request(run, dry_run), &mut |_| {}).unwrap();
+            let o = &s.outcomes[0];
+            assert!(o.error.is_none(), "{:?}", o.error);
+            assert_eq!(o.requests, 0);
+            o.action.clone()
+        };
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
+
+        // A note, a tag, a status: each changes the fingerprint, so the run is compared in full.
+        let mut noted = run.clone();
+        noted.notes.push("later".into());
+        let mut tagged = run.clone();
+        tagged.tags.push("shipped".into());
+        let mut failed = run.clone();
+        failed.status = Status::Failed;
+        for changed in [&noted, &tagged, &failed] {
+            assert!(
+                matches!(action(&store, changed, true), Action::Update { .. }),
+                "{changed:?}"
+            );
+        }
+        // New metric points change the summary the fingerprint reads.
+        store
+            .insert_metrics(
+                &run.id,
+                &[crate::capture::metrics::MetricPoint {
+                    key: "loss".into(),
+                    step: Some(0),
+                    value: 0.5,
+                    time: None,
+                }],
+            )
+            .unwrap();
+        assert!(matches!(
+            action(&store, &run, true),
+            Action::Update { ref parts } if parts == &["metrics"]
+        ));
+
+        // A row from before migration 10: no fingerprint, the full hash says unchanged, and the
+        // fingerprint is written (not by a dry run).
+        let mut old = row.clone();
+        old.pushed_hash = full_hash(&store, &run);
+        old.fingerprint = None;
+        store.record_mlflow_push(&old).unwrap();
+        let ledger = |store: &Store| store.mlflow_pushes(&uri, "e").unwrap()[&run.id].clone();
+        assert_eq!(action(&store, &run, true), Action::Unchanged);
+        assert_eq!(ledger(&store).fingerprint, None);
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
+        let filled = ledger(&store);
+        assert!(filled.fingerprint.is_some());
+        assert_ne!(filled.fingerprint.as_deref(), Some(fp.as_str()));
+        assert_eq!(filled.pushed_hash, old.pushed_hash);
+        // And it is the one the cheap path matches: a stale full hash no longer matters.
+        store
+            .record_mlflow_push(&MlflowPush {
+                pushed_hash: "stale".into(),
+                ..filled
+            })
+            .unwrap();
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
+    }
+
     #[test]
     fn only_what_changed_is_sent_and_changed_params_are_conflicts() {
         let w = want();
