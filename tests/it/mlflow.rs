@@ -925,3 +925,69 @@ fn every_change_passes_the_cheap_check_and_old_ledger_rows_get_a_fingerprint() {
     nothing_sent("old row, changed");
     assert_eq!(srv.runs(&exp).len(), 1);
 }
+
+/// A request the server refuses (HTTP 400: a param name MLflow does not allow) fails with the
+/// server's own message, names the run as still queued, writes no ledger row, and does not stop
+/// the other runs.
+#[test]
+fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("rejected");
+    let repo = env.git_repo("app");
+    ok(
+        &env,
+        &repo,
+        &["run", "--host", "--param", "lr=0.1", "--", "true"],
+    );
+    let good = env.last_id();
+    ok(
+        &env,
+        &repo,
+        &["run", "--host", "--param", "bad?name=1", "--", "true"],
+    );
+    let bad = env.last_id();
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--jobs", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 of 2 runs not pushed (they stay queued"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "the MLflow tracking server rejected runs/log-batch (HTTP 400 INVALID_PARAMETER_VALUE)"
+        ),
+        "{err}"
+    );
+    // The server's own words, naming the offending name.
+    assert!(err.contains("bad?name"), "{err}");
+    assert!(
+        err.contains("fix what the server names and push again"),
+        "{err}"
+    );
+    assert!(srv.run_by_repro_id(&exp, &good).is_some());
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let ledger: Vec<String> = conn
+        .prepare("SELECT run_id FROM mlflow_pushes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        ledger,
+        [good.clone()],
+        "only the acknowledged run is in the ledger"
+    );
+    // Still queued: the next push tries it again (and is refused again), never marks it pushed.
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 unchanged") && err.contains("1 failed"),
+        "{err}"
+    );
+    // The refused run was created before its log-batch failed: the retry found it by its
+    // repro.run_id tag instead of creating it twice.
+    assert!(srv.run_by_repro_id(&exp, &bad).is_some());
+    assert_eq!(srv.runs(&exp).len(), 2);
+}
