@@ -976,7 +976,7 @@ fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
         .unwrap();
     assert_eq!(
         ledger,
-        [good.clone()],
+        std::slice::from_ref(&good),
         "only the acknowledged run is in the ledger"
     );
     // Still queued: the next push tries it again (and is refused again), never marks it pushed.
