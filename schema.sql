@@ -168,6 +168,7 @@ CREATE TABLE mlflow_pushes (
     artifacts_hash TEXT NOT NULL,                       -- repro/ artifacts uploaded
     metrics_json   TEXT NOT NULL,                       -- {key: points pushed}
     pushed_at      TEXT NOT NULL,                       -- RFC 3339 UTC
+    fingerprint    TEXT,                                -- what the mapping read (migration 10); NULL: compare pushed_hash
     PRIMARY KEY (tracking_uri, experiment, run_id)
 ) WITHOUT ROWID;
 

@@ -14,6 +14,11 @@ use crate::output;
 use crate::record::{DatasetKind, Run, Status};
 use crate::rerun::bash;
 
+/// Bumped whenever the mapping sends something else for the same run (a new tag, another
+/// artifact layout), so that every fingerprint changes and each run is compared by its full
+/// hash once. The repro version is part of the fingerprint too.
+pub const MAPPING_VERSION: u32 = 1;
+
 /// Artifact holding every param at full length when some could not be MLflow params.
 pub const PARAMS_ARTIFACT: &str = "repro/params.json";
 
@@ -269,6 +274,41 @@ pub fn desired(
     }
 }
 
+/// A SHA-256 writer, so a run is hashed as it serialises, without an intermediate buffer.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The cheap change check: a hash of everything [`desired`] reads — the run record (status,
+/// end time, name, tags, notes, params, datasets, code, image…), the MLflow run id of its
+/// parent, a summary of its metric series (`metrics`: key, count, last step and value per
+/// series; the push only ever sends points past the count) and of its attestations
+/// (`attestations`: rows with the size and mtime of their files) — plus the repro and mapping
+/// versions. Equal to the ledger's means unchanged, without rendering `run.json` and the script,
+/// reading the metric history or hashing the files.
+pub fn fingerprint(run: &Run, parent: Option<&str>, metrics: &str, attestations: &str) -> String {
+    let mut h = HashWriter(Sha256::new());
+    h.0.update(format!(
+        "repro {} mapping {MAPPING_VERSION}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    serde_json::to_writer(&mut h, run).expect("run serialises");
+    for part in [parent.unwrap_or(""), metrics, attestations] {
+        // Length-prefixed: no two different splits of the same bytes hash alike.
+        h.0.update(format!("\n{}\n", part.len()));
+        h.0.update(part.as_bytes());
+    }
+    hex::encode(h.0.finalize())
+}
+
 impl Desired {
     /// Hash of status, end time and name (what `runs/update` sends).
     pub fn state_hash(&self) -> String {
@@ -481,5 +521,36 @@ mod tests {
         let c = desired(&run(), &m, None, None);
         assert_ne!(a.hash(), c.hash());
         assert_eq!(c.metric_counts()["loss"], 1);
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_every_input_of_the_mapping() {
+        let base = fingerprint(&run(), None, "", "");
+        assert_eq!(base, fingerprint(&run(), None, "", ""));
+        let mut changed: Vec<String> = Vec::new();
+        let mut r = run();
+        r.tags.push("shipped".into());
+        changed.push(fingerprint(&r, None, "", ""));
+        let mut r = run();
+        r.notes.push("later".into());
+        changed.push(fingerprint(&r, None, "", ""));
+        let mut r = run();
+        r.status = Status::Failed;
+        changed.push(fingerprint(&r, None, "", ""));
+        let mut r = run();
+        r.ended_at = Some("2026-11-30T10:06:00.000Z".into());
+        changed.push(fingerprint(&r, None, "", ""));
+        let mut r = run();
+        r.params.insert("new".into(), "1".into());
+        changed.push(fingerprint(&r, None, "", ""));
+        changed.push(fingerprint(&run(), Some("parent"), "", ""));
+        changed.push(fingerprint(&run(), None, "loss\t3\tSome(2)\tNone\n", ""));
+        changed.push(fingerprint(&run(), None, "", "abc\tNone\n"));
+        // The parts are delimited: moving bytes from one part to the next is a change.
+        changed.push(fingerprint(&run(), None, "ab", "c"));
+        changed.push(fingerprint(&run(), None, "a", "bc"));
+        let distinct: std::collections::BTreeSet<&String> = changed.iter().collect();
+        assert_eq!(distinct.len(), changed.len());
+        assert!(!distinct.contains(&base));
     }
 }

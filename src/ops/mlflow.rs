@@ -348,6 +348,29 @@ struct Job {
     repro_id: String,
     want: Desired,
     base: Option<Baseline>,
+    /// The cheap change check at plan time, recorded with the ledger row.
+    fingerprint: Option<String>,
+}
+
+/// The attestation part of the fingerprint: each attestation row with the size and mtime of
+/// its file (a file changed, replaced or removed since the push changes what is uploaded).
+fn attestation_stamp(rows: Option<&Vec<(String, Option<String>)>>) -> String {
+    let mut s = String::new();
+    for (sha256, path) in rows.into_iter().flatten() {
+        let stamp = path
+            .as_deref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos());
+                (m.len(), mtime)
+            });
+        s.push_str(&format!("{sha256}\t{path:?}\t{stamp:?}\n"));
+    }
+    s
 }
 
 struct Done {
@@ -379,6 +402,38 @@ pub fn push(
     let mut pending: Vec<usize> = Vec::new();
     let mut jobs_now: Vec<Job> = Vec::new();
     let mut to_send = 0;
+    // The cheap change check reads the metric summaries and attestation rows of every run at
+    // once. A run given with its own metric history has no fingerprint: it is always compared
+    // by its full hash.
+    let fp_ids: Vec<&str> = req
+        .runs
+        .iter()
+        .filter(|r| r.metrics.is_none())
+        .map(|r| r.run.id.as_str())
+        .collect();
+    let fp_inputs = store.fingerprint_inputs(&fp_ids)?;
+    let fingerprint_of = |i: usize, ledger: &HashMap<String, MlflowPush>| -> Option<String> {
+        let r = &req.runs[i];
+        if r.metrics.is_some() {
+            return None;
+        }
+        let parent = r
+            .run
+            .rerun_of
+            .as_ref()
+            .and_then(|p| ledger.get(p))
+            .map(|p| p.mlflow_run_id.as_str());
+        let metrics = fp_inputs
+            .metrics
+            .get(&r.run.id)
+            .map(String::as_str)
+            .unwrap_or("");
+        let attestations = attestation_stamp(fp_inputs.attestations.get(&r.run.id));
+        Some(mapping::fingerprint(&r.run, parent, metrics, &attestations))
+    };
+    // Ledger rows found unchanged by their full hash but without (or with an outdated)
+    // fingerprint: it is filled in, so the next push takes the cheap path.
+    let mut refresh: Vec<(String, String)> = Vec::new();
     let plan_one = |i: usize,
                     ledger: &HashMap<String, MlflowPush>|
      -> Result<(Desired, Option<Baseline>), StoreError> {
@@ -419,17 +474,28 @@ pub fn push(
             to_send += 1;
             continue;
         }
+        let fingerprint = fingerprint_of(i, &ledger);
+        let unchanged = |p: &MlflowPush| RunOutcome {
+            run_id: r.run.id.clone(),
+            mlflow_run_id: Some(p.mlflow_run_id.clone()),
+            action: Action::Unchanged,
+            conflicts: Vec::new(),
+            requests: 0,
+            error: None,
+        };
+        if let Some(p) = ledger.get(&r.run.id) {
+            if fingerprint.is_some() && p.fingerprint == fingerprint {
+                outcomes[i] = Some(unchanged(p));
+                continue;
+            }
+        }
         let (want, base) = plan_one(i, &ledger)?;
         if let Some(p) = ledger.get(&r.run.id) {
             if p.pushed_hash == want.hash() {
-                outcomes[i] = Some(RunOutcome {
-                    run_id: r.run.id.clone(),
-                    mlflow_run_id: Some(p.mlflow_run_id.clone()),
-                    action: Action::Unchanged,
-                    conflicts: Vec::new(),
-                    requests: 0,
-                    error: None,
-                });
+                outcomes[i] = Some(unchanged(p));
+                if let Some(fp) = fingerprint {
+                    refresh.push((r.run.id.clone(), fp));
+                }
                 continue;
             }
         }
@@ -439,7 +505,11 @@ pub fn push(
             repro_id: r.run.id.clone(),
             want,
             base,
+            fingerprint,
         });
+    }
+    if !req.dry_run {
+        store.set_mlflow_fingerprints(&uri, &req.experiment, &refresh)?;
     }
     events(Event::Planned { total, to_send });
     for o in outcomes.iter().flatten() {
@@ -595,6 +665,7 @@ pub fn push(
                     repro_id: req.runs[i].run.id.clone(),
                     want,
                     base,
+                    fingerprint: fingerprint_of(i, &ledger),
                 })
             })
             .collect::<Result<Vec<Job>, StoreError>>()?;
@@ -737,6 +808,8 @@ fn push_one(
             artifacts_hash: want.artifacts_hash(),
             metrics_json: serde_json::to_string(&counts).expect("json"),
             pushed_at: rfc3339(now()),
+            // A standing conflict must be found (and reported) again by every push.
+            fingerprint: job.fingerprint.clone().filter(|_| conflicts.is_empty()),
         })
     })();
     let (ledger, error) = match result {
@@ -898,6 +971,127 @@ mod tests {
             metric_counts: w.metric_counts(),
             artifact_uri: None,
         }
+    }
+
+    /// The cheap path decides alone: a ledger row whose fingerprint matches is unchanged even
+    /// when its full hash is stale (so the full hash was not computed); a changed run, or a row
+    /// without fingerprint, goes through the full comparison, which fills the fingerprint in.
+    /// The server address is closed: any request would fail the run.
+    #[test]
+    fn the_fingerprint_decides_unchanged_runs_and_rows_without_one_are_filled_in() {
+        use crate::record::{Exec, ExecMode, Status};
+        let mut store = Store::open_in_memory().unwrap();
+        let mut run = Run::start(
+            vec!["true".into()],
+            ".".into(),
+            Exec {
+                mode: ExecMode::Host,
+                engine: None,
+                workdir: None,
+                engine_args: vec![],
+                gpus: None,
+            },
+        );
+        run.status = Status::Succeeded;
+        run.exit_code = Some(0);
+        run.ended_at = Some(run.started_at.clone());
+        run.tags = vec!["best".into()];
+        store.insert_run(&run).unwrap();
+        let run = store.get_run(&run.id).unwrap();
+        let settings = Settings::from_env(Some("http://127.0.0.1:9"), &|_| None).unwrap();
+        let uri = settings.uri.clone();
+        let request = |run: &Run, dry_run: bool| PushRequest {
+            settings: settings.clone(),
+            experiment: "e".into(),
+            runs: vec![RunToPush::new(run.clone())],
+            dry_run,
+            jobs: 1,
+        };
+        let full_hash = |store: &Store, run: &Run| {
+            let m = metric_history(store, run).unwrap();
+            mapping::desired(run, &m, None, None).hash()
+        };
+        let fp = mapping::fingerprint(&run, None, "", "");
+        // The row a push of `run` writes, but with a stale full hash.
+        let sent = mapping::desired(&run, &[], None, None);
+        let row = MlflowPush {
+            tracking_uri: uri.clone(),
+            experiment: "e".into(),
+            run_id: run.id.clone(),
+            mlflow_run_id: "m1".into(),
+            experiment_id: "1".into(),
+            pushed_hash: "stale".into(),
+            params_json: serde_json::to_string(&sent.params).unwrap(),
+            tags_json: serde_json::to_string(&sent.tags).unwrap(),
+            state_hash: sent.state_hash(),
+            inputs_hash: sent.inputs_hash(),
+            artifacts_hash: sent.artifacts_hash(),
+            metrics_json: "{}".into(),
+            pushed_at: "2026-12-01T00:00:00.000Z".into(),
+            fingerprint: Some(fp.clone()),
+        };
+        store.record_mlflow_push(&row).unwrap();
+        let action = |store: &Store, run: &Run, dry_run: bool| {
+            let s = push(store, request(run, dry_run), &mut |_| {}).unwrap();
+            let o = &s.outcomes[0];
+            assert!(o.error.is_none(), "{:?}", o.error);
+            assert_eq!(o.requests, 0);
+            o.action.clone()
+        };
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
+
+        // A note, a tag, a status: each changes the fingerprint, so the run is compared in full.
+        let mut noted = run.clone();
+        noted.notes.push("later".into());
+        let mut tagged = run.clone();
+        tagged.tags.push("shipped".into());
+        let mut failed = run.clone();
+        failed.status = Status::Failed;
+        for changed in [&noted, &tagged, &failed] {
+            assert!(
+                matches!(action(&store, changed, true), Action::Update { .. }),
+                "{changed:?}"
+            );
+        }
+        // New metric points change the summary the fingerprint reads.
+        store
+            .insert_metrics(
+                &run.id,
+                &[crate::capture::metrics::MetricPoint {
+                    key: "loss".into(),
+                    step: Some(0),
+                    value: 0.5,
+                    time: None,
+                }],
+            )
+            .unwrap();
+        assert!(matches!(
+            action(&store, &run, true),
+            Action::Update { ref parts } if parts == &["metrics"]
+        ));
+
+        // A row from before migration 10: no fingerprint, the full hash says unchanged, and the
+        // fingerprint is written (not by a dry run).
+        let mut old = row.clone();
+        old.pushed_hash = full_hash(&store, &run);
+        old.fingerprint = None;
+        store.record_mlflow_push(&old).unwrap();
+        let ledger = |store: &Store| store.mlflow_pushes(&uri, "e").unwrap()[&run.id].clone();
+        assert_eq!(action(&store, &run, true), Action::Unchanged);
+        assert_eq!(ledger(&store).fingerprint, None);
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
+        let filled = ledger(&store);
+        assert!(filled.fingerprint.is_some());
+        assert_ne!(filled.fingerprint.as_deref(), Some(fp.as_str()));
+        assert_eq!(filled.pushed_hash, old.pushed_hash);
+        // And it is the one the cheap path matches: a stale full hash no longer matters.
+        store
+            .record_mlflow_push(&MlflowPush {
+                pushed_hash: "stale".into(),
+                ..filled
+            })
+            .unwrap();
+        assert_eq!(action(&store, &run, false), Action::Unchanged);
     }
 
     #[test]

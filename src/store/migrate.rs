@@ -23,6 +23,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007.sql")),
     (8, include_str!("../../migrations/0008.sql")),
     (9, include_str!("../../migrations/0009.sql")),
+    (10, include_str!("../../migrations/0010.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -36,7 +36,24 @@ pub struct MlflowPush {
     pub metrics_json: String,
     /// When this row was written (RFC 3339 UTC).
     pub pushed_at: String,
+    /// What the mapping read when the run was pushed (see `ops::mlflow::fingerprint`); equal
+    /// means unchanged without building what would be sent. `None` in rows written before
+    /// migration 10, and while a param conflict stands.
+    pub fingerprint: Option<String>,
 }
+
+/// What the push fingerprint reads from the store besides the run record, for many runs at once.
+#[derive(Debug, Default)]
+pub struct FingerprintInputs {
+    /// Per run: one line per metric series, `key count last_step last`, by key.
+    pub metrics: HashMap<String, String>,
+    /// Per run: its attestation rows (sha256, path), in the order the push considers them.
+    pub attestations: HashMap<String, Vec<(String, Option<String>)>>,
+}
+
+/// Up to this many runs, the fingerprint inputs are read run by run (through the indexes);
+/// more, and one scan of each table is cheaper.
+const PER_RUN_LOOKUPS: usize = 64;
 
 impl Store {
     /// Every ledger row for one server and experiment, by repro run id (one query, for speed).
@@ -50,7 +67,7 @@ impl Store {
             .prepare_cached(
                 "SELECT tracking_uri, experiment, run_id, mlflow_run_id, experiment_id, pushed_hash,
                         params_json, tags_json, state_hash, inputs_hash, artifacts_hash,
-                        metrics_json, pushed_at
+                        metrics_json, pushed_at, fingerprint
                  FROM mlflow_pushes WHERE tracking_uri = ?1 AND experiment = ?2",
             )
             .map_err(self.sql_err("read mlflow ledger"))?;
@@ -70,6 +87,7 @@ impl Store {
                     artifacts_hash: r.get(10)?,
                     metrics_json: r.get(11)?,
                     pushed_at: r.get(12)?,
+                    fingerprint: r.get(13)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -83,8 +101,8 @@ impl Store {
             .prepare_cached(
                 "INSERT OR REPLACE INTO mlflow_pushes (tracking_uri, experiment, run_id,
                     mlflow_run_id, experiment_id, pushed_hash, params_json, tags_json, state_hash,
-                    inputs_hash, artifacts_hash, metrics_json, pushed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    inputs_hash, artifacts_hash, metrics_json, pushed_at, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -100,11 +118,112 @@ impl Store {
                     p.inputs_hash,
                     p.artifacts_hash,
                     p.metrics_json,
-                    p.pushed_at
+                    p.pushed_at,
+                    p.fingerprint
                 ])
             })
             .map_err(sql_error(&self.path, "write mlflow ledger"))?;
         Ok(())
+    }
+
+    /// Sets the fingerprint of ledger rows found unchanged by their full hash (rows written
+    /// before migration 10, or after a repro upgrade): one transaction, no other column moves.
+    pub fn set_mlflow_fingerprints(
+        &self,
+        tracking_uri: &str,
+        experiment: &str,
+        fingerprints: &[(String, String)],
+    ) -> Result<()> {
+        if fingerprints.is_empty() {
+            return Ok(());
+        }
+        let fail = sql_error(&self.path, "write mlflow ledger");
+        let tx = self.conn.unchecked_transaction().map_err(&fail)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE mlflow_pushes SET fingerprint = ?4
+                     WHERE tracking_uri = ?1 AND experiment = ?2 AND run_id = ?3",
+                )
+                .map_err(&fail)?;
+            for (run_id, fp) in fingerprints {
+                st.execute(params![tracking_uri, experiment, run_id, fp])
+                    .map_err(&fail)?;
+            }
+        }
+        tx.commit().map_err(&fail)?;
+        Ok(())
+    }
+
+    /// The metric series summaries and attestation rows of `run_ids` (see [`FingerprintInputs`]).
+    pub fn fingerprint_inputs(&self, run_ids: &[&str]) -> Result<FingerprintInputs> {
+        let mut out = FingerprintInputs::default();
+        if run_ids.is_empty() {
+            return Ok(out);
+        }
+        let fail = || self.sql_err("read metrics and attestations for the mlflow push");
+        let few = run_ids.len() <= PER_RUN_LOOKUPS;
+        {
+            let sql = if few {
+                "SELECT run_id, key, count, last_step, last FROM run_metrics WHERE run_id = ?1 ORDER BY key"
+            } else {
+                "SELECT run_id, key, count, last_step, last FROM run_metrics ORDER BY run_id, key"
+            };
+            let mut st = self.conn.prepare_cached(sql).map_err(fail())?;
+            let mut read = |rows: &mut rusqlite::Rows| -> rusqlite::Result<()> {
+                while let Some(r) = rows.next()? {
+                    let run: String = r.get(0)?;
+                    let key: String = r.get(1)?;
+                    let count: i64 = r.get(2)?;
+                    let step: Option<i64> = r.get(3)?;
+                    let last: Option<f64> = r.get(4)?;
+                    let line = out.metrics.entry(run).or_default();
+                    // Bits, not a decimal rendering: every change of the value shows.
+                    line.push_str(&format!(
+                        "{key}\t{count}\t{step:?}\t{:?}\n",
+                        last.map(f64::to_bits)
+                    ));
+                }
+                Ok(())
+            };
+            if few {
+                for id in run_ids {
+                    let mut rows = st.query([id]).map_err(fail())?;
+                    read(&mut rows).map_err(fail())?;
+                }
+            } else {
+                let mut rows = st.query([]).map_err(fail())?;
+                read(&mut rows).map_err(fail())?;
+            }
+        }
+        // Ordered as `Store::attestations` orders them: the push uploads the first valid one.
+        let sql = if few {
+            "SELECT run_id, sha256, path FROM run_attestations WHERE run_id = ?1
+             ORDER BY keyid IS NULL, created_at DESC, sha256"
+        } else {
+            "SELECT run_id, sha256, path FROM run_attestations
+             ORDER BY run_id, keyid IS NULL, created_at DESC, sha256"
+        };
+        let mut st = self.conn.prepare_cached(sql).map_err(fail())?;
+        let mut read = |rows: &mut rusqlite::Rows| -> rusqlite::Result<()> {
+            while let Some(r) = rows.next()? {
+                out.attestations
+                    .entry(r.get(0)?)
+                    .or_default()
+                    .push((r.get(1)?, r.get(2)?));
+            }
+            Ok(())
+        };
+        if few {
+            for id in run_ids {
+                let mut rows = st.query([id]).map_err(fail())?;
+                read(&mut rows).map_err(fail())?;
+            }
+        } else {
+            let mut rows = st.query([]).map_err(fail())?;
+            read(&mut rows).map_err(fail())?;
+        }
+        Ok(out)
     }
 
     /// Forgets what was pushed to one server and experiment (all of it when `run_id` is None).
@@ -148,6 +267,7 @@ mod tests {
             artifacts_hash: "a".into(),
             metrics_json: "{}".into(),
             pushed_at: "2026-12-01T00:00:00.000Z".into(),
+            fingerprint: None,
         }
     }
 

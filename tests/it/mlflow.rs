@@ -791,3 +791,203 @@ fn https_with_a_private_ca_insecure_tls_and_a_bearer_token() {
     assert!(err.contains("refused the credentials (HTTP 401)"), "{err}");
     assert!(err.contains("check MLFLOW_TRACKING_USERNAME"), "{err}");
 }
+
+/// The cheap change check (the ledger's fingerprint) never hides a change: a run pushed while
+/// running is updated when it ends; a note, a tag and new metric points are each sent; and a
+/// ledger row written before the fingerprint existed is compared in full once, then filled in.
+#[test]
+fn every_change_passes_the_cheap_check_and_old_ledger_rows_get_a_fingerprint() {
+    use std::process::Stdio;
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("fingerprint");
+    let repo = env.git_repo("app");
+    // `env.repro()` cannot spawn: the same environment on a std Command.
+    let mut bg = std::process::Command::new(assert_cmd::cargo::cargo_bin("repro"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REPRO_") || k.starts_with("XDG_") || k.starts_with("MLFLOW_") {
+            bg.env_remove(&k);
+        }
+    }
+    let mut child = bg
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .current_dir(&repo)
+        .args(["run", "--host", "--name", "long", "--", "sh", "-c"])
+        .arg("while [ ! -e go ]; do sleep 0.05; done")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        let runs = env.runs();
+        if let Some(r) = runs.first() {
+            assert_eq!(r["status"], "running");
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let pushed = |what: &str| {
+        let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+        assert_eq!(code, 0, "{what}: {err}");
+        (out, err)
+    };
+    let nothing_sent = |what: &str| {
+        let (out, err) = pushed(what);
+        assert_eq!(out, "", "{what}");
+        assert!(
+            err.contains("1 unchanged") && err.contains("(0 requests)"),
+            "{what}: {err}"
+        );
+    };
+    let server_run = || srv.run_by_repro_id(&exp, &id).unwrap();
+    let (out, _) = pushed("running");
+    assert!(out.contains("created"), "{out}");
+    assert_eq!(server_run()["info"]["status"], "RUNNING");
+    nothing_sent("still running");
+
+    std::fs::write(repo.join("go"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (out, _) = pushed("ended");
+    assert!(out.contains("updated") && out.contains("status"), "{out}");
+    let info = &server_run()["info"];
+    assert_eq!(info["status"], "FINISHED");
+    let ended =
+        chrono::DateTime::parse_from_rfc3339(env.show_json(&id)["ended_at"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(info["end_time"].as_i64(), Some(ended.timestamp_millis()));
+    nothing_sent("ended");
+
+    ok(&env, &repo, &["note", &id, "looked at it"]);
+    let (out, _) = pushed("note");
+    assert!(out.contains("updated tags"), "{out}");
+    let tags = kv(&server_run()["data"]["tags"]);
+    assert!(
+        tags["mlflow.note.content"].starts_with("looked at it"),
+        "{tags:?}"
+    );
+    nothing_sent("note");
+
+    ok(&env, &repo, &["tag", &id, "+shipped"]);
+    let (out, _) = pushed("tag");
+    assert!(out.contains("updated tags"), "{out}");
+    assert_eq!(kv(&server_run()["data"]["tags"])["shipped"], "");
+    nothing_sent("tag");
+
+    {
+        let mut store = repro::store::Store::open(&env.db()).unwrap();
+        let p = repro::capture::metrics::MetricPoint {
+            key: "loss".into(),
+            step: Some(4),
+            value: 0.25,
+            time: None,
+        };
+        store.insert_metrics(&id, &[p]).unwrap();
+    }
+    let (out, _) = pushed("metrics");
+    assert!(out.contains("updated metrics"), "{out}");
+    let mlflow_id = server_run()["info"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(history(srv, &mlflow_id, "loss").len(), 1);
+    nothing_sent("metrics");
+
+    // A ledger row from before the fingerprint (migration 10): compared in full, nothing sent,
+    // and the fingerprint is written for the next push.
+    let fingerprint = || -> Option<String> {
+        rusqlite::Connection::open(env.db())
+            .unwrap()
+            .query_row("SELECT fingerprint FROM mlflow_pushes", [], |r| r.get(0))
+            .unwrap()
+    };
+    let current = fingerprint().expect("a push records the fingerprint");
+    let forget = || {
+        let conn = rusqlite::Connection::open(env.db()).unwrap();
+        assert_eq!(
+            conn.execute("UPDATE mlflow_pushes SET fingerprint = NULL", [])
+                .unwrap(),
+            1
+        );
+    };
+    forget();
+    nothing_sent("old ledger row");
+    assert_eq!(fingerprint().as_deref(), Some(current.as_str()));
+    // An old row and a change since: the change is sent.
+    forget();
+    ok(&env, &repo, &["tag", &id, "-shipped"]);
+    let (out, _) = pushed("old row, changed");
+    assert!(out.contains("updated tags"), "{out}");
+    assert!(!kv(&server_run()["data"]["tags"]).contains_key("shipped"));
+    assert!(fingerprint().is_some());
+    nothing_sent("old row, changed");
+    assert_eq!(srv.runs(&exp).len(), 1);
+}
+
+/// A request the server refuses (HTTP 400: a param name MLflow does not allow) fails with the
+/// server's own message, names the run as still queued, writes no ledger row, and does not stop
+/// the other runs.
+#[test]
+fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("rejected");
+    let repo = env.git_repo("app");
+    ok(
+        &env,
+        &repo,
+        &["run", "--host", "--param", "lr=0.1", "--", "true"],
+    );
+    let good = env.last_id();
+    ok(
+        &env,
+        &repo,
+        &["run", "--host", "--param", "bad?name=1", "--", "true"],
+    );
+    let bad = env.last_id();
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--jobs", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 of 2 runs not pushed (they stay queued"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "the MLflow tracking server rejected runs/log-batch (HTTP 400 INVALID_PARAMETER_VALUE)"
+        ),
+        "{err}"
+    );
+    // The server's own words, naming the offending name.
+    assert!(err.contains("bad?name"), "{err}");
+    assert!(
+        err.contains("fix what the server names and push again"),
+        "{err}"
+    );
+    assert!(srv.run_by_repro_id(&exp, &good).is_some());
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let ledger: Vec<String> = conn
+        .prepare("SELECT run_id FROM mlflow_pushes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        ledger,
+        std::slice::from_ref(&good),
+        "only the acknowledged run is in the ledger"
+    );
+    // Still queued: the next push tries it again (and is refused again), never marks it pushed.
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 unchanged") && err.contains("1 failed"),
+        "{err}"
+    );
+    // The refused run was created before its log-batch failed: the retry found it by its
+    // repro.run_id tag instead of creating it twice.
+    assert!(srv.run_by_repro_id(&exp, &bad).is_some());
+    assert_eq!(srv.runs(&exp).len(), 2);
+}
