@@ -568,6 +568,65 @@ fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<Option<Strin
     Ok(Some(pulled))
 }
 
+/// Whether the container `name` ever started, from the engine's events (`start`): `None` when
+/// the events cannot be read (podman with `events_logger = "none"`, an engine that keeps none),
+/// so that only positive evidence turns a 125/126/127 into an engine error.
+pub fn container_started(engine: Engine, name: &str, debug: &dyn Fn(&str)) -> Option<bool> {
+    let mut cmd = Command::new(engine.as_str());
+    cmd.args(["events", "--filter", &format!("container={name}")]);
+    match engine {
+        // podman replays what is logged and stops.
+        Engine::Podman => cmd.args(["--stream=false", "--format", "{{.Status}}"]),
+        // docker needs a window; the container was created after repro started.
+        Engine::Docker => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let since = now.as_secs().saturating_sub(24 * 3600);
+            cmd.args([
+                "--since".to_string(),
+                since.to_string(),
+                "--until".to_string(),
+                format!("{}.{:09}", now.as_secs(), now.subsec_nanos()),
+                "--format".to_string(),
+                "{{.Status}}".to_string(),
+            ])
+        }
+    };
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            debug(&format!(
+                "{} events of {name}: {}",
+                engine.as_str(),
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+            Some(text.lines().any(|l| l.trim() == "start"))
+        }
+        Ok(o) => {
+            debug(&format!(
+                "cannot read the {} events of {name}: {}",
+                engine.as_str(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            debug(&format!("cannot run {} events: {e}", engine.as_str()));
+            None
+        }
+    }
+}
+
+/// The hint for an engine that exited `code` before the container started.
+fn start_hint(code: i32) -> String {
+    match code {
+        126 | 127 => "the command could not be executed in the image (not found there, or not executable): check the first word of the command against the image".into(),
+        _ => "an engine flag (--engine-arg, recorded with the run) or the container runtime failed: check them, and that the engine works (`repro doctor`); rootless podman in a container may need --engine-arg=--ulimit=nofile=1024:1024 (docs/faq.md)".into(),
+    }
+}
+
 /// Whether an engine's pull message says the manifest is not in the registry.
 fn looks_missing(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -725,8 +784,22 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         }
     };
     let elapsed = t0.elapsed();
-    let (status, exit_code, signal) = classify(&run, &outcome, forwarded);
+    let (mut status, exit_code, signal) = classify(&run, &outcome, forwarded);
     let mut exit = outcome.exit_code();
+    // 125/126/127 is the engine's own failure (bad flag, runtime error, command not found in
+    // the image) only when the container never started; a job exiting 125 stays `failed`.
+    if let (Some(p), Outcome::Exited(c @ 125..=127), None) = (&plan, &outcome, forwarded) {
+        let name = format!("repro-{}", run.id);
+        if container_started(p.engine, &name, &|m| ev.debug(m)) == Some(false) {
+            status = Status::Error;
+            let err = CliError::user(format!(
+                "the {} engine exited {c} before the container started (its message is above); the command never ran",
+                p.engine.as_str()
+            ))
+            .hint(start_hint(*c));
+            ev.error(&err.to_string());
+        }
+    }
     if let Outcome::NotStarted(e) = &outcome {
         exit = 1;
         let what = match &plan {
