@@ -633,8 +633,16 @@ fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest
         .args(["script", &id, "--target", "slurm", "--runtime", "podman"])
         .output()
         .unwrap();
-    let slurm = String::from_utf8_lossy(&slurm.stdout);
+    let slurm = String::from_utf8_lossy(&slurm.stdout).into_owned();
     assert!(slurm.contains("archive_layouts=("), "{slurm}");
+    let sbatch = env.root().join("rerun.sbatch");
+    std::fs::write(&sbatch, &slurm).unwrap();
+    let sc = Command::new("shellcheck").arg(&sbatch).output().unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck rerun.sbatch: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
 
     // Docker cannot take a layout by digest: the error says so.
     let fb = repro::ops::archive::pull_fallback(
