@@ -54,8 +54,14 @@ pub struct ScriptArgs {
 }
 
 /// Renders the script for a stored run. The registry options are those of `repro run` and
-/// `repro rerun` (configuration, flags, certs.d), so the script pulls as they do.
-pub fn render(run: &Run, args: &ScriptArgs, cfg: &Config) -> CliResult<String> {
+/// `repro rerun` (configuration, flags, certs.d), so the script pulls as they do, and it falls
+/// back to the `fallback` archives as they do.
+pub fn render(
+    run: &Run,
+    args: &ScriptArgs,
+    cfg: &Config,
+    fallback: Option<crate::rerun::plan::PullFallback>,
+) -> CliResult<String> {
     let engine = args.engine;
     let opts =
         crate::ops::run::registry_options(cfg, &args.insecure_registries, args.ca_cert.clone());
@@ -82,6 +88,7 @@ pub fn render(run: &Run, args: &ScriptArgs, cfg: &Config) -> CliResult<String> {
         engine,
         registry,
         ca_pem,
+        fallback,
     };
     Ok(match args.target {
         Target::Bash => bash::render(run, &bash_opts)?,
@@ -106,7 +113,11 @@ pub fn cmd_script(ctx: &Ctx, args: &ScriptArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
     let run = store.get_run(&id)?;
-    let text = render(&run, args, &ctx.config)?;
+    let fallback = match &run.image {
+        Some(img) => crate::ops::archive::recorded_fallback(&store, img)?,
+        None => None,
+    };
+    let text = render(&run, args, &ctx.config, fallback)?;
     match &args.output {
         None => print_out(&text),
         Some(path) => {

@@ -944,34 +944,7 @@ pub fn gc(dir: &Path, keep: &BTreeSet<String>) -> Result<GcReport, ArchiveError>
     Ok(report)
 }
 
-/// Where a re-run can get a run's image when the registry no longer has the digest: the
-/// recorded archives, registries first (any engine can pull them), then OCI layouts (podman
-/// pulls `oci:DIR:DIGEST`; the layout names every manifest by its digest).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullFallback {
-    /// The digest that must run (the platform manifest for a multi-arch image).
-    pub digest: String,
-    /// `REGISTRY/REPO@DIGEST` of each archive registry that holds it.
-    pub registries: Vec<String>,
-    /// Absolute OCI layout directories recorded for the run.
-    pub layouts: Vec<String>,
-    /// The normalized repository name (`docker.io/library/ubuntu`): an image pulled from a
-    /// layout is tagged `NAME:repro-archive-HEX12` so that `NAME@DIGEST` names it locally.
-    pub name: String,
-}
-
-impl PullFallback {
-    /// The local tag given to an image pulled from a layout.
-    pub fn local_tag(&self) -> String {
-        let hex = self.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
-        format!("{}:repro-archive-{}", self.name, &hex[..hex.len().min(12)])
-    }
-
-    /// The reference to run after a fallback pull from a layout.
-    pub fn local_reference(&self) -> String {
-        format!("{}@{}", self.name, self.digest)
-    }
-}
+pub use crate::rerun::plan::PullFallback;
 
 /// The fallback for a run's image given its recorded archives; `None` when the run has no
 /// pinned digest or no archive.
@@ -988,88 +961,49 @@ pub fn pull_fallback(image: &Image, archives: &[ArchiveRecord]) -> Option<PullFa
         name,
     };
     for a in archives {
-        match a.kind {
-            ArchiveKind::Registry => fb.registries.push(format!("{}@{digest}", a.location)),
-            ArchiveKind::OciLayout => fb.layouts.push(a.location.clone()),
+        let (list, entry) = match a.kind {
+            ArchiveKind::Registry => (&mut fb.registries, format!("{}@{digest}", a.location)),
+            ArchiveKind::OciLayout => (&mut fb.layouts, a.location.clone()),
+        };
+        if !list.contains(&entry) {
+            list.push(entry);
         }
     }
     Some(fb)
 }
 
-/// The bash lines that replace the plain pull of the re-run script: pull `$image`; when that
-/// fails, try each archive registry (and run from it), then each layout with podman (pulled,
-/// tagged so `$image` names it). Docker cannot load an OCI layout by manifest digest, so with
-/// docker the script says how to proceed. Words are quoted with `quote`; the digest check that
-/// follows in the script still proves the image that runs has the recorded digest.
-pub fn bash_pull_with_fallback(
-    fb: &PullFallback,
-    quote: &dyn Fn(&str) -> Option<String>,
-) -> Option<String> {
-    let list = |xs: &[String]| -> Option<String> {
-        xs.iter()
-            .map(|x| quote(x))
-            .collect::<Option<Vec<_>>>()
-            .map(|w| w.join(" "))
-    };
-    Some(format!(
-        r#"archive_digest={digest}
-archive_registries=({registries})
-archive_layouts=({layouts})
-archive_local_tag={tag}
-archive_local_ref={local}
-if ((dry_run)); then
-  run "$engine" pull "$image"
-elif ! "$engine" pull "$image" >&2; then
-  note "$image could not be pulled; trying the recorded archives"
-  pulled=0
-  for archived in "${{archive_registries[@]}}"; do
-    if "$engine" pull "$archived" >&2; then image=$archived; pulled=1; break; fi
-  done
-  if ((!pulled)); then
-    if [[ $("$engine" --version 2>/dev/null) == podman* ]]; then
-      for dir in "${{archive_layouts[@]}}"; do
-        [[ -f $dir/blobs/sha256/${{archive_digest#sha256:}} ]] || continue
-        # podman names the pulled image after the layout's path, which must then be a valid
-        # lowercase repository name: pull through a link with such a name.
-        archive_link=/tmp/repro-archive-${{archive_digest:7:12}}-$$
-        ln -sfn "$dir" "$archive_link"
-        archived_id=$("$engine" pull -q "oci:$archive_link:$archive_digest") || archived_id=''
-        rm -f "$archive_link"
-        if [[ -n $archived_id ]]; then
-          "$engine" tag "$archived_id" "$archive_local_tag" >&2
-          image=$archive_local_ref
-          pulled=1
-          note "pulled $archive_digest from the archive $dir"
-          break
-        fi
-      done
-    elif ((${{#archive_layouts[@]}})); then
-      note "docker cannot load an OCI layout by manifest digest: re-run with REPRO_ENGINE=podman, or copy it with skopeo copy oci:DIR:$archive_digest docker-daemon:NAME:TAG"
-    fi
-  fi
-  ((pulled)) || die "$image is gone from the registry and no recorded archive provided $archive_digest"
-fi
-"#,
-        digest = quote(&fb.digest)?,
-        registries = list(&fb.registries)?,
-        layouts = list(&fb.layouts)?,
-        tag = quote(&fb.local_tag())?,
-        local = quote(&fb.local_reference())?,
-    ))
+/// The fallback of `image` from every archive recorded for its digest (platform or index), by
+/// whichever run: what `repro run`, `repro rerun` and `repro script` give the engine plan.
+pub fn recorded_fallback(
+    store: &crate::store::Store,
+    image: &Image,
+) -> Result<Option<PullFallback>, StoreError> {
+    let digests: Vec<&str> = [image.digest.as_deref(), image.index_digest.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if digests.is_empty() {
+        return Ok(None);
+    }
+    Ok(pull_fallback(image, &store.archives_of_digests(&digests)?))
 }
 
-/// For `repro rerun`: after the registry pull of the run's image failed, pulls it from the
-/// archives with `engine` (`run_engine(args)` runs the engine with the same registry flags as
-/// the normal pull and returns its stdout) and returns the reference to run. The caller then
-/// checks the digest as for any pull.
+/// For `repro run`/`repro rerun`: after the registry pull of the run's image failed, pulls it
+/// from the archives with the engine (`run_engine(args)` runs it and returns its stdout) and
+/// returns the reference to run. Archive registries are pulled with `pull_flags`, the registry
+/// flags of the normal pull. The caller then checks the digest as for any pull.
 pub fn pull_from_archives(
     engine_is_podman: bool,
     fb: &PullFallback,
+    pull_flags: &[String],
     run_engine: &mut dyn FnMut(&[String]) -> Result<String, String>,
 ) -> Result<String, String> {
     let mut tried: Vec<String> = Vec::new();
     for r in &fb.registries {
-        match run_engine(&["pull".into(), r.clone()]) {
+        let mut args = vec!["pull".to_string()];
+        args.extend(pull_flags.iter().cloned());
+        args.push(r.clone());
+        match run_engine(&args) {
             Ok(_) => return Ok(r.clone()),
             Err(e) => tried.push(format!("{r}: {e}")),
         }
@@ -1081,9 +1015,13 @@ pub fn pull_from_archives(
             ));
             continue;
         }
+        let hex = fb.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
+        if !Path::new(dir).join("blobs/sha256").join(hex).is_file() {
+            tried.push(format!("{dir}: the layout does not hold {}", fb.digest));
+            continue;
+        }
         // podman names the pulled image after the layout's path, which must then be a valid
         // lowercase repository name: pull through a link with such a name.
-        let hex = fb.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
         let link = std::env::temp_dir().join(format!(
             "repro-archive-{}-{}",
             &hex[..hex.len().min(12)],

@@ -138,32 +138,42 @@ pub fn audit(
 ) -> AuditReport {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     let mut unpinned = Vec::new();
+    // Thousands of runs share a few hundred references: each is parsed once.
+    let mut parsed_refs: BTreeMap<&str, Option<(Reference, String)>> = BTreeMap::new();
     for run in &req.runs {
         let Some(image) = &run.image else { continue };
         let Some(digest) = &image.digest else {
             unpinned.push(run.id.clone());
             continue;
         };
-        let Ok(parsed) = reference::parse_normalized(&image.reference) else {
+        let parsed = parsed_refs
+            .entry(image.reference.as_str())
+            .or_insert_with(|| {
+                reference::parse_normalized(&image.reference).ok().map(|p| {
+                    let name = p.name();
+                    (p, name)
+                })
+            });
+        let Some((parsed, name)) = parsed else {
             unpinned.push(run.id.clone());
             continue;
         };
-        let mut repo = parsed.clone();
-        repo.tag = None;
-        repo.digest = None;
-        let key = (repo.name(), digest.clone());
-        groups
-            .entry(key)
-            .or_insert_with(|| Group {
-                repo,
-                reference: image.reference.clone(),
-                tag: parsed.tag.clone(),
-                digest: digest.clone(),
-                index_digest: image.index_digest.clone(),
-                runs: Vec::new(),
-            })
-            .runs
-            .push(run.id.clone());
+        let group = groups
+            .entry((name.clone(), digest.clone()))
+            .or_insert_with(|| {
+                let mut repo = parsed.clone();
+                repo.tag = None;
+                repo.digest = None;
+                Group {
+                    repo,
+                    reference: image.reference.clone(),
+                    tag: parsed.tag.clone(),
+                    digest: digest.clone(),
+                    index_digest: image.index_digest.clone(),
+                    runs: Vec::new(),
+                }
+            });
+        group.runs.push(run.id.clone());
     }
     let groups: Vec<Group> = groups.into_values().collect();
 
@@ -213,11 +223,15 @@ pub fn audit(
         }
     }
     let no_tags = RepoTags::default();
+    let repo_index: BTreeMap<String, usize> = repo_list
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name(), i))
+        .collect();
     let tags_of = |repo: &Reference| -> &RepoTags {
-        repo_list
-            .iter()
-            .position(|r| r == repo)
-            .map(|i| &repo_tags[i])
+        repo_index
+            .get(&repo.name())
+            .map(|i| &repo_tags[*i])
             .unwrap_or(&no_tags)
     };
 
@@ -244,7 +258,14 @@ pub fn audit(
             archives: Vec::new(),
             error: None,
         };
+        let t = tags_of(&g.repo);
         let present = |d: &str| -> Result<bool, String> {
+            // A tag that the listing just looked up points at `d`: the registry serves it, and
+            // the `HEAD` by digest would only repeat that answer (half the requests of an
+            // audit where every digest is still tagged).
+            if t.by_digest.contains_key(d) {
+                return Ok(true);
+            }
             let digest = Digest::parse(d).map_err(|e| e.to_string())?;
             client.has_manifest(&g.repo, &digest).map_err(message)
         };
@@ -260,7 +281,6 @@ pub fn audit(
             Some(Err(e)) => errors.push(e.clone()),
             None => {}
         }
-        let t = tags_of(&g.repo);
         if let Some(tag) = &g.tag {
             let want = g.index_digest.as_deref().unwrap_or(&g.digest);
             // The listing already looked every tag up; ask again only when it was cut short.

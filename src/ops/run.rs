@@ -461,6 +461,10 @@ pub fn engine_hint(message: &str) -> String {
     {
         "the registry wants credentials: log in with `podman login HOST` / `docker login HOST`"
             .into()
+    } else if m.contains("no archive of it is recorded")
+        || m.contains("no recorded archive provided")
+    {
+        "the image is gone from the registry: while a registry still has an image, keep a copy with `repro image archive ID --to DIR` (a re-run then falls back to it); `repro audit` lists the runs at risk".into()
     } else if m.contains("rlimit") || m.contains("ulimit") || m.contains("setrlimit") {
         "the engine could not set resource limits (rootless podman in a container): pass --engine-arg=--ulimit=nofile=1024:1024 or set default_ulimits in containers.conf — see docs/faq.md".into()
     } else {
@@ -469,8 +473,10 @@ pub fn engine_hint(message: &str) -> String {
     }
 }
 
-/// Pulls the plan's image unless the engine already has it; `Err` carries the engine's message.
-fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<(), String> {
+/// Pulls the plan's image unless the engine already has it. When the registry pull fails and
+/// the plan has recorded archives, pulls from them and returns the reference to run instead
+/// (its digest checked). `Err` carries the engine's message.
+fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<Option<String>, String> {
     let engine = plan.engine.as_str();
     let present = Command::new(engine)
         .args(["image", "inspect", "--format", "{{.Id}}", &plan.image])
@@ -482,7 +488,7 @@ fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<(), String> 
         .unwrap_or(false);
     if present {
         ev.debug(&format!("{engine} already has {}", plan.image));
-        return Ok(());
+        return Ok(None);
     }
     let args = plan.pull_args(b);
     ev.status(&format!("pulling {}", plan.image));
@@ -493,14 +499,138 @@ fn pull(ev: &dyn Events, plan: &EnginePlan, b: &Bindings) -> Result<(), String> 
         .output()
         .map_err(|e| format!("cannot start {engine}: {e}"))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if msg.is_empty() {
-            msg = format!("{engine} pull exited with {}", out.status);
-        }
-        Err(msg)
+        return Ok(None);
     }
+    let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if msg.is_empty() {
+        msg = format!("{engine} pull exited with {}", out.status);
+    }
+    let digest = plan.image.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    let Some(fb) = &plan.fallback else {
+        if looks_missing(&msg) && !digest.is_empty() {
+            return Err(format!(
+                "the registry no longer has {digest} ({}) and no archive of it is recorded: {msg}",
+                plan.image
+            ));
+        }
+        return Err(msg);
+    };
+    ev.warn(&format!(
+        "{} could not be pulled ({}); trying the recorded archives",
+        plan.image,
+        msg.lines().last().unwrap_or("")
+    ));
+    let flags: Vec<String> = args
+        .iter()
+        .skip(1)
+        .take(args.len().saturating_sub(2))
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut run_engine = |a: &[String]| -> Result<String, String> {
+        ev.debug(&format!("exec: {engine} {}", a.join(" ")));
+        let o = Command::new(engine)
+            .args(a)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot start {engine}: {e}"))?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        }
+    };
+    let pulled = crate::ops::archive::pull_from_archives(
+        plan.engine == Engine::Podman,
+        fb,
+        &flags,
+        &mut run_engine,
+    )
+    .map_err(|e| format!("the registry pull failed ({msg}) and {e}"))?;
+    // The archive's copy must be the recorded image: the engine reports its digest.
+    let digests = run_engine(&[
+        "image".into(),
+        "inspect".into(),
+        "--format".into(),
+        "{{range .RepoDigests}}{{println .}}{{end}}".into(),
+        pulled.clone(),
+    ])?;
+    if !digests
+        .lines()
+        .any(|l| l.trim().ends_with(&format!("@{}", fb.digest)))
+    {
+        return Err(format!(
+            "{engine} does not report digest {} for {pulled} pulled from the archive (it reports: {})",
+            fb.digest,
+            digests.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    ev.status(&format!("pulled {} from the archive ({pulled})", fb.digest));
+    Ok(Some(pulled))
+}
+
+/// Whether the container `name` ever started, from the engine's events (`start`): `None` when
+/// the events cannot be read (podman with `events_logger = "none"`, an engine that keeps none),
+/// so that only positive evidence turns a 125/126/127 into an engine error.
+pub fn container_started(engine: Engine, name: &str, debug: &dyn Fn(&str)) -> Option<bool> {
+    let mut cmd = Command::new(engine.as_str());
+    cmd.args(["events", "--filter", &format!("container={name}")]);
+    match engine {
+        // podman replays what is logged and stops.
+        Engine::Podman => cmd.args(["--stream=false", "--format", "{{.Status}}"]),
+        // docker needs a window; the container was created after repro started.
+        Engine::Docker => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let since = now.as_secs().saturating_sub(24 * 3600);
+            cmd.args([
+                "--since".to_string(),
+                since.to_string(),
+                "--until".to_string(),
+                format!("{}.{:09}", now.as_secs(), now.subsec_nanos()),
+                "--format".to_string(),
+                "{{.Status}}".to_string(),
+            ])
+        }
+    };
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            debug(&format!(
+                "{} events of {name}: {}",
+                engine.as_str(),
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+            Some(text.lines().any(|l| l.trim() == "start"))
+        }
+        Ok(o) => {
+            debug(&format!(
+                "cannot read the {} events of {name}: {}",
+                engine.as_str(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            debug(&format!("cannot run {} events: {e}", engine.as_str()));
+            None
+        }
+    }
+}
+
+/// The hint for an engine that exited `code` before the container started.
+fn start_hint(code: i32) -> String {
+    match code {
+        126 | 127 => "the command could not be executed in the image (not found there, or not executable): check the first word of the command against the image".into(),
+        _ => "an engine flag (--engine-arg, recorded with the run) or the container runtime failed: check them, and that the engine works (`repro doctor`); rootless podman in a container may need --engine-arg=--ulimit=nofile=1024:1024 (docs/faq.md)".into(),
+    }
+}
+
+/// Whether an engine's pull message says the manifest is not in the registry.
+fn looks_missing(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("manifest unknown") || m.contains("not found") || m.contains("404")
 }
 
 fn display(args: &[OsString]) -> String {
@@ -561,7 +691,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         .as_deref()
         .and_then(Engine::parse)
         .unwrap_or(Engine::Podman);
-    let plan = EnginePlan::of(
+    let mut plan = EnginePlan::of(
         &run,
         engine,
         &PlanOptions {
@@ -569,9 +699,19 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
             tty: want_tty(),
             registry: x.registry.clone(),
         },
-    );
+    )
+    .map(|p| {
+        // When the registry no longer has the digest, the recorded archives still do.
+        let fb = run.image.as_ref().and_then(|img| {
+            crate::ops::archive::recorded_fallback(store, img).unwrap_or_else(|e| {
+                ev.warn(&format!("cannot read the recorded archives: {e}"));
+                None
+            })
+        });
+        p.with_fallback(fb)
+    });
     let mut engine_error = None;
-    let mut spawn = match &plan {
+    let mut spawn = match &mut plan {
         Some(plan) => {
             let mut b = Bindings {
                 src: x.mount_src.clone().unwrap_or_else(|| {
@@ -596,7 +736,11 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
             };
             b.cert_dir = cert.as_ref().map(|c| c.0.clone());
             if engine_error.is_none() {
-                engine_error = pull(ev, plan, &b).err();
+                match pull(ev, plan, &b) {
+                    Ok(Some(archived)) => *plan = plan.clone().running(archived),
+                    Ok(None) => {}
+                    Err(e) => engine_error = Some(e),
+                }
             }
             Spawn {
                 program: engine.as_str().into(),
@@ -640,8 +784,22 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         }
     };
     let elapsed = t0.elapsed();
-    let (status, exit_code, signal) = classify(&run, &outcome, forwarded);
+    let (mut status, exit_code, signal) = classify(&run, &outcome, forwarded);
     let mut exit = outcome.exit_code();
+    // 125/126/127 is the engine's own failure (bad flag, runtime error, command not found in
+    // the image) only when the container never started; a job exiting 125 stays `failed`.
+    if let (Some(p), Outcome::Exited(c @ 125..=127), None) = (&plan, &outcome, forwarded) {
+        let name = format!("repro-{}", run.id);
+        if container_started(p.engine, &name, &|m| ev.debug(m)) == Some(false) {
+            status = Status::Error;
+            let err = CliError::user(format!(
+                "the {} engine exited {c} before the container started (its message is above); the command never ran",
+                p.engine.as_str()
+            ))
+            .hint(start_hint(*c));
+            ev.error(&err.to_string());
+        }
+    }
     if let Outcome::NotStarted(e) = &outcome {
         exit = 1;
         let what = match &plan {

@@ -163,6 +163,10 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
                 engine: Some(crate::exec::Engine::Podman),
                 registry,
                 ca_pem,
+                fallback: match &orig.image {
+                    Some(img) => crate::ops::archive::recorded_fallback(store, img)?,
+                    None => None,
+                },
             },
         },
     )?;

@@ -4,7 +4,7 @@
 
 use crate::record::{ExecMode, Run};
 
-use super::plan::{EnginePlan, PlanOptions, RegistryFlags, Word};
+use super::plan::{EnginePlan, PlanOptions, PullFallback, RegistryFlags, Word};
 use super::{
     checkout_section, datasets_section, env_words, finish_section, header_comments, host_dirs,
     image_ref, prelude, shared_tools, Engine, Quoter, RenderError,
@@ -21,6 +21,9 @@ pub struct BashOptions {
     /// The CA certificates' PEM text (every file of `registry.ca_files`), embedded when the
     /// pull needs a `--cert-dir`.
     pub ca_pem: Option<String>,
+    /// The recorded archives the pull falls back to when the registry no longer has the digest
+    /// (`ops::archive::recorded_fallback`); `None`: the registry only.
+    pub fallback: Option<PullFallback>,
 }
 
 /// Renders the bash re-run script of `run`.
@@ -128,6 +131,7 @@ fn plan_word(q: &Quoter<'_>, w: &Word, src: &str) -> Result<String, RenderError>
         Word::ExtraMounts => "\"${mount_flags[@]}\"".into(),
         Word::CertDir => "\"--cert-dir=$cert_dir\"".into(),
         Word::Metrics => "\"${metrics_flags[@]}\"".into(),
+        Word::Image => "\"$image\"".into(),
     })
 }
 
@@ -157,10 +161,12 @@ fn plan_arrays(
                 .collect::<Result<Vec<_>, _>>()?
                 .join(" "))
         };
+        // The pull is `pull FLAGS… IMAGE`: the flags are kept apart so that a pull from an
+        // archive registry uses them too.
         let (name, ws) = if pull {
-            ("pull_args", &plan.pull)
+            ("pull_flags", plan.pull_flags())
         } else {
-            ("run_args", &plan.run)
+            ("run_args", &plan.run[..])
         };
         s.push_str(&format!("  {pat}) {name}=({}) ;;\n", words(ws)?));
     }
@@ -176,9 +182,11 @@ pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, Ren
     };
     let (reference, digest) = image_ref(run, img)?;
     let mut s = String::from("\n# --- image ---\n");
+    // The engine plan's name (normalized, so no engine applies its own short-name resolution);
+    // a pull from an archive registry replaces it.
     s.push_str(&format!(
         "image={}\n",
-        q.str("image reference", &reference)?
+        q.str("image reference", &super::plan::engine_image_name(img))?
     ));
     let with_ca = opts.registry.needs_cert_dir();
     if with_ca && opts.ca_pem.is_none() {
@@ -198,7 +206,13 @@ pub(crate) fn image_section(run: &Run, opts: &BashOptions) -> Result<String, Ren
     s.push_str(&plan_arrays(run, opts, &mount_src, true)?);
     s.push_str(&q.note(&format!("pulling {reference}")));
     // Status goes to stderr: stdout carries only what the re-run command prints.
-    s.push_str("if ((dry_run)); then run \"$engine\" \"${pull_args[@]}\"; else \"$engine\" \"${pull_args[@]}\" >&2 || die \"$engine could not pull $image (see its message above; docs/faq.md lists the usual causes: plain HTTP, certificates, credentials)\"; fi\n");
+    // The plan keeps a fallback only for the digest it runs.
+    let fallback = EnginePlan::of(run, Engine::Podman, &PlanOptions::default())
+        .and_then(|p| p.with_fallback(opts.fallback.clone()).fallback);
+    match &fallback {
+        Some(fb) => s.push_str(&pull_with_fallback(&q, fb)?),
+        None => s.push_str(PLAIN_PULL),
+    }
     if with_ca {
         s.push_str("if ((!dry_run)); then\n  rm -rf -- \"$cert_dir\"\n  trap - EXIT\nfi\n");
     }
@@ -223,6 +237,75 @@ fi
         ))),
     }
     Ok(s)
+}
+
+/// The pull when no archive is recorded: the registry only.
+const PLAIN_PULL: &str = "if ((dry_run)); then run \"$engine\" pull \"${pull_flags[@]}\" \"$image\"; else \"$engine\" pull \"${pull_flags[@]}\" \"$image\" >&2 || die \"$engine could not pull $image (see its message above; docs/faq.md lists the usual causes: plain HTTP, certificates, credentials; a digest gone from the registry needs an archive: repro image archive keeps one, repro audit lists runs at risk)\"; fi\n";
+
+/// The pull with the recorded archives: the registry first; when that fails, each archive
+/// registry (pulled with the same flags, and run from there), then each OCI layout with podman
+/// (pulled, tagged so that `NAME@DIGEST` names it). Docker cannot load an OCI layout by
+/// manifest digest, so with docker the script says how to proceed. The digest check that
+/// follows still proves the image that runs has the recorded digest.
+fn pull_with_fallback(q: &Quoter<'_>, fb: &PullFallback) -> Result<String, RenderError> {
+    let list = |what: &str, xs: &[String]| -> Result<String, RenderError> {
+        Ok(xs
+            .iter()
+            .map(|x| q.str(what, x))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" "))
+    };
+    Ok(format!(
+        r#"archive_digest={digest}
+archive_registries=({registries})
+archive_layouts=({layouts})
+if ((dry_run)); then
+  run "$engine" pull "${{pull_flags[@]}}" "$image"
+elif ! "$engine" pull "${{pull_flags[@]}}" "$image" >&2; then
+  note "$image could not be pulled; trying the recorded archives"
+  pulled=0
+  for archived in "${{archive_registries[@]}}"; do
+    if "$engine" pull "${{pull_flags[@]}}" "$archived" >&2; then
+      image=$archived
+      pulled=1
+      note "pulled $archive_digest from the archive registry $archived"
+      break
+    fi
+  done
+  if ((!pulled)) && ((${{#archive_layouts[@]}})); then
+    case ${{engine##*/}} in
+      podman*)
+        for dir in "${{archive_layouts[@]}}"; do
+          [[ -f $dir/blobs/sha256/${{archive_digest#*:}} ]] || continue
+          # podman names the pulled image after the layout's path, which must then be a valid
+          # lowercase repository name: pull through a link with such a name.
+          archive_link=/tmp/repro-archive-${{archive_digest:7:12}}-$$
+          ln -sfn -- "$dir" "$archive_link"
+          archived_id=$("$engine" pull -q "oci:$archive_link:$archive_digest") || archived_id=''
+          rm -f -- "$archive_link"
+          if [[ -n $archived_id ]]; then
+            "$engine" tag "$archived_id" {tag} >&2
+            image={local}
+            pulled=1
+            note "pulled $archive_digest from the archive $dir"
+            break
+          fi
+        done
+        ;;
+      *)
+        note "docker cannot load an OCI layout by manifest digest: re-run with REPRO_ENGINE=podman, or copy it with skopeo copy oci:DIR:$archive_digest docker-daemon:NAME:TAG"
+        ;;
+    esac
+  fi
+  ((pulled)) || die "the registry no longer serves $image and no recorded archive provided $archive_digest (repro audit checks the archives)"
+fi
+"#,
+        digest = q.str("image digest", &fb.digest)?,
+        registries = list("archive registry", &fb.registries)?,
+        layouts = list("archive directory", &fb.layouts)?,
+        tag = q.str("image reference", &fb.local_tag())?,
+        local = q.str("image reference", &fb.local_reference())?,
+    ))
 }
 
 /// `REPRO_RUN_ID` and `REPRO_METRICS` as `repro run` sets them, so a job that reports metrics

@@ -30,6 +30,40 @@ pub enum Word {
     /// `--env=REPRO_RUN_ID --env=REPRO_METRICS --volume=FILE:FILE`: the run's metrics file at the
     /// same path inside (docs/metrics.md); nothing when there is no file.
     Metrics,
+    /// The image to pull or run: [`EnginePlan::image`], which a pull from an archive registry
+    /// replaces by the archive's `REGISTRY/REPO@DIGEST` (the script's `$image`).
+    Image,
+}
+
+/// Where a re-run can get a run's image when the registry no longer has the digest: the
+/// recorded archives, registries first (any engine can pull them), then OCI layouts (podman
+/// pulls `oci:DIR:DIGEST`; the layout names every manifest by its digest). Built from the
+/// store's archive records by `ops::archive::pull_fallback`; part of the plan so that
+/// `repro run`/`repro rerun`, the bash script and the Slurm script fall back alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullFallback {
+    /// The digest that must run (the platform manifest for a multi-arch image).
+    pub digest: String,
+    /// `REGISTRY/REPO@DIGEST` of each archive registry that holds it.
+    pub registries: Vec<String>,
+    /// Absolute OCI layout directories recorded for the image.
+    pub layouts: Vec<String>,
+    /// The normalized repository name (`docker.io/library/ubuntu`): an image pulled from a
+    /// layout is tagged `NAME:repro-archive-HEX12` so that `NAME@DIGEST` names it locally.
+    pub name: String,
+}
+
+impl PullFallback {
+    /// The local tag given to an image pulled from a layout.
+    pub fn local_tag(&self) -> String {
+        let hex = self.digest.split_once(':').map(|(_, h)| h).unwrap_or("");
+        format!("{}:repro-archive-{}", self.name, &hex[..hex.len().min(12)])
+    }
+
+    /// The reference to run after a fallback pull from a layout.
+    pub fn local_reference(&self) -> String {
+        format!("{}@{}", self.name, self.digest)
+    }
 }
 
 /// How the engine reaches the registry for the pull: podman `--tls-verify=false` for an insecure
@@ -80,12 +114,15 @@ pub struct EnginePlan {
     pub engine: Engine,
     /// `name@digest` (or the reference as written when unpinned).
     pub image: String,
-    /// Arguments of `<engine>` for the pull (`pull [registry flags] IMAGE`).
+    /// Arguments of `<engine>` for the pull (`pull [registry flags] IMAGE`): always `pull`
+    /// first and [`Word::Image`] last, the registry flags between ([`EnginePlan::pull_flags`]).
     pub pull: Vec<Word>,
     /// Arguments of `<engine>` for the run (`run --rm -i … IMAGE ARGV…`), argv as raw bytes.
     pub run: Vec<Word>,
     /// The recorded argv, appended after `run`.
     pub argv: Vec<Vec<u8>>,
+    /// The recorded archives to pull from when the registry pull fails ([`EnginePlan::with_fallback`]).
+    pub fallback: Option<PullFallback>,
 }
 
 /// Values for the placeholders when the plan is executed natively.
@@ -154,7 +191,7 @@ impl EnginePlan {
                 pull.push(Word::CertDir);
             }
         }
-        pull.push(lit(&image));
+        pull.push(Word::Image);
 
         let (workdir, inner) = container_dirs(run);
         let mut r = vec![lit("run"), lit("--rm"), lit("-i")];
@@ -190,21 +227,46 @@ impl EnginePlan {
             }
         }
         r.extend(run.exec.engine_args.iter().map(|a| lit(a)));
-        r.push(Word::Lit(image.clone()));
+        r.push(Word::Image);
         Some(EnginePlan {
             engine,
             image,
             pull,
             run: r,
             argv: run.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            fallback: None,
         })
     }
 
-    fn bind(words: &[Word], b: &Bindings) -> Vec<OsString> {
+    /// The plan that falls back to these archives when the registry pull fails (`None`: no
+    /// archive recorded). The fallback must be for the plan's digest.
+    pub fn with_fallback(mut self, fallback: Option<PullFallback>) -> EnginePlan {
+        self.fallback = fallback.filter(|f| self.image.ends_with(&format!("@{}", f.digest)));
+        self
+    }
+
+    /// The plan running `image` instead (a reference pulled from an archive, with the same
+    /// digest): the pull and run words name it.
+    pub fn running(mut self, image: String) -> EnginePlan {
+        self.image = image;
+        self
+    }
+
+    /// The registry flags of the pull (between `pull` and the image).
+    pub fn pull_flags(&self) -> &[Word] {
+        let n = self.pull.len();
+        if n < 2 {
+            return &[];
+        }
+        &self.pull[1..n - 1]
+    }
+
+    fn bind(&self, words: &[Word], b: &Bindings) -> Vec<OsString> {
         let mut out = Vec::new();
         for w in words {
             match w {
                 Word::Lit(s) => out.push(OsString::from(s)),
+                Word::Image => out.push(OsString::from(&self.image)),
                 Word::Src { prefix, suffix } => {
                     let mut o = OsString::from(prefix);
                     o.push(b.src.as_os_str());
@@ -244,13 +306,13 @@ impl EnginePlan {
 
     /// The pull arguments (after the engine program) with the placeholders filled.
     pub fn pull_args(&self, b: &Bindings) -> Vec<OsString> {
-        Self::bind(&self.pull, b)
+        self.bind(&self.pull, b)
     }
 
     /// The run arguments (after the engine program), argv included, placeholders filled.
     pub fn run_args(&self, b: &Bindings) -> Vec<OsString> {
         use std::os::unix::ffi::OsStringExt;
-        let mut a = Self::bind(&self.run, b);
+        let mut a = self.bind(&self.run, b);
         a.extend(self.argv.iter().map(|v| OsString::from_vec(v.clone())));
         a
     }

@@ -3,6 +3,7 @@
 
 mod annotate;
 pub mod archive;
+mod archive_fallback;
 pub mod attest;
 mod durable;
 pub mod filesystem;

@@ -472,141 +472,272 @@ fn bad_destinations_are_refused_without_recording() {
     assert!(!shown.contains("archived"), "nothing recorded: {shown}");
 }
 
-/// The pull line of the bash target as rendered today; the fallback replaces it (see
-/// AUDIT-WIRING.md for where the renderer calls it once the engine plan lands).
-const PLAIN_PULL: &str = "if ((dry_run)); then run \"$engine\" \"${pull_args[@]}\"; else \"$engine\" \"${pull_args[@]}\" >&2 || die \"$engine could not pull $image (see its message above; docs/faq.md lists the usual causes: plain HTTP, certificates, credentials)\"; fi\n";
-
-#[test]
-fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest() {
-    use crate::support::engine::Podman;
-    use repro::ops::archive::{bash_pull_with_fallback, pull_fallback, pull_from_archives};
-
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let podman = Podman::new(&[&registry.addr()]);
-    let env = TestEnv::new();
-    let repo = env.git_repo("proj");
-    let image = registry.reference("team/trainer", "1.0");
-    let mut cmd = env.repro();
-    cmd.current_dir(&repo)
+/// Runs `bash SCRIPT WORKDIR` with `podman`'s setup; returns (code, stdout, stderr).
+fn bash_script(
+    env: &TestEnv,
+    script: &Path,
+    podman: &crate::support::engine::Podman,
+    work: &str,
+) -> (i32, String, String) {
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(env.root().join(work))
         .envs(podman.env().iter().map(|(k, v)| (k, v)))
-        .args(["run", "-q", "--engine", "podman", "--image", &image])
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The digests of the images a podman store holds.
+fn podman_digests(podman: &crate::support::engine::Podman) -> BTreeSet<String> {
+    let listed = podman
+        .command()
+        .args(["images", "--format", "{{.Digest}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `repro script` of `id` into `name`, checked by shellcheck with no exclusion.
+fn script_of(env: &TestEnv, id: &str, name: &str) -> (PathBuf, String) {
+    require_tool("shellcheck");
+    let script = env.root().join(name);
+    env.repro()
+        .args(["script", id, "-o", script.to_str().unwrap()])
+        .assert()
+        .success();
+    let sc = Command::new("shellcheck").arg(&script).output().unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    (script, text)
+}
+
+/// `repro rerun ID` in `cwd` with `podman`'s setup; returns (code, stdout, stderr).
+fn rerun_with(
+    env: &TestEnv,
+    cwd: &Path,
+    podman: &crate::support::engine::Podman,
+    id: &str,
+) -> (i32, String, String) {
+    let out = env
+        .repro()
+        .current_dir(cwd)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["rerun", id])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Records a podman run of `image` in a fresh git repository; returns its id.
+fn record_podman_run(
+    env: &TestEnv,
+    podman: &crate::support::engine::Podman,
+    image: &str,
+) -> (String, PathBuf) {
+    let repo = env.git_repo("proj");
+    let first = env
+        .repro()
+        .current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", image])
         .args(["--engine-arg=--network=none", "--"])
-        .args(["/bin/busybox", "sh", "-c", "echo ran-from-image"]);
-    let first = cmd.output().unwrap();
+        .args(["/bin/busybox", "sh", "-c", "echo ran-from-image"])
+        .output()
+        .unwrap();
     assert_eq!(
         first.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let id = env.last_id();
+    (env.last_id(), repo)
+}
+
+#[test]
+fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest() {
+    use crate::support::engine::Podman;
+
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let (id, repo) = record_podman_run(&env, &podman, &registry.reference("team/trainer", "1.0"));
     let dir = env.root().join("archive");
     archive(&env, &[&id], &dir, &[]);
 
     // The registry loses the digest.
-    registry.push_busybox("team/trainer", "1.0");
+    registry.push_busybox_with_labels("team/trainer", "1.0", &[("moved", "yes")]);
     registry.delete_manifest("team/trainer", &digest);
     registry.garbage_collect();
+    let gone = registry
+        .request("HEAD", &format!("/v2/team/trainer/manifests/{digest}"))
+        .call();
+    assert!(gone.is_err(), "the registry still serves {digest}");
 
-    let store = repro::store::Store::open(&env.db()).unwrap();
-    let run = store.get_run(&id).unwrap();
-    let records = store.archives(&id).unwrap();
-    let fb = pull_fallback(run.image.as_ref().unwrap(), &records).expect("a fallback");
-    assert_eq!(fb.digest, digest);
-
-    let script = env.root().join("rerun.sh");
-    env.repro()
-        .args(["script", &id, "-o", script.to_str().unwrap()])
-        .assert()
-        .success();
-    let text = std::fs::read_to_string(&script).unwrap();
-    assert!(text.contains(PLAIN_PULL), "the pull line changed:\n{text}");
-    let snippet =
-        bash_pull_with_fallback(&fb, &|s| repro::rerun::quote::bash_str(s).ok()).expect("snippet");
-    std::fs::write(&script, text.replace(PLAIN_PULL, &snippet)).unwrap();
-    // The spliced snippet pulls by itself, so the plan's `pull_args` is left unused (SC2034) until
-    // the fallback is wired into the engine plan.
-    let sc = Command::new("shellcheck")
-        .args(["--exclude=SC2034"])
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        sc.status.success(),
-        "shellcheck: {}",
-        String::from_utf8_lossy(&sc.stdout)
-    );
+    // The script `repro script` writes carries the fallback itself: shellcheck-clean as is.
+    let (script, text) = script_of(&env, &id, "rerun.sh");
+    assert!(text.contains("archive_layouts=("), "{text}");
+    assert!(text.contains(&dir.display().to_string()), "{text}");
 
     // A fresh podman (nothing cached) re-runs it from the archive.
     let fresh = Podman::new(&[&registry.addr()]);
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(env.root().join("work"))
-        .envs(fresh.env().iter().map(|(k, v)| (k, v)))
-        .env("HOME", env.home())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stdout, stderr) = bash_script(&env, &script, &fresh, "work");
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "ran-from-image\n", "{stderr}");
     assert!(stderr.contains("from the archive"), "{stderr}");
     assert!(
         stderr.contains(&format!("reports digest {digest}")),
         "{stderr}"
     );
-    let listed = fresh
-        .command()
-        .args(["images", "--format", "{{.Digest}}"])
-        .output()
-        .unwrap();
-    let digests: BTreeSet<String> = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
     assert_eq!(
-        digests,
+        podman_digests(&fresh),
         BTreeSet::from([digest.clone()]),
         "only the recorded digest"
     );
 
-    // The same fallback for `repro rerun`, through the engine directly.
+    // `repro rerun` falls back the same way through the engine plan, and records the re-run.
     let other = Podman::new(&[&registry.addr()]);
-    let mut engine = |args: &[String]| -> Result<String, String> {
-        let o = other
-            .command()
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if o.status.success() {
-            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-        }
-    };
-    let pulled = pull_from_archives(true, &fb, &mut engine).expect("pulled from the archive");
-    let ran = other
-        .command()
-        .args([
-            "run",
-            "--rm",
-            "--network=none",
-            &pulled,
-            "/bin/busybox",
-            "echo",
-            "ok",
-        ])
+    let (code, stdout, stderr) = rerun_with(&env, &repo, &other, &id);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "ran-from-image\n", "{stderr}");
+    assert!(stderr.contains("trying the recorded archives"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pulled {digest} from the archive")),
+        "{stderr}"
+    );
+    assert_eq!(podman_digests(&other), BTreeSet::from([digest.clone()]));
+    let rerun = env.show_json(&env.last_id());
+    assert_eq!(rerun["status"], "succeeded", "{rerun}");
+    assert_eq!(rerun["image"]["digest"], digest.as_str(), "{rerun}");
+
+    // The Slurm script (podman runtime) renders the same pull.
+    let slurm = env
+        .repro()
+        .args(["script", &id, "--target", "slurm", "--runtime", "podman"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "ok\n");
-    let inspect = other
-        .command()
-        .args(["image", "inspect", "--format", "{{.Digest}}", &pulled])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), digest);
+    let slurm = String::from_utf8_lossy(&slurm.stdout).into_owned();
+    assert!(slurm.contains("archive_layouts=("), "{slurm}");
+    let sbatch = env.root().join("rerun.sbatch");
+    std::fs::write(&sbatch, &slurm).unwrap();
+    let sc = Command::new("shellcheck").arg(&sbatch).output().unwrap();
+    assert!(
+        sc.status.success(),
+        "shellcheck rerun.sbatch: {}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+
     // Docker cannot take a layout by digest: the error says so.
-    let e = pull_from_archives(false, &fb, &mut |_| Err("unused".into())).unwrap_err();
+    let fb = repro::ops::archive::pull_fallback(
+        &repro::record::Image {
+            digest: Some(digest.clone()),
+            ..env_image(&env, &id)
+        },
+        &repro::store::Store::open(&env.db())
+            .unwrap()
+            .archives(&id)
+            .unwrap(),
+    )
+    .expect("a fallback");
+    let e = repro::ops::archive::pull_from_archives(false, &fb, &[], &mut |_| Err("unused".into()))
+        .unwrap_err();
     assert!(e.contains("docker cannot load"), "{e}");
+}
+
+fn env_image(env: &TestEnv, id: &str) -> repro::record::Image {
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    store.get_run(id).unwrap().image.expect("an image")
+}
+
+#[test]
+fn a_rerun_falls_back_to_an_archive_registry() {
+    use crate::support::engine::Podman;
+
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/app", "v1");
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let (id, repo) = record_podman_run(&env, &podman, &registry.reference("team/app", "v1"));
+    let dest = format!("{}/archive/app", registry.addr());
+    let (code, v, err) = json_of(
+        &env,
+        &["image", "archive", "--json", "--to-registry", &dest, &id],
+    );
+    assert_eq!(code, 0, "{err}\n{v}");
+    registry.delete_manifest("team/app", &digest);
+    registry.garbage_collect();
+
+    let (script, text) = script_of(&env, &id, "rerun.sh");
+    assert!(text.contains(&format!("{dest}@{digest}")), "{text}");
+    let fresh = Podman::new(&[&registry.addr()]);
+    let (code, stdout, stderr) = bash_script(&env, &script, &fresh, "work");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "ran-from-image\n", "{stderr}");
+    assert!(stderr.contains("from the archive registry"), "{stderr}");
+
+    let other = Podman::new(&[&registry.addr()]);
+    let (code, stdout, stderr) = rerun_with(&env, &repo, &other, &id);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "ran-from-image\n", "{stderr}");
+    assert!(stderr.contains(&format!("({dest}@{digest})")), "{stderr}");
+}
+
+#[test]
+fn a_vanished_digest_without_an_archive_is_a_clear_error() {
+    use crate::support::engine::Podman;
+
+    let registry = Registry::start();
+    let digest = registry.push_busybox_with_labels("team/lost", "1.0", &[("only", "here")]);
+    let podman = Podman::new(&[&registry.addr()]);
+    let env = TestEnv::new();
+    let (id, repo) = record_podman_run(&env, &podman, &registry.reference("team/lost", "1.0"));
+    registry.delete_manifest("team/lost", &digest);
+    registry.garbage_collect();
+
+    let before = env.runs().len();
+    let fresh = Podman::new(&[&registry.addr()]);
+    let (code, stdout, stderr) = rerun_with(&env, &repo, &fresh, &id);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "", "no child ran");
+    assert!(
+        stderr.contains(&format!("the registry no longer has {digest}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("repro image archive"), "{stderr}");
+    assert!(stderr.contains("repro audit"), "{stderr}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), before + 1);
+    let last = env.show_json(&env.last_id());
+    assert_eq!(
+        last["status"], "error",
+        "an engine error, not the job's: {last}"
+    );
+
+    let (script, text) = script_of(&env, &id, "rerun.sh");
+    assert!(
+        !text.contains("archive_layouts"),
+        "no archive recorded: {text}"
+    );
+    let (code, stdout, stderr) = bash_script(&env, &script, &fresh, "work");
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("repro image archive keeps one"), "{stderr}");
+    assert!(stderr.contains("repro audit"), "{stderr}");
 }

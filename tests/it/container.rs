@@ -629,3 +629,84 @@ fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Runs `repro run` in a container with `engine` and extra flags; returns (exit, stderr).
+fn run_engine_case(
+    env: &TestEnv,
+    engine: &str,
+    engine_env: &[(String, OsString)],
+    image: &str,
+    flags: &[&str],
+    cmd: &[&str],
+) -> (i32, String) {
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .envs(engine_env.iter().map(|(k, v)| (k, v)))
+        .args(["run", "--engine", engine, "--offline", "--image", image])
+        .arg("--engine-arg=--network=none")
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// 125/126/127 from `<engine> run` is the engine's failure (`error`) only when the container
+/// never started (no `start` event); the exit code stays the engine's. A command that exits
+/// 125 or 127 itself is `failed`.
+fn engine_start_failures_are_errors(engine: &str, engine_env: &[(String, OsString)], image: &str) {
+    let env = TestEnv::new();
+    let case = |flags: &[&str], cmd: &[&str]| {
+        let (code, err) = run_engine_case(&env, engine, engine_env, image, flags, cmd);
+        (code, err, env.show_json(&env.last_id()))
+    };
+    let (code, err, rec) = case(&["--engine-arg=--no-such-flag"], &["/bin/busybox", "true"]);
+    assert_eq!(code, 125, "the engine's exit code, never masked: {err}");
+    assert_eq!(rec["status"], "error", "{err}");
+    assert_eq!(rec["exit_code"], 125);
+    assert!(err.contains("before the container started"), "{err}");
+    assert!(
+        err.contains("hint:") && err.contains("--engine-arg"),
+        "{err}"
+    );
+
+    let (code, err, rec) = case(&[], &["/no/such/program"]);
+    assert_eq!(code, 127, "{err}");
+    assert_eq!(rec["status"], "error", "{err}");
+    assert_eq!(rec["exit_code"], 127);
+    assert!(err.contains("could not be executed in the image"), "{err}");
+
+    for c in ["125", "126", "127"] {
+        let (code, err, rec) = case(&[], &["/bin/busybox", "sh", "-c", &format!("exit {c}")]);
+        assert_eq!(code.to_string(), c, "{err}");
+        assert_eq!(rec["status"], "failed", "the job's own exit {c}: {err}");
+        assert_eq!(rec["exit_code"].to_string(), c);
+        assert!(!err.contains("before the container started"), "{err}");
+    }
+}
+
+#[test]
+fn an_engine_start_failure_is_an_error_and_a_job_exiting_125_is_failed_podman() {
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let podman = Podman::new(&[&registry.addr()]);
+    engine_start_failures_are_errors("podman", &podman.env(), &image);
+}
+
+#[test]
+fn an_engine_start_failure_is_an_error_and_a_job_exiting_125_is_failed_docker() {
+    let Some(dockerd) = Dockerd::start() else {
+        eprintln!("SKIPPED: dockerd is not available; docker path not checked");
+        return;
+    };
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/trainer", "1.0");
+    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    engine_start_failures_are_errors("docker", &dockerd.env(), &image);
+}

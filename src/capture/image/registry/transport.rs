@@ -90,6 +90,9 @@ pub(crate) fn agent(
         .timeout_connect(opts.connect_timeout.min(opts.timeout))
         .timeout(opts.timeout)
         .redirects(5)
+        // Requests run in parallel (audit, archive): keep one connection per worker alive
+        // instead of ureq's default of one per host (the others were closed and reopened).
+        .max_idle_connections_per_host(64)
         .user_agent(concat!("repro/", env!("CARGO_PKG_VERSION")))
         .tls_config(Arc::new(tls))
         .build())
