@@ -106,125 +106,13 @@ impl Store {
         points: &[MetricPoint],
     ) -> Result<MetricsWritten> {
         let path = self.path.clone();
-        let err = |what: &'static str| sql_error(&path, what);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err("begin"))?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
-            .optional()
-            .map_err(err("insert metrics"))?;
-        if exists.is_none() {
-            return Err(StoreError::UnknownRun(run_id.to_string()));
-        }
-        // Group by key, keeping the order keys first appeared and points within a key.
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
-        for p in points {
-            let i = *index.entry(&p.key).or_insert_with(|| {
-                groups.push((&p.key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(p);
-        }
-        {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut insert_series = tx
-                .prepare_cached(
-                    "INSERT INTO run_metrics (run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut update_series = tx
-                .prepare_cached(
-                    "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut insert_point = tx
-                .prepare_cached(
-                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err("insert metric points"))?;
-            for (key, pts) in &groups {
-                type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
-                let old: Option<Old> = find
-                    .query_row(params![run_id, key], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })
-                    .optional()
-                    .map_err(err("insert metrics"))?;
-                let (mut last, mut last_step, mut min, mut max) = summarize(pts);
-                let (series, first_seq) = match old {
-                    None => {
-                        insert_series
-                            .execute(params![
-                                run_id,
-                                key,
-                                nan_to_null(last),
-                                nan_to_null(min),
-                                nan_to_null(max),
-                                pts.len() as i64,
-                                last_step
-                            ])
-                            .map_err(err("insert metrics"))?;
-                        (tx.last_insert_rowid(), 0i64)
-                    }
-                    Some((series, o_last, o_min, o_max, o_count, o_step)) => {
-                        // The stored last stays when it is at a higher step than anything new.
-                        let keep_old = match (o_step, last_step) {
-                            (Some(o), Some(n)) => o > n,
-                            (Some(_), None) => true,
-                            _ => false,
-                        };
-                        if keep_old {
-                            last = null_to_nan(o_last);
-                            last_step = o_step;
-                        }
-                        min = min.min(null_to_nan(o_min));
-                        max = max.max(null_to_nan(o_max));
-                        let count = o_count + pts.len() as i64;
-                        update_series
-                            .execute(params![
-                                series,
-                                nan_to_null(last),
-                                nan_to_null(min),
-                                nan_to_null(max),
-                                count,
-                                last_step
-                            ])
-                            .map_err(err("insert metrics"))?;
-                        (series, o_count)
-                    }
-                };
-                for (i, p) in pts.iter().enumerate() {
-                    insert_point
-                        .execute(params![
-                            series,
-                            first_seq + i as i64,
-                            p.step,
-                            nan_to_null(p.value),
-                            p.time
-                        ])
-                        .map_err(err("insert metric points"))?;
-                }
-            }
-        }
-        tx.commit().map_err(err("commit"))?;
-        Ok(MetricsWritten {
-            keys: groups.len(),
-            points: points.len(),
-        })
+            .map_err(sql_error(&path, "begin"))?;
+        let written = insert_metrics_in(&tx, &path, run_id, points)?;
+        tx.commit().map_err(sql_error(&path, "commit"))?;
+        Ok(written)
     }
 
     /// The summary of every metric of a run, by key.
@@ -345,6 +233,130 @@ impl Store {
     }
 }
 
+/// [`Store::insert_metrics`] inside the caller's transaction (`import` writes a run and its
+/// metrics in one).
+pub(super) fn insert_metrics_in(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    run_id: &str,
+    points: &[MetricPoint],
+) -> Result<MetricsWritten> {
+    let err = |what: &'static str| sql_error(path, what);
+    let exists: Option<i64> = tx
+        .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+        .optional()
+        .map_err(err("insert metrics"))?;
+    if exists.is_none() {
+        return Err(StoreError::UnknownRun(run_id.to_string()));
+    }
+    // Group by key, keeping the order keys first appeared and points within a key.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
+    for p in points {
+        let i = *index.entry(&p.key).or_insert_with(|| {
+            groups.push((&p.key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(p);
+    }
+    {
+        let mut find = tx
+                .prepare_cached(
+                    "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut insert_series = tx
+                .prepare_cached(
+                    "INSERT INTO run_metrics (run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut update_series = tx
+                .prepare_cached(
+                    "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut insert_point = tx
+                .prepare_cached(
+                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err("insert metric points"))?;
+        for (key, pts) in &groups {
+            type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
+            let old: Option<Old> = find
+                .query_row(params![run_id, key], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .optional()
+                .map_err(err("insert metrics"))?;
+            let (mut last, mut last_step, mut min, mut max) = summarize(pts);
+            let (series, first_seq) = match old {
+                None => {
+                    insert_series
+                        .execute(params![
+                            run_id,
+                            key,
+                            nan_to_null(last),
+                            nan_to_null(min),
+                            nan_to_null(max),
+                            pts.len() as i64,
+                            last_step
+                        ])
+                        .map_err(err("insert metrics"))?;
+                    (tx.last_insert_rowid(), 0i64)
+                }
+                Some((series, o_last, o_min, o_max, o_count, o_step)) => {
+                    // The stored last stays when it is at a higher step than anything new.
+                    let keep_old = match (o_step, last_step) {
+                        (Some(o), Some(n)) => o > n,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if keep_old {
+                        last = null_to_nan(o_last);
+                        last_step = o_step;
+                    }
+                    min = min.min(null_to_nan(o_min));
+                    max = max.max(null_to_nan(o_max));
+                    let count = o_count + pts.len() as i64;
+                    update_series
+                        .execute(params![
+                            series,
+                            nan_to_null(last),
+                            nan_to_null(min),
+                            nan_to_null(max),
+                            count,
+                            last_step
+                        ])
+                        .map_err(err("insert metrics"))?;
+                    (series, o_count)
+                }
+            };
+            for (i, p) in pts.iter().enumerate() {
+                insert_point
+                    .execute(params![
+                        series,
+                        first_seq + i as i64,
+                        p.step,
+                        nan_to_null(p.value),
+                        p.time
+                    ])
+                    .map_err(err("insert metric points"))?;
+            }
+        }
+    }
+    Ok(MetricsWritten {
+        keys: groups.len(),
+        points: points.len(),
+    })
+}
+
 /// Which number of a metric's summary an expression means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Stat {
@@ -432,7 +444,7 @@ impl Hinted for MetricExprError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             MetricExprError::BadStat { .. } => {
-                "e.g. --sort metric:loss:min or --where 'metric:loss:min<0.2'".into()
+                "e.g. --sort metric:loss:min or --where 'metric:loss:min<0.2'; a key that contains ':' needs its statistic spelled out: metric:val:acc:last".into()
             }
             _ => "write metric:KEY<op>NUMBER, e.g. --where 'metric:acc>=0.9' (quote it for the shell); sort with --sort metric:KEY".into(),
         })
@@ -460,19 +472,20 @@ pub fn is_metric_expr(s: &str) -> bool {
     s.trim_start().starts_with("metric:")
 }
 
-/// Splits `KEY[:STAT]`; a key may itself contain `:` unless its last part is a statistic name.
+/// Splits `KEY[:STAT]`. A `:` in the expression always introduces a statistic, so a typo such
+/// as `metric:acc:median` is an error rather than a search for a key named `acc:median`; a key
+/// that itself contains `:` is written with its statistic spelled out (`metric:val:acc:last`).
 fn key_and_stat(expr: &str, body: &str) -> std::result::Result<(String, Stat), MetricExprError> {
     let body = body.trim();
     let (key, stat) = match body.rsplit_once(':') {
         Some((k, s)) => match Stat::parse(s.trim()) {
             Some(stat) => (k.trim(), stat),
-            None if s.trim().is_empty() => {
+            None => {
                 return Err(MetricExprError::BadStat {
                     expr: expr.into(),
-                    stat: String::new(),
+                    stat: s.trim().into(),
                 })
             }
-            None => (body, Stat::Last),
         },
         None => (body, Stat::Last),
     };
@@ -618,35 +631,41 @@ impl Store {
 impl Store {
     /// `ls --sort metric:KEY[:STAT]`: the runs of `filter` with the metric, best first (`desc`:
     /// highest first), then those without it (or NaN), newest first; at most `filter.limit`.
+    /// `keep` sees each row before it is counted (the CLI's `lost` status filter): a rejected
+    /// row does not use up the limit.
     pub fn runs_by_metric(
         &self,
         filter: &super::RunFilter,
         sort: &MetricSort,
         desc: bool,
+        mut keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool>,
     ) -> Result<Vec<crate::record::Run>> {
-        let qs = sort.queries(
-            super::RUN_COLUMNS,
-            filter.where_clause(),
-            desc,
-            filter.limit,
-        );
+        // With a post-filter the SQL limit would count rejected rows; both queries stream in
+        // order (an index walk), so stopping at the limit here costs no sort either way.
+        let sql_limit = if keep.is_some() { None } else { filter.limit };
+        let qs = sort.queries(super::RUN_COLUMNS, filter.where_clause(), desc, sql_limit);
+        let full = |n: usize| filter.limit.is_some_and(|l| n as u64 >= l);
         let mut runs = Vec::new();
         for (sql, args) in &qs {
-            if filter.limit.is_some_and(|l| runs.len() as u64 >= l) {
+            if full(runs.len()) {
                 break;
             }
             let mut stmt = self
                 .conn
                 .prepare(sql)
                 .map_err(self.sql_err("sort by metric"))?;
-            let rows: Vec<crate::record::Run> = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), super::run_from_row)
-                .and_then(|rows| rows.collect())
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args.iter()))
                 .map_err(self.sql_err("sort by metric"))?;
-            runs.extend(rows);
-        }
-        if let Some(l) = filter.limit {
-            runs.truncate(l as usize);
+            while !full(runs.len()) {
+                let Some(row) = rows.next().map_err(self.sql_err("sort by metric"))? else {
+                    break;
+                };
+                let run = super::run_from_row(row).map_err(self.sql_err("sort by metric"))?;
+                if keep.as_mut().is_none_or(|k| k(&run)) {
+                    runs.push(run);
+                }
+            }
         }
         self.load_children(&mut runs)?;
         Ok(runs)
@@ -860,8 +879,27 @@ mod tests {
             (c.key.as_str(), c.stat, c.value),
             ("val/loss", Stat::Min, -0.001)
         );
-        let c = parse_metric_where("metric:ratio:x>inf").unwrap();
+        let c = parse_metric_where("metric:ratio:x:last>inf").unwrap();
         assert_eq!((c.key.as_str(), c.value), ("ratio:x", f64::INFINITY));
+        // A `:` always starts a statistic: a typo is an error naming the allowed ones, not a
+        // silent search for a key `acc:median`.
+        let e = parse_metric_where("metric:acc:median>=0.9").unwrap_err();
+        assert_eq!(
+            e,
+            MetricExprError::BadStat {
+                expr: "metric:acc:median>=0.9".into(),
+                stat: "median".into()
+            }
+        );
+        assert!(e.to_string().contains(":last, :min, :max or :count"), "{e}");
+        assert!(matches!(
+            parse_metric_where("metric:>1"),
+            Err(MetricExprError::EmptyKey(_))
+        ));
+        assert!(matches!(
+            parse_metric_where("metric:acc>>1").unwrap_err(),
+            MetricExprError::BadNumber { .. }
+        ));
         let err = |e: &str| parse_metric_where(e).unwrap_err();
         assert!(matches!(err("acc>=0.9"), MetricExprError::NoPrefix(_)));
         assert!(matches!(err("metric:>=0.9"), MetricExprError::EmptyKey(_)));
@@ -907,7 +945,11 @@ mod tests {
                 stat: Stat::Min
             }
         );
-        assert_eq!(parse_metric_sort("metric:a:b").unwrap().key, "a:b");
+        assert_eq!(parse_metric_sort("metric:a:b:max").unwrap().key, "a:b");
+        assert!(matches!(
+            parse_metric_sort("metric:acc:median"),
+            Err(MetricExprError::BadStat { .. })
+        ));
         assert!(parse_metric_sort("acc").is_err());
         assert!(parse_metric_sort("metric:").is_err());
         assert!(is_metric_expr("metric:acc") && !is_metric_expr("name"));
