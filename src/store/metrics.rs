@@ -96,6 +96,29 @@ fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
     (last, last_step, min, max)
 }
 
+/// The summaries `insert_metrics` would store for these points of a fresh run, by key.
+pub fn summaries_of(points: &[MetricPoint]) -> Vec<MetricSummary> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&MetricPoint>> = Default::default();
+    for p in points {
+        groups.entry(&p.key).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .map(|(key, pts)| {
+            let (last, last_step, min, max) = summarize(&pts);
+            // Stored as NULL, NaN reads back as NaN: the same values `metric_summaries` gives.
+            MetricSummary {
+                key: key.to_string(),
+                last,
+                min,
+                max,
+                count: pts.len() as u64,
+                last_step,
+            }
+        })
+        .collect()
+}
+
 impl Store {
     /// Records metric points of a run in one transaction. Points of a key already stored for the
     /// run are appended to its history and its summary is updated. Fails with `UnknownRun` when
