@@ -909,7 +909,8 @@ mod tests {
             .collect();
         s.insert_metrics(IDS[0], &pts).unwrap();
         // Appended later: numbering continues.
-        s.insert_metrics(IDS[0], &pts[..POINTS_PER_INSERT + 1]).unwrap();
+        s.insert_metrics(IDS[0], &pts[..POINTS_PER_INSERT + 1])
+            .unwrap();
         let h = s.metric_history(IDS[0], "x").unwrap();
         assert_eq!(h.len(), n + POINTS_PER_INSERT + 1);
         for (i, p) in h.iter().enumerate() {
