@@ -7,13 +7,14 @@
 //! (30 % multi-arch with an index digest, 5 % no image); 20,000 commits each used by a burst of
 //! consecutive runs, 60 % on `main`, 20 % dirty with a small patch; 1–3 datasets out of 10 with
 //! 20 versions; params lr/batch_size/seed; 0–2 tags; 16 hosts; 80 % succeeded, 12 % failed,
-//! 5 % killed, 3 % lost. Prints the probes the benchmark queries (a digest prefix, a commit
+//! 5 % killed, 3 % lost; metrics `acc` (2 steps) and `loss` on 98 % of runs (see `metrics_of`). Prints the probes the benchmark queries (a digest prefix, a commit
 //! prefix, an id prefix) as shell variables.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use repro::capture::metrics::MetricPoint;
 use repro::record::*;
 use repro::store::Store;
 use sha2::{Digest as _, Sha256};
@@ -203,6 +204,34 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
     }
 }
 
+/// Metrics of a run: `acc` (two steps, the last uniform in 0.5–0.95, so about 11 % reach 0.9;
+/// 0.5 % NaN) and `loss` (one point); 2 % of runs (the lost and some failed) report none.
+fn metrics_of(r: &Run, rng: &mut Rng) -> Option<Vec<MetricPoint>> {
+    if rng.percent() < 2 {
+        return None;
+    }
+    let u = rng.below(1_000_000) as f64 / 1_000_000.0;
+    let acc = if rng.below(1000) < 5 {
+        f64::NAN
+    } else {
+        0.5 + 0.45 * u
+    };
+    let t = chrono::DateTime::parse_from_rfc3339(&r.started_at)
+        .map(|t| t.timestamp() as f64)
+        .ok();
+    let pt = |key: &str, step: i64, value: f64| MetricPoint {
+        key: key.into(),
+        step: Some(step),
+        value,
+        time: t,
+    };
+    Some(vec![
+        pt("acc", 1, 0.5 * acc),
+        pt("acc", 2, acc),
+        pt("loss", 2, 1.0 - u),
+    ])
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
@@ -240,6 +269,13 @@ fn main() {
                 .to_string();
         }
         store.insert_runs(&batch).expect("insert");
+        let metrics: Vec<(String, Vec<MetricPoint>)> = batch
+            .iter()
+            .filter_map(|r| metrics_of(r, &mut rng).map(|m| (r.id.clone(), m)))
+            .collect();
+        store
+            .insert_metrics_batch(&metrics)
+            .expect("insert metrics");
         i = (i + chunk).min(n);
         eprint!("\r{i} runs ({:.0?})", started.elapsed());
     }

@@ -28,8 +28,15 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
         q.want.is_some().then_some(&mut keep as _);
     // The store reads a `running` row whose wrapper died as `lost`: export says what `show` says.
+    let mut store_failure: Option<crate::store::StoreError> = None;
     let n = store.visit_runs(&q.filter, keep, &mut |run| {
-        let line = serde_json::to_string(&run).expect("run serialises");
+        let line = match export_line(&store, &run) {
+            Ok(l) => l,
+            Err(e) => {
+                store_failure = Some(e);
+                return false;
+            }
+        };
         match writeln!(out, "{line}") {
             Ok(()) => true,
             Err(e) => {
@@ -38,6 +45,9 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
             }
         }
     })?;
+    if let Some(e) = store_failure {
+        return Err(e.into());
+    }
     let flushed = out.flush();
     match failure.map_or(flushed, Err) {
         Ok(()) => {}
@@ -46,4 +56,24 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     }
     ctx.status(format!("exported {n} run(s)"));
     Ok(())
+}
+
+/// One export line: the run object (patch included) and, when the run has metrics, their
+/// summary (`metrics`) and full history (`history`) in the `show --json --history` shapes.
+fn export_line(
+    store: &crate::store::Store,
+    run: &crate::record::Run,
+) -> Result<String, crate::store::StoreError> {
+    let summaries = store.metric_summaries(&run.id)?;
+    if summaries.is_empty() {
+        return Ok(serde_json::to_string(run).expect("run serialises"));
+    }
+    let mut v = serde_json::to_value(run).expect("run serialises");
+    let mut h = Vec::with_capacity(summaries.len());
+    for m in &summaries {
+        h.push((m.key.clone(), store.metric_history(&run.id, &m.key)?));
+    }
+    v["metrics"] = crate::output::metrics::summary_json(&summaries);
+    v["history"] = crate::output::metrics::history_json(&h);
+    Ok(serde_json::to_string(&v).expect("run serialises"))
 }

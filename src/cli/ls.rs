@@ -6,10 +6,13 @@ use clap::{Args, ValueEnum};
 
 use crate::capture::host::{now, rfc3339};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
+use crate::error::Hinted;
 use crate::error::{CliError, CliResult};
 use crate::output;
+use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
 use crate::record::{Run, Status};
+use crate::store::metrics::{is_metric_expr, parse_metric_sort, parse_metric_where};
 use crate::store::{RunFilter, SortKey, Store};
 
 /// Run filters; all given filters must match.
@@ -58,6 +61,11 @@ pub struct FilterArgs {
     /// Only runs of this Slurm job: its id, an array's id (every task) or ARRAY_TASK (one task)
     #[arg(long, value_name = "JOBID")]
     pub job: Option<String>,
+    /// Only runs whose metric satisfies 'metric:KEY[:STAT]<op>NUMBER', op one of <, <=, >, >=,
+    /// =, != and STAT last (default), min, max or count; a run without KEY never matches
+    /// (repeatable; all must match; quote it for the shell)
+    #[arg(long = "where", value_name = "EXPR")]
+    pub wheres: Vec<String>,
 }
 
 /// A Slurm job id as `ls --job` takes it: digits, or `ARRAY_TASK` (digits `_` digits).
@@ -151,6 +159,7 @@ impl FilterArgs {
             || self.host.is_some()
             || self.rerun_of.is_some()
             || self.job.is_some()
+            || !self.wheres.is_empty()
     }
 
     /// Validates the options into a query (resolving `--rerun-of` against the store).
@@ -234,6 +243,20 @@ impl FilterArgs {
                 .transpose()?,
             host: self.host.clone(),
             job,
+            metrics: self
+                .wheres
+                .iter()
+                .map(|w| {
+                    parse_metric_where(w).map_err(|e| {
+                        let hint = e.hint();
+                        let err = CliError::usage(format!("--where {e}"));
+                        match hint {
+                            Some(h) => err.hint(h),
+                            None => err,
+                        }
+                    })
+                })
+                .collect::<CliResult<_>>()?,
             ..Default::default()
         };
         Ok(Query {
@@ -287,11 +310,15 @@ pub struct LsArgs {
 
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let metric_sort = if crate::store::metrics::is_metric_expr(&args.sort) {
-        Some(
-            crate::store::metrics::parse_metric_sort(&args.sort)
-                .map_err(|e| CliError::usage(e.to_string()))?,
-        )
+    let metric_sort = if is_metric_expr(&args.sort) {
+        Some(parse_metric_sort(&args.sort).map_err(|e| {
+            let hint = e.hint();
+            let err = CliError::usage(format!("--sort {e}"));
+            match hint {
+                Some(h) => err.hint(h),
+                None => err,
+            }
+        })?)
     } else {
         None
     };
@@ -305,9 +332,12 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         })?,
     };
     let columns = match &args.columns {
-        None => Column::DEFAULT.to_vec(),
-        Some(list) => Column::parse_list(list).map_err(|m| {
-            CliError::usage(m).hint(format!("columns: {}", Column::names().join(", ")))
+        None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
+        Some(list) => LsColumn::parse_list(list).map_err(|m| {
+            CliError::usage(m).hint(format!(
+                "columns: {}, or metric:KEY[:STAT] (STAT: last, min, max, count)",
+                Column::names().join(", ")
+            ))
         })?,
     };
     let store = ctx.open_store()?;
@@ -315,22 +345,45 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.filter.sort = sort;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
+    store.shape_metric_conditions(&mut q.filter)?;
     let runs = match &metric_sort {
         // --reverse puts the lowest first; `--asc`-style order for a metric.
         Some(ms) => {
-            let mut runs = store.runs_by_metric(&q.filter, ms, !args.reverse)?;
-            runs.retain(|r| q.keeps(r));
-            runs
+            let mut keep = |r: &Run| q.keeps(r);
+            let keep: Option<&mut dyn FnMut(&Run) -> bool> =
+                q.want.is_some().then_some(&mut keep as _);
+            store.runs_by_metric(&q.filter, ms, !args.reverse, keep)?
         }
         None => q.run(&store)?,
     };
     let format = if args.json { Format::Json } else { args.format };
     let text = match format {
-        Format::Json => output::runs_json(&runs),
-        Format::Jsonl => formats::runs_jsonl(&runs),
-        Format::Csv => formats::runs_csv(&runs, &columns),
-        Format::Table => {
-            formats::runs_table_styled(&runs, &columns, stdout_is_tty(), ctx.color, ctx.utc)
+        Format::Json | Format::Jsonl => {
+            // The objects of `show --json` (without `--history`): the run and its metric summary.
+            let mut objects = Vec::with_capacity(runs.len());
+            for r in &runs {
+                let summaries = store.metric_summaries(&r.id)?;
+                objects.push(output::run_json_with_metrics(r, &summaries));
+            }
+            if format == Format::Json {
+                output::runs_json_values(objects)
+            } else {
+                formats::values_jsonl(&objects)
+            }
+        }
+        Format::Csv | Format::Table => {
+            let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+            let mut cells = formats::MetricCells::default();
+            for c in &columns {
+                if let LsColumn::Metric(m) = c {
+                    cells.insert(m, store.metric_values(&ids, &m.key, m.stat)?);
+                }
+            }
+            if format == Format::Csv {
+                formats::ls_csv(&runs, &columns, &cells)
+            } else {
+                formats::ls_table(&runs, &columns, &cells, stdout_is_tty(), ctx.color, ctx.utc)
+            }
         }
     };
     print_out(&text)

@@ -51,9 +51,8 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         // `show --json` is the object `ls --json` lists (DESIGN.md): archives are not in it;
         // `repro audit --json` reports them.
         ShowFormat::Json => {
-            let mut j = output::run_json(&run);
             let summaries = store.metric_summaries(&id)?;
-            j["metrics"] = output::metrics::summary_json(&summaries);
+            let mut j = output::run_json_with_metrics(&run, &summaries);
             if args.history {
                 let mut h = Vec::new();
                 for m in &summaries {

@@ -13,6 +13,7 @@ use super::{
 use crate::output;
 use crate::record::{DatasetKind, Run, Status};
 use crate::rerun::bash;
+use crate::store::metrics::MetricSummary;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
@@ -103,6 +104,29 @@ pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
         digest,
         source_type,
         source: source.to_string(),
+    }
+}
+
+/// The artifact holding the run object.
+pub const RUN_JSON: &str = "repro/run.json";
+
+/// The bytes of `repro/run.json`: the object `repro show --json` prints (metric summary
+/// included), pretty-printed.
+pub fn run_json_artifact(run: &Run, summaries: &[MetricSummary]) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(&output::run_json_with_metrics(run, summaries))
+        .expect("run serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+impl Desired {
+    /// Puts the run's stored metric summary into `repro/run.json`, so the artifact is the
+    /// `show --json` object (the history itself goes to MLflow as metrics).
+    pub fn with_metric_summary(mut self, run: &Run, summaries: &[MetricSummary]) -> Desired {
+        if let Some(a) = self.artifacts.iter_mut().find(|a| a.0 == RUN_JSON) {
+            a.1 = run_json_artifact(run, summaries);
+        }
+        self
     }
 }
 
@@ -238,9 +262,7 @@ pub fn desired(
         artifacts.push((path, full.into_bytes()));
     }
 
-    let mut run_json = serde_json::to_vec_pretty(&output::run_json(run)).expect("run serialises");
-    run_json.push(b'\n');
-    artifacts.push(("repro/run.json".into(), run_json));
+    artifacts.push((RUN_JSON.into(), run_json_artifact(run, &[])));
     match bash::render(run, &bash::BashOptions::default()) {
         Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
         Err(e) => {

@@ -460,7 +460,8 @@ pub fn push(
             attestation
                 .as_ref()
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
-        );
+        )
+        .with_metric_summary(&r.run, &store.metric_summaries(&r.run.id)?);
         Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
     };
     for (i, r) in req.runs.iter().enumerate() {

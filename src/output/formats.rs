@@ -6,7 +6,11 @@ use comfy_table::{presets, ContentArrangement, Table};
 use super::{
     code_short, command_line, human_duration, image_short, run_json, show_time, status_text,
 };
+use std::collections::HashMap;
+
+use super::metrics::value_text;
 use crate::record::Run;
+use crate::store::metrics::{is_metric_expr, parse_metric_sort, MetricSort, Stat};
 
 /// A column of `ls --columns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +202,89 @@ impl Column {
     }
 }
 
+/// A column of `ls --columns`: a field of the run, or one statistic of one of its metrics
+/// (`metric:acc`, `metric:loss:min`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LsColumn {
+    Run(Column),
+    Metric(MetricSort),
+}
+
+/// The values of each metric column, by run id (a run without the metric is absent).
+#[derive(Debug, Default)]
+pub struct MetricCells(Vec<(MetricSort, HashMap<String, f64>)>);
+
+impl MetricCells {
+    /// Records the values of one metric column.
+    pub fn insert(&mut self, m: &MetricSort, values: HashMap<String, f64>) {
+        self.0.push((m.clone(), values));
+    }
+
+    fn get(&self, m: &MetricSort, run_id: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == m)
+            .and_then(|(_, v)| v.get(run_id).copied())
+    }
+}
+
+impl LsColumn {
+    /// Parses `id,name,metric:acc,…`: column names, and `metric:KEY[:STAT]`.
+    pub fn parse_list(list: &str) -> Result<Vec<LsColumn>, String> {
+        let mut out = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if is_metric_expr(part) {
+                let m = parse_metric_sort(part).map_err(|e| format!("--columns {e}"))?;
+                out.push(LsColumn::Metric(m));
+            } else {
+                out.extend(Column::parse_list(part)?.into_iter().map(LsColumn::Run));
+            }
+        }
+        if out.is_empty() {
+            return Err("--columns needs at least one column".into());
+        }
+        Ok(out)
+    }
+
+    /// The CSV header: the column name, or `metric:KEY` (`metric:KEY:STAT` for another
+    /// statistic than the last value).
+    fn csv_name(&self) -> String {
+        match self {
+            LsColumn::Run(c) => c.name().to_string(),
+            LsColumn::Metric(m) => metric_label("metric:", m),
+        }
+    }
+
+    /// The table header: the column name in capitals, or the metric key as recorded (keys are
+    /// case-sensitive), with its statistic when not the last value.
+    fn table_name(&self) -> String {
+        match self {
+            LsColumn::Run(c) => c.name().to_ascii_uppercase(),
+            LsColumn::Metric(m) => metric_label("", m),
+        }
+    }
+
+    fn value(&self, r: &Run, cells: &MetricCells, table: bool, utc: bool) -> String {
+        match self {
+            LsColumn::Run(c) if table => c.table_value(r, utc),
+            LsColumn::Run(c) => c.csv_value(r),
+            LsColumn::Metric(m) => match cells.get(m, &r.id) {
+                Some(v) if m.stat == Stat::Count => format!("{}", v as u64),
+                Some(v) => value_text(v),
+                None if table => "-".into(),
+                None => String::new(),
+            },
+        }
+    }
+}
+
+fn metric_label(prefix: &str, m: &MetricSort) -> String {
+    match m.stat {
+        Stat::Last => format!("{prefix}{}", m.key),
+        s => format!("{prefix}{}:{}", m.key, s.column()),
+    }
+}
+
 /// `name@version` for each dataset (the digest when there is no version).
 fn datasets_text(r: &Run, sep: &str) -> String {
     r.datasets
@@ -259,6 +346,20 @@ pub fn runs_table_styled(
     color: bool,
     utc: bool,
 ) -> String {
+    let columns: Vec<LsColumn> = columns.iter().map(|c| LsColumn::Run(*c)).collect();
+    ls_table(runs, &columns, &MetricCells::default(), tty, color, utc)
+}
+
+/// The table of `ls`: run fields and metric columns (NaN and ±inf as `NaN`, `inf`, `-inf`; a
+/// run without the metric shows `-`).
+pub fn ls_table(
+    runs: &[Run],
+    columns: &[LsColumn],
+    cells: &MetricCells,
+    tty: bool,
+    color: bool,
+    utc: bool,
+) -> String {
     let mut t = Table::new();
     if color {
         // comfy-table styles only on a TTY by itself; `--color always` asks for it when piped.
@@ -271,12 +372,7 @@ pub fn runs_table_styled(
     } else {
         t.load_preset(presets::NOTHING);
     }
-    t.set_header(
-        columns
-            .iter()
-            .map(|c| c.name().to_ascii_uppercase())
-            .collect::<Vec<_>>(),
-    );
+    t.set_header(columns.iter().map(LsColumn::table_name).collect::<Vec<_>>());
     if !tty {
         for col in t.column_iter_mut() {
             col.set_padding((0, 2));
@@ -287,9 +383,10 @@ pub fn runs_table_styled(
             columns
                 .iter()
                 .map(|c| {
-                    let cell =
-                        comfy_table::Cell::new(super::sanitize::escape(&c.table_value(r, utc)));
-                    if color && *c == Column::Status {
+                    let cell = comfy_table::Cell::new(super::sanitize::escape(
+                        &c.value(r, cells, true, utc),
+                    ));
+                    if color && *c == LsColumn::Run(Column::Status) {
                         cell.fg(status_color(r.status))
                     } else {
                         cell
@@ -301,7 +398,7 @@ pub fn runs_table_styled(
     if tty {
         // Ids are copied and pasted, statuses scanned: never wrap them; squeeze the rest.
         for (i, c) in columns.iter().enumerate() {
-            if matches!(c, Column::Id | Column::Status) {
+            if matches!(c, LsColumn::Run(Column::Id | Column::Status)) {
                 if let Some(col) = t.column_mut(i) {
                     col.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
                 }
@@ -327,16 +424,36 @@ fn csv_field(s: &str) -> String {
 
 /// CSV with a header row of column names; CRLF line ends as RFC 4180 says.
 pub fn runs_csv(runs: &[Run], columns: &[Column]) -> String {
+    let columns: Vec<LsColumn> = columns.iter().map(|c| LsColumn::Run(*c)).collect();
+    ls_csv(runs, &columns, &MetricCells::default())
+}
+
+/// The CSV of `ls`: full values; a metric column holds the shortest exact form of the number
+/// (`NaN`, `inf`, `-inf` as such) and is empty for a run without the metric.
+pub fn ls_csv(runs: &[Run], columns: &[LsColumn], cells: &MetricCells) -> String {
     let mut out = columns
         .iter()
-        .map(|c| c.name())
+        .map(|c| csv_field(&c.csv_name()))
         .collect::<Vec<_>>()
         .join(",");
     out.push_str("\r\n");
     for r in runs {
-        let row: Vec<String> = columns.iter().map(|c| csv_field(&c.csv_value(r))).collect();
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| csv_field(&c.value(r, cells, false, false)))
+            .collect();
         out.push_str(&row.join(","));
         out.push_str("\r\n");
+    }
+    out
+}
+
+/// One compact JSON object per line.
+pub fn values_jsonl(objects: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str(&serde_json::to_string(o).expect("json"));
+        out.push('\n');
     }
     out
 }

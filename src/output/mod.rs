@@ -69,6 +69,25 @@ pub fn run_json(run: &Run) -> serde_json::Value {
     v
 }
 
+/// The object of `show --json` (and of `ls --json`, and MLflow's `repro/run.json`): the run and
+/// its metric summary under `metrics` (`{}` without metrics).
+pub fn run_json_with_metrics(
+    run: &Run,
+    summaries: &[crate::store::metrics::MetricSummary],
+) -> serde_json::Value {
+    let mut v = run_json(run);
+    v["metrics"] = metrics::summary_json(summaries);
+    v
+}
+
+/// `{"schema_version":1,"runs":[…]}` around run objects already built.
+pub fn runs_json_values(list: Vec<serde_json::Value>) -> String {
+    let doc = json!({"schema_version": SCHEMA_VERSION, "runs": list});
+    let mut s = serde_json::to_string_pretty(&doc).expect("json");
+    s.push('\n');
+    s
+}
+
 /// `{"schema_version":1,"runs":[…]}`.
 pub fn runs_json(runs: &[Run]) -> String {
     let list: Vec<_> = runs.iter().map(run_json).collect();

@@ -96,6 +96,29 @@ fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
     (last, last_step, min, max)
 }
 
+/// The summaries `insert_metrics` would store for these points of a fresh run, by key.
+pub fn summaries_of(points: &[MetricPoint]) -> Vec<MetricSummary> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&MetricPoint>> = Default::default();
+    for p in points {
+        groups.entry(&p.key).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .map(|(key, pts)| {
+            let (last, last_step, min, max) = summarize(&pts);
+            // Stored as NULL, NaN reads back as NaN: the same values `metric_summaries` gives.
+            MetricSummary {
+                key: key.to_string(),
+                last,
+                min,
+                max,
+                count: pts.len() as u64,
+                last_step,
+            }
+        })
+        .collect()
+}
+
 impl Store {
     /// Records metric points of a run in one transaction. Points of a key already stored for the
     /// run are appended to its history and its summary is updated. Fails with `UnknownRun` when
@@ -106,125 +129,33 @@ impl Store {
         points: &[MetricPoint],
     ) -> Result<MetricsWritten> {
         let path = self.path.clone();
-        let err = |what: &'static str| sql_error(&path, what);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err("begin"))?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
-            .optional()
-            .map_err(err("insert metrics"))?;
-        if exists.is_none() {
-            return Err(StoreError::UnknownRun(run_id.to_string()));
+            .map_err(sql_error(&path, "begin"))?;
+        let written = insert_metrics_in(&tx, &path, run_id, points)?;
+        tx.commit().map_err(sql_error(&path, "commit"))?;
+        Ok(written)
+    }
+
+    /// [`Store::insert_metrics`] for many runs in one transaction (fixtures, benchmarks).
+    pub fn insert_metrics_batch(
+        &mut self,
+        runs: &[(String, Vec<MetricPoint>)],
+    ) -> Result<MetricsWritten> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_error(&path, "begin"))?;
+        let mut all = MetricsWritten::default();
+        for (id, points) in runs {
+            let w = insert_metrics_in(&tx, &path, id, points)?;
+            all.keys += w.keys;
+            all.points += w.points;
         }
-        // Group by key, keeping the order keys first appeared and points within a key.
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
-        for p in points {
-            let i = *index.entry(&p.key).or_insert_with(|| {
-                groups.push((&p.key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(p);
-        }
-        {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut insert_series = tx
-                .prepare_cached(
-                    "INSERT INTO run_metrics (run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut update_series = tx
-                .prepare_cached(
-                    "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
-                )
-                .map_err(err("insert metrics"))?;
-            let mut insert_point = tx
-                .prepare_cached(
-                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err("insert metric points"))?;
-            for (key, pts) in &groups {
-                type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
-                let old: Option<Old> = find
-                    .query_row(params![run_id, key], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })
-                    .optional()
-                    .map_err(err("insert metrics"))?;
-                let (mut last, mut last_step, mut min, mut max) = summarize(pts);
-                let (series, first_seq) = match old {
-                    None => {
-                        insert_series
-                            .execute(params![
-                                run_id,
-                                key,
-                                nan_to_null(last),
-                                nan_to_null(min),
-                                nan_to_null(max),
-                                pts.len() as i64,
-                                last_step
-                            ])
-                            .map_err(err("insert metrics"))?;
-                        (tx.last_insert_rowid(), 0i64)
-                    }
-                    Some((series, o_last, o_min, o_max, o_count, o_step)) => {
-                        // The stored last stays when it is at a higher step than anything new.
-                        let keep_old = match (o_step, last_step) {
-                            (Some(o), Some(n)) => o > n,
-                            (Some(_), None) => true,
-                            _ => false,
-                        };
-                        if keep_old {
-                            last = null_to_nan(o_last);
-                            last_step = o_step;
-                        }
-                        min = min.min(null_to_nan(o_min));
-                        max = max.max(null_to_nan(o_max));
-                        let count = o_count + pts.len() as i64;
-                        update_series
-                            .execute(params![
-                                series,
-                                nan_to_null(last),
-                                nan_to_null(min),
-                                nan_to_null(max),
-                                count,
-                                last_step
-                            ])
-                            .map_err(err("insert metrics"))?;
-                        (series, o_count)
-                    }
-                };
-                for (i, p) in pts.iter().enumerate() {
-                    insert_point
-                        .execute(params![
-                            series,
-                            first_seq + i as i64,
-                            p.step,
-                            nan_to_null(p.value),
-                            p.time
-                        ])
-                        .map_err(err("insert metric points"))?;
-                }
-            }
-        }
-        tx.commit().map_err(err("commit"))?;
-        Ok(MetricsWritten {
-            keys: groups.len(),
-            points: points.len(),
-        })
+        tx.commit().map_err(sql_error(&path, "commit"))?;
+        Ok(all)
     }
 
     /// The summary of every metric of a run, by key.
@@ -345,6 +276,178 @@ impl Store {
     }
 }
 
+/// Points written by one `INSERT` statement (5 parameters each, far below SQLite's limit).
+const POINTS_PER_INSERT: usize = 256;
+
+fn points_insert_sql(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT INTO metric_points (series, seq, step, value, time) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        let b = r * 5;
+        sql.push_str(&format!(
+            "(?{}, ?{}, ?{}, ?{}, ?{})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        ));
+    }
+    sql
+}
+
+/// Binds `points` (as many as the statement has rows) from sequence number `seq` and runs it.
+fn bind_points(
+    st: &mut rusqlite::CachedStatement<'_>,
+    series: i64,
+    seq: i64,
+    points: &[&MetricPoint],
+) -> rusqlite::Result<()> {
+    for (r, p) in points.iter().enumerate() {
+        let b = r * 5;
+        st.raw_bind_parameter(b + 1, series)?;
+        st.raw_bind_parameter(b + 2, seq + r as i64)?;
+        st.raw_bind_parameter(b + 3, p.step)?;
+        st.raw_bind_parameter(b + 4, nan_to_null(p.value))?;
+        st.raw_bind_parameter(b + 5, p.time)?;
+    }
+    st.raw_execute()?;
+    Ok(())
+}
+
+/// [`Store::insert_metrics`] inside the caller's transaction (`import` writes a run and its
+/// metrics in one).
+pub(super) fn insert_metrics_in(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    run_id: &str,
+    points: &[MetricPoint],
+) -> Result<MetricsWritten> {
+    let err = |what: &'static str| sql_error(path, what);
+    let exists: Option<i64> = tx
+        .query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+        .optional()
+        .map_err(err("insert metrics"))?;
+    if exists.is_none() {
+        return Err(StoreError::UnknownRun(run_id.to_string()));
+    }
+    // Group by key, keeping the order keys first appeared and points within a key.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
+    for p in points {
+        let i = *index.entry(&p.key).or_insert_with(|| {
+            groups.push((&p.key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(p);
+    }
+    {
+        let mut find = tx
+                .prepare_cached(
+                    "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut insert_series = tx
+                .prepare_cached(
+                    "INSERT INTO run_metrics (run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut update_series = tx
+                .prepare_cached(
+                    "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
+                )
+                .map_err(err("insert metrics"))?;
+        let mut insert_many = tx
+            .prepare_cached(&points_insert_sql(POINTS_PER_INSERT))
+            .map_err(err("insert metric points"))?;
+        let mut insert_point = tx
+                .prepare_cached(
+                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err("insert metric points"))?;
+        for (key, pts) in &groups {
+            type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
+            let old: Option<Old> = find
+                .query_row(params![run_id, key], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .optional()
+                .map_err(err("insert metrics"))?;
+            let (mut last, mut last_step, mut min, mut max) = summarize(pts);
+            let (series, first_seq) = match old {
+                None => {
+                    insert_series
+                        .execute(params![
+                            run_id,
+                            key,
+                            nan_to_null(last),
+                            nan_to_null(min),
+                            nan_to_null(max),
+                            pts.len() as i64,
+                            last_step
+                        ])
+                        .map_err(err("insert metrics"))?;
+                    (tx.last_insert_rowid(), 0i64)
+                }
+                Some((series, o_last, o_min, o_max, o_count, o_step)) => {
+                    // The stored last stays when it is at a higher step than anything new.
+                    let keep_old = match (o_step, last_step) {
+                        (Some(o), Some(n)) => o > n,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if keep_old {
+                        last = null_to_nan(o_last);
+                        last_step = o_step;
+                    }
+                    min = min.min(null_to_nan(o_min));
+                    max = max.max(null_to_nan(o_max));
+                    let count = o_count + pts.len() as i64;
+                    update_series
+                        .execute(params![
+                            series,
+                            nan_to_null(last),
+                            nan_to_null(min),
+                            nan_to_null(max),
+                            count,
+                            last_step
+                        ])
+                        .map_err(err("insert metrics"))?;
+                    (series, o_count)
+                }
+            };
+            // Many rows per statement: one sqlite3_step per POINTS_PER_INSERT points instead of
+            // one per point (the per-statement overhead dominated a million-point ingest).
+            let mut chunks = pts.chunks_exact(POINTS_PER_INSERT);
+            let mut seq = first_seq;
+            for chunk in chunks.by_ref() {
+                bind_points(&mut insert_many, series, seq, chunk)
+                    .map_err(err("insert metric points"))?;
+                seq += chunk.len() as i64;
+            }
+            for p in chunks.remainder() {
+                bind_points(&mut insert_point, series, seq, std::slice::from_ref(p))
+                    .map_err(err("insert metric points"))?;
+                seq += 1;
+            }
+        }
+    }
+    Ok(MetricsWritten {
+        keys: groups.len(),
+        points: points.len(),
+    })
+}
+
 /// Which number of a metric's summary an expression means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Stat {
@@ -432,7 +535,7 @@ impl Hinted for MetricExprError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             MetricExprError::BadStat { .. } => {
-                "e.g. --sort metric:loss:min or --where 'metric:loss:min<0.2'".into()
+                "e.g. --sort metric:loss:min or --where 'metric:loss:min<0.2'; a key that contains ':' needs its statistic spelled out: metric:val:acc:last".into()
             }
             _ => "write metric:KEY<op>NUMBER, e.g. --where 'metric:acc>=0.9' (quote it for the shell); sort with --sort metric:KEY".into(),
         })
@@ -460,19 +563,20 @@ pub fn is_metric_expr(s: &str) -> bool {
     s.trim_start().starts_with("metric:")
 }
 
-/// Splits `KEY[:STAT]`; a key may itself contain `:` unless its last part is a statistic name.
+/// Splits `KEY[:STAT]`. A `:` in the expression always introduces a statistic, so a typo such
+/// as `metric:acc:median` is an error rather than a search for a key named `acc:median`; a key
+/// that itself contains `:` is written with its statistic spelled out (`metric:val:acc:last`).
 fn key_and_stat(expr: &str, body: &str) -> std::result::Result<(String, Stat), MetricExprError> {
     let body = body.trim();
     let (key, stat) = match body.rsplit_once(':') {
         Some((k, s)) => match Stat::parse(s.trim()) {
             Some(stat) => (k.trim(), stat),
-            None if s.trim().is_empty() => {
+            None => {
                 return Err(MetricExprError::BadStat {
                     expr: expr.into(),
-                    stat: String::new(),
+                    stat: s.trim().into(),
                 })
             }
-            None => (body, Stat::Last),
         },
         None => (body, Stat::Last),
     };
@@ -618,35 +722,41 @@ impl Store {
 impl Store {
     /// `ls --sort metric:KEY[:STAT]`: the runs of `filter` with the metric, best first (`desc`:
     /// highest first), then those without it (or NaN), newest first; at most `filter.limit`.
+    /// `keep` sees each row before it is counted (the CLI's `lost` status filter): a rejected
+    /// row does not use up the limit.
     pub fn runs_by_metric(
         &self,
         filter: &super::RunFilter,
         sort: &MetricSort,
         desc: bool,
+        mut keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool>,
     ) -> Result<Vec<crate::record::Run>> {
-        let qs = sort.queries(
-            super::RUN_COLUMNS,
-            filter.where_clause(),
-            desc,
-            filter.limit,
-        );
+        // With a post-filter the SQL limit would count rejected rows; both queries stream in
+        // order (an index walk), so stopping at the limit here costs no sort either way.
+        let sql_limit = if keep.is_some() { None } else { filter.limit };
+        let qs = sort.queries(super::RUN_COLUMNS, filter.where_clause(), desc, sql_limit);
+        let full = |n: usize| filter.limit.is_some_and(|l| n as u64 >= l);
         let mut runs = Vec::new();
         for (sql, args) in &qs {
-            if filter.limit.is_some_and(|l| runs.len() as u64 >= l) {
+            if full(runs.len()) {
                 break;
             }
             let mut stmt = self
                 .conn
                 .prepare(sql)
                 .map_err(self.sql_err("sort by metric"))?;
-            let rows: Vec<crate::record::Run> = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), super::run_from_row)
-                .and_then(|rows| rows.collect())
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args.iter()))
                 .map_err(self.sql_err("sort by metric"))?;
-            runs.extend(rows);
-        }
-        if let Some(l) = filter.limit {
-            runs.truncate(l as usize);
+            while !full(runs.len()) {
+                let Some(row) = rows.next().map_err(self.sql_err("sort by metric"))? else {
+                    break;
+                };
+                let run = super::run_from_row(row).map_err(self.sql_err("sort by metric"))?;
+                if keep.as_mut().is_none_or(|k| k(&run)) {
+                    runs.push(run);
+                }
+            }
         }
         self.load_children(&mut runs)?;
         Ok(runs)
@@ -788,6 +898,30 @@ mod tests {
     }
 
     #[test]
+    fn points_written_many_per_statement_keep_their_order_and_values() {
+        let mut s = store_with_runs();
+        let n = POINTS_PER_INSERT * 2 + 88;
+        let pts: Vec<MetricPoint> = (0..n)
+            .map(|i| MetricPoint {
+                time: (i % 3 == 0).then_some(1e9 + i as f64),
+                ..pt("x", (i % 5 != 0).then_some(i as i64), i as f64 / 7.0)
+            })
+            .collect();
+        s.insert_metrics(IDS[0], &pts).unwrap();
+        // Appended later: numbering continues.
+        s.insert_metrics(IDS[0], &pts[..POINTS_PER_INSERT + 1])
+            .unwrap();
+        let h = s.metric_history(IDS[0], "x").unwrap();
+        assert_eq!(h.len(), n + POINTS_PER_INSERT + 1);
+        for (i, p) in h.iter().enumerate() {
+            let src = &pts[if i < n { i } else { i - n }];
+            assert_eq!(p.seq, i as u64);
+            assert_eq!((p.step, p.value, p.time), (src.step, src.value, src.time));
+        }
+        assert_eq!(s.metric_summaries(IDS[0]).unwrap()[0].count, h.len() as u64);
+    }
+
+    #[test]
     fn without_steps_last_is_the_last_reported_and_all_nan_is_nan() {
         let mut s = store_with_runs();
         s.insert_metrics(
@@ -860,8 +994,27 @@ mod tests {
             (c.key.as_str(), c.stat, c.value),
             ("val/loss", Stat::Min, -0.001)
         );
-        let c = parse_metric_where("metric:ratio:x>inf").unwrap();
+        let c = parse_metric_where("metric:ratio:x:last>inf").unwrap();
         assert_eq!((c.key.as_str(), c.value), ("ratio:x", f64::INFINITY));
+        // A `:` always starts a statistic: a typo is an error naming the allowed ones, not a
+        // silent search for a key `acc:median`.
+        let e = parse_metric_where("metric:acc:median>=0.9").unwrap_err();
+        assert_eq!(
+            e,
+            MetricExprError::BadStat {
+                expr: "metric:acc:median>=0.9".into(),
+                stat: "median".into()
+            }
+        );
+        assert!(e.to_string().contains(":last, :min, :max or :count"), "{e}");
+        assert!(matches!(
+            parse_metric_where("metric:>1"),
+            Err(MetricExprError::EmptyKey(_))
+        ));
+        assert!(matches!(
+            parse_metric_where("metric:acc>>1").unwrap_err(),
+            MetricExprError::BadNumber { .. }
+        ));
         let err = |e: &str| parse_metric_where(e).unwrap_err();
         assert!(matches!(err("acc>=0.9"), MetricExprError::NoPrefix(_)));
         assert!(matches!(err("metric:>=0.9"), MetricExprError::EmptyKey(_)));
@@ -907,7 +1060,11 @@ mod tests {
                 stat: Stat::Min
             }
         );
-        assert_eq!(parse_metric_sort("metric:a:b").unwrap().key, "a:b");
+        assert_eq!(parse_metric_sort("metric:a:b:max").unwrap().key, "a:b");
+        assert!(matches!(
+            parse_metric_sort("metric:acc:median"),
+            Err(MetricExprError::BadStat { .. })
+        ));
         assert!(parse_metric_sort("acc").is_err());
         assert!(parse_metric_sort("metric:").is_err());
         assert!(is_metric_expr("metric:acc") && !is_metric_expr("name"));

@@ -3,6 +3,7 @@
 
 use rusqlite::types::Value;
 
+use super::metrics::{Membership, MetricCond};
 use super::{run_from_row, Result, Store, RUN_COLUMNS};
 use crate::record::{Run, Status};
 
@@ -106,6 +107,11 @@ pub struct RunFilter {
     pub host: Option<String>,
     /// Slurm job: raw id, array id (every task) or `ARRAY_TASK` (`ls --job`).
     pub job: Option<String>,
+    /// Metric conditions (`--where 'metric:acc>=0.9'`); a run without the key never matches.
+    pub metrics: Vec<MetricCond>,
+    /// The query shape of each of `metrics` (same order; `In` where missing), picked by
+    /// [`Store::shape_metric_conditions`] once the limit is known.
+    pub metric_shapes: Vec<Membership>,
     /// Sort key.
     pub sort: SortKey,
     /// Reverse the sort order (for the default sort: oldest first).
@@ -137,6 +143,11 @@ impl RunFilter {
             || self.rerun_of.is_some()
             || self.host.is_some()
             || self.job.is_some()
+            || !self.metrics.is_empty()
+    }
+
+    fn metric_shape(&self, i: usize) -> Membership {
+        self.metric_shapes.get(i).copied().unwrap_or(Membership::In)
     }
 
     /// The `WHERE` clause (empty when no filter is set) and its bound values.
@@ -183,7 +194,8 @@ impl RunFilter {
             || !self.params.is_empty()
             || !self.tags.is_empty()
             || self.rerun_of.is_some()
-            || self.job.is_some();
+            || self.job.is_some()
+            || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In);
         let weak = if selective { "+" } else { "" };
         // With an indexed filter on runs itself (digest, commit, …), annotations and datasets
         // are checked per candidate run through their (run_id, …) primary keys instead of
@@ -296,6 +308,9 @@ impl RunFilter {
             args.extend(values.into_iter().map(Value::Text));
             wh.push(cond);
         }
+        for (i, c) in self.metrics.iter().enumerate() {
+            wh.push(c.sql(&mut args, self.metric_shape(i)));
+        }
         if wh.is_empty() {
             (String::new(), args)
         } else {
@@ -359,6 +374,18 @@ impl RunFilter {
 }
 
 impl Store {
+    /// Picks the query shape of each metric condition of `filter` for its limit (see
+    /// [`Store::metric_membership`]); call once the limit is set.
+    pub fn shape_metric_conditions(&self, filter: &mut RunFilter) -> Result<()> {
+        let limited = filter.limit.is_some();
+        filter.metric_shapes = filter
+            .metrics
+            .iter()
+            .map(|c| self.metric_membership(c, limited))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
     /// Streams the runs matching `filter`, in its order. `keep` sees each row before its
     /// datasets, params, … are loaded and may reject it (the CLI decides `lost` this way);
     /// `visit` receives each kept, complete run and returns `false` to stop. At most
@@ -434,6 +461,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::tests::sample_run;
+
+    fn cond(e: &str) -> MetricCond {
+        crate::store::metrics::parse_metric_where(e).unwrap()
+    }
 
     fn every_filter() -> Vec<(&'static str, RunFilter)> {
         let f = RunFilter::default;
@@ -570,6 +601,37 @@ mod tests {
                     ..f()
                 },
             ),
+            (
+                "metric",
+                RunFilter {
+                    metrics: vec![cond("metric:acc>=0.9")],
+                    ..f()
+                },
+            ),
+            (
+                "metric exists",
+                RunFilter {
+                    metrics: vec![cond("metric:acc>=0.9")],
+                    metric_shapes: vec![Membership::Exists],
+                    ..f()
+                },
+            ),
+            (
+                "metric+status",
+                RunFilter {
+                    metrics: vec![cond("metric:acc>=0.9"), cond("metric:loss:min<1")],
+                    statuses: vec![Status::Failed],
+                    ..f()
+                },
+            ),
+            (
+                "metric+tag",
+                RunFilter {
+                    metrics: vec![cond("metric:acc!=0.9")],
+                    tags: vec!["nightly".into()],
+                    ..f()
+                },
+            ),
         ]
     }
 
@@ -593,7 +655,8 @@ mod tests {
             }
             // A time bound may be answered by walking the id index newest first (ids are
             // time-ordered) and stopping at the limit; every other filter must search an index.
-            if !["none", "since", "until"].contains(&what) {
+            // `metric exists` walks runs newest first, checking each through (run_id, key).
+            if !["none", "since", "until", "metric exists"].contains(&what) {
                 assert!(
                     plan.iter().any(|s| s.starts_with("SEARCH ")),
                     "filter {what}: no index search in plan {plan:#?}"

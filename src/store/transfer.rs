@@ -7,7 +7,9 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 
+use super::metrics::{insert_metrics_in, summaries_of};
 use super::{insert_outputs, insert_rows, sql_error, Store, StoreError};
+use crate::capture::metrics::MetricPoint;
 use crate::error::Hinted;
 use crate::record::{DatasetKind, Run, Status, SCHEMA_VERSION};
 
@@ -412,10 +414,11 @@ impl Store {
             line,
             message,
         };
-        let parse = |line: usize, text: &str| -> Result<Run, ImportError> {
+        let parse = |line: usize, text: &str| -> Result<(Run, Vec<MetricPoint>), ImportError> {
             let run: Run = serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
             validate(&run).map_err(|m| invalid(line, m))?;
-            Ok(run)
+            let metrics = metrics_of_line(text).map_err(|m| invalid(line, m))?;
+            Ok((run, metrics))
         };
         for (i, text) in open().map_err(read_err)?.lines().enumerate() {
             let text = text.map_err(read_err)?;
@@ -453,8 +456,8 @@ impl Store {
                     continue;
                 }
                 // Checked again: the file may have changed since the first pass.
-                let run = parse(i + 1, &text)?;
-                self.import_one(&tx, &run, i + 1, &mut summary)?;
+                let (run, metrics) = parse(i + 1, &text)?;
+                self.import_one(&tx, &run, &metrics, i + 1, &mut summary)?;
                 n += 1;
             }
             tx.commit().map_err(sql("commit"))?;
@@ -469,6 +472,7 @@ impl Store {
         &self,
         tx: &rusqlite::Transaction,
         run: &Run,
+        metrics: &[MetricPoint],
         line: usize,
         summary: &mut ImportSummary,
     ) -> Result<(), ImportError> {
@@ -484,6 +488,9 @@ impl Store {
         if stored.is_none() {
             insert_rows(tx, run)
                 .map_err(|(what, source)| ImportError::Store(sql_error(&path, what)(source)))?;
+            if !metrics.is_empty() {
+                insert_metrics_in(tx, &path, &run.id, metrics)?;
+            }
             summary.imported += 1;
             return Ok(());
         }
@@ -498,6 +505,21 @@ impl Store {
                 fields: beyond_outcome,
             });
             return Ok(());
+        }
+        // Metrics of a stored run: added when it has none (a run recorded before its metrics
+        // were), else the stored history is kept and a different one is a conflict.
+        if !metrics.is_empty() {
+            let stored_points = self.metric_points(&run.id)?;
+            if stored_points.is_empty() {
+                insert_metrics_in(tx, &path, &run.id, metrics)?;
+            } else if !same_history(&stored_points, metrics) {
+                summary.conflicts.push(Conflict {
+                    line,
+                    id: run.id.clone(),
+                    fields: vec!["history".into()],
+                });
+                return Ok(());
+            }
         }
         if all.is_empty() || (unfinished(old.status) && unfinished(run.status)) {
             summary.unchanged += 1;
@@ -545,6 +567,133 @@ impl Store {
 }
 
 /// Most runs written by one import transaction.
+/// Points compared as `show --json --history` shows them (per key in order; NaN equal to NaN;
+/// times to the millisecond).
+fn same_history(a: &[MetricPoint], b: &[MetricPoint]) -> bool {
+    let norm = |pts: &[MetricPoint]| {
+        let mut v: Vec<(String, Option<i64>, u64, Option<i64>)> = pts
+            .iter()
+            .map(|p| {
+                (
+                    p.key.to_string(),
+                    p.step,
+                    if p.value.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        p.value.to_bits()
+                    },
+                    p.time.map(|t| (t * 1000.0).round() as i64),
+                )
+            })
+            .collect();
+        // Keys in order, each key's points in report order (a stable sort keeps it).
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    norm(a) == norm(b)
+}
+
+/// The metric history carried by an export line (`history`, the `show --json --history` shape:
+/// `{"KEY": [[step, value, time], …]}` with value a number or "NaN"/"Infinity"/"-Infinity",
+/// step an integer or null, time RFC 3339 or null), checked against its summary (`metrics`)
+/// when given. No `history`: no points (a line without metrics).
+pub fn metrics_of_line(text: &str) -> Result<Vec<MetricPoint>, String> {
+    #[derive(serde::Deserialize)]
+    struct Part {
+        #[serde(default)]
+        metrics: Option<serde_json::Value>,
+        #[serde(default)]
+        history: Option<serde_json::Value>,
+    }
+    // Only lines that mention metrics pay for the second parse.
+    if !text.contains("\"history\"") && !text.contains("\"metrics\"") {
+        return Ok(Vec::new());
+    }
+    let part: Part = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let summary = part.metrics.filter(|m| !m.is_null());
+    let history = match part.history.filter(|h| !h.is_null()) {
+        None => {
+            return match summary {
+                Some(m) if m.as_object().is_some_and(|o| !o.is_empty()) => Err(
+                    "metrics has no history: import takes `repro export` output, which carries each metric's history".into(),
+                ),
+                _ => Ok(Vec::new()),
+            };
+        }
+        Some(h) => h,
+    };
+    let serde_json::Value::Object(keys) = history else {
+        return Err("history is not an object of metric histories".into());
+    };
+    let mut points = Vec::new();
+    for (key, rows) in keys {
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(format!(
+                "history: metric key {key:?} is empty or has a control character"
+            ));
+        }
+        let key: std::sync::Arc<str> = key.into();
+        let Some(rows) = rows.as_array() else {
+            return Err(format!(
+                "history.{key} is not a list of [step, value, time]"
+            ));
+        };
+        if rows.is_empty() {
+            return Err(format!("history.{key} has no points"));
+        }
+        for (i, row) in rows.iter().enumerate() {
+            let bad = |why: &str| format!("history.{key}[{i}]: {why}");
+            let cells = row
+                .as_array()
+                .filter(|c| c.len() == 3)
+                .ok_or_else(|| bad("not a [step, value, time] triple"))?;
+            let step = match &cells[0] {
+                serde_json::Value::Null => None,
+                v => Some(v.as_i64().ok_or_else(|| bad("step is not an integer"))?),
+            };
+            let value = match &cells[1] {
+                serde_json::Value::Number(n) => {
+                    n.as_f64().ok_or_else(|| bad("value is not a number"))?
+                }
+                serde_json::Value::String(s) if s == "NaN" => f64::NAN,
+                serde_json::Value::String(s) if s == "Infinity" => f64::INFINITY,
+                serde_json::Value::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
+                _ => {
+                    return Err(bad(
+                        "value is not a number, \"NaN\", \"Infinity\" or \"-Infinity\"",
+                    ))
+                }
+            };
+            let time = match &cells[2] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(t) => {
+                    let t = parse_time("time", t).map_err(|m| bad(&m))?;
+                    Some(t.timestamp_millis() as f64 / 1000.0)
+                }
+                _ => return Err(bad("time is not an RFC 3339 time or null")),
+            };
+            points.push(MetricPoint {
+                key: key.clone(),
+                step,
+                value,
+                time,
+            });
+        }
+    }
+    if let Some(given) = summary {
+        let mut want = serde_json::Map::new();
+        for s in summaries_of(&points) {
+            want.insert(s.key.clone(), s.to_json());
+        }
+        if given != serde_json::Value::Object(want) {
+            return Err(
+                "metrics does not match the summary of history (an edited export?): fix or remove metrics".into(),
+            );
+        }
+    }
+    Ok(points)
+}
+
 const IMPORT_BATCH: usize = 2000;
 /// Longest an import transaction holds the write lock (one run more may be written after it).
 const IMPORT_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(150);

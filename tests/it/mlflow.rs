@@ -211,11 +211,8 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     );
     let run_json: Value =
         serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/run.json")).unwrap();
-    // run.json is the run object of `show --json` without its metric summary: the metrics
-    // themselves go to MLflow as metrics.
-    let mut shown_run = shown.clone();
-    shown_run.as_object_mut().unwrap().remove("metrics");
-    assert_eq!(run_json, shown_run);
+    // run.json is the run object of `show --json`, metric summary included.
+    assert_eq!(run_json, shown);
     let script = ok(&env, &repo, &["script", &id]);
     assert_eq!(
         String::from_utf8(srv.download(exp_id, mlflow_id, "repro/rerun.sh")).unwrap(),
@@ -575,7 +572,8 @@ fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("updated metrics"), "{out}");
-    assert!(!out.contains("artifacts"), "{out}");
+    // run.json (the `show --json` object) carries the new summary, so it is sent again.
+    assert!(out.contains("artifacts"), "{out}");
     assert_eq!(history(srv, &mlflow_id, "loss").len(), 1205);
     assert_eq!(history(srv, &mlflow_id, "acc").len(), 2);
 }

@@ -466,11 +466,9 @@ fn json_and_jsonl_carry_the_same_run_objects() {
     assert_eq!(&parsed, doc["runs"].as_array().unwrap());
     // each object is what `show --json` prints
     let sweep2 = &runs.iter().find(|(l, _)| *l == "sweep2").unwrap().1;
-    let mut shown: Value =
+    let shown: Value =
         serde_json::from_str(&at_now(&env, &["show", &sweep2.id, "--json"]).1).unwrap();
-    // `show --json` adds the metric summary (read per run); `ls --json` does not carry it yet.
     assert_eq!(shown["metrics"], serde_json::json!({}));
-    shown.as_object_mut().unwrap().remove("metrics");
     assert!(parsed.contains(&shown));
     // the lost row is reported as lost, in JSON too
     let (_, lost, _) = at_now(&env, &["ls", "--status", "lost", "--format", "jsonl"]);
@@ -663,4 +661,238 @@ fn version_two_databases_that_already_have_the_query_indexes_upgrade() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, repro::store::latest_version());
+}
+
+/// The fixture with metrics: eval acc .95 loss .2, sweep3 acc .91 loss .6, sweep2 acc .5 then
+/// .8, baseline acc NaN, lost acc .92 (and inf loss), plain none.
+pub fn seeded_with_metrics() -> (TestEnv, Vec<(&'static str, Run)>) {
+    use repro::capture::metrics::MetricPoint;
+    let (env, runs) = seeded();
+    let mut store = Store::open(&env.db()).unwrap();
+    let pt = |key: &str, step: i64, value: f64| MetricPoint {
+        key: key.into(),
+        step: Some(step),
+        value,
+        time: None,
+    };
+    let id = |label: &str| runs.iter().find(|(l, _)| *l == label).unwrap().1.id.clone();
+    for (label, points) in [
+        ("eval", vec![pt("acc", 1, 0.95), pt("loss", 1, 0.2)]),
+        ("sweep3", vec![pt("acc", 1, 0.91), pt("loss", 1, 0.6)]),
+        ("sweep2", vec![pt("acc", 1, 0.5), pt("acc", 2, 0.8)]),
+        ("baseline", vec![pt("acc", 1, f64::NAN)]),
+        (
+            "lost",
+            vec![pt("acc", 1, 0.92), pt("loss", 1, f64::INFINITY)],
+        ),
+    ] {
+        store.insert_metrics(&id(label), &points).unwrap();
+    }
+    (env, runs)
+}
+
+/// `ls --where 'metric:…'`: each operator and statistic, several conditions AND-ed, combined
+/// with the other filters and with a metric sort.
+#[test]
+fn where_filters_runs_by_their_metrics() {
+    let (env, runs) = seeded_with_metrics();
+    let l = |args: &[&str]| labels(&env, &runs, args);
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9"]),
+        vec!["eval", "sweep3", "lost"]
+    );
+    assert_eq!(l(&["--where", "metric:acc>0.95"]), Vec::<&str>::new());
+    assert_eq!(l(&["--where", "metric:acc > 0.92"]), vec!["eval"]);
+    assert_eq!(l(&["--where", "metric:acc<0.91"]), vec!["sweep2"]);
+    assert_eq!(
+        l(&["--where", "metric:acc<=0.91"]),
+        vec!["sweep3", "sweep2"]
+    );
+    assert_eq!(l(&["--where", "metric:acc=0.8"]), vec!["sweep2"]);
+    // NaN is unequal to every number; a run without the metric never matches.
+    assert_eq!(
+        l(&["--where", "metric:acc!=0.8"]),
+        vec!["eval", "sweep3", "baseline", "lost"]
+    );
+    assert_eq!(l(&["--where", "metric:acc:min<0.6"]), vec!["sweep2"]);
+    assert_eq!(l(&["--where", "metric:acc:max>=0.95"]), vec!["eval"]);
+    assert_eq!(l(&["--where", "metric:acc:count=2"]), vec!["sweep2"]);
+    assert_eq!(l(&["--where", "metric:loss>=inf"]), vec!["lost"]);
+    // Several --where combine with AND, and with the other filters.
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9", "--where", "metric:loss<0.5"]),
+        vec!["eval"]
+    );
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9", "--status", "lost"]),
+        vec!["lost"]
+    );
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9", "--name", "sweep*"]),
+        vec!["sweep3"]
+    );
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9", "--image", "team/trainer"]),
+        vec!["sweep3"]
+    );
+    assert_eq!(
+        l(&["--where", "metric:acc>=0.9", "--limit", "1"]),
+        vec!["eval"]
+    );
+    // With a metric sort: filtered, then best first.
+    assert_eq!(
+        l(&["--sort", "metric:acc", "--where", "metric:acc<0.95"]),
+        vec!["lost", "sweep3", "sweep2"]
+    );
+    assert_eq!(
+        l(&[
+            "--sort",
+            "metric:acc",
+            "--where",
+            "metric:loss<1",
+            "--limit",
+            "1"
+        ]),
+        vec!["eval"]
+    );
+    // export takes the same filter.
+    let (code, out, err) = at_now(&env, &["export", "--where", "metric:acc>=0.9"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3);
+}
+
+/// The status post-filter (`lost` is decided when reading) applies before `--limit` with a
+/// metric sort: the best `lost` run is found even when better runs of other statuses exist.
+#[test]
+fn metric_sort_with_a_limit_keeps_the_status_filter() {
+    let (env, runs) = seeded_with_metrics();
+    let l = |args: &[&str]| labels(&env, &runs, args);
+    assert_eq!(l(&["--sort", "metric:acc"])[..2], ["eval", "lost"]);
+    assert_eq!(
+        l(&["--sort", "metric:acc", "--status", "lost", "--limit", "1"]),
+        vec!["lost"]
+    );
+    assert_eq!(
+        l(&[
+            "--sort",
+            "metric:acc",
+            "--status",
+            "running",
+            "--limit",
+            "1"
+        ]),
+        Vec::<&str>::new()
+    );
+}
+
+/// Bad metric expressions are usage errors (exit 2) naming the expression and the fix, in
+/// --where, --sort and --columns alike.
+#[test]
+fn bad_metric_expressions_are_usage_errors() {
+    let (env, _) = seeded_with_metrics();
+    for (args, says) in [
+        (vec!["--where", "metric:acc>>1"], "'>1' is not a number"),
+        (vec!["--where", "metric:>1"], "names no metric"),
+        (
+            vec!["--where", "metric:acc>=high"],
+            "'high' is not a number",
+        ),
+        (vec!["--where", "metric:acc>=nan"], "'nan' is not a number"),
+        (vec!["--where", "metric:acc"], "has no comparison"),
+        (vec!["--where", "acc>=0.9"], "must start with 'metric:'"),
+        (
+            vec!["--where", "metric:acc:median>=0.9"],
+            "unknown statistic ':median' (use :last, :min, :max or :count)",
+        ),
+        (
+            vec!["--sort", "metric:acc:median"],
+            "unknown statistic ':median' (use :last, :min, :max or :count)",
+        ),
+        (
+            vec!["--columns", "id,metric:acc:median"],
+            "unknown statistic ':median'",
+        ),
+        (vec!["--columns", "id,metric:"], "names no metric"),
+    ] {
+        let mut full = vec!["ls"];
+        full.extend_from_slice(&args);
+        let (code, out, err) = at_now(&env, &full);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.to_lowercase().contains("hint"), "{args:?}: {err}");
+    }
+}
+
+/// `--columns …,metric:KEY` in the table and CSV (NaN and inf as such, a missing metric empty
+/// or `-`), and `ls --json` objects are the `show --json` objects, metrics included.
+#[test]
+fn metric_columns_and_json_metrics() {
+    let (env, runs) = seeded_with_metrics();
+    let id = |label: &str| runs.iter().find(|(l, _)| *l == label).unwrap().1.id.clone();
+    let cols = "id,metric:acc,metric:loss,metric:acc:count,status";
+    let (code, csv, err) = at_now(
+        &env,
+        &[
+            "ls",
+            "--format",
+            "csv",
+            "--columns",
+            cols,
+            "--sort",
+            "metric:acc",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "id,metric:acc,metric:loss,metric:acc:count,status\r\n\
+         {},0.95,0.2,1,succeeded\r\n\
+         {},0.92,inf,1,lost\r\n\
+         {},0.91,0.6,1,killed\r\n\
+         {},0.8,,2,failed\r\n\
+         {},NaN,,1,succeeded\r\n\
+         {},,,,succeeded\r\n",
+        id("eval"),
+        id("lost"),
+        id("sweep3"),
+        id("sweep2"),
+        id("baseline"),
+        id("plain"),
+    );
+    assert_eq!(csv, want);
+    let (code, table, err) = at_now(&env, &["ls", "--columns", cols, "--sort", "metric:acc"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["ID", "acc", "loss", "acc:count", "STATUS"]);
+    assert_eq!(lines[1][1..4], ["0.95", "0.2", "1"]);
+    assert_eq!(lines[2][1..4], ["0.92", "inf", "1"]);
+    assert_eq!(lines[5][1..4], ["NaN", "-", "1"]);
+    assert_eq!(lines[6][1..4], ["-", "-", "-"]);
+    // JSON: every object carries its metric summary, exactly as `show --json` prints it.
+    let (code, json, err) = at_now(&env, &["ls", "--json", "--columns", cols]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    let listed = doc["runs"].as_array().unwrap();
+    assert_eq!(listed.len(), 6);
+    for (label, _) in &runs {
+        let shown: Value =
+            serde_json::from_str(&at_now(&env, &["show", &id(label), "--json"]).1).unwrap();
+        assert!(listed.contains(&shown), "{label}: {shown}");
+    }
+    let lost = listed.iter().find(|r| r["id"] == id("lost")).unwrap();
+    assert_eq!(lost["metrics"]["loss"]["last"], "Infinity");
+    assert_eq!(lost["metrics"]["acc"]["last"], 0.92);
+    let base = listed.iter().find(|r| r["id"] == id("baseline")).unwrap();
+    assert_eq!(base["metrics"]["acc"]["last"], "NaN");
+    let plain = listed.iter().find(|r| r["id"] == id("plain")).unwrap();
+    assert_eq!(plain["metrics"], serde_json::json!({}));
+    let (_, jsonl, _) = at_now(&env, &["ls", "--format", "jsonl"]);
+    let parsed: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(&parsed, listed);
 }

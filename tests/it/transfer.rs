@@ -375,3 +375,177 @@ fn forged_import_lines_are_refused_with_their_line_and_nothing_written() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(ids_of(&env), vec!["01jd3k0000000000000000000a".to_string()]);
 }
+
+/// Metric summaries and histories travel with export/import: every run's
+/// `show --json --history` is identical after the round trip (NaN, ±inf, steps, missing steps
+/// and times), and importing again changes nothing.
+#[test]
+fn export_import_carries_metric_history_and_summaries() {
+    use repro::capture::metrics::MetricPoint;
+    let (src, runs) = crate::query::seeded_with_metrics();
+    let eval = runs
+        .iter()
+        .find(|(l, _)| *l == "eval")
+        .unwrap()
+        .1
+        .id
+        .clone();
+    {
+        let mut store = repro::store::Store::open(&src.db()).unwrap();
+        let pts: Vec<MetricPoint> = (0..50)
+            .map(|i| MetricPoint {
+                key: "train/loss".into(),
+                step: (i % 7 != 3).then_some(i),
+                value: if i == 5 {
+                    f64::NEG_INFINITY
+                } else {
+                    1.0 / (i + 1) as f64
+                },
+                time: (i % 2 == 0).then_some(1_790_000_000.25 + i as f64),
+            })
+            .collect();
+        store.insert_metrics(&eval, &pts).unwrap();
+    }
+    let (code, out, err) = at_now(&src, &["export"]);
+    assert_eq!(code, 0, "{err}");
+    let line: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["id"] == eval.as_str())
+        .unwrap();
+    assert_eq!(line["history"]["train/loss"].as_array().unwrap().len(), 50);
+    assert_eq!(line["metrics"]["acc"]["last"], 0.95);
+    let file = src.root().join("runs.jsonl");
+    std::fs::write(&file, &out).unwrap();
+    let dst = TestEnv::new();
+    let (code, _, err) = import(&dst, &file);
+    assert_eq!(code, 0, "{err}");
+    for id in ids_of(&src) {
+        let shown = |env: &TestEnv| at_now(env, &["show", &id, "--json", "--history"]).1;
+        assert_eq!(shown(&src), shown(&dst), "run {id}");
+    }
+    let h: Value =
+        serde_json::from_str(&at_now(&dst, &["show", &eval, "--json", "--history"]).1).unwrap();
+    assert_eq!(
+        h["history"]["train/loss"][3],
+        serde_json::json!([null, 0.25, null])
+    );
+    assert_eq!(h["history"]["train/loss"][5][1], "-Infinity");
+    // Sorting and filtering work on the imported summaries.
+    let (_, top, _) = at_now(
+        &dst,
+        &[
+            "ls",
+            "--where",
+            "metric:acc>=0.95",
+            "--format",
+            "csv",
+            "--columns",
+            "id",
+        ],
+    );
+    assert_eq!(top.lines().nth(1), Some(eval.as_str()));
+    // Importing again writes no point twice.
+    let (code, _, err) = import(&dst, &file);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("imported 0, unchanged 6"), "{err}");
+    assert_eq!(
+        at_now(&src, &["show", &eval, "--json", "--history"]).1,
+        at_now(&dst, &["show", &eval, "--json", "--history"]).1
+    );
+    // Runs recorded without their metrics get them; a different stored history is a conflict.
+    let bare = TestEnv::new();
+    let stripped: String = out
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("metrics");
+            o.remove("history");
+            serde_json::to_string(&v).unwrap() + "\n"
+        })
+        .collect();
+    let bare_file = bare.root().join("bare.jsonl");
+    std::fs::write(&bare_file, stripped).unwrap();
+    assert_eq!(import(&bare, &bare_file).0, 0);
+    assert!(!at_now(&bare, &["show", &eval, "--json"])
+        .1
+        .contains("\"acc\""));
+    let (code, _, err) = import(&bare, &file);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        at_now(&src, &["show", &eval, "--json", "--history"]).1,
+        at_now(&bare, &["show", &eval, "--json", "--history"]).1
+    );
+    let changed = out.replace("\"acc\":[[1,0.95,null]]", "\"acc\":[[1,0.5,null]]");
+    assert_ne!(changed, out);
+    let changed = changed.replace(
+        "\"acc\":{\"count\":1,\"last\":0.95,\"max\":0.95,\"min\":0.95,\"step\":1}",
+        "\"acc\":{\"count\":1,\"last\":0.5,\"max\":0.5,\"min\":0.5,\"step\":1}",
+    );
+    std::fs::write(&file, changed).unwrap();
+    let (code, _, err) = import(&dst, &file);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("conflict: run {eval}")), "{err}");
+    assert!(err.contains("history"), "{err}");
+}
+
+/// A bad metric line is refused with its line number and nothing is written: no run, no point.
+#[test]
+fn bad_metric_lines_are_refused_and_nothing_written() {
+    let (src, _) = crate::query::seeded_with_metrics();
+    let (_, out, _) = at_now(&src, &["export"]);
+    let lines: Vec<String> = out.lines().map(String::from).collect();
+    // Oldest first: line 5 is sweep3 (acc .91, loss .6).
+    assert!(lines[4].contains("\"acc\":[[1,0.91,null]]"), "{}", lines[4]);
+    let dst = TestEnv::new();
+    for (from, to, needle) in [
+        (
+            "[[1,0.91,null]]",
+            "[[1,\"high\",null]]",
+            "line 5: history.acc[0]: value is not a number",
+        ),
+        (
+            "[[1,0.91,null]]",
+            "[[1.5,0.91,null]]",
+            "line 5: history.acc[0]: step is not an integer",
+        ),
+        (
+            "[[1,0.91,null]]",
+            "[[1,0.91]]",
+            "line 5: history.acc[0]: not a [step, value, time] triple",
+        ),
+        (
+            "[[1,0.91,null]]",
+            "[[1,0.91,\"yesterday\"]]",
+            "line 5: history.acc[0]: time 'yesterday' is not an RFC 3339 time",
+        ),
+        ("[[1,0.91,null]]", "[]", "line 5: history.acc has no points"),
+        (
+            "[[1,0.91,null]]",
+            "[[1,0.92,null]]",
+            "line 5: metrics does not match the summary of history",
+        ),
+        (
+            "\"history\":{",
+            "\"hist\":{",
+            "line 5: metrics has no history",
+        ),
+    ] {
+        let mut bad = lines.clone();
+        bad[4] = bad[4].replacen(from, to, 1);
+        assert_ne!(bad[4], lines[4], "{from}");
+        let file = dst.root().join("bad.jsonl");
+        std::fs::write(&file, bad.join("\n") + "\n").unwrap();
+        let (code, _, err) = import(&dst, &file);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(needle), "want {needle}: {err}");
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(ids_of(&dst).is_empty());
+        let points: i64 = rusqlite::Connection::open(dst.db())
+            .unwrap()
+            .query_row("SELECT count(*) FROM metric_points", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(points, 0);
+    }
+}
