@@ -396,6 +396,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         runs: vec![RunToPush {
             run: run.clone(),
             metrics: Some(metrics),
+            loaded: true,
         }],
         dry_run: false,
         jobs: 2,
