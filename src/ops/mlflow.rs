@@ -587,6 +587,20 @@ pub fn push(
     let client = Client::new(&req.settings)?;
     let experiment_id = client.experiment_id(&req.experiment)?;
     summary.experiment_id = Some(experiment_id.clone());
+    // Runs without a ledger row are looked up by their `repro.run_id` tag all at once (a lost
+    // ledger re-links them), not with one `runs/search` each.
+    let new_ids: Vec<&str> = jobs_now
+        .iter()
+        .filter(|j| j.base.is_none())
+        .map(|j| j.repro_id.as_str())
+        .chain(
+            pending
+                .iter()
+                .map(|&i| req.runs[i].run.id.as_str())
+                .filter(|id| !ledger.contains_key(*id)),
+        )
+        .collect();
+    let known = Known::search(&client, &experiment_id, &new_ids);
     let abort = AtomicBool::new(false);
     let inputs_lock = Mutex::new(());
     let workers = req.jobs.clamp(1, 64);
@@ -597,13 +611,14 @@ pub fn push(
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (queue, client, abort, experiment_id, experiment, inputs_lock) = (
+                let (queue, client, abort, experiment_id, experiment, inputs_lock, known) = (
                     &queue,
                     &client,
                     &abort,
                     &experiment_id,
                     &req.experiment,
                     &inputs_lock,
+                    &known,
                 );
                 s.spawn(move || {
                     while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
@@ -625,8 +640,14 @@ pub fn push(
                                 ledger: None,
                             }
                         } else {
-                            let done =
-                                push_one(client, experiment, experiment_id, inputs_lock, job);
+                            let done = push_one(
+                                client,
+                                experiment,
+                                experiment_id,
+                                inputs_lock,
+                                known,
+                                job,
+                            );
                             if matches!(
                                 done.outcome.error,
                                 Some(
@@ -696,11 +717,59 @@ pub fn push(
     Ok(summary)
 }
 
+/// Runs per page of the batched look-up.
+const SEARCH_PAGE: usize = 1000;
+
+/// The MLflow runs of an experiment tagged with the repro run ids a push has no ledger row for.
+#[derive(Debug, Default)]
+struct Known {
+    /// repro run id → MLflow run id (the first one found).
+    runs: HashMap<String, String>,
+    /// Every tagged run of the experiment was listed: a run not in `runs` is new.
+    complete: bool,
+}
+
+impl Known {
+    /// Lists the experiment's runs tagged `repro.run_id` (one paginated `runs/search`) when
+    /// more than one run needs the look-up; at most as many pages as there are such runs, so it
+    /// never costs more requests than one search per run. An incomplete or failed listing
+    /// leaves the runs not found to their own search (whose error, if any, is the run's).
+    fn search(client: &Client, experiment_id: &str, ids: &[&str]) -> Known {
+        let mut known = Known::default();
+        if ids.len() < 2 {
+            return known;
+        }
+        let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+        let mut token: Option<String> = None;
+        for _ in 0..ids.len() {
+            let Ok((runs, next)) =
+                client.search_repro_runs(experiment_id, token.as_deref(), SEARCH_PAGE)
+            else {
+                return known;
+            };
+            for (repro_id, mlflow_id) in runs {
+                if wanted.contains(repro_id.as_str()) {
+                    known.runs.entry(repro_id).or_insert(mlflow_id);
+                }
+            }
+            match next {
+                Some(t) => token = Some(t),
+                None => {
+                    known.complete = true;
+                    return known;
+                }
+            }
+        }
+        known
+    }
+}
+
 fn push_one(
     client: &Client,
     experiment: &str,
     experiment_id: &str,
     inputs_lock: &Mutex<()>,
+    known: &Known,
     job: Job,
 ) -> Done {
     let mut requests = 0usize;
@@ -715,12 +784,21 @@ fn push_one(
                 b
             }
             None => {
-                requests += 1;
-                match client.find_by_repro_id(experiment_id, &job.repro_id)? {
+                let found = match known.runs.get(&job.repro_id) {
+                    Some(id) => Some(id.clone()),
+                    None if known.complete => None,
+                    None => {
+                        requests += 1;
+                        client
+                            .find_by_repro_id(experiment_id, &job.repro_id)?
+                            .map(|r| r.run_id)
+                    }
+                };
+                match found {
                     Some(found) => {
                         action = Action::Relinked { parts: Vec::new() };
                         requests += 1;
-                        let full = client.get_run(&found.run_id)?;
+                        let full = client.get_run(&found)?;
                         Baseline::from_server(&full)
                     }
                     None => {
@@ -1109,15 +1187,22 @@ mod tests {
         store.add_note(&id, "later").unwrap();
         changed(&store, "a note");
         settle(&store);
-        store
-            .change_tags(&id, &["shipped".into()], &["best".into()])
-            .unwrap();
-        changed(&store, "a tag");
+        // `INSERT OR IGNORE`: the statement's conflict policy must not reach the triggers.
+        store.change_tags(&id, &["shipped".into()], &[]).unwrap();
+        changed(&store, "a tag added");
+        settle(&store);
+        store.change_tags(&id, &[], &["best".into()]).unwrap();
+        changed(&store, "a tag removed");
         settle(&store);
         store
             .set_params(&id, &[("lr".into(), "0.1".into())], &[])
             .unwrap();
         changed(&store, "a param");
+        settle(&store);
+        store
+            .set_params(&id, &[("lr".into(), "0.2".into())], &[])
+            .unwrap();
+        changed(&store, "a param's value");
         settle(&store);
         store
             .finish_run(
