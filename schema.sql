@@ -447,5 +447,5 @@ BEGIN
 END;
 CREATE TRIGGER runs_changes_forget AFTER DELETE ON runs
 BEGIN
-    DELETE FROM run_changes WHERE run_id = OLD.run_id;
+    DELETE FROM run_changes WHERE run_id = OLD.id;
 END;
