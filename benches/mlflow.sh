@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # MLflow push benchmark (issue 14). Starts a local MLflow tracking server (venv from
-# scripts/install-deps.sh; SQLite backend, proxied artifacts, --workers 1) and measures:
+# scripts/install-deps.sh; SQLite backend, proxied artifacts, --workers $WORKERS, default 1) and
+# measures:
 #
 #   (a) re-push of M unchanged runs (50 params each): M runs are pushed once, the server is
 #       stopped (so any request would fail), then hyperfine times `repro mlflow push` — the
-#       ledger's fingerprint says "unchanged" for each run, no request is made — next to
+#       runs are selected as rows only and the ledger's fingerprint (row + change stamp, migration
+#       11) says "unchanged" for each run without loading it, no request is made — next to
 #       `repro ls --all --json` over the same database (the cost of loading the runs), and once
 #       with every fingerprint cleared (the full comparison a ledger row from before migration
 #       10, or a repro upgrade, takes once).
@@ -18,13 +20,14 @@
 # `repro import`; metric points are stored through the run wrapper's own ingest path
 # (examples/metrics_ingest.rs: capture::metrics::read_path + Store::insert_metrics).
 #
-# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 PARTS="a b" BENCH_DIR=… to change;
+# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 WORKERS=1 PARTS="a b" BENCH_DIR=… to change;
 #        REPRO=… INGEST=… to use those binaries instead of building the release ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000}"
 M="${M:-10000}"
 JOBS="${JOBS:-8}"
+WORKERS="${WORKERS:-1}"
 PARTS="${PARTS:-a b}"
 venv="${REPRO_TEST_MLFLOW_VENV:-$PWD/target/py-mlflow}"
 [ -x "$venv/bin/mlflow" ] || { echo "no mlflow in $venv: run scripts/install-deps.sh" >&2; exit 1; }
@@ -48,7 +51,7 @@ start_server() {
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_TRUNCATE_LONG_VALUES=false setsid \
         "$venv/bin/mlflow" server --backend-store-uri "sqlite:///$1/mlflow.db" \
         --artifacts-destination "$1/artifacts" --serve-artifacts --host 127.0.0.1 --port "$port" \
-        --workers 1 > "$1/server.log" 2>&1 &
+        --workers "$WORKERS" > "$1/server.log" 2>&1 &
     server=$!
     disown "$server"  # stopped by pid below; no "Killed" job notice
     export MLFLOW_TRACKING_URI="http://127.0.0.1:$port"

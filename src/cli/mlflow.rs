@@ -75,9 +75,13 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     // Oldest first: an original is pushed before its re-runs.
     q.filter.oldest_first = true;
     q.filter.limit = None;
-    let runs = q.run(&store)?;
-    // Each run's metric history is read from the metric store by the push, for runs it sends.
-    let runs: Vec<RunToPush> = runs.into_iter().map(RunToPush::new).collect();
+    // The `runs` rows only: the push loads the rest of a run (and its metric history) only when
+    // its change stamp differs from the ledger's.
+    let mut keep = |r: &crate::record::Run| q.keeps(r);
+    let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
+        q.want.is_some().then_some(&mut keep as _);
+    let runs = store.select_run_rows(&q.filter, keep)?;
+    let runs: Vec<RunToPush> = runs.into_iter().map(RunToPush::row).collect();
     let uri = settings.uri.clone();
     let req = PushRequest {
         settings,

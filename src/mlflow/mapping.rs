@@ -309,21 +309,45 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// The cheap change check: a hash of everything [`desired`] reads — the run record (status,
-/// end time, name, tags, notes, params, datasets, code, image…), the MLflow run id of its
-/// parent, a summary of its metric series (`metrics`: key, count, last step and value per
-/// series; the push only ever sends points past the count) and of its attestations
-/// (`attestations`: rows with the size and mtime of their files) — plus the repro and mapping
-/// versions. Equal to the ledger's means unchanged, without rendering `run.json` and the script,
-/// reading the metric history or hashing the files.
-pub fn fingerprint(run: &Run, parent: Option<&str>, metrics: &str, attestations: &str) -> String {
+/// The cheap change check: a hash of everything [`desired`] reads, without loading it — the
+/// run's own `runs` row (status, end time, name, code, image…; its datasets, outputs, env,
+/// params, tags and notes are left out, loaded or not), its change number (`changes`: the store
+/// gives a run a new one whenever any row belonging to it — datasets, outputs, env, params, tags,
+/// notes, attestations, metric series — is inserted, updated or deleted; migration 11), the
+/// MLflow run id of its parent and its attestations (`attestations`: rows with the size and
+/// mtime of their files) — plus the repro and mapping versions. Equal to the ledger's means
+/// unchanged, without loading the run's children, rendering `run.json` and the script, reading
+/// the metric history or hashing the files.
+pub fn fingerprint(
+    run: &Run,
+    changes: Option<i64>,
+    parent: Option<&str>,
+    attestations: &str,
+) -> String {
     let mut h = HashWriter(Sha256::new());
     h.0.update(format!(
-        "repro {} mapping {MAPPING_VERSION}\n",
+        "repro {} mapping {MAPPING_VERSION} changes {changes:?}\n",
         env!("CARGO_PKG_VERSION")
     ));
-    serde_json::to_writer(&mut h, run).expect("run serialises");
-    for part in [parent.unwrap_or(""), metrics, attestations] {
+    let loaded = !(run.datasets.is_empty()
+        && run.outputs.is_empty()
+        && run.env.is_empty()
+        && run.params.is_empty()
+        && run.tags.is_empty()
+        && run.notes.is_empty());
+    if loaded {
+        let mut row = run.clone();
+        row.datasets.clear();
+        row.outputs.clear();
+        row.env.clear();
+        row.params.clear();
+        row.tags.clear();
+        row.notes.clear();
+        serde_json::to_writer(&mut h, &row).expect("run serialises");
+    } else {
+        serde_json::to_writer(&mut h, run).expect("run serialises");
+    }
+    for part in [parent.unwrap_or(""), attestations] {
         // Length-prefixed: no two different splits of the same bytes hash alike.
         h.0.update(format!("\n{}\n", part.len()));
         h.0.update(part.as_bytes());
@@ -547,30 +571,31 @@ mod tests {
 
     #[test]
     fn the_fingerprint_moves_with_every_input_of_the_mapping() {
-        let base = fingerprint(&run(), None, "", "");
-        assert_eq!(base, fingerprint(&run(), None, "", ""));
-        let mut changed: Vec<String> = Vec::new();
+        let base = fingerprint(&run(), Some(7), None, "");
+        assert_eq!(base, fingerprint(&run(), Some(7), None, ""));
+        // The run's children are covered by its change number, loaded or not.
         let mut r = run();
         r.tags.push("shipped".into());
-        changed.push(fingerprint(&r, None, "", ""));
-        let mut r = run();
         r.notes.push("later".into());
-        changed.push(fingerprint(&r, None, "", ""));
+        r.params.insert("new".into(), "1".into());
+        assert_eq!(base, fingerprint(&r, Some(7), None, ""));
+        let mut changed: Vec<String> = Vec::new();
+        changed.push(fingerprint(&r, Some(8), None, ""));
+        changed.push(fingerprint(&run(), None, None, ""));
         let mut r = run();
         r.status = Status::Failed;
-        changed.push(fingerprint(&r, None, "", ""));
+        changed.push(fingerprint(&r, Some(7), None, ""));
         let mut r = run();
         r.ended_at = Some("2026-11-30T10:06:00.000Z".into());
-        changed.push(fingerprint(&r, None, "", ""));
+        changed.push(fingerprint(&r, Some(7), None, ""));
         let mut r = run();
-        r.params.insert("new".into(), "1".into());
-        changed.push(fingerprint(&r, None, "", ""));
-        changed.push(fingerprint(&run(), Some("parent"), "", ""));
-        changed.push(fingerprint(&run(), None, "loss\t3\tSome(2)\tNone\n", ""));
-        changed.push(fingerprint(&run(), None, "", "abc\tNone\n"));
+        r.name = Some("renamed".into());
+        changed.push(fingerprint(&r, Some(7), None, ""));
+        changed.push(fingerprint(&run(), Some(7), Some("parent"), ""));
+        changed.push(fingerprint(&run(), Some(7), None, "abc\tNone\n"));
         // The parts are delimited: moving bytes from one part to the next is a change.
-        changed.push(fingerprint(&run(), None, "ab", "c"));
-        changed.push(fingerprint(&run(), None, "a", "bc"));
+        changed.push(fingerprint(&run(), Some(7), Some("ab"), "c"));
+        changed.push(fingerprint(&run(), Some(7), Some("a"), "bc"));
         let distinct: std::collections::BTreeSet<&String> = changed.iter().collect();
         assert_eq!(distinct.len(), changed.len());
         assert!(!distinct.contains(&base));

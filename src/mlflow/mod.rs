@@ -211,6 +211,9 @@ pub struct DatasetInput {
     pub source: String,
 }
 
+/// (repro run id, MLflow run id) of a run found by its `repro.run_id` tag.
+pub type TaggedRun = (String, String);
+
 /// What `runs/get` and `runs/search` return about a run (the parts repro reads).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RemoteRun {
@@ -538,6 +541,47 @@ impl Client {
             .and_then(Value::as_array)
             .and_then(|l| l.first())
             .and_then(remote_run))
+    }
+
+    /// One page of `runs/search` in one experiment over the active runs that carry a
+    /// `repro.run_id` tag (`LIKE '%'`: tag presence, understood by MLflow 1.x to 3.x): (repro run
+    /// id, MLflow run id) per run, and the token of the next page (`None`: the last one).
+    pub fn search_repro_runs(
+        &self,
+        experiment_id: &str,
+        page_token: Option<&str>,
+        max_results: usize,
+    ) -> Result<(Vec<TaggedRun>, Option<String>)> {
+        let mut body = json!({
+            "experiment_ids": [experiment_id],
+            "filter": "tags.`repro.run_id` LIKE '%'",
+            "run_view_type": "ACTIVE_ONLY",
+            "max_results": max_results,
+        });
+        if let Some(t) = page_token {
+            body["page_token"] = Value::String(t.to_string());
+        }
+        let v = self.post("runs/search", &body)?;
+        // No match is `{}`.
+        let runs = v
+            .get("runs")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(remote_run)
+                    .filter_map(|r| {
+                        let id = r.tags.iter().find(|kv| kv.key == "repro.run_id")?;
+                        Some((id.value.clone(), r.run_id.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next = v
+            .get("next_page_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        Ok((runs, next))
     }
 
     /// Uploads one artifact through the server's artifact proxy (`mlflow-artifacts:/` runs only).

@@ -42,12 +42,29 @@ impl Hinted for PushError {
 pub struct RunToPush {
     pub run: Run,
     pub metrics: Option<Vec<MetricPoint>>,
+    /// `false`: `run` is its `runs` row only ([`Store::select_run_rows`]); the push loads its
+    /// datasets, params, tags, notes… only when the cheap change check says it changed.
+    pub loaded: bool,
 }
 
 impl RunToPush {
-    /// A run whose metric history comes from the store.
+    /// A complete run whose metric history comes from the store.
     pub fn new(run: Run) -> RunToPush {
-        RunToPush { run, metrics: None }
+        RunToPush {
+            run,
+            metrics: None,
+            loaded: true,
+        }
+    }
+
+    /// A run read by [`Store::select_run_rows`] (children not loaded yet), whose metric
+    /// history comes from the store.
+    pub fn row(run: Run) -> RunToPush {
+        RunToPush {
+            run,
+            metrics: None,
+            loaded: false,
+        }
     }
 }
 
@@ -402,8 +419,8 @@ pub fn push(
     let mut pending: Vec<usize> = Vec::new();
     let mut jobs_now: Vec<Job> = Vec::new();
     let mut to_send = 0;
-    // The cheap change check reads the metric summaries and attestation rows of every run at
-    // once. A run given with its own metric history has no fingerprint: it is always compared
+    // The cheap change check reads the change numbers and attestation rows of every run at
+    // once (runs given as rows are loaded in full only when it finds a change). A run given with its own metric history has no fingerprint: it is always compared
     // by its full hash.
     let fp_ids: Vec<&str> = req
         .runs
@@ -423,13 +440,9 @@ pub fn push(
             .as_ref()
             .and_then(|p| ledger.get(p))
             .map(|p| p.mlflow_run_id.as_str());
-        let metrics = fp_inputs
-            .metrics
-            .get(&r.run.id)
-            .map(String::as_str)
-            .unwrap_or("");
+        let changes = fp_inputs.changes.get(&r.run.id).copied();
         let attestations = attestation_stamp(fp_inputs.attestations.get(&r.run.id));
-        Some(mapping::fingerprint(&r.run, parent, metrics, &attestations))
+        Some(mapping::fingerprint(&r.run, changes, parent, &attestations))
     };
     // Ledger rows found unchanged by their full hash but without (or with an outdated)
     // fingerprint: it is filled in, so the next push takes the cheap path.
@@ -444,24 +457,33 @@ pub fn push(
             .as_ref()
             .and_then(|p| ledger.get(p))
             .map(|p| p.mlflow_run_id.as_str());
+        // Only a run the cheap check found changed (or not yet pushed) is loaded in full.
+        let mut full;
+        let run = if r.loaded {
+            &r.run
+        } else {
+            full = r.run.clone();
+            store.load_run_children(&mut full)?;
+            &full
+        };
         let stored;
         let metrics = match &r.metrics {
             Some(m) => m,
             None => {
-                stored = metric_history(store, &r.run)?;
+                stored = metric_history(store, run)?;
                 &stored
             }
         };
-        let attestation = attestation_file(store, &r.run.id)?;
+        let attestation = attestation_file(store, &run.id)?;
         let want = mapping::desired(
-            &r.run,
+            run,
             metrics,
             parent,
             attestation
                 .as_ref()
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
         )
-        .with_metric_summary(&r.run, &store.metric_summaries(&r.run.id)?);
+        .with_metric_summary(run, &store.metric_summaries(&run.id)?);
         Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
     };
     for (i, r) in req.runs.iter().enumerate() {
@@ -566,6 +588,20 @@ pub fn push(
     let client = Client::new(&req.settings)?;
     let experiment_id = client.experiment_id(&req.experiment)?;
     summary.experiment_id = Some(experiment_id.clone());
+    // Runs without a ledger row are looked up by their `repro.run_id` tag all at once (a lost
+    // ledger re-links them), not with one `runs/search` each.
+    let new_ids: Vec<&str> = jobs_now
+        .iter()
+        .filter(|j| j.base.is_none())
+        .map(|j| j.repro_id.as_str())
+        .chain(
+            pending
+                .iter()
+                .map(|&i| req.runs[i].run.id.as_str())
+                .filter(|id| !ledger.contains_key(*id)),
+        )
+        .collect();
+    let known = Known::search(&client, &experiment_id, &new_ids);
     let abort = AtomicBool::new(false);
     let inputs_lock = Mutex::new(());
     let workers = req.jobs.clamp(1, 64);
@@ -576,13 +612,14 @@ pub fn push(
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (queue, client, abort, experiment_id, experiment, inputs_lock) = (
+                let (queue, client, abort, experiment_id, experiment, inputs_lock, known) = (
                     &queue,
                     &client,
                     &abort,
                     &experiment_id,
                     &req.experiment,
                     &inputs_lock,
+                    &known,
                 );
                 s.spawn(move || {
                     while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
@@ -604,8 +641,14 @@ pub fn push(
                                 ledger: None,
                             }
                         } else {
-                            let done =
-                                push_one(client, experiment, experiment_id, inputs_lock, job);
+                            let done = push_one(
+                                client,
+                                experiment,
+                                experiment_id,
+                                inputs_lock,
+                                known,
+                                job,
+                            );
                             if matches!(
                                 done.outcome.error,
                                 Some(
@@ -675,11 +718,59 @@ pub fn push(
     Ok(summary)
 }
 
+/// Runs per page of the batched look-up.
+const SEARCH_PAGE: usize = 1000;
+
+/// The MLflow runs of an experiment tagged with the repro run ids a push has no ledger row for.
+#[derive(Debug, Default)]
+struct Known {
+    /// repro run id → MLflow run id (the first one found).
+    runs: HashMap<String, String>,
+    /// Every tagged run of the experiment was listed: a run not in `runs` is new.
+    complete: bool,
+}
+
+impl Known {
+    /// Lists the experiment's runs tagged `repro.run_id` (one paginated `runs/search`) when
+    /// more than one run needs the look-up; at most as many pages as there are such runs, so it
+    /// never costs more requests than one search per run. An incomplete or failed listing
+    /// leaves the runs not found to their own search (whose error, if any, is the run's).
+    fn search(client: &Client, experiment_id: &str, ids: &[&str]) -> Known {
+        let mut known = Known::default();
+        if ids.len() < 2 {
+            return known;
+        }
+        let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+        let mut token: Option<String> = None;
+        for _ in 0..ids.len() {
+            let Ok((runs, next)) =
+                client.search_repro_runs(experiment_id, token.as_deref(), SEARCH_PAGE)
+            else {
+                return known;
+            };
+            for (repro_id, mlflow_id) in runs {
+                if wanted.contains(repro_id.as_str()) {
+                    known.runs.entry(repro_id).or_insert(mlflow_id);
+                }
+            }
+            match next {
+                Some(t) => token = Some(t),
+                None => {
+                    known.complete = true;
+                    return known;
+                }
+            }
+        }
+        known
+    }
+}
+
 fn push_one(
     client: &Client,
     experiment: &str,
     experiment_id: &str,
     inputs_lock: &Mutex<()>,
+    known: &Known,
     job: Job,
 ) -> Done {
     let mut requests = 0usize;
@@ -694,12 +785,21 @@ fn push_one(
                 b
             }
             None => {
-                requests += 1;
-                match client.find_by_repro_id(experiment_id, &job.repro_id)? {
+                let found = match known.runs.get(&job.repro_id) {
+                    Some(id) => Some(id.clone()),
+                    None if known.complete => None,
+                    None => {
+                        requests += 1;
+                        client
+                            .find_by_repro_id(experiment_id, &job.repro_id)?
+                            .map(|r| r.run_id)
+                    }
+                };
+                match found {
                     Some(found) => {
                         action = Action::Relinked { parts: Vec::new() };
                         requests += 1;
-                        let full = client.get_run(&found.run_id)?;
+                        let full = client.get_run(&found)?;
                         Baseline::from_server(&full)
                     }
                     None => {
@@ -975,12 +1075,18 @@ mod tests {
     }
 
     /// The cheap path decides alone: a ledger row whose fingerprint matches is unchanged even
-    /// when its full hash is stale (so the full hash was not computed); a changed run, or a row
-    /// without fingerprint, goes through the full comparison, which fills the fingerprint in.
-    /// The server address is closed: any request would fail the run.
+    /// when its full hash is stale (so the run was not loaded and the full hash not computed);
+    /// a row without fingerprint goes through the full comparison, which fills it in. Every kind
+    /// of change made through the store (run columns, tags, notes, params, outputs, env,
+    /// datasets, attestations, metric points) moves the change stamp, so a run read as its
+    /// `runs` row only is never found unchanged by mistake. The server address is closed: any
+    /// request would fail the run.
     #[test]
-    fn the_fingerprint_decides_unchanged_runs_and_rows_without_one_are_filled_in() {
-        use crate::record::{Exec, ExecMode, Status};
+    fn the_fingerprint_decides_unchanged_runs_and_every_stored_change_passes_it() {
+        use crate::record::{Exec, ExecMode, Output, Status};
+        use crate::store::attest::AttestationRecord;
+        use crate::store::query::RunFilter;
+        use crate::store::Finish;
         let mut store = Store::open_in_memory().unwrap();
         let mut run = Run::start(
             vec!["true".into()],
@@ -993,73 +1099,135 @@ mod tests {
                 gpus: None,
             },
         );
-        run.status = Status::Succeeded;
-        run.exit_code = Some(0);
-        run.ended_at = Some(run.started_at.clone());
         run.tags = vec!["best".into()];
         store.insert_run(&run).unwrap();
-        let run = store.get_run(&run.id).unwrap();
+        let id = run.id.clone();
         let settings = Settings::from_env(Some("http://127.0.0.1:9"), &|_| None).unwrap();
         let uri = settings.uri.clone();
-        let request = |run: &Run, dry_run: bool| PushRequest {
-            settings: settings.clone(),
-            experiment: "e".into(),
-            runs: vec![RunToPush::new(run.clone())],
-            dry_run,
-            jobs: 1,
+        // As `repro mlflow push` selects: the `runs` row only.
+        let row = |store: &Store| {
+            let rows = store.select_run_rows(&RunFilter::default(), None).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert!(rows[0].tags.is_empty(), "children are not loaded");
+            RunToPush::row(rows[0].clone())
         };
-        let full_hash = |store: &Store, run: &Run| {
-            let m = metric_history(store, run).unwrap();
-            mapping::desired(run, &m, None, None)
-                .with_metric_summary(run, &store.metric_summaries(&run.id).unwrap())
-                .hash()
-        };
-        let fp = mapping::fingerprint(&run, None, "", "");
-        // The row a push of `run` writes, but with a stale full hash.
-        let sent = mapping::desired(&run, &[], None, None);
-        let row = MlflowPush {
-            tracking_uri: uri.clone(),
-            experiment: "e".into(),
-            run_id: run.id.clone(),
-            mlflow_run_id: "m1".into(),
-            experiment_id: "1".into(),
-            pushed_hash: "stale".into(),
-            params_json: serde_json::to_string(&sent.params).unwrap(),
-            tags_json: serde_json::to_string(&sent.tags).unwrap(),
-            state_hash: sent.state_hash(),
-            inputs_hash: sent.inputs_hash(),
-            artifacts_hash: sent.artifacts_hash(),
-            metrics_json: "{}".into(),
-            pushed_at: "2026-12-01T00:00:00.000Z".into(),
-            fingerprint: Some(fp.clone()),
-        };
-        store.record_mlflow_push(&row).unwrap();
-        let action = |store: &Store, run: &Run, dry_run: bool| {
-            let s = push(store, request(run, dry_run), &mut |_| {}).unwrap();
+        let action = |store: &Store, r: RunToPush, dry_run: bool| {
+            let req = PushRequest {
+                settings: settings.clone(),
+                experiment: "e".into(),
+                runs: vec![r],
+                dry_run,
+                jobs: 1,
+            };
+            let s = push(store, req, &mut |_| {}).unwrap();
             let o = &s.outcomes[0];
             assert!(o.error.is_none(), "{:?}", o.error);
             assert_eq!(o.requests, 0);
             o.action.clone()
         };
-        assert_eq!(action(&store, &run, false), Action::Unchanged);
-
-        // A note, a tag, a status: each changes the fingerprint, so the run is compared in full.
-        let mut noted = run.clone();
-        noted.notes.push("later".into());
-        let mut tagged = run.clone();
-        tagged.tags.push("shipped".into());
-        let mut failed = run.clone();
-        failed.status = Status::Failed;
-        for changed in [&noted, &tagged, &failed] {
-            assert!(
-                matches!(action(&store, changed, true), Action::Update { .. }),
-                "{changed:?}"
+        let ledger = |store: &Store| store.mlflow_pushes(&uri, "e").unwrap()[&id].clone();
+        // Records the run as pushed in its current state, the way a row from before migration
+        // 10 looks (no fingerprint, the right full hash); a push fills the fingerprint in; then
+        // the full hash is made stale, so only the fingerprint can say "unchanged".
+        let settle = |store: &Store| {
+            let full = store.get_run(&id).unwrap();
+            let m = metric_history(store, &full).unwrap();
+            let att = attestation_file(store, &id).unwrap();
+            let sent = mapping::desired(
+                &full,
+                &m,
+                None,
+                att.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())),
+            )
+            .with_metric_summary(&full, &store.metric_summaries(&id).unwrap());
+            store
+                .record_mlflow_push(&MlflowPush {
+                    tracking_uri: uri.clone(),
+                    experiment: "e".into(),
+                    run_id: id.clone(),
+                    mlflow_run_id: "m1".into(),
+                    experiment_id: "1".into(),
+                    pushed_hash: sent.hash(),
+                    params_json: serde_json::to_string(&sent.params).unwrap(),
+                    tags_json: serde_json::to_string(&sent.tags).unwrap(),
+                    state_hash: sent.state_hash(),
+                    inputs_hash: sent.inputs_hash(),
+                    artifacts_hash: sent.artifacts_hash(),
+                    metrics_json: serde_json::to_string(&sent.metric_counts()).unwrap(),
+                    pushed_at: "2026-12-01T00:00:00.000Z".into(),
+                    fingerprint: None,
+                })
+                .unwrap();
+            // A dry run compares in full but writes nothing.
+            assert_eq!(action(store, row(store), true), Action::Unchanged);
+            assert_eq!(ledger(store).fingerprint, None);
+            assert_eq!(action(store, row(store), false), Action::Unchanged);
+            let filled = ledger(store);
+            assert!(filled.fingerprint.is_some());
+            store
+                .record_mlflow_push(&MlflowPush {
+                    pushed_hash: "stale".into(),
+                    ..filled
+                })
+                .unwrap();
+            assert_eq!(action(store, row(store), false), Action::Unchanged);
+            // A complete run (as `repro run --mlflow` gives it) has the same fingerprint.
+            let full = store.get_run(&id).unwrap();
+            assert_eq!(
+                action(store, RunToPush::new(full), false),
+                Action::Unchanged
             );
-        }
-        // New metric points change the summary the fingerprint reads.
+        };
+        let changed = |store: &Store, what: &str| {
+            assert!(
+                matches!(action(store, row(store), true), Action::Update { .. }),
+                "{what} was not seen"
+            );
+        };
+
+        settle(&store);
+        store.add_note(&id, "later").unwrap();
+        changed(&store, "a note");
+        settle(&store);
+        // `INSERT OR IGNORE`: the statement's conflict policy must not reach the triggers.
+        store.change_tags(&id, &["shipped".into()], &[]).unwrap();
+        changed(&store, "a tag added");
+        settle(&store);
+        store.change_tags(&id, &[], &["best".into()]).unwrap();
+        changed(&store, "a tag removed");
+        settle(&store);
+        store
+            .set_params(&id, &[("lr".into(), "0.1".into())], &[])
+            .unwrap();
+        changed(&store, "a param");
+        settle(&store);
+        store
+            .set_params(&id, &[("lr".into(), "0.2".into())], &[])
+            .unwrap();
+        changed(&store, "a param's value");
+        settle(&store);
+        store
+            .finish_run(
+                &id,
+                &Finish {
+                    status: Status::Failed,
+                    exit_code: Some(1),
+                    signal: None,
+                    ended_at: run.started_at.clone(),
+                    duration_ms: 0,
+                    outputs: vec![Output {
+                        path: "model.bin".into(),
+                        sha256: None,
+                        bytes: None,
+                    }],
+                },
+            )
+            .unwrap();
+        changed(&store, "status, end time and outputs");
+        settle(&store);
         store
             .insert_metrics(
-                &run.id,
+                &id,
                 &[crate::capture::metrics::MetricPoint {
                     key: "loss".into(),
                     step: Some(0),
@@ -1068,34 +1236,70 @@ mod tests {
                 }],
             )
             .unwrap();
-        // (run.json carries the metric summary, so it is re-sent with the points.)
-        assert!(matches!(
-            action(&store, &run, true),
-            Action::Update { ref parts } if parts.contains(&"metrics")
-        ));
-
-        // A row from before migration 10: no fingerprint, the full hash says unchanged, and the
-        // fingerprint is written (not by a dry run).
-        let mut old = row.clone();
-        old.pushed_hash = full_hash(&store, &run);
-        old.fingerprint = None;
-        store.record_mlflow_push(&old).unwrap();
-        let ledger = |store: &Store| store.mlflow_pushes(&uri, "e").unwrap()[&run.id].clone();
-        assert_eq!(action(&store, &run, true), Action::Unchanged);
-        assert_eq!(ledger(&store).fingerprint, None);
-        assert_eq!(action(&store, &run, false), Action::Unchanged);
-        let filled = ledger(&store);
-        assert!(filled.fingerprint.is_some());
-        assert_ne!(filled.fingerprint.as_deref(), Some(fp.as_str()));
-        assert_eq!(filled.pushed_hash, old.pushed_hash);
-        // And it is the one the cheap path matches: a stale full hash no longer matters.
+        changed(&store, "a metric point");
+        settle(&store);
         store
-            .record_mlflow_push(&MlflowPush {
-                pushed_hash: "stale".into(),
-                ..filled
+            .insert_metrics(
+                &id,
+                &[crate::capture::metrics::MetricPoint {
+                    key: "loss".into(),
+                    step: Some(1),
+                    value: 0.25,
+                    time: None,
+                }],
+            )
+            .unwrap();
+        changed(&store, "a second point of the same series");
+        settle(&store);
+        store
+            .conn()
+            .execute(
+                "INSERT INTO run_env (run_id, name, value) VALUES (?1, 'SEED', '1')",
+                [&id],
+            )
+            .unwrap();
+        changed(&store, "an env variable");
+        settle(&store);
+        store
+            .conn()
+            .execute(
+                "INSERT INTO run_datasets (run_id, pos, name, kind) VALUES (?1, 0, 'mnist', 'label')",
+                [&id],
+            )
+            .unwrap();
+        changed(&store, "a dataset");
+        settle(&store);
+        store
+            .conn()
+            .execute(
+                "UPDATE run_datasets SET version = 'v2' WHERE run_id = ?1",
+                [&id],
+            )
+            .unwrap();
+        changed(&store, "a dataset's version");
+        settle(&store);
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("att.json");
+        std::fs::write(&doc, b"{}").unwrap();
+        store
+            .record_attestation(&AttestationRecord {
+                run_id: id.clone(),
+                sha256: mapping::sha256_hex(b"{}"),
+                keyid: None,
+                path: Some(doc.to_string_lossy().into_owned()),
+                created_at: "2026-12-01T00:00:00.000Z".into(),
             })
             .unwrap();
-        assert_eq!(action(&store, &run, false), Action::Unchanged);
+        changed(&store, "an attestation");
+        settle(&store);
+        std::fs::remove_file(&doc).unwrap();
+        changed(&store, "the attestation file removed");
+        settle(&store);
+        store
+            .conn()
+            .execute("DELETE FROM run_notes WHERE run_id = ?1", [&id])
+            .unwrap();
+        changed(&store, "a note deleted");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/0008.sql")),
     (9, include_str!("../../migrations/0009.sql")),
     (10, include_str!("../../migrations/0010.sql")),
+    (11, include_str!("../../migrations/0011.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::{sql_error, Result, Store};
+use super::query::RunFilter;
+use super::{run_from_row, sql_error, Result, Store, RUN_COLUMNS};
+use crate::record::Run;
 
 /// One pushed run, as recorded after the server acknowledged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +47,9 @@ pub struct MlflowPush {
 /// What the push fingerprint reads from the store besides the run record, for many runs at once.
 #[derive(Debug, Default)]
 pub struct FingerprintInputs {
-    /// Per run: one line per metric series, `key count last_step last`, by key.
-    pub metrics: HashMap<String, String>,
+    /// Per run: its change number (migration 11: a new one whenever any row belonging to the
+    /// run is inserted, updated or deleted); absent when none changed since the migration.
+    pub changes: HashMap<String, i64>,
     /// Per run: its attestation rows (sha256, path), in the order the push considers them.
     pub attestations: HashMap<String, Vec<(String, Option<String>)>>,
 }
@@ -155,7 +158,36 @@ impl Store {
         Ok(())
     }
 
-    /// The metric series summaries and attestation rows of `run_ids` (see [`FingerprintInputs`]).
+    /// The runs `filter` selects, in its order, as their `runs` rows only (datasets, params,
+    /// tags, notes, … not loaded: [`Store::load_run_children`] does it for the runs a push
+    /// sends). `keep` sees each row and may reject it (the `lost` post-filter). One query.
+    pub fn select_run_rows(
+        &self,
+        filter: &RunFilter,
+        mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
+    ) -> Result<Vec<Run>> {
+        let (sql, args) = filter.to_sql(RUN_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(self.sql_err("list runs"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql_err("list runs"))? {
+            let run = run_from_row(row).map_err(self.sql_err("list runs"))?;
+            if keep.as_mut().is_none_or(|k| k(&run)) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads the datasets, outputs, env, params, tags and notes of a run read by
+    /// [`Store::select_run_rows`].
+    pub fn load_run_children(&self, run: &mut Run) -> Result<()> {
+        self.load_children(std::slice::from_mut(run))
+    }
+
+    /// The change numbers and attestation rows of `run_ids` (see [`FingerprintInputs`]).
     pub fn fingerprint_inputs(&self, run_ids: &[&str]) -> Result<FingerprintInputs> {
         let mut out = FingerprintInputs::default();
         if run_ids.is_empty() {
@@ -165,24 +197,14 @@ impl Store {
         let few = run_ids.len() <= PER_RUN_LOOKUPS;
         {
             let sql = if few {
-                "SELECT run_id, key, count, last_step, last FROM run_metrics WHERE run_id = ?1 ORDER BY key"
+                "SELECT run_id, seq FROM run_changes WHERE run_id = ?1"
             } else {
-                "SELECT run_id, key, count, last_step, last FROM run_metrics ORDER BY run_id, key"
+                "SELECT run_id, seq FROM run_changes"
             };
             let mut st = self.conn.prepare_cached(sql).map_err(fail())?;
             let mut read = |rows: &mut rusqlite::Rows| -> rusqlite::Result<()> {
                 while let Some(r) = rows.next()? {
-                    let run: String = r.get(0)?;
-                    let key: String = r.get(1)?;
-                    let count: i64 = r.get(2)?;
-                    let step: Option<i64> = r.get(3)?;
-                    let last: Option<f64> = r.get(4)?;
-                    let line = out.metrics.entry(run).or_default();
-                    // Bits, not a decimal rendering: every change of the value shows.
-                    line.push_str(&format!(
-                        "{key}\t{count}\t{step:?}\t{:?}\n",
-                        last.map(f64::to_bits)
-                    ));
+                    out.changes.insert(r.get(0)?, r.get(1)?);
                 }
                 Ok(())
             };

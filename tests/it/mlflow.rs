@@ -393,6 +393,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         runs: vec![RunToPush {
             run: run.clone(),
             metrics: Some(metrics),
+            loaded: true,
         }],
         dry_run: false,
         jobs: 2,
@@ -427,6 +428,77 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
     let p7 = pts.iter().find(|p| p["step"] == 7).unwrap();
     assert_eq!(p7["timestamp"].as_i64().unwrap(), 1_796_000_007_000);
     assert_eq!(p7["value"].as_f64().unwrap(), 1.0 / 8.0);
+}
+
+/// Runs without a ledger row are looked up all at once: a run pushed alone costs its own
+/// `runs/search`, two pushed together cost one listing of the experiment between them and no
+/// search each; with the ledger lost, the listing re-links every run it finds and creates the
+/// others.
+#[test]
+fn new_runs_are_looked_up_in_one_listing_and_a_lost_ledger_relinks_them_all() {
+    use repro::mlflow::Settings;
+    use repro::ops::mlflow::{push, Action, PushRequest, RunToPush};
+    let srv = server();
+    let env = TestEnv::new();
+    let repo = env.git_repo("app");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ok(&env, &repo, &["run", "--host", "--", "true"]);
+        ids.push(env.last_id());
+    }
+    let store = repro::store::Store::open(&env.db()).unwrap();
+    let settings = Settings::from_env(Some(&srv.uri), &|_| None).unwrap();
+    let request = |exp: &str, ids: &[String]| PushRequest {
+        settings: settings.clone(),
+        experiment: exp.to_string(),
+        runs: ids
+            .iter()
+            .map(|id| RunToPush::new(store.get_run(id).unwrap()))
+            .collect(),
+        dry_run: false,
+        jobs: 2,
+    };
+    let one = experiment("lookup-one");
+    let s = push(&store, request(&one, &ids[..1]), &mut |_| {}).unwrap();
+    assert!(s.outcomes[0].error.is_none(), "{:?}", s.outcomes[0].error);
+    assert_eq!(s.outcomes[0].action, Action::Create);
+    let alone = s.outcomes[0].requests;
+
+    let two = experiment("lookup-two");
+    let s = push(&store, request(&two, &ids[1..]), &mut |_| {}).unwrap();
+    for o in &s.outcomes {
+        assert!(o.error.is_none(), "{:?}", o.error);
+        assert_eq!(o.action, Action::Create);
+        assert_eq!(
+            o.requests,
+            alone - 1,
+            "a run of a batch searched on its own"
+        );
+    }
+    assert_eq!(srv.runs(&two).len(), 2);
+
+    // The ledger is lost; a third run joins: two re-linked from the listing, one created.
+    assert_eq!(
+        store
+            .forget_mlflow_pushes(&settings.uri, &two, None)
+            .unwrap(),
+        2
+    );
+    let s = push(&store, request(&two, &ids), &mut |_| {}).unwrap();
+    for o in &s.outcomes {
+        assert!(o.error.is_none(), "{:?}", o.error);
+    }
+    assert_eq!(s.outcomes[0].action, Action::Create);
+    for o in &s.outcomes[1..] {
+        assert!(
+            matches!(o.action, Action::Relinked { .. }),
+            "{:?}",
+            o.action
+        );
+    }
+    assert_eq!(srv.runs(&two).len(), 3);
+    let s = push(&store, request(&two, &ids), &mut |_| {}).unwrap();
+    assert!(s.outcomes.iter().all(|o| o.action == Action::Unchanged));
 }
 
 /// `repro` with MLFLOW_TRACKING_URI = `uri` and no other inherited MLFLOW_* variable.
