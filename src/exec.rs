@@ -5,9 +5,10 @@
 //! an interactive child stays interactive and Ctrl-C from the terminal reaches it directly.
 //! Signals *sent to repro* (`kill -TERM <pid>`: SIGINT, SIGTERM, SIGHUP, SIGQUIT) are forwarded
 //! to the child; terminal-generated ones are not forwarded again (the child already got them).
-//! In container mode the engine client proxies signals into the container, and repro also asks
-//! the engine to deliver the ones sent to repro (`<engine> kill --signal N <name>`) in case the
-//! client does not — never a terminal-generated one, which the client already proxied;
+//! In container mode a terminal-generated signal reaches the engine client, which proxies it into
+//! the container; one sent to repro is delivered by the engine (`<engine> kill --signal N
+//! <name>`, retried while the container is being created, after 5 s sent to the client instead)
+//! and not to the client, whose proxy may not be set up yet;
 //! a container whose PID 1 ignores the signal is killed after `REPRO_STOP_TIMEOUT` seconds
 //! (default 10), as `docker stop` does.
 
@@ -16,7 +17,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,11 @@ static SENT: AtomicI32 = AtomicI32::new(0);
 /// A signal sent to repro after the child was spawned but before its pid was known (the handler
 /// had no pid to forward it to): delivered as soon as the pid is stored.
 static PENDING: AtomicI32 = AtomicI32::new(0);
+/// Container mode: a signal sent to repro goes to the container through `<engine> kill` only.
+/// Sent to the engine client as well, it could reach podman before its signal proxy is set up
+/// (the container has printed its first line by then), which kills the client and detaches the
+/// container's output: the job's own handler ran unseen (a flake of the SIGTERM test in CI).
+static VIA_ENGINE: AtomicBool = AtomicBool::new(false);
 
 /// Test seam: milliseconds to wait between spawning the child and publishing its pid, so a test
 /// can deliver a signal in that window deterministically.
@@ -88,6 +94,9 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         return;
     }
     SENT.store(sig, Ordering::SeqCst);
+    if VIA_ENGINE.load(Ordering::SeqCst) {
+        return;
+    }
     let pid = CHILD_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe; pid is our direct child.
@@ -166,6 +175,7 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     FORWARDED.store(0, Ordering::SeqCst);
     SENT.store(0, Ordering::SeqCst);
     PENDING.store(0, Ordering::SeqCst);
+    VIA_ENGINE.store(spawn.container.is_some(), Ordering::SeqCst);
     let handlers = Handlers::install();
     // The child must not inherit our handlers: Command resets dispositions that are handled
     // (handlers are never inherited across exec), so nothing to do there.
@@ -198,13 +208,17 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let engine_cmd = |args: &[&str]| {
-                let _ = Command::new(&engine)
+                Command::new(&engine)
                     .args(args)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .status();
+                    .status()
+                    .is_ok_and(|s| s.success())
             };
+            // A kill that fails (the container is not created yet) is retried; after 5 s the
+            // signal goes to the engine client instead, which proxies it if it can.
+            let mut failing_since: Option<std::time::Instant> = None;
             let mut delivered = 0;
             let mut since: Option<std::time::Instant> = None;
             let mut killed = false;
@@ -217,14 +231,30 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
                 }
                 let sig = SENT.load(Ordering::SeqCst);
                 if sig != 0 && sig != delivered {
-                    delivered = sig;
-                    engine_cmd(&["kill", "--signal", &sig.to_string(), &name]);
+                    if engine_cmd(&["kill", "--signal", &sig.to_string(), &name]) {
+                        delivered = sig;
+                        failing_since = None;
+                    } else if failing_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        >= Duration::from_secs(5)
+                    {
+                        let pid = CHILD_PID.load(Ordering::SeqCst);
+                        if pid > 0 {
+                            // SAFETY: pid is our direct child, not yet reaped (cleared after wait).
+                            unsafe {
+                                libc::kill(pid, sig);
+                            }
+                        }
+                        delivered = sig;
+                        failing_since = None;
+                    }
                 }
                 // Like `docker stop`: a container whose PID 1 ignores the signal (the default
                 // for PID 1 without a handler) is killed after a grace period.
                 if let Some(t) = since {
                     if t.elapsed() >= grace {
-                        engine_cmd(&["kill", "--signal", "KILL", &name]);
+                        let _ = engine_cmd(&["kill", "--signal", "KILL", &name]);
                         since = None;
                         killed = true;
                     }
@@ -242,6 +272,7 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
         }
     };
     CHILD_PID.store(0, Ordering::SeqCst);
+    VIA_ENGINE.store(false, Ordering::SeqCst);
     stop.store(1, Ordering::SeqCst);
     if let Some(w) = watcher {
         let _ = w.join();
