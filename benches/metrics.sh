@@ -3,11 +3,12 @@
 # in one run, as the run wrapper does when a run ends (examples/metrics_ingest.rs, release build).
 #   (a) 1,000,000 lines of {"step": N, "loss": x}            -> 1,000,000 points, 1 key
 #   (b)   250,000 lines of {"step", "ts", 4 metrics}          -> 1,000,000 points, 4 keys
+#   (c) end to end: `repro run` whose job writes (a) to $REPRO_METRICS, vs the same run without
 # Each case: a fresh database with one real run (`repro run --host -- true`), then the ingest,
 # RUNS times; the best and the median are printed (the target: <= 2 s for 1,000,000 points).
 #
 # Usage: benches/metrics.sh [WORKDIR]     (WORKDIR defaults to a new temp dir)
-#   RUNS=5   repetitions per case
+#   RUNS=5   repetitions per case; (c) needs hyperfine
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,3 +45,17 @@ for case in a b; do
   done
   printf '%s\n' "${times[@]}" | sort -n | awk -v c="$case" '{t[NR]=$1} END {printf "%s: best %.3f s, median %.3f s over %d runs (%s)\n", c, t[1], t[int((NR+1)/2)], NR, "1,000,000 points"}'
 done
+
+# (c) End to end, as a user meets it: `repro run` whose job writes the 1,000,000-line file to
+# $REPRO_METRICS, next to the same run whose job writes it elsewhere (no ingest). The difference
+# is what the ingest adds to a run.
+if command -v hyperfine >/dev/null; then
+  db=$WORK/c.db
+  rm -f "$db" "$db-wal" "$db-shm"
+  REPRO_DB=$db hyperfine -N --warmup 1 --runs "$RUNS" \
+    -n 'repro run, job writes 1,000,000 lines to $REPRO_METRICS' \
+    "$BIN -q run --host -- sh -c 'cat $WORK/a.jsonl >> \"\$REPRO_METRICS\"'" \
+    -n 'repro run, job writes them to /dev/null (no ingest)' \
+    "$BIN -q run --host -- sh -c 'cat $WORK/a.jsonl > /dev/null'"
+  echo "metric points stored: $(REPRO_DB=$db "$BIN" ls --all --json | python3 -c 'import json,sys; print(sum(m["count"] for r in json.load(sys.stdin)["runs"] for m in (r.get("metrics") or {}).values()))')"
+fi

@@ -2,7 +2,7 @@
 
 Loads the `acc` metric of every run of a repro database (filled by examples/fill_db.rs) into a
 local SQLite MLflow tracking store (one MLflow run per repro run, named by its repro id, `acc`
-with its step): the first CLIENT_N (default 1000) through MLflow's own client, the rest as SQL
+with its step): the first CLIENT_N (default: all) through MLflow's own client, any rest as SQL
 copies of a client-made run (the client is too slow to make 10,000 under load), then times
     MlflowClient().search_runs(order_by=["metrics.acc DESC"], max_results=20)
 in-process (after a warm-up) and as a fresh `python` process (import + call), like `repro ls`
@@ -48,7 +48,7 @@ have = {
 todo = [r for r in rows if r[0] not in have]
 t0 = time.time()
 # The first CLIENT_N runs through MLflow's client (create_run + log_batch), as a user would.
-client_n = int(os.environ.get("CLIENT_N", "1000"))
+client_n = int(os.environ.get("CLIENT_N", "100000000"))
 made_by_client = []
 for i, (run_id, last, step) in enumerate(todo[: max(0, client_n - len(have))]):
     r = client.create_run(exp_id, run_name=run_id)

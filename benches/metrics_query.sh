@@ -5,7 +5,8 @@
 # with hyperfine including process start; then the peer: MLflow's
 # search_runs(order_by=["metrics.acc DESC"], max_results=20) on a local SQLite tracking store holding
 # the same PEER_N runs (default 10,000; benches/metrics_peer.py), next to repro on those runs.
-# Usage: benches/metrics_query.sh   (N=… PEER_N=… RUNS=… BENCH_DIR=… to change; databases are reused)
+# Usage: benches/metrics_query.sh   (N=… PEER_N=… RUNS=… BENCH_DIR=… to change; databases are reused;
+#        CLIENT_N=… makes only that many MLflow runs through its client and copies the rest in SQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000000}"

@@ -102,15 +102,19 @@ PY
     fi
 }
 load() { echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"; }
+# CPU seconds the server's processes (its session: mlflow server and its uvicorn worker) have used.
+server_cpu() { ps -o times= -s "$server" | awk '{s += $1} END {print s + 0}'; }
 
 if [[ " $PARTS " == *" b "* ]]; then
     start_server "$dir/b"
     make_db "$N" "$dir/push.db" "$dir/metrics"
     load
+    c0=$(server_cpu)
     t0=$(date +%s.%N)
     REPRO_DB="$dir/push.db" "$REPRO" mlflow push -q --experiment bench-repro --jobs "$JOBS" > /dev/null
     t1=$(date +%s.%N)
     repro_s=$(echo "$t1 - $t0" | bc)
+    c1=$(server_cpu)
     load
 
     # The same data through MLflow's own client, one run after another as a script logs it.
@@ -146,7 +150,9 @@ for r in runs:
 open(sys.argv[4], "w").write(f"{time.time() - t0:.2f}")
 PY
     py_s=$(cat "$dir/python-seconds")
+    c2=$(server_cpu)
     load
+    echo "server CPU: $((c1 - c0)) s while repro pushed, $((c2 - c1)) s while the Python client logged (setup included)"
     # Both pushed everything: the same number of metric points on the server for each.
     for e in bench-repro bench-python; do
         "$venv/bin/python" - "$e" <<'PY'

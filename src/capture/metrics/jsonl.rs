@@ -8,7 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 
 use super::{
     as_step, as_time_number, as_time_str, non_finite, Interner, LineWarnings, MetricPoint, Parsed,
-    Skipped,
+    Skipped, MAX_LINE_WARNINGS,
 };
 
 /// A JSON value as far as metrics care; strings and keys borrow from the line when they can.
@@ -217,33 +217,122 @@ pub(crate) fn flatten(
     }
 }
 
+/// Files at least this large are parsed by several threads, each a run of whole lines (a
+/// million-point file is about 30 MB; see BENCHMARKS.md). Points keep the file's order.
+const PARALLEL_BYTES: usize = 4 << 20;
+
 /// Parses JSON lines. Blank lines are skipped; a line that is not a JSON object warns with its
 /// number; `step` must be an integer and `ts` a number of seconds or an RFC 3339 time.
 pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
-    let mut points = Vec::new();
-    let mut warnings = Vec::new();
+    let threads = if bytes.len() < PARALLEL_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    };
+    parse_jsonl_threads(bytes, source, threads)
+}
+
+/// [`parse_jsonl`] on `threads` runs of whole lines at once; the result is the same for any
+/// number of threads.
+pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) -> Parsed {
+    let chunks = split_at_lines(bytes, threads.max(1));
+    let parts: Vec<Chunk> = if chunks.len() == 1 {
+        vec![parse_chunk(chunks[0])]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|c| s.spawn(move || parse_chunk(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a metrics parser thread panicked"))
+                .collect()
+        })
+    };
+    let mut points = Vec::with_capacity(parts.iter().map(|p| p.points.len()).sum());
     let mut bad = LineWarnings::new(source);
+    let mut skipped = Skipped::default();
+    let mut lines_before = 0;
+    for part in parts {
+        points.extend(part.points);
+        for (line, problem) in part.bad {
+            bad.add(lines_before + line, problem);
+        }
+        bad.more += part.more_bad;
+        skipped.keys.extend(part.skipped.keys);
+        lines_before += part.newlines;
+    }
+    let mut warnings = Vec::new();
+    bad.finish(&mut warnings);
+    warnings.extend(skipped.warning(source));
+    Parsed { points, warnings }
+}
+
+/// Up to `n` slices of `bytes`, each ending just after a newline (the last at the end).
+fn split_at_lines(bytes: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    for k in 1..n {
+        let target = (bytes.len() * k / n).max(start);
+        let Some(nl) = bytes[target..].iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        let end = target + nl + 1;
+        out.push(&bytes[start..end]);
+        start = end;
+    }
+    out.push(&bytes[start..]);
+    out
+}
+
+/// What one run of lines gave; line numbers count from 1 within the run.
+struct Chunk {
+    points: Vec<MetricPoint>,
+    /// The first malformed lines (as many as a warning lists), then a count of the rest.
+    bad: Vec<(usize, String)>,
+    more_bad: usize,
+    skipped: Skipped,
+    newlines: usize,
+}
+
+fn parse_chunk(bytes: &[u8]) -> Chunk {
+    let mut points = Vec::new();
+    let mut bad: Vec<(usize, String)> = Vec::new();
+    let mut more_bad = 0;
+    let mut add_bad = |line: usize, problem: String| {
+        if bad.len() < MAX_LINE_WARNINGS {
+            bad.push((line, problem));
+        } else {
+            more_bad += 1;
+        }
+    };
     let mut skipped = Skipped::default();
     let mut keys = Interner::default();
     let mut scratch = String::new();
+    let mut segments = 0;
     'lines: for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        segments = i + 1;
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let Ok(text) = std::str::from_utf8(raw) else {
-            bad.add(line_no, "not UTF-8");
+            add_bad(line_no, "not UTF-8".into());
             continue;
         };
         let fields = match parse_value(text, &mut scratch) {
             Ok(Val::Obj(fields)) => fields,
             Ok(_) => {
-                bad.add(line_no, "not a JSON object");
+                add_bad(line_no, "not a JSON object".into());
                 continue;
             }
             Err(e) => {
-                bad.add(line_no, format!("not JSON ({e})"));
+                add_bad(line_no, format!("not JSON ({e})"));
                 continue;
             }
         };
@@ -254,7 +343,7 @@ pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
                 "step" => match v.number().and_then(as_step) {
                     Some(s) => step = Some(s),
                     None => {
-                        bad.add(line_no, "\"step\" is not an integer");
+                        add_bad(line_no, "\"step\" is not an integer".into());
                         continue 'lines;
                     }
                 },
@@ -301,7 +390,11 @@ pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
             }
         }
     }
-    bad.finish(&mut warnings);
-    warnings.extend(skipped.warning(source));
-    Parsed { points, warnings }
+    Chunk {
+        points,
+        bad,
+        more_bad,
+        skipped,
+        newlines: segments.saturating_sub(1),
+    }
 }

@@ -303,3 +303,54 @@ fn number_helpers() {
     assert_eq!(as_step(3.5), None);
     assert_eq!(as_time_str("2026-01-01T00:00:00.5Z"), Some(1_767_225_600.5));
 }
+
+/// A large file is parsed by several threads; the points, their order and every warning (line
+/// numbers included) are those of one thread, wherever the runs of lines are cut.
+#[test]
+fn jsonl_parsed_in_parallel_is_the_same_as_in_one_thread() {
+    let mut text = String::new();
+    for i in 0..3_000 {
+        match i % 250 {
+            7 => text.push_str("not json\n"),
+            8 => text.push('\n'),
+            9 => text.push_str(&format!(
+                "{{\"step\": {i}, \"loss\": NaN, \"tag\": \"x{}\"}}\r\n",
+                i % 3
+            )),
+            10 => text.push_str(&format!("{{\"step\": {i}.5, \"loss\": 1}}\n")),
+            _ => text.push_str(&format!(
+                "{{\"step\": {i}, \"loss\": {}, \"val\": {{\"acc\": {}}}, \"ts\": {}}}\n",
+                1.0 / (1 + i) as f64,
+                i as f64 / 3e3,
+                1.7e9 + i as f64
+            )),
+        }
+    }
+    text.push_str("{\"step\": 3000, \"loss\": 0.5}"); // no final newline
+    let flat = |p: &Parsed| -> Vec<(String, Option<i64>, u64, Option<u64>)> {
+        p.points
+            .iter()
+            .map(|q| {
+                (
+                    q.key.to_string(),
+                    q.step,
+                    q.value.to_bits(),
+                    q.time.map(f64::to_bits),
+                )
+            })
+            .collect()
+    };
+    let one = jsonl::parse_jsonl_threads(text.as_bytes(), "m.jsonl", 1);
+    assert_eq!(one.points.len(), 2 * 2_952 + 12 + 1);
+    assert_eq!(one.warnings.len(), 10 + 1 + 1, "{:?}", one.warnings);
+    assert_eq!(
+        one.warnings[0],
+        "m.jsonl: line 8: not JSON (expected ident at line 1 column 2); line skipped"
+    );
+    assert_eq!(one.warnings[10], "m.jsonl: 14 more malformed lines skipped");
+    for threads in [2, 3, 7, 64] {
+        let many = jsonl::parse_jsonl_threads(text.as_bytes(), "m.jsonl", threads);
+        assert_eq!(flat(&many), flat(&one), "{threads} threads");
+        assert_eq!(many.warnings, one.warnings, "{threads} threads");
+    }
+}
