@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MLflow push benchmark (issue 14). Starts a local MLflow tracking server (venv from
-# scripts/install-deps.sh; SQLite backend, proxied artifacts, --workers $WORKERS, default 1) and
+# scripts/install-deps.sh; SQLite backend, proxied artifacts, --workers $WORKERS, default 4 as
+# `mlflow server`'s own default) and
 # measures:
 #
 #   (a) re-push of M unchanged runs (50 params each): M runs are pushed once, the server is
@@ -20,14 +21,14 @@
 # `repro import`; metric points are stored through the run wrapper's own ingest path
 # (examples/metrics_ingest.rs: capture::metrics::read_path + Store::insert_metrics).
 #
-# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 WORKERS=1 PARTS="a b" BENCH_DIR=… to change;
+# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 WORKERS=4 PARTS="a b" BENCH_DIR=… to change;
 #        REPRO=… INGEST=… to use those binaries instead of building the release ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000}"
 M="${M:-10000}"
 JOBS="${JOBS:-8}"
-WORKERS="${WORKERS:-1}"
+WORKERS="${WORKERS:-4}"
 PARTS="${PARTS:-a b}"
 venv="${REPRO_TEST_MLFLOW_VENV:-$PWD/target/py-mlflow}"
 [ -x "$venv/bin/mlflow" ] || { echo "no mlflow in $venv: run scripts/install-deps.sh" >&2; exit 1; }

@@ -119,7 +119,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         rtol: args.rtol.unwrap_or(0.0),
         atol: args.atol.unwrap_or(0.0),
     };
-    let mlflow = crate::ops::rerun::mlflow_after(args.mlflow, &ctx.config);
+    let mlflow = crate::ops::mlflow::AfterRun::when_asked(args.mlflow, &ctx.config);
     if args.on == Some(On::Slurm) || args.poll {
         if !trust {
             let run = store.get_run(&id)?;

@@ -944,6 +944,15 @@ pub struct AfterRun {
 }
 
 impl AfterRun {
+    /// The push at the end of a run or re-run: with `--mlflow` (`flag`) or the config key
+    /// `mlflow_push`, to the configured server and experiment; `None` when neither asks.
+    pub fn when_asked(flag: bool, cfg: &crate::config::Config) -> Option<AfterRun> {
+        (flag || cfg.mlflow_push.value).then(|| AfterRun {
+            tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
+            experiment: cfg.mlflow_experiment.value.clone(),
+        })
+    }
+
     /// The server settings: `MLFLOW_TRACKING_URI`, else the configured URI; credentials and TLS
     /// from the `MLFLOW_TRACKING_*` variables.
     pub fn settings(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, MlflowError> {

@@ -580,18 +580,6 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
     Ok(RerunResult::Ran { finished, checks })
 }
 
-/// The push at the end of a re-run: with `--mlflow` or the config key `mlflow_push`, to the
-/// configured server and experiment (as `repro run`).
-pub fn mlflow_after(
-    flag: bool,
-    cfg: &crate::config::Config,
-) -> Option<crate::ops::mlflow::AfterRun> {
-    (flag || cfg.mlflow_push.value).then(|| crate::ops::mlflow::AfterRun {
-        tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
-        experiment: cfg.mlflow_experiment.value.clone(),
-    })
-}
-
 /// How a re-run executes: on the host when asked or when the run had no image, else as
 /// recorded; a container re-run needs the recorded digest.
 pub(crate) fn rerun_mode(orig: &Run, host: bool) -> CliResult<ExecMode> {

@@ -272,10 +272,7 @@ impl RunRequest {
             workdir,
             cwd,
             metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
-            mlflow: (f.mlflow || cfg.mlflow_push.value).then(|| crate::ops::mlflow::AfterRun {
-                tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
-                experiment: cfg.mlflow_experiment.value.clone(),
-            }),
+            mlflow: crate::ops::mlflow::AfterRun::when_asked(f.mlflow, cfg),
         };
         Ok((req, notes))
     }
