@@ -232,218 +232,182 @@ CREATE TABLE run_changes (
 CREATE TRIGGER run_datasets_changed_insert AFTER INSERT ON run_datasets
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_datasets_changed_update AFTER UPDATE ON run_datasets
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_datasets_changed_delete AFTER DELETE ON run_datasets
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_outputs_changed_insert AFTER INSERT ON run_outputs
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_outputs_changed_update AFTER UPDATE ON run_outputs
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_outputs_changed_delete AFTER DELETE ON run_outputs
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_env_changed_insert AFTER INSERT ON run_env
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_env_changed_update AFTER UPDATE ON run_env
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_env_changed_delete AFTER DELETE ON run_env
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_params_changed_insert AFTER INSERT ON run_params
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_params_changed_update AFTER UPDATE ON run_params
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_params_changed_delete AFTER DELETE ON run_params
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_tags_changed_insert AFTER INSERT ON run_tags
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_tags_changed_update AFTER UPDATE ON run_tags
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_tags_changed_delete AFTER DELETE ON run_tags
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_notes_changed_insert AFTER INSERT ON run_notes
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_notes_changed_update AFTER UPDATE ON run_notes
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_notes_changed_delete AFTER DELETE ON run_notes
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_attestations_changed_insert AFTER INSERT ON run_attestations
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_attestations_changed_update AFTER UPDATE ON run_attestations
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_attestations_changed_delete AFTER DELETE ON run_attestations
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_archives_changed_insert AFTER INSERT ON run_archives
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_archives_changed_update AFTER UPDATE ON run_archives
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_archives_changed_delete AFTER DELETE ON run_archives
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_metrics_changed_insert AFTER INSERT ON run_metrics
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_metrics_changed_update AFTER UPDATE ON run_metrics
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT NEW.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = NEW.run_id);
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id AND OLD.run_id <> NEW.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id) AND OLD.run_id <> NEW.run_id;
+    INSERT INTO run_changes (run_id, seq) VALUES (NEW.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
+    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter WHERE OLD.run_id <> NEW.run_id
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER run_metrics_changed_delete AFTER DELETE ON run_metrics
 BEGIN
     UPDATE run_change_counter SET seq = seq + 1;
-    UPDATE run_changes SET seq = (SELECT seq FROM run_change_counter) WHERE run_id = OLD.run_id;
-    INSERT INTO run_changes (run_id, seq) SELECT OLD.run_id, seq FROM run_change_counter
-        WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = OLD.run_id);
+    INSERT INTO run_changes (run_id, seq) VALUES (OLD.run_id, (SELECT seq FROM run_change_counter))
+        ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq;
 END;
 CREATE TRIGGER runs_changes_forget AFTER DELETE ON runs
 BEGIN

@@ -25,6 +25,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/0009.sql")),
     (10, include_str!("../../migrations/0010.sql")),
     (11, include_str!("../../migrations/0011.sql")),
+    (12, include_str!("../../migrations/0012.sql")),
 ];
 
 /// The schema version this binary writes.
