@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use repro::capture::metrics::MetricPoint;
+use repro::record::metrics::MetricPoint;
 use repro::record::*;
 use repro::store::Store;
 use sha2::{Digest as _, Sha256};

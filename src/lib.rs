@@ -11,5 +11,6 @@ pub mod mlflow;
 pub mod ops;
 pub mod output;
 pub mod record;
-pub mod rerun;
+pub mod sanitize;
+pub mod script;
 pub mod store;

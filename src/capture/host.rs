@@ -1,7 +1,7 @@
 //! Host facts: host name, user, OS/arch, boot id, pid namespace, process start times and the
 //! clock. (Whether a recorded wrapper is alive is decided in `store::liveness`.)
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 /// The current time, or `REPRO_NOW` (RFC 3339) when set — a seam for deterministic tests.
 pub fn now() -> DateTime<Utc> {
@@ -15,7 +15,22 @@ pub fn now() -> DateTime<Utc> {
 
 /// RFC 3339 UTC with millisecond precision, the form stored in the database.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    crate::record::rfc3339(t)
+}
+
+/// This process's facts for a run it starts now (`Run::start`).
+pub fn start_facts() -> crate::record::StartFacts {
+    crate::record::StartFacts {
+        started: now(),
+        host: hostname(),
+        user: username(),
+        platform: platform(),
+        pid: std::process::id() as i64,
+        boot_id: boot_id(),
+        pid_start: process_start(std::process::id()),
+        pid_ns: pid_namespace(),
+        scheduler: super::scheduler::from_process(),
+    }
 }
 
 /// The machine's host name.

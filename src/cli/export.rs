@@ -73,7 +73,7 @@ fn export_line(
     for m in &summaries {
         h.push((m.key.clone(), store.metric_history(&run.id, &m.key)?));
     }
-    v["metrics"] = crate::output::metrics::summary_json(&summaries);
-    v["history"] = crate::output::metrics::history_json(&h);
+    v["metrics"] = crate::record::metrics::summary_json(&summaries);
+    v["history"] = crate::record::metrics::history_json(&h);
     Ok(serde_json::to_string(&v).expect("run serialises"))
 }

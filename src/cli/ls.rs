@@ -8,7 +8,6 @@ use crate::capture::host::{now, rfc3339};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::Hinted;
 use crate::error::{CliError, CliResult};
-use crate::output;
 use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
 use crate::record::{Run, Status};
@@ -363,10 +362,10 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
             let mut objects = Vec::with_capacity(runs.len());
             for r in &runs {
                 let summaries = store.metric_summaries(&r.id)?;
-                objects.push(output::run_json_with_metrics(r, &summaries));
+                objects.push(crate::record::json::run_json_with_metrics(r, &summaries));
             }
             if format == Format::Json {
-                output::runs_json_values(objects)
+                crate::record::json::runs_json_values(objects)
             } else {
                 formats::values_jsonl(&objects)
             }

@@ -62,7 +62,7 @@ pub struct RerunArgs {
     pub sbatch_args: Vec<std::ffi::OsString>,
     /// Container runtime of the Slurm job (--on slurm; default: apptainer if this host has it, else podman)
     #[arg(long, value_enum)]
-    pub runtime: Option<crate::rerun::slurm::Runtime>,
+    pub runtime: Option<crate::script::slurm::Runtime>,
     /// Follow the Slurm job until it ends and record its outcome (--on slurm, --poll)
     #[arg(long)]
     pub wait: bool,

@@ -10,7 +10,7 @@ use crate::cli::{print_out, Ctx};
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::record::Run;
-use crate::rerun::{bash, k8s, slurm, Engine};
+use crate::script::{bash, k8s, slurm, Engine};
 
 /// Where the re-run happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,7 +60,7 @@ pub fn render(
     run: &Run,
     args: &ScriptArgs,
     cfg: &Config,
-    fallback: Option<crate::rerun::plan::PullFallback>,
+    fallback: Option<crate::script::plan::PullFallback>,
 ) -> CliResult<String> {
     let engine = args.engine;
     let opts =

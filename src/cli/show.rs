@@ -52,13 +52,13 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         // `repro audit --json` reports them.
         ShowFormat::Json => {
             let summaries = store.metric_summaries(&id)?;
-            let mut j = output::run_json_with_metrics(&run, &summaries);
+            let mut j = crate::record::json::run_json_with_metrics(&run, &summaries);
             if args.history {
                 let mut h = Vec::new();
                 for m in &summaries {
                     h.push((m.key.clone(), store.metric_history(&id, &m.key)?));
                 }
-                j["history"] = output::metrics::history_json(&h);
+                j["history"] = crate::record::metrics::history_json(&h);
             }
             let mut s = serde_json::to_string_pretty(&j).expect("json");
             s.push('\n');
@@ -81,7 +81,7 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
                     "{:<12} {} {} ({}, {})\n",
                     "archived",
                     a.kind.as_str(),
-                    crate::output::sanitize::escape(&a.location),
+                    crate::sanitize::escape(&a.location),
                     a.digest,
                     output::show_time(&a.archived_at, ctx.utc)
                 ));

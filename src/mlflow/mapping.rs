@@ -11,9 +11,9 @@ use super::{
     DatasetInput, MetricPoint, MAX_DATASET_DIGEST, MAX_KEY, MAX_PARAM_VALUE, MAX_TAG_VALUE,
 };
 use crate::output;
+use crate::record::metrics::MetricSummary;
 use crate::record::{DatasetKind, Run, Status};
-use crate::rerun::bash;
-use crate::store::metrics::MetricSummary;
+use crate::script::bash;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
@@ -113,8 +113,9 @@ pub const RUN_JSON: &str = "repro/run.json";
 /// The bytes of `repro/run.json`: the object `repro show --json` prints (metric summary
 /// included), pretty-printed.
 pub fn run_json_artifact(run: &Run, summaries: &[MetricSummary]) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(&output::run_json_with_metrics(run, summaries))
-        .expect("run serialises");
+    let mut bytes =
+        serde_json::to_vec_pretty(&crate::record::json::run_json_with_metrics(run, summaries))
+            .expect("run serialises");
     bytes.push(b'\n');
     bytes
 }
@@ -167,7 +168,7 @@ pub fn desired(
     set("repro.pin_grade", run.pin_grade());
     set("repro.host", run.host.clone());
     set("repro.exec.mode", run.exec.mode.as_str().into());
-    set("repro.command", output::command_line(run));
+    set("repro.command", crate::record::text::command_line(run));
     if !run.tags.is_empty() {
         set("repro.tags", run.tags.join(","));
     }

@@ -944,7 +944,7 @@ pub fn gc(dir: &Path, keep: &BTreeSet<String>) -> Result<GcReport, ArchiveError>
     Ok(report)
 }
 
-pub use crate::rerun::plan::PullFallback;
+pub use crate::script::plan::PullFallback;
 
 /// The fallback for a run's image given its recorded archives; `None` when the run has no
 /// pinned digest or no archive.

@@ -179,7 +179,7 @@ pub fn notes_mention(store: &Store, run_id: &str) -> Result<Option<String>, Atte
 fn extras_for(store: &Store, run: &Run) -> Result<(Extras, Vec<String>), AttestError> {
     let mut notes = Vec::new();
     let rerun_script_sha256 =
-        match crate::rerun::bash::render(run, &crate::rerun::bash::BashOptions::default()) {
+        match crate::script::bash::render(run, &crate::script::bash::BashOptions::default()) {
             Ok(script) => Some(hex::encode(Sha256::digest(script.as_bytes()))),
             Err(e) => {
                 notes.push(format!("no re-run script byproduct: {e}"));
@@ -187,7 +187,7 @@ fn extras_for(store: &Store, run: &Run) -> Result<(Extras, Vec<String>), AttestE
             }
         };
     let summaries = store.metric_summaries(&run.id)?;
-    let metrics = match crate::output::metrics::summary_json(&summaries) {
+    let metrics = match crate::record::metrics::summary_json(&summaries) {
         serde_json::Value::Object(m) if !m.is_empty() => Some(m),
         _ => None,
     };

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::record::metrics::MetricSummary;
 use crate::record::{Dataset, Run};
-use crate::store::metrics::MetricSummary;
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -197,7 +197,7 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     push(&mut out, "user", json!(a.user), json!(b.user));
     push(&mut out, "platform", json!(a.platform), json!(b.platform));
     {
-        use crate::store::scheduler::flat_fields;
+        use crate::record::scheduler::flat_fields;
         let (sa, sb) = (
             flat_fields(a.scheduler.as_ref()),
             flat_fields(b.scheduler.as_ref()),

@@ -137,7 +137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("repro.db");
         let mut store = Store::open(&db).unwrap();
-        let run = crate::rerun::sample_run();
+        let run = crate::script::sample_run();
         store.insert_run(&run).unwrap();
         let ev = Collect::default();
         let f = prepare(&ev, &store, &run.id).unwrap();

@@ -1107,6 +1107,7 @@ mod tests {
                 engine_args: vec![],
                 gpus: None,
             },
+            crate::capture::host::start_facts(),
         );
         run.tags = vec!["best".into()];
         store.insert_run(&run).unwrap();
@@ -1237,7 +1238,7 @@ mod tests {
         store
             .insert_metrics(
                 &id,
-                &[crate::capture::metrics::MetricPoint {
+                &[crate::record::metrics::MetricPoint {
                     key: "loss".into(),
                     step: Some(0),
                     value: 0.5,
@@ -1250,7 +1251,7 @@ mod tests {
         store
             .insert_metrics(
                 &id,
-                &[crate::capture::metrics::MetricPoint {
+                &[crate::record::metrics::MetricPoint {
                     key: "loss".into(),
                     step: Some(1),
                     value: 0.25,

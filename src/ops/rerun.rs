@@ -12,9 +12,9 @@ use crate::exec::Engine;
 use crate::ops::run::{execute, pick_engine, registry_flags, Execution, Finished, REDACTED};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
+use crate::record::metrics::MetricSummary;
 use crate::record::{DatasetKind, ExecMode, Output, Run};
-use crate::rerun::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
-use crate::store::metrics::MetricSummary;
+use crate::script::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
 use crate::store::Store;
 
 /// What to re-run and how.
@@ -87,7 +87,7 @@ pub fn review(run: &Run, this_host: &str) -> Option<Review> {
     if recorded_on.is_none() && risky.is_empty() && risky_env.is_empty() {
         return None;
     }
-    let d = |s: &str| crate::rerun::quote::display(s.as_bytes());
+    let d = |s: &str| crate::script::quote::display(s.as_bytes());
     let mut lines = Vec::new();
     if let Some(h) = &recorded_on {
         lines.push(format!(
@@ -100,7 +100,7 @@ pub fn review(run: &Run, this_host: &str) -> Option<Review> {
     }
     lines.push(format!(
         "command: {}",
-        crate::rerun::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
+        crate::script::quote::display_argv(run.command.iter().map(|a| a.as_bytes()))
     ));
     match (&run.image, container) {
         (Some(img), true) => {
@@ -612,7 +612,12 @@ pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
         tags: orig.tags.clone(),
         env: orig.env.clone(),
         rerun_of: Some(orig.id.clone()),
-        ..Run::start(orig.command.clone(), orig.cwd.clone(), exec)
+        ..Run::start(
+            orig.command.clone(),
+            orig.cwd.clone(),
+            exec,
+            crate::capture::host::start_facts(),
+        )
     }
 }
 
@@ -634,7 +639,7 @@ fn dry_run(
     exec: crate::record::Exec,
     engine: Option<Engine>,
     req: &RerunRequest,
-    registry: crate::rerun::plan::RegistryFlags,
+    registry: crate::script::plan::RegistryFlags,
 ) -> Vec<Vec<OsString>> {
     let src = req
         .checkout

@@ -15,10 +15,10 @@ use crate::error::{CliError, CliResult};
 use crate::exec::{self, Engine, Outcome, Spawn};
 use crate::ops::Events;
 use crate::record::{Arg, Exec, ExecMode, Output, ResolvedBy, Run, Status};
-use crate::rerun::plan::{registry_of, Bindings, EnginePlan, PlanOptions};
+use crate::script::plan::{registry_of, Bindings, EnginePlan, PlanOptions};
 use crate::store::{Finish, Store};
 
-pub use crate::rerun::plan::{RegistryFlags, DEFAULT_WORKDIR};
+pub use crate::script::plan::{RegistryFlags, DEFAULT_WORKDIR};
 
 /// The value recorded for a secret-looking variable (the real value still reaches the child).
 pub const REDACTED: &str = "<redacted>";
@@ -366,7 +366,12 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         params: req.params.clone(),
         tags: req.tags.clone(),
         env: req.env.clone(),
-        ..Run::start(command, captured.cwd.clone(), exec)
+        ..Run::start(
+            command,
+            captured.cwd.clone(),
+            exec,
+            crate::capture::host::start_facts(),
+        )
     };
     let x = Execution {
         cwd: req.cwd.clone(),
@@ -631,7 +636,7 @@ fn looks_missing(message: &str) -> bool {
 }
 
 fn display(args: &[OsString]) -> String {
-    crate::rerun::quote::display_argv(args.iter().map(|a| {
+    crate::script::quote::display_argv(args.iter().map(|a| {
         use std::os::unix::ffi::OsStrExt;
         a.as_bytes()
     }))
@@ -849,7 +854,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 (None, Some(c)) => format!("exit {c}"),
                 (None, None) => "the command did not start".into(),
             },
-            crate::output::human_duration(fin.duration_ms)
+            crate::record::text::human_duration(fin.duration_ms)
         )),
         // Never mask the child's exit code with a bookkeeping failure.
         Err(e) => ev.warn(&format!(
@@ -919,7 +924,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rerun::sample_run;
+    use crate::script::sample_run;
 
     #[test]
     fn exit_classification() {

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
-use crate::capture::scheduler::{SchedulerContext, SlurmContext};
 use crate::error::{CliError, CliResult};
 use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, Tolerance};
 use crate::ops::run::{hash_outputs, registry_flags, which};
 use crate::ops::slurm::{Client, JobState, JobStatus, Outcome, Submit};
 use crate::ops::Events;
+use crate::record::scheduler::{SchedulerContext, SlurmContext};
 use crate::record::{ExecMode, Run, Status};
-use crate::rerun::slurm::{render, Runtime, SlurmOptions};
+use crate::script::slurm::{render, Runtime, SlurmOptions};
 use crate::store::{Finish, Store};
 
 /// The script's file name in the job directory.
@@ -159,7 +159,7 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
         &script_run,
         &SlurmOptions {
             runtime: runtime.unwrap_or_default(),
-            engine: crate::rerun::bash::BashOptions {
+            engine: crate::script::bash::BashOptions {
                 engine: Some(crate::exec::Engine::Podman),
                 registry,
                 ca_pem,

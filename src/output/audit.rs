@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use super::sanitize::escape;
 use crate::ops::audit::{AuditReport, Availability};
+use crate::sanitize::escape;
 
 fn short(d: &str) -> String {
     match d.split_once(':') {

@@ -4,11 +4,11 @@
 use serde_json::{json, Value};
 
 use crate::ops::diff::{Change, MetricDelta};
-use crate::output::human_duration;
 use crate::output::metrics::value_text;
-use crate::output::sanitize::escape;
+use crate::record::metrics::json_number;
+use crate::record::text::human_duration;
 use crate::record::{Run, SCHEMA_VERSION};
-use crate::store::metrics::json_number;
+use crate::sanitize::escape;
 
 /// What `diff` found, ready to render.
 pub struct DiffView<'a> {
@@ -118,7 +118,7 @@ fn signed(v: f64) -> String {
 
 /// The metric rows: key, A's last, B's last, delta, relative delta (percent).
 fn metric_rows(metrics: &[MetricDelta]) -> Vec<Vec<String>> {
-    let last = |s: &Option<crate::store::metrics::MetricSummary>| {
+    let last = |s: &Option<crate::record::metrics::MetricSummary>| {
         s.as_ref()
             .map(|s| value_text(s.last))
             .unwrap_or_else(|| "(none)".into())

@@ -3,9 +3,9 @@
 
 use comfy_table::{presets, ContentArrangement, Table};
 
-use super::{
-    code_short, command_line, human_duration, image_short, run_json, show_time, status_text,
-};
+use super::{code_short, image_short, show_time, status_text};
+use crate::record::json::run_json;
+use crate::record::text::{command_line, human_duration};
 use std::collections::HashMap;
 
 use super::metrics::value_text;
@@ -383,7 +383,7 @@ pub fn ls_table(
             columns
                 .iter()
                 .map(|c| {
-                    let cell = comfy_table::Cell::new(super::sanitize::escape(
+                    let cell = comfy_table::Cell::new(crate::sanitize::escape(
                         &c.value(r, cells, true, utc),
                     ));
                     if color && *c == LsColumn::Run(Column::Status) {
@@ -473,7 +473,7 @@ pub fn runs_jsonl(runs: &[Run]) -> String {
 pub fn release_line(r: &Run) -> String {
     let line = release_line_raw(r);
     let body = line.strip_suffix('\n').unwrap_or(&line);
-    format!("{}\n", super::sanitize::escape(body))
+    format!("{}\n", crate::sanitize::escape(body))
 }
 
 fn release_line_raw(r: &Run) -> String {
@@ -513,7 +513,7 @@ fn release_line_raw(r: &Run) -> String {
 /// A short Markdown block describing a run (for a PR, a model card, release notes). Recorded
 /// values are escaped: a newline in one cannot add a line, a control cannot reach the terminal.
 pub fn run_markdown(r: &Run, utc: bool) -> String {
-    use super::sanitize::escape as e;
+    use crate::sanitize::escape as e;
     let mut o = String::new();
     let title = match &r.name {
         Some(n) => format!("### Run `{}` ({})\n\n", r.id, e(n)),

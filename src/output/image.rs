@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use super::sanitize::escape;
 use crate::ops::archive::{ArchiveReport, GcReport};
 use crate::ops::image::Inspection;
+use crate::sanitize::escape;
 
 fn pretty(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).expect("json");

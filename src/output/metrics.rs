@@ -1,37 +1,7 @@
 //! Metrics as `show` renders them: the DESIGN.md JSON shapes (`metrics`, `history`) and text
 //! lines (a sparkline per metric on a terminal, plain values when piped).
 
-use crate::store::metrics::{json_number, HistoryPoint, MetricSummary};
-
-/// `{"acc": {"last", "min", "max", "count", "step"}, …}`; `{}` without metrics.
-pub fn summary_json(summaries: &[MetricSummary]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for s in summaries {
-        m.insert(s.key.clone(), s.to_json());
-    }
-    serde_json::Value::Object(m)
-}
-
-/// `{"acc": [[step, value, "time"], …], …}` (step and time `null` when not reported).
-pub fn history_json(histories: &[(String, Vec<HistoryPoint>)]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for (key, points) in histories {
-        let rows = points
-            .iter()
-            .map(|p| serde_json::json!([p.step, json_number(p.value), p.time.map(time_text)]))
-            .collect();
-        m.insert(key.clone(), serde_json::Value::Array(rows));
-    }
-    serde_json::Value::Object(m)
-}
-
-/// Epoch seconds as RFC 3339 UTC with milliseconds.
-pub fn time_text(t: f64) -> String {
-    let ms = (t * 1000.0).round() as i64;
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(crate::capture::host::rfc3339)
-        .unwrap_or_else(|| t.to_string())
-}
+use crate::record::metrics::MetricSummary;
 
 /// A value as text: shortest round-trip form, `NaN`, `inf`, `-inf`.
 pub fn value_text(v: f64) -> String {
@@ -61,7 +31,7 @@ pub fn metrics_text(
         .unwrap_or(0);
     let mut out = String::from("metrics:\n");
     for s in summaries {
-        let key = crate::output::sanitize::escape(&s.key);
+        let key = crate::sanitize::escape(&s.key);
         let pad = " ".repeat(width.saturating_sub(s.key.chars().count()));
         let mut line = format!(
             "  {key}{pad}  last {}  min {}  max {}  count {}",
@@ -98,37 +68,6 @@ mod tests {
             count,
             last_step: Some(3),
         }
-    }
-
-    #[test]
-    fn json_shapes() {
-        let s = summary_json(&[summary("acc", 0.9, 3)]);
-        assert_eq!(
-            s,
-            serde_json::json!({"acc": {"last": 0.9, "min": 0.5, "max": 0.9, "count": 3, "step": 3}})
-        );
-        assert_eq!(summary_json(&[]), serde_json::json!({}));
-        let h = history_json(&[(
-            "loss".into(),
-            vec![
-                HistoryPoint {
-                    seq: 0,
-                    step: Some(1),
-                    value: f64::NAN,
-                    time: Some(0.5),
-                },
-                HistoryPoint {
-                    seq: 1,
-                    step: None,
-                    value: 2.0,
-                    time: None,
-                },
-            ],
-        )]);
-        assert_eq!(
-            h,
-            serde_json::json!({"loss": [[1, "NaN", "1970-01-01T00:00:00.500Z"], [null, 2.0, null]]})
-        );
     }
 
     #[test]

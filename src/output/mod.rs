@@ -9,29 +9,13 @@ pub mod metrics;
 pub mod mlflow;
 pub mod plot;
 pub mod rerun;
-pub mod sanitize;
 pub mod sparkline;
 
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
-use serde_json::json;
 
-use crate::record::{Run, SCHEMA_VERSION};
-
-/// `1.2s`, `3m04s`, `2h05m`: exact values stay in JSON.
-pub fn human_duration(ms: i64) -> String {
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    if s < 60 {
-        return format!("{}.{}s", s, (ms % 1000) / 100);
-    }
-    if s < 3600 {
-        return format!("{}m{:02}s", s / 60, s % 60);
-    }
-    format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-}
+use crate::record::text::{command_line, human_duration};
+use crate::record::Run;
 
 /// A stored RFC 3339 time shown in local time (or UTC with `utc`).
 pub fn show_time(rfc3339: &str, utc: bool) -> String {
@@ -53,67 +37,6 @@ pub fn status_text(run: &Run) -> String {
     match crate::store::liveness::undecided(run) {
         None => run.status.to_string(),
         Some(why) => format!("running? ({why})"),
-    }
-}
-
-/// The JSON object of one run, status liveness applied.
-pub fn run_json(run: &Run) -> serde_json::Value {
-    let mut v = serde_json::to_value(run).expect("run serialises");
-    if let Some(code) = v.get_mut("code").and_then(|c| c.as_object_mut()) {
-        code.remove("patch");
-    }
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("pid_start");
-        obj.remove("pid_ns");
-    }
-    v
-}
-
-/// The object of `show --json` (and of `ls --json`, and MLflow's `repro/run.json`): the run and
-/// its metric summary under `metrics` (`{}` without metrics).
-pub fn run_json_with_metrics(
-    run: &Run,
-    summaries: &[crate::store::metrics::MetricSummary],
-) -> serde_json::Value {
-    let mut v = run_json(run);
-    v["metrics"] = metrics::summary_json(summaries);
-    v
-}
-
-/// `{"schema_version":1,"runs":[…]}` around run objects already built.
-pub fn runs_json_values(list: Vec<serde_json::Value>) -> String {
-    let doc = json!({"schema_version": SCHEMA_VERSION, "runs": list});
-    let mut s = serde_json::to_string_pretty(&doc).expect("json");
-    s.push('\n');
-    s
-}
-
-/// `{"schema_version":1,"runs":[…]}`.
-pub fn runs_json(runs: &[Run]) -> String {
-    let list: Vec<_> = runs.iter().map(run_json).collect();
-    let doc = json!({"schema_version": SCHEMA_VERSION, "runs": list});
-    let mut s = serde_json::to_string_pretty(&doc).expect("json");
-    s.push('\n');
-    s
-}
-
-/// One line of argv for display (shell-quoted where needed).
-pub fn command_line(run: &Run) -> String {
-    run.command
-        .iter()
-        .map(|a| display_quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn display_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -191,7 +114,7 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
         ];
         t.add_row(
             row.iter()
-                .map(|c| sanitize::escape(c).into_owned())
+                .map(|c| crate::sanitize::escape(c).into_owned())
                 .collect::<Vec<_>>(),
         );
     }
@@ -208,7 +131,8 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
 pub fn show_text(run: &Run, utc: bool) -> String {
     let mut o = String::new();
     // Every value is escaped: labels, imported fields and notes may hold terminal controls.
-    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<12} {}\n", sanitize::escape(&v)));
+    let mut line =
+        |k: &str, v: String| o.push_str(&format!("{k:<12} {}\n", crate::sanitize::escape(&v)));
     line("run", run.id.clone());
     if let Some(n) = &run.name {
         line("name", n.clone());
@@ -346,7 +270,7 @@ pub fn show_text(run: &Run, utc: bool) -> String {
         line("rerun of", r.clone());
     }
     if let Some(ctx) = &run.scheduler {
-        for (k, v) in crate::store::scheduler::describe(ctx) {
+        for (k, v) in crate::record::scheduler::describe(ctx) {
             line(k, v);
         }
     }

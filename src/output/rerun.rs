@@ -4,7 +4,7 @@
 use crate::ops::rerun::{Checks, MetricVerdict};
 use crate::output::diff::rounded;
 use crate::output::metrics::value_text;
-use crate::output::sanitize::escape;
+use crate::sanitize::escape;
 
 /// `--dry-run`: each command as a `+ WORD…` line, quoted for bash.
 pub fn dry_run_text(cmds: &[Vec<std::ffi::OsString>]) -> String {
@@ -14,7 +14,9 @@ pub fn dry_run_text(cmds: &[Vec<std::ffi::OsString>]) -> String {
         text.push('+');
         for a in argv {
             text.push(' ');
-            text.push_str(&crate::rerun::quote::bash(a.as_bytes()).unwrap_or_else(|_| "''".into()));
+            text.push_str(
+                &crate::script::quote::bash(a.as_bytes()).unwrap_or_else(|_| "''".into()),
+            );
         }
         text.push('\n');
     }

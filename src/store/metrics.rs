@@ -8,31 +8,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension};
 
 use super::{sql_error, Result, Store, StoreError};
-use crate::capture::metrics::MetricPoint;
 use crate::error::Hinted;
-
-/// The summary of one metric of one run. `min`/`max` ignore NaN (NaN when every value was NaN);
-/// `last` is the value at the highest step, or the last reported when no value had a step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricSummary {
-    pub key: String,
-    pub last: f64,
-    pub min: f64,
-    pub max: f64,
-    pub count: u64,
-    pub last_step: Option<i64>,
-}
-
-/// One stored point of a metric's history.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HistoryPoint {
-    /// Position in the order reported, from 0.
-    pub seq: u64,
-    pub step: Option<i64>,
-    pub value: f64,
-    /// Seconds since the Unix epoch.
-    pub time: Option<f64>,
-}
+use crate::record::metrics::{summarize, HistoryPoint, MetricPoint, MetricSummary};
 
 /// What `insert_metrics` wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,80 +20,12 @@ pub struct MetricsWritten {
     pub points: usize,
 }
 
-/// A number for JSON: finite values as numbers, NaN and ±inf as the strings "NaN",
-/// "Infinity", "-Infinity" (JSON has no literal for them).
-pub fn json_number(v: f64) -> serde_json::Value {
-    if v.is_finite() {
-        serde_json::json!(v)
-    } else if v.is_nan() {
-        "NaN".into()
-    } else if v > 0.0 {
-        "Infinity".into()
-    } else {
-        "-Infinity".into()
-    }
-}
-
-impl MetricSummary {
-    /// `{"last": …, "min": …, "max": …, "count": …, "step": …}` as in DESIGN.md.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "last": json_number(self.last),
-            "min": json_number(self.min),
-            "max": json_number(self.max),
-            "count": self.count,
-            "step": self.last_step,
-        })
-    }
-}
-
 fn nan_to_null(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
 fn null_to_nan(v: Option<f64>) -> f64 {
     v.unwrap_or(f64::NAN)
-}
-
-/// The summary of a batch of points of one key, in report order.
-fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
-    let mut last: Option<(f64, Option<i64>)> = None;
-    let (mut min, mut max) = (f64::NAN, f64::NAN);
-    for p in points {
-        // f64::min/max return the other operand when one is NaN: NaN values are ignored.
-        min = min.min(p.value);
-        max = max.max(p.value);
-        last = match (last, p.step) {
-            (Some((_, Some(best))), Some(s)) if s < best => last,
-            (Some((_, Some(_))), None) => last,
-            _ => Some((p.value, p.step)),
-        };
-    }
-    let (last, last_step) = last.unwrap_or((f64::NAN, None));
-    (last, last_step, min, max)
-}
-
-/// The summaries `insert_metrics` would store for these points of a fresh run, by key.
-pub fn summaries_of(points: &[MetricPoint]) -> Vec<MetricSummary> {
-    let mut groups: std::collections::BTreeMap<&str, Vec<&MetricPoint>> = Default::default();
-    for p in points {
-        groups.entry(&p.key).or_default().push(p);
-    }
-    groups
-        .into_iter()
-        .map(|(key, pts)| {
-            let (last, last_step, min, max) = summarize(&pts);
-            // Stored as NULL, NaN reads back as NaN: the same values `metric_summaries` gives.
-            MetricSummary {
-                key: key.to_string(),
-                last,
-                min,
-                max,
-                count: pts.len() as u64,
-                last_step,
-            }
-        })
-        .collect()
 }
 
 impl Store {
@@ -961,8 +870,6 @@ mod tests {
         assert_eq!((sum[0].last, sum[0].min, sum[0].max), (1.0, 1.0, 3.0));
         assert!(sum[1].last.is_nan() && sum[1].min.is_nan() && sum[1].max.is_nan());
         assert_eq!(sum[1].to_json()["last"], "NaN");
-        assert_eq!(json_number(f64::INFINITY), "Infinity");
-        assert_eq!(json_number(0.5), 0.5);
     }
 
     #[test]

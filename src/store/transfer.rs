@@ -7,10 +7,11 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 
-use super::metrics::{insert_metrics_in, summaries_of};
+use super::metrics::insert_metrics_in;
 use super::{insert_outputs, insert_rows, sql_error, Store, StoreError};
-use crate::capture::metrics::MetricPoint;
 use crate::error::Hinted;
+use crate::record::metrics::summaries_of;
+use crate::record::metrics::MetricPoint;
 use crate::record::{DatasetKind, Run, Status, SCHEMA_VERSION};
 
 /// Why an import stopped; nothing was written.

@@ -259,7 +259,7 @@ fn coreutils_pipeline_in_the_docs_gives_the_same_digest() {
     assert_eq!(run("repro_file_digest", &file_link), digest(&file_link));
     assert_eq!(run("repro_digest", &dir_link), digest(&dir_link));
     assert_eq!(digest(&dir_link), digest(&dir));
-    let snippet = repro::rerun::dataset_verify_snippet();
+    let snippet = repro::script::dataset_verify_snippet();
     let script_digest = |arg: &Path| {
         let out = Command::new("bash")
             .arg("-c")

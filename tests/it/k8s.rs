@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use repro::rerun::k8s;
+use repro::script::k8s;
 use serde_json::Value;
 
 use crate::support::{git, TestEnv};

@@ -563,7 +563,7 @@ fn history(srv: &crate::support::mlflow::MlflowServer, run_id: &str, key: &str) 
 /// `repro mlflow push`; a re-push sends nothing; new points alone are sent later.
 #[test]
 fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
-    use repro::capture::metrics::MetricPoint;
+    use repro::record::metrics::MetricPoint;
     let srv = server();
     let env = TestEnv::new();
     let exp = experiment("stored-metrics");
@@ -951,7 +951,7 @@ fn every_change_passes_the_cheap_check_and_old_ledger_rows_get_a_fingerprint() {
 
     {
         let mut store = repro::store::Store::open(&env.db()).unwrap();
-        let p = repro::capture::metrics::MetricPoint {
+        let p = repro::record::metrics::MetricPoint {
             key: "loss".into(),
             step: Some(4),
             value: 0.25,

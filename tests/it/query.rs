@@ -666,7 +666,7 @@ fn version_two_databases_that_already_have_the_query_indexes_upgrade() {
 /// The fixture with metrics: eval acc .95 loss .2, sweep3 acc .91 loss .6, sweep2 acc .5 then
 /// .8, baseline acc NaN, lost acc .92 (and inf loss), plain none.
 pub fn seeded_with_metrics() -> (TestEnv, Vec<(&'static str, Run)>) {
-    use repro::capture::metrics::MetricPoint;
+    use repro::record::metrics::MetricPoint;
     let (env, runs) = seeded();
     let mut store = Store::open(&env.db()).unwrap();
     let pt = |key: &str, step: i64, value: f64| MetricPoint {

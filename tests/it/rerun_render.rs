@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use repro::record::{
     Arg, Code, Dataset, DatasetKind, Exec, ExecMode, Image, ResolvedBy, Run, Status,
 };
-use repro::rerun::{bash, k8s, slurm};
+use repro::script::{bash, k8s, slurm};
 use sha2::Digest as _;
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

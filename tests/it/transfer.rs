@@ -381,7 +381,7 @@ fn forged_import_lines_are_refused_with_their_line_and_nothing_written() {
 /// and times), and importing again changes nothing.
 #[test]
 fn export_import_carries_metric_history_and_summaries() {
-    use repro::capture::metrics::MetricPoint;
+    use repro::record::metrics::MetricPoint;
     let (src, runs) = crate::query::seeded_with_metrics();
     let eval = runs
         .iter()

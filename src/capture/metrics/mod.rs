@@ -10,22 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::record::metrics::MetricPoint;
+
 pub use dvclive::read_dvclive;
 pub use files::{parse_delimited, parse_json, parse_yaml};
 pub use jsonl::parse_jsonl;
-
-/// One reported value of one metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricPoint {
-    /// Metric name; nested objects are flattened with `.` (DVCLive names keep their `/`).
-    pub key: Arc<str>,
-    /// The step (epoch, iteration) when the job gave one.
-    pub step: Option<i64>,
-    /// The value; NaN and ±inf are kept.
-    pub value: f64,
-    /// When it was reported, in seconds since the Unix epoch, when the job said so.
-    pub time: Option<f64>,
-}
 
 /// Points read from one source, in the order they were reported, and the warnings to show.
 #[derive(Debug, Clone, Default)]

@@ -3,6 +3,11 @@
 //! Its serde form is the `--json` contract of DESIGN.md (schema_version 1): absent facts are
 //! `null`, never omitted.
 
+pub mod json;
+pub mod metrics;
+pub mod scheduler;
+pub mod text;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -403,17 +408,38 @@ pub struct Run {
     pub pid_ns: Option<u64>,
     pub rerun_of: Option<String>,
     /// The Slurm job or Kubernetes pod the run ran in (`null` outside a scheduler); in `--json`
-    /// `{"kind": "slurm", "job_id": …, …}` (see `store::scheduler`).
-    #[serde(default, with = "crate::store::scheduler::json")]
-    pub scheduler: Option<crate::capture::scheduler::SchedulerContext>,
+    /// `{"kind": "slurm", "job_id": …, …}` (see `record::scheduler`).
+    #[serde(default, with = "crate::record::scheduler::json")]
+    pub scheduler: Option<scheduler::SchedulerContext>,
+}
+
+/// What the process starting a run knows of itself: the start time, the host and the wrapper
+/// process (so a killed wrapper can later be told `lost`), and the scheduler job it runs in.
+/// `capture::host::start_facts` reads them from the world.
+#[derive(Debug, Clone)]
+pub struct StartFacts {
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub host: String,
+    pub user: String,
+    pub platform: String,
+    pub pid: i64,
+    pub boot_id: Option<String>,
+    pub pid_start: Option<i64>,
+    pub pid_ns: Option<u64>,
+    /// Inside a Slurm job or a Kubernetes pod: which one.
+    pub scheduler: Option<scheduler::SchedulerContext>,
+}
+
+/// A time as stored: RFC 3339, UTC, milliseconds, `Z`.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Run {
     /// A `running` record started now by this process (id, start time, host and wrapper facts),
     /// with no image, code, data or annotations yet: the start of `repro run` and `repro rerun`.
-    pub fn start(command: Vec<Arg>, cwd: String, exec: Exec) -> Run {
-        use crate::capture::host;
-        let started = host::now();
+    pub fn start(command: Vec<Arg>, cwd: String, exec: Exec, at: StartFacts) -> Run {
+        let started = at.started;
         Run {
             schema_version: SCHEMA_VERSION,
             id: ulid::Ulid::from_datetime(started.into())
@@ -423,7 +449,7 @@ impl Run {
             status: Status::Running,
             exit_code: None,
             signal: None,
-            started_at: host::rfc3339(started),
+            started_at: rfc3339(started),
             ended_at: None,
             duration_ms: None,
             command,
@@ -437,16 +463,15 @@ impl Run {
             tags: Vec::new(),
             notes: Vec::new(),
             env: BTreeMap::new(),
-            host: host::hostname(),
-            user: host::username(),
-            platform: host::platform(),
-            pid: Some(std::process::id() as i64),
-            boot_id: host::boot_id(),
-            pid_start: host::process_start(std::process::id()),
-            pid_ns: host::pid_namespace(),
+            host: at.host,
+            user: at.user,
+            platform: at.platform,
+            pid: Some(at.pid),
+            boot_id: at.boot_id,
+            pid_start: at.pid_start,
+            pid_ns: at.pid_ns,
             rerun_of: None,
-            // Inside a Slurm job or a Kubernetes pod: which one (from the environment).
-            scheduler: crate::capture::scheduler::from_process(),
+            scheduler: at.scheduler,
         }
     }
 

@@ -294,7 +294,7 @@ pub(crate) fn gpu_count(gpus: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use crate::record::Arg;
-    use crate::rerun::sample_run;
+    use crate::script::sample_run;
 
     fn pinned() -> K8sOptions {
         K8sOptions {
@@ -363,7 +363,7 @@ mod tests {
         let err = render(&run, &pinned()).unwrap_err();
         assert!(matches!(err, RenderError::BadGpus { .. }), "{err}");
         assert!(err.to_string().contains("\"garbage\""), "{err}");
-        let err = crate::rerun::slurm::render(&run, &Default::default()).unwrap_err();
+        let err = crate::script::slurm::render(&run, &Default::default()).unwrap_err();
         assert!(matches!(err, RenderError::BadGpus { .. }), "{err}");
     }
 

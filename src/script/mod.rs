@@ -109,7 +109,7 @@ impl Quoter<'_> {
     pub fn note(&self, message: &str) -> String {
         // The note is printed to a terminal when the script runs: recorded values in it (dataset
         // names, URIs, labels of an imported run) must not carry live control characters.
-        let message = crate::output::sanitize::escape(message);
+        let message = crate::sanitize::escape(message);
         format!(
             "note {}\n",
             quote::bash_str(&message).unwrap_or_else(|_| "'(unprintable)'".into())

@@ -143,7 +143,7 @@ done
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rerun::sample_run;
+    use crate::script::sample_run;
 
     #[test]
     fn gpu_counts() {

@@ -321,7 +321,7 @@ impl EnginePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rerun::sample_run;
+    use crate::script::sample_run;
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()

@@ -415,7 +415,7 @@ host_exec() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rerun::sample_run;
+    use crate::script::sample_run;
 
     #[test]
     fn renders_sample() {

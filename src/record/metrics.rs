@@ -1,0 +1,194 @@
+//! Metrics in the data model: a reported point (key, step, value, time), the per-key summary
+//! (last, min, max, count, last step) and the JSON shapes of DESIGN.md (`metrics`, `history`).
+//! Parsing reports is `capture::metrics`; storing and querying them is `store::metrics`.
+
+use std::sync::Arc;
+
+/// One reported value of one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPoint {
+    /// Metric name; nested objects are flattened with `.` (DVCLive names keep their `/`).
+    pub key: Arc<str>,
+    /// The step (epoch, iteration) when the job gave one.
+    pub step: Option<i64>,
+    /// The value; NaN and ±inf are kept.
+    pub value: f64,
+    /// When it was reported, in seconds since the Unix epoch, when the job said so.
+    pub time: Option<f64>,
+}
+
+/// The summary of one metric of one run. `min`/`max` ignore NaN (NaN when every value was NaN);
+/// `last` is the value at the highest step, or the last reported when no value had a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSummary {
+    pub key: String,
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: u64,
+    pub last_step: Option<i64>,
+}
+
+/// One stored point of a metric's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    /// Position in the order reported, from 0.
+    pub seq: u64,
+    pub step: Option<i64>,
+    pub value: f64,
+    /// Seconds since the Unix epoch.
+    pub time: Option<f64>,
+}
+
+/// A number for JSON: finite values as numbers, NaN and ±inf as the strings "NaN",
+/// "Infinity", "-Infinity" (JSON has no literal for them).
+pub fn json_number(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+impl MetricSummary {
+    /// `{"last": …, "min": …, "max": …, "count": …, "step": …}` as in DESIGN.md.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "last": json_number(self.last),
+            "min": json_number(self.min),
+            "max": json_number(self.max),
+            "count": self.count,
+            "step": self.last_step,
+        })
+    }
+}
+
+/// The summary of a batch of points of one key, in report order.
+pub fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
+    let mut last: Option<(f64, Option<i64>)> = None;
+    let (mut min, mut max) = (f64::NAN, f64::NAN);
+    for p in points {
+        // f64::min/max return the other operand when one is NaN: NaN values are ignored.
+        min = min.min(p.value);
+        max = max.max(p.value);
+        last = match (last, p.step) {
+            (Some((_, Some(best))), Some(s)) if s < best => last,
+            (Some((_, Some(_))), None) => last,
+            _ => Some((p.value, p.step)),
+        };
+    }
+    let (last, last_step) = last.unwrap_or((f64::NAN, None));
+    (last, last_step, min, max)
+}
+
+/// The summaries `insert_metrics` would store for these points of a fresh run, by key.
+pub fn summaries_of(points: &[MetricPoint]) -> Vec<MetricSummary> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&MetricPoint>> = Default::default();
+    for p in points {
+        groups.entry(&p.key).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .map(|(key, pts)| {
+            let (last, last_step, min, max) = summarize(&pts);
+            // Stored as NULL, NaN reads back as NaN: the same values `metric_summaries` gives.
+            MetricSummary {
+                key: key.to_string(),
+                last,
+                min,
+                max,
+                count: pts.len() as u64,
+                last_step,
+            }
+        })
+        .collect()
+}
+
+/// `{"acc": {"last", "min", "max", "count", "step"}, …}`; `{}` without metrics.
+pub fn summary_json(summaries: &[MetricSummary]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for s in summaries {
+        m.insert(s.key.clone(), s.to_json());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `{"acc": [[step, value, "time"], …], …}` (step and time `null` when not reported).
+pub fn history_json(histories: &[(String, Vec<HistoryPoint>)]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (key, points) in histories {
+        let rows = points
+            .iter()
+            .map(|p| serde_json::json!([p.step, json_number(p.value), p.time.map(time_text)]))
+            .collect();
+        m.insert(key.clone(), serde_json::Value::Array(rows));
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Epoch seconds as RFC 3339 UTC with milliseconds.
+pub fn time_text(t: f64) -> String {
+    let ms = (t * 1000.0).round() as i64;
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(super::rfc3339)
+        .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(key: &str, last: f64, count: u64) -> MetricSummary {
+        MetricSummary {
+            key: key.into(),
+            last,
+            min: 0.5,
+            max: 0.9,
+            count,
+            last_step: Some(3),
+        }
+    }
+
+    #[test]
+    fn json_shapes() {
+        let s = summary_json(&[summary("acc", 0.9, 3)]);
+        assert_eq!(
+            s,
+            serde_json::json!({"acc": {"last": 0.9, "min": 0.5, "max": 0.9, "count": 3, "step": 3}})
+        );
+        assert_eq!(summary_json(&[]), serde_json::json!({}));
+        let h = history_json(&[(
+            "loss".into(),
+            vec![
+                HistoryPoint {
+                    seq: 0,
+                    step: Some(1),
+                    value: f64::NAN,
+                    time: Some(0.5),
+                },
+                HistoryPoint {
+                    seq: 1,
+                    step: None,
+                    value: 2.0,
+                    time: None,
+                },
+            ],
+        )]);
+        assert_eq!(
+            h,
+            serde_json::json!({"loss": [[1, "NaN", "1970-01-01T00:00:00.500Z"], [null, 2.0, null]]})
+        );
+    }
+
+    #[test]
+    fn non_finite_numbers_are_json_strings() {
+        assert_eq!(json_number(f64::INFINITY), "Infinity");
+        assert_eq!(json_number(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(json_number(f64::NAN), "NaN");
+        assert_eq!(json_number(0.5), 0.5);
+    }
+}
