@@ -81,10 +81,10 @@ impl Cause {
         } else if any(&[
             "executable file not found",
             "command that was not found",
-            "no such file or directory: oci",
-            "permission denied: oci",
             "exec format error",
-        ]) {
+        ]) || (m.contains("exec: \"")
+            && any(&["no such file or directory", "permission denied"]))
+        {
             Cause::NotExecutable
         } else {
             Cause::Unknown
@@ -279,7 +279,7 @@ pub fn start_hint(plan: &EnginePlan, code: i32, debug: &dyn Fn(&str)) -> String 
     match (probed, code) {
         (Some(Cause::NotExecutable), 126 | 127) => Cause::NotExecutable.hint().to_string(),
         (Some(c), _) if c != Cause::NotExecutable && c != Cause::Unknown => c.hint().to_string(),
-        (None, 126 | 127) => format!(
+        (None | Some(Cause::Unknown), 126 | 127) => format!(
             "either the command could not be executed in the image, or the container runtime refused to start it (its message above says which); {}",
             Cause::Unknown.hint()
         ),
@@ -337,6 +337,7 @@ mod tests {
             ("Error: runc: runc create failed: unable to start container process: exec: \"/nonexistent\": stat /nonexistent: no such file or directory: OCI runtime attempted to invoke a command that was not found", Cause::NotExecutable),
             ("docker: Error response from daemon: failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"trainx\": executable file not found in $PATH: unknown.", Cause::NotExecutable),
             ("Error: runc: runc create failed: unable to start container process: exec: \"/data/x\": permission denied: OCI permission denied", Cause::NotExecutable),
+            ("docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/no/such/program\": stat /no/such/program: no such file or directory: unknown", Cause::NotExecutable),
             ("the registry no longer has sha256:ab (r/app@sha256:ab) and no archive of it is recorded: manifest unknown", Cause::ImageGone),
             ("Error: short-name resolution enforced but cannot prompt without a TTY", Cause::Unknown),
         ];
