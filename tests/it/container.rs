@@ -693,3 +693,58 @@ fn an_engine_start_failure_is_an_error_and_a_job_exiting_125_is_failed_docker() 
     let image = &bb.image;
     engine_start_failures_are_errors("docker", &dockerd.env(), image);
 }
+
+/// An engine that fails on rlimits before the container starts (podman exits 126, as for a
+/// command that is not executable): the run is `error` with the rlimit hint — the same hint
+/// `repro doctor` gives for the same configuration — not "could not be executed".
+#[test]
+fn an_rlimit_failure_is_an_error_with_the_same_hint_as_doctor() {
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let env = TestEnv::new();
+    // More open files than the kernel allows (fs.nr_open): setrlimit fails for root too.
+    let cfg = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cfg,
+        "engine_args = [\"--ulimit=nofile=99999999:99999999\"]\n",
+    )
+    .unwrap();
+    let (code, err) = run_engine_case(
+        &env,
+        "podman",
+        &bb.podman_env(),
+        &bb.image,
+        &[],
+        &["/bin/busybox", "true"],
+    );
+    assert_eq!(code, 126, "the engine's exit code: {err}");
+    assert!(
+        err.contains("rlimit"),
+        "the engine's message passes through: {err}"
+    );
+    let rec = env.show_json(&env.last_id());
+    assert_eq!(rec["status"], "error", "{err}");
+    assert!(!err.contains("could not be executed in the image"), "{err}");
+
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .envs(bb.podman_env().iter().map(|(k, v)| (k, v)))
+        .args(["doctor", "--json", "--probe-image", &bb.image])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "container podman")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(probe["status"], "fail", "{probe}");
+    let hint = probe["hint"].as_str().unwrap();
+    assert!(hint.contains("--ulimit=nofile="), "{hint}");
+    assert!(
+        err.contains(&format!("hint: {hint}")),
+        "run and doctor give one hint:\n{err}\n{hint}"
+    );
+}
