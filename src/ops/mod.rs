@@ -5,6 +5,8 @@ pub mod archive;
 pub mod attest;
 pub mod audit;
 pub mod diff;
+pub mod doctor;
+pub mod engine_failure;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;

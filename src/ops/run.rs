@@ -449,31 +449,8 @@ pub fn want_tty() -> bool {
         && std::io::stderr().is_terminal()
 }
 
-/// A hint for an engine's pull or start failure, from its message.
-pub fn engine_hint(message: &str) -> String {
-    let m = message.to_ascii_lowercase();
-    if m.contains("http response to https client") {
-        "the registry speaks plain HTTP: pass --insecure-registry HOST:PORT (podman then pulls with --tls-verify=false; docker: list it in \"insecure-registries\" of /etc/docker/daemon.json) — see docs/faq.md".into()
-    } else if m.contains("x509") || m.contains("certificate") || m.contains("tls") {
-        "the registry's certificate is not trusted: pass --ca-cert CA.crt (podman gets --cert-dir), or put the CA in /etc/containers/certs.d/HOST:PORT/ca.crt (docker: /etc/docker/certs.d/HOST:PORT/ca.crt) — see docs/faq.md".into()
-    } else if m.contains("unauthorized")
-        || m.contains("authentication required")
-        || m.contains("denied")
-        || m.contains("credential")
-    {
-        "the registry wants credentials: log in with `podman login HOST` / `docker login HOST`"
-            .into()
-    } else if m.contains("no archive of it is recorded")
-        || m.contains("no recorded archive provided")
-    {
-        "the image is gone from the registry: while a registry still has an image, keep a copy with `repro image archive ID --to DIR` (a re-run then falls back to it); `repro audit` lists the runs at risk".into()
-    } else if m.contains("rlimit") || m.contains("ulimit") || m.contains("setrlimit") {
-        "the engine could not set resource limits (rootless podman in a container): pass --engine-arg=--ulimit=nofile=1024:1024 or set default_ulimits in containers.conf — see docs/faq.md".into()
-    } else {
-        "check that the engine works (`repro doctor`) and that the image can be pulled by hand"
-            .into()
-    }
-}
+/// A hint for an engine's pull or start failure, from its message (one mapping with `repro doctor`).
+pub use crate::ops::engine_failure::engine_hint;
 
 /// Pulls the plan's image unless the engine already has it. When the registry pull fails and
 /// the plan has recorded archives, pulls from them and returns the reference to run instead
@@ -618,14 +595,6 @@ pub fn container_started(engine: Engine, name: &str, debug: &dyn Fn(&str)) -> Op
             debug(&format!("cannot run {} events: {e}", engine.as_str()));
             None
         }
-    }
-}
-
-/// The hint for an engine that exited `code` before the container started.
-fn start_hint(code: i32) -> String {
-    match code {
-        126 | 127 => "the command could not be executed in the image (not found there, or not executable): check the first word of the command against the image".into(),
-        _ => "an engine flag (--engine-arg, recorded with the run) or the container runtime failed: check them, and that the engine works (`repro doctor`); rootless podman in a container may need --engine-arg=--ulimit=nofile=1024:1024 (docs/faq.md)".into(),
     }
 }
 
@@ -798,7 +767,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 "the {} engine exited {c} before the container started (its message is above); the command never ran",
                 p.engine.as_str()
             ))
-            .hint(start_hint(*c));
+            .hint(crate::ops::engine_failure::start_hint(p, *c, &|m| ev.debug(m)));
             ev.error(&err.to_string());
         }
     }

@@ -3,6 +3,7 @@
 pub mod attest;
 pub mod audit;
 pub mod diff;
+pub mod doctor;
 pub mod formats;
 pub mod image;
 pub mod metrics;

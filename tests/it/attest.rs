@@ -846,9 +846,8 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
 
 #[test]
 fn container_run_attests_engine_flags_and_the_digest_that_ran() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "5.0");
-    let podman = crate::support::engine::Podman::new(&[&registry.addr()]);
+    let bb = crate::support::engine::PushedBusybox::new("team/trainer", "5.0");
+    let (registry, digest, podman) = (&bb.registry, &bb.digest, bb.podman());
     let env = TestEnv::new();
     let repo = env.git_repo("ctr");
     let image = format!("{}/team/trainer:5.0", registry.addr());

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::engine::{Podman, PushedBusybox};
 use crate::support::registry::{host_platform, sha256_digest, Registry};
 use crate::support::{require_tool, TestEnv};
 
@@ -572,19 +573,16 @@ fn record_podman_run(
 
 #[test]
 fn a_rerun_falls_back_to_the_archive_and_podman_runs_exactly_the_recorded_digest() {
-    use crate::support::engine::Podman;
-
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (registry, digest, podman) = (&bb.registry, &bb.digest, bb.podman());
     let env = TestEnv::new();
-    let (id, repo) = record_podman_run(&env, &podman, &registry.reference("team/trainer", "1.0"));
+    let (id, repo) = record_podman_run(&env, podman, &registry.reference("team/trainer", "1.0"));
     let dir = env.root().join("archive");
     archive(&env, &[&id], &dir, &[]);
 
     // The registry loses the digest.
     registry.push_busybox_with_labels("team/trainer", "1.0", &[("moved", "yes")]);
-    registry.delete_manifest("team/trainer", &digest);
+    registry.delete_manifest("team/trainer", digest);
     registry.garbage_collect();
     let gone = registry
         .request("HEAD", &format!("/v2/team/trainer/manifests/{digest}"))
@@ -668,20 +666,17 @@ fn env_image(env: &TestEnv, id: &str) -> repro::record::Image {
 
 #[test]
 fn a_rerun_falls_back_to_an_archive_registry() {
-    use crate::support::engine::Podman;
-
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/app", "v1");
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/app", "v1");
+    let (registry, digest, podman) = (&bb.registry, &bb.digest, bb.podman());
     let env = TestEnv::new();
-    let (id, repo) = record_podman_run(&env, &podman, &registry.reference("team/app", "v1"));
+    let (id, repo) = record_podman_run(&env, podman, &registry.reference("team/app", "v1"));
     let dest = format!("{}/archive/app", registry.addr());
     let (code, v, err) = json_of(
         &env,
         &["image", "archive", "--json", "--to-registry", &dest, &id],
     );
     assert_eq!(code, 0, "{err}\n{v}");
-    registry.delete_manifest("team/app", &digest);
+    registry.delete_manifest("team/app", digest);
     registry.garbage_collect();
 
     let (script, text) = script_of(&env, &id, "rerun.sh");

@@ -5,7 +5,7 @@ use crate::support::assert_ok;
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::support::engine::{Dockerd, Podman};
+use crate::support::engine::{Dockerd, Podman, PushedBusybox};
 use crate::support::registry::Registry;
 use crate::support::TestEnv;
 
@@ -44,25 +44,21 @@ fn run_in_container(env: &TestEnv, engine: &str, engine_env: &[(String, OsString
 
 #[test]
 fn pinned_image_runs_in_podman_with_output_and_exit_code_passed_through() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
-    run_in_container(&env, "podman", &podman.env(), &image);
+    run_in_container(&env, "podman", &podman.env(), image);
 }
 
 #[test]
 fn pinned_image_runs_in_docker_when_dockerd_is_available() {
     let Some(dockerd) = Dockerd::start() else {
-        eprintln!("SKIPPED: dockerd is not available; docker path not checked");
         return;
     };
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
+    let bb = PushedBusybox::in_registry("team/trainer", "1.0");
+    let image = &bb.image;
     let env = TestEnv::new();
-    run_in_container(&env, "docker", &dockerd.env(), &image);
+    run_in_container(&env, "docker", &dockerd.env(), image);
 }
 
 #[test]
@@ -85,9 +81,8 @@ fn a_missing_engine_is_refused_before_anything_is_recorded() {
 
 #[test]
 fn a_tag_is_resolved_against_the_registry_and_exactly_that_digest_runs() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "2.3.1");
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "2.3.1");
+    let (registry, digest, podman) = (&bb.registry, &bb.digest, bb.podman());
     let env = TestEnv::new();
     let tag_ref = format!("{}/team/trainer:2.3.1", registry.addr());
     let out = env
@@ -125,7 +120,7 @@ fn a_tag_is_resolved_against_the_registry_and_exactly_that_digest_runs() {
         "2.3.1",
         &[("org.opencontainers.image.revision", "moved")],
     );
-    assert_ne!(moved, digest);
+    assert_ne!(&moved, digest);
     assert_eq!(
         env.show_json(&env.last_id())["image"]["digest"],
         digest.as_str()
@@ -215,10 +210,8 @@ fn latest_and_unresolvable_references_are_refused_unless_allowed() {
 #[test]
 fn sigterm_to_the_wrapper_stops_the_container() {
     use std::process::{Command as StdCommand, Stdio};
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "sig");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "sig");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
         .current_dir(env.root())
@@ -232,7 +225,7 @@ fn sigterm_to_the_wrapper_stops_the_container() {
             "--engine",
             "podman",
             "--image",
-            &image,
+            image,
             "--engine-arg=--network=none",
         ])
         .args([
@@ -303,10 +296,8 @@ fn show_points_out_an_image_built_from_another_commit() {
 #[test]
 fn sigterm_reaches_a_container_process_that_handles_it() {
     use std::process::{Command as StdCommand, Stdio};
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "trap");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "trap");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
     let script =
         "trap 'echo got-term; exit 7' TERM; echo started; while :; do /bin/busybox sleep 0.1; done";
@@ -322,7 +313,7 @@ fn sigterm_reaches_a_container_process_that_handles_it() {
             "--engine",
             "podman",
             "--image",
-            &image,
+            image,
             "--engine-arg=--network=none",
         ])
         .args(["--", "/bin/busybox", "sh", "-c", script])
@@ -427,10 +418,8 @@ fn a_pull_failure_is_recorded_as_error() {
 #[test]
 fn a_tty_is_allocated_only_when_stdin_stdout_and_stderr_are_terminals() {
     crate::support::require_tool("script");
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
     let repro = assert_cmd::cargo::cargo_bin("repro");
     let err_file = env.root().join("err.txt");
@@ -556,10 +545,8 @@ fn a_private_ca_by_ca_cert_or_certs_d_reaches_podman_and_the_script() {
 #[test]
 fn ctrl_c_on_a_terminal_reaches_a_podman_container_exactly_once() {
     crate::support::require_tool("script");
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
     let repro = assert_cmd::cargo::cargo_bin("repro");
     let ready = env.root().join("ready");
@@ -692,21 +679,72 @@ fn engine_start_failures_are_errors(engine: &str, engine_env: &[(String, OsStrin
 
 #[test]
 fn an_engine_start_failure_is_an_error_and_a_job_exiting_125_is_failed_podman() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
-    engine_start_failures_are_errors("podman", &podman.env(), &image);
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (image, podman) = (&bb.image, bb.podman());
+    engine_start_failures_are_errors("podman", &podman.env(), image);
 }
 
 #[test]
 fn an_engine_start_failure_is_an_error_and_a_job_exiting_125_is_failed_docker() {
     let Some(dockerd) = Dockerd::start() else {
-        eprintln!("SKIPPED: dockerd is not available; docker path not checked");
         return;
     };
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    engine_start_failures_are_errors("docker", &dockerd.env(), &image);
+    let bb = PushedBusybox::in_registry("team/trainer", "1.0");
+    let image = &bb.image;
+    engine_start_failures_are_errors("docker", &dockerd.env(), image);
+}
+
+/// An engine that fails on rlimits before the container starts (podman exits 126, as for a
+/// command that is not executable): the run is `error` with the rlimit hint — the same hint
+/// `repro doctor` gives for the same configuration — not "could not be executed".
+#[test]
+fn an_rlimit_failure_is_an_error_with_the_same_hint_as_doctor() {
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let env = TestEnv::new();
+    // More open files than the kernel allows (fs.nr_open): setrlimit fails for root too.
+    let cfg = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cfg,
+        "engine_args = [\"--ulimit=nofile=99999999:99999999\"]\n",
+    )
+    .unwrap();
+    let (code, err) = run_engine_case(
+        &env,
+        "podman",
+        &bb.podman_env(),
+        &bb.image,
+        &[],
+        &["/bin/busybox", "true"],
+    );
+    assert_eq!(code, 126, "the engine's exit code: {err}");
+    assert!(
+        err.contains("rlimit"),
+        "the engine's message passes through: {err}"
+    );
+    let rec = env.show_json(&env.last_id());
+    assert_eq!(rec["status"], "error", "{err}");
+    assert!(!err.contains("could not be executed in the image"), "{err}");
+
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .envs(bb.podman_env().iter().map(|(k, v)| (k, v)))
+        .args(["doctor", "--json", "--probe-image", &bb.image])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "container podman")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(probe["status"], "fail", "{probe}");
+    let hint = probe["hint"].as_str().unwrap();
+    assert!(hint.contains("--ulimit=nofile="), "{hint}");
+    assert!(
+        err.contains(&format!("hint: {hint}")),
+        "run and doctor give one hint:\n{err}\n{hint}"
+    );
 }

@@ -1,9 +1,12 @@
-//! `repro doctor` on a healthy setup and on broken ones.
+//! `repro doctor` on a healthy setup and on broken ones: the engine check proves itself by
+//! starting a container (real podman, a busybox image from a loopback registry).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::support::engine::{Podman, PushedBusybox};
 use crate::support::{which, TestEnv};
 
 /// A PATH holding only the named tools (symlinked), so a test controls what is "installed".
@@ -17,14 +20,27 @@ fn path_with(env: &TestEnv, tools: &[&str]) -> PathBuf {
     bin
 }
 
+/// `repro doctor` with a private, empty podman store (the machine's images never decide the
+/// outcome) unless `vars` brings its own.
 fn doctor(env: &TestEnv, path: Option<&Path>, extra: &[&str]) -> (i32, String, String) {
+    let empty = Podman::new(&[]);
+    doctor_with(env, path, &empty.env(), extra)
+}
+
+fn doctor_with(
+    env: &TestEnv,
+    path: Option<&Path>,
+    vars: &[(String, OsString)],
+    extra: &[&str],
+) -> (i32, String, String) {
     let mut c = env.repro();
     if let Some(p) = path {
         c.env("PATH", p);
     }
     let out = c
         .current_dir(env.root())
-        .args(["doctor", "--engine-timeout", "30"])
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .args(["doctor", "--engine-timeout", "60"])
         .args(extra)
         .output()
         .unwrap();
@@ -33,6 +49,25 @@ fn doctor(env: &TestEnv, path: Option<&Path>, extra: &[&str]) -> (i32, String, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The `--json` check named `name`.
+fn json_check(out: &str, name: &str) -> Value {
+    let v: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {out}"))
+        .clone()
+}
+
+/// Writes the user configuration file.
+fn config(env: &TestEnv, toml: &str) {
+    let f = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(&f, toml).unwrap();
 }
 
 fn line<'a>(text: &'a str, check: &str) -> &'a str {
@@ -217,7 +252,8 @@ fn credential_sources_are_named_without_secrets() {
     let out = env
         .repro()
         .env("REGISTRY_AUTH_FILE", &auth_file)
-        .args(["doctor", "--engine-timeout", "30"])
+        .envs(Podman::new(&[]).env().iter().map(|(k, v)| (k, v)))
+        .args(["doctor", "--engine-timeout", "60"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -232,4 +268,202 @@ fn credential_sources_are_named_without_secrets() {
     for secret in ["dXNlcjpodW50ZXIy", "hunter2"] {
         assert!(!text.contains(secret), "secret leaked: {text}");
     }
+}
+
+#[test]
+fn the_engine_check_starts_a_container_from_a_local_busybox() {
+    let bb = PushedBusybox::new("library/busybox", "1.36");
+    bb.pull();
+    let env = TestEnv::new();
+    let (code, out, err) = doctor_with(&env, None, &bb.podman_env(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let probe = out
+        .lines()
+        .find(|l| l.contains("container podman"))
+        .unwrap_or_else(|| panic!("no probe line: {out}"));
+    assert!(probe.starts_with("ok "), "{out}");
+    assert!(
+        probe.contains(&bb.digest),
+        "the local busybox by digest: {out}"
+    );
+    // The engine's own event log shows that a repro-doctor container started.
+    let events = std::fs::read_to_string(bb.podman().dir().join("events.log")).unwrap();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("repro-doctor-") && l.contains("\"Status\":\"start\"")),
+        "no probe container start in the events: {events}"
+    );
+
+    let (_, out, _) = doctor_with(&env, None, &bb.podman_env(), &["--json"]);
+    let c = json_check(&out, "container podman");
+    assert_eq!(c["status"], "ok", "{c}");
+    assert!(c["hint"].is_null());
+}
+
+#[test]
+fn engine_flags_the_runtime_refuses_fail_the_probe_with_the_rlimit_hint() {
+    let bb = PushedBusybox::new("library/busybox", "1.36");
+    bb.pull();
+    let env = TestEnv::new();
+    // More open files than the kernel allows (fs.nr_open): setrlimit fails for root too.
+    config(
+        &env,
+        "engine_args = [\"--ulimit=nofile=99999999:99999999\"]\n",
+    );
+    let (code, out, err) = doctor_with(&env, None, &bb.podman_env(), &[]);
+    assert_eq!(code, 1, "a failed probe fails doctor: {out}{err}");
+    let probe = line_with(&out, "container podman");
+    assert!(probe.starts_with("FAIL"), "{out}");
+    assert!(probe.contains("rlimit"), "the engine's own message: {out}");
+    assert!(
+        out.contains("hint: the container runtime may not set the default resource limits")
+            && out.contains("engine_args = [\"--ulimit=nofile=1024:1024\""),
+        "{out}"
+    );
+    assert!(!out.contains("could not be executed in the image"), "{out}");
+    let (_, out, _) = doctor_with(&env, None, &bb.podman_env(), &["--json"]);
+    let c = json_check(&out, "container podman");
+    assert_eq!(c["status"], "fail");
+    assert!(c["hint"].as_str().unwrap().contains("--ulimit"), "{c}");
+}
+
+#[test]
+fn without_an_image_the_container_check_is_skipped_with_a_way_out() {
+    let env = TestEnv::new();
+    let (code, out, err) = doctor(&env, None, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let probe = line_with(&out, "container podman");
+    assert!(probe.starts_with("skipped"), "{out}");
+    assert!(probe.contains("no small image available locally"), "{out}");
+    assert!(out.contains("give --probe-image NAME@sha256:…"), "{out}");
+    let (_, out, _) = doctor(&env, None, &["--json"]);
+    assert_eq!(json_check(&out, "container podman")["status"], "skipped");
+}
+
+#[test]
+fn a_probe_image_on_a_plain_http_registry_is_pulled_with_the_flags_repro_run_uses() {
+    let bb = PushedBusybox::in_registry("tools/busybox", "1");
+    let untrusting = Podman::new(&[]);
+    let env = TestEnv::new();
+    let probe = ["--probe-image", bb.image.as_str()];
+    let (code, out, _) = doctor_with(&env, None, &untrusting.env(), &probe);
+    assert_eq!(code, 1, "{out}");
+    let line = line_with(&out, "container podman");
+    assert!(
+        line.starts_with("FAIL") && line.contains("pulling"),
+        "{out}"
+    );
+    assert!(
+        line.contains("server gave HTTP response to HTTPS client"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--insecure-registry HOST:PORT or list it in insecure_registries"),
+        "{out}"
+    );
+    // Declared insecure in repro's configuration, the probe pulls as `repro run` would.
+    config(
+        &env,
+        &format!("insecure_registries = [\"{}\"]\n", bb.registry.addr()),
+    );
+    let (code, out, err) = doctor_with(&env, None, &untrusting.env(), &probe);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        line_with(&out, "container podman").starts_with("ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unpinned_probe_image_is_a_usage_error() {
+    let env = TestEnv::new();
+    let (code, out, err) = doctor(&env, None, &["--probe-image", "busybox:latest"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("not a pinned reference"), "{err}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_configured_mlflow_server_that_does_not_answer_fails() {
+    let env = TestEnv::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    config(
+        &env,
+        &format!("mlflow_tracking_uri = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let (code, out, _) = doctor(&env, None, &[]);
+    assert_eq!(code, 1, "{out}");
+    let l = line_with(&out, "mlflow");
+    assert!(l.starts_with("FAIL") && l.contains("cannot reach"), "{out}");
+
+    let (code, out, _) = doctor(&TestEnv::new(), None, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("mlflow"),
+        "no server configured, no line: {out}"
+    );
+}
+
+#[test]
+fn a_real_mlflow_server_answers() {
+    let server = crate::support::mlflow::server();
+    let env = TestEnv::new();
+    config(&env, &format!("mlflow_tracking_uri = \"{}\"\n", server.uri));
+    let (code, out, err) = doctor(&env, None, &["--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let c = json_check(&out, "mlflow");
+    assert_eq!(c["status"], "ok", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("RESOURCE_DOES_NOT_EXIST"),
+        "{c}"
+    );
+}
+
+#[test]
+fn slurm_is_checked_against_the_configured_cluster() {
+    let cluster = crate::support::slurm::shared();
+    let env = TestEnv::new();
+    let vars = [("SLURM_CONF".to_string(), cluster.conf().into_os_string())];
+    let mut all = Podman::new(&[]).env();
+    all.extend(vars.iter().cloned());
+    let (code, out, err) = doctor_with(&env, None, &all, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let l = line_with(&out, "slurm");
+    assert!(
+        l.starts_with("ok") && l.contains("`squeue` answers"),
+        "{out}"
+    );
+
+    // A configured cluster that does not answer is a failure.
+    let bogus = env.root().join("slurm.conf");
+    std::fs::write(
+        &bogus,
+        "ClusterName=none\nSlurmctldHost=nohost(127.0.0.1)\nSlurmctldPort=1\n",
+    )
+    .unwrap();
+    let mut all = Podman::new(&[]).env();
+    all.push(("SLURM_CONF".to_string(), bogus.into_os_string()));
+    let (code, out, _) = doctor_with(&env, None, &all, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line_with(&out, "slurm").starts_with("FAIL"), "{out}");
+    assert!(out.contains("scontrol ping"), "{out}");
+}
+
+/// The line whose check is `name` (names with spaces, such as `container podman`).
+fn line_with<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| {
+            let rest = l.split_once(' ').map(|(_, r)| r.trim_start()).unwrap_or("");
+            rest.starts_with(name) && !l.trim_start().starts_with("hint:")
+        })
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{text}"))
 }

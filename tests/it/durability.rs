@@ -52,11 +52,9 @@ fn can_unshare_pid() -> bool {
 #[test]
 fn a_run_in_another_pid_namespace_is_running_not_lost_and_its_outcome_survives_gc() {
     if !can_unshare_pid() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "unshare -pf --mount-proc is needed under CI"
+        crate::support::skip_or_fail(
+            "cannot create a pid namespace here (unshare -pf --mount-proc)",
         );
-        eprintln!("skipped: cannot create a pid namespace here");
         return;
     }
     let env = TestEnv::new();

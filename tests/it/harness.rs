@@ -4,7 +4,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::engine::{Dockerd, Podman};
+use crate::support::engine::{Dockerd, Podman, PushedBusybox};
 use crate::support::registry::{
     busybox_labels, host_platform, sha256_digest, Registry, DOCKER_MANIFEST, MANIFEST_ACCEPT,
     OCI_INDEX, OCI_MANIFEST,
@@ -87,17 +87,15 @@ fn pushed_busybox_digest_is_what_the_registry_serves() {
 
 #[test]
 fn podman_pulls_and_runs_busybox_by_digest() {
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/app", "v1");
-    let podman = Podman::new(&[&registry.addr()]);
-    let image = registry.reference("team/app", &digest);
+    let bb = PushedBusybox::new("team/app", "v1");
+    let (digest, image, podman) = (&bb.digest, &bb.image, bb.podman());
 
     let out = podman
         .command()
         .args([
             "run",
             "--rm",
-            &image,
+            image,
             "/bin/busybox",
             "sh",
             "-c",
@@ -110,7 +108,7 @@ fn podman_pulls_and_runs_busybox_by_digest() {
 
     let out = podman
         .command()
-        .args(["image", "inspect", "--format", "{{.Digest}}", &image])
+        .args(["image", "inspect", "--format", "{{.Digest}}", image])
         .output()
         .expect("spawn podman");
     assert_eq!(text(&out.stdout).trim(), digest, "{}", describe(&out));
@@ -197,13 +195,12 @@ fn docker_pulls_and_runs_busybox_by_digest() {
     let Some(dockerd) = Dockerd::start() else {
         return;
     };
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/app", "v1");
-    let image = registry.reference("team/app", &digest);
+    let bb = PushedBusybox::in_registry("team/app", "v1");
+    let image = &bb.image;
 
     let out = dockerd
         .command()
-        .args(["pull", "--quiet", &image])
+        .args(["pull", "--quiet", image])
         .output()
         .expect("spawn docker");
     assert!(
@@ -220,7 +217,7 @@ fn docker_pulls_and_runs_busybox_by_digest() {
             "inspect",
             "--format",
             "{{json .RepoDigests}}",
-            &image,
+            image,
         ])
         .output()
         .expect("spawn docker");
@@ -233,7 +230,7 @@ fn docker_pulls_and_runs_busybox_by_digest() {
             "run",
             "--rm",
             "--network=none",
-            &image,
+            image,
             "/bin/busybox",
             "sh",
             "-c",

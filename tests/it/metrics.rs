@@ -526,18 +526,15 @@ fn ls_sorts_by_a_metric() {
 /// `REPRO_METRICS` at the same path, and the points are stored even though it exits 3.
 #[test]
 fn container_job_reports_through_the_mounted_file() {
-    use crate::support::engine::Podman;
-    use crate::support::registry::Registry;
-    let registry = Registry::start();
-    let digest = registry.push_busybox("team/trainer", "1.0");
-    let image = format!("{}/team/trainer@{digest}", registry.addr());
-    let podman = Podman::new(&[&registry.addr()]);
+    use crate::support::engine::PushedBusybox;
+    let bb = PushedBusybox::new("team/trainer", "1.0");
+    let (image, podman) = (&bb.image, bb.podman());
     let env = TestEnv::new();
     let out = env
         .repro()
         .current_dir(env.root())
         .envs(podman.env().iter().map(|(k, v)| (k, v)))
-        .args(["run", "--engine", "podman", "--image", &image])
+        .args(["run", "--engine", "podman", "--image", image])
         .args(["--engine-arg=--network=none", "--", "/bin/busybox", "sh", "-c"])
         .arg("echo \"{\\\"step\\\": 1, \\\"acc\\\": 0.5, \\\"id_len\\\": ${#REPRO_RUN_ID}}\" >> \"$REPRO_METRICS\"; exit 3")
         .output()

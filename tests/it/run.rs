@@ -487,8 +487,10 @@ fn sigint_sighup_and_sigquit_sent_to_the_wrapper_reach_the_child() {
 
 #[test]
 fn a_child_on_a_terminal_keeps_the_terminal() {
-    if !crate::support::tool_available("script") {
-        eprintln!("SKIPPED: util-linux `script` is not installed; TTY passthrough not checked");
+    if !crate::support::tool_or_skip(
+        "script",
+        "util-linux; TTY passthrough is checked on a pseudo-terminal",
+    ) {
         return;
     }
     let env = TestEnv::new();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::registry::kill_with_parent;
-use super::{require_tool, tool_available};
+use super::registry::{kill_with_parent, Registry};
+use super::{require_tool, skip_or_fail, tool_or_skip};
 
 /// Storage driver for test podman storage. `vfs` needs no kernel overlay support and leaves no
 /// mounts behind (so temp dirs delete cleanly); test images are tiny so its copies are cheap.
@@ -144,18 +144,18 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts dockerd and waits until it answers `/_ping`; `None` (with a note on stderr) when
-    /// dockerd or the docker CLI is not installed or we are not root.
+    /// Starts dockerd and waits until it answers `/_ping`; `None` when dockerd or the docker
+    /// CLI is not installed or we are not root: a `SKIPPED:` line locally, a failure under CI
+    /// ([`skip_or_fail`]), so the caller just returns on `None`.
     pub fn start() -> Option<Dockerd> {
         for tool in ["dockerd", "docker", "containerd"] {
-            if !tool_available(tool) {
-                eprintln!("note: `{tool}` not installed; skipping docker checks");
+            if !tool_or_skip(tool, "the docker checks need it") {
                 return None;
             }
         }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("note: dockerd needs root; skipping docker checks");
+            skip_or_fail("dockerd needs root; the docker checks did not run");
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -265,5 +265,64 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The setup most container tests share: a loopback registry holding a fresh busybox image
+/// pushed as `repo:tag` and, unless made with [`PushedBusybox::in_registry`], a private podman
+/// that trusts the registry over plain HTTP.
+pub struct PushedBusybox {
+    pub registry: Registry,
+    /// `REGISTRY/REPO:TAG`.
+    pub tag_ref: String,
+    /// The manifest digest the registry reports.
+    pub digest: String,
+    /// `REGISTRY/REPO@DIGEST`.
+    pub image: String,
+    podman: Option<Podman>,
+}
+
+impl PushedBusybox {
+    /// Registry, busybox pushed as `repo:tag`, and a podman trusting the registry.
+    pub fn new(repo: &str, tag: &str) -> PushedBusybox {
+        let mut p = PushedBusybox::in_registry(repo, tag);
+        p.podman = Some(Podman::new(&[&p.registry.addr()]));
+        p
+    }
+
+    /// Registry and busybox pushed as `repo:tag`, no engine (docker tests, registry-only tests).
+    pub fn in_registry(repo: &str, tag: &str) -> PushedBusybox {
+        let registry = Registry::start();
+        let digest = registry.push_busybox(repo, tag);
+        PushedBusybox {
+            tag_ref: registry.reference(repo, tag),
+            image: registry.reference(repo, &digest),
+            digest,
+            registry,
+            podman: None,
+        }
+    }
+
+    /// The private podman (made by [`PushedBusybox::new`]).
+    pub fn podman(&self) -> &Podman {
+        self.podman
+            .as_ref()
+            .expect("PushedBusybox::in_registry has no podman; use PushedBusybox::new")
+    }
+
+    /// The podman's environment, for `repro` children.
+    pub fn podman_env(&self) -> Vec<(String, OsString)> {
+        self.podman().env()
+    }
+
+    /// `podman pull` of the pushed image into the private podman's store.
+    pub fn pull(&self) {
+        let out = self
+            .podman()
+            .command()
+            .args(["pull", "-q", &self.image])
+            .output()
+            .expect("spawn podman pull");
+        super::assert_ok_for(&out, "podman pull");
     }
 }

@@ -168,6 +168,33 @@ pub fn tool_available(name: &str) -> bool {
     which(name).is_some()
 }
 
+/// Whether the tests run under CI (`CI` set to anything but empty, `0` or `false`): there a
+/// check that cannot run is a failure, never a silent pass.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE"))
+}
+
+/// A test that cannot check what it is for: locally it is skipped with a `SKIPPED:` line on
+/// stderr (the caller returns); under `CI=true` it fails, so a green CI run checked everything.
+#[track_caller]
+pub fn skip_or_fail(reason: &str) {
+    assert!(
+        !in_ci(),
+        "{reason}, and CI is set: CI must run this check (install what it needs: scripts/install-deps.sh)"
+    );
+    eprintln!("SKIPPED: {reason}; nothing was checked");
+}
+
+/// Whether `name` is on PATH; when not, [`skip_or_fail`] (the caller returns on `false`).
+#[track_caller]
+pub fn tool_or_skip(name: &str, needed_for: &str) -> bool {
+    if tool_available(name) {
+        return true;
+    }
+    skip_or_fail(&format!("`{name}` is not installed ({needed_for})"));
+    false
+}
+
 /// Panics with a hint when a tool the harness cannot do without is missing.
 pub fn require_tool(name: &str) {
     assert!(
