@@ -13,7 +13,7 @@ use crate::exec::Engine;
 use crate::ops::engine_failure::{self, run_captured, Cause};
 use crate::ops::run::{which, RunFlags, RunRequest};
 use crate::record::{Arg, Exec, ExecMode, Image, ResolvedBy, Run};
-use crate::rerun::plan::{Bindings, EnginePlan, PlanOptions};
+use crate::script::plan::{Bindings, EnginePlan, PlanOptions};
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,6 +448,7 @@ fn probe_plan(req: &DoctorRequest, engine: Engine, image: &str) -> Result<Engine
         command.into_iter().map(Arg::from).collect(),
         String::new(),
         exec,
+        crate::capture::host::start_facts(),
     );
     let img = Image {
         reference: image.to_string(),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rerun::plan::{Bindings, EnginePlan, Word};
+use crate::script::plan::{Bindings, EnginePlan, Word};
 
 /// Why the engine failed, read from its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,12 +376,12 @@ mod tests {
 
     #[test]
     fn probe_keeps_the_plan_flags_and_swaps_name_tty_and_command() {
-        let mut run = crate::rerun::sample_run();
+        let mut run = crate::script::sample_run();
         run.exec.engine_args = vec!["--ulimit=nofile=1024:1024".into(), "--network=none".into()];
         let plan = EnginePlan::of(
             &run,
             crate::exec::Engine::Podman,
-            &crate::rerun::plan::PlanOptions {
+            &crate::script::plan::PlanOptions {
                 name: Some("repro-x".into()),
                 tty: true,
                 registry: Default::default(),

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::ops::doctor::{Report, Status};
-use crate::output::sanitize::escape;
+use crate::sanitize::escape;
 
 /// Version of the `--json` document.
 pub const SCHEMA_VERSION: u32 = 1;
