@@ -13,4 +13,5 @@ pub mod output;
 pub mod record;
 pub mod sanitize;
 pub mod script;
+pub mod slurm;
 pub mod store;

@@ -11,7 +11,6 @@ pub mod mlflow;
 pub mod plot;
 pub mod rerun;
 pub mod run;
-pub mod slurm;
 pub mod slurm_rerun;
 pub mod verify;
 
