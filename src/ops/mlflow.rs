@@ -1217,8 +1217,8 @@ mod tests {
         changed(&store, "a param's value");
         settle(&store);
         store
-            .finish_run(
-                &id,
+            .finish(
+                &run,
                 &Finish {
                     status: Status::Failed,
                     exit_code: Some(1),

@@ -395,7 +395,11 @@ fn record_end(
         duration_ms: (ended - started).num_milliseconds().max(0),
         outputs: outputs.clone(),
     };
-    let finished_now = store.finish_run(&run.id, &fin)?;
+    let finished_now = store
+        .finish_durably(run, &fin, crate::store::FINISH_BUDGET, &mut |e| {
+            ev.warn(&format!("{e}; retrying to record the outcome"))
+        })?
+        .finished_now();
     if finished_now {
         if let Some(reason) = &outcome.reason {
             store.add_note(&run.id, reason)?;
