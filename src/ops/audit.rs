@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::capture::image::digest::Digest;
 use crate::capture::image::reference::{self, Reference};
 use crate::capture::image::registry::{RegistryClient, RegistryError};
-use crate::ops::archive::{self, parallel, ArchiveHealth};
+use crate::ops::archive::{self, ArchiveHealth};
+use crate::ops::pool::parallel;
 use crate::record::Run;
 use crate::store::archive::{ArchiveKind, ArchiveRecord};
 

@@ -9,6 +9,7 @@ pub mod image;
 pub mod metrics;
 pub mod mlflow;
 pub mod plot;
+pub mod pool;
 pub mod rerun;
 pub mod run;
 pub mod slurm_rerun;
