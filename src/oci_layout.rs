@@ -837,7 +837,7 @@ mod tests {
             report.entries_dropped,
             [kept.digest.clone(), dropped.digest.clone()]
         );
-        assert_eq!(l.index().unwrap(), [multi.clone()]);
+        assert_eq!(l.index().unwrap(), std::slice::from_ref(&multi));
         for d in [&multi, &kept, &shared]
             .into_iter()
             .chain(kept_blobs.iter())
@@ -855,7 +855,7 @@ mod tests {
             "another archiver's file in flight is left alone"
         );
         assert_eq!(
-            l.check(&multi.digest, &[kept.digest.clone()], true),
+            l.check(&multi.digest, std::slice::from_ref(&kept.digest), true),
             Vec::<String>::new()
         );
 

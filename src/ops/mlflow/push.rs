@@ -688,8 +688,8 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::super::RunToPush;
-    use crate::mlflow::Settings;
     use super::*;
+    use crate::mlflow::Settings;
     use crate::record::Run;
 
     /// The cheap path decides alone: a ledger row whose fingerprint matches is unchanged even
