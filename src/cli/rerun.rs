@@ -8,10 +8,10 @@ use crate::cli::Ctx;
 use crate::error::CliResult;
 use crate::exec::Engine;
 use crate::ops::rerun::{Checks, RerunRequest, RerunResult, Tolerance};
-use crate::ops::slurm::Client;
 use crate::ops::slurm_rerun::{
     self, EndOptions, JobEnd, PollRequest, Polled, SlurmRerun, SlurmRerunRequest,
 };
+use crate::slurm::Client;
 
 /// Arguments of `repro rerun`.
 #[derive(Debug, Args)]

@@ -3,8 +3,6 @@
 //! `MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`,
 //! `MLFLOW_TRACKING_INSECURE_TLS`, `MLFLOW_TRACKING_SERVER_CERT_PATH`.
 
-pub mod mapping;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,24 +1,14 @@
 //! `repro image archive`: copies the images of recorded runs, by digest, into an OCI image layout
-//! (`oci-layout`, `index.json`, `blobs/sha256/…`) shared between runs, or into an archive
-//! registry; checks archived copies (for `repro audit`); removes blobs no recorded run needs
-//! (`--gc`); and the words a re-run uses to fall back to the archive.
-//!
-//! The layout is content-addressed: a blob already there (right size) is not fetched again, a
-//! fetched blob is hashed while it streams and only renamed into place when its digest matched,
-//! and `index.json` is rewritten under a lock (`.repro-lock`) by write-then-rename, so two
-//! archives into one directory at once are safe.
+//! shared between runs (the store is [`crate::oci_layout`]), or into an archive registry;
+//! checks archived copies (for `repro audit`); removes blobs no recorded run needs (`--gc`); and
+//! the words a re-run uses to fall back to the archive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use serde::Serialize;
 
 use crate::capture::image::digest::{Algorithm, Digest};
 use crate::capture::image::reference::{self, Reference};
@@ -27,12 +17,12 @@ use crate::capture::image::registry::{
     RegistryClient, RegistryError, DOCKER_MANIFEST_LIST, OCI_INDEX,
 };
 use crate::error::Hinted;
+use crate::oci_layout::{temp_sibling, Content, Layout, LayoutError};
+pub use crate::oci_layout::{Descriptor, GcReport, REF_NAME};
+use crate::ops::pool::parallel;
 use crate::record::{Image, Run};
 use crate::store::archive::{ArchiveKind, ArchiveRecord};
 use crate::store::StoreError;
-
-/// `index.json` annotation naming an entry; repro names each entry by its digest.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Errors of the archive operations.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +31,8 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error("{path}: {problem}")]
     Io {
         path: PathBuf,
@@ -48,12 +40,17 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not an OCI image layout ({problem})")]
-    NotLayout { path: PathBuf, problem: String },
     #[error("{digest} of {reference} is gone from the registry; it can no longer be archived from there")]
     Gone { reference: String, digest: String },
     #[error("manifest {digest}: {problem}")]
     BadManifest { digest: String, problem: String },
+    #[error("manifest {manifest}: a blob could not be copied: {source}")]
+    BlobNotCopied {
+        manifest: String,
+        /// Shared: one blob's failure fails every image that needs it.
+        #[source]
+        source: Arc<ArchiveError>,
+    },
     #[error("run {run} has no image digest to archive (image {reference})")]
     NoDigest { run: String, reference: String },
     #[error("none of the {runs} selected run(s) ran in an image")]
@@ -67,10 +64,8 @@ impl Hinted for ArchiveError {
         match self {
             ArchiveError::Store(e) => e.hint(),
             ArchiveError::Registry(e) => e.hint(),
-            ArchiveError::NotLayout { .. } => Some(
-                "give an empty or new directory, or one written by `repro image archive --to`"
-                    .into(),
-            ),
+            ArchiveError::Layout(e) => e.hint(),
+            ArchiveError::BlobNotCopied { source, .. } => source.hint(),
             ArchiveError::Gone { .. } => Some(
                 "archive images while they exist: `repro image archive --to DIR` right after a run; `repro audit` finds digests at risk".into(),
             ),
@@ -83,9 +78,24 @@ impl Hinted for ArchiveError {
             ArchiveError::BadDestination { .. } => {
                 Some("write REGISTRY[:PORT]/REPOSITORY, e.g. 127.0.0.1:5000/archive/trainer".into())
             }
-            _ => None,
+            ArchiveError::Io { .. } | ArchiveError::BadManifest { .. } => None,
         }
     }
+}
+
+/// The error with its causes on one line (what an image's `error` says).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = c.source();
+    }
+    s
 }
 
 fn io_err(path: &Path, problem: &str) -> impl Fn(std::io::Error) -> ArchiveError {
@@ -98,263 +108,15 @@ fn io_err(path: &Path, problem: &str) -> impl Fn(std::io::Error) -> ArchiveError
     }
 }
 
-/// An entry of `index.json` or of an image index: a content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ContentDoc {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-}
-
-fn is_index_type(media_type: &str, doc: &ContentDoc) -> bool {
+fn is_index_type(media_type: &str, doc: &Content) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST || doc.manifests.is_some()
 }
 
-fn parse_doc(digest: &str, body: &[u8]) -> Result<ContentDoc, ArchiveError> {
-    serde_json::from_slice(body).map_err(|e| ArchiveError::BadManifest {
+fn parse_doc(digest: &str, body: &[u8]) -> Result<Content, ArchiveError> {
+    Content::parse(body).map_err(|e| ArchiveError::BadManifest {
         digest: digest.to_string(),
         problem: format!("not JSON: {e}"),
     })
-}
-
-/// The blobs a manifest names (config and layers; foreign layers with URLs are skipped, as
-/// registries do not serve them).
-fn manifest_blobs(doc: &ContentDoc) -> Vec<Descriptor> {
-    let mut out: Vec<Descriptor> = doc.config.iter().cloned().collect();
-    for l in doc.layers.iter().flatten() {
-        if !l.media_type.contains("foreign") {
-            out.push(l.clone());
-        }
-    }
-    out
-}
-
-/// A directory in OCI image layout.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    root: PathBuf,
-}
-
-/// Holds the layout's lock file (`flock`), released on drop.
-struct LayoutLock(File);
-
-impl Drop for LayoutLock {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is owned by the file, which is still open here.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
-
-impl Layout {
-    /// Opens an OCI layout at `dir`, creating it (and `oci-layout`, `index.json`) when the
-    /// directory is new or empty. A non-empty directory that is not a layout is refused.
-    pub fn create(dir: &Path) -> Result<Layout, ArchiveError> {
-        fs::create_dir_all(dir).map_err(io_err(dir, "cannot create the directory"))?;
-        let root = fs::canonicalize(dir).map_err(io_err(dir, "cannot resolve the directory"))?;
-        let marker = root.join("oci-layout");
-        if !marker.exists() {
-            let non_empty = fs::read_dir(&root)
-                .map_err(io_err(&root, "cannot list the directory"))?
-                .next()
-                .is_some();
-            if non_empty {
-                return Err(ArchiveError::NotLayout {
-                    path: root,
-                    problem: "it is not empty and has no oci-layout file".into(),
-                });
-            }
-            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
-        let layout = Layout::open(&root)?;
-        fs::create_dir_all(layout.root.join("blobs/sha256"))
-            .map_err(io_err(&layout.root, "cannot create blobs/sha256"))?;
-        if !layout.root.join("index.json").exists() {
-            let _lock = layout.lock()?;
-            if !layout.root.join("index.json").exists() {
-                layout.write_index(&[])?;
-            }
-        }
-        Ok(layout)
-    }
-
-    /// Opens an existing OCI layout.
-    pub fn open(dir: &Path) -> Result<Layout, ArchiveError> {
-        let root = fs::canonicalize(dir).map_err(io_err(dir, "cannot open the archive"))?;
-        let marker = root.join("oci-layout");
-        let text = fs::read(&marker).map_err(|e| ArchiveError::NotLayout {
-            path: root.clone(),
-            problem: format!("oci-layout: {e}"),
-        })?;
-        let v: Value = serde_json::from_slice(&text).map_err(|e| ArchiveError::NotLayout {
-            path: root.clone(),
-            problem: format!("oci-layout is not JSON: {e}"),
-        })?;
-        if v.get("imageLayoutVersion").and_then(Value::as_str) != Some("1.0.0") {
-            return Err(ArchiveError::NotLayout {
-                path: root,
-                problem: "oci-layout does not say imageLayoutVersion 1.0.0".into(),
-            });
-        }
-        Ok(Layout { root })
-    }
-
-    /// The layout's absolute directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Where the blob `digest` lives.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
-    }
-
-    fn lock(&self) -> Result<LayoutLock, ArchiveError> {
-        let p = self.root.join(".repro-lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err(&p, "cannot open the lock file"))?;
-        // SAFETY: flock on a descriptor we own; blocks until the other archiver is done.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_err(&p, "cannot lock")(std::io::Error::last_os_error()));
-        }
-        Ok(LayoutLock(f))
-    }
-
-    /// The entries of `index.json`.
-    pub fn index(&self) -> Result<Vec<Descriptor>, ArchiveError> {
-        let p = self.root.join("index.json");
-        let bytes = fs::read(&p).map_err(io_err(&p, "cannot read"))?;
-        #[derive(Deserialize)]
-        struct Index {
-            #[serde(default)]
-            manifests: Vec<Descriptor>,
-        }
-        let i: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::NotLayout {
-            path: self.root.clone(),
-            problem: format!("index.json: {e}"),
-        })?;
-        Ok(i.manifests)
-    }
-
-    fn write_index(&self, entries: &[Descriptor]) -> Result<(), ArchiveError> {
-        let v = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": entries,
-        });
-        let mut body = serde_json::to_vec_pretty(&v).expect("index.json");
-        body.push(b'\n');
-        write_atomic(&self.root.join("index.json"), &body)
-    }
-
-    /// Adds entries to `index.json` (one per digest; an entry already there is kept).
-    pub fn add_to_index(&self, add: &[Descriptor]) -> Result<(), ArchiveError> {
-        let _lock = self.lock()?;
-        let mut entries = self.index()?;
-        for a in add {
-            if !entries.iter().any(|e| e.digest == a.digest) {
-                entries.push(a.clone());
-            }
-        }
-        self.write_index(&entries)
-    }
-
-    /// Whether the blob is present with the expected size.
-    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
-        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
-    }
-
-    /// Stores bytes already verified against `digest` (manifests fetched by digest).
-    pub fn put_verified(&self, digest: &Digest, bytes: &[u8]) -> Result<(), ArchiveError> {
-        let p = self.blob_path(digest);
-        if self.has_blob(digest, bytes.len() as u64) {
-            return Ok(());
-        }
-        write_atomic(&p, bytes)
-    }
-
-    /// Streams a blob from the registry into the layout unless it is already there; returns the
-    /// bytes fetched (0 when present). Nothing lands under its digest name unless it verified.
-    pub fn fetch_blob(
-        &self,
-        client: &RegistryClient,
-        from: &Reference,
-        d: &Descriptor,
-    ) -> Result<u64, ArchiveError> {
-        let digest = parse_digest(&d.digest)?;
-        if self.has_blob(&digest, d.size) {
-            return Ok(0);
-        }
-        let dest = self.blob_path(&digest);
-        let tmp = temp_name(&dest);
-        let mut f = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
-        let res = client.blob_to(from, &digest, Some(d.size), &mut f);
-        let n = match res {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        f.sync_all().map_err(io_err(&tmp, "cannot sync"))?;
-        drop(f);
-        fs::rename(&tmp, &dest).map_err(io_err(&dest, "cannot rename into place"))?;
-        Ok(n)
-    }
-
-    /// Reads a stored blob.
-    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, ArchiveError> {
-        let p = self.blob_path(digest);
-        fs::read(&p).map_err(io_err(&p, "cannot read"))
-    }
-}
-
-fn temp_name(dest: &Path) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    dest.with_file_name(format!(
-        ".tmp-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let tmp = temp_name(dest);
-    let mut f = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(io_err(&tmp, "cannot write"))?;
-    drop(f);
-    fs::rename(&tmp, dest).map_err(io_err(dest, "cannot rename into place"))
 }
 
 fn parse_digest(s: &str) -> Result<Digest, ArchiveError> {
@@ -509,7 +271,7 @@ fn fetch_manifests(
     client: &RegistryClient,
     g: &Group,
     all_platforms: bool,
-) -> Result<Vec<(Descriptor, RawManifest)>, ArchiveError> {
+) -> Result<Manifests, ArchiveError> {
     let top_digest = parse_digest(&g.top)?;
     let top = client
         .manifest_by_digest(&g.source, &top_digest)?
@@ -560,30 +322,8 @@ fn fetch_manifests(
     Ok(out)
 }
 
-/// Runs `f` over `items` on at most `jobs` threads; results in input order.
-pub fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                if let Ok(mut o) = out.lock() {
-                    o[i] = Some(r);
-                }
-            });
-        }
-    });
-    out.into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.expect("every item processed"))
-        .collect()
-}
+/// The manifests of one image: (descriptor, raw), top first.
+type Manifests = Vec<(Descriptor, RawManifest)>;
 
 /// Archives the runs' images. Per-image failures are reported in the result (and leave
 /// nothing half-recorded); a failure to use the destination at all is an error.
@@ -604,56 +344,16 @@ pub fn archive(
         }
         Destination::Registry(r) => (ArchiveKind::Registry, r.name(), None),
     };
-    let fetched: Vec<Result<Vec<(Descriptor, RawManifest)>, ArchiveError>> =
-        parallel(&groups, req.jobs, |g| {
-            fetch_manifests(client, g, req.all_platforms)
-        });
-    // Every blob needed, once (layers are shared between images).
-    let mut blobs: BTreeMap<String, (Descriptor, Reference)> = BTreeMap::new();
-    for (g, f) in groups.iter().zip(&fetched) {
-        let Ok(ms) = f else { continue };
-        for (_, m) in ms {
-            let doc = parse_doc(&m.digest.to_string(), &m.body)?;
-            for b in manifest_blobs(&doc) {
-                blobs
-                    .entry(b.digest.clone())
-                    .or_insert_with(|| (b, g.source.clone()));
-            }
-        }
-    }
-    let blob_list: Vec<(Descriptor, Reference)> = blobs.into_values().collect();
-    let results: Vec<Result<(u64, bool), ArchiveError>> =
-        parallel(&blob_list, req.jobs, |(d, src)| match &req.destination {
-            Destination::Layout(_) => {
-                let l = layout.as_ref().expect("layout");
-                let present = l.has_blob(&parse_digest(&d.digest)?, d.size);
-                let n = l.fetch_blob(client, src, d)?;
-                Ok((n, present))
-            }
-            Destination::Registry(dst) => push_blob(client, src, dst, d),
-        });
-    let mut blob_errors: BTreeMap<String, String> = BTreeMap::new();
+    let fetched: Vec<Result<Manifests, ArchiveError>> = parallel(&groups, req.jobs, |g| {
+        fetch_manifests(client, g, req.all_platforms)
+    });
     let mut report = ArchiveReport {
         kind: kind.as_str().to_string(),
         location: location.clone(),
         skipped,
         ..Default::default()
     };
-    for ((d, _), r) in blob_list.iter().zip(results) {
-        match r {
-            Ok((_, true)) => report.blobs_present += 1,
-            Ok((n, false)) => {
-                report.blobs_fetched += 1;
-                report.bytes_fetched += n;
-            }
-            Err(e) => {
-                blob_errors.insert(
-                    d.digest.clone(),
-                    crate::error::CliError::from(e).to_string(),
-                );
-            }
-        }
-    }
+    let blob_errors = copy_blobs(client, req, layout.as_ref(), &groups, &fetched, &mut report)?;
     for (g, f) in groups.iter().zip(fetched) {
         let mut img = ArchivedImage {
             runs: g.runs.clone(),
@@ -662,35 +362,8 @@ pub fn archive(
             platform_digests: Vec::new(),
             error: None,
         };
-        let outcome = f.and_then(|ms| {
-            for (_, m) in &ms {
-                let doc = parse_doc(&m.digest.to_string(), &m.body)?;
-                if let Some(e) = manifest_blobs(&doc)
-                    .iter()
-                    .find_map(|b| blob_errors.get(&b.digest))
-                {
-                    return Err(ArchiveError::BadManifest {
-                        digest: m.digest.to_string(),
-                        problem: format!("a blob could not be copied: {e}"),
-                    });
-                }
-            }
-            // Children before parents, so an entry never names content that is not there.
-            for (_, m) in ms.iter().rev() {
-                match (&layout, &req.destination) {
-                    (Some(l), _) => l.put_verified(&m.digest, &m.body)?,
-                    (None, Destination::Registry(dst)) => {
-                        client.put_manifest(dst, &m.digest.to_string(), &m.media_type, &m.body)?
-                    }
-                    (None, Destination::Layout(_)) => unreachable!("layout opened above"),
-                }
-            }
-            if let Some(l) = &layout {
-                let entries: Vec<Descriptor> = ms.iter().map(|(d, _)| d.clone()).collect();
-                l.add_to_index(&entries)?;
-            }
-            Ok(ms.iter().skip(1).map(|(d, _)| d.digest.clone()).collect())
-        });
+        let outcome =
+            f.and_then(|ms| store_manifests(client, req, layout.as_ref(), &ms, &blob_errors));
         match outcome {
             Ok(platforms) => {
                 img.platform_digests = platforms;
@@ -704,11 +377,102 @@ pub fn archive(
                     });
                 }
             }
-            Err(e) => img.error = Some(crate::error::CliError::from(e).message),
+            Err(e) => img.error = Some(describe(&e)),
         }
         report.images.push(img);
     }
     Ok(report)
+}
+
+/// Copies every blob the fetched manifests need, once (layers are shared between images), and
+/// counts them in `report`; returns the failures by blob digest.
+fn copy_blobs(
+    client: &RegistryClient,
+    req: &ArchiveRequest,
+    layout: Option<&Layout>,
+    groups: &[Group],
+    fetched: &[Result<Manifests, ArchiveError>],
+    report: &mut ArchiveReport,
+) -> Result<BTreeMap<String, Arc<ArchiveError>>, ArchiveError> {
+    let mut blobs: BTreeMap<String, (Descriptor, Reference)> = BTreeMap::new();
+    for (g, f) in groups.iter().zip(fetched) {
+        let Ok(ms) = f else { continue };
+        for (_, m) in ms {
+            let doc = parse_doc(&m.digest.to_string(), &m.body)?;
+            for b in doc.blobs() {
+                blobs
+                    .entry(b.digest.clone())
+                    .or_insert_with(|| (b, g.source.clone()));
+            }
+        }
+    }
+    let blob_list: Vec<(Descriptor, Reference)> = blobs.into_values().collect();
+    let results: Vec<Result<(u64, bool), ArchiveError>> =
+        parallel(&blob_list, req.jobs, |(d, src)| {
+            match (layout, &req.destination) {
+                (Some(l), _) => {
+                    let digest = parse_digest(&d.digest)?;
+                    let present = l.has_blob(&digest, d.size);
+                    let n = l.put_blob(d, |out| {
+                        client
+                            .blob_to(src, &digest, Some(d.size), out)
+                            .map_err(ArchiveError::from)
+                    })?;
+                    Ok((n, present))
+                }
+                (None, Destination::Registry(dst)) => push_blob(client, src, dst, d),
+                (None, Destination::Layout(_)) => unreachable!("layout opened by the caller"),
+            }
+        });
+    let mut errors = BTreeMap::new();
+    for ((d, _), r) in blob_list.iter().zip(results) {
+        match r {
+            Ok((_, true)) => report.blobs_present += 1,
+            Ok((n, false)) => {
+                report.blobs_fetched += 1;
+                report.bytes_fetched += n;
+            }
+            Err(e) => {
+                errors.insert(d.digest.clone(), Arc::new(e));
+            }
+        }
+    }
+    Ok(errors)
+}
+
+/// Stores one image's manifests once all their blobs are there (children before parents, so
+/// an entry never names content that is not there), then its `index.json` entries; returns
+/// the platform manifests archived with an index.
+fn store_manifests(
+    client: &RegistryClient,
+    req: &ArchiveRequest,
+    layout: Option<&Layout>,
+    ms: &Manifests,
+    blob_errors: &BTreeMap<String, Arc<ArchiveError>>,
+) -> Result<Vec<String>, ArchiveError> {
+    for (_, m) in ms {
+        let doc = parse_doc(&m.digest.to_string(), &m.body)?;
+        if let Some(e) = doc.blobs().iter().find_map(|b| blob_errors.get(&b.digest)) {
+            return Err(ArchiveError::BlobNotCopied {
+                manifest: m.digest.to_string(),
+                source: Arc::clone(e),
+            });
+        }
+    }
+    for (_, m) in ms.iter().rev() {
+        match (layout, &req.destination) {
+            (Some(l), _) => l.put_bytes(&m.digest, &m.body)?,
+            (None, Destination::Registry(dst)) => {
+                client.put_manifest(dst, &m.digest.to_string(), &m.media_type, &m.body)?
+            }
+            (None, Destination::Layout(_)) => unreachable!("layout opened by the caller"),
+        }
+    }
+    if let Some(l) = layout {
+        let entries: Vec<Descriptor> = ms.iter().map(|(d, _)| d.clone()).collect();
+        l.add_to_index(&entries)?;
+    }
+    Ok(ms.iter().skip(1).map(|(d, _)| d.digest.clone()).collect())
 }
 
 /// Copies one blob to the archive registry: present, mounted, or fetched (verified) and uploaded.
@@ -746,7 +510,7 @@ fn push_blob(
 
 fn tempfile_in_tmp() -> Result<PathBuf, ArchiveError> {
     let dir = std::env::temp_dir();
-    Ok(temp_name(&dir.join("repro-blob")))
+    Ok(temp_sibling(&dir.join("repro-blob")))
 }
 
 /// The health of one archived copy, as `repro audit` reports it.
@@ -764,184 +528,22 @@ pub struct ArchiveHealth {
 /// manifests; empty = the manifest is `top` itself): every blob present with its size, and
 /// with `deep` re-hashed.
 pub fn check_layout(dir: &Path, top: &str, platforms: &[String], deep: bool) -> ArchiveHealth {
-    let mut problems = Vec::new();
-    let location = dir.display().to_string();
-    match Layout::open(dir) {
-        Err(e) => problems.push(crate::error::CliError::from(e).message),
-        Ok(l) => {
-            match l.index() {
-                Ok(entries) if !entries.iter().any(|e| e.digest == top) => {
-                    problems.push(format!("index.json has no entry for {top}"))
-                }
-                Ok(_) => {}
-                Err(e) => problems.push(crate::error::CliError::from(e).message),
-            }
-            let mut manifests: Vec<String> = vec![top.to_string()];
-            manifests.extend(platforms.iter().cloned());
-            for m in &manifests {
-                check_manifest_tree(&l, m, deep, &mut problems);
-            }
-        }
-    }
+    let problems = match Layout::open(dir) {
+        Err(e) => vec![e.to_string()],
+        Ok(l) => l.check(top, platforms, deep),
+    };
     ArchiveHealth {
         kind: ArchiveKind::OciLayout.as_str().into(),
-        location,
+        location: dir.display().to_string(),
         intact: problems.is_empty(),
         problems,
     }
 }
 
-fn check_blob(l: &Layout, d: &str, size: Option<u64>, deep: bool, problems: &mut Vec<String>) {
-    let digest = match parse_digest(d) {
-        Ok(x) => x,
-        Err(e) => {
-            problems.push(e.to_string());
-            return;
-        }
-    };
-    let p = l.blob_path(&digest);
-    let meta = match fs::metadata(&p) {
-        Ok(m) => m,
-        Err(_) => {
-            problems.push(format!("blob {d} is missing"));
-            return;
-        }
-    };
-    if let Some(s) = size.filter(|s| *s != meta.len()) {
-        problems.push(format!("blob {d} is {} bytes, expected {s}", meta.len()));
-        return;
-    }
-    if deep {
-        match hash_file(&p) {
-            Ok(h) if h == d => {}
-            Ok(h) => problems.push(format!("blob {d} hashes to {h} (corrupted)")),
-            Err(e) => problems.push(format!("blob {d}: {e}")),
-        }
-    }
-}
-
-fn check_manifest_tree(l: &Layout, digest: &str, deep: bool, problems: &mut Vec<String>) {
-    let before = problems.len();
-    // Manifests are always re-hashed: they are small and everything else hangs off them.
-    check_blob(l, digest, None, true, problems);
-    if problems.len() > before {
-        return;
-    }
-    let Ok(d) = parse_digest(digest) else { return };
-    let Ok(body) = l.read_blob(&d) else { return };
-    let Ok(doc) = parse_doc(digest, &body) else {
-        problems.push(format!("manifest {digest} is not JSON"));
-        return;
-    };
-    for b in manifest_blobs(&doc) {
-        check_blob(l, &b.digest, Some(b.size), deep, problems);
-    }
-}
-
-/// Hex SHA-256 of a file as `sha256:…`.
-pub fn hash_file(p: &Path) -> std::io::Result<String> {
-    let mut f = File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
-/// A temporary blob file older than this is left from an interrupted archive (`--gc` removes it).
-pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// What `--gc` removed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GcReport {
-    pub location: String,
-    pub entries_dropped: Vec<String>,
-    pub blobs_removed: usize,
-    pub bytes_freed: u64,
-    pub blobs_kept: usize,
-}
-
 /// Removes from the layout every `index.json` entry whose digest no recorded run references
 /// (`keep`), then every blob no kept entry reaches. Holds the layout lock throughout.
 pub fn gc(dir: &Path, keep: &BTreeSet<String>) -> Result<GcReport, ArchiveError> {
-    let l = Layout::open(dir)?;
-    let _lock = l.lock()?;
-    let entries = l.index()?;
-    let (kept, dropped): (Vec<Descriptor>, Vec<Descriptor>) =
-        entries.into_iter().partition(|e| keep.contains(&e.digest));
-    let mut reach: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<String> = kept.iter().map(|e| e.digest.clone()).collect();
-    while let Some(d) = stack.pop() {
-        if !reach.insert(d.clone()) {
-            continue;
-        }
-        let Ok(digest) = parse_digest(&d) else {
-            continue;
-        };
-        let Ok(body) = l.read_blob(&digest) else {
-            continue;
-        };
-        let Ok(doc) = serde_json::from_slice::<ContentDoc>(&body) else {
-            continue; // a layer or config
-        };
-        if doc.media_type.is_none()
-            && doc.config.is_none()
-            && doc.manifests.is_none()
-            && doc.layers.is_none()
-        {
-            continue;
-        }
-        for b in manifest_blobs(&doc) {
-            reach.insert(b.digest);
-        }
-        for m in doc.manifests.iter().flatten() {
-            // Platform manifests of an index are kept only when archived (present).
-            stack.push(m.digest.clone());
-        }
-    }
-    let mut report = GcReport {
-        location: l.root().display().to_string(),
-        entries_dropped: dropped.iter().map(|e| e.digest.clone()).collect(),
-        ..Default::default()
-    };
-    l.write_index(&kept)?;
-    let blobs_dir = l.root().join("blobs/sha256");
-    let listing = fs::read_dir(&blobs_dir).map_err(io_err(&blobs_dir, "cannot list"))?;
-    for e in listing.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with(".tmp-") {
-            // Left by an interrupted archive; a fresh one may be another archiver's in flight.
-            let stale = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_TEMP);
-            if stale {
-                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(e.path()).map_err(io_err(&e.path(), "cannot remove"))?;
-                report.bytes_freed += len;
-            }
-            continue;
-        }
-        if name.starts_with('.') {
-            continue;
-        }
-        if reach.contains(&format!("sha256:{name}")) {
-            report.blobs_kept += 1;
-            continue;
-        }
-        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-        fs::remove_file(e.path()).map_err(io_err(&e.path(), "cannot remove"))?;
-        report.blobs_removed += 1;
-        report.bytes_freed += len;
-    }
-    Ok(report)
+    Ok(Layout::open(dir)?.gc(keep)?)
 }
 
 pub use crate::script::plan::PullFallback;

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::capture::image::digest::Digest;
 use crate::capture::image::reference::{self, Reference};
 use crate::capture::image::registry::{RegistryClient, RegistryError};
-use crate::ops::archive::{self, parallel, ArchiveHealth};
+use crate::ops::archive::{self, ArchiveHealth};
+use crate::ops::pool::parallel;
 use crate::record::Run;
 use crate::store::archive::{ArchiveKind, ArchiveRecord};
 
@@ -136,11 +137,36 @@ pub fn audit(
     req: &AuditRequest,
     used_by: &mut dyn FnMut(&str, &[String]) -> Option<String>,
 ) -> AuditReport {
+    let (groups, unpinned) = group_runs(&req.runs);
+    let tags = Listings::read(client, req, &groups);
+    let mut archives_by_run: BTreeMap<&str, Vec<&ArchiveRecord>> = BTreeMap::new();
+    for a in &req.archives {
+        archives_by_run
+            .entry(a.run_id.as_str())
+            .or_default()
+            .push(a);
+    }
+    let mut rows = parallel(&groups, req.jobs, |g| {
+        audit_group(client, req, g, tags.of(&g.repo), &archives_by_run)
+    });
+    // The store is not shared between threads: who uses the new digest is asked afterwards.
+    for row in &mut rows {
+        if let Some(t) = row.tag.as_mut().filter(|t| t.moved) {
+            if let Some(d) = &t.digest {
+                t.used_by = used_by(d, &row.runs);
+            }
+        }
+    }
+    AuditReport { rows, unpinned }
+}
+
+/// The runs with a pinned image, grouped by repository and digest; the others are unpinned.
+fn group_runs(runs: &[Run]) -> (Vec<Group>, Vec<String>) {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     let mut unpinned = Vec::new();
     // Thousands of runs share a few hundred references: each is parsed once.
     let mut parsed_refs: BTreeMap<&str, Option<(Reference, String)>> = BTreeMap::new();
-    for run in &req.runs {
+    for run in runs {
         let Some(image) = &run.image else { continue };
         let Some(digest) = &image.digest else {
             unpinned.push(run.id.clone());
@@ -175,189 +201,193 @@ pub fn audit(
             });
         group.runs.push(run.id.clone());
     }
-    let groups: Vec<Group> = groups.into_values().collect();
+    (groups.into_values().collect(), unpinned)
+}
 
-    // Tag listings: once per repository, their digests looked up in parallel.
-    let mut repos: BTreeMap<String, Reference> = BTreeMap::new();
-    for g in &groups {
-        repos.entry(g.repo.name()).or_insert_with(|| g.repo.clone());
-    }
-    let repo_list: Vec<Reference> = repos.into_values().collect();
-    let listings = parallel(&repo_list, req.jobs, |r| {
-        client.tags(r, req.tag_page_size, req.max_tag_pages)
-    });
-    let mut tag_jobs: Vec<(usize, String)> = Vec::new();
-    let mut repo_tags: Vec<RepoTags> = Vec::new();
-    for (i, l) in listings.into_iter().enumerate() {
-        let mut t = RepoTags::default();
-        match l {
-            Ok(list) => {
-                t.truncated = list.truncated || list.tags.len() > req.max_tags;
-                t.complete = !t.truncated;
-                for tag in list.tags.into_iter().take(req.max_tags) {
-                    tag_jobs.push((i, tag));
+/// The tag listings of every repository the groups use.
+struct Listings {
+    /// Repository name → its tags.
+    by_repo: BTreeMap<String, RepoTags>,
+    none: RepoTags,
+}
+
+impl Listings {
+    /// Lists each repository's tags once, then looks their digests up in parallel.
+    fn read(client: &RegistryClient, req: &AuditRequest, groups: &[Group]) -> Listings {
+        let mut repos: BTreeMap<String, Reference> = BTreeMap::new();
+        for g in groups {
+            repos.entry(g.repo.name()).or_insert_with(|| g.repo.clone());
+        }
+        let repo_list: Vec<Reference> = repos.into_values().collect();
+        let listings = parallel(&repo_list, req.jobs, |r| {
+            client.tags(r, req.tag_page_size, req.max_tag_pages)
+        });
+        let mut tag_jobs: Vec<(usize, String)> = Vec::new();
+        let mut repo_tags: Vec<RepoTags> = Vec::new();
+        for (i, l) in listings.into_iter().enumerate() {
+            let mut t = RepoTags::default();
+            match l {
+                Ok(list) => {
+                    t.truncated = list.truncated || list.tags.len() > req.max_tags;
+                    t.complete = !t.truncated;
+                    for tag in list.tags.into_iter().take(req.max_tags) {
+                        tag_jobs.push((i, tag));
+                    }
+                }
+                Err(e) => t.error = Some(message(e)),
+            }
+            repo_tags.push(t);
+        }
+        let tag_digests = parallel(&tag_jobs, req.jobs, |(i, tag)| {
+            client.tag_digest(&repo_list[*i], tag)
+        });
+        for ((i, tag), d) in tag_jobs.iter().zip(tag_digests) {
+            match d {
+                Ok(Some(d)) => {
+                    let t = &mut repo_tags[*i];
+                    t.by_tag.insert(tag.clone(), d.to_string());
+                    t.by_digest
+                        .entry(d.to_string())
+                        .or_default()
+                        .push(tag.clone());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    repo_tags[*i].complete = false;
+                    repo_tags[*i].error.get_or_insert(message(e));
                 }
             }
-            Err(e) => t.error = Some(message(e)),
         }
-        repo_tags.push(t);
-    }
-    let tag_digests = parallel(&tag_jobs, req.jobs, |(i, tag)| {
-        client.tag_digest(&repo_list[*i], tag)
-    });
-    for ((i, tag), d) in tag_jobs.iter().zip(tag_digests) {
-        match d {
-            Ok(Some(d)) => {
-                let t = &mut repo_tags[*i];
-                t.by_tag.insert(tag.clone(), d.to_string());
-                t.by_digest
-                    .entry(d.to_string())
-                    .or_default()
-                    .push(tag.clone());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                repo_tags[*i].complete = false;
-                repo_tags[*i].error.get_or_insert(message(e));
-            }
+        Listings {
+            by_repo: repo_list.iter().map(|r| r.name()).zip(repo_tags).collect(),
+            none: RepoTags::default(),
         }
     }
-    let no_tags = RepoTags::default();
-    let repo_index: BTreeMap<String, usize> = repo_list
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name(), i))
-        .collect();
-    let tags_of = |repo: &Reference| -> &RepoTags {
-        repo_index
-            .get(&repo.name())
-            .map(|i| &repo_tags[*i])
-            .unwrap_or(&no_tags)
+
+    fn of(&self, repo: &Reference) -> &RepoTags {
+        self.by_repo.get(&repo.name()).unwrap_or(&self.none)
+    }
+}
+
+/// Audits one image: are its digests still served, where its tag points, which tags point at
+/// it, and the health of its archived copies.
+fn audit_group(
+    client: &RegistryClient,
+    req: &AuditRequest,
+    g: &Group,
+    t: &RepoTags,
+    archives_by_run: &BTreeMap<&str, Vec<&ArchiveRecord>>,
+) -> AuditRow {
+    let mut row = AuditRow {
+        runs: g.runs.clone(),
+        reference: g.reference.clone(),
+        digest: g.digest.clone(),
+        index_digest: g.index_digest.clone(),
+        status: Availability::Unknown,
+        manifest_present: None,
+        index_present: None,
+        tag: None,
+        tags_now: Vec::new(),
+        tags_truncated: t.truncated,
+        archives: Vec::new(),
+        error: None,
     };
-
-    let mut archives_by_run: BTreeMap<&str, Vec<&ArchiveRecord>> = BTreeMap::new();
-    for a in &req.archives {
-        archives_by_run
-            .entry(a.run_id.as_str())
-            .or_default()
-            .push(a);
+    let present = |d: &str| -> Result<bool, String> {
+        // A tag that the listing just looked up points at `d`: the registry serves it, and
+        // the `HEAD` by digest would only repeat that answer (half the requests of an
+        // audit where every digest is still tagged).
+        if t.by_digest.contains_key(d) {
+            return Ok(true);
+        }
+        let digest = Digest::parse(d).map_err(|e| e.to_string())?;
+        client.has_manifest(&g.repo, &digest).map_err(message)
+    };
+    let m = present(&g.digest);
+    let i = g.index_digest.as_deref().map(present);
+    let mut errors: Vec<String> = Vec::new();
+    match &m {
+        Ok(p) => row.manifest_present = Some(*p),
+        Err(e) => errors.push(e.clone()),
+    }
+    match &i {
+        Some(Ok(p)) => row.index_present = Some(*p),
+        Some(Err(e)) => errors.push(e.clone()),
+        None => {}
+    }
+    if let Some(tag) = &g.tag {
+        match tag_now(client, g, t, tag) {
+            Ok(now) => row.tag = Some(now),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut now: BTreeSet<String> = BTreeSet::new();
+    for d in std::iter::once(&g.digest).chain(g.index_digest.iter()) {
+        now.extend(t.by_digest.get(d).cloned().unwrap_or_default());
+    }
+    row.tags_now = now.into_iter().collect();
+    if let Some(e) = &t.error {
+        errors.push(format!("tags: {e}"));
     }
 
-    let rows = parallel(&groups, req.jobs, |g| {
-        let mut row = AuditRow {
-            runs: g.runs.clone(),
-            reference: g.reference.clone(),
-            digest: g.digest.clone(),
-            index_digest: g.index_digest.clone(),
-            status: Availability::Unknown,
-            manifest_present: None,
-            index_present: None,
-            tag: None,
-            tags_now: Vec::new(),
-            tags_truncated: false,
-            archives: Vec::new(),
-            error: None,
-        };
-        let t = tags_of(&g.repo);
-        let present = |d: &str| -> Result<bool, String> {
-            // A tag that the listing just looked up points at `d`: the registry serves it, and
-            // the `HEAD` by digest would only repeat that answer (half the requests of an
-            // audit where every digest is still tagged).
-            if t.by_digest.contains_key(d) {
-                return Ok(true);
-            }
-            let digest = Digest::parse(d).map_err(|e| e.to_string())?;
-            client.has_manifest(&g.repo, &digest).map_err(message)
-        };
-        let m = present(&g.digest);
-        let i = g.index_digest.as_deref().map(present);
-        let mut errors: Vec<String> = Vec::new();
-        match &m {
-            Ok(p) => row.manifest_present = Some(*p),
-            Err(e) => errors.push(e.clone()),
-        }
-        match &i {
-            Some(Ok(p)) => row.index_present = Some(*p),
-            Some(Err(e)) => errors.push(e.clone()),
-            None => {}
-        }
-        if let Some(tag) = &g.tag {
-            let want = g.index_digest.as_deref().unwrap_or(&g.digest);
-            // The listing already looked every tag up; ask again only when it was cut short.
-            let listed = match t.by_tag.get(tag) {
-                Some(d) => Some(Ok(Some(d.clone()))),
-                None if t.complete => Some(Ok(None)),
-                None => None,
-            };
-            let now = listed.unwrap_or_else(|| {
-                client
-                    .tag_digest(&g.repo, tag)
-                    .map(|d| d.map(|d| d.to_string()))
-            });
-            match now {
-                Ok(now) => {
-                    let moved = now.as_deref() != Some(want);
-                    row.tag = Some(TagNow {
-                        tag: tag.clone(),
-                        digest: now,
-                        moved,
-                        used_by: None,
-                    });
-                }
-                Err(e) => errors.push(message(e)),
-            }
-        }
-        let mut now: BTreeSet<String> = BTreeSet::new();
-        for d in std::iter::once(&g.digest).chain(g.index_digest.iter()) {
-            now.extend(t.by_digest.get(d).cloned().unwrap_or_default());
-        }
-        row.tags_now = now.into_iter().collect();
-        row.tags_truncated = t.truncated;
-        if let Some(e) = &t.error {
-            errors.push(format!("tags: {e}"));
-        }
-
-        // Archives of any of the runs, each place once.
-        let mut seen: BTreeSet<(ArchiveKind, String)> = BTreeSet::new();
-        for run in &g.runs {
-            for a in archives_by_run.get(run.as_str()).into_iter().flatten() {
-                if !seen.insert((a.kind, a.location.clone())) {
-                    continue;
-                }
+    // Archives of any of the runs, each place once.
+    let mut seen: BTreeSet<(ArchiveKind, String)> = BTreeSet::new();
+    for run in &g.runs {
+        for a in archives_by_run.get(run.as_str()).into_iter().flatten() {
+            if seen.insert((a.kind, a.location.clone())) {
                 row.archives.push(check_archive(client, a, g, req.deep));
             }
         }
-        let archived = row.archives.iter().any(|a| a.intact);
-        let gone = row.manifest_present == Some(false) || row.index_present == Some(false);
-        let known = m.is_ok() && i.as_ref().is_none_or(|r| r.is_ok());
-        row.status = if gone {
-            if archived {
-                Availability::Archived
-            } else {
-                Availability::Missing
-            }
-        } else if known {
-            Availability::Present
-        } else if archived {
+    }
+    let known = m.is_ok() && i.as_ref().is_none_or(|r| r.is_ok());
+    row.status = availability(&row, known);
+    if !errors.is_empty() {
+        row.error = Some(errors.join("; "));
+    }
+    row
+}
+
+/// Where the recorded tag points now: from the listing, or asked when it was cut short.
+fn tag_now(client: &RegistryClient, g: &Group, t: &RepoTags, tag: &str) -> Result<TagNow, String> {
+    let want = g.index_digest.as_deref().unwrap_or(&g.digest);
+    // The listing already looked every tag up; ask again only when it was cut short.
+    let listed = match t.by_tag.get(tag) {
+        Some(d) => Some(Ok(Some(d.clone()))),
+        None if t.complete => Some(Ok(None)),
+        None => None,
+    };
+    let now = listed
+        .unwrap_or_else(|| {
+            client
+                .tag_digest(&g.repo, tag)
+                .map(|d| d.map(|d| d.to_string()))
+        })
+        .map_err(message)?;
+    Ok(TagNow {
+        tag: tag.to_string(),
+        moved: now.as_deref() != Some(want),
+        digest: now,
+        used_by: None,
+    })
+}
+
+/// The row's status from the registry's answers (`known`: every presence question answered)
+/// and its archives.
+fn availability(row: &AuditRow, known: bool) -> Availability {
+    let archived = row.archives.iter().any(|a| a.intact);
+    let gone = row.manifest_present == Some(false) || row.index_present == Some(false);
+    if gone {
+        if archived {
             Availability::Archived
         } else {
-            Availability::Unknown
-        };
-        if !errors.is_empty() {
-            row.error = Some(errors.join("; "));
+            Availability::Missing
         }
-        row
-    });
-    // The store is not shared between threads: who uses the new digest is asked afterwards.
-    let mut rows = rows;
-    for row in &mut rows {
-        if let Some(t) = row.tag.as_mut().filter(|t| t.moved) {
-            if let Some(d) = &t.digest {
-                t.used_by = used_by(d, &row.runs);
-            }
-        }
+    } else if known {
+        Availability::Present
+    } else if archived {
+        Availability::Archived
+    } else {
+        Availability::Unknown
     }
-    AuditReport { rows, unpinned }
 }
 
 fn check_archive(

@@ -11,9 +11,9 @@ pub mod image;
 pub mod metrics;
 pub mod mlflow;
 pub mod plot;
+pub mod pool;
 pub mod rerun;
 pub mod run;
-pub mod slurm;
 pub mod slurm_rerun;
 pub mod verify;
 

@@ -20,11 +20,11 @@ use crate::capture::image::registry::RegistryOptions;
 use crate::error::{CliError, CliResult};
 use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, Tolerance};
 use crate::ops::run::{hash_outputs, registry_flags, which};
-use crate::ops::slurm::{Client, JobState, JobStatus, Outcome, Submit};
 use crate::ops::Events;
 use crate::record::scheduler::{SchedulerContext, SlurmContext};
 use crate::record::{ExecMode, Run, Status};
 use crate::script::slurm::{render, Runtime, SlurmOptions};
+use crate::slurm::{Client, JobState, JobStatus, Outcome, Submit};
 use crate::store::{Finish, Store};
 
 /// The script's file name in the job directory.
@@ -395,7 +395,11 @@ fn record_end(
         duration_ms: (ended - started).num_milliseconds().max(0),
         outputs: outputs.clone(),
     };
-    let finished_now = store.finish_run(&run.id, &fin)?;
+    let finished_now = store
+        .finish_durably(run, &fin, crate::store::FINISH_BUDGET, &mut |e| {
+            ev.warn(&format!("{e}; retrying to record the outcome"))
+        })?
+        .finished_now();
     if finished_now {
         if let Some(reason) = &outcome.reason {
             store.add_note(&run.id, reason)?;

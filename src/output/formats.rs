@@ -5,7 +5,8 @@ use comfy_table::{presets, ContentArrangement, Table};
 
 use super::{code_short, image_short, show_time, status_text};
 use crate::record::json::run_json;
-use crate::record::text::{command_line, human_duration};
+pub use crate::record::text::release_line;
+use crate::record::text::{command_line, datasets_text, human_duration};
 use std::collections::HashMap;
 
 use super::metrics::value_text;
@@ -286,17 +287,6 @@ fn metric_label(prefix: &str, m: &MetricSort) -> String {
 }
 
 /// `name@version` for each dataset (the digest when there is no version).
-fn datasets_text(r: &Run, sep: &str) -> String {
-    r.datasets
-        .iter()
-        .map(|d| match d.version.as_deref().or(d.digest.as_deref()) {
-            Some(v) => format!("{}@{v}", d.name),
-            None => d.name.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(sep)
-}
-
 /// A table of runs with the given columns; `tty` picks a bordered table fitted to the terminal,
 /// else plain left-aligned columns without trailing spaces.
 pub fn runs_table(runs: &[Run], columns: &[Column], tty: bool, utc: bool) -> String {
@@ -466,48 +456,6 @@ pub fn runs_jsonl(runs: &[Run]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The line an engineer pastes into release notes: reference, digest, commit, datasets
-/// (control characters of imported values escaped: it is printed to a terminal).
-pub fn release_line(r: &Run) -> String {
-    let line = release_line_raw(r);
-    let body = line.strip_suffix('\n').unwrap_or(&line);
-    format!("{}\n", crate::sanitize::escape(body))
-}
-
-fn release_line_raw(r: &Run) -> String {
-    let image = match &r.image {
-        None => "image: none".to_string(),
-        Some(i) => {
-            let digest = i.digest.as_deref().unwrap_or("UNPINNED");
-            match &i.index_digest {
-                Some(x) if Some(x.as_str()) != i.digest.as_deref() => {
-                    format!("{} {digest} (index {x})", i.reference)
-                }
-                _ => format!("{} {digest}", i.reference),
-            }
-        }
-    };
-    let code = match &r.code {
-        None => "commit: none".to_string(),
-        Some(c) => {
-            let mut s = format!("commit {}", c.commit.as_deref().unwrap_or("(none)"));
-            if c.dirty {
-                s.push_str(&format!(
-                    " +patch sha256:{}",
-                    c.patch_sha256.as_deref().unwrap_or("-")
-                ));
-            }
-            s
-        }
-    };
-    let data = if r.datasets.is_empty() {
-        "datasets: none".to_string()
-    } else {
-        format!("datasets {}", datasets_text(r, ", "))
-    };
-    format!("{image} · {code} · {data} · run {}\n", r.id)
 }
 
 /// A short Markdown block describing a run (for a PR, a model card, release notes). Recorded

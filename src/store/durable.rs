@@ -17,6 +17,9 @@ use crate::record::Run;
 /// After this long waiting for the lock, the caller is told what it waits for.
 pub const WAIT_NOTICE_AFTER: Duration = Duration::from_secs(2);
 
+/// How long a run's outcome is retried against a locked database before it is spilled.
+pub const FINISH_BUDGET: Duration = Duration::from_secs(120);
+
 /// How a run's outcome was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
@@ -37,6 +40,18 @@ pub enum Landed {
     /// In this spill file, because the database stayed unavailable; replayed by the next
     /// repro process that opens the database.
     Spilled(PathBuf),
+}
+
+impl Landed {
+    /// Whether this call wrote the outcome into the database (recorded or restored): what
+    /// follows an outcome once (a note, metrics, a push) is due. Not when the row was already
+    /// finished, nor when the outcome waits in a spill file for the next process.
+    pub fn finished_now(&self) -> bool {
+        matches!(
+            self,
+            Landed::Stored(Finished::Recorded | Finished::Restored)
+        )
+    }
 }
 
 /// A spilled outcome: the whole record (so it can be restored) and the outcome.
@@ -247,21 +262,27 @@ mod tests {
         let mut s = Store::open_in_memory().unwrap();
         let run = sample_run("01jd3k0000000000000000000a");
         s.insert_run(&run).unwrap();
-        assert_eq!(
-            s.finish(&run, &fin(Status::Failed, 3)).unwrap(),
-            Finished::Recorded
-        );
-        assert_eq!(
-            s.finish(&run, &fin(Status::Succeeded, 0)).unwrap(),
-            Finished::AlreadyFinished
+        let landed = s
+            .finish_durably(&run, &fin(Status::Failed, 3), FINISH_BUDGET, &mut |_| {})
+            .unwrap();
+        assert_eq!(landed, Landed::Stored(Finished::Recorded));
+        assert!(landed.finished_now());
+        let again = s
+            .finish_durably(&run, &fin(Status::Succeeded, 0), FINISH_BUDGET, &mut |_| {})
+            .unwrap();
+        assert_eq!(again, Landed::Stored(Finished::AlreadyFinished));
+        assert!(
+            !again.finished_now(),
+            "finished provenance is never rewritten"
         );
         assert_eq!(s.get_run(&run.id).unwrap().exit_code, Some(3));
         // gc deleted it while it ran: the outcome is not lost.
         s.delete_runs(std::slice::from_ref(&run.id)).unwrap();
-        assert_eq!(
-            s.finish(&run, &fin(Status::Failed, 4)).unwrap(),
-            Finished::Restored
-        );
+        let restored = s
+            .finish_durably(&run, &fin(Status::Failed, 4), FINISH_BUDGET, &mut |_| {})
+            .unwrap();
+        assert_eq!(restored, Landed::Stored(Finished::Restored));
+        assert!(restored.finished_now());
         let back = s.get_run(&run.id).unwrap();
         assert_eq!((back.status, back.exit_code), (Status::Failed, Some(4)));
         assert_eq!(back.datasets, run.datasets);
@@ -295,9 +316,11 @@ mod tests {
             waited[0].contains("locked by another process"),
             "{waited:?}"
         );
-        let Landed::Spilled(file) = landed else {
+        let Landed::Spilled(file) = &landed else {
             panic!("{landed:?}")
         };
+        let file = file.clone();
+        assert!(!landed.finished_now(), "spilled: not in the database yet");
         assert!(file.exists());
         assert_eq!(s.pending_spills(), 1);
         drop(tx);

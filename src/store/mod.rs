@@ -31,7 +31,7 @@ use crate::record::{
     SCHEMA_VERSION,
 };
 
-pub use durable::{spill_dir, Finished, Landed, WAIT_NOTICE_AFTER};
+pub use durable::{spill_dir, Finished, Landed, FINISH_BUDGET, WAIT_NOTICE_AFTER};
 pub use inspect::Inspection;
 pub use migrate::{latest_version, normalised_schema, MIGRATIONS, SCHEMA};
 pub use query::{RunFilter, SortKey};
@@ -334,37 +334,6 @@ impl Store {
         Ok(())
     }
 
-    /// Finishes a `running` run: outcome and outputs. A run that is already finished is left alone
-    /// (finished provenance is never rewritten) and `Ok(false)` is returned.
-    pub fn finish_run(&mut self, id: &str, fin: &Finish) -> Result<bool> {
-        let path = self.path.clone();
-        let err = |what: &'static str| sql_error(&path, what);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err("begin"))?;
-        let n = tx
-            .execute(
-                "UPDATE runs SET status = ?2, exit_code = ?3, signal = ?4, ended_at = ?5, duration_ms = ?6
-                 WHERE id = ?1 AND status = 'running'",
-                params![
-                    id,
-                    fin.status.as_str(),
-                    fin.exit_code,
-                    fin.signal,
-                    fin.ended_at,
-                    fin.duration_ms
-                ],
-            )
-            .map_err(err("finish run"))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        insert_outputs(&tx, id, &fin.outputs).map_err(err("insert output"))?;
-        tx.commit().map_err(err("commit"))?;
-        Ok(true)
-    }
-
     /// Resolves a full id or unique prefix to the full id.
     pub fn resolve_id(&self, prefix: &str) -> Result<String> {
         let p = prefix.trim().to_ascii_lowercase();
@@ -568,7 +537,7 @@ impl StoreError {
     }
 }
 
-/// The outcome written by `finish_run`.
+/// A run's outcome, written by [`Store::finish`] / [`Store::finish_durably`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finish {
     pub status: Status,

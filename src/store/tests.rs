@@ -92,7 +92,7 @@ fn insert_get_round_trip_and_finish_once() {
             bytes: Some(1),
         }],
     };
-    assert!(s.finish_run(&run.id, &fin).unwrap());
+    assert_eq!(s.finish(&run, &fin).unwrap(), Finished::Recorded);
     let got = s.get_run(&run.id).unwrap();
     assert_eq!(got.status, Status::Failed);
     assert_eq!(got.exit_code, Some(3));
@@ -103,7 +103,7 @@ fn insert_get_round_trip_and_finish_once() {
         exit_code: Some(0),
         ..fin
     };
-    assert!(!s.finish_run(&run.id, &again).unwrap());
+    assert_eq!(s.finish(&run, &again).unwrap(), Finished::AlreadyFinished);
     assert_eq!(s.get_run(&run.id).unwrap().exit_code, Some(3));
     assert!(matches!(s.insert_run(&run), Err(StoreError::Duplicate(_))));
 }

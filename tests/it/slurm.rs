@@ -1,12 +1,12 @@
-//! A real Slurm cluster (one node on 127.0.0.1): jobs submitted with `repro::ops::slurm`, their
+//! A real Slurm cluster (one node on 127.0.0.1): jobs submitted with `repro::slurm`, their
 //! final states mapped to repro outcomes, and the scheduler context read from inside a job.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use repro::capture::scheduler;
-use repro::ops::slurm::{JobState, JobStatus};
 use repro::record::Status;
+use repro::slurm::{JobState, JobStatus};
 
 use crate::support::slurm;
 
@@ -220,7 +220,7 @@ fn unknown_job_is_a_clear_error() {
     let cluster = slurm::shared();
     let err = cluster.client().poll("999999").unwrap_err();
     assert!(
-        matches!(err, repro::ops::slurm::SlurmError::UnknownJob { .. }),
+        matches!(err, repro::slurm::SlurmError::UnknownJob { .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("999999"), "{err}");
@@ -289,7 +289,7 @@ fn rejected_submission_names_sbatch_and_its_complaint() {
     let work = tempfile::tempdir().unwrap();
     let err = cluster
         .client()
-        .submit(&repro::ops::slurm::Submit {
+        .submit(&repro::slurm::Submit {
             script: "#!/bin/sh\ntrue\n".into(),
             sbatch_args: vec!["--partition=no-such-partition".into()],
             workdir: Some(work.path().to_path_buf()),
@@ -298,7 +298,7 @@ fn rejected_submission_names_sbatch_and_its_complaint() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, repro::ops::slurm::SlurmError::Command { .. }),
+        matches!(err, repro::slurm::SlurmError::Command { .. }),
         "{err:?}"
     );
     assert!(msg.contains("sbatch") && msg.contains("partition"), "{msg}");

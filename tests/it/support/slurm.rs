@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use repro::ops::slurm::{Client, JobStatus, Submit};
+use repro::slurm::{Client, JobStatus, Submit};
 
 use super::registry::kill_with_parent;
 use super::require_tool;
@@ -126,7 +126,7 @@ impl Slurm {
         self.dir.join("slurm.conf")
     }
 
-    /// A `repro::ops::slurm` client for this cluster.
+    /// A `repro::slurm` client for this cluster.
     pub fn client(&self) -> Client {
         Client::with_conf(self.conf())
     }
@@ -164,7 +164,7 @@ impl Slurm {
             let jobs = self.client().poll(job_id).unwrap();
             if jobs
                 .iter()
-                .any(|j| j.state == repro::ops::slurm::JobState::Running)
+                .any(|j| j.state == repro::slurm::JobState::Running)
             {
                 return;
             }

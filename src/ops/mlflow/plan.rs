@@ -1,19 +1,26 @@
-//! How a repro run maps onto an MLflow run: the tags MLflow's UI understands, `repro.*` tags,
-//! params (values over the server's limit moved to an artifact, with a note), datasets as
-//! inputs, metric history, and the `repro/` artifacts. Pure: no I/O, unit-tested.
+//! What a repro run should be on an MLflow server, and what to send to get it there.
+//!
+//! The mapping: the tags MLflow's UI understands, `repro.*` tags, params (values over the
+//! server's limit moved to an artifact, with a note), datasets as inputs, metric history, and the
+//! `repro/` artifacts (the run JSON, the re-run script, the attestation). The diff: what differs
+//! from what the server is believed to hold (from the ledger, or read back from the server).
+//! Pure: no I/O but the attestation files' metadata, unit-tested.
 
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use sha2::{Digest as _, Sha256};
 
-use super::{
-    DatasetInput, MetricPoint, MAX_DATASET_DIGEST, MAX_KEY, MAX_PARAM_VALUE, MAX_TAG_VALUE,
+use super::ParamConflict;
+use crate::mlflow::{
+    DatasetInput, KeyValue, MetricPoint, RemoteRun, MAX_DATASET_DIGEST, MAX_KEY, MAX_PARAM_VALUE,
+    MAX_TAG_VALUE,
 };
-use crate::output;
 use crate::record::metrics::MetricSummary;
+use crate::record::text::release_line;
 use crate::record::{DatasetKind, Run, Status};
 use crate::script::bash;
+use crate::store::mlflow::MlflowPush;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
@@ -142,15 +149,48 @@ pub fn desired(
     parent: Option<&str>,
     attestation: Option<(&str, &[u8])>,
 ) -> Desired {
-    let status = run.status;
     let run_name = run
         .name
         .clone()
         .unwrap_or_else(|| run.short_id().to_string());
-    let mut tags: BTreeMap<String, String> = BTreeMap::new();
+    let mut tags = tags_of(run, &run_name, parent);
     let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut note_lines: Vec<String> = run.notes.clone();
+    let params = params_of(run, &mut tags, &mut artifacts, &mut note_lines);
+    note_lines.push(format!("Pinned: {}", release_line(run).trim_end()));
+    tags.insert("mlflow.note.content".into(), note_lines.join("\n\n"));
+    move_long_tags(&mut tags, &mut artifacts);
 
+    artifacts.push((RUN_JSON.into(), run_json_artifact(run, &[])));
+    add_rerun_script(run, &mut artifacts, &mut tags);
+    if let Some((name, bytes)) = attestation {
+        artifacts.push((format!("{ATTESTATION_DIR}/{name}"), bytes.to_vec()));
+    }
+    artifacts.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut metrics = metrics.to_vec();
+    metrics.sort_by(|a, b| {
+        (a.key.as_str(), a.step, a.timestamp).cmp(&(b.key.as_str(), b.step, b.timestamp))
+    });
+
+    Desired {
+        run_name,
+        user: run.user.clone(),
+        start_time: millis(&run.started_at).unwrap_or(0),
+        end_time: run.ended_at.as_deref().and_then(millis),
+        status: status_of(run.status),
+        params,
+        tags,
+        inputs: run.datasets.iter().map(dataset_input).collect(),
+        artifacts,
+        metrics,
+    }
+}
+
+/// The run's tags: its own first (keys MLflow or repro use are not taken from it), then
+/// MLflow's (`mlflow.*`, which its UI shows) and repro's (`repro.*`).
+fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = BTreeMap::new();
     // The run's own tags first, so repro's and MLflow's keys win a collision.
     for t in &run.tags {
         if t.len() <= MAX_KEY && !t.starts_with("mlflow.") && !t.starts_with("repro.") {
@@ -160,11 +200,11 @@ pub fn desired(
     let mut set = |k: &str, v: String| {
         tags.insert(k.to_string(), v);
     };
-    set("mlflow.runName", run_name.clone());
+    set("mlflow.runName", run_name.to_string());
     set("mlflow.user", run.user.clone());
     set("mlflow.source.type", "JOB".into());
     set("repro.run_id", run.id.clone());
-    set("repro.status", status.as_str().into());
+    set("repro.status", run.status.as_str().into());
     set("repro.pin_grade", run.pin_grade());
     set("repro.host", run.host.clone());
     set("repro.exec.mode", run.exec.mode.as_str().into());
@@ -219,8 +259,17 @@ pub fn desired(
             set("repro.image.index_digest", d.clone());
         }
     }
+    tags
+}
 
-    // Params MLflow cannot hold as params go, at full length, to an artifact with a note.
+/// The params MLflow can hold. Those it cannot go, at full length, to an artifact with a tag
+/// and a note naming them.
+fn params_of(
+    run: &Run,
+    tags: &mut BTreeMap<String, String>,
+    artifacts: &mut Vec<(String, Vec<u8>)>,
+    note_lines: &mut Vec<String>,
+) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
     let mut moved = Vec::new();
     for (k, v) in &run.params {
@@ -242,13 +291,11 @@ pub fn desired(
             "Params over MLflow's limits ({MAX_PARAM_VALUE}-character value, {MAX_KEY}-character key) are not MLflow params; their full values are in the artifact {PARAMS_ARTIFACT}: {list}"
         ));
     }
-    note_lines.push(format!(
-        "Pinned: {}",
-        output::formats::release_line(run).trim_end()
-    ));
-    tags.insert("mlflow.note.content".into(), note_lines.join("\n\n"));
+    params
+}
 
-    // Tag values over the limit: the full text becomes an artifact, the tag says so.
+/// Tag values over the limit: the full text becomes an artifact, the tag says so.
+fn move_long_tags(tags: &mut BTreeMap<String, String>, artifacts: &mut Vec<(String, Vec<u8>)>) {
     let long: Vec<String> = tags
         .iter()
         .filter(|(_, v)| v.chars().count() > MAX_TAG_VALUE)
@@ -262,8 +309,15 @@ pub fn desired(
         tags.insert(k, format!("{head}{marker}"));
         artifacts.push((path, full.into_bytes()));
     }
+}
 
-    artifacts.push((RUN_JSON.into(), run_json_artifact(run, &[])));
+/// `repro/rerun.sh`: the run's bash re-run script; when it cannot be rendered, the tag
+/// `repro.rerun_script` says why.
+fn add_rerun_script(
+    run: &Run,
+    artifacts: &mut Vec<(String, Vec<u8>)>,
+    tags: &mut BTreeMap<String, String>,
+) {
     match bash::render(run, &bash::BashOptions::default()) {
         Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
         Err(e) => {
@@ -272,28 +326,6 @@ pub fn desired(
                 cut(&format!("not generated: {e}"), MAX_TAG_VALUE).to_string(),
             );
         }
-    }
-    if let Some((name, bytes)) = attestation {
-        artifacts.push((format!("{ATTESTATION_DIR}/{name}"), bytes.to_vec()));
-    }
-    artifacts.sort_by(|a, b| a.0.cmp(&b.0));
-
-    let mut metrics = metrics.to_vec();
-    metrics.sort_by(|a, b| {
-        (a.key.as_str(), a.step, a.timestamp).cmp(&(b.key.as_str(), b.step, b.timestamp))
-    });
-
-    Desired {
-        run_name,
-        user: run.user.clone(),
-        start_time: millis(&run.started_at).unwrap_or(0),
-        end_time: run.ended_at.as_deref().and_then(millis),
-        status: status_of(status),
-        params,
-        tags,
-        inputs: run.datasets.iter().map(dataset_input).collect(),
-        artifacts,
-        metrics,
     }
 }
 
@@ -407,6 +439,184 @@ impl Desired {
         h.update(serde_json::to_vec(&self.metrics).expect("json"));
         hex::encode(h.finalize())
     }
+}
+
+/// What the server is believed to hold for a run.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Baseline {
+    pub(super) mlflow_run_id: String,
+    pub(super) params: BTreeMap<String, String>,
+    pub(super) tags: BTreeMap<String, String>,
+    /// Tags repro may delete when they are no longer wanted.
+    pub(super) owned_tags: Vec<String>,
+    pub(super) state_hash: Option<String>,
+    pub(super) inputs_hash: Option<String>,
+    pub(super) artifacts_hash: Option<String>,
+    pub(super) metric_counts: BTreeMap<String, usize>,
+    pub(super) artifact_uri: Option<String>,
+}
+
+impl Baseline {
+    pub(super) fn from_ledger(p: &MlflowPush) -> Baseline {
+        let tags: BTreeMap<String, String> = serde_json::from_str(&p.tags_json).unwrap_or_default();
+        Baseline {
+            mlflow_run_id: p.mlflow_run_id.clone(),
+            params: serde_json::from_str(&p.params_json).unwrap_or_default(),
+            owned_tags: tags.keys().cloned().collect(),
+            tags,
+            state_hash: Some(p.state_hash.clone()),
+            inputs_hash: Some(p.inputs_hash.clone()),
+            artifacts_hash: Some(p.artifacts_hash.clone()),
+            metric_counts: serde_json::from_str(&p.metrics_json).unwrap_or_default(),
+            artifact_uri: None,
+        }
+    }
+
+    pub(super) fn from_server(r: &RemoteRun) -> Baseline {
+        let tags: BTreeMap<String, String> = r
+            .tags
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        // Own tags repro pushed are listed in `repro.tags`; only those may be deleted.
+        let owned_tags = tags
+            .get("repro.tags")
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        let state =
+            sha256_hex(format!("{}\n{:?}\n{}", r.status, r.end_time, r.run_name).as_bytes());
+        Baseline {
+            mlflow_run_id: r.run_id.clone(),
+            params: r
+                .params
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            tags,
+            owned_tags,
+            state_hash: Some(state),
+            inputs_hash: None,
+            artifacts_hash: None,
+            metric_counts: BTreeMap::new(),
+            artifact_uri: Some(r.artifact_uri.clone()),
+        }
+    }
+}
+
+/// The difference between what the server holds and what is wanted.
+#[derive(Debug, Default)]
+pub(super) struct Diff {
+    pub(super) params: Vec<KeyValue>,
+    pub(super) conflicts: Vec<ParamConflict>,
+    pub(super) tags: Vec<KeyValue>,
+    pub(super) delete_tags: Vec<String>,
+    pub(super) state: bool,
+    pub(super) inputs: bool,
+    pub(super) artifacts: bool,
+    pub(super) metrics: Vec<MetricPoint>,
+}
+
+impl Diff {
+    pub(super) fn parts(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if !self.params.is_empty() {
+            p.push("params");
+        }
+        if !self.tags.is_empty() || !self.delete_tags.is_empty() {
+            p.push("tags");
+        }
+        if !self.metrics.is_empty() {
+            p.push("metrics");
+        }
+        if self.inputs {
+            p.push("datasets");
+        }
+        if self.artifacts {
+            p.push("artifacts");
+        }
+        if self.state {
+            p.push("status");
+        }
+        p
+    }
+}
+
+/// What to send so the server holds `want`, given what it holds (`base`).
+pub(super) fn diff(want: &Desired, base: &Baseline) -> Diff {
+    let mut d = Diff::default();
+    for (k, v) in &want.params {
+        match base.params.get(k) {
+            None => d.params.push(KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            }),
+            Some(old) if old != v => d.conflicts.push(ParamConflict {
+                key: k.clone(),
+                pushed: old.clone(),
+                local: Some(v.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    // A param moved to the artifact (value grew past the limit) also differs from the server's.
+    for (k, old) in &base.params {
+        if !want.params.contains_key(k) {
+            d.conflicts.push(ParamConflict {
+                key: k.clone(),
+                pushed: old.clone(),
+                local: None,
+            });
+        }
+    }
+    for (k, v) in &want.tags {
+        if base.tags.get(k) != Some(v) {
+            d.tags.push(KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            });
+        }
+    }
+    for k in &base.owned_tags {
+        if !want.tags.contains_key(k) && base.tags.contains_key(k) {
+            d.delete_tags.push(k.clone());
+        }
+    }
+    d.state = base.state_hash.as_deref() != Some(want.state_hash().as_str());
+    d.inputs =
+        !want.inputs.is_empty() && base.inputs_hash.as_deref() != Some(want.inputs_hash().as_str());
+    d.artifacts = base.artifacts_hash.as_deref() != Some(want.artifacts_hash().as_str());
+    // Metric history only grows: send the points past those already pushed, per key. Points
+    // keep their step and timestamp, so a point sent twice is stored once.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &want.metrics {
+        let n = seen.entry(p.key.as_str()).or_insert(0);
+        if *n >= base.metric_counts.get(&p.key).copied().unwrap_or(0) {
+            d.metrics.push(p.clone());
+        }
+        *n += 1;
+    }
+    d
+}
+
+/// The attestation part of the fingerprint: each attestation row with the size and mtime of
+/// its file (a file changed, replaced or removed since the push changes what is uploaded).
+pub(super) fn attestation_stamp(rows: Option<&Vec<(String, Option<String>)>>) -> String {
+    let mut s = String::new();
+    for (sha256, path) in rows.into_iter().flatten() {
+        let stamp = path
+            .as_deref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos());
+                (m.len(), mtime)
+            });
+        s.push_str(&format!("{sha256}\t{path:?}\t{stamp:?}\n"));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -600,5 +810,113 @@ mod tests {
         let distinct: std::collections::BTreeSet<&String> = changed.iter().collect();
         assert_eq!(distinct.len(), changed.len());
         assert!(!distinct.contains(&base));
+    }
+
+    fn want() -> Desired {
+        Desired {
+            run_name: "r".into(),
+            user: "u".into(),
+            start_time: 1,
+            end_time: Some(2),
+            status: "FINISHED",
+            params: [("lr".to_string(), "0.1".to_string())]
+                .into_iter()
+                .collect(),
+            tags: [
+                ("a".to_string(), "1".to_string()),
+                ("best".to_string(), String::new()),
+            ]
+            .into_iter()
+            .collect(),
+            inputs: Vec::new(),
+            artifacts: vec![("repro/run.json".into(), b"{}".to_vec())],
+            metrics: (0..3)
+                .map(|s| MetricPoint {
+                    key: "loss".into(),
+                    value: 0.0,
+                    timestamp: s,
+                    step: s,
+                })
+                .collect(),
+        }
+    }
+
+    fn pushed(w: &Desired) -> Baseline {
+        Baseline {
+            mlflow_run_id: "m".into(),
+            params: w.params.clone(),
+            tags: w.tags.clone(),
+            owned_tags: w.tags.keys().cloned().collect(),
+            state_hash: Some(w.state_hash()),
+            inputs_hash: Some(w.inputs_hash()),
+            artifacts_hash: Some(w.artifacts_hash()),
+            metric_counts: w.metric_counts(),
+            artifact_uri: None,
+        }
+    }
+
+    #[test]
+    fn only_what_changed_is_sent_and_changed_params_are_conflicts() {
+        let w = want();
+        let base = pushed(&w);
+        assert!(diff(&w, &base).parts().is_empty());
+
+        let mut t = want();
+        t.tags.remove("best");
+        t.tags.insert("shipped".into(), String::new());
+        let d = diff(&t, &base);
+        assert_eq!(d.parts(), ["tags"]);
+        assert_eq!(
+            d.tags,
+            [KeyValue {
+                key: "shipped".into(),
+                value: String::new()
+            }]
+        );
+        assert_eq!(d.delete_tags, ["best"]);
+
+        let mut p = want();
+        p.params.insert("lr".into(), "0.2".into());
+        p.params.insert("new".into(), "x".into());
+        let d = diff(&p, &base);
+        assert_eq!(
+            d.params,
+            [KeyValue {
+                key: "new".into(),
+                value: "x".into()
+            }]
+        );
+        assert_eq!(
+            d.conflicts,
+            [ParamConflict {
+                key: "lr".into(),
+                pushed: "0.1".into(),
+                local: Some("0.2".into())
+            }]
+        );
+
+        let mut m = want();
+        m.metrics.push(MetricPoint {
+            key: "loss".into(),
+            value: 0.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics.push(MetricPoint {
+            key: "acc".into(),
+            value: 1.0,
+            timestamp: 9,
+            step: 9,
+        });
+        m.metrics
+            .sort_by(|a, b| (a.key.as_str(), a.step).cmp(&(b.key.as_str(), b.step)));
+        let d = diff(&m, &base);
+        assert_eq!(d.parts(), ["metrics"]);
+        let sent: Vec<(&str, i64)> = d.metrics.iter().map(|p| (p.key.as_str(), p.step)).collect();
+        assert_eq!(sent, [("acc", 9), ("loss", 9)]);
+
+        let mut s = want();
+        s.status = "FAILED";
+        assert_eq!(diff(&s, &base).parts(), ["status"]);
     }
 }
