@@ -1,5 +1,6 @@
 //! Black-box tests of the `repro` binary: one test binary, one module per area.
 
+mod architecture;
 mod attest;
 mod audit;
 mod config;
