@@ -192,7 +192,8 @@ pub fn validate(run: &Run) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    // Where a re-run changes into and mounts: never outside the checkout (`rerun` checks again).
+    crate::record::paths::check_run(run)
 }
 
 fn parse_time(what: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

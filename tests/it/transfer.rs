@@ -549,3 +549,67 @@ fn bad_metric_lines_are_refused_and_nothing_written() {
         assert_eq!(points, 0);
     }
 }
+
+/// Issue 22 item 9: an imported run may not send a re-run outside the checkout: a `cwd` with
+/// `..` or absolute (for a run with a repository) and an `exec.workdir` with `..` are refused at
+/// import with the line and the field, nothing written.
+#[test]
+fn import_refuses_a_cwd_or_workdir_that_leaves_the_checkout() {
+    let good = serde_json::json!({
+        "schema_version": 1, "id": "01jd3k0000000000000000000a", "name": null,
+        "status": "succeeded", "exit_code": 0, "signal": null,
+        "started_at": "2026-01-02T03:04:05.000Z", "ended_at": "2026-01-02T03:04:06.000Z",
+        "duration_ms": 1000, "command": ["true"], "cwd": "exp/a",
+        "exec": {"mode": "host", "engine": null, "workdir": null, "engine_args": [], "gpus": null},
+        "image": null,
+        "code": {"repo_root": "/r", "remote": null, "commit": null, "branch": null,
+            "dirty": false, "untracked": [], "patch_sha256": null, "patch": null},
+        "datasets": [], "outputs": [], "params": {}, "tags": [],
+        "notes": [], "env": {}, "host": "h", "user": "u", "platform": "linux/amd64",
+        "pid": null, "boot_id": null, "rerun_of": null
+    });
+    let workdir = |w: &str| {
+        serde_json::json!({"mode": "container", "engine": "podman", "workdir": w,
+            "engine_args": [], "gpus": null})
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "cwd",
+            "../../../../tmp/x".into(),
+            "cwd: '../../../../tmp/x' has a '..' component",
+        ),
+        ("cwd", "exp/../../x".into(), "'..' component"),
+        ("cwd", "/tmp/x".into(), "cwd: '/tmp/x' is absolute"),
+        (
+            "exec",
+            workdir("/../../etc"),
+            "exec.workdir: '/../../etc' has a '..' component",
+        ),
+        ("exec", workdir("/workspace/.."), "'..' component"),
+    ];
+    for (field, value, want) in cases {
+        let env = TestEnv::new();
+        let mut bad = good.clone();
+        bad["id"] = "01jd3k0000000000000000000b".into();
+        bad[field] = value;
+        let file = env.root().join("in.jsonl");
+        std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+        let (code, _, err) = import(&env, &file);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(err.contains("line 2: "), "{field}: {err}");
+        assert!(err.contains(want), "{field}: want {want:?} in {err}");
+        assert!(ids_of(&env).is_empty(), "{field}: nothing may be written");
+    }
+    // Without a repository the recorded directory is absolute, as `repro run` writes it.
+    let env = TestEnv::new();
+    let mut no_repo = good.clone();
+    no_repo["code"] = Value::Null;
+    no_repo["cwd"] = "/home/me/exp".into();
+    let file = env.root().join("in.jsonl");
+    let mut second = no_repo.clone();
+    second["id"] = "01jd3k0000000000000000000c".into();
+    std::fs::write(&file, format!("{good}\n{second}\n")).unwrap();
+    let (code, _, err) = import(&env, &file);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ids_of(&env).len(), 2);
+}
