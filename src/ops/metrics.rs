@@ -87,13 +87,18 @@ pub fn collect(
 ) {
     let mut parsed = Parsed::default();
     if let Some(f) = file {
+        // Read as an untrusted file: the job may have put a FIFO or a link to /dev/zero there.
         // An empty file (the job reported nothing) gives no points and no warnings.
-        if std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false) {
-            parsed.extend(crate::capture::metrics::parse_bytes(
+        match crate::capture::metrics::read_file(f) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => parsed.extend(crate::capture::metrics::parse_bytes(
                 crate::capture::metrics::Format::Jsonl,
-                &std::fs::read(f).unwrap_or_default(),
+                &bytes,
                 METRICS_VAR,
-            ));
+            )),
+            Err(e) => parsed
+                .warnings
+                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
         }
     }
     for p in paths {

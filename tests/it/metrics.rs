@@ -552,3 +552,70 @@ fn container_job_reports_through_the_mounted_file() {
         "REPRO_RUN_ID reached the container"
     );
 }
+
+/// `repro` with a deadline: a read that blocks (a FIFO) fails the test instead of hanging it.
+fn run_bounded(env: &TestEnv, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = env
+        .repro()
+        .current_dir(cwd)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 22 item 12: a `--metrics` FIFO, a `--metrics` symlink to /dev/zero and one committed to
+/// a repository whose `.repro.toml` names it are refused by name (not a regular file) without
+/// blocking or reading without end; the run is recorded with its exit code and its other
+/// metrics.
+#[test]
+fn metrics_files_that_never_end_are_refused_by_name() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let fifo = repo.join("pipe.jsonl");
+    assert!(StdCommand::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", repo.join("zero.jsonl")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.join("m.jsonl")).unwrap();
+    std::fs::write(repo.join(".repro.toml"), "metrics = [\"m.jsonl\"]\n").unwrap();
+    crate::support::git(&repo, &["add", "."]);
+    crate::support::git(&repo, &["commit", "-qm", "metrics"]);
+    let (code, _, err) = run_bounded(
+        &env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--metrics",
+            "pipe.jsonl",
+            "--metrics",
+            "zero.jsonl",
+            "--",
+            "sh",
+            "-c",
+            "echo '{\"acc\": 0.5}' >> \"$REPRO_METRICS\"; exit 3",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    for (name, kind) in [
+        ("pipe.jsonl", "a FIFO (named pipe)"),
+        ("zero.jsonl", "a character device"),
+        ("m.jsonl", "a character device"),
+    ] {
+        assert!(
+            err.contains(&format!("{name} is {kind}, not a regular file")),
+            "{name}: {err}"
+        );
+    }
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["metrics"]["acc"]["last"], 0.5);
+}

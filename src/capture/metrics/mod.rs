@@ -83,11 +83,22 @@ pub fn read_path(path: &Path) -> Parsed {
     if format == Format::Dvclive {
         return read_dvclive(path);
     }
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_file(path) {
         Ok(b) => b,
-        Err(e) => return warn_only(format!("{name}: cannot read ({e}); no metrics read")),
+        Err(e) => return warn_only(format!("{e}; no metrics read")),
     };
     parse_bytes(format, &bytes, &name)
+}
+
+/// The most a metrics file may hold: read whole, it is bounded (a million JSON-lines points
+/// is about 30 MB).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads one metrics file as an untrusted file: a regular file of at most [`MAX_FILE_BYTES`]
+/// (a FIFO or a symlink to `/dev/zero`, even one committed to a repository whose
+/// `.repro.toml` names it, is refused instead of blocking or filling memory).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, crate::capture::untrusted::UntrustedFileError> {
+    crate::capture::untrusted::read_regular(path, MAX_FILE_BYTES, "a metrics file")
 }
 
 /// Parses the contents of one file in `format` (`source` names it in warnings).
