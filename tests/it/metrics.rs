@@ -408,11 +408,16 @@ json.dump({"val": {"acc": 0.8}, "note": "text"}, open("final.json", "w"))
         "{text}"
     );
     assert!(!text.contains('▁') && !text.contains('█'), "{text}");
-    // The file is gone once its points are stored.
+    // Once its points are stored the file is emptied and kept, private, for the lines a
+    // process the job left behind may still append (the next run counts and removes them).
     let left: Vec<_> = std::fs::read_dir(env.db().parent().unwrap().join("metrics"))
         .unwrap()
+        .map(|e| e.unwrap().path())
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let meta = std::fs::metadata(&left[0]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600));
 }
 
 /// A malformed metrics file and a missing one warn; the child's exit code and status stay.
@@ -618,4 +623,64 @@ fn metrics_files_that_never_end_are_refused_by_name() {
     let j = env.show_json(&env.last_id());
     assert_eq!(j["exit_code"], 3);
     assert_eq!(j["metrics"]["acc"]["last"], 0.5);
+}
+
+/// Issue 22 item 8: a process the job left running appends to `REPRO_METRICS` after the run
+/// ended. Its line lands in the run's own file, still 0600 (not a new 0644 one), and the next
+/// run says how many lines were not recorded and removes the file.
+#[test]
+fn metrics_appended_after_the_run_ended_are_counted_and_the_file_stays_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let job = concat!(
+        "echo '{\"early\": 1}' >> \"$REPRO_METRICS\"; ",
+        "(sleep 1; echo '{\"late\": 1}' >> \"$REPRO_METRICS\"; ",
+        "echo '{\"late\": 2}' >> \"$REPRO_METRICS\"; echo done > \"$0\") ",
+        ">/dev/null 2>&1 &"
+    );
+    let marker = env.root().join("daemon-done");
+    let (code, _, err) = run_bounded(
+        &env,
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--",
+            "sh",
+            "-c",
+            job,
+            marker.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the daemon never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let file = env
+        .db()
+        .parent()
+        .unwrap()
+        .join(format!("metrics/{id}.jsonl"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the late lines are in a private file");
+    assert_eq!(
+        env.show_json(&id)["metrics"]["early"]["count"],
+        1,
+        "what came before the end is recorded"
+    );
+    let (code, _, err) = run_bounded(&env, env.root(), &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 line(s) reached REPRO_METRICS of run {id} after repro had read it"
+        )),
+        "{err}"
+    );
+    assert!(!file.exists(), "the leftover is removed");
+    // The second run's own file was read and emptied; a third run removes it quietly.
+    let (_, _, err) = run_bounded(&env, env.root(), &["run", "--host", "--", "true"]);
+    assert!(!err.contains("reached REPRO_METRICS"), "{err}");
 }
