@@ -684,3 +684,61 @@ fn metrics_appended_after_the_run_ended_are_counted_and_the_file_stays_private()
     let (_, _, err) = run_bounded(&env, env.root(), &["run", "--host", "--", "true"]);
     assert!(!err.contains("reached REPRO_METRICS"), "{err}");
 }
+
+/// Issue 22 items 11 and 14: metric keys and run names with ESC, OSC, BEL and U+202E reach
+/// neither the terminal (the plot hint) nor the SVG raw: the SVG is well-formed XML showing them
+/// escaped. A value of 1.797e308 is shown short.
+#[test]
+fn plot_escapes_hostile_keys_and_names_and_huge_values_print_short() {
+    let env = TestEnv::new();
+    let key = "loss\u{1b}]0;pwned\u{7}\u{202e}";
+    let id = new_run(&env, "evil\u{1b}[2J<&>\u{7}");
+    let mut pts = loss_curve(20, 0.1);
+    for p in &mut pts {
+        p.key = key.into();
+    }
+    pts.push(MetricPoint {
+        key: "huge".into(),
+        step: Some(1),
+        value: 1.797e308,
+        time: None,
+    });
+    ingest(&env, &id, &pts);
+    let svg_path = env.root().join("evil.svg");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "plot",
+            &id,
+            "--metric",
+            key,
+            "-o",
+            svg_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    let text: String = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(text.contains("loss\\x1b]0;pwned\\x07\\u{202e}"), "{text}");
+    assert!(text.contains("evil\\x1b[2J<&>\\x07"), "{text}");
+    // The hint lists the run's keys: escaped.
+    let (code, _, err) = env.run_in(env.root(), &["plot", &id, "--metric", "acc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("their metrics: huge, loss\\x1b]0;pwned\\x07\\u{202e}"),
+        "{err:?}"
+    );
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+        "{err:?}"
+    );
+    let (code, out, err) = env.run_in(env.root(), &["show", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1.797e308"), "{out}");
+    assert!(!out.contains("17970000000"), "{out}");
+}
