@@ -516,7 +516,7 @@ pub fn check_workdir(w: &str) -> Result<(), String> {
     } else if w.chars().any(char::is_control) {
         Err(format!("'{shown}' contains a control character"))
     } else {
-        Ok(())
+        crate::record::paths::check_workdir(w)
     }
 }
 

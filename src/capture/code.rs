@@ -197,9 +197,26 @@ fn pick_remote(repo: &Repository) -> Option<String> {
     repo.find_remote(&first).ok()?.url().map(str::to_string)
 }
 
-/// Removes `user:password@` (or a bare token) from a URL; scp-like `git@host:path` keeps its user,
-/// which is not a secret.
+/// Removes `user:password@` (or a bare token) from a URL, and its `?query` and `#fragment`
+/// (`https://host/x.git?token=…` carries a secret there); scp-like `git@host:path` keeps its
+/// user, which is not a secret, and local paths and `file://` URLs are kept as written (a `?`
+/// is a file name character there).
 pub fn strip_credentials(url: &str) -> String {
+    let url = strip_query(url);
+    strip_userinfo(url)
+}
+
+fn strip_query(url: &str) -> &str {
+    match url.find("://") {
+        Some(scheme_end) if !url[..scheme_end].eq_ignore_ascii_case("file") => {
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            &url[..end]
+        }
+        _ => url,
+    }
+}
+
+fn strip_userinfo(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let after = &url[scheme_end + 3..];
         let auth_end = after.find('/').unwrap_or(after.len());
@@ -279,6 +296,31 @@ mod tests {
         assert_eq!(
             strip_credentials("https://host/p@ath"),
             "https://host/p@ath"
+        );
+    }
+
+    #[test]
+    fn query_and_fragment_of_a_remote_are_stripped() {
+        assert_eq!(
+            strip_credentials("https://host/x.git?token=s3cr3t"),
+            "https://host/x.git"
+        );
+        assert_eq!(
+            strip_credentials("https://u:p@host/x.git?private_token=s#frag"),
+            "https://host/x.git"
+        );
+        assert_eq!(
+            strip_credentials("https://host/x.git#access_token=s"),
+            "https://host/x.git"
+        );
+        assert_eq!(strip_credentials("https://host?t=a@b/x"), "https://host");
+        assert_eq!(
+            strip_credentials("/local/dir?odd#name"),
+            "/local/dir?odd#name"
+        );
+        assert_eq!(
+            strip_credentials("git@host:a/b?c.git"),
+            "git@host:a/b?c.git"
         );
     }
 }

@@ -6,3 +6,4 @@ pub mod host;
 pub mod image;
 pub mod metrics;
 pub mod scheduler;
+pub mod untrusted;

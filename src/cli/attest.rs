@@ -58,6 +58,10 @@ pub struct VerifyArgs {
     /// Machine-readable report: {"schema_version":1,"ok":bool,"checks":[…]}
     #[arg(long)]
     pub json: bool,
+    /// Accept a document whose signature is not checked (no --key, or an unsigned statement);
+    /// without it such a verify fails (exit 1)
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 /// Arguments of `repro attest keygen`.
@@ -129,6 +133,7 @@ fn cmd_verify(ctx: &Ctx, args: &VerifyArgs) -> CliResult<bool> {
             run: args.run.clone(),
             check_files: args.check_files,
             base,
+            allow_unsigned: args.allow_unsigned,
         },
     )?;
     print_out(&if args.json {

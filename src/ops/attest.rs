@@ -29,6 +29,9 @@ pub enum AttestError {
         #[source]
         source: std::io::Error,
     },
+    /// A key or document that is not a regular file of a sane size (a FIFO, `/dev/zero`).
+    #[error(transparent)]
+    Untrusted(#[from] crate::capture::untrusted::UntrustedFileError),
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("cannot read {path}")]
@@ -65,6 +68,10 @@ impl Hinted for AttestError {
                     .into(),
             ),
             AttestError::ReadFile { .. } => Some("check the path".into()),
+            AttestError::Untrusted(_) => Some(
+                "give the key or attestation file itself: a regular file (keys are a few hundred bytes)"
+                    .into(),
+            ),
             AttestError::Document { .. } => {
                 Some("give the file written by `repro attest ID -o FILE`".into())
             }
@@ -102,19 +109,24 @@ pub struct Attestation {
     pub keyid: Option<String>,
     /// What was left out (missing outputs).
     pub skipped: Skipped,
-    /// Why a byproduct is absent (e.g. the re-run script does not render).
+    /// Warnings: why a byproduct is absent (e.g. the re-run script does not render), a private
+    /// key that others can read.
     pub notes: Vec<String>,
 }
 
 /// Builds (and optionally signs) the statement of a stored run.
 pub fn attest(store: &Store, req: &AttestRequest) -> Result<Attestation, AttestError> {
-    let key = match &req.sign {
-        Some(p) => Some(read_signing_key(p)?),
-        None => None,
+    let (key, key_warning) = match &req.sign {
+        Some(p) => {
+            let (k, w) = read_signing_key(p)?;
+            (Some(k), w)
+        }
+        None => (None, None),
     };
     let id = store.resolve_id(&req.id)?;
     let run = store.get_run(&id)?;
-    let (extras, notes) = extras_for(store, &run)?;
+    let (extras, mut notes) = extras_for(store, &run)?;
+    notes.extend(key_warning);
     let (statement, skipped) = attest::build(&run, &extras)?;
     let payload = serde_json::to_vec(&statement).expect("statement serialises");
     let (envelope, keyid, mut document) = match &key {
@@ -200,19 +212,41 @@ fn extras_for(store: &Store, run: &Run) -> Result<(Extras, Vec<String>), AttestE
     ))
 }
 
-fn read_signing_key(path: &Path) -> Result<SigningKey, AttestError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| AttestError::ReadKey {
+/// The most a key file may hold (an Ed25519 PEM is about 120 bytes).
+const MAX_KEY_BYTES: u64 = 64 << 10;
+/// The most an attestation file may hold (a statement of many subjects with inline metrics).
+const MAX_DOCUMENT_BYTES: u64 = 64 << 20;
+
+/// A key file's text: a regular file of at most `MAX_KEY_BYTES` (never a FIFO or `/dev/zero`).
+fn read_key_text(path: &Path) -> Result<String, AttestError> {
+    let bytes = crate::capture::untrusted::read_regular(path, MAX_KEY_BYTES, "a key file")?;
+    String::from_utf8(bytes).map_err(|_| AttestError::ReadKey {
         path: path.into(),
-        source,
-    })?;
-    Ok(SigningKey::from_pem(&pem, &path.display().to_string())?)
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text (PEM)"),
+    })
+}
+
+/// The signing key, and a warning when its file can be read by others (as ssh warns about an
+/// unprotected private key: anyone who can read it can sign as you).
+fn read_signing_key(path: &Path) -> Result<(SigningKey, Option<String>), AttestError> {
+    use std::os::unix::fs::PermissionsExt;
+    let pem = read_key_text(path)?;
+    let key = SigningKey::from_pem(&pem, &path.display().to_string())?;
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "the private key {} has permissions {mode:04o}: others can read it and sign as you; `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    });
+    Ok((key, warning))
 }
 
 fn read_public_key(path: &Path) -> Result<PublicKey, AttestError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| AttestError::ReadKey {
-        path: path.into(),
-        source,
-    })?;
+    let pem = read_key_text(path)?;
     Ok(PublicKey::from_pem(&pem, &path.display().to_string())?)
 }
 
@@ -301,6 +335,9 @@ pub struct VerifyRequest {
     pub check_files: bool,
     /// Directory subject names are relative to (the repository root).
     pub base: Option<PathBuf>,
+    /// Accept a document whose signature is not checked (no `key`, or an unsigned statement):
+    /// the signature check is then `skipped`; without it, `fail`.
+    pub allow_unsigned: bool,
 }
 
 /// The outcome of one check.
@@ -309,7 +346,8 @@ pub struct VerifyRequest {
 pub enum CheckStatus {
     Ok,
     Fail,
-    /// Not checked (no key given, an algorithm repro cannot recompute, …); does not fail.
+    /// Not checked (no key given with `--allow-unsigned`, an algorithm repro cannot
+    /// recompute, …); does not fail.
     Skipped,
 }
 
@@ -349,10 +387,22 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
         Some(p) => Some(read_public_key(p)?),
         None => None,
     };
-    let bytes = std::fs::read(&req.file).map_err(|source| AttestError::ReadFile {
-        path: req.file.clone(),
-        source,
-    })?;
+    let bytes = crate::capture::untrusted::read_regular(
+        &req.file,
+        MAX_DOCUMENT_BYTES,
+        "an attestation file",
+    )?;
+    // Without a key nothing vouches for the document: a gate that forgot --key must not pass.
+    let unchecked = if req.allow_unsigned {
+        CheckStatus::Skipped
+    } else {
+        CheckStatus::Fail
+    };
+    let unless_allowed = if req.allow_unsigned {
+        ""
+    } else {
+        "; pass --allow-unsigned to accept a document whose signature is not checked"
+    };
     let doc = attest::parse_document(&bytes).map_err(|source| AttestError::Document {
         path: req.file.clone(),
         source,
@@ -372,9 +422,9 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
             match &key {
                 None => report.push(
                     "signature",
-                    CheckStatus::Skipped,
+                    unchecked,
                     format!(
-                        "not checked: give --key PUB.pem ({} signature(s), keyid {})",
+                        "not checked: give --key PUB.pem ({} signature(s), keyid {}){unless_allowed}",
                         env.signatures.len(),
                         env.signatures
                             .iter()
@@ -417,7 +467,11 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
                     "the file is an unsigned statement, not a DSSE envelope",
                 );
             } else {
-                report.push("signature", CheckStatus::Skipped, "unsigned statement");
+                report.push(
+                    "signature",
+                    unchecked,
+                    format!("unsigned statement{unless_allowed}"),
+                );
             }
             bytes.clone()
         }

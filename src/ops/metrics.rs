@@ -1,7 +1,8 @@
 //! The metrics hooks of `run` and `rerun`: before the child starts, a JSON-lines file per run
 //! under the data directory (`REPRO_METRICS`, mode 0600) and `REPRO_RUN_ID`; after it ends, that
-//! file and every `--metrics PATH` are read and their points stored. Nothing here changes a
-//! run's status or exit code: every problem is a warning.
+//! file and every `--metrics PATH` are read (as untrusted files: regular ones only, bounded) and
+//! their points stored; what reaches the file after that is counted by the next run's [`sweep`].
+//! Nothing here changes a run's status or exit code: every problem is a warning.
 
 use std::path::{Path, PathBuf};
 
@@ -33,28 +34,42 @@ pub fn paths(configured: &[String], flags: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Creates the run's empty metrics file (0600). `None` (with a warning) when it cannot be
-/// created: the run still starts, with `REPRO_METRICS` unset.
+/// The metrics files this process created and still reads at the end of their run, each
+/// open with an exclusive `flock`: a file nobody holds belongs to a run that has ended (or whose
+/// wrapper died), and `prepare` sweeps it. A process-wide list, so that `prepare` and `collect`
+/// keep their signatures for every caller (`run`, `rerun`, Slurm).
+static HELD: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+
+/// Creates the run's empty metrics file (0600), held locked until `collect`. `None` (with a
+/// warning) when it cannot be created: the run still starts, with `REPRO_METRICS` unset. Before
+/// that, files of ended runs left in the directory are swept (see [`sweep`]).
 pub fn prepare(ev: &dyn Events, store: &Store, run_id: &str) -> Option<PathBuf> {
     if store.path() == Path::new(":memory:") {
         return None;
     }
     let dir = metrics_dir(store.path());
+    sweep(ev, &dir);
     let path = dir.join(format!("{run_id}.jsonl"));
     let made = std::fs::create_dir_all(&dir).and_then(|_| {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&path)
-            .map(|_| ())
+            .open(&path)?;
+        lock(&file, false)?;
+        Ok(file)
     });
     match made {
-        Ok(()) => {
+        Ok(file) => {
             let _ = crate::store::chmod(&path, 0o600);
-            Some(path.canonicalize().unwrap_or(path))
+            let path = path.canonicalize().unwrap_or(path);
+            if let Ok(mut held) = HELD.lock() {
+                held.push((path.clone(), file));
+            }
+            Some(path)
         }
         Err(e) => {
             ev.warn(&format!(
@@ -62,6 +77,80 @@ pub fn prepare(ev: &dyn Events, store: &Store, run_id: &str) -> Option<PathBuf> 
                 path.display()
             ));
             None
+        }
+    }
+}
+
+/// `flock(LOCK_EX)`, without waiting when `try_only`: `Ok(false)` when another process holds it.
+fn lock(file: &std::fs::File, try_only: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = libc::LOCK_EX | if try_only { libc::LOCK_NB } else { 0 };
+    // SAFETY: flock on a descriptor this function borrows; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if try_only && e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Metric lines in a file: non-blank lines (a writer without `O_APPEND` after the truncation at
+/// the end of the run leaves a hole of NUL bytes before its line).
+fn count_lines(bytes: &[u8]) -> usize {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace() && *b != 0))
+        .count()
+}
+
+/// Removes the metrics files of runs that have ended: after `collect` read a run's file it
+/// empties it and keeps it (0600, the same inode), so that a process the job left running, which
+/// appends after the run ended, writes there and not into a new world-readable file, and nothing
+/// it wrote goes unmentioned. A file no process holds is such a leftover: an empty one is removed
+/// quietly; one with lines is removed with a warning that counts them (they were not recorded).
+/// Files of runs still going are held (`flock`) by their wrapper and left alone.
+pub fn sweep(ev: &dyn Events, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(run_id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let limit = crate::capture::metrics::MAX_FILE_BYTES;
+        let opened =
+            crate::capture::untrusted::open_regular(&path, limit, "a metrics file").map(|(f, _)| f);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // A FIFO, device or huge file the job put in place of its metrics file.
+                if std::fs::remove_file(&path).is_ok() {
+                    ev.warn(&format!("metrics: {e}; removed it"));
+                }
+                continue;
+            }
+        };
+        if !matches!(lock(&file, true), Ok(true)) {
+            continue; // its run is still going
+        }
+        let bytes = crate::capture::untrusted::read_regular(&path, limit, "a metrics file")
+            .unwrap_or_default();
+        let lines = count_lines(&bytes);
+        if std::fs::remove_file(&path).is_ok() && lines > 0 {
+            ev.warn(&format!(
+                "metrics: {lines} line(s) reached {METRICS_VAR} of run {} after repro had read it at the end of the run (from a process the job left running?) and were not recorded; removed {}",
+                crate::sanitize::escape(&run_id),
+                path.display()
+            ));
         }
     }
 }
@@ -87,13 +176,18 @@ pub fn collect(
 ) {
     let mut parsed = Parsed::default();
     if let Some(f) = file {
+        // Read as an untrusted file: the job may have put a FIFO or a link to /dev/zero there.
         // An empty file (the job reported nothing) gives no points and no warnings.
-        if std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false) {
-            parsed.extend(crate::capture::metrics::parse_bytes(
+        match crate::capture::metrics::read_file(f) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => parsed.extend(crate::capture::metrics::parse_bytes(
                 crate::capture::metrics::Format::Jsonl,
-                &std::fs::read(f).unwrap_or_default(),
+                &bytes,
                 METRICS_VAR,
-            ));
+            )),
+            Err(e) => parsed
+                .warnings
+                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
         }
     }
     for p in paths {
@@ -123,7 +217,32 @@ pub fn collect(
         }
     };
     if let (true, Some(f)) = (stored, file) {
-        let _ = std::fs::remove_file(f);
+        release(f);
+    }
+}
+
+/// After the points of `f` are stored: the file this process created is emptied and kept (see
+/// [`sweep`]), and its lock released; any other (the Slurm job's, or one the job put in place
+/// of ours) is removed.
+fn release(f: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let held = HELD.lock().ok().and_then(|mut held| {
+        let i = held.iter().position(|(p, _)| p == f)?;
+        Some(held.swap_remove(i).1)
+    });
+    let same_inode = |file: &std::fs::File| match (file.metadata(), std::fs::symlink_metadata(f)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    match held {
+        Some(file) if same_inode(&file) => {
+            if file.set_len(0).is_err() {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        _ => {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -168,6 +287,10 @@ mod tests {
         let msgs = ev.0.borrow().join("\n");
         assert!(msgs.contains("missing.csv"), "{msgs}");
         assert!(msgs.contains("REPRO_METRICS"), "{msgs}");
-        assert!(!f.exists(), "stored points leave no file behind");
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().len(),
+            0,
+            "stored points leave an empty file, swept by the next run"
+        );
     }
 }

@@ -96,9 +96,15 @@ impl Hinted for PlotError {
             PlotError::NoSuchMetric { known, .. } if known.is_empty() => {
                 Some("these runs recorded no metrics".into())
             }
-            PlotError::NoSuchMetric { known, .. } => {
-                Some(format!("their metrics: {}", known.join(", ")))
-            }
+            // Keys come from the jobs (ESC, OSC, U+202E…): shown, never obeyed.
+            PlotError::NoSuchMetric { known, .. } => Some(format!(
+                "their metrics: {}",
+                known
+                    .iter()
+                    .map(|k| crate::sanitize::escape(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             PlotError::Empty { .. } => {
                 Some("try --x step, or `repro show ID` to see the values".into())
             }
@@ -313,14 +319,60 @@ fn num(v: f64) -> String {
     }
 }
 
+/// The points of a line worth drawing in `columns` pixel columns spanning `x0..=x1`: for each
+/// run of consecutive points in one column its first, lowest, highest and last point, in their
+/// order. A spike or a dip survives; 5 million points become a few per column (an SVG of 40 MB
+/// was the result before).
+pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Vec<(f64, f64)> {
+    if points.len() <= 4 * columns {
+        return points.to_vec();
+    }
+    let scale = columns as f64 / (x1 - x0).max(f64::MIN_POSITIVE);
+    let column = |x: f64| ((x - x0) * scale).floor() as i64;
+    let mut out = Vec::with_capacity(4 * columns + 4);
+    let mut start = 0;
+    while start < points.len() {
+        let col = column(points[start].0);
+        let mut end = start + 1;
+        while end < points.len() && column(points[end].0) == col {
+            end += 1;
+        }
+        let run = &points[start..end];
+        let (mut lo, mut hi) = (0, 0);
+        for (i, p) in run.iter().enumerate() {
+            if p.1 < run[lo].1 {
+                lo = i;
+            }
+            if p.1 > run[hi].1 {
+                hi = i;
+            }
+        }
+        let mut keep = [0, lo, hi, run.len() - 1];
+        keep.sort_unstable();
+        let mut last = usize::MAX;
+        for i in keep {
+            if i != last {
+                out.push(run[i]);
+                last = i;
+            }
+        }
+        start = end;
+    }
+    out
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (x0, x1, y0, y1) = bounds(chart);
+    // Text from the runs (a metric key, a run's name) may hold control characters, which XML
+    // does not allow even escaped: written visibly by the one sanitizer, so the SVG is valid.
+    let metric = crate::sanitize::escape(&chart.metric);
+    let columns = root.dim_in_pixel().0.max(1) as usize;
     let mut ch = ChartBuilder::on(root)
-        .caption(&chart.metric, (FONT, 24))
+        .caption(metric.as_ref(), (FONT, 24))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(70)
@@ -334,7 +386,7 @@ fn draw<DB: DrawingBackend>(
     let y_fmt = |y: &f64| num(*y);
     let mut mesh = ch.configure_mesh();
     mesh.x_desc(x_desc)
-        .y_desc(&chart.metric)
+        .y_desc(metric.as_ref())
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .light_line_style(RGBColor(235, 235, 235));
@@ -346,8 +398,9 @@ fn draw<DB: DrawingBackend>(
     mesh.draw()?;
     for (i, s) in chart.series.iter().enumerate() {
         let c = colour(i);
-        ch.draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
-            .label(s.label.clone())
+        let drawn = downsample(&s.points, x0, x1, columns);
+        ch.draw_series(LineSeries::new(drawn, c.stroke_width(2)))?
+            .label(crate::sanitize::escape(&s.label).into_owned())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         // Short histories get markers, so a one-point series is visible at all.
         if s.points.len() <= 30 {
@@ -362,4 +415,67 @@ fn draw<DB: DrawingBackend>(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_spikes_dips_and_ends_in_order() {
+        let n = 100_000;
+        let mut pts: Vec<(f64, f64)> = (0..n).map(|i| (i as f64, (i % 7) as f64)).collect();
+        pts[31_337].1 = 1e3;
+        pts[77_777].1 = -1e3;
+        let d = downsample(&pts, 0.0, (n - 1) as f64, 800);
+        assert!(d.len() <= 4 * 801, "{}", d.len());
+        assert_eq!(d.first(), pts.first());
+        assert_eq!(d.last(), pts.last());
+        assert!(d.contains(&(31_337.0, 1e3)) && d.contains(&(77_777.0, -1e3)));
+        assert!(d.windows(2).all(|w| w[0].0 <= w[1].0), "report order kept");
+        let few = &pts[..100];
+        assert_eq!(downsample(few, 0.0, 99.0, 800), few.to_vec());
+    }
+
+    /// Issue 22 item 14: a million points give an SVG of a few hundred kilobytes (was 40 MB
+    /// for five million), still drawing the one spike.
+    #[test]
+    fn a_million_points_make_a_small_svg() {
+        let n = 1_000_000;
+        let mut points: Vec<(f64, f64)> = (0..n).map(|i| (i as f64, (i % 10) as f64)).collect();
+        points[500_000].1 = 100.0;
+        let chart = Chart {
+            metric: "loss".into(),
+            x: XAxis::Step,
+            series: vec![Series {
+                run_id: "01jd3k0000000000000000000a".into(),
+                label: "big".into(),
+                points,
+                non_finite: 0,
+                untimed: 0,
+            }],
+            missing: vec![],
+        };
+        let svg = render_svg(&chart, (800, 500)).unwrap();
+        assert!(svg.len() < 1 << 20, "{} bytes", svg.len());
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let line = doc
+            .descendants()
+            .find(|n| n.has_tag_name("polyline"))
+            .unwrap();
+        let ys: Vec<f64> = line
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        let top = ys.iter().copied().fold(f64::INFINITY, f64::min);
+        let second = ys
+            .iter()
+            .copied()
+            .filter(|y| *y > top + 1.0)
+            .fold(f64::INFINITY, f64::min);
+        // The spike (100) is far above every other value (at most 9).
+        assert!(second - top > 100.0, "top {top}, next {second}");
+    }
 }

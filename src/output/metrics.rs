@@ -3,12 +3,15 @@
 
 use crate::record::metrics::MetricSummary;
 
-/// A value as text: shortest round-trip form, `NaN`, `inf`, `-inf`.
+/// A value as text: shortest round-trip form, `NaN`, `inf`, `-inf`; very large or very small
+/// magnitudes in exponent form (`1.797e308`, not 309 digits; `1e-9`, not `0.000000001`).
 pub fn value_text(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
         if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else if v != 0.0 && !(1e-6..1e16).contains(&v.abs()) {
+        format!("{v:e}")
     } else {
         format!("{v}")
     }
@@ -68,6 +71,16 @@ mod tests {
             count,
             last_step: Some(3),
         }
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_short() {
+        assert_eq!(value_text(1.797e308), "1.797e308");
+        assert_eq!(value_text(-f64::MAX), "-1.7976931348623157e308");
+        assert_eq!(value_text(1e-9), "1e-9");
+        assert_eq!(value_text(0.25), "0.25");
+        assert_eq!(value_text(123456789.5), "123456789.5");
+        assert_eq!(value_text(0.0), "0");
     }
 
     #[test]

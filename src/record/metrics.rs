@@ -123,11 +123,26 @@ pub fn history_json(histories: &[(String, Vec<HistoryPoint>)]) -> serde_json::Va
     for (key, points) in histories {
         let rows = points
             .iter()
-            .map(|p| serde_json::json!([p.step, json_number(p.value), p.time.map(time_text)]))
+            // A time recorded before times were checked (1e27 s) is no time: written as null,
+            // so that the export of an old database imports.
+            .map(|p| {
+                let time = p.time.filter(|t| valid_time(*t)).map(time_text);
+                serde_json::json!([p.step, json_number(p.value), time])
+            })
             .collect();
         m.insert(key.clone(), serde_json::Value::Array(rows));
     }
     serde_json::Value::Object(m)
+}
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+pub const MAX_TIME: f64 = 253_402_300_799.0;
+
+/// Whether `t` (seconds since the Unix epoch) is a time a metric point may carry: from 1970 to
+/// the year 9999, so that `time_text` writes it as RFC 3339 and `import` reads it back. The
+/// one rule for recording (`capture::metrics`) and importing (`store::transfer`).
+pub fn valid_time(t: f64) -> bool {
+    t.is_finite() && (0.0..=MAX_TIME).contains(&t)
 }
 
 /// Epoch seconds as RFC 3339 UTC with milliseconds.

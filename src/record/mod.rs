@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod metrics;
+pub mod paths;
 pub mod scheduler;
 pub mod text;
 

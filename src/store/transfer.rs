@@ -192,7 +192,8 @@ pub fn validate(run: &Run) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    // Where a re-run changes into and mounts: never outside the checkout (`rerun` checks again).
+    crate::record::paths::check_run(run)
 }
 
 fn parse_time(what: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -628,11 +629,8 @@ pub fn metrics_of_line(text: &str) -> Result<Vec<MetricPoint>, String> {
     };
     let mut points = Vec::new();
     for (key, rows) in keys {
-        if key.is_empty() || key.chars().any(char::is_control) {
-            return Err(format!(
-                "history: metric key {key:?} is empty or has a control character"
-            ));
-        }
+        // Any key `repro run` records (an empty one, control characters) is imported: an
+        // export must import again. Terminals get it through `sanitize::escape`.
         let key: std::sync::Arc<str> = key.into();
         let Some(rows) = rows.as_array() else {
             return Err(format!(
@@ -667,10 +665,7 @@ pub fn metrics_of_line(text: &str) -> Result<Vec<MetricPoint>, String> {
             };
             let time = match &cells[2] {
                 serde_json::Value::Null => None,
-                serde_json::Value::String(t) => {
-                    let t = parse_time("time", t).map_err(|m| bad(&m))?;
-                    Some(t.timestamp_millis() as f64 / 1000.0)
-                }
+                serde_json::Value::String(t) => Some(metric_time(t).map_err(|m| bad(&m))?),
                 _ => return Err(bad("time is not an RFC 3339 time or null")),
             };
             points.push(MetricPoint {
@@ -693,6 +688,19 @@ pub fn metrics_of_line(text: &str) -> Result<Vec<MetricPoint>, String> {
         }
     }
     Ok(points)
+}
+
+/// A metric point's time: RFC 3339 within what `repro run` records
+/// ([`crate::record::metrics::valid_time`]: 1970 to the year 9999). Unlike a run's start, a
+/// job's own clock may say next decade: that is its report, not a forged record.
+fn metric_time(t: &str) -> Result<f64, String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(t)
+        .map_err(|_| format!("time '{t}' is not an RFC 3339 time"))?;
+    let secs = parsed.timestamp_millis() as f64 / 1000.0;
+    if !crate::record::metrics::valid_time(secs) {
+        return Err(format!("time '{t}' is before 1970"));
+    }
+    Ok(secs)
 }
 
 const IMPORT_BATCH: usize = 2000;

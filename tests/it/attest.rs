@@ -970,7 +970,14 @@ fn metric_summary_is_a_byproduct_with_content_and_digest() {
     let verify = |path: &Path| {
         env.run_in(
             &repo,
-            &["attest", "verify", path.to_str().unwrap(), "--run", &id],
+            &[
+                "attest",
+                "verify",
+                path.to_str().unwrap(),
+                "--run",
+                &id,
+                "--allow-unsigned",
+            ],
         )
     };
     let (code, out, err) = verify(&file);
@@ -1020,4 +1027,130 @@ fn metric_summary_is_a_byproduct_with_content_and_digest() {
         .unwrap()
         .iter()
         .all(|b| b["name"] != "metrics.json"));
+}
+
+/// Issue 22 items 12 and 14: keys and attestation files are read as regular files only (a FIFO
+/// or /dev/zero is refused by name, never read without end); a private key others can read is
+/// used with a warning, as ssh warns; `attest verify` without `--key` fails unless
+/// `--allow-unsigned` says an unchecked signature is acceptable.
+#[test]
+fn untrusted_key_files_unprotected_keys_and_unsigned_verify() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let id = env.last_id();
+    let bounded = |args: &[&str]| {
+        let out = env
+            .repro()
+            .current_dir(&repo)
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fifo = env.root().join("key.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (path, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo.to_str().unwrap(), "a FIFO (named pipe)"),
+    ] {
+        let (code, out, err) = bounded(&["attest", &id, "--sign", path]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            err.contains(&format!("{path} is {kind}, not a regular file")),
+            "{err}"
+        );
+        let (code, _, err) = bounded(&["attest", "verify", path]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("{path} is {kind}, not a regular file")),
+            "{err}"
+        );
+        let (code, _, err) = bounded(&["attest", "verify", "/dev/null", "--key", path]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("{path} is {kind}")), "{err}");
+    }
+
+    // A 0644 private key signs, with a warning naming the file and the fix; 0600 is quiet.
+    let (key, public) = openssl_key(env.root(), "shared");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let envelope = env.root().join("run.intoto.json");
+    let (code, _, err) = bounded(&[
+        "attest",
+        &id,
+        "--sign",
+        key.to_str().unwrap(),
+        "-o",
+        envelope.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the private key {} has permissions 0644: others can read it",
+            key.display()
+        )) && err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = bounded(&["attest", &id, "--sign", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("permissions"), "{err}");
+
+    // Without --key the signature is not checked: a failure unless explicitly allowed.
+    let file = envelope.to_str().unwrap();
+    let (code, out, _) = bounded(&["attest", "verify", file]);
+    assert_eq!(code, 1, "a gate that forgot --key must not pass: {out}");
+    assert!(
+        out.lines().any(|l| l.contains("FAIL")
+            && l.contains("signature")
+            && l.contains("--allow-unsigned")),
+        "{out}"
+    );
+    let (code, out, _) = bounded(&["attest", "verify", file, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], false);
+    let (code, out, _) = bounded(&["attest", "verify", file, "--allow-unsigned"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("skipped") && l.contains("signature")),
+        "{out}"
+    );
+    let (code, out, _) = bounded(&["attest", "verify", file, "--key", public.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // An unsigned statement: the same rule.
+    let statement = env.root().join("unsigned.json");
+    let (code, _, err) = bounded(&["attest", &id, "-o", statement.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = bounded(&["attest", "verify", statement.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, _) = bounded(&[
+        "attest",
+        "verify",
+        statement.to_str().unwrap(),
+        "--allow-unsigned",
+    ]);
+    assert_eq!(code, 0, "{out}");
 }

@@ -408,11 +408,16 @@ json.dump({"val": {"acc": 0.8}, "note": "text"}, open("final.json", "w"))
         "{text}"
     );
     assert!(!text.contains('▁') && !text.contains('█'), "{text}");
-    // The file is gone once its points are stored.
+    // Once its points are stored the file is emptied and kept, private, for the lines a
+    // process the job left behind may still append (the next run counts and removes them).
     let left: Vec<_> = std::fs::read_dir(env.db().parent().unwrap().join("metrics"))
         .unwrap()
+        .map(|e| e.unwrap().path())
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let meta = std::fs::metadata(&left[0]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600));
 }
 
 /// A malformed metrics file and a missing one warn; the child's exit code and status stay.
@@ -548,4 +553,189 @@ fn container_job_reports_through_the_mounted_file() {
         j["metrics"]["id_len"]["last"], 26.0,
         "REPRO_RUN_ID reached the container"
     );
+}
+
+/// `repro` with a deadline: a read that blocks (a FIFO) fails the test instead of hanging it.
+fn run_bounded(env: &TestEnv, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = env
+        .repro()
+        .current_dir(cwd)
+        .args(args)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 22 item 12: a `--metrics` FIFO, a `--metrics` symlink to /dev/zero and one committed to
+/// a repository whose `.repro.toml` names it are refused by name (not a regular file) without
+/// blocking or reading without end; the run is recorded with its exit code and its other
+/// metrics.
+#[test]
+fn metrics_files_that_never_end_are_refused_by_name() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let fifo = repo.join("pipe.jsonl");
+    assert!(StdCommand::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("/dev/zero", repo.join("zero.jsonl")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.join("m.jsonl")).unwrap();
+    std::fs::write(repo.join(".repro.toml"), "metrics = [\"m.jsonl\"]\n").unwrap();
+    crate::support::git(&repo, &["add", "."]);
+    crate::support::git(&repo, &["commit", "-qm", "metrics"]);
+    let (code, _, err) = run_bounded(
+        &env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--metrics",
+            "pipe.jsonl",
+            "--metrics",
+            "zero.jsonl",
+            "--",
+            "sh",
+            "-c",
+            "echo '{\"acc\": 0.5}' >> \"$REPRO_METRICS\"; exit 3",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    for (name, kind) in [
+        ("pipe.jsonl", "a FIFO (named pipe)"),
+        ("zero.jsonl", "a character device"),
+        ("m.jsonl", "a character device"),
+    ] {
+        assert!(
+            err.contains(&format!("{name} is {kind}, not a regular file")),
+            "{name}: {err}"
+        );
+    }
+    let j = env.show_json(&env.last_id());
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["metrics"]["acc"]["last"], 0.5);
+}
+
+/// Issue 22 item 8: a process the job left running appends to `REPRO_METRICS` after the run
+/// ended. Its line lands in the run's own file, still 0600 (not a new 0644 one), and the next
+/// run says how many lines were not recorded and removes the file.
+#[test]
+fn metrics_appended_after_the_run_ended_are_counted_and_the_file_stays_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let job = concat!(
+        "echo '{\"early\": 1}' >> \"$REPRO_METRICS\"; ",
+        "(sleep 1; echo '{\"late\": 1}' >> \"$REPRO_METRICS\"; ",
+        "echo '{\"late\": 2}' >> \"$REPRO_METRICS\"; echo done > \"$0\") ",
+        ">/dev/null 2>&1 &"
+    );
+    let marker = env.root().join("daemon-done");
+    let (code, _, err) = run_bounded(
+        &env,
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--",
+            "sh",
+            "-c",
+            job,
+            marker.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the daemon never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let file = env
+        .db()
+        .parent()
+        .unwrap()
+        .join(format!("metrics/{id}.jsonl"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the late lines are in a private file");
+    assert_eq!(
+        env.show_json(&id)["metrics"]["early"]["count"],
+        1,
+        "what came before the end is recorded"
+    );
+    let (code, _, err) = run_bounded(&env, env.root(), &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 line(s) reached REPRO_METRICS of run {id} after repro had read it"
+        )),
+        "{err}"
+    );
+    assert!(!file.exists(), "the leftover is removed");
+    // The second run's own file was read and emptied; a third run removes it quietly.
+    let (_, _, err) = run_bounded(&env, env.root(), &["run", "--host", "--", "true"]);
+    assert!(!err.contains("reached REPRO_METRICS"), "{err}");
+}
+
+/// Issue 22 items 11 and 14: metric keys and run names with ESC, OSC, BEL and U+202E reach
+/// neither the terminal (the plot hint) nor the SVG raw: the SVG is well-formed XML showing them
+/// escaped. A value of 1.797e308 is shown short.
+#[test]
+fn plot_escapes_hostile_keys_and_names_and_huge_values_print_short() {
+    let env = TestEnv::new();
+    let key = "loss\u{1b}]0;pwned\u{7}\u{202e}";
+    let id = new_run(&env, "evil\u{1b}[2J<&>\u{7}");
+    let mut pts = loss_curve(20, 0.1);
+    for p in &mut pts {
+        p.key = key.into();
+    }
+    pts.push(MetricPoint {
+        key: "huge".into(),
+        step: Some(1),
+        value: 1.797e308,
+        time: None,
+    });
+    ingest(&env, &id, &pts);
+    let svg_path = env.root().join("evil.svg");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "plot",
+            &id,
+            "--metric",
+            key,
+            "-o",
+            svg_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    let text: String = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(text.contains("loss\\x1b]0;pwned\\x07\\u{202e}"), "{text}");
+    assert!(text.contains("evil\\x1b[2J<&>\\x07"), "{text}");
+    // The hint lists the run's keys: escaped.
+    let (code, _, err) = env.run_in(env.root(), &["plot", &id, "--metric", "acc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("their metrics: huge, loss\\x1b]0;pwned\\x07\\u{202e}"),
+        "{err:?}"
+    );
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+        "{err:?}"
+    );
+    let (code, out, err) = env.run_in(env.root(), &["show", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1.797e308"), "{out}");
+    assert!(!out.contains("17970000000"), "{out}");
 }

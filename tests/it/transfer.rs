@@ -549,3 +549,185 @@ fn bad_metric_lines_are_refused_and_nothing_written() {
         assert_eq!(points, 0);
     }
 }
+
+/// Issue 22 item 5: whatever `repro run` records, `repro import` takes back. A job reports an
+/// empty key, keys with ESC and a newline, a `ts` of 1e30 (no RFC 3339 time) and a value of
+/// 1e400 beside valid ones: the run keeps the valid values (the 1e30 point without a time), warns
+/// about each problem, and `export | import` into a new database gives the same
+/// `show --json --history`.
+#[test]
+fn whatever_run_records_export_then_import_takes_back() {
+    let src = TestEnv::new();
+    let reports = src.root().join("reports.jsonl");
+    std::fs::write(
+        &reports,
+        concat!(
+            "{\"step\": 1, \"\": 1, \"a\\u001b[2Jb\": 2, \"x\\ny\": 3, \"ok\": 4, \"ts\": 1e30}\n",
+            "{\"step\": 2, \"big\": 1e400, \"ok\": 5, \"nested\": {\"huge\": -1e999, \"v\": 6}}\n",
+            "{\"step\": 3, \"ok\": 7, \"ts\": \"yesterday\"}\n",
+            "{\"step\": 4, \"ok\": 8, \"ts\": 1790000000.5}\n",
+        ),
+    )
+    .unwrap();
+    let job = format!("cat '{}' >> \"$REPRO_METRICS\"", reports.display());
+    let (code, _, err) = src.run_in(src.root(), &["run", "--host", "--", "sh", "-c", &job]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("2 time(s) are not a time (1e30;"),
+        "a bad ts is a bad time, not a non-numeric key: {err}"
+    );
+    assert!(!err.contains("non-numeric values of key: ts"), "{err}");
+    assert!(
+        err.contains("ignored values of keys: big, nested.huge beyond the range of a 64-bit float"),
+        "{err}"
+    );
+    let id = src.last_id();
+    let history = |env: &TestEnv| {
+        let out = env
+            .repro()
+            .args(["show", &id, "--json", "--history"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let h: Value = serde_json::from_str(&history(&src)).unwrap();
+    assert_eq!(
+        h["history"]["ok"],
+        serde_json::json!([
+            [1, 4.0, null],
+            [2, 5.0, null],
+            [3, 7.0, null],
+            [4, 8.0, "2026-09-21T14:13:20.500Z"]
+        ]),
+        "the line with 1e400 keeps its valid values; a bad ts keeps the point without a time"
+    );
+    assert_eq!(
+        h["history"]["nested.v"],
+        serde_json::json!([[2, 6.0, null]])
+    );
+    assert_eq!(h["history"][""], serde_json::json!([[1, 1.0, null]]));
+    assert_eq!(
+        h["history"]["a\u{1b}[2Jb"],
+        serde_json::json!([[1, 2.0, null]])
+    );
+    assert!(h["history"].get("big").is_none());
+
+    let out = src.repro().arg("export").output().unwrap();
+    assert!(out.status.success());
+    let file = src.root().join("all.jsonl");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let dst = TestEnv::new();
+    let out = dst
+        .repro()
+        .args(["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("imported 1,"), "{err}");
+    assert_eq!(history(&src), history(&dst));
+}
+
+/// Issue 22 item 5, a database recorded before times were checked: a stored time of 1e27 s is
+/// exported as no time, so the export still imports.
+#[test]
+fn a_stored_time_beyond_rfc_3339_exports_as_null_and_imports() {
+    use repro::record::metrics::MetricPoint;
+    let src = TestEnv::new();
+    let (code, _, err) = src.run_in(src.root(), &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let id = src.last_id();
+    let mut store = repro::store::Store::open(&src.db()).unwrap();
+    let pts = [1e27, 1_790_000_000.0].map(|t| MetricPoint {
+        key: "loss".into(),
+        step: None,
+        value: 0.5,
+        time: Some(t),
+    });
+    store.insert_metrics(&id, &pts).unwrap();
+    drop(store);
+    let out = src.repro().arg("export").output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line.contains("\"loss\":[[null,0.5,null],[null,0.5,\"2026-09-21T14:13:20.000Z\"]]"),
+        "{line}"
+    );
+    let file = src.root().join("all.jsonl");
+    std::fs::write(&file, &line).unwrap();
+    let dst = TestEnv::new();
+    let out = dst
+        .repro()
+        .args(["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 22 item 9: an imported run may not send a re-run outside the checkout: a `cwd` with
+/// `..` or absolute (for a run with a repository) and an `exec.workdir` with `..` are refused at
+/// import with the line and the field, nothing written.
+#[test]
+fn import_refuses_a_cwd_or_workdir_that_leaves_the_checkout() {
+    let good = serde_json::json!({
+        "schema_version": 1, "id": "01jd3k0000000000000000000a", "name": null,
+        "status": "succeeded", "exit_code": 0, "signal": null,
+        "started_at": "2026-01-02T03:04:05.000Z", "ended_at": "2026-01-02T03:04:06.000Z",
+        "duration_ms": 1000, "command": ["true"], "cwd": "exp/a",
+        "exec": {"mode": "host", "engine": null, "workdir": null, "engine_args": [], "gpus": null},
+        "image": null,
+        "code": {"repo_root": "/r", "remote": null, "commit": null, "branch": null,
+            "dirty": false, "untracked": [], "patch_sha256": null, "patch": null},
+        "datasets": [], "outputs": [], "params": {}, "tags": [],
+        "notes": [], "env": {}, "host": "h", "user": "u", "platform": "linux/amd64",
+        "pid": null, "boot_id": null, "rerun_of": null
+    });
+    let workdir = |w: &str| {
+        serde_json::json!({"mode": "container", "engine": "podman", "workdir": w,
+            "engine_args": [], "gpus": null})
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "cwd",
+            "../../../../tmp/x".into(),
+            "cwd: '../../../../tmp/x' has a '..' component",
+        ),
+        ("cwd", "exp/../../x".into(), "'..' component"),
+        ("cwd", "/tmp/x".into(), "cwd: '/tmp/x' is absolute"),
+        (
+            "exec",
+            workdir("/../../etc"),
+            "exec.workdir: '/../../etc' has a '..' component",
+        ),
+        ("exec", workdir("/workspace/.."), "'..' component"),
+    ];
+    for (field, value, want) in cases {
+        let env = TestEnv::new();
+        let mut bad = good.clone();
+        bad["id"] = "01jd3k0000000000000000000b".into();
+        bad[field] = value;
+        let file = env.root().join("in.jsonl");
+        std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+        let (code, _, err) = import(&env, &file);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(err.contains("line 2: "), "{field}: {err}");
+        assert!(err.contains(want), "{field}: want {want:?} in {err}");
+        assert!(ids_of(&env).is_empty(), "{field}: nothing may be written");
+    }
+    // Without a repository the recorded directory is absolute, as `repro run` writes it.
+    let env = TestEnv::new();
+    let mut no_repo = good.clone();
+    no_repo["code"] = Value::Null;
+    no_repo["cwd"] = "/home/me/exp".into();
+    let file = env.root().join("in.jsonl");
+    let mut second = no_repo.clone();
+    second["id"] = "01jd3k0000000000000000000c".into();
+    std::fs::write(&file, format!("{good}\n{second}\n")).unwrap();
+    let (code, _, err) = import(&env, &file);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ids_of(&env).len(), 2);
+}

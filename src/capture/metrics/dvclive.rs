@@ -37,10 +37,10 @@ pub fn read_dvclive(dir: &Path) -> Parsed {
             .collect();
         let key = name.join("/");
         let fname = file.display().to_string();
-        let bytes = match std::fs::read(file) {
+        let bytes = match super::read_file(file) {
             Ok(b) => b,
             Err(e) => {
-                out.warnings.push(format!("{fname}: cannot read ({e})"));
+                out.warnings.push(e.to_string());
                 continue;
             }
         };
@@ -67,7 +67,7 @@ pub fn read_dvclive(dir: &Path) -> Parsed {
     }
     if summary.is_file() {
         let fname = summary.display().to_string();
-        match std::fs::read(&summary) {
+        match super::read_file(&summary) {
             Ok(bytes) => {
                 let parsed = parse_json_sep(&bytes, &fname, '/');
                 out.points.extend(
@@ -82,7 +82,7 @@ pub fn read_dvclive(dir: &Path) -> Parsed {
                 );
                 out.warnings.extend(parsed.warnings);
             }
-            Err(e) => out.warnings.push(format!("{fname}: cannot read ({e})")),
+            Err(e) => out.warnings.push(e.to_string()),
         }
     }
     out
@@ -98,7 +98,8 @@ fn collect_tsv(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // Not followed through a symlink: a link to `.` would recurse without end.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             collect_tsv(&path, out, warnings);
         } else if path.extension().is_some_and(|e| e == "tsv") {
             out.push(path);

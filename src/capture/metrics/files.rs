@@ -70,7 +70,7 @@ pub(crate) fn parse_json_sep(bytes: &[u8], source: &str, sep: char) -> Parsed {
             &mut skipped,
         );
     }
-    warnings.extend(skipped.warning(source));
+    warnings.extend(skipped.warnings(source));
     Parsed { points, warnings }
 }
 
@@ -161,7 +161,7 @@ pub fn parse_yaml(bytes: &[u8], source: &str) -> Parsed {
             &mut skipped,
         );
     }
-    warnings.extend(skipped.warning(source));
+    warnings.extend(skipped.warnings(source));
     Parsed { points, warnings }
 }
 
@@ -246,7 +246,7 @@ pub fn parse_delimited(bytes: &[u8], delim: u8, source: &str) -> Parsed {
                     bad.add(line, format!("step {:?} is not an integer", &record[sc]));
                     continue;
                 };
-                let time = time_col.and_then(|tc| as_time_str(&record[tc]));
+                let time = time_col.and_then(|tc| cell_time(&record[tc], &mut skipped));
                 for (i, key) in &metric_cols {
                     let cell = record[*i].trim();
                     if cell.is_empty() {
@@ -266,7 +266,7 @@ pub fn parse_delimited(bytes: &[u8], delim: u8, source: &str) -> Parsed {
         }
     }
     if let Some(row) = last_row {
-        let time = time_col.and_then(|tc| as_time_str(&row[tc]));
+        let time = time_col.and_then(|tc| cell_time(&row[tc], &mut skipped));
         for (i, key) in &metric_cols {
             let cell = row[*i].trim();
             if cell.is_empty() {
@@ -284,8 +284,17 @@ pub fn parse_delimited(bytes: &[u8], delim: u8, source: &str) -> Parsed {
         }
     }
     bad.finish(&mut warnings);
-    warnings.extend(skipped.warning(source));
+    warnings.extend(skipped.warnings(source));
     Parsed { points, warnings }
+}
+
+/// The time in a table cell; a non-empty cell that is not a time is counted for a warning.
+fn cell_time(cell: &str, skipped: &mut Skipped) -> Option<f64> {
+    let t = as_time_str(cell);
+    if t.is_none() && !cell.trim().is_empty() {
+        skipped.add_bad_time(|| format!("{:?}", cell.trim()));
+    }
+    t
 }
 
 fn warn(w: String) -> Parsed {

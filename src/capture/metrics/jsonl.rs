@@ -26,6 +26,9 @@ pub(crate) enum Val<'a> {
 const SENTINEL_NAN: &str = "\u{0}NaN";
 const SENTINEL_INF: &str = "\u{0}Infinity";
 const SENTINEL_NEG_INF: &str = "\u{0}-Infinity";
+/// The string that stands in for a number beyond a 64-bit float (`1e400`), which serde_json
+/// refuses, failing the whole line: the value is skipped, the line's others kept.
+const SENTINEL_OVERFLOW: &str = "\u{0}Overflow";
 
 struct Key<'a>(Cow<'a, str>);
 
@@ -104,6 +107,23 @@ impl<'de> Deserialize<'de> for Val<'de> {
 }
 
 impl Val<'_> {
+    /// Whether this value was a number too large for a 64-bit float.
+    pub(crate) fn is_overflow(&self) -> bool {
+        matches!(self, Val::Str(s) if s == SENTINEL_OVERFLOW)
+    }
+
+    /// The value as a warning shows it (a bad time).
+    pub(crate) fn shown(&self) -> String {
+        match self {
+            Val::Num(v) => format!("{v:e}"),
+            Val::Str(s) if s == SENTINEL_OVERFLOW => "a number beyond a 64-bit float".into(),
+            Val::Str(s) if s.starts_with('\u{0}') => s[1..].to_string(),
+            Val::Str(s) => format!("{s:?}"),
+            Val::Obj(_) => "an object".into(),
+            Val::Other => "not a number or string".into(),
+        }
+    }
+
     /// The number this value stands for: a JSON number, a bare NaN/Infinity, or a string such
     /// as "nan" or "inf" (DVCLive writes non-finite values so).
     pub(crate) fn number(&self) -> Option<f64> {
@@ -128,7 +148,8 @@ pub(crate) fn parse_value<'a>(
     match serde_json::from_str::<Val<'a>>(text) {
         Ok(v) => Ok(v),
         Err(e) => {
-            if !(text.contains("NaN") || text.contains("Infinity")) {
+            let overflow = e.to_string().starts_with("number out of range");
+            if !(overflow || text.contains("NaN") || text.contains("Infinity")) {
                 return Err(e);
             }
             *scratch = rewrite_barewords(text);
@@ -137,7 +158,8 @@ pub(crate) fn parse_value<'a>(
     }
 }
 
-/// Replaces bare `NaN`, `Infinity` and `-Infinity` outside strings with sentinel strings.
+/// Replaces bare `NaN`, `Infinity` and `-Infinity`, and numbers beyond a 64-bit float, outside
+/// strings with sentinel strings.
 fn rewrite_barewords(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let b = text.as_bytes();
@@ -166,10 +188,22 @@ fn rewrite_barewords(text: &str) -> String {
             .into_iter()
             .find(|(w, _)| rest.starts_with(w));
             if let Some((w, s)) = word {
-                out.push('"');
-                out.push_str(&s.replace('\u{0}', "\\u0000"));
-                out.push('"');
+                push_sentinel(&mut out, s);
                 i += w.len();
+                continue;
+            }
+            if c == b'-' || c.is_ascii_digit() {
+                let len = rest
+                    .bytes()
+                    .position(|b| !(b.is_ascii_digit() || b"+-.eE".contains(&b)))
+                    .unwrap_or(rest.len());
+                let token = &rest[..len];
+                if token.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    push_sentinel(&mut out, SENTINEL_OVERFLOW);
+                } else {
+                    out.push_str(token);
+                }
+                i += len;
                 continue;
             }
         }
@@ -179,6 +213,12 @@ fn rewrite_barewords(text: &str) -> String {
         i += len;
     }
     out
+}
+
+fn push_sentinel(out: &mut String, s: &str) {
+    out.push('"');
+    out.push_str(&s.replace('\u{0}', "\\u0000"));
+    out.push('"');
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -212,7 +252,7 @@ pub(crate) fn flatten(
         }
         other => match other.number() {
             Some(v) => emit(prefix, v),
-            None => skipped.add(prefix),
+            None => skipped.reject(prefix, other),
         },
     }
 }
@@ -263,12 +303,12 @@ pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) ->
             bad.add(lines_before + line, problem);
         }
         bad.more += part.more_bad;
-        skipped.keys.extend(part.skipped.keys);
+        skipped.merge(part.skipped);
         lines_before += part.newlines;
     }
     let mut warnings = Vec::new();
     bad.finish(&mut warnings);
-    warnings.extend(skipped.warning(source));
+    warnings.extend(skipped.warnings(source));
     Parsed { points, warnings }
 }
 
@@ -353,7 +393,7 @@ fn parse_chunk(bytes: &[u8]) -> Chunk {
                         other => other.number().and_then(as_time_number),
                     };
                     if time.is_none() {
-                        skipped.add("ts");
+                        skipped.add_bad_time(|| v.shown());
                     }
                 }
                 _ => {}
@@ -385,7 +425,7 @@ fn parse_chunk(bytes: &[u8]) -> Chunk {
                         value,
                         time,
                     }),
-                    None => skipped.add(k),
+                    None => skipped.reject(k, other),
                 },
             }
         }

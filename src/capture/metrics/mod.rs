@@ -83,11 +83,22 @@ pub fn read_path(path: &Path) -> Parsed {
     if format == Format::Dvclive {
         return read_dvclive(path);
     }
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_file(path) {
         Ok(b) => b,
-        Err(e) => return warn_only(format!("{name}: cannot read ({e}); no metrics read")),
+        Err(e) => return warn_only(format!("{e}; no metrics read")),
     };
     parse_bytes(format, &bytes, &name)
+}
+
+/// The most a metrics file may hold: read whole, it is bounded (a million JSON-lines points
+/// is about 30 MB).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads one metrics file as an untrusted file: a regular file of at most [`MAX_FILE_BYTES`]
+/// (a FIFO or a symlink to `/dev/zero`, even one committed to a repository whose
+/// `.repro.toml` names it, is refused instead of blocking or filling memory).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, crate::capture::untrusted::UntrustedFileError> {
+    crate::capture::untrusted::read_regular(path, MAX_FILE_BYTES, "a metrics file")
 }
 
 /// Parses the contents of one file in `format` (`source` names it in warnings).
@@ -126,10 +137,14 @@ impl Interner {
     }
 }
 
-/// Collects the keys whose values were not numbers, for one warning per source.
+/// Collects the keys whose values were not numbers (or beyond a 64-bit float), and the times
+/// that were not times, for one warning of each kind per source.
 #[derive(Default)]
 pub(crate) struct Skipped {
     keys: BTreeSet<String>,
+    out_of_range: BTreeSet<String>,
+    bad_times: usize,
+    first_bad_time: Option<String>,
 }
 
 impl Skipped {
@@ -139,16 +154,76 @@ impl Skipped {
         }
     }
 
-    pub(crate) fn warning(&self, source: &str) -> Option<String> {
-        if self.keys.is_empty() {
-            return None;
+    /// A value too large for a 64-bit float (`1e400`): skipped, the line's other values kept.
+    pub(crate) fn add_out_of_range(&mut self, key: &str) {
+        if !self.out_of_range.contains(key) {
+            self.out_of_range.insert(key.to_string());
         }
-        let names: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        Some(format!(
-            "{source}: ignored non-numeric values of {}: {} (metrics must be numbers)",
-            if names.len() == 1 { "key" } else { "keys" },
-            names.join(", ")
-        ))
+    }
+
+    /// A time that is not one (`"yesterday"`, `1e30`, before 1970): the point is kept without it.
+    pub(crate) fn add_bad_time(&mut self, shown: impl FnOnce() -> String) {
+        self.bad_times += 1;
+        if self.first_bad_time.is_none() {
+            self.first_bad_time = Some(shown());
+        }
+    }
+
+    /// A value that is not a metric: beyond a 64-bit float, or not a number at all.
+    pub(crate) fn reject(&mut self, key: &str, v: &jsonl::Val<'_>) {
+        if v.is_overflow() {
+            self.add_out_of_range(key);
+        } else {
+            self.add(key);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Skipped) {
+        self.keys.extend(other.keys);
+        self.out_of_range.extend(other.out_of_range);
+        self.bad_times += other.bad_times;
+        if self.first_bad_time.is_none() {
+            self.first_bad_time = other.first_bad_time;
+        }
+    }
+
+    pub(crate) fn warnings(&self, source: &str) -> Vec<String> {
+        let list = |keys: &BTreeSet<String>| {
+            // Keys come from the job: shown escaped, an empty one as "".
+            let names: Vec<String> = keys
+                .iter()
+                .map(|k| match k.as_str() {
+                    "" => "\"\"".to_string(),
+                    k => crate::sanitize::escape(k).into_owned(),
+                })
+                .collect();
+            format!(
+                "{}: {}",
+                if names.len() == 1 { "key" } else { "keys" },
+                names.join(", ")
+            )
+        };
+        let mut out = Vec::new();
+        if !self.keys.is_empty() {
+            out.push(format!(
+                "{source}: ignored non-numeric values of {} (metrics must be numbers)",
+                list(&self.keys)
+            ));
+        }
+        if !self.out_of_range.is_empty() {
+            out.push(format!(
+                "{source}: ignored values of {} beyond the range of a 64-bit float (about ±1.8e308); the other values of those lines are kept",
+                list(&self.out_of_range)
+            ));
+        }
+        if self.bad_times > 0 {
+            out.push(format!(
+                "{source}: {} time(s) are not a time ({}; a time is seconds since 1970 or an RFC 3339 time, up to the year 9999): those points are kept without a time",
+                self.bad_times,
+                crate::sanitize::escape(self.first_bad_time.as_deref().unwrap_or("?"))
+            ));
+        }
+        out
     }
 }
 
@@ -217,8 +292,9 @@ pub fn parse_number(s: &str) -> Option<f64> {
     if let Some(v) = non_finite(t) {
         return Some(v);
     }
-    // `f64::from_str` also takes "infinity" and "nan" (handled above) but nothing like "1,5".
-    t.parse::<f64>().ok()
+    // `f64::from_str` also takes "infinity" and "nan" (handled above) but nothing like "1,5";
+    // it turns "1e400" into infinity, which the cell does not say: not a metric.
+    t.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// A step: an integer, or a float with no fractional part.
@@ -231,17 +307,20 @@ pub(crate) fn as_step(v: f64) -> Option<i64> {
 }
 
 /// A timestamp in seconds since the epoch: a number (seconds, or milliseconds when larger than
-/// 1e11, as DVCLive writes them) or an RFC 3339 string.
+/// 1e11, as DVCLive writes them) or an RFC 3339 string. Only times RFC 3339 can write (1970 to
+/// the year 9999, [`crate::record::metrics::valid_time`]) are times: an export of the run must
+/// import again.
 pub(crate) fn as_time_number(v: f64) -> Option<f64> {
     if !v.is_finite() || v < 0.0 {
         return None;
     }
-    Some(if v > 1.0e11 { v / 1000.0 } else { v })
+    Some(if v > 1.0e11 { v / 1000.0 } else { v }).filter(|t| crate::record::metrics::valid_time(*t))
 }
 
 pub(crate) fn as_time_str(s: &str) -> Option<f64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
-        return Some(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9);
+        let secs = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9;
+        return Some(secs).filter(|t| crate::record::metrics::valid_time(*t));
     }
     s.trim().parse::<f64>().ok().and_then(as_time_number)
 }
