@@ -841,6 +841,8 @@ impl Config {
             ("mounts", &self.mounts),
             ("insecure_registries", &self.insecure_registries),
             ("env", &self.env),
+            // Files every run in the repository reads (a committed symlink could point anywhere).
+            ("metrics", &self.metrics),
         ] {
             let vals = list.from_repo();
             if !vals.is_empty() {
@@ -868,6 +870,12 @@ impl Config {
         }
         if self.mlflow_push.source.is_repo() && self.mlflow_push.value {
             out.push("mlflow_push = true".into());
+        }
+        // Where the team's runs are sent.
+        if self.mlflow_experiment.source.is_repo() {
+            if let Some(e) = &self.mlflow_experiment.value {
+                out.push(format!("mlflow_experiment = {e:?}"));
+            }
         }
         if self.engine.source.is_repo() {
             if let Some(e) = self.engine.value {
@@ -969,6 +977,8 @@ impl Config {
             ("mounts", &self.mounts),
             ("insecure_registries", &self.insecure_registries),
             ("env", &self.env),
+            // Files every run in the repository reads (a committed symlink could point anywhere).
+            ("metrics", &self.metrics),
         ] {
             if list.0.is_empty() {
                 rows.push((key, "[]".into(), Source::Default));

@@ -340,6 +340,23 @@ fn repository_settings_that_widen_a_run_are_announced() {
 }
 
 #[test]
+fn repository_metrics_files_and_mlflow_experiment_are_announced() {
+    // A cloned repository's `.repro.toml` decides which files every run reads and where the
+    // team's runs go: both are said before the run, also under --quiet.
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    write(
+        &repo.join(".repro.toml"),
+        "metrics = [\"m.jsonl\"]\nmlflow_experiment = \"elsewhere\"\n",
+    );
+    let (code, _, err) = env.run_in(&repo, &["-q", "run", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(".repro.toml sets:"), "{err}");
+    assert!(err.contains("metrics = [\"m.jsonl\"]"), "{err}");
+    assert!(err.contains("mlflow_experiment = \"elsewhere\""), "{err}");
+}
+
+#[test]
 fn configured_env_is_recorded_and_flags_add_to_it() {
     let env = TestEnv::new();
     let repo = env.git_repo("proj");
