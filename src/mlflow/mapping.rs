@@ -13,7 +13,6 @@ use super::{
 use crate::output;
 use crate::record::metrics::MetricSummary;
 use crate::record::{DatasetKind, Run, Status};
-use crate::script::bash;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
@@ -264,7 +263,9 @@ pub fn desired(
     }
 
     artifacts.push((RUN_JSON.into(), run_json_artifact(run, &[])));
-    match bash::render(run, &bash::BashOptions::default()) {
+    // The function `repro script` calls, with its defaults: the same bytes as `repro script ID`
+    // (the registry options the run recorded included).
+    match crate::script::render(run, &crate::script::ScriptOptions::default()) {
         Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
         Err(e) => {
             tags.insert(
@@ -433,6 +434,7 @@ mod tests {
                 workdir: None,
                 engine_args: vec![],
                 gpus: None,
+                registry: None,
             },
             image: Some(Image {
                 reference: "reg.example/team/app:1.0".into(),
