@@ -401,6 +401,24 @@ mod tests {
     }
 
     #[test]
+    fn the_manifest_says_what_the_plans_registry_needs_from_the_nodes() {
+        let mut run = sample_run();
+        run.command
+            .retain(|a| std::str::from_utf8(a.as_bytes()).is_ok());
+        let text = render(&run, &pinned()).unwrap();
+        assert!(!text.contains("# Registry:"), "{text}");
+        let mut opts = pinned();
+        opts.registry.insecure = true;
+        opts.registry.ca_files = vec!["/ca.pem".into()];
+        let text = render(&run, &opts).unwrap();
+        assert!(
+            text.contains("# Registry:   registry.example.com is insecure (plain HTTP)"),
+            "{text}"
+        );
+        assert!(text.contains("trusted a private CA"), "{text}");
+    }
+
+    #[test]
     fn the_checkout_image_must_be_pinned_by_digest() {
         let mut run = sample_run();
         run.command

@@ -526,6 +526,56 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_access_is_part_of_every_plan_and_flags_add_to_it() {
+        use crate::record::{CaCert, RegistryAccess};
+        let tmp = tempfile::tempdir().unwrap();
+        let (recorded, given) = (tmp.path().join("rec.pem"), tmp.path().join("now.pem"));
+        std::fs::write(&recorded, "recorded pem\n").unwrap();
+        std::fs::write(&given, "given pem\n").unwrap();
+        let sha = |b: &[u8]| {
+            use sha2::Digest as _;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+        };
+        let mut run = sample_run();
+        run.exec.registry = Some(RegistryAccess {
+            registry: "registry.example.com".into(),
+            insecure: true,
+            ca_certs: vec![CaCert {
+                path: recorded.to_string_lossy().into_owned(),
+                sha256: sha(b"recorded pem\n"),
+            }],
+        });
+        let none = RegistryOptions {
+            certs_d: vec![],
+            ..RegistryOptions::default()
+        };
+        let f = RegistryFlags::for_run(&run, &none);
+        assert!(f.insecure);
+        assert_eq!(f.ca_files, vec![recorded.clone()]);
+        let now = RegistryOptions {
+            ca_cert: Some(given.clone()),
+            ..none.clone()
+        };
+        let f = RegistryFlags::for_run(&run, &now);
+        assert_eq!(f.ca_files, vec![recorded.clone(), given.clone()]);
+        assert_eq!(
+            ca_pem(&run, &f).unwrap().unwrap(),
+            "recorded pem\ngiven pem\n"
+        );
+        // Another certificate under the recorded name is refused, a missing one too.
+        std::fs::write(&recorded, "another pem\n").unwrap();
+        assert!(matches!(ca_pem(&run, &f), Err(CaError::Changed { .. })));
+        std::fs::remove_file(&recorded).unwrap();
+        assert!(matches!(ca_pem(&run, &f), Err(CaError::Read { .. })));
+        // Without a record, only what applies now.
+        run.exec.registry = None;
+        assert_eq!(
+            RegistryFlags::for_run(&run, &none),
+            RegistryFlags::default()
+        );
+    }
+
+    #[test]
     fn host_runs_have_no_plan() {
         let mut run = sample_run();
         run.exec.mode = ExecMode::Host;

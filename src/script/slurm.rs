@@ -169,6 +169,20 @@ mod tests {
     }
 
     #[test]
+    fn apptainer_reaches_an_insecure_registry_of_the_plan_over_http() {
+        let run = sample_run();
+        let mut opts = SlurmOptions::default();
+        let plain = render(&run, &opts).unwrap();
+        assert!(!plain.contains("--nohttps"));
+        opts.engine.registry.insecure = true;
+        let text = render(&run, &opts).unwrap();
+        assert!(
+            text.contains("\"$apptainer\" exec --cleanenv \\\n  --nohttps"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn sbatch_lines_come_first() {
         let s = render(&sample_run(), &SlurmOptions::default()).unwrap();
         let lines: Vec<&str> = s.lines().collect();

@@ -763,7 +763,15 @@ fn registry_timeout_in_the_configuration_reaches_audit_and_archive() {
     let image = format!("{addr}/team/app:1@sha256:{}", "ab".repeat(32));
     let (code, _, err) = env.run_in(
         env.root(),
-        &["run", "--host", "--offline", "--image", &image, "--", "true"],
+        &[
+            "run",
+            "--host",
+            "--offline",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
     );
     assert_eq!(code, 0, "run: {err}");
     let id = env.last_id();

@@ -1082,7 +1082,13 @@ fn the_pushed_rerun_script_of_an_insecure_registry_run_runs_after_download() {
         .envs(podman.env().iter().map(|(k, v)| (k, v)))
         .args(["run", "-q", "--engine", "podman", "--image", &image])
         .args(["--insecure-registry", &registry.addr()])
-        .args(["--engine-arg=--network=none", "--", "/bin/busybox", "cat", "README"])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "README",
+        ])
         .output()
         .unwrap();
     crate::support::assert_ok_for(&out, "repro run --insecure-registry");

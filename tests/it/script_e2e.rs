@@ -200,7 +200,13 @@ fn a_run_with_an_insecure_registry_flag_reruns_from_its_script_without_the_flag(
         .envs(podman.env().iter().map(|(k, v)| (k, v)))
         .args(["run", "-q", "--engine", "podman", "--image", &image])
         .args(["--insecure-registry", &registry.addr()])
-        .args(["--engine-arg=--network=none", "--", "/bin/busybox", "cat", "README"])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "README",
+        ])
         .output()
         .unwrap();
     assert_ok_for(&out, "repro run --insecure-registry");
