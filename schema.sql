@@ -46,7 +46,8 @@ CREATE TABLE runs (
     pid_ns             INTEGER,                        -- inode of the wrapper's /proc/self/ns/pid
     scheduler          TEXT,                           -- JSON: the Slurm job / Kubernetes pod the run ran in
     scheduler_job_id   TEXT,                           -- Slurm job id (raw; a task's own id in an array)
-    scheduler_array_job_id TEXT                        -- Slurm array id, for array tasks
+    scheduler_array_job_id TEXT,                       -- Slurm array id, for array tasks
+    exec_registry      TEXT                            -- JSON: registry access of the engine plan (insecure, CA path + SHA-256)
 );
 CREATE INDEX runs_started ON runs (started_at);
 CREATE INDEX runs_status_started ON runs (status, started_at);

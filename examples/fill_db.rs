@@ -178,6 +178,7 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
             workdir: image.as_ref().map(|_| "/workspace".into()),
             engine_args: vec![],
             gpus: Some("all".into()),
+            registry: None,
         },
         image,
         code: Some(code),

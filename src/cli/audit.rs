@@ -2,64 +2,15 @@
 //! moved since, tags pointing at the digest now, archived copies intact. Exit 1 when a run that
 //! is not archived needs a digest the registry no longer has.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use crate::capture::image::registry::{options, RegistryClient, RegistryOptions};
+use crate::capture::image::registry::RegistryClient;
 use crate::cli::ls::FilterArgs;
-use crate::cli::{print_out, stdout_is_tty, Ctx};
+use crate::cli::{print_out, stdout_is_tty, Ctx, RegistryArgs};
 use crate::error::{CliError, CliResult};
 use crate::ops::audit::{self, AuditRequest};
 use crate::output;
 use crate::record::Run;
-
-/// How to reach registries, as for `repro run`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct RegistryArgs {
-    /// Registry (HOST or HOST:PORT) that may be reached over plain HTTP when it does not speak
-    /// HTTPS (loopback ones always may); adds to the configured `insecure_registries`
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-    /// Extra CA certificates (PEM) to trust for registry TLS, besides the system roots and
-    /// certs.d/HOST[:PORT]/*.crt under ~/.config/containers, /etc/containers and /etc/docker
-    #[arg(long, value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
-    /// Parallel registry requests
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub jobs: usize,
-}
-
-impl RegistryArgs {
-    /// The registry options: configured insecure registries plus the flags; credentials from
-    /// the usual places.
-    pub fn options(&self, ctx: &Ctx) -> CliResult<RegistryOptions> {
-        if let Err(e) = options::deadline_from_env() {
-            return Err(CliError::user(e).hint(format!(
-                "set {} to a whole number of seconds, e.g. 30, or unset it",
-                options::DEADLINE_ENV
-            )));
-        }
-        let mut opts = RegistryOptions {
-            insecure_registries: ctx.config.insecure_registries.values(),
-            ..RegistryOptions::default()
-        };
-        for i in &self.insecure_registries {
-            if !opts.insecure_registries.contains(i) {
-                opts.insecure_registries.push(i.clone());
-            }
-        }
-        if self.ca_cert.is_some() {
-            opts.ca_cert = self.ca_cert.clone();
-        }
-        Ok(opts)
-    }
-
-    /// The job bound, at least 1 and at most 64.
-    pub fn jobs(&self) -> usize {
-        self.jobs.clamp(1, 64)
-    }
-}
 
 /// Arguments of `repro audit`.
 #[derive(Debug, Args)]
@@ -71,6 +22,9 @@ pub struct AuditArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Parallel registry requests
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
     /// Re-hash archived blobs (default: check presence and size)
     #[arg(long)]
     pub deep: bool,
@@ -125,7 +79,7 @@ pub fn cmd_audit(ctx: &Ctx, args: &AuditArgs) -> i32 {
 }
 
 fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
-    let opts = args.registry.options(ctx)?;
+    let opts = args.registry.options(&ctx.config)?;
     let store = ctx.open_store()?;
     let runs = select_runs(ctx, &store, &args.ids, &args.filter)?;
     let mut archives = Vec::new();
@@ -137,7 +91,7 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
         runs,
         archives,
         deep: args.deep,
-        jobs: args.registry.jobs(),
+        jobs: args.jobs.clamp(1, 64),
         tag_page_size: args.tag_page_size.max(1),
         max_tag_pages: args.max_tag_pages.max(1),
         max_tags: args.max_tags,

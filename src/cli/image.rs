@@ -51,7 +51,10 @@ pub struct ArchiveArgs {
     #[arg(long)]
     pub all_platforms: bool,
     #[command(flatten)]
-    pub registry: super::audit::RegistryArgs,
+    pub registry: super::RegistryArgs,
+    /// Parallel registry requests
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
     /// Machine-readable output (schema_version 1)
     #[arg(long)]
     pub json: bool,
@@ -72,14 +75,8 @@ pub struct InspectArgs {
     /// Machine-readable output (schema_version 1)
     #[arg(long)]
     pub json: bool,
-    /// Registry (HOST or HOST:PORT) that may be reached over plain HTTP when it does not speak
-    /// HTTPS (loopback ones always may); adds to the configured `insecure_registries`
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-    /// Extra CA certificates (PEM) to trust for registry TLS, besides the system roots and
-    /// certs.d/HOST[:PORT]/*.crt under ~/.config/containers, /etc/containers and /etc/docker
-    #[arg(long, value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: super::RegistryArgs,
 }
 
 /// Runs `repro image …`; returns the text to print on stdout. Configured
@@ -88,7 +85,7 @@ pub fn cmd_image(ctx: &Ctx, args: &ImageArgs) -> CliResult<String> {
     match &args.command {
         ImageCommand::Inspect(a) => {
             // The configuration's insecure registries and registry_timeout, as for `repro run`.
-            cmd_inspect(a, crate::ops::run::registry_options(&ctx.config, &[], None))
+            cmd_inspect(a, a.registry.options(&ctx.config)?)
         }
         ImageCommand::Archive(a) => cmd_archive(ctx, a),
     }
@@ -120,12 +117,12 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
         (None, Some(r)) => Destination::registry(r)?,
         (None, None) => unreachable!("clap requires a destination"),
     };
-    let client = RegistryClient::new(args.registry.options(ctx)?)?;
+    let client = RegistryClient::new(args.registry.options(&ctx.config)?)?;
     let req = ArchiveRequest {
         runs,
         destination,
         all_platforms: args.all_platforms,
-        jobs: args.registry.jobs(),
+        jobs: args.jobs.clamp(1, 64),
     };
     let now = crate::capture::host::rfc3339(crate::capture::host::now());
     let report = image::archive(&mut store, &client, &req, &now)?;
@@ -148,16 +145,9 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
     Ok(text)
 }
 
-/// `repro image inspect` with explicit registry options (tests pass their own credentials).
-pub fn cmd_inspect(args: &InspectArgs, mut opts: RegistryOptions) -> CliResult<String> {
-    for i in &args.insecure_registries {
-        if !opts.insecure_registries.contains(i) {
-            opts.insecure_registries.push(i.clone());
-        }
-    }
-    if args.ca_cert.is_some() {
-        opts.ca_cert = args.ca_cert.clone();
-    }
+/// `repro image inspect` with the registry options already merged ([`super::RegistryArgs`];
+/// tests pass their own credentials).
+pub fn cmd_inspect(args: &InspectArgs, opts: RegistryOptions) -> CliResult<String> {
     let req = image::InspectRequest {
         reference: args.reference.clone(),
         platform: args.platform.clone(),
@@ -182,8 +172,7 @@ mod tests {
                 offline: true,
                 platform: None,
                 json,
-                insecure_registries: vec![],
-                ca_cert: None,
+                registry: Default::default(),
             },
             RegistryOptions::default(),
         )

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::capture::image::registry::RegistryOptions;
 use crate::config::{Config, Source};
 use crate::error::{CliError, CliResult};
 use crate::store::{default_db_path, Store};
@@ -51,6 +52,42 @@ pub struct Cli {
     pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach registries: flattened into every command that talks to one (run, rerun,
+/// script, image, audit), merged with the configuration by [`RegistryArgs::options`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Registry (HOST or HOST:PORT) reachable over plain HTTP: repro's client falls back to
+    /// HTTP, podman pulls with --tls-verify=false, and a run records it for its re-runs;
+    /// repeatable; adds to the configured `insecure_registries`
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// CA certificate (PEM) to trust for registry TLS, besides the system roots and
+    /// certs.d/HOST[:PORT]/*.crt under ~/.config/containers, /etc/containers and /etc/docker
+    /// (podman pulls with --cert-dir; scripts embed it; a run records its path and SHA-256)
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The registry options of a command: the configuration (insecure registries,
+    /// `registry_timeout`) plus these flags; credentials from the usual places.
+    pub fn options(&self, cfg: &Config) -> CliResult<RegistryOptions> {
+        use crate::capture::image::registry::options;
+        if let Err(e) = options::deadline_from_env() {
+            return Err(CliError::user(e).hint(format!(
+                "set {} to a whole number of seconds, e.g. 30, or unset it",
+                options::DEADLINE_ENV
+            )));
+        }
+        Ok(options::registry_options(
+            cfg.insecure_registries.values(),
+            cfg.registry_timeout.value,
+            &self.insecure_registries,
+            self.ca_cert.clone(),
+        ))
+    }
 }
 
 /// Colour choice.

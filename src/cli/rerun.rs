@@ -45,12 +45,9 @@ pub struct RerunArgs {
     /// Keep the temporary checkout (it is removed after the run otherwise)
     #[arg(long)]
     pub keep: bool,
-    /// Registry reachable over plain HTTP (podman pulls with --tls-verify=false); repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// Extra CA certificate (PEM) for the registry (podman pulls with --cert-dir)
-    #[arg(long, value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
+    // Registry options given now: they add to what the run recorded it needed.
+    #[command(flatten)]
+    pub registry: crate::cli::RegistryArgs,
     /// Print the engine commands (pull, run), quoted for bash, and run nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -109,11 +106,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
     let id = store.resolve_id(&args.id)?;
     // A Slurm --poll only reads the job's state; everything else replays the record.
     let trust = args.trust || args.dry_run || args.poll || crate::cli::confirm_rerun(&store, &id)?;
-    let registry = crate::ops::run::registry_options(
-        &ctx.config,
-        &args.insecure_registries,
-        args.ca_cert.clone(),
-    );
+    let registry = args.registry.options(&ctx.config)?;
     let metrics = crate::ops::metrics::paths(&ctx.config.metrics.values(), &args.metrics);
     let tolerance = Tolerance {
         rtol: args.rtol.unwrap_or(0.0),
@@ -124,7 +117,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         if !trust {
             let run = store.get_run(&id)?;
             if let Some(r) = crate::ops::rerun::review(&run, &crate::capture::host::hostname()) {
-                return Err(crate::ops::rerun::untrusted_error(&r));
+                return Err(crate::ops::rerun::untrusted_error(&r).into());
             }
         }
         let end = EndOptions {

@@ -45,12 +45,8 @@ pub struct RunArgs {
     /// Platform to pick from a multi-arch image (default: this host's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Registry reachable over plain HTTP (loopback registries always are); repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// Extra CA certificate bundle (PEM) for registries
-    #[arg(long, value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::cli::RegistryArgs,
     /// Dataset: NAME@VERSION, NAME=URI@VERSION, or [NAME=]PATH (hashed)
     #[arg(long = "dataset", value_name = "SPEC")]
     pub datasets: Vec<String>,
@@ -118,8 +114,8 @@ impl RunArgs {
             allow_unpinned: tri(self.allow_unpinned, self.no_allow_unpinned),
             offline: self.offline,
             platform: self.platform.clone(),
-            insecure_registries: self.insecure_registries.clone(),
-            ca_cert: self.ca_cert.clone(),
+            insecure_registries: self.registry.insecure_registries.clone(),
+            ca_cert: self.registry.ca_cert.clone(),
             datasets: self.datasets.clone(),
             params: self.params.clone(),
             tags: self.tags.clone(),

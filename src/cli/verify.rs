@@ -70,7 +70,7 @@ pub fn cmd_verify(ctx: &crate::cli::Ctx, args: &VerifyArgs) -> i32 {
                 let cwd = std::env::current_dir().map_err(|e| {
                     crate::error::CliError::user(format!("cannot read the current directory: {e}"))
                 })?;
-                crate::ops::verify::default_base(&run, &cwd)?
+                crate::ops::verify::default_base(&run, &cwd)
             }
         };
         let cache = (!args.no_cache).then(|| store.conn());

@@ -191,7 +191,7 @@ pub fn notes_mention(store: &Store, run_id: &str) -> Result<Option<String>, Atte
 fn extras_for(store: &Store, run: &Run) -> Result<(Extras, Vec<String>), AttestError> {
     let mut notes = Vec::new();
     let rerun_script_sha256 =
-        match crate::script::bash::render(run, &crate::script::bash::BashOptions::default()) {
+        match crate::script::render(run, &crate::script::ScriptOptions::default()) {
             Ok(script) => Some(hex::encode(Sha256::digest(script.as_bytes()))),
             Err(e) => {
                 notes.push(format!("no re-run script byproduct: {e}"));

@@ -443,6 +443,7 @@ fn probe_plan(req: &DoctorRequest, engine: Engine, image: &str) -> Result<Engine
         workdir: Some(run_req.workdir.clone()),
         engine_args: run_req.engine_args.clone(),
         gpus: None,
+        registry: None,
     };
     let mut run = Run::start(
         command.into_iter().map(Arg::from).collect(),
@@ -458,7 +459,7 @@ fn probe_plan(req: &DoctorRequest, engine: Engine, image: &str) -> Result<Engine
         resolved_by: ResolvedBy::Pinned,
         labels: Default::default(),
     };
-    let registry = crate::ops::run::registry_flags(&img, &run_req.registry);
+    let registry = crate::script::plan::RegistryFlags::for_image(&img, &run_req.registry);
     run.image = Some(img);
     let opts = PlanOptions {
         name: Some(format!("repro-doctor-{}", run.id)),

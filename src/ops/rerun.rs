@@ -7,9 +7,9 @@ use std::process::Command;
 
 use sha2::Digest as _;
 
-use crate::error::{CliError, CliResult};
+use crate::error::CliError;
 use crate::exec::Engine;
-use crate::ops::run::{execute, pick_engine, registry_flags, Execution, Finished, REDACTED};
+use crate::ops::run::{execute, pick_engine, Execution, Finished, RegistryFlags, REDACTED};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::metrics::MetricSummary;
@@ -146,18 +146,122 @@ pub fn review(run: &Run, this_host: &str) -> Option<Review> {
     })
 }
 
+/// Why a re-run could not be made. The CLI turns it into the user-facing error.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunError {
+    /// The record could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The re-run needs consent that was not given ([`review`]).
+    #[error("refusing to re-run without confirmation: {why}\n  {lines}")]
+    Untrusted { why: &'static str, lines: String },
+    /// A variable recorded redacted must be set now.
+    #[error("{name} was recorded redacted and is not set now")]
+    Redacted { name: String },
+    /// A container re-run needs the recorded digest.
+    #[error("run {id} has no image digest ({reference} was recorded unpinned); it cannot be re-run pinned")]
+    Unpinned { id: String, reference: String },
+    /// The run's repository had no commit.
+    #[error("run {id} was recorded in a repository with no commit")]
+    NoCommit { id: String },
+    /// `--checkout` names a directory that is not empty.
+    #[error("{} is not empty", path.display())]
+    NotEmpty { path: PathBuf },
+    /// The checkout directory could not be made.
+    #[error("cannot create {}: {reason}", path.display())]
+    CreateDir { path: PathBuf, reason: String },
+    /// Neither the remote nor the recorded repository gave the commit.
+    #[error("cannot check out commit {commit} of run {id}")]
+    Checkout {
+        id: String,
+        commit: String,
+        /// What each source answered; empty when there was none.
+        tried: Vec<String>,
+    },
+    /// The recorded patch is not the one its SHA-256 names.
+    #[error("the recorded patch of run {id} does not match its recorded SHA-256 {recorded}")]
+    PatchAltered { id: String, recorded: String },
+    /// The recorded patch does not apply to the checkout.
+    #[error("the recorded patch of run {id} does not apply: {reason}")]
+    Patch { id: String, reason: String },
+    /// A path dataset is gone from where the re-run reads it.
+    #[error("dataset {name} is gone from {}", path.display())]
+    DatasetMissing { name: String, path: PathBuf },
+    /// A path dataset differs from the record where the re-run reads it.
+    #[error("dataset {name} at {} has changed: digest {actual} (the run used {recorded}){detail}", path.display())]
+    DatasetChanged {
+        name: String,
+        path: PathBuf,
+        actual: String,
+        recorded: String,
+        detail: String,
+    },
+    /// A dataset outside the checkout could not be linked into it (host re-run).
+    #[error("cannot link dataset {name}: {reason}")]
+    Link { name: String, reason: String },
+    /// The record's `cwd` or `exec.workdir` would leave the checkout.
+    #[error("run {id} cannot be re-run: its {reason}")]
+    UnsafePath { id: String, reason: String },
+    /// A CA certificate of the recorded plan is gone or changed.
+    #[error(transparent)]
+    Ca(#[from] crate::script::plan::CaError),
+    /// The shared run machinery (engine detection, recording, the child) failed.
+    #[error("{}", with_causes(.0))]
+    Run(CliError),
+}
+
+impl crate::error::Hinted for RerunError {
+    fn hint(&self) -> Option<String> {
+        let restore = "restore the data the run used, or record a new run";
+        Some(match self {
+            RerunError::Store(e) => return e.hint(),
+            RerunError::Untrusted { .. } => "read what it would replay above; if you trust it, run again with --trust (or answer y on a terminal)".into(),
+            RerunError::Redacted { name } => format!("export {name}=… and run `repro rerun` again"),
+            RerunError::Unpinned { .. } => "re-run it on the host with --host, or run it anew with a pinned image".into(),
+            RerunError::NoCommit { .. } => "commit the code before recording runs you want to re-run".into(),
+            RerunError::NotEmpty { .. } => "give --checkout an empty or missing directory".into(),
+            RerunError::Checkout { tried, .. } if tried.is_empty() => {
+                "the recorded repository path is gone and no remote was recorded".into()
+            }
+            RerunError::Checkout { tried, .. } => tried.join("; "),
+            RerunError::PatchAltered { .. } => {
+                "the record was altered; re-run from a clean commit or record a new run".into()
+            }
+            RerunError::DatasetMissing { .. } | RerunError::DatasetChanged { .. } => restore.into(),
+            RerunError::Ca(e) => return e.hint(),
+            RerunError::UnsafePath { .. } => "the record was altered after it was made (import refuses such runs); record the run anew".into(),
+            RerunError::Run(e) if !e.hints.is_empty() => e.hints.join("; "),
+            _ => return None,
+        })
+    }
+}
+
+/// A `CliError`'s message and its causes, as the error's text.
+fn with_causes(e: &CliError) -> String {
+    let mut s = e.message.clone();
+    for c in &e.causes {
+        s.push_str("\n  caused by: ");
+        s.push_str(c);
+    }
+    s
+}
+
+impl From<CliError> for RerunError {
+    fn from(e: CliError) -> Self {
+        RerunError::Run(e)
+    }
+}
+
 /// The refusal when a re-run needs consent that was not given.
-pub fn untrusted_error(r: &Review) -> CliError {
-    let why = if r.recorded_on.is_some() {
-        "it was recorded on another machine"
-    } else {
-        "it replays risky engine flags, mounts or variables"
-    };
-    CliError::user(format!(
-        "refusing to re-run without confirmation: {why}\n  {}",
-        r.lines.join("\n  ")
-    ))
-    .hint("read what it would replay above; if you trust it, run again with --trust (or answer y on a terminal)")
+pub fn untrusted_error(r: &Review) -> RerunError {
+    RerunError::Untrusted {
+        why: if r.recorded_on.is_some() {
+            "it was recorded on another machine"
+        } else {
+            "it replays risky engine flags, mounts or variables"
+        },
+        lines: r.lines.join("\n  "),
+    }
 }
 
 /// One output compared with the original's.
@@ -282,7 +386,7 @@ impl Checks {
         new_id: &str,
         new_outputs: Option<&[Output]>,
         tolerance: Tolerance,
-    ) -> CliResult<Checks> {
+    ) -> Result<Checks, crate::store::StoreError> {
         Ok(Checks {
             outputs: new_outputs
                 .map(|n| compare_outputs(&orig.outputs, n))
@@ -338,14 +442,10 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), String> {
 /// Checks out the recorded commit (remote first, then the recorded repository, as the bash
 /// script does, with `protocol.ext.allow=never`) and applies the recorded patch after checking
 /// its SHA-256.
-fn checkout(ev: &dyn Events, orig: &Run, dir: &Path) -> CliResult<()> {
+fn checkout(ev: &dyn Events, orig: &Run, dir: &Path) -> Result<(), RerunError> {
     let c = orig.code.as_ref().expect("caller checks");
-    let commit = c.commit.as_deref().ok_or_else(|| {
-        CliError::user(format!(
-            "run {} was recorded in a repository with no commit",
-            orig.id
-        ))
-        .hint("commit the code before recording runs you want to re-run")
+    let commit = c.commit.as_deref().ok_or_else(|| RerunError::NoCommit {
+        id: orig.id.clone(),
     })?;
     let mut sources: Vec<String> = Vec::new();
     if let Some(r) = &c.remote {
@@ -354,14 +454,15 @@ fn checkout(ev: &dyn Events, orig: &Run, dir: &Path) -> CliResult<()> {
     if Path::new(&c.repo_root).exists() {
         sources.push(c.repo_root.clone());
     }
-    let mut errors = Vec::new();
+    let mut tried = Vec::new();
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::user(format!("cannot create {}: {e}", dir.display())))?;
-    let mut done = false;
-    for src in &sources {
-        let target = dir.to_string_lossy().into_owned();
-        let attempt = git(
+    std::fs::create_dir_all(dir).map_err(|e| RerunError::CreateDir {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let target = dir.to_string_lossy().into_owned();
+    let clone = |src: &str| {
+        git(
             parent,
             &[
                 "-c",
@@ -374,66 +475,70 @@ fn checkout(ev: &dyn Events, orig: &Run, dir: &Path) -> CliResult<()> {
                 &target,
             ],
         )
-        .and_then(|_| {
-            git(
-                dir,
-                &[
-                    "-c",
-                    "advice.detachedHead=false",
-                    "checkout",
-                    "--quiet",
-                    "--detach",
-                    commit,
-                ],
-            )
-        });
-        match attempt {
-            Ok(()) => {
-                ev.status(&format!(
-                    "checked out {commit} from {src} into {}",
-                    dir.display()
-                ));
-                done = true;
-                break;
-            }
+    };
+    let detach = || {
+        git(
+            dir,
+            &[
+                "-c",
+                "advice.detachedHead=false",
+                "checkout",
+                "--quiet",
+                "--detach",
+                commit,
+            ],
+        )
+    };
+    let from = sources
+        .iter()
+        .find(|src| match clone(src).and_then(|_| detach()) {
+            Ok(()) => true,
             Err(e) => {
-                errors.push(format!("{src}: {e}"));
+                tried.push(format!("{src}: {e}"));
                 let _ = std::fs::remove_dir_all(dir.join(".git"));
+                false
             }
-        }
-    }
-    if !done {
-        return Err(CliError::user(format!(
-            "cannot check out commit {commit} of run {}",
-            orig.id
-        ))
-        .hint(if sources.is_empty() {
-            "the recorded repository path is gone and no remote was recorded".to_string()
-        } else {
-            errors.join("; ")
-        }));
-    }
+        });
+    let Some(src) = from else {
+        return Err(RerunError::Checkout {
+            id: orig.id.clone(),
+            commit: commit.to_string(),
+            tried,
+        });
+    };
+    ev.status(&format!(
+        "checked out {commit} from {src} into {}",
+        dir.display()
+    ));
     if let Some(patch) = &c.patch {
-        let sum = hex::encode(sha2::Sha256::digest(patch.as_bytes()));
-        if c.patch_sha256.as_deref() != Some(sum.as_str()) {
-            return Err(CliError::user(format!(
-                "the recorded patch of run {} does not match its recorded SHA-256 {}",
-                orig.id,
-                c.patch_sha256.as_deref().unwrap_or("(none)")
-            ))
-            .hint("the record was altered; re-run from a clean commit or record a new run"));
-        }
-        let patch_file = dir.join(".git/repro-recorded.patch");
-        std::fs::write(&patch_file, patch.as_bytes())
-            .map_err(|e| CliError::user(format!("cannot write the patch: {e}")))?;
-        git(dir, &["apply", "--binary", ".git/repro-recorded.patch"]).map_err(|e| {
-            CliError::user(format!(
-                "the recorded patch of run {} does not apply: {e}",
-                orig.id
-            ))
-        })?;
-        ev.status("applied the recorded patch of uncommitted changes");
+        apply_patch(ev, orig, patch, c.patch_sha256.as_deref(), dir)?;
     }
+    Ok(())
+}
+
+/// Applies the recorded patch to the checkout after checking its SHA-256.
+fn apply_patch(
+    ev: &dyn Events,
+    orig: &Run,
+    patch: &crate::record::Arg,
+    sha256: Option<&str>,
+    dir: &Path,
+) -> Result<(), RerunError> {
+    let sum = hex::encode(sha2::Sha256::digest(patch.as_bytes()));
+    if sha256 != Some(sum.as_str()) {
+        return Err(RerunError::PatchAltered {
+            id: orig.id.clone(),
+            recorded: sha256.unwrap_or("(none)").to_string(),
+        });
+    }
+    let failed = |reason: String| RerunError::Patch {
+        id: orig.id.clone(),
+        reason,
+    };
+    std::fs::write(dir.join(".git/repro-recorded.patch"), patch.as_bytes())
+        .map_err(|e| failed(format!("cannot write it: {e}")))?;
+    git(dir, &["apply", "--binary", ".git/repro-recorded.patch"]).map_err(failed)?;
+    ev.status("applied the recorded patch of uncommitted changes");
     Ok(())
 }
 
@@ -451,9 +556,87 @@ impl Drop for TempCheckout {
     }
 }
 
+/// Where the re-run checks the code out: `--checkout DIR` (which must be empty), else the first
+/// free `$TMPDIR/repro-rerun-<id>[-N]`, as an absolute path; `None` when no code was recorded.
+/// The dry run and the real run take it from here, so the mount the dry run prints is the one
+/// that runs.
+fn checkout_dir(orig: &Run, req: &RerunRequest) -> Result<Option<(PathBuf, bool)>, RerunError> {
+    if orig.code.is_none() {
+        return Ok(None);
+    }
+    let (dir, temp) = match &req.checkout {
+        Some(d) => {
+            require_empty(d)?;
+            (d.clone(), false)
+        }
+        None => {
+            let base = std::env::temp_dir().join(format!("repro-rerun-{}", &orig.id[..12]));
+            let mut d = base.clone();
+            let mut n = 1;
+            while d.exists() {
+                n += 1;
+                d = PathBuf::from(format!("{}-{n}", base.display()));
+            }
+            (d, true)
+        }
+    };
+    // As the checkout will be canonicalized once it exists: its parent resolved now.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let dir = match (dir.parent().map(Path::canonicalize), dir.file_name()) {
+        (Some(Ok(parent)), Some(name)) => parent.join(name),
+        _ => dir,
+    };
+    Ok(Some((dir, temp)))
+}
+
+/// The variables handed to the re-run: the current value, else the recorded one; a redacted
+/// one must be set now (except in a dry run, which only shows).
+fn replay_env(orig: &Run, dry_run: bool) -> Result<Vec<(String, String)>, RerunError> {
+    let mut env = Vec::new();
+    for (k, v) in &orig.env {
+        match std::env::var(k) {
+            Ok(now) => env.push((k.clone(), now)),
+            Err(_) if v == REDACTED && !dry_run => {
+                return Err(RerunError::Redacted { name: k.clone() })
+            }
+            Err(_) => env.push((k.clone(), v.clone())),
+        }
+    }
+    Ok(env)
+}
+
+/// The engine of a container re-run: the one asked for, else the recorded one (detected when
+/// neither is usable).
+fn rerun_engine(
+    orig: &Run,
+    req: &RerunRequest,
+    mode: ExecMode,
+) -> Result<Option<Engine>, RerunError> {
+    if mode == ExecMode::Host {
+        return Ok(None);
+    }
+    let wanted = req
+        .engine
+        .or(orig.exec.engine.as_deref().and_then(Engine::parse));
+    Ok(Some(if req.dry_run {
+        wanted.unwrap_or(Engine::Podman)
+    } else {
+        pick_engine(wanted)?
+    }))
+}
+
 /// `repro rerun`.
-pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResult<RerunResult> {
+pub fn rerun(
+    ev: &dyn Events,
+    store: &mut Store,
+    req: &RerunRequest,
+) -> Result<RerunResult, RerunError> {
     let orig = store.get_run(&req.id)?;
+    // Import refuses these already; a record written another way must not leave the checkout.
+    crate::record::paths::check_run(&orig).map_err(|reason| RerunError::UnsafePath {
+        id: orig.id.clone(),
+        reason,
+    })?;
     // Nothing runs (no checkout, no pull) before consent; a dry run only shows.
     if let Some(r) = review(&orig, &crate::capture::host::hostname()) {
         if req.dry_run {
@@ -465,97 +648,57 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
         }
     }
     let mode = rerun_mode(&orig, req.host)?;
-    let engine = match mode {
-        ExecMode::Container => {
-            let wanted = req
-                .engine
-                .or(orig.exec.engine.as_deref().and_then(Engine::parse));
-            Some(if req.dry_run {
-                wanted.unwrap_or(Engine::Podman)
-            } else {
-                pick_engine(wanted)?
-            })
-        }
-        ExecMode::Host => None,
-    };
+    let engine = rerun_engine(&orig, req, mode)?;
+    let env = replay_env(&orig, req.dry_run)?;
 
-    // Named variables: the current value, else the recorded one; a redacted one must be set now.
-    let mut env = Vec::new();
-    for (k, v) in &orig.env {
-        match std::env::var(k) {
-            Ok(now) => env.push((k.clone(), now)),
-            Err(_) if v == REDACTED && !req.dry_run => {
-                return Err(
-                    CliError::user(format!("{k} was recorded redacted and is not set now"))
-                        .hint(format!("export {k}=… and run `repro rerun` again")),
-                )
-            }
-            Err(_) => env.push((k.clone(), v.clone())),
-        }
+    // The run's engine plan: what it recorded it needed to reach its registry, plus what is
+    // given now; the new run records the union.
+    let registry = RegistryFlags::for_run(&orig, &req.registry);
+    if mode == ExecMode::Container {
+        crate::script::plan::ca_pem(&orig, &registry)?;
     }
-
     let mut exec = orig.exec.clone();
     exec.mode = mode;
     exec.engine = engine.map(|e| e.as_str().to_string());
     if mode == ExecMode::Host {
         exec.workdir = None;
     }
-    let registry = orig
-        .image
-        .as_ref()
-        .map(|i| registry_flags(i, &req.registry))
-        .unwrap_or_default();
+    exec.registry = crate::capture::image::registry::options::add_access(
+        orig.exec.registry.as_ref(),
+        orig.image.as_ref().and_then(|img| {
+            req.registry
+                .host_settings(&crate::script::plan::registry_of(img))
+                .access()
+        }),
+    );
+    let run = new_run(&orig, exec);
+    let dir = checkout_dir(&orig, req)?;
 
     if req.dry_run {
-        return Ok(RerunResult::DryRun(dry_run(
-            &orig, exec, engine, req, registry,
-        )));
+        let root = dir.as_ref().map(|(d, _)| d.as_path());
+        let placed = place_datasets(&orig, mode, root, &Probe::Commit)?;
+        let x = execution(&orig, root, placed.mounts, env, registry, req);
+        return Ok(RerunResult::DryRun(dry_run_argv(store, &run, engine, &x)));
     }
 
     // Code: the recorded commit and patch in a fresh checkout.
     let mut temp = None;
-    let (cwd, checkout_root) = match &orig.code {
-        None => (PathBuf::from(&orig.cwd), None),
-        Some(_) => {
-            let dir = match &req.checkout {
-                Some(d) => {
-                    require_empty(d)?;
-                    d.clone()
-                }
-                None => {
-                    let base = std::env::temp_dir().join(format!("repro-rerun-{}", &orig.id[..12]));
-                    let mut d = base.clone();
-                    let mut n = 1;
-                    while d.exists() {
-                        n += 1;
-                        d = PathBuf::from(format!("{}-{n}", base.display()));
-                    }
-                    temp = Some(TempCheckout {
-                        dir: d.clone(),
-                        keep: req.keep,
-                    });
-                    d
-                }
-            };
-            checkout(ev, &orig, &dir)?;
-            let root = dir.canonicalize().unwrap_or(dir);
-            (root.join(&orig.cwd), Some(root))
+    if let Some((d, is_temp)) = &dir {
+        if *is_temp {
+            temp = Some(TempCheckout {
+                dir: d.clone(),
+                keep: req.keep,
+            });
         }
-    };
-
-    let extra_mounts = datasets(store, &orig, mode, checkout_root.as_deref())?;
-
-    let run = new_run(&orig, exec);
-    let x = Execution {
-        cwd,
-        output_paths: orig.outputs.iter().map(|o| o.path.clone()).collect(),
-        extra_mounts,
-        env,
-        registry,
-        // The container mounts the checkout, not the recorded repository path.
-        mount_src: checkout_root.clone(),
-        metrics: req.metrics.clone(),
-    };
+        checkout(ev, &orig, d)?;
+    }
+    let root = dir
+        .as_ref()
+        .map(|(d, _)| d.canonicalize().unwrap_or_else(|_| d.clone()));
+    let placed = place_datasets(&orig, mode, root.as_deref(), &Probe::Checkout)?;
+    verify_placed(store, &placed)?;
+    link_placed(&placed)?;
+    let x = execution(&orig, root.as_deref(), placed.mounts, env, registry, req);
     let finished = execute(ev, store, run, &x)?;
     if let Some(t) = &temp {
         if t.keep {
@@ -580,9 +723,34 @@ pub fn rerun(ev: &dyn Events, store: &mut Store, req: &RerunRequest) -> CliResul
     Ok(RerunResult::Ran { finished, checks })
 }
 
+/// How the re-run executes: in the checkout (or the recorded cwd without code), mounting it at
+/// the workdir, with the datasets found outside it mounted read-only.
+fn execution(
+    orig: &Run,
+    root: Option<&Path>,
+    extra_mounts: Vec<(PathBuf, String)>,
+    env: Vec<(String, String)>,
+    registry: RegistryFlags,
+    req: &RerunRequest,
+) -> Execution {
+    Execution {
+        cwd: match root {
+            Some(r) => r.join(&orig.cwd),
+            None => PathBuf::from(&orig.cwd),
+        },
+        output_paths: orig.outputs.iter().map(|o| o.path.clone()).collect(),
+        extra_mounts,
+        env,
+        registry,
+        // The container mounts the checkout, not the recorded repository path.
+        mount_src: root.map(Path::to_path_buf),
+        metrics: req.metrics.clone(),
+    }
+}
+
 /// How a re-run executes: on the host when asked or when the run had no image, else as
 /// recorded; a container re-run needs the recorded digest.
-pub(crate) fn rerun_mode(orig: &Run, host: bool) -> CliResult<ExecMode> {
+pub(crate) fn rerun_mode(orig: &Run, host: bool) -> Result<ExecMode, RerunError> {
     let mode = if host || orig.image.is_none() {
         ExecMode::Host
     } else {
@@ -590,11 +758,10 @@ pub(crate) fn rerun_mode(orig: &Run, host: bool) -> CliResult<ExecMode> {
     };
     if mode == ExecMode::Container {
         if let Some(img) = orig.image.as_ref().filter(|i| i.digest.is_none()) {
-            return Err(CliError::user(format!(
-                "run {} has no image digest ({} was recorded unpinned); it cannot be re-run pinned",
-                orig.id, img.reference
-            ))
-            .hint("re-run it on the host with --host, or run it anew with a pinned image"));
+            return Err(RerunError::Unpinned {
+                id: orig.id.clone(),
+                reference: img.reference.clone(),
+            });
         }
     }
     Ok(mode)
@@ -622,133 +789,193 @@ pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
 }
 
 /// Refuses a `--checkout` directory that exists and is not empty.
-pub(crate) fn require_empty(d: &Path) -> CliResult<()> {
+pub(crate) fn require_empty(d: &Path) -> Result<(), RerunError> {
     let used = d.exists()
         && std::fs::read_dir(d)
             .map(|mut r| r.next().is_some())
             .unwrap_or(true);
     if used {
-        return Err(CliError::user(format!("{} is not empty", d.display()))
-            .hint("give --checkout an empty or missing directory"));
+        return Err(RerunError::NotEmpty {
+            path: d.to_path_buf(),
+        });
     }
     Ok(())
 }
 
-fn dry_run(
-    orig: &Run,
-    exec: crate::record::Exec,
+/// The engine argv (pull, run) of the re-run, bound exactly as `execute` binds the plan: the
+/// new run's container name and metrics file, the checkout mounted at the workdir, the datasets
+/// outside it, the registry options and the `--cert-dir` the pull gets. Only the new run's id
+/// differs from the real run's (each run gets its own).
+fn dry_run_argv(
+    store: &Store,
+    run: &Run,
     engine: Option<Engine>,
-    req: &RerunRequest,
-    registry: crate::script::plan::RegistryFlags,
+    x: &Execution,
 ) -> Vec<Vec<OsString>> {
-    let src = req
-        .checkout
-        .clone()
-        .or_else(|| orig.code.as_ref().map(|c| PathBuf::from(&c.repo_root)))
-        .unwrap_or_else(|| PathBuf::from(&orig.cwd));
-    let run = Run {
-        exec,
-        ..orig.clone()
-    };
-    match engine.and_then(|e| {
+    let plan = engine.and_then(|e| {
         EnginePlan::of(
-            &run,
+            run,
             e,
             &PlanOptions {
-                name: None,
-                tty: false,
-                registry,
+                name: Some(format!("repro-{}", run.id)),
+                tty: crate::ops::run::want_tty(),
+                registry: x.registry.clone(),
             },
         )
-    }) {
-        Some(plan) => {
-            let b = Bindings {
-                src,
-                extra_mounts: Vec::new(),
-                cert_dir: Some(PathBuf::from("CERT_DIR")),
-                metrics: Some(PathBuf::from("METRICS_FILE")),
-            };
-            let e = OsString::from(plan.engine.as_str());
-            let mut pull = vec![e.clone()];
-            pull.extend(plan.pull_args(&b));
-            let mut r = vec![e];
-            r.extend(plan.run_args(&b));
-            vec![pull, r]
-        }
-        None => vec![run.argv_os()],
-    }
+    });
+    let Some(plan) = plan else {
+        return vec![run.argv_os()];
+    };
+    let metrics = (store.path() != Path::new(":memory:")).then(|| {
+        let dir = crate::ops::metrics::metrics_dir(store.path());
+        dir.canonicalize()
+            .unwrap_or(dir)
+            .join(format!("{}.jsonl", run.id))
+    });
+    let b = Bindings {
+        src: x.mount_src.clone().unwrap_or_else(|| x.cwd.clone()),
+        extra_mounts: x.extra_mounts.clone(),
+        cert_dir: (x.registry.needs_cert_dir() && plan.engine == Engine::Podman)
+            .then(|| std::env::temp_dir().join(format!("repro-certs-{}", run.id))),
+        metrics,
+    };
+    let e = OsString::from(plan.engine.as_str());
+    let mut pull = vec![e.clone()];
+    pull.extend(plan.pull_args(&b));
+    let mut r = vec![e];
+    r.extend(plan.run_args(&b));
+    vec![pull, r]
 }
 
-/// Path datasets are re-hashed where they were and must still match; returns the read-only
-/// mounts that make data outside the checkout visible in the container.
-fn datasets(
-    store: &Store,
+/// How to tell whether a relative dataset path is in the re-run's source tree.
+enum Probe {
+    /// The checkout exists: look in it (the recorded commit with its patch applied).
+    Checkout,
+    /// Before the checkout (a dry run): ask git whether the recorded commit tracks the path.
+    Commit,
+}
+
+/// Where each path dataset is verified and read, and what makes it visible to the command.
+#[derive(Debug, Default)]
+struct Placed {
+    /// (dataset, the directory its path is resolved against where it is verified and read).
+    verify: Vec<(crate::record::Dataset, PathBuf)>,
+    /// (host path, container path) mounted read-only: data outside the checkout.
+    mounts: Vec<(PathBuf, String)>,
+    /// (data outside the checkout, its place inside it) for a host re-run.
+    links: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// The one rule every re-run path follows (the bash and Slurm scripts in their dataset
+/// section): a relative path dataset is verified and read in the checkout when the recorded
+/// commit has it, else at its recorded place (under the recorded repository, or the cwd without
+/// code), which is mounted (container) or linked (host) into the checkout; an absolute one
+/// where it was.
+fn place_datasets(
     orig: &Run,
     mode: ExecMode,
-    checkout_root: Option<&Path>,
-) -> CliResult<Vec<(PathBuf, String)>> {
-    let mut extra_mounts = Vec::new();
-    for d in &orig.datasets {
-        if d.kind != DatasetKind::Path {
-            continue;
-        }
+    root: Option<&Path>,
+    probe: &Probe,
+) -> Result<Placed, RerunError> {
+    let recorded_base = match &orig.code {
+        Some(c) => PathBuf::from(&c.repo_root),
+        None => PathBuf::from(&orig.cwd),
+    };
+    let (workdir, _) = container_dirs(orig);
+    let mut placed = Placed::default();
+    for d in orig.datasets.iter().filter(|d| d.kind == DatasetKind::Path) {
         let Some(uri) = &d.uri else { continue };
-        // The same check as `repro verify`, against the recorded repository (or cwd).
-        let base = match &orig.code {
-            Some(c) => PathBuf::from(&c.repo_root),
-            None => PathBuf::from(&orig.cwd),
+        let absolute = Path::new(uri).is_absolute();
+        let in_tree = match (root, absolute) {
+            (Some(r), false) => match probe {
+                Probe::Checkout => std::fs::symlink_metadata(r.join(uri)).is_ok(),
+                Probe::Commit => tracked_in_commit(orig, uri),
+            },
+            _ => false,
         };
-        let item = verify_dataset(d, &base, Some(store.conn()));
-        let original = item.path.clone().unwrap_or_else(|| base.join(uri));
+        let base = match (in_tree, root) {
+            (true, Some(r)) => r.to_path_buf(),
+            _ => recorded_base.clone(),
+        };
+        let at = base.join(uri);
+        placed.verify.push((d.clone(), base));
+        match (root, absolute, in_tree, mode) {
+            (Some(_), false, true, _) => {}
+            (Some(r), false, false, ExecMode::Host) => {
+                placed.links.push((d.name.clone(), at, r.join(uri)));
+            }
+            (Some(_), false, false, ExecMode::Container) => placed
+                .mounts
+                .push((at, format!("{}/{uri}", workdir.trim_end_matches('/')))),
+            (_, true, _, ExecMode::Container) => placed.mounts.push((at, uri.clone())),
+            _ => {}
+        }
+    }
+    Ok(placed)
+}
+
+/// Whether the run's recorded commit tracks `path` (relative to the repository root), asked of
+/// the recorded repository; `false` when it cannot say.
+fn tracked_in_commit(orig: &Run, path: &str) -> bool {
+    let Some((root, commit)) = orig
+        .code
+        .as_ref()
+        .and_then(|c| c.commit.as_deref().map(|k| (&c.repo_root, k)))
+    else {
+        return false;
+    };
+    let spec = format!("{commit}:{}", path.trim_start_matches("./"));
+    Command::new("git")
+        .args(["-C", root, "cat-file", "-e", &spec])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Path datasets are re-hashed where the re-run reads them and must still match the record.
+fn verify_placed(store: &Store, placed: &Placed) -> Result<(), RerunError> {
+    for (d, base) in &placed.verify {
+        // The same check as `repro verify`, at the place the re-run reads.
+        let item = verify_dataset(d, base, Some(store.conn()));
+        let at = item
+            .path
+            .clone()
+            .unwrap_or_else(|| base.join(d.uri.as_deref().unwrap_or("")));
         match item.status {
             VerifyStatus::Match => {}
             VerifyStatus::Missing => {
-                return Err(CliError::user(format!(
-                    "dataset {} is gone from {}",
-                    d.name,
-                    original.display()
-                ))
-                .hint("restore the data the run used, or record a new run"))
+                return Err(RerunError::DatasetMissing {
+                    name: d.name.clone(),
+                    path: at,
+                })
             }
             _ => {
-                return Err(CliError::user(format!(
-                    "dataset {} at {} has changed: digest {} (the run used {}){}",
-                    d.name,
-                    original.display(),
-                    item.actual.as_deref().unwrap_or("?"),
-                    d.digest.as_deref().unwrap_or("?"),
-                    item.detail.map(|x| format!(" ({x})")).unwrap_or_default()
-                ))
-                .hint("restore the data the run used, or record a new run"))
+                return Err(RerunError::DatasetChanged {
+                    name: d.name.clone(),
+                    path: at,
+                    actual: item.actual.unwrap_or_else(|| "?".into()),
+                    recorded: d.digest.clone().unwrap_or_else(|| "?".into()),
+                    detail: item.detail.map(|x| format!(" ({x})")).unwrap_or_default(),
+                })
             }
-        }
-        // Data inside the repository is usually not committed: make it visible in the checkout.
-        if let (Some(root), false) = (checkout_root, Path::new(uri).is_absolute()) {
-            let inside = root.join(uri);
-            if !inside.exists() {
-                match mode {
-                    ExecMode::Host => {
-                        if let Some(p) = inside.parent() {
-                            let _ = std::fs::create_dir_all(p);
-                        }
-                        std::os::unix::fs::symlink(&original, &inside).map_err(|e| {
-                            CliError::user(format!("cannot link dataset {}: {e}", d.name))
-                        })?;
-                    }
-                    ExecMode::Container => {
-                        let (workdir, _) = container_dirs(orig);
-                        extra_mounts.push((
-                            original.clone(),
-                            format!("{}/{uri}", workdir.trim_end_matches('/')),
-                        ));
-                    }
-                }
-            }
-        } else if Path::new(uri).is_absolute() && mode == ExecMode::Container {
-            extra_mounts.push((original.clone(), uri.clone()));
         }
     }
-    Ok(extra_mounts)
+    Ok(())
+}
+
+/// A host re-run sees data outside the checkout through a symlink at its recorded place.
+fn link_placed(placed: &Placed) -> Result<(), RerunError> {
+    for (name, from, to) in &placed.links {
+        if let Some(p) = to.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        std::os::unix::fs::symlink(from, to).map_err(|e| RerunError::Link {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Compares each original output with the new one.

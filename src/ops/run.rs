@@ -145,24 +145,6 @@ fn merged(from_cfg: Vec<String>, flags: &[String], dedup: bool) -> Vec<String> {
     out
 }
 
-/// Registry options from the configuration (insecure registries, `registry_timeout`) plus the
-/// flags' insecure registries and CA certificate: one place for run, rerun and script.
-pub fn registry_options(
-    cfg: &Config,
-    insecure_flags: &[String],
-    ca_cert: Option<PathBuf>,
-) -> RegistryOptions {
-    let mut o = RegistryOptions {
-        insecure_registries: merged(cfg.insecure_registries.values(), insecure_flags, true),
-        ca_cert,
-        ..RegistryOptions::default()
-    };
-    if let Some(t) = cfg.registry_timeout.value {
-        o.deadline = std::time::Duration::from_secs(t);
-    }
-    o
-}
-
 impl RunRequest {
     /// Builds the request from the flags and the configuration (flags win; lists add up: the
     /// configuration's entries first, then the flags'). Returns notes for the user.
@@ -248,7 +230,12 @@ impl RunRequest {
             Some(p) => Some(Platform::parse(p)?),
             None => None,
         };
-        let registry = registry_options(cfg, &f.insecure_registries, f.ca_cert);
+        let registry = crate::capture::image::registry::options::registry_options(
+            cfg.insecure_registries.values(),
+            cfg.registry_timeout.value,
+            &f.insecure_registries,
+            f.ca_cert,
+        );
         let req = RunRequest {
             command: f.command,
             image: f.image,
@@ -352,11 +339,15 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         workdir: (req.mode == ExecMode::Container).then(|| req.workdir.clone()),
         engine_args: req.engine_args.clone(),
         gpus: req.gpus.clone(),
+        // What reaching the registry took is part of the plan every re-run renders.
+        registry: image
+            .as_ref()
+            .and_then(|img| req.registry.host_settings(&registry_of(img)).access()),
     };
     let command = req.command.iter().cloned().map(Arg::from).collect();
     let registry = image
         .as_ref()
-        .map(|img| registry_flags(img, &req.registry))
+        .map(|img| RegistryFlags::for_image(img, &req.registry))
         .unwrap_or_default();
     let run = Run {
         name: req.name.clone(),
@@ -385,12 +376,6 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
         crate::ops::mlflow::after_run(ev, store, &finished.id, m);
     }
     Ok(finished)
-}
-
-/// The engine's pull options for `img` from repro's registry options (its host's settings:
-/// insecure declaration, `--ca-cert`, certs.d).
-pub fn registry_flags(img: &crate::record::Image, opts: &RegistryOptions) -> RegistryFlags {
-    RegistryFlags::of(&opts.host_settings(&registry_of(img)))
 }
 
 /// `--require-clean` refused: say how many files are modified and how many untracked.

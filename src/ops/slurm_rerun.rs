@@ -17,15 +17,82 @@ use std::time::Duration;
 
 use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
-use crate::error::{CliError, CliResult};
-use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, Tolerance};
-use crate::ops::run::{hash_outputs, registry_flags, which};
+use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, RerunError, Tolerance};
+use crate::ops::run::{hash_outputs, which};
 use crate::ops::Events;
 use crate::record::scheduler::{SchedulerContext, SlurmContext};
 use crate::record::{ExecMode, Run, Status};
-use crate::script::slurm::{render, Runtime, SlurmOptions};
-use crate::slurm::{Client, JobState, JobStatus, Outcome, Submit};
-use crate::store::{Finish, Store};
+use crate::script::slurm::Runtime;
+use crate::script::{RenderError, ScriptOptions, Target};
+use crate::slurm::{Client, JobState, JobStatus, Outcome, SlurmError, Submit};
+use crate::store::{Finish, Store, StoreError};
+
+/// Why a Slurm re-run could not be submitted, followed or recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmRerunError {
+    /// What a local re-run refuses too (an unpinned image, a used job directory, …).
+    #[error(transparent)]
+    Rerun(Box<RerunError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
+    /// The Slurm script cannot be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The job directory cannot be made or written.
+    #[error("cannot {what} in {}: {reason}", dir.display())]
+    JobDir {
+        what: &'static str,
+        dir: PathBuf,
+        reason: String,
+    },
+    /// The submitted job could not be recorded (it was cancelled).
+    #[error("{source}")]
+    Unrecorded {
+        job_id: String,
+        source: Box<StoreError>,
+    },
+    /// Another process recorded the outcome while this one waited.
+    #[error("run {run_id} was finished ({status}) by someone else while this one waited")]
+    FinishedElsewhere { run_id: String, status: Status },
+    /// `--wait` returned while the job was still active.
+    #[error("Slurm job {job_id} is still active after the wait")]
+    StillActive { job_id: String },
+    /// The job has not ended.
+    #[error("Slurm job of run {id} has not ended")]
+    NotEnded { id: String },
+    /// The run is not a re-run submitted to Slurm.
+    #[error("run {id} was not submitted to Slurm by `repro rerun --on slurm`")]
+    NotSubmitted { id: String },
+}
+
+impl From<RerunError> for SlurmRerunError {
+    fn from(e: RerunError) -> Self {
+        SlurmRerunError::Rerun(Box::new(e))
+    }
+}
+
+impl crate::error::Hinted for SlurmRerunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SlurmRerunError::Rerun(e) => e.hint(),
+            SlurmRerunError::Store(e) => e.hint(),
+            SlurmRerunError::Slurm(e) => e.hint(),
+            SlurmRerunError::Render(e) => e.hint(),
+            SlurmRerunError::JobDir { .. } => Some(
+                "give --checkout a writable directory on a filesystem the compute nodes see".into(),
+            ),
+            SlurmRerunError::Unrecorded { job_id, .. } => Some(format!(
+                "Slurm job {job_id} was cancelled because the re-run could not be recorded"
+            )),
+            SlurmRerunError::NotSubmitted { .. } => {
+                Some("give the id of the re-run that `repro rerun ID --on slurm` printed".into())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// The script's file name in the job directory.
 pub const SCRIPT_FILE: &str = "rerun.sbatch";
@@ -123,7 +190,11 @@ fn runtime_name(r: Runtime) -> &'static str {
 
 /// Renders, submits and records the re-run (`running`, with the job id). Follow it with
 /// `poll`, which records the outcome once the job has ended.
-pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> CliResult<Submitted> {
+pub fn submit(
+    ev: &dyn Events,
+    store: &mut Store,
+    req: &SlurmRerunRequest,
+) -> Result<Submitted, SlurmRerunError> {
     let orig = store.get_run(&req.id)?;
     let mode = rerun_mode(&orig, req.host)?;
     let runtime =
@@ -135,41 +206,35 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
     if mode == ExecMode::Host {
         exec.workdir = None;
     }
-    // The script re-runs the original with the engine the job will use.
+    // The script re-runs the original with the engine the job will use, from the one engine
+    // plan (the registry access the run recorded, plus the options given now), rendered by the
+    // function `repro script --target slurm` calls.
     let script_run = Run {
         exec: exec.clone(),
         ..orig.clone()
     };
-    let registry = orig
-        .image
-        .as_ref()
-        .map(|i| registry_flags(i, &req.registry))
-        .unwrap_or_default();
-    let ca_pem = match &req.registry.ca_cert {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            CliError::user(format!(
-                "cannot read the CA certificate {}: {e}",
-                p.display()
-            ))
-            .hint("give --ca-cert a PEM file")
-        })?),
-        None => None,
-    };
-    let script = render(
+    let script = crate::script::render(
         &script_run,
-        &SlurmOptions {
+        &ScriptOptions {
+            target: Target::Slurm,
+            engine: Some(crate::exec::Engine::Podman),
+            registry: req.registry.clone(),
             runtime: runtime.unwrap_or_default(),
-            engine: crate::script::bash::BashOptions {
-                engine: Some(crate::exec::Engine::Podman),
-                registry,
-                ca_pem,
-                fallback: match &orig.image {
-                    Some(img) => crate::ops::archive::recorded_fallback(store, img)?,
-                    None => None,
-                },
+            git_image: None,
+            fallback: match &orig.image {
+                Some(img) => crate::ops::archive::recorded_fallback(store, img)?,
+                None => None,
             },
         },
     )?;
+    exec.registry = crate::capture::image::registry::options::add_access(
+        orig.exec.registry.as_ref(),
+        orig.image.as_ref().and_then(|img| {
+            req.registry
+                .host_settings(&crate::script::plan::registry_of(img))
+                .access()
+        }),
+    );
 
     // The new run: the original's provenance, no wrapper process (the job runs elsewhere).
     let mut run = new_run(&orig, exec);
@@ -185,9 +250,10 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
         }
         None => PathBuf::from(format!("repro-slurm-{}", run.short_id())),
     };
-    let cant = |what: &str, e: std::io::Error| {
-        CliError::user(format!("cannot {what} in {}: {e}", dir.display()))
-            .hint("give --checkout a writable directory on a filesystem the compute nodes see")
+    let cant = |what: &'static str, e: std::io::Error| SlurmRerunError::JobDir {
+        what,
+        dir: dir.clone(),
+        reason: e.to_string(),
     };
     std::fs::create_dir_all(&dir).map_err(|e| cant("create the job directory", e))?;
     let dir = dir
@@ -222,9 +288,10 @@ pub fn submit(ev: &dyn Events, store: &mut Store, req: &SlurmRerunRequest) -> Cl
     if let Err(e) = store.insert_run(&run) {
         // An unrecorded job would run unseen: cancel it.
         let _ = req.client.cancel(&job_id);
-        return Err(CliError::from(e).hint(format!(
-            "Slurm job {job_id} was cancelled because the re-run could not be recorded"
-        )));
+        return Err(SlurmRerunError::Unrecorded {
+            job_id,
+            source: Box::new(e),
+        });
     }
     Ok(Submitted {
         run_id: run.id,
@@ -283,7 +350,7 @@ pub fn rerun(
     store: &mut Store,
     req: &SlurmRerunRequest,
     submitted: &mut dyn FnMut(&Submitted),
-) -> CliResult<SlurmRerun> {
+) -> Result<SlurmRerun, SlurmRerunError> {
     let sub = submit(ev, store, req)?;
     submitted(&sub);
     if !req.wait {
@@ -302,14 +369,11 @@ pub fn rerun(
     )?;
     match polled {
         Polled::Ended(end) => Ok(SlurmRerun::Ended(sub, end)),
-        Polled::AlreadyFinished(status) => Err(CliError::user(format!(
-            "run {} was finished ({status}) by someone else while this one waited",
-            sub.run_id
-        ))),
-        Polled::Active(_) => Err(CliError::user(format!(
-            "Slurm job {} is still active after the wait",
-            sub.job_id
-        ))),
+        Polled::AlreadyFinished(status) => Err(SlurmRerunError::FinishedElsewhere {
+            run_id: sub.run_id,
+            status,
+        }),
+        Polled::Active(_) => Err(SlurmRerunError::StillActive { job_id: sub.job_id }),
     }
 }
 
@@ -319,7 +383,7 @@ fn follow(
     client: &Client,
     job_id: &str,
     interval: Duration,
-) -> CliResult<Vec<JobStatus>> {
+) -> Result<Vec<JobStatus>, SlurmError> {
     let mut last = String::new();
     let jobs = client.wait(job_id, interval, None, |jobs| {
         let states: Vec<String> = jobs
@@ -375,9 +439,9 @@ fn record_end(
     jobs: Vec<JobStatus>,
     outputs_dir: Option<&Path>,
     req: &PollRequest,
-) -> CliResult<JobEnd> {
-    let outcome = combined_outcome(&jobs)
-        .ok_or_else(|| CliError::user(format!("Slurm job of run {} has not ended", run.id)))?;
+) -> Result<JobEnd, SlurmRerunError> {
+    let outcome =
+        combined_outcome(&jobs).ok_or_else(|| SlurmRerunError::NotEnded { id: run.id.clone() })?;
     let paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
     let outputs = match outputs_dir {
         Some(d) if !paths.is_empty() => hash_outputs(ev, &paths, d),
@@ -463,7 +527,11 @@ pub enum Polled {
 /// Asks Slurm about a submitted re-run (`req.id`: the new run) and records its outcome once
 /// the job has ended; with `wait`, follows it until then. Outputs are hashed, and metrics read,
 /// in the job directory when `dir` names it.
-pub fn poll(ev: &dyn Events, store: &mut Store, req: &PollRequest) -> CliResult<Polled> {
+pub fn poll(
+    ev: &dyn Events,
+    store: &mut Store,
+    req: &PollRequest,
+) -> Result<Polled, SlurmRerunError> {
     let run = store.get_run(&req.id)?;
     let job_id = run
         .scheduler
@@ -471,13 +539,7 @@ pub fn poll(ev: &dyn Events, store: &mut Store, req: &PollRequest) -> CliResult<
         .and_then(|s| s.slurm.as_ref())
         .map(|s| s.job_id.clone())
         .filter(|_| run.pid.is_none())
-        .ok_or_else(|| {
-            CliError::user(format!(
-                "run {} was not submitted to Slurm by `repro rerun --on slurm`",
-                run.id
-            ))
-            .hint("give the id of the re-run that `repro rerun ID --on slurm` printed")
-        })?;
+        .ok_or_else(|| SlurmRerunError::NotSubmitted { id: run.id.clone() })?;
     if run.status != Status::Running {
         return Ok(Polled::AlreadyFinished(run.status));
     }

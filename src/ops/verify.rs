@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::CliResult;
-
 use serde::Serialize;
 
 use crate::capture::dataset::{self, DatasetSpec, HashOptions};
@@ -190,16 +188,16 @@ fn error(item: &mut VerifyItem, e: dataset::DatasetError) {
 }
 
 /// The directory a run's relative paths are resolved against by default: the git work tree
-/// containing `cwd`, else the run's recorded repository root, else `cwd`.
-pub fn default_base(run: &Run, cwd: &Path) -> CliResult<PathBuf> {
+/// containing `cwd`, else the run's recorded repository root, else `cwd`. Never fails: a
+/// directory outside any repository falls back.
+pub fn default_base(run: &Run, cwd: &Path) -> PathBuf {
     if let Ok(repo) = git2::Repository::discover(cwd) {
         if let Some(w) = repo.workdir() {
-            return Ok(w.to_path_buf());
+            return w.to_path_buf();
         }
     }
-    Ok(run
-        .code
+    run.code
         .as_ref()
         .map(|c| PathBuf::from(&c.repo_root))
-        .unwrap_or_else(|| cwd.to_path_buf()))
+        .unwrap_or_else(|| cwd.to_path_buf())
 }

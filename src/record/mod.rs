@@ -173,6 +173,36 @@ pub struct Exec {
     /// GPU request given with `--gpus`, replayed as the engine flag / k8s resource / `--nv`.
     #[serde(default)]
     pub gpus: Option<String>,
+    /// What the run needed to reach its image's registry (insecure, CA certificates): part of
+    /// the engine plan every re-run path renders. Left out of the JSON when nothing was needed,
+    /// so that the records (and MLflow artifacts) of such runs keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryAccess>,
+}
+
+/// How the engine reached a registry: never credentials, only what a re-run needs to reach it
+/// the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAccess {
+    /// The registry `HOST[:PORT]`.
+    pub registry: String,
+    /// Declared insecure (`--insecure-registry`, `insecure_registries`): plain HTTP allowed,
+    /// podman pulls with `--tls-verify=false`.
+    #[serde(default)]
+    pub insecure: bool,
+    /// CA certificates trusted for it (`--ca-cert`, certs.d), in the order they applied.
+    #[serde(default)]
+    pub ca_certs: Vec<CaCert>,
+}
+
+/// A CA certificate a run trusted: where the PEM lived and its SHA-256, so a re-run finds it
+/// again and refuses another one under the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCert {
+    /// Absolute path of the PEM file when the run was recorded.
+    pub path: String,
+    /// `sha256:<hex>` of the file's bytes.
+    pub sha256: String,
 }
 
 /// Where the command ran.

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
+use crate::capture::image::registry::RegistryOptions;
 use crate::record::{Code, DatasetKind, ExecMode, Image, Run};
 
 pub use plan::{container_dirs, DEFAULT_WORKDIR};
@@ -57,6 +58,9 @@ pub enum RenderError {
         target: &'static str,
         reason: String,
     },
+    /// A CA certificate of the pull cannot be embedded.
+    #[error(transparent)]
+    Ca(#[from] plan::CaError),
 }
 
 impl crate::error::Hinted for RenderError {
@@ -77,12 +81,85 @@ impl crate::error::Hinted for RenderError {
             RenderError::Unsupported { .. } => {
                 Some("use `repro script ID --target bash`, which handles every recorded run".into())
             }
+            RenderError::Ca(e) => e.hint(),
             _ => None,
         }
     }
 }
 
 pub use crate::exec::Engine;
+
+/// Where the re-run happens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// A bash script using docker or podman
+    #[default]
+    Bash,
+    /// A Kubernetes batch/v1 Job manifest (YAML)
+    K8s,
+    /// An sbatch script running the image with Apptainer
+    Slurm,
+}
+
+/// What a script is rendered with besides the record.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptOptions {
+    pub target: Target,
+    /// Engine of the bash script (default: the recorded one).
+    pub engine: Option<Engine>,
+    /// Registry options given now (flags, configuration, certs.d): they add to what the run
+    /// recorded ([`plan::RegistryFlags::for_run`]).
+    pub registry: RegistryOptions,
+    /// Container runtime of the Slurm script.
+    pub runtime: slurm::Runtime,
+    /// The Kubernetes checkout image, pinned by digest.
+    pub git_image: Option<String>,
+    /// The recorded archives a pull falls back to.
+    pub fallback: Option<plan::PullFallback>,
+}
+
+/// Renders `run` for `opts.target` from its one engine plan: `repro script` and the MLflow
+/// `repro/rerun.sh` both call this, so for the same options they are the same bytes.
+pub fn render(run: &Run, opts: &ScriptOptions) -> Result<String, RenderError> {
+    // An imported record could send the script out of its checkout (`cd ../../..`).
+    crate::record::paths::check_run(run).map_err(|value| RenderError::Invalid {
+        id: run.id.clone(),
+        what: "directory".into(),
+        value,
+    })?;
+    let registry = plan::RegistryFlags::for_run(run, &opts.registry);
+    // Every CA that applies to the registry is embedded (never a client key), each recorded
+    // one checked against its recorded SHA-256; only a container pull needs them.
+    let container = run.exec.mode == ExecMode::Container && run.image.is_some();
+    let ca_pem = if container && opts.target != Target::K8s {
+        plan::ca_pem(run, &registry)?
+    } else {
+        None
+    };
+    let bash_opts = bash::BashOptions {
+        engine: opts.engine,
+        registry: registry.clone(),
+        ca_pem,
+        fallback: opts.fallback.clone(),
+    };
+    match opts.target {
+        Target::Bash => bash::render(run, &bash_opts),
+        Target::K8s => k8s::render(
+            run,
+            &k8s::K8sOptions {
+                git_image: opts.git_image.clone(),
+                registry,
+            },
+        ),
+        Target::Slurm => slurm::render(
+            run,
+            &slurm::SlurmOptions {
+                runtime: opts.runtime,
+                engine: bash_opts,
+            },
+        ),
+    }
+}
 
 /// Context for quoting one run's values: errors name the run and the value.
 pub(crate) struct Quoter<'a> {
@@ -664,6 +741,7 @@ pub(crate) fn sample_run() -> Run {
             workdir: Some("/workspace".into()),
             engine_args: vec!["--shm-size=1g".into()],
             gpus: Some("all".into()),
+            registry: None,
         },
         image: Some(Image {
             reference: "registry.example.com/team/trainer:2.3.1".into(),

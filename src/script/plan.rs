@@ -7,9 +7,9 @@
 //! placeholders that the native runner fills with paths and the scripts with shell variables.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::capture::image::registry::HostSettings;
+use crate::capture::image::registry::{HostSettings, RegistryOptions};
 use crate::exec::Engine;
 use crate::record::{ExecMode, Image, Run};
 
@@ -94,6 +94,96 @@ impl RegistryFlags {
     pub fn needs_cert_dir(&self) -> bool {
         !self.ca_files.is_empty()
     }
+
+    /// The pull options for `img` from repro's registry options (its host's settings:
+    /// insecure declaration, `--ca-cert`, certs.d).
+    pub fn for_image(img: &Image, opts: &RegistryOptions) -> RegistryFlags {
+        RegistryFlags::of(&opts.host_settings(&registry_of(img)))
+    }
+
+    /// The pull options of a recorded run's engine plan: what the run recorded it needed
+    /// ([`Exec::registry`](crate::record::Exec)), plus what applies now (flags, configuration,
+    /// certs.d). Every re-run path (`repro rerun`, each `repro script` target, Slurm re-runs,
+    /// the MLflow `rerun.sh`) takes its registry options from here.
+    pub fn for_run(run: &Run, now: &RegistryOptions) -> RegistryFlags {
+        let Some(img) = &run.image else {
+            return RegistryFlags::default();
+        };
+        let current = RegistryFlags::for_image(img, now);
+        let Some(rec) = &run.exec.registry else {
+            return current;
+        };
+        let mut f = RegistryFlags {
+            insecure: rec.insecure || current.insecure,
+            ca_files: rec
+                .ca_certs
+                .iter()
+                .map(|c| PathBuf::from(&c.path))
+                .collect(),
+            cert_dirs: current.cert_dirs,
+        };
+        for ca in current.ca_files {
+            if !f.ca_files.contains(&ca) {
+                f.ca_files.push(ca);
+            }
+        }
+        f
+    }
+}
+
+/// Why the CA certificates of a pull cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaError {
+    /// A CA file cannot be read.
+    #[error("cannot read the CA certificate {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    /// A recorded CA file now holds another certificate.
+    #[error("the CA certificate {} has changed since the run was recorded: {now}, the run trusted {recorded}", path.display())]
+    Changed {
+        path: PathBuf,
+        recorded: String,
+        now: String,
+    },
+}
+
+impl crate::error::Hinted for CaError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            CaError::Read { .. } => "put the registry's CA certificate back where the run found it, or give a readable PEM file with --ca-cert".into(),
+            CaError::Changed { .. } => "restore the certificate the run trusted, or record a new run that trusts the new one".into(),
+        })
+    }
+}
+
+/// The PEM text of every CA file of `flags` (the pull's `--cert-dir`), each recorded one
+/// checked against the SHA-256 the run recorded; `None` when the pull needs no CA.
+pub fn ca_pem(run: &Run, flags: &RegistryFlags) -> Result<Option<String>, CaError> {
+    use sha2::Digest as _;
+    let recorded = run.exec.registry.as_ref().map(|r| &r.ca_certs[..]);
+    let mut pem = String::new();
+    for f in &flags.ca_files {
+        let bytes = std::fs::read(f).map_err(|e| CaError::Read {
+            path: f.clone(),
+            reason: e.to_string(),
+        })?;
+        let rec = recorded
+            .unwrap_or_default()
+            .iter()
+            .find(|c| Path::new(&c.path) == f);
+        if let Some(c) = rec {
+            let now = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+            if now != c.sha256 {
+                return Err(CaError::Changed {
+                    path: f.clone(),
+                    recorded: c.sha256.clone(),
+                    now,
+                });
+            }
+        }
+        pem.push_str(String::from_utf8_lossy(&bytes).trim_end());
+        pem.push('\n');
+    }
+    Ok((!pem.is_empty()).then_some(pem))
 }
 
 /// Inputs that are not in the record.
@@ -433,6 +523,56 @@ mod tests {
         assert!(args.contains(&OsString::from("--gpus=all")));
         let plan = EnginePlan::of(&run, Engine::Docker, &PlanOptions::default()).unwrap();
         assert!(!plan.run_args(&b).contains(&OsString::from("-t")));
+    }
+
+    #[test]
+    fn the_recorded_access_is_part_of_every_plan_and_flags_add_to_it() {
+        use crate::record::{CaCert, RegistryAccess};
+        let tmp = tempfile::tempdir().unwrap();
+        let (recorded, given) = (tmp.path().join("rec.pem"), tmp.path().join("now.pem"));
+        std::fs::write(&recorded, "recorded pem\n").unwrap();
+        std::fs::write(&given, "given pem\n").unwrap();
+        let sha = |b: &[u8]| {
+            use sha2::Digest as _;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+        };
+        let mut run = sample_run();
+        run.exec.registry = Some(RegistryAccess {
+            registry: "registry.example.com".into(),
+            insecure: true,
+            ca_certs: vec![CaCert {
+                path: recorded.to_string_lossy().into_owned(),
+                sha256: sha(b"recorded pem\n"),
+            }],
+        });
+        let none = RegistryOptions {
+            certs_d: vec![],
+            ..RegistryOptions::default()
+        };
+        let f = RegistryFlags::for_run(&run, &none);
+        assert!(f.insecure);
+        assert_eq!(f.ca_files, vec![recorded.clone()]);
+        let now = RegistryOptions {
+            ca_cert: Some(given.clone()),
+            ..none.clone()
+        };
+        let f = RegistryFlags::for_run(&run, &now);
+        assert_eq!(f.ca_files, vec![recorded.clone(), given.clone()]);
+        assert_eq!(
+            ca_pem(&run, &f).unwrap().unwrap(),
+            "recorded pem\ngiven pem\n"
+        );
+        // Another certificate under the recorded name is refused, a missing one too.
+        std::fs::write(&recorded, "another pem\n").unwrap();
+        assert!(matches!(ca_pem(&run, &f), Err(CaError::Changed { .. })));
+        std::fs::remove_file(&recorded).unwrap();
+        assert!(matches!(ca_pem(&run, &f), Err(CaError::Read { .. })));
+        // Without a record, only what applies now.
+        run.exec.registry = None;
+        assert_eq!(
+            RegistryFlags::for_run(&run, &none),
+            RegistryFlags::default()
+        );
     }
 
     #[test]

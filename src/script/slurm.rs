@@ -6,6 +6,7 @@ use crate::record::{ExecMode, Run};
 
 use super::bash::{argv_words, host_command};
 use super::k8s::gpu_count;
+use super::plan::RegistryFlags;
 use super::{
     checkout_section, container_dirs, datasets_section, env_words, finish_section, header_comments,
     host_dirs, image_ref, job_name, prelude, shared_tools, Quoter, RenderError,
@@ -79,7 +80,7 @@ pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
     if container && podman {
         s.push_str(&super::bash::container_command(run, &engine_opts)?);
     } else if container {
-        s.push_str(&apptainer_command(run, &q)?);
+        s.push_str(&apptainer_command(run, &q, &opts.engine.registry)?);
     } else {
         s.push_str(&host_command(run)?);
     }
@@ -87,7 +88,13 @@ pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
     Ok(s)
 }
 
-fn apptainer_command(run: &Run, q: &Quoter<'_>) -> Result<String, RenderError> {
+/// The run under Apptainer, which fetches the image itself: the engine plan's insecure
+/// registry becomes `--nohttps`; a private CA must be in the node's trust store.
+fn apptainer_command(
+    run: &Run,
+    q: &Quoter<'_>,
+    registry: &RegistryFlags,
+) -> Result<String, RenderError> {
     let Some(img) = &run.image else {
         return Ok(String::new());
     };
@@ -107,6 +114,11 @@ fn apptainer_command(run: &Run, q: &Quoter<'_>) -> Result<String, RenderError> {
             "WARNING: the run's image was not pinned to a digest; {reference} may have moved since"
         )),
     });
+    if registry.needs_cert_dir() {
+        s.push_str(&q.note(
+            "the run trusted a private CA for its registry: apptainer needs it in this node's trust store",
+        ));
+    }
     if !run.exec.engine_args.is_empty() {
         s.push_str(&q.note(&format!(
             "engine flags of the original run are not replayed under apptainer: {}",
@@ -128,6 +140,9 @@ done
         words.extend(env);
     }
     words.push("\"$apptainer\" exec --cleanenv".into());
+    if registry.insecure {
+        words.push("--nohttps".into());
+    }
     if run.exec.gpus.is_some() {
         words.push("--nv".into());
     }
@@ -151,6 +166,20 @@ mod tests {
         assert_eq!(gpu_count("all"), Some(1));
         assert_eq!(gpu_count("device=0,1,3"), Some(3));
         assert_eq!(gpu_count("garbage"), None);
+    }
+
+    #[test]
+    fn apptainer_reaches_an_insecure_registry_of_the_plan_over_http() {
+        let run = sample_run();
+        let mut opts = SlurmOptions::default();
+        let plain = render(&run, &opts).unwrap();
+        assert!(!plain.contains("--nohttps"));
+        opts.engine.registry.insecure = true;
+        let text = render(&run, &opts).unwrap();
+        assert!(
+            text.contains("\"$apptainer\" exec --cleanenv \\\n  --nohttps"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -567,9 +567,9 @@ fn insert_rows(
                 image_ref, image_digest, image_index_digest, image_platform, image_resolved_by, image_labels,
                 code_repo_root, code_remote, code_commit, code_branch, code_dirty, code_untracked, code_patch, code_patch_sha256,
                 host, user, platform, pid, pid_start, boot_id, rerun_of, pid_ns,
-                scheduler, scheduler_job_id, scheduler_array_job_id)
+                scheduler, scheduler_job_id, scheduler_array_job_id, exec_registry)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40)",
+                ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)",
             params![
                 run.id,
                 run.name,
@@ -611,6 +611,10 @@ fn insert_rows(
                 sched.0,
                 sched.1,
                 sched.2,
+                run.exec
+                    .registry
+                    .as_ref()
+                    .map(|a| serde_json::to_string(a).expect("registry access serialises")),
             ],
         )
         .map_err(at("insert run"))?;
@@ -713,7 +717,7 @@ pub const RUN_COLUMNS: &str = "id, name, status, exit_code, signal, started_at, 
     exec_mode, engine, workdir, engine_args, gpus, image_ref, image_digest, image_index_digest, image_platform, \
     image_resolved_by, image_labels, code_repo_root, code_remote, code_commit, code_branch, code_dirty, \
     code_untracked, code_patch, code_patch_sha256, host, user, platform, pid, boot_id, rerun_of, pid_start, pid_ns, \
-    scheduler";
+    scheduler, exec_registry";
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(r: &Row, col: &str) -> rusqlite::Result<T> {
     let text: Option<String> = r.get(col)?;
@@ -787,6 +791,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
             workdir: r.get("workdir")?,
             engine_args: json_col(r, "engine_args")?,
             gpus: r.get("gpus")?,
+            registry: json_col(r, "exec_registry")?,
         },
         image: image_from_row(r)?,
         code: code_from_row(r)?,

@@ -20,6 +20,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
             workdir: Some("/workspace".into()),
             engine_args: vec!["--network=none".into()],
             gpus: None,
+            registry: None,
         },
         image: Some(Image {
             reference: "127.0.0.1:5000/team/app:1".into(),

@@ -736,3 +736,51 @@ fn a_vanished_digest_without_an_archive_is_a_clear_error() {
     assert!(stderr.contains("repro image archive keeps one"), "{stderr}");
     assert!(stderr.contains("repro audit"), "{stderr}");
 }
+
+/// Issue 21: `registry_timeout` from a configuration file bounds `repro audit` and
+/// `repro image archive` as it bounds `repro run` (they built their own registry options and
+/// dropped it, waiting the default 60 s on a registry that never answers).
+#[test]
+fn registry_timeout_in_the_configuration_reaches_audit_and_archive() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let env = TestEnv::new();
+    let cfg = env.home().join(".config/repro/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "registry_timeout = 2\n").unwrap();
+    let image = format!("{addr}/team/app:1@sha256:{}", "ab".repeat(32));
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--offline",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, 0, "run: {err}");
+    let id = env.last_id();
+
+    let (_, out, err) = env.run_in(env.root(), &["audit", &id, "--json"]);
+    let both = format!("{out}{err}");
+    assert!(both.contains("within 2s"), "{both}");
+
+    let dir = env.root().join("layout");
+    let (code, out, err) = env.run_in(
+        env.root(),
+        &["image", "archive", &id, "--to", dir.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let both = format!("{out}{err}");
+    assert!(both.contains("within 2s"), "{both}");
+}

@@ -74,6 +74,7 @@ fn insert_running(db: &Path, id: &str, host: &str, boot_id: &str, pid: i64) {
             workdir: None,
             engine_args: vec![],
             gpus: None,
+            registry: None,
         },
         image: None,
         code: None,

@@ -17,6 +17,7 @@ pub fn pinned_image() -> String {
 pub fn pinned_options() -> k8s::K8sOptions {
     k8s::K8sOptions {
         git_image: Some(pinned_image()),
+        ..k8s::K8sOptions::default()
     }
 }
 

@@ -1061,3 +1061,71 @@ fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
     assert!(srv.run_by_repro_id(&exp, &bad).is_some());
     assert_eq!(srv.runs(&exp).len(), 2);
 }
+
+/// Issue 21: the `repro/rerun.sh` of a run made with `--insecure-registry` only, downloaded with
+/// the MLflow Python client, is the bytes of `repro script ID` and runs under bash against the
+/// loopback registry (the run recorded what reaching it took).
+#[test]
+fn the_pushed_rerun_script_of_an_insecure_registry_run_runs_after_download() {
+    use crate::support::engine::Podman;
+    use crate::support::registry::Registry;
+    let srv = server();
+    let registry = Registry::start();
+    registry.push_busybox("team/mlflowplain", "1.0");
+    let podman = Podman::new(&[]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("mlflow-insecure");
+    let image = format!("{}/team/mlflowplain:1.0", registry.addr());
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", &image])
+        .args(["--insecure-registry", &registry.addr()])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "README",
+        ])
+        .output()
+        .unwrap();
+    crate::support::assert_ok_for(&out, "repro run --insecure-registry");
+    let id = env.last_id();
+    let exp = experiment("insecure-rerun");
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    let mlflow_id = srv.run_by_repro_id(&exp, &id).unwrap()["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let dst = env.root().join("downloaded");
+    std::fs::create_dir_all(&dst).unwrap();
+    let py = std::process::Command::new(crate::support::mlflow::venv().join("bin/python"))
+        .args([
+            "-c",
+            "import sys, mlflow\nprint(mlflow.artifacts.download_artifacts(run_id=sys.argv[1], artifact_path='repro/rerun.sh', dst_path=sys.argv[2], tracking_uri=sys.argv[3]))",
+            &mlflow_id,
+            dst.to_str().unwrap(),
+            &srv.uri,
+        ])
+        .output()
+        .unwrap();
+    crate::support::assert_ok_for(&py, "mlflow.artifacts.download_artifacts");
+    let script = std::path::PathBuf::from(String::from_utf8_lossy(&py.stdout).trim());
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert_eq!(text, ok(&env, &repo, &["script", &id]));
+    assert!(text.contains("--tls-verify=false"), "{text}");
+
+    let rerun = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(env.root().join("work"))
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    crate::support::assert_ok_for(&rerun, "bash rerun.sh from MLflow");
+    assert_eq!(String::from_utf8_lossy(&rerun.stdout), "hello\n");
+}

@@ -36,6 +36,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
             workdir: None,
             engine_args: vec![],
             gpus: None,
+            registry: None,
         },
         image: None,
         code: None,
@@ -134,6 +135,7 @@ pub fn fixture_runs() -> Vec<(&'static str, Run)> {
         workdir: Some("/workspace".into()),
         engine_args: vec![],
         gpus: Some("all".into()),
+        registry: None,
     };
 
     let mut sweep2 = base(

@@ -61,8 +61,7 @@ fn inspect_args(reference: &str, platform: Option<&str>) -> InspectArgs {
         offline: false,
         platform: platform.map(str::to_string),
         json: true,
-        insecure_registries: vec![],
-        ca_cert: None,
+        registry: Default::default(),
     }
 }
 

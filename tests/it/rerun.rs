@@ -285,7 +285,29 @@ fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
             .unwrap();
         let from_script = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_ok(&out);
-        let a = engine_lines(&native);
+        // The native run also names its container after the new run and mounts that run's
+        // metrics file; the script names none and makes a temporary file (METRICS_FILE in a
+        // dry run).
+        let a: Vec<Vec<String>> = engine_lines(&native)
+            .iter()
+            .map(|w| {
+                let id = w
+                    .iter()
+                    .find_map(|x| x.strip_prefix("--name=repro-"))
+                    .map(str::to_string);
+                let metrics = id.map(|id| {
+                    let dir = env.db().parent().unwrap().join("metrics");
+                    dir.join(format!("{id}.jsonl")).display().to_string()
+                });
+                w.iter()
+                    .filter(|x| !x.starts_with("--name=repro-"))
+                    .map(|x| match &metrics {
+                        Some(m) => x.replace(m.as_str(), "METRICS_FILE"),
+                        None => x.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
         let b = engine_lines(&from_script);
         assert_eq!(a.len(), 2, "pull and run expected: {native}");
         assert_eq!(
@@ -658,4 +680,268 @@ fn rerun_with_mlflow_pushes_linked_to_the_original() {
     let (code, err) = repro(&srv.uri, &["rerun", &orig]);
     assert_eq!(code, 0, "{err}");
     assert!(srv.run_by_repro_id(&exp, &env.last_id()).is_none(), "{err}");
+}
+
+/// Issue 21: a path dataset is verified where the re-run reads it. Data tracked in the recorded
+/// commit is read (and verified) in the checkout, so a change in the live tree after the run does
+/// not matter; untracked data is still verified at its recorded path.
+#[test]
+fn check_verifies_tracked_data_in_the_checkout_and_untracked_data_where_recorded() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("data-in-git");
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::write(repo.join("data/train.csv"), "x,y\n1,2\n").unwrap();
+    std::fs::write(repo.join(".gitignore"), "scratch/\nout.txt\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "data"]);
+    std::fs::create_dir_all(repo.join("scratch")).unwrap();
+    std::fs::write(repo.join("scratch/extra.txt"), "untracked v1\n").unwrap();
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--dataset",
+            "data/train.csv",
+            "--dataset",
+            "scratch",
+            "--output",
+            "out.txt",
+            "--",
+            "sh",
+            "-c",
+            "cat data/train.csv scratch/extra.txt > out.txt",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+
+    // The live tree moves on after the run; the recorded commit still has the data.
+    std::fs::write(repo.join("data/train.csv"), "x,y\n9,9\n").unwrap();
+    let co = env.root().join("co1");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["rerun", &id, "--check", "--checkout", co.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("output out.txt: match"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(co.join("out.txt")).unwrap(),
+        "x,y\n1,2\nuntracked v1\n"
+    );
+
+    // Untracked data is read from its recorded place, so it is verified there.
+    std::fs::write(repo.join("scratch/extra.txt"), "untracked v2\n").unwrap();
+    let co = env.root().join("co2");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["rerun", &id, "--check", "--checkout", co.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("dataset scratch at"), "{err}");
+    assert!(
+        err.contains(&repo.join("scratch").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("has changed"), "{err}");
+    assert!(!co.join("out.txt").exists(), "nothing ran");
+}
+
+/// A stand-in `podman` on PATH that records each pull and run argv (NUL-separated, one file
+/// per call, named by the time of the call) and reports the image as absent, so the run pulls.
+fn recording_podman(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    let log = dir.join("podman-calls");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&log).unwrap();
+    let script = format!(
+        "#!/bin/sh\ncase $1 in\n  image | events) exit 1 ;;\nesac\nprintf '%s\\0' \"$@\" > '{}'/\"$(date +%s%N)\"\nexit 0\n",
+        log.display()
+    );
+    let p = bin.join("podman");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, log)
+}
+
+/// The recorded calls of [`recording_podman`], oldest first.
+fn recorded_calls(log: &Path) -> Vec<Vec<String>> {
+    let mut files: Vec<_> = std::fs::read_dir(log)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let mut words: Vec<String> = String::from_utf8(std::fs::read(f).unwrap())
+                .unwrap()
+                .split('\0')
+                .map(str::to_string)
+                .collect();
+            words.pop();
+            words
+        })
+        .collect()
+}
+
+/// `--name=repro-<new run id>` names the container; each run gets its own id.
+fn without_run_id(words: &[String]) -> Vec<String> {
+    let id = words
+        .iter()
+        .find_map(|w| w.strip_prefix("--name=repro-"))
+        .map(str::to_string);
+    words
+        .iter()
+        .map(|w| match &id {
+            Some(id) => w.replace(id.as_str(), "NEW_RUN_ID"),
+            None => w.clone(),
+        })
+        .collect()
+}
+
+/// Issue 21: `rerun --dry-run` prints the argv that really runs (checkout mount, dataset mounts,
+/// container name, metrics file, the registry options the run recorded), and a run made with
+/// `--insecure-registry` re-runs with it without the flag given again.
+#[test]
+fn dry_run_prints_the_argv_the_rerun_executes() {
+    let env = TestEnv::new();
+    let (bin, log) = recording_podman(env.root());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let repo = env.git_repo("dry");
+    std::fs::write(repo.join(".gitignore"), "data/\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "ignore data"]);
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::write(repo.join("data/in.txt"), "untracked\n").unwrap();
+    let image = format!("127.0.0.1:9/team/app@sha256:{}", "ab".repeat(32));
+    let repro = |cwd: &Path, args: &[&str]| {
+        let out = env
+            .repro()
+            .current_dir(cwd)
+            .env("PATH", &path)
+            .env("TMPDIR", &tmp)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    repro(
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--offline",
+            "--engine",
+            "podman",
+            "--image",
+            &image,
+            "--insecure-registry",
+            "127.0.0.1:9",
+            "--dataset",
+            "data",
+            "--",
+            "sh",
+            "-c",
+            "echo it's",
+        ],
+    );
+    let id = env.last_id();
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::create_dir_all(&log).unwrap();
+
+    let dry = repro(env.root(), &["rerun", &id, "--dry-run"]);
+    let printed: Vec<Vec<String>> = engine_lines(&dry)
+        .iter()
+        .map(|w| without_run_id(w))
+        .collect();
+    assert!(recorded_calls(&log).is_empty(), "a dry run runs nothing");
+    repro(env.root(), &["rerun", &id]);
+    let ran: Vec<Vec<String>> = recorded_calls(&log)
+        .iter()
+        .map(|w| {
+            let mut argv = vec!["podman".to_string()];
+            argv.extend(without_run_id(w));
+            argv
+        })
+        .collect();
+    assert_eq!(ran.len(), 2, "pull and run: {ran:?}");
+    assert_eq!(printed, ran, "dry run:\n{dry}");
+    // What makes them equal: the recorded registry option, the checkout (not the repository)
+    // at the workdir, the untracked data mounted from where it was recorded.
+    assert_eq!(
+        ran[0],
+        [
+            "podman",
+            "pull",
+            "--tls-verify=false",
+            &format!("127.0.0.1:9/team/app@sha256:{}", "ab".repeat(32))
+        ]
+    );
+    let checkout = tmp.join(format!("repro-rerun-{}", &id[..12]));
+    let run = &ran[1];
+    assert!(
+        run.contains(&format!("--volume={}:/workspace", checkout.display())),
+        "{run:?}"
+    );
+    assert!(
+        run.contains(&format!(
+            "--volume={}:/workspace/data:ro",
+            repo.join("data").display()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.contains(&"--name=repro-NEW_RUN_ID".to_string()),
+        "{run:?}"
+    );
+}
+
+/// A record altered after it was made (`cwd` or `exec.workdir` leaving the checkout) is refused
+/// by `rerun` and `script` before anything runs or is written — import refuses such lines, this
+/// is the second check for a database changed by other means.
+#[test]
+fn a_record_whose_directories_leave_the_checkout_is_refused_at_rerun_and_script() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let (code, _, err) = env.run_in(&repo, &["run", "-q", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let escape = env.root().join("escaped");
+    for (column, value, field) in [
+        ("cwd", "../../../../escaped", "cwd"),
+        ("workdir", "/../../etc", "exec.workdir"),
+    ] {
+        let c = rusqlite::Connection::open(env.db()).unwrap();
+        c.execute(
+            &format!("UPDATE runs SET {column} = ?1 WHERE id = ?2"),
+            rusqlite::params![value, id],
+        )
+        .unwrap();
+        drop(c);
+        let before = env.runs().len();
+        let (code, _, err) = env.run_in(&repo, &["rerun", &id, "--trust"]);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(
+            err.contains(field) && err.contains("'..' component"),
+            "{field}: {err}"
+        );
+        assert_eq!(env.runs().len(), before, "{field}: no new run recorded");
+        let (code, out, err) = env.run_in(&repo, &["script", &id]);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(out.is_empty() && err.contains(field), "{field}: {err}");
+        // Put the column back before the next case.
+        let c = rusqlite::Connection::open(env.db()).unwrap();
+        let restore: Option<&str> = if column == "cwd" { Some(".") } else { None };
+        c.execute(
+            &format!("UPDATE runs SET {column} = ?1 WHERE id = ?2"),
+            rusqlite::params![restore, id],
+        )
+        .unwrap();
+    }
+    assert!(!escape.exists(), "nothing may be made outside the checkout");
 }

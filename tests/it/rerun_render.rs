@@ -77,6 +77,7 @@ fn base_run(argv: Vec<Arg>) -> Run {
             workdir: Some("/workspace".into()),
             engine_args: vec![],
             gpus: None,
+            registry: None,
         },
         image: Some(Image {
             reference: format!("{REPO}:1.0"),

@@ -181,3 +181,58 @@ fn host_run_script_reproduces_output_and_stops_on_a_changed_dataset() {
     assert!(err.contains("external-data"), "{err}");
     assert!(!String::from_utf8_lossy(&third.stdout).contains("[plain]"));
 }
+
+/// Issue 21: a run made with `--insecure-registry` only (the engine's own configuration does not
+/// trust the loopback registry over HTTP) re-runs from `repro script ID` without the flag given
+/// again: the run recorded it, the script pulls with `--tls-verify=false`.
+#[test]
+fn a_run_with_an_insecure_registry_flag_reruns_from_its_script_without_the_flag() {
+    let registry = Registry::start();
+    let digest = registry.push_busybox("team/plainhttp", "1.0");
+    // No insecure registry in podman's registries.conf: only the flag makes the pull work.
+    let podman = Podman::new(&[]);
+    let env = TestEnv::new();
+    let repo = env.git_repo("insecure");
+    let image = format!("{}/team/plainhttp:1.0", registry.addr());
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", &image])
+        .args(["--insecure-registry", &registry.addr()])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "README",
+        ])
+        .output()
+        .unwrap();
+    assert_ok_for(&out, "repro run --insecure-registry");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let id = env.last_id();
+    assert_eq!(env.show_json(&id)["exec"]["registry"]["insecure"], true);
+
+    let script = env.root().join("rerun.sh");
+    env.repro()
+        .args(["script", &id, "-o", script.to_str().unwrap()])
+        .assert()
+        .success();
+    let sc = StdCommand::new("shellcheck").arg(&script).output().unwrap();
+    assert_ok_for(&sc, "shellcheck");
+    let rerun = StdCommand::new("bash")
+        .arg(&script)
+        .arg(env.root().join("work"))
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    assert_ok_for(&rerun, "bash rerun.sh");
+    assert_eq!(String::from_utf8_lossy(&rerun.stdout), "hello\n");
+    assert!(
+        String::from_utf8_lossy(&rerun.stderr).contains(&format!("reports digest {digest}")),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+}

@@ -19,7 +19,6 @@ use crate::mlflow::{
 use crate::record::metrics::MetricSummary;
 use crate::record::text::release_line;
 use crate::record::{DatasetKind, Run, Status};
-use crate::script::bash;
 use crate::store::mlflow::MlflowPush;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
@@ -318,7 +317,9 @@ fn add_rerun_script(
     artifacts: &mut Vec<(String, Vec<u8>)>,
     tags: &mut BTreeMap<String, String>,
 ) {
-    match bash::render(run, &bash::BashOptions::default()) {
+    // The function `repro script` calls, with its defaults: the same bytes as `repro script ID`
+    // (the registry options the run recorded included).
+    match crate::script::render(run, &crate::script::ScriptOptions::default()) {
         Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
         Err(e) => {
             tags.insert(
@@ -643,6 +644,7 @@ mod tests {
                 workdir: None,
                 engine_args: vec![],
                 gpus: None,
+                registry: None,
             },
             image: Some(Image {
                 reference: "reg.example/team/app:1.0".into(),

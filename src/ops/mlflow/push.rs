@@ -715,6 +715,7 @@ mod tests {
                 workdir: None,
                 engine_args: vec![],
                 gpus: None,
+                registry: None,
             },
             crate::capture::host::start_facts(),
         );

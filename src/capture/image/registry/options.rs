@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::super::auth::AuthConfig;
 use super::super::reference::{is_loopback_host, split_host_port};
+use crate::record::{CaCert, RegistryAccess};
 
 /// Environment variable: `certs.d` roots to read instead of the engines' defaults
 /// (`:`-separated), e.g. for tests or a site-wide directory.
@@ -123,6 +124,80 @@ impl HostSettings {
     pub fn plain_http_allowed(&self) -> bool {
         self.loopback || self.insecure
     }
+
+    /// What a run records of these settings: the insecure declaration and each readable CA
+    /// file's path and SHA-256 (never a client key, never credentials); `None` when nothing
+    /// beyond the defaults applied.
+    pub fn access(&self) -> Option<RegistryAccess> {
+        use sha2::Digest as _;
+        let ca_certs = self
+            .ca_files
+            .iter()
+            .filter_map(|f| {
+                let bytes = std::fs::read(f).ok()?;
+                let path = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                Some(CaCert {
+                    path: path.to_string_lossy().into_owned(),
+                    sha256: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+                })
+            })
+            .collect();
+        let a = RegistryAccess {
+            registry: self.registry.clone(),
+            insecure: self.insecure,
+            ca_certs,
+        };
+        (a.insecure || !a.ca_certs.is_empty()).then_some(a)
+    }
+}
+
+/// What a re-run records it needed: the original's access plus what applies now to the same
+/// registry (an insecure declaration, further CA files; repeats dropped).
+pub fn add_access(
+    recorded: Option<&RegistryAccess>,
+    now: Option<RegistryAccess>,
+) -> Option<RegistryAccess> {
+    match (recorded, now) {
+        (None, now) => now,
+        (Some(r), None) => Some(r.clone()),
+        (Some(r), Some(n)) => {
+            let mut a = r.clone();
+            a.insecure |= n.insecure;
+            for c in n.ca_certs {
+                if !a.ca_certs.contains(&c) {
+                    a.ca_certs.push(c);
+                }
+            }
+            Some(a)
+        }
+    }
+}
+
+/// The one merge of registry settings for every command that talks to a registry (run,
+/// rerun, script, image, audit): the configured insecure registries, then the flags' (repeats
+/// dropped); the flag's CA certificate; the configured `registry_timeout` as the deadline
+/// (else `REPRO_REGISTRY_TIMEOUT`, else 60 s). The CLI's `RegistryArgs` calls it.
+pub fn registry_options(
+    configured_insecure: Vec<String>,
+    configured_timeout: Option<u64>,
+    insecure_flags: &[String],
+    ca_cert: Option<PathBuf>,
+) -> RegistryOptions {
+    let mut insecure_registries = configured_insecure;
+    for f in insecure_flags {
+        if !insecure_registries.contains(f) {
+            insecure_registries.push(f.clone());
+        }
+    }
+    let mut o = RegistryOptions {
+        insecure_registries,
+        ca_cert,
+        ..RegistryOptions::default()
+    };
+    if let Some(t) = configured_timeout {
+        o.deadline = Duration::from_secs(t);
+    }
+    o
 }
 
 impl RegistryOptions {
@@ -225,6 +300,39 @@ mod tests {
         assert!(opts.host_settings("localhost").plain_http_allowed());
         assert!(!opts.host_settings("reg.lan:5001").plain_http_allowed());
         assert!(opts.host_settings("reg.lan:5001").cert_dirs.is_empty());
+    }
+
+    #[test]
+    fn access_records_insecure_and_ca_fingerprints_only_when_needed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = tmp.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let none = RegistryOptions {
+            certs_d: vec![],
+            ..RegistryOptions::default()
+        };
+        assert_eq!(none.host_settings("127.0.0.1:5000").access(), None);
+        let o = registry_options(
+            vec!["a.lan".into()],
+            Some(7),
+            &["a.lan".into(), "127.0.0.1:5000".into()],
+            Some(ca.clone()),
+        );
+        assert_eq!(o.insecure_registries, ["a.lan", "127.0.0.1:5000"]);
+        assert_eq!(o.deadline, Duration::from_secs(7));
+        let o = RegistryOptions {
+            certs_d: vec![],
+            ..o
+        };
+        let a = o.host_settings("127.0.0.1:5000").access().unwrap();
+        assert!(a.insecure);
+        assert_eq!(a.ca_certs.len(), 1);
+        assert_eq!(a.ca_certs[0].path, ca.to_string_lossy());
+        let want = {
+            use sha2::Digest as _;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"pem")))
+        };
+        assert_eq!(a.ca_certs[0].sha256, want);
     }
 
     #[test]
