@@ -322,6 +322,53 @@ impl Engine {
     }
 }
 
+/// Finds a program on PATH (or checks a path containing `/`).
+pub fn which(program: &str) -> Option<PathBuf> {
+    which::which(program).ok()
+}
+
+/// No container engine to run with: the one asked for is not installed, or neither is.
+#[derive(Debug, thiserror::Error)]
+pub enum NoEngine {
+    /// The engine asked for (flag, configuration or `REPRO_ENGINE`) is not on PATH.
+    #[error("the container engine '{}' is not installed (not found on PATH)", .0.as_str())]
+    Missing(Engine),
+    /// Neither podman nor docker is on PATH.
+    #[error("no container engine found (neither podman nor docker is on PATH)")]
+    None,
+}
+
+impl crate::error::Hinted for NoEngine {
+    fn hint(&self) -> Option<String> {
+        Some("install podman or docker, or run on the host with --host".into())
+    }
+}
+
+/// The one engine detection: the engine asked for (flag, else configuration or `REPRO_ENGINE`,
+/// which the configuration already holds), else podman, else docker, on PATH.
+pub fn pick_engine(wanted: Option<Engine>) -> Result<Engine, NoEngine> {
+    let candidates = match wanted {
+        Some(w) => vec![w],
+        None => vec![Engine::Podman, Engine::Docker],
+    };
+    if let Some(e) = candidates.into_iter().find(|c| which(c.as_str()).is_some()) {
+        return Ok(e);
+    }
+    Err(match wanted {
+        Some(w) => NoEngine::Missing(w),
+        None => NoEngine::None,
+    })
+}
+
+/// Allocate a TTY only when stdin, stdout and stderr are all terminals: `> out 2> err` from a
+/// terminal must keep the two streams apart (a TTY merges them, with CRLF line ends).
+pub fn want_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
 /// Engine flags for a `--gpus` request: docker takes `--gpus`, podman CDI device names.
 pub fn gpu_flags(engine: &str, gpus: &str) -> Vec<String> {
     let podman_devices = |list: &str| -> Vec<String> {

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::capture::image::auth::AuthConfig;
 use crate::cli::{print_out, Ctx};
 use crate::error::CliError;
-use crate::ops::run::which;
+use crate::exec::which;
 
 /// Arguments of `repro doctor`.
 #[derive(Debug, Args)]

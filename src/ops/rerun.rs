@@ -7,9 +7,11 @@ use std::process::Command;
 
 use sha2::Digest as _;
 
+use crate::capture::env::REDACTED;
 use crate::error::{CliError, CliResult};
+use crate::exec::pick_engine;
 use crate::exec::Engine;
-use crate::ops::run::{execute, pick_engine, registry_flags, Execution, Finished, REDACTED};
+use crate::ops::run::{execute, registry_flags, Execution, Finished};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::metrics::MetricSummary;
@@ -61,7 +63,7 @@ pub struct Review {
 
 /// Variables that are risky to hand to a replayed command from this environment.
 fn risky_env_name(name: &str) -> bool {
-    crate::ops::run::looks_secret(name)
+    crate::capture::env::looks_secret(name)
         || name.starts_with("LD_")
         || matches!(
             name,
