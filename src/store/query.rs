@@ -128,6 +128,40 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// The `WHERE` terms being built and their bound values.
+struct Conditions {
+    wh: Vec<String>,
+    args: Vec<Value>,
+    /// `+` when a selective filter is present (see `RunFilter::where_with`), else empty.
+    weak: &'static str,
+    /// Whether an indexed filter on `runs` itself narrows the candidates.
+    runs_index: bool,
+}
+
+impl Conditions {
+    /// Binds a value; returns its `?N` placeholder.
+    fn bind(&mut self, v: Value) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+
+    /// A term on a column whose index is unhelpful next to a selective filter.
+    fn push_weak(&mut self, column: &str, rest: &str) {
+        self.wh.push(format!("{}{column} {rest}", self.weak));
+    }
+
+    /// `cond` on the rows of an annotation or dataset `table` of the run. With an indexed filter
+    /// on runs itself (digest, commit, …), annotations and datasets are checked per candidate
+    /// run through their (run_id, …) primary keys instead of collecting every run that has them.
+    fn among(&self, table: &str, cond: String) -> String {
+        if self.runs_index {
+            format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
+        } else {
+            format!("id IN (SELECT run_id FROM {table} WHERE {cond})")
+        }
+    }
+}
+
 impl RunFilter {
     /// Whether any filter (as opposed to sort/limit) is set.
     pub fn is_filtering(&self) -> bool {
@@ -159,12 +193,7 @@ impl RunFilter {
 
     /// Which annotation table, if any, should drive the query (see `to_sql_limit`).
     fn driver(&self) -> Option<Driver> {
-        let runs_index = self.image.is_some()
-            || self.digest.is_some()
-            || self.code.is_some()
-            || self.rerun_of.is_some()
-            || self.job.is_some();
-        if self.sort != SortKey::Started || runs_index {
+        if self.sort != SortKey::Started || self.runs_index() {
             return None;
         }
         if !self.tags.is_empty() {
@@ -176,20 +205,18 @@ impl RunFilter {
         }
     }
 
-    fn where_with(
-        &self,
-        driver: Option<Driver>,
-        mut wh: Vec<String>,
-        mut args: Vec<Value>,
-    ) -> (String, Vec<Value>) {
-        let bind = |v: Value, args: &mut Vec<Value>| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        // Status, host, branch and time have few distinct values or wide ranges: when a
-        // selective filter is present, `+col` keeps SQLite (which has no statistics by default)
-        // from preferring their indexes over the selective one.
-        let selective = self.image.is_some()
+    /// Whether a filter on `runs` itself (digest, commit, …) can use an index.
+    fn runs_index(&self) -> bool {
+        self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.rerun_of.is_some()
+            || self.job.is_some()
+    }
+
+    /// Whether a filter narrows the runs much (as status, host, branch and time do not).
+    fn selective(&self) -> bool {
+        self.image.is_some()
             || self.digest.is_some()
             || self.code.is_some()
             || self.dataset.is_some()
@@ -197,28 +224,62 @@ impl RunFilter {
             || !self.tags.is_empty()
             || self.rerun_of.is_some()
             || self.job.is_some()
-            || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In);
-        let weak = if selective { "+" } else { "" };
-        // With an indexed filter on runs itself (digest, commit, …), annotations and datasets
-        // are checked per candidate run through their (run_id, …) primary keys instead of
-        // collecting every run that has them.
-        let runs_index = self.image.is_some()
-            || self.digest.is_some()
-            || self.code.is_some()
-            || self.rerun_of.is_some()
-            || self.job.is_some();
-        let among = |table: &str, cond: String| {
-            if runs_index {
-                format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
-            } else {
-                format!("id IN (SELECT run_id FROM {table} WHERE {cond})")
-            }
+            || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In)
+    }
+
+    fn where_with(
+        &self,
+        driver: Option<Driver>,
+        wh: Vec<String>,
+        args: Vec<Value>,
+    ) -> (String, Vec<Value>) {
+        let mut c = Conditions {
+            wh,
+            args,
+            // Status, host, branch and time have few distinct values or wide ranges: when a
+            // selective filter is present, `+col` keeps SQLite (which has no statistics by
+            // default) from preferring their indexes over the selective one.
+            weak: if self.selective() { "+" } else { "" },
+            runs_index: self.runs_index(),
         };
+        self.image_and_code(&mut c);
+        self.dataset_condition(&mut c);
+        if !self.statuses.is_empty() {
+            let list: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|s| c.bind(Value::Text(s.as_str().into())))
+                .collect();
+            c.push_weak("status", &format!("IN ({})", list.join(", ")));
+        }
+        if let Some(s) = &self.since {
+            let p = c.bind(Value::Text(s.clone()));
+            c.push_weak("started_at", &format!(">= {p}"));
+        }
+        if let Some(u) = &self.until {
+            let p = c.bind(Value::Text(u.clone()));
+            c.push_weak("started_at", &format!("< {p}"));
+        }
+        self.annotation_conditions(&mut c, driver);
+        self.identity_conditions(&mut c);
+        for (i, m) in self.metrics.iter().enumerate() {
+            let cond = m.sql(&mut c.args, self.metric_shape(i));
+            c.wh.push(cond);
+        }
+        if c.wh.is_empty() {
+            (String::new(), c.args)
+        } else {
+            (format!(" WHERE {}", c.wh.join(" AND ")), c.args)
+        }
+    }
+
+    /// `--image` (a substring), `--digest` and `--code` (prefixes), `--branch`.
+    fn image_and_code(&self, c: &mut Conditions) {
         if let Some(img) = &self.image {
             // A substring cannot use a b-tree index; distinct references are few (kept in
             // image_refs by a trigger), so match those and then fetch runs by reference.
-            let p = bind(Value::Text(format!("%{}%", like_escape(img))), &mut args);
-            wh.push(format!(
+            let p = c.bind(Value::Text(format!("%{}%", like_escape(img))));
+            c.wh.push(format!(
                 "image_ref IN (SELECT ref FROM image_refs WHERE ref LIKE {p} ESCAPE '\\')"
             ));
         }
@@ -229,94 +290,86 @@ impl RunFilter {
             } else {
                 format!("sha256:{d}")
             };
-            let lo = bind(Value::Text(d.clone()), &mut args);
-            let hi = bind(Value::Text(format!("{d}\u{7f}")), &mut args);
-            wh.push(format!(
+            let lo = c.bind(Value::Text(d.clone()));
+            let hi = c.bind(Value::Text(format!("{d}\u{7f}")));
+            c.wh.push(format!(
                 "((image_digest >= {lo} AND image_digest < {hi}) OR (image_index_digest >= {lo} AND image_index_digest < {hi}))"
             ));
         }
-        if let Some(c) = &self.code {
-            let c = c.to_ascii_lowercase();
-            let lo = bind(Value::Text(c.clone()), &mut args);
-            let hi = bind(Value::Text(format!("{c}\u{7f}")), &mut args);
-            wh.push(format!("code_commit >= {lo} AND code_commit < {hi}"));
+        if let Some(code) = &self.code {
+            let code = code.to_ascii_lowercase();
+            let lo = c.bind(Value::Text(code.clone()));
+            let hi = c.bind(Value::Text(format!("{code}\u{7f}")));
+            c.wh.push(format!("code_commit >= {lo} AND code_commit < {hi}"));
         }
         if let Some(b) = &self.branch {
-            let p = bind(Value::Text(b.clone()), &mut args);
-            wh.push(format!("{weak}code_branch = {p}"));
+            let p = c.bind(Value::Text(b.clone()));
+            c.push_weak("code_branch", &format!("= {p}"));
         }
-        if let Some((name, version)) = &self.dataset {
-            let n = bind(Value::Text(name.clone()), &mut args);
-            match version {
-                Some(v) => {
-                    // Two indexed lookups: an OR would read every dataset row of that name.
-                    let v = bind(Value::Text(v.clone()), &mut args);
-                    wh.push(if runs_index {
-                        among(
-                            "run_datasets",
-                            format!("name = {n} AND (version = {v} OR digest = {v})"),
-                        )
-                    } else {
-                        format!(
-                            "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND version = {v} \
-                             UNION ALL SELECT run_id FROM run_datasets WHERE name = {n} AND digest = {v})"
-                        )
-                    });
-                }
-                None => wh.push(among("run_datasets", format!("name = {n}"))),
-            }
-        }
-        if !self.statuses.is_empty() {
-            let list: Vec<String> = self
-                .statuses
-                .iter()
-                .map(|s| bind(Value::Text(s.as_str().into()), &mut args))
-                .collect();
-            wh.push(format!("{weak}status IN ({})", list.join(", ")));
-        }
-        if let Some(s) = &self.since {
-            let p = bind(Value::Text(s.clone()), &mut args);
-            wh.push(format!("{weak}started_at >= {p}"));
-        }
-        if let Some(u) = &self.until {
-            let p = bind(Value::Text(u.clone()), &mut args);
-            wh.push(format!("{weak}started_at < {p}"));
-        }
+    }
+
+    /// `--dataset NAME[@VERSION]`, the version matching the version or the content digest.
+    fn dataset_condition(&self, c: &mut Conditions) {
+        let Some((name, version)) = &self.dataset else {
+            return;
+        };
+        let n = c.bind(Value::Text(name.clone()));
+        let Some(v) = version else {
+            let cond = c.among("run_datasets", format!("name = {n}"));
+            c.wh.push(cond);
+            return;
+        };
+        // Two indexed lookups: an OR would read every dataset row of that name.
+        let v = c.bind(Value::Text(v.clone()));
+        let cond = if c.runs_index {
+            c.among(
+                "run_datasets",
+                format!("name = {n} AND (version = {v} OR digest = {v})"),
+            )
+        } else {
+            format!(
+                "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND version = {v} \
+                 UNION ALL SELECT run_id FROM run_datasets WHERE name = {n} AND digest = {v})"
+            )
+        };
+        c.wh.push(cond);
+    }
+
+    /// `--param` and `--tag`, but for the one that drives the query.
+    fn annotation_conditions(&self, c: &mut Conditions, driver: Option<Driver>) {
         let skip_param = usize::from(driver == Some(Driver::Param));
         for (k, v) in self.params.iter().skip(skip_param) {
-            let k = bind(Value::Text(k.clone()), &mut args);
-            let v = bind(Value::Text(v.clone()), &mut args);
-            wh.push(among("run_params", format!("key = {k} AND value = {v}")));
+            let k = c.bind(Value::Text(k.clone()));
+            let v = c.bind(Value::Text(v.clone()));
+            let cond = c.among("run_params", format!("key = {k} AND value = {v}"));
+            c.wh.push(cond);
         }
         let skip_tag = usize::from(driver == Some(Driver::Tag));
         for t in self.tags.iter().skip(skip_tag) {
-            let t = bind(Value::Text(t.clone()), &mut args);
-            wh.push(among("run_tags", format!("tag = {t}")));
+            let t = c.bind(Value::Text(t.clone()));
+            let cond = c.among("run_tags", format!("tag = {t}"));
+            c.wh.push(cond);
         }
+    }
+
+    /// `--name`, `--rerun-of`, `--host`, `--job`.
+    fn identity_conditions(&self, c: &mut Conditions) {
         if let Some(g) = &self.name {
-            let p = bind(Value::Text(g.clone()), &mut args);
-            wh.push(format!("name GLOB {p}"));
+            let p = c.bind(Value::Text(g.clone()));
+            c.wh.push(format!("name GLOB {p}"));
         }
         if let Some(r) = &self.rerun_of {
-            let p = bind(Value::Text(r.clone()), &mut args);
-            wh.push(format!("rerun_of = {p}"));
+            let p = c.bind(Value::Text(r.clone()));
+            c.wh.push(format!("rerun_of = {p}"));
         }
         if let Some(h) = &self.host {
-            let p = bind(Value::Text(h.clone()), &mut args);
-            wh.push(format!("{weak}host = {p}"));
+            let p = c.bind(Value::Text(h.clone()));
+            c.push_weak("host", &format!("= {p}"));
         }
         if let Some(j) = &self.job {
-            let (cond, values) = super::scheduler::job_condition(j, args.len() + 1);
-            args.extend(values.into_iter().map(Value::Text));
-            wh.push(cond);
-        }
-        for (i, c) in self.metrics.iter().enumerate() {
-            wh.push(c.sql(&mut args, self.metric_shape(i)));
-        }
-        if wh.is_empty() {
-            (String::new(), args)
-        } else {
-            (format!(" WHERE {}", wh.join(" AND ")), args)
+            let (cond, values) = super::scheduler::job_condition(j, c.args.len() + 1);
+            c.args.extend(values.into_iter().map(Value::Text));
+            c.wh.push(cond);
         }
     }
 
