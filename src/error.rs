@@ -87,17 +87,32 @@ pub trait Hinted: std::error::Error + 'static {
     fn hint(&self) -> Option<String> {
         None
     }
+
+    /// Whether this is a malformed request (exit 2, as clap's usage errors) rather than a
+    /// failure of the work (exit 1).
+    fn is_usage(&self) -> bool {
+        false
+    }
 }
 
 impl<E: Hinted> From<E> for CliError {
     fn from(err: E) -> Self {
         let hint = err.hint();
         let mut e = CliError::from_error(&err);
+        if err.is_usage() {
+            e.kind = ErrorKind::Usage;
+        }
         if let Some(h) = hint {
             e.hints.push(h);
         }
         e
     }
+}
+
+/// A library error as the user would see it (message, causes, hint), for a failure reported
+/// as an event while the operation goes on.
+pub fn report<E: Hinted>(err: E) -> String {
+    CliError::from(err).to_string()
 }
 
 /// Result alias for CLI commands.

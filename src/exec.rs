@@ -206,62 +206,7 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     let stop = Arc::new(AtomicI32::new(0));
     let watcher = spawn.container.clone().map(|(engine, name)| {
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let engine_cmd = |args: &[&str]| {
-                Command::new(&engine)
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            // A kill that fails (the container is not created yet) is retried; after 5 s the
-            // signal goes to the engine client instead, which proxies it if it can.
-            let mut failing_since: Option<std::time::Instant> = None;
-            let mut delivered = 0;
-            let mut since: Option<std::time::Instant> = None;
-            let mut killed = false;
-            let grace = stop_timeout();
-            while stop.load(Ordering::SeqCst) == 0 {
-                // Any signal starts the grace period; only one sent by a process is delivered
-                // again (a terminal's reached the engine client, which proxies it, already).
-                if FORWARDED.load(Ordering::SeqCst) != 0 && !killed {
-                    since.get_or_insert_with(std::time::Instant::now);
-                }
-                let sig = SENT.load(Ordering::SeqCst);
-                if sig != 0 && sig != delivered {
-                    if engine_cmd(&["kill", "--signal", &sig.to_string(), &name]) {
-                        delivered = sig;
-                        failing_since = None;
-                    } else if failing_since
-                        .get_or_insert_with(std::time::Instant::now)
-                        .elapsed()
-                        >= Duration::from_secs(5)
-                    {
-                        let pid = CHILD_PID.load(Ordering::SeqCst);
-                        if pid > 0 {
-                            // SAFETY: pid is our direct child, not yet reaped (cleared after wait).
-                            unsafe {
-                                libc::kill(pid, sig);
-                            }
-                        }
-                        delivered = sig;
-                        failing_since = None;
-                    }
-                }
-                // Like `docker stop`: a container whose PID 1 ignores the signal (the default
-                // for PID 1 without a handler) is killed after a grace period.
-                if let Some(t) = since {
-                    if t.elapsed() >= grace {
-                        let _ = engine_cmd(&["kill", "--signal", "KILL", &name]);
-                        since = None;
-                        killed = true;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
+        std::thread::spawn(move || deliver_via_engine(&engine, &name, &stop))
     });
 
     let status = loop {
@@ -293,6 +238,65 @@ pub fn run(spawn: &Spawn, on_start: impl FnOnce(u32)) -> (Outcome, Option<i32>) 
     (outcome, forwarded)
 }
 
+/// Container mode, on a thread until `stop` is set: delivers a signal sent to repro with
+/// `<engine> kill`, and kills a container still running `stop_timeout()` after any signal.
+fn deliver_via_engine(engine: &str, name: &str, stop: &AtomicI32) {
+    let engine_cmd = |args: &[&str]| {
+        Command::new(engine)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A kill that fails (the container is not created yet) is retried; after 5 s the
+    // signal goes to the engine client instead, which proxies it if it can.
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut delivered = 0;
+    let mut since: Option<std::time::Instant> = None;
+    let mut killed = false;
+    let grace = stop_timeout();
+    while stop.load(Ordering::SeqCst) == 0 {
+        // Any signal starts the grace period; only one sent by a process is delivered
+        // again (a terminal's reached the engine client, which proxies it, already).
+        if FORWARDED.load(Ordering::SeqCst) != 0 && !killed {
+            since.get_or_insert_with(std::time::Instant::now);
+        }
+        let sig = SENT.load(Ordering::SeqCst);
+        if sig != 0 && sig != delivered {
+            if engine_cmd(&["kill", "--signal", &sig.to_string(), name]) {
+                delivered = sig;
+                failing_since = None;
+            } else if failing_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                >= Duration::from_secs(5)
+            {
+                let pid = CHILD_PID.load(Ordering::SeqCst);
+                if pid > 0 {
+                    // SAFETY: pid is our direct child, not yet reaped (cleared after wait).
+                    unsafe {
+                        libc::kill(pid, sig);
+                    }
+                }
+                delivered = sig;
+                failing_since = None;
+            }
+        }
+        // Like `docker stop`: a container whose PID 1 ignores the signal (the default
+        // for PID 1 without a handler) is killed after a grace period.
+        if let Some(t) = since {
+            if t.elapsed() >= grace {
+                let _ = engine_cmd(&["kill", "--signal", "KILL", name]);
+                since = None;
+                killed = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A container engine repro knows how to drive.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
@@ -320,6 +324,53 @@ impl Engine {
             _ => None,
         }
     }
+}
+
+/// Finds a program on PATH (or checks a path containing `/`).
+pub fn which(program: &str) -> Option<PathBuf> {
+    which::which(program).ok()
+}
+
+/// No container engine to run with: the one asked for is not installed, or neither is.
+#[derive(Debug, thiserror::Error)]
+pub enum NoEngine {
+    /// The engine asked for (flag, configuration or `REPRO_ENGINE`) is not on PATH.
+    #[error("the container engine '{}' is not installed (not found on PATH)", .0.as_str())]
+    Missing(Engine),
+    /// Neither podman nor docker is on PATH.
+    #[error("no container engine found (neither podman nor docker is on PATH)")]
+    None,
+}
+
+impl crate::error::Hinted for NoEngine {
+    fn hint(&self) -> Option<String> {
+        Some("install podman or docker, or run on the host with --host".into())
+    }
+}
+
+/// The one engine detection: the engine asked for (flag, else configuration or `REPRO_ENGINE`,
+/// which the configuration already holds), else podman, else docker, on PATH.
+pub fn pick_engine(wanted: Option<Engine>) -> Result<Engine, NoEngine> {
+    let candidates = match wanted {
+        Some(w) => vec![w],
+        None => vec![Engine::Podman, Engine::Docker],
+    };
+    if let Some(e) = candidates.into_iter().find(|c| which(c.as_str()).is_some()) {
+        return Ok(e);
+    }
+    Err(match wanted {
+        Some(w) => NoEngine::Missing(w),
+        None => NoEngine::None,
+    })
+}
+
+/// Allocate a TTY only when stdin, stdout and stderr are all terminals: `> out 2> err` from a
+/// terminal must keep the two streams apart (a TTY merges them, with CRLF line ends).
+pub fn want_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal()
 }
 
 /// Engine flags for a `--gpus` request: docker takes `--gpus`, podman CDI device names.

@@ -2,6 +2,7 @@
 
 pub mod code;
 pub mod dataset;
+pub mod env;
 pub mod host;
 pub mod image;
 pub mod metrics;

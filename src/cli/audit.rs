@@ -5,7 +5,7 @@
 use clap::Args;
 
 use crate::capture::image::registry::RegistryClient;
-use crate::cli::ls::FilterArgs;
+use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx, RegistryArgs};
 use crate::error::{CliError, CliResult};
 use crate::ops::audit::{self, AuditRequest};
@@ -64,7 +64,7 @@ pub fn select_runs(
     let _ = ctx;
     let mut q = filter.to_query(store)?;
     q.filter.limit = None;
-    q.run(store)
+    Ok(store.query(&q)?)
 }
 
 /// Runs `repro audit`; returns the exit code.

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::capture::dataset::{self, DatasetDigest, HashOptions, Phase, Progress};
+use crate::capture::dataset::{self, HashOptions, Phase, Progress};
 use crate::error::{CliError, CliResult};
+use crate::ops;
+use crate::output::formats;
 use crate::store::Store;
 
 /// `repro dataset …` subcommands.
@@ -78,9 +80,9 @@ pub fn cmd_dataset(cmd: &DatasetCmd, store: Option<&Store>) -> CliResult<String>
             let cache = store.filter(|_| !no_cache).map(Store::conn);
             let d = with_progress(|p| dataset::hash_path(path, &opts, cache, p))?;
             Ok(if *json {
-                hash_json(path, &d)
+                formats::dataset_hash_json(path, &d)
             } else {
-                hash_text(&d)
+                formats::dataset_hash_text(&d)
             })
         }
         DatasetCmd::Verify {
@@ -98,85 +100,24 @@ pub fn cmd_dataset(cmd: &DatasetCmd, store: Option<&Store>) -> CliResult<String>
     }
 }
 
-fn hash_json(path: &Path, d: &DatasetDigest) -> String {
-    let v = serde_json::json!({
-        "schema_version": crate::record::SCHEMA_VERSION,
-        "path": path.to_string_lossy(),
-        "digest": d.digest,
-        "files": d.files,
-        "bytes": d.bytes,
-        "from_cache": d.from_cache,
-    });
-    format!("{v}\n")
-}
-
-fn hash_text(d: &DatasetDigest) -> String {
-    format!(
-        "{}\nfiles       {}\nbytes       {} ({})\nfrom cache  {}\n",
-        d.digest,
-        d.files,
-        d.bytes,
-        human_bytes(d.bytes),
-        d.from_cache
-    )
-}
-
-/// `1.5 GiB`-style size for people.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn valid_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
+/// `dataset verify`: the check's verdict, a mismatch as an error (exit 1) saying both digests.
 fn verify_path(
     path: &Path,
     expected: &str,
     opts: &HashOptions,
     cache: Option<&rusqlite::Connection>,
 ) -> CliResult<String> {
-    let expected = expected.trim();
-    let file_form = valid_hex64(expected);
-    if !file_form && !expected.strip_prefix("sha256:").is_some_and(valid_hex64) {
-        return Err(CliError::usage(format!(
-            "'{expected}' is not a digest"
+    let check = with_progress(|p| ops::dataset::verify_path(path, expected, opts, cache, p))?;
+    if check.matches() {
+        Ok(format!(
+            "ok: {} matches {}\n",
+            path.display(),
+            check.expected
         ))
-        .hint("give sha256:<64 lowercase hex> (a dataset digest) or 64 hex digits (a file's SHA-256)"));
-    }
-    let actual = if file_form {
-        let o = dataset::hash_output(path)?;
-        match (o.sha256, std::fs::metadata(path).map(|m| m.is_dir())) {
-            (None, _) => return Err(CliError::user(format!("{} does not exist", path.display()))),
-            (Some(_), Ok(true)) => {
-                return Err(CliError::usage(format!(
-                    "{} is a directory, but a bare SHA-256 is the hash of one file",
-                    path.display()
-                ))
-                .hint("compare a directory with its dataset digest, sha256:…"))
-            }
-            (Some(s), _) => s,
-        }
-    } else {
-        with_progress(|p| dataset::hash_path(path, opts, cache, p))?.digest
-    };
-    if actual == expected {
-        Ok(format!("ok: {} matches {expected}\n", path.display()))
     } else {
         Err(CliError::user(format!("{} does not match", path.display()))
-            .hint(format!("expected {expected}"))
-            .hint(format!("found    {actual}"))
+            .hint(format!("expected {}", check.expected))
+            .hint(format!("found    {}", check.actual))
             .hint("`repro dataset hash --manifest PATH` lists what is hashed; diff it against a good copy"))
     }
 }
@@ -318,12 +259,5 @@ mod tests {
         assert!(v("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad").is_ok());
         assert!(v("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ae").is_err());
         assert_eq!(v("md5:abc").unwrap_err().exit_code(), 2);
-    }
-
-    #[test]
-    fn human_bytes_uses_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
     }
 }

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 
 use clap::Args;
 
-use crate::cli::ls::FilterArgs;
+use crate::cli::filter::FilterArgs;
 use crate::cli::Ctx;
 use crate::error::{CliError, CliResult};
 
@@ -24,12 +24,9 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut failure: Option<io::Error> = None;
-    let mut keep = |r: &crate::record::Run| q.keeps(r);
-    let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
-        q.want.is_some().then_some(&mut keep as _);
     // The store reads a `running` row whose wrapper died as `lost`: export says what `show` says.
     let mut store_failure: Option<crate::store::StoreError> = None;
-    let n = store.visit_runs(&q.filter, keep, &mut |run| {
+    let n = store.visit(&q, &mut |run| {
         let line = match export_line(&store, &run) {
             Ok(l) => l,
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::cli::ls::FilterArgs;
+use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output::formats::{self, Column};
@@ -37,21 +37,12 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     let mut store = ctx.open_store()?;
     let mut q = args.filter.to_query(&store)?;
     q.filter.limit = None;
-    let mut live = 0u64;
-    let runs = store.query_runs(
-        &q.filter,
-        Some(&mut |r: &crate::record::Run| {
-            if !q.keeps(r) {
-                return false;
-            }
-            // A run that may still be going keeps its row: its wrapper will finish it.
-            if r.status == Status::Running && !args.include_running {
-                live += 1;
-                return false;
-            }
-            true
-        }),
-    )?;
+    // A run that may still be going keeps its row: its wrapper will finish it.
+    let (runs, live): (Vec<_>, Vec<_>) = store
+        .query(&q)?
+        .into_iter()
+        .partition(|r| r.status != Status::Running || args.include_running);
+    let live = live.len();
     if live > 0 {
         ctx.warn(format!(
             "kept {live} run(s) that may still be running (running, or running? when this host cannot tell); --include-running deletes them too"

@@ -36,7 +36,7 @@ pub struct ArchiveArgs {
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
     #[command(flatten)]
-    pub filter: super::ls::FilterArgs,
+    pub filter: super::filter::FilterArgs,
     /// OCI image layout directory (created when new; shared between runs)
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,

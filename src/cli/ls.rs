@@ -1,269 +1,15 @@
 //! `repro ls`: list recorded runs, newest first, filtered, sorted, in a table or for scripts.
-//! Also the run filter options shared with `export` and `gc`.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 
-use crate::capture::host::{now, rfc3339};
+use crate::cli::filter::{usage_with_hint, FilterArgs};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
-use crate::error::Hinted;
 use crate::error::{CliError, CliResult};
 use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
-use crate::record::{Run, Status};
-use crate::store::metrics::{is_metric_expr, parse_metric_sort, parse_metric_where};
-use crate::store::{RunFilter, SortKey, Store};
-
-/// Run filters; all given filters must match.
-#[derive(Debug, Clone, Default, Args)]
-pub struct FilterArgs {
-    /// Only runs whose image reference contains TEXT (case-insensitive)
-    #[arg(long, value_name = "TEXT")]
-    pub image: Option<String>,
-    /// Only runs whose image digest or index digest starts with PREFIX (`sha256:` optional)
-    #[arg(long, value_name = "PREFIX")]
-    pub digest: Option<String>,
-    /// Only runs whose commit starts with PREFIX
-    #[arg(long, value_name = "PREFIX")]
-    pub code: Option<String>,
-    /// Only runs on this git branch
-    #[arg(long, value_name = "BRANCH")]
-    pub branch: Option<String>,
-    /// Only runs that used this dataset (VERSION matches the version or the content digest)
-    #[arg(long, value_name = "NAME[@VERSION]")]
-    pub dataset: Option<String>,
-    /// Only runs with one of these statuses: running, succeeded, failed, killed, lost, error
-    /// (`running` includes runs shown `running?`, whose liveness cannot be decided here)
-    #[arg(long, value_name = "STATUS[,STATUS…]")]
-    pub status: Option<String>,
-    /// Only runs started at or after WHEN: 30m, 12h, 7d, 2w ago, a date (YYYY-MM-DD, UTC) or RFC 3339 time
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Only runs started before WHEN (same forms as --since)
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<String>,
-    /// Only runs with this param (repeatable; all must match)
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    pub params: Vec<String>,
-    /// Only runs with this tag (repeatable; all must match)
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Only runs whose name matches GLOB (`*`, `?`, `[…]`)
-    #[arg(long, value_name = "GLOB")]
-    pub name: Option<String>,
-    /// Only runs recorded on this host
-    #[arg(long, value_name = "HOST")]
-    pub host: Option<String>,
-    /// Only re-runs of this run (id or unique prefix)
-    #[arg(long, value_name = "ID")]
-    pub rerun_of: Option<String>,
-    /// Only runs of this Slurm job: its id, an array's id (every task) or ARRAY_TASK (one task)
-    #[arg(long, value_name = "JOBID")]
-    pub job: Option<String>,
-    /// Only runs whose metric satisfies 'metric:KEY[:STAT]<op>NUMBER', op one of <, <=, >, >=,
-    /// =, != and STAT last (default), min, max or count; a run without KEY never matches
-    /// (repeatable; all must match; quote it for the shell)
-    #[arg(long = "where", value_name = "EXPR")]
-    pub wheres: Vec<String>,
-}
-
-/// A Slurm job id as `ls --job` takes it: digits, or `ARRAY_TASK` (digits `_` digits).
-fn valid_job_id(j: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match j.split_once('_') {
-        Some((a, t)) => digits(a) && digits(t),
-        None => digits(j),
-    }
-}
-
-/// A validated filter: the SQL part and the statuses decided when reading (`lost`).
-pub struct Query {
-    pub filter: RunFilter,
-    /// Statuses to keep after liveness is applied; `None` keeps every row.
-    pub want: Option<Vec<Status>>,
-}
-
-impl Query {
-    /// Whether a row passes the status post-filter.
-    pub fn keeps(&self, run: &Run) -> bool {
-        match &self.want {
-            None => true,
-            Some(w) => w.contains(&run.status),
-        }
-    }
-
-    /// Runs the query, applying the post-filter only when there is one.
-    pub fn run(&self, store: &Store) -> CliResult<Vec<Run>> {
-        let mut keep = |r: &Run| self.keeps(r);
-        let keep: Option<&mut dyn FnMut(&Run) -> bool> =
-            self.want.is_some().then_some(&mut keep as _);
-        Ok(store.query_runs(&self.filter, keep)?)
-    }
-}
-
-/// Parses `--since`/`--until`: `30m`, `12h`, `7d`, `2w`, `45s` ago, `YYYY-MM-DD` (UTC midnight),
-/// or an RFC 3339 time; returns the stored RFC 3339 form.
-pub fn parse_when(s: &str, now: DateTime<Utc>) -> Result<String, String> {
-    let s = s.trim();
-    let bad = || {
-        format!("'{s}' is not a time: use 30m, 12h, 7d, 2w (ago), YYYY-MM-DD or an RFC 3339 time")
-    };
-    if let Some(unit) = s.chars().last().filter(|c| "smhdw".contains(*c)) {
-        let num = &s[..s.len() - 1];
-        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-            let n: i64 = num.parse().map_err(|_| bad())?;
-            let d = match unit {
-                's' => Duration::try_seconds(n),
-                'm' => Duration::try_minutes(n),
-                'h' => Duration::try_hours(n),
-                'd' => Duration::try_days(n),
-                _ => Duration::try_weeks(n),
-            }
-            .ok_or_else(bad)?;
-            return now.checked_sub_signed(d).map(rfc3339).ok_or_else(bad);
-        }
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(rfc3339(t.with_timezone(&Utc)));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let t = d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
-        return Ok(rfc3339(t));
-    }
-    Err(bad())
-}
-
-fn split_kv(s: &str, what: &str) -> CliResult<(String, String)> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(CliError::usage(format!("{what} '{s}' is not KEY=VALUE"))
-            .hint(format!("write it as {what} lr=0.1"))),
-    }
-}
-
-impl FilterArgs {
-    /// Whether any filter is given.
-    pub fn any(&self) -> bool {
-        self.image.is_some()
-            || self.digest.is_some()
-            || self.code.is_some()
-            || self.branch.is_some()
-            || self.dataset.is_some()
-            || self.status.is_some()
-            || self.since.is_some()
-            || self.until.is_some()
-            || !self.params.is_empty()
-            || !self.tags.is_empty()
-            || self.name.is_some()
-            || self.host.is_some()
-            || self.rerun_of.is_some()
-            || self.job.is_some()
-            || !self.wheres.is_empty()
-    }
-
-    /// Validates the options into a query (resolving `--rerun-of` against the store).
-    pub fn to_query(&self, store: &Store) -> CliResult<Query> {
-        let now = now();
-        let when = |flag: &str, v: &Option<String>| -> CliResult<Option<String>> {
-            v.as_deref()
-                .map(|s| parse_when(s, now))
-                .transpose()
-                .map_err(|m| CliError::usage(format!("--{flag}: {m}")))
-        };
-        let mut want: Vec<Status> = Vec::new();
-        if let Some(list) = &self.status {
-            for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                want.push(Status::parse(s).ok_or_else(|| {
-                    CliError::usage(format!("unknown status '{s}'"))
-                        .hint("use one of running, succeeded, failed, killed, lost, error")
-                })?);
-            }
-        }
-        let mut stored: Vec<Status> = Vec::new();
-        for s in &want {
-            // `lost` is decided when reading a `running` row (or imported as `lost`).
-            let add: &[Status] = match s {
-                Status::Lost => &[Status::Running, Status::Lost],
-                other => std::slice::from_ref(other),
-            };
-            for a in add {
-                if !stored.contains(a) {
-                    stored.push(*a);
-                }
-            }
-        }
-        let post = want.contains(&Status::Running) || want.contains(&Status::Lost);
-        let digest = match &self.digest {
-            None => None,
-            Some(d) => {
-                let hex = d.split_once(':').map(|(_, h)| h).unwrap_or(d);
-                if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(
-                        CliError::usage(format!("--digest '{d}' is not a digest prefix"))
-                            .hint("give hex digits, optionally after sha256:"),
-                    );
-                }
-                Some(d.clone())
-            }
-        };
-        let job = match self.job.as_deref().map(str::trim) {
-            None => None,
-            Some(j) if valid_job_id(j) => Some(j.to_string()),
-            Some(j) => {
-                return Err(
-                    CliError::usage(format!("--job '{j}' is not a Slurm job id"))
-                        .hint("give a job id (1234), an array id (1234) or an array task (1234_5)"),
-                )
-            }
-        };
-        let filter = RunFilter {
-            image: self.image.clone(),
-            digest,
-            code: self.code.clone(),
-            branch: self.branch.clone(),
-            dataset: self.dataset.as_ref().map(|d| match d.split_once('@') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (d.clone(), None),
-            }),
-            statuses: stored,
-            since: when("since", &self.since)?,
-            until: when("until", &self.until)?,
-            params: self
-                .params
-                .iter()
-                .map(|p| split_kv(p, "--param"))
-                .collect::<CliResult<_>>()?,
-            tags: self.tags.clone(),
-            name: self.name.clone(),
-            rerun_of: self
-                .rerun_of
-                .as_deref()
-                .map(|r| store.resolve_id(r))
-                .transpose()?,
-            host: self.host.clone(),
-            job,
-            metrics: self
-                .wheres
-                .iter()
-                .map(|w| {
-                    parse_metric_where(w).map_err(|e| {
-                        let hint = e.hint();
-                        let err = CliError::usage(format!("--where {e}"));
-                        match hint {
-                            Some(h) => err.hint(h),
-                            None => err,
-                        }
-                    })
-                })
-                .collect::<CliResult<_>>()?,
-            ..Default::default()
-        };
-        Ok(Query {
-            filter,
-            want: post.then_some(want),
-        })
-    }
-}
+use crate::record::Run;
+use crate::store::metrics::{is_metric_expr, parse_metric_sort};
+use crate::store::{SortKey, Store};
 
 /// Output format of `ls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -309,26 +55,18 @@ pub struct LsArgs {
 
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let metric_sort = if is_metric_expr(&args.sort) {
-        Some(parse_metric_sort(&args.sort).map_err(|e| {
-            let hint = e.hint();
-            let err = CliError::usage(format!("--sort {e}"));
-            match hint {
-                Some(h) => err.hint(h),
-                None => err,
-            }
-        })?)
+    // Highest first; --reverse puts the lowest first.
+    let (sort, metric_sort) = if is_metric_expr(&args.sort) {
+        let ms = parse_metric_sort(&args.sort).map_err(|e| usage_with_hint("--sort", e))?;
+        (SortKey::Started, Some((ms, !args.reverse)))
     } else {
-        None
-    };
-    let sort = match metric_sort {
-        Some(_) => SortKey::Started,
-        None => SortKey::parse(&args.sort).ok_or_else(|| {
+        let key = SortKey::parse(&args.sort).ok_or_else(|| {
             CliError::usage(format!("cannot sort by '{}'", args.sort)).hint(format!(
                 "use one of {}, or metric:KEY[:STAT]",
                 SortKey::NAMES.join(", ")
             ))
-        })?,
+        })?;
+        (key, None)
     };
     let columns = match &args.columns {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
@@ -342,25 +80,27 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     let store = ctx.open_store()?;
     let mut q = args.filter.to_query(&store)?;
     q.filter.sort = sort;
+    q.metric_sort = metric_sort;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
-    store.shape_metric_conditions(&mut q.filter)?;
-    let runs = match &metric_sort {
-        // --reverse puts the lowest first; `--asc`-style order for a metric.
-        Some(ms) => {
-            let mut keep = |r: &Run| q.keeps(r);
-            let keep: Option<&mut dyn FnMut(&Run) -> bool> =
-                q.want.is_some().then_some(&mut keep as _);
-            store.runs_by_metric(&q.filter, ms, !args.reverse, keep)?
-        }
-        None => q.run(&store)?,
-    };
+    let runs = store.query(&q)?;
     let format = if args.json { Format::Json } else { args.format };
-    let text = match format {
+    print_out(&render(ctx, &store, &runs, &columns, format)?)
+}
+
+/// The text of `ls` in `format`.
+fn render(
+    ctx: &Ctx,
+    store: &Store,
+    runs: &[Run],
+    columns: &[LsColumn],
+    format: Format,
+) -> CliResult<String> {
+    Ok(match format {
         Format::Json | Format::Jsonl => {
             // The objects of `show --json` (without `--history`): the run and its metric summary.
             let mut objects = Vec::with_capacity(runs.len());
-            for r in &runs {
+            for r in runs {
                 let summaries = store.metric_summaries(&r.id)?;
                 objects.push(crate::record::json::run_json_with_metrics(r, &summaries));
             }
@@ -373,44 +113,16 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         Format::Csv | Format::Table => {
             let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
             let mut cells = formats::MetricCells::default();
-            for c in &columns {
+            for c in columns {
                 if let LsColumn::Metric(m) = c {
                     cells.insert(m, store.metric_values(&ids, &m.key, m.stat)?);
                 }
             }
             if format == Format::Csv {
-                formats::ls_csv(&runs, &columns, &cells)
+                formats::ls_csv(runs, columns, &cells)
             } else {
-                formats::ls_table(&runs, &columns, &cells, stdout_is_tty(), ctx.color, ctx.utc)
+                formats::ls_table(runs, columns, &cells, stdout_is_tty(), ctx.color, ctx.utc)
             }
         }
-    };
-    print_out(&text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse_relative_dates_and_rfc3339() {
-        let now = DateTime::parse_from_rfc3339("2026-11-26T14:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_when("7d", now).unwrap(), "2026-11-19T14:00:00.000Z");
-        assert_eq!(parse_when("12h", now).unwrap(), "2026-11-26T02:00:00.000Z");
-        assert_eq!(parse_when("30m", now).unwrap(), "2026-11-26T13:30:00.000Z");
-        assert_eq!(parse_when("2w", now).unwrap(), "2026-11-12T14:00:00.000Z");
-        assert_eq!(
-            parse_when("2026-01-02", now).unwrap(),
-            "2026-01-02T00:00:00.000Z"
-        );
-        assert_eq!(
-            parse_when("2026-01-02T03:04:05+02:00", now).unwrap(),
-            "2026-01-02T01:04:05.000Z"
-        );
-        for bad in ["", "7", "d", "-3d", "7y", "yesterday", "2026-13-01"] {
-            assert!(parse_when(bad, now).is_err(), "{bad}");
-        }
-    }
+    })
 }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell as GenShell;
-use rusqlite::{Connection, OpenFlags};
 
 use crate::cli::{print_out, Cli, Ctx};
 use crate::error::{CliError, CliResult};
+use crate::store::Store;
 
 /// Shells with a completion script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,19 +207,8 @@ pub fn cmd_complete_ids(ctx: &Ctx, args: &CompleteIdsArgs) -> CliResult {
     if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Ok(());
     }
-    let fail = |e: rusqlite::Error| CliError::user(format!("cannot read {}: {e}", path.display()));
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(fail)?;
-    let mut stmt = conn
-        .prepare("SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT 50")
-        .map_err(fail)?;
-    let ids: Vec<String> = stmt
-        .query_map([&prefix, &format!("{prefix}\u{7f}")], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(fail)?;
+    let ids = Store::complete_ids(&path, &prefix)
+        .map_err(|e| CliError::user(format!("cannot read {}: {e}", path.display())))?;
     let mut text = ids.join("\n");
     if !text.is_empty() {
         text.push('\n');

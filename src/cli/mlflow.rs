@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
-use crate::cli::ls::FilterArgs;
+use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::mlflow::Settings;
@@ -77,10 +77,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     q.filter.limit = None;
     // The `runs` rows only: the push loads the rest of a run (and its metric history) only when
     // its change stamp differs from the ledger's.
-    let mut keep = |r: &crate::record::Run| q.keeps(r);
-    let keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool> =
-        q.want.is_some().then_some(&mut keep as _);
-    let runs = store.select_run_rows(&q.filter, keep)?;
+    let runs = store.query_rows(&q)?;
     let runs: Vec<RunToPush> = runs.into_iter().map(RunToPush::row).collect();
     let uri = settings.uri.clone();
     let req = PushRequest {

@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod diff;
 pub mod doctor;
 pub mod export;
+pub mod filter;
 pub mod gc;
 pub mod image;
 pub mod import;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::record::metrics::MetricSummary;
+use crate::record::scheduler::flat_fields;
 use crate::record::{Dataset, Run};
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
@@ -65,76 +66,96 @@ fn dataset_summary(d: &Dataset) -> String {
 pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
     let mut out = Vec::new();
     push(&mut out, "name", json!(a.name), json!(b.name));
+    image_changes(&mut out, a, b);
+    code_changes(&mut out, a, b);
+    dataset_changes(&mut out, a, b);
+    command_changes(&mut out, a, b);
+    exec_changes(&mut out, a, b);
+    map_diff(&mut out, "param", &a.params, &b.params);
+    map_diff(&mut out, "env", &a.env, &b.env);
+    push(&mut out, "host", json!(a.host), json!(b.host));
+    push(&mut out, "user", json!(a.user), json!(b.user));
+    push(&mut out, "platform", json!(a.platform), json!(b.platform));
+    scheduler_changes(&mut out, a, b);
+    outcome_changes(&mut out, a, b);
+    out
+}
+
+/// The image: field by field when both runs have one, else which one has it.
+fn image_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     match (&a.image, &b.image) {
         (None, None) => {}
         (Some(x), Some(y)) => {
             push(
-                &mut out,
+                out,
                 "image.reference",
                 json!(x.reference),
                 json!(y.reference),
             );
-            push(&mut out, "image.digest", json!(x.digest), json!(y.digest));
+            push(out, "image.digest", json!(x.digest), json!(y.digest));
             push(
-                &mut out,
+                out,
                 "image.index_digest",
                 json!(x.index_digest),
                 json!(y.index_digest),
             );
+            push(out, "image.platform", json!(x.platform), json!(y.platform));
             push(
-                &mut out,
-                "image.platform",
-                json!(x.platform),
-                json!(y.platform),
-            );
-            push(
-                &mut out,
+                out,
                 "image.resolved_by",
                 json!(x.resolved_by.as_str()),
                 json!(y.resolved_by.as_str()),
             );
-            map_diff(&mut out, "image.label", &x.labels, &y.labels);
+            map_diff(out, "image.label", &x.labels, &y.labels);
         }
         (x, y) => push(
-            &mut out,
+            out,
             "image",
             json!(x.as_ref().map(|i| &i.reference)),
             json!(y.as_ref().map(|i| &i.reference)),
         ),
     }
+}
+
+/// The code: field by field when both runs have it, else which commit each has.
+fn code_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     match (&a.code, &b.code) {
         (None, None) => {}
         (Some(x), Some(y)) => {
-            push(&mut out, "code.commit", json!(x.commit), json!(y.commit));
-            push(&mut out, "code.branch", json!(x.branch), json!(y.branch));
-            push(&mut out, "code.dirty", json!(x.dirty), json!(y.dirty));
+            push(out, "code.commit", json!(x.commit), json!(y.commit));
+            push(out, "code.branch", json!(x.branch), json!(y.branch));
+            push(out, "code.dirty", json!(x.dirty), json!(y.dirty));
             push(
-                &mut out,
+                out,
                 "code.patch_sha256",
                 json!(x.patch_sha256),
                 json!(y.patch_sha256),
             );
             push(
-                &mut out,
+                out,
                 "code.untracked",
                 json!(x.untracked),
                 json!(y.untracked),
             );
-            push(&mut out, "code.remote", json!(x.remote), json!(y.remote));
+            push(out, "code.remote", json!(x.remote), json!(y.remote));
             push(
-                &mut out,
+                out,
                 "code.repo_root",
                 json!(x.repo_root),
                 json!(y.repo_root),
             );
         }
         (x, y) => push(
-            &mut out,
+            out,
             "code",
             json!(x.as_ref().map(|c| &c.commit)),
             json!(y.as_ref().map(|c| &c.commit)),
         ),
     }
+}
+
+/// Each dataset of either run, by name, summarised.
+fn dataset_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     let names: BTreeSet<&String> = a
         .datasets
         .iter()
@@ -148,13 +169,12 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
                 .find(|d| &d.name == n)
                 .map(dataset_summary)
         };
-        push(
-            &mut out,
-            format!("dataset.{n}"),
-            json!(find(a)),
-            json!(find(b)),
-        );
+        push(out, format!("dataset.{n}"), json!(find(a)), json!(find(b)));
     }
+}
+
+/// The argv, argument by argument.
+fn command_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     for i in 0..a.command.len().max(b.command.len()) {
         let arg = |r: &Run| r.command.get(i).map(|x| x.to_string_lossy());
         // Bytes that are not UTF-8 differ even when their lossy text matches.
@@ -166,65 +186,57 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
             });
         }
     }
-    push(&mut out, "cwd", json!(a.cwd), json!(b.cwd));
+}
+
+/// Where and how the command ran.
+fn exec_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
+    push(out, "cwd", json!(a.cwd), json!(b.cwd));
     push(
-        &mut out,
+        out,
         "exec.mode",
         json!(a.exec.mode.as_str()),
         json!(b.exec.mode.as_str()),
     );
     push(
-        &mut out,
+        out,
         "exec.engine",
         json!(a.exec.engine),
         json!(b.exec.engine),
     );
     push(
-        &mut out,
+        out,
         "exec.engine_args",
         json!(a.exec.engine_args),
         json!(b.exec.engine_args),
     );
-    push(
-        &mut out,
-        "exec.gpus",
-        json!(a.exec.gpus),
-        json!(b.exec.gpus),
+    push(out, "exec.gpus", json!(a.exec.gpus), json!(b.exec.gpus));
+}
+
+/// The scheduler facts (Slurm, Kubernetes), flattened.
+fn scheduler_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
+    let (sa, sb) = (
+        flat_fields(a.scheduler.as_ref()),
+        flat_fields(b.scheduler.as_ref()),
     );
-    map_diff(&mut out, "param", &a.params, &b.params);
-    map_diff(&mut out, "env", &a.env, &b.env);
-    push(&mut out, "host", json!(a.host), json!(b.host));
-    push(&mut out, "user", json!(a.user), json!(b.user));
-    push(&mut out, "platform", json!(a.platform), json!(b.platform));
-    {
-        use crate::record::scheduler::flat_fields;
-        let (sa, sb) = (
-            flat_fields(a.scheduler.as_ref()),
-            flat_fields(b.scheduler.as_ref()),
-        );
-        let keys: std::collections::BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
-        for k in keys {
-            let get = |m: &std::collections::BTreeMap<String, Value>| {
-                m.get(k).cloned().unwrap_or(Value::Null)
-            };
-            push(&mut out, k.clone(), get(&sa), get(&sb));
-        }
+    let keys: BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
+    for k in keys {
+        let get = |m: &BTreeMap<String, Value>| m.get(k).cloned().unwrap_or(Value::Null);
+        push(out, k.clone(), get(&sa), get(&sb));
     }
+}
+
+/// How it ended and what it wrote.
+fn outcome_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     push(
-        &mut out,
+        out,
         "status",
         json!(a.status.as_str()),
         json!(b.status.as_str()),
     );
+    push(out, "exit_code", json!(a.exit_code), json!(b.exit_code));
+    push(out, "signal", json!(a.signal), json!(b.signal));
     push(
-        &mut out,
-        "exit_code",
-        json!(a.exit_code),
-        json!(b.exit_code),
-    );
-    push(&mut out, "signal", json!(a.signal), json!(b.signal));
-    push(
-        &mut out,
+        out,
         "duration_ms",
         json!(a.duration_ms),
         json!(b.duration_ms),
@@ -240,8 +252,7 @@ pub fn diff_runs(a: &Run, b: &Run) -> Vec<Change> {
             })
             .collect()
     };
-    map_diff(&mut out, "output", &outs(a), &outs(b));
-    out
+    map_diff(out, "output", &outs(a), &outs(b));
 }
 
 /// One metric of either run: its summary in A and in B (`None` where that run lacks it).

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use crate::capture::image::auth::AuthConfig;
 use crate::config::Config;
+use crate::exec::which;
 use crate::exec::Engine;
 use crate::ops::engine_failure::{self, run_captured, Cause};
-use crate::ops::run::{which, RunFlags, RunRequest};
+use crate::ops::run::{RunFlags, RunRequest};
 use crate::record::{Arg, Exec, ExecMode, Image, ResolvedBy, Run};
 use crate::script::plan::{Bindings, EnginePlan, PlanOptions};
 

@@ -210,7 +210,7 @@ pub fn collect(
             Err(e) => {
                 ev.warn(&format!(
                     "could not store the metrics of run {run_id}: {}",
-                    crate::error::CliError::from(e)
+                    crate::error::report(e)
                 ));
                 false
             }

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use sha2::Digest as _;
 
-use crate::error::CliError;
-use crate::exec::Engine;
-use crate::ops::run::{execute, pick_engine, Execution, Finished, RegistryFlags, REDACTED};
+use crate::capture::env::REDACTED;
+use crate::exec::{pick_engine, Engine};
+use crate::ops::run::{execute, Execution, Finished, RegistryFlags};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::metrics::MetricSummary;
@@ -61,7 +61,7 @@ pub struct Review {
 
 /// Variables that are risky to hand to a replayed command from this environment.
 fn risky_env_name(name: &str) -> bool {
-    crate::ops::run::looks_secret(name)
+    crate::capture::env::looks_secret(name)
         || name.starts_with("LD_")
         || matches!(
             name,
@@ -205,9 +205,12 @@ pub enum RerunError {
     /// A CA certificate of the recorded plan is gone or changed.
     #[error(transparent)]
     Ca(#[from] crate::script::plan::CaError),
-    /// The shared run machinery (engine detection, recording, the child) failed.
-    #[error("{}", with_causes(.0))]
-    Run(CliError),
+    /// The shared run machinery (recording, the child) failed.
+    #[error(transparent)]
+    Run(#[from] crate::ops::run::RunError),
+    /// No container engine to re-run with.
+    #[error(transparent)]
+    NoEngine(#[from] crate::exec::NoEngine),
 }
 
 impl crate::error::Hinted for RerunError {
@@ -230,25 +233,10 @@ impl crate::error::Hinted for RerunError {
             RerunError::DatasetMissing { .. } | RerunError::DatasetChanged { .. } => restore.into(),
             RerunError::Ca(e) => return e.hint(),
             RerunError::UnsafePath { .. } => "the record was altered after it was made (import refuses such runs); record the run anew".into(),
-            RerunError::Run(e) if !e.hints.is_empty() => e.hints.join("; "),
+            RerunError::Run(e) => return e.hint(),
+            RerunError::NoEngine(e) => return e.hint(),
             _ => return None,
         })
-    }
-}
-
-/// A `CliError`'s message and its causes, as the error's text.
-fn with_causes(e: &CliError) -> String {
-    let mut s = e.message.clone();
-    for c in &e.causes {
-        s.push_str("\n  caused by: ");
-        s.push_str(c);
-    }
-    s
-}
-
-impl From<CliError> for RerunError {
-    fn from(e: CliError) -> Self {
-        RerunError::Run(e)
     }
 }
 
@@ -818,7 +806,7 @@ fn dry_run_argv(
             e,
             &PlanOptions {
                 name: Some(format!("repro-{}", run.id)),
-                tty: crate::ops::run::want_tty(),
+                tty: crate::exec::want_tty(),
                 registry: x.registry.clone(),
             },
         )

@@ -7,53 +7,117 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::capture::image::registry::{Platform, RegistryOptions};
-use crate::capture::image::{self, ResolveMode, ResolveOptions};
+use crate::capture::code::CodeError;
+use crate::capture::dataset::DatasetError;
+use crate::capture::env::{looks_secret, REDACTED};
+use crate::capture::image::registry::{Platform, PlatformError, RegistryOptions};
+use crate::capture::image::{self, ImageError, ResolveMode, ResolveOptions};
 use crate::capture::{code, dataset, host};
 use crate::config::Config;
-use crate::error::{CliError, CliResult};
-use crate::exec::{self, Engine, Outcome, Spawn};
+use crate::error::Hinted;
+use crate::exec::{self, pick_engine, want_tty, Engine, NoEngine, Outcome, Spawn};
 use crate::ops::Events;
 use crate::record::{Arg, Exec, ExecMode, Output, ResolvedBy, Run, Status};
 use crate::script::plan::{registry_of, Bindings, EnginePlan, PlanOptions};
-use crate::store::{Finish, Store};
+use crate::store::{Finish, Store, StoreError};
 
 pub use crate::script::plan::{RegistryFlags, DEFAULT_WORKDIR};
 
-/// The value recorded for a secret-looking variable (the real value still reaches the child).
-pub const REDACTED: &str = "<redacted>";
-
-/// Whether a variable name looks like it holds a secret.
-pub fn looks_secret(name: &str) -> bool {
-    let up = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
-        .iter()
-        .any(|w| up.contains(w))
+/// Why `repro run` (or the execution a re-run shares) could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A flag or configured value is malformed (a usage error).
+    #[error("{message}")]
+    BadFlag {
+        /// What is wrong, naming the flag.
+        message: String,
+        /// How to write it.
+        hint: String,
+    },
+    /// `--env NAME` names a variable this environment does not set.
+    #[error("--env {0}: the variable is not set (or not UTF-8)")]
+    EnvNotSet(String),
+    /// No container engine to run or pin with.
+    #[error(transparent)]
+    Engine(#[from] NoEngine),
+    /// `--platform` is not `os/arch[/variant]`.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The code could not be captured.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// `--require-clean` and the working tree has changes.
+    #[error("the working tree of {repo} is dirty ({modified} modified, {untracked} untracked file(s)) and --require-clean is set")]
+    Dirty {
+        repo: String,
+        modified: usize,
+        untracked: usize,
+    },
+    /// The image could not be resolved.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Container mode needs a digest to run.
+    #[error("the image '{0}' has no digest to run in a container")]
+    NoDigest(String),
+    /// A dataset could not be parsed or captured.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// The run could not be recorded (nothing was started).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine could not pull or start the container; reported, recorded as `error`.
+    #[error("the {engine} engine failed before the command started: {message}")]
+    EngineFailed {
+        engine: &'static str,
+        message: String,
+    },
+    /// The engine exited 125-127 and never started the container; reported, recorded as `error`.
+    #[error("the {engine} engine exited {code} before the container started (its message is above); the command never ran")]
+    EngineExited {
+        engine: &'static str,
+        code: i32,
+        /// What the engine's failure means, from a probe with the run's flags
+        /// (`ops::engine_failure::start_hint`).
+        hint: String,
+    },
 }
 
-/// Finds a program on PATH (or checks a path containing `/`).
-pub fn which(program: &str) -> Option<PathBuf> {
-    which::which(program).ok()
-}
-
-/// The one engine detection: the engine asked for (flag, else configuration or `REPRO_ENGINE`,
-/// which the configuration already holds), else podman, else docker, on PATH.
-pub fn pick_engine(wanted: Option<Engine>) -> CliResult<Engine> {
-    let candidates = match wanted {
-        Some(w) => vec![w],
-        None => vec![Engine::Podman, Engine::Docker],
-    };
-    if let Some(e) = candidates.into_iter().find(|c| which(c.as_str()).is_some()) {
-        return Ok(e);
+impl Hinted for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::BadFlag { hint, .. } => Some(hint.clone()),
+            RunError::EnvNotSet(name) => Some(format!(
+                "export {name}=… before the run, or drop --env {name}"
+            )),
+            RunError::Engine(e) => e.hint(),
+            RunError::Platform(e) => e.hint(),
+            RunError::Code(e) => e.hint(),
+            RunError::Dirty { .. } => Some(
+                "commit or stash the changes (git status shows them), or drop --require-clean"
+                    .into(),
+            ),
+            RunError::Image(e) => e.hint(),
+            RunError::NoDigest(_) => {
+                Some("pin it (name@sha256:…) or run on the host with --host".into())
+            }
+            RunError::Dataset(e) => e.hint(),
+            RunError::Store(e) => e.hint(),
+            RunError::EngineFailed { message, .. } => Some(engine_hint(message)),
+            RunError::EngineExited { hint, .. } => Some(hint.clone()),
+        }
     }
-    Err(CliError::user(match wanted {
-        Some(w) => format!(
-            "the container engine '{}' is not installed (not found on PATH)",
-            w.as_str()
-        ),
-        None => "no container engine found (neither podman nor docker is on PATH)".into(),
-    })
-    .hint("install podman or docker, or run on the host with --host"))
+
+    fn is_usage(&self) -> bool {
+        matches!(self, RunError::BadFlag { .. })
+    }
+}
+
+/// A usage error for a malformed flag.
+fn bad_flag(message: impl Into<String>, hint: impl Into<String>) -> RunError {
+    RunError::BadFlag {
+        message: message.into(),
+        hint: hint.into(),
+    }
 }
 
 /// Everything `repro run` needs, validated: built by the CLI from flags and configuration.
@@ -152,17 +216,21 @@ impl RunRequest {
         f: RunFlags,
         cfg: &Config,
         cwd: PathBuf,
-    ) -> CliResult<(RunRequest, Vec<String>)> {
+    ) -> Result<(RunRequest, Vec<String>), RunError> {
         let mut notes = Vec::new();
         let mut params = BTreeMap::new();
         for p in &f.params {
             let (k, v) = p.split_once('=').ok_or_else(|| {
-                CliError::usage(format!("--param '{p}' is not of the form KEY=VALUE"))
-                    .hint("write it as --param lr=0.1")
+                bad_flag(
+                    format!("--param '{p}' is not of the form KEY=VALUE"),
+                    "write it as --param lr=0.1",
+                )
             })?;
             if k.is_empty() {
-                return Err(CliError::usage(format!("--param '{p}' has an empty key"))
-                    .hint("write it as --param lr=0.1"));
+                return Err(bad_flag(
+                    format!("--param '{p}' has an empty key"),
+                    "write it as --param lr=0.1",
+                ));
             }
             params.insert(k.to_string(), v.to_string());
         }
@@ -181,19 +249,12 @@ impl RunRequest {
         let mut env = BTreeMap::new();
         for name in merged(env_names, &f.env, true) {
             if crate::config::check_env_name(&name).is_err() {
-                return Err(CliError::usage(format!(
-                    "--env '{name}' is not a variable name"
-                ))
-                .hint("name the variable only (--env SEED); its value is read from the environment"));
+                return Err(bad_flag(
+                    format!("--env '{name}' is not a variable name"),
+                    "name the variable only (--env SEED); its value is read from the environment",
+                ));
             }
-            let value = std::env::var(&name).map_err(|_| {
-                CliError::user(format!(
-                    "--env {name}: the variable is not set (or not UTF-8)"
-                ))
-                .hint(format!(
-                    "export {name}=… before the run, or drop --env {name}"
-                ))
-            })?;
+            let value = std::env::var(&name).map_err(|_| RunError::EnvNotSet(name.clone()))?;
             let value = if !f.env_unredacted && looks_secret(&name) {
                 REDACTED.to_string()
             } else {
@@ -215,7 +276,10 @@ impl RunRequest {
         let mut engine_args = Vec::new();
         for m in merged(cfg.mounts.values(), &f.mounts, true) {
             crate::config::check_mount(&m).map_err(|e| {
-                CliError::usage(format!("--mount {e}")).hint("write it as --mount /data:/data[:ro]")
+                bad_flag(
+                    format!("--mount {e}"),
+                    "write it as --mount /data:/data[:ro]",
+                )
             })?;
             engine_args.push(format!("--volume={m}"));
         }
@@ -223,8 +287,10 @@ impl RunRequest {
         engine_args.extend(merged(cfg.engine_args.values(), &f.engine_args, false));
         let workdir = f.workdir.unwrap_or_else(|| cfg.workdir.value.clone());
         crate::config::check_workdir(&workdir).map_err(|m| {
-            CliError::usage(format!("--workdir {m}"))
-                .hint("use a path inside the container such as /workspace")
+            bad_flag(
+                format!("--workdir {m}"),
+                "use a path inside the container such as /workspace",
+            )
         })?;
         let platform = match &f.platform {
             Some(p) => Some(Platform::parse(p)?),
@@ -296,7 +362,7 @@ pub struct Finished {
 }
 
 /// `repro run`: capture, record, execute.
-pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Finished> {
+pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finished, RunError> {
     let captured = code::capture(&req.cwd)?;
     for w in &captured.warnings {
         ev.warn(w);
@@ -312,11 +378,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
     };
     if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
         if img.digest.is_none() {
-            return Err(CliError::user(format!(
-                "the image '{}' has no digest to run in a container",
-                img.reference
-            ))
-            .hint("pin it (name@sha256:…) or run on the host with --host"));
+            return Err(RunError::NoDigest(img.reference.clone()));
         }
     }
     let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
@@ -379,7 +441,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> CliResult<Fi
 }
 
 /// `--require-clean` refused: say how many files are modified and how many untracked.
-fn dirty_error(c: &crate::record::Code) -> CliError {
+fn dirty_error(c: &crate::record::Code) -> RunError {
     let in_patch = c
         .patch
         .as_ref()
@@ -392,18 +454,18 @@ fn dirty_error(c: &crate::record::Code) -> CliError {
         .unwrap_or(0);
     let untracked = c.untracked.len();
     let modified = in_patch.saturating_sub(untracked);
-    CliError::user(format!(
-        "the working tree of {} is dirty ({modified} modified, {untracked} untracked file(s)) and --require-clean is set",
-        c.repo_root
-    ))
-    .hint("commit or stash the changes (git status shows them), or drop --require-clean")
+    RunError::Dirty {
+        repo: c.repo_root.clone(),
+        modified,
+        untracked,
+    }
 }
 
 fn resolve_image(
     ev: &dyn Events,
     req: &RunRequest,
     reference: &str,
-) -> CliResult<crate::record::Image> {
+) -> Result<crate::record::Image, ImageError> {
     let opts = ResolveOptions {
         mode: req.resolve,
         allow_latest: req.allow_latest,
@@ -423,15 +485,6 @@ fn resolve_image(
         ));
     }
     Ok(image)
-}
-
-/// Allocate a TTY only when stdin, stdout and stderr are all terminals: `> out 2> err` from a
-/// terminal must keep the two streams apart (a TTY merges them, with CRLF line ends).
-pub fn want_tty() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal()
-        && std::io::stderr().is_terminal()
 }
 
 /// A hint for an engine's pull or start failure, from its message (one mapping with `repro doctor`).
@@ -634,89 +687,22 @@ impl Drop for CertDir {
 
 /// Writes the run as `running`, pulls its image (container mode), runs it, and finishes the
 /// record. A pull or engine-start failure finishes it as `error` and starts no child.
-pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> CliResult<Finished> {
+pub fn execute(
+    ev: &dyn Events,
+    store: &mut Store,
+    run: Run,
+    x: &Execution,
+) -> Result<Finished, RunError> {
     let cwd = x.cwd.as_path();
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
     let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
     let t0 = Instant::now();
-    let engine = run
-        .exec
-        .engine
-        .as_deref()
-        .and_then(Engine::parse)
-        .unwrap_or(Engine::Podman);
-    let mut plan = EnginePlan::of(
-        &run,
-        engine,
-        &PlanOptions {
-            name: Some(format!("repro-{}", run.id)),
-            tty: want_tty(),
-            registry: x.registry.clone(),
-        },
-    )
-    .map(|p| {
-        // When the registry no longer has the digest, the recorded archives still do.
-        let fb = run.image.as_ref().and_then(|img| {
-            crate::ops::archive::recorded_fallback(store, img).unwrap_or_else(|e| {
-                ev.warn(&format!("cannot read the recorded archives: {e}"));
-                None
-            })
-        });
-        p.with_fallback(fb)
-    });
-    let mut engine_error = None;
-    let mut spawn = match &mut plan {
-        Some(plan) => {
-            let mut b = Bindings {
-                src: x.mount_src.clone().unwrap_or_else(|| {
-                    run.code
-                        .as_ref()
-                        .map(|c| PathBuf::from(&c.repo_root))
-                        .unwrap_or_else(|| cwd.to_path_buf())
-                }),
-                extra_mounts: x.extra_mounts.clone(),
-                cert_dir: None,
-                metrics: metrics_file.clone(),
-            };
-            let cert = match (x.registry.needs_cert_dir(), engine) {
-                (true, Engine::Podman) => match CertDir::new(&x.registry, &run.id) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        engine_error = Some(e);
-                        None
-                    }
-                },
-                _ => None,
-            };
-            b.cert_dir = cert.as_ref().map(|c| c.0.clone());
-            if engine_error.is_none() {
-                match pull(ev, plan, &b) {
-                    Ok(Some(archived)) => *plan = plan.clone().running(archived),
-                    Ok(None) => {}
-                    Err(e) => engine_error = Some(e),
-                }
-            }
-            Spawn {
-                program: engine.as_str().into(),
-                args: plan.run_args(&b),
-                cwd: cwd.to_path_buf(),
-                env: Vec::new(),
-                container: Some((engine.as_str().to_string(), format!("repro-{}", run.id))),
-            }
-        }
-        None => {
-            let mut it = run.argv_os().into_iter();
-            let program = it.next().unwrap_or_default();
-            Spawn {
-                program,
-                args: it.collect(),
-                cwd: cwd.to_path_buf(),
-                env: Vec::new(),
-                container: None,
-            }
-        }
+    let mut plan = engine_plan(ev, store, &run, x);
+    let (mut spawn, engine_error) = match &mut plan {
+        Some(plan) => container_spawn(ev, &run, x, plan, metrics_file.clone()),
+        None => (host_spawn(&run, cwd), None),
     };
     spawn.env = x
         .env
@@ -728,7 +714,7 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         )
         .collect();
-    let (outcome, forwarded) = match engine_error.take() {
+    let (outcome, forwarded) = match engine_error {
         Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
         None => {
             ev.debug(&format!(
@@ -740,39 +726,8 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         }
     };
     let elapsed = t0.elapsed();
-    let (mut status, exit_code, signal) = classify(&run, &outcome, forwarded);
-    let mut exit = outcome.exit_code();
-    // 125/126/127 is the engine's own failure (bad flag, runtime error, command not found in
-    // the image) only when the container never started; a job exiting 125 stays `failed`.
-    if let (Some(p), Outcome::Exited(c @ 125..=127), None) = (&plan, &outcome, forwarded) {
-        let name = format!("repro-{}", run.id);
-        if container_started(p.engine, &name, &|m| ev.debug(m)) == Some(false) {
-            status = Status::Error;
-            let err = CliError::user(format!(
-                "the {} engine exited {c} before the container started (its message is above); the command never ran",
-                p.engine.as_str()
-            ))
-            .hint(crate::ops::engine_failure::start_hint(p, *c, &|m| ev.debug(m)));
-            ev.error(&err.to_string());
-        }
-    }
-    if let Outcome::NotStarted(e) = &outcome {
-        exit = 1;
-        let what = match &plan {
-            Some(p) => format!(
-                "the {} engine failed before the command started",
-                p.engine.as_str()
-            ),
-            None => format!("cannot start {}", spawn.program.to_string_lossy()),
-        };
-        if plan.is_some() {
-            let err = CliError::user(format!("{what}: {e}")).hint(engine_hint(&e.to_string()));
-            ev.error(&err.to_string());
-        } else {
-            exit = 127;
-            ev.error(&format!("{what}: {e}"));
-        }
-    }
+    let (status, exit_code, signal, exit) =
+        judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
     let outputs = if matches!(status, Status::Error) {
         Vec::new()
     } else {
@@ -786,7 +741,157 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         duration_ms: elapsed.as_millis() as i64,
         outputs,
     };
-    let landed = store.finish_durably(&run, &fin, FINISH_BUDGET, &mut |e| {
+    record_finish(ev, store, &run, &fin);
+    crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
+    Ok(Finished {
+        id: run.id,
+        exit,
+        finish: fin,
+    })
+}
+
+/// The container plan of a recorded run (`None` on the host), with the recorded archives as
+/// its fallback when the registry no longer has the digest.
+fn engine_plan(ev: &dyn Events, store: &Store, run: &Run, x: &Execution) -> Option<EnginePlan> {
+    let engine = run
+        .exec
+        .engine
+        .as_deref()
+        .and_then(Engine::parse)
+        .unwrap_or(Engine::Podman);
+    let opts = PlanOptions {
+        name: Some(format!("repro-{}", run.id)),
+        tty: want_tty(),
+        registry: x.registry.clone(),
+    };
+    EnginePlan::of(run, engine, &opts).map(|p| {
+        let fb = run.image.as_ref().and_then(|img| {
+            crate::ops::archive::recorded_fallback(store, img).unwrap_or_else(|e| {
+                ev.warn(&format!("cannot read the recorded archives: {e}"));
+                None
+            })
+        });
+        p.with_fallback(fb)
+    })
+}
+
+/// The engine's `run` for `plan`, after pulling its image (from the recorded archives when the
+/// registry fails; `plan` then runs the archived reference). The second value is the engine's
+/// message when the pull (or the certificate directory for it) failed: nothing may start then.
+fn container_spawn(
+    ev: &dyn Events,
+    run: &Run,
+    x: &Execution,
+    plan: &mut EnginePlan,
+    metrics: Option<PathBuf>,
+) -> (Spawn, Option<String>) {
+    let engine = plan.engine;
+    let mut b = Bindings {
+        src: x.mount_src.clone().unwrap_or_else(|| {
+            run.code
+                .as_ref()
+                .map(|c| PathBuf::from(&c.repo_root))
+                .unwrap_or_else(|| x.cwd.clone())
+        }),
+        extra_mounts: x.extra_mounts.clone(),
+        cert_dir: None,
+        metrics,
+    };
+    let mut engine_error = None;
+    // Only the pull reads the certificates; the directory is removed when this returns.
+    let cert = match (x.registry.needs_cert_dir(), engine) {
+        (true, Engine::Podman) => match CertDir::new(&x.registry, &run.id) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                engine_error = Some(e);
+                None
+            }
+        },
+        _ => None,
+    };
+    b.cert_dir = cert.as_ref().map(|c| c.0.clone());
+    if engine_error.is_none() {
+        match pull(ev, plan, &b) {
+            Ok(Some(archived)) => *plan = plan.clone().running(archived),
+            Ok(None) => {}
+            Err(e) => engine_error = Some(e),
+        }
+    }
+    let spawn = Spawn {
+        program: engine.as_str().into(),
+        args: plan.run_args(&b),
+        cwd: x.cwd.clone(),
+        env: Vec::new(),
+        container: Some((engine.as_str().to_string(), format!("repro-{}", run.id))),
+    };
+    (spawn, engine_error)
+}
+
+/// The recorded command run directly on the host.
+fn host_spawn(run: &Run, cwd: &Path) -> Spawn {
+    let mut it = run.argv_os().into_iter();
+    let program = it.next().unwrap_or_default();
+    Spawn {
+        program,
+        args: it.collect(),
+        cwd: cwd.to_path_buf(),
+        env: Vec::new(),
+        container: None,
+    }
+}
+
+/// The record's status, exit code and signal, and repro's exit code, for how the child ended;
+/// reports an engine that failed before the command started.
+fn judge(
+    ev: &dyn Events,
+    run: &Run,
+    plan: Option<&EnginePlan>,
+    spawn: &Spawn,
+    outcome: &Outcome,
+    forwarded: Option<i32>,
+) -> (Status, Option<i32>, Option<i32>, i32) {
+    let (mut status, exit_code, signal) = classify(run, outcome, forwarded);
+    let mut exit = outcome.exit_code();
+    // 125/126/127 is the engine's own failure (bad flag, runtime error, command not found in
+    // the image) only when the container never started; a job exiting 125 stays `failed`.
+    if let (Some(p), Outcome::Exited(c @ 125..=127), None) = (plan, outcome, forwarded) {
+        let name = format!("repro-{}", run.id);
+        if container_started(p.engine, &name, &|m| ev.debug(m)) == Some(false) {
+            status = Status::Error;
+            let err = RunError::EngineExited {
+                engine: p.engine.as_str(),
+                code: *c,
+                hint: crate::ops::engine_failure::start_hint(p, *c, &|m| ev.debug(m)),
+            };
+            ev.error(&crate::error::report(err));
+        }
+    }
+    if let Outcome::NotStarted(e) = outcome {
+        exit = 1;
+        match plan {
+            Some(p) => {
+                let err = RunError::EngineFailed {
+                    engine: p.engine.as_str(),
+                    message: e.to_string(),
+                };
+                ev.error(&crate::error::report(err));
+            }
+            None => {
+                exit = 127;
+                ev.error(&format!(
+                    "cannot start {}: {e}",
+                    spawn.program.to_string_lossy()
+                ));
+            }
+        }
+    }
+    (status, exit_code, signal, exit)
+}
+
+/// Records the outcome (retried, else spilled to a file) and says how the run ended. Never
+/// fails: a bookkeeping failure must not mask the child's exit code.
+fn record_finish(ev: &dyn Events, store: &mut Store, run: &Run, fin: &Finish) {
+    let landed = store.finish_durably(run, fin, FINISH_BUDGET, &mut |e| {
         ev.warn(&format!("{e}; retrying to record the outcome"))
     });
     match landed {
@@ -802,27 +907,20 @@ pub fn execute(ev: &dyn Events, store: &mut Store, run: Run, x: &Execution) -> C
         Ok(_) => ev.status(&format!(
             "run {} {} ({}) in {}",
             run.id,
-            status,
-            match (signal, exit_code) {
+            fin.status,
+            match (fin.signal, fin.exit_code) {
                 (Some(s), _) => exec::signal_name(s),
                 (None, Some(c)) => format!("exit {c}"),
                 (None, None) => "the command did not start".into(),
             },
             crate::record::text::human_duration(fin.duration_ms)
         )),
-        // Never mask the child's exit code with a bookkeeping failure.
         Err(e) => ev.warn(&format!(
             "could not finish the record of run {}: {}",
             run.id,
-            CliError::from(e)
+            crate::error::report(e)
         )),
     }
-    crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
-    Ok(Finished {
-        id: run.id,
-        exit,
-        finish: fin,
-    })
 }
 
 /// How long the outcome is retried against a locked database before it is spilled to a file.

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
+use crate::exec::which;
 use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, RerunError, Tolerance};
-use crate::ops::run::{hash_outputs, which};
+use crate::ops::run::hash_outputs;
 use crate::ops::Events;
 use crate::record::scheduler::{SchedulerContext, SlurmContext};
 use crate::record::{ExecMode, Run, Status};

@@ -184,7 +184,7 @@ fn compare(item: &mut VerifyItem, actual: Option<String>) {
 
 fn error(item: &mut VerifyItem, e: dataset::DatasetError) {
     item.status = VerifyStatus::Error;
-    item.detail = Some(crate::error::CliError::from(e).to_string());
+    item.detail = Some(crate::error::report(e));
 }
 
 /// The directory a run's relative paths are resolved against by default: the git work tree

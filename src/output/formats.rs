@@ -10,6 +10,7 @@ use crate::record::text::{command_line, datasets_text, human_duration};
 use std::collections::HashMap;
 
 use super::metrics::value_text;
+use crate::capture::dataset::DatasetDigest;
 use crate::record::Run;
 use crate::store::metrics::{is_metric_expr, parse_metric_sort, MetricSort, Stat};
 
@@ -543,9 +544,57 @@ pub fn run_markdown(r: &Run, utc: bool) -> String {
     o
 }
 
+/// `repro dataset hash --json`: {"schema_version":1,"path","digest","files","bytes","from_cache"}.
+pub fn dataset_hash_json(path: &std::path::Path, d: &DatasetDigest) -> String {
+    let v = serde_json::json!({
+        "schema_version": crate::record::SCHEMA_VERSION,
+        "path": path.to_string_lossy(),
+        "digest": d.digest,
+        "files": d.files,
+        "bytes": d.bytes,
+        "from_cache": d.from_cache,
+    });
+    format!("{v}\n")
+}
+
+/// `repro dataset hash`: the digest on the first line, then the counts.
+pub fn dataset_hash_text(d: &DatasetDigest) -> String {
+    format!(
+        "{}\nfiles       {}\nbytes       {} ({})\nfrom cache  {}\n",
+        d.digest,
+        d.files,
+        d.bytes,
+        human_bytes(d.bytes),
+        d.from_cache
+    )
+}
+
+/// `1.5 GiB`-style size for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
+    }
 
     #[test]
     fn csv_quotes_only_when_needed() {

@@ -1,4 +1,5 @@
-//! A read-only look at a database for `repro doctor`: never creates, migrates or writes it.
+//! Read-only looks at a database (`repro doctor`, run-id completion): never creates, migrates
+//! or writes it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,5 +57,47 @@ impl Store {
             runs,
             pending_spills,
         })
+    }
+
+    /// Up to 50 run ids starting with `prefix` (lowercase alphanumerics), newest first, read
+    /// from `path` opened read-only: shell completion must neither create nor wait on a database.
+    pub fn complete_ids(path: &Path, prefix: &str) -> rusqlite::Result<Vec<String>> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut stmt = conn
+            .prepare("SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT 50")?;
+        let ids = stmt
+            .query_map([prefix, &format!("{prefix}\u{7f}")], |r| r.get(0))?
+            .collect();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sample_run;
+
+    #[test]
+    fn complete_ids_lists_matching_ids_newest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("repro.db");
+        let mut s = Store::open(&path).unwrap();
+        for id in [
+            "01jd3k0000000000000000000a",
+            "01jd3k0000000000000000000b",
+            "01jd4k0000000000000000000c",
+        ] {
+            s.insert_run(&sample_run(id)).unwrap();
+        }
+        drop(s);
+        assert_eq!(
+            Store::complete_ids(&path, "01jd3").unwrap(),
+            ["01jd3k0000000000000000000b", "01jd3k0000000000000000000a"]
+        );
+        assert_eq!(Store::complete_ids(&path, "").unwrap().len(), 3);
+        assert!(Store::complete_ids(&path, "zz").unwrap().is_empty());
     }
 }

@@ -34,7 +34,7 @@ use crate::record::{
 pub use durable::{spill_dir, Finished, Landed, FINISH_BUDGET, WAIT_NOTICE_AFTER};
 pub use inspect::Inspection;
 pub use migrate::{latest_version, normalised_schema, MIGRATIONS, SCHEMA};
-pub use query::{RunFilter, SortKey};
+pub use query::{RunFilter, RunQuery, SortKey};
 pub use transfer::fuzz_import_line;
 pub use transfer::{Conflict, ImportError, ImportSummary};
 

@@ -1,9 +1,10 @@
-//! Run filters for `ls` (and `export`, `gc`), compiled to one indexed SQL query, and the
-//! streaming reader that applies them.
+//! The one run query behind `ls`, `export`, `gc`, `audit`, `mlflow push` and `image archive`:
+//! filters compiled to one indexed SQL query, the `lost` rule applied as rows are read, and the
+//! streaming reader.
 
 use rusqlite::types::Value;
 
-use super::metrics::{Membership, MetricCond};
+use super::metrics::{Membership, MetricCond, MetricSort};
 use super::{run_from_row, Result, Store, RUN_COLUMNS};
 use crate::record::{Run, Status};
 
@@ -89,7 +90,8 @@ pub struct RunFilter {
     pub branch: Option<String>,
     /// Dataset name and optional version (matching the version or the content digest).
     pub dataset: Option<(String, Option<String>)>,
-    /// Stored statuses to include (lost runs are stored as `running`; the caller post-filters).
+    /// Stored statuses to include (lost runs are stored as `running`). [`Store::query`] sets
+    /// them from [`RunQuery::status`].
     pub statuses: Vec<Status>,
     /// Only runs started at or after this RFC 3339 time.
     pub since: Option<String>,
@@ -126,6 +128,40 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// The `WHERE` terms being built and their bound values.
+struct Conditions {
+    wh: Vec<String>,
+    args: Vec<Value>,
+    /// `+` when a selective filter is present (see `RunFilter::where_with`), else empty.
+    weak: &'static str,
+    /// Whether an indexed filter on `runs` itself narrows the candidates.
+    runs_index: bool,
+}
+
+impl Conditions {
+    /// Binds a value; returns its `?N` placeholder.
+    fn bind(&mut self, v: Value) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+
+    /// A term on a column whose index is unhelpful next to a selective filter.
+    fn push_weak(&mut self, column: &str, rest: &str) {
+        self.wh.push(format!("{}{column} {rest}", self.weak));
+    }
+
+    /// `cond` on the rows of an annotation or dataset `table` of the run. With an indexed filter
+    /// on runs itself (digest, commit, …), annotations and datasets are checked per candidate
+    /// run through their (run_id, …) primary keys instead of collecting every run that has them.
+    fn among(&self, table: &str, cond: String) -> String {
+        if self.runs_index {
+            format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
+        } else {
+            format!("id IN (SELECT run_id FROM {table} WHERE {cond})")
+        }
+    }
+}
+
 impl RunFilter {
     /// Whether any filter (as opposed to sort/limit) is set.
     pub fn is_filtering(&self) -> bool {
@@ -157,12 +193,7 @@ impl RunFilter {
 
     /// Which annotation table, if any, should drive the query (see `to_sql_limit`).
     fn driver(&self) -> Option<Driver> {
-        let runs_index = self.image.is_some()
-            || self.digest.is_some()
-            || self.code.is_some()
-            || self.rerun_of.is_some()
-            || self.job.is_some();
-        if self.sort != SortKey::Started || runs_index {
+        if self.sort != SortKey::Started || self.runs_index() {
             return None;
         }
         if !self.tags.is_empty() {
@@ -174,20 +205,18 @@ impl RunFilter {
         }
     }
 
-    fn where_with(
-        &self,
-        driver: Option<Driver>,
-        mut wh: Vec<String>,
-        mut args: Vec<Value>,
-    ) -> (String, Vec<Value>) {
-        let bind = |v: Value, args: &mut Vec<Value>| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        // Status, host, branch and time have few distinct values or wide ranges: when a
-        // selective filter is present, `+col` keeps SQLite (which has no statistics by default)
-        // from preferring their indexes over the selective one.
-        let selective = self.image.is_some()
+    /// Whether a filter on `runs` itself (digest, commit, …) can use an index.
+    fn runs_index(&self) -> bool {
+        self.image.is_some()
+            || self.digest.is_some()
+            || self.code.is_some()
+            || self.rerun_of.is_some()
+            || self.job.is_some()
+    }
+
+    /// Whether a filter narrows the runs much (as status, host, branch and time do not).
+    fn selective(&self) -> bool {
+        self.image.is_some()
             || self.digest.is_some()
             || self.code.is_some()
             || self.dataset.is_some()
@@ -195,28 +224,62 @@ impl RunFilter {
             || !self.tags.is_empty()
             || self.rerun_of.is_some()
             || self.job.is_some()
-            || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In);
-        let weak = if selective { "+" } else { "" };
-        // With an indexed filter on runs itself (digest, commit, …), annotations and datasets
-        // are checked per candidate run through their (run_id, …) primary keys instead of
-        // collecting every run that has them.
-        let runs_index = self.image.is_some()
-            || self.digest.is_some()
-            || self.code.is_some()
-            || self.rerun_of.is_some()
-            || self.job.is_some();
-        let among = |table: &str, cond: String| {
-            if runs_index {
-                format!("EXISTS (SELECT 1 FROM {table} AS m WHERE m.run_id = runs.id AND {cond})")
-            } else {
-                format!("id IN (SELECT run_id FROM {table} WHERE {cond})")
-            }
+            || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In)
+    }
+
+    fn where_with(
+        &self,
+        driver: Option<Driver>,
+        wh: Vec<String>,
+        args: Vec<Value>,
+    ) -> (String, Vec<Value>) {
+        let mut c = Conditions {
+            wh,
+            args,
+            // Status, host, branch and time have few distinct values or wide ranges: when a
+            // selective filter is present, `+col` keeps SQLite (which has no statistics by
+            // default) from preferring their indexes over the selective one.
+            weak: if self.selective() { "+" } else { "" },
+            runs_index: self.runs_index(),
         };
+        self.image_and_code(&mut c);
+        self.dataset_condition(&mut c);
+        if !self.statuses.is_empty() {
+            let list: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|s| c.bind(Value::Text(s.as_str().into())))
+                .collect();
+            c.push_weak("status", &format!("IN ({})", list.join(", ")));
+        }
+        if let Some(s) = &self.since {
+            let p = c.bind(Value::Text(s.clone()));
+            c.push_weak("started_at", &format!(">= {p}"));
+        }
+        if let Some(u) = &self.until {
+            let p = c.bind(Value::Text(u.clone()));
+            c.push_weak("started_at", &format!("< {p}"));
+        }
+        self.annotation_conditions(&mut c, driver);
+        self.identity_conditions(&mut c);
+        for (i, m) in self.metrics.iter().enumerate() {
+            let cond = m.sql(&mut c.args, self.metric_shape(i));
+            c.wh.push(cond);
+        }
+        if c.wh.is_empty() {
+            (String::new(), c.args)
+        } else {
+            (format!(" WHERE {}", c.wh.join(" AND ")), c.args)
+        }
+    }
+
+    /// `--image` (a substring), `--digest` and `--code` (prefixes), `--branch`.
+    fn image_and_code(&self, c: &mut Conditions) {
         if let Some(img) = &self.image {
             // A substring cannot use a b-tree index; distinct references are few (kept in
             // image_refs by a trigger), so match those and then fetch runs by reference.
-            let p = bind(Value::Text(format!("%{}%", like_escape(img))), &mut args);
-            wh.push(format!(
+            let p = c.bind(Value::Text(format!("%{}%", like_escape(img))));
+            c.wh.push(format!(
                 "image_ref IN (SELECT ref FROM image_refs WHERE ref LIKE {p} ESCAPE '\\')"
             ));
         }
@@ -227,94 +290,86 @@ impl RunFilter {
             } else {
                 format!("sha256:{d}")
             };
-            let lo = bind(Value::Text(d.clone()), &mut args);
-            let hi = bind(Value::Text(format!("{d}\u{7f}")), &mut args);
-            wh.push(format!(
+            let lo = c.bind(Value::Text(d.clone()));
+            let hi = c.bind(Value::Text(format!("{d}\u{7f}")));
+            c.wh.push(format!(
                 "((image_digest >= {lo} AND image_digest < {hi}) OR (image_index_digest >= {lo} AND image_index_digest < {hi}))"
             ));
         }
-        if let Some(c) = &self.code {
-            let c = c.to_ascii_lowercase();
-            let lo = bind(Value::Text(c.clone()), &mut args);
-            let hi = bind(Value::Text(format!("{c}\u{7f}")), &mut args);
-            wh.push(format!("code_commit >= {lo} AND code_commit < {hi}"));
+        if let Some(code) = &self.code {
+            let code = code.to_ascii_lowercase();
+            let lo = c.bind(Value::Text(code.clone()));
+            let hi = c.bind(Value::Text(format!("{code}\u{7f}")));
+            c.wh.push(format!("code_commit >= {lo} AND code_commit < {hi}"));
         }
         if let Some(b) = &self.branch {
-            let p = bind(Value::Text(b.clone()), &mut args);
-            wh.push(format!("{weak}code_branch = {p}"));
+            let p = c.bind(Value::Text(b.clone()));
+            c.push_weak("code_branch", &format!("= {p}"));
         }
-        if let Some((name, version)) = &self.dataset {
-            let n = bind(Value::Text(name.clone()), &mut args);
-            match version {
-                Some(v) => {
-                    // Two indexed lookups: an OR would read every dataset row of that name.
-                    let v = bind(Value::Text(v.clone()), &mut args);
-                    wh.push(if runs_index {
-                        among(
-                            "run_datasets",
-                            format!("name = {n} AND (version = {v} OR digest = {v})"),
-                        )
-                    } else {
-                        format!(
-                            "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND version = {v} \
-                             UNION ALL SELECT run_id FROM run_datasets WHERE name = {n} AND digest = {v})"
-                        )
-                    });
-                }
-                None => wh.push(among("run_datasets", format!("name = {n}"))),
-            }
-        }
-        if !self.statuses.is_empty() {
-            let list: Vec<String> = self
-                .statuses
-                .iter()
-                .map(|s| bind(Value::Text(s.as_str().into()), &mut args))
-                .collect();
-            wh.push(format!("{weak}status IN ({})", list.join(", ")));
-        }
-        if let Some(s) = &self.since {
-            let p = bind(Value::Text(s.clone()), &mut args);
-            wh.push(format!("{weak}started_at >= {p}"));
-        }
-        if let Some(u) = &self.until {
-            let p = bind(Value::Text(u.clone()), &mut args);
-            wh.push(format!("{weak}started_at < {p}"));
-        }
+    }
+
+    /// `--dataset NAME[@VERSION]`, the version matching the version or the content digest.
+    fn dataset_condition(&self, c: &mut Conditions) {
+        let Some((name, version)) = &self.dataset else {
+            return;
+        };
+        let n = c.bind(Value::Text(name.clone()));
+        let Some(v) = version else {
+            let cond = c.among("run_datasets", format!("name = {n}"));
+            c.wh.push(cond);
+            return;
+        };
+        // Two indexed lookups: an OR would read every dataset row of that name.
+        let v = c.bind(Value::Text(v.clone()));
+        let cond = if c.runs_index {
+            c.among(
+                "run_datasets",
+                format!("name = {n} AND (version = {v} OR digest = {v})"),
+            )
+        } else {
+            format!(
+                "id IN (SELECT run_id FROM run_datasets WHERE name = {n} AND version = {v} \
+                 UNION ALL SELECT run_id FROM run_datasets WHERE name = {n} AND digest = {v})"
+            )
+        };
+        c.wh.push(cond);
+    }
+
+    /// `--param` and `--tag`, but for the one that drives the query.
+    fn annotation_conditions(&self, c: &mut Conditions, driver: Option<Driver>) {
         let skip_param = usize::from(driver == Some(Driver::Param));
         for (k, v) in self.params.iter().skip(skip_param) {
-            let k = bind(Value::Text(k.clone()), &mut args);
-            let v = bind(Value::Text(v.clone()), &mut args);
-            wh.push(among("run_params", format!("key = {k} AND value = {v}")));
+            let k = c.bind(Value::Text(k.clone()));
+            let v = c.bind(Value::Text(v.clone()));
+            let cond = c.among("run_params", format!("key = {k} AND value = {v}"));
+            c.wh.push(cond);
         }
         let skip_tag = usize::from(driver == Some(Driver::Tag));
         for t in self.tags.iter().skip(skip_tag) {
-            let t = bind(Value::Text(t.clone()), &mut args);
-            wh.push(among("run_tags", format!("tag = {t}")));
+            let t = c.bind(Value::Text(t.clone()));
+            let cond = c.among("run_tags", format!("tag = {t}"));
+            c.wh.push(cond);
         }
+    }
+
+    /// `--name`, `--rerun-of`, `--host`, `--job`.
+    fn identity_conditions(&self, c: &mut Conditions) {
         if let Some(g) = &self.name {
-            let p = bind(Value::Text(g.clone()), &mut args);
-            wh.push(format!("name GLOB {p}"));
+            let p = c.bind(Value::Text(g.clone()));
+            c.wh.push(format!("name GLOB {p}"));
         }
         if let Some(r) = &self.rerun_of {
-            let p = bind(Value::Text(r.clone()), &mut args);
-            wh.push(format!("rerun_of = {p}"));
+            let p = c.bind(Value::Text(r.clone()));
+            c.wh.push(format!("rerun_of = {p}"));
         }
         if let Some(h) = &self.host {
-            let p = bind(Value::Text(h.clone()), &mut args);
-            wh.push(format!("{weak}host = {p}"));
+            let p = c.bind(Value::Text(h.clone()));
+            c.push_weak("host", &format!("= {p}"));
         }
         if let Some(j) = &self.job {
-            let (cond, values) = super::scheduler::job_condition(j, args.len() + 1);
-            args.extend(values.into_iter().map(Value::Text));
-            wh.push(cond);
-        }
-        for (i, c) in self.metrics.iter().enumerate() {
-            wh.push(c.sql(&mut args, self.metric_shape(i)));
-        }
-        if wh.is_empty() {
-            (String::new(), args)
-        } else {
-            (format!(" WHERE {}", wh.join(" AND ")), args)
+            let (cond, values) = super::scheduler::job_condition(j, c.args.len() + 1);
+            c.args.extend(values.into_iter().map(Value::Text));
+            c.wh.push(cond);
         }
     }
 
@@ -373,6 +428,49 @@ impl RunFilter {
     }
 }
 
+/// Which runs to list, as `ls` and every command taking its filters ask: the SQL filters, sort
+/// and limit, the statuses wanted (`lost` among them) and an optional metric order.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    /// Filters, sort and limit. Its `statuses` are ignored: [`RunQuery::status`] decides them.
+    pub filter: RunFilter,
+    /// Only runs with one of these statuses (every run when empty). `lost` is decided when a
+    /// row is read: a `running` row whose wrapper is gone reads `lost` (see [`super::liveness`]).
+    pub status: Vec<Status>,
+    /// Order by a metric instead of `filter.sort`: the sort and whether highest first.
+    pub metric_sort: Option<(MetricSort, bool)>,
+}
+
+impl RunQuery {
+    /// The stored statuses to select: a run shown `lost` is stored `running` (its wrapper died
+    /// unseen) or `lost` (imported so). Empty: every status.
+    fn stored_statuses(&self) -> Vec<Status> {
+        let mut stored: Vec<Status> = Vec::new();
+        for s in &self.status {
+            let add: &[Status] = match s {
+                Status::Lost => &[Status::Running, Status::Lost],
+                other => std::slice::from_ref(other),
+            };
+            for a in add {
+                if !stored.contains(a) {
+                    stored.push(*a);
+                }
+            }
+        }
+        stored
+    }
+
+    /// Whether the status must be checked on each row read: a `running` row may read `lost`.
+    fn decided_when_read(&self) -> bool {
+        self.status.contains(&Status::Running) || self.status.contains(&Status::Lost)
+    }
+
+    /// Whether a run, as read (liveness applied), has a wanted status.
+    pub fn keeps(&self, run: &Run) -> bool {
+        self.status.is_empty() || self.status.contains(&run.status)
+    }
+}
+
 impl Store {
     /// Picks the query shape of each metric condition of `filter` for its limit (see
     /// [`Store::metric_membership`]); call once the limit is set.
@@ -386,11 +484,73 @@ impl Store {
         Ok(())
     }
 
+    /// The runs `q` selects, complete, in its order (by its metric when it sorts by one).
+    pub fn query(&self, q: &RunQuery) -> Result<Vec<Run>> {
+        let filter = self.compile(q)?;
+        let mut keep = |r: &Run| q.keeps(r);
+        let keep = q
+            .decided_when_read()
+            .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
+        match &q.metric_sort {
+            Some((sort, desc)) => self.runs_by_metric(&filter, sort, *desc, keep),
+            None => {
+                let mut out = Vec::new();
+                self.visit_filtered(&filter, keep, &mut |r| {
+                    out.push(r);
+                    true
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Streams the runs `q` selects to `visit`, complete, one at a time (`export` of a large
+    /// database); `visit` returns `false` to stop. Returns how many were visited.
+    pub fn visit(&self, q: &RunQuery, visit: &mut dyn FnMut(Run) -> bool) -> Result<u64> {
+        if q.metric_sort.is_some() {
+            // The metric order is read in two queries: collect, then visit.
+            let mut n = 0;
+            for r in self.query(q)? {
+                n += 1;
+                if !visit(r) {
+                    break;
+                }
+            }
+            return Ok(n);
+        }
+        let filter = self.compile(q)?;
+        let mut keep = |r: &Run| q.keeps(r);
+        let keep = q
+            .decided_when_read()
+            .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
+        self.visit_filtered(&filter, keep, visit)
+    }
+
+    /// The runs `q` selects as their `runs` rows only (see [`Store::select_run_rows`]), in the
+    /// filter's order (its metric sort is not applied).
+    pub fn query_rows(&self, q: &RunQuery) -> Result<Vec<Run>> {
+        let filter = self.compile(q)?;
+        let mut keep = |r: &Run| q.keeps(r);
+        let keep = q
+            .decided_when_read()
+            .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
+        self.select_run_rows(&filter, keep)
+    }
+
+    /// The SQL filter of `q`: the stored statuses its wanted ones need, and the metric
+    /// conditions shaped for its limit.
+    fn compile(&self, q: &RunQuery) -> Result<RunFilter> {
+        let mut filter = q.filter.clone();
+        filter.statuses = q.stored_statuses();
+        self.shape_metric_conditions(&mut filter)?;
+        Ok(filter)
+    }
+
     /// Streams the runs matching `filter`, in its order. `keep` sees each row before its
-    /// datasets, params, … are loaded and may reject it (the CLI decides `lost` this way);
-    /// `visit` receives each kept, complete run and returns `false` to stop. At most
-    /// `filter.limit` runs are visited. Returns how many were visited.
-    pub fn visit_runs(
+    /// datasets, params, … are loaded and may reject it (the `lost` rule); `visit` receives
+    /// each kept, complete run and returns `false` to stop. At most `filter.limit` runs are
+    /// visited; rejected rows do not count. Returns how many were visited.
+    fn visit_filtered(
         &self,
         filter: &RunFilter,
         mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
@@ -424,20 +584,6 @@ impl Store {
             }
         }
         Ok(n)
-    }
-
-    /// Collects the runs matching `filter` that `keep` accepts (see [`Store::visit_runs`]).
-    pub fn query_runs(
-        &self,
-        filter: &RunFilter,
-        keep: Option<&mut dyn FnMut(&Run) -> bool>,
-    ) -> Result<Vec<Run>> {
-        let mut out = Vec::new();
-        self.visit_runs(filter, keep, &mut |r| {
-            out.push(r);
-            true
-        })?;
-        Ok(out)
     }
 
     /// `EXPLAIN QUERY PLAN` of the query a filter compiles to, one detail line per step.
@@ -691,11 +837,14 @@ mod tests {
         b.duration_ms = Some(5);
         s.insert_run(&b).unwrap();
         let ids = |f: RunFilter| -> Vec<String> {
-            s.query_runs(&f, None)
-                .unwrap()
-                .into_iter()
-                .map(|r| r.id)
-                .collect()
+            s.query(&RunQuery {
+                filter: f,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
         };
         let one = |f: RunFilter, want: &Run| assert_eq!(ids(f), vec![want.id.clone()]);
         one(
@@ -754,17 +903,146 @@ mod tests {
             ..Default::default()
         })
         .is_empty());
-        // keep() rejections do not count against the limit.
-        let got = s
-            .query_runs(
-                &RunFilter {
-                    limit: Some(1),
-                    ..Default::default()
-                },
-                Some(&mut |r: &Run| r.id == a.id),
-            )
+    }
+
+    /// A `running` run of this host whose wrapper pid is gone: it reads `lost`.
+    fn lost_here(id: &str) -> Run {
+        use crate::capture::host;
+        let mut r = sample_run(id);
+        r.host = host::hostname();
+        r.boot_id = host::boot_id();
+        r.pid_ns = host::pid_namespace();
+        r.pid = Some(i64::from(u32::MAX - 1));
+        r.pid_start = Some(1);
+        r
+    }
+
+    fn ids_of(s: &Store, q: &RunQuery) -> Vec<String> {
+        s.query(q).unwrap().into_iter().map(|r| r.id).collect()
+    }
+
+    fn with_status(status: &[Status], filter: RunFilter) -> RunQuery {
+        RunQuery {
+            filter,
+            status: status.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_running_run_whose_wrapper_is_gone_reads_lost() {
+        let mut s = Store::open_in_memory().unwrap();
+        // Oldest first: running elsewhere (undecided here), imported as lost, failed, and the
+        // newest, running here with its wrapper gone.
+        let mut elsewhere = sample_run("01jd3k0000000000000000000a");
+        elsewhere.host = "another-host".into();
+        let mut imported = sample_run("01jd3k0000000000000000000b");
+        imported.status = Status::Lost;
+        let mut failed = sample_run("01jd3k0000000000000000000c");
+        failed.status = Status::Failed;
+        let gone = lost_here("01jd3k0000000000000000000d");
+        for r in [&elsewhere, &imported, &failed, &gone] {
+            s.insert_run(r).unwrap();
+        }
+        let all = s.query(&RunQuery::default()).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].id, gone.id);
+        assert_eq!(all[0].status, Status::Lost, "read, not stored, status");
+        let none = RunFilter::default;
+        assert_eq!(
+            ids_of(&s, &with_status(&[Status::Lost], none())),
+            [gone.id.clone(), imported.id.clone()]
+        );
+        // `running` keeps the run this host cannot decide about, never the lost one.
+        assert_eq!(
+            ids_of(&s, &with_status(&[Status::Running], none())),
+            [elsewhere.id.clone()]
+        );
+        assert_eq!(
+            ids_of(&s, &with_status(&[Status::Failed, Status::Lost], none())),
+            [gone.id.clone(), failed.id.clone(), imported.id.clone()]
+        );
+        // A row the lost rule rejects does not count against the limit.
+        let limited = RunFilter {
+            limit: Some(1),
+            ..none()
+        };
+        assert_eq!(
+            ids_of(&s, &with_status(&[Status::Running], limited)),
+            [elsewhere.id.clone()]
+        );
+        // Streaming sees the same runs as collecting.
+        let mut seen = Vec::new();
+        let n = s
+            .visit(&with_status(&[Status::Lost], none()), &mut |r| {
+                seen.push(r.id);
+                true
+            })
             .unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].id, a.id);
+        assert_eq!((n, seen), (2, vec![gone.id.clone(), imported.id.clone()]));
+        let rows = s
+            .query_rows(&with_status(&[Status::Running], none()))
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, elsewhere.id);
+    }
+
+    #[test]
+    fn filters_combine_with_the_lost_rule() {
+        let mut s = Store::open_in_memory().unwrap();
+        let mut a = lost_here("01jd3k0000000000000000000a");
+        a.name = Some("sweep-1".into());
+        a.tags = vec!["nightly".into()];
+        let mut b = lost_here("01jd3k0000000000000000000b");
+        b.name = Some("sweep-2".into());
+        b.tags = vec!["weekly".into()];
+        let mut c = sample_run("01jd3k0000000000000000000c");
+        c.name = Some("sweep-3".into());
+        c.tags = vec!["nightly".into()];
+        c.status = Status::Succeeded;
+        for r in [&a, &b, &c] {
+            s.insert_run(r).unwrap();
+        }
+        let sweeps_tagged = || RunFilter {
+            name: Some("sweep-*".into()),
+            tags: vec!["nightly".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            ids_of(&s, &with_status(&[], sweeps_tagged())),
+            [c.id.clone(), a.id.clone()]
+        );
+        assert_eq!(
+            ids_of(&s, &with_status(&[Status::Lost], sweeps_tagged())),
+            [a.id.clone()]
+        );
+        assert_eq!(
+            ids_of(
+                &s,
+                &with_status(
+                    &[Status::Lost],
+                    RunFilter {
+                        name: Some("sweep-2".into()),
+                        ..Default::default()
+                    }
+                )
+            ),
+            [b.id.clone()]
+        );
+        assert!(ids_of(
+            &s,
+            &with_status(
+                &[Status::Succeeded],
+                RunFilter {
+                    name: Some("sweep-[12]".into()),
+                    ..Default::default()
+                }
+            )
+        )
+        .is_empty());
+        // The query's own `status` decides, whatever the filter's stored statuses say.
+        let mut q = with_status(&[Status::Lost], sweeps_tagged());
+        q.filter.statuses = vec![Status::Succeeded];
+        assert_eq!(ids_of(&s, &q), [a.id.clone()]);
     }
 }

@@ -1,5 +1,5 @@
 //! Resolution through the local container engine (`docker`/`podman image inspect`'s
-//! `RepoDigests`). Which engine is asked is decided by the caller (`ops::run::pick_engine`).
+//! `RepoDigests`). Which engine is asked is decided by the caller (`exec::pick_engine`).
 
 use std::ffi::OsStr;
 use std::process::Command;

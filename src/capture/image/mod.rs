@@ -76,7 +76,7 @@ pub struct ResolveOptions {
     /// Platform to choose from an index (the host's when `None`).
     pub platform: Option<Platform>,
     /// Engine asked for `ResolveMode::Engine`/`Auto` (decided by the caller with the one engine
-    /// detection, `ops::run::pick_engine`); `None`: no engine is available.
+    /// detection, `exec::pick_engine`); `None`: no engine is available.
     pub engine: Option<crate::exec::Engine>,
     /// How to reach registries.
     pub registry: RegistryOptions,
