@@ -419,44 +419,7 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
                     format!("{:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type),
                 );
             }
-            match &key {
-                None => report.push(
-                    "signature",
-                    unchecked,
-                    format!(
-                        "not checked: give --key PUB.pem ({} signature(s), keyid {}){unless_allowed}",
-                        env.signatures.len(),
-                        env.signatures
-                            .iter()
-                            .map(|s| s.keyid.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-                Some(k) => match env.check(k) {
-                    Ok(SignatureCheck::Valid { keyid }) => {
-                        let hint = if keyid == k.keyid() {
-                            String::new()
-                        } else {
-                            format!(" (the signature's keyid field says {keyid:?})")
-                        };
-                        report.push(
-                            "signature",
-                            CheckStatus::Ok,
-                            format!("valid Ed25519 signature by key {}{hint}", k.keyid()),
-                        )
-                    }
-                    Ok(SignatureCheck::Invalid { signatures }) => report.push(
-                        "signature",
-                        CheckStatus::Fail,
-                        format!(
-                            "none of the {signatures} signature(s) verifies with key {}",
-                            k.keyid()
-                        ),
-                    ),
-                    Err(e) => report.push("signature", CheckStatus::Fail, e.to_string()),
-                },
-            }
+            check_signature(env, key.as_ref(), unchecked, unless_allowed, &mut report);
             payload.clone()
         }
         Document::Statement(bytes) => {
@@ -510,6 +473,56 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
         }
     }
     Ok(report)
+}
+
+/// The signature check of an envelope: valid by the given key, none verifies, or not checked
+/// without a key (`unchecked`: Fail unless --allow-unsigned).
+fn check_signature(
+    env: &crate::attest::dsse::Envelope,
+    key: Option<&crate::attest::dsse::PublicKey>,
+    unchecked: CheckStatus,
+    unless_allowed: &str,
+    report: &mut VerifyReport,
+) {
+    let Some(k) = key else {
+        report.push(
+            "signature",
+            unchecked,
+            format!(
+                "not checked: give --key PUB.pem ({} signature(s), keyid {}){unless_allowed}",
+                env.signatures.len(),
+                env.signatures
+                    .iter()
+                    .map(|s| s.keyid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return;
+    };
+    match env.check(k) {
+        Ok(SignatureCheck::Valid { keyid }) => {
+            let hint = if keyid == k.keyid() {
+                String::new()
+            } else {
+                format!(" (the signature's keyid field says {keyid:?})")
+            };
+            report.push(
+                "signature",
+                CheckStatus::Ok,
+                format!("valid Ed25519 signature by key {}{hint}", k.keyid()),
+            )
+        }
+        Ok(SignatureCheck::Invalid { signatures }) => report.push(
+            "signature",
+            CheckStatus::Fail,
+            format!(
+                "none of the {signatures} signature(s) verifies with key {}",
+                k.keyid()
+            ),
+        ),
+        Err(e) => report.push("signature", CheckStatus::Fail, e.to_string()),
+    }
 }
 
 /// Parses the payload as the documented shape (unknown fields rejected).

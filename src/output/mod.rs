@@ -128,15 +128,44 @@ pub fn runs_table(runs: &[Run], tty: bool, utc: bool) -> String {
     s
 }
 
+/// `key value` lines of `repro show`; every value is escaped (labels, imported fields and notes
+/// may hold terminal controls).
+struct ShowLines(String);
+
+impl ShowLines {
+    fn line(&mut self, k: &str, v: String) {
+        self.0
+            .push_str(&format!("{k:<12} {}\n", crate::sanitize::escape(&v)));
+    }
+}
+
 /// The human text of `repro show`.
 pub fn show_text(run: &Run, utc: bool) -> String {
-    let mut o = String::new();
-    // Every value is escaped: labels, imported fields and notes may hold terminal controls.
-    let mut line =
-        |k: &str, v: String| o.push_str(&format!("{k:<12} {}\n", crate::sanitize::escape(&v)));
-    line("run", run.id.clone());
+    let mut o = ShowLines(String::new());
+    show_outcome(&mut o, run, utc);
+    show_exec(&mut o, run);
+    show_image(&mut o, run);
+    show_code(&mut o, run);
+    show_inputs_and_annotations(&mut o, run);
+    o.line(
+        "host",
+        format!("{} ({}, user {})", run.host, run.platform, run.user),
+    );
+    if let Some(r) = &run.rerun_of {
+        o.line("rerun of", r.clone());
+    }
+    if let Some(ctx) = &run.scheduler {
+        for (k, v) in crate::record::scheduler::describe(ctx) {
+            o.line(k, v);
+        }
+    }
+    o.0
+}
+
+fn show_outcome(o: &mut ShowLines, run: &Run, utc: bool) {
+    o.line("run", run.id.clone());
     if let Some(n) = &run.name {
-        line("name", n.clone());
+        o.line("name", n.clone());
     }
     let mut status = status_text(run);
     if let Some(c) = run.exit_code {
@@ -145,89 +174,99 @@ pub fn show_text(run: &Run, utc: bool) -> String {
     if let Some(s) = run.signal {
         status.push_str(&format!(" ({})", crate::exec::signal_name(s)));
     }
-    line("status", status);
-    line("pin grade", run.pin_grade());
-    line("started", show_time(&run.started_at, utc));
+    o.line("status", status);
+    o.line("pin grade", run.pin_grade());
+    o.line("started", show_time(&run.started_at, utc));
     if let Some(e) = &run.ended_at {
-        line("ended", show_time(e, utc));
+        o.line("ended", show_time(e, utc));
     }
     if let Some(d) = run.duration_ms {
-        line("duration", format!("{} ({d} ms)", human_duration(d)));
+        o.line("duration", format!("{} ({d} ms)", human_duration(d)));
     }
-    line("command", command_line(run));
-    line("cwd", run.cwd.clone());
+}
+
+fn show_exec(o: &mut ShowLines, run: &Run) {
+    o.line("command", command_line(run));
+    o.line("cwd", run.cwd.clone());
     let exec = match (&run.exec.engine, run.exec.mode) {
         (Some(e), m) => format!("{} ({e})", m.as_str()),
         (None, m) => m.as_str().to_string(),
     };
-    line("exec", exec);
+    o.line("exec", exec);
     if !run.exec.engine_args.is_empty() {
-        line("engine args", run.exec.engine_args.join(" "));
+        o.line("engine args", run.exec.engine_args.join(" "));
     }
     if let Some(g) = &run.exec.gpus {
-        line("gpus", g.clone());
+        o.line("gpus", g.clone());
     }
-    match &run.image {
-        None => line(
+}
+
+fn show_image(o: &mut ShowLines, run: &Run) {
+    let Some(i) = &run.image else {
+        o.line(
             "image",
             "none (the command ran on the host without an image)".into(),
-        ),
-        Some(i) => {
-            line("image", i.reference.clone());
-            line(
-                "  digest",
-                i.digest.clone().unwrap_or_else(|| "none (UNPINNED)".into()),
-            );
-            if let Some(x) = &i.index_digest {
-                line("  index", x.clone());
-            }
-            if let Some(p) = &i.platform {
-                line("  platform", p.clone());
-            }
-            line("  resolved", i.resolved_by.as_str().to_string());
-            for (k, v) in &i.labels {
-                line("  label", format!("{k}={v}"));
+        );
+        return;
+    };
+    o.line("image", i.reference.clone());
+    o.line(
+        "  digest",
+        i.digest.clone().unwrap_or_else(|| "none (UNPINNED)".into()),
+    );
+    if let Some(x) = &i.index_digest {
+        o.line("  index", x.clone());
+    }
+    if let Some(p) = &i.platform {
+        o.line("  platform", p.clone());
+    }
+    o.line("  resolved", i.resolved_by.as_str().to_string());
+    for (k, v) in &i.labels {
+        o.line("  label", format!("{k}={v}"));
+    }
+}
+
+fn show_code(o: &mut ShowLines, run: &Run) {
+    let Some(c) = &run.code else {
+        o.line("code", "none (not in a git repository)".into());
+        return;
+    };
+    o.line("code", c.repo_root.clone());
+    o.line(
+        "  commit",
+        c.commit.clone().unwrap_or_else(|| "(no commits)".into()),
+    );
+    o.line(
+        "  branch",
+        c.branch.clone().unwrap_or_else(|| "(detached HEAD)".into()),
+    );
+    o.line(
+        "  remote",
+        c.remote.clone().unwrap_or_else(|| "(none)".into()),
+    );
+    let dirty = if c.dirty {
+        format!(
+            "yes, patch sha256:{} ({} untracked file(s))",
+            c.patch_sha256.as_deref().unwrap_or("-"),
+            c.untracked.len()
+        )
+    } else {
+        "no".into()
+    };
+    o.line("  dirty", dirty);
+    if let (Some(img), Some(commit)) = (&run.image, &c.commit) {
+        if let Some(rev) = img.labels.get("org.opencontainers.image.revision") {
+            if !commit.starts_with(rev.as_str()) && !rev.starts_with(commit.as_str()) {
+                o.line(
+                    "  note",
+                    format!("the image was built from revision {rev}, not this commit"),
+                );
             }
         }
     }
-    match &run.code {
-        None => line("code", "none (not in a git repository)".into()),
-        Some(c) => {
-            line("code", c.repo_root.clone());
-            line(
-                "  commit",
-                c.commit.clone().unwrap_or_else(|| "(no commits)".into()),
-            );
-            line(
-                "  branch",
-                c.branch.clone().unwrap_or_else(|| "(detached HEAD)".into()),
-            );
-            line(
-                "  remote",
-                c.remote.clone().unwrap_or_else(|| "(none)".into()),
-            );
-            let dirty = if c.dirty {
-                format!(
-                    "yes, patch sha256:{} ({} untracked file(s))",
-                    c.patch_sha256.as_deref().unwrap_or("-"),
-                    c.untracked.len()
-                )
-            } else {
-                "no".into()
-            };
-            line("  dirty", dirty);
-            if let (Some(img), Some(commit)) = (&run.image, &c.commit) {
-                if let Some(rev) = img.labels.get("org.opencontainers.image.revision") {
-                    if !commit.starts_with(rev.as_str()) && !rev.starts_with(commit.as_str()) {
-                        line(
-                            "  note",
-                            format!("the image was built from revision {rev}, not this commit"),
-                        );
-                    }
-                }
-            }
-        }
-    }
+}
+
+fn show_inputs_and_annotations(o: &mut ShowLines, run: &Run) {
     for d in &run.datasets {
         let mut v = format!("{} [{}]", d.name, d.kind.as_str());
         if let Some(u) = &d.uri {
@@ -239,10 +278,10 @@ pub fn show_text(run: &Run, utc: bool) -> String {
         if let (Some(f), Some(b)) = (d.files, d.bytes) {
             v.push_str(&format!(" ({f} files, {b} bytes)"));
         }
-        line("dataset", v);
+        o.line("dataset", v);
     }
     for out in &run.outputs {
-        line(
+        o.line(
             "output",
             format!(
                 "{} {}",
@@ -252,30 +291,17 @@ pub fn show_text(run: &Run, utc: bool) -> String {
         );
     }
     for (k, v) in &run.params {
-        line("param", format!("{k}={v}"));
+        o.line("param", format!("{k}={v}"));
     }
     if !run.tags.is_empty() {
-        line("tags", run.tags.join(", "));
+        o.line("tags", run.tags.join(", "));
     }
     for (k, v) in &run.env {
-        line("env", format!("{k}={v}"));
+        o.line("env", format!("{k}={v}"));
     }
     for n in &run.notes {
-        line("note", n.clone());
+        o.line("note", n.clone());
     }
-    line(
-        "host",
-        format!("{} ({}, user {})", run.host, run.platform, run.user),
-    );
-    if let Some(r) = &run.rerun_of {
-        line("rerun of", r.clone());
-    }
-    if let Some(ctx) = &run.scheduler {
-        for (k, v) in crate::record::scheduler::describe(ctx) {
-            line(k, v);
-        }
-    }
-    o
 }
 
 #[cfg(test)]
