@@ -651,14 +651,7 @@ pub fn rerun(
     if mode == ExecMode::Host {
         exec.workdir = None;
     }
-    exec.registry = crate::capture::image::registry::options::add_access(
-        orig.exec.registry.as_ref(),
-        orig.image.as_ref().and_then(|img| {
-            req.registry
-                .host_settings(&crate::script::plan::registry_of(img))
-                .access()
-        }),
-    );
+    exec.registry = registry_access(&orig, &req.registry);
     let run = new_run(&orig, exec);
     let dir = checkout_dir(&orig, req)?;
 
@@ -757,6 +750,21 @@ pub(crate) fn rerun_mode(orig: &Run, host: bool) -> Result<ExecMode, RerunError>
 
 /// The new run of a re-run of `orig` with `exec`: the original's provenance (its code state —
 /// remote, commit, patch — not the checkout), linked to it by `rerun_of`.
+/// What the re-run records it needed to reach the registry: what the original recorded, plus
+/// what the options given now add for the image's registry.
+pub(crate) fn registry_access(
+    orig: &Run,
+    now: &crate::capture::image::registry::RegistryOptions,
+) -> Option<crate::record::RegistryAccess> {
+    crate::capture::image::registry::options::add_access(
+        orig.exec.registry.as_ref(),
+        orig.image.as_ref().and_then(|img| {
+            now.host_settings(&crate::script::plan::registry_of(img))
+                .access()
+        }),
+    )
+}
+
 pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
     Run {
         name: orig.name.clone(),

@@ -228,14 +228,7 @@ pub fn submit(
             },
         },
     )?;
-    exec.registry = crate::capture::image::registry::options::add_access(
-        orig.exec.registry.as_ref(),
-        orig.image.as_ref().and_then(|img| {
-            req.registry
-                .host_settings(&crate::script::plan::registry_of(img))
-                .access()
-        }),
-    );
+    exec.registry = crate::ops::rerun::registry_access(&orig, &req.registry);
 
     // The new run: the original's provenance, no wrapper process (the job runs elsewhere).
     let mut run = new_run(&orig, exec);

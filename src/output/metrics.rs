@@ -61,17 +61,7 @@ pub fn metrics_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn summary(key: &str, last: f64, count: u64) -> MetricSummary {
-        MetricSummary {
-            key: key.into(),
-            last,
-            min: 0.5,
-            max: 0.9,
-            count,
-            last_step: Some(3),
-        }
-    }
+    use crate::record::metrics::sample_summary as summary;
 
     #[test]
     fn huge_and_tiny_values_are_short() {

@@ -153,20 +153,23 @@ pub fn time_text(t: f64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// A summary for tests: min 0.5, max 0.9, last step 3.
+#[cfg(test)]
+pub(crate) fn sample_summary(key: &str, last: f64, count: u64) -> MetricSummary {
+    MetricSummary {
+        key: key.into(),
+        last,
+        min: 0.5,
+        max: 0.9,
+        count,
+        last_step: Some(3),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::sample_summary as summary;
     use super::*;
-
-    fn summary(key: &str, last: f64, count: u64) -> MetricSummary {
-        MetricSummary {
-            key: key.into(),
-            last,
-            min: 0.5,
-            max: 0.9,
-            count,
-            last_step: Some(3),
-        }
-    }
 
     #[test]
     fn json_shapes() {
