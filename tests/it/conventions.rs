@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
-use crate::support::{tool_available, TestEnv};
+use crate::support::TestEnv;
 
 const ESC: &str = "\x1b[";
 
@@ -71,8 +71,7 @@ fn colour_from_the_user_config_file() {
 
 /// Runs `repro ARGS` on a pseudo-terminal via util-linux `script`; None when it is missing.
 fn on_tty(env: &TestEnv, vars: &[(&str, &str)], args: &str) -> Option<String> {
-    if !tool_available("script") {
-        eprintln!("SKIPPED: `script` (util-linux) not installed; TTY colour not tested");
+    if !crate::support::tool_or_skip("script", "util-linux `script` gives the pseudo-terminal") {
         return None;
     }
     let bin = assert_cmd::cargo::cargo_bin("repro");
@@ -244,12 +243,8 @@ fn completion_scripts_parse() {
             script.contains("__complete-ids"),
             "{shell}: no id completion"
         );
-        if tool_available(shell) {
+        if crate::support::tool_or_skip(shell, "`-n` on its completion script") {
             syntax_ok(shell, &script, env.root());
-        } else {
-            eprintln!(
-                "SKIPPED: {shell} not installed; `{shell} -n` not run on its completion script"
-            );
         }
     }
 }

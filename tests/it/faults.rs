@@ -314,7 +314,7 @@ fn a_full_disk_never_masks_the_childs_exit_code() {
     let env = TestEnv::new();
     let mnt = env.root().join("tiny");
     if !mount_tiny_tmpfs(&mnt) {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); full-disk case not checked");
+        crate::support::skip_or_fail("cannot mount a tmpfs here (needs root); full-disk case");
         return;
     }
     let _guard = Unmount(mnt.clone());

@@ -67,8 +67,8 @@ fn kubernetes_validate(yaml: &str) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(_) => eprintln!(
-            "SKIPPED SCHEMA VALIDATION: kubernetes-validate not found (pip install kubernetes-validate)"
+        Err(_) => crate::support::skip_or_fail(
+            "kubernetes-validate is not installed (pip install kubernetes-validate); the Job's schema was not validated",
         ),
     }
 }

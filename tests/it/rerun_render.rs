@@ -290,12 +290,9 @@ fn conformance_dir() -> Option<PathBuf> {
 fn conformance_strings() -> Option<Vec<Vec<u8>>> {
     let Some(dir) = conformance_dir() else {
         // Locally the tables may be absent; in CI a silent pass would hide a broken checkout.
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
-            "../shared/conformance/shell_strings.jsonl not found and CI is set: the tables must \
-             be present (../shared/conformance beside the repository)"
+        crate::support::skip_or_fail(
+            "../shared/conformance/shell_strings.jsonl not found (../shared/conformance beside the repository)",
         );
-        eprintln!("SKIPPED: ../shared/conformance/shell_strings.jsonl not found");
         return None;
     };
     let mut out = Vec::new();
@@ -598,8 +595,8 @@ fn k8s_job_validates_against_the_schema() {
     std::fs::write(&p, &yaml).unwrap();
     match Command::new("kubernetes-validate").arg("--strict").arg(&p).output() {
         Ok(out) => assert_ok_for(&out, &format!("kubernetes-validate rejected the Job:\n{yaml}")),
-        Err(_) => eprintln!(
-            "SKIPPED SCHEMA VALIDATION: kubernetes-validate not found (pip install kubernetes-validate)"
+        Err(_) => crate::support::skip_or_fail(
+            "kubernetes-validate is not installed (pip install kubernetes-validate); the Job's schema was not validated",
         ),
     }
     // A non-UTF-8 argument is refused, naming it.

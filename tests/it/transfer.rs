@@ -252,8 +252,7 @@ fn gc_keeps_a_run_whose_wrapper_is_alive() {
 
 #[test]
 fn gc_on_a_terminal_asks_and_deletes_only_on_yes() {
-    if !crate::support::tool_available("script") {
-        eprintln!("skipped: script(1) is needed for a pseudo-terminal");
+    if !crate::support::tool_or_skip("script", "util-linux `script` gives the pseudo-terminal") {
         return;
     }
     let (env, runs) = seeded();
