@@ -89,7 +89,9 @@ fn scancelled_job_is_killed() {
     let id = cluster.submit(
         work.path(),
         &[],
-        "#!/bin/sh\necho started > started.txt\nsleep 300\necho not reached > end.txt\n",
+        // `&&`: slurmd signals every process of the job; the shell can outlive a killed `sleep`
+        // by a moment on a loaded machine, and must not then write end.txt.
+        "#!/bin/sh\necho started > started.txt\nsleep 300 && echo not reached > end.txt\n",
     );
     cluster.wait_running(&id, FINISH);
     cluster.client().cancel(&id).unwrap();
