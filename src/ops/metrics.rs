@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::metrics::{read_path, Parsed};
+use crate::capture::metrics::MetricPoint;
 use crate::ops::Events;
 use crate::store::Store;
 
@@ -166,6 +166,8 @@ pub fn child_env(run_id: &str, file: Option<&Path>) -> Vec<(String, String)> {
 
 /// Reads the run's metrics file and the `--metrics` paths (relative ones against `cwd`) and
 /// stores the points. Warnings only; the metrics file is removed once its points are stored.
+/// JSON-lines files are streamed: read, parsed and stored a window of lines at a time in the
+/// one transaction, so that memory stays bounded however many points the job reported.
 pub fn collect(
     ev: &dyn Events,
     store: &mut Store,
@@ -174,50 +176,113 @@ pub fn collect(
     paths: &[PathBuf],
     cwd: &Path,
 ) {
-    let mut parsed = Parsed::default();
+    collect_in_windows(
+        ev,
+        store,
+        run_id,
+        file,
+        paths,
+        cwd,
+        crate::capture::metrics::WINDOW_BYTES,
+    );
+}
+
+/// [`collect`] with JSON-lines files parsed `window` bytes at a time.
+fn collect_in_windows(
+    ev: &dyn Events,
+    store: &mut Store,
+    run_id: &str,
+    file: Option<&Path>,
+    paths: &[PathBuf],
+    cwd: &Path,
+    window: usize,
+) {
+    let mut sink = Sink {
+        ingest: store.ingest_metrics(run_id),
+        failed: None,
+    };
+    let mut warnings = Vec::new();
     if let Some(f) = file {
         // Read as an untrusted file: the job may have put a FIFO or a link to /dev/zero there.
         // An empty file (the job reported nothing) gives no points and no warnings.
-        match crate::capture::metrics::read_file(f) {
-            Ok(bytes) if bytes.is_empty() => {}
-            Ok(bytes) => parsed.extend(crate::capture::metrics::parse_bytes(
-                crate::capture::metrics::Format::Jsonl,
-                &bytes,
-                METRICS_VAR,
-            )),
-            Err(e) => parsed
-                .warnings
-                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
+        sink.begin_source();
+        let read = crate::capture::metrics::stream_jsonl_file(f, METRICS_VAR, window, &mut |p| {
+            sink.push(p)
+        });
+        sink.end_source(read.is_ok());
+        match read {
+            Ok(w) => warnings.extend(w),
+            Err(e) => warnings.push(format!("{METRICS_VAR}: {e}; no metrics read")),
         }
     }
     for p in paths {
-        parsed.extend(read_path(&cwd.join(p)));
+        sink.begin_source();
+        let read =
+            crate::capture::metrics::stream_path(&cwd.join(p), window, &mut |p| sink.push(p));
+        sink.end_source(read.complete);
+        warnings.extend(read.warnings);
     }
-    for w in &parsed.warnings {
+    for w in &warnings {
         ev.warn(&format!("metrics: {w}"));
     }
-    let stored = if parsed.points.is_empty() {
-        true
-    } else {
-        match store.insert_metrics(run_id, &parsed.points) {
-            Ok(w) => {
+    let written = match sink.failed {
+        Some(e) => Err(e),
+        None => sink.ingest.finish(),
+    };
+    let stored = match written {
+        Ok(w) => {
+            if w.points > 0 {
                 ev.debug(&format!(
                     "stored {} metric point(s) of {} key(s)",
                     w.points, w.keys
                 ));
-                true
             }
-            Err(e) => {
-                ev.warn(&format!(
-                    "could not store the metrics of run {run_id}: {}",
-                    crate::error::CliError::from(e)
-                ));
-                false
-            }
+            true
+        }
+        Err(e) => {
+            ev.warn(&format!(
+                "could not store the metrics of run {run_id}: {}",
+                crate::error::CliError::from(e)
+            ));
+            false
         }
     };
     if let (true, Some(f)) = (stored, file) {
         release(f);
+    }
+}
+
+/// Where streamed points go: the run's one metrics transaction, until a write fails (the rest
+/// is still parsed, for its warnings, and nothing is stored).
+struct Sink<'s> {
+    ingest: crate::store::metrics::MetricsIngest<'s>,
+    failed: Option<crate::store::StoreError>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, points: Vec<MetricPoint>) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.push(&points) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn begin_source(&mut self) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.begin_source() {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Keeps the source's points, or drops them (a file refused while it was read).
+    fn end_source(&mut self, keep: bool) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.end_source(keep) {
+                self.failed = Some(e);
+            }
+        }
     }
 }
 
@@ -292,5 +357,136 @@ mod tests {
             0,
             "stored points leave an empty file, swept by the next run"
         );
+    }
+
+    /// `collect` as it was before JSON-lines files were streamed: every file read whole, every
+    /// point parsed, then one `insert_metrics`. The reference the streamed one must match.
+    fn collect_whole(
+        ev: &dyn Events,
+        store: &mut Store,
+        run_id: &str,
+        file: &Path,
+        paths: &[PathBuf],
+        cwd: &Path,
+    ) {
+        use crate::capture::metrics::{parse_bytes, read_file, read_path, Format, Parsed};
+        let mut parsed = Parsed::default();
+        match read_file(file) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => parsed.extend(parse_bytes(Format::Jsonl, &bytes, METRICS_VAR)),
+            Err(e) => parsed
+                .warnings
+                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
+        }
+        for p in paths {
+            parsed.extend(read_path(&cwd.join(p)));
+        }
+        for w in &parsed.warnings {
+            ev.warn(&format!("metrics: {w}"));
+        }
+        if !parsed.points.is_empty() {
+            store.insert_metrics(run_id, &parsed.points).unwrap();
+        }
+    }
+
+    /// Streamed a window at a time, the run's metrics file and `--metrics` files give the same
+    /// points, summaries and warnings (line numbers included, in the same order) as read whole,
+    /// for windows much smaller than the files.
+    #[test]
+    fn streamed_collect_stores_what_the_whole_file_path_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run_lines = String::new();
+        for i in 0..3_000 {
+            match i % 211 {
+                5 => run_lines.push_str("not json\n"),
+                6 => run_lines.push_str(&format!(
+                    "{{\"step\": {i}, \"loss\": \"high\", \"ts\": \"later\"}}\n"
+                )),
+                7 => run_lines.push_str(&format!(
+                    "{{\"step\": {i}, \"loss\": NaN, \"big\": 1e999}}\r\n"
+                )),
+                _ => run_lines.push_str(&format!(
+                    "{{\"step\": {}, \"loss\": {}, \"val\": {{\"acc\": {}}}, \"ts\": {}}}\n",
+                    (i * 37) % 2_999,
+                    1.0 / (1 + i) as f64,
+                    i as f64 / 3e3,
+                    1.7e9 + i as f64
+                )),
+            }
+        }
+        run_lines.push_str("{\"loss\": 0.125}"); // no step, no final newline
+        let extra: String = (0..500)
+            .map(|i| {
+                format!(
+                    "{{\"step\": {}, \"loss\": {i}.5, \"lr\": 0.1}}\n",
+                    3_000 + i % 7
+                )
+            })
+            .chain(["[1, 2]\n".to_string()])
+            .collect();
+        std::fs::write(dir.path().join("extra.jsonl"), extra).unwrap();
+        std::fs::write(dir.path().join("m.json"), "{\"val\": {\"loss\": 0.25}}").unwrap();
+        let fifo = dir.path().join("f.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let paths = [
+            PathBuf::from("extra.jsonl"),
+            PathBuf::from("m.json"),
+            PathBuf::from("missing.csv"),
+            PathBuf::from("f.jsonl"),
+        ];
+        let f = dir.path().join("run.jsonl");
+        let run = crate::script::sample_run();
+        type Stored = (
+            Vec<String>,
+            Vec<(String, Option<i64>, u64, Option<u64>)>,
+            String,
+        );
+        let stored = |how: &dyn Fn(&Collect, &mut Store)| -> Stored {
+            let db = tempfile::tempdir().unwrap();
+            let mut store = Store::open(&db.path().join("repro.db")).unwrap();
+            store.insert_run(&run).unwrap();
+            std::fs::write(&f, &run_lines).unwrap();
+            let ev = Collect::default();
+            how(&ev, &mut store);
+            let points = store
+                .metric_points(&run.id)
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p.key.to_string(),
+                        p.step,
+                        p.value.to_bits(),
+                        p.time.map(f64::to_bits),
+                    )
+                })
+                .collect();
+            let summaries =
+                crate::record::metrics::summary_json(&store.metric_summaries(&run.id).unwrap());
+            let messages = ev.0.borrow().clone();
+            (messages, points, summaries.to_string())
+        };
+        let whole = stored(&|ev, store| collect_whole(ev, store, &run.id, &f, &paths, dir.path()));
+        assert!(whole.0.len() >= 12, "{:?}", whole.0);
+        assert!(
+            whole.0.iter().any(|m| m.contains("line 1483")),
+            "{:?}",
+            whole.0
+        );
+        assert_eq!(whole.1.len(), 2 * 2_955 + 15 + 1 + 1_000 + 1);
+        for window in [100, 4_096, crate::capture::metrics::WINDOW_BYTES] {
+            let streamed = stored(&|ev, store| {
+                collect_in_windows(ev, store, &run.id, Some(&f), &paths, dir.path(), window)
+            });
+            assert_eq!(streamed.0, whole.0, "window {window}");
+            assert_eq!(streamed.1, whole.1, "window {window}");
+            assert_eq!(streamed.2, whole.2, "window {window}");
+            assert_eq!(
+                std::fs::metadata(&f).map(|m| m.len()).ok(),
+                None,
+                "stored: not ours, removed"
+            );
+        }
     }
 }
