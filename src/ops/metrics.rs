@@ -98,12 +98,30 @@ fn lock(file: &std::fs::File, try_only: bool) -> std::io::Result<bool> {
 }
 
 /// Metric lines in a file: non-blank lines (a writer without `O_APPEND` after the truncation at
-/// the end of the run leaves a hole of NUL bytes before its line).
-fn count_lines(bytes: &[u8]) -> usize {
-    bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace() && *b != 0))
-        .count()
+/// the end of the run leaves a hole of NUL bytes before its line). Read a window at a time, as
+/// the file is untrusted and may be large; `None` when it cannot be read.
+fn count_lines(file: &Path) -> Option<usize> {
+    let limit = crate::capture::metrics::MAX_FILE_BYTES;
+    let mut r =
+        crate::capture::untrusted::RegularReader::open(file, limit, "a metrics file").ok()?;
+    let mut buf = Vec::with_capacity(crate::capture::metrics::WINDOW_BYTES);
+    let (mut lines, mut in_line) = (0, false);
+    while r
+        .read_into(&mut buf, crate::capture::metrics::WINDOW_BYTES)
+        .ok()?
+        > 0
+    {
+        for b in &buf {
+            if *b == b'\n' {
+                lines += usize::from(in_line);
+                in_line = false;
+            } else if !b.is_ascii_whitespace() && *b != 0 {
+                in_line = true;
+            }
+        }
+        buf.clear();
+    }
+    Some(lines + usize::from(in_line))
 }
 
 /// Removes the metrics files of runs that have ended: after `collect` read a run's file it
@@ -142,9 +160,7 @@ pub fn sweep(ev: &dyn Events, dir: &Path) {
         if !matches!(lock(&file, true), Ok(true)) {
             continue; // its run is still going
         }
-        let bytes = crate::capture::untrusted::read_regular(&path, limit, "a metrics file")
-            .unwrap_or_default();
-        let lines = count_lines(&bytes);
+        let lines = count_lines(&path).unwrap_or_default();
         if std::fs::remove_file(&path).is_ok() && lines > 0 {
             ev.warn(&format!(
                 "metrics: {lines} line(s) reached {METRICS_VAR} of run {} after repro had read it at the end of the run (from a process the job left running?) and were not recorded; removed {}",
@@ -357,6 +373,19 @@ mod tests {
             0,
             "stored points leave an empty file, swept by the next run"
         );
+    }
+
+    #[test]
+    fn lines_are_counted_across_windows_without_blanks_or_nul_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.jsonl");
+        let mut text = b"{\"a\": 1}\n\n  \n\0\0\0{\"a\": 2}\n\0\0\n".to_vec();
+        text.extend(b"{\"a\": 3}".repeat(700_000));
+        text.extend(b"\n\t\n{\"a\": 4}");
+        std::fs::write(&f, &text).unwrap();
+        assert!(text.len() > crate::capture::metrics::WINDOW_BYTES);
+        assert_eq!(count_lines(&f), Some(4));
+        assert_eq!(count_lines(&dir.path().join("missing.jsonl")), None);
     }
 
     /// `collect` as it was before JSON-lines files were streamed: every file read whole, every
