@@ -301,10 +301,36 @@ pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) ->
 /// Parses JSON lines read a window at a time: `fill(buf, max)` appends up to `max` more bytes
 /// of the source to `buf` (0 at its end). Each window of about `window` bytes of whole lines
 /// (more only for a line longer than that) is parsed by `threads` threads and its points go to
-/// `sink` in file order, before the next window is read: the whole source is never held, nor
-/// all its points. Points and warnings (line numbers included) are those of [`parse_jsonl`] on
-/// the whole source, for any window size. The error of `fill` ends the parse.
-pub(crate) fn parse_jsonl_windows<E>(
+/// `sink` in file order: the whole source is never held, nor all its points. Reading and
+/// parsing run on a thread of their own, about one window ahead of `sink` (on the caller's
+/// thread), so that parsing the next window overlaps storing this one. Points and warnings
+/// (line numbers included) are those of [`parse_jsonl`] on the whole source, for any window
+/// size. The error of `fill` ends the parse.
+pub(crate) fn parse_jsonl_windows<E: Send>(
+    fill: impl FnMut(&mut Vec<u8>, usize) -> Result<usize, E> + Send,
+    source: &str,
+    window: usize,
+    threads: usize,
+    sink: &mut dyn FnMut(Vec<MetricPoint>),
+) -> Result<Vec<String>, E> {
+    std::thread::scope(|s| {
+        // One part per parser thread: at most a window of points waits here.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<MetricPoint>>(threads.max(1));
+        let reader = s.spawn(move || {
+            read_windows(fill, source, window, threads, &mut |part| {
+                // Fails only when the receiving side is gone (it panicked): nothing to keep.
+                let _ = tx.send(part);
+            })
+        });
+        for part in rx {
+            sink(part);
+        }
+        reader.join().expect("the metrics reader thread panicked")
+    })
+}
+
+/// The reading and parsing of [`parse_jsonl_windows`], on one thread.
+fn read_windows<E>(
     mut fill: impl FnMut(&mut Vec<u8>, usize) -> Result<usize, E>,
     source: &str,
     window: usize,
