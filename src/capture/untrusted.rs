@@ -105,6 +105,68 @@ pub fn read_regular(
     Ok(out)
 }
 
+/// An untrusted regular file read piece by piece (a metrics file of a million lines is parsed a
+/// window at a time, never held whole): opened and checked as [`open_regular`] does, and refused
+/// ([`UntrustedFileError::TooLarge`]) as soon as more than the limit has been read, should it
+/// grow while it is read.
+pub struct RegularReader {
+    file: std::fs::File,
+    path: PathBuf,
+    limit: u64,
+    what: &'static str,
+    len: u64,
+    read: u64,
+}
+
+impl RegularReader {
+    /// Opens `path` as [`open_regular`] does.
+    pub fn open(path: &Path, limit: u64, what: &'static str) -> Result<Self, UntrustedFileError> {
+        let (file, len) = open_regular(path, limit, what)?;
+        Ok(RegularReader {
+            file,
+            path: path.to_path_buf(),
+            limit,
+            what,
+            len,
+            read: 0,
+        })
+    }
+
+    /// The size of the file when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file was empty when it was opened.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends up to `max` more bytes to `buf` (fewer only at the end of the file); 0 at the end.
+    pub fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<usize, UntrustedFileError> {
+        let n = (&self.file)
+            .take(max as u64)
+            .read_to_end(buf)
+            .map_err(|source| UntrustedFileError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(UntrustedFileError::TooLarge {
+                path: self.path.clone(),
+                limit: self.limit,
+                what: self.what,
+            });
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +195,48 @@ mod tests {
         let link = dir.path().join("link.jsonl");
         std::os::unix::fs::symlink(&big, &link).unwrap();
         assert_eq!(read_regular(&link, 100, "x").unwrap().len(), 100);
+    }
+
+    /// Read piece by piece, a file gives the bytes `read_regular` gives, and is refused for the
+    /// same reasons: not a regular file, larger than the limit when opened or once read.
+    #[test]
+    fn a_regular_file_read_in_pieces_is_bounded_like_a_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("m.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = RegularReader::open(&fifo, 100, "a metrics file")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        let f = dir.path().join("f.jsonl");
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        std::fs::write(&f, &bytes).unwrap();
+        let e = RegularReader::open(&f, 999, "a metrics file")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("larger than the 999 bytes"), "{e}");
+        let mut r = RegularReader::open(&f, 1000, "a metrics file").unwrap();
+        assert_eq!(r.len(), 1000);
+        let mut got = Vec::new();
+        while r.read_into(&mut got, 64).unwrap() > 0 {}
+        assert_eq!(got, bytes);
+        assert_eq!(got, read_regular(&f, 1000, "a metrics file").unwrap());
+        // Grown past the limit after it was opened: refused once the excess is read.
+        let mut r = RegularReader::open(&f, 1000, "a metrics file").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .and_then(|mut w| std::io::Write::write_all(&mut w, b"more"))
+            .unwrap();
+        let mut got = Vec::new();
+        let e = loop {
+            match r.read_into(&mut got, 300) {
+                Ok(0) => panic!("read past the limit"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(e.to_string().contains("larger than the 1000 bytes"), "{e}");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::metrics::{read_path, Parsed};
+use crate::capture::metrics::MetricPoint;
 use crate::ops::Events;
 use crate::store::Store;
 
@@ -50,18 +50,7 @@ pub fn prepare(ev: &dyn Events, store: &Store, run_id: &str) -> Option<PathBuf> 
     let dir = metrics_dir(store.path());
     sweep(ev, &dir);
     let path = dir.join(format!("{run_id}.jsonl"));
-    let made = std::fs::create_dir_all(&dir).and_then(|_| {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        lock(&file, false)?;
-        Ok(file)
-    });
+    let made = create_locked(&dir, run_id, &|| {});
     match made {
         Ok(file) => {
             let _ = crate::store::chmod(&path, 0o600);
@@ -81,6 +70,37 @@ pub fn prepare(ev: &dyn Events, store: &Store, run_id: &str) -> Option<PathBuf> 
     }
 }
 
+/// Creates `DIR/RUN.jsonl` (0600) and locks it. Made under a name `sweep` passes over and
+/// renamed into place once locked: another run's sweep must never find the file unlocked (it
+/// would take it for a leftover and remove it). `before_lock` runs between creating and locking
+/// (tests put a sweep there).
+fn create_locked(
+    dir: &Path,
+    run_id: &str,
+    before_lock: &dyn Fn(),
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let fresh = dir.join(format!("{run_id}{FRESH_SUFFIX}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&fresh)?;
+    before_lock();
+    lock(&file, false)?;
+    std::fs::rename(&fresh, dir.join(format!("{run_id}.jsonl")))?;
+    Ok(file)
+}
+
+/// The name a run's metrics file has until it is locked (see [`prepare`]).
+const FRESH_SUFFIX: &str = ".jsonl.new";
+
+/// A fresh file older than this was left by a wrapper that died between creating and renaming it.
+const FRESH_LEFTOVER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `flock(LOCK_EX)`, without waiting when `try_only`: `Ok(false)` when another process holds it.
 fn lock(file: &std::fs::File, try_only: bool) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -98,12 +118,30 @@ fn lock(file: &std::fs::File, try_only: bool) -> std::io::Result<bool> {
 }
 
 /// Metric lines in a file: non-blank lines (a writer without `O_APPEND` after the truncation at
-/// the end of the run leaves a hole of NUL bytes before its line).
-fn count_lines(bytes: &[u8]) -> usize {
-    bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace() && *b != 0))
-        .count()
+/// the end of the run leaves a hole of NUL bytes before its line). Read a window at a time, as
+/// the file is untrusted and may be large; `None` when it cannot be read.
+fn count_lines(file: &Path) -> Option<usize> {
+    let limit = crate::capture::metrics::MAX_FILE_BYTES;
+    let mut r =
+        crate::capture::untrusted::RegularReader::open(file, limit, "a metrics file").ok()?;
+    let mut buf = Vec::with_capacity(crate::capture::metrics::WINDOW_BYTES);
+    let (mut lines, mut in_line) = (0, false);
+    while r
+        .read_into(&mut buf, crate::capture::metrics::WINDOW_BYTES)
+        .ok()?
+        > 0
+    {
+        for b in &buf {
+            if *b == b'\n' {
+                lines += usize::from(in_line);
+                in_line = false;
+            } else if !b.is_ascii_whitespace() && *b != 0 {
+                in_line = true;
+            }
+        }
+        buf.clear();
+    }
+    Some(lines + usize::from(in_line))
 }
 
 /// Removes the metrics files of runs that have ended: after `collect` read a run's file it
@@ -118,6 +156,10 @@ pub fn sweep(ev: &dyn Events, dir: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        if is_stale_fresh_file(&path) {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
         let Some(run_id) = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -142,9 +184,7 @@ pub fn sweep(ev: &dyn Events, dir: &Path) {
         if !matches!(lock(&file, true), Ok(true)) {
             continue; // its run is still going
         }
-        let bytes = crate::capture::untrusted::read_regular(&path, limit, "a metrics file")
-            .unwrap_or_default();
-        let lines = count_lines(&bytes);
+        let lines = count_lines(&path).unwrap_or_default();
         if std::fs::remove_file(&path).is_ok() && lines > 0 {
             ev.warn(&format!(
                 "metrics: {lines} line(s) reached {METRICS_VAR} of run {} after repro had read it at the end of the run (from a process the job left running?) and were not recorded; removed {}",
@@ -153,6 +193,18 @@ pub fn sweep(ev: &dyn Events, dir: &Path) {
             ));
         }
     }
+}
+
+/// A file `prepare` created and never renamed (its wrapper died in between), long enough ago.
+fn is_stale_fresh_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(FRESH_SUFFIX))
+        && std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > FRESH_LEFTOVER)
 }
 
 /// The variables for the child: `REPRO_RUN_ID` and, when the file exists, `REPRO_METRICS`.
@@ -166,6 +218,8 @@ pub fn child_env(run_id: &str, file: Option<&Path>) -> Vec<(String, String)> {
 
 /// Reads the run's metrics file and the `--metrics` paths (relative ones against `cwd`) and
 /// stores the points. Warnings only; the metrics file is removed once its points are stored.
+/// JSON-lines files are streamed: read, parsed and stored a window of lines at a time in the
+/// one transaction, so that memory stays bounded however many points the job reported.
 pub fn collect(
     ev: &dyn Events,
     store: &mut Store,
@@ -174,50 +228,113 @@ pub fn collect(
     paths: &[PathBuf],
     cwd: &Path,
 ) {
-    let mut parsed = Parsed::default();
+    collect_in_windows(
+        ev,
+        store,
+        run_id,
+        file,
+        paths,
+        cwd,
+        crate::capture::metrics::WINDOW_BYTES,
+    );
+}
+
+/// [`collect`] with JSON-lines files parsed `window` bytes at a time.
+fn collect_in_windows(
+    ev: &dyn Events,
+    store: &mut Store,
+    run_id: &str,
+    file: Option<&Path>,
+    paths: &[PathBuf],
+    cwd: &Path,
+    window: usize,
+) {
+    let mut sink = Sink {
+        ingest: store.ingest_metrics(run_id),
+        failed: None,
+    };
+    let mut warnings = Vec::new();
     if let Some(f) = file {
         // Read as an untrusted file: the job may have put a FIFO or a link to /dev/zero there.
         // An empty file (the job reported nothing) gives no points and no warnings.
-        match crate::capture::metrics::read_file(f) {
-            Ok(bytes) if bytes.is_empty() => {}
-            Ok(bytes) => parsed.extend(crate::capture::metrics::parse_bytes(
-                crate::capture::metrics::Format::Jsonl,
-                &bytes,
-                METRICS_VAR,
-            )),
-            Err(e) => parsed
-                .warnings
-                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
+        sink.begin_source();
+        let read = crate::capture::metrics::stream_jsonl_file(f, METRICS_VAR, window, &mut |p| {
+            sink.push(p)
+        });
+        sink.end_source(read.is_ok());
+        match read {
+            Ok(w) => warnings.extend(w),
+            Err(e) => warnings.push(format!("{METRICS_VAR}: {e}; no metrics read")),
         }
     }
     for p in paths {
-        parsed.extend(read_path(&cwd.join(p)));
+        sink.begin_source();
+        let read =
+            crate::capture::metrics::stream_path(&cwd.join(p), window, &mut |p| sink.push(p));
+        sink.end_source(read.complete);
+        warnings.extend(read.warnings);
     }
-    for w in &parsed.warnings {
+    for w in &warnings {
         ev.warn(&format!("metrics: {w}"));
     }
-    let stored = if parsed.points.is_empty() {
-        true
-    } else {
-        match store.insert_metrics(run_id, &parsed.points) {
-            Ok(w) => {
+    let written = match sink.failed {
+        Some(e) => Err(e),
+        None => sink.ingest.finish(),
+    };
+    let stored = match written {
+        Ok(w) => {
+            if w.points > 0 {
                 ev.debug(&format!(
                     "stored {} metric point(s) of {} key(s)",
                     w.points, w.keys
                 ));
-                true
             }
-            Err(e) => {
-                ev.warn(&format!(
-                    "could not store the metrics of run {run_id}: {}",
-                    crate::error::report(e)
-                ));
-                false
-            }
+            true
+        }
+        Err(e) => {
+            ev.warn(&format!(
+                "could not store the metrics of run {run_id}: {}",
+                crate::error::report(e)
+            ));
+            false
         }
     };
     if let (true, Some(f)) = (stored, file) {
         release(f);
+    }
+}
+
+/// Where streamed points go: the run's one metrics transaction, until a write fails (the rest
+/// is still parsed, for its warnings, and nothing is stored).
+struct Sink<'s> {
+    ingest: crate::store::metrics::MetricsIngest<'s>,
+    failed: Option<crate::store::StoreError>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, points: Vec<MetricPoint>) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.push(&points) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn begin_source(&mut self) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.begin_source() {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Keeps the source's points, or drops them (a file refused while it was read).
+    fn end_source(&mut self, keep: bool) {
+        if self.failed.is_none() {
+            if let Err(e) = self.ingest.end_source(keep) {
+                self.failed = Some(e);
+            }
+        }
     }
 }
 
@@ -250,6 +367,46 @@ fn release(f: &Path) {
 mod tests {
     use super::*;
     use crate::ops::Collect;
+
+    /// Runs starting at once: one run's sweep never takes another run's new file for a
+    /// leftover (it did when the file was created unlocked under its final name, and the
+    /// 32-concurrent-runs test lost a run's metrics file in a loaded CI run).
+    #[test]
+    fn a_sweep_never_removes_a_file_another_run_is_preparing() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = dir.path().join("metrics");
+        let ev = Collect::default();
+        const N: usize = 3;
+        let mut held = Vec::new();
+        for i in 0..N {
+            let id = format!("01m9{i:022}");
+            // Another run sweeps at the worst moment: created, not yet locked.
+            let file = create_locked(&metrics, &id, &|| sweep(&ev, &metrics)).unwrap();
+            assert!(
+                metrics.join(format!("{id}.jsonl")).exists(),
+                "run {i}: its metrics file was swept away"
+            );
+            held.push(file);
+        }
+        // Held files survive a sweep; a stale fresh file is removed, a new one is not.
+        let ev = Collect::default();
+        sweep(&ev, &metrics);
+        let left = std::fs::read_dir(&metrics).unwrap().count();
+        assert_eq!(left, N);
+        let stale = metrics.join(format!("gone{FRESH_SUFFIX}"));
+        std::fs::write(&stale, "").unwrap();
+        let old = std::time::SystemTime::now() - FRESH_LEFTOVER * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let recent = metrics.join(format!("new{FRESH_SUFFIX}"));
+        std::fs::write(&recent, "").unwrap();
+        sweep(&ev, &metrics);
+        assert!(!stale.exists() && recent.exists());
+    }
 
     #[test]
     fn file_is_private_and_points_are_stored() {
@@ -292,5 +449,149 @@ mod tests {
             0,
             "stored points leave an empty file, swept by the next run"
         );
+    }
+
+    #[test]
+    fn lines_are_counted_across_windows_without_blanks_or_nul_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.jsonl");
+        let mut text = b"{\"a\": 1}\n\n  \n\0\0\0{\"a\": 2}\n\0\0\n".to_vec();
+        text.extend(b"{\"a\": 3}".repeat(700_000));
+        text.extend(b"\n\t\n{\"a\": 4}");
+        std::fs::write(&f, &text).unwrap();
+        assert!(text.len() > crate::capture::metrics::WINDOW_BYTES);
+        assert_eq!(count_lines(&f), Some(4));
+        assert_eq!(count_lines(&dir.path().join("missing.jsonl")), None);
+    }
+
+    /// `collect` as it was before JSON-lines files were streamed: every file read whole, every
+    /// point parsed, then one `insert_metrics`. The reference the streamed one must match.
+    fn collect_whole(
+        ev: &dyn Events,
+        store: &mut Store,
+        run_id: &str,
+        file: &Path,
+        paths: &[PathBuf],
+        cwd: &Path,
+    ) {
+        use crate::capture::metrics::{parse_bytes, read_file, read_path, Format, Parsed};
+        let mut parsed = Parsed::default();
+        match read_file(file) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => parsed.extend(parse_bytes(Format::Jsonl, &bytes, METRICS_VAR)),
+            Err(e) => parsed
+                .warnings
+                .push(format!("{METRICS_VAR}: {e}; no metrics read")),
+        }
+        for p in paths {
+            parsed.extend(read_path(&cwd.join(p)));
+        }
+        for w in &parsed.warnings {
+            ev.warn(&format!("metrics: {w}"));
+        }
+        if !parsed.points.is_empty() {
+            store.insert_metrics(run_id, &parsed.points).unwrap();
+        }
+    }
+
+    /// Streamed a window at a time, the run's metrics file and `--metrics` files give the same
+    /// points, summaries and warnings (line numbers included, in the same order) as read whole,
+    /// for windows much smaller than the files.
+    #[test]
+    fn streamed_collect_stores_what_the_whole_file_path_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run_lines = String::new();
+        for i in 0..3_000 {
+            match i % 211 {
+                5 => run_lines.push_str("not json\n"),
+                6 => run_lines.push_str(&format!(
+                    "{{\"step\": {i}, \"loss\": \"high\", \"ts\": \"later\"}}\n"
+                )),
+                7 => run_lines.push_str(&format!(
+                    "{{\"step\": {i}, \"loss\": NaN, \"big\": 1e999}}\r\n"
+                )),
+                _ => run_lines.push_str(&format!(
+                    "{{\"step\": {}, \"loss\": {}, \"val\": {{\"acc\": {}}}, \"ts\": {}}}\n",
+                    (i * 37) % 2_999,
+                    1.0 / (1 + i) as f64,
+                    i as f64 / 3e3,
+                    1.7e9 + i as f64
+                )),
+            }
+        }
+        run_lines.push_str("{\"loss\": 0.125}"); // no step, no final newline
+        let extra: String = (0..500)
+            .map(|i| {
+                format!(
+                    "{{\"step\": {}, \"loss\": {i}.5, \"lr\": 0.1}}\n",
+                    3_000 + i % 7
+                )
+            })
+            .chain(["[1, 2]\n".to_string()])
+            .collect();
+        std::fs::write(dir.path().join("extra.jsonl"), extra).unwrap();
+        std::fs::write(dir.path().join("m.json"), "{\"val\": {\"loss\": 0.25}}").unwrap();
+        let fifo = dir.path().join("f.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let paths = [
+            PathBuf::from("extra.jsonl"),
+            PathBuf::from("m.json"),
+            PathBuf::from("missing.csv"),
+            PathBuf::from("f.jsonl"),
+        ];
+        let f = dir.path().join("run.jsonl");
+        let run = crate::script::sample_run();
+        type Stored = (
+            Vec<String>,
+            Vec<(String, Option<i64>, u64, Option<u64>)>,
+            String,
+        );
+        let stored = |how: &dyn Fn(&Collect, &mut Store)| -> Stored {
+            let db = tempfile::tempdir().unwrap();
+            let mut store = Store::open(&db.path().join("repro.db")).unwrap();
+            store.insert_run(&run).unwrap();
+            std::fs::write(&f, &run_lines).unwrap();
+            let ev = Collect::default();
+            how(&ev, &mut store);
+            let points = store
+                .metric_points(&run.id)
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p.key.to_string(),
+                        p.step,
+                        p.value.to_bits(),
+                        p.time.map(f64::to_bits),
+                    )
+                })
+                .collect();
+            let summaries =
+                crate::record::metrics::summary_json(&store.metric_summaries(&run.id).unwrap());
+            let messages = ev.0.borrow().clone();
+            (messages, points, summaries.to_string())
+        };
+        let whole = stored(&|ev, store| collect_whole(ev, store, &run.id, &f, &paths, dir.path()));
+        assert!(whole.0.len() >= 12, "{:?}", whole.0);
+        assert!(
+            whole.0.iter().any(|m| m.contains("line 1483")),
+            "{:?}",
+            whole.0
+        );
+        assert_eq!(whole.1.len(), 2 * 2_955 + 15 + 1 + 1_000 + 1);
+        for window in [100, 4_096, crate::capture::metrics::WINDOW_BYTES] {
+            let streamed = stored(&|ev, store| {
+                collect_in_windows(ev, store, &run.id, Some(&f), &paths, dir.path(), window)
+            });
+            assert_eq!(streamed.0, whole.0, "window {window}");
+            assert_eq!(streamed.1, whole.1, "window {window}");
+            assert_eq!(streamed.2, whole.2, "window {window}");
+            assert_eq!(
+                std::fs::metadata(&f).map(|m| m.len()).ok(),
+                None,
+                "stored: not ours, removed"
+            );
+        }
     }
 }

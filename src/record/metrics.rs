@@ -85,6 +85,65 @@ pub fn summarize(points: &[&MetricPoint]) -> (f64, Option<i64>, f64, f64) {
     (last, last_step, min, max)
 }
 
+/// The summary of one key kept point by point, for a stream of points too large to hold at once:
+/// after the same points, in the same order, it is exactly what [`summarize`] gives (last at the
+/// highest step, later points winning ties, a point without a step never replacing one with a
+/// step; min and max ignoring NaN), and a stored summary continues as if its points came first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunningSummary {
+    last: Option<(f64, Option<i64>)>,
+    min: f64,
+    max: f64,
+    count: u64,
+}
+
+impl Default for RunningSummary {
+    fn default() -> Self {
+        RunningSummary {
+            last: None,
+            min: f64::NAN,
+            max: f64::NAN,
+            count: 0,
+        }
+    }
+}
+
+impl RunningSummary {
+    /// Continues a stored summary (`count` points, `last` at `last_step`; NaN for a NULL).
+    pub fn resume(last: f64, last_step: Option<i64>, min: f64, max: f64, count: u64) -> Self {
+        RunningSummary {
+            last: (count > 0).then_some((last, last_step)),
+            min,
+            max,
+            count,
+        }
+    }
+
+    /// Adds the next point reported.
+    pub fn add(&mut self, p: &MetricPoint) {
+        // The rule of `summarize`, one point at a time.
+        self.min = self.min.min(p.value);
+        self.max = self.max.max(p.value);
+        self.last = match (self.last, p.step) {
+            (Some((_, Some(best))), Some(s)) if s < best => self.last,
+            (Some((_, Some(_))), None) => self.last,
+            _ => Some((p.value, p.step)),
+        };
+        self.count += 1;
+    }
+
+    /// `(last, last_step, min, max)`, as [`summarize`] returns them.
+    pub fn parts(&self) -> (f64, Option<i64>, f64, f64) {
+        let (last, last_step) = self.last.unwrap_or((f64::NAN, None));
+        (last, last_step, self.min, self.max)
+    }
+
+    /// Points added, the resumed ones included.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
 /// The summaries `insert_metrics` would store for these points of a fresh run, by key.
 pub fn summaries_of(points: &[MetricPoint]) -> Vec<MetricSummary> {
     let mut groups: std::collections::BTreeMap<&str, Vec<&MetricPoint>> = Default::default();
@@ -200,6 +259,55 @@ mod tests {
             h,
             serde_json::json!({"loss": [[1, "NaN", "1970-01-01T00:00:00.500Z"], [null, 2.0, null]]})
         );
+    }
+
+    /// Point by point, and resumed from a stored summary of a prefix, the running summary is
+    /// what `summarize` gives for all the points at once.
+    #[test]
+    fn running_summary_is_summarize_point_by_point_and_resumed() {
+        let steps = [
+            Some(3),
+            None,
+            Some(1),
+            Some(3),
+            None,
+            Some(7),
+            Some(2),
+            None,
+            Some(7),
+        ];
+        let values = [0.5, f64::NAN, -1.0, 2.0, 9.0, f64::NAN, 4.0, -3.0, 1.5];
+        let points: Vec<MetricPoint> = steps
+            .iter()
+            .zip(values)
+            .map(|(step, value)| MetricPoint {
+                key: "k".into(),
+                step: *step,
+                value,
+                time: None,
+            })
+            .collect();
+        let bits = |(l, s, mi, ma): (f64, Option<i64>, f64, f64)| {
+            (l.to_bits(), s, mi.to_bits(), ma.to_bits())
+        };
+        for n in 0..=points.len() {
+            let refs: Vec<&MetricPoint> = points[..n].iter().collect();
+            let mut run = RunningSummary::default();
+            refs.iter().for_each(|p| run.add(p));
+            assert_eq!(bits(run.parts()), bits(summarize(&refs)), "{n} points");
+            assert_eq!(run.count(), n as u64);
+            // A stored summary of the first `cut` points, continued with the rest.
+            for cut in 1..=n {
+                let (l, s, mi, ma) = summarize(&refs[..cut]);
+                let mut resumed = RunningSummary::resume(l, s, mi, ma, cut as u64);
+                refs[cut..].iter().for_each(|p| resumed.add(p));
+                assert_eq!(
+                    bits(resumed.parts()),
+                    bits(run.parts()),
+                    "{n} points, cut {cut}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{sql_error, Result, Store, StoreError};
 use crate::error::Hinted;
-use crate::record::metrics::{summarize, HistoryPoint, MetricPoint, MetricSummary};
+use crate::record::metrics::{summarize, HistoryPoint, MetricPoint, MetricSummary, RunningSummary};
 
 /// What `insert_metrics` wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -207,6 +207,366 @@ impl Store {
             .map_err(self.sql_err("read metrics"))?;
         Ok(rows)
     }
+}
+
+impl Store {
+    /// Starts writing the metric points of run `run_id` a batch at a time
+    /// ([`MetricsIngest::push`]), for a source too large to hold all its points at once: the
+    /// result is that of one [`Store::insert_metrics`] of every point pushed, in one transaction
+    /// with the same settings. Nothing is written, not even a transaction begun, until a point
+    /// is pushed; nothing is kept unless [`MetricsIngest::finish`] succeeds.
+    pub fn ingest_metrics(&mut self, run_id: &str) -> MetricsIngest<'_> {
+        MetricsIngest {
+            store: self,
+            run_id: run_id.to_string(),
+            open: None,
+            mark: Mark::None,
+        }
+    }
+}
+
+/// Metric points of one run being written in one transaction; see [`Store::ingest_metrics`].
+/// Dropped without [`MetricsIngest::finish`], it writes nothing (the transaction rolls back).
+pub struct MetricsIngest<'s> {
+    store: &'s mut Store,
+    run_id: String,
+    /// Set from the first point on: the transaction is open.
+    open: Option<Open>,
+    /// Where the current source began ([`MetricsIngest::begin_source`]).
+    mark: Mark,
+}
+
+/// The state of an open ingest transaction.
+#[derive(Clone)]
+struct Open {
+    /// The connection's page-cache size before, restored at the end.
+    cache: i64,
+    /// The id the next new series gets: SQLite's own choice (the largest plus one), made here
+    /// because a new series' row is written at the end, with its summary, after its points.
+    next_series: i64,
+    /// Index in `series` by key.
+    keys: HashMap<String, usize>,
+    /// Every key pushed, in the order first pushed.
+    series: Vec<(String, Series)>,
+    points: usize,
+}
+
+#[derive(Clone)]
+struct Series {
+    id: i64,
+    /// Whether `run_metrics` had this key before (its row is updated, not inserted).
+    stored: bool,
+    summary: RunningSummary,
+    /// The sequence number of the next point.
+    next_seq: i64,
+}
+
+enum Mark {
+    None,
+    /// The source began before the transaction: dropping it rolls the transaction back.
+    Fresh,
+    /// The source began inside the transaction, at savepoint `metrics_source` with this state.
+    Saved(Box<Open>),
+}
+
+impl MetricsIngest<'_> {
+    /// Writes the points of one batch (their keys' summaries are written by `finish`). Fails
+    /// with `UnknownRun` when no run has the id; after an error, drop the ingest.
+    pub fn push(&mut self, points: &[MetricPoint]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        if self.open.is_none() {
+            self.open = Some(self.begin()?);
+        }
+        let path = &self.store.path;
+        let tx = &self.store.conn;
+        let err = |what: &'static str| sql_error(path, what);
+        let open = self.open.as_mut().expect("the transaction was just begun");
+        // Group by key, keeping the order keys first appeared and points within a key.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
+        for p in points {
+            let i = *index.entry(&p.key).or_insert_with(|| {
+                groups.push((&p.key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(p);
+        }
+        let mut insert_many = tx
+            .prepare_cached(&points_insert_sql(POINTS_PER_INSERT))
+            .map_err(err("insert metric points"))?;
+        let mut insert_point = tx
+            .prepare_cached(
+                "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(err("insert metric points"))?;
+        for (key, pts) in &groups {
+            let i = match open.keys.get(*key) {
+                Some(i) => *i,
+                None => {
+                    let series = find_series(tx, path, &self.run_id, key, &mut open.next_series)?;
+                    open.series.push((key.to_string(), series));
+                    open.keys.insert(key.to_string(), open.series.len() - 1);
+                    open.series.len() - 1
+                }
+            };
+            let series = &mut open.series[i].1;
+            pts.iter().for_each(|p| series.summary.add(p));
+            let mut chunks = pts.chunks_exact(POINTS_PER_INSERT);
+            for chunk in chunks.by_ref() {
+                bind_points(&mut insert_many, series.id, series.next_seq, chunk)
+                    .map_err(err("insert metric points"))?;
+                series.next_seq += chunk.len() as i64;
+            }
+            for p in chunks.remainder() {
+                bind_points(
+                    &mut insert_point,
+                    series.id,
+                    series.next_seq,
+                    std::slice::from_ref(p),
+                )
+                .map_err(err("insert metric points"))?;
+                series.next_seq += 1;
+            }
+        }
+        open.points += points.len();
+        Ok(())
+    }
+
+    /// Marks the start of one source (a file): [`MetricsIngest::end_source`] keeps or drops
+    /// exactly the points pushed since.
+    pub fn begin_source(&mut self) -> Result<()> {
+        self.mark = match &self.open {
+            None => Mark::Fresh,
+            Some(open) => {
+                self.store
+                    .conn
+                    .execute_batch("SAVEPOINT metrics_source")
+                    .map_err(sql_error(&self.store.path, "insert metrics"))?;
+                Mark::Saved(Box::new(open.clone()))
+            }
+        };
+        Ok(())
+    }
+
+    /// Ends the source begun last: its points are kept, or (`keep` false: the source was refused
+    /// after some of its points were pushed) dropped as if never pushed.
+    pub fn end_source(&mut self, keep: bool) -> Result<()> {
+        let path = &self.store.path;
+        match (std::mem::replace(&mut self.mark, Mark::None), keep) {
+            (Mark::None, _) | (Mark::Fresh, true) => Ok(()),
+            (Mark::Saved(_), true) => self
+                .store
+                .conn
+                .execute_batch("RELEASE metrics_source")
+                .map_err(sql_error(path, "insert metrics")),
+            (Mark::Saved(before), false) => {
+                self.store
+                    .conn
+                    .execute_batch("ROLLBACK TO metrics_source; RELEASE metrics_source")
+                    .map_err(sql_error(path, "insert metrics"))?;
+                self.open = Some(*before);
+                Ok(())
+            }
+            (Mark::Fresh, false) => match self.open.take() {
+                Some(open) => self.rollback(&open),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Writes each key's summary (merged with the one stored before, as `insert_metrics` does)
+    /// and commits. Without a point pushed, writes nothing.
+    pub fn finish(mut self) -> Result<MetricsWritten> {
+        let Some(open) = self.open.take() else {
+            return Ok(MetricsWritten::default());
+        };
+        let written = self.write_summaries(&open).and_then(|()| {
+            self.store
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(sql_error(&self.store.path, "commit"))
+        });
+        if let Err(e) = written {
+            let _ = self.rollback(&open);
+            return Err(e);
+        }
+        self.restore(&open)?;
+        Ok(MetricsWritten {
+            keys: open.series.len(),
+            points: open.points,
+        })
+    }
+
+    /// The settings of `insert_metrics` (see there), `BEGIN IMMEDIATE`, and the run checked.
+    fn begin(&mut self) -> Result<Open> {
+        let path = self.store.path.clone();
+        let conn = &self.store.conn;
+        let cache: i64 = conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .map_err(sql_error(&path, "prepare the metrics write"))?;
+        let open = Open {
+            cache,
+            next_series: 0,
+            keys: HashMap::new(),
+            series: Vec::new(),
+            points: 0,
+        };
+        let begun = conn
+            .execute_batch("PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;")
+            .map_err(sql_error(&path, "prepare the metrics write"))
+            .and_then(|()| {
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(sql_error(&path, "begin"))
+            });
+        if let Err(e) = begun {
+            let _ = self.restore(&open);
+            return Err(e);
+        }
+        let checked = (|| -> Result<i64> {
+            let exists: Option<i64> = conn
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", [&self.run_id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_error(&path, "insert metrics"))?;
+            if exists.is_none() {
+                return Err(StoreError::UnknownRun(self.run_id.clone()));
+            }
+            let max: Option<i64> = conn
+                .query_row("SELECT max(series) FROM run_metrics", [], |r| r.get(0))
+                .map_err(sql_error(&path, "insert metrics"))?;
+            Ok(max.unwrap_or(0) + 1)
+        })();
+        match checked {
+            Ok(next_series) => Ok(Open {
+                next_series,
+                ..open
+            }),
+            Err(e) => {
+                let _ = self.rollback(&open);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_summaries(&self, open: &Open) -> Result<()> {
+        let tx = &self.store.conn;
+        let err = |what: &'static str| sql_error(&self.store.path, what);
+        let mut insert_series = tx
+            .prepare_cached(
+                "INSERT INTO run_metrics (series, run_id, key, last, min, max, count, last_step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(err("insert metrics"))?;
+        let mut update_series = tx
+            .prepare_cached(
+                "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
+            )
+            .map_err(err("insert metrics"))?;
+        for (key, s) in &open.series {
+            let (last, last_step, min, max) = s.summary.parts();
+            let count = s.summary.count() as i64;
+            if s.stored {
+                update_series.execute(params![
+                    s.id,
+                    nan_to_null(last),
+                    nan_to_null(min),
+                    nan_to_null(max),
+                    count,
+                    last_step
+                ])
+            } else {
+                insert_series.execute(params![
+                    s.id,
+                    self.run_id,
+                    key,
+                    nan_to_null(last),
+                    nan_to_null(min),
+                    nan_to_null(max),
+                    count,
+                    last_step
+                ])
+            }
+            .map_err(err("insert metrics"))?;
+        }
+        Ok(())
+    }
+
+    fn rollback(&self, open: &Open) -> Result<()> {
+        let rolled = self
+            .store
+            .conn
+            .execute_batch("ROLLBACK")
+            .map_err(sql_error(&self.store.path, "roll back"));
+        let restored = self.restore(open);
+        rolled.and(restored)
+    }
+
+    /// Foreign keys back on and the page cache as it was.
+    fn restore(&self, open: &Open) -> Result<()> {
+        self.store
+            .conn
+            .execute_batch(&format!(
+                "PRAGMA foreign_keys=ON; PRAGMA cache_size={};",
+                open.cache
+            ))
+            .map_err(sql_error(&self.store.path, "finish the metrics write"))
+    }
+}
+
+impl Drop for MetricsIngest<'_> {
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            let _ = self.rollback(&open);
+        }
+    }
+}
+
+/// The series of `key` of the run: the stored one, its summary to be continued, or a new id.
+fn find_series(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    run_id: &str,
+    key: &str,
+    next_series: &mut i64,
+) -> Result<Series> {
+    type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
+    let old: Option<Old> = tx
+        .prepare_cached(
+            "SELECT series, last, min, max, count, last_step FROM run_metrics WHERE run_id = ?1 AND key = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![run_id, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .optional()
+        })
+        .map_err(sql_error(path, "insert metrics"))?;
+    Ok(match old {
+        Some((id, last, min, max, count, last_step)) => Series {
+            id,
+            stored: true,
+            summary: RunningSummary::resume(
+                null_to_nan(last),
+                last_step,
+                null_to_nan(min),
+                null_to_nan(max),
+                count as u64,
+            ),
+            next_seq: count,
+        },
+        None => {
+            let id = *next_series;
+            *next_series += 1;
+            Series {
+                id,
+                stored: false,
+                summary: RunningSummary::default(),
+                next_seq: 0,
+            }
+        }
+    })
 }
 
 /// Points written by one `INSERT` statement (5 parameters each, far below SQLite's limit).
@@ -912,6 +1272,166 @@ mod tests {
             [],
         );
         assert!(e.is_err(), "foreign keys are not enforced after the write");
+    }
+
+    const POINT_ROWS: &str =
+        "SELECT series, seq, step, value, time FROM metric_points ORDER BY series, seq";
+    const SUMMARY_ROWS: &str = "SELECT series, run_id, key, last, min, max, count, last_step FROM run_metrics ORDER BY series";
+
+    /// The rows of these queries, as text.
+    fn rows(s: &Store, queries: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for sql in queries {
+            let mut st = s.conn().prepare(sql).unwrap();
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, Value>(i).map(|v| format!("{v:?}")))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map(|v| v.join("|"))
+                })
+                .unwrap();
+            out.extend(rows.map(|r| r.unwrap()));
+        }
+        out
+    }
+
+    /// Every row the metrics write touches: the points, the summaries (series ids included) and
+    /// the change counter their triggers move.
+    fn metric_rows(s: &Store) -> Vec<String> {
+        rows(
+            s,
+            &[
+                POINT_ROWS,
+                SUMMARY_ROWS,
+                "SELECT seq FROM run_change_counter",
+                "SELECT run_id, seq FROM run_changes ORDER BY run_id",
+            ],
+        )
+    }
+
+    fn varied_points(n: usize) -> Vec<MetricPoint> {
+        (0..n)
+            .map(|i| {
+                let key = ["loss", "acc", "lr", "val.loss"][i % 4 + (i / 50) % 2 * (3 - i % 4)];
+                let step = (i % 9 != 4).then_some((i as i64 * 7) % 23);
+                let value = match i % 11 {
+                    3 => f64::NAN,
+                    5 => f64::INFINITY,
+                    _ => i as f64 / 3.0 - 40.0,
+                };
+                MetricPoint {
+                    time: (i % 3 == 0).then_some(1.7e9 + i as f64),
+                    ..pt(key, step, value)
+                }
+            })
+            .collect()
+    }
+
+    /// Pushed a batch at a time, points give the very rows one `insert_metrics` of them all
+    /// gives: the points in order, each key's summary, series ids, the change counter; also
+    /// onto metrics stored before (the summaries continue them).
+    #[test]
+    fn points_pushed_in_batches_are_stored_as_one_insert_of_them_all() {
+        let points = varied_points(700);
+        for earlier in [false, true] {
+            let before = [pt("loss", Some(30), 9.0), pt("old", None, 1.0)];
+            let mut whole = store_with_runs();
+            if earlier {
+                whole.insert_metrics(IDS[0], &before).unwrap();
+                whole.insert_metrics(IDS[1], &before).unwrap();
+            }
+            let w = whole.insert_metrics(IDS[0], &points).unwrap();
+            for batch in [1, 7, 256, 299, 700] {
+                let mut s = store_with_runs();
+                if earlier {
+                    s.insert_metrics(IDS[0], &before).unwrap();
+                    s.insert_metrics(IDS[1], &before).unwrap();
+                }
+                let mut ingest = s.ingest_metrics(IDS[0]);
+                for b in points.chunks(batch) {
+                    ingest.push(b).unwrap();
+                }
+                assert_eq!(ingest.finish().unwrap(), w, "batches of {batch}");
+                assert_eq!(
+                    metric_rows(&s),
+                    metric_rows(&whole),
+                    "batches of {batch}, earlier {earlier}"
+                );
+                assert_eq!(
+                    s.metric_summaries(IDS[0]).unwrap().len(),
+                    if earlier { 5 } else { 4 }
+                );
+            }
+        }
+    }
+
+    /// A source ended with `keep` false leaves no trace of its points, whether it began the
+    /// transaction or began inside it; an ingest dropped or without points writes nothing, and
+    /// the connection settings come back every time.
+    #[test]
+    fn a_dropped_source_or_ingest_leaves_no_points() {
+        let settings = |s: &Store| -> (i64, i64) {
+            let fk: i64 = s
+                .conn()
+                .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                .unwrap();
+            let cache: i64 = s
+                .conn()
+                .query_row("PRAGMA cache_size", [], |r| r.get(0))
+                .unwrap();
+            (fk, cache)
+        };
+        let points = varied_points(300);
+        let mut expected = store_with_runs();
+        expected.insert_metrics(IDS[0], &points[..100]).unwrap();
+        expected.insert_metrics(IDS[0], &points[200..]).unwrap();
+
+        let mut s = store_with_runs();
+        let clean = metric_rows(&s);
+        let initial = settings(&s);
+        // Refused first source (it began the transaction), kept one, refused one, kept one.
+        let mut ingest = s.ingest_metrics(IDS[0]);
+        ingest.begin_source().unwrap();
+        ingest.push(&points[250..]).unwrap();
+        ingest.end_source(false).unwrap();
+        ingest.begin_source().unwrap();
+        ingest.push(&points[..60]).unwrap();
+        ingest.push(&points[60..100]).unwrap();
+        ingest.end_source(true).unwrap();
+        ingest.begin_source().unwrap();
+        ingest.push(&points[100..200]).unwrap();
+        ingest.end_source(false).unwrap();
+        ingest.begin_source().unwrap();
+        ingest.push(&points[200..]).unwrap();
+        ingest.end_source(true).unwrap();
+        ingest.finish().unwrap();
+        assert_eq!(settings(&s), initial);
+        // (Not the change counter: the two writes of `expected` moved it once more.)
+        assert_eq!(
+            rows(&s, &[POINT_ROWS, SUMMARY_ROWS]),
+            rows(&expected, &[POINT_ROWS, SUMMARY_ROWS])
+        );
+
+        let mut s = store_with_runs();
+        let mut ingest = s.ingest_metrics(IDS[0]);
+        ingest.push(&points).unwrap();
+        drop(ingest);
+        assert_eq!(metric_rows(&s), clean, "dropped: nothing written");
+        assert_eq!(settings(&s), initial);
+        assert_eq!(
+            s.ingest_metrics(IDS[0]).finish().unwrap(),
+            MetricsWritten::default()
+        );
+        let mut ingest = s.ingest_metrics("01jd3k000000000000000000zz");
+        assert!(matches!(
+            ingest.push(&points),
+            Err(StoreError::UnknownRun(_))
+        ));
+        drop(ingest);
+        assert_eq!(metric_rows(&s), clean);
+        assert_eq!(settings(&s), initial);
     }
 
     #[test]

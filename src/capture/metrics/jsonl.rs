@@ -261,55 +261,176 @@ pub(crate) fn flatten(
 /// million-point file is about 30 MB; see BENCHMARKS.md). Points keep the file's order.
 const PARALLEL_BYTES: usize = 4 << 20;
 
-/// Parses JSON lines. Blank lines are skipped; a line that is not a JSON object warns with its
-/// number; `step` must be an integer and `ts` a number of seconds or an RFC 3339 time.
-pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
-    let threads = if bytes.len() < PARALLEL_BYTES {
+/// The threads that parse a JSON-lines file of `len` bytes: one per core (at most 8) from
+/// [`PARALLEL_BYTES`] on, else one.
+pub(crate) fn threads_for(len: u64) -> usize {
+    if len < PARALLEL_BYTES as u64 {
         1
     } else {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 8)
-    };
-    parse_jsonl_threads(bytes, source, threads)
+    }
+}
+
+/// Parses JSON lines. Blank lines are skipped; a line that is not a JSON object warns with its
+/// number; `step` must be an integer and `ts` a number of seconds or an RFC 3339 time.
+pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
+    parse_jsonl_threads(bytes, source, threads_for(bytes.len() as u64))
 }
 
 /// [`parse_jsonl`] on `threads` runs of whole lines at once; the result is the same for any
 /// number of threads.
 pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) -> Parsed {
-    let chunks = split_at_lines(bytes, threads.max(1));
-    let parts: Vec<Chunk> = if chunks.len() == 1 {
-        vec![parse_chunk(chunks[0])]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|c| s.spawn(move || parse_chunk(c)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a metrics parser thread panicked"))
-                .collect()
-        })
-    };
-    let mut points = Vec::with_capacity(parts.iter().map(|p| p.points.len()).sum());
-    let mut bad = LineWarnings::new(source);
-    let mut skipped = Skipped::default();
-    let mut lines_before = 0;
-    for part in parts {
-        points.extend(part.points);
-        for (line, problem) in part.bad {
-            bad.add(lines_before + line, problem);
+    let mut points: Vec<MetricPoint> = Vec::new();
+    let mut lines = Lines::new(source);
+    lines.parse(bytes, threads, &mut |part| {
+        if points.is_empty() {
+            points = part;
+        } else {
+            points.extend(part);
         }
-        bad.more += part.more_bad;
-        skipped.merge(part.skipped);
-        lines_before += part.newlines;
+    });
+    Parsed {
+        points,
+        warnings: lines.finish(),
     }
-    let mut warnings = Vec::new();
-    bad.finish(&mut warnings);
-    warnings.extend(skipped.warnings(source));
-    Parsed { points, warnings }
+}
+
+/// Parses JSON lines read a window at a time: `fill(buf, max)` appends up to `max` more bytes
+/// of the source to `buf` (0 at its end). Each window of about `window` bytes of whole lines
+/// (more only for a line longer than that) is parsed by `threads` threads and its points go to
+/// `sink` in file order: the whole source is never held, nor all its points. Reading and
+/// parsing run on a thread of their own, about one window ahead of `sink` (on the caller's
+/// thread), so that parsing the next window overlaps storing this one. Points and warnings
+/// (line numbers included) are those of [`parse_jsonl`] on the whole source, for any window
+/// size. The error of `fill` ends the parse.
+pub(crate) fn parse_jsonl_windows<E: Send>(
+    fill: impl FnMut(&mut Vec<u8>, usize) -> Result<usize, E> + Send,
+    source: &str,
+    window: usize,
+    threads: usize,
+    sink: &mut dyn FnMut(Vec<MetricPoint>),
+) -> Result<Vec<String>, E> {
+    std::thread::scope(|s| {
+        // One part per parser thread: at most a window of points waits here.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<MetricPoint>>(threads.max(1));
+        let reader = s.spawn(move || {
+            read_windows(fill, source, window, threads, &mut |part| {
+                // Fails only when the receiving side is gone (it panicked): nothing to keep.
+                let _ = tx.send(part);
+            })
+        });
+        for part in rx {
+            sink(part);
+        }
+        reader.join().expect("the metrics reader thread panicked")
+    })
+}
+
+/// The reading and parsing of [`parse_jsonl_windows`], on one thread.
+fn read_windows<E>(
+    mut fill: impl FnMut(&mut Vec<u8>, usize) -> Result<usize, E>,
+    source: &str,
+    window: usize,
+    threads: usize,
+    sink: &mut dyn FnMut(Vec<MetricPoint>),
+) -> Result<Vec<String>, E> {
+    let window = window.max(1);
+    let mut lines = Lines::new(source);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut want = window;
+    let mut eof = false;
+    loop {
+        while !eof && buf.len() < want {
+            let before = buf.len();
+            buf.reserve_exact(want - before);
+            if fill(&mut buf, want - before)? == 0 {
+                eof = true;
+            }
+        }
+        let cut = if eof {
+            buf.len()
+        } else {
+            match buf.iter().rposition(|b| *b == b'\n') {
+                Some(nl) => nl + 1,
+                None => {
+                    // One line longer than the window: read on to its end.
+                    want = buf.len() + window;
+                    continue;
+                }
+            }
+        };
+        if cut > 0 {
+            lines.parse(&buf[..cut], threads, sink);
+        }
+        if eof {
+            break;
+        }
+        buf.drain(..cut);
+        want = window;
+    }
+    Ok(lines.finish())
+}
+
+/// The warnings of a source parsed in runs of whole lines, in order, and where its lines are.
+struct Lines<'s> {
+    source: &'s str,
+    bad: LineWarnings,
+    skipped: Skipped,
+    /// Lines in the runs parsed so far.
+    lines_before: usize,
+}
+
+impl<'s> Lines<'s> {
+    fn new(source: &'s str) -> Self {
+        Lines {
+            source,
+            bad: LineWarnings::new(source),
+            skipped: Skipped::default(),
+            lines_before: 0,
+        }
+    }
+
+    /// Parses the next run of lines of the source (ending with a newline, or at the end of the
+    /// source) on `threads` threads; its points go to `sink` in order, one part per thread.
+    fn parse(&mut self, bytes: &[u8], threads: usize, sink: &mut dyn FnMut(Vec<MetricPoint>)) {
+        let chunks = split_at_lines(bytes, threads.max(1));
+        let parts: Vec<Chunk> = if chunks.len() == 1 {
+            vec![parse_chunk(chunks[0])]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|c| s.spawn(move || parse_chunk(c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a metrics parser thread panicked"))
+                    .collect()
+            })
+        };
+        for part in parts {
+            if !part.points.is_empty() {
+                sink(part.points);
+            }
+            for (line, problem) in part.bad {
+                self.bad.add(self.lines_before + line, problem);
+            }
+            self.bad.more += part.more_bad;
+            self.skipped.merge(part.skipped);
+            self.lines_before += part.newlines;
+        }
+    }
+
+    /// The warnings: malformed lines by number, then skipped values and times.
+    fn finish(self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        self.bad.finish(&mut warnings);
+        warnings.extend(self.skipped.warnings(self.source));
+        warnings
+    }
 }
 
 /// Up to `n` slices of `bytes`, each ending just after a newline (the last at the end).

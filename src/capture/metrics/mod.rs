@@ -101,6 +101,72 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, crate::capture::untrusted::Untr
     crate::capture::untrusted::read_regular(path, MAX_FILE_BYTES, "a metrics file")
 }
 
+/// About how many bytes of whole lines of a JSON-lines file are parsed at a time when it is
+/// streamed ([`stream_jsonl_file`]): the bytes and points held at once stay a few MiB (plus the
+/// line being read), however long the file.
+pub const WINDOW_BYTES: usize = 4 << 20;
+
+/// Reads a JSON-lines metrics file as an untrusted file (as [`read_file`]: a regular file of at
+/// most [`MAX_FILE_BYTES`]) a window of about `window` bytes of whole lines at a time, handing
+/// each window's points to `sink` in file order (`source` names the file in warnings). The
+/// points and warnings are those of [`parse_bytes`] on the whole file. On an error (a file that
+/// is not a regular one or too large, a read that fails, a file that grows past the limit while
+/// it is read) the file is not read: points already handed over must be dropped by the caller.
+pub fn stream_jsonl_file(
+    path: &Path,
+    source: &str,
+    window: usize,
+    sink: &mut dyn FnMut(Vec<MetricPoint>),
+) -> Result<Vec<String>, crate::capture::untrusted::UntrustedFileError> {
+    let mut file =
+        crate::capture::untrusted::RegularReader::open(path, MAX_FILE_BYTES, "a metrics file")?;
+    let threads = jsonl::threads_for(file.len());
+    jsonl::parse_jsonl_windows(
+        |buf, max| file.read_into(buf, max),
+        source,
+        window,
+        threads,
+        sink,
+    )
+}
+
+/// What [`stream_path`] read from one source.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed {
+    pub warnings: Vec<String>,
+    /// False when the source was refused after some of its points went to the sink (it grew
+    /// past the size limit, or a read failed): the caller drops them, as [`read_path`] would
+    /// have given none.
+    pub complete: bool,
+}
+
+/// [`read_path`], with a JSON-lines file streamed ([`stream_jsonl_file`]): its points go to
+/// `sink` a window at a time; every other format is read whole (one call of `sink`). The points
+/// and warnings are those of [`read_path`].
+pub fn stream_path(path: &Path, window: usize, sink: &mut dyn FnMut(Vec<MetricPoint>)) -> Streamed {
+    if Format::detect(path) == Some(Format::Jsonl) {
+        let name = path.display().to_string();
+        return match stream_jsonl_file(path, &name, window, sink) {
+            Ok(warnings) => Streamed {
+                warnings,
+                complete: true,
+            },
+            Err(e) => Streamed {
+                warnings: vec![format!("{e}; no metrics read")],
+                complete: false,
+            },
+        };
+    }
+    let parsed = read_path(path);
+    if !parsed.points.is_empty() {
+        sink(parsed.points);
+    }
+    Streamed {
+        warnings: parsed.warnings,
+        complete: true,
+    }
+}
+
 /// Parses the contents of one file in `format` (`source` names it in warnings).
 pub fn parse_bytes(format: Format, bytes: &[u8], source: &str) -> Parsed {
     match format {

@@ -354,3 +354,137 @@ fn jsonl_parsed_in_parallel_is_the_same_as_in_one_thread() {
         assert_eq!(many.warnings, one.warnings, "{threads} threads");
     }
 }
+
+/// Read and parsed a window at a time, a file gives the points (in order) and the warnings
+/// (line numbers included) of the whole file parsed at once, wherever the windows end: inside
+/// a line, on a newline, with a line longer than a window, or with no final newline.
+#[test]
+fn jsonl_streamed_in_windows_is_the_same_as_parsed_whole() {
+    let mut text = String::new();
+    for i in 0..400 {
+        match i % 37 {
+            3 => text.push_str("not json\n"),
+            4 => text.push_str("\n  \n"),
+            5 => text.push_str(&format!("{{\"step\": {i}.5, \"loss\": 1}}\r\n")),
+            6 => text.push_str(&format!(
+                "{{\"step\": {i}, \"loss\": NaN, \"tag\": \"x\", \"big\": 1e400, \"ts\": \"soon\"}}\n"
+            )),
+            7 => text.push_str(&format!(
+                "{{\"step\": {i}, \"long\": {{{}}}}}\n",
+                (0..40)
+                    .map(|k| format!("\"k{k}\": {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => text.push_str(&format!(
+                "{{\"step\": {i}, \"loss\": {}, \"val\": {{\"acc\": {}}}, \"ts\": {}}}\n",
+                1.0 / (1 + i) as f64,
+                i as f64 / 400.0,
+                1.7e9 + i as f64
+            )),
+        }
+    }
+    let flat = |points: &[MetricPoint]| -> Vec<(String, Option<i64>, u64, Option<u64>)> {
+        points
+            .iter()
+            .map(|q| {
+                (
+                    q.key.to_string(),
+                    q.step,
+                    q.value.to_bits(),
+                    q.time.map(f64::to_bits),
+                )
+            })
+            .collect()
+    };
+    for tail in ["", "{\"step\": 400, \"loss\": 0.5}"] {
+        let text = format!("{text}{tail}");
+        let whole = jsonl::parse_jsonl_threads(text.as_bytes(), "m.jsonl", 1);
+        assert!(whole.warnings.len() >= 12, "{:?}", whole.warnings);
+        assert!(whole.points.len() > 1_000);
+        for window in [1, 10, 97, 300, 4096, 1 << 20] {
+            for threads in [1, 3] {
+                // The file arrives in reads of odd sizes, never more than asked for.
+                let mut at = 0;
+                let mut reads = 0usize;
+                let fill = |buf: &mut Vec<u8>, max: usize| -> Result<usize, ()> {
+                    reads += 1;
+                    let n = max.min(text.len() - at).min(1 + reads % 53);
+                    buf.extend_from_slice(&text.as_bytes()[at..at + n]);
+                    at += n;
+                    Ok(n)
+                };
+                let mut points = Vec::new();
+                let mut calls = 0;
+                let warnings =
+                    jsonl::parse_jsonl_windows(fill, "m.jsonl", window, threads, &mut |p| {
+                        calls += 1;
+                        points.extend(p)
+                    })
+                    .unwrap();
+                let what = format!("window {window}, {threads} threads, tail {tail:?}");
+                assert_eq!(flat(&points), flat(&whole.points), "{what}");
+                assert_eq!(warnings, whole.warnings, "{what}");
+                if window < 4096 {
+                    assert!(calls > 10, "{what}: {calls} windows");
+                }
+            }
+        }
+    }
+}
+
+/// A read that fails ends the streamed parse with its error.
+#[test]
+fn jsonl_streamed_stops_at_a_read_error() {
+    let mut n = 0;
+    let fill = |buf: &mut Vec<u8>, _max: usize| -> Result<usize, &'static str> {
+        n += 1;
+        if n > 2 {
+            return Err("gone");
+        }
+        buf.extend_from_slice(b"{\"step\": 1, \"a\": 2}\n");
+        Ok(20)
+    };
+    let mut got = 0;
+    let r = jsonl::parse_jsonl_windows(fill, "m.jsonl", 25, 1, &mut |p| got += p.len());
+    assert_eq!(r, Err("gone"));
+    assert_eq!(got, 2, "the window read before the failed read was parsed");
+}
+
+/// `stream_path` gives what `read_path` gives, JSON-lines file or not, and says when a file was
+/// refused (nothing of it kept).
+#[test]
+fn stream_path_is_read_path_a_window_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("m.jsonl");
+    let lines: String = (0..200)
+        .map(|i| format!("{{\"step\": {i}, \"loss\": {i}.5}}\n"))
+        .chain(["bad\n".to_string()])
+        .collect();
+    std::fs::write(&jsonl, lines).unwrap();
+    let json = dir.path().join("m.json");
+    std::fs::write(&json, "{\"val\": {\"loss\": 0.25}, \"x\": \"y\"}").unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    let fifo = dir.path().join("f.jsonl");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [&jsonl, &json, &missing, &fifo] {
+        let whole = read_path(path);
+        let mut points = Vec::new();
+        let streamed = stream_path(path, 64, &mut |p| points.extend(p));
+        assert_eq!(
+            kv(&Parsed {
+                points,
+                warnings: vec![]
+            }),
+            kv(&whole),
+            "{path:?}"
+        );
+        assert_eq!(streamed.warnings, whole.warnings, "{path:?}");
+        assert_eq!(
+            streamed.complete,
+            path != &missing && path != &fifo,
+            "{path:?}"
+        );
+    }
+}
