@@ -736,3 +736,67 @@ fn a_vanished_digest_without_an_archive_is_a_clear_error() {
     assert!(stderr.contains("repro image archive keeps one"), "{stderr}");
     assert!(stderr.contains("repro audit"), "{stderr}");
 }
+
+/// `audit` against a registry that accepts connections and never answers: one deadline per
+/// registry bounds the whole audit (REPRO_REGISTRY_TIMEOUT, here 4 s), for one image as for ten;
+/// every row is UNKNOWN with an error saying which registry gave no answer in time.
+#[test]
+fn audit_against_a_hanging_registry_is_bounded_by_one_deadline_per_registry() {
+    let env = TestEnv::new();
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = hang.local_addr().unwrap().to_string();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for c in hang.incoming().flatten() {
+                held.lock().unwrap().push(c);
+            }
+        });
+    }
+    // Pinned by digest and recorded offline: nothing asks the registry before the audit.
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            let image = format!(
+                "{registry}/team/app{i}:1.0@sha256:{}",
+                format!("{i:x}").repeat(64)
+            );
+            let (code, _, err) = env.run_in(
+                env.root(),
+                &["run", "--host", "--offline", "--image", &image, "--", "true"],
+            );
+            assert_eq!(code, 0, "run: {err}");
+            env.last_id()
+        })
+        .collect();
+    for n in [1, 10] {
+        let mut c = env.repro();
+        c.env("REPRO_REGISTRY_TIMEOUT", "4")
+            .current_dir(env.root())
+            .args(["audit", "--json"])
+            .args(&ids[..n]);
+        let started = std::time::Instant::now();
+        let out = c.output().unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+        assert_eq!(out.status.code(), Some(1), "{v}");
+        let rows = v["images"].as_array().unwrap();
+        assert_eq!(rows.len(), n);
+        for r in rows {
+            assert_eq!(r["status"], "unknown", "{r}");
+            let e = r["error"].as_str().unwrap_or("");
+            assert!(
+                e.contains(&format!("registry {registry} did not answer within 4 s")),
+                "{r}"
+            );
+        }
+        // The deadline plus the process's own start, far below what a deadline per request
+        // (a listing, then the manifest, then the tag, each waiting in turn) would take.
+        assert!(
+            took < std::time::Duration::from_millis(6500),
+            "{n} images took {took:?}"
+        );
+    }
+}
