@@ -450,12 +450,7 @@ fn availability(row: &AuditRow, known: bool) -> Availability {
     }
 }
 
-fn check_archive(
-    client: &Deadlines,
-    a: &ArchiveRecord,
-    g: &Group,
-    deep: bool,
-) -> ArchiveHealth {
+fn check_archive(client: &Deadlines, a: &ArchiveRecord, g: &Group, deep: bool) -> ArchiveHealth {
     let platforms: Vec<String> = if g.index_digest.is_some() {
         vec![g.digest.clone()]
     } else {
