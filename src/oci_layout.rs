@@ -279,13 +279,65 @@ impl Layout {
         self.write_index(&entries)
     }
 
-    /// Whether the blob is present with the expected size.
+    /// Whether the blob is present with the expected size and hashes to its digest (hashed only
+    /// when it changed since it was last found intact: see [`Layout::blob_state`]).
     pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
-        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+        self.blob_state(digest, Some(size), false) == BlobState::Intact
     }
 
-    /// Stores `bytes` (a manifest) under `digest` unless it is already there; refused when
-    /// they do not hash to it.
+    fn verified_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(VERIFIED_DIR).join(digest.hex())
+    }
+
+    /// What the stored blob is: absent, intact (its size, when given, and its digest match), or
+    /// damaged (why). A blob is trusted without hashing only when its file is exactly as it was
+    /// when last found intact — device, inode, size, mtime and ctime, the dataset cache's rule,
+    /// kept in `.repro-verified/HEX` — so a byte flipped in place (same size) is always seen.
+    /// `rehash` hashes it whatever the record says.
+    pub fn blob_state(&self, digest: &Digest, size: Option<u64>, rehash: bool) -> BlobState {
+        let p = self.blob_path(digest);
+        let Ok(meta) = fs::metadata(&p) else {
+            return BlobState::Absent;
+        };
+        if !meta.is_file() {
+            return BlobState::Damaged("is not a file".into());
+        }
+        if let Some(s) = size.filter(|s| *s != meta.len()) {
+            return BlobState::Damaged(format!("is {} bytes, expected {s}", meta.len()));
+        }
+        let now = file_stamp(&meta);
+        let record = self.verified_path(digest);
+        if !rehash && fs::read_to_string(&record).is_ok_and(|s| s == now) {
+            return BlobState::Intact;
+        }
+        match hash_file(&p) {
+            Ok(h) if h == digest.to_string() => {
+                self.remember_intact(digest, &now);
+                BlobState::Intact
+            }
+            Ok(h) => BlobState::Damaged(format!("hashes to {h} (corrupted)")),
+            Err(e) => BlobState::Damaged(e.to_string()),
+        }
+    }
+
+    /// Records that the blob, as its file is now (`stamp`), hashes to its digest.
+    fn remember_intact(&self, digest: &Digest, stamp: &str) {
+        let dir = self.root.join(VERIFIED_DIR);
+        // Only a cache: without it every check hashes again.
+        if fs::create_dir_all(&dir).is_ok() {
+            let _ = write_atomic(&self.verified_path(digest), stamp.as_bytes());
+        }
+    }
+
+    /// After a blob was written (hashed as it streamed): its file as it is now is intact.
+    fn remember_written(&self, digest: &Digest) {
+        if let Ok(m) = fs::metadata(self.blob_path(digest)) {
+            self.remember_intact(digest, &file_stamp(&m));
+        }
+    }
+
+    /// Stores `bytes` (a manifest) under `digest` unless it is already there intact (a damaged
+    /// copy is replaced); refused when they do not hash to it.
     pub fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         if self.has_blob(digest, bytes.len() as u64) {
             return Ok(());
@@ -299,10 +351,13 @@ impl Layout {
                 got_size: bytes.len() as u64,
             });
         }
-        write_atomic(&self.blob_path(digest), bytes)
+        write_atomic(&self.blob_path(digest), bytes)?;
+        self.remember_written(digest);
+        Ok(())
     }
 
-    /// Stores the blob `d` unless it is already there with its size: `fetch` writes its bytes
+    /// Stores the blob `d` unless it is already there intact (size and digest; a damaged copy
+    /// is fetched again and replaced): `fetch` writes its bytes
     /// (and returns how many), they are hashed as they stream to a temporary file, which is
     /// renamed into place only when digest and size match. Returns the bytes written (0 when
     /// present). `fetch`'s own error is returned as it is.
@@ -334,6 +389,7 @@ impl Layout {
             let _ = fs::remove_file(&tmp);
             return Err(e.into());
         }
+        self.remember_written(&digest);
         Ok(n)
     }
 
@@ -370,24 +426,10 @@ impl Layout {
                 return;
             }
         };
-        let p = self.blob_path(&digest);
-        let meta = match fs::metadata(&p) {
-            Ok(m) => m,
-            Err(_) => {
-                problems.push(format!("blob {d} is missing"));
-                return;
-            }
-        };
-        if let Some(s) = size.filter(|s| *s != meta.len()) {
-            problems.push(format!("blob {d} is {} bytes, expected {s}", meta.len()));
-            return;
-        }
-        if deep {
-            match hash_file(&p) {
-                Ok(h) if h == d => {}
-                Ok(h) => problems.push(format!("blob {d} hashes to {h} (corrupted)")),
-                Err(e) => problems.push(format!("blob {d}: {e}")),
-            }
+        match self.blob_state(&digest, size, deep) {
+            BlobState::Intact => {}
+            BlobState::Absent => problems.push(format!("blob {d} is missing")),
+            BlobState::Damaged(why) => problems.push(format!("blob {d} {why}")),
         }
     }
 
@@ -451,6 +493,7 @@ impl Layout {
             }
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
             fs::remove_file(e.path()).map_err(io_err(&e.path(), "cannot remove"))?;
+            let _ = fs::remove_file(self.root.join(VERIFIED_DIR).join(&name));
             report.blobs_removed += 1;
             report.bytes_freed += len;
         }
@@ -537,6 +580,33 @@ pub fn temp_sibling(dest: &Path) -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Directory (in the layout) of the records of blobs found intact.
+const VERIFIED_DIR: &str = ".repro-verified";
+
+/// A stored blob checked against its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobState {
+    Absent,
+    Intact,
+    /// Present but not what its name says: why (size, digest, not a file).
+    Damaged(String),
+}
+
+/// The identity of a file as it is now: device, inode, size, mtime and ctime (nanoseconds).
+fn file_stamp(m: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{} {} {} {}.{:09} {}.{:09}\n",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
 }
 
 fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
@@ -875,14 +945,19 @@ mod tests {
         let (m, _) = image(&l, "app", &shared);
         assert_eq!(l.check(&m.digest, &[], true), Vec::<String>::new());
         let path = l.blob_path(&digest(&shared));
-        // Same size, other bytes: only a deep check sees it.
+        // Same size, other bytes: the file changed since it was found intact, so even a
+        // check without `deep` hashes it again; and an unchanged file is not hashed again.
+        assert!(l.has_blob(&digest(&shared), shared.size));
         fs::write(&path, b"BASE LAYER").unwrap();
+        for deep in [false, true] {
+            let p = l.check(&m.digest, &[], deep);
+            assert!(p.len() == 1 && p[0].ends_with("(corrupted)"), "{p:?}");
+        }
+        assert!(!l.has_blob(&digest(&shared), shared.size));
+        // Put again: the damaged copy is replaced by the right bytes.
+        put(&l, &shared, b"base layer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"base layer");
         assert_eq!(l.check(&m.digest, &[], false), Vec::<String>::new());
-        let deep = l.check(&m.digest, &[], true);
-        assert!(
-            deep.len() == 1 && deep[0].ends_with("(corrupted)"),
-            "{deep:?}"
-        );
         fs::remove_file(&path).unwrap();
         let gone = l.check(&m.digest, &[], false);
         assert_eq!(gone, [format!("blob {} is missing", shared.digest)]);

@@ -86,7 +86,7 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
     for r in &runs {
         archives.extend(store.archives(&r.id)?);
     }
-    let client = RegistryClient::new(opts)?;
+    let client = std::sync::Arc::new(RegistryClient::new(opts)?);
     let req = AuditRequest {
         runs,
         archives,

@@ -137,10 +137,15 @@ pub fn cmd_archive(ctx: &Ctx, args: &ArchiveArgs) -> CliResult<String> {
     let failed = report.images.iter().filter(|i| i.error.is_some()).count();
     if failed > 0 {
         print_out(&text)?;
-        return Err(CliError::user(format!(
-            "{failed} image(s) could not be archived"
-        ))
-        .hint("see the FAILED lines; an image gone from the registry can no longer be archived from it"));
+        // The hints of what failed, each once; none that speaks of another failure.
+        let mut e = CliError::user(format!("{failed} image(s) could not be archived"))
+            .hint("see the FAILED lines");
+        for h in report.images.iter().filter_map(|i| i.hint.as_ref()) {
+            if !e.hints.contains(h) {
+                e.hints.push(h.clone());
+            }
+        }
+        return Err(e);
     }
     Ok(text)
 }

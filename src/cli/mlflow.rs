@@ -9,7 +9,7 @@ use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::mlflow::Settings;
-use crate::ops::mlflow::{push, Action, AfterRun, Event, PushRequest, RunToPush};
+use crate::ops::mlflow::{push, Action, AfterRun, DeletedRuns, Event, PushRequest, RunToPush};
 use crate::output;
 
 pub use crate::ops::mlflow::DEFAULT_EXPERIMENT;
@@ -38,6 +38,12 @@ pub struct PushArgs {
     /// Runs pushed at once
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
+    /// Push runs whose MLflow run was deleted on the server again, as new MLflow runs
+    #[arg(long, conflicts_with = "forget_deleted")]
+    pub recreate_deleted: bool,
+    /// Forget the link of runs whose MLflow run was deleted on the server and leave them out of MLflow
+    #[arg(long)]
+    pub forget_deleted: bool,
 }
 
 /// Runs `repro mlflow SUBCOMMAND`.
@@ -86,11 +92,23 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
         runs,
         dry_run: args.dry_run,
         jobs: args.jobs,
+        deleted: if args.recreate_deleted {
+            DeletedRuns::Recreate
+        } else if args.forget_deleted {
+            DeletedRuns::Forget
+        } else {
+            DeletedRuns::Report
+        },
     };
     let tty = std::io::stderr().is_terminal() && !ctx.quiet;
     let mut bar: Option<ProgressBar> = None;
     let mut lines = String::new();
-    let mut on_event = |e: Event| match e {
+    let mut on_event = |e: Event| {
+        match e {
+        Event::Waiting { lock } => ctx.status(format!(
+            "waiting for another `repro mlflow push` to {uri} (experiment '{experiment}') to finish (lock {})",
+            lock.display()
+        )),
         Event::Planned { to_send, .. } => {
             if tty && to_send > 1 && !args.dry_run {
                 bar = Some(output::mlflow::progress(to_send));
@@ -106,6 +124,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
                 lines.push_str(&output::mlflow::describe(o));
             }
         }
+    }
     };
     let result = push(&store, req, &mut on_event);
     if let Some(pb) = bar.take() {
@@ -120,12 +139,32 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     let failed = summary.failed();
     let total = summary.outcomes.len();
     let conflicted = summary.conflicted();
+    let written = summary.written();
+    let failing: Vec<&str> = summary
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_some())
+        .map(|o| o.run_id.as_str())
+        .collect();
+    let named = output::mlflow::id_list(&failing);
     if let Some(err) = summary.outcomes.into_iter().find_map(|o| o.error) {
         let mut e = CliError::from(err);
         e.message = format!(
-            "{failed} of {total} runs not pushed (they stay queued; push again to retry): {}",
+            "{failed} of {total} runs not pushed (they stay queued; push again to retry): {named}; the first error: {}",
             e.message
         );
+        if written > 0 {
+            // The client's hint says nothing changed locally: this push did record runs.
+            for h in &mut e.hints {
+                if let Some(rest) = h.strip_prefix("nothing was changed locally; ") {
+                    *h = rest.to_string();
+                }
+            }
+            e.hints.insert(
+                0,
+                format!("{written} runs were pushed and recorded in the push ledger; the lines on stdout say what happened to each run"),
+            );
+        }
         return Err(e);
     }
     if conflicted > 0 {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,16 @@ pub enum MlflowError {
     },
     #[error("unexpected answer from the MLflow tracking server on {endpoint}: {problem}")]
     BadAnswer { endpoint: String, problem: String },
+    #[error("refusing to send MLflow credentials ({what}) over plain HTTP to {uri}, which is not a loopback address")]
+    InsecureCredentials { uri: String, what: &'static str },
+    #[error("the MLflow run {run_id} was deleted on the server (it is in the experiment's trash)")]
+    RunDeleted { run_id: String },
+    #[error("gave up on the MLflow tracking server at {uri} after {seconds} s ({what})")]
+    Deadline {
+        uri: String,
+        seconds: u64,
+        what: String,
+    },
 }
 
 impl Hinted for MlflowError {
@@ -82,6 +92,9 @@ impl Hinted for MlflowError {
             },
             MlflowError::Rejected { .. } => "nothing was changed locally; fix what the server names and push again".into(),
             MlflowError::BadAnswer { .. } => "check that the URI points at an MLflow tracking server (`mlflow server`)".into(),
+            MlflowError::InsecureCredentials { .. } => "use the server's https:// address, or set MLFLOW_TRACKING_INSECURE_HTTP=true to send them in clear text anyway".into(),
+            MlflowError::RunDeleted { .. } => "push with --recreate-deleted to push the run again as a new MLflow run, or with --forget-deleted to leave it out of MLflow (or restore the run in MLflow's UI)".into(),
+            MlflowError::Deadline { .. } => "the server did not answer in time; check it and run `repro mlflow push` again".into(),
         })
     }
 }
@@ -116,6 +129,77 @@ pub struct Settings {
     pub insecure_tls: bool,
     /// `MLFLOW_TRACKING_SERVER_CERT_PATH`: an extra CA bundle.
     pub cert_path: Option<PathBuf>,
+    /// Longest wait for one request (`MLFLOW_HTTP_REQUEST_TIMEOUT`, seconds; default 120).
+    pub request_timeout: Duration,
+    /// When set, no request starts or goes on past it: it bounds a whole push.
+    pub deadline: Option<Instant>,
+}
+
+/// Default of `MLFLOW_HTTP_REQUEST_TIMEOUT`, as MLflow's own client.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A tracking URI split into the address repro shows and stores (no userinfo) and the
+/// credentials written in it (`http://user:pass@host`), percent-decoded.
+fn split_userinfo(uri: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return (uri.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        None => (uri.to_string(), None),
+        Some((userinfo, host)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            (
+                format!("{scheme}://{host}{path}"),
+                Some((percent_decode(user), percent_decode(password))),
+            )
+        }
+    }
+}
+
+/// `uri` without any `user:password@` part: what may be printed or stored.
+pub fn redact_uri(uri: &str) -> String {
+    split_userinfo(uri).0
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the host of an http(s) URI is a loopback address (`localhost`, 127.0.0.0/8, `[::1]`).
+fn is_loopback_uri(uri: &str) -> bool {
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Normalises a tracking URI (no trailing slash) and refuses anything but http(s).
@@ -126,7 +210,7 @@ pub fn normalize_uri(uri: &str) -> Result<String> {
     }
     let lower = u.to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err(MlflowError::UnsupportedUri { uri: u.to_string() });
+        return Err(MlflowError::UnsupportedUri { uri: redact_uri(u) });
     }
     Ok(u.trim_end_matches('/').to_string())
 }
@@ -140,12 +224,19 @@ fn truthy(v: &str) -> bool {
 
 impl Settings {
     /// Reads the settings from `env` (`std::env::var` in the CLI); `uri` overrides `MLFLOW_TRACKING_URI`.
+    ///
+    /// Credentials written in the URI (`http://user:pass@host`) are taken out of it: `uri` is
+    /// what may be printed and stored, the credentials only go into the `Authorization` header
+    /// (the `MLFLOW_TRACKING_*` variables win over them). Credentials over plain HTTP to a host
+    /// that is not loopback are refused here, before any connection, unless
+    /// `MLFLOW_TRACKING_INSECURE_HTTP=true`.
     pub fn from_env(uri: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         let uri = match uri {
             Some(u) => u.to_string(),
             None => get("MLFLOW_TRACKING_URI").ok_or(MlflowError::NoUri)?,
         };
+        let (uri, from_url) = split_userinfo(uri.trim());
         let auth = match (
             get("MLFLOW_TRACKING_TOKEN"),
             get("MLFLOW_TRACKING_USERNAME"),
@@ -156,13 +247,36 @@ impl Settings {
                 user,
                 password: password.unwrap_or_default(),
             },
-            _ => Auth::None,
+            _ => match from_url {
+                Some((user, password)) => Auth::Basic { user, password },
+                None => Auth::None,
+            },
         };
+        let uri = normalize_uri(&uri)?;
+        let plain_http = uri.to_ascii_lowercase().starts_with("http://");
+        let insecure_http = get("MLFLOW_TRACKING_INSECURE_HTTP").is_some_and(|v| truthy(&v));
+        if plain_http && !insecure_http && !is_loopback_uri(&uri) {
+            let what = match &auth {
+                Auth::None => None,
+                Auth::Basic { .. } => Some("basic auth"),
+                Auth::Token(_) => Some("MLFLOW_TRACKING_TOKEN"),
+            };
+            if let Some(what) = what {
+                return Err(MlflowError::InsecureCredentials { uri, what });
+            }
+        }
+        let request_timeout = get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         Ok(Settings {
-            uri: normalize_uri(&uri)?,
+            uri,
             auth,
             insecure_tls: get("MLFLOW_TRACKING_INSECURE_TLS").is_some_and(|v| truthy(&v)),
             cert_path: get("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from),
+            request_timeout,
+            deadline: None,
         })
     }
 }
@@ -253,6 +367,10 @@ pub struct Client {
     base: String,
     authorization: Option<String>,
     had_credentials: bool,
+    request_timeout: Duration,
+    deadline: Option<Instant>,
+    /// When the client was made (for the deadline's message).
+    since: Instant,
 }
 
 impl Client {
@@ -260,7 +378,7 @@ impl Client {
     pub fn new(settings: &Settings) -> Result<Client> {
         let mut b = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .timeout(settings.request_timeout)
             .user_agent(concat!("repro/", env!("CARGO_PKG_VERSION")));
         if settings.uri.to_ascii_lowercase().starts_with("https://") {
             b = b.tls_config(Arc::new(tls_config(settings)?));
@@ -278,6 +396,9 @@ impl Client {
             base: settings.uri.clone(),
             had_credentials: authorization.is_some(),
             authorization,
+            request_timeout: settings.request_timeout,
+            deadline: settings.deadline,
+            since: Instant::now(),
         })
     }
 
@@ -286,11 +407,32 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let r = self.agent.request(method, &format!("{}{path}", self.base));
-        match &self.authorization {
+    /// A request, its timeout cut to what is left before the deadline; past the deadline, the
+    /// error that says so (no request is started).
+    fn request(&self, method: &str, path: &str, endpoint: &str) -> Result<ureq::Request> {
+        let mut r = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.deadline_passed(endpoint));
+            }
+            r = r.timeout(left.min(self.request_timeout));
+        }
+        Ok(match &self.authorization {
             Some(a) => r.set("Authorization", a),
             None => r,
+        })
+    }
+
+    fn deadline_passed(&self, endpoint: &str) -> MlflowError {
+        let total = self
+            .deadline
+            .map(|d| d.saturating_duration_since(self.since))
+            .unwrap_or_default();
+        MlflowError::Deadline {
+            uri: self.base.clone(),
+            seconds: total.as_secs_f64().round() as u64,
+            what: format!("no answer to {endpoint} in time"),
         }
     }
 
@@ -321,11 +463,13 @@ impl Client {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
+                // The server's words reach a terminal: its control characters are shown, not obeyed.
                 let message = body
                     .get("message")
                     .and_then(Value::as_str)
-                    .map(str::to_string)
+                    .map(|m| crate::sanitize::escape(m).into_owned())
                     .unwrap_or_else(|| snippet(&text));
+                let code = crate::sanitize::escape(&code).into_owned();
                 Err(match status {
                     401 | 403 => MlflowError::Unauthorized {
                         uri: self.base.clone(),
@@ -347,6 +491,9 @@ impl Client {
                 })
             }
             Err(ureq::Error::Transport(t)) => {
+                if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(self.deadline_passed(endpoint));
+                }
                 let mut detail = t.to_string();
                 let mut src = std::error::Error::source(&t);
                 while let Some(s) = src {
@@ -357,6 +504,7 @@ impl Client {
                     }
                     src = s.source();
                 }
+                let detail = crate::sanitize::escape(&detail).into_owned();
                 let lower = detail.to_ascii_lowercase();
                 if lower.contains("certificate")
                     || lower.contains("tls")
@@ -378,11 +526,14 @@ impl Client {
 
     fn post(&self, endpoint: &str, body: &Value) -> Result<Value> {
         let path = format!("/api/2.0/mlflow/{endpoint}");
-        self.answer(endpoint, self.request("POST", &path).send_json(body))
+        self.answer(
+            endpoint,
+            self.request("POST", &path, endpoint)?.send_json(body),
+        )
     }
 
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
-        let mut r = self.request("GET", &format!("/api/2.0/mlflow/{endpoint}"));
+        let mut r = self.request("GET", &format!("/api/2.0/mlflow/{endpoint}"), endpoint)?;
         for (k, v) in query {
             r = r.query(k, v);
         }
@@ -550,10 +701,31 @@ impl Client {
         page_token: Option<&str>,
         max_results: usize,
     ) -> Result<(Vec<TaggedRun>, Option<String>)> {
+        self.search_tagged(experiment_id, "ACTIVE_ONLY", page_token, max_results)
+    }
+
+    /// One page of the experiment's *deleted* runs that carry a `repro.run_id` tag (MLflow's
+    /// trash: `run_view_type = DELETED_ONLY`), as [`Client::search_repro_runs`].
+    pub fn search_deleted_repro_runs(
+        &self,
+        experiment_id: &str,
+        page_token: Option<&str>,
+        max_results: usize,
+    ) -> Result<(Vec<TaggedRun>, Option<String>)> {
+        self.search_tagged(experiment_id, "DELETED_ONLY", page_token, max_results)
+    }
+
+    fn search_tagged(
+        &self,
+        experiment_id: &str,
+        view: &str,
+        page_token: Option<&str>,
+        max_results: usize,
+    ) -> Result<(Vec<TaggedRun>, Option<String>)> {
         let mut body = json!({
             "experiment_ids": [experiment_id],
             "filter": "tags.`repro.run_id` LIKE '%'",
-            "run_view_type": "ACTIVE_ONLY",
+            "run_view_type": view,
             "max_results": max_results,
         });
         if let Some(t) = page_token {
@@ -599,7 +771,7 @@ impl Client {
         };
         let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{path}");
         let res = self
-            .request("PUT", &url)
+            .request("PUT", &url, "mlflow-artifacts upload")?
             .set("Content-Type", "application/octet-stream")
             .send_bytes(bytes);
         self.answer("mlflow-artifacts upload", res).map(|_| ())
@@ -628,10 +800,11 @@ pub fn batches<'a>(
 
 fn snippet(text: &str) -> String {
     let t = text.trim();
-    match t.char_indices().nth(300) {
+    let cut = match t.char_indices().nth(300) {
         Some((i, _)) => format!("{}…", &t[..i]),
         None => t.to_string(),
-    }
+    };
+    crate::sanitize::escape(&cut).into_owned()
 }
 
 fn tls_config(settings: &Settings) -> Result<rustls::ClientConfig> {
@@ -785,14 +958,14 @@ mod tests {
         let s = Settings::from_env(
             None,
             &env(&[
-                ("MLFLOW_TRACKING_URI", "http://h:5000/"),
+                ("MLFLOW_TRACKING_URI", "https://h:5000/"),
                 ("MLFLOW_TRACKING_USERNAME", "alice"),
                 ("MLFLOW_TRACKING_PASSWORD", "pw"),
                 ("MLFLOW_TRACKING_INSECURE_TLS", "true"),
             ]),
         )
         .unwrap();
-        assert_eq!(s.uri, "http://h:5000");
+        assert_eq!(s.uri, "https://h:5000");
         assert_eq!(
             s.auth,
             Auth::Basic {
@@ -842,5 +1015,47 @@ mod tests {
         assert_eq!(b.iter().map(|x| x.2.len()).sum::<usize>(), 2500);
         assert_eq!(b.len(), 3);
         assert!(batches(&[], &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn credentials_in_the_uri_go_to_the_request_only_and_never_in_clear_to_a_remote_host() {
+        let none = |_: &str| None;
+        let s = Settings::from_env(Some("http://alice:p%40ss@127.0.0.1:5000/ml/"), &none).unwrap();
+        assert_eq!(s.uri, "http://127.0.0.1:5000/ml");
+        assert_eq!(
+            s.auth,
+            Auth::Basic {
+                user: "alice".into(),
+                password: "p@ss".into()
+            }
+        );
+        assert_eq!(redact_uri("https://u:secret@h/x@y"), "https://h/x@y");
+        let err = normalize_uri("ftp://u:secret@h").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        // Plain HTTP to a remote host: refused with credentials, fine without.
+        let remote = "http://u:secret@mlflow.invalid:5000";
+        let e = Settings::from_env(Some(remote), &none).unwrap_err();
+        assert!(matches!(e, MlflowError::InsecureCredentials { .. }), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let token = |k: &str| (k == "MLFLOW_TRACKING_TOKEN").then(|| "t".to_string());
+        assert!(matches!(
+            Settings::from_env(Some("http://mlflow.invalid"), &token),
+            Err(MlflowError::InsecureCredentials { .. })
+        ));
+        assert!(Settings::from_env(Some("http://mlflow.invalid"), &none).is_ok());
+        assert!(Settings::from_env(Some("https://mlflow.invalid"), &token).is_ok());
+        for local in [
+            "http://localhost:1",
+            "http://127.0.0.2",
+            "http://[::1]:5000",
+        ] {
+            assert!(Settings::from_env(Some(local), &token).is_ok(), "{local}");
+        }
+        let allowed = |k: &str| match k {
+            "MLFLOW_TRACKING_TOKEN" => Some("t".to_string()),
+            "MLFLOW_TRACKING_INSECURE_HTTP" => Some("true".to_string()),
+            _ => None,
+        };
+        assert!(Settings::from_env(Some("http://mlflow.invalid"), &allowed).is_ok());
     }
 }

@@ -63,7 +63,7 @@ impl Hinted for ArchiveError {
     fn hint(&self) -> Option<String> {
         match self {
             ArchiveError::Store(e) => e.hint(),
-            ArchiveError::Registry(e) => e.hint(),
+            ArchiveError::Registry(e) => archive_hint(e),
             ArchiveError::Layout(e) => e.hint(),
             ArchiveError::BlobNotCopied { source, .. } => source.hint(),
             ArchiveError::Gone { .. } => Some(
@@ -80,6 +80,22 @@ impl Hinted for ArchiveError {
             }
             ArchiveError::Io { .. } | ArchiveError::BadManifest { .. } => None,
         }
+    }
+}
+
+/// What to do about a registry error while archiving: the registry client's own hints speak of
+/// `repro run` (`--offline`, `--resolve engine`, pinning a tag), which mean nothing here.
+fn archive_hint(e: &RegistryError) -> Option<String> {
+    match e {
+        RegistryError::Transport { .. } | RegistryError::Deadline { .. }
+            if !e.hint().is_some_and(|h| h.contains("--ca-cert") || h.contains("--insecure-registry")) =>
+        {
+            Some("check that the registry is up and run `repro image archive` again (already archived blobs are kept); REPRO_REGISTRY_TIMEOUT=SECONDS sets the deadline".into())
+        }
+        RegistryError::NotFound { .. } => Some(
+            "the registry no longer serves this content, so it cannot be archived from there; `repro audit` shows which runs are at risk".into(),
+        ),
+        _ => e.hint(),
     }
 }
 
@@ -179,6 +195,9 @@ pub struct ArchivedImage {
     pub platform_digests: Vec<String>,
     /// `None` on success, else why this image could not be archived.
     pub error: Option<String>,
+    /// What to do about `error` (for people: not part of the JSON).
+    #[serde(skip)]
+    pub hint: Option<String>,
 }
 
 /// What an archive did.
@@ -361,6 +380,7 @@ pub fn archive(
             digest: g.top.clone(),
             platform_digests: Vec::new(),
             error: None,
+            hint: None,
         };
         let outcome =
             f.and_then(|ms| store_manifests(client, req, layout.as_ref(), &ms, &blob_errors));
@@ -377,7 +397,10 @@ pub fn archive(
                     });
                 }
             }
-            Err(e) => img.error = Some(describe(&e)),
+            Err(e) => {
+                img.error = Some(describe(&e));
+                img.hint = e.hint();
+            }
         }
         report.images.push(img);
     }

@@ -2,10 +2,14 @@
 //! and digest) it asks the registry whether the digest (index and platform manifest) is still
 //! there, where the recorded tag points now, which tags point at the digest now, and checks the
 //! archived copies. Requests run in parallel within a bound; tag listings are read once per
-//! repository and bounded.
+//! repository and bounded. Each registry gets one deadline for the whole audit (the registry
+//! deadline, `REPRO_REGISTRY_TIMEOUT`, 60 s by default), counted from its first request: a
+//! registry that hangs costs that long, however many images it holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -131,12 +135,66 @@ struct RepoTags {
     error: Option<String>,
 }
 
+/// One deadline per registry (`host[:port]`) for the whole audit, started by its first
+/// request. A request still unanswered at the deadline is given up (its thread is left to end
+/// on its own), so no registry holds the audit longer than `limit`.
+struct Deadlines {
+    client: Arc<RegistryClient>,
+    limit: Duration,
+    by_registry: Mutex<BTreeMap<String, Instant>>,
+}
+
+impl Deadlines {
+    fn new(client: &Arc<RegistryClient>) -> Deadlines {
+        Deadlines {
+            client: client.clone(),
+            limit: client.options().deadline,
+            by_registry: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn gave_up(&self, registry: &str) -> String {
+        format!(
+            "registry {registry} did not answer within {} s (the audit's deadline per registry, REPRO_REGISTRY_TIMEOUT)",
+            self.limit.as_secs()
+        )
+    }
+
+    /// `f` on the client, within what is left of `registry`'s deadline.
+    fn call<T: Send + 'static>(
+        &self,
+        registry: &str,
+        f: impl FnOnce(&RegistryClient) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, String> {
+        let deadline = match self.by_registry.lock() {
+            Ok(mut m) => *m
+                .entry(registry.to_string())
+                .or_insert_with(|| Instant::now() + self.limit),
+            Err(_) => Instant::now() + self.limit,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.gave_up(registry));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let client = self.client.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(f(&client));
+        });
+        match rx.recv_timeout(left) {
+            Ok(r) => r.map_err(message),
+            Err(_) => Err(self.gave_up(registry)),
+        }
+    }
+}
+
 /// Audits the runs. `used_by(digest, except)` names another run recorded with that digest.
 pub fn audit(
-    client: &RegistryClient,
+    client: &Arc<RegistryClient>,
     req: &AuditRequest,
     used_by: &mut dyn FnMut(&str, &[String]) -> Option<String>,
 ) -> AuditReport {
+    let client = &Deadlines::new(client);
     let (groups, unpinned) = group_runs(&req.runs);
     let tags = Listings::read(client, req, &groups);
     let mut archives_by_run: BTreeMap<&str, Vec<&ArchiveRecord>> = BTreeMap::new();
@@ -213,14 +271,15 @@ struct Listings {
 
 impl Listings {
     /// Lists each repository's tags once, then looks their digests up in parallel.
-    fn read(client: &RegistryClient, req: &AuditRequest, groups: &[Group]) -> Listings {
+    fn read(client: &Deadlines, req: &AuditRequest, groups: &[Group]) -> Listings {
         let mut repos: BTreeMap<String, Reference> = BTreeMap::new();
         for g in groups {
             repos.entry(g.repo.name()).or_insert_with(|| g.repo.clone());
         }
         let repo_list: Vec<Reference> = repos.into_values().collect();
         let listings = parallel(&repo_list, req.jobs, |r| {
-            client.tags(r, req.tag_page_size, req.max_tag_pages)
+            let (repo, size, pages) = (r.clone(), req.tag_page_size, req.max_tag_pages);
+            client.call(&r.domain, move |c| c.tags(&repo, size, pages))
         });
         let mut tag_jobs: Vec<(usize, String)> = Vec::new();
         let mut repo_tags: Vec<RepoTags> = Vec::new();
@@ -234,12 +293,13 @@ impl Listings {
                         tag_jobs.push((i, tag));
                     }
                 }
-                Err(e) => t.error = Some(message(e)),
+                Err(e) => t.error = Some(e),
             }
             repo_tags.push(t);
         }
         let tag_digests = parallel(&tag_jobs, req.jobs, |(i, tag)| {
-            client.tag_digest(&repo_list[*i], tag)
+            let (repo, tag) = (repo_list[*i].clone(), tag.clone());
+            client.call(&repo.domain.clone(), move |c| c.tag_digest(&repo, &tag))
         });
         for ((i, tag), d) in tag_jobs.iter().zip(tag_digests) {
             match d {
@@ -254,7 +314,7 @@ impl Listings {
                 Ok(None) => {}
                 Err(e) => {
                     repo_tags[*i].complete = false;
-                    repo_tags[*i].error.get_or_insert(message(e));
+                    repo_tags[*i].error.get_or_insert(e);
                 }
             }
         }
@@ -272,7 +332,7 @@ impl Listings {
 /// Audits one image: are its digests still served, where its tag points, which tags point at
 /// it, and the health of its archived copies.
 fn audit_group(
-    client: &RegistryClient,
+    client: &Deadlines,
     req: &AuditRequest,
     g: &Group,
     t: &RepoTags,
@@ -300,7 +360,8 @@ fn audit_group(
             return Ok(true);
         }
         let digest = Digest::parse(d).map_err(|e| e.to_string())?;
-        client.has_manifest(&g.repo, &digest).map_err(message)
+        let repo = g.repo.clone();
+        client.call(&g.repo.domain, move |c| c.has_manifest(&repo, &digest))
     };
     let m = present(&g.digest);
     let i = g.index_digest.as_deref().map(present);
@@ -347,7 +408,7 @@ fn audit_group(
 }
 
 /// Where the recorded tag points now: from the listing, or asked when it was cut short.
-fn tag_now(client: &RegistryClient, g: &Group, t: &RepoTags, tag: &str) -> Result<TagNow, String> {
+fn tag_now(client: &Deadlines, g: &Group, t: &RepoTags, tag: &str) -> Result<TagNow, String> {
     let want = g.index_digest.as_deref().unwrap_or(&g.digest);
     // The listing already looked every tag up; ask again only when it was cut short.
     let listed = match t.by_tag.get(tag) {
@@ -355,13 +416,12 @@ fn tag_now(client: &RegistryClient, g: &Group, t: &RepoTags, tag: &str) -> Resul
         None if t.complete => Some(Ok(None)),
         None => None,
     };
-    let now = listed
-        .unwrap_or_else(|| {
-            client
-                .tag_digest(&g.repo, tag)
-                .map(|d| d.map(|d| d.to_string()))
-        })
-        .map_err(message)?;
+    let now = listed.unwrap_or_else(|| {
+        let (repo, tag) = (g.repo.clone(), tag.to_string());
+        client
+            .call(&g.repo.domain, move |c| c.tag_digest(&repo, &tag))
+            .map(|d| d.map(|d| d.to_string()))
+    })?;
     Ok(TagNow {
         tag: tag.to_string(),
         moved: now.as_deref() != Some(want),
@@ -390,12 +450,7 @@ fn availability(row: &AuditRow, known: bool) -> Availability {
     }
 }
 
-fn check_archive(
-    client: &RegistryClient,
-    a: &ArchiveRecord,
-    g: &Group,
-    deep: bool,
-) -> ArchiveHealth {
+fn check_archive(client: &Deadlines, a: &ArchiveRecord, g: &Group, deep: bool) -> ArchiveHealth {
     let platforms: Vec<String> = if g.index_digest.is_some() {
         vec![g.digest.clone()]
     } else {
@@ -412,10 +467,11 @@ fn check_archive(
                 Err(e) => problems.push(e.to_string()),
                 Ok(dst) => {
                     for d in std::iter::once(&top).chain(platforms.iter()) {
-                        match Digest::parse(d)
-                            .map_err(|e| e.to_string())
-                            .and_then(|dd| client.has_manifest(&dst, &dd).map_err(message))
-                        {
+                        let found = Digest::parse(d).map_err(|e| e.to_string()).and_then(|dd| {
+                            let repo = dst.clone();
+                            client.call(&dst.domain, move |c| c.has_manifest(&repo, &dd))
+                        });
+                        match found {
                             Ok(true) => {}
                             Ok(false) => problems.push(format!("{d} is not in {}", a.location)),
                             Err(e) => problems.push(e),

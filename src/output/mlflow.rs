@@ -5,8 +5,21 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ops::mlflow::{Action, PushSummary, RunOutcome};
 
-/// `RUN_ID<TAB>MLFLOW_RUN_ID<TAB>what was done`.
+/// `RUN_ID<TAB>MLFLOW_RUN_ID<TAB>what was done`: created, re-linked, updated …, unchanged, or
+/// `failed: REASON` (with what had been done before it failed).
 pub fn describe(o: &RunOutcome) -> String {
+    let mlflow = o.mlflow_run_id.as_deref().unwrap_or("-");
+    if let Some(e) = &o.error {
+        let before = match &o.action {
+            // The MLflow run exists but is not complete: the next push re-links and finishes it.
+            Action::Create | Action::Recreated { .. } if o.mlflow_run_id.is_some() => {
+                " (after creating the MLflow run)"
+            }
+            Action::Relinked { .. } => " (after re-linking the MLflow run)",
+            _ => "",
+        };
+        return format!("{}\t{}\tfailed{before}: {e}\n", o.run_id, mlflow);
+    }
     let what = match &o.action {
         Action::Unchanged => "unchanged".to_string(),
         Action::Create => "created".to_string(),
@@ -15,9 +28,31 @@ pub fn describe(o: &RunOutcome) -> String {
         Action::Relinked { parts } => format!("re-linked, sent {}", parts.join(", ")),
         Action::Update { parts } if parts.is_empty() => "no change sent".to_string(),
         Action::Update { parts } => format!("updated {}", parts.join(", ")),
+        Action::Deleted { .. } => "deleted in MLflow".to_string(),
+        Action::Recreated { deleted } => {
+            format!("re-created (the MLflow run {deleted} was deleted)")
+        }
+        Action::LeftDeleted => "deleted in MLflow, left out (--forget-deleted)".to_string(),
     };
-    let mlflow = o.mlflow_run_id.as_deref().unwrap_or("-");
     format!("{}\t{}\t{}\n", o.run_id, mlflow, what)
+}
+
+/// Run ids for a message: all of them up to 20, then how many more.
+pub fn id_list(ids: &[&str]) -> String {
+    const SHOWN: usize = 20;
+    let mut s = ids
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > SHOWN {
+        s.push_str(&format!(
+            " and {} more (see the lines above)",
+            ids.len() - SHOWN
+        ));
+    }
+    s
 }
 
 /// A progress bar on stderr for `to_send` runs.
@@ -34,7 +69,9 @@ pub fn progress(to_send: usize) -> ProgressBar {
 pub fn summary(summary: &PushSummary, uri: &str, dry_run: bool) -> String {
     let count = |f: &dyn Fn(&RunOutcome) -> bool| summary.outcomes.iter().filter(|o| f(o)).count();
     let ok = |o: &RunOutcome| o.error.is_none();
-    let created = count(&|o| ok(o) && o.action == Action::Create);
+    let created =
+        count(&|o| ok(o) && matches!(o.action, Action::Create | Action::Recreated { .. }));
+    let left_out = count(&|o| o.action == Action::LeftDeleted);
     let relinked = count(&|o| ok(o) && matches!(o.action, Action::Relinked { .. }));
     let updated =
         count(&|o| ok(o) && matches!(o.action, Action::Update { ref parts } if !parts.is_empty()));
@@ -44,7 +81,7 @@ pub fn summary(summary: &PushSummary, uri: &str, dry_run: bool) -> String {
                 || matches!(o.action, Action::Update { ref parts } if parts.is_empty()))
     });
     let planned = count(&|o| o.action == Action::CreateOrRelink);
-    let requests: usize = summary.outcomes.iter().map(|o| o.requests).sum();
+    let requests = summary.requests();
     let exp = match &summary.experiment_id {
         Some(id) => format!("experiment '{}' (id {id})", summary.experiment),
         None => format!("experiment '{}'", summary.experiment),
@@ -55,8 +92,14 @@ pub fn summary(summary: &PushSummary, uri: &str, dry_run: bool) -> String {
         )
     } else {
         format!(
-            "{uri}, {exp}: {created} created, {relinked} re-linked, {updated} updated, {unchanged} unchanged, {} failed ({requests} requests)",
-            summary.failed()
+            "{uri}, {exp}: {created} created, {relinked} re-linked, {updated} updated, {unchanged} unchanged, {}{} failed ({requests} request{})",
+            if left_out > 0 {
+                format!("{left_out} left out (deleted in MLflow), ")
+            } else {
+                String::new()
+            },
+            summary.failed(),
+            if requests == 1 { "" } else { "s" }
         )
     }
 }

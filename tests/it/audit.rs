@@ -265,10 +265,11 @@ fn a_corrupted_or_truncated_blob_is_detected() {
     bytes[i] ^= 0xff; // same size, different content
     std::fs::write(&p, &bytes).unwrap();
 
-    // Sizes still match: only --deep re-hashes.
+    // Sizes still match, but the file changed since it was found intact: even without --deep
+    // it is hashed again (see the test of item 7 of issue 22 below), and --deep always hashes.
     let (code, a, _) = json_of(&env, &["audit", "--json"]);
-    assert_eq!(code, 0);
-    assert_eq!(row(&a, &d1)["status"], "archived");
+    assert_eq!(code, 1, "{a}");
+    assert_eq!(row(&a, &d1)["status"], "missing");
     let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
     assert_eq!(code, 1, "{a}");
     let r = row(&a, &d1);
@@ -783,4 +784,163 @@ fn registry_timeout_in_the_configuration_reaches_audit_and_archive() {
     assert_eq!(code, 1, "{out}{err}");
     let both = format!("{out}{err}");
     assert!(both.contains("within 2s"), "{both}");
+}
+
+/// `audit` against a registry that accepts connections and never answers: one deadline per
+/// registry bounds the whole audit (REPRO_REGISTRY_TIMEOUT, here 4 s), for one image as for ten;
+/// every row is UNKNOWN with an error saying which registry gave no answer in time.
+#[test]
+fn audit_against_a_hanging_registry_is_bounded_by_one_deadline_per_registry() {
+    let env = TestEnv::new();
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = hang.local_addr().unwrap().to_string();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for c in hang.incoming().flatten() {
+                held.lock().unwrap().push(c);
+            }
+        });
+    }
+    // Pinned by digest and recorded offline: nothing asks the registry before the audit.
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            let image = format!(
+                "{registry}/team/app{i}:1.0@sha256:{}",
+                format!("{i:x}").repeat(64)
+            );
+            let (code, _, err) = env.run_in(
+                env.root(),
+                &[
+                    "run",
+                    "--host",
+                    "--offline",
+                    "--image",
+                    &image,
+                    "--",
+                    "true",
+                ],
+            );
+            assert_eq!(code, 0, "run: {err}");
+            env.last_id()
+        })
+        .collect();
+    for n in [1, 10] {
+        let mut c = env.repro();
+        c.env("REPRO_REGISTRY_TIMEOUT", "4")
+            .current_dir(env.root())
+            .args(["audit", "--json"])
+            .args(&ids[..n]);
+        let started = std::time::Instant::now();
+        let out = c.output().unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+        assert_eq!(out.status.code(), Some(1), "{v}");
+        let rows = v["images"].as_array().unwrap();
+        assert_eq!(rows.len(), n);
+        for r in rows {
+            assert_eq!(r["status"], "unknown", "{r}");
+            let e = r["error"].as_str().unwrap_or("");
+            assert!(
+                e.contains(&format!("registry {registry} did not answer within 4 s")),
+                "{r}"
+            );
+        }
+        // The deadline plus the process's own start, far below what a deadline per request
+        // (a listing, then the manifest, then the tag, each waiting in turn) would take.
+        assert!(
+            took < std::time::Duration::from_millis(6500),
+            "{n} images took {took:?}"
+        );
+    }
+}
+
+/// A blob already in the layout with the right size but one byte flipped is never trusted:
+/// `audit` (without `--deep`) reports the archive damaged, and `image archive` fetches the blob
+/// again from the registry and replaces it. Blobs unchanged since they were found intact are not
+/// hashed again (a record of inode, size, mtime and ctime per blob).
+#[test]
+fn a_corrupted_blob_already_in_the_layout_is_detected_and_repaired_from_the_registry() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run = record(&env, &registry.reference("team/app", "v1"));
+    let dir = env.root().join("archive");
+    archive(&env, &[&run], &dir, &[]);
+    let (layer, _) = manifest_children(&dir, &d1).last().unwrap().clone();
+    let p = blob(&dir, &layer);
+    let good = std::fs::read(&p).unwrap();
+    let (code, a, _) = json_of(&env, &["audit", "--json"]);
+    assert_eq!(code, 0, "{a}");
+    assert_eq!(row(&a, &d1)["archives"][0]["intact"], true, "{a}");
+
+    let mut bad = good.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0xff;
+    std::fs::write(&p, &bad).unwrap();
+    let (_, a, _) = json_of(&env, &["audit", "--json"]);
+    let r = row(&a, &d1);
+    assert_eq!(r["status"], "present", "{r}");
+    assert_eq!(r["archives"][0]["intact"], false, "{r}");
+    assert!(
+        r["archives"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("blob {layer} hashes to")),
+        "{r}"
+    );
+    let (_, out, _) = env.run_in(env.root(), &["audit"]);
+    assert!(!out.contains("+archived"), "{out}");
+
+    // Archived again: the damaged blob is fetched again and replaced, not counted as present.
+    let rep = archive(&env, &[&run], &dir, &[]);
+    assert_eq!(rep["archive"]["images"][0]["error"], Value::Null, "{rep}");
+    assert_eq!(rep["archive"]["blobs_fetched"], 1, "{rep}");
+    assert_eq!(std::fs::read(&p).unwrap(), good);
+    let (code, a, _) = json_of(&env, &["audit", "--json", "--deep"]);
+    assert_eq!(code, 0, "{a}");
+    assert_eq!(row(&a, &d1)["archives"][0]["intact"], true, "{a}");
+    assert!(
+        dir.join(".repro-verified").join(&layer[7..]).is_file(),
+        "written blobs are recorded as intact"
+    );
+}
+
+/// `image archive` against a registry that cannot be reached: the error's hints are about
+/// reaching the registry, not `repro run`'s flags (`--offline`, `--resolve engine`) nor an image
+/// gone from the registry.
+#[test]
+fn image_archive_errors_carry_hints_about_what_failed() {
+    let env = TestEnv::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let image = format!("127.0.0.1:{port}/team/app:1.0@sha256:{}", "a".repeat(64));
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--offline",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let dir = env.root().join("archive").display().to_string();
+    let (code, out, err) = env.run_in(env.root(), &["image", "archive", "--to", &dir, &id]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("1 image(s) could not be archived"), "{err}");
+    assert!(err.contains("check that the registry is up"), "{err}");
+    for unrelated in ["--offline", "--resolve engine", "gone from the registry"] {
+        assert!(!err.contains(unrelated), "{unrelated}: {err}");
+    }
 }

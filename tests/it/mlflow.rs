@@ -231,12 +231,12 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     assert_eq!(rerun_tags["mlflow.parentRunId"], mlflow_id);
     assert_eq!(rerun_tags["repro.rerun_of"], id);
 
-    // Second push: nothing created, nothing sent.
+    // Second push: nothing created, nothing sent (one request looks for runs deleted in MLflow).
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "");
     assert!(
-        err.contains("0 created") && err.contains("3 unchanged") && err.contains("(0 requests)"),
+        err.contains("0 created") && err.contains("3 unchanged") && err.contains("(1 request)"),
         "{err}"
     );
     assert_eq!(srv.runs(&exp).len(), 3);
@@ -397,6 +397,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         }],
         dry_run: false,
         jobs: 2,
+        deleted: Default::default(),
     };
     // 1,500 points: more than one log-batch request can hold.
     let first: Vec<MetricPoint> = (0..1500).map(point).collect();
@@ -457,6 +458,7 @@ fn new_runs_are_looked_up_in_one_listing_and_a_lost_ledger_relinks_them_all() {
             .collect(),
         dry_run: false,
         jobs: 2,
+        deleted: Default::default(),
     };
     let one = experiment("lookup-one");
     let s = push(&store, request(&one, &ids[..1]), &mut |_| {}).unwrap();
@@ -631,7 +633,7 @@ fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
 
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
-    assert!(err.contains("(0 requests)"), "{err}");
+    assert!(err.contains("(1 request)"), "{err}");
 
     // More points later: only those are sent; the history holds each point once.
     {
@@ -911,7 +913,7 @@ fn every_change_passes_the_cheap_check_and_old_ledger_rows_get_a_fingerprint() {
         let (out, err) = pushed(what);
         assert_eq!(out, "", "{what}");
         assert!(
-            err.contains("1 unchanged") && err.contains("(0 requests)"),
+            err.contains("1 unchanged") && err.contains("(1 request)"),
             "{what}: {err}"
         );
     };
@@ -1011,10 +1013,15 @@ fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
         &["run", "--host", "--param", "lr=0.1", "--", "true"],
     );
     let good = env.last_id();
+    // A dataset name over MLflow's 500-character limit (param and metric names MLflow refuses
+    // are renamed by repro, so they no longer serve here).
+    std::fs::create_dir_all(repo.join("d")).unwrap();
+    std::fs::write(repo.join("d/f"), "x").unwrap();
+    let long_name = format!("{}=d", "n".repeat(600));
     ok(
         &env,
         &repo,
-        &["run", "--host", "--param", "bad?name=1", "--", "true"],
+        &["run", "--host", "--dataset", &long_name, "--", "true"],
     );
     let bad = env.last_id();
     let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--jobs", "1"]);
@@ -1025,12 +1032,13 @@ fn a_rejected_request_shows_the_servers_message_and_the_run_stays_queued() {
     );
     assert!(
         err.contains(
-            "the MLflow tracking server rejected runs/log-batch (HTTP 400 INVALID_PARAMETER_VALUE)"
+            "the MLflow tracking server rejected runs/log-inputs (HTTP 400 INVALID_PARAMETER_VALUE)"
         ),
         "{err}"
     );
-    // The server's own words, naming the offending name.
-    assert!(err.contains("bad?name"), "{err}");
+    // The server's own words, naming what is wrong, and the run by its id.
+    assert!(err.contains("name"), "{err}");
+    assert!(err.contains(&bad), "{err}");
     assert!(
         err.contains("fix what the server names and push again"),
         "{err}"
@@ -1128,4 +1136,615 @@ fn the_pushed_rerun_script_of_an_insecure_registry_run_runs_after_download() {
         .unwrap();
     crate::support::assert_ok_for(&rerun, "bash rerun.sh from MLflow");
     assert_eq!(String::from_utf8_lossy(&rerun.stdout), "hello\n");
+}
+
+/// `{repro.run_id: count}` of the experiment's active runs, counted by MLflow's own Python
+/// client (`MlflowClient.search_runs`, every page).
+fn mlflow_client_counts(
+    srv: &crate::support::mlflow::MlflowServer,
+    exp: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    const COUNT_PY: &str = r#"
+import collections, json, sys
+from mlflow.tracking import MlflowClient
+c = MlflowClient(tracking_uri=sys.argv[1])
+e = c.get_experiment_by_name(sys.argv[2])
+n = collections.Counter()
+token = None
+while True:
+    page = c.search_runs([e.experiment_id], max_results=500, page_token=token)
+    for r in page:
+        n[r.data.tags.get("repro.run_id", "")] += 1
+    token = page.token
+    if not token:
+        break
+print(json.dumps(n))
+"#;
+    let out = std::process::Command::new(crate::support::mlflow::venv().join("bin/python"))
+        .args(["-c", COUNT_PY, &srv.uri, exp])
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `n` host runs in one repository; their ids, oldest first.
+fn many_runs(env: &TestEnv, n: usize) -> Vec<String> {
+    let repo = env.git_repo("app");
+    (0..n)
+        .map(|i| {
+            ok(
+                env,
+                &repo,
+                &["run", "--host", "--param", &format!("i={i}"), "--", "true"],
+            );
+            env.last_id()
+        })
+        .collect()
+}
+
+/// Two, then four `repro mlflow push` started at once over the same 60 runs: every run is one
+/// MLflow run (counted by MLflow's Python client), every push exits 0, and the ledger points at
+/// that one run. Pushes to one server and experiment take turns (a lock beside the database).
+#[test]
+fn concurrent_pushes_create_exactly_one_mlflow_run_per_repro_run() {
+    let srv = server();
+    let env = TestEnv::new();
+    let ids = many_runs(&env, 60);
+    for pushers in [2, 4] {
+        let exp = experiment(&format!("concurrent-{pushers}"));
+        // Each pusher is its own `repro` process, started together.
+        let results: Vec<(i32, String, String)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..pushers)
+                .map(|_| s.spawn(|| push(&env, &srv.uri, &[], &["--experiment", &exp])))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (code, out, err) in &results {
+            assert_eq!(*code, 0, "{out}\n{err}");
+        }
+        let counts = mlflow_client_counts(srv, &exp);
+        assert_eq!(counts.len(), 60, "{counts:?}");
+        for id in &ids {
+            assert_eq!(counts.get(id), Some(&1), "{pushers} pushers: {counts:?}");
+        }
+        let conn = rusqlite::Connection::open(env.db()).unwrap();
+        let linked: Vec<String> = conn
+            .prepare("SELECT mlflow_run_id FROM mlflow_pushes WHERE experiment = ?1")
+            .unwrap()
+            .query_map([&exp], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(linked.len(), 60);
+        let on_server: std::collections::BTreeSet<String> = srv
+            .runs(&exp)
+            .iter()
+            .map(|r| r["info"]["run_id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(linked.iter().all(|m| on_server.contains(m)));
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that forwards the first `requests` HTTP
+/// requests, then dies: every connection is cut and new ones are refused (the server went away
+/// in the middle of a push).
+fn dying_proxy(upstream: &str, requests: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            if seen.load(Ordering::SeqCst) >= requests {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let mut server = TcpStream::connect(&upstream).unwrap();
+            open.lock().unwrap().push(client.try_clone().unwrap());
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+            });
+            let (seen, open) = (seen.clone(), open.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let chunk = &buf[..n];
+                    let starts = [&b"POST /"[..], b"GET /", b"PUT /"]
+                        .iter()
+                        .filter(|m| chunk.starts_with(m))
+                        .count();
+                    if starts > 0 && seen.fetch_add(1, Ordering::SeqCst) >= requests {
+                        for s in open.lock().unwrap().iter() {
+                            let _ = s.shutdown(Shutdown::Both);
+                        }
+                        let _ = server.shutdown(Shutdown::Both);
+                        break;
+                    }
+                    if server.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    uri
+}
+
+/// The server dies in the middle of a push: each run's line says what happened to it (created
+/// only for the runs the server acknowledged, which are in the ledger; `failed: REASON` for the
+/// others), the summary counts are those of the lines, the error names every run not pushed, and
+/// it does not say "nothing was changed locally" when ledger rows were written. The next push
+/// sends the rest, each run once.
+#[test]
+fn per_run_lines_and_the_summary_tell_the_truth_when_the_server_dies_mid_push() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("dies");
+    let ids = many_runs(&env, 12);
+    // Enough requests for a few runs (about nine each), then the server is gone.
+    let proxy = dying_proxy(&srv.uri, 40);
+    let (code, out, err) = push(&env, &proxy, &[], &["--experiment", &exp, "--jobs", "1"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let ledger: std::collections::BTreeMap<String, String> = conn
+        .prepare("SELECT run_id, mlflow_run_id FROM mlflow_pushes")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        !ledger.is_empty() && ledger.len() < ids.len(),
+        "{ledger:?}\n{out}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), ids.len(), "{out}");
+    let mut created = 0;
+    let mut failed = Vec::new();
+    for line in &lines {
+        let f: Vec<&str> = line.splitn(3, '\t').collect();
+        let (id, mlflow, what) = (f[0], f[1], f[2]);
+        match ledger.get(id) {
+            Some(m) => {
+                assert_eq!(what, "created", "{line}");
+                assert_eq!(mlflow, m, "{line}");
+                created += 1;
+            }
+            None => {
+                assert!(what.starts_with("failed"), "{line}");
+                assert!(
+                    what.contains("cannot reach the MLflow tracking server"),
+                    "{line}"
+                );
+                failed.push(id);
+            }
+        }
+    }
+    assert!(
+        err.contains(&format!(
+            "{created} created, 0 re-linked, 0 updated, 0 unchanged, {} failed",
+            failed.len()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("(0 requests)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} of {} runs not pushed",
+            failed.len(),
+            ids.len()
+        )),
+        "{err}"
+    );
+    for id in &failed {
+        assert!(err.contains(id), "{id} not named: {err}");
+    }
+    assert!(!err.contains("nothing was changed locally"), "{err}");
+    assert!(
+        err.contains(&format!("{created} runs were pushed and recorded")),
+        "{err}"
+    );
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let counts = mlflow_client_counts(srv, &exp);
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "{counts:?}");
+    }
+}
+
+/// Param names and metric keys MLflow refuses (`../etc`, `/abs`, `a//b`, `q"uote`, `trail/`;
+/// `""`, ESC, newline, `../up`) are pushed under safe names, the same on every push; the run
+/// is FINISHED with all its params, the originals are in `repro/params.json` and
+/// `repro/metric_keys.json`, and tags list the renames. A second push sends nothing.
+#[test]
+fn names_mlflow_refuses_are_pushed_under_safe_names_and_the_originals_kept() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("names");
+    let repo = env.git_repo("app");
+    let bad = ["../etc", "/abs", "a//b", "q\"uote", "trail/"];
+    let mut args: Vec<String> = vec!["run".into(), "--host".into()];
+    for (i, k) in bad.iter().enumerate() {
+        args.push("--param".into());
+        args.push(format!("{k}={i}"));
+    }
+    args.extend(
+        [
+            "--param",
+            "lr=0.1",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s\\n' \"$1\" >> \"$REPRO_METRICS\"",
+            "sh",
+            r#"{"": 1, "\u001b[2J": 2, "a\nb": 3, "../up": 4, "loss": 5}"#,
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&env, &repo, &args);
+    let id = env.last_id();
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("created"), "{out}");
+    let run = srv.run_by_repro_id(&exp, &id).expect("pushed");
+    assert_eq!(run["info"]["status"], "FINISHED");
+    let params = kv(&run["data"]["params"]);
+    assert_eq!(params.len(), 6, "{params:?}");
+    assert_eq!(params["lr"], "0.1");
+    assert!(params.keys().any(|k| k.starts_with("etc-")), "{params:?}");
+    let metrics: Vec<String> = run["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(metrics.len(), 5, "{metrics:?}");
+    assert!(metrics.contains(&"loss".to_string()));
+    let tags = kv(&run["data"]["tags"]);
+    assert!(
+        tags["repro.params.renamed"].contains("'../etc' as 'etc-"),
+        "{tags:?}"
+    );
+    assert!(
+        tags["repro.metrics.renamed"].contains("'\\x1b[2J' as '__2J-"),
+        "{tags:?}"
+    );
+    let mlflow_id = run["info"]["run_id"].as_str().unwrap();
+    let exp_id = run["info"]["experiment_id"].as_str().unwrap();
+    let all: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/params.json")).unwrap();
+    assert_eq!(all["../etc"], "0");
+    assert_eq!(all["q\"uote"], "3");
+    let keys: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/metric_keys.json")).unwrap();
+    let originals: std::collections::BTreeSet<&str> = keys.values().map(String::as_str).collect();
+    assert_eq!(
+        originals,
+        ["", "\u{1b}[2J", "a\nb", "../up"].into_iter().collect()
+    );
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
+
+/// A run deleted in MLflow (its trash) is never "unchanged" and never sent to: the push says it
+/// was deleted and how to go on; `--recreate-deleted` pushes it again as a new run,
+/// `--forget-deleted` leaves it out from then on (exit 0).
+#[test]
+fn a_run_deleted_in_mlflow_is_reported_and_can_be_recreated_or_left_out() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("deleted");
+    let (repo, id) = recorded_run(&env, false);
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    let first = srv.run_by_repro_id(&exp, &id).unwrap()["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.post("runs/delete", serde_json::json!({ "run_id": first }));
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{id}\t{first}\tfailed: the MLflow run {first} was deleted"
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("--recreate-deleted") && err.contains("--forget-deleted"),
+        "{err}"
+    );
+    // A local change does not end in "must be in the 'active' state".
+    ok(&env, &repo, &["tag", &id, "+later"]);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("was deleted"), "{out}");
+    assert!(!err.contains("active"), "{err}");
+
+    let (code, out, err) = push(
+        &env,
+        &srv.uri,
+        &[],
+        &["--experiment", &exp, "--recreate-deleted"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("re-created (the MLflow run {first} was deleted)")),
+        "{out}"
+    );
+    let second = srv.run_by_repro_id(&exp, &id).unwrap();
+    assert_ne!(second["info"]["run_id"].as_str().unwrap(), first);
+    assert_eq!(
+        kv(&second["data"]["tags"]).get("later").map(String::as_str),
+        Some("")
+    );
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+
+    srv.post(
+        "runs/delete",
+        serde_json::json!({ "run_id": second["info"]["run_id"] }),
+    );
+    let (code, out, err) = push(
+        &env,
+        &srv.uri,
+        &[],
+        &["--experiment", &exp, "--forget-deleted"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("left out"), "{out}");
+    ok(&env, &repo, &["tag", &id, "+even-later"]);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("1 left out (deleted in MLflow)"), "{err}");
+    assert!(
+        srv.run_by_repro_id(&exp, &id).is_none(),
+        "left out, not pushed"
+    );
+}
+
+/// `http://user:secret@host` sends the credentials as basic auth but never prints or stores
+/// them (status line, per-run errors, `run --mlflow` warnings, the push ledger); credentials
+/// over plain HTTP to a host that is not loopback are refused before any connection unless
+/// `MLFLOW_TRACKING_INSECURE_HTTP=true`.
+#[test]
+fn credentials_in_the_tracking_uri_are_never_shown_or_stored_nor_sent_in_clear() {
+    let srv = auth_server();
+    let env = TestEnv::new();
+    let exp = experiment("userinfo");
+    let (repo, id) = recorded_run(&env, false);
+    let with_creds = srv.uri.replacen(
+        "http://",
+        &format!("http://{ADMIN_USER}:{ADMIN_PASSWORD}@"),
+        1,
+    );
+    let (code, out, err) = push(&env, &with_creds, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        srv.run_by_repro_id(&exp, &id).is_some(),
+        "sent as basic auth"
+    );
+    assert!(
+        !out.contains(ADMIN_PASSWORD) && !err.contains(ADMIN_PASSWORD),
+        "{err}"
+    );
+    assert!(err.contains(&srv.uri), "{err}");
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let stored: Vec<String> = conn
+        .prepare("SELECT tracking_uri FROM mlflow_pushes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, std::slice::from_ref(&srv.uri));
+    let db = std::fs::read(env.db()).unwrap();
+    assert!(
+        !db.windows(ADMIN_PASSWORD.len())
+            .any(|w| w == ADMIN_PASSWORD.as_bytes()),
+        "the password is in the database file"
+    );
+    // The server down: the error names the server without the password.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://u:{ADMIN_PASSWORD}@127.0.0.1:{port}");
+    ok(&env, &repo, &["tag", &id, "+again"]);
+    let (code, out, err) = push(&env, &dead, &[], &["--experiment", &exp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot reach the MLflow tracking server at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        !out.contains(ADMIN_PASSWORD) && !err.contains(ADMIN_PASSWORD),
+        "{out}\n{err}"
+    );
+    let (code, _, err) = repro_mlflow(
+        &env,
+        Some(&dead),
+        &repo,
+        &["run", "--host", "--mlflow", "--", "true"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not pushed to MLflow"), "{err}");
+    assert!(!err.contains(ADMIN_PASSWORD), "{err}");
+
+    // Plain HTTP to a name that is not loopback (and resolves nowhere): refused first.
+    for (uri, extra) in [
+        ("http://alice:pw@mlflow.invalid:5000", vec![]),
+        (
+            "http://mlflow.invalid:5000",
+            vec![("MLFLOW_TRACKING_TOKEN", "tok")],
+        ),
+        (
+            "http://mlflow.invalid:5000",
+            vec![
+                ("MLFLOW_TRACKING_USERNAME", "alice"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw"),
+            ],
+        ),
+    ] {
+        let (code, _, err) = push(&env, uri, &extra, &["--experiment", &exp]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("refusing to send MLflow credentials")
+                && err.contains("over plain HTTP to http://mlflow.invalid:5000"),
+            "{err}"
+        );
+        assert!(err.contains("MLFLOW_TRACKING_INSECURE_HTTP=true"), "{err}");
+        assert!(!err.contains("cannot reach"), "{err}");
+    }
+    let (code, _, err) = push(
+        &env,
+        "http://mlflow.invalid:5000",
+        &[
+            ("MLFLOW_TRACKING_TOKEN", "tok"),
+            ("MLFLOW_TRACKING_INSECURE_HTTP", "true"),
+        ],
+        &["--experiment", &exp],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot reach the MLflow tracking server"),
+        "{err}"
+    );
+}
+
+/// A loopback HTTP server that answers every request with HTTP `status` and `body`.
+fn canned_server(status: &'static str, body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut r = BufReader::new(conn);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = r.read_exact(&mut vec![0; len]);
+            let _ = write!(
+                r.get_mut(),
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    uri
+}
+
+/// The server's error text reaches the terminal with its control characters shown, never
+/// obeyed: no ESC byte on stderr, in `repro mlflow push` or in `run --mlflow`'s warning.
+#[test]
+fn server_error_text_with_escapes_is_escaped_on_the_terminal() {
+    let env = TestEnv::new();
+    let (repo, _) = recorded_run(&env, false);
+    let evil = canned_server(
+        "400 Bad Request",
+        r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad \u001b[2J\u001b]0;pwned\u0007 name\nrepro: all runs pushed"}"#,
+    );
+    let (code, _, err) = push(&env, &evil, &[], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(r"bad \x1b[2J\x1b]0;pwned\x07 name\nrepro: all runs pushed"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    let (code, _, err) = repro_mlflow(
+        &env,
+        Some(&evil),
+        &repo,
+        &["run", "--host", "--mlflow", "--", "true"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(r"\x1b[2J"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+/// `run --mlflow` against a server that accepts connections and never answers: the run ends
+/// after the job within the push's bound (10 s by default, `REPRO_MLFLOW_AFTER_RUN_TIMEOUT`), with
+/// one warning, and stays queued for `repro mlflow push`.
+#[test]
+fn run_with_mlflow_against_a_hanging_server_gives_up_after_its_bound_and_stays_queued() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("app");
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", hang.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for c in hang.incoming().flatten() {
+                held.lock().unwrap().push(c);
+            }
+        });
+    }
+    let started = std::time::Instant::now();
+    let (code, _, err) = repro_mlflow(
+        &env,
+        Some(&uri),
+        &repo,
+        &["run", "--host", "--mlflow", "--", "sh", "-c", "exit 4"],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "took {took:?}: {err}"
+    );
+    assert!(
+        err.contains("not pushed to MLflow: gave up on the MLflow tracking server")
+            && err.contains("after 10 s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("it stays queued for `repro mlflow push`"),
+        "{err}"
+    );
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    let mut c = env.repro();
+    c.env("MLFLOW_TRACKING_URI", &uri)
+        .env("REPRO_MLFLOW_AFTER_RUN_TIMEOUT", "1");
+    let out = c
+        .current_dir(&repo)
+        .args(["run", "--host", "--mlflow", "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("after 1 s"), "{err}");
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM mlflow_pushes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "queued, not recorded as pushed");
 }

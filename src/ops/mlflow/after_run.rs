@@ -1,7 +1,9 @@
 //! The push at the end of `repro run --mlflow` (or `mlflow_push = true`): one run, to the
 //! configured server and experiment, never failing the run it follows.
 
-use super::{push, PushRequest, RunToPush};
+use std::time::{Duration, Instant};
+
+use super::{push, DeletedRuns, PushRequest, RunToPush};
 use crate::error::Hinted;
 use crate::mlflow::{MlflowError, Settings};
 use crate::ops::Events;
@@ -9,6 +11,19 @@ use crate::store::Store;
 
 /// Experiment used when neither a flag, `MLFLOW_EXPERIMENT_NAME` nor the config names one.
 pub const DEFAULT_EXPERIMENT: &str = "repro";
+
+/// How long the push at the end of a run may take in all (waiting for another push's lock
+/// included), unless `REPRO_MLFLOW_AFTER_RUN_TIMEOUT` (seconds) says otherwise.
+pub const AFTER_RUN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `REPRO_MLFLOW_AFTER_RUN_TIMEOUT` (seconds, > 0), else [`AFTER_RUN_TIMEOUT`].
+pub fn after_run_timeout(env: &dyn Fn(&str) -> Option<String>) -> Duration {
+    env("REPRO_MLFLOW_AFTER_RUN_TIMEOUT")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(AFTER_RUN_TIMEOUT)
+}
 
 /// `repro run --mlflow` (or `mlflow_push = true`): push the run when it finishes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,13 +62,18 @@ impl AfterRun {
 
 /// Pushes one finished run (the end of `repro run --mlflow`). Never fails the run: any problem
 /// is one warning, and the run stays queued (no ledger row) for the next `repro mlflow push`.
+/// The whole push is bounded by [`after_run_timeout`]: a server that never answers costs that
+/// long, not a request timeout per request.
 /// Returns whether the run is on the server, up to date.
 pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -> bool {
     let env = |k: &str| std::env::var(k).ok();
     let queued = "it stays queued for `repro mlflow push`";
     let warn = |why: String| ev.warn(&format!("not pushed to MLflow: {why}; {queued}"));
     let settings = match cfg.settings(&env) {
-        Ok(s) => s,
+        Ok(s) => Settings {
+            deadline: Some(Instant::now() + after_run_timeout(&env)),
+            ..s
+        },
         Err(e) => {
             warn(with_hint(&e));
             return false;
@@ -73,6 +93,7 @@ pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -
         runs: vec![RunToPush::new(run)],
         dry_run: false,
         jobs: 1,
+        deleted: DeletedRuns::Report,
     };
     match push(store, req, &mut |_| {}) {
         Err(e) => {

@@ -27,6 +27,8 @@ pub enum PushError {
     Mlflow(#[from] MlflowError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot take the push lock {path}: {detail}")]
+    Lock { path: String, detail: String },
 }
 
 impl Hinted for PushError {
@@ -34,6 +36,7 @@ impl Hinted for PushError {
         match self {
             PushError::Mlflow(e) => e.hint(),
             PushError::Store(e) => e.hint(),
+            PushError::Lock { .. } => Some("another `repro mlflow push` to the same server and experiment holds it; wait for it, or check the directory's permissions".into()),
         }
     }
 }
@@ -131,6 +134,20 @@ pub struct PushRequest {
     pub dry_run: bool,
     /// Runs pushed at once (the bounded request pool).
     pub jobs: usize,
+    /// What to do with a run whose MLflow run was deleted on the server.
+    pub deleted: DeletedRuns,
+}
+
+/// What a push does with a run whose MLflow run was deleted (moved to MLflow's trash).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeletedRuns {
+    /// Say so and fail the run (the default): nothing is sent to a deleted run.
+    #[default]
+    Report,
+    /// `--recreate-deleted`: push the run again as a new MLflow run.
+    Recreate,
+    /// `--forget-deleted`: forget the link and leave the run out of MLflow from now on.
+    Forget,
 }
 
 /// What a push did (or, in a dry run, would do) to one run.
@@ -146,6 +163,13 @@ pub enum Action {
     Update { parts: Vec<&'static str> },
     /// In a dry run: not in the ledger; the push will look it up by tag, then create or re-link.
     CreateOrRelink,
+    /// Its MLflow run (this id) was deleted on the server: nothing sent (the error says what to do).
+    Deleted { mlflow_run_id: String },
+    /// Its MLflow run was deleted and `--recreate-deleted` pushed it again as a new run.
+    Recreated { deleted: String },
+    /// Its MLflow run was deleted and the link forgotten (`--forget-deleted`, now or before):
+    /// it is left out of MLflow.
+    LeftDeleted,
 }
 
 /// A local param that differs from the value the server holds (MLflow params are immutable).
@@ -178,6 +202,8 @@ pub enum Event<'a> {
     Planned { total: usize, to_send: usize },
     /// One run finished (sent, failed, or found unchanged).
     Pushed(&'a RunOutcome),
+    /// Another push to the same server and experiment holds the lock: waiting for it.
+    Waiting { lock: &'a std::path::Path },
 }
 
 /// The result of a push.
@@ -188,12 +214,34 @@ pub struct PushSummary {
     pub experiment_id: Option<String>,
     /// In the order the runs were given.
     pub outcomes: Vec<RunOutcome>,
+    /// Requests made for the whole push, not for one run (the look-up of deleted runs).
+    pub check_requests: usize,
 }
 
 impl PushSummary {
     /// Runs that failed to push.
     pub fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// Every request made.
+    pub fn requests(&self) -> usize {
+        self.check_requests + self.outcomes.iter().map(|o| o.requests).sum::<usize>()
+    }
+
+    /// Runs sent by this push and acknowledged by the server (their ledger rows written).
+    pub fn written(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| {
+                o.error.is_none()
+                    && !matches!(
+                        o.action,
+                        Action::Unchanged | Action::CreateOrRelink | Action::LeftDeleted
+                    )
+                    && !matches!(&o.action, Action::Update { parts } if parts.is_empty())
+            })
+            .count()
     }
 
     /// Runs with param conflicts.

@@ -29,6 +29,65 @@ pub const MAPPING_VERSION: u32 = 1;
 /// Artifact holding every param at full length when some could not be MLflow params.
 pub const PARAMS_ARTIFACT: &str = "repro/params.json";
 
+/// Artifact mapping each renamed metric key (the name MLflow holds) to the recorded one.
+pub const METRIC_KEYS_ARTIFACT: &str = "repro/metric_keys.json";
+
+/// Whether MLflow accepts `name` as a param, metric or tag key: at most 250 characters, only
+/// alphanumerics, `_`, `-`, `.`, space, `:` and `/`, and a path that is already normal (what
+/// MLflow's `path_not_unique` checks: not empty, not absolute, no empty, `.` or `..` segment,
+/// not starting with `..`).
+pub fn valid_key(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_KEY
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/'))
+        && !name.starts_with('/')
+        && !name.starts_with("..")
+        && name
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// The name MLflow holds for a recorded key: the key itself when MLflow accepts it; else, always
+/// the same for the same key, its allowed characters (any other becomes `_`), the path segments
+/// that are empty, `.` or `..` dropped, then `-` and the first 8 hex digits of the key's SHA-256
+/// (two keys never share a name by accident): `../etc` → `etc-…`, `""` → `_-e3b0c442`.
+pub fn safe_key(name: &str) -> String {
+    if valid_key(name) {
+        return name.to_string();
+    }
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut clean = mapped
+        .split('/')
+        .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
+        .collect::<Vec<_>>()
+        .join("/");
+    if clean.starts_with("..") || clean.is_empty() {
+        clean.insert(0, '_');
+    }
+    let clean = cut(&clean, MAX_KEY - 9).trim_end_matches('/').to_string();
+    format!("{clean}-{}", &sha256_hex(name.as_bytes())[..8])
+}
+
+/// `orig as safe, …`, the names escaped for the people who read the note.
+fn renamed_list(renamed: &[(String, String)]) -> String {
+    renamed
+        .iter()
+        .map(|(orig, safe)| format!("'{}' as '{safe}'", crate::sanitize::escape(orig)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Everything repro wants the MLflow run to hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
@@ -156,6 +215,10 @@ pub fn desired(
     let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut note_lines: Vec<String> = run.notes.clone();
     let params = params_of(run, &mut tags, &mut artifacts, &mut note_lines);
+    let mut metrics = metrics.to_vec();
+    if let Some(line) = rename_metric_keys(&mut metrics, &mut tags, &mut artifacts) {
+        note_lines.push(line);
+    }
     note_lines.push(format!("Pinned: {}", release_line(run).trim_end()));
     tags.insert("mlflow.note.content".into(), note_lines.join("\n\n"));
     move_long_tags(&mut tags, &mut artifacts);
@@ -167,7 +230,6 @@ pub fn desired(
     }
     artifacts.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut metrics = metrics.to_vec();
     metrics.sort_by(|a, b| {
         (a.key.as_str(), a.step, a.timestamp).cmp(&(b.key.as_str(), b.step, b.timestamp))
     });
@@ -191,8 +253,9 @@ pub fn desired(
 fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, String> {
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
     // The run's own tags first, so repro's and MLflow's keys win a collision.
+    // A tag MLflow refuses as a key is listed in `repro.tags` only.
     for t in &run.tags {
-        if t.len() <= MAX_KEY && !t.starts_with("mlflow.") && !t.starts_with("repro.") {
+        if valid_key(t) && !t.starts_with("mlflow.") && !t.starts_with("repro.") {
             tags.insert(t.clone(), String::new());
         }
     }
@@ -271,16 +334,33 @@ fn params_of(
 ) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
     let mut moved = Vec::new();
+    let mut renamed: Vec<(String, String)> = Vec::new();
     for (k, v) in &run.params {
         if k.chars().count() > MAX_KEY || v.chars().count() > MAX_PARAM_VALUE {
-            moved.push(k.clone());
+            moved.push(crate::sanitize::escape(k).into_owned());
+        } else if !valid_key(k) {
+            let safe = safe_key(k);
+            params.insert(safe.clone(), v.clone());
+            renamed.push((k.clone(), safe));
         } else {
             params.insert(k.clone(), v.clone());
         }
     }
-    if !moved.is_empty() {
+    if !moved.is_empty() || !renamed.is_empty() {
         let all = serde_json::to_vec_pretty(&run.params).expect("params serialise");
         artifacts.push((PARAMS_ARTIFACT.into(), all));
+    }
+    if !renamed.is_empty() {
+        let list = renamed_list(&renamed);
+        tags.insert(
+            "repro.params.renamed".into(),
+            cut(&list, MAX_TAG_VALUE).to_string(),
+        );
+        note_lines.push(format!(
+            "Params whose names MLflow refuses are recorded under safe names; their recorded names and values are in the artifact {PARAMS_ARTIFACT}: {list}"
+        ));
+    }
+    if !moved.is_empty() {
         let list = moved.join(", ");
         tags.insert(
             "repro.params.moved".into(),
@@ -291,6 +371,37 @@ fn params_of(
         ));
     }
     params
+}
+
+/// Metric keys MLflow refuses get safe names (see [`safe_key`]); the artifact
+/// `repro/metric_keys.json` maps each back to the recorded key, the tag `repro.metrics.renamed`
+/// lists them, and the returned note line says so.
+fn rename_metric_keys(
+    metrics: &mut [MetricPoint],
+    tags: &mut BTreeMap<String, String>,
+    artifacts: &mut Vec<(String, Vec<u8>)>,
+) -> Option<String> {
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for p in metrics.iter_mut() {
+        if !valid_key(&p.key) {
+            let safe = safe_key(&p.key);
+            renamed.insert(safe.clone(), std::mem::replace(&mut p.key, safe));
+        }
+    }
+    if renamed.is_empty() {
+        return None;
+    }
+    let map = serde_json::to_vec_pretty(&renamed).expect("keys serialise");
+    artifacts.push((METRIC_KEYS_ARTIFACT.into(), map));
+    let pairs: Vec<(String, String)> = renamed.into_iter().map(|(s, o)| (o, s)).collect();
+    let list = renamed_list(&pairs);
+    tags.insert(
+        "repro.metrics.renamed".into(),
+        cut(&list, MAX_TAG_VALUE).to_string(),
+    );
+    Some(format!(
+        "Metric keys MLflow refuses are recorded under safe names; {METRIC_KEYS_ARTIFACT} maps them back: {list}"
+    ))
 }
 
 /// Tag values over the limit: the full text becomes an artifact, the tag says so.
@@ -920,5 +1031,62 @@ mod tests {
         let mut s = want();
         s.status = "FAILED";
         assert_eq!(diff(&s, &base).parts(), ["status"]);
+    }
+
+    #[test]
+    fn names_mlflow_refuses_map_to_safe_deterministic_names_and_are_listed() {
+        for bad in [
+            "../etc",
+            "/abs",
+            "a//b",
+            "q\"uote",
+            "trail/",
+            "",
+            "\u{1b}[2J",
+            "a\nb",
+            "../up",
+            "./x",
+            "..x",
+            "a/./b",
+            ".",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
+            let safe = safe_key(bad);
+            assert!(valid_key(&safe), "{bad:?} -> {safe:?}");
+            assert_eq!(safe, safe_key(bad), "deterministic");
+        }
+        for good in ["lr", "train/loss", "val acc:top-1", "a.b_c", "überall"] {
+            assert!(valid_key(good), "{good}");
+            assert_eq!(safe_key(good), good);
+        }
+        assert_ne!(safe_key("a//b"), safe_key("a/b/"));
+        let mut r = run();
+        r.params = [("../etc", "1"), ("lr", "0.1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let m = ["", "\u{1b}x", "loss"].map(|k| MetricPoint {
+            key: k.into(),
+            value: 1.0,
+            timestamp: 1,
+            step: 0,
+        });
+        let d = desired(&r, &m, None, None);
+        assert!(d.params.keys().all(|k| valid_key(k)), "{:?}", d.params);
+        assert_eq!(d.params[&safe_key("../etc")], "1");
+        assert!(d.metrics.iter().all(|p| valid_key(&p.key)));
+        assert!(d.tags.keys().all(|k| valid_key(k)), "{:?}", d.tags.keys());
+        assert!(d.tags["repro.params.renamed"].contains("'../etc' as 'etc-"));
+        assert!(d.tags["repro.metrics.renamed"].contains("'\\x1bx' as '_x-"));
+        let keys = d
+            .artifacts
+            .iter()
+            .find(|a| a.0 == METRIC_KEYS_ARTIFACT)
+            .unwrap();
+        let map: BTreeMap<String, String> = serde_json::from_slice(&keys.1).unwrap();
+        assert_eq!(map[&safe_key("")], "");
+        let params = d.artifacts.iter().find(|a| a.0 == PARAMS_ARTIFACT).unwrap();
+        let all: BTreeMap<String, String> = serde_json::from_slice(&params.1).unwrap();
+        assert_eq!(all["../etc"], "1");
     }
 }

@@ -3,14 +3,16 @@
 //! original is pushed in the same call waits for it, so it can carry `mlflow.parentRunId`).
 //! Each acknowledged run is written to the ledger at once.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::plan::{self, attestation_stamp, diff, Baseline, Desired, Diff};
 use super::{
-    attestation_file, metric_history, Action, Event, PushError, PushRequest, PushSummary,
-    RunOutcome,
+    attestation_file, metric_history, Action, DeletedRuns, Event, PushError, PushRequest,
+    PushSummary, RunOutcome,
 };
 use crate::capture::host::{now, rfc3339};
 use crate::mlflow::{Client, KeyValue, MlflowError};
@@ -20,12 +22,18 @@ use crate::store::{Store, StoreError};
 /// The ledger of one server and experiment: repro run id → what was pushed.
 type Ledger = HashMap<String, MlflowPush>;
 
+/// `pushed_hash` of a ledger row whose MLflow run was deleted and the link forgotten
+/// (`--forget-deleted`): the run is left out of MLflow until `--recreate-deleted`.
+const LEFT_DELETED: &str = "left-deleted";
+
 /// One run to send.
 struct Job {
     index: usize,
     repro_id: String,
     want: Desired,
     base: Option<Baseline>,
+    /// The deleted MLflow run this job replaces (`--recreate-deleted`).
+    recreates: Option<String>,
     /// The cheap change check at plan time, recorded with the ledger row.
     fingerprint: Option<String>,
 }
@@ -45,9 +53,37 @@ pub fn push(
     events: &mut dyn FnMut(Event),
 ) -> Result<PushSummary, PushError> {
     let uri = req.settings.uri.clone();
+    // One push per (server, experiment) at a time: the ledger is read under the lock, so a
+    // second push sees what the first created instead of creating it again.
+    let _lock = if req.dry_run {
+        None
+    } else {
+        PushLock::take(store, &uri, &req.experiment, req.settings.deadline, events)?
+    };
     let mut ledger = store.mlflow_pushes(&uri, &req.experiment)?;
-    let planner = Planner::new(store, &req)?;
-    let first = planner.first_wave(&ledger)?;
+    let deleted = if req.dry_run {
+        Deleted::default()
+    } else {
+        Deleted::check(store, &req, &mut ledger)?
+    };
+    let mut planner = Planner::new(store, &req)?;
+    planner.recreated = deleted.recreated;
+    let mut first = planner.first_wave(&ledger)?;
+    // Runs whose MLflow run is deleted are decided before anything is sent to them.
+    for (id, o) in deleted.decided {
+        let Some(&i) = planner.ids.get(&id) else {
+            continue;
+        };
+        if let Some(pos) = first.jobs.iter().position(|j| j.index == i) {
+            first.jobs.remove(pos);
+            first.to_send -= 1;
+        }
+        if let Some(pos) = first.pending.iter().position(|&p| p == i) {
+            first.pending.remove(pos);
+            first.to_send -= 1;
+        }
+        first.outcomes[i] = Some(o);
+    }
     if !req.dry_run {
         store.set_mlflow_fingerprints(&uri, &req.experiment, &first.refresh)?;
     }
@@ -63,6 +99,7 @@ pub fn push(
         experiment: req.experiment.clone(),
         experiment_id: ledger.values().next().map(|p| p.experiment_id.clone()),
         outcomes: Vec::new(),
+        check_requests: deleted.requests,
     };
     let Wave {
         mut outcomes,
@@ -145,6 +182,8 @@ struct Planner<'a> {
     /// repro run id → position in `req.runs`.
     ids: HashMap<String, usize>,
     fp_inputs: FingerprintInputs,
+    /// repro run id → its deleted MLflow run, for the runs `--recreate-deleted` pushes again.
+    recreated: HashMap<String, String>,
 }
 
 impl<'a> Planner<'a> {
@@ -168,6 +207,7 @@ impl<'a> Planner<'a> {
                 .map(|(i, r)| (r.run.id.clone(), i))
                 .collect(),
             fp_inputs: store.fingerprint_inputs(&fp_ids)?,
+            recreated: HashMap::new(),
         })
     }
 
@@ -240,6 +280,7 @@ impl<'a> Planner<'a> {
             repro_id: self.req.runs[i].run.id.clone(),
             want,
             base,
+            recreates: self.recreated.get(&self.req.runs[i].run.id).cloned(),
             fingerprint: self.fingerprint(i, ledger),
         })
     }
@@ -296,6 +337,7 @@ impl<'a> Planner<'a> {
                 repro_id: r.run.id.clone(),
                 want,
                 base,
+                recreates: self.recreated.get(&r.run.id).cloned(),
                 fingerprint,
             });
         }
@@ -531,6 +573,12 @@ impl Sender<'_> {
                 })
             })
             .collect();
+        *action = match &job.recreates {
+            Some(deleted) => Action::Recreated {
+                deleted: deleted.clone(),
+            },
+            None => Action::Create,
+        };
         *requests += 1;
         let created = client.create_run(
             self.experiment_id,
@@ -638,6 +686,196 @@ impl Sender<'_> {
     }
 }
 
+/// Runs whose MLflow run was deleted on the server, found before anything is sent.
+#[derive(Default)]
+struct Deleted {
+    /// Outcomes decided without a request: reported (`Action::Deleted`, failed) or left out.
+    decided: Vec<(String, RunOutcome)>,
+    /// repro run id → deleted MLflow run id, for `--recreate-deleted` (out of the ledger in
+    /// memory; the store's row is replaced once the new run is acknowledged).
+    recreated: HashMap<String, String>,
+    /// Requests made to find them.
+    requests: usize,
+}
+
+impl Deleted {
+    /// Lists the deleted repro runs (MLflow's trash) of the experiments the ledger links the
+    /// selected runs to — one paginated `runs/search` per experiment, only when some selected run
+    /// has a ledger row — and applies `req.deleted` to those found: a push never reports a run
+    /// "unchanged" whose MLflow run is gone, nor sends to it ("must be in the 'active' state").
+    fn check(store: &Store, req: &PushRequest, ledger: &mut Ledger) -> Result<Deleted, PushError> {
+        let mut out = Deleted::default();
+        let left = |id: &str, mlflow: &str| RunOutcome {
+            run_id: id.to_string(),
+            mlflow_run_id: Some(mlflow.to_string()),
+            action: Action::LeftDeleted,
+            conflicts: Vec::new(),
+            requests: 0,
+            error: None,
+        };
+        // MLflow run id → repro run id, of the linked runs selected.
+        let mut linked: HashMap<String, String> = HashMap::new();
+        let mut experiments: BTreeSet<String> = BTreeSet::new();
+        for r in &req.runs {
+            let Some(p) = ledger.get(&r.run.id) else {
+                continue;
+            };
+            if p.pushed_hash == LEFT_DELETED {
+                if req.deleted == DeletedRuns::Recreate {
+                    out.recreated
+                        .insert(r.run.id.clone(), p.mlflow_run_id.clone());
+                    ledger.remove(&r.run.id);
+                } else {
+                    out.decided
+                        .push((r.run.id.clone(), left(&r.run.id, &p.mlflow_run_id)));
+                }
+                continue;
+            }
+            linked.insert(p.mlflow_run_id.clone(), r.run.id.clone());
+            experiments.insert(p.experiment_id.clone());
+        }
+        if linked.is_empty() {
+            return Ok(out);
+        }
+        let client = Client::new(&req.settings)?;
+        let mut gone: Vec<(String, String)> = Vec::new();
+        for exp in &experiments {
+            let mut token: Option<String> = None;
+            loop {
+                let (runs, next) =
+                    client.search_deleted_repro_runs(exp, token.as_deref(), SEARCH_PAGE)?;
+                out.requests += 1;
+                for (_, mlflow_id) in runs {
+                    if let Some(id) = linked.get(&mlflow_id) {
+                        gone.push((id.clone(), mlflow_id));
+                    }
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+        }
+        for (id, mlflow_id) in gone {
+            match req.deleted {
+                DeletedRuns::Report => out.decided.push((
+                    id.clone(),
+                    RunOutcome {
+                        run_id: id,
+                        mlflow_run_id: Some(mlflow_id.clone()),
+                        action: Action::Deleted {
+                            mlflow_run_id: mlflow_id.clone(),
+                        },
+                        conflicts: Vec::new(),
+                        requests: 0,
+                        error: Some(MlflowError::RunDeleted { run_id: mlflow_id }),
+                    },
+                )),
+                DeletedRuns::Recreate => {
+                    ledger.remove(&id);
+                    out.recreated.insert(id, mlflow_id);
+                }
+                DeletedRuns::Forget => {
+                    if let Some(p) = ledger.get(&id) {
+                        store.record_mlflow_push(&MlflowPush {
+                            pushed_hash: LEFT_DELETED.into(),
+                            fingerprint: None,
+                            pushed_at: rfc3339(now()),
+                            ..p.clone()
+                        })?;
+                    }
+                    out.decided.push((id.clone(), left(&id, &mlflow_id)));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The lock that serialises pushes to one server and experiment: an `flock` on a file in
+/// `<database>.mlflow-locks/`, named by a hash of the two. The kernel drops it when its
+/// holder exits, however it exits, so a crashed push never holds it.
+struct PushLock {
+    _file: std::fs::File,
+}
+
+impl PushLock {
+    /// Takes the lock, waiting for another push that holds it (`Event::Waiting` says so) until
+    /// `deadline`, if any. `None` for an in-memory store (nothing to share it with).
+    fn take(
+        store: &Store,
+        uri: &str,
+        experiment: &str,
+        deadline: Option<Instant>,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Option<PushLock>, PushError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let db = store.path();
+        if db == Path::new(":memory:") {
+            return Ok(None);
+        }
+        let name = db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repro.db".into());
+        let dir: PathBuf = db.with_file_name(format!("{name}.mlflow-locks"));
+        let key = plan::sha256_hex(format!("{uri}\n{experiment}").as_bytes());
+        let path = dir.join(format!("{}.lock", &key[..16]));
+        let fail = |detail: String| PushError::Lock {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| fail(e.to_string()))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock(2) on a descriptor this function owns.
+        let try_lock = || unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        let busy = || {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(()),
+                _ => Err(e),
+            }
+        };
+        if !try_lock() {
+            busy().map_err(|e| fail(e.to_string()))?;
+            events(Event::Waiting { lock: &path });
+            let started = Instant::now();
+            loop {
+                if try_lock() {
+                    break;
+                }
+                busy().map_err(|e| fail(e.to_string()))?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(fail(format!(
+                        "another push to {uri}, experiment '{experiment}', still held it after {} s",
+                        started.elapsed().as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // Who holds it, for whoever looks at the file.
+        let _ = file
+            .set_len(0)
+            .and_then(|_| writeln!(file, "pid {}\n{uri}\n{experiment}", std::process::id()));
+        Ok(Some(PushLock { _file: file }))
+    }
+}
+
 /// Runs per page of the batched look-up.
 const SEARCH_PAGE: usize = 1000;
 
@@ -697,8 +935,48 @@ mod tests {
     /// a row without fingerprint goes through the full comparison, which fills it in. Every kind
     /// of change made through the store (run columns, tags, notes, params, outputs, env,
     /// datasets, attestations, metric points) moves the change stamp, so a run read as its
-    /// `runs` row only is never found unchanged by mistake. The server address is closed: any
-    /// request would fail the run.
+    /// `runs` row only is never found unchanged by mistake. The server only answers the one
+    /// listing of deleted runs a push makes (with none): any other request would fail the run.
+    /// An HTTP server on 127.0.0.1 that answers `runs/search` over deleted runs with none, and
+    /// any other request with HTTP 500.
+    fn trash_only_server() -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let mut r = BufReader::new(conn);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let (status, text) = if String::from_utf8_lossy(&body).contains("DELETED_ONLY") {
+                    ("200 OK", "{}")
+                } else {
+                    (
+                        "500 Internal Server Error",
+                        "{\"message\":\"not expected\"}",
+                    )
+                };
+                let _ = write!(
+                    r.get_mut(),
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        uri
+    }
+
     #[test]
     fn the_fingerprint_decides_unchanged_runs_and_every_stored_change_passes_it() {
         use crate::record::{Exec, ExecMode, Output, Status};
@@ -722,7 +1000,7 @@ mod tests {
         run.tags = vec!["best".into()];
         store.insert_run(&run).unwrap();
         let id = run.id.clone();
-        let settings = Settings::from_env(Some("http://127.0.0.1:9"), &|_| None).unwrap();
+        let settings = Settings::from_env(Some(&trash_only_server()), &|_| None).unwrap();
         let uri = settings.uri.clone();
         // As `repro mlflow push` selects: the `runs` row only.
         let row = |store: &Store| {
@@ -738,6 +1016,7 @@ mod tests {
                 runs: vec![r],
                 dry_run,
                 jobs: 1,
+                deleted: super::super::DeletedRuns::Report,
             };
             let s = push(store, req, &mut |_| {}).unwrap();
             let o = &s.outcomes[0];
