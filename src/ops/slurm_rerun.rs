@@ -382,7 +382,15 @@ fn follow(
     let jobs = client.wait(job_id, interval, None, |jobs| {
         let states: Vec<String> = jobs
             .iter()
-            .map(|j| format!("{} {}", j.display_id(), state_name(&j.state)))
+            .map(|j| match j.restarts {
+                Some(n) if n > 0 => format!(
+                    "{} {} (requeued {})",
+                    j.display_id(),
+                    state_name(&j.state),
+                    times(n)
+                ),
+                _ => format!("{} {}", j.display_id(), state_name(&j.state)),
+            })
             .collect();
         let now = states.join(", ");
         if now != last {
@@ -410,6 +418,40 @@ pub fn state_name(s: &JobState) -> String {
             .trim_start_matches('_')
             .to_string(),
     }
+}
+
+fn times(n: u32) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// The note a re-run gets when Slurm requeued its job (node failure, preemption, `scontrol
+/// requeue`): how often, and where the earlier attempts are; `None` when it was not requeued
+/// (or the accounting Slurm answered from does not say).
+pub fn requeue_note(jobs: &[JobStatus]) -> Option<String> {
+    let requeued: Vec<(String, u32)> = jobs
+        .iter()
+        .filter_map(|j| j.restarts.filter(|n| *n > 0).map(|n| (j.display_id(), n)))
+        .collect();
+    let last = requeued.iter().map(|(_, n)| *n).max()?;
+    let which: Vec<String> = requeued
+        .iter()
+        .map(|(id, n)| format!("job {id} {}", times(*n)))
+        .collect();
+    Some(format!(
+        "Slurm requeued {} (node failure, preemption or `scontrol requeue`): the outcome is that of \
+         the last attempt ({}); every attempt wrote to the job's log, and the checkout an earlier \
+         attempt left is kept beside `{CODE_DIR}/` as `{CODE_DIR}.attempt-N`",
+        which.join(", "),
+        if requeued.len() == 1 {
+            format!("attempt {}", last + 1)
+        } else {
+            "of each task".to_string()
+        }
+    ))
 }
 
 /// The run's outcome from its tasks: the first task that did not succeed, else success.
@@ -458,9 +500,16 @@ fn record_end(
             ev.warn(&format!("{e}; retrying to record the outcome"))
         })?
         .finished_now();
+    let requeued = requeue_note(&jobs);
+    if let Some(note) = &requeued {
+        ev.status(note);
+    }
     if finished_now {
         if let Some(reason) = &outcome.reason {
             store.add_note(&run.id, reason)?;
+        }
+        if let Some(note) = &requeued {
+            store.add_note(&run.id, note)?;
         }
     }
     let checks = match (outputs_dir, &req.dir) {
@@ -588,7 +637,21 @@ mod tests {
             exit_code: code,
             signal: 0,
             reason: None,
+            restarts: None,
         }
+    }
+
+    #[test]
+    fn a_requeued_job_gets_a_note_naming_the_restarts() {
+        let mut j = job(JobState::Completed, 0);
+        assert_eq!(requeue_note(std::slice::from_ref(&j)), None);
+        j.restarts = Some(0);
+        assert_eq!(requeue_note(std::slice::from_ref(&j)), None);
+        j.restarts = Some(2);
+        let note = requeue_note(&[j]).unwrap();
+        assert!(note.starts_with("Slurm requeued job 1 twice"), "{note}");
+        assert!(note.contains("(attempt 3)"), "{note}");
+        assert!(note.contains("code.attempt-N"), "{note}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn render(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
         tools.push("\"$engine\"".to_string());
     }
     tools.extend(shared_tools(run));
-    s.push_str(&prelude("bash rerun.sh", &vars, &tools));
+    s.push_str(&prelude("bash rerun.sh", &vars, &tools, ""));
     if container {
         s.push_str(&image_section(run, opts)?);
     }

@@ -304,7 +304,9 @@ pub(crate) fn header_comments(run: &Run, title: &str) -> String {
 ///
 /// `tools` are bash words (quoted literals or `"$var"`) naming the programs the script needs.
 /// `vars` are assignments placed right after `set -euo pipefail`, before the preflight uses them.
-pub(crate) fn prelude(usage: &str, vars: &str, tools: &[String]) -> String {
+/// `before_work` runs after the preflight and before the work directory is chosen and checked
+/// (the Slurm script sets a requeued attempt's used checkout aside there).
+pub(crate) fn prelude(usage: &str, vars: &str, tools: &[String], before_work: &str) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -374,7 +376,7 @@ if ((${{#missing[@]}} > 0)); then
     die "missing required tools: ${{missing[*]}}; install them and run this script again"
   fi
 fi
-
+{before_work}
 if [[ -z $work ]]; then
   if ((dry_run)); then
     work=$(mktemp -d -u -t repro-rerun.XXXXXX)

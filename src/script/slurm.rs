@@ -1,6 +1,11 @@
 //! The Slurm target: an `sbatch` script that checks out the commit and verifies datasets exactly
 //! as the bash target does, then runs the recorded argv in the pinned image with Apptainer
 //! (`apptainer exec docker://name@sha256:…`), `--nv` when the run used GPUs.
+//!
+//! The script survives a requeue (node failure, preemption, `scontrol requeue`): Slurm starts it
+//! again from the top with `SLURM_RESTART_COUNT` set, so each attempt appends to the one log
+//! (`--open-mode=append`) under a line naming the attempt, and an attempt after the first sets
+//! aside the checkout and metrics file the one before it left and checks the code out afresh.
 
 use crate::record::{ExecMode, Run};
 
@@ -39,6 +44,8 @@ pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
     let mut s = String::from("#!/usr/bin/env bash\n");
     s.push_str(&format!("#SBATCH --job-name={name}\n"));
     s.push_str(&format!("#SBATCH --output={name}-%j.log\n"));
+    // A requeued job writes its next attempt to the same file: keep the earlier ones.
+    s.push_str("#SBATCH --open-mode=append\n");
     s.push_str("#SBATCH --ntasks=1\n");
     if let Some(g) = &run.exec.gpus {
         let n = gpu_count(g).ok_or_else(|| RenderError::BadGpus {
@@ -70,7 +77,12 @@ pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
         tools.push("\"$apptainer\"".to_string());
     }
     tools.extend(shared_tools(run));
-    s.push_str(&prelude("sbatch rerun.sbatch", &vars, &tools));
+    s.push_str(&prelude(
+        "sbatch rerun.sbatch",
+        &vars,
+        &tools,
+        REQUEUE_SECTION,
+    ));
     if container && podman {
         s.push_str(&super::bash::image_section(run, &engine_opts)?);
     }
@@ -87,6 +99,38 @@ pub fn render(run: &Run, opts: &SlurmOptions) -> Result<String, RenderError> {
     s.push_str(finish_section());
     Ok(s)
 }
+
+/// What a requeued job does before the work directory is checked: an attempt after the first
+/// moves the previous attempt's checkout (and the job's metrics file) aside, to
+/// `NAME.attempt-N` with N the attempt that left it, so it checks out exactly the recorded commit
+/// and patch into an empty directory again and reports only its own metrics.
+const REQUEUE_SECTION: &str = r#"
+# --- Slurm requeue ---
+# Slurm requeues a job whose node failed or that was preempted (or `scontrol requeue`): this
+# script then starts again from the top, with SLURM_RESTART_COUNT set. A new attempt never builds
+# on what the one before it left: that attempt's checkout and metrics file are set aside as
+# NAME.attempt-N (N: the attempt that left them) and the code is checked out afresh.
+restart=${SLURM_RESTART_COUNT:-0}
+[[ $restart =~ ^[0-9]+$ ]] || restart=0
+if [[ -n ${SLURM_JOB_ID:-} ]]; then
+  note "Slurm job $SLURM_JOB_ID: attempt $((restart + 1)) (SLURM_RESTART_COUNT=$restart) on ${SLURMD_NODENAME:-?} at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+fi
+set_aside() {
+  local aside=$1.attempt-$restart
+  [[ ! -e $aside ]] || aside=$(mktemp -u -- "$aside.XXXXXX")
+  mv -T -- "$1" "$aside"
+  note "requeued: the $2 of attempt $restart is kept as $aside"
+}
+if ((restart > 0 && !dry_run)); then
+  if [[ -n $work && -d $work && -n $(find "$work" -mindepth 1 -maxdepth 1 -print -quit) ]]; then
+    set_aside "$work" checkout
+  fi
+  if [[ -n ${REPRO_METRICS:-} && -s $REPRO_METRICS ]]; then
+    set_aside "$REPRO_METRICS" "metrics file"
+    (umask 077 && : >"$REPRO_METRICS")
+  fi
+fi
+"#;
 
 /// The run under Apptainer, which fetches the image itself: the engine plan's insecure
 /// registry becomes `--nohttps`; a private CA must be in the node's trust store.
@@ -180,6 +224,79 @@ mod tests {
             text.contains("\"$apptainer\" exec --cleanenv \\\n  --nohttps"),
             "{text}"
         );
+    }
+
+    /// A requeued attempt (SLURM_RESTART_COUNT > 0) moves the previous checkout aside before the
+    /// empty-directory check, and the log is appended to, not truncated.
+    #[test]
+    fn a_requeued_attempt_sets_the_previous_checkout_aside_before_the_empty_check() {
+        let s = render(&sample_run(), &SlurmOptions::default()).unwrap();
+        assert!(s.contains("\n#SBATCH --open-mode=append\n"), "{s}");
+        let parsed = s.find("work=${1:-}\n").unwrap();
+        let requeue = s.find("restart=${SLURM_RESTART_COUNT:-0}").unwrap();
+        let aside = s.find("    set_aside \"$work\" checkout").unwrap();
+        let check = s.find("die \"$work is not empty").unwrap();
+        let clone = s.find("checkout_from \"$remote\"").unwrap();
+        assert!(parsed < requeue && requeue < aside && aside < check && check < clone);
+        assert!(s.contains("set_aside \"$REPRO_METRICS\" \"metrics file\""));
+        // Every target rendering goes through the same prelude; the others have no such section.
+        let bash = crate::script::bash::render(&sample_run(), &Default::default()).unwrap();
+        assert!(!bash.contains("SLURM_RESTART_COUNT"));
+    }
+
+    /// The section really does it: run under bash as a second attempt would be, with a full
+    /// checkout directory and metrics file left by the first.
+    #[test]
+    fn a_second_attempt_starts_from_an_empty_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("code");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("left.txt"), "attempt 1").unwrap();
+        let metrics = d.path().join("metrics.jsonl");
+        std::fs::write(&metrics, "{\"acc\": 1}\n").unwrap();
+        // The prelude and the section only; the script ends where the checkout would start.
+        let pre = prelude("t", "", &["find".into()], REQUEUE_SECTION);
+        let script = format!("{pre}note \"ready: $(ls -A \"$work\" | wc -l) entries\"\n");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .arg("rerun.sbatch")
+            .arg(&work)
+            .env("SLURM_JOB_ID", "42")
+            .env("SLURM_RESTART_COUNT", "1")
+            .env("REPRO_METRICS", &metrics)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("Slurm job 42: attempt 2 (SLURM_RESTART_COUNT=1)"),
+            "{err}"
+        );
+        assert!(err.contains("ready: 0 entries"), "{err}");
+        let kept = d.path().join("code.attempt-1");
+        assert_eq!(
+            std::fs::read_to_string(kept.join("left.txt")).unwrap(),
+            "attempt 1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("metrics.jsonl.attempt-1")).unwrap(),
+            "{\"acc\": 1}\n"
+        );
+        assert_eq!(std::fs::read(&metrics).unwrap(), b"");
+        // Without a restart the prelude refuses the used directory, as before.
+        std::fs::write(work.join("x"), "").unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .arg("rerun.sbatch")
+            .arg(&work)
+            .env("SLURM_JOB_ID", "42")
+            .env_remove("SLURM_RESTART_COUNT")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
     }
 
     #[test]

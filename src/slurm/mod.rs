@@ -177,6 +177,10 @@ pub struct JobStatus {
     pub signal: i32,
     /// Slurm's reason column (squeue), e.g. `TimeLimit`, `NonZeroExitCode`.
     pub reason: Option<String>,
+    /// How often Slurm requeued the job (node failure, preemption, `scontrol requeue`): squeue's
+    /// `RestartCnt`, or the completion log's earlier rows of the job; `None` when not known
+    /// (sacct with slurmdbd lists only the last attempt).
+    pub restarts: Option<u32>,
 }
 
 impl JobStatus {
@@ -297,7 +301,8 @@ pub fn outcome(state: &JobState, exit_code: i32, signal: i32) -> Option<Outcome>
 }
 
 /// The `squeue --Format` that `parse_squeue` reads: `|`-terminated fields, reason last.
-pub const SQUEUE_FORMAT: &str = "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,exit_code:|,Reason:|";
+pub const SQUEUE_FORMAT: &str =
+    "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,exit_code:|,RestartCnt:|,Reason:|";
 
 /// The `sacct --format` that `parse_sacct` reads (with `--parsable2`).
 pub const SACCT_FORMAT: &str = "JobIDRaw,JobID,State,ExitCode";
@@ -325,7 +330,7 @@ fn parse_rows(
 /// Parses `squeue --noheader --Format SQUEUE_FORMAT`; lines that do not parse are skipped.
 /// The exit_code column is a wait status (code << 8 | signal).
 pub fn parse_squeue(text: &str) -> Vec<JobStatus> {
-    parse_rows(text, 6, |f| {
+    parse_rows(text, 7, |f| {
         let wait: i32 = f[4].trim().parse().unwrap_or(0);
         let array_task_id = some(f[2]);
         Some(JobStatus {
@@ -335,7 +340,8 @@ pub fn parse_squeue(text: &str) -> Vec<JobStatus> {
             state: JobState::parse(f[3]),
             exit_code: (wait >> 8) & 0xff,
             signal: wait & 0x7f,
-            reason: some(f[5]).filter(|r| r != "None"),
+            restarts: f[5].trim().parse().ok(),
+            reason: some(f[6]).filter(|r| r != "None"),
         })
     })
 }
@@ -357,8 +363,29 @@ pub fn parse_sacct(text: &str) -> Vec<JobStatus> {
             exit_code: code.trim().parse().unwrap_or(0),
             signal: sig.trim().parse().unwrap_or(0),
             reason: None,
+            restarts: None,
         })
     })
+}
+
+/// One row per job from accounting rows: the completion log (`sacct -c`) writes a row each time
+/// the job ends, a requeue included (state PENDING or REQUEUED), so a requeued job has several
+/// rows under one raw id. The last row is the job's state; the rows before it are its restarts.
+pub fn last_attempts(rows: Vec<JobStatus>) -> Vec<JobStatus> {
+    let mut out: Vec<JobStatus> = Vec::new();
+    for row in rows {
+        match out.iter_mut().find(|j| j.job_id == row.job_id) {
+            Some(seen) => {
+                let restarts = seen.restarts.unwrap_or(0) + 1;
+                *seen = JobStatus {
+                    restarts: Some(restarts),
+                    ..row
+                };
+            }
+            None => out.push(row),
+        }
+    }
+    out
 }
 
 /// Parses the answer of `sbatch --parsable`: `JOBID` or `JOBID;CLUSTER`.
@@ -512,7 +539,7 @@ impl Client {
             ])
             .arg(format!("--format={SACCT_FORMAT}"));
             if let Some(jobs) = self.jobs(cmd, "sacct", parse_sacct)? {
-                return Ok(jobs);
+                return Ok(last_attempts(jobs));
             }
         }
         Err(SlurmError::UnknownJob {
@@ -670,10 +697,10 @@ mod tests {
     // Values seen from Slurm 22.05 (Debian 12) on the test cluster, in SQUEUE_FORMAT's order.
     #[test]
     fn squeue_rows_parse() {
-        let text = "8|8|N/A|CANCELLED|15|None|\n\
-                    2|2|N/A|FAILED|768|NonZeroExitCode|\n\
-                    7|4|1|FAILED|256|NonZeroExitCode|\n\
-                    9|9|N/A|TIMEOUT|15|TimeLimit|\n";
+        let text = "8|8|N/A|CANCELLED|15|0|None|\n\
+                    2|2|N/A|FAILED|768|0|NonZeroExitCode|\n\
+                    7|4|1|FAILED|256|0|NonZeroExitCode|\n\
+                    9|9|N/A|TIMEOUT|15|2|TimeLimit|\n";
         let jobs = parse_squeue(text);
         assert_eq!(jobs.len(), 4);
         assert_eq!(
@@ -688,6 +715,7 @@ mod tests {
         assert_eq!(jobs[2].exit_code, 1);
         assert_eq!(jobs[3].state, JobState::Timeout);
         assert_eq!(jobs[3].reason.as_deref(), Some("TimeLimit"));
+        assert_eq!((jobs[0].restarts, jobs[3].restarts), (Some(0), Some(2)));
         assert!(parse_squeue("garbage\n").is_empty());
     }
 
@@ -703,6 +731,28 @@ mod tests {
         assert_eq!(jobs[2].display_id(), "4_1");
         assert_eq!(jobs[3].signal, 15);
         assert!(parse_sacct("").is_empty());
+    }
+
+    // Slurm 22.05's completion log after `scontrol requeue` of job 1 and of task 6 (raw id 7):
+    // a PENDING row for each requeue, then the final one.
+    #[test]
+    fn a_requeued_job_is_its_last_row_with_the_restarts_counted() {
+        let text = "1|1|PENDING|0:0\n7|6_1|PENDING|0:0\n1|1|PENDING|0:0\n1|1|COMPLETED|0:0\n\
+                    7|6_1|FAILED|2:0\n9|9|COMPLETED|0:0\n";
+        let jobs = last_attempts(parse_sacct(text));
+        let seen: Vec<(&str, JobState, i32, Option<u32>)> = jobs
+            .iter()
+            .map(|j| (j.job_id.as_str(), j.state.clone(), j.exit_code, j.restarts))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("1", JobState::Completed, 0, Some(2)),
+                ("7", JobState::Failed, 2, Some(1)),
+                ("9", JobState::Completed, 0, None),
+            ]
+        );
+        assert!(jobs.iter().all(|j| j.state.is_final()));
     }
 
     #[test]

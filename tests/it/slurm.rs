@@ -922,3 +922,180 @@ fn repro_run_in_a_pod_records_the_downward_api_variables() {
         "{text}"
     );
 }
+
+/// Issue 22 item 6: a job Slurm requeues (here `scontrol requeue` while it runs, as after a node
+/// failure) starts its script again; the second attempt checks out afresh instead of dying on
+/// the first one's checkout, the re-run is recorded with the last attempt's outcome and a note
+/// saying it was requeued, both attempts' log lines are kept, and only the last attempt's
+/// metrics are recorded.
+#[test]
+fn rerun_on_slurm_survives_a_requeue_and_records_the_restart() {
+    use std::process::Command;
+    use std::time::Instant;
+    crate::support::require_tool("shellcheck");
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let fast = env.root().join("fast");
+    let started = env.root().join("started");
+    std::fs::write(&fast, "").unwrap();
+    let orig = record(
+        &env,
+        &format!(
+            r#"echo x > out.txt
+if test -f '{fast}'; then echo fast
+elif test -f '{started}'; then echo "second attempt finishes"
+else touch '{started}'; printf '{{"step": 1, "acc": 0.1}}\n' >> "$REPRO_METRICS"; echo "first attempt sleeps"; exec sleep 300
+fi
+printf '{{"step": 1, "acc": 0.5}}\n' >> "$REPRO_METRICS""#,
+            fast = fast.display(),
+            started = started.display()
+        ),
+    );
+    std::fs::remove_file(&fast).unwrap();
+    let dir = env.root().join("job");
+    let dir_arg = dir.to_str().unwrap();
+    let args = [
+        "rerun",
+        &orig,
+        "--on",
+        "slurm",
+        "--wait",
+        "--check",
+        "--checkout",
+        dir_arg,
+    ];
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| rerun_on_slurm(&env, cluster, &args));
+        // The first attempt is in its sleep: requeue the job, as Slurm does after a node failure.
+        let deadline = Instant::now() + FINISH;
+        while !started.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the first attempt never started\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let new_id = env.last_id();
+        assert_ne!(new_id, orig);
+        let job_id = env.show_json(&new_id)["scheduler"]["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let scontrol = |args: &[&str]| {
+            let out = cluster.command("scontrol").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "scontrol {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        scontrol(&["requeue", &job_id]);
+        // A requeued job is eligible again only ~2 minutes later: once it is back to PENDING
+        // (the first attempt has been killed), let it start now.
+        let deadline = Instant::now() + FINISH;
+        loop {
+            let out = cluster
+                .command("squeue")
+                .args([
+                    "--noheader",
+                    "--states=all",
+                    "--format=%T %r",
+                    "--jobs",
+                    &job_id,
+                ])
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if state == "PENDING BeginTime" {
+                scontrol(&["update", &format!("jobid={job_id}"), "StartTime=now"]);
+            } else if !state.starts_with("PENDING") && !state.starts_with("COMPLETING") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} did not start again: {state}\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let (code, out, err) = waiting.join().unwrap();
+        let log_file = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.path())
+            .expect("Slurm's log in the job directory");
+        let log = std::fs::read_to_string(&log_file).unwrap();
+        assert_eq!(code, 0, "{err}\n{log}\n{}", cluster.logs());
+        assert_eq!(out.trim(), job_id);
+        assert!(err.contains("output out.txt: match"), "{err}");
+        assert!(err.contains("metrics: 1 of 1 within tolerance"), "{err}");
+        assert!(
+            err.contains(&format!("Slurm requeued job {job_id} once")),
+            "{err}"
+        );
+
+        // The record: the last attempt's outcome and the job's real exit code, with the restart.
+        let new = env.show_json(&new_id);
+        assert_eq!(new["status"], "succeeded", "{new}");
+        assert_eq!(new["exit_code"], 0);
+        assert_eq!(new["scheduler"]["job_id"], job_id.as_str());
+        let notes: Vec<&str> = new["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+            .collect();
+        assert!(
+            notes.iter().any(
+                |n| n.starts_with(&format!("Slurm requeued job {job_id} once"))
+                    && n.contains("attempt 2")
+            ),
+            "{new}"
+        );
+        let (code, text, _) = env.run_in(env.root(), &["show", &new_id]);
+        assert_eq!(code, 0);
+        assert!(text.contains("Slurm requeued job"), "{text}");
+        // Only the last attempt's metrics: the first one's point was set aside with its checkout.
+        assert_eq!(new["metrics"]["acc"]["count"], 1, "{new}");
+        assert_eq!(new["metrics"]["acc"]["min"], 0.5, "{new}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("metrics.jsonl.attempt-1")).unwrap(),
+            "{\"step\": 1, \"acc\": 0.1}\n"
+        );
+
+        // Both attempts' log lines are kept, each under its attempt line.
+        let first = log
+            .find("attempt 1 (SLURM_RESTART_COUNT=0)")
+            .unwrap_or_else(|| panic!("{log}"));
+        let sleeps = log
+            .find("\nfirst attempt sleeps\n")
+            .unwrap_or_else(|| panic!("{log}"));
+        let second = log
+            .find("attempt 2 (SLURM_RESTART_COUNT=1)")
+            .unwrap_or_else(|| panic!("{log}"));
+        let finishes = log
+            .find("\nsecond attempt finishes\n")
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(
+            first < sleeps && sleeps < second && second < finishes,
+            "{log}"
+        );
+        assert!(log.contains("DUE TO JOB REQUEUE"), "{log}");
+        // The first attempt's checkout is kept beside the fresh one.
+        assert!(dir.join("code.attempt-1/out.txt").is_file());
+        assert!(dir.join("code/out.txt").is_file());
+
+        // The script is shellcheck-clean.
+        let sc = Command::new("shellcheck")
+            .arg(dir.join("rerun.sbatch"))
+            .output()
+            .unwrap();
+        assert!(
+            sc.status.success(),
+            "shellcheck: {}",
+            String::from_utf8_lossy(&sc.stdout)
+        );
+    });
+}
