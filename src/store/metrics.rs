@@ -283,24 +283,8 @@ impl MetricsIngest<'_> {
         let tx = &self.store.conn;
         let err = |what: &'static str| sql_error(path, what);
         let open = self.open.as_mut().expect("the transaction was just begun");
-        // Group by key, keeping the order keys first appeared and points within a key.
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
-        for p in points {
-            let i = *index.entry(&p.key).or_insert_with(|| {
-                groups.push((&p.key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(p);
-        }
-        let mut insert_many = tx
-            .prepare_cached(&points_insert_sql(POINTS_PER_INSERT))
-            .map_err(err("insert metric points"))?;
-        let mut insert_point = tx
-            .prepare_cached(
-                "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(err("insert metric points"))?;
+        let groups = group_by_key(points);
+        let mut inserts = PointInserts::prepare(tx, path)?;
         for (key, pts) in &groups {
             let i = match open.keys.get(*key) {
                 Some(i) => *i,
@@ -313,22 +297,9 @@ impl MetricsIngest<'_> {
             };
             let series = &mut open.series[i].1;
             pts.iter().for_each(|p| series.summary.add(p));
-            let mut chunks = pts.chunks_exact(POINTS_PER_INSERT);
-            for chunk in chunks.by_ref() {
-                bind_points(&mut insert_many, series.id, series.next_seq, chunk)
-                    .map_err(err("insert metric points"))?;
-                series.next_seq += chunk.len() as i64;
-            }
-            for p in chunks.remainder() {
-                bind_points(
-                    &mut insert_point,
-                    series.id,
-                    series.next_seq,
-                    std::slice::from_ref(p),
-                )
+            series.next_seq = inserts
+                .append(series.id, series.next_seq, pts)
                 .map_err(err("insert metric points"))?;
-                series.next_seq += 1;
-            }
         }
         open.points += points.len();
         Ok(())
@@ -593,6 +564,63 @@ fn points_insert_sql(rows: usize) -> String {
 }
 
 /// Binds `points` (as many as the statement has rows) from sequence number `seq` and runs it.
+/// Points grouped by key: keys in the order they first appeared, points in report order.
+fn group_by_key(points: &[MetricPoint]) -> Vec<(&str, Vec<&MetricPoint>)> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
+    for p in points {
+        let i = *index.entry(&p.key).or_insert_with(|| {
+            groups.push((&p.key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(p);
+    }
+    groups
+}
+
+/// The statements that append a series' points: many rows per statement, one sqlite3_step per
+/// `POINTS_PER_INSERT` points instead of one per point (the per-statement overhead dominated a
+/// million-point ingest), the remainder one at a time.
+struct PointInserts<'c> {
+    many: rusqlite::CachedStatement<'c>,
+    one: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> PointInserts<'c> {
+    fn prepare(tx: &'c rusqlite::Connection, path: &std::path::Path) -> Result<Self> {
+        let err = || sql_error(path, "insert metric points");
+        Ok(PointInserts {
+            many: tx
+                .prepare_cached(&points_insert_sql(POINTS_PER_INSERT))
+                .map_err(err())?,
+            one: tx
+                .prepare_cached(
+                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err())?,
+        })
+    }
+
+    /// Appends `points` to `series` from sequence number `seq`; the next free number.
+    fn append(
+        &mut self,
+        series: i64,
+        mut seq: i64,
+        points: &[&MetricPoint],
+    ) -> rusqlite::Result<i64> {
+        let mut chunks = points.chunks_exact(POINTS_PER_INSERT);
+        for chunk in chunks.by_ref() {
+            bind_points(&mut self.many, series, seq, chunk)?;
+            seq += chunk.len() as i64;
+        }
+        for p in chunks.remainder() {
+            bind_points(&mut self.one, series, seq, std::slice::from_ref(p))?;
+            seq += 1;
+        }
+        Ok(seq)
+    }
+}
+
 fn bind_points(
     st: &mut rusqlite::CachedStatement<'_>,
     series: i64,
@@ -627,16 +655,7 @@ pub(super) fn insert_metrics_in(
     if exists.is_none() {
         return Err(StoreError::UnknownRun(run_id.to_string()));
     }
-    // Group by key, keeping the order keys first appeared and points within a key.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut groups: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
-    for p in points {
-        let i = *index.entry(&p.key).or_insert_with(|| {
-            groups.push((&p.key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(p);
-    }
+    let groups = group_by_key(points);
     {
         let mut find = tx
                 .prepare_cached(
@@ -653,14 +672,7 @@ pub(super) fn insert_metrics_in(
                     "UPDATE run_metrics SET last = ?2, min = ?3, max = ?4, count = ?5, last_step = ?6 WHERE series = ?1",
                 )
                 .map_err(err("insert metrics"))?;
-        let mut insert_many = tx
-            .prepare_cached(&points_insert_sql(POINTS_PER_INSERT))
-            .map_err(err("insert metric points"))?;
-        let mut insert_point = tx
-                .prepare_cached(
-                    "INSERT INTO metric_points (series, seq, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err("insert metric points"))?;
+        let mut inserts = PointInserts::prepare(tx, path)?;
         for (key, pts) in &groups {
             type Old = (i64, Option<f64>, Option<f64>, Option<f64>, i64, Option<i64>);
             let old: Option<Old> = find
@@ -719,20 +731,9 @@ pub(super) fn insert_metrics_in(
                     (series, o_count)
                 }
             };
-            // Many rows per statement: one sqlite3_step per POINTS_PER_INSERT points instead of
-            // one per point (the per-statement overhead dominated a million-point ingest).
-            let mut chunks = pts.chunks_exact(POINTS_PER_INSERT);
-            let mut seq = first_seq;
-            for chunk in chunks.by_ref() {
-                bind_points(&mut insert_many, series, seq, chunk)
-                    .map_err(err("insert metric points"))?;
-                seq += chunk.len() as i64;
-            }
-            for p in chunks.remainder() {
-                bind_points(&mut insert_point, series, seq, std::slice::from_ref(p))
-                    .map_err(err("insert metric points"))?;
-                seq += 1;
-            }
+            inserts
+                .append(series, first_seq, pts)
+                .map_err(err("insert metric points"))?;
         }
     }
     Ok(MetricsWritten {
