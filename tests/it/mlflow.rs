@@ -1084,22 +1084,7 @@ fn the_pushed_rerun_script_of_an_insecure_registry_run_runs_after_download() {
     let env = TestEnv::new();
     let repo = env.git_repo("mlflow-insecure");
     let image = format!("{}/team/mlflowplain:1.0", registry.addr());
-    let out = env
-        .repro()
-        .current_dir(&repo)
-        .envs(podman.env().iter().map(|(k, v)| (k, v)))
-        .args(["run", "-q", "--engine", "podman", "--image", &image])
-        .args(["--insecure-registry", &registry.addr()])
-        .args([
-            "--engine-arg=--network=none",
-            "--",
-            "/bin/busybox",
-            "cat",
-            "README",
-        ])
-        .output()
-        .unwrap();
-    crate::support::assert_ok_for(&out, "repro run --insecure-registry");
+    crate::support::engine::run_with_insecure_flag(&env, &repo, &podman, &registry.addr(), &image);
     let id = env.last_id();
     let exp = experiment("insecure-rerun");
     let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);

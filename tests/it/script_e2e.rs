@@ -194,22 +194,13 @@ fn a_run_with_an_insecure_registry_flag_reruns_from_its_script_without_the_flag(
     let env = TestEnv::new();
     let repo = env.git_repo("insecure");
     let image = format!("{}/team/plainhttp:1.0", registry.addr());
-    let out = env
-        .repro()
-        .current_dir(&repo)
-        .envs(podman.env().iter().map(|(k, v)| (k, v)))
-        .args(["run", "-q", "--engine", "podman", "--image", &image])
-        .args(["--insecure-registry", &registry.addr()])
-        .args([
-            "--engine-arg=--network=none",
-            "--",
-            "/bin/busybox",
-            "cat",
-            "README",
-        ])
-        .output()
-        .unwrap();
-    assert_ok_for(&out, "repro run --insecure-registry");
+    let out = crate::support::engine::run_with_insecure_flag(
+        &env,
+        &repo,
+        &podman,
+        &registry.addr(),
+        &image,
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     let id = env.last_id();
     assert_eq!(env.show_json(&id)["exec"]["registry"]["insecure"], true);

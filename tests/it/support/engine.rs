@@ -326,3 +326,32 @@ impl PushedBusybox {
         super::assert_ok_for(&out, "podman pull");
     }
 }
+
+/// `repro run` in `repo` of `cat README` in the busybox image `image` of a plain-HTTP loopback
+/// registry `registry` (an address), reached with `--insecure-registry` only (podman's own
+/// configuration lists no insecure registry); asserts it succeeded.
+pub fn run_with_insecure_flag(
+    env: &super::TestEnv,
+    repo: &Path,
+    podman: &Podman,
+    registry: &str,
+    image: &str,
+) -> std::process::Output {
+    let out = env
+        .repro()
+        .current_dir(repo)
+        .envs(podman.env().iter().map(|(k, v)| (k, v)))
+        .args(["run", "-q", "--engine", "podman", "--image", image])
+        .args(["--insecure-registry", registry])
+        .args([
+            "--engine-arg=--network=none",
+            "--",
+            "/bin/busybox",
+            "cat",
+            "README",
+        ])
+        .output()
+        .unwrap();
+    super::assert_ok_for(&out, "repro run --insecure-registry");
+    out
+}
