@@ -86,7 +86,41 @@ CREATE TABLE run_outputs (
     path   TEXT NOT NULL,
     sha256 TEXT,
     bytes  INTEGER,
+    kept   INTEGER,                                -- 1: a copy is in the object store; 0: not (see not_kept); NULL: recorded before outputs were kept
+    not_kept TEXT,                                 -- why no copy is kept
     PRIMARY KEY (run_id, pos)
+);
+
+-- Every file of every hashed output (a file output: one row, rel = ''), for `repro which` and
+-- the object store's references; SHA-256 as 64 hex.
+CREATE TABLE output_files (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    pos    INTEGER NOT NULL,
+    rel    BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, pos, rel)
+);
+CREATE INDEX output_files_sha256 ON output_files (sha256);
+
+-- The files of path datasets whose manifest is known (dataset digest → file digests).
+CREATE TABLE dataset_files (
+    digest TEXT NOT NULL,
+    rel    BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes  INTEGER,
+    PRIMARY KEY (digest, rel)
+) WITHOUT ROWID;
+CREATE INDEX dataset_files_sha256 ON dataset_files (sha256);
+
+-- Where a run's outputs or attestations were pushed (OCI registry artifacts).
+CREATE TABLE run_artifacts (
+    run_id    TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind      TEXT NOT NULL CHECK (kind IN ('outputs', 'attestation')),
+    reference TEXT NOT NULL,
+    digest    TEXT NOT NULL,
+    pushed_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, reference)
 );
 
 CREATE TABLE run_env (

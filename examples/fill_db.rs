@@ -183,11 +183,11 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
         image,
         code: Some(code),
         datasets,
-        outputs: vec![Output {
-            path: "model.pt".into(),
-            sha256: finished.then(|| hex_of(&format!("out{i}"))),
-            bytes: finished.then_some(1 << 20),
-        }],
+        outputs: vec![Output::hashed(
+            "model.pt".into(),
+            finished.then(|| hex_of(&format!("out{i}"))),
+            finished.then_some(1 << 20),
+        )],
         params,
         tags,
         notes: vec![],

@@ -186,6 +186,16 @@ struct FileLayer {
     mlflow_experiment: Option<String>,
     color: Option<Color>,
     metrics: Option<Vec<String>>,
+    keep_outputs: Option<bool>,
+    keep_outputs_max: Option<SizeValue>,
+}
+
+/// A size in a file: bytes as a number, or text such as `"10GiB"`, `"500MB"`, `"unlimited"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
 }
 
 /// A configuration file that was looked for.
@@ -223,8 +233,52 @@ pub struct Config {
     pub mlflow_tracking_uri: Setting<Option<String>>,
     /// MLflow experiment name (`MLFLOW_EXPERIMENT_NAME` wins).
     pub mlflow_experiment: Setting<Option<String>>,
+    /// Copy every `--output` into the object store when a run ends (`--no-keep-outputs`).
+    pub keep_outputs: Setting<bool>,
+    /// Most bytes of outputs kept for one run (`None`: no limit).
+    pub keep_outputs_max: Setting<Option<u64>>,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
+}
+
+/// Default `keep_outputs_max`: 10 GiB of outputs kept per run.
+pub const DEFAULT_KEEP_OUTPUTS_MAX: u64 = 10 << 30;
+
+/// Parses a size: `123` (bytes), `10GiB`, `1.5 GB`, `500M`, `64KiB`; `unlimited` or `none` is
+/// no limit (`Ok(None)`).
+pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!(
+            "'{}' is not a size (e.g. 10GiB, 500MB, 1048576, unlimited)",
+            text.escape_debug()
+        )
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let v = n * mult as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(Some(v as u64))
 }
 
 /// Default mount point of the repository inside the container.
@@ -250,6 +304,8 @@ impl Default for Config {
             mlflow_push: Setting::default(false),
             mlflow_tracking_uri: Setting::default(None),
             mlflow_experiment: Setting::default(None),
+            keep_outputs: Setting::default(true),
+            keep_outputs_max: Setting::default(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
             files: Vec::new(),
         }
     }
@@ -323,6 +379,8 @@ pub const KEYS: &[&str] = &[
     "mlflow_push",
     "mlflow_tracking_uri",
     "mlflow_experiment",
+    "keep_outputs",
+    "keep_outputs_max",
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
@@ -482,6 +540,9 @@ fn parse_file(
     }
     if let Some(t) = layer.registry_timeout {
         check_registry_timeout(t).map_err(|m| invalid("registry_timeout", m))?;
+    }
+    if let Some(SizeValue::Text(t)) = &layer.keep_outputs_max {
+        parse_size(t).map_err(|m| invalid("keep_outputs_max", m))?;
     }
     for m in layer.mounts.iter().flatten() {
         check_mount(m).map_err(|msg| invalid("mounts", msg))?;
@@ -694,6 +755,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_INSECURE_REGISTRIES", "insecure_registries"),
     ("REPRO_ENV", "env"),
     ("REPRO_COLOR", "color"),
+    ("REPRO_KEEP_OUTPUTS", "keep_outputs"),
+    ("REPRO_KEEP_OUTPUTS_MAX", "keep_outputs_max"),
 ];
 
 impl Config {
@@ -715,6 +778,17 @@ impl Config {
         }
         if let Some(v) = l.allow_latest {
             self.allow_latest.set(v, src.clone());
+        }
+        if let Some(v) = l.keep_outputs {
+            self.keep_outputs.set(v, src.clone());
+        }
+        if let Some(v) = l.keep_outputs_max {
+            let size = match v {
+                SizeValue::Bytes(b) => Some(b),
+                // Checked when the file was read.
+                SizeValue::Text(t) => parse_size(&t).unwrap_or(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
+            };
+            self.keep_outputs_max.set(size, src.clone());
         }
         if let Some(v) = l.allow_unpinned {
             self.allow_unpinned.set(v, src.clone());
@@ -790,6 +864,11 @@ impl Config {
             self.registry_timeout
                 .set(Some(t), src("REPRO_REGISTRY_TIMEOUT"));
         }
+        if let Some(v) = get("REPRO_KEEP_OUTPUTS_MAX")? {
+            let size = parse_size(&v).map_err(|m| bad("REPRO_KEEP_OUTPUTS_MAX", &v, &m))?;
+            self.keep_outputs_max
+                .set(size, src("REPRO_KEEP_OUTPUTS_MAX"));
+        }
         if let Some(v) = get("REPRO_COLOR")? {
             let c = match v.as_str() {
                 "auto" => Color::Auto,
@@ -803,6 +882,7 @@ impl Config {
             ("REPRO_ALLOW_LATEST", &mut self.allow_latest),
             ("REPRO_ALLOW_UNPINNED", &mut self.allow_unpinned),
             ("REPRO_REQUIRE_CLEAN", &mut self.require_clean),
+            ("REPRO_KEEP_OUTPUTS", &mut self.keep_outputs),
         ] {
             if let Some(v) = get(var)? {
                 let b =
@@ -949,6 +1029,19 @@ impl Config {
                 "color",
                 format!("{:?}", self.color.value).to_ascii_lowercase(),
                 self.color.source.clone(),
+            ),
+            (
+                "keep_outputs",
+                self.keep_outputs.value.to_string(),
+                self.keep_outputs.source.clone(),
+            ),
+            (
+                "keep_outputs_max",
+                self.keep_outputs_max
+                    .value
+                    .map(|b| format!("{b} bytes"))
+                    .unwrap_or_else(|| "unlimited".into()),
+                self.keep_outputs_max.source.clone(),
             ),
             (
                 "mlflow_push",

@@ -532,11 +532,11 @@ mod tests {
     #[test]
     fn unfinished_runs_are_refused_and_a_detached_head_pins_the_commit() {
         let mut run = run_in(".");
-        run.outputs.push(Output {
-            path: "m.bin".into(),
-            sha256: Some("ab".repeat(32)),
-            bytes: Some(1),
-        });
+        run.outputs.push(Output::hashed(
+            "m.bin".into(),
+            Some("ab".repeat(32)),
+            Some(1),
+        ));
         let (st, _) = build(&run, &Extras::default()).unwrap();
         let code = &st.predicate.build_definition.resolved_dependencies[0];
         assert_eq!(

@@ -124,6 +124,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
             metrics,
             tolerance,
             mlflow,
+            keep_outputs: crate::ops::run::keep_policy(&ctx.config, None),
         };
         return slurm(ctx, &mut store, args, id, registry, end);
     }
@@ -145,6 +146,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         metrics,
         tolerance,
         mlflow: mlflow.filter(|_| !args.dry_run),
+        keep_outputs: crate::ops::run::keep_policy(&ctx.config, None),
     };
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {

@@ -65,9 +65,15 @@ pub struct RunArgs {
     /// Record secret-looking variables (*TOKEN*, *SECRET*, *PASSWORD*, *KEY*) in clear text
     #[arg(long)]
     pub env_unredacted: bool,
-    /// Output file or directory, hashed after the run
+    /// Output file or directory, hashed after the run and kept in the object store (`repro get`)
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
+    /// Keep a copy of every --output in the object store (the default; config `keep_outputs`)
+    #[arg(long, overrides_with = "no_keep_outputs")]
+    pub keep_outputs: bool,
+    /// Only hash the outputs; keep no copy
+    #[arg(long, overrides_with = "keep_outputs")]
+    pub no_keep_outputs: bool,
     /// Metrics file (.jsonl/.json/.yaml/.csv/.tsv) or DVCLive directory read after the run (repeatable)
     #[arg(long = "metrics", value_name = "PATH")]
     pub metrics: Vec<PathBuf>,
@@ -123,6 +129,7 @@ impl RunArgs {
             env: self.env.clone(),
             env_unredacted: self.env_unredacted,
             outputs: self.outputs.clone(),
+            keep_outputs: tri(self.keep_outputs, self.no_keep_outputs),
             require_clean: tri(self.require_clean, self.no_require_clean),
             gpus: self.gpus.clone(),
             engine_args: self.engine_args.clone(),

@@ -42,6 +42,8 @@ pub struct RerunRequest {
     pub tolerance: Tolerance,
     /// Push the re-run to MLflow when it ends (`--mlflow`); never changes its outcome.
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
+    /// Whether the re-run's outputs are kept in the object store.
+    pub keep_outputs: crate::store::kept::KeepPolicy,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -726,6 +728,7 @@ fn execution(
         // The container mounts the checkout, not the recorded repository path.
         mount_src: root.map(Path::to_path_buf),
         metrics: req.metrics.clone(),
+        keep: req.keep_outputs.clone(),
     }
 }
 

@@ -17,8 +17,10 @@ use crate::config::Config;
 use crate::error::Hinted;
 use crate::exec::{self, pick_engine, want_tty, Engine, NoEngine, Outcome, Spawn};
 use crate::ops::Events;
-use crate::record::{Arg, Exec, ExecMode, Output, ResolvedBy, Run, Status};
+use crate::record::{Arg, Exec, ExecMode, Output, OutputFile, ResolvedBy, Run, Status};
 use crate::script::plan::{registry_of, Bindings, EnginePlan, PlanOptions};
+use crate::store::kept::KeepPolicy;
+use crate::store::objects::Objects;
 use crate::store::{Finish, Store, StoreError};
 
 pub use crate::script::plan::{RegistryFlags, DEFAULT_WORKDIR};
@@ -149,6 +151,8 @@ pub struct RunRequest {
     pub env: BTreeMap<String, String>,
     /// `--output` paths, relative to the working directory.
     pub outputs: Vec<String>,
+    /// Whether (and how much of) the outputs are kept in the object store.
+    pub keep: KeepPolicy,
     pub require_clean: bool,
     pub gpus: Option<String>,
     /// Mounts (as `--volume=`) then engine flags, in order, repeats kept.
@@ -186,6 +190,8 @@ pub struct RunFlags {
     pub env: Vec<String>,
     pub env_unredacted: bool,
     pub outputs: Vec<String>,
+    /// `--keep-outputs` / `--no-keep-outputs`.
+    pub keep_outputs: Option<bool>,
     pub require_clean: Option<bool>,
     pub gpus: Option<String>,
     pub engine_args: Vec<String>,
@@ -319,6 +325,7 @@ impl RunRequest {
             name: f.name,
             env,
             outputs: f.outputs,
+            keep: keep_policy(cfg, f.keep_outputs),
             require_clean: f.require_clean.unwrap_or(cfg.require_clean.value),
             gpus: f.gpus,
             engine_args,
@@ -348,6 +355,8 @@ pub struct Execution {
     pub mount_src: Option<PathBuf>,
     /// `--metrics` paths read after the run (relative to `cwd`).
     pub metrics: Vec<PathBuf>,
+    /// Whether (and how much of) the outputs are copied into the object store.
+    pub keep: KeepPolicy,
 }
 
 /// How a run ended, for the CLI.
@@ -429,6 +438,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
     let x = Execution {
         cwd: req.cwd.clone(),
         output_paths: req.outputs.clone(),
+        keep: req.keep.clone(),
         registry,
         metrics: req.metrics.clone(),
         ..Execution::default()
@@ -728,10 +738,10 @@ pub fn execute(
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
-    let outputs = if matches!(status, Status::Error) {
-        Vec::new()
+    let (outputs, output_files) = if matches!(status, Status::Error) {
+        (Vec::new(), Vec::new())
     } else {
-        hash_outputs(ev, &x.output_paths, cwd)
+        keep_outputs(ev, store, &x.output_paths, cwd, &x.keep)
     };
     let fin = Finish {
         status,
@@ -740,6 +750,7 @@ pub fn execute(
         ended_at: host::rfc3339(host::now()),
         duration_ms: elapsed.as_millis() as i64,
         outputs,
+        output_files,
     };
     record_finish(ev, store, &run, &fin);
     crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
@@ -926,24 +937,39 @@ fn record_finish(ev: &dyn Events, store: &mut Store, run: &Run, fin: &Finish) {
 /// How long the outcome is retried against a locked database before it is spilled to a file.
 const FINISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
-pub(crate) fn hash_outputs(ev: &dyn Events, paths: &[String], cwd: &Path) -> Vec<Output> {
-    paths
-        .iter()
-        .map(|p| match dataset::hash_output(&cwd.join(p)) {
-            Ok(o) => Output {
-                path: p.clone(),
-                ..o
-            },
-            Err(e) => {
-                ev.warn(&format!("cannot hash output {p}: {e}"));
-                Output {
-                    path: p.clone(),
-                    sha256: None,
-                    bytes: None,
-                }
-            }
-        })
-        .collect()
+/// Whether to keep outputs, from the flag (`--keep-outputs`/`--no-keep-outputs`) and the
+/// configuration (`keep_outputs`, `keep_outputs_max`).
+pub fn keep_policy(cfg: &crate::config::Config, flag: Option<bool>) -> KeepPolicy {
+    let off = match flag {
+        Some(false) => Some("--no-keep-outputs".to_string()),
+        Some(true) => None,
+        None if !cfg.keep_outputs.value => Some("keep_outputs = false".to_string()),
+        None => None,
+    };
+    KeepPolicy {
+        off,
+        max_bytes: cfg.keep_outputs_max.value,
+    }
+}
+
+/// Hashes the outputs and keeps copies in the object store beside the database (see
+/// `store::kept`); whatever happens, the run's status and exit code stay as they are.
+pub(crate) fn keep_outputs(
+    ev: &dyn Events,
+    store: &Store,
+    paths: &[String],
+    cwd: &Path,
+    policy: &KeepPolicy,
+) -> (Vec<Output>, Vec<OutputFile>) {
+    if paths.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let objects = Objects::beside(store.path());
+    let kept = crate::store::kept::keep_outputs(&objects, paths, cwd, policy);
+    for w in &kept.warnings {
+        ev.warn(w);
+    }
+    (kept.outputs, kept.files)
 }
 
 /// The record's status, exit code and signal for how the child ended.

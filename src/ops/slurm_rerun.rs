@@ -19,7 +19,7 @@ use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
 use crate::exec::which;
 use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, RerunError, Tolerance};
-use crate::ops::run::hash_outputs;
+use crate::ops::run::keep_outputs;
 use crate::ops::Events;
 use crate::record::scheduler::{SchedulerContext, SlurmContext};
 use crate::record::{ExecMode, Run, Status};
@@ -136,6 +136,8 @@ pub struct EndOptions {
     pub tolerance: Tolerance,
     /// Push the re-run to MLflow once it has ended.
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
+    /// Whether the re-run's outputs are kept in the object store.
+    pub keep_outputs: crate::store::kept::KeepPolicy,
 }
 
 /// What `poll` asks about.
@@ -480,8 +482,8 @@ fn record_end(
         combined_outcome(&jobs).ok_or_else(|| SlurmRerunError::NotEnded { id: run.id.clone() })?;
     let paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
     let outputs = match outputs_dir {
-        Some(d) if !paths.is_empty() => hash_outputs(ev, &paths, d),
-        _ => Vec::new(),
+        Some(d) if !paths.is_empty() => keep_outputs(ev, store, &paths, d, &req.end.keep_outputs),
+        _ => (Vec::new(), Vec::new()),
     };
     let ended = host::now();
     let started = chrono::DateTime::parse_from_rfc3339(&run.started_at)
@@ -493,7 +495,8 @@ fn record_end(
         signal: outcome.signal,
         ended_at: host::rfc3339(ended),
         duration_ms: (ended - started).num_milliseconds().max(0),
-        outputs: outputs.clone(),
+        outputs: outputs.0.clone(),
+        output_files: outputs.1,
     };
     let finished_now = store
         .finish_durably(run, &fin, crate::store::FINISH_BUDGET, &mut |e| {
@@ -530,7 +533,7 @@ fn record_end(
                 store,
                 orig,
                 &run.id,
-                Some(&outputs),
+                Some(&outputs.0),
                 req.end.tolerance,
             )?)
         }

@@ -281,10 +281,16 @@ fn show_inputs_and_annotations(o: &mut ShowLines, run: &Run) {
         o.line("dataset", v);
     }
     for out in &run.outputs {
+        let kept = match (out.kept, &out.not_kept) {
+            (Some(true), _) => " (kept)".to_string(),
+            (Some(false), Some(why)) => format!(" (not kept: {why})"),
+            (Some(false), None) => " (not kept)".to_string(),
+            (None, _) => String::new(),
+        };
         o.line(
             "output",
             format!(
-                "{} {}",
+                "{} {}{kept}",
                 out.path,
                 out.sha256.as_deref().unwrap_or("(missing)")
             ),

@@ -392,6 +392,40 @@ pub struct Output {
     pub sha256: Option<String>,
     /// Size in bytes; null when missing.
     pub bytes: Option<u64>,
+    /// Whether a copy is in the object store (`repro get` gives it back); absent for runs
+    /// recorded before outputs were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<bool>,
+    /// Why no copy is kept (`keep_outputs = false`, over `keep_outputs_max`, disk full, removed
+    /// by `repro gc --outputs`, …); only when `kept` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_kept: Option<String>,
+}
+
+impl Output {
+    /// An output as hashed, with nothing said about keeping it.
+    pub fn hashed(path: String, sha256: Option<String>, bytes: Option<u64>) -> Output {
+        Output {
+            path,
+            sha256,
+            bytes,
+            kept: None,
+            not_kept: None,
+        }
+    }
+}
+
+/// One file of a run's output: the output itself when it is a file (`rel` empty), else one file
+/// inside the output directory. These rows index `repro which` and the object store's references.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Position of the output in the run's `outputs`.
+    pub pos: u32,
+    /// Path inside the output directory (manifest bytes, `/`-separated); empty for a file output.
+    pub rel: Vec<u8>,
+    /// SHA-256 of the contents, 64 lowercase hex.
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 /// A complete run record, in the `--json` shape of DESIGN.md.

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{insert_outputs, insert_rows, sql_error, Finish, Result, Store, StoreError};
+use super::{
+    insert_output_files, insert_outputs, insert_rows, sql_error, Finish, Result, Store, StoreError,
+};
 use crate::record::Run;
 
 /// After this long waiting for the lock, the caller is told what it waits for.
@@ -134,6 +136,7 @@ impl Store {
             .map_err(err("finish run"))?;
         let done = if n == 1 {
             insert_outputs(&tx, &run.id, &fin.outputs).map_err(err("insert output"))?;
+            insert_output_files(&tx, &run.id, &fin.output_files).map_err(err("insert output"))?;
             Finished::Recorded
         } else {
             let exists: Option<i64> = tx
@@ -151,6 +154,7 @@ impl Store {
             whole.duration_ms = Some(fin.duration_ms);
             whole.outputs = fin.outputs.clone();
             insert_rows(&tx, &whole).map_err(|(what, source)| sql_error(&path, what)(source))?;
+            insert_output_files(&tx, &run.id, &fin.output_files).map_err(err("insert output"))?;
             Finished::Restored
         };
         tx.commit().map_err(err("commit"))?;
@@ -254,6 +258,7 @@ mod tests {
             ended_at: "2026-11-26T14:00:05.000Z".into(),
             duration_ms: 5000,
             outputs: vec![],
+            output_files: vec![],
         }
     }
 

@@ -27,6 +27,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/0011.sql")),
     (12, include_str!("../../migrations/0012.sql")),
     (13, include_str!("../../migrations/0013.sql")),
+    (14, include_str!("../../migrations/0014.sql")),
 ];
 
 /// The schema version this binary writes.

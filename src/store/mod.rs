@@ -9,10 +9,12 @@ mod durable;
 pub mod filesystem;
 mod gc;
 mod inspect;
+pub mod kept;
 pub mod liveness;
 pub mod metrics;
 mod migrate;
 pub mod mlflow;
+pub mod objects;
 pub mod query;
 pub mod scheduler;
 mod transfer;
@@ -27,8 +29,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::error::Hinted;
 use crate::record::{
-    Arg, Code, Dataset, DatasetKind, Exec, ExecMode, Image, Output, ResolvedBy, Run, Status,
-    SCHEMA_VERSION,
+    Arg, Code, Dataset, DatasetKind, Exec, ExecMode, Image, Output, OutputFile, ResolvedBy, Run,
+    Status, SCHEMA_VERSION,
 };
 
 pub use durable::{spill_dir, Finished, Landed, FINISH_BUDGET, WAIT_NOTICE_AFTER};
@@ -425,7 +427,7 @@ impl Store {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT path, sha256, bytes FROM run_outputs WHERE run_id = ?1 ORDER BY pos",
+                    "SELECT path, sha256, bytes, kept, not_kept FROM run_outputs WHERE run_id = ?1 ORDER BY pos",
                 )
                 .map_err(self.sql_err("read outputs"))?;
             run.outputs = st
@@ -434,6 +436,8 @@ impl Store {
                         path: r.get(0)?,
                         sha256: r.get(1)?,
                         bytes: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                        kept: r.get(3)?,
+                        not_kept: r.get(4)?,
                     })
                 })
                 .and_then(|rows| rows.collect())
@@ -546,6 +550,9 @@ pub struct Finish {
     pub ended_at: String,
     pub duration_ms: i64,
     pub outputs: Vec<Output>,
+    /// The files inside directory outputs (file outputs are recorded from `outputs`).
+    #[serde(default)]
+    pub output_files: Vec<OutputFile>,
 }
 
 /// Writes every row of a run (runs, datasets, outputs, env, annotations) inside `tx`; the error
@@ -682,9 +689,51 @@ fn insert_outputs(tx: &Connection, id: &str, outputs: &[Output]) -> rusqlite::Re
     for (pos, o) in outputs.iter().enumerate() {
         exec_cached(
             tx,
-            "INSERT OR REPLACE INTO run_outputs (run_id, pos, path, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, pos as i64, o.path, o.sha256, o.bytes.map(|b| b as i64)],
+            "INSERT OR REPLACE INTO run_outputs (run_id, pos, path, sha256, bytes, kept, not_kept)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                pos as i64,
+                o.path,
+                o.sha256,
+                o.bytes.map(|b| b as i64),
+                o.kept,
+                o.not_kept
+            ],
         )?;
+        // A file output is its own one file; a directory's files come with the finish.
+        if let (Some(sha), Some(bytes)) = (&o.sha256, o.bytes) {
+            if !sha.starts_with("sha256:") {
+                insert_output_file(
+                    tx,
+                    id,
+                    &OutputFile {
+                        pos: pos as u32,
+                        rel: Vec::new(),
+                        sha256: sha.clone(),
+                        bytes,
+                    },
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records one file of a run's output (see [`OutputFile`]).
+fn insert_output_file(tx: &Connection, id: &str, f: &OutputFile) -> rusqlite::Result<()> {
+    exec_cached(
+        tx,
+        "INSERT OR REPLACE INTO output_files (run_id, pos, rel, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, f.pos as i64, f.rel, f.sha256, f.bytes as i64],
+    )?;
+    Ok(())
+}
+
+/// Records the files inside a run's directory outputs.
+fn insert_output_files(tx: &Connection, id: &str, files: &[OutputFile]) -> rusqlite::Result<()> {
+    for f in files {
+        insert_output_file(tx, id, f)?;
     }
     Ok(())
 }

@@ -87,11 +87,8 @@ fn insert_get_round_trip_and_finish_once() {
         signal: None,
         ended_at: "2026-11-26T14:00:01.000Z".into(),
         duration_ms: 1000,
-        outputs: vec![Output {
-            path: "m.pt".into(),
-            sha256: Some("d".repeat(64)),
-            bytes: Some(1),
-        }],
+        outputs: vec![Output::hashed("m.pt".into(), Some("d".repeat(64)), Some(1))],
+        output_files: vec![],
     };
     assert_eq!(s.finish(&run, &fin).unwrap(), Finished::Recorded);
     let got = s.get_run(&run.id).unwrap();

@@ -93,6 +93,25 @@ pub fn well_formed_id(id: &str) -> bool {
 }
 
 /// Checks an imported run; the message says which field is wrong.
+/// An imported run's outputs are kept here only when this store has their objects: a copy
+/// kept on the machine that recorded the run stays there.
+fn localize_kept(run: &mut Run, objects: &super::objects::Objects) {
+    for o in &mut run.outputs {
+        let here = match o.sha256.as_deref() {
+            Some(d) if !d.starts_with("sha256:") => objects.contains(d),
+            Some(d) => objects.contains(d.trim_start_matches("sha256:")),
+            None => false,
+        };
+        if o.kept == Some(true) && !here {
+            o.kept = Some(false);
+            o.not_kept =
+                Some("kept where the run was recorded, not in this store (imported)".into());
+        } else if o.kept == Some(false) && o.not_kept.is_none() {
+            o.not_kept = Some("not kept where the run was recorded".into());
+        }
+    }
+}
+
 pub fn validate(run: &Run) -> Result<(), String> {
     if run.schema_version != SCHEMA_VERSION {
         return Err(format!(
@@ -416,9 +435,12 @@ impl Store {
             line,
             message,
         };
+        let objects = super::objects::Objects::beside(&self.path);
         let parse = |line: usize, text: &str| -> Result<(Run, Vec<MetricPoint>), ImportError> {
-            let run: Run = serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
+            let mut run: Run =
+                serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
             validate(&run).map_err(|m| invalid(line, m))?;
+            localize_kept(&mut run, &objects);
             let metrics = metrics_of_line(text).map_err(|m| invalid(line, m))?;
             Ok((run, metrics))
         };

@@ -271,21 +271,13 @@ pub fn hash_output(path: &Path) -> Result<Output, DatasetError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Output {
-                path: shown,
-                sha256: None,
-                bytes: None,
-            })
+            return Ok(Output::hashed(shown, None, None))
         }
         Err(e) => return Err(unreadable(path)(e)),
     };
     if meta.is_dir() {
         let d = hash_path(path, &HashOptions::default(), None, None)?;
-        return Ok(Output {
-            path: shown,
-            sha256: Some(d.digest),
-            bytes: Some(d.bytes),
-        });
+        return Ok(Output::hashed(shown, Some(d.digest), Some(d.bytes)));
     }
     if !meta.is_file() {
         return Err(DatasetError::SpecialFile {
@@ -294,11 +286,7 @@ pub fn hash_output(path: &Path) -> Result<Output, DatasetError> {
         });
     }
     let (sha, bytes) = sha256_file(path)?;
-    Ok(Output {
-        path: shown,
-        sha256: Some(hex::encode(sha)),
-        bytes: Some(bytes),
-    })
+    Ok(Output::hashed(shown, Some(hex::encode(sha)), Some(bytes)))
 }
 
 #[cfg(test)]

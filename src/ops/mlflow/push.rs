@@ -1114,11 +1114,8 @@ mod tests {
                     signal: None,
                     ended_at: run.started_at.clone(),
                     duration_ms: 0,
-                    outputs: vec![Output {
-                        path: "model.bin".into(),
-                        sha256: None,
-                        bytes: None,
-                    }],
+                    outputs: vec![Output::hashed("model.bin".into(), None, None)],
+                    output_files: vec![],
                 },
             )
             .unwrap();
