@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod mlflow;
+pub mod oci_artifact;
 pub mod oci_layout;
 pub mod ops;
 pub mod output;

@@ -1,7 +1,8 @@
 //! Content by digest, for `repro audit` and `repro image archive`: manifests by digest (body
 //! hash checked), where a tag points now, the repository's tags (`tags/list` with `Link`
-//! pagination, bounded), blobs streamed to a writer and verified while streaming, and pushes to
-//! another repository (cross-repository mount when the registry allows it).
+//! pagination, bounded), blobs streamed to a writer and verified while streaming, pushes to
+//! another repository (cross-repository mount when the registry allows it), and what OCI
+//! artifacts need: small blobs from memory, the answer to a manifest PUT, the referrers API.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -245,6 +246,27 @@ impl RegistryClient {
         digest: &Digest,
         file: Option<&Path>,
     ) -> Result<Pushed, RegistryError> {
+        self.push_blob_from(dst, src, digest, file.map(Body::File))
+    }
+
+    /// Puts a small blob held in memory (an artifact's empty config) into `dst`'s repository;
+    /// nothing is sent when the registry has it.
+    pub fn push_blob_bytes(
+        &self,
+        dst: &Reference,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<Pushed, RegistryError> {
+        self.push_blob_from(dst, None, digest, Some(Body::Bytes(bytes)))
+    }
+
+    fn push_blob_from(
+        &self,
+        dst: &Reference,
+        src: Option<&Reference>,
+        digest: &Digest,
+        upload: Option<Body<'_>>,
+    ) -> Result<Pushed, RegistryError> {
         if self.has_blob(dst, digest)? {
             return Ok(Pushed::Present);
         }
@@ -274,7 +296,7 @@ impl RegistryClient {
         let Some(location) = resp.header("Location").map(str::to_string) else {
             return Err(ctx.bad("the upload answer names no Location"));
         };
-        let Some(file) = file else {
+        let Some(upload) = upload else {
             return Err(ctx.bad(format!(
                 "blob {digest} must be uploaded but was not fetched"
             )));
@@ -294,7 +316,7 @@ impl RegistryClient {
             &ctx,
             "pull,push",
             &Extra {
-                body: Some(("application/octet-stream", Body::File(file))),
+                body: Some(("application/octet-stream", upload)),
                 timeout: Some(BLOB_DEADLINE),
             },
         )?;
@@ -309,12 +331,26 @@ impl RegistryClient {
         media_type: &str,
         body: &[u8],
     ) -> Result<(), RegistryError> {
+        self.put_manifest_answer(dst, reference, media_type, body)
+            .map(|_| ())
+    }
+
+    /// [`Self::put_manifest`], returning what the registry answered: the digest it stored and
+    /// its `OCI-Subject` header (an OCI 1.1 registry that indexed the manifest's `subject`).
+    /// A refusal keeps the registry's error text (`MANIFEST_INVALID …`) in the error.
+    pub fn put_manifest_answer(
+        &self,
+        dst: &Reference,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<ManifestPut, RegistryError> {
         let written = format!("{}:{reference}", dst.name());
         let ctx = self.ctx_for(dst, &written, self.opts.deadline);
         let host = self.opts.host_settings(&dst.domain);
         let base = self.base_url(dst, &host, &ctx)?;
         let url = format!("{base}/v2/{}/manifests/{reference}", dst.path);
-        self.send_with(
+        let resp = self.send_with(
             "PUT",
             &url,
             dst,
@@ -326,8 +362,109 @@ impl RegistryClient {
                 timeout: None,
             },
         )?;
-        Ok(())
+        let digest = resp
+            .header("Docker-Content-Digest")
+            .and_then(|h| Digest::parse(h.trim()).ok());
+        let subject = resp.header("OCI-Subject").map(|h| h.trim().to_string());
+        Ok(ManifestPut { digest, subject })
     }
+
+    /// The manifest `tag` of `r`'s repository points at (its body hash checked against the
+    /// `Docker-Content-Digest` header); `None` when the tag does not exist.
+    pub fn manifest_by_tag(
+        &self,
+        r: &Reference,
+        tag: &str,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let written = format!("{}:{tag}", r.name());
+        let ctx = self.ctx_for(r, &written, self.opts.deadline);
+        let host = self.opts.host_settings(&r.domain);
+        let base = self.base_url(r, &host, &ctx)?;
+        let fetched = match self.get_manifest(r, &host, &base, tag, &ctx) {
+            Ok(f) => f,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let d = verified_digest(&fetched, None, &ctx)?;
+        let doc: ManifestDoc =
+            serde_json::from_slice(&fetched.body).map_err(|e| ctx.bad(format!("not JSON: {e}")))?;
+        Ok(Some(RawManifest {
+            digest: d,
+            media_type: doc.media_type(fetched.content_type.as_deref()),
+            body: fetched.body,
+        }))
+    }
+
+    /// `GET /v2/NAME/referrers/DIGEST[?artifactType=…]` (OCI distribution 1.1): the status and
+    /// the body (at most [`super::MAX_MANIFEST_BYTES`], not parsed). A 404 is an answer, not an
+    /// error: it is how a registry without the API (distribution 2.8) says so.
+    pub fn referrers(
+        &self,
+        r: &Reference,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<ReferrersAnswer, RegistryError> {
+        let written = format!("{}@{subject}", r.name());
+        let ctx = self.ctx_for(r, &written, self.opts.deadline);
+        let host = self.opts.host_settings(&r.domain);
+        let base = self.base_url(r, &host, &ctx)?;
+        let mut url = format!("{base}/v2/{}/referrers/{subject}", r.path);
+        if let Some(t) = artifact_type {
+            url.push_str("?artifactType=");
+            url.push_str(&query_escape(t));
+        }
+        let resp = match self.send("GET", &url, r, &host, &ctx) {
+            Ok(resp) => resp,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(ReferrersAnswer {
+                    status: 404,
+                    body: Vec::new(),
+                    filters_applied: None,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let status = resp.status();
+        let filters_applied = resp.header("OCI-Filters-Applied").map(str::to_string);
+        let body = super::transport::read_limited(resp, &ctx, "referrers index")?;
+        Ok(ReferrersAnswer {
+            status,
+            body,
+            filters_applied,
+        })
+    }
+}
+
+/// What a manifest PUT answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestPut {
+    /// `Docker-Content-Digest`, when sent and well-formed.
+    pub digest: Option<Digest>,
+    /// `OCI-Subject`: the registry indexed the manifest's subject for the referrers API.
+    pub subject: Option<String>,
+}
+
+/// What the referrers endpoint answered: 200 with an image index, or 404 (not served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrersAnswer {
+    pub status: u16,
+    /// The body (empty for a 404).
+    pub body: Vec<u8>,
+    /// `OCI-Filters-Applied` (`artifactType` when the registry filtered).
+    pub filters_applied: Option<String>,
+}
+
+/// Percent-encodes a query value (media types hold `+` and `/`).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The target of `Link: <URL>; rel="next"`, when there is one.
@@ -346,6 +483,14 @@ pub fn next_link(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(
+            query_escape("application/vnd.dev.repro.attestation.v1+json"),
+            "application%2Fvnd.dev.repro.attestation.v1%2Bjson"
+        );
+    }
 
     #[test]
     fn link_header_next_page() {

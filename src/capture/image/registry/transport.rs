@@ -347,10 +347,13 @@ pub(crate) fn error_detail(resp: ureq::Response) -> String {
         message: String,
     }
     match serde_json::from_slice::<Errs>(&buf) {
+        // The registry's words reach a terminal in error messages: shown, never obeyed.
         Ok(e) => e
             .errors
             .iter()
-            .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
+            .map(|e| {
+                crate::sanitize::escape(format!("{} {}", e.code, e.message).trim()).into_owned()
+            })
             .collect::<Vec<_>>()
             .join("; "),
         Err(_) => String::new(),
