@@ -1,11 +1,12 @@
 //! `repro attest`: SLSA provenance (in-toto Statement v1) for a run's outputs, DSSE-signed with
-//! Ed25519; `attest verify` checks one; `attest keygen` makes a key pair (docs/attest.md).
+//! Ed25519, optionally pushed next to the run's image; `attest verify` checks one (from a file or
+//! from the registry); `attest keygen` makes a key pair (docs/attest.md).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{print_out, Ctx};
+use crate::cli::{print_out, Ctx, RegistryArgs};
 use crate::error::{CliError, CliResult};
 use crate::ops::attest as op;
 use crate::output;
@@ -26,6 +27,12 @@ pub struct AttestArgs {
     /// and write a DSSE envelope
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
+    /// Attach the signed envelope to the run's image digest in its registry (the referrers API
+    /// where served, else the tag sha256-<hex>.att) and print the artifact's REPO@DIGEST
+    #[arg(long, requires = "sign")]
+    pub push: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Subcommands of `repro attest`.
@@ -41,7 +48,17 @@ pub enum AttestCmd {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The envelope (or unsigned statement) written by `repro attest`
-    pub file: PathBuf,
+    #[arg(
+        required_unless_present = "from_registry",
+        conflicts_with = "from_registry"
+    )]
+    pub file: Option<PathBuf>,
+    /// Check the attestations attached to this image digest in its registry (pushed with
+    /// `repro attest ID --sign KEY --push`, or by cosign); passes when one passes every check
+    #[arg(long, value_name = "REF@DIGEST")]
+    pub from_registry: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Public key PEM (`openssl pkey -in key.pem -pubout`) the signature must verify with
     #[arg(long, value_name = "PUB.pem")]
     pub key: Option<PathBuf>,
@@ -93,6 +110,7 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
         &op::AttestRequest {
             id: id.to_string(),
             sign: args.sign.clone(),
+            push: args.push,
         },
     )?;
     for w in output::attest::warnings(&a) {
@@ -112,6 +130,15 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
             CliError::from(e).message
         ));
     }
+    if args.push {
+        let opts = args.registry.options(&ctx.config)?;
+        let pushed = op::registry::push(&store, opts, &a, ctx)?;
+        ctx.status(output::attest::pushed(&pushed));
+        // stdout holds the document unless it went to a file.
+        if args.output.is_some() {
+            print_out(&format!("{}\n", pushed.reference))?;
+        }
+    }
     Ok(())
 }
 
@@ -125,17 +152,34 @@ fn cmd_verify(ctx: &Ctx, args: &VerifyArgs) -> CliResult<bool> {
         (None, true) => Some(op::default_base()?),
         (None, false) => None,
     };
-    let report = op::verify(
-        store.as_ref(),
-        &op::VerifyRequest {
-            file: args.file.clone(),
-            key: args.key.clone(),
-            run: args.run.clone(),
-            check_files: args.check_files,
-            base,
-            allow_unsigned: args.allow_unsigned,
-        },
-    )?;
+    let checks = op::Checks {
+        key: args.key.clone(),
+        run: args.run.clone(),
+        check_files: args.check_files,
+        base,
+        allow_unsigned: args.allow_unsigned,
+    };
+    if let Some(image) = &args.from_registry {
+        let report = op::registry::verify_from_registry(
+            store.as_ref(),
+            args.registry.options(&ctx.config)?,
+            &op::registry::RegistryVerifyRequest {
+                image: image.clone(),
+                checks,
+            },
+        )?;
+        print_out(&if args.json {
+            output::attest::registry_verify_json(&report)
+        } else {
+            output::attest::registry_verify_text(&report)
+        })?;
+        return Ok(report.ok());
+    }
+    let file = args
+        .file
+        .clone()
+        .ok_or_else(|| CliError::usage("give FILE or --from-registry REF@DIGEST"))?;
+    let report = op::verify(store.as_ref(), &op::VerifyRequest { file, checks })?;
     print_out(&if args.json {
         output::attest::verify_json(&report)
     } else {

@@ -66,7 +66,7 @@ pub enum ArtifactError {
         title: String,
         digest: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("{reference} does not exist")]
     NotFound { reference: String },
@@ -116,16 +116,58 @@ impl ArtifactError {
     }
 }
 
-/// A file pushed as one layer.
+/// Where a layer's bytes come from.
 #[derive(Debug, Clone)]
-pub struct FileLayer {
-    pub path: PathBuf,
+pub enum LayerSource {
+    /// A file, hashed and then uploaded in a stream (outputs may be larger than memory).
+    File(PathBuf),
+    /// Bytes in memory (an attestation envelope).
+    Bytes(Vec<u8>),
+}
+
+/// One layer to push.
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub source: LayerSource,
     /// The `org.opencontainers.image.title`: a relative path.
     pub title: String,
     /// Defaults to `application/octet-stream`.
     pub media_type: Option<String>,
     /// More layer annotations (the title is added).
     pub annotations: BTreeMap<String, String>,
+}
+
+impl LayerSpec {
+    /// The layer's descriptor: its source hashed (a file in a stream).
+    pub fn descriptor(&self) -> Result<Descriptor, ArtifactError> {
+        let (digest, size) = match &self.source {
+            LayerSource::File(p) => hash_file(p)?,
+            LayerSource::Bytes(b) => (Digest::sha256_of(b), b.len() as u64),
+        };
+        Ok(manifest::file_layer(
+            self.media_type.as_deref(),
+            &digest,
+            size,
+            &self.title,
+            self.annotations.clone(),
+        ))
+    }
+}
+
+/// Puts one layer's blob into `repo` unless the registry has it (HEAD); `true` when sent.
+pub fn push_layer(
+    client: &RegistryClient,
+    repo: &Reference,
+    layer: &LayerSpec,
+    descriptor: &Descriptor,
+) -> Result<bool, ArtifactError> {
+    let digest =
+        manifest::sha256_digest(descriptor).map_err(|p| ArtifactError::invalid(&repo.name(), p))?;
+    let pushed = match &layer.source {
+        LayerSource::File(p) => client.push_blob(repo, None, &digest, Some(p))?,
+        LayerSource::Bytes(b) => client.push_blob_bytes(repo, &digest, b)?,
+    };
+    Ok(pushed != BlobPushed::Present)
 }
 
 /// What to push.
@@ -136,7 +178,7 @@ pub struct PushSpec {
     /// Put the manifest under this tag; by its digest when `None`.
     pub tag: Option<String>,
     pub artifact_type: String,
-    pub files: Vec<FileLayer>,
+    pub layers: Vec<LayerSpec>,
     pub annotations: BTreeMap<String, String>,
     pub subject: Option<Descriptor>,
 }
@@ -214,47 +256,36 @@ pub fn check_titles<'a>(titles: impl IntoIterator<Item = &'a str>) -> Result<(),
     }
 }
 
-/// Pushes an artifact: each file hashed first (so its digest is known before the upload), then
-/// uploaded streaming unless the registry has it (HEAD); the empty config; the manifest with its
-/// `subject` where the registry accepts it ([`put_manifest`]).
+/// Pushes an artifact: each layer hashed first (so its digest is known before the upload), then
+/// uploaded (a file in a stream) unless the registry has it (HEAD); the empty config; the
+/// manifest with its `subject` where the registry accepts it ([`put_manifest`]).
 pub fn push(client: &RegistryClient, spec: &PushSpec) -> Result<Pushed, ArtifactError> {
-    if spec.files.is_empty() {
+    if spec.layers.is_empty() {
         return Err(ArtifactError::NoFiles);
     }
-    check_titles(spec.files.iter().map(|f| f.title.as_str()))?;
-    let mut layers = Vec::with_capacity(spec.files.len());
-    for f in &spec.files {
-        let (digest, size) = hash_file(&f.path)?;
-        layers.push((
-            f,
-            manifest::file_layer(
-                f.media_type.as_deref(),
-                &digest,
-                size,
-                &f.title,
-                f.annotations.clone(),
-            ),
-            digest,
-        ));
-    }
+    check_titles(spec.layers.iter().map(|l| l.title.as_str()))?;
+    let descriptors = spec
+        .layers
+        .iter()
+        .map(LayerSpec::descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
     let repo = &spec.repository;
-    let config = manifest::empty_config();
     let config_digest = Digest::sha256_of(manifest::EMPTY_CONFIG);
     client.push_blob_bytes(repo, &config_digest, manifest::EMPTY_CONFIG)?;
     let (mut uploaded, mut present) = (0, 0);
-    for (f, _, digest) in &layers {
-        match client.push_blob(repo, None, digest, Some(&f.path))? {
-            BlobPushed::Present => present += 1,
-            BlobPushed::Uploaded | BlobPushed::Mounted => uploaded += 1,
+    for (l, d) in spec.layers.iter().zip(&descriptors) {
+        if push_layer(client, repo, l, d)? {
+            uploaded += 1;
+        } else {
+            present += 1;
         }
     }
     let mut m = manifest::build(
         &spec.artifact_type,
-        layers.into_iter().map(|(_, d, _)| d).collect(),
+        descriptors,
         spec.annotations.clone(),
         spec.subject.clone(),
     );
-    debug_assert_eq!(m.config, config);
     let value = serde_json::to_value(&m).expect("a manifest serialises");
     let put = put_manifest(client, repo, spec.tag.as_deref(), &value)?;
     if matches!(put.subject, SubjectOutcome::Dropped { .. }) {
@@ -374,17 +405,7 @@ pub fn referrers(
             }
         }
         ReferrersVia::Tags => {
-            let tag = manifest::att_tag(subject);
-            if let Some(raw) = client.manifest_by_tag(repo, &tag)? {
-                let found_at = format!("{}:{tag}", repo.name());
-                let m = manifest::parse_manifest(&raw.body, &raw.media_type)
-                    .map_err(|p| ArtifactError::invalid(&found_at, p))?;
-                out.push(Referrer {
-                    digest: raw.digest,
-                    found_at,
-                    manifest: m,
-                });
-            }
+            out.extend(att_referrer(client, repo, subject)?);
             let tag = manifest::referrers_tag(subject);
             if let Some(raw) = client.manifest_by_tag(repo, &tag)? {
                 let listed = manifest::parse_referrers(&raw.body, artifact_type)
@@ -399,6 +420,42 @@ pub fn referrers(
         via,
         referrers: out,
     })
+}
+
+/// Where the referrers of `subject` are read: a probe of the referrers endpoint (200: the API;
+/// 404: the tag scheme).
+pub fn referrers_via(
+    client: &RegistryClient,
+    repo: &Reference,
+    subject: &Digest,
+) -> Result<ReferrersVia, ArtifactError> {
+    let answer = client.referrers(repo, subject, None)?;
+    ReferrersVia::for_status(answer.status).ok_or_else(|| {
+        ArtifactError::invalid(
+            &format!("{}@{subject}", repo.name()),
+            format!("the referrers endpoint answered {}", answer.status),
+        )
+    })
+}
+
+/// The manifest under cosign's tag `sha256-<hex>.att` of `subject`, when there is one.
+pub fn att_referrer(
+    client: &RegistryClient,
+    repo: &Reference,
+    subject: &Digest,
+) -> Result<Option<Referrer>, ArtifactError> {
+    let tag = manifest::att_tag(subject);
+    let Some(raw) = client.manifest_by_tag(repo, &tag)? else {
+        return Ok(None);
+    };
+    let found_at = format!("{}:{tag}", repo.name());
+    let m = manifest::parse_manifest(&raw.body, &raw.media_type)
+        .map_err(|p| ArtifactError::invalid(&found_at, p))?;
+    Ok(Some(Referrer {
+        digest: raw.digest,
+        found_at,
+        manifest: m,
+    }))
 }
 
 /// The manifest an index entry names; `None` when the registry no longer has it.

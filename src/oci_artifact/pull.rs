@@ -105,7 +105,7 @@ fn layer_error(e: RegistryError, reference: &str, title: &str, digest: &Digest) 
                 reference: reference.to_string(),
                 title: title.to_string(),
                 digest: digest.to_string(),
-                source: e,
+                source: Box::new(e),
             }
         }
         e => ArtifactError::Registry(e),

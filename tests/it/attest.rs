@@ -15,7 +15,7 @@ use crate::support::python::Venv;
 use crate::support::registry::{host_platform, Registry};
 use crate::support::{git, require_tool, TestEnv};
 
-fn venv() -> Venv {
+pub(crate) fn venv() -> Venv {
     Venv::ensure(
         "py-attest",
         &[
@@ -103,7 +103,7 @@ open(sys.argv[3], "wb").write(pub.public_bytes(serialization.Encoding.PEM, seria
 "#;
 
 /// Runs CHECK_PY; returns the statement it printed, or panics with Python's error.
-fn py_check(dir: &Path, file: &Path, key: Option<&Path>) -> Value {
+pub(crate) fn py_check(dir: &Path, file: &Path, key: Option<&Path>) -> Value {
     let mut args = vec![file.to_str().unwrap()];
     if let Some(k) = key {
         args.push(k.to_str().unwrap());
@@ -134,7 +134,7 @@ fn py_reject(dir: &Path, file: &Path, key: Option<&Path>) -> String {
 }
 
 /// `openssl genpkey -algorithm ed25519` and its public half; returns (private, public) paths.
-fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     require_tool("openssl");
     let key = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
@@ -173,7 +173,7 @@ fn openssl_keyid(public: &Path) -> String {
 }
 
 /// A repository with a committed train script writing `model.bin`, a `data/` dataset directory.
-fn training_repo(env: &TestEnv) -> PathBuf {
+pub(crate) fn training_repo(env: &TestEnv) -> PathBuf {
     let repo = env.git_repo("proj");
     std::fs::write(
         repo.join("train.sh"),
@@ -188,7 +188,7 @@ fn training_repo(env: &TestEnv) -> PathBuf {
     repo
 }
 
-fn stdout_of(env: &TestEnv, cwd: &Path, args: &[&str]) -> String {
+pub(crate) fn stdout_of(env: &TestEnv, cwd: &Path, args: &[&str]) -> String {
     let (code, out, err) = env.run_in(cwd, args);
     assert_eq!(code, 0, "repro {args:?}: {err}");
     out

@@ -19,6 +19,7 @@ mod metrics;
 mod mlflow;
 mod query;
 mod registry;
+mod registry_push;
 mod rerun;
 mod rerun_render;
 mod run;

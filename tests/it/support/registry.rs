@@ -392,6 +392,11 @@ impl Registry {
         format!("{}/{repo}{sep}{tag_or_digest}", self.addr)
     }
 
+    /// The registry's storage directory (for tests that corrupt stored content on purpose).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
     /// The registry's own log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

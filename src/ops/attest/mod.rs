@@ -1,5 +1,8 @@
 //! `attest`: the provenance statement of a stored run, optionally DSSE-signed; `verify`: checks a
-//! statement or envelope (signature, shape, a run's record, the subject files); `keygen`.
+//! statement or envelope (signature, shape, a run's record, the subject files); `keygen`;
+//! [`registry`]: the envelope pushed next to the run's image, and verified from there.
+
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,25 @@ pub enum AttestError {
     },
     #[error("cannot read the current directory: {0}")]
     CurrentDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Artifact(#[from] crate::oci_artifact::ArtifactError),
+    #[error(transparent)]
+    Registry(#[from] crate::capture::image::registry::RegistryError),
+    #[error("only a signed attestation is pushed (--push needs --sign KEY)")]
+    PushUnsigned,
+    #[error("run {run} has no image: an attestation is pushed next to the image the run used")]
+    NoImage { run: String },
+    #[error(
+        "the image of run {run} ({}) was never resolved to a digest",
+        crate::sanitize::escape(reference)
+    )]
+    Unresolved { run: String, reference: String },
+    #[error("{image}, the image of run {run}, is not in its registry")]
+    NotInRegistry { run: String, image: String },
+    #[error("{}: {problem}", crate::sanitize::escape(reference))]
+    ImageReference { reference: String, problem: String },
+    #[error("no attestation of {image} was found (looked at {looked})")]
+    NoneFound { image: String, looked: String },
 }
 
 impl Hinted for AttestError {
@@ -80,6 +102,24 @@ impl Hinted for AttestError {
             }
             AttestError::Write { .. } => Some("choose a writable path for -o".into()),
             AttestError::CurrentDir(_) => None,
+            AttestError::Artifact(e) => e.hint(),
+            AttestError::Registry(e) => e.hint(),
+            AttestError::PushUnsigned => Some("repro attest ID --sign KEY --push".into()),
+            AttestError::NoImage { .. } => Some(
+                "attest it without --push and keep the envelope with the outputs (-o FILE)".into(),
+            ),
+            AttestError::Unresolved { .. } => Some(
+                "only a digest the registry served can carry an attestation; re-run with a reference the registry resolves (repro rerun ID), or attest without --push".into(),
+            ),
+            AttestError::NotInRegistry { .. } => Some(
+                "push the image to that registry first (skopeo copy … docker://REPO@DIGEST), or attest without --push".into(),
+            ),
+            AttestError::ImageReference { .. } => Some(
+                "give the image as REPOSITORY@sha256:HEX, e.g. registry.example.com/team/trainer@sha256:…".into(),
+            ),
+            AttestError::NoneFound { .. } => Some(
+                "attach one with `repro attest ID --sign KEY --push`; check the digest is the one that ran (`repro show ID`)".into(),
+            ),
         }
     }
 }
@@ -91,6 +131,9 @@ pub struct AttestRequest {
     pub id: String,
     /// PKCS#8 PEM Ed25519 private key: sign into a DSSE envelope.
     pub sign: Option<PathBuf>,
+    /// The envelope will be pushed next to the run's image: refuse a run that has no image
+    /// resolved to a digest before anything is written.
+    pub push: bool,
 }
 
 /// What `repro attest ID` produced.
@@ -125,6 +168,9 @@ pub fn attest(store: &Store, req: &AttestRequest) -> Result<Attestation, AttestE
     };
     let id = store.resolve_id(&req.id)?;
     let run = store.get_run(&id)?;
+    if req.push {
+        registry::pushable(&run)?;
+    }
     let (extras, mut notes) = extras_for(store, &run)?;
     notes.extend(key_warning);
     let (statement, skipped) = attest::build(&run, &extras)?;
@@ -327,6 +373,12 @@ pub fn default_base() -> Result<PathBuf, AttestError> {
 #[derive(Debug, Clone, Default)]
 pub struct VerifyRequest {
     pub file: PathBuf,
+    pub checks: Checks,
+}
+
+/// What a document is checked against (`attest verify`, from a file or from a registry).
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
     /// Public key (or private key) PEM to check the signature with.
     pub key: Option<PathBuf>,
     /// Run id: the statement must match what this run's record gives now.
@@ -381,17 +433,34 @@ impl VerifyReport {
     }
 }
 
-/// Verifies a statement or envelope. `store` is needed only for `req.run`.
+/// Verifies a statement or envelope. `store` is needed only for `req.checks.run`.
 pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport, AttestError> {
-    let key = match &req.key {
-        Some(p) => Some(read_public_key(p)?),
-        None => None,
-    };
+    let key = read_check_key(&req.checks)?;
     let bytes = crate::capture::untrusted::read_regular(
         &req.file,
         MAX_DOCUMENT_BYTES,
         "an attestation file",
     )?;
+    let doc = attest::parse_document(&bytes).map_err(|source| AttestError::Document {
+        path: req.file.clone(),
+        source,
+    })?;
+    check_document(store, &doc, key.as_ref(), &req.checks)
+}
+
+/// The public key of `--key`, when given.
+fn read_check_key(checks: &Checks) -> Result<Option<PublicKey>, AttestError> {
+    checks.key.as_deref().map(read_public_key).transpose()
+}
+
+/// Runs the checks on a parsed document: payload type, signature, statement shape, inline
+/// byproducts, then the run's record and the subject files when asked.
+fn check_document(
+    store: Option<&Store>,
+    doc: &Document,
+    key: Option<&PublicKey>,
+    req: &Checks,
+) -> Result<VerifyReport, AttestError> {
     // Without a key nothing vouches for the document: a gate that forgot --key must not pass.
     let unchecked = if req.allow_unsigned {
         CheckStatus::Skipped
@@ -403,12 +472,8 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
     } else {
         "; pass --allow-unsigned to accept a document whose signature is not checked"
     };
-    let doc = attest::parse_document(&bytes).map_err(|source| AttestError::Document {
-        path: req.file.clone(),
-        source,
-    })?;
     let mut report = VerifyReport { checks: Vec::new() };
-    let payload = match &doc {
+    let payload = match doc {
         Document::Envelope(env, payload) => {
             if env.payload_type == IN_TOTO_PAYLOAD_TYPE {
                 report.push("payloadType", CheckStatus::Ok, IN_TOTO_PAYLOAD_TYPE);
@@ -419,7 +484,7 @@ pub fn verify(store: Option<&Store>, req: &VerifyRequest) -> Result<VerifyReport
                     format!("{:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type),
                 );
             }
-            check_signature(env, key.as_ref(), unchecked, unless_allowed, &mut report);
+            check_signature(env, key, unchecked, unless_allowed, &mut report);
             payload.clone()
         }
         Document::Statement(bytes) => {

@@ -1,0 +1,490 @@
+//! Provenance next to the image in a real registry (Debian's `docker-registry`, distribution
+//! 2.8, which has no referrers API): `repro attest --push` and `attest verify --from-registry`,
+//! checked with PyPI `oras` (pull by tag, files named by title) and in-toto/securesystemslib.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::attest::{openssl_key, py_check, stdout_of, training_repo};
+use crate::support::engine::PushedBusybox;
+use crate::support::python::Venv;
+use crate::support::registry::{Registry, OCI_MANIFEST};
+use crate::support::TestEnv;
+
+/// PyPI `oras` 0.2.43 (scripts/install-deps.sh makes the venv; created here when missing).
+fn oras() -> Venv {
+    Venv::ensure("py-oras", &["oras==0.2.43"], &["oras.client"])
+}
+
+/// Pulls argv[2] from the plain-HTTP registry argv[1] into argv[3] with oras' own client;
+/// prints {"files": [...], "manifest": {...}}.
+const ORAS_PULL_PY: &str = r#"
+import json, sys, oras.client
+host, target, outdir = sys.argv[1:4]
+c = oras.client.OrasClient(hostname=host, insecure=True)
+files = c.pull(target=target, outdir=outdir)
+print(json.dumps({"files": files, "manifest": c.get_manifest(target)}))
+"#;
+
+/// `oras pull` of `target` into `outdir`; returns what ORAS_PULL_PY printed.
+pub(crate) fn oras_pull(registry: &Registry, target: &str, outdir: &Path) -> Value {
+    let out = oras().run(
+        outdir.parent().unwrap_or(outdir),
+        ORAS_PULL_PY,
+        &[&registry.addr(), target, outdir.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "oras pull {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The manifest under `tag` of `repo`, as the registry serves it.
+fn manifest(registry: &Registry, repo: &str, tag: &str) -> Value {
+    let resp = registry
+        .request("GET", &format!("/v2/{repo}/manifests/{tag}"))
+        .set("Accept", OCI_MANIFEST)
+        .call()
+        .unwrap_or_else(|e| panic!("GET manifest {repo}:{tag}: {e}"));
+    serde_json::from_reader(resp.into_reader()).unwrap()
+}
+
+/// A finished host run of `train.sh` whose image `image` was resolved through the registry.
+fn run_with_image(env: &TestEnv, repo: &Path, image: &str) -> String {
+    stdout_of(
+        env,
+        repo,
+        &[
+            "run",
+            "-q",
+            "--host",
+            "--resolve",
+            "registry",
+            "--image",
+            image,
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    env.last_id()
+}
+
+/// `repro attest ID --sign KEY --push -o FILE`; returns (stdout, stderr).
+fn push(env: &TestEnv, repo: &Path, id: &str, key: &Path, file: &Path) -> (String, String) {
+    let (code, out, err) = env.run_in(
+        repo,
+        &[
+            "attest",
+            id,
+            "--sign",
+            key.to_str().unwrap(),
+            "--push",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "attest --push: {err}");
+    (out, err)
+}
+
+fn att_tag(digest: &str) -> String {
+    format!("{}.att", digest.replacen(':', "-", 1))
+}
+
+#[test]
+fn attestation_pushed_under_the_att_tag_verifies_with_repro_oras_and_securesystemslib() {
+    let b = PushedBusybox::in_registry("team/train", "v1");
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    let id = run_with_image(&env, &repo, &b.tag_ref);
+    let (key, public) = openssl_key(env.root(), "signing");
+    let envelope = env.root().join("model.intoto.json");
+    let (out, err) = push(&env, &repo, &id, &key, &envelope);
+    let tag = att_tag(&b.digest);
+    assert!(err.contains(&tag), "{err}");
+    assert!(err.contains("serves no referrers API"), "{err}");
+    let pushed = out.trim();
+    assert!(
+        pushed.starts_with(&format!("{}/team/train@sha256:", b.registry.addr())),
+        "{out}"
+    );
+
+    // What the registry holds under the tag: an OCI 1.1 artifact whose one layer is the
+    // envelope, its subject the image that ran.
+    let m = manifest(&b.registry, "team/train", &tag);
+    assert_eq!(m["mediaType"], OCI_MANIFEST);
+    assert_eq!(
+        m["artifactType"],
+        "application/vnd.dev.repro.attestation.v1+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(m["config"]["size"], 2);
+    assert_eq!(m["subject"]["digest"], b.digest.as_str());
+    assert_eq!(m["subject"]["mediaType"], OCI_MANIFEST);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    assert_eq!(layers[0]["annotations"]["dev.repro.run.id"], id.as_str());
+    let written = std::fs::read(&envelope).unwrap();
+    assert_eq!(
+        layers[0]["size"].as_u64(),
+        Some(written.len() as u64),
+        "{m:#}"
+    );
+
+    // oras pulls the tag and writes the envelope at its title, byte for byte.
+    let pulled = env.root().join("oras");
+    let o = oras_pull(
+        &b.registry,
+        &format!("{}/team/train:{tag}", b.registry.addr()),
+        &pulled,
+    );
+    let title = layers[0]["annotations"]["org.opencontainers.image.title"]
+        .as_str()
+        .unwrap();
+    assert!(
+        title.starts_with(&id) && title.ends_with(".intoto.json"),
+        "{title}"
+    );
+    assert_eq!(o["files"].as_array().unwrap().len(), 1, "{o}");
+    let got = std::fs::read(pulled.join(title)).unwrap();
+    assert_eq!(got, written, "oras pulled other bytes than repro wrote");
+    assert_eq!(o["manifest"]["subject"]["digest"], b.digest.as_str());
+    // securesystemslib verifies the envelope oras pulled; in-toto validates its statement.
+    let st = py_check(env.root(), &pulled.join(title), Some(&public));
+    assert_eq!(
+        st["predicate"]["runDetails"]["metadata"]["invocationId"],
+        id.as_str()
+    );
+
+    // repro finds it through the tag scheme and checks it.
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &b.image,
+            "--key",
+            public.to_str().unwrap(),
+            "--run",
+            &id,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "attestation 1 of 1: {}/team/train:{tag}",
+            b.registry.addr()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("valid Ed25519 signature"), "{out}");
+    assert!(
+        out.contains(&format!("matches the record of run {id}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("the statement's image is {}", b.digest)),
+        "{out}"
+    );
+    assert!(out.contains("1 of 1 attestation(s)"), "{out}");
+    assert!(out.contains("tag scheme"), "{out}");
+    let (code, out, _) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &b.image,
+            "--key",
+            public.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["via"], "tags");
+    assert_eq!(v["image"], b.image.as_str());
+    assert_eq!(v["attestations"][0]["title"], title);
+    assert_eq!(v["attestations"][0]["ok"], true);
+}
+
+#[test]
+fn further_attestations_are_appended_once_and_each_is_checked() {
+    let b = PushedBusybox::in_registry("team/train", "v1");
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    let first = run_with_image(&env, &repo, &b.tag_ref);
+    let second = run_with_image(&env, &repo, &b.tag_ref);
+    let (key1, pub1) = openssl_key(env.root(), "one");
+    let (key2, pub2) = openssl_key(env.root(), "two");
+    let (_, stranger) = openssl_key(env.root(), "stranger");
+    let tag = att_tag(&b.digest);
+    push(&env, &repo, &first, &key1, &env.root().join("a.json"));
+    let (_, err) = push(&env, &repo, &second, &key2, &env.root().join("b.json"));
+    assert!(
+        err.contains("beside 1 attestation(s) already there"),
+        "{err}"
+    );
+    let m = manifest(&b.registry, "team/train", &tag);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{m:#}");
+    assert_eq!(layers[0]["annotations"]["dev.repro.run.id"], first.as_str());
+    assert_eq!(
+        layers[1]["annotations"]["dev.repro.run.id"],
+        second.as_str()
+    );
+    // The same envelope again: nothing new (a signature over the same statement by the same
+    // key is the same bytes, Ed25519 being deterministic).
+    let (_, err) = push(&env, &repo, &second, &key2, &env.root().join("c.json"));
+    assert!(err.contains("already under the tag"), "{err}");
+    assert_eq!(
+        manifest(&b.registry, "team/train", &tag)["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Each envelope is checked; one passing every check passes the image.
+    let verify = |key: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "attest",
+            "verify",
+            "--from-registry",
+            &b.image,
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        env.run_in(&repo, &args)
+    };
+    let (code, out, _) = verify(&pub1, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("attestation 2 of 2"), "{out}");
+    assert!(out.contains("1 of 2 attestation(s)"), "{out}");
+    assert!(out.contains("FAIL     signature"), "{out}");
+    let (code, out, _) = verify(&pub2, &["--run", &second]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = verify(&stranger, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0 of 2 attestation(s)"), "{out}");
+    // The first run's envelope checked against the second run's record fails.
+    let (code, out, _) = verify(&pub1, &["--run", &second]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("differs from the record"), "{out}");
+}
+
+#[test]
+fn an_envelope_moved_next_to_another_image_or_corrupted_in_storage_fails() {
+    let b = PushedBusybox::in_registry("team/train", "v1");
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    let id = run_with_image(&env, &repo, &b.tag_ref);
+    let (key, public) = openssl_key(env.root(), "signing");
+    push(&env, &repo, &id, &key, &env.root().join("a.json"));
+    let tag = att_tag(&b.digest);
+
+    // Someone copies the attestation under the .att tag of another image of the repository.
+    let other = b.registry.push_busybox("team/train", "v2");
+    let m = manifest(&b.registry, "team/train", &tag);
+    let body = serde_json::to_vec(&m).unwrap();
+    b.registry
+        .request(
+            "PUT",
+            &format!("/v2/team/train/manifests/{}", att_tag(&other)),
+        )
+        .set("Content-Type", OCI_MANIFEST)
+        .send_bytes(&body)
+        .unwrap();
+    let other_image = b.registry.reference("team/train", &other);
+    let (code, out, _) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &other_image,
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ok       signature"), "{out}");
+    assert!(out.contains("FAIL     image"), "{out}");
+    assert!(out.contains("attached to another image"), "{out}");
+
+    // The envelope's bytes changed in the registry's storage: the layer fails, named.
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let hex = layer.trim_start_matches("sha256:");
+    let data: PathBuf = b.registry.storage().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &b.image,
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("FAIL     layer"), "{out}");
+    assert!(out.contains("does not match its descriptor"), "{out}");
+    assert!(
+        out.contains(&format!("{id}-")),
+        "the layer is named by its title: {out}"
+    );
+}
+
+#[test]
+fn runs_without_a_registry_digest_are_refused_and_nothing_found_is_an_error() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    let (key, public) = openssl_key(env.root(), "signing");
+
+    // No image: refused before the document is written.
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let id = env.last_id();
+    let file = env.root().join("none.json");
+    let args = |id: &str| {
+        vec![
+            "attest".to_string(),
+            id.to_string(),
+            "--sign".into(),
+            key.to_str().unwrap().into(),
+            "--push".into(),
+            "-o".into(),
+            file.to_str().unwrap().into(),
+        ]
+    };
+    let a: Vec<String> = args(&id);
+    let (code, _, err) = env.run_in(&repo, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no image"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!file.exists(), "nothing is written for a refused push");
+
+    // An image that could not be pinned (recorded as unpinned).
+    let nowhere = format!("{}/team/none:v1", registry.addr());
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--host",
+            "--resolve",
+            "registry",
+            "--allow-unpinned",
+            "--image",
+            &nowhere,
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let unpinned = env.last_id();
+    let a = args(&unpinned);
+    let (code, _, err) = env.run_in(&repo, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was never resolved to a digest"), "{err}");
+    assert!(!file.exists());
+
+    // A pinned digest the registry never had.
+    let ghost = format!("{}/team/none@sha256:{}", registry.addr(), "0".repeat(64));
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--host",
+            "--image",
+            &ghost,
+            "--output",
+            "out/model.bin",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let pinned = env.last_id();
+    let a = args(&pinned);
+    let (code, _, err) = env.run_in(&repo, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not in its registry"), "{err}");
+
+    // --push without --sign is a usage error.
+    let (code, _, err) = env.run_in(&repo, &["attest", &pinned, "--push"]);
+    assert_eq!(code, 2, "{err}");
+
+    // Nothing attached: exit 1 naming where repro looked.
+    let b = registry.push_busybox("team/bare", "v1");
+    let image = registry.reference("team/bare", &b);
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &image,
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no attestation of"), "{err}");
+    assert!(err.contains(&att_tag(&b)), "{err}");
+    // A reference without a digest says how to write one.
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "attest",
+            "verify",
+            "--from-registry",
+            &registry.reference("team/bare", "v1"),
+            "--allow-unsigned",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("names no digest"), "{err}");
+    assert!(err.contains("REPOSITORY@sha256:"), "{err}");
+}
