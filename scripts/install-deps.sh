@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmarks use: Debian packages (.ci/install.sh; apt runs only
-# when something is missing), PyPI's kubernetes-validate (Job manifests checked offline), and a
-# venv with PyPI's in-toto-attestation and securesystemslib (attest statements and envelopes).
+# when something is missing), PyPI's kubernetes-validate (Job manifests checked offline), a
+# venv with PyPI's in-toto-attestation and securesystemslib (attest statements and envelopes), and
+# one with PyPI's oras (artifacts pushed to the registry).
 #   bash scripts/install-deps.sh            # everything
 #   bash scripts/install-deps.sh --system   # only the Debian packages (what the build and services need)
 #   bash scripts/install-deps.sh --python   # only the PyPI tools and venvs (test.sh runs this in the
@@ -35,6 +36,15 @@ if ! "$venv/bin/python" -c 'import in_toto_attestation.v1.statement, securesyste
     echo "== creating $venv (in-toto-attestation, securesystemslib[crypto], jsonschema)" >&2
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check in-toto-attestation 'securesystemslib[crypto]' jsonschema
+fi
+
+# PyPI's oras (the ORAS Python client) pulls what `repro attest --push` and `repro outputs push`
+# put in the registry, in tests/it/registry_push.rs (which creates this venv when missing).
+venv="${CARGO_TARGET_DIR:-target}/py-oras"
+if ! "$venv/bin/python" -c 'import oras.client' >/dev/null 2>&1; then
+    echo "== creating $venv (oras==0.2.43)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'oras==0.2.43'
 fi
 
 # MLflow tracking server and Python client for the `repro mlflow push` tests and benchmark:

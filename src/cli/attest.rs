@@ -38,7 +38,7 @@ pub struct AttestArgs {
 /// Subcommands of `repro attest`.
 #[derive(Debug, Subcommand)]
 pub enum AttestCmd {
-    /// Check an envelope or statement: signature, shape, a run's record, the subject files (exit 1 on any failure)
+    /// Check an envelope or statement (a file, or those attached to an image in its registry): signature, shape, a run's record, the subject files (exit 1 on any failure)
     Verify(VerifyArgs),
     /// Write a new Ed25519 key pair: FILE (private, PKCS#8 PEM, mode 0600) and FILE.pub (public)
     Keygen(KeygenArgs),
