@@ -17,17 +17,21 @@ repo="$work/repo"
 rm -rf "$repo" "$work/db" "$work/cp-dst"
 mkdir -p "$repo"
 git -C "$repo" init -q -b main
-git -C "$repo" -c user.name=b -c user.email=b@b commit -q --allow-empty -m init
+echo big.bin > "$repo/.gitignore"
+git -C "$repo" add .gitignore
+git -C "$repo" -c user.name=b -c user.email=b@b commit -q -m init
 echo "writing a ${size} MiB output in $repo" >&2
 head -c "$((size << 20))" /dev/urandom > "$repo/big.bin"
 cd "$repo"
 export REPRO_DB="$work/db/repro.db"
 fstype="$(stat -f -c %T "$work")"
+# One --prepare per command, in order: cp writes a new file each time, the kept run a new object.
 hyperfine --warmup 1 --runs "${RUNS:-5}" -N --export-json "$work/outputs.json" \
-    --command-name "cp (peer)" --prepare "rm -f $work/cp-dst" "cp big.bin $work/cp-dst" \
+    --prepare "rm -f $work/cp-dst" --prepare true --prepare true --prepare "rm -rf $work/db/objects" \
+    --command-name "cp (peer)" "cp big.bin $work/cp-dst" \
     --command-name "openssl dgst -sha256 (hash alone)" "openssl dgst -sha256 big.bin" \
     --command-name "repro run --no-keep-outputs (hash only)" "$REPRO run -q --host --no-keep-outputs --output big.bin -- true" \
-    --command-name "repro run (kept)" --prepare "rm -rf $work/db/objects" "$REPRO run -q --host --output big.bin -- true"
+    --command-name "repro run (kept)" "$REPRO run -q --host --output big.bin -- true"
 python3 - "$work/outputs.json" "$size" "$fstype" <<'PY'
 import json, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
