@@ -121,22 +121,43 @@ pub fn capture(cwd: &Path) -> Result<Captured, CodeError> {
     let statuses = repo.statuses(Some(&mut sopts)).map_err(git)?;
     let mut untracked = Vec::new();
     let mut changed = 0usize;
+    let (mut in_patch, mut too_big) = (Vec::new(), Vec::new());
     for s in statuses.iter() {
         let st = s.status();
         if st.is_ignored() {
             continue;
         }
         changed += 1;
-        if st.is_wt_new() && !st.is_index_new() {
-            if let Some(p) = s.path() {
+        if let Some(p) = s.path() {
+            if st.is_wt_new() && !st.is_index_new() {
                 untracked.push(p.to_string());
+            }
+            match std::fs::symlink_metadata(root.join(p)) {
+                Ok(m) if m.is_file() && m.len() > PATCH_FILE_MAX => {
+                    too_big.push((p.to_string(), m.len()))
+                }
+                _ => in_patch.push(p.to_string()),
             }
         }
     }
     untracked.sort();
+    too_big.sort();
     let dirty = changed > 0;
+    let mut warnings = Vec::new();
+    for (p, size) in &too_big {
+        warnings.push(format!(
+            "{p} ({} MiB) is not in the recorded patch: uncommitted files over {} MiB are left out, so a re-run will not have it; commit it, add it to .gitignore, or record it with --dataset/--output",
+            size >> 20,
+            PATCH_FILE_MAX >> 20
+        ));
+    }
     let (patch, patch_sha256) = if dirty {
-        let bytes = patch_bytes(&repo).map_err(git)?;
+        let only = (!too_big.is_empty()).then_some(in_patch.as_slice());
+        let bytes = if only.is_some_and(<[String]>::is_empty) {
+            Vec::new()
+        } else {
+            patch_bytes(&repo, only).map_err(git)?
+        };
         if bytes.is_empty() {
             (None, None)
         } else {
@@ -147,7 +168,6 @@ pub fn capture(cwd: &Path) -> Result<Captured, CodeError> {
         (None, None)
     };
 
-    let mut warnings = Vec::new();
     if repo.index().map(|i| i.has_conflicts()).unwrap_or(false) {
         warnings.push(format!(
             "the repository at {} has unmerged paths (a merge in conflict): the recorded patch may not re-apply; finish the merge for a reproducible run",
@@ -237,8 +257,14 @@ fn strip_userinfo(url: &str) -> String {
     url.to_string()
 }
 
-/// The binary patch from HEAD (or the empty tree) to the working tree, untracked files included.
-fn patch_bytes(repo: &Repository) -> Result<Vec<u8>, git2::Error> {
+/// Uncommitted files bigger than this are left out of the recorded patch (with a warning): a
+/// checkpoint or dataset left untracked in the work tree would otherwise be deflated into the
+/// database on every run (and past SQLite's 1 GB value limit, fail the run).
+pub const PATCH_FILE_MAX: u64 = 32 << 20;
+
+/// The binary patch from HEAD (or the empty tree) to the working tree, untracked files included;
+/// only the paths `only` when given.
+fn patch_bytes(repo: &Repository, only: Option<&[String]>) -> Result<Vec<u8>, git2::Error> {
     let head_tree = match repo.head() {
         Ok(h) => Some(h.peel_to_tree()?),
         Err(_) => None,
@@ -249,6 +275,12 @@ fn patch_bytes(repo: &Repository) -> Result<Vec<u8>, git2::Error> {
         .show_untracked_content(true)
         .show_binary(true)
         .include_typechange(true);
+    if let Some(paths) = only {
+        opts.disable_pathspec_match(true);
+        for p in paths {
+            opts.pathspec(p);
+        }
+    }
     let diff = repo.diff_tree_to_workdir_with_index(head_tree.as_ref(), Some(&mut opts))?;
     render_patch(&diff)
 }

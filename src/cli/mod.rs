@@ -23,6 +23,7 @@ pub mod doctor;
 pub mod export;
 pub mod filter;
 pub mod gc;
+pub mod get;
 pub mod image;
 pub mod import;
 pub mod ls;
@@ -121,6 +122,8 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// Show everything recorded about one run
     Show(show::ShowArgs),
+    /// Write a run's kept outputs back, verified against the recorded digests
+    Get(get::GetArgs),
     /// Print a script that re-runs a recorded run, pinned to its digest and commit
     Script(script::ScriptArgs),
     /// Re-run a recorded run now with the same pins, as a new run linked to it; compare outputs
@@ -219,6 +222,7 @@ pub fn main() -> i32 {
         Command::Run(args) => return run::cmd_run(&ctx, args),
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
+        Command::Get(args) => get::cmd_get(&ctx, args),
         Command::Script(args) => script::cmd_script(&ctx, args),
         Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
         Command::Diff(args) => diff::cmd_diff(&ctx, args),

@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod diff;
 pub mod doctor;
 pub mod engine_failure;
+pub mod get;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;

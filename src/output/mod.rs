@@ -5,6 +5,7 @@ pub mod audit;
 pub mod diff;
 pub mod doctor;
 pub mod formats;
+pub mod get;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;

@@ -392,13 +392,13 @@ pub struct Output {
     pub sha256: Option<String>,
     /// Size in bytes; null when missing.
     pub bytes: Option<u64>,
-    /// Whether a copy is in the object store (`repro get` gives it back); absent for runs
+    /// Whether a copy is in the object store (`repro get` gives it back); null for runs
     /// recorded before outputs were kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub kept: Option<bool>,
     /// Why no copy is kept (`keep_outputs = false`, over `keep_outputs_max`, disk full, removed
-    /// by `repro gc --outputs`, …); only when `kept` is false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// by `repro gc --outputs`, …); null when kept.
+    #[serde(default)]
     pub not_kept: Option<String>,
 }
 

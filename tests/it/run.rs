@@ -607,3 +607,37 @@ fn verify_says_where_it_looked() {
         "{out}"
     );
 }
+
+#[test]
+fn a_big_untracked_file_is_left_out_of_the_patch_with_a_warning() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("bigfile");
+    std::fs::write(repo.join("small.py"), "print('kept')\n").unwrap();
+    // A 40 MiB checkpoint left untracked in the work tree (sparse: cheap to make).
+    let f = std::fs::File::create(repo.join("ckpt.bin")).unwrap();
+    f.set_len(40 << 20).unwrap();
+    let (code, _, err) = env.run_in(&repo, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("ckpt.bin (40 MiB) is not in the recorded patch")
+            && err.contains(".gitignore"),
+        "{err}"
+    );
+    let id = env.last_id();
+    let run = env.show_json(&id);
+    assert_eq!(run["code"]["dirty"], true);
+    let patch = String::from_utf8_lossy(&stored_patch(&env, &id)).into_owned();
+    assert!(
+        patch.contains("small.py") && patch.contains("print('kept')"),
+        "{patch}"
+    );
+    assert!(
+        !patch.contains("ckpt.bin"),
+        "the big file is not in the patch"
+    );
+    // Its name is still listed among the untracked files.
+    assert!(
+        run["code"]["untracked"].to_string().contains("ckpt.bin"),
+        "{run}"
+    );
+}
