@@ -132,7 +132,7 @@ fn cmd_statement(ctx: &Ctx, args: &AttestArgs) -> CliResult {
     }
     if args.push {
         let opts = args.registry.options(&ctx.config)?;
-        let pushed = op::registry::push(&store, opts, &a, ctx)?;
+        let pushed = op::registry::push(&mut store, opts, &a, ctx)?;
         ctx.status(output::attest::pushed(&pushed));
         // stdout holds the document unless it went to a file.
         if args.output.is_some() {
@@ -157,6 +157,11 @@ fn cmd_verify(ctx: &Ctx, args: &VerifyArgs) -> CliResult<bool> {
         run: args.run.clone(),
         check_files: args.check_files,
         base,
+        objects: args.check_files.then(|| {
+            crate::store::objects::Objects::beside(&ctx.db_path())
+                .root()
+                .to_path_buf()
+        }),
         allow_unsigned: args.allow_unsigned,
     };
     if let Some(image) = &args.from_registry {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::{print_out, Ctx};
+use crate::cli::{print_out, Ctx, RegistryArgs};
 use crate::error::CliResult;
 use crate::ops::get::{self as op, GetRequest};
 use crate::output;
@@ -26,6 +26,10 @@ pub struct GetArgs {
     /// Machine-readable result: {"schema_version":1,"files":[…],"skipped":[…]}
     #[arg(long)]
     pub json: bool,
+    // When the kept copy is gone, the outputs come from the artifact `repro outputs push`
+    // recorded; these options reach its registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Writes a run's kept outputs back.
@@ -37,6 +41,7 @@ pub fn cmd_get(ctx: &Ctx, args: &GetArgs) -> CliResult {
         paths: args.paths.clone(),
         to: args.to.clone(),
         force: args.force,
+        registry: Some(args.registry.options(&ctx.config)?),
     };
     let res = op::get(ctx, &store, &req)?;
     for (path, why) in &res.skipped {

@@ -29,6 +29,7 @@ pub mod import;
 pub mod ls;
 pub mod meta;
 pub mod mlflow;
+pub mod outputs;
 pub mod plot;
 pub mod rerun;
 pub mod run;
@@ -163,6 +164,9 @@ pub enum Command {
     /// Share runs with an MLflow tracking server (`repro mlflow push`)
     #[command(subcommand)]
     Mlflow(mlflow::MlflowCmd),
+    /// Share a run's kept outputs through an OCI registry (`repro outputs push`)
+    #[command(subcommand)]
+    Outputs(outputs::OutputsCmd),
     /// Print a shell completion script (bash, zsh, fish)
     Completions(meta::CompletionsArgs),
     /// Print the man page (roff), or write every page to a directory
@@ -254,6 +258,7 @@ pub fn main() -> i32 {
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),
         Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),
         Command::Mlflow(cmd) => mlflow::cmd_mlflow(&ctx, cmd),
+        Command::Outputs(cmd) => outputs::cmd_outputs(&ctx, cmd),
         Command::Completions(args) => meta::cmd_completions(args),
         Command::Man(args) => meta::cmd_man(&ctx, args),
         Command::CompleteIds(args) => meta::cmd_complete_ids(&ctx, args),

@@ -21,7 +21,7 @@ use crate::capture::image::registry::{RegistryClient, RegistryError, OCI_MANIFES
 use crate::error::Hinted;
 use crate::sanitize::escape;
 pub use manifest::{Descriptor, ImageManifest, ReferrersVia, TitleProblem};
-pub use pull::{fetch_blob, pull, PullSpec, Pulled, PulledFile};
+pub use pull::{fetch_blob, fetch_blob_to, fetch_manifest, pull, PullSpec, Pulled, PulledFile};
 
 /// What can go wrong pushing, finding or pulling an artifact.
 #[derive(Debug, thiserror::Error)]
@@ -135,14 +135,18 @@ pub struct LayerSpec {
     pub media_type: Option<String>,
     /// More layer annotations (the title is added).
     pub annotations: BTreeMap<String, String>,
+    /// The digest and size when known (a content-addressed file): the file is not hashed
+    /// first; the registry checks the digest of what it receives.
+    pub known: Option<(Digest, u64)>,
 }
 
 impl LayerSpec {
-    /// The layer's descriptor: its source hashed (a file in a stream).
+    /// The layer's descriptor: its digest as known, else its source hashed (a file in a stream).
     pub fn descriptor(&self) -> Result<Descriptor, ArtifactError> {
-        let (digest, size) = match &self.source {
-            LayerSource::File(p) => hash_file(p)?,
-            LayerSource::Bytes(b) => (Digest::sha256_of(b), b.len() as u64),
+        let (digest, size) = match (&self.known, &self.source) {
+            (Some((d, n)), _) => (d.clone(), *n),
+            (None, LayerSource::File(p)) => hash_file(p)?,
+            (None, LayerSource::Bytes(b)) => (Digest::sha256_of(b), b.len() as u64),
         };
         Ok(manifest::file_layer(
             self.media_type.as_deref(),

@@ -97,6 +97,42 @@ pub fn fetch_blob(
     Ok(out)
 }
 
+/// A layer's bytes streamed into a new file `dest` (which must not exist), verified; on any
+/// error the file is removed. Returns the byte count.
+pub fn fetch_blob_to(
+    client: &RegistryClient,
+    repo: &Reference,
+    layer: &Descriptor,
+    dest: &Path,
+) -> Result<u64, ArtifactError> {
+    let reference = repo.name();
+    let title = layer.title().unwrap_or(&layer.digest).to_string();
+    let digest =
+        manifest::sha256_digest(layer).map_err(|p| ArtifactError::invalid(&reference, p))?;
+    let werr = |source| ArtifactError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(werr)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let res = client
+        .blob_to(repo, &digest, Some(layer.size), &mut w)
+        .map_err(|e| layer_error(e, &reference, &title, &digest))
+        .and_then(|n| {
+            let f = w.into_inner().map_err(|e| werr(e.into_error()))?;
+            f.sync_all().map_err(werr)?;
+            Ok(n)
+        });
+    if res.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    res
+}
+
 /// A mismatch of a layer's bytes names the layer; anything else stays a registry error.
 fn layer_error(e: RegistryError, reference: &str, title: &str, digest: &Digest) -> ArtifactError {
     match e {

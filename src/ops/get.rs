@@ -24,6 +24,9 @@ pub struct GetRequest {
     pub to: PathBuf,
     /// Replace files that differ.
     pub force: bool,
+    /// How to reach registries: when the kept copy is incomplete, the objects are pulled back
+    /// from the outputs artifact recorded for the run (`repro outputs push`). `None`: local only.
+    pub registry: Option<crate::capture::image::registry::RegistryOptions>,
 }
 
 /// What happened to one file.
@@ -156,6 +159,28 @@ pub fn get(ev: &dyn Events, store: &Store, req: &GetRequest) -> Result<GetResult
     let objects = Objects::beside(store.path());
     if run.outputs.is_empty() {
         return Err(GetError::NoOutputs { id: run.id });
+    }
+    if let Some(opts) = &req.registry {
+        // A registry that cannot give them back is said; what is still kept is placed anyway.
+        match crate::ops::outputs::restore_missing(ev, store, opts.clone(), &run) {
+            Ok(r) => {
+                for (path, why) in &r.failed {
+                    ev.warn(&format!("output {path} could not be fetched: {why}"));
+                }
+                if r.objects > 0 {
+                    ev.status(&format!(
+                        "fetched {} object(s), {} from {}",
+                        r.objects,
+                        crate::store::kept::human_bytes(r.bytes),
+                        r.from.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => ev.warn(&format!(
+                "the outputs could not be fetched from the registry: {}",
+                crate::error::report(e)
+            )),
+        }
     }
     let mut result = GetResult::default();
     let mut plan = Vec::new();

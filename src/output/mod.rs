@@ -9,6 +9,7 @@ pub mod get;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;
+pub mod outputs;
 pub mod plot;
 pub mod rerun;
 pub mod sparkline;

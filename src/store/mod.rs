@@ -4,6 +4,7 @@
 mod annotate;
 pub mod archive;
 mod archive_fallback;
+pub mod artifacts;
 pub mod attest;
 mod durable;
 pub mod filesystem;

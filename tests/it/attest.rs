@@ -1154,3 +1154,82 @@ fn untrusted_key_files_unprotected_keys_and_unsigned_verify() {
     ]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn check_files_falls_back_to_the_kept_copy_when_the_working_file_changed() {
+    let env = TestEnv::new();
+    let repo = training_repo(&env);
+    stdout_of(
+        &env,
+        &repo,
+        &[
+            "run",
+            "-q",
+            "--dataset",
+            "data",
+            "--output",
+            "out/model.bin",
+            "--output",
+            "out",
+            "--",
+            "sh",
+            "train.sh",
+        ],
+    );
+    let id = env.last_id();
+    let statement = env.root().join("st.json");
+    stdout_of(
+        &env,
+        &repo,
+        &["attest", &id, "-o", statement.to_str().unwrap()],
+    );
+    let verify = || {
+        env.run_in(
+            &repo,
+            &[
+                "attest",
+                "verify",
+                statement.to_str().unwrap(),
+                "--allow-unsigned",
+                "--check-files",
+            ],
+        )
+    };
+    let (code, out, _) = verify();
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("kept copy"), "{out}");
+    // A later run overwrote the model (and so the directory holding it).
+    std::fs::write(repo.join("out/model.bin"), "another model\n").unwrap();
+    let (code, out, _) = verify();
+    assert_eq!(code, 0, "{out}");
+    for subject in ["subject out/model.bin", "subject out "] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(subject))
+            .unwrap_or_else(|| panic!("no line for {subject}: {out}"));
+        assert!(line.starts_with("ok "), "{line}");
+        assert!(line.contains("the kept copy"), "{line}");
+        assert!(line.contains("the working copy differs"), "{line}");
+    }
+    // A damaged kept copy does not stand in.
+    let objects = env.db().parent().unwrap().join("objects");
+    let sha = env.show_json(&id)["outputs"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = objects.join(format!("sha256/{}/{}", &sha[..2], &sha[2..]));
+    std::fs::write(&object, "bit rot\n").unwrap();
+    let (code, out, _) = verify();
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("subject out/model.bin"))
+        .unwrap();
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains("no intact kept copy either"), "{line}");
+    // Without the kept copy the changed file fails, as before outputs were kept.
+    std::fs::remove_dir_all(&objects).unwrap();
+    let (code, out, _) = verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no intact kept copy either"), "{out}");
+}

@@ -93,6 +93,18 @@ fn push(env: &TestEnv, repo: &Path, id: &str, key: &Path, file: &Path) -> (Strin
     (out, err)
 }
 
+/// The pushes recorded for a run: (kind, reference, digest).
+fn recorded(env: &TestEnv, id: &str) -> Vec<(String, String, String)> {
+    let c = rusqlite::Connection::open(env.db()).unwrap();
+    let mut st = c
+        .prepare("SELECT kind, reference, digest FROM run_artifacts WHERE run_id = ?1 ORDER BY pushed_at, reference")
+        .unwrap();
+    st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 fn att_tag(digest: &str) -> String {
     format!("{}.att", digest.replacen(':', "-", 1))
 }
@@ -113,6 +125,14 @@ fn attestation_pushed_under_the_att_tag_verifies_with_repro_oras_and_securesyste
     assert!(
         pushed.starts_with(&format!("{}/team/train@sha256:", b.registry.addr())),
         "{out}"
+    );
+    assert_eq!(
+        recorded(&env, &id),
+        vec![(
+            "attestation".to_string(),
+            format!("{}/team/train:{tag}", b.registry.addr()),
+            pushed.rsplit('@').next().unwrap().to_string()
+        )]
     );
 
     // What the registry holds under the tag: an OCI 1.1 artifact whose one layer is the
@@ -487,4 +507,265 @@ fn runs_without_a_registry_digest_are_refused_and_nothing_found_is_an_error() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("names no digest"), "{err}");
     assert!(err.contains("REPOSITORY@sha256:"), "{err}");
+}
+
+/// A repository whose `make.sh` writes `out/model.bin` and a directory `out/ckpt` (nested,
+/// binary, a symbolic link); returns it.
+fn outputs_repo(env: &TestEnv) -> PathBuf {
+    let repo = env.git_repo("outs");
+    std::fs::write(
+        repo.join("make.sh"),
+        "mkdir -p out/ckpt/sub\n\
+         printf 'weights %s\\n' \"$1\" > out/model.bin\n\
+         printf 'step 3\\n' > out/ckpt/a.txt\n\
+         printf '\\000\\001\\377 binary' > out/ckpt/sub/b.bin\n\
+         ln -sf sub/b.bin out/ckpt/latest\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join(".gitignore"), "out/\n").unwrap();
+    crate::support::git(&repo, &["add", "."]);
+    crate::support::git(&repo, &["commit", "-qm", "make"]);
+    repo
+}
+
+/// `repro run` of make.sh keeping `out/model.bin` and `out/ckpt`; returns the run id.
+fn outputs_run(env: &TestEnv, repo: &Path, image: Option<&str>, extra: &[&str]) -> String {
+    let mut args = vec!["run", "-q"];
+    if let Some(i) = image {
+        args.extend(["--host", "--resolve", "registry", "--image", i]);
+    }
+    args.extend(extra);
+    args.extend([
+        "--output",
+        "out/model.bin",
+        "--output",
+        "out/ckpt",
+        "--",
+        "sh",
+        "make.sh",
+        "v1",
+    ]);
+    stdout_of(env, repo, &args);
+    env.last_id()
+}
+
+/// The regular files under `dir` (relative path → bytes) and its symlinks (path → target).
+fn files_under(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<(String, PathBuf)>) {
+    fn walk(base: &Path, d: &Path, f: &mut Vec<(String, Vec<u8>)>, l: &mut Vec<(String, PathBuf)>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let ty = e.file_type().unwrap();
+            if ty.is_symlink() {
+                l.push((rel, std::fs::read_link(&p).unwrap()));
+            } else if ty.is_dir() {
+                walk(base, &p, f, l);
+            } else {
+                f.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let (mut f, mut l) = (Vec::new(), Vec::new());
+    walk(dir, dir, &mut f, &mut l);
+    f.sort();
+    l.sort();
+    (f, l)
+}
+
+fn objects_dir(env: &TestEnv) -> PathBuf {
+    env.db().parent().unwrap().join("objects")
+}
+
+#[test]
+fn outputs_pushed_come_back_identical_through_oras_and_repro_get() {
+    let b = PushedBusybox::in_registry("team/train", "v1");
+    let env = TestEnv::new();
+    let repo = outputs_repo(&env);
+    let id = outputs_run(&env, &repo, Some(&b.tag_ref), &[]);
+    let commit = env.show_json(&id)["code"]["commit"].clone();
+    let to = b.registry.reference("team/train", "outputs-1");
+    let (code, out, err) = env.run_in(&repo, &["outputs", "push", &id, "--to", &to]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim()
+            .starts_with(&format!("{}/team/train@sha256:", b.registry.addr())),
+        "{out}"
+    );
+    assert!(err.contains("pushed 4 file(s)"), "{err}");
+    assert!(err.contains("4 uploaded, 0 already there"), "{err}");
+    assert!(
+        err.contains(&format!("subject: the run's image {}", b.digest)),
+        "{err}"
+    );
+    assert_eq!(
+        recorded(&env, &id),
+        vec![(
+            "outputs".to_string(),
+            to.clone(),
+            out.trim().rsplit('@').next().unwrap().to_string()
+        )]
+    );
+
+    let m = manifest(&b.registry, "team/train", "outputs-1");
+    assert_eq!(m["artifactType"], "application/vnd.dev.repro.outputs.v1");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(m["annotations"]["dev.repro.run.id"], id.as_str());
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.revision"],
+        commit
+    );
+    assert!(m["annotations"]["org.opencontainers.image.created"].is_string());
+    assert_eq!(m["subject"]["digest"], b.digest.as_str());
+    let mut titles: Vec<(String, String)> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["annotations"]["org.opencontainers.image.title"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                l["mediaType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    titles.sort();
+    let octet = "application/octet-stream".to_string();
+    assert_eq!(
+        titles,
+        vec![
+            ("out/ckpt/a.txt".to_string(), octet.clone()),
+            (
+                "out/ckpt/latest".to_string(),
+                "application/vnd.dev.repro.symlink.v1".to_string()
+            ),
+            ("out/ckpt/sub/b.bin".to_string(), octet.clone()),
+            ("out/model.bin".to_string(), octet),
+        ]
+    );
+
+    // oras pulls the tag: every file at its title, byte for byte (a link as its target text).
+    let (want_files, want_links) = files_under(&repo.join("out"));
+    let pulled = env.root().join("oras-out");
+    oras_pull(&b.registry, &to, &pulled);
+    let (files, links) = files_under(&pulled.join("out"));
+    let regular: Vec<_> = files
+        .iter()
+        .filter(|(p, _)| p != "ckpt/latest")
+        .cloned()
+        .collect();
+    assert_eq!(
+        regular, want_files,
+        "oras pulled other files than the run wrote"
+    );
+    assert!(links.is_empty());
+    assert_eq!(
+        want_links,
+        vec![("ckpt/latest".into(), PathBuf::from("sub/b.bin"))]
+    );
+    assert!(
+        files.contains(&("ckpt/latest".to_string(), b"sub/b.bin".to_vec())),
+        "{files:?}"
+    );
+
+    // Elsewhere (the image is not in that repository): no subject, said why; tag = run id.
+    let elsewhere = format!("{}/team/models", b.registry.addr());
+    let (code, out, err) = env.run_in(
+        &repo,
+        &["outputs", "push", &id[..10], "--to", &elsewhere, "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["reference"], format!("{elsewhere}:{id}").as_str());
+    assert_eq!(v["subject"], Value::Null);
+    assert!(
+        v["no_subject"].as_str().unwrap().contains("is not in"),
+        "{v}"
+    );
+    // The same again: nothing is uploaded twice.
+    let (code, _, err) = env.run_in(&repo, &["outputs", "push", &id, "--to", &to]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("0 uploaded, 4 already there"), "{err}");
+
+    // The local copy is gone: `repro get` pulls the newest recorded artifact back.
+    std::fs::remove_dir_all(objects_dir(&env)).unwrap();
+    let back = env.root().join("back");
+    let (code, out, err) = env.run_in(&repo, &["get", &id, "--to", back.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("fetched 4 object(s)"), "{err}");
+    let (files, links) = files_under(&back.join("out"));
+    assert_eq!(files, want_files);
+    assert_eq!(links, want_links);
+    // And now it is kept again: no registry needed.
+    let again = env.root().join("again");
+    let (code, _, err) = env.run_in(&repo, &["get", &id, "--to", again.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("fetched"), "{err}");
+}
+
+#[test]
+fn nothing_kept_is_refused_and_a_corrupt_registry_writes_nothing() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let repo = outputs_repo(&env);
+    let to = registry.reference("team/out", "v1");
+
+    let hashed_only = outputs_run(&env, &repo, None, &["--no-keep-outputs"]);
+    let (code, _, err) = env.run_in(&repo, &["outputs", "push", &hashed_only, "--to", &to]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no output of run"), "{err}");
+    assert!(
+        err.contains("out/model.bin: "),
+        "names each output and why: {err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+
+    let id = outputs_run(&env, &repo, None, &[]);
+    let (code, _, err) = env.run_in(&repo, &["outputs", "push", &id, "--to", &to]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no subject: the run has no image"), "{err}");
+    // The model's bytes change in the registry's storage; the local copy is gone.
+    let m = manifest(&registry, "team/out", "v1");
+    let layer = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["org.opencontainers.image.title"] == "out/model.bin")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hex = layer.trim_start_matches("sha256:");
+    let data = registry.storage().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::remove_dir_all(objects_dir(&env)).unwrap();
+    let back = env.root().join("back");
+    let (code, _, err) = env.run_in(&repo, &["get", &id, "--to", back.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("\"out/model.bin\""),
+        "the layer is named: {err}"
+    );
+    assert!(err.contains("does not match its descriptor"), "{err}");
+    assert!(!back.join("out/model.bin").exists());
+    let objects = objects_dir(&env);
+    assert!(
+        !objects
+            .join(format!("sha256/{}/{}", &hex[..2], &hex[2..]))
+            .exists(),
+        "no object from corrupt bytes"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(objects.join("tmp"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -17,6 +17,8 @@ use crate::attest::{
 use crate::error::Hinted;
 use crate::record::Run;
 use crate::store::attest::AttestationRecord;
+use crate::store::kept::ManifestEntry;
+use crate::store::objects::{ObjectError, Objects};
 use crate::store::{Store, StoreError};
 
 /// Errors of the attest operations.
@@ -387,6 +389,9 @@ pub struct Checks {
     pub check_files: bool,
     /// Directory subject names are relative to (the repository root).
     pub base: Option<PathBuf>,
+    /// The object store (its `objects` directory): a subject whose working copy changed is
+    /// checked against its kept copy there.
+    pub objects: Option<PathBuf>,
     /// Accept a document whose signature is not checked (no `key`, or an unsigned statement):
     /// the signature check is then `skipped`; without it, `fail`.
     pub allow_unsigned: bool,
@@ -533,8 +538,9 @@ fn check_document(
     }
     if req.check_files {
         let base = req.base.clone().unwrap_or_else(|| PathBuf::from("."));
+        let objects = req.objects.clone().map(Objects::at);
         for s in &statement.subject {
-            check_subject(&base, s, &mut report);
+            check_subject(&base, objects.as_ref(), s, &mut report);
         }
     }
     Ok(report)
@@ -723,8 +729,15 @@ fn check_inline_content(b: &ResourceDescriptor, report: &mut VerifyReport) {
     }
 }
 
-/// Re-hashes one subject under `base`: a file's SHA-256, or a directory's manifest digest.
-fn check_subject(base: &Path, s: &ResourceDescriptor, report: &mut VerifyReport) {
+/// Re-hashes one subject under `base`: a file's SHA-256, or a directory's manifest digest. When
+/// the working copy changed or is gone, the kept copy in the object store (`objects`) stands in
+/// for it, re-hashed, and the detail says so.
+fn check_subject(
+    base: &Path,
+    objects: Option<&Objects>,
+    s: &ResourceDescriptor,
+    report: &mut VerifyReport,
+) {
     let name = s.name.clone().unwrap_or_default();
     let label = format!("subject {name}");
     let Some(want) = s.digest.get("sha256") else {
@@ -734,30 +747,63 @@ fn check_subject(base: &Path, s: &ResourceDescriptor, report: &mut VerifyReport)
     let manifest =
         s.annotations.get("digestOf").and_then(|v| v.as_str()) == Some(MANIFEST_DIGEST_NOTE);
     let path = base.join(&name);
-    match crate::capture::dataset::hash_output(&path) {
+    let problem = match crate::capture::dataset::hash_output(&path) {
         Ok(o) => match o.sha256 {
-            None => report.push(
-                label,
-                CheckStatus::Fail,
-                format!("{} is missing", path.display()),
-            ),
+            None => format!("{} is missing", path.display()),
             Some(got) => {
                 let got_hex = got.strip_prefix("sha256:").unwrap_or(&got);
                 let kind_ok = manifest == got.starts_with("sha256:");
                 if kind_ok && got_hex == want {
                     report.push(label, CheckStatus::Ok, format!("sha256 {want}"));
-                } else {
-                    report.push(
-                        label,
-                        CheckStatus::Fail,
-                        format!(
-                            "{}: expected sha256 {want}, found {got_hex}",
-                            path.display()
-                        ),
-                    );
+                    return;
                 }
+                format!(
+                    "{}: expected sha256 {want}, found {got_hex}",
+                    path.display()
+                )
             }
         },
-        Err(e) => report.push(label, CheckStatus::Fail, format!("{}: {e}", path.display())),
+        Err(e) => format!("{}: {e}", path.display()),
+    };
+    match objects.map(|o| kept_copy_intact(o, want, manifest)) {
+        Some(Ok(true)) => report.push(
+            label,
+            CheckStatus::Ok,
+            format!("sha256 {want}: the kept copy (`repro get` gives it back); the working copy differs ({problem})"),
+        ),
+        Some(Ok(false)) => report.push(
+            label,
+            CheckStatus::Fail,
+            format!("{problem}; no intact kept copy either"),
+        ),
+        Some(Err(e)) => report.push(
+            label,
+            CheckStatus::Fail,
+            format!("{problem}; the kept copy cannot be read: {e}"),
+        ),
+        None => report.push(label, CheckStatus::Fail, problem),
     }
+}
+
+/// Whether the object store holds the subject `want` intact: the file's object re-hashed, or
+/// for a directory its manifest and every object the manifest names.
+fn kept_copy_intact(objects: &Objects, want: &str, manifest: bool) -> Result<bool, ObjectError> {
+    if !manifest {
+        return Ok(objects.verify(want)? == Some(true));
+    }
+    let Some(text) = objects.read(want)? else {
+        return Ok(false);
+    };
+    let Some(entries) = crate::store::kept::parse_manifest(&text) else {
+        return Ok(false);
+    };
+    for e in entries {
+        let sha = match &e {
+            ManifestEntry::File { sha256, .. } | ManifestEntry::Symlink { sha256, .. } => sha256,
+        };
+        if objects.verify(sha)? != Some(true) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

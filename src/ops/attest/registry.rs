@@ -20,6 +20,7 @@ use crate::oci_artifact::{
 };
 use crate::ops::Events;
 use crate::record::{ResolvedBy, Run};
+use crate::store::artifacts::{ArtifactKind, RunArtifact};
 use crate::store::Store;
 
 /// The `artifactType` of the artifact repro pushes for an attestation.
@@ -128,6 +129,37 @@ fn bare(r: Reference) -> Reference {
 /// registry refused the `subject`, the envelope appended as a layer to the manifest under
 /// `sha256-<hex>.att` (created when missing), as cosign does.
 pub fn push(
+    store: &mut Store,
+    opts: RegistryOptions,
+    a: &Attestation,
+    events: &dyn Events,
+) -> Result<PushedAttestation, AttestError> {
+    let pushed = push_unrecorded(store, opts, a, events)?;
+    let record = RunArtifact {
+        run_id: a.run_id.clone(),
+        kind: ArtifactKind::Attestation,
+        reference: match &pushed.tag {
+            Some(tag) => format!(
+                "{}:{tag}",
+                pushed.image.split('@').next().unwrap_or_default()
+            ),
+            None => pushed.reference.clone(),
+        },
+        digest: pushed.digest.clone(),
+        pushed_at: crate::capture::host::rfc3339(crate::capture::host::now()),
+    };
+    // The envelope is in the registry; a record that fails to write is said, not fatal.
+    if let Err(e) = store.record_artifact(&record) {
+        events.warn(&format!(
+            "the push was not recorded with run {}: {}",
+            a.run_id,
+            crate::error::report(e)
+        ));
+    }
+    Ok(pushed)
+}
+
+fn push_unrecorded(
     store: &Store,
     opts: RegistryOptions,
     a: &Attestation,
@@ -152,6 +184,7 @@ pub fn push(
         title: format!("{}-{}.intoto.json", a.run_id, &a.document_sha256[..12]),
         media_type: Some(DSSE_MEDIA_TYPE.into()),
         annotations: layer_annotations,
+        known: None,
     };
     if oci_artifact::referrers_via(client, &repo, &digest)? == ReferrersVia::Api {
         let mut annotations = BTreeMap::new();
