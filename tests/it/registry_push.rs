@@ -549,8 +549,11 @@ fn outputs_run(env: &TestEnv, repo: &Path, image: Option<&str>, extra: &[&str]) 
     env.last_id()
 }
 
-/// The regular files under `dir` (relative path → bytes) and its symlinks (path → target).
-fn files_under(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<(String, PathBuf)>) {
+/// Regular files (relative path, bytes) and symlinks (relative path, target) under a directory.
+type Tree = (Vec<(String, Vec<u8>)>, Vec<(String, PathBuf)>);
+
+/// The regular files under `dir` and its symlinks.
+fn files_under(dir: &Path) -> Tree {
     fn walk(base: &Path, d: &Path, f: &mut Vec<(String, Vec<u8>)>, l: &mut Vec<(String, PathBuf)>) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             let p = e.path();
