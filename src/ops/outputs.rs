@@ -402,6 +402,15 @@ pub fn restore_missing(
     opts: RegistryOptions,
     run: &Run,
 ) -> Result<Restored, OutputsError> {
+    // The recorded artifact first (one indexed query), the objects' presence only then: a run
+    // never pushed costs `repro get` nothing.
+    let Some(artifact) = store
+        .artifacts(&run.id, Some(ArtifactKind::Outputs))?
+        .into_iter()
+        .next()
+    else {
+        return Ok(Restored::default());
+    };
     let objects = Objects::beside(store.path());
     let kept: Vec<&Output> = run
         .outputs
@@ -411,13 +420,6 @@ pub fn restore_missing(
     if kept.iter().all(|o| complete(&objects, o)) {
         return Ok(Restored::default());
     }
-    let Some(artifact) = store
-        .artifacts(&run.id, Some(ArtifactKind::Outputs))?
-        .into_iter()
-        .next()
-    else {
-        return Ok(Restored::default());
-    };
     let from = format!("{}@{}", artifact.reference, artifact.digest);
     ev.status(&format!(
         "the kept copy of run {}'s outputs is incomplete; fetching them from {from}",

@@ -127,7 +127,7 @@ fn bare(r: Reference) -> Reference {
 /// Attaches a signed attestation to its run's image in the registry: a referrers artifact
 /// (`subject` = the image) where the registry serves the referrers API; else, and when the
 /// registry refused the `subject`, the envelope appended as a layer to the manifest under
-/// `sha256-<hex>.att` (created when missing), as cosign does.
+/// `sha256-<hex>.att` (created when missing), as cosign does. The push is recorded with the run.
 pub fn push(
     store: &mut Store,
     opts: RegistryOptions,
@@ -159,6 +159,7 @@ pub fn push(
     Ok(pushed)
 }
 
+/// The push itself: [`push`] without the record.
 fn push_unrecorded(
     store: &Store,
     opts: RegistryOptions,
