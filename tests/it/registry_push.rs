@@ -772,3 +772,150 @@ fn nothing_kept_is_refused_and_a_corrupt_registry_writes_nothing() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// An artifact manifest by hand: the empty config and one layer per (title, bytes), each blob
+/// uploaded; put under `tag` of `repo`.
+fn hand_made_artifact(registry: &Registry, repo: &str, tag: &str, layers: &[(&str, &[u8])]) {
+    let config = registry.upload_blob_if_missing(repo, b"{}");
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(title, bytes)| {
+            let digest = registry.upload_blob_if_missing(repo, bytes);
+            serde_json::json!({
+                "mediaType": "application/octet-stream", "digest": digest, "size": bytes.len(),
+                "annotations": {"org.opencontainers.image.title": title}
+            })
+        })
+        .collect();
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x-test",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": layers,
+    });
+    registry.put_manifest(repo, tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
+}
+
+/// Every entry under `dir` (relative paths), sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir(dir) {
+        out.push(e.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+    }
+    out.sort();
+    out
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walkdir(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_artifact_client_pulls_all_or_nothing_and_keeps_titles_inside() {
+    use repro::capture::image::auth::AuthConfig;
+    use repro::capture::image::reference::parse_normalized;
+    use repro::capture::image::registry::{RegistryClient, RegistryOptions};
+    use repro::oci_artifact::{pull, ArtifactError, PullSpec};
+
+    let registry = Registry::start();
+    let client = RegistryClient::new(RegistryOptions {
+        auth: AuthConfig::anonymous(),
+        certs_d: Vec::new(),
+        ..RegistryOptions::default()
+    })
+    .unwrap();
+    let repo = parse_normalized(&format!("{}/team/art", registry.addr())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |tag: &str, dir: &str| PullSpec {
+        repository: repo.clone(),
+        reference: tag.to_string(),
+        dir: tmp.path().join(dir),
+        max_layer_bytes: 1 << 20,
+        overwrite: false,
+    };
+
+    hand_made_artifact(
+        &registry,
+        "team/art",
+        "good",
+        &[("a.txt", b"alpha\n"), ("d/b.bin", b"\x00beta")],
+    );
+    let pulled = pull(&client, &spec("good", "good")).unwrap();
+    assert_eq!(pulled.files.len(), 2);
+    assert_eq!(
+        std::fs::read(tmp.path().join("good/a.txt")).unwrap(),
+        b"alpha\n"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("good/d/b.bin")).unwrap(),
+        b"\x00beta"
+    );
+    // Pulled again without overwrite: refused before anything is fetched.
+    let e = pull(&client, &spec("good", "good")).unwrap_err();
+    assert!(matches!(e, ArtifactError::Exists { .. }), "{e}");
+    // By digest too.
+    let by_digest = pull(&client, &spec(&pulled.digest.to_string(), "by-digest")).unwrap();
+    assert_eq!(by_digest.digest, pulled.digest);
+
+    // Titles that would write outside the directory, or clash: nothing is written.
+    for (tag, titles, want) in [
+        ("up", vec!["ok.txt", "../evil"], "`..`"),
+        ("abs", vec!["ok.txt", "/tmp/evil"], "absolute"),
+        ("clash", vec!["d", "d/b"], "cannot both be written"),
+    ] {
+        let layers: Vec<(&str, &[u8])> = titles.iter().map(|t| (*t, &b"x"[..])).collect();
+        hand_made_artifact(&registry, "team/art", tag, &layers);
+        let e = pull(&client, &spec(tag, tag)).unwrap_err();
+        assert!(e.to_string().contains(want), "{tag}: {e}");
+        assert!(entries(&tmp.path().join(tag)).is_empty(), "{tag}");
+        assert!(!tmp.path().join("evil").exists());
+    }
+
+    // A layer over the size limit is refused from its descriptor, before it is fetched.
+    hand_made_artifact(
+        &registry,
+        "team/art",
+        "big",
+        &[("big.bin", &[7u8; 4096][..])],
+    );
+    let e = pull(
+        &client,
+        &PullSpec {
+            max_layer_bytes: 1024,
+            ..spec("big", "big")
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, ArtifactError::LayerTooLarge { .. }), "{e}");
+
+    // The second layer's bytes changed in storage: an error naming it; the first, already
+    // fetched and verified, is not left behind either; nor are temporary files or directories.
+    let second = b"second layer, to be damaged".to_vec();
+    hand_made_artifact(
+        &registry,
+        "team/art",
+        "bad",
+        &[("first.txt", b"fine\n"), ("sub/second.bin", &second)],
+    );
+    let hex = crate::support::registry::sha256_digest(&second);
+    let hex = hex.trim_start_matches("sha256:");
+    let data = registry.storage().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&data, &bytes).unwrap();
+    let e = pull(&client, &spec("bad", "bad")).unwrap_err();
+    assert!(matches!(e, ArtifactError::Layer { .. }), "{e}");
+    assert!(e.to_string().contains("\"sub/second.bin\""), "{e}");
+    assert_eq!(entries(&tmp.path().join("bad")), Vec::<String>::new());
+}
