@@ -771,6 +771,17 @@ fn nothing_kept_is_refused_and_a_corrupt_registry_writes_nothing() {
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The directory output's objects did come back: it can be got on its own.
+    let ckpt = env.root().join("ckpt");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &["get", &id, "out/ckpt", "--to", ckpt.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(ckpt.join("out/ckpt/a.txt")).unwrap(),
+        b"step 3\n"
+    );
 }
 
 /// An artifact manifest by hand: the empty config and one layer per (title, bytes), each blob
