@@ -568,7 +568,9 @@ fn tampering_with_payload_signature_or_subject_is_caught() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL") && out.contains("payloadType"), "{out}");
 
-    // Subject on disk: the model changed since it was attested.
+    // Subject on disk: the model changed since it was attested, and no kept copy stands in
+    // (check_files_falls_back_to_the_kept_copy_when_the_working_file_changed has one).
+    std::fs::remove_dir_all(env.db().parent().unwrap().join("objects")).unwrap();
     std::fs::write(repo.join("out/model.bin"), "retrained\n").unwrap();
     let (code, out) = verify(&envelope, &["--check-files"]);
     assert_eq!(code, 1, "{out}");
@@ -820,6 +822,8 @@ fn keygen_keys_work_with_openssl_and_refuse_to_overwrite() {
             .any(|l| l.starts_with("ok ") && l.contains("subject out ")),
         "{out}"
     );
+    // A file added to the directory output, and no kept copy to stand in for it.
+    std::fs::remove_dir_all(env.db().parent().unwrap().join("objects")).unwrap();
     std::fs::write(repo.join("out/extra.txt"), "new file\n").unwrap();
     let (code, out, _) = env.run_in(
         &repo,
