@@ -22,6 +22,7 @@ mod query;
 mod registry;
 mod rerun;
 mod rerun_render;
+mod retention;
 mod run;
 mod script_e2e;
 mod slurm;
