@@ -94,11 +94,13 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         ctx.status("no runs match; nothing deleted");
         return Ok(());
     }
-    let frees = format!(
-        "{} of kept outputs in {} object(s) no other run needs",
-        human_bytes(plan.frees.bytes),
-        plan.frees.count
-    );
+    let frees = (plan.frees.count > 0).then(|| {
+        format!(
+            "with them go {} of kept outputs in {} object(s) no other run needs",
+            human_bytes(plan.frees.bytes),
+            plan.frees.count
+        )
+    });
     let cols = [
         Column::Id,
         Column::Name,
@@ -109,10 +111,10 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     ];
     if args.dry_run {
         print_out(&formats::runs_table(runs, &cols, stdout_is_tty(), ctx.utc))?;
-        ctx.status(format!(
-            "would delete {} run(s) and {frees} (dry run)",
-            runs.len()
-        ));
+        ctx.status(format!("would delete {} run(s) (dry run)", runs.len()));
+        if let Some(f) = &frees {
+            ctx.status(f);
+        }
         return Ok(());
     }
     if !args.yes {
@@ -130,8 +132,11 @@ pub fn cmd_gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         if runs.len() > 20 {
             eprintln!("… and {} more", runs.len() - 20);
         }
+        if let Some(f) = &frees {
+            eprintln!("{f}");
+        }
         if !crate::cli::ask_yes(&format!(
-            "Delete {} run(s) and {frees}? This cannot be undone.",
+            "Delete {} run(s)? This cannot be undone.",
             runs.len()
         ))? {
             ctx.status("nothing deleted");

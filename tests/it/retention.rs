@@ -662,3 +662,46 @@ fn runs_racing_gc_never_lose_a_kept_object() {
     let (code, out, err) = env.run_in(env.root(), &["verify", "--store"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// On a terminal `gc --outputs` shows what goes and asks; only "y" removes.
+#[test]
+fn gc_outputs_on_a_terminal_asks_and_removes_only_on_yes() {
+    if !crate::support::tool_or_skip("script", "util-linux `script` gives the pseudo-terminal") {
+        return;
+    }
+    let env = TestEnv::new();
+    let id = run_at(&env, NOW, &[], &["w.bin"], "echo weights > w.bin");
+    let bin = assert_cmd::cargo::cargo_bin("repro");
+    let gc = |answer: &str| -> String {
+        let cmd = format!(
+            "HOME='{}' REPRO_DB='{}' '{}' gc --outputs --keep-tagged",
+            env.home().display(),
+            env.db().display(),
+            bin.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = gc("n\n");
+    assert!(said.contains("w.bin") && said.contains(&id[..12]), "{said}");
+    assert!(said.contains("Remove them?"), "{said}");
+    assert!(said.contains("nothing removed"), "{said}");
+    assert!(object_path(&env, &sha_hex(b"weights\n")).exists());
+    let said = gc("y\n");
+    assert!(
+        said.contains("removed the kept copies of 1 output(s)"),
+        "{said}"
+    );
+    assert!(!object_path(&env, &sha_hex(b"weights\n")).exists());
+    assert_eq!(env.show_json(&id)["outputs"][0]["kept"], false);
+}
