@@ -305,32 +305,11 @@ impl Objects {
     /// Every object present: (name, size in bytes), sorted by name. Files that are not objects
     /// (a stray name) are skipped.
     pub fn list(&self) -> Result<Vec<(String, u64)>, ObjectError> {
-        let base = self.root.join("sha256");
-        let mut out = Vec::new();
-        let rd = match fs::read_dir(&base) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(source) => return Err(ObjectError::Read { path: base, source }),
-        };
-        for dir in rd.flatten() {
-            let prefix = dir.file_name().to_string_lossy().into_owned();
-            let Ok(inner) = fs::read_dir(dir.path()) else {
-                continue;
-            };
-            for f in inner.flatten() {
-                let name = format!("{prefix}{}", f.file_name().to_string_lossy());
-                if !is_sha256_hex(&name) {
-                    continue;
-                }
-                if let Ok(m) = f.metadata() {
-                    if m.is_file() {
-                        out.push((name, m.len()));
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self
+            .entries()?
+            .into_iter()
+            .map(|e| (e.sha256, e.bytes))
+            .collect())
     }
 
     /// Every object present with its sizes and modification time, sorted by name (`repro du`,
