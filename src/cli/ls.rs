@@ -8,7 +8,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
 use crate::record::Run;
-use crate::store::metrics::{is_metric_expr, parse_metric_sort};
+use crate::store::metrics::{is_metric_expr, parse_metric_sort, MetricSort};
 use crate::store::{SortKey, Store};
 
 /// Output format of `ls`.
@@ -53,21 +53,25 @@ pub struct LsArgs {
     pub json: bool,
 }
 
+/// A `--sort` value (an `ls` sort key, or `metric:KEY[:STAT]`, highest first unless
+/// `reverse`): the key and the metric order (`repro gc --keep-best` sorts the same way).
+pub fn parse_sort(sort: &str, reverse: bool) -> CliResult<(SortKey, Option<(MetricSort, bool)>)> {
+    if is_metric_expr(sort) {
+        let ms = parse_metric_sort(sort).map_err(|e| usage_with_hint("--sort", e))?;
+        return Ok((SortKey::Started, Some((ms, !reverse))));
+    }
+    let key = SortKey::parse(sort).ok_or_else(|| {
+        CliError::usage(format!("cannot sort by '{sort}'")).hint(format!(
+            "use one of {}, or metric:KEY[:STAT]",
+            SortKey::NAMES.join(", ")
+        ))
+    })?;
+    Ok((key, None))
+}
+
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    // Highest first; --reverse puts the lowest first.
-    let (sort, metric_sort) = if is_metric_expr(&args.sort) {
-        let ms = parse_metric_sort(&args.sort).map_err(|e| usage_with_hint("--sort", e))?;
-        (SortKey::Started, Some((ms, !args.reverse)))
-    } else {
-        let key = SortKey::parse(&args.sort).ok_or_else(|| {
-            CliError::usage(format!("cannot sort by '{}'", args.sort)).hint(format!(
-                "use one of {}, or metric:KEY[:STAT]",
-                SortKey::NAMES.join(", ")
-            ))
-        })?;
-        (key, None)
-    };
+    let (sort, metric_sort) = parse_sort(&args.sort, args.reverse)?;
     let columns = match &args.columns {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
         Some(list) => LsColumn::parse_list(list).map_err(|m| {

@@ -20,6 +20,7 @@ mod ctx;
 pub mod dataset;
 pub mod diff;
 pub mod doctor;
+pub mod du;
 pub mod export;
 pub mod filter;
 pub mod gc;
@@ -143,8 +144,11 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Import runs written by `repro export` (FILE or - for stdin); idempotent by run id
     Import(import::ImportArgs),
-    /// Delete runs matching filters (at least one), after confirmation
+    /// Delete runs matching filters (at least one), after confirmation; --outputs: remove kept
+    /// copies of outputs by a retention policy
     Gc(gc::GcArgs),
+    /// What the object store of kept outputs takes: in all, per run, orphans
+    Du(du::DuArgs),
     /// Parse an image reference and ask its registry what it points at; archive runs' images
     Image(image::ImageArgs),
     /// Can these runs still be re-run? Digests gone from the registry, moved tags, archives
@@ -154,7 +158,8 @@ pub enum Command {
     Dataset(dataset::DatasetCmd),
     /// SLSA provenance for a run's outputs (in-toto statement, DSSE-signed); verify one
     Attest(attest::AttestArgs),
-    /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any)
+    /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any);
+    /// --store: rehash the object store of kept outputs
     Verify(verify::VerifyArgs),
     /// Show the effective configuration and where each value came from
     #[command(subcommand)]
@@ -237,6 +242,7 @@ pub fn main() -> i32 {
         Command::Export(args) => export::cmd_export(&ctx, args),
         Command::Import(args) => import::cmd_import(&ctx, args),
         Command::Gc(args) => gc::cmd_gc(&ctx, args),
+        Command::Du(args) => du::cmd_du(&ctx, args),
         Command::Image(args) => image::cmd_image(&ctx, args).and_then(|text| print_out(&text)),
         Command::Dataset(cmd) => {
             let store = if dataset::wants_store(cmd) {

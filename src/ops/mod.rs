@@ -7,7 +7,9 @@ pub mod audit;
 pub mod dataset;
 pub mod diff;
 pub mod doctor;
+pub mod du;
 pub mod engine_failure;
+pub mod gc;
 pub mod get;
 pub mod image;
 pub mod metrics;
@@ -18,6 +20,7 @@ pub mod pool;
 pub mod rerun;
 pub mod run;
 pub mod slurm_rerun;
+pub mod store_verify;
 pub mod verify;
 
 /// Where an operation reports status lines, warnings and debug detail while it works.

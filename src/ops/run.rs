@@ -738,6 +738,7 @@ pub fn execute(
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
+    let keeping = keep_lock(ev, store, &x.output_paths, &x.keep);
     let (outputs, output_files) = if matches!(status, Status::Error) {
         (Vec::new(), Vec::new())
     } else {
@@ -753,6 +754,7 @@ pub fn execute(
         output_files,
     };
     record_finish(ev, store, &run, &fin);
+    drop(keeping);
     crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
     Ok(Finished {
         id: run.id,
@@ -950,6 +952,26 @@ pub fn keep_policy(cfg: &crate::config::Config, flag: Option<bool>) -> KeepPolic
         off,
         max_bytes: cfg.keep_outputs_max.value,
     }
+}
+
+/// The object store's lock for keeping outputs, to hold until the outcome that names the
+/// objects is recorded: `repro gc` cannot delete an object this run reuses in between (see
+/// `Objects::lock`). `None` when nothing is kept, or the lock cannot be had (keeping then says
+/// why it fails).
+pub(crate) fn keep_lock(
+    ev: &dyn Events,
+    store: &Store,
+    paths: &[String],
+    policy: &KeepPolicy,
+) -> Option<crate::store::objects::ObjectsLock> {
+    if paths.is_empty() || policy.off.is_some() {
+        return None;
+    }
+    let on_wait = &mut || ev.status("waiting for repro gc to finish deleting kept objects");
+    Objects::beside(store.path())
+        .lock(crate::store::objects::LockMode::Keep, on_wait)
+        .map_err(|e| ev.debug(&format!("object store lock: {}", crate::error::report(e))))
+        .ok()
 }
 
 /// Hashes the outputs and keeps copies in the object store beside the database (see

@@ -481,6 +481,8 @@ fn record_end(
     let outcome =
         combined_outcome(&jobs).ok_or_else(|| SlurmRerunError::NotEnded { id: run.id.clone() })?;
     let paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
+    // Held until the outcome naming the kept objects is recorded (see `keep_lock`).
+    let keeping = crate::ops::run::keep_lock(ev, store, &paths, &req.end.keep_outputs);
     let outputs = match outputs_dir {
         Some(d) if !paths.is_empty() => keep_outputs(ev, store, &paths, d, &req.end.keep_outputs),
         _ => (Vec::new(), Vec::new()),
@@ -503,6 +505,7 @@ fn record_end(
             ev.warn(&format!("{e}; retrying to record the outcome"))
         })?
         .finished_now();
+    drop(keeping);
     let requeued = requeue_note(&jobs);
     if let Some(note) = &requeued {
         ev.status(note);

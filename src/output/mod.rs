@@ -4,7 +4,9 @@ pub mod attest;
 pub mod audit;
 pub mod diff;
 pub mod doctor;
+pub mod du;
 pub mod formats;
+pub mod gc;
 pub mod get;
 pub mod image;
 pub mod metrics;
@@ -13,6 +15,7 @@ pub mod outputs;
 pub mod plot;
 pub mod rerun;
 pub mod sparkline;
+pub mod store_verify;
 
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};

@@ -191,6 +191,7 @@ impl Objects {
         let dest = self.path_of(sha256)?;
         if dest.is_file() {
             let _ = fs::remove_file(tmp);
+            refresh(&dest);
             return Ok(false);
         }
         if let Some(parent) = dest.parent() {
@@ -243,6 +244,7 @@ impl Objects {
     pub fn store_bytes(&self, data: &[u8]) -> Result<String, ObjectError> {
         let sha256 = hex::encode(Sha256::digest(data));
         if self.contains(&sha256) {
+            refresh(&self.path_of(&sha256)?);
             return Ok(sha256);
         }
         let (tmp, mut out) = self.temp()?;
@@ -303,6 +305,16 @@ impl Objects {
     /// Every object present: (name, size in bytes), sorted by name. Files that are not objects
     /// (a stray name) are skipped.
     pub fn list(&self) -> Result<Vec<(String, u64)>, ObjectError> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .map(|e| (e.sha256, e.bytes))
+            .collect())
+    }
+
+    /// Every object present with its sizes and modification time, sorted by name (`repro du`,
+    /// `repro gc --outputs`). Files that are not objects are skipped.
+    pub fn entries(&self) -> Result<Vec<ObjectEntry>, ObjectError> {
         let base = self.root.join("sha256");
         let mut out = Vec::new();
         let rd = match fs::read_dir(&base) {
@@ -316,38 +328,178 @@ impl Objects {
                 continue;
             };
             for f in inner.flatten() {
-                let name = format!("{prefix}{}", f.file_name().to_string_lossy());
-                if !is_sha256_hex(&name) {
+                let sha256 = format!("{prefix}{}", f.file_name().to_string_lossy());
+                if !is_sha256_hex(&sha256) {
                     continue;
                 }
-                if let Ok(m) = f.metadata() {
-                    if m.is_file() {
-                        out.push((name, m.len()));
-                    }
+                let Ok(m) = f.metadata() else { continue };
+                if m.is_file() {
+                    out.push(ObjectEntry {
+                        sha256,
+                        bytes: m.len(),
+                        disk_bytes: m.blocks() * 512,
+                        modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    });
                 }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.sha256.cmp(&b.sha256));
         Ok(out)
     }
 
-    /// Removes temporary files left by writers that died (older than an hour).
-    pub fn sweep_temps(&self) {
+    /// Temporary files in the store: writers at work, and those left by writers that died
+    /// (older than an hour: what [`Objects::sweep_temps`] removes).
+    pub fn temps(&self) -> Temps {
+        let mut t = Temps::default();
         let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
-            return;
+            return t;
         };
-        let hour = std::time::Duration::from_secs(3600);
-        for e in rd.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > hour);
-            if old {
-                let _ = fs::remove_file(e.path());
+        for m in rd.flatten().filter_map(|e| e.metadata().ok()) {
+            if !m.is_file() {
+                continue;
+            }
+            t.files += 1;
+            t.bytes += m.len();
+            if stale(&m) {
+                t.stale_files += 1;
+                t.stale_bytes += m.len();
             }
         }
+        t
+    }
+
+    /// Removes temporary files left by writers that died (older than an hour); returns how
+    /// many were removed and their bytes.
+    pub fn sweep_temps(&self) -> (u64, u64) {
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
+            return (0, 0);
+        };
+        let (mut n, mut bytes) = (0, 0);
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if stale(&m) && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+                bytes += m.len();
+            }
+        }
+        (n, bytes)
+    }
+
+    /// The store's clock now: the modification time a file written now gets (the kernel's
+    /// coarse clock, at the filesystem's granularity), to compare objects' times with. Without
+    /// a store yet, two seconds ago (coarser than any local filesystem's granularity).
+    pub fn clock(&self) -> std::time::SystemTime {
+        let fallback = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        if !self.root.join("tmp").is_dir() {
+            return fallback;
+        }
+        match self.temp() {
+            Ok((path, f)) => {
+                let t = f.metadata().and_then(|m| m.modified());
+                drop(f);
+                let _ = fs::remove_file(&path);
+                t.unwrap_or(fallback)
+            }
+            Err(_) => fallback,
+        }
+    }
+
+    /// Takes the store's lock (`objects/lock`, `flock`): [`LockMode::Keep`] (shared) by whoever
+    /// writes objects, held until its database rows name them; [`LockMode::Delete`]
+    /// (exclusive) by `repro gc` while it decides what is unreferenced and deletes it. So a run
+    /// that reuses an object gc is about to delete either commits first (and gc sees the
+    /// reference) or waits until the deletion is over (and writes the object afresh).
+    /// `on_wait` is called once when the lock is held by someone else, before waiting.
+    pub fn lock(
+        &self,
+        mode: LockMode,
+        on_wait: &mut dyn FnMut(),
+    ) -> Result<ObjectsLock, ObjectError> {
+        self.mkdirs(&self.root)?;
+        let path = self.root.join("lock");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.write_err(e))?;
+        let op = match mode {
+            LockMode::Keep => libc::LOCK_SH,
+            LockMode::Delete => libc::LOCK_EX,
+        };
+        let flock = |op: libc::c_int| loop {
+            // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+            if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        match flock(op | libc::LOCK_NB) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                on_wait();
+                flock(op).map_err(|e| self.write_err(e))?;
+            }
+            Err(e) => return Err(self.write_err(e)),
+        }
+        Ok(ObjectsLock(f))
+    }
+}
+
+/// A temporary file untouched for an hour belongs to a writer that died.
+fn stale(m: &fs::Metadata) -> bool {
+    m.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+}
+
+/// The temporary files of the store ([`Objects::temps`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Temps {
+    pub files: u64,
+    pub bytes: u64,
+    /// Those older than an hour.
+    pub stale_files: u64,
+    pub stale_bytes: u64,
+}
+
+/// Who takes the store's lock (see [`Objects::lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// A writer of objects (shared: writers do not exclude each other).
+    Keep,
+    /// `repro gc` deleting unreferenced objects (exclusive).
+    Delete,
+}
+
+/// The store's lock, held until dropped (closing the descriptor releases the `flock`).
+#[derive(Debug)]
+pub struct ObjectsLock(#[allow(dead_code)] File);
+
+/// One object as listed by [`Objects::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// 64 lowercase hex: the object's name.
+    pub sha256: String,
+    /// Its length.
+    pub bytes: u64,
+    /// Blocks allocated on disk (a reflinked object may share them with its source).
+    pub disk_bytes: u64,
+    /// Last written or reused (a writer that finds the object present refreshes it).
+    pub modified: std::time::SystemTime,
+}
+
+/// Marks an object reused now: `repro gc` never deletes an object touched after it started,
+/// which protects writers that do not take the lock.
+fn refresh(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 

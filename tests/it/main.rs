@@ -23,6 +23,7 @@ mod registry;
 mod registry_push;
 mod rerun;
 mod rerun_render;
+mod retention;
 mod run;
 mod script_e2e;
 mod slurm;
