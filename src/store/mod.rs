@@ -18,6 +18,7 @@ pub mod objects;
 pub mod query;
 pub mod scheduler;
 mod transfer;
+pub mod which;
 
 use std::collections::BTreeMap;
 use std::fs;
