@@ -18,6 +18,7 @@ pub mod rerun;
 pub mod run;
 pub mod slurm_rerun;
 pub mod verify;
+pub mod which;
 
 /// Where an operation reports status lines, warnings and debug detail while it works.
 pub trait Events {

@@ -12,6 +12,7 @@ pub mod mlflow;
 pub mod plot;
 pub mod rerun;
 pub mod sparkline;
+pub mod which;
 
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{presets, ContentArrangement, Table};
