@@ -12,6 +12,7 @@ pub mod get;
 pub mod image;
 pub mod metrics;
 pub mod mlflow;
+pub mod output_diff;
 pub mod plot;
 pub mod pool;
 pub mod rerun;
