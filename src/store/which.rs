@@ -263,4 +263,31 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn migration_15_gives_older_file_outputs_their_output_files_row() {
+        use crate::store::MIGRATIONS;
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for (_, sql) in &MIGRATIONS[..14] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO runs (id, status, started_at, argv, cwd, exec_mode, host, user, platform)
+                 VALUES ('r1', 'succeeded', '2026-01-01T00:00:00Z', '[]', '.', 'host', 'h', 'u', 'p');
+             INSERT INTO run_outputs (run_id, pos, path, sha256, bytes) VALUES
+                 ('r1', 0, 'model.pt', 'aaaa', 4),
+                 ('r1', 1, 'ckpt', 'sha256:bbbb', 9),
+                 ('r1', 2, 'gone', NULL, NULL);",
+        )
+        .unwrap();
+        c.execute_batch(MIGRATIONS[14].1).unwrap();
+        let rows: Vec<(i64, Vec<u8>, String, i64)> = c
+            .prepare("SELECT pos, rel, sha256, bytes FROM output_files")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows, [(0, Vec::new(), "aaaa".to_string(), 4)]);
+    }
 }

@@ -27,3 +27,4 @@ mod script_e2e;
 mod slurm;
 mod support;
 mod transfer;
+mod which;
