@@ -1059,3 +1059,31 @@ fn check_without_a_kept_original_says_why_it_cannot_compare_lines() {
         "{err}"
     );
 }
+
+#[test]
+fn check_of_a_run_without_code_compares_with_the_kept_copy_it_overwrote() {
+    let env = TestEnv::new();
+    let dir = env.root().join("plain-count");
+    std::fs::create_dir_all(&dir).unwrap();
+    let job =
+        "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"count=$n\" > count.txt";
+    let (code, _, err) = env.run_in(
+        &dir,
+        &["run", "--output", "count.txt", "--", "sh", "-c", job],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    // Without code the re-run runs where the run did, overwriting the original's working file.
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("count.txt")).unwrap(),
+        "count=2\n"
+    );
+    assert!(
+        err.contains(
+            r#"output count.txt: MISMATCH: first difference at line 1: "count=1" vs "count=2""#
+        ),
+        "{err}"
+    );
+}
