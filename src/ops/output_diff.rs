@@ -54,8 +54,9 @@ impl Side<'_> {
             match std::fs::metadata(&at) {
                 Ok(m) if m.len() > TEXT_CAP => return Err("too large to compare line by line"),
                 Ok(_) => {
-                    if let Ok(Some(b)) = self.objects.read(sha) {
-                        return Ok(b);
+                    return match self.objects.read(sha) {
+                        Ok(Some(b)) => Ok(b),
+                        _ => Err("its kept copy is damaged"),
                     }
                 }
                 Err(_) => {}

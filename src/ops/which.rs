@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::capture::dataset::{self, DatasetError};
+use crate::capture::dataset::{self, DatasetError, HashOptions};
 use crate::error::Hinted;
 use crate::record::Arg;
 use crate::store::liveness::{liveness, Liveness};
@@ -113,14 +113,28 @@ pub fn which(store: &Store, req: &WhichRequest) -> Vec<(PathBuf, Result<WhichFil
 }
 
 fn which_one(store: &Store, objects: &Objects, path: &Path) -> Result<WhichFile, WhichError> {
-    let hashed = dataset::hash_output(path).map_err(|source| WhichError::Hash {
+    let failed = |source| WhichError::Hash {
         path: path.to_path_buf(),
         source,
-    })?;
-    let (Some(sha256), Some(bytes)) = (hashed.sha256, hashed.bytes) else {
-        return Err(WhichError::NotFound {
-            path: path.to_path_buf(),
-        });
+    };
+    let (sha256, bytes) = if path.is_dir() {
+        // Through the hash cache: an unchanged directory is not read again. A cache that
+        // cannot be written (a read-only database) only costs the reads.
+        let opts = HashOptions::default();
+        let d = match dataset::hash_path(path, &opts, Some(store.conn()), None) {
+            Err(DatasetError::Cache { .. }) => dataset::hash_path(path, &opts, None, None),
+            other => other,
+        }
+        .map_err(failed)?;
+        (d.digest, d.bytes)
+    } else {
+        let hashed = dataset::hash_output(path).map_err(failed)?;
+        let (Some(sha256), Some(bytes)) = (hashed.sha256, hashed.bytes) else {
+            return Err(WhichError::NotFound {
+                path: path.to_path_buf(),
+            });
+        };
+        (sha256, bytes)
     };
     let (produced, read) = if sha256.starts_with("sha256:") {
         (store.produced_dir(&sha256)?, store.read_dir(&sha256)?)
