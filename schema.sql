@@ -79,6 +79,8 @@ CREATE TABLE run_datasets (
 );
 CREATE INDEX run_datasets_name ON run_datasets (name, version, run_id);
 CREATE INDEX run_datasets_digest ON run_datasets (name, digest, run_id);
+-- `repro which DIR`: the runs that read a path dataset with this digest.
+CREATE INDEX run_datasets_by_digest ON run_datasets (digest) WHERE digest IS NOT NULL;
 
 CREATE TABLE run_outputs (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -90,6 +92,8 @@ CREATE TABLE run_outputs (
     not_kept TEXT,                                 -- why no copy is kept
     PRIMARY KEY (run_id, pos)
 );
+-- `repro which DIR`: the runs whose directory output has this digest.
+CREATE INDEX run_outputs_sha256 ON run_outputs (sha256) WHERE sha256 IS NOT NULL;
 
 -- Every file of every hashed output (a file output: one row, rel = ''), for `repro which` and
 -- the object store's references; SHA-256 as 64 hex.

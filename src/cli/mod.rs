@@ -37,6 +37,7 @@ pub mod run;
 pub mod script;
 pub mod show;
 pub mod verify;
+pub mod which;
 
 /// repro: record exactly what a training run used, and re-run it pinned to exactly that.
 #[derive(Debug, Parser)]
@@ -161,6 +162,8 @@ pub enum Command {
     /// Re-hash a run's path datasets and outputs and report match or mismatch (exit 1 on any);
     /// --store: rehash the object store of kept outputs
     Verify(verify::VerifyArgs),
+    /// Which runs produced a file (or directory) with this content, and which read it
+    Which(which::WhichArgs),
     /// Show the effective configuration and where each value came from
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -259,6 +262,7 @@ pub fn main() -> i32 {
             dataset::cmd_dataset(cmd, store.as_ref()).and_then(|out| print_out(&out))
         }
         Command::Verify(args) => return verify::cmd_verify(&ctx, args),
+        Command::Which(args) => return which::cmd_which(&ctx, args),
         Command::Audit(args) => return audit::cmd_audit(&ctx, args),
         Command::Attest(args) => return attest::cmd_attest(&ctx, args),
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),

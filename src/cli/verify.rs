@@ -86,7 +86,8 @@ pub fn cmd_verify(ctx: &crate::cli::Ctx, args: &VerifyArgs) -> i32 {
             }
         };
         let cache = (!args.no_cache).then(|| store.conn());
-        let items = verify_run_with(&run, &base, cache);
+        let objects = crate::store::objects::Objects::beside(store.path());
+        let items = crate::ops::verify::verify_run_kept(&run, &base, cache, &objects);
         let text = if args.json {
             render_json(&items)
         } else if items.is_empty() {

@@ -15,6 +15,7 @@ pub mod image;
 pub mod metrics;
 pub mod mlflow;
 pub mod outputs;
+pub mod output_diff;
 pub mod plot;
 pub mod pool;
 pub mod rerun;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod slurm_rerun;
 pub mod store_verify;
 pub mod verify;
+pub mod which;
 
 /// Where an operation reports status lines, warnings and debug detail while it works.
 pub trait Events {

@@ -9,12 +9,14 @@ use sha2::Digest as _;
 
 use crate::capture::env::REDACTED;
 use crate::exec::{pick_engine, Engine};
+use crate::ops::output_diff::{first_difference, Difference};
 use crate::ops::run::{execute, Execution, Finished, RegistryFlags};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::metrics::MetricSummary;
 use crate::record::{DatasetKind, ExecMode, Output, Run};
 use crate::script::plan::{container_dirs, Bindings, EnginePlan, PlanOptions};
+use crate::store::objects::Objects;
 use crate::store::Store;
 
 /// What to re-run and how.
@@ -260,6 +262,8 @@ pub struct OutputCheck {
     pub path: String,
     /// `match`, `missing in both`, `MISSING now`, `MISMATCH`.
     pub verdict: &'static str,
+    /// For a `MISMATCH`: where the two first differ (from the kept copies).
+    pub difference: Option<Difference>,
 }
 
 impl OutputCheck {
@@ -377,10 +381,36 @@ impl Checks {
         new_outputs: Option<&[Output]>,
         tolerance: Tolerance,
     ) -> Result<Checks, crate::store::StoreError> {
+        Checks::of_in(store, orig, new_id, new_outputs, tolerance, None)
+    }
+
+    /// [`Checks::of`], with the directory the re-run wrote its outputs in (`new_cwd`), where
+    /// an output that was not kept is read to say where it first differs.
+    pub fn of_in(
+        store: &Store,
+        orig: &Run,
+        new_id: &str,
+        new_outputs: Option<&[Output]>,
+        tolerance: Tolerance,
+        new_cwd: Option<&Path>,
+    ) -> Result<Checks, crate::store::StoreError> {
+        let objects = Objects::beside(store.path());
+        let mut outputs = new_outputs
+            .map(|n| compare_outputs(&orig.outputs, n))
+            .unwrap_or_default();
+        for c in outputs.iter_mut().filter(|c| c.verdict == "MISMATCH") {
+            let old = orig.outputs.iter().find(|o| o.path == c.path);
+            let new = new_outputs.and_then(|n| n.iter().find(|o| o.path == c.path));
+            if let (Some(a), Some(b)) = (
+                old.and_then(|o| o.sha256.as_deref()),
+                new.and_then(|o| o.sha256.as_deref()),
+            ) {
+                let work = new_cwd.map(|d| d.join(&c.path));
+                c.difference = Some(first_difference(&objects, a, b, work.as_deref()));
+            }
+        }
         Ok(Checks {
-            outputs: new_outputs
-                .map(|n| compare_outputs(&orig.outputs, n))
-                .unwrap_or_default(),
+            outputs,
             metrics: compare_metrics(
                 &store.metric_summaries(&orig.id)?,
                 &store.metric_summaries(new_id)?,
@@ -693,12 +723,13 @@ pub fn rerun(
             ));
         }
     }
-    let checks = Checks::of(
+    let checks = Checks::of_in(
         store,
         &orig,
         &finished.id,
         Some(&finished.finish.outputs),
         req.tolerance,
+        Some(&x.cwd),
     )?;
     if let Some(m) = &req.mlflow {
         crate::ops::mlflow::after_run(ev, store, &finished.id, m);
@@ -991,6 +1022,7 @@ pub fn compare_outputs(old: &[Output], new: &[Output]) -> Vec<OutputCheck> {
             OutputCheck {
                 path: o.path.clone(),
                 verdict,
+                difference: None,
             }
         })
         .collect()

@@ -394,12 +394,23 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
     let mut datasets = Vec::new();
     for s in &req.datasets {
         let spec = dataset::parse_spec(s, &req.cwd, repo_root.as_deref())?;
-        datasets.push(dataset::capture(
+        let (d, manifest) = dataset::capture_with_manifest(
             &spec,
             &dataset::HashOptions::default(),
             Some(store.conn()),
             None,
-        )?);
+        )?;
+        if let (Some(digest), Some(m)) = (&d.digest, manifest) {
+            // Only an index for `repro which`: a failure to write it never stops the run.
+            if let Err(e) = store.record_dataset_files(digest, &m) {
+                ev.warn(&format!(
+                    "cannot record the files of dataset {} for `repro which`: {}",
+                    crate::sanitize::escape(&d.name),
+                    crate::error::report(e)
+                ));
+            }
+        }
+        datasets.push(d);
     }
     let exec = Exec {
         mode: req.mode,

@@ -20,6 +20,7 @@ pub mod query;
 pub mod retention;
 pub mod scheduler;
 mod transfer;
+pub mod which;
 
 use std::collections::BTreeMap;
 use std::fs;

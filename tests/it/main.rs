@@ -29,3 +29,4 @@ mod script_e2e;
 mod slurm;
 mod support;
 mod transfer;
+mod which;

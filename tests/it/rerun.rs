@@ -945,3 +945,145 @@ fn a_record_whose_directories_leave_the_checkout_is_refused_at_rerun_and_script(
     }
     assert!(!escape.exists(), "nothing may be made outside the checkout");
 }
+
+/// A repository whose job writes a counter (kept outside it, so it grows from run to run) into
+/// a text output and into a file of a directory output.
+fn counting_outputs_repo(env: &TestEnv) -> (std::path::PathBuf, String) {
+    let repo = env.git_repo("counting");
+    let counter = env.root().join("counter");
+    std::fs::write(
+        repo.join("job.sh"),
+        format!(
+            "n=$(cat '{c}' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{c}'\n\
+             printf 'header\\ncount=%s\\n' \"$n\" > count.txt\n\
+             mkdir -p out; printf 'same\\n' > out/a.txt; printf 'step 1\\nrun %s\\n' \"$n\" > out/log.txt\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(repo.join(".gitignore"), "count.txt\nout/\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "job"]);
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--output",
+            "count.txt",
+            "--output",
+            "out",
+            "--",
+            "sh",
+            "job.sh",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    (repo, env.last_id())
+}
+
+#[test]
+fn check_names_the_first_differing_line_of_text_outputs() {
+    let env = TestEnv::new();
+    let (repo, id) = counting_outputs_repo(&env);
+    // Whatever the working file holds now, the original's side is its kept copy.
+    std::fs::write(repo.join("count.txt"), "something else entirely\n").unwrap();
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--host", "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            r#"output count.txt: MISMATCH: first difference at line 2: "count=1" vs "count=2""#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            r#"output out: MISMATCH: first difference in log.txt at line 2: "run 1" vs "run 2""#
+        ),
+        "{err}"
+    );
+
+    // Re-run outputs that are not kept are read where the re-run wrote them.
+    let out = env
+        .repro()
+        .current_dir(env.root())
+        .env("REPRO_KEEP_OUTPUTS", "false")
+        .args(["rerun", &id, "--host", "--check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(r#"first difference at line 2: "count=1" vs "count=3""#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"in log.txt at line 2: "run 1" vs "run 3""#),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_without_a_kept_original_says_why_it_cannot_compare_lines() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("unkept");
+    std::fs::write(repo.join(".gitignore"), "stamp.txt\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "ignore"]);
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .args([
+            "run",
+            "--no-keep-outputs",
+            "--output",
+            "stamp.txt",
+            "--",
+            "sh",
+            "-c",
+            "date +%s%N > stamp.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = env.last_id();
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--host", "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "output stamp.txt: MISMATCH (no line comparison: the original's output is not kept)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_of_a_run_without_code_compares_with_the_kept_copy_it_overwrote() {
+    let env = TestEnv::new();
+    let dir = env.root().join("plain-count");
+    std::fs::create_dir_all(&dir).unwrap();
+    let job =
+        "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo \"count=$n\" > count.txt";
+    let (code, _, err) = env.run_in(
+        &dir,
+        &["run", "--output", "count.txt", "--", "sh", "-c", job],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    // Without code the re-run runs where the run did, overwriting the original's working file.
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &id, "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("count.txt")).unwrap(),
+        "count=2\n"
+    );
+    assert!(
+        err.contains(
+            r#"output count.txt: MISMATCH: first difference at line 1: "count=1" vs "count=2""#
+        ),
+        "{err}"
+    );
+}

@@ -57,7 +57,7 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn run(
+pub(super) fn run(
     path: &Path,
     opts: &HashOptions,
     conn: Option<&rusqlite::Connection>,

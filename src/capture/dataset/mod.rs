@@ -20,7 +20,7 @@ pub use dvc::fuzz_dvc;
 #[doc(hidden)]
 pub use hash::on_read_done;
 pub use hash::{hash_path, manifest_of};
-pub use spec::{capture, hash_output, parse_spec, DatasetSpec};
+pub use spec::{capture, capture_with_manifest, hash_output, parse_spec, DatasetSpec};
 
 /// How a path is hashed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dvc::{self, normalize};
-use super::hash::{hash_path, sha256_file};
+use super::hash::{self, hash_path, sha256_file};
 use super::{unreadable, DatasetError, HashOptions, Progress};
 use crate::record::{Dataset, DatasetKind, Output};
 
@@ -234,16 +234,7 @@ pub fn capture(
             bytes: None,
         },
         DatasetSpec::Path { name, path, uri } => {
-            let d = hash_path(path, opts, cache, progress)?;
-            Dataset {
-                name: name.clone(),
-                kind: DatasetKind::Path,
-                uri: Some(uri.clone()),
-                version: Some(d.digest.clone()),
-                digest: Some(d.digest),
-                files: Some(d.files),
-                bytes: Some(d.bytes),
-            }
+            path_dataset(name, uri, hash_path(path, opts, cache, progress)?)
         }
         DatasetSpec::Dvc {
             name,
@@ -262,6 +253,35 @@ pub fn capture(
             bytes: *bytes,
         },
     })
+}
+
+/// [`capture`], also giving a path dataset's canonical manifest (the hasher builds it anyway;
+/// keeping it costs memory, not time), so the caller can record which files the dataset holds.
+pub fn capture_with_manifest(
+    spec: &DatasetSpec,
+    opts: &HashOptions,
+    cache: Option<&rusqlite::Connection>,
+    progress: Option<&dyn Fn(Progress)>,
+) -> Result<(Dataset, Option<Vec<u8>>), DatasetError> {
+    let DatasetSpec::Path { name, path, uri } = spec else {
+        return Ok((capture(spec, opts, cache, progress)?, None));
+    };
+    let mut manifest = Vec::new();
+    let d = hash::run(path, opts, cache, progress, Some(&mut manifest))?;
+    Ok((path_dataset(name, uri, d), Some(manifest)))
+}
+
+/// The record of a path dataset with digest `d`.
+fn path_dataset(name: &str, uri: &str, d: super::DatasetDigest) -> Dataset {
+    Dataset {
+        name: name.to_string(),
+        kind: DatasetKind::Path,
+        uri: Some(uri.to_string()),
+        version: Some(d.digest.clone()),
+        digest: Some(d.digest),
+        files: Some(d.files),
+        bytes: Some(d.bytes),
+    }
 }
 
 /// Hashes an `--output` after the run: a file's SHA-256 hex, a directory's dataset digest
