@@ -28,6 +28,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../../migrations/0012.sql")),
     (13, include_str!("../../migrations/0013.sql")),
     (14, include_str!("../../migrations/0014.sql")),
+    (15, include_str!("../../migrations/0015.sql")),
 ];
 
 /// The schema version this binary writes.
