@@ -3,8 +3,8 @@
 //! `MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`,
 //! `MLFLOW_TRACKING_INSECURE_TLS`, `MLFLOW_TRACKING_SERVER_CERT_PATH`.
 
-use std::path::PathBuf;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -858,7 +858,9 @@ impl Client {
             artifact_url_path(artifact_uri, path)?
         );
         let endpoint = "mlflow-artifacts upload";
-        let r = self.upload_agent.request("PUT", &format!("{}{url}", self.base));
+        let r = self
+            .upload_agent
+            .request("PUT", &format!("{}{url}", self.base));
         let r = self.authorized(self.bounded(r, endpoint)?)?;
         *requests += 1;
         let res = r
@@ -910,11 +912,17 @@ impl Client {
             let url = c.get("url").and_then(Value::as_str).unwrap_or("");
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return Err(bad(format!("a part URL that is not http(s): {}", snippet(url))));
+                return Err(bad(format!(
+                    "a part URL that is not http(s): {}",
+                    snippet(url)
+                )));
             }
             let part_number = c
                 .get("part_number")
-                .and_then(|n| n.as_i64().or_else(|| n.as_str().and_then(|s| s.parse().ok())))
+                .and_then(|n| {
+                    n.as_i64()
+                        .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+                })
                 .ok_or_else(|| bad("a part without part_number".into()))?;
             let headers = c
                 .get("headers")
@@ -982,9 +990,9 @@ impl Client {
             }
             let endpoint = "mlflow-artifacts/mpu/complete";
             *requests += 1;
-            let res = self.request("POST", &url("complete")?, endpoint)?.send_json(
-                json!({ "path": name, "upload_id": upload_id, "parts": parts }),
-            );
+            let res = self
+                .request("POST", &url("complete")?, endpoint)?
+                .send_json(json!({ "path": name, "upload_id": upload_id, "parts": parts }));
             self.answer(endpoint, res).map(|_| ())
         })();
         if let Err(e) = sent {

@@ -423,10 +423,7 @@ mod tests {
         let got = store
             .mlflow_artifacts("http://127.0.0.1:5000", "r1")
             .unwrap();
-        assert_eq!(
-            got,
-            [a("m1", "outputs/a", "y"), a("m2", "outputs/a", "x")]
-        );
+        assert_eq!(got, [a("m1", "outputs/a", "y"), a("m2", "outputs/a", "x")]);
         assert!(store
             .mlflow_artifacts("http://other", "r1")
             .unwrap()
