@@ -315,6 +315,53 @@ impl MlflowServer {
     }
 }
 
+impl MlflowServer {
+    /// Where this server's local artifact store keeps a run's artifacts.
+    pub fn artifact_dir(&self, experiment_id: &str, run_id: &str) -> PathBuf {
+        self.dir
+            .join("artifacts")
+            .join(experiment_id)
+            .join(run_id)
+            .join("artifacts")
+    }
+
+    /// Downloads `artifact_path` of a run into `dst` with MLflow's own Python client
+    /// (`mlflow.artifacts.download_artifacts`, the venv's `mlflow`); returns the local path.
+    pub fn client_download(&self, run_id: &str, artifact_path: &str, dst: &Path) -> PathBuf {
+        std::fs::create_dir_all(dst).expect("download dir");
+        let mut cmd = Command::new(venv().join("bin/python"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MLFLOW_") {
+                cmd.env_remove(&k);
+            }
+        }
+        if let Some((u, p)) = &self.auth {
+            cmd.env("MLFLOW_TRACKING_USERNAME", u)
+                .env("MLFLOW_TRACKING_PASSWORD", p);
+        }
+        let out = cmd
+            .args([
+                "-c",
+                "import sys, mlflow\n\
+                 mlflow.set_tracking_uri(sys.argv[1])\n\
+                 print(mlflow.artifacts.download_artifacts(run_id=sys.argv[2], artifact_path=sys.argv[3], dst_path=sys.argv[4]))",
+                &self.uri,
+                run_id,
+                artifact_path,
+            ])
+            .arg(dst)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the mlflow client");
+        assert!(
+            out.status.success(),
+            "mlflow.artifacts.download_artifacts failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+}
+
 /// `{key: value}` of a list of MLflow `{key, value}` objects.
 pub fn kv(list: &Value) -> std::collections::BTreeMap<String, String> {
     list.as_array()
