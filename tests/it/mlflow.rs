@@ -2000,3 +2000,101 @@ fn a_damaged_kept_copy_is_not_uploaded_and_is_retried_once_repaired() {
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
 }
+
+/// A run in `repo` whose one output is `bytes` random bytes (`big.bin`); returns its id.
+fn run_with_big_output(env: &TestEnv, repo: &Path, bytes: u64) -> String {
+    let script = format!("head -c {bytes} /dev/urandom > big.bin");
+    ok(
+        env,
+        repo,
+        &[
+            "run", "--host", "--output", "big.bin", "--", "sh", "-c", &script,
+        ],
+    );
+    env.last_id()
+}
+
+/// Multipart thresholds small enough for test files (5 MiB: S3's smallest part).
+const SMALL_PARTS: [(&str, &str); 2] = [
+    ("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "5242880"),
+    ("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", "5242880"),
+];
+
+/// A server whose artifacts are a local directory offers no multipart upload: a file over the
+/// multipart threshold goes up in one PUT after the server says so, whole.
+#[test]
+fn a_server_without_multipart_gets_large_outputs_in_one_request() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("no-multipart");
+    let repo = env.git_repo("app");
+    let id = run_with_big_output(&env, &repo, 6 << 20);
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(outputs: 1 file, 6.0 MiB)"), "{out}");
+    let (mlflow_id, exp_id) = mlflow_ids(srv, &exp, &id);
+    let log = std::fs::read_to_string(srv.dir.join("server.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("mpu/create") && l.contains(&mlflow_id) && l.contains(" 501")),
+        "the server was not asked for a multipart upload"
+    );
+    assert_eq!(
+        std::fs::read(
+            srv.artifact_dir(&exp_id, &mlflow_id)
+                .join("outputs/big.bin")
+        )
+        .unwrap(),
+        std::fs::read(repo.join("big.bin")).unwrap()
+    );
+}
+
+/// Over S3 (MLflow's S3 artifact store on moto's S3 server) the server offers multipart
+/// uploads: a large kept output goes up in parts to the URLs it hands out, MLflow's client
+/// downloads it byte for byte, and a re-push sends nothing. A damaged copy is refused before
+/// its last part and the upload aborted: nothing appears on the server.
+#[test]
+fn large_outputs_go_up_in_parts_when_the_server_offers_multipart() {
+    let Some(srv) = crate::support::mlflow::s3_server() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let exp = experiment("multipart");
+    let repo = env.git_repo("app");
+    let id = run_with_big_output(&env, &repo, (12 << 20) + 1);
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created (outputs: 1 file, 12.0 MiB, 1 in parts)"),
+        "{out}"
+    );
+    let (mlflow_id, _) = mlflow_ids(srv, &exp, &id);
+    let got = srv.client_download(&mlflow_id, "outputs", &env.root().join("dl"));
+    assert_eq!(
+        std::fs::read(got.join("big.bin")).unwrap(),
+        std::fs::read(repo.join("big.bin")).unwrap()
+    );
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("(1 request)"), "{err}");
+
+    // A damaged copy: the parts before the last may go, the upload is never completed.
+    let bad_id = run_with_big_output(&env, &repo, (11 << 20) + 7);
+    let sha = env.show_json(&bad_id)["outputs"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = object_path(&env, &sha);
+    let mut bytes = std::fs::read(&object).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&object, &bytes).unwrap();
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created") && !out.contains("outputs:"),
+        "{out}"
+    );
+    assert!(err.contains("does not hold the recorded bytes"), "{err}");
+    let (bad_mlflow, _) = mlflow_ids(srv, &exp, &bad_id);
+    assert!(srv.artifacts(&bad_mlflow, "outputs").is_empty());
+}
