@@ -211,6 +211,21 @@ CREATE TABLE mlflow_pushes (
     PRIMARY KEY (tracking_uri, experiment, run_id)
 ) WITHOUT ROWID;
 
+-- The kept outputs `repro mlflow push` uploaded as MLflow artifacts (`outputs/…`; migration 16):
+-- one row per file and MLflow run, written as each upload is acknowledged, so a re-push sends
+-- only what is missing and an interrupted push resumes. No foreign key, as above.
+CREATE TABLE mlflow_artifacts (
+    tracking_uri  TEXT NOT NULL,
+    mlflow_run_id TEXT NOT NULL,
+    path          TEXT NOT NULL,                        -- artifact path, `outputs/…`
+    run_id        TEXT NOT NULL,                        -- repro run id
+    sha256        TEXT NOT NULL,                        -- hex SHA-256 of the bytes uploaded
+    bytes         INTEGER NOT NULL,
+    uploaded_at   TEXT NOT NULL,                        -- RFC 3339 UTC
+    PRIMARY KEY (tracking_uri, mlflow_run_id, path)
+) WITHOUT ROWID;
+CREATE INDEX mlflow_artifacts_run ON mlflow_artifacts (run_id, tracking_uri);
+
 -- Metrics a job reported (REPRO_METRICS lines, --metrics files). One summary row per run and
 -- key (what `ls --sort/--where metric:KEY` reads, through the (key, stat) indexes), and the
 -- points of each series clustered by (series, seq) so a run's history is one range scan and a

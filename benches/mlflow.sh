@@ -16,12 +16,17 @@
 #       run: create_run, log_batch (params, tags and the 2,000 metric points with their steps and
 #       timestamps; the client splits it into requests of <= 1,000 entities), log_text of the same
 #       two artifacts (repro/run.json, repro/rerun.sh), set_terminated.
+#   (c) a kept output of OUT_MIB MiB (default 512, random bytes) uploaded under outputs/: the first
+#       push of its run by `repro mlflow push` (streamed from the object store, hashed as read;
+#       wall time and peak RSS, which shows the file is never held in memory) next to MLflow's
+#       Python client `log_artifact` of the same file to a new run of the same server, and the
+#       re-push (no upload).
 #
 # Runs are made as a user makes them: one real `repro run`, copied with new ids and params through
 # `repro import`; metric points are stored through the run wrapper's own ingest path
 # (examples/metrics_ingest.rs: capture::metrics::read_path + Store::insert_metrics).
 #
-# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 WORKERS=4 PARTS="a b" BENCH_DIR=… to change;
+# Usage: benches/mlflow.sh   (N=1000 M=10000 JOBS=8 RUNS=10 WORKERS=4 PARTS="a b c" OUT_MIB=512 BENCH_DIR=… to change;
 #        REPRO=… INGEST=… to use those binaries instead of building the release ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +34,8 @@ N="${N:-1000}"
 M="${M:-10000}"
 JOBS="${JOBS:-8}"
 WORKERS="${WORKERS:-4}"
-PARTS="${PARTS:-a b}"
+PARTS="${PARTS:-a b c}"
+OUT_MIB="${OUT_MIB:-512}"
 venv="${REPRO_TEST_MLFLOW_VENV:-$PWD/target/py-mlflow}"
 [ -x "$venv/bin/mlflow" ] || { echo "no mlflow in $venv: run scripts/install-deps.sh" >&2; exit 1; }
 dir="${BENCH_DIR:-$PWD/target/bench-mlflow}"
@@ -201,4 +207,34 @@ if [[ " $PARTS " == *" a "* ]]; then
     t1=$(date +%s.%N)
     echo "re-push of $M unchanged runs without fingerprints (full comparison): $(echo "$t1 - $t0" | bc)s; $(tail -1 "$dir/full.log")"
     load
+fi
+
+if [[ " $PARTS " == *" c "* ]]; then
+    mkdir -p "$dir/c"
+    start_server "$dir/c"
+    (cd "$repo" && REPRO_DB="$dir/c.db" "$REPRO" run -q --host --output big.bin -- \
+        sh -c "head -c $((OUT_MIB << 20)) /dev/urandom > big.bin")
+    load
+    /usr/bin/time -f "%e %M" -o "$dir/c/repro.time" \
+        env REPRO_DB="$dir/c.db" "$REPRO" mlflow push -q --experiment bench-outputs > "$dir/c/push.out"
+    read -r repro_s repro_kb < "$dir/c/repro.time"
+    grep -q "outputs: 1 file" "$dir/c/push.out" || { cat "$dir/c/push.out"; exit 1; }
+    "$venv/bin/python" - "$repo/big.bin" "$dir/c/python.time" <<'PY'
+import sys, time
+from mlflow import MlflowClient
+c = MlflowClient()
+exp = c.create_experiment("bench-outputs-python")
+rid = c.create_run(exp).info.run_id
+t0 = time.time()
+c.log_artifact(rid, sys.argv[1], "outputs")
+open(sys.argv[2], "w").write(f"{time.time() - t0:.2f}")
+PY
+    py_s=$(cat "$dir/c/python.time")
+    t0=$(date +%s.%N)
+    REPRO_DB="$dir/c.db" "$REPRO" mlflow push --experiment bench-outputs > /dev/null 2> "$dir/c/repush.log"
+    t1=$(date +%s.%N)
+    load
+    echo "(c) kept output of $OUT_MIB MiB: repro mlflow push ${repro_s}s (whole first push, peak RSS $((repro_kb / 1024)) MiB), MLflow Python client log_artifact ${py_s}s, ratio $(echo "scale=2; $py_s / $repro_s" | bc)"
+    echo "    re-push: $(echo "$t1 - $t0" | bc)s; $(tail -1 "$dir/c/repush.log")"
+    stop_server
 fi

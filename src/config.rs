@@ -188,6 +188,8 @@ struct FileLayer {
     metrics: Option<Vec<String>>,
     keep_outputs: Option<bool>,
     keep_outputs_max: Option<SizeValue>,
+    mlflow_outputs: Option<bool>,
+    mlflow_outputs_max: Option<SizeValue>,
 }
 
 /// A size in a file: bytes as a number, or text such as `"10GiB"`, `"500MB"`, `"unlimited"`.
@@ -237,12 +239,20 @@ pub struct Config {
     pub keep_outputs: Setting<bool>,
     /// Most bytes of outputs kept for one run (`None`: no limit).
     pub keep_outputs_max: Setting<Option<u64>>,
+    /// Upload kept outputs as MLflow artifacts (`outputs/…`) on `repro mlflow push`
+    /// (`--no-outputs`).
+    pub mlflow_outputs: Setting<bool>,
+    /// Most bytes of kept outputs uploaded to MLflow for one run (`None`: no limit).
+    pub mlflow_outputs_max: Setting<Option<u64>>,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
 }
 
 /// Default `keep_outputs_max`: 10 GiB of outputs kept per run.
 pub const DEFAULT_KEEP_OUTPUTS_MAX: u64 = 10 << 30;
+
+/// Default `mlflow_outputs_max`: 1 GiB of kept outputs uploaded to MLflow per run.
+pub const DEFAULT_MLFLOW_OUTPUTS_MAX: u64 = 1 << 30;
 
 /// Parses a size: `123` (bytes), `10GiB`, `1.5 GB`, `500M`, `64KiB`; `unlimited` or `none` is
 /// no limit (`Ok(None)`).
@@ -306,6 +316,8 @@ impl Default for Config {
             mlflow_experiment: Setting::default(None),
             keep_outputs: Setting::default(true),
             keep_outputs_max: Setting::default(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
+            mlflow_outputs: Setting::default(true),
+            mlflow_outputs_max: Setting::default(Some(DEFAULT_MLFLOW_OUTPUTS_MAX)),
             files: Vec::new(),
         }
     }
@@ -381,6 +393,8 @@ pub const KEYS: &[&str] = &[
     "mlflow_experiment",
     "keep_outputs",
     "keep_outputs_max",
+    "mlflow_outputs",
+    "mlflow_outputs_max",
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
@@ -543,6 +557,9 @@ fn parse_file(
     }
     if let Some(SizeValue::Text(t)) = &layer.keep_outputs_max {
         parse_size(t).map_err(|m| invalid("keep_outputs_max", m))?;
+    }
+    if let Some(SizeValue::Text(t)) = &layer.mlflow_outputs_max {
+        parse_size(t).map_err(|m| invalid("mlflow_outputs_max", m))?;
     }
     for m in layer.mounts.iter().flatten() {
         check_mount(m).map_err(|msg| invalid("mounts", msg))?;
@@ -757,6 +774,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_COLOR", "color"),
     ("REPRO_KEEP_OUTPUTS", "keep_outputs"),
     ("REPRO_KEEP_OUTPUTS_MAX", "keep_outputs_max"),
+    ("REPRO_MLFLOW_OUTPUTS", "mlflow_outputs"),
+    ("REPRO_MLFLOW_OUTPUTS_MAX", "mlflow_outputs_max"),
 ];
 
 impl Config {
@@ -789,6 +808,17 @@ impl Config {
                 SizeValue::Text(t) => parse_size(&t).unwrap_or(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
             };
             self.keep_outputs_max.set(size, src.clone());
+        }
+        if let Some(v) = l.mlflow_outputs {
+            self.mlflow_outputs.set(v, src.clone());
+        }
+        if let Some(v) = l.mlflow_outputs_max {
+            let size = match v {
+                SizeValue::Bytes(b) => Some(b),
+                // Checked when the file was read.
+                SizeValue::Text(t) => parse_size(&t).unwrap_or(Some(DEFAULT_MLFLOW_OUTPUTS_MAX)),
+            };
+            self.mlflow_outputs_max.set(size, src.clone());
         }
         if let Some(v) = l.allow_unpinned {
             self.allow_unpinned.set(v, src.clone());
@@ -869,6 +899,11 @@ impl Config {
             self.keep_outputs_max
                 .set(size, src("REPRO_KEEP_OUTPUTS_MAX"));
         }
+        if let Some(v) = get("REPRO_MLFLOW_OUTPUTS_MAX")? {
+            let size = parse_size(&v).map_err(|m| bad("REPRO_MLFLOW_OUTPUTS_MAX", &v, &m))?;
+            self.mlflow_outputs_max
+                .set(size, src("REPRO_MLFLOW_OUTPUTS_MAX"));
+        }
         if let Some(v) = get("REPRO_COLOR")? {
             let c = match v.as_str() {
                 "auto" => Color::Auto,
@@ -883,6 +918,7 @@ impl Config {
             ("REPRO_ALLOW_UNPINNED", &mut self.allow_unpinned),
             ("REPRO_REQUIRE_CLEAN", &mut self.require_clean),
             ("REPRO_KEEP_OUTPUTS", &mut self.keep_outputs),
+            ("REPRO_MLFLOW_OUTPUTS", &mut self.mlflow_outputs),
         ] {
             if let Some(v) = get(var)? {
                 let b =
@@ -1063,6 +1099,19 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| "(MLFLOW_EXPERIMENT_NAME, else repro)".into()),
                 self.mlflow_experiment.source.clone(),
+            ),
+            (
+                "mlflow_outputs",
+                self.mlflow_outputs.value.to_string(),
+                self.mlflow_outputs.source.clone(),
+            ),
+            (
+                "mlflow_outputs_max",
+                self.mlflow_outputs_max
+                    .value
+                    .map(|b| format!("{b} bytes"))
+                    .unwrap_or_else(|| "unlimited".into()),
+                self.mlflow_outputs_max.source.clone(),
             ),
         ];
         for (key, list) in [

@@ -9,7 +9,9 @@ use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::mlflow::Settings;
-use crate::ops::mlflow::{push, Action, AfterRun, DeletedRuns, Event, PushRequest, RunToPush};
+use crate::ops::mlflow::{
+    push, Action, AfterRun, DeletedRuns, Event, OutputsPolicy, PushRequest, RunToPush,
+};
 use crate::output;
 
 pub use crate::ops::mlflow::DEFAULT_EXPERIMENT;
@@ -44,6 +46,23 @@ pub struct PushArgs {
     /// Forget the link of runs whose MLflow run was deleted on the server and leave them out of MLflow
     #[arg(long)]
     pub forget_deleted: bool,
+    /// Do not upload kept outputs as artifacts under outputs/ [config: mlflow_outputs = false]
+    #[arg(long, overrides_with = "outputs")]
+    pub no_outputs: bool,
+    /// Upload kept outputs as artifacts under outputs/ (the default) [config: mlflow_outputs]
+    #[arg(long, overrides_with = "no_outputs")]
+    pub outputs: bool,
+    /// Most bytes of kept outputs uploaded per run (e.g. 5GiB, unlimited) [config: mlflow_outputs_max, default 1GiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub outputs_max: Option<Limit>,
+}
+
+/// A size limit given on the command line (`None`: unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(Option<u64>);
+
+fn parse_size(s: &str) -> Result<Limit, String> {
+    crate::config::parse_size(s).map(Limit)
 }
 
 /// Runs `repro mlflow SUBCOMMAND`.
@@ -61,9 +80,19 @@ fn env(k: &str) -> Option<String> {
 pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     // --tracking-uri / --experiment, else MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME, else
     // the configuration's mlflow_tracking_uri / mlflow_experiment.
+    let mut outputs = OutputsPolicy::from_config(&ctx.config);
+    if args.no_outputs {
+        outputs.upload = false;
+    } else if args.outputs {
+        outputs.upload = true;
+    }
+    if let Some(Limit(max)) = args.outputs_max {
+        outputs.max_bytes = max;
+    }
     let cfg = AfterRun {
         tracking_uri: ctx.config.mlflow_tracking_uri.value.clone(),
         experiment: ctx.config.mlflow_experiment.value.clone(),
+        outputs,
     };
     let settings = match &args.tracking_uri {
         Some(u) => Settings::from_env(Some(u), &env)?,
@@ -99,6 +128,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
         } else {
             DeletedRuns::Report
         },
+        outputs,
     };
     let tty = std::io::stderr().is_terminal() && !ctx.quiet;
     let mut bar: Option<ProgressBar> = None;
@@ -134,6 +164,9 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
     print_out(&lines)?;
     ctx.status(output::mlflow::summary(&summary, &uri, args.dry_run));
     for w in output::mlflow::conflicts(&summary) {
+        ctx.warn(w);
+    }
+    for w in output::mlflow::skipped_outputs(&summary) {
         ctx.warn(w);
     }
     let failed = summary.failed();

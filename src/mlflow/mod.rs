@@ -3,7 +3,9 @@
 //! `MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`,
 //! `MLFLOW_TRACKING_INSECURE_TLS`, `MLFLOW_TRACKING_SERVER_CERT_PATH`.
 
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,10 +135,24 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// When set, no request starts or goes on past it: it bounds a whole push.
     pub deadline: Option<Instant>,
+    /// Files of at least this many bytes go up in parts when the server offers multipart uploads
+    /// (`MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE`, as MLflow's client; default 500 MiB).
+    pub multipart_min_size: u64,
+    /// Bytes per part (`MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE`; default 10 MiB).
+    pub multipart_chunk_size: u64,
 }
 
 /// Default of `MLFLOW_HTTP_REQUEST_TIMEOUT`, as MLflow's own client.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default of `MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE`, as MLflow's own client.
+pub const DEFAULT_MULTIPART_MIN_SIZE: u64 = 500 << 20;
+
+/// Default of `MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE`, as MLflow's own client.
+pub const DEFAULT_MULTIPART_CHUNK_SIZE: u64 = 10 << 20;
+
+/// Most parts of one multipart upload (S3's limit): a larger file gets larger parts.
+pub const MAX_PARTS: u64 = 10_000;
 
 /// A tracking URI split into the address repro shows and stores (no userinfo) and the
 /// credentials written in it (`http://user:pass@host`), percent-decoded.
@@ -270,6 +286,11 @@ impl Settings {
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(Duration::from_secs_f64)
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let bytes = |k: &str| {
+            get(k)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
         Ok(Settings {
             uri,
             auth,
@@ -277,6 +298,10 @@ impl Settings {
             cert_path: get("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from),
             request_timeout,
             deadline: None,
+            multipart_min_size: bytes("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE")
+                .unwrap_or(DEFAULT_MULTIPART_MIN_SIZE),
+            multipart_chunk_size: bytes("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE")
+                .unwrap_or(DEFAULT_MULTIPART_CHUNK_SIZE),
         })
     }
 }
@@ -364,6 +389,9 @@ fn remote_run(v: &Value) -> Option<RemoteRun> {
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    /// For request bodies of any size: the request timeout bounds each read and write, not the
+    /// whole request (as MLflow's client does), so a large file is not cut off at 120 s.
+    upload_agent: ureq::Agent,
     base: String,
     authorization: Option<String>,
     had_credentials: bool,
@@ -371,17 +399,36 @@ pub struct Client {
     deadline: Option<Instant>,
     /// When the client was made (for the deadline's message).
     since: Instant,
+    multipart_min_size: u64,
+    multipart_chunk_size: u64,
+    /// The server answered that it offers no multipart upload: every file goes in one request.
+    no_multipart: Arc<AtomicBool>,
 }
 
 impl Client {
     /// Builds a client for `settings` (no request is made).
     pub fn new(settings: &Settings) -> Result<Client> {
-        let mut b = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout(settings.request_timeout)
-            .user_agent(concat!("repro/", env!("CARGO_PKG_VERSION")));
-        if settings.uri.to_ascii_lowercase().starts_with("https://") {
-            b = b.tls_config(Arc::new(tls_config(settings)?));
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .user_agent(concat!("repro/", env!("CARGO_PKG_VERSION")))
+        };
+        let mut b = builder().timeout(settings.request_timeout);
+        let mut u = builder()
+            .timeout_read(settings.request_timeout)
+            .timeout_write(settings.request_timeout);
+        // Multipart parts go to the URLs the server hands out (often another host, over
+        // https): the same trust settings apply to them. A CA file that cannot be read only
+        // fails a client of an https server.
+        let tls = if settings.uri.to_ascii_lowercase().starts_with("https://") {
+            let tls = Arc::new(tls_config(settings)?);
+            b = b.tls_config(tls.clone());
+            Some(tls)
+        } else {
+            tls_config(settings).ok().map(Arc::new)
+        };
+        if let Some(tls) = tls {
+            u = u.tls_config(tls);
         }
         let authorization = match &settings.auth {
             Auth::None => None,
@@ -393,12 +440,16 @@ impl Client {
         };
         Ok(Client {
             agent: b.build(),
+            upload_agent: u.build(),
             base: settings.uri.clone(),
             had_credentials: authorization.is_some(),
             authorization,
             request_timeout: settings.request_timeout,
             deadline: settings.deadline,
             since: Instant::now(),
+            multipart_min_size: settings.multipart_min_size,
+            multipart_chunk_size: settings.multipart_chunk_size.max(1),
+            no_multipart: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -410,7 +461,19 @@ impl Client {
     /// A request, its timeout cut to what is left before the deadline; past the deadline, the
     /// error that says so (no request is started).
     fn request(&self, method: &str, path: &str, endpoint: &str) -> Result<ureq::Request> {
-        let mut r = self.agent.request(method, &format!("{}{path}", self.base));
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
+        self.authorized(self.bounded(r, endpoint)?)
+    }
+
+    fn authorized(&self, r: ureq::Request) -> Result<ureq::Request> {
+        Ok(match &self.authorization {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        })
+    }
+
+    /// `r` with its timeout cut to what is left before the deadline; past it, the error.
+    fn bounded(&self, mut r: ureq::Request, endpoint: &str) -> Result<ureq::Request> {
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -418,10 +481,7 @@ impl Client {
             }
             r = r.timeout(left.min(self.request_timeout));
         }
-        Ok(match &self.authorization {
-            Some(a) => r.set("Authorization", a),
-            None => r,
-        })
+        Ok(r)
     }
 
     fn deadline_passed(&self, endpoint: &str) -> MlflowError {
@@ -756,26 +816,276 @@ impl Client {
 
     /// Uploads one artifact through the server's artifact proxy (`mlflow-artifacts:/` runs only).
     pub fn upload_artifact(&self, artifact_uri: &str, path: &str, bytes: &[u8]) -> Result<()> {
-        let root = artifact_uri
-            .strip_prefix("mlflow-artifacts:")
-            .ok_or_else(|| MlflowError::BadAnswer {
-                endpoint: "mlflow-artifacts".into(),
-                problem: format!(
-                    "the run's artifact location {artifact_uri} is not served by the tracking server (start it with --serve-artifacts)"
-                ),
-            })?;
-        // `mlflow-artifacts:/1/abc/artifacts` or `mlflow-artifacts://host/1/abc/artifacts`.
-        let root = match root.strip_prefix("//") {
-            Some(rest) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
-            None => root.trim_start_matches('/'),
-        };
-        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{path}");
+        let url = format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{}",
+            artifact_url_path(artifact_uri, path)?
+        );
         let res = self
             .request("PUT", &url, "mlflow-artifacts upload")?
             .set("Content-Type", "application/octet-stream")
             .send_bytes(bytes);
         self.answer("mlflow-artifacts upload", res).map(|_| ())
     }
+
+    /// Uploads `len` bytes read from `body` as the artifact `path`, streamed: in parts when the
+    /// file has at least `MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE` bytes and the server offers
+    /// multipart uploads (`mlflow-artifacts/mpu/…`, e.g. over S3), else in one PUT. `requests`
+    /// counts every request made, failed ones included. A read error of `body` fails the
+    /// upload before its last bytes are sent, and a multipart upload is aborted.
+    pub fn upload_artifact_from(
+        &self,
+        artifact_uri: &str,
+        path: &str,
+        len: u64,
+        body: &mut dyn Read,
+        requests: &mut usize,
+    ) -> Result<Upload> {
+        if len >= self.multipart_min_size && !self.no_multipart.load(Ordering::Relaxed) {
+            let chunk = self.multipart_chunk_size.max(len.div_ceil(MAX_PARTS));
+            let num_parts = len.div_ceil(chunk).max(1);
+            *requests += 1;
+            match self.create_multipart_upload(artifact_uri, path, num_parts)? {
+                None => self.no_multipart.store(true, Ordering::Relaxed),
+                Some(mpu) => {
+                    let parts = mpu.targets.len();
+                    self.multipart(artifact_uri, path, len, chunk, mpu, body, requests)?;
+                    return Ok(Upload::Multipart { parts });
+                }
+            }
+        }
+        let url = format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{}",
+            artifact_url_path(artifact_uri, path)?
+        );
+        let endpoint = "mlflow-artifacts upload";
+        let r = self
+            .upload_agent
+            .request("PUT", &format!("{}{url}", self.base));
+        let r = self.authorized(self.bounded(r, endpoint)?)?;
+        *requests += 1;
+        let res = r
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string())
+            .send(body);
+        self.answer(endpoint, res)?;
+        Ok(Upload::Single)
+    }
+
+    /// `mlflow-artifacts/mpu/create`: `None` when the server's artifact store offers no
+    /// multipart upload (MLflow answers 501 NOT_IMPLEMENTED, e.g. for a local directory; a
+    /// server older than the endpoint answers 404).
+    fn create_multipart_upload(
+        &self,
+        artifact_uri: &str,
+        path: &str,
+        num_parts: u64,
+    ) -> Result<Option<Multipart>> {
+        let endpoint = "mlflow-artifacts/mpu/create";
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let url = format!(
+            "/api/2.0/mlflow-artifacts/mpu/create/{}",
+            artifact_url_path(artifact_uri, dir)?
+        );
+        let res = self
+            .request("POST", url.trim_end_matches('/'), endpoint)?
+            .send_json(json!({ "path": name, "num_parts": num_parts }));
+        let v = match self.answer(endpoint, res) {
+            Ok(v) => v,
+            Err(MlflowError::Rejected { status, code, .. })
+                if status == 404 || code == "NOT_IMPLEMENTED" || code == "ENDPOINT_NOT_FOUND" =>
+            {
+                return Ok(None)
+            }
+            Err(MlflowError::Server { status: 501, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |problem: String| MlflowError::BadAnswer {
+            endpoint: endpoint.into(),
+            problem,
+        };
+        let creds = v
+            .get("credentials")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad(format!("no credentials in {}", snippet(&v.to_string()))))?;
+        let mut targets = Vec::with_capacity(creds.len());
+        for c in creds {
+            let url = c.get("url").and_then(Value::as_str).unwrap_or("");
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Err(bad(format!(
+                    "a part URL that is not http(s): {}",
+                    snippet(url)
+                )));
+            }
+            let part_number = c
+                .get("part_number")
+                .and_then(|n| {
+                    n.as_i64()
+                        .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+                })
+                .ok_or_else(|| bad("a part without part_number".into()))?;
+            let headers = c
+                .get("headers")
+                .and_then(Value::as_object)
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            targets.push(PartTarget {
+                url: url.to_string(),
+                part_number,
+                headers,
+            });
+        }
+        targets.sort_by_key(|t| t.part_number);
+        if targets.len() as u64 != num_parts {
+            return Err(bad(format!(
+                "{} part URLs for {num_parts} parts",
+                targets.len()
+            )));
+        }
+        Ok(Some(Multipart {
+            upload_id: v
+                .get("upload_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            targets,
+        }))
+    }
+
+    /// Sends the parts of `body` (each `chunk` bytes, the last the rest) to their URLs, then
+    /// completes the upload; aborts it when a part or the completion fails.
+    #[allow(clippy::too_many_arguments)]
+    fn multipart(
+        &self,
+        artifact_uri: &str,
+        path: &str,
+        len: u64,
+        chunk: u64,
+        mpu: Multipart,
+        body: &mut dyn Read,
+        requests: &mut usize,
+    ) -> Result<()> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let url = |op: &str| -> Result<String> {
+            Ok(format!(
+                "/api/2.0/mlflow-artifacts/mpu/{op}/{}",
+                artifact_url_path(artifact_uri, dir)?
+            )
+            .trim_end_matches('/')
+            .to_string())
+        };
+        let upload_id = mpu.upload_id.clone().unwrap_or_default();
+        let sent = (|| -> Result<()> {
+            let mut parts = Vec::with_capacity(mpu.targets.len());
+            let mut offset = 0u64;
+            for t in &mpu.targets {
+                let n = chunk.min(len - offset);
+                *requests += 1;
+                let etag = self.put_part(t, n, &mut body.take(n))?;
+                offset += n;
+                parts.push(json!({ "part_number": t.part_number, "etag": etag, "url": t.url }));
+            }
+            let endpoint = "mlflow-artifacts/mpu/complete";
+            *requests += 1;
+            let res = self
+                .request("POST", &url("complete")?, endpoint)?
+                .send_json(json!({ "path": name, "upload_id": upload_id, "parts": parts }));
+            self.answer(endpoint, res).map(|_| ())
+        })();
+        if let Err(e) = sent {
+            // Best effort: the parts sent stay invisible until completed, and the store drops them.
+            let endpoint = "mlflow-artifacts/mpu/abort";
+            *requests += 1;
+            if let Ok(r) = url("abort").and_then(|u| self.request("POST", &u, endpoint)) {
+                let _ = r.send_json(json!({ "path": name, "upload_id": upload_id }));
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// PUTs one part to the URL the server handed out (with its headers, never the tracking
+    /// server's credentials); returns the part's ETag.
+    fn put_part(&self, t: &PartTarget, len: u64, body: &mut dyn Read) -> Result<String> {
+        let endpoint = "multipart part upload";
+        let mut r = self.bounded(self.upload_agent.request("PUT", &t.url), endpoint)?;
+        for (k, v) in &t.headers {
+            r = r.set(k, v);
+        }
+        let res = r.set("Content-Length", &len.to_string()).send(body);
+        match res {
+            Ok(resp) => {
+                let etag = resp.header("ETag").unwrap_or("").to_string();
+                let _ = resp.into_string();
+                Ok(etag)
+            }
+            Err(e) => self.answer(endpoint, Err(e)).map(|_| String::new()),
+        }
+    }
+}
+
+/// How a file went up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// One PUT through the artifact proxy.
+    Single,
+    /// A multipart upload in this many parts.
+    Multipart { parts: usize },
+}
+
+/// A multipart upload the server created: one URL per part.
+struct Multipart {
+    upload_id: Option<String>,
+    targets: Vec<PartTarget>,
+}
+
+/// Where one part goes.
+struct PartTarget {
+    url: String,
+    part_number: i64,
+    headers: Vec<(String, String)>,
+}
+
+/// The part of the artifact proxy's URL after `mlflow-artifacts/artifacts/` for `path` of a run
+/// whose artifact location is `artifact_uri` (`mlflow-artifacts:/1/abc/artifacts` or
+/// `mlflow-artifacts://host/1/abc/artifacts`), each segment percent-encoded.
+fn artifact_url_path(artifact_uri: &str, path: &str) -> Result<String> {
+    let root = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .ok_or_else(|| MlflowError::BadAnswer {
+            endpoint: "mlflow-artifacts".into(),
+            problem: format!(
+                "the run's artifact location {} is not served by the tracking server (start it with --serve-artifacts)",
+                snippet(artifact_uri)
+            ),
+        })?;
+    let root = match root.strip_prefix("//") {
+        Some(rest) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
+        None => root.trim_start_matches('/'),
+    };
+    Ok(root
+        .split('/')
+        .chain(path.split('/'))
+        .filter(|s| !s.is_empty())
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+/// One URL path segment: unreserved characters as they are, every other byte as `%XX`.
+fn percent_encode(seg: &str) -> String {
+    let mut out = String::with_capacity(seg.len());
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Splits params, tags and metrics into `runs/log-batch` bodies within the server's limits.

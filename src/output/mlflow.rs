@@ -4,6 +4,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ops::mlflow::{Action, PushSummary, RunOutcome};
+use crate::store::kept::human_bytes;
 
 /// `RUN_ID<TAB>MLFLOW_RUN_ID<TAB>what was done`: created, re-linked, updated …, unchanged, or
 /// `failed: REASON` (with what had been done before it failed).
@@ -34,7 +35,43 @@ pub fn describe(o: &RunOutcome) -> String {
         }
         Action::LeftDeleted => "deleted in MLflow, left out (--forget-deleted)".to_string(),
     };
-    format!("{}\t{}\t{}\n", o.run_id, mlflow, what)
+    format!("{}\t{}\t{what}{}\n", o.run_id, mlflow, outputs_sent(o))
+}
+
+/// ` (outputs: 3 files, 1.2 MiB, 1 in parts)` when kept outputs were uploaded.
+fn outputs_sent(o: &RunOutcome) -> String {
+    let s = &o.outputs;
+    if s.files == 0 {
+        return String::new();
+    }
+    let parts = if s.multipart > 0 {
+        format!(", {} in parts", s.multipart)
+    } else {
+        String::new()
+    };
+    format!(
+        " (outputs: {} file{}, {}{parts})",
+        s.files,
+        if s.files == 1 { "" } else { "s" },
+        human_bytes(s.bytes)
+    )
+}
+
+/// One warning per kept output (or file of one) a push left out of `outputs/`, with why.
+pub fn skipped_outputs(summary: &PushSummary) -> Vec<String> {
+    summary
+        .outcomes
+        .iter()
+        .flat_map(|o| {
+            o.skipped.iter().map(move |line| {
+                format!(
+                    "run {}: output not uploaded to MLflow: {}",
+                    o.run_id,
+                    crate::sanitize::escape(line)
+                )
+            })
+        })
+        .collect()
 }
 
 /// Run ids for a message: all of them up to 20, then how many more.

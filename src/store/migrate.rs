@@ -29,6 +29,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/0013.sql")),
     (14, include_str!("../../migrations/0014.sql")),
     (15, include_str!("../../migrations/0015.sql")),
+    (16, include_str!("../../migrations/0016.sql")),
 ];
 
 /// The schema version this binary writes.

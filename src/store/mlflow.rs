@@ -44,6 +44,24 @@ pub struct MlflowPush {
     pub fingerprint: Option<String>,
 }
 
+/// One file of a kept output uploaded to an MLflow run as an artifact (`outputs/…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedArtifact {
+    /// Tracking server URI (normalised: no trailing slash).
+    pub tracking_uri: String,
+    /// MLflow's run id.
+    pub mlflow_run_id: String,
+    /// Artifact path under the run's artifact root.
+    pub path: String,
+    /// repro run id.
+    pub run_id: String,
+    /// SHA-256 (hex) of the bytes uploaded.
+    pub sha256: String,
+    pub bytes: u64,
+    /// When the server acknowledged it (RFC 3339 UTC).
+    pub uploaded_at: String,
+}
+
 /// What the push fingerprint reads from the store besides the run record, for many runs at once.
 #[derive(Debug, Default)]
 pub struct FingerprintInputs {
@@ -228,6 +246,61 @@ impl Store {
         Ok(out)
     }
 
+    /// The kept-output files uploaded to `tracking_uri` for the repro run `run_id`, to any of
+    /// its MLflow runs (a re-created run has a new MLflow run id and starts empty).
+    pub fn mlflow_artifacts(
+        &self,
+        tracking_uri: &str,
+        run_id: &str,
+    ) -> Result<Vec<UploadedArtifact>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT tracking_uri, mlflow_run_id, path, run_id, sha256, bytes, uploaded_at
+                 FROM mlflow_artifacts WHERE run_id = ?1 AND tracking_uri = ?2
+                 ORDER BY mlflow_run_id, path",
+            )
+            .map_err(self.sql_err("read mlflow artifact ledger"))?;
+        let rows = st
+            .query_map(params![run_id, tracking_uri], |r| {
+                Ok(UploadedArtifact {
+                    tracking_uri: r.get(0)?,
+                    mlflow_run_id: r.get(1)?,
+                    path: r.get(2)?,
+                    run_id: r.get(3)?,
+                    sha256: r.get(4)?,
+                    bytes: r.get::<_, i64>(5)? as u64,
+                    uploaded_at: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.sql_err("read mlflow artifact ledger"))?;
+        Ok(rows)
+    }
+
+    /// Records one uploaded file (replacing what was recorded at the same path of that run).
+    pub fn record_mlflow_artifact(&self, a: &UploadedArtifact) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO mlflow_artifacts (tracking_uri, mlflow_run_id, path,
+                    run_id, sha256, bytes, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    a.tracking_uri,
+                    a.mlflow_run_id,
+                    a.path,
+                    a.run_id,
+                    a.sha256,
+                    a.bytes as i64,
+                    a.uploaded_at
+                ])
+            })
+            .map_err(sql_error(&self.path, "write mlflow artifact ledger"))?;
+        Ok(())
+    }
+
     /// Forgets what was pushed to one server and experiment (all of it when `run_id` is None).
     pub fn forget_mlflow_pushes(
         &self,
@@ -324,6 +397,37 @@ mod tests {
                 .unwrap()["b"],
             row("b", "h3")
         );
+    }
+
+    #[test]
+    fn uploaded_artifacts_are_kept_per_server_and_mlflow_run() {
+        let store = Store::open_in_memory().unwrap();
+        let a = |mlflow: &str, path: &str, sha: &str| UploadedArtifact {
+            tracking_uri: "http://127.0.0.1:5000".into(),
+            mlflow_run_id: mlflow.into(),
+            path: path.into(),
+            run_id: "r1".into(),
+            sha256: sha.into(),
+            bytes: 3,
+            uploaded_at: "2026-12-01T00:00:00.000Z".into(),
+        };
+        store
+            .record_mlflow_artifact(&a("m1", "outputs/a", "x"))
+            .unwrap();
+        store
+            .record_mlflow_artifact(&a("m1", "outputs/a", "y"))
+            .unwrap();
+        store
+            .record_mlflow_artifact(&a("m2", "outputs/a", "x"))
+            .unwrap();
+        let got = store
+            .mlflow_artifacts("http://127.0.0.1:5000", "r1")
+            .unwrap();
+        assert_eq!(got, [a("m1", "outputs/a", "y"), a("m2", "outputs/a", "x")]);
+        assert!(store
+            .mlflow_artifacts("http://other", "r1")
+            .unwrap()
+            .is_empty());
     }
 
     /// Up to `PER_RUN_LOOKUPS` runs the inputs are read run by run, above that in one scan of

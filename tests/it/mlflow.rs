@@ -398,6 +398,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         dry_run: false,
         jobs: 2,
         deleted: Default::default(),
+        outputs: Default::default(),
     };
     // 1,500 points: more than one log-batch request can hold.
     let first: Vec<MetricPoint> = (0..1500).map(point).collect();
@@ -459,6 +460,7 @@ fn new_runs_are_looked_up_in_one_listing_and_a_lost_ledger_relinks_them_all() {
         dry_run: false,
         jobs: 2,
         deleted: Default::default(),
+        outputs: Default::default(),
     };
     let one = experiment("lookup-one");
     let s = push(&store, request(&one, &ids[..1]), &mut |_| {}).unwrap();
@@ -1732,4 +1734,367 @@ fn run_with_mlflow_against_a_hanging_server_gives_up_after_its_bound_and_stays_q
         .query_row("SELECT count(*) FROM mlflow_pushes", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0, "queued, not recorded as pushed");
+}
+
+/// Every file under `dir` with its bytes and modification time (ns), sorted by path.
+fn files_with_mtimes(dir: &Path) -> Vec<(String, Vec<u8>, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    crate::support::tree(dir)
+        .into_iter()
+        .map(|(rel, bytes)| {
+            let m = std::fs::metadata(dir.join(&rel)).unwrap();
+            let t = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+            (rel, bytes, t)
+        })
+        .collect()
+}
+
+/// Sets every file under `dir` to an old modification time, so any rewrite shows.
+fn age(dir: &Path) {
+    for (rel, _) in crate::support::tree(dir) {
+        let st = std::process::Command::new("touch")
+            .args(["-h", "-d", "@1000000000"])
+            .arg(dir.join(rel))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+/// The push's (MLflow run id, experiment id) of a repro run.
+fn mlflow_ids(srv: &crate::support::mlflow::MlflowServer, exp: &str, id: &str) -> (String, String) {
+    let run = srv.run_by_repro_id(exp, id).expect("pushed run");
+    (
+        run["info"]["run_id"].as_str().unwrap().to_string(),
+        run["info"]["experiment_id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A run's file output and directory output (nested files, a name with a space and non-ASCII,
+/// a symbolic link) reach MLflow under `outputs/` as the kept bytes — the working file was
+/// overwritten after the run — and MLflow's own client downloads them byte for byte. A second
+/// push sends no upload: the server's artifact files are not rewritten.
+#[test]
+fn kept_outputs_are_artifacts_the_mlflow_client_downloads_and_a_repush_uploads_nothing() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("outputs");
+    let repo = env.git_repo("app");
+    ok(
+        &env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--output",
+            "model.json",
+            "--output",
+            "ckpt",
+            "--",
+            "sh",
+            "-c",
+            "printf '{\"w\": [1, 2]}' > model.json && mkdir -p ckpt/sub && seq 1 200000 > ckpt/w.bin \
+             && printf 'x' > 'ckpt/sub/a b ü.txt' && : > ckpt/empty && ln -s w.bin ckpt/link",
+        ],
+    );
+    let id = env.last_id();
+    let kept_model = std::fs::read(repo.join("model.json")).unwrap();
+    let weights = std::fs::read(repo.join("ckpt/w.bin")).unwrap();
+    // Later work overwrites the file: the push sends what the run produced.
+    std::fs::write(repo.join("model.json"), "overwritten").unwrap();
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created (outputs: 4 files, "), "{out}");
+    assert!(
+        err.contains(&format!(
+            "run {id}: output not uploaded to MLflow: ckpt: link is a symbolic link"
+        )),
+        "{err}"
+    );
+    let (mlflow_id, exp_id) = mlflow_ids(srv, &exp, &id);
+    let run = srv.run_by_repro_id(&exp, &id).unwrap();
+    assert!(kv(&run["data"]["tags"])["repro.outputs.skipped"].contains("ckpt: link"));
+
+    let dst = env.root().join("downloaded");
+    let got = srv.client_download(&mlflow_id, "outputs", &dst);
+    let expected: Vec<(String, Vec<u8>)> = vec![
+        ("ckpt/empty".into(), vec![]),
+        ("ckpt/sub/a b ü.txt".into(), b"x".to_vec()),
+        ("ckpt/w.bin".into(), weights),
+        ("model.json".into(), kept_model),
+    ];
+    assert_eq!(crate::support::tree(&got), expected);
+
+    // The server's copies, aged: a second push must leave them alone.
+    let stored = srv.artifact_dir(&exp_id, &mlflow_id).join("outputs");
+    age(&stored);
+    let before = files_with_mtimes(&stored);
+    assert_eq!(before.len(), 4);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(
+        err.contains("1 unchanged") && err.contains("(1 request)"),
+        "{err}"
+    );
+    assert_eq!(files_with_mtimes(&stored), before);
+    // Even compared in full (the ledger row's fingerprint gone), the artifact ledger says the
+    // files are there: no upload.
+    rusqlite::Connection::open(env.db())
+        .unwrap()
+        .execute(
+            "UPDATE mlflow_pushes SET fingerprint = NULL, pushed_hash = 'x'",
+            [],
+        )
+        .unwrap();
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(1 request)"), "{err}");
+    assert_eq!(files_with_mtimes(&stored), before);
+}
+
+/// A run pushed without its outputs (`--no-outputs`, as every push before outputs were
+/// uploaded) gets them on a later push; an output over `--outputs-max` is listed as skipped,
+/// never fails the push, and goes up once the cap allows it.
+#[test]
+fn outputs_pushed_later_within_the_cap_and_the_rest_listed_not_failed() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("outputs-later");
+    let repo = env.git_repo("app");
+    ok(
+        &env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--output",
+            "model.bin",
+            "--output",
+            "big.bin",
+            "--",
+            "sh",
+            "-c",
+            "echo w > model.bin && seq 1 400000 > big.bin",
+        ],
+    );
+    let id = env.last_id();
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--no-outputs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created") && !out.contains("outputs"), "{out}");
+    let (mlflow_id, exp_id) = mlflow_ids(srv, &exp, &id);
+    assert!(srv.artifacts(&mlflow_id, "outputs").is_empty());
+    assert!(!srv.artifacts(&mlflow_id, "repro").is_empty());
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp, "--no-outputs"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+
+    let (code, out, err) = push(
+        &env,
+        &srv.uri,
+        &[],
+        &["--experiment", &exp, "--outputs-max", "1MiB"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("updated tags, outputs (outputs: 1 file, 2 B)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("big.bin: its 2.6 MiB would take the run past mlflow_outputs_max (1.0 MiB)"),
+        "{err}"
+    );
+    assert_eq!(srv.artifacts(&mlflow_id, "outputs"), ["outputs/model.bin"]);
+    let tags = kv(&srv.run_by_repro_id(&exp, &id).unwrap()["data"]["tags"]);
+    assert!(tags["repro.outputs.skipped"].starts_with("big.bin: its 2.6 MiB"));
+
+    // The default cap (1 GiB): only the file not yet there is sent, and the tag goes.
+    let stored = srv.artifact_dir(&exp_id, &mlflow_id).join("outputs");
+    age(&stored);
+    let model = files_with_mtimes(&stored);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(outputs: 1 file, 2.6 MiB)"), "{out}");
+    assert!(!err.contains("warning"), "{err}");
+    let now = files_with_mtimes(&stored);
+    assert_eq!(now.len(), 2);
+    assert_eq!(now.iter().find(|f| f.0 == "model.bin"), model.first());
+    assert_eq!(
+        now.iter().find(|f| f.0 == "big.bin").unwrap().1,
+        std::fs::read(repo.join("big.bin")).unwrap()
+    );
+    let tags = kv(&srv.run_by_repro_id(&exp, &id).unwrap()["data"]["tags"]);
+    assert!(!tags.contains_key("repro.outputs.skipped"), "{tags:?}");
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
+
+/// The object path of a kept file (64 hex) in the store beside the test database.
+fn object_path(env: &TestEnv, sha256: &str) -> std::path::PathBuf {
+    env.db()
+        .parent()
+        .unwrap()
+        .join("objects/sha256")
+        .join(&sha256[..2])
+        .join(&sha256[2..])
+}
+
+/// A kept copy damaged in the object store is never uploaded — not even in part: the server
+/// holds no file at its path — the push says so without failing, and tries again next time;
+/// once the copy is whole again it goes up.
+#[test]
+fn a_damaged_kept_copy_is_not_uploaded_and_is_retried_once_repaired() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("outputs-damaged");
+    let repo = env.git_repo("app");
+    ok(
+        &env,
+        &repo,
+        &[
+            "run",
+            "--host",
+            "--output",
+            "w.bin",
+            "--",
+            "sh",
+            "-c",
+            "seq 1 500000 > w.bin",
+        ],
+    );
+    let id = env.last_id();
+    let sha = env.show_json(&id)["outputs"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = object_path(&env, &sha);
+    let good = std::fs::read(&object).unwrap();
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    std::fs::write(&object, &bad).unwrap();
+
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created") && !out.contains("outputs:"),
+        "{out}"
+    );
+    assert!(
+        err.contains("output not uploaded to MLflow: outputs/w.bin: its kept copy")
+            && err.contains("does not hold the recorded bytes"),
+        "{err}"
+    );
+    let (mlflow_id, exp_id) = mlflow_ids(srv, &exp, &id);
+    assert!(srv.artifacts(&mlflow_id, "outputs").is_empty());
+    let stored = srv.artifact_dir(&exp_id, &mlflow_id).join("outputs");
+    assert!(!stored.join("w.bin").exists(), "a partial upload was kept");
+    // Not recorded as pushed in full: the next push tries again (and says so again).
+    let (code, _, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("does not hold the recorded bytes"), "{err}");
+
+    std::fs::write(&object, &good).unwrap();
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updated outputs (outputs: 1 file"), "{out}");
+    assert_eq!(std::fs::read(stored.join("w.bin")).unwrap(), good);
+    let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
+
+/// A run in `repo` whose one output is `bytes` random bytes (`big.bin`); returns its id.
+fn run_with_big_output(env: &TestEnv, repo: &Path, bytes: u64) -> String {
+    let script = format!("head -c {bytes} /dev/urandom > big.bin");
+    ok(
+        env,
+        repo,
+        &[
+            "run", "--host", "--output", "big.bin", "--", "sh", "-c", &script,
+        ],
+    );
+    env.last_id()
+}
+
+/// Multipart thresholds small enough for test files (5 MiB: S3's smallest part).
+const SMALL_PARTS: [(&str, &str); 2] = [
+    ("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "5242880"),
+    ("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", "5242880"),
+];
+
+/// A server whose artifacts are a local directory offers no multipart upload: a file over the
+/// multipart threshold goes up in one PUT after the server says so, whole.
+#[test]
+fn a_server_without_multipart_gets_large_outputs_in_one_request() {
+    let srv = server();
+    let env = TestEnv::new();
+    let exp = experiment("no-multipart");
+    let repo = env.git_repo("app");
+    let id = run_with_big_output(&env, &repo, 6 << 20);
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(outputs: 1 file, 6.0 MiB)"), "{out}");
+    let (mlflow_id, exp_id) = mlflow_ids(srv, &exp, &id);
+    let log = std::fs::read_to_string(srv.dir.join("server.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("mpu/create") && l.contains(&mlflow_id) && l.contains(" 501")),
+        "the server was not asked for a multipart upload"
+    );
+    assert_eq!(
+        std::fs::read(
+            srv.artifact_dir(&exp_id, &mlflow_id)
+                .join("outputs/big.bin")
+        )
+        .unwrap(),
+        std::fs::read(repo.join("big.bin")).unwrap()
+    );
+}
+
+/// Over S3 (MLflow's S3 artifact store on moto's S3 server) the server offers multipart
+/// uploads: a large kept output goes up in parts to the URLs it hands out, MLflow's client
+/// downloads it byte for byte, and a re-push sends nothing. A damaged copy is refused before
+/// its last part and the upload aborted: nothing appears on the server.
+#[test]
+fn large_outputs_go_up_in_parts_when_the_server_offers_multipart() {
+    let Some(srv) = crate::support::mlflow::s3_server() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let exp = experiment("multipart");
+    let repo = env.git_repo("app");
+    let id = run_with_big_output(&env, &repo, (12 << 20) + 1);
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created (outputs: 1 file, 12.0 MiB, 1 in parts)"),
+        "{out}"
+    );
+    let (mlflow_id, _) = mlflow_ids(srv, &exp, &id);
+    let got = srv.client_download(&mlflow_id, "outputs", &env.root().join("dl"));
+    assert_eq!(
+        std::fs::read(got.join("big.bin")).unwrap(),
+        std::fs::read(repo.join("big.bin")).unwrap()
+    );
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("(1 request)"), "{err}");
+
+    // A damaged copy: the parts before the last may go, the upload is never completed.
+    let bad_id = run_with_big_output(&env, &repo, (11 << 20) + 7);
+    let sha = env.show_json(&bad_id)["outputs"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let object = object_path(&env, &sha);
+    let mut bytes = std::fs::read(&object).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&object, &bytes).unwrap();
+    let (code, out, err) = push(&env, &srv.uri, &SMALL_PARTS, &["--experiment", &exp]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created") && !out.contains("outputs:"),
+        "{out}"
+    );
+    assert!(err.contains("does not hold the recorded bytes"), "{err}");
+    let (bad_mlflow, _) = mlflow_ids(srv, &exp, &bad_id);
+    assert!(srv.artifacts(&bad_mlflow, "outputs").is_empty());
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{push, DeletedRuns, PushRequest, RunToPush};
+use super::{push, DeletedRuns, OutputsPolicy, PushRequest, RunToPush};
 use crate::error::Hinted;
 use crate::mlflow::{MlflowError, Settings};
 use crate::ops::Events;
@@ -32,6 +32,8 @@ pub struct AfterRun {
     pub tracking_uri: Option<String>,
     /// `mlflow_experiment` from the configuration (`MLFLOW_EXPERIMENT_NAME` wins).
     pub experiment: Option<String>,
+    /// `mlflow_outputs` and `mlflow_outputs_max` from the configuration.
+    pub outputs: OutputsPolicy,
 }
 
 impl AfterRun {
@@ -41,6 +43,7 @@ impl AfterRun {
         (flag || cfg.mlflow_push.value).then(|| AfterRun {
             tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
             experiment: cfg.mlflow_experiment.value.clone(),
+            outputs: OutputsPolicy::from_config(cfg),
         })
     }
 
@@ -94,6 +97,7 @@ pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -
         dry_run: false,
         jobs: 1,
         deleted: DeletedRuns::Report,
+        outputs: cfg.outputs,
     };
     match push(store, req, &mut |_| {}) {
         Err(e) => {
@@ -107,6 +111,12 @@ pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -
             if let Some(e) = &o.error {
                 warn(with_hint(e));
                 return false;
+            }
+            for line in &o.skipped {
+                ev.warn(&format!(
+                    "MLflow: output not uploaded: {}",
+                    crate::sanitize::escape(line)
+                ));
             }
             for c in &o.conflicts {
                 ev.warn(&format!(

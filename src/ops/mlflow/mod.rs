@@ -6,9 +6,12 @@
 //! hidden. Without a ledger row the run is found again by its `repro.run_id` tag.
 //!
 //! `plan` maps a run to what the MLflow run should hold and diffs it against what the server
-//! holds; `push` sends it; `after_run` is the push at the end of `repro run --mlflow`.
+//! holds; `push` sends it; `outputs` plans and uploads the kept outputs (`outputs/…`, streamed
+//! from the object store, recorded file by file in the artifact ledger); `after_run` is the
+//! push at the end of `repro run --mlflow`.
 
 mod after_run;
+pub mod outputs;
 pub mod plan;
 mod push;
 
@@ -136,6 +139,55 @@ pub struct PushRequest {
     pub jobs: usize,
     /// What to do with a run whose MLflow run was deleted on the server.
     pub deleted: DeletedRuns,
+    /// Whether kept outputs are uploaded as artifacts, and how much per run.
+    pub outputs: OutputsPolicy,
+}
+
+/// What a push does with a run's kept outputs (`mlflow_outputs`, `mlflow_outputs_max`,
+/// `--no-outputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputsPolicy {
+    /// Upload them under `outputs/`.
+    pub upload: bool,
+    /// Most bytes of outputs uploaded for one run; `None`: no limit.
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for OutputsPolicy {
+    /// Upload, up to the default `mlflow_outputs_max`.
+    fn default() -> Self {
+        OutputsPolicy {
+            upload: true,
+            max_bytes: Some(crate::config::DEFAULT_MLFLOW_OUTPUTS_MAX),
+        }
+    }
+}
+
+impl OutputsPolicy {
+    /// The policy of the configuration (`mlflow_outputs`, `mlflow_outputs_max`).
+    pub fn from_config(cfg: &crate::config::Config) -> OutputsPolicy {
+        OutputsPolicy {
+            upload: cfg.mlflow_outputs.value,
+            max_bytes: cfg.mlflow_outputs_max.value,
+        }
+    }
+
+    /// The part of the push fingerprint that says what is done with outputs.
+    fn stamp(&self) -> String {
+        match (self.upload, self.max_bytes) {
+            (false, _) => "off".into(),
+            (true, max) => format!("on {max:?}"),
+        }
+    }
+}
+
+/// The kept-output files a push uploaded for one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputsSent {
+    pub files: usize,
+    pub bytes: u64,
+    /// Of them, sent as multipart uploads.
+    pub multipart: usize,
 }
 
 /// What a push does with a run whose MLflow run was deleted (moved to MLflow's trash).
@@ -193,6 +245,10 @@ pub struct RunOutcome {
     pub requests: usize,
     /// Why this run was not (fully) pushed; it stays queued for the next push.
     pub error: Option<MlflowError>,
+    /// Kept-output files uploaded by this push.
+    pub outputs: OutputsSent,
+    /// Outputs (or files of them) not uploaded, each `PATH: why`; never a failure of the push.
+    pub skipped: Vec<String>,
 }
 
 /// Progress events.

@@ -23,8 +23,8 @@ use crate::store::mlflow::MlflowPush;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
-/// hash once. The repro version is part of the fingerprint too.
-pub const MAPPING_VERSION: u32 = 1;
+/// hash once. The repro version is part of the fingerprint too. 2: kept outputs under `outputs/`.
+pub const MAPPING_VERSION: u32 = 2;
 
 /// Artifact holding every param at full length when some could not be MLflow params.
 pub const PARAMS_ARTIFACT: &str = "repro/params.json";
@@ -105,7 +105,24 @@ pub struct Desired {
     pub artifacts: Vec<(String, Vec<u8>)>,
     /// Sorted by key, step, timestamp.
     pub metrics: Vec<MetricPoint>,
+    /// Kept-output files to upload under `outputs/`, streamed from the object store.
+    pub outputs: Vec<OutputArtifact>,
+    /// Outputs (or files of them) left out, each `PATH: why`.
+    pub outputs_skipped: Vec<String>,
 }
+
+/// One file of a kept output as an MLflow artifact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutputArtifact {
+    /// Under the run's artifact root: `outputs/…`.
+    pub path: String,
+    /// SHA-256 hex: the object holding the bytes.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Tag listing the outputs left out of `outputs/` and why (only when some are).
+pub const OUTPUTS_SKIPPED_TAG: &str = "repro.outputs.skipped";
 
 /// Milliseconds since the epoch of an RFC 3339 time.
 pub fn millis(rfc3339: &str) -> Option<i64> {
@@ -186,6 +203,21 @@ pub fn run_json_artifact(run: &Run, summaries: &[MetricSummary]) -> Vec<u8> {
 }
 
 impl Desired {
+    /// Adds the kept-output files to upload and the lines saying what was left out (also the
+    /// tag [`OUTPUTS_SKIPPED_TAG`], so the MLflow run says it too).
+    pub fn with_outputs(mut self, outputs: Vec<OutputArtifact>, skipped: Vec<String>) -> Desired {
+        if !skipped.is_empty() {
+            let list = skipped.join("; ");
+            self.tags.insert(
+                OUTPUTS_SKIPPED_TAG.into(),
+                cut(&list, MAX_TAG_VALUE).to_string(),
+            );
+        }
+        self.outputs = outputs;
+        self.outputs_skipped = skipped;
+        self
+    }
+
     /// Puts the run's stored metric summary into `repro/run.json`, so the artifact is the
     /// `show --json` object (the history itself goes to MLflow as metrics).
     pub fn with_metric_summary(mut self, run: &Run, summaries: &[MetricSummary]) -> Desired {
@@ -245,6 +277,8 @@ pub fn desired(
         inputs: run.datasets.iter().map(dataset_input).collect(),
         artifacts,
         metrics,
+        outputs: Vec::new(),
+        outputs_skipped: Vec::new(),
     }
 }
 
@@ -460,7 +494,8 @@ impl std::io::Write for HashWriter {
 /// gives a run a new one whenever any row belonging to it — datasets, outputs, env, params, tags,
 /// notes, attestations, metric series — is inserted, updated or deleted; migration 11), the
 /// MLflow run id of its parent and its attestations (`attestations`: rows with the size and
-/// mtime of their files) — plus the repro and mapping versions. Equal to the ledger's means
+/// mtime of their files) and what the push does with kept outputs (`outputs`: whether it
+/// uploads them and the cap) — plus the repro and mapping versions. Equal to the ledger's means
 /// unchanged, without loading the run's children, rendering `run.json` and the script, reading
 /// the metric history or hashing the files.
 pub fn fingerprint(
@@ -468,6 +503,7 @@ pub fn fingerprint(
     changes: Option<i64>,
     parent: Option<&str>,
     attestations: &str,
+    outputs: &str,
 ) -> String {
     let mut h = HashWriter(Sha256::new());
     h.0.update(format!(
@@ -492,7 +528,7 @@ pub fn fingerprint(
     } else {
         serde_json::to_writer(&mut h, run).expect("run serialises");
     }
-    for part in [parent.unwrap_or(""), attestations] {
+    for part in [parent.unwrap_or(""), attestations, outputs] {
         // Length-prefixed: no two different splits of the same bytes hash alike.
         h.0.update(format!("\n{}\n", part.len()));
         h.0.update(part.as_bytes());
@@ -549,6 +585,7 @@ impl Desired {
         h.update(self.inputs_hash());
         h.update(self.artifacts_hash());
         h.update(serde_json::to_vec(&self.metrics).expect("json"));
+        h.update(serde_json::to_vec(&self.outputs).expect("json"));
         hex::encode(h.finalize())
     }
 }
@@ -566,6 +603,8 @@ pub(super) struct Baseline {
     pub(super) artifacts_hash: Option<String>,
     pub(super) metric_counts: BTreeMap<String, usize>,
     pub(super) artifact_uri: Option<String>,
+    /// Kept-output files the artifact ledger says this MLflow run holds: path → SHA-256.
+    pub(super) uploaded: BTreeMap<String, String>,
 }
 
 impl Baseline {
@@ -581,6 +620,7 @@ impl Baseline {
             artifacts_hash: Some(p.artifacts_hash.clone()),
             metric_counts: serde_json::from_str(&p.metrics_json).unwrap_or_default(),
             artifact_uri: None,
+            uploaded: BTreeMap::new(),
         }
     }
 
@@ -611,6 +651,7 @@ impl Baseline {
             artifacts_hash: None,
             metric_counts: BTreeMap::new(),
             artifact_uri: Some(r.artifact_uri.clone()),
+            uploaded: BTreeMap::new(),
         }
     }
 }
@@ -626,6 +667,8 @@ pub(super) struct Diff {
     pub(super) inputs: bool,
     pub(super) artifacts: bool,
     pub(super) metrics: Vec<MetricPoint>,
+    /// Kept-output files the MLflow run does not hold yet (or holds other bytes at their path).
+    pub(super) outputs: Vec<OutputArtifact>,
 }
 
 impl Diff {
@@ -645,6 +688,9 @@ impl Diff {
         }
         if self.artifacts {
             p.push("artifacts");
+        }
+        if !self.outputs.is_empty() {
+            p.push("outputs");
         }
         if self.state {
             p.push("status");
@@ -697,6 +743,12 @@ pub(super) fn diff(want: &Desired, base: &Baseline) -> Diff {
     d.inputs =
         !want.inputs.is_empty() && base.inputs_hash.as_deref() != Some(want.inputs_hash().as_str());
     d.artifacts = base.artifacts_hash.as_deref() != Some(want.artifacts_hash().as_str());
+    d.outputs = want
+        .outputs
+        .iter()
+        .filter(|o| base.uploaded.get(&o.path) != Some(&o.sha256))
+        .cloned()
+        .collect();
     // Metric history only grows: send the points past those already pushed, per key. Points
     // keep their step and timestamp, so a point sent twice is stored once.
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -895,31 +947,34 @@ mod tests {
 
     #[test]
     fn the_fingerprint_moves_with_every_input_of_the_mapping() {
-        let base = fingerprint(&run(), Some(7), None, "");
-        assert_eq!(base, fingerprint(&run(), Some(7), None, ""));
+        let base = fingerprint(&run(), Some(7), None, "", "on");
+        assert_eq!(base, fingerprint(&run(), Some(7), None, "", "on"));
         // The run's children are covered by its change number, loaded or not.
         let mut r = run();
         r.tags.push("shipped".into());
         r.notes.push("later".into());
         r.params.insert("new".into(), "1".into());
-        assert_eq!(base, fingerprint(&r, Some(7), None, ""));
+        assert_eq!(base, fingerprint(&r, Some(7), None, "", "on"));
         let mut changed: Vec<String> = Vec::new();
-        changed.push(fingerprint(&r, Some(8), None, ""));
-        changed.push(fingerprint(&run(), None, None, ""));
+        changed.push(fingerprint(&r, Some(8), None, "", "on"));
+        changed.push(fingerprint(&run(), None, None, "", "on"));
         let mut r = run();
         r.status = Status::Failed;
-        changed.push(fingerprint(&r, Some(7), None, ""));
+        changed.push(fingerprint(&r, Some(7), None, "", "on"));
         let mut r = run();
         r.ended_at = Some("2026-11-30T10:06:00.000Z".into());
-        changed.push(fingerprint(&r, Some(7), None, ""));
+        changed.push(fingerprint(&r, Some(7), None, "", "on"));
         let mut r = run();
         r.name = Some("renamed".into());
-        changed.push(fingerprint(&r, Some(7), None, ""));
-        changed.push(fingerprint(&run(), Some(7), Some("parent"), ""));
-        changed.push(fingerprint(&run(), Some(7), None, "abc\tNone\n"));
+        changed.push(fingerprint(&r, Some(7), None, "", "on"));
+        changed.push(fingerprint(&run(), Some(7), Some("parent"), "", "on"));
+        changed.push(fingerprint(&run(), Some(7), None, "abc\tNone\n", "on"));
         // The parts are delimited: moving bytes from one part to the next is a change.
-        changed.push(fingerprint(&run(), Some(7), Some("ab"), "c"));
-        changed.push(fingerprint(&run(), Some(7), Some("a"), "bc"));
+        changed.push(fingerprint(&run(), Some(7), Some("ab"), "c", "on"));
+        changed.push(fingerprint(&run(), Some(7), Some("a"), "bc", "on"));
+        // What the push does with kept outputs.
+        changed.push(fingerprint(&run(), Some(7), None, "", "off"));
+        changed.push(fingerprint(&run(), Some(7), None, "", "on 10"));
         let distinct: std::collections::BTreeSet<&String> = changed.iter().collect();
         assert_eq!(distinct.len(), changed.len());
         assert!(!distinct.contains(&base));
@@ -943,6 +998,12 @@ mod tests {
             .collect(),
             inputs: Vec::new(),
             artifacts: vec![("repro/run.json".into(), b"{}".to_vec())],
+            outputs: vec![OutputArtifact {
+                path: "outputs/model.json".into(),
+                sha256: "a".repeat(64),
+                bytes: 2,
+            }],
+            outputs_skipped: Vec::new(),
             metrics: (0..3)
                 .map(|s| MetricPoint {
                     key: "loss".into(),
@@ -965,6 +1026,11 @@ mod tests {
             artifacts_hash: Some(w.artifacts_hash()),
             metric_counts: w.metric_counts(),
             artifact_uri: None,
+            uploaded: w
+                .outputs
+                .iter()
+                .map(|o| (o.path.clone(), o.sha256.clone()))
+                .collect(),
         }
     }
 
@@ -1031,6 +1097,34 @@ mod tests {
         let mut s = want();
         s.status = "FAILED";
         assert_eq!(diff(&s, &base).parts(), ["status"]);
+
+        // Kept outputs: only files the MLflow run does not hold with the same bytes.
+        let mut o = want();
+        o.outputs.push(OutputArtifact {
+            path: "outputs/ckpt/w.bin".into(),
+            sha256: "b".repeat(64),
+            bytes: 9,
+        });
+        o.outputs[0].sha256 = "c".repeat(64);
+        let d = diff(&o, &base);
+        assert_eq!(d.parts(), ["outputs"]);
+        let sent: Vec<&str> = d.outputs.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(sent, ["outputs/model.json", "outputs/ckpt/w.bin"]);
+        assert_ne!(o.hash(), w.hash());
+        let mut fresh = base.clone();
+        fresh.uploaded.clear();
+        assert_eq!(diff(&w, &fresh).outputs.len(), 1);
+    }
+
+    #[test]
+    fn skipped_outputs_are_a_tag_and_leave_the_other_tags_alone() {
+        let d = desired(&run(), &[], None, None);
+        assert!(!d.tags.contains_key(OUTPUTS_SKIPPED_TAG));
+        let s = d
+            .clone()
+            .with_outputs(vec![], vec!["a.bin: not kept (x)".into(), "b: y".into()]);
+        assert_eq!(s.tags[OUTPUTS_SKIPPED_TAG], "a.bin: not kept (x); b: y");
+        assert_ne!(s.hash(), d.hash());
     }
 
     #[test]

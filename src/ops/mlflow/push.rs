@@ -9,14 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::outputs::{self, UploadError};
 use super::plan::{self, attestation_stamp, diff, Baseline, Desired, Diff};
 use super::{
-    attestation_file, metric_history, Action, DeletedRuns, Event, PushError, PushRequest,
-    PushSummary, RunOutcome,
+    attestation_file, metric_history, Action, DeletedRuns, Event, OutputsSent, PushError,
+    PushRequest, PushSummary, RunOutcome,
 };
 use crate::capture::host::{now, rfc3339};
-use crate::mlflow::{Client, KeyValue, MlflowError};
-use crate::store::mlflow::{FingerprintInputs, MlflowPush};
+use crate::mlflow::{Client, KeyValue, MlflowError, Upload};
+use crate::store::mlflow::{FingerprintInputs, MlflowPush, UploadedArtifact};
+use crate::store::objects::Objects;
 use crate::store::{Store, StoreError};
 
 /// The ledger of one server and experiment: repro run id → what was pushed.
@@ -25,6 +27,15 @@ type Ledger = HashMap<String, MlflowPush>;
 /// `pushed_hash` of a ledger row whose MLflow run was deleted and the link forgotten
 /// (`--forget-deleted`): the run is left out of MLflow until `--recreate-deleted`.
 const LEFT_DELETED: &str = "left-deleted";
+
+/// What a worker tells the thread that writes the ledger.
+enum Msg {
+    /// One kept-output file the server acknowledged: recorded at once, so an interrupted push
+    /// does not send it again.
+    Uploaded(UploadedArtifact),
+    /// One run finished.
+    Done(Box<Done>),
+}
 
 /// One run to send.
 struct Job {
@@ -36,6 +47,9 @@ struct Job {
     recreates: Option<String>,
     /// The cheap change check at plan time, recorded with the ledger row.
     fingerprint: Option<String>,
+    /// The kept-output files the artifact ledger lists for this run on this server, for any of
+    /// its MLflow runs (the one it is pushed to is known once the baseline is).
+    uploaded: Vec<UploadedArtifact>,
 }
 
 /// One run sent (or failed), with the ledger row to write.
@@ -142,6 +156,7 @@ pub fn push(
         inputs_lock: Mutex::new(()),
         abort: AtomicBool::new(false),
         workers: req.jobs.clamp(1, 64),
+        objects: planner.objects.clone(),
     };
     let mut jobs = jobs;
     loop {
@@ -184,6 +199,8 @@ struct Planner<'a> {
     fp_inputs: FingerprintInputs,
     /// repro run id → its deleted MLflow run, for the runs `--recreate-deleted` pushes again.
     recreated: HashMap<String, String>,
+    /// The object store of kept outputs beside the database.
+    objects: Objects,
 }
 
 impl<'a> Planner<'a> {
@@ -208,6 +225,7 @@ impl<'a> Planner<'a> {
                 .collect(),
             fp_inputs: store.fingerprint_inputs(&fp_ids)?,
             recreated: HashMap::new(),
+            objects: Objects::beside(store.path()),
         })
     }
 
@@ -233,6 +251,7 @@ impl<'a> Planner<'a> {
             changes,
             self.parent(i, ledger),
             &attestations,
+            &self.req.outputs.stamp(),
         ))
     }
 
@@ -270,17 +289,29 @@ impl<'a> Planner<'a> {
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
         )
         .with_metric_summary(run, &self.store.metric_summaries(&run.id)?);
+        let (files, skipped) = outputs::plan(&self.objects, run, &self.req.outputs);
+        let want = want.with_outputs(files, skipped);
         Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
+    }
+
+    /// The artifact ledger's rows of a run (only read when it has outputs to upload).
+    fn uploaded(&self, run_id: &str, want: &Desired) -> Result<Vec<UploadedArtifact>, StoreError> {
+        if want.outputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.mlflow_artifacts(&self.req.settings.uri, run_id)
     }
 
     fn job(&self, i: usize, ledger: &Ledger) -> Result<Job, StoreError> {
         let (want, base) = self.desired(i, ledger)?;
+        let id = &self.req.runs[i].run.id;
         Ok(Job {
             index: i,
-            repro_id: self.req.runs[i].run.id.clone(),
+            repro_id: id.clone(),
+            uploaded: self.uploaded(id, &want)?,
             want,
             base,
-            recreates: self.recreated.get(&self.req.runs[i].run.id).cloned(),
+            recreates: self.recreated.get(id).cloned(),
             fingerprint: self.fingerprint(i, ledger),
         })
     }
@@ -314,6 +345,8 @@ impl<'a> Planner<'a> {
                 conflicts: Vec::new(),
                 requests: 0,
                 error: None,
+                outputs: OutputsSent::default(),
+                skipped: Vec::new(),
             };
             if let Some(p) = ledger.get(&r.run.id) {
                 if fingerprint.is_some() && p.fingerprint == fingerprint {
@@ -335,6 +368,7 @@ impl<'a> Planner<'a> {
             wave.jobs.push(Job {
                 index: i,
                 repro_id: r.run.id.clone(),
+                uploaded: self.uploaded(&r.run.id, &want)?,
                 want,
                 base,
                 recreates: self.recreated.get(&r.run.id).cloned(),
@@ -375,7 +409,7 @@ fn dry_run(
         let (action, conflicts) = match &job.base {
             None => (Action::CreateOrRelink, Vec::new()),
             Some(b) => {
-                let d = diff(&job.want, b);
+                let d = diff(&job.want, &with_uploaded(b.clone(), &job.uploaded));
                 (Action::Update { parts: d.parts() }, d.conflicts)
             }
         };
@@ -386,6 +420,8 @@ fn dry_run(
             conflicts,
             requests: 0,
             error: None,
+            outputs: OutputsSent::default(),
+            skipped: job.want.outputs_skipped,
         };
         events(Event::Pushed(&o));
         outcomes[job.index] = Some(o);
@@ -398,10 +434,22 @@ fn dry_run(
             conflicts: Vec::new(),
             requests: 0,
             error: None,
+            outputs: OutputsSent::default(),
+            skipped: Vec::new(),
         };
         events(Event::Pushed(&o));
         outcomes[i] = Some(o);
     }
+}
+
+/// `base` with the kept-output files its MLflow run holds, from the artifact ledger's `rows`.
+fn with_uploaded(mut base: Baseline, rows: &[UploadedArtifact]) -> Baseline {
+    base.uploaded = rows
+        .iter()
+        .filter(|a| a.mlflow_run_id == base.mlflow_run_id)
+        .map(|a| (a.path.clone(), a.sha256.clone()))
+        .collect();
+    base
 }
 
 /// Sends jobs to one server and experiment on a bounded pool of threads.
@@ -416,6 +464,8 @@ struct Sender<'a> {
     /// TLS): the remaining jobs are not sent.
     abort: AtomicBool,
     workers: usize,
+    /// Where kept outputs are read from.
+    objects: Objects,
 }
 
 impl Sender<'_> {
@@ -431,7 +481,7 @@ impl Sender<'_> {
         events: &mut dyn FnMut(Event),
     ) -> Result<(), StoreError> {
         let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<Job>>());
-        let (tx, rx) = mpsc::channel::<Done>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let mut write_error: Option<StoreError> = None;
         std::thread::scope(|s| {
             for _ in 0..self.workers {
@@ -439,14 +489,25 @@ impl Sender<'_> {
                 let queue = &queue;
                 s.spawn(move || {
                     while let Some(job) = queue.lock().map(|mut q| q.pop_front()).ok().flatten() {
-                        if tx.send(self.one(job)).is_err() {
+                        let done = self.one(job, &tx);
+                        if tx.send(Msg::Done(Box::new(done))).is_err() {
                             break;
                         }
                     }
                 });
             }
             drop(tx);
-            for done in rx {
+            for msg in rx {
+                let done = match msg {
+                    Msg::Uploaded(a) => {
+                        if let Err(e) = store.record_mlflow_artifact(&a) {
+                            self.abort.store(true, Ordering::Relaxed);
+                            write_error.get_or_insert(e);
+                        }
+                        continue;
+                    }
+                    Msg::Done(done) => *done,
+                };
                 if let Some(row) = &done.ledger {
                     if let Err(e) = store.record_mlflow_push(row) {
                         self.abort.store(true, Ordering::Relaxed);
@@ -466,7 +527,7 @@ impl Sender<'_> {
     }
 
     /// Sends one job, unless an earlier request failed the way this one would.
-    fn one(&self, job: Job) -> Done {
+    fn one(&self, job: Job, tx: &mpsc::Sender<Msg>) -> Done {
         if self.abort.load(Ordering::Relaxed) {
             return Done {
                 index: job.index,
@@ -480,11 +541,13 @@ impl Sender<'_> {
                         uri: self.client.uri().to_string(),
                         detail: "not sent: an earlier request failed the same way".into(),
                     }),
+                    outputs: OutputsSent::default(),
+                    skipped: Vec::new(),
                 },
                 ledger: None,
             };
         }
-        let done = self.push_one(job);
+        let done = self.push_one(job, tx);
         if matches!(
             done.outcome.error,
             Some(
@@ -498,13 +561,16 @@ impl Sender<'_> {
         done
     }
 
-    fn push_one(&self, job: Job) -> Done {
+    fn push_one(&self, job: Job, tx: &mpsc::Sender<Msg>) -> Done {
         let mut requests = 0usize;
         let mut mlflow_run_id = job.base.as_ref().map(|b| b.mlflow_run_id.clone());
         let mut action = Action::Create;
         let mut conflicts = Vec::new();
+        let mut sent = OutputsSent::default();
+        let mut skipped = job.want.outputs_skipped.clone();
         let result = (|| -> Result<MlflowPush, MlflowError> {
             let base = self.baseline(&job, &mut action, &mut requests)?;
+            let base = with_uploaded(base, &job.uploaded);
             mlflow_run_id = Some(base.mlflow_run_id.clone());
             let d = diff(&job.want, &base);
             conflicts = d.conflicts.clone();
@@ -512,8 +578,17 @@ impl Sender<'_> {
                 Action::Update { parts } | Action::Relinked { parts } => *parts = d.parts(),
                 _ => {}
             }
-            self.send(&job.want, &base, &d, &mut requests)?;
-            Ok(self.ledger_row(&job, &base, &d))
+            let mut out = OutputsOut {
+                job: &job,
+                tx,
+                sent: &mut sent,
+                damaged: Vec::new(),
+            };
+            self.send(&job.want, &base, &d, &mut requests, &mut out)?;
+            let damaged = std::mem::take(&mut out.damaged);
+            let complete = damaged.is_empty();
+            skipped.extend(damaged);
+            Ok(self.ledger_row(&job, &base, &d, complete))
         })();
         let (ledger, error) = match result {
             Ok(row) => (Some(row), None),
@@ -528,6 +603,8 @@ impl Sender<'_> {
                 conflicts,
                 requests,
                 error,
+                outputs: sent,
+                skipped,
             },
             ledger,
         }
@@ -603,6 +680,7 @@ impl Sender<'_> {
         base: &Baseline,
         d: &Diff,
         requests: &mut usize,
+        out: &mut OutputsOut,
     ) -> Result<(), MlflowError> {
         let client = self.client;
         let run_id = base.mlflow_run_id.as_str();
@@ -627,17 +705,25 @@ impl Sender<'_> {
                 other => other?,
             }
         }
+        let mut artifact_uri = base.artifact_uri.clone();
+        let mut artifact_uri = |requests: &mut usize| -> Result<String, MlflowError> {
+            if artifact_uri.is_none() {
+                *requests += 1;
+                artifact_uri = Some(client.get_run(run_id)?.artifact_uri);
+            }
+            Ok(artifact_uri.clone().unwrap_or_default())
+        };
         if d.artifacts {
-            let artifact_uri = match &base.artifact_uri {
-                Some(u) => u.clone(),
-                None => {
-                    *requests += 1;
-                    client.get_run(run_id)?.artifact_uri
-                }
-            };
+            let artifact_uri = artifact_uri(requests)?;
             for (path, bytes) in &want.artifacts {
                 *requests += 1;
                 client.upload_artifact(&artifact_uri, path, bytes)?;
+            }
+        }
+        if !d.outputs.is_empty() {
+            let artifact_uri = artifact_uri(requests)?;
+            for f in &d.outputs {
+                self.upload_output(&artifact_uri, run_id, f, requests, out)?;
             }
         }
         if d.state {
@@ -647,8 +733,45 @@ impl Sender<'_> {
         Ok(())
     }
 
-    /// The ledger row once the server acknowledged everything `d` sent.
-    fn ledger_row(&self, job: &Job, base: &Baseline, d: &Diff) -> MlflowPush {
+    /// Uploads one kept-output file and has it recorded in the artifact ledger at once; a kept
+    /// copy that is gone or damaged is a line in `out.damaged`, not a failure of the run.
+    fn upload_output(
+        &self,
+        artifact_uri: &str,
+        mlflow_run_id: &str,
+        f: &plan::OutputArtifact,
+        requests: &mut usize,
+        out: &mut OutputsOut,
+    ) -> Result<(), MlflowError> {
+        match outputs::upload(self.client, &self.objects, artifact_uri, f, requests) {
+            Ok(how) => {
+                out.sent.files += 1;
+                out.sent.bytes += f.bytes;
+                if matches!(how, Upload::Multipart { .. }) {
+                    out.sent.multipart += 1;
+                }
+                let _ = out.tx.send(Msg::Uploaded(UploadedArtifact {
+                    tracking_uri: self.client.uri().to_string(),
+                    mlflow_run_id: mlflow_run_id.to_string(),
+                    path: f.path.clone(),
+                    run_id: out.job.repro_id.clone(),
+                    sha256: f.sha256.clone(),
+                    bytes: f.bytes,
+                    uploaded_at: rfc3339(now()),
+                }));
+                Ok(())
+            }
+            Err(UploadError::Object(line)) => {
+                out.damaged.push(line);
+                Ok(())
+            }
+            Err(UploadError::Mlflow(e)) => Err(e),
+        }
+    }
+
+    /// The ledger row once the server acknowledged everything `d` sent; `complete` is false
+    /// when a kept-output file could not be read as recorded (the next push tries it again).
+    fn ledger_row(&self, job: &Job, base: &Baseline, d: &Diff, complete: bool) -> MlflowPush {
         let want = &job.want;
         let mut params = base.params.clone();
         for kv in &d.params {
@@ -660,11 +783,14 @@ impl Sender<'_> {
         for (k, n) in want.metric_counts() {
             counts.insert(k, n);
         }
-        let hash = if d.conflicts.is_empty() {
-            want.hash()
-        } else {
+        let hash = if !d.conflicts.is_empty() {
             // Never "unchanged" while a conflict stands: every push reports it again.
             format!("conflict:{}", want.hash())
+        } else if !complete {
+            // Nor while a kept output could not be uploaded: the next push tries again.
+            format!("incomplete:{}", want.hash())
+        } else {
+            want.hash()
         };
         MlflowPush {
             tracking_uri: self.client.uri().to_string(),
@@ -681,9 +807,21 @@ impl Sender<'_> {
             metrics_json: serde_json::to_string(&counts).expect("json"),
             pushed_at: rfc3339(now()),
             // A standing conflict must be found (and reported) again by every push.
-            fingerprint: job.fingerprint.clone().filter(|_| d.conflicts.is_empty()),
+            fingerprint: job
+                .fingerprint
+                .clone()
+                .filter(|_| d.conflicts.is_empty() && complete),
         }
     }
+}
+
+/// Where the uploads of one job report to.
+struct OutputsOut<'a> {
+    job: &'a Job,
+    tx: &'a mpsc::Sender<Msg>,
+    sent: &'a mut OutputsSent,
+    /// Files not uploaded because their kept copy is gone or damaged, each a line.
+    damaged: Vec<String>,
 }
 
 /// Runs whose MLflow run was deleted on the server, found before anything is sent.
@@ -712,6 +850,8 @@ impl Deleted {
             conflicts: Vec::new(),
             requests: 0,
             error: None,
+            outputs: OutputsSent::default(),
+            skipped: Vec::new(),
         };
         // MLflow run id → repro run id, of the linked runs selected.
         let mut linked: HashMap<String, String> = HashMap::new();
@@ -769,6 +909,8 @@ impl Deleted {
                         conflicts: Vec::new(),
                         requests: 0,
                         error: Some(MlflowError::RunDeleted { run_id: mlflow_id }),
+                        outputs: OutputsSent::default(),
+                        skipped: Vec::new(),
                     },
                 )),
                 DeletedRuns::Recreate => {
@@ -1017,6 +1159,7 @@ mod tests {
                 dry_run,
                 jobs: 1,
                 deleted: super::super::DeletedRuns::Report,
+                outputs: super::super::OutputsPolicy::default(),
             };
             let s = push(store, req, &mut |_| {}).unwrap();
             let o = &s.outcomes[0];
@@ -1039,6 +1182,12 @@ mod tests {
                 att.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())),
             )
             .with_metric_summary(&full, &store.metric_summaries(&id).unwrap());
+            let (files, skipped) = outputs::plan(
+                &Objects::beside(store.path()),
+                &full,
+                &super::super::OutputsPolicy::default(),
+            );
+            let sent = sent.with_outputs(files, skipped);
             store
                 .record_mlflow_push(&MlflowPush {
                     tracking_uri: uri.clone(),

@@ -1,5 +1,7 @@
 //! A real MLflow tracking server (PyPI `mlflow[auth]` in a venv cached under `target/`), started
 //! once per test binary on a free loopback port and stopped by process group when the tests end.
+//! One of them keeps its artifacts in S3 — PyPI `moto`'s S3 server on loopback, through MLflow's
+//! own S3 artifact repository (PyPI `boto3`) — so that it offers multipart uploads.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -89,22 +91,182 @@ fn free_port() -> u16 {
 /// The plain server (no authentication), shared by the tests of this binary.
 pub fn server() -> &'static MlflowServer {
     static S: OnceLock<MlflowServer> = OnceLock::new();
-    S.get_or_init(|| MlflowServer::start(false))
+    S.get_or_init(|| MlflowServer::start(Kind::Plain))
 }
 
 /// The `--app-name basic-auth` server, shared by the tests of this binary.
 pub fn auth_server() -> &'static MlflowServer {
     static S: OnceLock<MlflowServer> = OnceLock::new();
-    S.get_or_init(|| MlflowServer::start(true))
+    S.get_or_init(|| MlflowServer::start(Kind::BasicAuth))
+}
+
+/// A server whose artifacts live in S3 (moto's server on loopback): it offers multipart
+/// uploads. `None` when moto or boto3 cannot be had ([`super::skip_or_fail`] said so).
+pub fn s3_server() -> Option<&'static MlflowServer> {
+    static S: OnceLock<Option<MlflowServer>> = OnceLock::new();
+    S.get_or_init(|| {
+        let python = moto_python()?;
+        let deps = s3_deps()?;
+        let port = free_port();
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("moto-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("moto dir");
+        let log = std::fs::File::create(dir.join("moto.log")).expect("log");
+        let mut cmd = Command::new(python);
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+        spawn_grouped(&mut cmd);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The bucket (moto checks no signature); answering means the server is up.
+        while agent.put(&format!("{endpoint}/repro-test")).call().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto's S3 server did not start: {}",
+                std::fs::read_to_string(dir.join("moto.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(MlflowServer::start(Kind::S3 { endpoint, deps }))
+    })
+    .as_ref()
+}
+
+/// A Python that can run moto's S3 server: the system's `python3` when it has `moto[server]`,
+/// else a venv under `target/` made for it.
+fn moto_python() -> Option<PathBuf> {
+    let can = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import moto.server, flask"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let system = PathBuf::from("python3");
+    if can(&system) {
+        return Some(system);
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("py-moto");
+    let py = venv.join("bin/python");
+    if !can(&py) {
+        let _ = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        let _ = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "moto[server]"])
+            .status();
+    }
+    if can(&py) {
+        return Some(py);
+    }
+    super::skip_or_fail(
+        "PyPI moto[server] cannot be installed (the S3 store behind MLflow's multipart uploads)",
+    );
+    None
+}
+
+/// boto3 for the MLflow server's S3 artifact repository, installed without dependencies into
+/// a directory of its own under `target/` (put on the server's `PYTHONPATH`), so the shared
+/// MLflow venv is left as it is.
+fn s3_deps() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("py-mlflow-s3deps");
+    let done = dir.join(".complete");
+    if !done.is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = Command::new(venv().join("bin/pip"))
+            .args(["install", "-q", "--no-deps", "--target"])
+            .arg(&dir)
+            .args(["boto3", "botocore", "s3transfer", "jmespath"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || std::fs::write(&done, "").is_err() {
+            super::skip_or_fail("PyPI boto3 cannot be installed (MLflow's S3 artifact store)");
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+/// Which server.
+enum Kind {
+    Plain,
+    BasicAuth,
+    /// Artifacts in the bucket `repro-test` of the S3 server at `endpoint`, boto3 from `deps`.
+    S3 {
+        endpoint: String,
+        deps: PathBuf,
+    },
+}
+
+/// Spawns `cmd` in a process group of its own that is stopped when the test binary exits
+/// (`stop_servers` at exit; a watchdog in the group should the binary die without it).
+fn spawn_grouped(cmd: &mut Command) -> i32 {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    // Lives until the test binary exits; stopped by process group (`stop_servers`).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("spawn a test server");
+    let pgid = child.id() as i32;
+    {
+        let mut g = GROUPS.lock().expect("groups");
+        if g.is_empty() {
+            // SAFETY: registers a plain extern "C" function.
+            unsafe {
+                libc::atexit(stop_servers);
+            }
+        }
+        g.push(pgid);
+    }
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -TERM -- -\"$2\"; sleep 3; kill -KILL -- -\"$2\"",
+            "sh",
+            &std::process::id().to_string(),
+            &pgid.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(pgid)
+        .spawn();
+    pgid
 }
 
 impl MlflowServer {
-    fn start(basic_auth: bool) -> MlflowServer {
+    fn start(kind: Kind) -> MlflowServer {
         let venv = venv();
+        let basic_auth = matches!(kind, Kind::BasicAuth);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "mlflow-{}-{}",
             std::process::id(),
-            if basic_auth { "auth" } else { "plain" }
+            match kind {
+                Kind::Plain => "plain",
+                Kind::BasicAuth => "auth",
+                Kind::S3 { .. } => "s3",
+            }
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("server dir");
@@ -113,9 +275,21 @@ impl MlflowServer {
         cmd.arg("server")
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .arg("--serve-artifacts")
+            .arg("--artifacts-destination");
+        match &kind {
+            Kind::S3 { endpoint, deps } => {
+                cmd.arg("s3://repro-test/artifacts")
+                    .env("MLFLOW_S3_ENDPOINT_URL", endpoint)
+                    .env("AWS_ACCESS_KEY_ID", "testing")
+                    .env("AWS_SECRET_ACCESS_KEY", "testing")
+                    .env("AWS_DEFAULT_REGION", "us-east-1")
+                    .env("PYTHONPATH", deps);
+            }
+            _ => {
+                cmd.arg(dir.join("artifacts"));
+            }
+        }
+        cmd.arg("--serve-artifacts")
             .args([
                 "--host",
                 "127.0.0.1",
@@ -147,42 +321,7 @@ impl MlflowServer {
         }
         let log = std::fs::File::create(dir.join("server.log")).expect("log");
         cmd.stdout(log.try_clone().expect("log")).stderr(log);
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        // Lives until the test binary exits; stopped by process group (`stop_servers`).
-        #[allow(clippy::zombie_processes)]
-        let child = cmd.spawn().expect("spawn mlflow server");
-        let pgid = child.id() as i32;
-        {
-            let mut g = GROUPS.lock().expect("groups");
-            if g.is_empty() {
-                // SAFETY: registers a plain extern "C" function.
-                unsafe {
-                    libc::atexit(stop_servers);
-                }
-            }
-            g.push(pgid);
-        }
-        // Should the test binary die without running atexit (SIGKILL), a watchdog in the
-        // server's process group stops it.
-        {
-            use std::os::unix::process::CommandExt;
-            let _ = Command::new("sh")
-                .args([
-                    "-c",
-                    "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -TERM -- -\"$2\"; sleep 3; kill -KILL -- -\"$2\"",
-                    "sh",
-                    &std::process::id().to_string(),
-                    &pgid.to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(pgid)
-                .spawn();
-        }
+        spawn_grouped(&mut cmd);
         let server = MlflowServer {
             uri: format!("http://127.0.0.1:{port}"),
             dir: dir.clone(),
@@ -312,6 +451,53 @@ impl MlflowServer {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut r.into_reader(), &mut out).expect("read artifact");
         out
+    }
+}
+
+impl MlflowServer {
+    /// Where this server's local artifact store keeps a run's artifacts.
+    pub fn artifact_dir(&self, experiment_id: &str, run_id: &str) -> PathBuf {
+        self.dir
+            .join("artifacts")
+            .join(experiment_id)
+            .join(run_id)
+            .join("artifacts")
+    }
+
+    /// Downloads `artifact_path` of a run into `dst` with MLflow's own Python client
+    /// (`mlflow.artifacts.download_artifacts`, the venv's `mlflow`); returns the local path.
+    pub fn client_download(&self, run_id: &str, artifact_path: &str, dst: &Path) -> PathBuf {
+        std::fs::create_dir_all(dst).expect("download dir");
+        let mut cmd = Command::new(venv().join("bin/python"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MLFLOW_") {
+                cmd.env_remove(&k);
+            }
+        }
+        if let Some((u, p)) = &self.auth {
+            cmd.env("MLFLOW_TRACKING_USERNAME", u)
+                .env("MLFLOW_TRACKING_PASSWORD", p);
+        }
+        let out = cmd
+            .args([
+                "-c",
+                "import sys, mlflow\n\
+                 mlflow.set_tracking_uri(sys.argv[1])\n\
+                 print(mlflow.artifacts.download_artifacts(run_id=sys.argv[2], artifact_path=sys.argv[3], dst_path=sys.argv[4]))",
+                &self.uri,
+                run_id,
+                artifact_path,
+            ])
+            .arg(dst)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the mlflow client");
+        assert!(
+            out.status.success(),
+            "mlflow.artifacts.download_artifacts failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 }
 
