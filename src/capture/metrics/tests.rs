@@ -417,7 +417,7 @@ fn jsonl_streamed_in_windows_is_the_same_as_parsed_whole() {
                 let mut points = Vec::new();
                 let mut calls = 0;
                 let warnings =
-                    jsonl::parse_jsonl_windows(fill, "m.jsonl", window, threads, &mut |p| {
+                    jsonl::parse_jsonl_windows(fill, "m.jsonl", window, threads, None, &mut |p| {
                         calls += 1;
                         points.extend(p)
                     })
@@ -446,7 +446,7 @@ fn jsonl_streamed_stops_at_a_read_error() {
         Ok(20)
     };
     let mut got = 0;
-    let r = jsonl::parse_jsonl_windows(fill, "m.jsonl", 25, 1, &mut |p| got += p.len());
+    let r = jsonl::parse_jsonl_windows(fill, "m.jsonl", 25, 1, None, &mut |p| got += p.len());
     assert_eq!(r, Err("gone"));
     assert_eq!(got, 2, "the window read before the failed read was parsed");
 }
