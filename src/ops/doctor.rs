@@ -636,6 +636,7 @@ fn mlflow_check(cfg: &Config) -> Option<Check> {
     let after = crate::ops::mlflow::AfterRun {
         tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
         experiment: None,
+        dataset_context: None,
     };
     let env = |k: &str| std::env::var(k).ok();
     let settings = match after.settings(&env) {

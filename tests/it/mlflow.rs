@@ -398,6 +398,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         dry_run: false,
         jobs: 2,
         deleted: Default::default(),
+        dataset_context: String::new(),
     };
     // 1,500 points: more than one log-batch request can hold.
     let first: Vec<MetricPoint> = (0..1500).map(point).collect();
@@ -459,6 +460,7 @@ fn new_runs_are_looked_up_in_one_listing_and_a_lost_ledger_relinks_them_all() {
         dry_run: false,
         jobs: 2,
         deleted: Default::default(),
+        dataset_context: String::new(),
     };
     let one = experiment("lookup-one");
     let s = push(&store, request(&one, &ids[..1]), &mut |_| {}).unwrap();

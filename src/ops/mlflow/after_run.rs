@@ -32,6 +32,8 @@ pub struct AfterRun {
     pub tracking_uri: Option<String>,
     /// `mlflow_experiment` from the configuration (`MLFLOW_EXPERIMENT_NAME` wins).
     pub experiment: Option<String>,
+    /// `mlflow_dataset_context` from the configuration (`None`: `training`).
+    pub dataset_context: Option<String>,
 }
 
 impl AfterRun {
@@ -41,6 +43,7 @@ impl AfterRun {
         (flag || cfg.mlflow_push.value).then(|| AfterRun {
             tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
             experiment: cfg.mlflow_experiment.value.clone(),
+            dataset_context: cfg.mlflow_dataset_context.value.clone(),
         })
     }
 
@@ -94,6 +97,7 @@ pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -
         dry_run: false,
         jobs: 1,
         deleted: DeletedRuns::Report,
+        dataset_context: cfg.dataset_context.clone().unwrap_or_default(),
     };
     match push(store, req, &mut |_| {}) {
         Err(e) => {

@@ -233,6 +233,7 @@ impl<'a> Planner<'a> {
             changes,
             self.parent(i, ledger),
             &attestations,
+            &self.req.dataset_context,
         ))
     }
 
@@ -269,7 +270,8 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
         )
-        .with_metric_summary(run, &self.store.metric_summaries(&run.id)?);
+        .with_metric_summary(run, &self.store.metric_summaries(&run.id)?)
+        .with_dataset_context(&self.req.dataset_context);
         Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
     }
 
@@ -1017,6 +1019,7 @@ mod tests {
                 dry_run,
                 jobs: 1,
                 deleted: super::super::DeletedRuns::Report,
+                dataset_context: String::new(),
             };
             let s = push(store, req, &mut |_| {}).unwrap();
             let o = &s.outcomes[0];
