@@ -646,7 +646,15 @@ mod tests {
         assert_eq!(whole.1.len(), 2 * 2_955 + 15 + 1 + 1_000 + 1);
         for window in [100, 4_096, crate::capture::metrics::WINDOW_BYTES] {
             let streamed = stored(&|ev, store| {
-                collect_in_windows(ev, store, &run.id, (Some(&f), None), &paths, dir.path(), window)
+                collect_in_windows(
+                    ev,
+                    store,
+                    &run.id,
+                    (Some(&f), None),
+                    &paths,
+                    dir.path(),
+                    window,
+                )
             });
             assert_eq!(streamed.0, whole.0, "window {window}");
             assert_eq!(streamed.1, whole.1, "window {window}");

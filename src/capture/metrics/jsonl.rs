@@ -6,11 +6,11 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::live::Stamps;
 use super::{
     as_step, as_time_number, as_time_str, non_finite, Interner, LineWarnings, MetricPoint, Parsed,
     Skipped, MAX_LINE_WARNINGS,
 };
-use super::live::Stamps;
 
 /// A JSON value as far as metrics care; strings and keys borrow from the line when they can.
 #[derive(Debug)]
@@ -413,7 +413,12 @@ impl<'s> Lines<'s> {
         let chunks = split_at_lines(bytes, threads.max(1));
         // Each chunk's own offset in the source, so its lines find their stamps.
         let at_of = |c: &[u8]| {
-            at.map(|(base, s)| (base + (c.as_ptr() as usize - bytes.as_ptr() as usize) as u64, s))
+            at.map(|(base, s)| {
+                (
+                    base + (c.as_ptr() as usize - bytes.as_ptr() as usize) as u64,
+                    s,
+                )
+            })
         };
         let parts: Vec<Chunk> = if chunks.len() == 1 {
             vec![parse_chunk(chunks[0], at_of(chunks[0]))]

@@ -322,11 +322,7 @@ pub fn desired(
 /// it holds so recorded text cannot end the span.
 fn md_code(s: &str) -> String {
     let s = crate::sanitize::escape(s).replace('\n', " ");
-    let longest = s
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     let pad = if s.starts_with('`') || s.ends_with('`') {
         " "
@@ -384,7 +380,10 @@ fn facts_block(run: &Run) -> String {
             }
             if c.dirty {
                 match &c.patch_sha256 {
-                    Some(p) => l.push_str(&format!(", dirty: patch {}", md_code(&format!("sha256:{p}")))),
+                    Some(p) => l.push_str(&format!(
+                        ", dirty: patch {}",
+                        md_code(&format!("sha256:{p}"))
+                    )),
                     None => l.push_str(", dirty"),
                 }
             }
@@ -427,11 +426,7 @@ fn readme(run: &Run, script: Result<&str, String>) -> Vec<u8> {
     );
     match script {
         Ok(script) => {
-            let longest = script
-                .split(|c| c != '`')
-                .map(str::len)
-                .max()
-                .unwrap_or(0);
+            let longest = script.split(|c| c != '`').map(str::len).max().unwrap_or(0);
             let fence = "`".repeat(longest.max(2) + 1);
             out.push_str(&format!(
                 "The script below re-runs it pinned to the same image digest, commit (and patch) and data. \
@@ -488,7 +483,9 @@ fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, 
         set("mlflow.source.git.dirty", code.dirty.to_string());
     }
     if let Some(img) = &run.image {
-        set("repro.ref", img.reference.clone());
+        // The digest has its own tag: the reference as written, without one it may carry.
+        let name = img.reference.split('@').next().unwrap_or(&img.reference);
+        set("repro.ref", name.to_string());
         set("mlflow.docker.image.uri", image_uri(img));
         if let Some(d) = &img.digest {
             set("mlflow.docker.image.id", d.clone());
@@ -648,7 +645,10 @@ fn add_rerun_script(
         Err(e) => {
             artifacts.push((
                 README_ARTIFACT.into(),
-                readme(run, Err(crate::sanitize::escape(&e.to_string()).into_owned())),
+                readme(
+                    run,
+                    Err(crate::sanitize::escape(&e.to_string()).into_owned()),
+                ),
             ));
             tags.insert(
                 "repro.rerun_script".into(),
@@ -1049,7 +1049,10 @@ mod tests {
         assert_eq!(t("mlflow.parentRunId"), Some("parent123"));
         assert_eq!(t("mlflow.source.git.dirty"), Some("true"));
         assert_eq!(t("repro.run_id"), Some("01jf0000000000000000000000"));
-        assert_eq!(t("repro.digest"), Some(format!("sha256:{}", "a".repeat(64)).as_str()));
+        assert_eq!(
+            t("repro.digest"),
+            Some(format!("sha256:{}", "a".repeat(64)).as_str())
+        );
         assert_eq!(t("repro.ref"), Some("reg.example/team/app:1.0"));
         assert_eq!(t("repro.exit"), Some("0"));
         // Hand-added tags carry a value, so compare shows them.
@@ -1059,7 +1062,9 @@ mod tests {
         // Few, short repro tags: the listed ones, and those naming moved or renamed names.
         let repro: Vec<&String> = d.tags.keys().filter(|k| k.starts_with("repro.")).collect();
         assert!(
-            repro.iter().all(|k| REPRO_TAGS.contains(&k.as_str()) || k.starts_with("repro.params.")),
+            repro
+                .iter()
+                .all(|k| REPRO_TAGS.contains(&k.as_str()) || k.starts_with("repro.params.")),
             "{repro:?}"
         );
         let note = t("mlflow.note.content").unwrap();
@@ -1067,7 +1072,9 @@ mod tests {
         assert!(note.contains("repro/params.json: big"), "{note}");
         let digest = format!("sha256:{}", "a".repeat(64));
         assert!(
-            note.contains(&format!("- **Image**: `reg.example/team/app:1.0` `{digest}`")),
+            note.contains(&format!(
+                "- **Image**: `reg.example/team/app:1.0` `{digest}`"
+            )),
             "{note}"
         );
         assert_eq!(note.matches(&digest).count(), 1, "the digest once: {note}");
@@ -1086,7 +1093,10 @@ mod tests {
         );
         let readme = String::from_utf8(d.artifacts[0].1.clone()).unwrap();
         let script = String::from_utf8(d.artifacts[2].1.clone()).unwrap();
-        assert!(readme.contains(&format!("```bash\n{script}```\n")), "{readme}");
+        assert!(
+            readme.contains(&format!("```bash\n{script}```\n")),
+            "{readme}"
+        );
         let params: BTreeMap<String, String> = serde_json::from_slice(&d.artifacts[1].1).unwrap();
         assert_eq!(params["big"].len(), 7000);
         assert_eq!(d.inputs.len(), 1);
@@ -1107,10 +1117,18 @@ mod tests {
         let mut r = run();
         r.status = Status::Failed;
         r.exit_code = Some(3);
-        r.command = vec!["python".into(), "-u".into(), "train.py".into(), "--lr".into()];
+        r.command = vec![
+            "python".into(),
+            "-u".into(),
+            "train.py".into(),
+            "--lr".into(),
+        ];
         let d = desired(&r, &[], None, None);
         let note = &d.tags["mlflow.note.content"];
-        assert!(note.starts_with("**Failed** (exit code 3).\n\nfirst try"), "{note}");
+        assert!(
+            note.starts_with("**Failed** (exit code 3).\n\nfirst try"),
+            "{note}"
+        );
         assert_eq!(d.tags["mlflow.source.name"], "train.py");
         assert_eq!(d.tags["repro.exit"], "3");
         r.command = vec!["/usr/bin/env".into(), "true".into()];
