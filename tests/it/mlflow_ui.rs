@@ -220,9 +220,13 @@ fn old_repro_tags_are_deleted_by_the_next_push() {
     assert_eq!(tags["repro.digest"], DIGEST);
 }
 
-/// The selenium venv (`scripts/install-deps.sh` creates it): `target/py-selenium`.
+/// The selenium venv (`scripts/install-deps.sh` creates it): `$REPRO_TEST_SELENIUM_VENV`, else
+/// `target/py-selenium`.
 fn selenium_python() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-selenium/bin/python");
+    let venv = std::env::var_os("REPRO_TEST_SELENIUM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py-selenium"));
+    let py = venv.join("bin/python");
     py.exists().then_some(py)
 }
 
