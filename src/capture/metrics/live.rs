@@ -53,12 +53,9 @@ pub fn start(path: PathBuf, clock: impl Fn() -> f64 + Send + 'static) -> LiveRea
     let (stop, rx) = mpsc::channel::<()>();
     let handle = std::thread::spawn(move || {
         let mut seen = Seen::default();
-        loop {
-            // The stop signal ends the wait at once: stopping never costs a poll period.
-            match rx.recv_timeout(POLL) {
-                Err(RecvTimeoutError::Timeout) => seen.poll(&path, &clock),
-                _ => break,
-            }
+        // The stop signal ends the wait at once: stopping never costs a poll period.
+        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(POLL) {
+            seen.poll(&path, &clock);
         }
         if seen.broken {
             Stamps::default()
