@@ -161,6 +161,15 @@ mod tests {
         seen.poll(&path, &|| 7.0);
         assert!(seen.broken, "a file that shrank is not stamped");
 
+        // A FIFO in its place is never read (it would block the reader).
+        let fifo = dir.path().join("fifo.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut on_fifo = Seen::default();
+        on_fifo.poll(&fifo, &|| 8.0);
+        assert!(on_fifo.stamps.is_empty());
+
         let reader = start(path, || 1.0);
         let t = std::time::Instant::now();
         let _ = reader.stop();
