@@ -24,6 +24,8 @@ wanted=(
   openssh-server:sshd             # the loopback sshd sshfs mounts from
   python3-venv:python3            # the DVCLive test installs dvclive from PyPI into a venv
   ca-certificates:update-ca-certificates
+  chromium:chromium               # headless browser of the MLflow web UI test (tests/it/mlflow_ui.rs)
+  chromium-driver:chromedriver    # selenium drives it through chromedriver
 )
 
 installed() {

@@ -56,6 +56,15 @@ if [ ! -x "$venv/bin/mlflow" ]; then
     "$venv/bin/pip" install -q 'mlflow[auth]' >/dev/null
 fi
 
+# Selenium for the MLflow web UI test (tests/it/mlflow_ui.rs drives Debian's chromium and
+# chromedriver from .ci/install.sh with it); the test fails under CI=true when it is missing.
+venv="${REPRO_TEST_SELENIUM_VENV:-target/py-selenium}"
+if ! "$venv/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+    echo "== creating $venv (selenium)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check selenium >/dev/null
+fi
+
 # The DVCLive test's venv (tests/it/metrics.rs makes it on first use when this did not).
 venv="${CARGO_TARGET_DIR:-target}/tmp/dvclive-venv"
 if [ ! -e "$venv/.installed" ]; then

@@ -184,6 +184,7 @@ struct FileLayer {
     mlflow_push: Option<bool>,
     mlflow_tracking_uri: Option<String>,
     mlflow_experiment: Option<String>,
+    mlflow_dataset_context: Option<String>,
     color: Option<Color>,
     metrics: Option<Vec<String>>,
     keep_outputs: Option<bool>,
@@ -235,6 +236,8 @@ pub struct Config {
     pub mlflow_tracking_uri: Setting<Option<String>>,
     /// MLflow experiment name (`MLFLOW_EXPERIMENT_NAME` wins).
     pub mlflow_experiment: Setting<Option<String>>,
+    /// The datasets' `mlflow.data.context` in MLflow (`--dataset-context`; default `training`).
+    pub mlflow_dataset_context: Setting<Option<String>>,
     /// Copy every `--output` into the object store when a run ends (`--no-keep-outputs`).
     pub keep_outputs: Setting<bool>,
     /// Most bytes of outputs kept for one run (`None`: no limit).
@@ -314,6 +317,7 @@ impl Default for Config {
             mlflow_push: Setting::default(false),
             mlflow_tracking_uri: Setting::default(None),
             mlflow_experiment: Setting::default(None),
+            mlflow_dataset_context: Setting::default(None),
             keep_outputs: Setting::default(true),
             keep_outputs_max: Setting::default(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
             mlflow_outputs: Setting::default(true),
@@ -391,6 +395,7 @@ pub const KEYS: &[&str] = &[
     "mlflow_push",
     "mlflow_tracking_uri",
     "mlflow_experiment",
+    "mlflow_dataset_context",
     "keep_outputs",
     "keep_outputs_max",
     "mlflow_outputs",
@@ -838,6 +843,9 @@ impl Config {
         if let Some(v) = l.mlflow_experiment {
             self.mlflow_experiment.set(Some(v), src.clone());
         }
+        if let Some(v) = l.mlflow_dataset_context {
+            self.mlflow_dataset_context.set(Some(v), src.clone());
+        }
         self.engine_args
             .extend_all(l.engine_args.unwrap_or_default(), src);
         self.mounts.extend(l.mounts.unwrap_or_default(), src);
@@ -1112,6 +1120,14 @@ impl Config {
                     .map(|b| format!("{b} bytes"))
                     .unwrap_or_else(|| "unlimited".into()),
                 self.mlflow_outputs_max.source.clone(),
+            ),
+            (
+                "mlflow_dataset_context",
+                self.mlflow_dataset_context
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "training".into()),
+                self.mlflow_dataset_context.source.clone(),
             ),
         ];
         for (key, list) in [

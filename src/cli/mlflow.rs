@@ -46,6 +46,9 @@ pub struct PushArgs {
     /// Forget the link of runs whose MLflow run was deleted on the server and leave them out of MLflow
     #[arg(long)]
     pub forget_deleted: bool,
+    /// MLflow context of the datasets (`training`, `evaluation`…) [config: mlflow_dataset_context] [default: training]
+    #[arg(long, value_name = "CONTEXT")]
+    pub dataset_context: Option<String>,
     /// Do not upload kept outputs as artifacts under outputs/ [config: mlflow_outputs = false]
     #[arg(long, overrides_with = "outputs")]
     pub no_outputs: bool,
@@ -93,6 +96,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
         tracking_uri: ctx.config.mlflow_tracking_uri.value.clone(),
         experiment: ctx.config.mlflow_experiment.value.clone(),
         outputs,
+        dataset_context: ctx.config.mlflow_dataset_context.value.clone(),
     };
     let settings = match &args.tracking_uri {
         Some(u) => Settings::from_env(Some(u), &env)?,
@@ -102,6 +106,16 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
         .experiment
         .clone()
         .unwrap_or_else(|| cfg.experiment(&env));
+    let dataset_context = args
+        .dataset_context
+        .clone()
+        .or_else(|| cfg.dataset_context.clone())
+        .unwrap_or_default();
+    if !dataset_context.is_empty() && !crate::ops::mlflow::plan::valid_key(&dataset_context) {
+        return Err(CliError::usage(
+            "--dataset-context takes a short name such as training or evaluation (letters, digits, _ - . : / and spaces)",
+        ));
+    }
     if args.jobs == 0 {
         return Err(CliError::usage("--jobs must be at least 1"));
     }
@@ -121,6 +135,7 @@ pub fn cmd_push(ctx: &Ctx, args: &PushArgs) -> CliResult {
         runs,
         dry_run: args.dry_run,
         jobs: args.jobs,
+        dataset_context,
         deleted: if args.recreate_deleted {
             DeletedRuns::Recreate
         } else if args.forget_deleted {

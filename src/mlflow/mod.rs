@@ -346,6 +346,15 @@ pub struct DatasetInput {
     pub source_type: String,
     /// JSON text.
     pub source: String,
+    /// MLflow's dataset schema (JSON text), shown in the UI's dataset drawer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// MLflow's dataset profile (JSON text), shown in the UI's dataset drawer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The `mlflow.data.context` tag of the input (`training`, `evaluation`…); not a dataset field.
+    #[serde(skip)]
+    pub context: String,
 }
 
 /// (repro run id, MLflow run id) of a run found by its `repro.run_id` tag.
@@ -681,13 +690,13 @@ impl Client {
         Ok(())
     }
 
-    /// `runs/log-inputs` with the `mlflow.data.context=input` tag on each dataset.
+    /// `runs/log-inputs` with each dataset's `mlflow.data.context` tag (`input` when unset).
     pub fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> Result<()> {
         let list: Vec<Value> = datasets
             .iter()
             .map(|d| {
                 json!({
-                    "tags": [{"key": "mlflow.data.context", "value": "input"}],
+                    "tags": [{"key": "mlflow.data.context", "value": if d.context.is_empty() { "input" } else { d.context.as_str() }}],
                     "dataset": d,
                 })
             })

@@ -637,6 +637,7 @@ fn mlflow_check(cfg: &Config) -> Option<Check> {
         tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
         experiment: None,
         outputs: Default::default(),
+        dataset_context: None,
     };
     let env = |k: &str| std::env::var(k).ok();
     let settings = match after.settings(&env) {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::capture::metrics::live::Stamps;
 use crate::capture::metrics::MetricPoint;
 use crate::ops::Events;
 use crate::store::Store;
@@ -232,11 +233,73 @@ pub fn collect(
         ev,
         store,
         run_id,
-        file,
+        (file, None),
         paths,
         cwd,
         crate::capture::metrics::WINDOW_BYTES,
     );
+}
+
+/// [`collect`], a point of the run's metrics file written without `ts` getting the time the
+/// live reader first saw its line (`stamps`, see [`LiveMetrics`]).
+pub fn collect_stamped(
+    ev: &dyn Events,
+    store: &mut Store,
+    run_id: &str,
+    file: Option<&Path>,
+    stamps: &Stamps,
+    paths: &[PathBuf],
+    cwd: &Path,
+) {
+    collect_in_windows(
+        ev,
+        store,
+        run_id,
+        (file, Some(stamps)),
+        paths,
+        cwd,
+        crate::capture::metrics::WINDOW_BYTES,
+    );
+}
+
+/// The live reader of the run's metrics file while the job runs (started only when the file
+/// exists: a run without it starts no thread).
+pub struct LiveMetrics {
+    reader: Option<crate::capture::metrics::live::LiveReader>,
+}
+
+impl LiveMetrics {
+    /// Starts reading `file` live; the times it notes are on the run's clock
+    /// ([`crate::capture::host::now`], which tests may pin) advanced by the real time elapsed.
+    pub fn start(file: Option<&Path>) -> LiveMetrics {
+        let reader = file.map(|f| {
+            let base = seconds(crate::capture::host::now());
+            let t0 = std::time::Instant::now();
+            crate::capture::metrics::live::start(f.to_path_buf(), move || {
+                base + t0.elapsed().as_secs_f64()
+            })
+        });
+        LiveMetrics { reader }
+    }
+
+    /// Stops the reader (at once) and gives what it saw.
+    pub fn stop(self) -> Stamps {
+        self.reader.map(|r| r.stop()).unwrap_or_default()
+    }
+}
+
+/// `stamps` with the lines the live reader never saw (written in the last moments, or all at
+/// once at exit) stamped `ended_at`, the run's end time, never its start.
+pub fn with_end(mut stamps: Stamps, ended_at: &str) -> Stamps {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(ended_at) {
+        stamps.push(u64::MAX, seconds(t.with_timezone(&chrono::Utc)));
+    }
+    stamps
+}
+
+/// Seconds since the epoch, with milliseconds.
+fn seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
 }
 
 /// [`collect`] with JSON-lines files parsed `window` bytes at a time.
@@ -244,7 +307,7 @@ fn collect_in_windows(
     ev: &dyn Events,
     store: &mut Store,
     run_id: &str,
-    file: Option<&Path>,
+    (file, stamps): (Option<&Path>, Option<&Stamps>),
     paths: &[PathBuf],
     cwd: &Path,
     window: usize,
@@ -258,9 +321,10 @@ fn collect_in_windows(
         // Read as an untrusted file: the job may have put a FIFO or a link to /dev/zero there.
         // An empty file (the job reported nothing) gives no points and no warnings.
         sink.begin_source();
-        let read = crate::capture::metrics::stream_jsonl_file(f, METRICS_VAR, window, &mut |p| {
-            sink.push(p)
-        });
+        let read =
+            crate::capture::metrics::stream_jsonl_file(f, METRICS_VAR, window, stamps, &mut |p| {
+                sink.push(p)
+            });
         sink.end_source(read.is_ok());
         match read {
             Ok(w) => warnings.extend(w),
@@ -582,7 +646,15 @@ mod tests {
         assert_eq!(whole.1.len(), 2 * 2_955 + 15 + 1 + 1_000 + 1);
         for window in [100, 4_096, crate::capture::metrics::WINDOW_BYTES] {
             let streamed = stored(&|ev, store| {
-                collect_in_windows(ev, store, &run.id, Some(&f), &paths, dir.path(), window)
+                collect_in_windows(
+                    ev,
+                    store,
+                    &run.id,
+                    (Some(&f), None),
+                    &paths,
+                    dir.path(),
+                    window,
+                )
             });
             assert_eq!(streamed.0, whole.0, "window {window}");
             assert_eq!(streamed.1, whole.1, "window {window}");

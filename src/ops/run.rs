@@ -735,6 +735,8 @@ pub fn execute(
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         )
         .collect();
+    // Only while the child runs: the live reader notes when each metrics line appeared.
+    let live = crate::ops::metrics::LiveMetrics::start(metrics_file.as_deref());
     let (outcome, forwarded) = match engine_error {
         Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
         None => {
@@ -746,6 +748,7 @@ pub fn execute(
             exec::run(&spawn, |_| {})
         }
     };
+    let live_stamps = live.stop();
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
@@ -766,7 +769,16 @@ pub fn execute(
     };
     record_finish(ev, store, &run, &fin);
     drop(keeping);
-    crate::ops::metrics::collect(ev, store, &run.id, metrics_file.as_deref(), &x.metrics, cwd);
+    let stamps = crate::ops::metrics::with_end(live_stamps, &fin.ended_at);
+    crate::ops::metrics::collect_stamped(
+        ev,
+        store,
+        &run.id,
+        metrics_file.as_deref(),
+        &stamps,
+        &x.metrics,
+        cwd,
+    );
     Ok(Finished {
         id: run.id,
         exit,

@@ -17,6 +17,7 @@ mod harness;
 mod k8s;
 mod metrics;
 mod mlflow;
+mod mlflow_ui;
 mod outputs;
 mod query;
 mod registry;

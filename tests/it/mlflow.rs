@@ -154,7 +154,8 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     for (k, v) in [
         ("mlflow.runName", "baseline"),
         ("mlflow.source.type", "JOB"),
-        ("mlflow.source.name", "https://git.example.com/team/app.git"),
+        // What ran (mapping 2): the program, as no .py/.sh argument was given.
+        ("mlflow.source.name", "sh"),
         (
             "mlflow.source.git.repoURL",
             "https://git.example.com/team/app.git",
@@ -162,14 +163,14 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
         ("mlflow.source.git.commit", commit.as_str()),
         ("mlflow.source.git.branch", "main"),
         ("repro.run_id", id.as_str()),
-        ("repro.status", "succeeded"),
+        ("repro.exit", "0"),
         (
-            "repro.code.dirty",
+            "mlflow.source.git.dirty",
             shown["code"]["dirty"].to_string().as_str(),
         ),
         ("repro.params.moved", "prompt"),
         ("repro.tags", "best"),
-        ("best", ""),
+        ("best", "true"),
     ] {
         assert_eq!(
             tags.get(k).map(String::as_str),
@@ -178,12 +179,15 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
         );
     }
     assert_eq!(tags["mlflow.user"], shown["user"].as_str().unwrap());
-    assert!(tags["repro.pin_grade"].starts_with("image: none, code: "));
-    assert!(tags["repro.pin_grade"].ends_with("data: content-addressed"));
+    assert!(tags["repro.pin"].starts_with("image: none, code: "));
+    assert!(tags["repro.pin"].ends_with("data: content-addressed"));
     let note = &tags["mlflow.note.content"];
     assert!(note.starts_with("first baseline"), "{note}");
     assert!(note.contains("repro/params.json: prompt"), "{note}");
-    assert!(note.contains(&format!("commit {commit}")), "{note}");
+    assert!(
+        note.contains(&format!("- **Commit**: `{commit}`")),
+        "{note}"
+    );
 
     // The dataset as an input: digest prefix there, full digest in the source.
     let inputs = run["inputs"]["dataset_inputs"]
@@ -195,7 +199,7 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     assert_eq!(ds["name"], "data");
     assert_eq!(
         ds["digest"].as_str().unwrap(),
-        &full["sha256:".len().."sha256:".len() + 36]
+        &full["sha256:".len().."sha256:".len() + 12]
     );
     let source: Value = serde_json::from_str(ds["source"].as_str().unwrap()).unwrap();
     assert_eq!(source["digest"], full);
@@ -207,7 +211,12 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
     listed.sort();
     assert_eq!(
         listed,
-        ["repro/params.json", "repro/rerun.sh", "repro/run.json"]
+        [
+            "repro/README.md",
+            "repro/params.json",
+            "repro/rerun.sh",
+            "repro/run.json"
+        ]
     );
     let run_json: Value =
         serde_json::from_slice(&srv.download(exp_id, mlflow_id, "repro/run.json")).unwrap();
@@ -224,12 +233,15 @@ fn push_sends_every_field_and_a_second_push_sends_nothing() {
 
     let failed = srv.run_by_repro_id(&exp, &failed_id).unwrap();
     assert_eq!(failed["info"]["status"], "FAILED");
-    assert_eq!(kv(&failed["data"]["tags"])["repro.exit_code"], "3");
+    assert_eq!(kv(&failed["data"]["tags"])["repro.exit"], "3");
 
     let rerun = srv.run_by_repro_id(&exp, &rerun_id).unwrap();
     let rerun_tags = kv(&rerun["data"]["tags"]);
     assert_eq!(rerun_tags["mlflow.parentRunId"], mlflow_id);
-    assert_eq!(rerun_tags["repro.rerun_of"], id);
+    assert!(
+        !rerun_tags.contains_key("repro.rerun_of"),
+        "in run.json only"
+    );
 
     // Second push: nothing created, nothing sent (one request looks for runs deleted in MLflow).
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
@@ -257,7 +269,7 @@ fn a_changed_tag_updates_the_run_and_a_lost_ledger_relinks_by_repro_run_id() {
     assert!(out.contains("updated tags"), "{out}");
     assert!(!out.contains("params"), "{out}");
     let tags = kv(&srv.run_by_repro_id(&exp, &id).unwrap()["data"]["tags"]);
-    assert_eq!(tags.get("shipped").map(String::as_str), Some(""));
+    assert_eq!(tags.get("shipped").map(String::as_str), Some("true"));
     assert!(
         !tags.contains_key("best"),
         "removed tag still on the server: {tags:?}"
@@ -399,6 +411,7 @@ fn metric_history_is_pushed_with_steps_and_timestamps_and_never_duplicated() {
         jobs: 2,
         deleted: Default::default(),
         outputs: Default::default(),
+        dataset_context: String::new(),
     };
     // 1,500 points: more than one log-batch request can hold.
     let first: Vec<MetricPoint> = (0..1500).map(point).collect();
@@ -461,6 +474,7 @@ fn new_runs_are_looked_up_in_one_listing_and_a_lost_ledger_relinks_them_all() {
         jobs: 2,
         deleted: Default::default(),
         outputs: Default::default(),
+        dataset_context: String::new(),
     };
     let one = experiment("lookup-one");
     let s = push(&store, request(&one, &ids[..1]), &mut |_| {}).unwrap();
@@ -612,9 +626,9 @@ fn stored_metrics_and_the_attestation_are_pushed_and_never_duplicated() {
     assert_eq!(loss[10]["step"].as_i64(), Some(10));
     assert_eq!(loss[10]["timestamp"].as_i64(), Some(1_796_000_005_000));
     assert_eq!(loss[10]["value"].as_f64(), Some(2.5));
-    // No step: the position in the history; no time: the run's start; NaN kept as NaN.
+    // No step: the position in the history; no time: the run's end; NaN kept as NaN.
     let started =
-        chrono::DateTime::parse_from_rfc3339(env.show_json(&id)["started_at"].as_str().unwrap())
+        chrono::DateTime::parse_from_rfc3339(env.show_json(&id)["ended_at"].as_str().unwrap())
             .unwrap()
             .timestamp_millis();
     let acc = history(srv, &mlflow_id, "acc");
@@ -950,7 +964,7 @@ fn every_change_passes_the_cheap_check_and_old_ledger_rows_get_a_fingerprint() {
     ok(&env, &repo, &["tag", &id, "+shipped"]);
     let (out, _) = pushed("tag");
     assert!(out.contains("updated tags"), "{out}");
-    assert_eq!(kv(&server_run()["data"]["tags"])["shipped"], "");
+    assert_eq!(kv(&server_run()["data"]["tags"])["shipped"], "true");
     nothing_sent("tag");
 
     {
@@ -1483,7 +1497,7 @@ fn a_run_deleted_in_mlflow_is_reported_and_can_be_recreated_or_left_out() {
     assert_ne!(second["info"]["run_id"].as_str().unwrap(), first);
     assert_eq!(
         kv(&second["data"]["tags"]).get("later").map(String::as_str),
-        Some("")
+        Some("true")
     );
     let (code, out, err) = push(&env, &srv.uri, &[], &["--experiment", &exp]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::live::Stamps;
 use super::{
     as_step, as_time_number, as_time_str, non_finite, Interner, LineWarnings, MetricPoint, Parsed,
     Skipped, MAX_LINE_WARNINGS,
@@ -285,7 +286,7 @@ pub fn parse_jsonl(bytes: &[u8], source: &str) -> Parsed {
 pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) -> Parsed {
     let mut points: Vec<MetricPoint> = Vec::new();
     let mut lines = Lines::new(source);
-    lines.parse(bytes, threads, &mut |part| {
+    lines.parse(bytes, None, threads, &mut |part| {
         if points.is_empty() {
             points = part;
         } else {
@@ -305,19 +306,21 @@ pub(crate) fn parse_jsonl_threads(bytes: &[u8], source: &str, threads: usize) ->
 /// parsing run on a thread of their own, about one window ahead of `sink` (on the caller's
 /// thread), so that parsing the next window overlaps storing this one. Points and warnings
 /// (line numbers included) are those of [`parse_jsonl`] on the whole source, for any window
-/// size. The error of `fill` ends the parse.
+/// size. The error of `fill` ends the parse. A line without `ts` gets the time `stamps` says it
+/// was first seen (by its byte offset), when given and known.
 pub(crate) fn parse_jsonl_windows<E: Send>(
     fill: impl FnMut(&mut Vec<u8>, usize) -> Result<usize, E> + Send,
     source: &str,
     window: usize,
     threads: usize,
+    stamps: Option<&Stamps>,
     sink: &mut dyn FnMut(Vec<MetricPoint>),
 ) -> Result<Vec<String>, E> {
     std::thread::scope(|s| {
         // One part per parser thread: at most a window of points waits here.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<MetricPoint>>(threads.max(1));
         let reader = s.spawn(move || {
-            read_windows(fill, source, window, threads, &mut |part| {
+            read_windows(fill, source, window, threads, stamps, &mut |part| {
                 // Fails only when the receiving side is gone (it panicked): nothing to keep.
                 let _ = tx.send(part);
             })
@@ -335,9 +338,12 @@ fn read_windows<E>(
     source: &str,
     window: usize,
     threads: usize,
+    stamps: Option<&Stamps>,
     sink: &mut dyn FnMut(Vec<MetricPoint>),
 ) -> Result<Vec<String>, E> {
     let window = window.max(1);
+    // Byte offset in the source of `buf[0]`, for the stamps.
+    let mut base = 0u64;
     let mut lines = Lines::new(source);
     let mut buf: Vec<u8> = Vec::new();
     let mut want = window;
@@ -363,12 +369,13 @@ fn read_windows<E>(
             }
         };
         if cut > 0 {
-            lines.parse(&buf[..cut], threads, sink);
+            lines.parse(&buf[..cut], stamps.map(|s| (base, s)), threads, sink);
         }
         if eof {
             break;
         }
         buf.drain(..cut);
+        base += cut as u64;
         want = window;
     }
     Ok(lines.finish())
@@ -395,15 +402,34 @@ impl<'s> Lines<'s> {
 
     /// Parses the next run of lines of the source (ending with a newline, or at the end of the
     /// source) on `threads` threads; its points go to `sink` in order, one part per thread.
-    fn parse(&mut self, bytes: &[u8], threads: usize, sink: &mut dyn FnMut(Vec<MetricPoint>)) {
+    /// `at`: the source offset of `bytes` and the stamps of its lines.
+    fn parse(
+        &mut self,
+        bytes: &[u8],
+        at: Option<(u64, &Stamps)>,
+        threads: usize,
+        sink: &mut dyn FnMut(Vec<MetricPoint>),
+    ) {
         let chunks = split_at_lines(bytes, threads.max(1));
+        // Each chunk's own offset in the source, so its lines find their stamps.
+        let at_of = |c: &[u8]| {
+            at.map(|(base, s)| {
+                (
+                    base + (c.as_ptr() as usize - bytes.as_ptr() as usize) as u64,
+                    s,
+                )
+            })
+        };
         let parts: Vec<Chunk> = if chunks.len() == 1 {
-            vec![parse_chunk(chunks[0])]
+            vec![parse_chunk(chunks[0], at_of(chunks[0]))]
         } else {
             std::thread::scope(|s| {
                 let handles: Vec<_> = chunks
                     .iter()
-                    .map(|c| s.spawn(move || parse_chunk(c)))
+                    .map(|c| {
+                        let at = at_of(c);
+                        s.spawn(move || parse_chunk(c, at))
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -460,7 +486,8 @@ struct Chunk {
     newlines: usize,
 }
 
-fn parse_chunk(bytes: &[u8]) -> Chunk {
+/// `at`: the source offset of `bytes` and the stamps giving a line without `ts` its time.
+fn parse_chunk(bytes: &[u8], at: Option<(u64, &Stamps)>) -> Chunk {
     let mut points = Vec::new();
     let mut bad: Vec<(usize, String)> = Vec::new();
     let mut more_bad = 0;
@@ -475,9 +502,13 @@ fn parse_chunk(bytes: &[u8]) -> Chunk {
     let mut keys = Interner::default();
     let mut scratch = String::new();
     let mut segments = 0;
+    let mut next_start = 0u64;
     'lines: for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         segments = i + 1;
         let line_no = i + 1;
+        // Just past this line's newline: the offset the live reader noted it by.
+        let line_end = next_start + raw.len() as u64 + 1;
+        next_start = line_end;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -519,6 +550,9 @@ fn parse_chunk(bytes: &[u8]) -> Chunk {
                 }
                 _ => {}
             }
+        }
+        if time.is_none() {
+            time = at.and_then(|(base, s)| s.time_of(base + line_end));
         }
         for (k, v) in &fields {
             if k == "step" || k == "ts" {

@@ -5,6 +5,7 @@
 mod dvclive;
 mod files;
 mod jsonl;
+pub mod live;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -112,10 +113,12 @@ pub const WINDOW_BYTES: usize = 4 << 20;
 /// points and warnings are those of [`parse_bytes`] on the whole file. On an error (a file that
 /// is not a regular one or too large, a read that fails, a file that grows past the limit while
 /// it is read) the file is not read: points already handed over must be dropped by the caller.
+/// A line without `ts` gets the time `stamps` (the live reader's) says it was first seen.
 pub fn stream_jsonl_file(
     path: &Path,
     source: &str,
     window: usize,
+    stamps: Option<&live::Stamps>,
     sink: &mut dyn FnMut(Vec<MetricPoint>),
 ) -> Result<Vec<String>, crate::capture::untrusted::UntrustedFileError> {
     let mut file =
@@ -126,6 +129,7 @@ pub fn stream_jsonl_file(
         source,
         window,
         threads,
+        stamps,
         sink,
     )
 }
@@ -146,7 +150,7 @@ pub struct Streamed {
 pub fn stream_path(path: &Path, window: usize, sink: &mut dyn FnMut(Vec<MetricPoint>)) -> Streamed {
     if Format::detect(path) == Some(Format::Jsonl) {
         let name = path.display().to_string();
-        return match stream_jsonl_file(path, &name, window, sink) {
+        return match stream_jsonl_file(path, &name, window, None, sink) {
             Ok(warnings) => Streamed {
                 warnings,
                 complete: true,

@@ -417,7 +417,7 @@ fn jsonl_streamed_in_windows_is_the_same_as_parsed_whole() {
                 let mut points = Vec::new();
                 let mut calls = 0;
                 let warnings =
-                    jsonl::parse_jsonl_windows(fill, "m.jsonl", window, threads, &mut |p| {
+                    jsonl::parse_jsonl_windows(fill, "m.jsonl", window, threads, None, &mut |p| {
                         calls += 1;
                         points.extend(p)
                     })
@@ -446,7 +446,7 @@ fn jsonl_streamed_stops_at_a_read_error() {
         Ok(20)
     };
     let mut got = 0;
-    let r = jsonl::parse_jsonl_windows(fill, "m.jsonl", 25, 1, &mut |p| got += p.len());
+    let r = jsonl::parse_jsonl_windows(fill, "m.jsonl", 25, 1, None, &mut |p| got += p.len());
     assert_eq!(r, Err("gone"));
     assert_eq!(got, 2, "the window read before the failed read was parsed");
 }
@@ -486,5 +486,56 @@ fn stream_path_is_read_path_a_window_at_a_time() {
             path != &missing && path != &fifo,
             "{path:?}"
         );
+    }
+}
+
+/// A line without `ts` gets the time the live reader noted for its byte offset, whatever the
+/// window and thread count; a line with `ts` keeps its own; a line never seen gets none.
+#[test]
+fn lines_without_ts_get_their_stamp_for_any_window_and_threads() {
+    let mut text = String::new();
+    let mut stamps = super::live::Stamps::default();
+    for i in 0..200 {
+        if i % 7 == 3 {
+            text.push_str(&format!("{{\"loss\": {i}, \"ts\": 5}}\n"));
+        } else {
+            text.push_str(&format!("{{\"loss\": {i}}}\n"));
+        }
+        if i % 10 == 9 && i < 190 {
+            stamps.push(text.len() as u64, 1000.0 + i as f64);
+        }
+    }
+    let want = |i: usize| -> Option<f64> {
+        if i % 7 == 3 {
+            Some(5.0)
+        } else if i < 190 {
+            Some(1000.0 + (i / 10 * 10 + 9) as f64)
+        } else {
+            None
+        }
+    };
+    for window in [1, 13, 300, 1 << 20] {
+        for threads in [1, 3] {
+            let mut at = 0;
+            let fill = |buf: &mut Vec<u8>, max: usize| -> Result<usize, ()> {
+                let n = max.min(text.len() - at).min(37);
+                buf.extend_from_slice(&text.as_bytes()[at..at + n]);
+                at += n;
+                Ok(n)
+            };
+            let mut points = Vec::new();
+            jsonl::parse_jsonl_windows(fill, "m", window, threads, Some(&stamps), &mut |p| {
+                points.extend(p)
+            })
+            .unwrap();
+            assert_eq!(points.len(), 200);
+            for (i, p) in points.iter().enumerate() {
+                assert_eq!(
+                    p.time,
+                    want(i),
+                    "line {i}, window {window}, {threads} threads"
+                );
+            }
+        }
     }
 }

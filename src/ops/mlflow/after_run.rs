@@ -34,6 +34,8 @@ pub struct AfterRun {
     pub experiment: Option<String>,
     /// `mlflow_outputs` and `mlflow_outputs_max` from the configuration.
     pub outputs: OutputsPolicy,
+    /// `mlflow_dataset_context` from the configuration (`None`: `training`).
+    pub dataset_context: Option<String>,
 }
 
 impl AfterRun {
@@ -44,6 +46,7 @@ impl AfterRun {
             tracking_uri: cfg.mlflow_tracking_uri.value.clone(),
             experiment: cfg.mlflow_experiment.value.clone(),
             outputs: OutputsPolicy::from_config(cfg),
+            dataset_context: cfg.mlflow_dataset_context.value.clone(),
         })
     }
 
@@ -98,6 +101,7 @@ pub fn after_run(ev: &dyn Events, store: &Store, run_id: &str, cfg: &AfterRun) -
         jobs: 1,
         deleted: DeletedRuns::Report,
         outputs: cfg.outputs,
+        dataset_context: cfg.dataset_context.clone().unwrap_or_default(),
     };
     match push(store, req, &mut |_| {}) {
         Err(e) => {

@@ -78,10 +78,17 @@ impl RunToPush {
 
 /// A run's metric history from the metric store, as MLflow points: the original step (a point
 /// reported without one gets its position in the key's history, so the history keeps its
-/// order) and timestamp (milliseconds; a point reported without a time gets the run's start
-/// time). Both are deterministic, so a point sent again is the same point and stored once.
+/// order) and timestamp (milliseconds; a point stored without a time — a `--metrics` file read
+/// at the end — gets the run's end time, or its start while it runs; `REPRO_METRICS` points
+/// carry the time repro first saw them). Both are deterministic, so a point sent again is the
+/// same point and stored once.
 pub fn metric_history(store: &Store, run: &Run) -> Result<Vec<MetricPoint>, StoreError> {
-    let start = plan::millis(&run.started_at).unwrap_or(0);
+    let start = run
+        .ended_at
+        .as_deref()
+        .and_then(plan::millis)
+        .or_else(|| plan::millis(&run.started_at))
+        .unwrap_or(0);
     let mut out: Vec<MetricPoint> = Vec::new();
     let mut seq = 0i64;
     for p in store.metric_points(&run.id)? {
@@ -139,6 +146,8 @@ pub struct PushRequest {
     pub jobs: usize,
     /// What to do with a run whose MLflow run was deleted on the server.
     pub deleted: DeletedRuns,
+    /// The datasets' `mlflow.data.context` (empty: [`plan::DEFAULT_DATASET_CONTEXT`]).
+    pub dataset_context: String,
     /// Whether kept outputs are uploaded as artifacts, and how much per run.
     pub outputs: OutputsPolicy,
 }

@@ -23,8 +23,33 @@ use crate::store::mlflow::MlflowPush;
 
 /// Bumped whenever the mapping sends something else for the same run (a new tag, another
 /// artifact layout), so that every fingerprint changes and each run is compared by its full
-/// hash once. The repro version is part of the fingerprint too. 2: kept outputs under `outputs/`.
+/// hash once. The repro version is part of the fingerprint too.
+///
+/// 2: kept outputs under `outputs/`; few, short `repro.*` tags (old ones deleted), a Markdown description, `repro/README.md`,
+/// dataset labels of 12 hex with a context and a profile, `mlflow.source.name` the script.
 pub const MAPPING_VERSION: u32 = 2;
+
+/// Hex digits of a dataset's digest in its MLflow label: enough to tell versions apart, short
+/// enough that the UI shows the context badge beside it.
+pub const DATASET_LABEL_HEX: usize = 12;
+
+/// The `mlflow.data.context` of datasets unless configured (`--dataset-context`,
+/// `mlflow_dataset_context`): MLflow's own convention for what a run trained on.
+pub const DEFAULT_DATASET_CONTEXT: &str = "training";
+
+/// The previewable copy of the re-run recipe (MLflow previews Markdown, not `.sh`).
+pub const README_ARTIFACT: &str = "repro/README.md";
+
+/// The `repro.*` tags repro writes (besides the rare ones naming renamed or moved names):
+/// short keys, so the run overview shows them whole. Everything else is in `repro/run.json`.
+pub const REPRO_TAGS: [&str; 6] = [
+    "repro.run_id",
+    "repro.exit",
+    "repro.pin",
+    "repro.ref",
+    "repro.digest",
+    "repro.tags",
+];
 
 /// Artifact holding every param at full length when some could not be MLflow params.
 pub const PARAMS_ARTIFACT: &str = "repro/params.json";
@@ -153,8 +178,10 @@ fn cut(s: &str, max_chars: usize) -> &str {
     }
 }
 
-/// The dataset as an MLflow input: a ≤36-character digest prefix, the full digest in the source JSON.
-pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
+/// The dataset as an MLflow input (`context`: its `mlflow.data.context`): a 12-hex digest
+/// prefix as its label, the full digest, file count and bytes in its profile (the UI's dataset
+/// drawer), and the whole record in the source JSON.
+pub fn dataset_input(d: &crate::record::Dataset, context: &str) -> DatasetInput {
     let full = d.digest.clone().or_else(|| d.version.clone());
     let source = serde_json::json!({
         "kind": d.kind.as_str(),
@@ -167,10 +194,30 @@ pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
     let digest = match &full {
         Some(f) => {
             let hex = f.split_once(':').map(|(_, h)| h).unwrap_or(f);
-            cut(hex, MAX_DATASET_DIGEST).to_string()
+            cut(hex, DATASET_LABEL_HEX.min(MAX_DATASET_DIGEST)).to_string()
         }
-        None => sha256_hex(source.to_string().as_bytes())[..MAX_DATASET_DIGEST].to_string(),
+        None => sha256_hex(source.to_string().as_bytes())[..DATASET_LABEL_HEX].to_string(),
     };
+    let mut profile = serde_json::Map::new();
+    for (k, v) in [
+        ("digest", full.clone().map(serde_json::Value::from)),
+        ("files", d.files.map(serde_json::Value::from)),
+        ("bytes", d.bytes.map(serde_json::Value::from)),
+        ("kind", Some(d.kind.as_str().into())),
+    ] {
+        if let Some(v) = v {
+            profile.insert(k.into(), v);
+        }
+    }
+    // A content-addressed directory's schema is its manifest's (docs/datasets.md).
+    let schema = (d.kind == DatasetKind::Path && d.digest.is_some()).then(|| {
+        serde_json::json!({"mlflow_colspec": [
+            {"type": "string", "name": "path"},
+            {"type": "long", "name": "bytes"},
+            {"type": "string", "name": "sha256"},
+        ]})
+        .to_string()
+    });
     let source_type = match d.kind {
         DatasetKind::Path | DatasetKind::Dvc => "local".to_string(),
         DatasetKind::Label => "label".to_string(),
@@ -186,6 +233,9 @@ pub fn dataset_input(d: &crate::record::Dataset) -> DatasetInput {
         digest,
         source_type,
         source: source.to_string(),
+        schema,
+        profile: Some(serde_json::Value::Object(profile).to_string()),
+        context: context.to_string(),
     }
 }
 
@@ -218,6 +268,20 @@ impl Desired {
         self
     }
 
+    /// Gives every dataset input the `mlflow.data.context` `context` (empty: the default,
+    /// [`DEFAULT_DATASET_CONTEXT`]).
+    pub fn with_dataset_context(mut self, context: &str) -> Desired {
+        let context = if context.is_empty() {
+            DEFAULT_DATASET_CONTEXT
+        } else {
+            context
+        };
+        for i in &mut self.inputs {
+            i.context = context.to_string();
+        }
+        self
+    }
+
     /// Puts the run's stored metric summary into `repro/run.json`, so the artifact is the
     /// `show --json` object (the history itself goes to MLflow as metrics).
     pub fn with_metric_summary(mut self, run: &Run, summaries: &[MetricSummary]) -> Desired {
@@ -245,13 +309,15 @@ pub fn desired(
         .unwrap_or_else(|| run.short_id().to_string());
     let mut tags = tags_of(run, &run_name, parent);
     let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut note_lines: Vec<String> = run.notes.clone();
+    // The outcome first when the run did not succeed: what a teammate needs before the rest.
+    let mut note_lines: Vec<String> = outcome_line(run).into_iter().collect();
+    note_lines.extend(run.notes.iter().cloned());
     let params = params_of(run, &mut tags, &mut artifacts, &mut note_lines);
     let mut metrics = metrics.to_vec();
     if let Some(line) = rename_metric_keys(&mut metrics, &mut tags, &mut artifacts) {
         note_lines.push(line);
     }
-    note_lines.push(format!("Pinned: {}", release_line(run).trim_end()));
+    note_lines.push(facts_block(run));
     tags.insert("mlflow.note.content".into(), note_lines.join("\n\n"));
     move_long_tags(&mut tags, &mut artifacts);
 
@@ -274,7 +340,11 @@ pub fn desired(
         status: status_of(run.status),
         params,
         tags,
-        inputs: run.datasets.iter().map(dataset_input).collect(),
+        inputs: run
+            .datasets
+            .iter()
+            .map(|d| dataset_input(d, DEFAULT_DATASET_CONTEXT))
+            .collect(),
         artifacts,
         metrics,
         outputs: Vec::new(),
@@ -282,15 +352,140 @@ pub fn desired(
     }
 }
 
-/// The run's tags: its own first (keys MLflow or repro use are not taken from it), then
-/// MLflow's (`mlflow.*`, which its UI shows) and repro's (`repro.*`).
+/// Markdown inline code holding `s` (escaped for terminals too), fenced with more backticks than
+/// it holds so recorded text cannot end the span.
+fn md_code(s: &str) -> String {
+    let s = crate::sanitize::escape(s).replace('\n', " ");
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// The description's first line for a run that did not succeed (or still runs).
+fn outcome_line(run: &Run) -> Option<String> {
+    let code = |c: Option<i32>| c.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+    Some(match run.status {
+        Status::Succeeded => return None,
+        Status::Running => "**Running**: not finished when it was pushed.".into(),
+        Status::Failed => format!("**Failed**{}.", code(run.exit_code)),
+        Status::Killed => match run.signal {
+            Some(s) => format!("**Killed** by signal {s}."),
+            None => format!("**Killed**{}.", code(run.exit_code)),
+        },
+        Status::Lost => "**Lost**: the wrapper ended without recording the outcome.".into(),
+        Status::Error => format!(
+            "**Not started**: the engine could not pull or start the image{}.",
+            code(run.exit_code)
+        ),
+    })
+}
+
+/// The description's facts: image (reference and digest, once), commit (dirty and patch), data,
+/// command, as a Markdown list.
+fn facts_block(run: &Run) -> String {
+    let mut lines = Vec::new();
+    match &run.image {
+        None => lines.push("- **Image**: none (ran on the host)".to_string()),
+        Some(img) => {
+            let name = img.reference.split('@').next().unwrap_or(&img.reference);
+            let digest = img.digest.as_deref().unwrap_or("UNPINNED");
+            lines.push(format!(
+                "- **Image**: {} {} ({})",
+                md_code(name),
+                md_code(digest),
+                img.resolved_by.as_str()
+            ));
+        }
+    }
+    match &run.code {
+        None => lines.push("- **Commit**: none".into()),
+        Some(c) => {
+            let mut l = format!(
+                "- **Commit**: {}",
+                md_code(c.commit.as_deref().unwrap_or("(none)"))
+            );
+            if let Some(b) = &c.branch {
+                l.push_str(&format!(" on {}", md_code(b)));
+            }
+            if c.dirty {
+                match &c.patch_sha256 {
+                    Some(p) => l.push_str(&format!(
+                        ", dirty: patch {}",
+                        md_code(&format!("sha256:{p}"))
+                    )),
+                    None => l.push_str(", dirty"),
+                }
+            }
+            lines.push(l);
+        }
+    }
+    if run.datasets.is_empty() {
+        lines.push("- **Data**: none".into());
+    }
+    for d in &run.datasets {
+        let mut l = format!("- **Data**: {}", md_code(&d.name));
+        if let Some(v) = d.digest.as_deref().or(d.version.as_deref()) {
+            l.push_str(&format!(" {}", md_code(v)));
+        }
+        if let (Some(f), Some(b)) = (d.files, d.bytes) {
+            l.push_str(&format!(" ({f} files, {b} bytes)"));
+        } else if let Some(u) = &d.uri {
+            l.push_str(&format!(" from {}", md_code(u)));
+        }
+        lines.push(l);
+    }
+    lines.push(format!(
+        "- **Command**: {}",
+        md_code(&crate::record::text::command_line(run))
+    ));
+    lines.push(format!(
+        "- **Re-run**: `repro rerun {}`, or the script in `{README_ARTIFACT}`",
+        run.id
+    ));
+    lines.join("\n")
+}
+
+/// `repro/README.md`: the re-run script in a fenced block MLflow's artifact view previews, with
+/// the lines that say what it is.
+fn readme(run: &Run, script: Result<&str, String>) -> Vec<u8> {
+    let mut out = format!(
+        "# Re-run of repro run {}\n\nRecorded by repro: {}\n\n",
+        run.id,
+        release_line(run).trim_end()
+    );
+    match script {
+        Ok(script) => {
+            let longest = script.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat(longest.max(2) + 1);
+            out.push_str(&format!(
+                "The script below re-runs it pinned to the same image digest, commit (and patch) and data. \
+                 It is also `repro/rerun.sh` (`bash rerun.sh`), and `repro script {id}` prints the same; \
+                 `repro rerun {id}` runs it and records the result as a new run.\n\n\
+                 {fence}bash\n{script}{nl}{fence}\n",
+                id = run.id,
+                nl = if script.ends_with('\n') { "" } else { "\n" },
+            ));
+        }
+        Err(why) => out.push_str(&format!("No re-run script: {why}\n")),
+    }
+    out.into_bytes()
+}
+
+/// The run's tags: its own first (value `true`, so compare shows them; keys MLflow or repro use
+/// are not taken from it), then MLflow's (`mlflow.*`, which its UI shows) and repro's few
+/// [`REPRO_TAGS`].
 fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, String> {
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
     // The run's own tags first, so repro's and MLflow's keys win a collision.
     // A tag MLflow refuses as a key is listed in `repro.tags` only.
     for t in &run.tags {
         if valid_key(t) && !t.starts_with("mlflow.") && !t.starts_with("repro.") {
-            tags.insert(t.clone(), String::new());
+            tags.insert(t.clone(), "true".into());
         }
     }
     let mut set = |k: &str, v: String| {
@@ -299,33 +494,17 @@ fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, 
     set("mlflow.runName", run_name.to_string());
     set("mlflow.user", run.user.clone());
     set("mlflow.source.type", "JOB".into());
+    set("mlflow.source.name", source_name(run));
     set("repro.run_id", run.id.clone());
-    set("repro.status", run.status.as_str().into());
-    set("repro.pin_grade", run.pin_grade());
-    set("repro.host", run.host.clone());
-    set("repro.exec.mode", run.exec.mode.as_str().into());
-    set("repro.command", crate::record::text::command_line(run));
+    set("repro.exit", exit_of(run));
+    set("repro.pin", run.pin_grade());
     if !run.tags.is_empty() {
         set("repro.tags", run.tags.join(","));
-    }
-    if let Some(c) = run.exit_code {
-        set("repro.exit_code", c.to_string());
-    }
-    if let Some(s) = run.signal {
-        set("repro.signal", s.to_string());
-    }
-    if let Some(r) = &run.rerun_of {
-        set("repro.rerun_of", r.clone());
     }
     if let Some(p) = parent {
         set("mlflow.parentRunId", p.to_string());
     }
     if let Some(code) = &run.code {
-        let source = code
-            .remote
-            .clone()
-            .unwrap_or_else(|| code.repo_root.clone());
-        set("mlflow.source.name", source);
         if let Some(r) = &code.remote {
             set("mlflow.source.git.repoURL", r.clone());
         }
@@ -335,27 +514,55 @@ fn tags_of(run: &Run, run_name: &str, parent: Option<&str>) -> BTreeMap<String, 
         if let Some(b) = &code.branch {
             set("mlflow.source.git.branch", b.clone());
         }
-        set("repro.code.dirty", code.dirty.to_string());
-        if let Some(p) = &code.patch_sha256 {
-            set("repro.code.patch_sha256", p.clone());
-        }
+        set("mlflow.source.git.dirty", code.dirty.to_string());
     }
     if let Some(img) = &run.image {
-        set("repro.image.reference", img.reference.clone());
-        set("repro.image.resolved_by", img.resolved_by.as_str().into());
-        set(
-            "mlflow.docker.image.uri",
-            img.pinned().unwrap_or_else(|| img.reference.clone()),
-        );
+        // The digest has its own tag: the reference as written, without one it may carry.
+        let name = img.reference.split('@').next().unwrap_or(&img.reference);
+        set("repro.ref", name.to_string());
+        set("mlflow.docker.image.uri", image_uri(img));
         if let Some(d) = &img.digest {
             set("mlflow.docker.image.id", d.clone());
-            set("repro.image.digest", d.clone());
-        }
-        if let Some(d) = &img.index_digest {
-            set("repro.image.index_digest", d.clone());
+            set("repro.digest", d.clone());
         }
     }
     tags
+}
+
+/// `mlflow.docker.image.uri`: the reference as written (its tag kept) with the digest that ran,
+/// `registry/team/trainer:2.3.1@sha256:…`, as MLflow's docs show an image URI with its tag.
+fn image_uri(img: &crate::record::Image) -> String {
+    let name = img.reference.split('@').next().unwrap_or(&img.reference);
+    match &img.digest {
+        Some(d) => format!("{name}@{d}"),
+        None => img.reference.clone(),
+    }
+}
+
+/// `repro.exit`: the exit code; `signal N` for a run killed by a signal; `lost`, `running` or
+/// `not started` when there is no code to show.
+fn exit_of(run: &Run) -> String {
+    match (run.status, run.exit_code, run.signal) {
+        (Status::Error, Some(c), _) => format!("not started ({c})"),
+        (Status::Error, None, _) => "not started".into(),
+        (_, _, Some(s)) => format!("signal {s}"),
+        (_, Some(c), None) => c.to_string(),
+        (status, None, None) => status.as_str().into(),
+    }
+}
+
+/// `mlflow.source.name`: what ran — the first argument that is a `.py` or `.sh` path
+/// (`python train.py` → `train.py`), else the program.
+pub fn source_name(run: &Run) -> String {
+    let args: Vec<String> = run.command.iter().map(|a| a.to_string_lossy()).collect();
+    args.iter()
+        .find(|a| {
+            let a = a.trim();
+            !a.starts_with('-') && (a.ends_with(".py") || a.ends_with(".sh"))
+        })
+        .or(args.first())
+        .map(|a| cut(a, MAX_TAG_VALUE).to_string())
+        .unwrap_or_default()
 }
 
 /// The params MLflow can hold. Those it cannot go, at full length, to an artifact with a tag
@@ -465,8 +672,18 @@ fn add_rerun_script(
     // The function `repro script` calls, with its defaults: the same bytes as `repro script ID`
     // (the registry options the run recorded included).
     match crate::script::render(run, &crate::script::ScriptOptions::default()) {
-        Ok(script) => artifacts.push(("repro/rerun.sh".into(), script.into_bytes())),
+        Ok(script) => {
+            artifacts.push((README_ARTIFACT.into(), readme(run, Ok(&script))));
+            artifacts.push(("repro/rerun.sh".into(), script.into_bytes()));
+        }
         Err(e) => {
+            artifacts.push((
+                README_ARTIFACT.into(),
+                readme(
+                    run,
+                    Err(crate::sanitize::escape(&e.to_string()).into_owned()),
+                ),
+            ));
             tags.insert(
                 "repro.rerun_script".into(),
                 cut(&format!("not generated: {e}"), MAX_TAG_VALUE).to_string(),
@@ -504,10 +721,11 @@ pub fn fingerprint(
     parent: Option<&str>,
     attestations: &str,
     outputs: &str,
+    dataset_context: &str,
 ) -> String {
     let mut h = HashWriter(Sha256::new());
     h.0.update(format!(
-        "repro {} mapping {MAPPING_VERSION} changes {changes:?}\n",
+        "repro {} mapping {MAPPING_VERSION} changes {changes:?} context {dataset_context:?}\n",
         env!("CARGO_PKG_VERSION")
     ));
     let loaded = !(run.datasets.is_empty()
@@ -542,10 +760,11 @@ impl Desired {
         sha256_hex(format!("{}\n{:?}\n{}", self.status, self.end_time, self.run_name).as_bytes())
     }
 
-    /// Hash of the dataset inputs.
+    /// Hash of the dataset inputs and their contexts.
     pub fn inputs_hash(&self) -> String {
+        let contexts: Vec<&str> = self.inputs.iter().map(|i| i.context.as_str()).collect();
         sha256_hex(
-            serde_json::to_string(&self.inputs)
+            serde_json::to_string(&(&self.inputs, contexts))
                 .expect("json")
                 .as_bytes(),
         )
@@ -630,11 +849,13 @@ impl Baseline {
             .iter()
             .map(|kv| (kv.key.clone(), kv.value.clone()))
             .collect();
-        // Own tags repro pushed are listed in `repro.tags`; only those may be deleted.
-        let owned_tags = tags
+        // Own tags repro pushed are listed in `repro.tags`; only those and repro's own
+        // namespace (`repro.*`: tags an older mapping wrote) may be deleted.
+        let mut owned_tags: Vec<String> = tags
             .get("repro.tags")
             .map(|l| l.split(',').map(str::to_string).collect())
             .unwrap_or_default();
+        owned_tags.extend(tags.keys().filter(|k| k.starts_with("repro.")).cloned());
         let state =
             sha256_hex(format!("{}\n{:?}\n{}", r.status, r.end_time, r.run_name).as_bytes());
         Baseline {
@@ -874,38 +1095,97 @@ mod tests {
             t("mlflow.source.git.repoURL"),
             Some("https://git.example/app.git")
         );
-        let pinned = format!("reg.example/team/app@sha256:{}", "a".repeat(64));
-        assert_eq!(t("mlflow.docker.image.uri"), Some(pinned.as_str()));
+        // Reference as written (its tag kept) and the digest that ran.
+        let uri = format!("reg.example/team/app:1.0@sha256:{}", "a".repeat(64));
+        assert_eq!(t("mlflow.docker.image.uri"), Some(uri.as_str()));
         assert_eq!(t("mlflow.parentRunId"), Some("parent123"));
+        assert_eq!(t("mlflow.source.git.dirty"), Some("true"));
         assert_eq!(t("repro.run_id"), Some("01jf0000000000000000000000"));
-        assert_eq!(t("repro.code.dirty"), Some("true"));
-        assert_eq!(t("best"), Some(""));
+        assert_eq!(
+            t("repro.digest"),
+            Some(format!("sha256:{}", "a".repeat(64)).as_str())
+        );
+        assert_eq!(t("repro.ref"), Some("reg.example/team/app:1.0"));
+        assert_eq!(t("repro.exit"), Some("0"));
+        // Hand-added tags carry a value, so compare shows them.
+        assert_eq!(t("best"), Some("true"));
         // A user tag named like MLflow's own does not override it.
         assert_eq!(t("repro.tags"), Some("best,mlflow.runName"));
+        // Few, short repro tags: the listed ones, and those naming moved or renamed names.
+        let repro: Vec<&String> = d.tags.keys().filter(|k| k.starts_with("repro.")).collect();
+        assert!(
+            repro
+                .iter()
+                .all(|k| REPRO_TAGS.contains(&k.as_str()) || k.starts_with("repro.params.")),
+            "{repro:?}"
+        );
         let note = t("mlflow.note.content").unwrap();
         assert!(note.starts_with("first try\n\n"), "{note}");
         assert!(note.contains("repro/params.json: big"), "{note}");
+        let digest = format!("sha256:{}", "a".repeat(64));
         assert!(
-            note.contains("Pinned: reg.example/team/app:1.0 sha256:aaaa"),
+            note.contains(&format!(
+                "- **Image**: `reg.example/team/app:1.0` `{digest}`"
+            )),
             "{note}"
         );
+        assert_eq!(note.matches(&digest).count(), 1, "the digest once: {note}");
         // The long param is not a param, and not lost.
         assert_eq!(d.params.keys().collect::<Vec<_>>(), ["lr"]);
         assert_eq!(t("repro.params.moved"), Some("big"));
         let paths: Vec<&str> = d.artifacts.iter().map(|a| a.0.as_str()).collect();
         assert_eq!(
             paths,
-            ["repro/params.json", "repro/rerun.sh", "repro/run.json"]
+            [
+                "repro/README.md",
+                "repro/params.json",
+                "repro/rerun.sh",
+                "repro/run.json"
+            ]
         );
-        let params: BTreeMap<String, String> = serde_json::from_slice(&d.artifacts[0].1).unwrap();
+        let readme = String::from_utf8(d.artifacts[0].1.clone()).unwrap();
+        let script = String::from_utf8(d.artifacts[2].1.clone()).unwrap();
+        assert!(
+            readme.contains(&format!("```bash\n{script}```\n")),
+            "{readme}"
+        );
+        let params: BTreeMap<String, String> = serde_json::from_slice(&d.artifacts[1].1).unwrap();
         assert_eq!(params["big"].len(), 7000);
         assert_eq!(d.inputs.len(), 1);
-        assert_eq!(d.inputs[0].digest, "e".repeat(36));
+        assert_eq!(d.inputs[0].digest, "e".repeat(12));
+        assert_eq!(d.inputs[0].context, "training");
+        let profile: serde_json::Value =
+            serde_json::from_str(d.inputs[0].profile.as_deref().unwrap()).unwrap();
+        assert_eq!(profile["digest"], format!("sha256:{}", "e".repeat(64)));
         assert!(d.inputs[0]
             .source
             .contains(&format!("sha256:{}", "e".repeat(64))));
         assert!(d.tags.keys().all(|k| k.len() <= MAX_KEY));
         assert!(d.tags.values().all(|v| v.chars().count() <= MAX_TAG_VALUE));
+    }
+
+    #[test]
+    fn a_failed_run_says_so_first_and_the_source_is_the_script_that_ran() {
+        let mut r = run();
+        r.status = Status::Failed;
+        r.exit_code = Some(3);
+        r.command = vec![
+            "python".into(),
+            "-u".into(),
+            "train.py".into(),
+            "--lr".into(),
+        ];
+        let d = desired(&r, &[], None, None);
+        let note = &d.tags["mlflow.note.content"];
+        assert!(
+            note.starts_with("**Failed** (exit code 3).\n\nfirst try"),
+            "{note}"
+        );
+        assert_eq!(d.tags["mlflow.source.name"], "train.py");
+        assert_eq!(d.tags["repro.exit"], "3");
+        r.command = vec!["/usr/bin/env".into(), "true".into()];
+        assert_eq!(source_name(&r), "/usr/bin/env");
+        assert_eq!(md_code("a`b"), "``a`b``");
     }
 
     #[test]
@@ -947,34 +1227,36 @@ mod tests {
 
     #[test]
     fn the_fingerprint_moves_with_every_input_of_the_mapping() {
-        let base = fingerprint(&run(), Some(7), None, "", "on");
-        assert_eq!(base, fingerprint(&run(), Some(7), None, "", "on"));
+        let base = fingerprint(&run(), Some(7), None, "", "on", "");
+        assert_eq!(base, fingerprint(&run(), Some(7), None, "", "on", ""));
         // The run's children are covered by its change number, loaded or not.
         let mut r = run();
         r.tags.push("shipped".into());
         r.notes.push("later".into());
         r.params.insert("new".into(), "1".into());
-        assert_eq!(base, fingerprint(&r, Some(7), None, "", "on"));
+        assert_eq!(base, fingerprint(&r, Some(7), None, "", "on", ""));
         let mut changed: Vec<String> = Vec::new();
-        changed.push(fingerprint(&r, Some(8), None, "", "on"));
-        changed.push(fingerprint(&run(), None, None, "", "on"));
+        changed.push(fingerprint(&r, Some(8), None, "", "on", ""));
+        changed.push(fingerprint(&run(), None, None, "", "on", ""));
         let mut r = run();
         r.status = Status::Failed;
-        changed.push(fingerprint(&r, Some(7), None, "", "on"));
+        changed.push(fingerprint(&r, Some(7), None, "", "on", ""));
         let mut r = run();
         r.ended_at = Some("2026-11-30T10:06:00.000Z".into());
-        changed.push(fingerprint(&r, Some(7), None, "", "on"));
+        changed.push(fingerprint(&r, Some(7), None, "", "on", ""));
         let mut r = run();
         r.name = Some("renamed".into());
-        changed.push(fingerprint(&r, Some(7), None, "", "on"));
-        changed.push(fingerprint(&run(), Some(7), Some("parent"), "", "on"));
-        changed.push(fingerprint(&run(), Some(7), None, "abc\tNone\n", "on"));
+        changed.push(fingerprint(&r, Some(7), None, "", "on", ""));
+        changed.push(fingerprint(&run(), Some(7), Some("parent"), "", "on", ""));
+        changed.push(fingerprint(&run(), Some(7), None, "abc\tNone\n", "on", ""));
         // The parts are delimited: moving bytes from one part to the next is a change.
-        changed.push(fingerprint(&run(), Some(7), Some("ab"), "c", "on"));
-        changed.push(fingerprint(&run(), Some(7), Some("a"), "bc", "on"));
+        changed.push(fingerprint(&run(), Some(7), Some("ab"), "c", "on", ""));
+        changed.push(fingerprint(&run(), Some(7), Some("a"), "bc", "on", ""));
         // What the push does with kept outputs.
-        changed.push(fingerprint(&run(), Some(7), None, "", "off"));
-        changed.push(fingerprint(&run(), Some(7), None, "", "on 10"));
+        changed.push(fingerprint(&run(), Some(7), None, "", "off", ""));
+        changed.push(fingerprint(&run(), Some(7), None, "", "on 10", ""));
+        // The datasets' context.
+        changed.push(fingerprint(&run(), Some(7), None, "", "on", "evaluation"));
         let distinct: std::collections::BTreeSet<&String> = changed.iter().collect();
         assert_eq!(distinct.len(), changed.len());
         assert!(!distinct.contains(&base));

@@ -252,6 +252,7 @@ impl<'a> Planner<'a> {
             self.parent(i, ledger),
             &attestations,
             &self.req.outputs.stamp(),
+            &self.req.dataset_context,
         ))
     }
 
@@ -288,7 +289,8 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
         )
-        .with_metric_summary(run, &self.store.metric_summaries(&run.id)?);
+        .with_metric_summary(run, &self.store.metric_summaries(&run.id)?)
+        .with_dataset_context(&self.req.dataset_context);
         let (files, skipped) = outputs::plan(&self.objects, run, &self.req.outputs);
         let want = want.with_outputs(files, skipped);
         Ok((want, ledger.get(&r.run.id).map(Baseline::from_ledger)))
@@ -1160,6 +1162,7 @@ mod tests {
                 jobs: 1,
                 deleted: super::super::DeletedRuns::Report,
                 outputs: super::super::OutputsPolicy::default(),
+                dataset_context: String::new(),
             };
             let s = push(store, req, &mut |_| {}).unwrap();
             let o = &s.outcomes[0];
