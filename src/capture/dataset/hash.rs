@@ -86,14 +86,28 @@ fn run(
     // A single file is named by the last component of the path as given: for a symlink, the
     // link's name, not its target's (the rule of docs/datasets.md that `basename` follows).
     let given = std::path::absolute(path).map_err(unreadable(path))?;
-    let mut tree = manifest::walk(&root, given.file_name(), opts)?;
-    tree.entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    let entries = &tree.entries;
-
-    let found = match conn {
-        Some(c) => Some(cache::lookup(c, &tree)?),
-        None => None,
+    let (mut tree, preloaded) = match conn {
+        None => (manifest::walk(&root, given.file_name(), opts)?, None),
+        Some(c) => {
+            // The cache's range scan needs only the root: it runs here, on the connection's
+            // thread, while the pool walks the tree.
+            let mut walked = None;
+            let preloaded = rayon::in_place_scope(|s| {
+                s.spawn(|_| walked = Some(manifest::walk(&root, given.file_name(), opts)));
+                cache::preload(c, &root)
+            });
+            (walked.expect("the walk ran in the scope")?, Some(preloaded?))
+        }
     };
+    // The walk lists entries in manifest order; sorting is only a safety net.
+    if !tree.entries.is_sorted_by(|a, b| a.rel <= b.rel) {
+        tree.entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    }
+    let found = match (conn, preloaded) {
+        (Some(c), Some(p)) => Some(cache::lookup(c, &tree, p)?),
+        _ => None,
+    };
+    let entries = &tree.entries;
     let mut shas: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     let mut todo: Vec<usize> = Vec::new();
     let (mut bytes_total, mut from_cache, mut bytes_cached) = (0u64, 0u64, 0u64);
