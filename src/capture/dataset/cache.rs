@@ -7,8 +7,10 @@
 //! entry is re-read instead of trusted. ctime cannot be set by users (`touch -d`, `utimensat`
 //! change it to now), so restoring an old mtime after an edit is caught too.
 //!
-//! Reads are one ordered range scan over the dataset's paths merged with the sorted walk; writes
-//! one IMMEDIATE transaction.
+//! Reads are one ordered range scan over the dataset's paths, run while the tree is walked and
+//! merged with the sorted walk; writes one IMMEDIATE transaction.
+
+use std::path::Path;
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
@@ -46,9 +48,65 @@ pub(crate) struct Lookup {
     usable: bool,
 }
 
-/// Reads the rows for `tree` (sorted by relative path) in one ordered range scan and merges
-/// them with the entries: no per-file query, no hash map, no allocation per row.
-pub(crate) fn lookup(conn: &Connection, tree: &Tree) -> Result<Lookup, DatasetError> {
+/// The cache rows under a directory, read in path order before the walk ends: the range scan
+/// runs on the caller's thread (the connection's) while the pool walks the tree.
+pub(crate) struct Preloaded {
+    /// `<root>/`: the rows' common prefix.
+    prefix: String,
+    /// Each row with the end of its relative path in `names` (the previous row's end is its start).
+    rows: Vec<(usize, Row)>,
+    names: Vec<u8>,
+}
+
+/// Reads every row under the directory `root` in one ordered range scan (nothing when `root` is
+/// not UTF-8, as such paths are never cached, or names a file: its row is read by [`lookup`]).
+pub(crate) fn preload(conn: &Connection, root: &Path) -> Result<Preloaded, DatasetError> {
+    let base = root.to_str().unwrap_or_default().trim_end_matches('/');
+    let mut out = Preloaded {
+        prefix: format!("{base}/"),
+        rows: Vec::new(),
+        names: Vec::new(),
+    };
+    if root.to_str().is_none() {
+        return Ok(out);
+    }
+    // Everything starting with "<root>/" sorts in ["<root>/", "<root>0"): '0' follows '/'. The
+    // BINARY collation is memcmp, the same order as the entries' relative paths.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, hashed_ns FROM hash_cache
+             WHERE path >= ?1 AND path < ?2 ORDER BY path",
+        )
+        .map_err(err("reading it"))?;
+    let mut q = stmt
+        .query(params![out.prefix, format!("{base}0")])
+        .map_err(err("reading it"))?;
+    while let Some(r) = q.next().map_err(err("reading it"))? {
+        let path = r.get_ref(0).and_then(|v| v.as_str().map_err(Into::into));
+        let path = path.map_err(err("reading it"))?;
+        out.names.extend_from_slice(&path.as_bytes()[out.prefix.len()..]);
+        // A damaged row is a miss (and is overwritten or dropped): keep it with an impossible key.
+        let row = row_of(r)?.unwrap_or(Row {
+            dev: -1,
+            ino: -1,
+            size: -1,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            sha: [0; 32],
+            hashed_ns: i64::MIN,
+        });
+        out.rows.push((out.names.len(), row));
+    }
+    Ok(out)
+}
+
+/// Merges the rows read by [`preload`] with the entries of `tree` (sorted by relative path): no
+/// per-file query, no hash map, no allocation per row.
+pub(crate) fn lookup(
+    conn: &Connection,
+    tree: &Tree,
+    preloaded: Preloaded,
+) -> Result<Lookup, DatasetError> {
     let n = tree.entries.len();
     let mut out = Lookup {
         hits: vec![None; n],
@@ -73,42 +131,25 @@ pub(crate) fn lookup(conn: &Connection, tree: &Tree) -> Result<Lookup, DatasetEr
         }
         return Ok(out);
     }
-    let base = root.trim_end_matches('/');
-    let prefix = format!("{base}/");
-    // Everything starting with "<root>/" sorts in ["<root>/", "<root>0"): '0' follows '/'. The
-    // BINARY collation is memcmp, the same order as the entries' relative paths.
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, hashed_ns FROM hash_cache
-             WHERE path >= ?1 AND path < ?2 ORDER BY path",
-        )
-        .map_err(err("reading it"))?;
-    let mut q = stmt
-        .query(params![prefix, format!("{base}0")])
-        .map_err(err("reading it"))?;
-    let mut i = 0;
-    while let Some(r) = q.next().map_err(err("reading it"))? {
-        let path = r.get_ref(0).and_then(|v| v.as_str().map_err(Into::into));
-        let path = path.map_err(err("reading it"))?;
-        let rel = &path.as_bytes()[prefix.len()..];
+    let (mut i, mut start) = (0, 0);
+    for (end, row) in &preloaded.rows {
+        let rel = &preloaded.names[start..*end];
+        start = *end;
         while i < n && tree.entries[i].rel.as_slice() < rel {
             i += 1;
         }
-        let hit = match tree.entries.get(i) {
-            Some(e) if e.rel == rel => match &e.kind {
-                EntryKind::File(m) => Some((i, m)),
-                EntryKind::Symlink(_) => None,
-            },
-            _ => None,
-        };
-        match hit {
-            Some((i, m)) => {
-                if let Some(row) = row_of(r)? {
-                    out.hits[i] = trusted(&row, m).then_some(row.sha);
+        match tree.entries.get(i) {
+            Some(e) if e.rel == rel => {
+                if let EntryKind::File(m) = &e.kind {
+                    out.hits[i] = trusted(row, m).then_some(row.sha);
+                    continue;
                 }
             }
-            None => out.stale.push(path.to_string()),
+            _ => {}
         }
+        let mut path = preloaded.prefix.clone();
+        path.push_str(std::str::from_utf8(rel).unwrap_or_default());
+        out.stale.push(path);
     }
     Ok(out)
 }

@@ -13,8 +13,10 @@
 //! (empty or not), modes, owners and timestamps are not part of the manifest. `.git` (file or
 //! directory, at any depth) and paths matched by the root `.reproignore` are skipped.
 
+use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -89,9 +91,8 @@ pub(crate) fn file_line(out: &mut Vec<u8>, sha: &[u8; 32], size: u64, rel: &[u8]
     let mut hexbuf = [0u8; 64];
     hex::encode_to_slice(sha, &mut hexbuf).expect("64 bytes of room");
     out.extend_from_slice(&hexbuf);
-    out.push(b' ');
-    out.extend_from_slice(size.to_string().as_bytes());
-    out.push(b' ');
+    // Formatted in place: a String per line was a tenth of a warm re-version's user time.
+    write!(out, " {size} ").expect("writing to a Vec cannot fail");
     out.extend_from_slice(rel);
     out.push(b'\n');
 }
@@ -193,8 +194,9 @@ pub(crate) fn special_kind(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// Lists the entries under `root` (already absolute), unsorted. A root that is a file is named
-/// `name` (the last component of the path the user gave) when there is one.
+/// Lists the entries under `root` (already absolute) in manifest order, bytewise by relative
+/// path. A root that is a file is named `name` (the last component of the path the user gave)
+/// when there is one.
 pub(crate) fn walk(
     root: &Path,
     name: Option<&OsStr>,
@@ -259,6 +261,32 @@ enum Found {
     Skip,
 }
 
+impl Found {
+    /// The relative path, and whether a '/' and the directory's entries follow it.
+    fn key(&self) -> (&[u8], bool) {
+        match self {
+            Found::Entry(e) => (&e.rel, false),
+            Found::Dir(_, rel, _) => (rel, true),
+            Found::Skip => (&[], false),
+        }
+    }
+}
+
+/// The order of two siblings' subtrees in the manifest: a directory `d` sorts as `d/`, so `d-x`
+/// comes before `d`'s entries and `d0` after them, as in a bytewise sort of the full paths.
+fn walk_order((a, a_dir): (&[u8], bool), (b, b_dir): (&[u8], bool)) -> Ordering {
+    let n = a.len().min(b.len());
+    a[..n].cmp(&b[..n]).then_with(|| {
+        // One is a prefix of the other: the next byte decides, an end before anything.
+        let next = |s: &[u8], dir: bool| match s.get(n) {
+            Some(&c) => u16::from(c) + 1,
+            None if dir => u16::from(b'/') + 1,
+            None => 0,
+        };
+        next(a, a_dir).cmp(&next(b, b_dir))
+    })
+}
+
 impl Walker<'_> {
     fn dir(
         &self,
@@ -272,30 +300,36 @@ impl Walker<'_> {
             children.push(de.map_err(unreadable(dir))?);
         }
         // Stat in parallel too: a flat directory of 100k files would otherwise be one thread's work.
-        let found: Vec<Found> = children
+        let mut found: Vec<Found> = children
             .par_iter()
             .with_min_len(256)
             .map(|de| self.classify(de, rel, ancestors))
+            .filter(|f| !matches!(f, Ok(Found::Skip)))
             .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        let mut subdirs = Vec::new();
-        for f in found {
-            match f {
-                Found::Entry(e) => out.push(e),
-                Found::Dir(p, r, id) => subdirs.push((p, r, id)),
-                Found::Skip => {}
-            }
-        }
-        let nested: Vec<Vec<Entry>> = subdirs
+        // Siblings in manifest order, each directory's entries to come where its name (followed
+        // by '/') sorts: concatenated depth first, the whole list is sorted without a global
+        // sort, and each directory's sort runs on whichever thread walked it.
+        found.sort_unstable_by(|a, b| walk_order(a.key(), b.key()));
+        let nested: Vec<Vec<Entry>> = found
             .par_iter()
+            .filter_map(|f| match f {
+                Found::Dir(p, r, id) => Some((p, r, id)),
+                _ => None,
+            })
             .map(|(p, r, id)| {
                 let mut anc = ancestors.to_vec();
                 anc.push(*id);
                 self.dir(p, r, &anc)
             })
             .collect::<Result<_, _>>()?;
-        for n in nested {
-            out.extend(n);
+        let mut out = Vec::with_capacity(found.len() + nested.iter().map(Vec::len).sum::<usize>());
+        let mut nested = nested.into_iter();
+        for f in found {
+            match f {
+                Found::Entry(e) => out.push(e),
+                Found::Dir(..) => out.extend(nested.next().expect("one list per directory")),
+                Found::Skip => {}
+            }
         }
         Ok(out)
     }
@@ -406,6 +440,35 @@ mod tests {
 
     fn ig(text: &str) -> Ignore {
         Ignore::parse(text.as_bytes(), Path::new(".reproignore")).unwrap()
+    }
+
+    /// The walk lists entries in bytewise order of their full relative paths without a global
+    /// sort: a directory `d` sorts as `d/`, between siblings `d-x`/`d.x` and `d0`/`dA`.
+    #[test]
+    fn the_walk_lists_entries_in_bytewise_path_order() {
+        let t = tempfile::tempdir().unwrap();
+        let files = [
+            "d-x", "d.x", "d0", "dA", "d/a", "d/b-c", "d/b/c", "d/b/c0", "d/b.c", "e", "d-", "d",
+            "c/d/e", "c/d-e", "c/d0", "\u{e9}", "Z", "a b", "a/b/c/d/e/f",
+        ];
+        for f in files {
+            let p = t.path().join(f);
+            if p.exists() {
+                continue; // "d" is a directory by then
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, f).unwrap();
+        }
+        // Many siblings too, so the parallel stat and sort of a directory are used.
+        for i in 0..600 {
+            std::fs::write(t.path().join(format!("d/n{}", i * 7919 % 1000)), b"x").unwrap();
+        }
+        let tree = walk(t.path(), None, &HashOptions::default()).unwrap();
+        let rels: Vec<&[u8]> = tree.entries.iter().map(|e| e.rel.as_slice()).collect();
+        let mut sorted = rels.clone();
+        sorted.sort();
+        assert_eq!(rels.len(), files.len() - 1 + 600);
+        assert!(rels == sorted, "walk order {rels:?}");
     }
 
     #[test]
