@@ -278,7 +278,8 @@ fn output_base(run: &Run, base: &Path) -> PathBuf {
     if Path::new(&run.cwd).is_absolute() {
         PathBuf::from(&run.cwd)
     } else {
-        base.join(&run.cwd)
+        // Components drop the `.` of a run recorded at the repository's top (`/repo/.`).
+        base.join(&run.cwd).components().collect()
     }
 }
 

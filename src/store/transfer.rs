@@ -436,6 +436,17 @@ impl Store {
             message,
         };
         let objects = super::objects::Objects::beside(&self.path);
+        // From the check that an object is here (`localize_kept`) until the runs naming it are
+        // committed, the store's keep lock (shared) stops `repro gc` deleting it in between (see
+        // `Objects::lock`). Without an object store there is nothing to check or to delete; a
+        // lock that cannot be taken (a read-only store) cannot be taken by gc either.
+        let _keeping = if objects.root().is_dir() {
+            objects
+                .lock(super::objects::LockMode::Keep, &mut || {})
+                .ok()
+        } else {
+            None
+        };
         let parse = |line: usize, text: &str| -> Result<(Run, Vec<MetricPoint>), ImportError> {
             let mut run: Run =
                 serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;

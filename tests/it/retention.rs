@@ -633,6 +633,50 @@ fn a_run_finishing_during_gc_waits_and_keeps_its_outputs() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// An import that finds an output's object here (and records it kept) holds the keep lock until
+/// it commits: while gc holds the store, it waits, and an object gc deleted meanwhile is
+/// recorded as not kept here rather than kept and missing.
+#[test]
+fn an_import_waits_for_gc_and_records_only_objects_still_there() {
+    let from = TestEnv::new();
+    let (code, _, err) = from.run_in(
+        from.root(),
+        &[
+            "run",
+            "--host",
+            "--output",
+            "w.bin",
+            "--",
+            "sh",
+            "-c",
+            "echo weights > w.bin",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, export, err) = from.run_in(from.root(), &["export"]);
+    assert_eq!(code, 0, "{err}");
+    let file = from.root().join("runs.jsonl");
+    std::fs::write(&file, export).unwrap();
+
+    let env = TestEnv::new();
+    // The same bytes are an orphan here, which gc is deleting.
+    let doomed = orphan(&env, b"weights\n");
+    let gc = HeldLock::take(&env, true);
+    let (mut import, _log) = spawn(&env, &["import", file.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        import.try_wait().unwrap().is_none(),
+        "the import did not wait for gc"
+    );
+    std::fs::remove_file(object_path(&env, &doomed)).unwrap();
+    drop(gc);
+    assert!(import.wait().unwrap().success());
+    let run = env.show_json(&from.last_id());
+    assert_eq!(run["outputs"][0]["kept"], false, "{run}");
+    let (code, _, err) = env.run_in(env.root(), &["verify", "--store"]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// Runs that reuse orphaned objects race real gcs: whatever the interleaving, every output
 /// recorded kept has its object.
 #[test]

@@ -591,25 +591,41 @@ fn whatever_run_records_export_then_import_takes_back() {
         String::from_utf8(out.stdout).unwrap()
     };
     let h: Value = serde_json::from_str(&history(&src)).unwrap();
-    assert_eq!(
-        h["history"]["ok"],
-        serde_json::json!([
-            [1, 4.0, null],
-            [2, 5.0, null],
-            [3, 7.0, null],
-            [4, 8.0, "2026-09-21T14:13:20.500Z"]
-        ]),
-        "the line with 1e400 keeps its valid values; a bad ts keeps the point without a time"
+    // A point without a valid ts carries the time repro first saw its line (issue 24), within
+    // the run; a valid ts is kept as written.
+    let run = src.show_json(&id);
+    let (start, end) = (
+        run["started_at"].as_str().unwrap().to_string(),
+        run["ended_at"].as_str().unwrap().to_string(),
     );
+    let points = |key: &str| -> Vec<(i64, f64)> {
+        let list = h["history"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {h}"));
+        list.iter()
+            .map(|p| {
+                let t = p[2]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{key}: no time in {p}"));
+                if t != "2026-09-21T14:13:20.500Z" {
+                    assert!(
+                        start.as_str() <= t && t <= end.as_str(),
+                        "{key}: {t} outside the run ({start} .. {end})"
+                    );
+                }
+                (p[0].as_i64().unwrap(), p[1].as_f64().unwrap())
+            })
+            .collect()
+    };
     assert_eq!(
-        h["history"]["nested.v"],
-        serde_json::json!([[2, 6.0, null]])
+        points("ok"),
+        [(1, 4.0), (2, 5.0), (3, 7.0), (4, 8.0)],
+        "the line with 1e400 keeps its valid values; a bad ts keeps the point"
     );
-    assert_eq!(h["history"][""], serde_json::json!([[1, 1.0, null]]));
-    assert_eq!(
-        h["history"]["a\u{1b}[2Jb"],
-        serde_json::json!([[1, 2.0, null]])
-    );
+    assert_eq!(h["history"]["ok"][3][2], "2026-09-21T14:13:20.500Z");
+    assert_eq!(points("nested.v"), [(2, 6.0)]);
+    assert_eq!(points(""), [(1, 1.0)]);
+    assert_eq!(points("a\u{1b}[2Jb"), [(1, 2.0)]);
     assert!(h["history"].get("big").is_none());
 
     let out = src.repro().arg("export").output().unwrap();

@@ -84,7 +84,8 @@ pub(crate) fn preload(conn: &Connection, root: &Path) -> Result<Preloaded, Datas
     while let Some(r) = q.next().map_err(err("reading it"))? {
         let path = r.get_ref(0).and_then(|v| v.as_str().map_err(Into::into));
         let path = path.map_err(err("reading it"))?;
-        out.names.extend_from_slice(&path.as_bytes()[out.prefix.len()..]);
+        out.names
+            .extend_from_slice(&path.as_bytes()[out.prefix.len()..]);
         // A damaged row is a miss (and is overwritten or dropped): keep it with an impossible key.
         let row = row_of(r)?.unwrap_or(Row {
             dev: -1,

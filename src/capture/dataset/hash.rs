@@ -96,7 +96,10 @@ pub(super) fn run(
                 s.spawn(|_| walked = Some(manifest::walk(&root, given.file_name(), opts)));
                 cache::preload(c, &root)
             });
-            (walked.expect("the walk ran in the scope")?, Some(preloaded?))
+            (
+                walked.expect("the walk ran in the scope")?,
+                Some(preloaded?),
+            )
         }
     };
     // The walk lists entries in manifest order; sorting is only a safety net.

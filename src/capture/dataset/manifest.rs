@@ -448,8 +448,25 @@ mod tests {
     fn the_walk_lists_entries_in_bytewise_path_order() {
         let t = tempfile::tempdir().unwrap();
         let files = [
-            "d-x", "d.x", "d0", "dA", "d/a", "d/b-c", "d/b/c", "d/b/c0", "d/b.c", "e", "d-", "d",
-            "c/d/e", "c/d-e", "c/d0", "\u{e9}", "Z", "a b", "a/b/c/d/e/f",
+            "d-x",
+            "d.x",
+            "d0",
+            "dA",
+            "d/a",
+            "d/b-c",
+            "d/b/c",
+            "d/b/c0",
+            "d/b.c",
+            "e",
+            "d-",
+            "d",
+            "c/d/e",
+            "c/d-e",
+            "c/d0",
+            "\u{e9}",
+            "Z",
+            "a b",
+            "a/b/c/d/e/f",
         ];
         for f in files {
             let p = t.path().join(f);
