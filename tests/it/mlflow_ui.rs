@@ -274,6 +274,14 @@ try:
     out["xs"] = d.execute_script(
         "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({x: (g.data||[]).map(t => Array.from(t.x||[])), title: JSON.stringify(((g.layout||{}).xaxis||{}).title||null), type: ((g.layout||{}).xaxis||{}).type||null}))")
     out["artifacts"] = page(f"{uri}/#/experiments/{exp}/runs/{run}/artifacts", "artifacts", "repro")
+    # Open the outputs/ folder: the kept output is listed in it.
+    d.find_element(By.XPATH, "//*[normalize-space(text())='outputs']").click()
+    for _ in range(20):
+        time.sleep(0.5)
+        if "model.bin" in d.find_element(By.TAG_NAME, "body").text:
+            break
+    d.save_screenshot(shots + "/artifacts-outputs.png")
+    out["outputs"] = d.find_element(By.TAG_NAME, "body").text
     ids = json.dumps([run, other])
     out["compare"] = page(f"{uri}/#/compare-runs?runs={ids}&experiments=[\"{exp}\"]", "compare", "loss")
 finally:
@@ -317,7 +325,13 @@ fn the_web_ui_shows_description_digest_and_a_time_chart() {
     );
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     if let Some(keep) = std::env::var_os("REPRO_TEST_SCREENSHOTS") {
-        for f in ["overview", "chart", "artifacts", "compare"] {
+        for f in [
+            "overview",
+            "chart",
+            "artifacts",
+            "artifacts-outputs",
+            "compare",
+        ] {
             let _ = std::fs::copy(
                 shots.join(format!("{f}.png")),
                 Path::new(&keep).join(format!("{f}.png")),
@@ -361,4 +375,6 @@ fn the_web_ui_shows_description_digest_and_a_time_chart() {
     let artifacts = seen["artifacts"].as_str().unwrap();
     assert!(artifacts.contains("repro"), "{artifacts}");
     assert!(artifacts.contains("outputs"), "{artifacts}");
+    let opened = seen["outputs"].as_str().unwrap();
+    assert!(opened.contains("model.bin"), "outputs/ opened: {opened}");
 }
