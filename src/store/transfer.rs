@@ -7,12 +7,14 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
 
+use super::kept::{parse_manifest, ManifestEntry};
 use super::metrics::insert_metrics_in;
-use super::{insert_outputs, insert_rows, sql_error, Store, StoreError};
+use super::objects::Objects;
+use super::{insert_output_files, insert_outputs, insert_rows, sql_error, Store, StoreError};
 use crate::error::Hinted;
 use crate::record::metrics::summaries_of;
 use crate::record::metrics::MetricPoint;
-use crate::record::{DatasetKind, Run, Status, SCHEMA_VERSION};
+use crate::record::{DatasetKind, OutputFile, Run, Status, SCHEMA_VERSION};
 
 /// Why an import stopped; nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,32 @@ pub fn well_formed_id(id: &str) -> bool {
         && ulid::Ulid::from_string(id).is_ok()
 }
 
-/// Checks an imported run; the message says which field is wrong.
+/// The files inside an imported run's directory outputs, read from their manifests when this
+/// store holds them (the objects came along, or were fetched since): what `repro which` looks
+/// up. Nothing for an output whose manifest is absent or does not hash to its digest.
+fn directory_files(run: &Run, objects: &Objects) -> Vec<OutputFile> {
+    let mut out = Vec::new();
+    for (pos, o) in run.outputs.iter().enumerate() {
+        let Some(hex) = o.sha256.as_deref().and_then(|d| d.strip_prefix("sha256:")) else {
+            continue;
+        };
+        let Ok(Some(text)) = objects.read(hex) else {
+            continue;
+        };
+        for e in parse_manifest(&text).unwrap_or_default() {
+            if let ManifestEntry::File { rel, sha256, bytes } = e {
+                out.push(OutputFile {
+                    pos: pos as u32,
+                    rel,
+                    sha256,
+                    bytes,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// An imported run's outputs are kept here only when this store has their objects: a copy
 /// kept on the machine that recorded the run stays there.
 fn localize_kept(run: &mut Run, objects: &super::objects::Objects) {
@@ -112,6 +139,7 @@ fn localize_kept(run: &mut Run, objects: &super::objects::Objects) {
     }
 }
 
+/// Checks an imported run; the message says which field is wrong.
 pub fn validate(run: &Run) -> Result<(), String> {
     if run.schema_version != SCHEMA_VERSION {
         return Err(format!(
@@ -523,6 +551,12 @@ impl Store {
         if stored.is_none() {
             insert_rows(tx, run)
                 .map_err(|(what, source)| ImportError::Store(sql_error(&path, what)(source)))?;
+            insert_output_files(
+                tx,
+                &run.id,
+                &directory_files(run, &Objects::beside(&self.path)),
+            )
+            .map_err(sql("insert output"))?;
             if !metrics.is_empty() {
                 insert_metrics_in(tx, &path, &run.id, metrics)?;
             }
@@ -567,6 +601,12 @@ impl Store {
             tx.execute("DELETE FROM run_outputs WHERE run_id = ?1", [&run.id])
                 .map_err(sql("update run"))?;
             insert_outputs(tx, &run.id, &run.outputs).map_err(sql("update run"))?;
+            insert_output_files(
+                tx,
+                &run.id,
+                &directory_files(run, &Objects::beside(&self.path)),
+            )
+            .map_err(sql("update run"))?;
             summary.updated += 1;
         } else {
             summary.conflicts.push(Conflict {

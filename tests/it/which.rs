@@ -100,6 +100,42 @@ fn a_file_inside_a_directory_output_and_the_directory_itself() {
     assert_eq!(f["produced_by"][0]["output"], "ckpt");
 }
 
+/// An imported run's directory outputs are looked up file by file when this store holds their
+/// manifests (the objects came along); without them only the directory's digest is known.
+#[test]
+fn files_inside_an_imported_directory_output_are_found_when_its_objects_are_here() {
+    let from = TestEnv::new();
+    let dir = from.root().join("work");
+    let id = producing_run(&from, &dir);
+    let (code, export, err) = from.run_in(&dir, &["export"]);
+    assert_eq!(code, 0, "{err}");
+    let file = from.root().join("runs.jsonl");
+    std::fs::write(&file, export).unwrap();
+    let objects = |env: &TestEnv| env.db().parent().unwrap().join("objects");
+
+    let bare = TestEnv::new();
+    let (code, _, err) = bare.run_in(bare.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = which(&bare, &dir, &["ckpt/sub/w.txt"]);
+    assert_eq!(code, 1, "no manifest here, no file rows: {out}");
+
+    let with = TestEnv::new();
+    std::fs::create_dir_all(objects(&with).parent().unwrap()).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(objects(&from))
+        .arg(objects(&with))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, _, err) = with.run_in(with.root(), &["import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = which(&with, &dir, &["ckpt/sub/w.txt"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&id[..12]), "{out}");
+    assert!(out.contains("output ckpt → sub/w.txt  (kept)"), "{out}");
+}
+
 #[test]
 fn a_file_inside_a_dataset_names_every_run_that_read_it_newest_first() {
     let env = TestEnv::new();
