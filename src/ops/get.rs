@@ -160,6 +160,15 @@ pub fn get(ev: &dyn Events, store: &Store, req: &GetRequest) -> Result<GetResult
     if run.outputs.is_empty() {
         return Err(GetError::NoOutputs { id: run.id });
     }
+    // Objects fetched from the registry are held by the store's keep lock until they are recorded
+    // and placed: a `repro gc` deleting meanwhile is waited for, one starting waits for this.
+    let _keeping = req.registry.as_ref().and_then(|_| {
+        let on_wait = &mut || ev.status("waiting for repro gc to finish deleting kept objects");
+        objects
+            .lock(crate::store::objects::LockMode::Keep, on_wait)
+            .map_err(|e| ev.debug(&format!("object store lock: {}", crate::error::report(e))))
+            .ok()
+    });
     if let Some(opts) = &req.registry {
         // A registry that cannot give them back is said; what is still kept is placed anyway.
         match crate::ops::outputs::restore_missing(ev, store, opts.clone(), &run) {

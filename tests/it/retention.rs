@@ -677,6 +677,41 @@ fn an_import_waits_for_gc_and_records_only_objects_still_there() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// `repro get` (which may fetch objects from a registry) holds the keep lock while it records and
+/// places them: while gc deletes, it waits, then writes the file.
+#[test]
+fn get_waits_for_a_gc_that_is_deleting() {
+    let env = TestEnv::new();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--output",
+            "g.bin",
+            "--",
+            "sh",
+            "-c",
+            "echo kept > g.bin",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let to = env.root().join("back");
+    let gc = HeldLock::take(&env, true);
+    let (mut get, log) = spawn(&env, &["get", &id, "--to", to.to_str().unwrap()]);
+    wait_for(
+        &mut get,
+        &log,
+        "waiting for repro gc to finish deleting kept objects",
+    );
+    assert!(get.try_wait().unwrap().is_none());
+    assert!(!to.join("g.bin").exists());
+    drop(gc);
+    assert!(get.wait().unwrap().success());
+    assert_eq!(std::fs::read(to.join("g.bin")).unwrap(), b"kept\n");
+}
+
 /// Runs that reuse orphaned objects race real gcs: whatever the interleaving, every output
 /// recorded kept has its object.
 #[test]
