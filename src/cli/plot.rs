@@ -1,4 +1,4 @@
-//! `repro plot`: one metric's history for several runs on one chart (SVG or PNG).
+//! `repro plot`: metric histories of several runs, one chart per metric (SVG or PNG).
 
 use std::path::PathBuf;
 
@@ -24,18 +24,31 @@ pub struct PlotArgs {
     /// Run ids or unique prefixes, one line each
     #[arg(required = true, value_name = "ID")]
     pub ids: Vec<String>,
-    /// The metric to draw
-    #[arg(short, long, value_name = "KEY")]
-    pub metric: String,
+    /// A metric to draw; repeat for one panel per metric (`-m loss -m val_acc`)
+    #[arg(short, long, value_name = "KEY", required = true)]
+    pub metric: Vec<String>,
+    /// Draw an exponential moving average of weight W over each line (0 ≤ W < 1, e.g. 0.6, as
+    /// TensorBoard's smoothing); the raw line stays, faint
+    #[arg(long, value_name = "W", value_parser = parse_smooth)]
+    pub smooth: Option<f64>,
     /// Write the picture to FILE (.svg or .png); without it, the SVG goes to stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// What the x axis shows
     #[arg(long, value_enum, default_value_t = XArg::Step)]
     pub x: XArg,
-    /// Picture size in pixels
+    /// Size of each panel in pixels (panels are stacked: the picture is W × H·panels)
     #[arg(long, value_name = "WxH", default_value = "960x540")]
     pub size: String,
+}
+
+fn parse_smooth(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(w) if (0.0..1.0).contains(&w) => Ok(w),
+        _ => Err(format!(
+            "'{s}' is not a smoothing weight: give a number from 0 (none) up to, not including, 1 (e.g. 0.6)"
+        )),
+    }
 }
 
 fn parse_size(s: &str) -> CliResult<(u32, u32)> {
@@ -65,30 +78,42 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
     let store = ctx.open_store()?;
     let req = PlotRequest {
         runs: args.ids.clone(),
-        metric: args.metric.clone(),
+        metrics: args.metric.clone(),
         x: match args.x {
             XArg::Step => XAxis::Step,
             XArg::Time => XAxis::Time,
         },
+        smooth: args.smooth,
     };
-    let chart = plot::chart(&store, &req)?;
-    for w in output::plot::warnings(&chart) {
-        ctx.warn(w);
+    let charts = plot::charts(&store, &req)?;
+    for chart in &charts {
+        for w in output::plot::warnings(chart) {
+            ctx.warn(w);
+        }
     }
     match (&args.output, format) {
-        (Some(path), Some(ImageFormat::Png)) => plot::render_png(&chart, size, path)?,
-        (Some(path), _) => plot::write_svg(&chart, size, path)?,
-        (None, _) => return print_out(&plot::render_svg(&chart, size)?),
+        (Some(path), Some(ImageFormat::Png)) => plot::render_png(&charts, size, path)?,
+        (Some(path), _) => plot::write_svg(&charts, size, path)?,
+        (None, _) => return print_out(&plot::render_svg(&charts, size)?),
     }
     if let Some(path) = &args.output {
-        ctx.status(output::plot::wrote(path, &chart));
+        ctx.status(output::plot::wrote(path, &charts));
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, parse_smooth};
+
+    #[test]
+    fn smoothing_weights() {
+        assert_eq!(parse_smooth("0.6").unwrap(), 0.6);
+        assert_eq!(parse_smooth("0").unwrap(), 0.0);
+        for bad in ["1", "-0.1", "1.5", "x", "NaN"] {
+            assert!(parse_smooth(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes() {

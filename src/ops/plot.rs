@@ -1,5 +1,5 @@
-//! `plot`: the history of one metric for several runs as one line chart (SVG or PNG), drawn
-//! with plotters. Text is laid out (and drawn, for PNG) with a font embedded in the binary, so
+//! `plot`: the history of one or more metrics for several runs, one line chart (panel) per
+//! metric stacked in one picture (SVG or PNG), drawn with plotters. Text is laid out (and drawn, for PNG) with a font embedded in the binary, so
 //! a machine with no fonts installed draws the same picture.
 
 use std::path::{Path, PathBuf};
@@ -39,12 +39,16 @@ impl ImageFormat {
     }
 }
 
-/// A plot request: runs (ids or unique prefixes), the metric, the x axis.
+/// A plot request: runs (ids or unique prefixes), the metrics (one panel each), the x axis and
+/// the smoothing.
 #[derive(Debug, Clone)]
 pub struct PlotRequest {
     pub runs: Vec<String>,
-    pub metric: String,
+    pub metrics: Vec<String>,
     pub x: XAxis,
+    /// The weight of an exponential moving average drawn over each line (0 ≤ w < 1, as
+    /// TensorBoard's smoothing slider); the raw line stays, faint. `None`: no smoothing.
+    pub smooth: Option<f64>,
 }
 
 /// One line of the chart.
@@ -60,7 +64,7 @@ pub struct Series {
     pub untimed: usize,
 }
 
-/// The data of a chart, ready to render.
+/// The data of a chart (one metric, one panel), ready to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
     pub metric: String,
@@ -68,6 +72,8 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// Runs that have no such metric (ids).
     pub missing: Vec<String>,
+    /// The smoothing weight (see [`PlotRequest::smooth`]).
+    pub smooth: Option<f64>,
 }
 
 /// Errors of `plot`.
@@ -114,8 +120,20 @@ impl Hinted for PlotError {
     }
 }
 
-/// Loads the history of `req.metric` for every run of `req`.
-pub fn chart(store: &Store, req: &PlotRequest) -> Result<Chart, PlotError> {
+/// Loads one chart per metric of `req`, in the order given (a metric named twice is drawn once).
+pub fn charts(store: &Store, req: &PlotRequest) -> Result<Vec<Chart>, PlotError> {
+    let mut out: Vec<Chart> = Vec::new();
+    for metric in &req.metrics {
+        if out.iter().any(|c| &c.metric == metric) {
+            continue;
+        }
+        out.push(chart(store, req, metric)?);
+    }
+    Ok(out)
+}
+
+/// Loads the history of `metric` for every run of `req`.
+pub fn chart(store: &Store, req: &PlotRequest, metric: &str) -> Result<Chart, PlotError> {
     let mut series = Vec::new();
     let mut missing = Vec::new();
     let mut known = std::collections::BTreeSet::new();
@@ -124,7 +142,7 @@ pub fn chart(store: &Store, req: &PlotRequest) -> Result<Chart, PlotError> {
         if series.iter().any(|s: &Series| s.run_id == id) {
             continue;
         }
-        let history = store.metric_history(&id, &req.metric)?;
+        let history = store.metric_history(&id, metric)?;
         if history.is_empty() {
             known.extend(store.metric_summaries(&id)?.into_iter().map(|m| m.key));
             missing.push(id);
@@ -168,7 +186,7 @@ pub fn chart(store: &Store, req: &PlotRequest) -> Result<Chart, PlotError> {
     }
     if series.is_empty() {
         return Err(PlotError::NoSuchMetric {
-            metric: req.metric.clone(),
+            metric: metric.to_string(),
             known: known.into_iter().collect(),
         });
     }
@@ -179,15 +197,16 @@ pub fn chart(store: &Store, req: &PlotRequest) -> Result<Chart, PlotError> {
             "every value is NaN or infinite".to_string()
         };
         return Err(PlotError::Empty {
-            metric: req.metric.clone(),
+            metric: metric.to_string(),
             why,
         });
     }
     Ok(Chart {
-        metric: req.metric.clone(),
+        metric: metric.to_string(),
         x: req.x,
         series,
         missing,
+        smooth: req.smooth,
     })
 }
 
@@ -209,32 +228,38 @@ fn register_font() -> Result<(), PlotError> {
     }
 }
 
-/// Renders the chart as an SVG document.
-pub fn render_svg(chart: &Chart, size: (u32, u32)) -> Result<String, PlotError> {
+/// The size of the whole picture: one `size` panel per chart, stacked.
+pub fn picture_size(charts: &[Chart], size: (u32, u32)) -> (u32, u32) {
+    (size.0, size.1.saturating_mul(charts.len().max(1) as u32))
+}
+
+/// Renders the charts (one panel of `size` each, stacked) as an SVG document.
+pub fn render_svg(charts: &[Chart], size: (u32, u32)) -> Result<String, PlotError> {
     register_font()?;
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
-        draw(&root, chart).map_err(|e| PlotError::Render(e.to_string()))?;
+        let root =
+            SVGBackend::with_string(&mut out, picture_size(charts, size)).into_drawing_area();
+        draw_all(&root, charts).map_err(|e| PlotError::Render(e.to_string()))?;
     }
     Ok(out)
 }
 
-/// Renders the chart as a PNG file at `path`.
-pub fn render_png(chart: &Chart, size: (u32, u32), path: &Path) -> Result<(), PlotError> {
+/// Renders the charts as a PNG file at `path`.
+pub fn render_png(charts: &[Chart], size: (u32, u32), path: &Path) -> Result<(), PlotError> {
     register_font()?;
     // Fail on an unwritable path with the I/O error, before any drawing.
     std::fs::File::create(path).map_err(|source| PlotError::Write {
         path: path.into(),
         source,
     })?;
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    draw(&root, chart).map_err(|e| PlotError::Render(e.to_string()))
+    let root = BitMapBackend::new(path, picture_size(charts, size)).into_drawing_area();
+    draw_all(&root, charts).map_err(|e| PlotError::Render(e.to_string()))
 }
 
-/// Renders the chart as an SVG file at `path`.
-pub fn write_svg(chart: &Chart, size: (u32, u32), path: &Path) -> Result<(), PlotError> {
-    let svg = render_svg(chart, size)?;
+/// Renders the charts as an SVG file at `path`.
+pub fn write_svg(charts: &[Chart], size: (u32, u32), path: &Path) -> Result<(), PlotError> {
+    let svg = render_svg(charts, size)?;
     std::fs::write(path, svg).map_err(|source| PlotError::Write {
         path: path.into(),
         source,
@@ -361,17 +386,81 @@ pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Ve
     out
 }
 
-fn draw<DB: DrawingBackend>(
+/// The exponential moving average of the values with weight `w`, debiased at the start (as
+/// TensorBoard smooths: the first points are not pulled towards zero).
+pub fn smooth(points: &[(f64, f64)], w: f64) -> Vec<(f64, f64)> {
+    let mut last = 0.0;
+    let mut weight = 1.0;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            last = last * w + (1.0 - w) * y;
+            weight *= w;
+            let debias = 1.0 - weight;
+            (x, if debias > 0.0 { last / debias } else { y })
+        })
+        .collect()
+}
+
+/// Legend entries longer than this many characters are cut with `…`.
+const LEGEND_CHARS: usize = 40;
+
+/// The legend text of a series: escaped (see [`draw`]) and cut to [`LEGEND_CHARS`].
+fn legend_label(s: &Series) -> String {
+    let label = crate::sanitize::escape(&s.label);
+    if label.chars().count() <= LEGEND_CHARS {
+        label.into_owned()
+    } else {
+        let mut cut: String = label.chars().take(LEGEND_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// The width of the legend strip right of a panel of width `w`: room for the longest entry
+/// (about 7.5 px a character at 14 px), at most a third of the panel.
+fn legend_width(charts: &[Chart], w: u32) -> u32 {
+    let longest = charts
+        .iter()
+        .flat_map(|c| c.series.iter())
+        .map(|s| legend_label(s).chars().count())
+        .max()
+        .unwrap_or(0);
+    let want = 40 + (longest as f64 * 7.5).ceil() as u32;
+    want.clamp(100, (w / 3).max(100))
+}
+
+/// Draws each chart in its own panel, top to bottom; every panel has the same legend width so
+/// the x axes line up.
+fn draw_all<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    chart: &Chart,
+    charts: &[Chart],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
+    let legend_w = legend_width(charts, root.dim_in_pixel().0);
+    let panels = root.split_evenly((charts.len().max(1), 1));
+    for (panel, chart) in panels.iter().zip(charts) {
+        draw(panel, chart, legend_w)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws one chart: the plot on the left, its legend in a strip of `legend_w` pixels on the
+/// right, so the legend never covers a line.
+fn draw<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+    legend_w: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let width = panel.dim_in_pixel().0;
+    let (root, legend) = panel.split_horizontally(width.saturating_sub(legend_w).max(1));
     let (x0, x1, y0, y1) = bounds(chart);
     // Text from the runs (a metric key, a run's name) may hold control characters, which XML
     // does not allow even escaped: written visibly by the one sanitizer, so the SVG is valid.
     let metric = crate::sanitize::escape(&chart.metric);
     let columns = root.dim_in_pixel().0.max(1) as usize;
-    let mut ch = ChartBuilder::on(root)
+    let mut ch = ChartBuilder::on(&root)
         .caption(metric.as_ref(), (FONT, 24))
         .margin(16)
         .x_label_area_size(44)
@@ -399,21 +488,38 @@ fn draw<DB: DrawingBackend>(
     for (i, s) in chart.series.iter().enumerate() {
         let c = colour(i);
         let drawn = downsample(&s.points, x0, x1, columns);
-        ch.draw_series(LineSeries::new(drawn, c.stroke_width(2)))?
-            .label(crate::sanitize::escape(&s.label).into_owned())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        match chart.smooth {
+            // The raw line faint, the moving average over it in the series' colour.
+            Some(w) => {
+                ch.draw_series(LineSeries::new(drawn, c.mix(0.3).stroke_width(1)))?;
+                let smoothed = downsample(&smooth(&s.points, w), x0, x1, columns);
+                ch.draw_series(LineSeries::new(smoothed, c.stroke_width(2)))?;
+            }
+            None => {
+                ch.draw_series(LineSeries::new(drawn, c.stroke_width(2)))?;
+            }
+        }
         // Short histories get markers, so a one-point series is visible at all.
         if s.points.len() <= 30 {
             ch.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
         }
     }
-    ch.configure_series_labels()
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
+    // The legend, in its own strip beside the plot: a sample of each line and its label, as
+    // many as fit, then how many more.
+    let (_, h) = legend.dim_in_pixel();
+    let row = 22;
+    let fit = ((h as i32 - 60) / row).max(1) as usize;
+    for (i, s) in chart.series.iter().enumerate() {
+        let y = 52 + (i as i32) * row;
+        if i + 1 == fit && chart.series.len() > fit {
+            let more = format!("+{} more", chart.series.len() - i);
+            legend.draw(&Text::new(more, (10, y - 8), (FONT, 14)))?;
+            break;
+        }
+        let c = colour(i);
+        legend.draw(&PathElement::new(vec![(6, y), (28, y)], c.stroke_width(2)))?;
+        legend.draw(&Text::new(legend_label(s), (34, y - 8), (FONT, 14)))?;
+    }
     Ok(())
 }
 
@@ -437,6 +543,104 @@ mod tests {
         assert_eq!(downsample(few, 0.0, 99.0, 800), few.to_vec());
     }
 
+    fn two_series(metric: &str, smooth: Option<f64>) -> Chart {
+        let line = |k: f64| (0..50).map(|i| (i as f64, k * (i % 5) as f64)).collect();
+        Chart {
+            metric: metric.into(),
+            x: XAxis::Step,
+            series: vec![
+                Series {
+                    run_id: "01jd3k0000000000000000000a".into(),
+                    label: "alpha-run (01jd3k0000)".into(),
+                    points: line(1.0),
+                    non_finite: 0,
+                    untimed: 0,
+                },
+                Series {
+                    run_id: "01jd3k0000000000000000000b".into(),
+                    label: "beta (01jd3k0000)".into(),
+                    points: line(2.0),
+                    non_finite: 0,
+                    untimed: 0,
+                },
+            ],
+            missing: vec![],
+            smooth,
+        }
+    }
+
+    #[test]
+    fn smoothing_is_a_debiased_moving_average() {
+        let flat = smooth(&[(0.0, 3.0), (1.0, 3.0), (2.0, 3.0)], 0.9);
+        for (_, y) in &flat {
+            assert!((y - 3.0).abs() < 1e-12, "{flat:?}");
+        }
+        let s = smooth(&[(0.0, 0.0), (1.0, 10.0)], 0.5);
+        assert_eq!(s[0], (0.0, 0.0));
+        assert!((s[1].1 - 5.0 / 0.75).abs() < 1e-12, "{s:?}");
+        assert_eq!(
+            smooth(&[(0.0, 4.0), (1.0, 8.0)], 0.0),
+            [(0.0, 4.0), (1.0, 8.0)]
+        );
+    }
+
+    /// Every legend entry sits right of every line: the legend never covers the data.
+    #[test]
+    fn the_legend_is_drawn_beside_the_lines_not_over_them() {
+        let svg = render_svg(&[two_series("loss", None)], (800, 500)).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let mut right_of_data = 0.0f64;
+        for n in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+            let pts: Vec<f64> = n
+                .attribute("points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| p.split(',').next().unwrap().parse().unwrap())
+                .collect();
+            if pts.len() > 2 {
+                right_of_data = pts.iter().copied().fold(right_of_data, f64::max);
+            }
+        }
+        for label in ["alpha-run (01jd3k0000)", "beta (01jd3k0000)"] {
+            let text = doc
+                .descendants()
+                .find(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(label))
+                .unwrap_or_else(|| panic!("no legend entry {label}"));
+            let x: f64 = text.attribute("x").unwrap().parse().unwrap();
+            assert!(
+                x > right_of_data,
+                "{label} at x={x}, data up to {right_of_data}"
+            );
+        }
+    }
+
+    /// Two metrics: two panels stacked, each with its caption; smoothing adds a line per run.
+    #[test]
+    fn several_metrics_are_stacked_panels_and_smoothing_adds_a_line_per_run() {
+        let charts = [two_series("loss", Some(0.6)), two_series("val_acc", None)];
+        assert_eq!(picture_size(&charts, (800, 400)), (800, 800));
+        let svg = render_svg(&charts, (800, 400)).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        assert_eq!(doc.root_element().attribute("height"), Some("800"));
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        assert!(
+            texts.contains(&"loss") && texts.contains(&"val_acc"),
+            "{texts:?}"
+        );
+        let lines = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter(|n| n.attribute("points").unwrap().split_whitespace().count() > 2)
+            .count();
+        // loss: raw + smoothed per run (4); val_acc: one per run (2).
+        assert_eq!(lines, 6);
+    }
+
     /// Issue 22 item 14: a million points give an SVG of a few hundred kilobytes (was 40 MB
     /// for five million), still drawing the one spike.
     #[test]
@@ -455,8 +659,9 @@ mod tests {
                 untimed: 0,
             }],
             missing: vec![],
+            smooth: None,
         };
-        let svg = render_svg(&chart, (800, 500)).unwrap();
+        let svg = render_svg(&[chart], (800, 500)).unwrap();
         assert!(svg.len() < 1 << 20, "{} bytes", svg.len());
         let doc = roxmltree::Document::parse(&svg).unwrap();
         let line = doc

@@ -30,11 +30,17 @@ pub fn warnings(chart: &Chart) -> Vec<String> {
 }
 
 /// The status line after writing the picture to `path`.
-pub fn wrote(path: &Path, chart: &Chart) -> String {
+pub fn wrote(path: &Path, charts: &[Chart]) -> String {
+    let runs = charts.iter().map(|c| c.series.len()).max().unwrap_or(0);
+    let metrics: Vec<String> = charts.iter().map(|c| format!("'{}'", c.metric)).collect();
+    let noun = if metrics.len() == 1 {
+        "metric"
+    } else {
+        "metrics"
+    };
     format!(
-        "wrote {} ({} runs, metric '{}')",
+        "wrote {} ({runs} runs, {noun} {})",
         path.display(),
-        chart.series.len(),
-        chart.metric
+        metrics.join(", ")
     )
 }

@@ -116,6 +116,66 @@ fn plot_svg_has_one_series_per_run_with_its_points_and_legend() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
 }
 
+/// Issue 25 item 6: `-m` twice gives two stacked panels; `--smooth` draws a moving average over
+/// each (faint) raw line; a bad weight is a usage error.
+#[test]
+fn plot_several_metrics_stacked_with_smoothing() {
+    let env = TestEnv::new();
+    let runs = three_runs(&env);
+    for (id, _) in &runs {
+        let acc: Vec<MetricPoint> = (0..30)
+            .map(|i| MetricPoint {
+                key: "acc".into(),
+                step: Some(i),
+                value: 0.5 + 0.4 * (1.0 - (-0.1 * i as f64).exp()) + 0.03 * ((i * 7 % 5) as f64),
+                time: None,
+            })
+            .collect();
+        ingest(&env, id, &acc);
+    }
+    let svg_path = env.root().join("both.svg");
+    let mut cmd = env.repro();
+    cmd.arg("plot");
+    for (id, _) in &runs {
+        cmd.arg(id);
+    }
+    let out = cmd
+        .args([
+            "-m", "loss", "-m", "acc", "--smooth", "0.6", "--size", "700x300", "-o",
+        ])
+        .arg(&svg_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("(3 runs, metrics 'loss', 'acc')"), "{err}");
+    let text = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    assert_eq!(doc.root_element().attribute("height"), Some("600"));
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").unwrap().split_whitespace().count() > 2)
+        .count();
+    assert_eq!(lines, 12, "raw and smoothed line for 3 runs in 2 panels");
+
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["plot", &runs[0].0, "-m", "loss", "--smooth", "1"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a smoothing weight"), "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["plot", &runs[0].0, "-m", "loss", "-m", "nope"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("none of the runs has a metric 'nope'"),
+        "{err}"
+    );
+}
+
 #[test]
 fn plot_png_draws_every_run_in_its_colour() {
     let env = TestEnv::new();
