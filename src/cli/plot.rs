@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::filter::usage_with_hint;
 use crate::cli::{print_out, Ctx};
 use crate::error::{CliError, CliResult};
+use crate::ops::parallel;
 use crate::ops::plot::{self, ImageFormat, PlotRequest, XAxis};
 use crate::output;
+use crate::store::metrics::parse_metric_sort;
 
 /// The x axis of `plot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,8 +28,12 @@ pub struct PlotArgs {
     #[arg(required = true, value_name = "ID")]
     pub ids: Vec<String>,
     /// A metric to draw; repeat for one panel per metric (`-m loss -m val_acc`)
-    #[arg(short, long, value_name = "KEY", required = true)]
+    #[arg(short, long, value_name = "KEY", required_unless_present = "parallel")]
     pub metric: Vec<String>,
+    /// Parallel coordinates instead of histories: one axis per parameter that differs among the
+    /// runs, then this objective (`metric:KEY[:last|min|max]`), one line per run coloured by it
+    #[arg(long, value_name = "metric:KEY[:STAT]", conflicts_with_all = ["metric", "smooth", "x"])]
+    pub parallel: Option<String>,
     /// Draw an exponential moving average of weight W over each line (0 ≤ W < 1, e.g. 0.6, as
     /// TensorBoard's smoothing); the raw line stays, faint
     #[arg(long, value_name = "W", value_parser = parse_smooth)]
@@ -76,6 +83,21 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
         })?),
     };
     let store = ctx.open_store()?;
+    if let Some(spec) = &args.parallel {
+        let objective = parse_metric_sort(spec).map_err(|e| usage_with_hint("--parallel", e))?;
+        let p = parallel::parallel(&store, &args.ids, &objective, spec)?;
+        for w in output::plot::parallel_warnings(&p) {
+            ctx.warn(w);
+        }
+        match (&args.output, format) {
+            (Some(path), Some(f)) => parallel::write(&p, size, path, f)?,
+            _ => return print_out(&parallel::render_svg(&p, size)?),
+        }
+        if let Some(path) = &args.output {
+            ctx.status(format!("wrote {} ({} runs)", path.display(), p.lines.len()));
+        }
+        return Ok(());
+    }
     let req = PlotRequest {
         runs: args.ids.clone(),
         metrics: args.metric.clone(),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mlflow;
 pub mod output_diff;
 pub mod outputs;
+pub mod parallel;
 pub mod plot;
 pub mod pool;
 pub mod rerun;

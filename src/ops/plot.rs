@@ -213,7 +213,7 @@ pub fn chart(store: &Store, req: &PlotRequest, metric: &str) -> Result<Chart, Pl
 const FONT: &str = "sans-serif";
 
 /// Registers the embedded font once; plotters looks fonts up by family name.
-fn register_font() -> Result<(), PlotError> {
+pub(crate) fn register_font() -> Result<(), PlotError> {
     static OK: OnceLock<bool> = OnceLock::new();
     let ok = *OK.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::ops::parallel::Parallel;
 use crate::ops::plot::Chart;
 
 /// One warning per run left out, and per run with points that could not be drawn.
@@ -43,4 +44,20 @@ pub fn wrote(path: &Path, charts: &[Chart]) -> String {
         path.display(),
         metrics.join(", ")
     )
+}
+
+/// What `plot --parallel` left out: runs without the objective, parameters that do not vary.
+pub fn parallel_warnings(p: &Parallel) -> Vec<String> {
+    let mut w: Vec<String> = p
+        .missing
+        .iter()
+        .map(|id| format!("run {id} has no value for {}; left out", p.objective))
+        .collect();
+    if !p.constant.is_empty() {
+        w.push(format!(
+            "not drawn, the same in every run: {}",
+            p.constant.join(", ")
+        ));
+    }
+    w
 }

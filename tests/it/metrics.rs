@@ -176,6 +176,98 @@ fn plot_several_metrics_stacked_with_smoothing() {
     );
 }
 
+/// Issue 25 item 6: parallel coordinates of real runs — an axis per parameter that differs, then
+/// the objective; one line per run; a run without the objective and a constant parameter are
+/// said, not drawn.
+#[test]
+fn plot_parallel_draws_a_line_per_run_through_its_params_and_objective() {
+    let env = TestEnv::new();
+    let mut ids = Vec::new();
+    for (lr, opt, acc) in [
+        ("0.1", "adam", 0.7),
+        ("0.01", "adam", 0.9),
+        ("0.001", "sgd", 0.8),
+        ("0.01", "sgd", 0.85),
+    ] {
+        let job = format!("echo '{{\"val_acc\": {acc}}}' >> \"$REPRO_METRICS\"");
+        let (code, _, err) = env.run_in(
+            env.root(),
+            &[
+                "run",
+                "--host",
+                "--param",
+                &format!("lr={lr}"),
+                "--param",
+                &format!("opt={opt}"),
+                "--param",
+                "seed=7",
+                "--",
+                "sh",
+                "-c",
+                &job,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        ids.push(env.last_id());
+    }
+    let (code, _, err) = env.run_in(env.root(), &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    ids.push(env.last_id());
+    let svg_path = env.root().join("par.svg");
+    let mut args: Vec<&str> = vec!["plot"];
+    args.extend(ids.iter().map(String::as_str));
+    args.extend([
+        "--parallel",
+        "metric:val_acc:max",
+        "-o",
+        svg_path.to_str().unwrap(),
+    ]);
+    let (code, _, err) = env.run_in(env.root(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "run {} has no value for metric:val_acc:max; left out",
+            ids[4]
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("not drawn, the same in every run: seed"),
+        "{err}"
+    );
+    assert!(err.contains("(4 runs)"), "{err}");
+    let doc_text = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&doc_text).unwrap();
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").unwrap().split_whitespace().count() == 3)
+        .count();
+    assert_eq!(lines, 4, "lr, opt and the objective for 4 runs");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for t in ["lr", "opt", "val_acc (max)", "adam", "sgd"] {
+        assert!(texts.contains(&t), "{t} in {texts:?}");
+    }
+    assert!(!texts.contains(&"seed"), "{texts:?}");
+
+    let (code, _, err) = env.run_in(env.root(), &["plot", &ids[0], "--parallel", "val_acc"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["plot", &ids[4], "--parallel", "metric:val_acc"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("none of the runs has a metric 'val_acc'"),
+        "{err}"
+    );
+}
+
 #[test]
 fn plot_png_draws_every_run_in_its_colour() {
     let env = TestEnv::new();
