@@ -866,6 +866,9 @@ fn plot_escapes_hostile_keys_and_names_and_huge_values_print_short() {
         ],
     );
     assert_eq!(code, 0, "{err}");
+    // The status line names the metric: escaped too.
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("loss\\x1b]0;pwned"), "{err}");
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
     let text: String = doc
