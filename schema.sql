@@ -139,6 +139,8 @@ CREATE TABLE run_params (
     run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,
+    -- 1: read from the command's arguments (params_from_argv, migration 17), not --param.
+    from_argv INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX run_params_kv ON run_params (key, value, run_id);

@@ -189,6 +189,7 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
             finished.then_some(1 << 20),
         )],
         params,
+        params_from_argv: Vec::new(),
         tags,
         notes: vec![],
         env,

@@ -189,6 +189,7 @@ struct FileLayer {
     metrics: Option<Vec<String>>,
     keep_outputs: Option<bool>,
     keep_outputs_max: Option<SizeValue>,
+    params_from_argv: Option<bool>,
     mlflow_outputs: Option<bool>,
     mlflow_outputs_max: Option<SizeValue>,
 }
@@ -242,6 +243,9 @@ pub struct Config {
     pub keep_outputs: Setting<bool>,
     /// Most bytes of outputs kept for one run (`None`: no limit).
     pub keep_outputs_max: Setting<Option<u64>>,
+    /// Record `--key value`, `--key=value` and `key=value` arguments of the command as params
+    /// (`--no-params-from-argv`; docs/params.md).
+    pub params_from_argv: Setting<bool>,
     /// Upload kept outputs as MLflow artifacts (`outputs/…`) on `repro mlflow push`
     /// (`--no-outputs`).
     pub mlflow_outputs: Setting<bool>,
@@ -320,6 +324,7 @@ impl Default for Config {
             mlflow_dataset_context: Setting::default(None),
             keep_outputs: Setting::default(true),
             keep_outputs_max: Setting::default(Some(DEFAULT_KEEP_OUTPUTS_MAX)),
+            params_from_argv: Setting::default(true),
             mlflow_outputs: Setting::default(true),
             mlflow_outputs_max: Setting::default(Some(DEFAULT_MLFLOW_OUTPUTS_MAX)),
             files: Vec::new(),
@@ -398,6 +403,7 @@ pub const KEYS: &[&str] = &[
     "mlflow_dataset_context",
     "keep_outputs",
     "keep_outputs_max",
+    "params_from_argv",
     "mlflow_outputs",
     "mlflow_outputs_max",
 ];
@@ -779,6 +785,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_COLOR", "color"),
     ("REPRO_KEEP_OUTPUTS", "keep_outputs"),
     ("REPRO_KEEP_OUTPUTS_MAX", "keep_outputs_max"),
+    ("REPRO_PARAMS_FROM_ARGV", "params_from_argv"),
     ("REPRO_MLFLOW_OUTPUTS", "mlflow_outputs"),
     ("REPRO_MLFLOW_OUTPUTS_MAX", "mlflow_outputs_max"),
 ];
@@ -805,6 +812,9 @@ impl Config {
         }
         if let Some(v) = l.keep_outputs {
             self.keep_outputs.set(v, src.clone());
+        }
+        if let Some(v) = l.params_from_argv {
+            self.params_from_argv.set(v, src.clone());
         }
         if let Some(v) = l.keep_outputs_max {
             let size = match v {
@@ -926,6 +936,7 @@ impl Config {
             ("REPRO_ALLOW_UNPINNED", &mut self.allow_unpinned),
             ("REPRO_REQUIRE_CLEAN", &mut self.require_clean),
             ("REPRO_KEEP_OUTPUTS", &mut self.keep_outputs),
+            ("REPRO_PARAMS_FROM_ARGV", &mut self.params_from_argv),
             ("REPRO_MLFLOW_OUTPUTS", &mut self.mlflow_outputs),
         ] {
             if let Some(v) = get(var)? {
@@ -1078,6 +1089,11 @@ impl Config {
                 "keep_outputs",
                 self.keep_outputs.value.to_string(),
                 self.keep_outputs.source.clone(),
+            ),
+            (
+                "params_from_argv",
+                self.params_from_argv.value.to_string(),
+                self.params_from_argv.source.clone(),
             ),
             (
                 "keep_outputs_max",

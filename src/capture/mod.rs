@@ -1,5 +1,6 @@
 //! Capture of provenance facts: code (git), image (reference, digest, registry, engine), datasets, host.
 
+pub mod argv_params;
 pub mod code;
 pub mod dataset;
 pub mod env;

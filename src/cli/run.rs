@@ -74,6 +74,13 @@ pub struct RunArgs {
     /// Only hash the outputs; keep no copy
     #[arg(long, overrides_with = "keep_outputs")]
     pub no_keep_outputs: bool,
+    /// Record the command's `--key value`, `--key=value` and `key=value` arguments as params (the
+    /// default; config `params_from_argv`; --param wins)
+    #[arg(long, overrides_with = "no_params_from_argv")]
+    pub params_from_argv: bool,
+    /// Record only the --param params
+    #[arg(long, overrides_with = "params_from_argv")]
+    pub no_params_from_argv: bool,
     /// Metrics file (.jsonl/.json/.yaml/.csv/.tsv) or DVCLive directory read after the run (repeatable)
     #[arg(long = "metrics", value_name = "PATH")]
     pub metrics: Vec<PathBuf>,
@@ -130,6 +137,7 @@ impl RunArgs {
             env_unredacted: self.env_unredacted,
             outputs: self.outputs.clone(),
             keep_outputs: tri(self.keep_outputs, self.no_keep_outputs),
+            params_from_argv: tri(self.params_from_argv, self.no_params_from_argv),
             require_clean: tri(self.require_clean, self.no_require_clean),
             gpus: self.gpus.clone(),
             engine_args: self.engine_args.clone(),

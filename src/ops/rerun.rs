@@ -806,6 +806,7 @@ pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
         code: orig.code.clone(),
         datasets: orig.datasets.clone(),
         params: orig.params.clone(),
+        params_from_argv: orig.params_from_argv.clone(),
         tags: orig.tags.clone(),
         env: orig.env.clone(),
         rerun_of: Some(orig.id.clone()),

@@ -145,6 +145,8 @@ pub struct RunRequest {
     /// Dataset specs.
     pub datasets: Vec<String>,
     pub params: BTreeMap<String, String>,
+    /// The keys of `params` read from the command's arguments (sorted).
+    pub params_from_argv: Vec<String>,
     pub tags: Vec<String>,
     pub name: Option<String>,
     /// Recorded variables (secret-looking ones redacted unless asked otherwise).
@@ -184,6 +186,8 @@ pub struct RunFlags {
     pub datasets: Vec<String>,
     /// `K=V` as written.
     pub params: Vec<String>,
+    /// `--params-from-argv` / `--no-params-from-argv`.
+    pub params_from_argv: Option<bool>,
     pub tags: Vec<String>,
     pub name: Option<String>,
     /// Variable names.
@@ -239,6 +243,17 @@ impl RunRequest {
                 ));
             }
             params.insert(k.to_string(), v.to_string());
+        }
+        // The command's own `--key value` arguments, unless `--param` named the key.
+        let mut from_argv = Vec::new();
+        if f.params_from_argv.unwrap_or(cfg.params_from_argv.value) {
+            for (k, v) in crate::capture::argv_params::params_from_os_argv(&f.command) {
+                if !params.contains_key(&k) {
+                    params.insert(k.clone(), v);
+                    from_argv.push(k);
+                }
+            }
+            from_argv.sort();
         }
         // A configured variable that is not set is skipped; one named with --env must be set.
         let mut env_names = Vec::new();
@@ -321,6 +336,7 @@ impl RunRequest {
             registry,
             datasets: f.datasets,
             params,
+            params_from_argv: from_argv,
             tags: f.tags,
             name: f.name,
             env,
@@ -437,6 +453,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
         code: captured.code.clone(),
         datasets,
         params: req.params.clone(),
+        params_from_argv: req.params_from_argv.clone(),
         tags: req.tags.clone(),
         env: req.env.clone(),
         ..Run::start(

@@ -303,7 +303,11 @@ fn show_inputs_and_annotations(o: &mut ShowLines, run: &Run) {
         );
     }
     for (k, v) in &run.params {
-        o.line("param", format!("{k}={v}"));
+        if run.params_from_argv.contains(k) {
+            o.line("param", format!("{k}={v}  (from argv)"));
+        } else {
+            o.line("param", format!("{k}={v}"));
+        }
     }
     if !run.tags.is_empty() {
         o.line("tags", run.tags.join(", "));

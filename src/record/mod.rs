@@ -452,6 +452,10 @@ pub struct Run {
     pub datasets: Vec<Dataset>,
     pub outputs: Vec<Output>,
     pub params: BTreeMap<String, String>,
+    /// The keys of `params` read from the command's arguments (`params_from_argv`,
+    /// docs/params.md) rather than given with `--param`; sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params_from_argv: Vec<String>,
     pub tags: Vec<String>,
     pub notes: Vec<String>,
     /// Only the variables named with `--env` (secret-looking ones redacted).
@@ -525,6 +529,7 @@ impl Run {
             datasets: Vec::new(),
             outputs: Vec::new(),
             params: BTreeMap::new(),
+            params_from_argv: Vec::new(),
             tags: Vec::new(),
             notes: Vec::new(),
             env: BTreeMap::new(),

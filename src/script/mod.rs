@@ -787,6 +787,7 @@ pub(crate) fn sample_run() -> Run {
             },
         ],
         outputs: vec![],
+        params_from_argv: Vec::new(),
         params: BTreeMap::new(),
         tags: vec![],
         notes: vec![],

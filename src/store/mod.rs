@@ -453,6 +453,13 @@ impl Store {
                 &id,
                 "SELECT key, value FROM run_params WHERE run_id = ?1 ORDER BY key",
             )?;
+            run.params_from_argv = self
+                .kv(
+                    &id,
+                    "SELECT key, '' FROM run_params WHERE run_id = ?1 AND from_argv ORDER BY key",
+                )?
+                .into_keys()
+                .collect();
             let mut st = self
                 .conn
                 .prepare_cached("SELECT tag FROM run_tags WHERE run_id = ?1 ORDER BY tag")
@@ -659,8 +666,8 @@ fn insert_rows(
     for (k, v) in &run.params {
         exec_cached(
             tx,
-            "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
-            params![run.id, k, v],
+            "INSERT INTO run_params (run_id, key, value, from_argv) VALUES (?1, ?2, ?3, ?4)",
+            params![run.id, k, v, run.params_from_argv.contains(k)],
         )
         .map_err(at("insert param"))?;
     }
@@ -849,6 +856,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         code: code_from_row(r)?,
         datasets: Vec::new(),
         outputs: Vec::new(),
+        params_from_argv: Vec::new(),
         params: BTreeMap::new(),
         tags: Vec::new(),
         notes: Vec::new(),

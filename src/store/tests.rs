@@ -55,6 +55,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
             bytes: None,
         }],
         outputs: vec![],
+        params_from_argv: Vec::new(),
         params: [("lr".to_string(), "0.1".to_string())]
             .into_iter()
             .collect(),

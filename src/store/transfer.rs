@@ -624,9 +624,9 @@ impl Store {
         }
         for (k, v) in &run.params {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO run_params (run_id, key, value, from_argv) VALUES (?1, ?2, ?3, ?4)",
             )
-            .and_then(|mut st| st.execute(params![run.id, k, v]))
+            .and_then(|mut st| st.execute(params![run.id, k, v, run.params_from_argv.contains(k)]))
             .map_err(sql("merge params"))?;
         }
         for n in run.notes.iter().filter(|n| !old.notes.contains(n)) {

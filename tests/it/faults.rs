@@ -80,6 +80,7 @@ fn insert_running(db: &Path, id: &str, host: &str, boot_id: &str, pid: i64) {
         code: None,
         datasets: vec![],
         outputs: vec![],
+        params_from_argv: Vec::new(),
         params: Default::default(),
         tags: vec![],
         notes: vec![],

@@ -19,6 +19,7 @@ mod metrics;
 mod mlflow;
 mod mlflow_ui;
 mod outputs;
+mod params;
 mod query;
 mod registry;
 mod registry_push;

@@ -42,6 +42,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
         code: None,
         datasets: vec![],
         outputs: vec![],
+        params_from_argv: Vec::new(),
         params: BTreeMap::new(),
         tags: vec![],
         notes: vec![],

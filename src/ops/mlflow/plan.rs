@@ -1058,6 +1058,7 @@ mod tests {
                 bytes: Some(10),
             }],
             outputs: vec![],
+            params_from_argv: Vec::new(),
             params: [
                 ("lr".to_string(), "0.1".to_string()),
                 ("big".to_string(), "x".repeat(7000)),
