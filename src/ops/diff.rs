@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::ops::repeat::Stats;
 use crate::record::metrics::MetricSummary;
 use crate::record::scheduler::flat_fields;
 use crate::record::{Dataset, Run};
+use crate::store::Store;
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +286,42 @@ impl MetricDelta {
         } else {
             None
         }
+    }
+}
+
+/// The spread of A's latest recorded repeats (`rerun A --repeat N`), against which `diff`
+/// judges each metric delta.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Noise {
+    /// The repeat group.
+    pub group: String,
+    /// How many repeats the group holds.
+    pub repeats: usize,
+    /// Each metric's spread over the repeats, by key.
+    pub spread: BTreeMap<String, Stats>,
+}
+
+impl Noise {
+    /// A's repeats, when A was repeated.
+    pub fn of(store: &Store, a: &str) -> Result<Option<Noise>, crate::store::StoreError> {
+        let Some((group, ids)) = store.latest_repeats(a)? else {
+            return Ok(None);
+        };
+        let spread = crate::ops::repeat::recorded_spread(store, &ids)?;
+        Ok(Some(Noise {
+            group,
+            repeats: ids.len(),
+            spread,
+        }))
+    }
+
+    /// Whether `m`'s delta lies inside the spread of its metric over A's repeats
+    /// ([`Stats::within_noise`]), with that spread; `None` when the metric is in one run only or
+    /// was not reported by the repeats.
+    pub fn judge(&self, m: &MetricDelta) -> Option<(bool, Stats)> {
+        let d = m.delta()?;
+        let s = self.spread.get(&m.key)?;
+        Some((s.within_noise(d), *s))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod output_diff;
 pub mod outputs;
 pub mod plot;
 pub mod pool;
+pub mod repeat;
 pub mod rerun;
 pub mod run;
 pub mod slurm_rerun;

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mlflow;
 pub mod outputs;
 pub mod plot;
+pub mod repeat;
 pub mod rerun;
 pub mod sparkline;
 pub mod store_verify;
