@@ -198,7 +198,7 @@ fn metrics_of_both_runs_with_deltas_in_text_and_json() {
     assert_eq!(get("loss")["relative"], 0.0);
     assert_eq!(
         get("big"),
-        json!({"key": "big", "a": get("big")["a"], "b": get("big")["b"], "delta": 0.0, "relative": 0.0})
+        json!({"key": "big", "a": get("big")["a"], "b": get("big")["b"], "delta": 0.0, "relative": 0.0, "noise": null})
     );
     assert_eq!(get("big")["a"]["last"], "Infinity");
     assert_eq!(get("only_a")["b"], Value::Null);
