@@ -9,6 +9,7 @@ pub mod diff;
 pub mod doctor;
 pub mod du;
 pub mod engine_failure;
+pub mod follow;
 pub mod gc;
 pub mod get;
 pub mod image;

@@ -212,3 +212,135 @@ fn bad_repeat_counts_and_conflicting_flags_are_usage_errors_that_record_nothing(
     }
     assert_eq!(env.runs().len(), 1);
 }
+
+/// Starts `repro run --host` of a job in ROOT/live that writes `acc` step 1, waits (at most
+/// 30 s) for the file ROOT/live/go, then writes step 2 and ends; returns the wrapper process
+/// and the run's id once it is recorded.
+fn live_job(env: &TestEnv) -> (std::process::Child, String) {
+    let dir = env.root().join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"printf '{"step": 1, "acc": 0.5}\n' >> "$REPRO_METRICS"
+i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+printf '{"step": 2, "acc": 0.75}\n' >> "$REPRO_METRICS""#;
+    let mut child = std_repro(env)
+        .current_dir(&dir)
+        .args(["run", "--host", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if let Some(r) = env.runs().first() {
+            if r["status"] == "running" {
+                return (child, r["id"].as_str().unwrap().to_string());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the run was never recorded as running");
+}
+
+/// `repro` with this environment as a `std` command (to spawn and read while it runs).
+fn std_repro(env: &TestEnv) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("repro"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REPRO_") || k.starts_with("XDG_") || k == "NO_COLOR" {
+            c.env_remove(&k);
+        }
+    }
+    c.env("HOME", env.home()).env("REPRO_DB", env.db());
+    c
+}
+
+fn follower(env: &TestEnv, id: &str) -> std::process::Child {
+    std_repro(env)
+        .args(["--utc", "show", id, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn fields(line: &str) -> Vec<String> {
+    // `YYYY-MM-DD HH:MM:SS.mmm UTC  KEY  step=N  VALUE`: the time is three words.
+    line.split_whitespace().skip(3).map(String::from).collect()
+}
+
+#[test]
+fn follow_prints_points_of_a_run_in_another_process_as_they_are_written() {
+    use std::io::{BufRead, Read};
+    let env = TestEnv::new();
+    let (mut job, id) = live_job(&env);
+    let mut f = follower(&env, &id);
+    let mut lines = std::io::BufReader::new(f.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(fields(&line), vec!["acc", "step=1", "0.5"], "{line}");
+    // The job is still waiting: the point came while it ran, and the follower goes on.
+    assert!(job.try_wait().unwrap().is_none());
+    assert!(f.try_wait().unwrap().is_none());
+    std::fs::write(env.root().join("live/go"), "").unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(fields(&line), vec!["acc", "step=2", "0.75"], "{line}");
+    // The follower ends by itself when the run ends.
+    assert!(job.wait().unwrap().success());
+    let status = f.wait().unwrap();
+    let mut err = String::new();
+    f.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("run {id} succeeded")), "{err}");
+    let mut rest = String::new();
+    lines.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "each point once");
+
+    // An ended run: its stored points, then exit.
+    let (code, out, err) = env.run_in(env.root(), &["--utc", "show", &id, "--follow"]);
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<Vec<String>> = out.lines().map(fields).collect();
+    assert_eq!(
+        got,
+        vec![vec!["acc", "step=1", "0.5"], vec!["acc", "step=2", "0.75"]]
+    );
+}
+
+#[test]
+fn ctrl_c_stops_following_with_exit_0() {
+    use std::io::{BufRead, Read};
+    let env = TestEnv::new();
+    let (mut job, id) = live_job(&env);
+    let mut f = follower(&env, &id);
+    let mut lines = std::io::BufReader::new(f.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(fields(&line), vec!["acc", "step=1", "0.5"], "{line}");
+    // SAFETY: a signal to the follower this test started.
+    assert_eq!(unsafe { libc::kill(f.id() as i32, libc::SIGINT) }, 0);
+    let status = f.wait().unwrap();
+    let mut err = String::new();
+    f.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("stopped following run {id}")),
+        "{err}"
+    );
+    // The run itself goes on to its end.
+    assert!(job.try_wait().unwrap().is_none());
+    std::fs::write(env.root().join("live/go"), "").unwrap();
+    assert!(job.wait().unwrap().success());
+    assert_eq!(env.show_json(&id)["metrics"]["acc"]["last"], 0.75);
+}
+
+#[test]
+fn follow_of_an_unknown_run_is_an_error() {
+    let env = TestEnv::new();
+    job(&env, false);
+    let (code, out, err) = env.run_in(env.root(), &["show", "01zzzzzz", "--follow"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("no run matches id '01zzzzzz'"), "{err}");
+    let (code, _, err) = env.run_in(env.root(), &["show", "01zzzzzz", "--follow", "--json"]);
+    assert_eq!(code, 2, "{err}");
+}
