@@ -344,3 +344,59 @@ fn follow_of_an_unknown_run_is_an_error() {
     let (code, _, err) = env.run_in(env.root(), &["show", "01zzzzzz", "--follow", "--json"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn ctrl_c_during_a_repeat_ends_the_loop_and_reports_the_repeats_that_ran() {
+    use std::io::Read;
+    let env = TestEnv::new();
+    let dir = env.root().join("job");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (block, started) = (env.root().join("block"), env.root().join("started"));
+    let script = format!(
+        r#"printf '{{"acc": 0.5}}\n' >> "$REPRO_METRICS"
+if [ -e '{b}' ]; then touch '{s}'; exec sleep 30; fi"#,
+        b = block.display(),
+        s = started.display()
+    );
+    let (code, _, err) = env.run_in(&dir, &["run", "--host", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    std::fs::write(&block, "").unwrap();
+    let mut rerun = std_repro(&env)
+        .args(["rerun", &id, "--repeat", "3", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(started.exists(), "the first repeat never started");
+    // SAFETY: a signal to the repro process this test started.
+    assert_eq!(unsafe { libc::kill(rerun.id() as i32, libc::SIGINT) }, 0);
+    let status = rerun.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    rerun
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    rerun
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["asked"], 3);
+    assert_eq!(doc["repeats"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["repeats"][0]["exit_code"], 130);
+    assert!(err.contains("1 of 3 repeats ran"), "{err}");
+    assert_eq!(env.runs().len(), 2, "no repeat started after Ctrl-C");
+}
