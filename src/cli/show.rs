@@ -36,8 +36,9 @@ pub struct ShowArgs {
     #[arg(long)]
     pub history: bool,
     /// Print the run's metric points as its job writes them (those so far first), until the run
-    /// ends; works on a run started in another process; Ctrl-C stops following (exit 0)
-    #[arg(long, conflicts_with_all = ["format", "json", "history"])]
+    /// ends; works on a run started in another process; Ctrl-C stops following (exit 0);
+    /// with --json, one object per line: {"key","step","value","time"}
+    #[arg(long, conflicts_with_all = ["format", "history"])]
     pub follow: bool,
 }
 
@@ -46,7 +47,7 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
     if args.follow {
-        return follow(ctx, &store, &id);
+        return follow(ctx, &store, &id, args.json);
     }
     let run = store.get_run(&id)?;
     let format = if args.json {
@@ -109,12 +110,17 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
 }
 
 /// `show --follow`: each point as a line on stdout until the run ends, Ctrl-C, or a closed pipe.
-fn follow(ctx: &Ctx, store: &crate::store::Store, id: &str) -> CliResult {
+fn follow(ctx: &Ctx, store: &crate::store::Store, id: &str, json: bool) -> CliResult {
     use std::io::Write;
     let stop = crate::ops::follow::stop_on_sigint();
     let mut sink = |s: &crate::ops::follow::Seen| {
         let mut out = std::io::stdout().lock();
-        out.write_all(output::follow::point_line(s, ctx.utc).as_bytes())
+        let line = if json {
+            output::follow::point_json_line(s)
+        } else {
+            output::follow::point_line(s, ctx.utc)
+        };
+        out.write_all(line.as_bytes())
             .and_then(|_| out.flush())
             .is_ok()
     };

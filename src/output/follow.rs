@@ -36,6 +36,24 @@ pub fn point_line(s: &Seen, utc: bool) -> String {
     )
 }
 
+/// `--json`: one object per line, `{"key", "step", "value", "time"}` — `time` the point's `ts`
+/// or when the follower read it, as RFC 3339 (`null` when unknown); `value` NaN/±inf as the
+/// strings "NaN", "Infinity", "-Infinity".
+pub fn point_json_line(s: &Seen) -> String {
+    use crate::record::metrics::{json_number, time_text, valid_time};
+    let p = &s.point;
+    let t = p.time.unwrap_or(s.seen);
+    let mut line = serde_json::json!({
+        "key": &*p.key,
+        "step": p.step,
+        "value": json_number(p.value),
+        "time": valid_time(t).then(|| time_text(t)),
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
 /// The status line when following ends.
 pub fn end_text(id: &str, end: &FollowEnd) -> String {
     match end {
@@ -67,6 +85,18 @@ mod tests {
         assert_eq!(
             point_line(&seen(Some(1_764_856_801.0), None), true),
             "2025-12-04 14:00:01.000 UTC  val\\x1b[2Jacc  step=-  0.5\n"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&point_json_line(&seen(None, Some(3)))).unwrap();
+        assert_eq!(j["key"], "val\x1b[2Jacc");
+        assert_eq!(j["step"], 3);
+        assert_eq!(j["value"], 0.5);
+        assert!(
+            j["time"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-12-04T14:00:00.25"),
+            "{j}"
         );
     }
 }

@@ -341,7 +341,7 @@ fn follow_of_an_unknown_run_is_an_error() {
     assert_eq!(code, 1, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("no run matches id '01zzzzzz'"), "{err}");
-    let (code, _, err) = env.run_in(env.root(), &["show", "01zzzzzz", "--follow", "--json"]);
+    let (code, _, err) = env.run_in(env.root(), &["show", "01zzzzzz", "--follow", "--history"]);
     assert_eq!(code, 2, "{err}");
 }
 
