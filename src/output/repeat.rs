@@ -127,6 +127,9 @@ pub fn repeat_text(r: &RepeatReport, tty: bool) -> String {
     for o in &r.outputs {
         let path = escape(&o.path);
         match o.differs_at {
+            None if o.digests.iter().all(Option::is_none) => {
+                s.push_str(&format!("output {path}: missing in every repeat\n"))
+            }
             None => s.push_str(&format!("output {path}: the same in every repeat\n")),
             Some(k) => {
                 let mut line = format!(
@@ -183,6 +186,12 @@ mod tests {
                     differs_at: None,
                     difference: None,
                 },
+                OutputSpread {
+                    path: "gone.txt".into(),
+                    digests: vec![None, None],
+                    differs_at: None,
+                    difference: None,
+                },
             ],
             repeats,
         }
@@ -197,6 +206,7 @@ mod tests {
         loss\x1b       (none)    0.5  0.5  0          2/2
         output log.txt: DIFFERS between repeats (2 distinct digests; repeat 2 vs repeat 1): first difference at line 2: "x=1" vs "x=2"
         output same.txt: the same in every repeat
+        output gone.txt: missing in every repeat
         "###);
     }
 
