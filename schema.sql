@@ -228,6 +228,15 @@ CREATE TABLE mlflow_artifacts (
 ) WITHOUT ROWID;
 CREATE INDEX mlflow_artifacts_run ON mlflow_artifacts (run_id, tracking_uri);
 
+-- `repro rerun --repeat N`: each repeat, its group and the run it repeats (migration 18).
+CREATE TABLE run_repeats (
+    run_id   TEXT NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    group_id TEXT NOT NULL,
+    original TEXT NOT NULL,
+    seq      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX run_repeats_original ON run_repeats (original, group_id, seq);
+
 -- Metrics a job reported (REPRO_METRICS lines, --metrics files). One summary row per run and
 -- key (what `ls --sort/--where metric:KEY` reads, through the (key, stat) indexes), and the
 -- points of each series clustered by (series, seq) so a run's history is one range scan and a

@@ -17,7 +17,8 @@ pub struct DiffArgs {
     /// Second run (id or unique prefix)
     pub b: String,
     /// Machine-readable output:
-    /// {"schema_version":1,"a":…,"b":…,"differences":[…],"metrics":[…],"warnings":[…]}
+    /// {"schema_version":1,"a":…,"b":…,"differences":[…],"metrics":[…],"noise_group":…,"warnings":[…]};
+    /// a metric delta is judged against A's recorded repeats (`rerun A --repeat N`, docs/noise.md)
     #[arg(long)]
     pub json: bool,
 }
@@ -39,12 +40,14 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
     let changes = diff_runs(&a, &b);
     let metrics = metric_deltas(&store.metric_summaries(&ia)?, &store.metric_summaries(&ib)?);
     let warnings = revision_warnings([("A", &a), ("B", &b)]);
+    let noise = crate::ops::diff::Noise::of(&store, &ia)?;
     let view = DiffView {
         a: &a,
         b: &b,
         changes: &changes,
         metrics: &metrics,
         warnings: &warnings,
+        noise: noise.as_ref(),
     };
     print_out(&if args.json {
         diff_json(&view)

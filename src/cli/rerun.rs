@@ -74,6 +74,14 @@ pub struct RerunArgs {
     /// Metrics file or DVCLive directory read after the run (repeatable; config `metrics` too)
     #[arg(long = "metrics", value_name = "PATH")]
     pub metrics: Vec<PathBuf>,
+    /// Re-run N times (each a recorded re-run, recorded together as a repeat group) and report
+    /// the spread of every metric and which outputs differ between the repeats (docs/noise.md)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000),
+          conflicts_with_all = ["on", "poll", "dry_run", "check", "checkout"])]
+    pub repeat: Option<u32>,
+    /// With --repeat: print the report as JSON (docs/noise.md)
+    #[arg(long, requires = "repeat")]
+    pub json: bool,
 }
 
 /// Where `repro rerun` runs the job.
@@ -148,6 +156,15 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         mlflow: mlflow.filter(|_| !args.dry_run),
         keep_outputs: crate::ops::run::keep_policy(&ctx.config, None),
     };
+    if let Some(n) = args.repeat {
+        let report = crate::ops::repeat::repeat(ctx, &mut store, &req, n)?;
+        crate::cli::print_out(&if args.json {
+            crate::output::repeat::repeat_json(&report)
+        } else {
+            crate::output::repeat::repeat_text(&report, crate::cli::stdout_is_tty())
+        })?;
+        return Ok(report.exit_code());
+    }
     match crate::ops::rerun::rerun(ctx, &mut store, &req)? {
         RerunResult::DryRun(cmds) => {
             crate::cli::print_out(&crate::output::rerun::dry_run_text(&cmds))?;

@@ -1,4 +1,5 @@
-//! `repro show`: everything recorded about one run, as text, JSON, a release-notes line or Markdown.
+//! `repro show`: everything recorded about one run, as text, JSON, a release-notes line or
+//! Markdown; `--follow` prints its metric points as the job writes them.
 
 use clap::{Args, ValueEnum};
 
@@ -34,12 +35,20 @@ pub struct ShowArgs {
     /// With --json: add each metric's history (`"history": {"acc": [[step, value, time], …]}`)
     #[arg(long)]
     pub history: bool,
+    /// Print the run's metric points as its job writes them (those so far first), until the run
+    /// ends; works on a run started in another process; Ctrl-C stops following (exit 0);
+    /// with --json, one object per line: {"key","step","value","time"}
+    #[arg(long, conflicts_with_all = ["format", "history"])]
+    pub follow: bool,
 }
 
 /// Shows one run.
 pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let store = ctx.open_store()?;
     let id = store.resolve_id(&args.id)?;
+    if args.follow {
+        return follow(ctx, &store, &id, args.json);
+    }
     let run = store.get_run(&id)?;
     let format = if args.json {
         ShowFormat::Json
@@ -98,4 +107,24 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         ShowFormat::Markdown => formats::run_markdown(&run, ctx.utc),
     };
     print_out(&text)
+}
+
+/// `show --follow`: each point as a line on stdout until the run ends, Ctrl-C, or a closed pipe.
+fn follow(ctx: &Ctx, store: &crate::store::Store, id: &str, json: bool) -> CliResult {
+    use std::io::Write;
+    let stop = crate::ops::follow::stop_on_sigint();
+    let mut sink = |s: &crate::ops::follow::Seen| {
+        let mut out = std::io::stdout().lock();
+        let line = if json {
+            output::follow::point_json_line(s)
+        } else {
+            output::follow::point_line(s, ctx.utc)
+        };
+        out.write_all(line.as_bytes())
+            .and_then(|_| out.flush())
+            .is_ok()
+    };
+    let end = crate::ops::follow::follow(store, id, stop, &mut sink)?;
+    ctx.status(output::follow::end_text(id, &end));
+    Ok(())
 }

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::ops::repeat::Stats;
 use crate::record::metrics::MetricSummary;
 use crate::record::scheduler::flat_fields;
 use crate::record::{Dataset, Run};
+use crate::store::Store;
 
 /// One differing fact: its dotted name and the two values (`null` when absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -173,17 +175,54 @@ fn dataset_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
     }
 }
 
-/// The argv, argument by argument.
+/// The argv, aligned (Myers diff, `similar`): an argument only B has is an insertion,
+/// `command[+J]` (J its index in B); one only A has a removal, `command[-I]` (I its index in
+/// A); a replaced one `command[I]` (A's index). Arguments after an insertion that are equal are
+/// not reported as changed. Bytes that are not UTF-8 differ even when their lossy text matches.
 fn command_changes(out: &mut Vec<Change>, a: &Run, b: &Run) {
-    for i in 0..a.command.len().max(b.command.len()) {
-        let arg = |r: &Run| r.command.get(i).map(|x| x.to_string_lossy());
-        // Bytes that are not UTF-8 differ even when their lossy text matches.
-        if a.command.get(i) != b.command.get(i) {
-            out.push(Change {
-                field: format!("command[{i}]"),
-                a: json!(arg(a)),
-                b: json!(arg(b)),
-            });
+    use similar::DiffOp;
+    let text = |r: &Run, i: usize| json!(r.command[i].to_string_lossy());
+    let removed = |out: &mut Vec<Change>, i: usize| {
+        out.push(Change {
+            field: format!("command[-{i}]"),
+            a: text(a, i),
+            b: Value::Null,
+        })
+    };
+    let inserted = |out: &mut Vec<Change>, j: usize| {
+        out.push(Change {
+            field: format!("command[+{j}]"),
+            a: Value::Null,
+            b: text(b, j),
+        })
+    };
+    let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &a.command, &b.command);
+    for op in ops {
+        match op {
+            DiffOp::Equal { .. } => {}
+            DiffOp::Delete {
+                old_index, old_len, ..
+            } => (old_index..old_index + old_len).for_each(|i| removed(out, i)),
+            DiffOp::Insert {
+                new_index, new_len, ..
+            } => (new_index..new_index + new_len).for_each(|j| inserted(out, j)),
+            DiffOp::Replace {
+                old_index,
+                old_len,
+                new_index,
+                new_len,
+            } => {
+                let pairs = old_len.min(new_len);
+                for k in 0..pairs {
+                    out.push(Change {
+                        field: format!("command[{}]", old_index + k),
+                        a: text(a, old_index + k),
+                        b: text(b, new_index + k),
+                    });
+                }
+                (old_index + pairs..old_index + old_len).for_each(|i| removed(out, i));
+                (new_index + pairs..new_index + new_len).for_each(|j| inserted(out, j));
+            }
         }
     }
 }
@@ -287,6 +326,42 @@ impl MetricDelta {
     }
 }
 
+/// The spread of A's latest recorded repeats (`rerun A --repeat N`), against which `diff`
+/// judges each metric delta.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Noise {
+    /// The repeat group.
+    pub group: String,
+    /// How many repeats the group holds.
+    pub repeats: usize,
+    /// Each metric's spread over the repeats, by key.
+    pub spread: BTreeMap<String, Stats>,
+}
+
+impl Noise {
+    /// A's repeats, when A was repeated.
+    pub fn of(store: &Store, a: &str) -> Result<Option<Noise>, crate::store::StoreError> {
+        let Some((group, ids)) = store.latest_repeats(a)? else {
+            return Ok(None);
+        };
+        let spread = crate::ops::repeat::recorded_spread(store, &ids)?;
+        Ok(Some(Noise {
+            group,
+            repeats: ids.len(),
+            spread,
+        }))
+    }
+
+    /// Whether `m`'s delta lies inside the spread of its metric over A's repeats
+    /// ([`Stats::within_noise`]), with that spread; `None` when the metric is in one run only or
+    /// was not reported by the repeats.
+    pub fn judge(&self, m: &MetricDelta) -> Option<(bool, Stats)> {
+        let d = m.delta()?;
+        let s = self.spread.get(&m.key)?;
+        Some((s.within_noise(d), *s))
+    }
+}
+
 /// Every metric key of either run, by key, with both summaries.
 pub fn metric_deltas(a: &[MetricSummary], b: &[MetricSummary]) -> Vec<MetricDelta> {
     let keys: BTreeSet<&String> = a.iter().chain(b).map(|m| &m.key).collect();
@@ -362,7 +437,35 @@ mod tests {
     }
 
     #[test]
-    fn argv_is_compared_element_by_element_and_bytes_count() {
+    fn argv_is_aligned_so_an_insertion_shifts_nothing() {
+        let a = sample();
+        let mut a2 = a.clone();
+        let words = |w: &[&str]| w.iter().map(|s| Arg::from(*s)).collect::<Vec<_>>();
+        a2.command = words(&["python", "train.py", "--lr", "0.1", "--seed", "1"]);
+        let mut b = a2.clone();
+        b.command = words(&[
+            "python", "train.py", "--epochs", "10", "--lr", "0.2", "--seed", "1",
+        ]);
+        let changes = diff_runs(&a2, &b);
+        let got: Vec<(&str, Value, Value)> = changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.a.clone(), c.b.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("command[+2]", Value::Null, json!("--epochs")),
+                ("command[+3]", Value::Null, json!("10")),
+                ("command[3]", json!("0.1"), json!("0.2")),
+            ]
+        );
+        // And the other way round: removals, named by A's index.
+        let back: Vec<String> = diff_runs(&b, &a2).into_iter().map(|c| c.field).collect();
+        assert_eq!(back, vec!["command[-2]", "command[-3]", "command[5]"]);
+    }
+
+    #[test]
+    fn a_replaced_argument_keeps_its_index_and_bytes_count() {
         let a = sample();
         let mut b = a.clone();
         b.command = vec![Arg::from("python"), Arg(vec![0x74, 0xff]), Arg::from("--x")];
@@ -371,7 +474,7 @@ mod tests {
         let fields: Vec<String> = diff_runs(&a, &b).into_iter().map(|c| c.field).collect();
         assert_eq!(
             fields,
-            vec!["command[1]", "command[2]", "status", "exit_code"]
+            vec!["command[1]", "command[+2]", "status", "exit_code"]
         );
     }
 

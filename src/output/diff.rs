@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::ops::diff::{Change, MetricDelta};
+use crate::ops::diff::{Change, MetricDelta, Noise};
 use crate::output::metrics::value_text;
 use crate::record::metrics::json_number;
 use crate::record::text::human_duration;
@@ -17,6 +17,8 @@ pub struct DiffView<'a> {
     pub changes: &'a [Change],
     pub metrics: &'a [MetricDelta],
     pub warnings: &'a [String],
+    /// The spread of A's recorded repeats, when A was repeated (`rerun A --repeat N`).
+    pub noise: Option<&'a Noise>,
 }
 
 fn cell(field: &str, v: &Value) -> String {
@@ -36,8 +38,10 @@ fn opt_json(v: Option<f64>) -> Value {
 }
 
 /// `{"schema_version", "a", "b", "differences": [{field, a, b}], "metrics": [{key, a, b,
-/// delta, relative}], "warnings"}`; a metric's `a`/`b` is its summary or `null`, NaN and ±inf
-/// are the strings "NaN", "Infinity", "-Infinity".
+/// delta, relative, noise}], "noise_group", "warnings"}`; a metric's `a`/`b` is its summary or
+/// `null`, NaN and ±inf are the strings "NaN", "Infinity", "-Infinity". `noise` is `null`
+/// unless A was repeated and the repeats reported the metric: `{"within", "range", "min",
+/// "max", "stddev", "n"}` over A's latest repeats (`noise_group`).
 pub fn diff_json(v: &DiffView<'_>) -> String {
     let differences: Vec<Value> = v
         .changes
@@ -54,6 +58,14 @@ pub fn diff_json(v: &DiffView<'_>) -> String {
                 "b": m.b.as_ref().map(|s| s.to_json()),
                 "delta": opt_json(m.delta()),
                 "relative": opt_json(m.relative()),
+                "noise": v.noise.and_then(|n| n.judge(m)).map(|(within, s)| json!({
+                    "within": within,
+                    "range": json_number(s.range()),
+                    "min": json_number(s.min),
+                    "max": json_number(s.max),
+                    "stddev": json_number(s.stddev),
+                    "n": s.n,
+                })),
             })
         })
         .collect();
@@ -63,6 +75,7 @@ pub fn diff_json(v: &DiffView<'_>) -> String {
         "b": v.b.id,
         "differences": differences,
         "metrics": metrics,
+        "noise_group": v.noise.map(|n| &n.group),
         "warnings": v.warnings,
     });
     let mut s = serde_json::to_string_pretty(&doc).expect("json");
@@ -116,8 +129,18 @@ fn signed(v: f64) -> String {
     }
 }
 
-/// The metric rows: key, A's last, B's last, delta, relative delta (percent).
-fn metric_rows(metrics: &[MetricDelta]) -> Vec<Vec<String>> {
+/// The noise cell of a metric row: whether its delta lies inside the spread of A's repeats.
+fn noise_cell(noise: &Noise, m: &MetricDelta) -> String {
+    match noise.judge(m) {
+        Some((true, s)) => format!("within noise (spread {})", rounded(s.range())),
+        Some((false, s)) => format!("BEYOND noise (spread {})", rounded(s.range())),
+        None => "-".into(),
+    }
+}
+
+/// The metric rows: key, A's last, B's last, delta, relative delta (percent), and with `noise`
+/// the verdict against A's repeats.
+fn metric_rows(metrics: &[MetricDelta], noise: Option<&Noise>) -> Vec<Vec<String>> {
     let last = |s: &Option<crate::record::metrics::MetricSummary>| {
         s.as_ref()
             .map(|s| value_text(s.last))
@@ -136,13 +159,17 @@ fn metric_rows(metrics: &[MetricDelta]) -> Vec<Vec<String>> {
                 Some(r) => format!("{}%", signed(r * 100.0)),
                 None => "-".into(),
             };
-            vec![
+            let mut row = vec![
                 escape(&m.key).into_owned(),
                 last(&m.a),
                 last(&m.b),
                 delta,
                 rel,
-            ]
+            ];
+            if let Some(n) = noise {
+                row.push(noise_cell(n, m));
+            }
+            row
         })
         .collect()
 }
@@ -183,17 +210,21 @@ pub fn diff_text(v: &DiffView<'_>, tty: bool) -> String {
     }
     if !v.metrics.is_empty() {
         s.push('\n');
-        s.push_str(&table_text(
-            vec![
-                "METRIC (last)".into(),
-                format!("A {sa}"),
-                format!("B {sb}"),
-                "DELTA".into(),
-                "RELATIVE".into(),
-            ],
-            metric_rows(v.metrics),
-            tty,
-        ));
+        let mut header = vec![
+            "METRIC (last)".into(),
+            format!("A {sa}"),
+            format!("B {sb}"),
+            "DELTA".into(),
+            "RELATIVE".into(),
+        ];
+        if let Some(n) = v.noise {
+            header.push("NOISE".into());
+            s.push_str(&format!(
+                "noise: the spread of {} repeat(s) of A (group {})\n",
+                n.repeats, n.group
+            ));
+        }
+        s.push_str(&table_text(header, metric_rows(v.metrics, v.noise), tty));
     }
     for w in v.warnings {
         s.push_str(&format!("warning: {}\n", escape(w)));

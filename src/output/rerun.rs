@@ -51,7 +51,7 @@ fn quoted(line: Option<&str>, from: usize) -> String {
 }
 
 /// `: first difference at line N: "…" vs "…"` and the other shapes of [`Difference`].
-fn difference_text(d: &Difference) -> String {
+pub(crate) fn difference_text(d: &Difference) -> String {
     match d {
         Difference::Lines {
             file,

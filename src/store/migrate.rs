@@ -31,6 +31,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/0015.sql")),
     (16, include_str!("../../migrations/0016.sql")),
     (17, include_str!("../../migrations/0017.sql")),
+    (18, include_str!("../../migrations/0018.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -80,7 +80,10 @@ fn image_code_and_dataset_changes_are_named() {
     assert_eq!(get("dataset.imagenet")["a"], "uri s3://corp/imagenet @ v3");
     assert_eq!(get("dataset.imagenet")["b"], "uri s3://corp/imagenet @ v4");
     assert_eq!(get("dataset.val")["a"], Value::Null);
-    assert_eq!(get("command[2]")["a"], Value::Null);
+    // sweep2 adds `--lr 0.2` to the argv: insertions, named by B's index.
+    assert_eq!(get("command[+2]")["a"], Value::Null);
+    assert_eq!(get("command[+2]")["b"], "--lr");
+    assert_eq!(get("command[+3]")["b"], "0.2");
     assert_eq!(get("host")["b"], "gpu-2");
     assert_eq!(get("exec.mode")["a"], "container");
     // annotations other than params and identical facts stay out
@@ -198,7 +201,7 @@ fn metrics_of_both_runs_with_deltas_in_text_and_json() {
     assert_eq!(get("loss")["relative"], 0.0);
     assert_eq!(
         get("big"),
-        json!({"key": "big", "a": get("big")["a"], "b": get("big")["b"], "delta": 0.0, "relative": 0.0})
+        json!({"key": "big", "a": get("big")["a"], "b": get("big")["b"], "delta": 0.0, "relative": 0.0, "noise": null})
     );
     assert_eq!(get("big")["a"]["last"], "Infinity");
     assert_eq!(get("only_a")["b"], Value::Null);
@@ -242,4 +245,32 @@ fn metrics_of_both_runs_with_deltas_in_text_and_json() {
     let (_, out, _) = env.run_in(env.root(), &["diff", &c, &d, "--json"]);
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["metrics"], json!([]));
+}
+
+#[test]
+fn argv_insertions_are_aligned_not_reported_as_shifted_changes() {
+    let (env, runs) = seeded();
+    // baseline runs `python train.py`; sweep2 `python train.py --lr 0.2`.
+    let (code, out, err) = at_now(
+        &env,
+        &["diff", &id(&runs, "baseline"), &id(&runs, "sweep2")],
+    );
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("diff_text_argv_insertion", out);
+    let row = |f: &str| {
+        out.lines()
+            .find(|l| l.starts_with(f))
+            .unwrap_or_else(|| panic!("no {f} in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("command[+2]"), vec!["command[+2]", "(none)", "--lr"]);
+    assert_eq!(row("command[+3]"), vec!["command[+3]", "(none)", "0.2"]);
+    // sweep2 → sweep3 changes one value in place.
+    let (_, out, _) = at_now(&env, &["diff", &id(&runs, "sweep2"), &id(&runs, "sweep3")]);
+    assert!(
+        !out.contains("command[+") && !out.contains("command[-"),
+        "{out}"
+    );
+    assert!(out.contains("command[3] "), "{out}");
 }

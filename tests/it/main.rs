@@ -18,6 +18,7 @@ mod k8s;
 mod metrics;
 mod mlflow;
 mod mlflow_ui;
+mod noise;
 mod outputs;
 mod params;
 mod query;
