@@ -89,7 +89,61 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.filter.limit = (!args.all).then_some(args.limit);
     let runs = store.query(&q)?;
     let format = if args.json { Format::Json } else { args.format };
-    print_out(&render(ctx, &store, &runs, &columns, format)?)
+    print_out(&render(ctx, &store, &runs, &columns, format)?)?;
+    if let Some(cut) = cut_note(&store, &q, runs.len() as u64)? {
+        ctx.status(cut);
+    }
+    Ok(())
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Matches counted for the "N of M shown" note; beyond it the note says "over".
+const COUNT_CAP: u64 = 10_000;
+
+/// When the limit cut the list: `20 of 28 shown (--limit N, --all)` on stderr, or, when the
+/// total cannot be counted in one query, that more match.
+fn cut_note(store: &Store, q: &crate::store::RunQuery, shown: u64) -> CliResult<Option<String>> {
+    let Some(limit) = q.filter.limit else {
+        return Ok(None);
+    };
+    if shown < limit {
+        return Ok(None);
+    }
+    if let Some(total) = store.count_matching(q, COUNT_CAP)? {
+        return Ok(match total {
+            t if t > COUNT_CAP => Some(format!(
+                "{shown} of over {} shown (--limit N, --all)",
+                grouped(COUNT_CAP)
+            )),
+            t if t > shown => Some(format!(
+                "{shown} of {} shown (--limit N, --all)",
+                grouped(t)
+            )),
+            _ => None,
+        });
+    }
+    let mut more = q.clone();
+    more.filter.limit = Some(limit + 1);
+    let found = if q.metric_sort.is_some() {
+        // Listed by a metric: only runs that have it count.
+        store.query(&more)?.len()
+    } else {
+        store.query_rows(&more)?.len()
+    };
+    Ok((found as u64 > shown)
+        .then(|| format!("the first {shown} shown; more match (--limit N, --all)")))
 }
 
 /// The text of `ls` in `format`.

@@ -504,6 +504,32 @@ impl Store {
         }
     }
 
+    /// How many runs `q` selects without its limit, counting at most `cap + 1` (a count over a
+    /// million matches would cost more than the listing), when one SQL count says it exactly:
+    /// `None` when a row's status is decided as it is read (`running` / `lost`) or the runs are
+    /// ordered by a metric (which lists only runs that have it).
+    pub fn count_matching(&self, q: &RunQuery, cap: u64) -> Result<Option<u64>> {
+        if q.decided_when_read() || q.metric_sort.is_some() {
+            return Ok(None);
+        }
+        let filter = self.compile(q)?;
+        let (sql, args) = filter.to_sql_limit("1", None);
+        // The listing's ORDER BY is not needed to count; without it no sort is planned.
+        let sql = match sql.rfind(" ORDER BY ") {
+            Some(i) => sql[..i].to_string(),
+            None => sql,
+        };
+        let sql = format!(
+            "SELECT count(*) FROM ({sql} LIMIT {})",
+            cap.saturating_add(1)
+        );
+        let n: i64 = self
+            .conn
+            .query_row(&sql, rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+            .map_err(self.sql_err("count runs"))?;
+        Ok(Some(n.max(0) as u64))
+    }
+
     /// Streams the runs `q` selects to `visit`, complete, one at a time (`export` of a large
     /// database); `visit` returns `false` to stop. Returns how many were visited.
     pub fn visit(&self, q: &RunQuery, visit: &mut dyn FnMut(Run) -> bool) -> Result<u64> {

@@ -377,10 +377,23 @@ fn sort_reverse_limit_and_all() {
         r.id = id.clone();
         store.insert_run(&r).unwrap();
     }
-    let (_, out, _) = at_now(&env, &["ls", "--format", "csv", "--columns", "id"]);
+    let (_, out, err) = at_now(&env, &["ls", "--format", "csv", "--columns", "id"]);
     assert_eq!(out.lines().count(), 1 + 20, "default limit is 20");
-    let (_, out, _) = at_now(&env, &["ls", "--format", "csv", "--columns", "id", "--all"]);
+    // A cut list says so on stderr (issue 25 item 5), never on stdout.
+    assert!(err.contains("20 of 31 shown (--limit N, --all)"), "{err}");
+    let (_, out, err) = at_now(&env, &["ls", "--format", "csv", "--columns", "id", "--all"]);
     assert_eq!(out.lines().count(), 1 + 31);
+    assert!(!err.contains("shown"), "nothing cut: {err}");
+    let (_, _, err) = at_now(&env, &["ls", "--limit", "31"]);
+    assert!(!err.contains("shown"), "exactly the limit: {err}");
+    let (_, _, err) = at_now(&env, &["-q", "ls", "--limit", "5"]);
+    assert!(!err.contains("shown"), "-q: {err}");
+    // `running` is decided per row (a dead wrapper reads `lost`): the note cannot count them.
+    let (_, _, err) = at_now(&env, &["ls", "--limit", "1", "--status", "succeeded,lost"]);
+    assert!(
+        err.contains("the first 1 shown; more match (--limit N, --all)"),
+        "{err}"
+    );
 }
 
 #[test]
