@@ -87,6 +87,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.metric_sort = metric_sort;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
+    check_metric_keys(&store, &q, &columns)?;
     let runs = store.query(&q)?;
     let format = if args.json { Format::Json } else { args.format };
     print_out(&render(ctx, &store, &runs, &columns, format)?)?;
@@ -94,6 +95,31 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         ctx.status(cut);
     }
     Ok(())
+}
+
+/// Refuses a metric key in `--sort`, `--where` or `--columns` that no stored run has (a typo
+/// would otherwise sort nothing or match nothing, silently), naming the closest keys.
+fn check_metric_keys(store: &Store, q: &crate::store::RunQuery, columns: &[LsColumn]) -> CliResult {
+    let mut keys: Vec<(&str, &'static str)> = Vec::new();
+    if let Some((m, _)) = &q.metric_sort {
+        keys.push((&m.key, "--sort"));
+    }
+    keys.extend(q.filter.metrics.iter().map(|c| (c.key.as_str(), "--where")));
+    keys.extend(columns.iter().filter_map(|c| match c {
+        LsColumn::Metric(m) => Some((m.key.as_str(), "--columns")),
+        LsColumn::Run(_) => None,
+    }));
+    match crate::ops::metric_keys::check(store, &keys) {
+        Ok(()) => Ok(()),
+        Err(crate::ops::metric_keys::MetricKeyError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            let mut err = CliError::usage(e.to_string());
+            if let Some(h) = crate::error::Hinted::hint(&e) {
+                err = err.hint(h);
+            }
+            Err(err)
+        }
+    }
 }
 
 /// `1234567` as `1,234,567`.

@@ -91,6 +91,39 @@ impl Store {
         Ok(all)
     }
 
+    /// Whether some run has a metric `key` (one index probe).
+    pub fn metric_key_exists(&self, key: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM run_metrics WHERE key = ?1)",
+                [key],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_err("read metrics"))
+    }
+
+    /// Every metric key recorded for any run, sorted (for hints and completion): a skip scan of
+    /// the key index (one probe per distinct key, not a read of every row).
+    pub fn metric_keys(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "WITH RECURSIVE k(key) AS (
+                     SELECT min(key) FROM run_metrics
+                     UNION ALL
+                     SELECT (SELECT min(key) FROM run_metrics WHERE key > k.key) FROM k
+                     WHERE k.key IS NOT NULL
+                 )
+                 SELECT key FROM k WHERE key IS NOT NULL",
+            )
+            .map_err(self.sql_err("read metrics"))?;
+        let keys = st
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_err("read metrics"))?;
+        Ok(keys)
+    }
+
     /// The summary of every metric of a run, by key.
     pub fn metric_summaries(&self, run_id: &str) -> Result<Vec<MetricSummary>> {
         let mut st = self
@@ -193,19 +226,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Every metric key recorded for any run, sorted (for hints and completion).
-    pub fn metric_keys(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT DISTINCT key FROM run_metrics ORDER BY key")
-            .map_err(self.sql_err("read metrics"))?;
-        let rows = st
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(self.sql_err("read metrics"))?;
-        Ok(rows)
     }
 }
 

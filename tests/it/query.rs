@@ -912,3 +912,38 @@ fn metric_columns_and_json_metrics() {
         .collect();
     assert_eq!(&parsed, listed);
 }
+
+/// Issue 25 item 5: a metric key no run has, in `--sort`, `--where` or `--columns`, is a usage
+/// error naming the closest recorded keys — not an empty table or start-time order, exit 0.
+#[test]
+fn an_unknown_metric_key_is_a_usage_error_naming_the_closest() {
+    let (env, _runs) = seeded_with_metrics();
+    for args in [
+        vec!["ls", "--sort", "metric:acc_"],
+        vec!["ls", "--where", "metric:acc_>0"],
+        vec!["ls", "--columns", "id,metric:acc_"],
+    ] {
+        let (code, out, err) = at_now(&env, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("no run has a metric 'acc_'"), "{err}");
+        assert!(err.contains("hint: did you mean metric:acc?"), "{err}");
+    }
+    let (code, _, err) = at_now(&env, &["ls", "--sort", "metric:throughput"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("none of the 2 recorded keys is close"),
+        "{err}"
+    );
+    // A hostile key is escaped in the message.
+    let (code, _, err) = at_now(&env, &["ls", "--sort", "metric:a\u{1b}[2J"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    // Known keys still work; a store without metrics says so.
+    let (code, _, err) = at_now(&env, &["ls", "--sort", "metric:loss:min"]);
+    assert_eq!(code, 0, "{err}");
+    let (bare, _) = seeded();
+    let (code, _, err) = at_now(&bare, &["ls", "--sort", "metric:acc"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no run has recorded metrics yet"), "{err}");
+}
