@@ -799,6 +799,9 @@ pub(crate) fn registry_access(
     )
 }
 
+/// The record of a re-run of `orig`: its provenance (name, image, code, data, params, the
+/// variables it recorded) and a link to it; not its tags and notes, which annotate that run (a
+/// re-run of the run tagged `best` is not itself the best).
 pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
     Run {
         name: orig.name.clone(),
@@ -807,7 +810,6 @@ pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
         datasets: orig.datasets.clone(),
         params: orig.params.clone(),
         params_from_argv: orig.params_from_argv.clone(),
-        tags: orig.tags.clone(),
         env: orig.env.clone(),
         rerun_of: Some(orig.id.clone()),
         ..Run::start(

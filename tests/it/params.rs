@@ -97,11 +97,32 @@ fn the_mark_survives_export_import_and_reruns() {
         json!(["amp", "epochs", "trainer.max_epochs"])
     );
 
+    // Re-runs copy params (provenance), not the original's hand-added tags and notes.
+    for args in [
+        vec!["tag", &id, "+best"],
+        vec!["note", &id, "the one to ship"],
+    ] {
+        let (code, _, err) = env.run_in(env.root(), &args);
+        assert_eq!(code, 0, "{err}");
+    }
     let (code, _, err) = env.run_in(env.root(), &["rerun", &id]);
     assert_eq!(code, 0, "{err}");
     let again = env.show_json(&env.last_id());
     assert_eq!(again["rerun_of"], id.as_str());
     assert_eq!(again["params"], env.show_json(&id)["params"]);
+    assert_eq!(again["tags"], json!([]), "{again}");
+    assert_eq!(again["notes"], json!([]), "{again}");
+    assert_eq!(env.show_json(&id)["tags"], json!(["best"]));
+    let (code, out, _) = env.run_in(
+        env.root(),
+        &["ls", "--tag", "best", "--format", "csv", "--columns", "id"],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "one run tagged best, not its re-run: {out}"
+    );
     assert_eq!(
         again["params_from_argv"],
         json!(["amp", "epochs", "trainer.max_epochs"])
