@@ -53,6 +53,9 @@ pub struct FilterArgs {
     /// Only re-runs of this run (id or unique prefix)
     #[arg(long, value_name = "ID")]
     pub rerun_of: Option<String>,
+    /// Only runs that are not re-runs of another
+    #[arg(long, conflicts_with = "rerun_of")]
+    pub no_reruns: bool,
     /// Only runs of this Slurm job: its id, an array's id (every task) or ARRAY_TASK (one task)
     #[arg(long, value_name = "JOBID")]
     pub job: Option<String>,
@@ -128,6 +131,7 @@ impl FilterArgs {
             || self.name.is_some()
             || self.host.is_some()
             || self.rerun_of.is_some()
+            || self.no_reruns
             || self.job.is_some()
             || !self.wheres.is_empty()
     }
@@ -167,6 +171,7 @@ impl FilterArgs {
                 .as_deref()
                 .map(|r| store.resolve_id(r))
                 .transpose()?,
+            no_reruns: self.no_reruns,
             host: self.host.clone(),
             job,
             metrics: self

@@ -105,6 +105,8 @@ pub struct RunFilter {
     pub name: Option<String>,
     /// Only re-runs of this id.
     pub rerun_of: Option<String>,
+    /// Only runs that are not re-runs (`ls --no-reruns`).
+    pub no_reruns: bool,
     /// Host name, exact.
     pub host: Option<String>,
     /// Slurm job: raw id, array id (every task) or `ARRAY_TASK` (`ls --job`).
@@ -177,6 +179,7 @@ impl RunFilter {
             || !self.tags.is_empty()
             || self.name.is_some()
             || self.rerun_of.is_some()
+            || self.no_reruns
             || self.host.is_some()
             || self.job.is_some()
             || !self.metrics.is_empty()
@@ -361,6 +364,9 @@ impl RunFilter {
         if let Some(r) = &self.rerun_of {
             let p = c.bind(Value::Text(r.clone()));
             c.wh.push(format!("rerun_of = {p}"));
+        }
+        if self.no_reruns {
+            c.wh.push("rerun_of IS NULL".into());
         }
         if let Some(h) = &self.host {
             let p = c.bind(Value::Text(h.clone()));
@@ -767,6 +773,13 @@ mod tests {
                 },
             ),
             (
+                "no reruns",
+                RunFilter {
+                    no_reruns: true,
+                    ..f()
+                },
+            ),
+            (
                 "host",
                 RunFilter {
                     host: Some("gpu-1".into()),
@@ -828,7 +841,8 @@ mod tests {
             // A time bound may be answered by walking the id index newest first (ids are
             // time-ordered) and stopping at the limit; every other filter must search an index.
             // `metric exists` walks runs newest first, checking each through (run_id, key).
-            if !["none", "since", "until", "metric exists"].contains(&what) {
+            // `no reruns` keeps most runs: it walks them newest first, checking each row.
+            if !["none", "since", "until", "metric exists", "no reruns"].contains(&what) {
                 assert!(
                     plan.iter().any(|s| s.starts_with("SEARCH ")),
                     "filter {what}: no index search in plan {plan:#?}"

@@ -317,6 +317,13 @@ fn every_filter_selects_exactly_its_runs() {
     assert_eq!(l(&["--name", "sweep-lr-0.?"]), vec!["sweep3", "sweep2"]);
     assert_eq!(l(&["--host", "gpu-1"]), vec!["eval", "baseline"]);
     assert_eq!(l(&["--rerun-of", "01jdt"]), vec!["sweep3"]);
+    assert_eq!(
+        l(&["--no-reruns"]),
+        vec!["eval", "sweep2", "baseline", "plain", "lost"],
+        "every run but the re-run"
+    );
+    let (code, _, err) = at_now(&env, &["ls", "--no-reruns", "--rerun-of", "01jdt"]);
+    assert_eq!(code, 2, "{err}");
     // filters combine with AND
     assert_eq!(
         l(&["--tag", "nightly", "--host", "gpu-1", "--code", "11", "--since", "7d"]),
