@@ -185,6 +185,7 @@ impl FilterArgs {
             filter,
             status,
             metric_sort: None,
+            then_by: Vec::new(),
         })
     }
 

@@ -30,9 +30,10 @@ pub struct LsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Sort by: started (newest first), duration (longest first), status, name, host, image, or
-    /// metric:KEY[:last|min|max|count] (highest first; --reverse: lowest first)
+    /// metric:KEY[:last|min|max|count][:asc|:desc] (highest first unless :asc; --reverse flips).
+    /// Repeat with metric keys to break ties: --sort metric:val_acc --sort metric:val_loss:asc
     #[arg(long, value_name = "FIELD", default_value = "started")]
-    pub sort: String,
+    pub sort: Vec<String>,
     /// Reverse the order
     #[arg(long)]
     pub reverse: bool,
@@ -57,8 +58,7 @@ pub struct LsArgs {
 /// `reverse`): the key and the metric order (`repro gc --keep-best` sorts the same way).
 pub fn parse_sort(sort: &str, reverse: bool) -> CliResult<(SortKey, Option<(MetricSort, bool)>)> {
     if is_metric_expr(sort) {
-        let ms = parse_metric_sort(sort).map_err(|e| usage_with_hint("--sort", e))?;
-        return Ok((SortKey::Started, Some((ms, !reverse))));
+        return Ok((SortKey::Started, Some(metric_sort(sort, reverse)?)));
     }
     let key = SortKey::parse(sort).ok_or_else(|| {
         CliError::usage(format!("cannot sort by '{sort}'")).hint(format!(
@@ -69,9 +69,41 @@ pub fn parse_sort(sort: &str, reverse: bool) -> CliResult<(SortKey, Option<(Metr
     Ok((key, None))
 }
 
+/// `metric:KEY[:STAT][:asc|:desc]` and whether highest first (`--reverse` flips it).
+fn metric_sort(spec: &str, reverse: bool) -> CliResult<(MetricSort, bool)> {
+    let (body, desc) = match spec.trim_end() {
+        s if s.ends_with(":asc") => (&s[..s.len() - 4], false),
+        s if s.ends_with(":desc") => (&s[..s.len() - 5], true),
+        s => (s, true),
+    };
+    let ms = parse_metric_sort(body).map_err(|e| usage_with_hint("--sort", e))?;
+    Ok((ms, desc != reverse))
+}
+
+/// Every `--sort`: the first as [`parse_sort`] reads it, then the metric keys breaking its ties
+/// (further keys are metric keys, after a metric key).
+pub fn parse_sorts(
+    sorts: &[String],
+    reverse: bool,
+) -> CliResult<(SortKey, Option<(MetricSort, bool)>, Vec<(MetricSort, bool)>)> {
+    let first = sorts.first().map(String::as_str).unwrap_or("started");
+    let (key, primary) = parse_sort(first, reverse)?;
+    let mut then = Vec::new();
+    for s in sorts.iter().skip(1) {
+        if primary.is_none() || !is_metric_expr(s) {
+            return Err(CliError::usage(format!(
+                "cannot break ties of --sort {first} with --sort {s}"
+            ))
+            .hint("several --sort keys are metric keys: --sort metric:val_acc --sort metric:val_loss:asc"));
+        }
+        then.push(metric_sort(s, reverse)?);
+    }
+    Ok((key, primary, then))
+}
+
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let (sort, metric_sort) = parse_sort(&args.sort, args.reverse)?;
+    let (sort, metric_sort, then_by) = parse_sorts(&args.sort, args.reverse)?;
     let columns = match &args.columns {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
         Some(list) => LsColumn::parse_list(list).map_err(|m| {
@@ -85,6 +117,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     let mut q = args.filter.to_query(&store)?;
     q.filter.sort = sort;
     q.metric_sort = metric_sort;
+    q.then_by = then_by;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
     check_metric_keys(&store, &q, &columns)?;
@@ -101,7 +134,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
 /// would otherwise sort nothing or match nothing, silently), naming the closest keys.
 fn check_metric_keys(store: &Store, q: &crate::store::RunQuery, columns: &[LsColumn]) -> CliResult {
     let mut keys: Vec<(&str, &'static str)> = Vec::new();
-    if let Some((m, _)) = &q.metric_sort {
+    for (m, _) in q.metric_sort.iter().chain(&q.then_by) {
         keys.push((&m.key, "--sort"));
     }
     keys.extend(q.filter.metrics.iter().map(|c| (c.key.as_str(), "--where")));

@@ -1077,6 +1077,107 @@ impl Store {
     }
 }
 
+impl Store {
+    /// `ls --sort metric:A --sort metric:B …`: the runs by `first` as [`Store::runs_by_metric`]
+    /// lists them, then every run tied with the last one listed on `first` (one indexed query:
+    /// a tie at the limit would otherwise be cut by start time), ordered by `first`, then by each
+    /// key of `then` (a run without a key after those with it), then newest first; cut to the
+    /// limit. Runs without `first` come after, as `runs_by_metric` orders them.
+    pub fn runs_by_metrics(
+        &self,
+        filter: &super::RunFilter,
+        first: (&MetricSort, bool),
+        then: &[(MetricSort, bool)],
+        mut keep: Option<&mut dyn FnMut(&crate::record::Run) -> bool>,
+    ) -> Result<Vec<crate::record::Run>> {
+        let (sort, desc) = first;
+        let mut runs = {
+            let has_keep = keep.is_some();
+            let mut inner = |r: &crate::record::Run| keep.as_mut().is_none_or(|k| k(r));
+            let inner =
+                has_keep.then_some(&mut inner as &mut dyn FnMut(&crate::record::Run) -> bool);
+            self.runs_by_metric(filter, sort, desc, inner)?
+        };
+        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        let firsts = self.metric_values(&ids, &sort.key, sort.stat)?;
+        let last_value = runs
+            .last()
+            .and_then(|r| firsts.get(&r.id).copied())
+            .filter(|v| !v.is_nan());
+        if let (Some(limit), Some(v)) = (filter.limit, last_value) {
+            if runs.len() as u64 >= limit {
+                let (wh, mut args) = filter.where_clause();
+                let cond = wh.trim_start().strip_prefix("WHERE").map(str::trim);
+                args.push(Value::Text(sort.key.clone()));
+                let k = args.len();
+                args.push(Value::Real(v));
+                let mut sql = format!(
+                    "SELECT {} FROM run_metrics AS ms CROSS JOIN runs ON runs.id = ms.run_id \
+                     WHERE ms.key = ?{k} AND ms.{} = ?{}",
+                    super::RUN_COLUMNS,
+                    sort.stat.column(),
+                    k + 1
+                );
+                if let Some(c) = cond {
+                    sql.push_str(&format!(" AND ({c})"));
+                }
+                let mut stmt = self
+                    .conn
+                    .prepare(&sql)
+                    .map_err(self.sql_err("sort by metric"))?;
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(args.iter()))
+                    .map_err(self.sql_err("sort by metric"))?;
+                let mut tied = Vec::new();
+                while let Some(row) = rows.next().map_err(self.sql_err("sort by metric"))? {
+                    let run = super::run_from_row(row).map_err(self.sql_err("sort by metric"))?;
+                    if runs.iter().all(|r| r.id != run.id) && keep.as_mut().is_none_or(|k| k(&run))
+                    {
+                        tied.push(run);
+                    }
+                }
+                self.load_children(&mut tied)?;
+                runs.extend(tied);
+            }
+        }
+        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        let mut keys = vec![(self.metric_values(&ids, &sort.key, sort.stat)?, desc)];
+        for (m, d) in then {
+            keys.push((self.metric_values(&ids, &m.key, m.stat)?, *d));
+        }
+        // A value to compare: present and not NaN; absent values sort after present ones.
+        let value =
+            |map: &HashMap<String, f64>, id: &str| map.get(id).copied().filter(|v| !v.is_nan());
+        runs.sort_by(|a, b| {
+            let with_first = |r: &crate::record::Run| value(&keys[0].0, &r.id).is_some();
+            // Runs without the first key keep runs_by_metric's order (newest first) at the end.
+            match (with_first(a), with_first(b)) {
+                (true, false) => return std::cmp::Ordering::Less,
+                (false, true) => return std::cmp::Ordering::Greater,
+                (false, false) => return b.id.cmp(&a.id),
+                _ => {}
+            }
+            for (map, desc) in &keys {
+                let ord = match (value(map, &a.id), value(map, &b.id)) {
+                    (Some(x), Some(y)) if *desc => y.total_cmp(&x),
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                if ord.is_ne() {
+                    return ord;
+                }
+            }
+            b.id.cmp(&a.id)
+        });
+        if let Some(limit) = filter.limit {
+            runs.truncate(limit.min(usize::MAX as u64) as usize);
+        }
+        Ok(runs)
+    }
+}
+
 impl MetricSort {
     /// The two queries of `ls --sort metric:KEY`: first the runs with a (non-NaN) value, best
     /// first (`desc`: highest first; ties newest first), then the others (no such metric, or

@@ -445,6 +445,9 @@ pub struct RunQuery {
     pub status: Vec<Status>,
     /// Order by a metric instead of `filter.sort`: the sort and whether highest first.
     pub metric_sort: Option<(MetricSort, bool)>,
+    /// With `metric_sort`: further metric keys that break its ties, in order (each with whether
+    /// highest first); ties left after them go newest first.
+    pub then_by: Vec<(MetricSort, bool)>,
 }
 
 impl RunQuery {
@@ -498,6 +501,9 @@ impl Store {
             .decided_when_read()
             .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
         match &q.metric_sort {
+            Some((sort, desc)) if !q.then_by.is_empty() => {
+                self.runs_by_metrics(&filter, (sort, *desc), &q.then_by, keep)
+            }
             Some((sort, desc)) => self.runs_by_metric(&filter, sort, *desc, keep),
             None => {
                 let mut out = Vec::new();

@@ -954,3 +954,62 @@ fn an_unknown_metric_key_is_a_usage_error_naming_the_closest() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no run has recorded metrics yet"), "{err}");
 }
+
+/// Issue 25 item 5: several sort keys. Ties of the first metric are broken by the next (`:asc`:
+/// lowest first), then newest first — at the limit too (a tie cut by start time was the bug).
+#[test]
+fn several_sort_keys_break_ties_even_at_the_limit() {
+    let env = TestEnv::new();
+    let mut ids = Vec::new();
+    for (name, point) in [
+        ("best", r#"{"acc": 0.95, "loss": 0.5}"#),
+        ("tie-a", r#"{"acc": 0.9, "loss": 0.3}"#),
+        ("tie-b", r#"{"acc": 0.9, "loss": 0.1}"#),
+        ("worse", r#"{"acc": 0.8, "loss": 0.05}"#),
+        ("tie-c", r#"{"acc": 0.9}"#),
+    ] {
+        let job = format!("echo '{point}' >> \"$REPRO_METRICS\"");
+        let (code, _, err) = env.run_in(
+            env.root(),
+            &["run", "--host", "--name", name, "--", "sh", "-c", &job],
+        );
+        assert_eq!(code, 0, "{err}");
+        ids.push(env.last_id());
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ls", "--format", "csv", "--columns", "name"];
+        a.extend_from_slice(args);
+        let (code, out, err) = env.run_in(env.root(), &a);
+        assert_eq!(code, 0, "{err}");
+        out.lines().skip(1).map(str::to_string).collect()
+    };
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--sort", "metric:loss:asc"]),
+        ["best", "tie-b", "tie-a", "tie-c", "worse"]
+    );
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--sort", "metric:loss:asc", "--limit", "2"]),
+        ["best", "tie-b"],
+        "the tie at the limit is broken by loss, not by start time"
+    );
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--sort", "metric:loss"]),
+        ["best", "tie-a", "tie-b", "tie-c", "worse"]
+    );
+    // Without a second key, ties go newest first, as before.
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--limit", "3"]),
+        ["best", "tie-c", "tie-b"]
+    );
+    assert_eq!(names(&["--sort", "metric:acc:asc", "--limit", "1"]), ["worse"]);
+    assert_eq!(
+        names(&["--sort", "metric:acc", "--sort", "metric:loss:asc", "--reverse"]),
+        ["worse", "tie-a", "tie-b", "tie-c", "best"]
+    );
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["ls", "--sort", "status", "--sort", "metric:acc"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot break ties of --sort status"), "{err}");
+}
