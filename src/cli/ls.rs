@@ -80,12 +80,15 @@ fn metric_sort(spec: &str, reverse: bool) -> CliResult<(MetricSort, bool)> {
     Ok((ms, desc != reverse))
 }
 
+/// A metric order: the key and statistic, and whether highest first.
+pub type MetricOrder = (MetricSort, bool);
+
+/// The field key, the metric order of the first `--sort` (if a metric) and those after it.
+pub type Sorts = (SortKey, Option<MetricOrder>, Vec<MetricOrder>);
+
 /// Every `--sort`: the first as [`parse_sort`] reads it, then the metric keys breaking its ties
 /// (further keys are metric keys, after a metric key).
-pub fn parse_sorts(
-    sorts: &[String],
-    reverse: bool,
-) -> CliResult<(SortKey, Option<(MetricSort, bool)>, Vec<(MetricSort, bool)>)> {
+pub fn parse_sorts(sorts: &[String], reverse: bool) -> CliResult<Sorts> {
     let first = sorts.first().map(String::as_str).unwrap_or("started");
     let (key, primary) = parse_sort(first, reverse)?;
     let mut then = Vec::new();

@@ -988,7 +988,14 @@ fn several_sort_keys_break_ties_even_at_the_limit() {
         ["best", "tie-b", "tie-a", "tie-c", "worse"]
     );
     assert_eq!(
-        names(&["--sort", "metric:acc", "--sort", "metric:loss:asc", "--limit", "2"]),
+        names(&[
+            "--sort",
+            "metric:acc",
+            "--sort",
+            "metric:loss:asc",
+            "--limit",
+            "2"
+        ]),
         ["best", "tie-b"],
         "the tie at the limit is broken by loss, not by start time"
     );
@@ -1001,9 +1008,18 @@ fn several_sort_keys_break_ties_even_at_the_limit() {
         names(&["--sort", "metric:acc", "--limit", "3"]),
         ["best", "tie-c", "tie-b"]
     );
-    assert_eq!(names(&["--sort", "metric:acc:asc", "--limit", "1"]), ["worse"]);
     assert_eq!(
-        names(&["--sort", "metric:acc", "--sort", "metric:loss:asc", "--reverse"]),
+        names(&["--sort", "metric:acc:asc", "--limit", "1"]),
+        ["worse"]
+    );
+    assert_eq!(
+        names(&[
+            "--sort",
+            "metric:acc",
+            "--sort",
+            "metric:loss:asc",
+            "--reverse"
+        ]),
         ["worse", "tie-a", "tie-b", "tie-c", "best"]
     );
     let (code, _, err) = env.run_in(
