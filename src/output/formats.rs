@@ -310,22 +310,127 @@ pub fn status_color(status: crate::record::Status) -> comfy_table::Color {
 
 /// A terminal that reports no size (a bare pty, some CI runners) would squeeze every column to
 /// one character: use `COLUMNS` then, or let the table be as wide as its content.
-fn fit_width(t: &mut Table) {
-    const MIN: u16 = 40;
-    if t.width().is_some_and(|w| w >= MIN) {
-        return;
+/// The terminal's width for a table: comfy-table's reading of the TTY, else `COLUMNS`; `None`
+/// when neither is known (or under 20 columns): the table is then drawn at its natural width.
+fn terminal_width(t: &Table) -> Option<usize> {
+    const MIN: u16 = 20;
+    t.width()
+        .filter(|w| *w >= MIN)
+        .or_else(|| {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse::<u16>().ok())
+                .filter(|c| *c >= MIN)
+        })
+        .map(usize::from)
+}
+
+/// How a column fits a narrow terminal: `None` never gives way (the id and status: copied and
+/// scanned); `Some((floor, drop))`: cut with `…` down to `floor` characters (0: never cut —
+/// a time or a digest prefix cut is no use), and left out in increasing `drop` order when
+/// cutting is not enough. The command is cut first and left out last: it says what ran.
+fn fit_rule(c: &LsColumn) -> Option<(usize, u8)> {
+    match c {
+        LsColumn::Run(Column::Id | Column::Status) => None,
+        LsColumn::Run(Column::Ended) => Some((0, 1)),
+        LsColumn::Run(Column::RerunOf) => Some((0, 2)),
+        LsColumn::Run(Column::Job) => Some((8, 3)),
+        LsColumn::Run(Column::User) => Some((8, 4)),
+        LsColumn::Run(Column::Host) => Some((8, 5)),
+        LsColumn::Run(Column::Branch) => Some((8, 6)),
+        LsColumn::Run(Column::Digest) => Some((0, 7)),
+        LsColumn::Run(Column::Datasets) => Some((10, 8)),
+        LsColumn::Run(Column::Tags) => Some((10, 9)),
+        LsColumn::Run(Column::Params) => Some((10, 10)),
+        LsColumn::Run(Column::Image) => Some((16, 11)),
+        LsColumn::Run(Column::Started) => Some((0, 12)),
+        LsColumn::Run(Column::Code) => Some((0, 13)),
+        LsColumn::Run(Column::Exit) => Some((0, 14)),
+        LsColumn::Run(Column::Duration) => Some((0, 15)),
+        LsColumn::Metric(_) => Some((0, 16)),
+        LsColumn::Run(Column::Name) => Some((8, 17)),
+        LsColumn::Run(Column::Command) => Some((16, 18)),
     }
-    match std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<u16>().ok())
-        .filter(|c| *c >= MIN)
-    {
-        Some(c) => {
-            t.set_width(c);
+}
+
+/// Fits the columns to `width` terminal cells: each shown column (by index) and the width its
+/// cells are cut to (`None`: not cut). Cuttable columns shrink to their floors (the command
+/// first), then columns are left out in [`fit_rule`]'s order, then width left over goes back
+/// to the cut columns, so a row is always one line.
+fn fit_columns(
+    columns: &[LsColumn],
+    header: &[String],
+    rows: &[Vec<String>],
+    width: usize,
+) -> Vec<(usize, Option<usize>)> {
+    let len = |s: &str| s.chars().count();
+    let natural: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| len(&r[i]))
+                .chain([len(&header[i])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // UTF8_FULL_CONDENSED: a border and a space each side per column, one closing border.
+    let total = |ws: &[(usize, usize)]| ws.iter().map(|(_, w)| w + 3).sum::<usize>() + 1;
+    let floor = |i: usize| match fit_rule(&columns[i]) {
+        Some((f, _)) if f > 0 => f.max(len(&header[i])).min(natural[i]),
+        _ => natural[i],
+    };
+    let mut shown: Vec<(usize, usize)> = natural.iter().copied().enumerate().collect();
+    // Cut, the command first, then from the most expendable.
+    let mut cut_order: Vec<usize> = (0..columns.len()).collect();
+    cut_order.sort_by_key(|&i| {
+        let d = fit_rule(&columns[i]).map_or(0, |(_, d)| d);
+        (columns[i] != LsColumn::Run(Column::Command), d)
+    });
+    for &i in &cut_order {
+        let over = total(&shown).saturating_sub(width);
+        if over == 0 {
+            break;
         }
-        None => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
+        if let Some(s) = shown.iter_mut().find(|(j, _)| *j == i) {
+            s.1 = s.1.saturating_sub(over).max(floor(i));
         }
+    }
+    // Leave out, the most expendable first.
+    let mut drop_order: Vec<usize> = (0..columns.len())
+        .filter(|&i| fit_rule(&columns[i]).is_some())
+        .collect();
+    drop_order.sort_by_key(|&i| fit_rule(&columns[i]).map_or(0, |(_, d)| d));
+    for &i in &drop_order {
+        if total(&shown) <= width {
+            break;
+        }
+        shown.retain(|(j, _)| *j != i);
+    }
+    // Give what is left back to the cut columns, the command first.
+    for &i in &cut_order {
+        let spare = width.saturating_sub(total(&shown));
+        if spare == 0 {
+            break;
+        }
+        if let Some(s) = shown.iter_mut().find(|(j, _)| *j == i) {
+            s.1 = (s.1 + spare).min(natural[i]);
+        }
+    }
+    shown
+        .into_iter()
+        .map(|(i, w)| (i, (w < natural[i]).then_some(w)))
+        .collect()
+}
+
+/// `s` cut to `width` characters, the last one `…` (unchanged when it fits or `width` is `None`).
+fn cut(s: &str, width: Option<usize>) -> String {
+    match width {
+        Some(w) if s.chars().count() > w => {
+            let mut out: String = s.chars().take(w.saturating_sub(1)).collect();
+            out.push('…');
+            out
+        }
+        _ => s.to_string(),
     }
 }
 
@@ -356,28 +461,47 @@ pub fn ls_table(
         // comfy-table styles only on a TTY by itself; `--color always` asks for it when piped.
         t.enforce_styling();
     }
-    if tty {
+    let header: Vec<String> = columns.iter().map(|c| c.table_name()).collect();
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| crate::sanitize::escape(&c.value(r, cells, true, utc)).into_owned())
+                .collect()
+        })
+        .collect();
+    // On a terminal, every row is one line: cells are cut with `…` to fit its width (see
+    // [`fit_columns`]), never wrapped.
+    let shown: Vec<(usize, Option<usize>)> = if tty {
         t.load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-        fit_width(&mut t);
+            .set_content_arrangement(ContentArrangement::Disabled);
+        match terminal_width(&t) {
+            Some(width) => fit_columns(columns, &header, &rows, width),
+            None => (0..columns.len()).map(|i| (i, None)).collect(),
+        }
     } else {
         t.load_preset(presets::NOTHING);
-    }
-    t.set_header(columns.iter().map(LsColumn::table_name).collect::<Vec<_>>());
+        (0..columns.len()).map(|i| (i, None)).collect()
+    };
+    t.set_header(
+        shown
+            .iter()
+            .map(|&(i, w)| cut(&header[i], w))
+            .collect::<Vec<_>>(),
+    );
     if !tty {
         for col in t.column_iter_mut() {
             col.set_padding((0, 2));
         }
     }
-    for r in runs {
+    for (r, row) in runs.iter().zip(&rows) {
         t.add_row(
-            columns
+            shown
                 .iter()
-                .map(|c| {
-                    let cell = comfy_table::Cell::new(crate::sanitize::escape(
-                        &c.value(r, cells, true, utc),
-                    ));
-                    if color && *c == LsColumn::Run(Column::Status) {
+                .map(|&(i, w)| {
+                    let cell = comfy_table::Cell::new(cut(&row[i], w));
+                    if color && columns[i] == LsColumn::Run(Column::Status) {
                         cell.fg(status_color(r.status))
                     } else {
                         cell
@@ -385,16 +509,6 @@ pub fn ls_table(
                 })
                 .collect::<Vec<_>>(),
         );
-    }
-    if tty {
-        // Ids are copied and pasted, statuses scanned: never wrap them; squeeze the rest.
-        for (i, c) in columns.iter().enumerate() {
-            if matches!(c, LsColumn::Run(Column::Id | Column::Status)) {
-                if let Some(col) = t.column_mut(i) {
-                    col.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
-                }
-            }
-        }
     }
     let mut s = t.to_string();
     if !tty {

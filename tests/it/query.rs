@@ -1029,3 +1029,44 @@ fn several_sort_keys_break_ties_even_at_the_limit() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot break ties of --sort status"), "{err}");
 }
+
+/// Issue 25 item 5: in a terminal of 80 or 60 columns every row of `ls` is one line — long
+/// cells (the command, the image) are cut with `…`, the id and status never — and nothing
+/// wraps (a run used to take 8 lines at 80 columns, 24 at 60).
+#[test]
+fn the_table_fits_the_terminal_without_wrapping_rows() {
+    crate::support::require_tool("script");
+    let (env, runs) = seeded();
+    let repro = assert_cmd::cargo::cargo_bin("repro");
+    for cols in [80usize, 60] {
+        let cmd = format!(
+            "stty cols {cols} rows 50; REPRO_NOW={NOW} '{}' ls --all",
+            repro.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(env.root())
+            .env("REPRO_DB", env.db())
+            .env("HOME", env.home())
+            .env("NO_COLOR", "1")
+            .env_remove("COLUMNS")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        assert!(out.status.success(), "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        for l in &lines {
+            assert!(
+                l.chars().count() <= cols,
+                "{cols} columns: {l:?} in\n{text}"
+            );
+        }
+        // Borders (top, under the header, bottom), the header, and one line per run.
+        assert_eq!(lines.len(), 3 + 1 + runs.len(), "{cols} columns:\n{text}");
+        for (_, r) in &runs {
+            assert!(text.contains(&r.id[..12]), "ids are never cut:\n{text}");
+        }
+        assert!(text.contains('…'), "something was cut at {cols}:\n{text}");
+    }
+}
