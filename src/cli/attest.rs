@@ -50,7 +50,8 @@ pub struct VerifyArgs {
     /// The envelope (or unsigned statement) written by `repro attest`
     #[arg(
         required_unless_present = "from_registry",
-        conflicts_with = "from_registry"
+        conflicts_with = "from_registry",
+        value_hint = clap::ValueHint::FilePath
     )]
     pub file: Option<PathBuf>,
     /// Check the attestations attached to this image digest in its registry (pushed with

@@ -12,6 +12,7 @@ use crate::store::{RunFilter, RunQuery, Store};
 
 /// Run filters; all given filters must match.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Run filters")]
 pub struct FilterArgs {
     /// Only runs whose image reference contains TEXT (case-insensitive)
     #[arg(long, value_name = "TEXT")]

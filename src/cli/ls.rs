@@ -111,7 +111,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
         Some(list) => LsColumn::parse_list(list).map_err(|m| {
             CliError::usage(m).hint(format!(
-                "columns: {}, or metric:KEY[:STAT] (STAT: last, min, max, count)",
+                "columns: {}, metric:KEY[:STAT] (STAT: last, min, max, count) or param:KEY",
                 Column::names().join(", ")
             ))
         })?,
@@ -143,7 +143,7 @@ fn check_metric_keys(store: &Store, q: &crate::store::RunQuery, columns: &[LsCol
     keys.extend(q.filter.metrics.iter().map(|c| (c.key.as_str(), "--where")));
     keys.extend(columns.iter().filter_map(|c| match c {
         LsColumn::Metric(m) => Some((m.key.as_str(), "--columns")),
-        LsColumn::Run(_) => None,
+        LsColumn::Run(_) | LsColumn::Param(_) => None,
     }));
     match crate::ops::metric_keys::check(store, &keys) {
         Ok(()) => Ok(()),

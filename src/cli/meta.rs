@@ -45,6 +45,14 @@ pub struct CompleteIdsArgs {
     pub prefix: String,
 }
 
+/// Arguments of `repro __complete-sort`.
+#[derive(Debug, Args)]
+pub struct CompleteSortArgs {
+    /// What was typed after `--sort` so far
+    #[arg(default_value = "")]
+    pub prefix: String,
+}
+
 const BIN: &str = "repro";
 
 /// Subcommands whose positional arguments are run ids (named `id`/`ids`/`run`, value name `ID`,
@@ -92,7 +100,9 @@ pub fn completion_script(shell: Shell) -> String {
         Shell::Bash => s.push_str(&bash_ids(&subs)),
         Shell::Fish => s.push_str(&format!(
             "\n# Run ids complete from the database.\n\
-             complete -c {BIN} -n \"__fish_seen_subcommand_from {}\" -f -a \"({BIN} __complete-ids (commandline -ct) 2>/dev/null)\"\n",
+             complete -c {BIN} -n \"__fish_seen_subcommand_from {}\" -f -a \"({BIN} __complete-ids (commandline -ct) 2>/dev/null)\"\n\
+             # --sort values: field names and metric:KEY for the recorded keys.\n\
+             complete -c {BIN} -l sort -x -a \"({BIN} __complete-sort (commandline -ct) 2>/dev/null)\"\n",
             subs.join(" ")
         )),
         Shell::Zsh => s = zsh_ids(s),
@@ -123,6 +133,19 @@ _{BIN}_run_ids() {{
             *) if [[ -z "$sub" ]]; then sub="$w"; fi ;;
         esac
     done
+    # `--sort` values (field names, metric:KEY): the word as typed, colons included (bash
+    # splits words at ':'), and the replies trimmed to what follows the last colon typed.
+    local line="${{COMP_LINE:0:COMP_POINT}}" word before
+    word="${{line##* }}"
+    before="${{line% *}}"
+    if [[ "${{before##* }}" == --sort ]]; then
+        mapfile -t COMPREPLY < <({BIN} "${{db[@]}}" __complete-sort "$word" 2>/dev/null)
+        if [[ "$word" == *:* ]]; then
+            local colon="${{word%"${{word##*:}}"}}" i
+            for i in "${{!COMPREPLY[@]}}"; do COMPREPLY[i]="${{COMPREPLY[i]#"$colon"}}"; done
+        fi
+        return 0
+    fi
     if [[ "$cur" != -* && "$prev" != -* ]]; then
         case "$sub" in
             {pattern})
@@ -146,7 +169,8 @@ complete -F _{BIN}_run_ids -o bashdefault -o default {BIN}
 /// zsh: the positional `ID` arguments call a helper that asks the database.
 fn zsh_ids(script: String) -> String {
     let helper = format!(
-        "\n_{BIN}_run_ids() {{\n    local -a ids\n    ids=(${{(f)\"$({BIN} __complete-ids \"$PREFIX\" 2>/dev/null)\"}})\n    compadd -a ids\n}}\n"
+        "\n_{BIN}_run_ids() {{\n    local -a ids\n    ids=(${{(f)\"$({BIN} __complete-ids \"$PREFIX\" 2>/dev/null)\"}})\n    compadd -a ids\n}}\n\
+         \n_{BIN}_sort_values() {{\n    local -a values\n    values=(${{(f)\"$({BIN} __complete-sort \"$PREFIX\" 2>/dev/null)\"}})\n    compadd -a values\n}}\n"
     );
     // clap writes a positional as ':id -- HELP:_default'; point the id ones at the helper.
     let mut out = String::new();
@@ -156,6 +180,8 @@ fn zsh_ids(script: String) -> String {
             || (t.starts_with("':") && (t.contains("(id or") || t.contains("Run id")));
         let l = if is_id && line.contains(":_default'") {
             line.replace(":_default'", &format!(":_{BIN}_run_ids'"))
+        } else if t.starts_with("'*--sort=[") && line.contains(":FIELD:_default'") {
+            line.replace(":FIELD:_default'", &format!(":FIELD:_{BIN}_sort_values'"))
         } else {
             line.to_string()
         };
@@ -195,6 +221,31 @@ pub fn cmd_man(ctx: &Ctx, args: &ManArgs) -> CliResult {
             print_out(&String::from_utf8_lossy(&buf))
         }
     }
+}
+
+/// Prints the `--sort` values starting with the prefix: the field names, then `metric:KEY` for
+/// each recorded metric key. Never creates a database.
+pub fn cmd_complete_sort(ctx: &Ctx, args: &CompleteSortArgs) -> CliResult {
+    let mut values: Vec<String> = crate::store::SortKey::NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let path = ctx.db_path();
+    if path.is_file() {
+        // A database that cannot be read completes the field names only.
+        let keys = Store::complete_metric_keys(&path).unwrap_or_default();
+        values.extend(
+            keys.into_iter()
+                .filter(|k| !k.chars().any(|c| c.is_control() || c.is_whitespace()))
+                .map(|k| format!("metric:{k}")),
+        );
+    }
+    let text: String = values
+        .into_iter()
+        .filter(|v| v.starts_with(args.prefix.trim()))
+        .map(|v| v + "\n")
+        .collect();
+    print_out(&text)
 }
 
 /// Prints up to 50 run ids starting with the prefix, newest first. Never creates a database.

@@ -44,19 +44,36 @@ pub mod which;
 #[command(name = "repro", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Database file [env: REPRO_DB] [default: $XDG_DATA_HOME/repro/repro.db]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub db: Option<PathBuf>,
     /// Silence status messages on stderr
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// More detail on stderr (config files read, the engine command line)
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "quiet",
+        help_heading = "Global options"
+    )]
     pub verbose: bool,
     /// When to use colour [env: REPRO_COLOR, NO_COLOR] [default: auto]
-    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        help_heading = "Global options"
+    )]
     pub color: Option<ColorChoice>,
     /// Show times in UTC instead of local time
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -182,6 +199,9 @@ pub enum Command {
     /// Run ids starting with PREFIX, one a line (used by the completion scripts)
     #[command(name = "__complete-ids", hide = true)]
     CompleteIds(meta::CompleteIdsArgs),
+    /// `--sort` values starting with PREFIX, one a line (used by the completion scripts)
+    #[command(name = "__complete-sort", hide = true)]
+    CompleteSort(meta::CompleteSortArgs),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -272,6 +292,7 @@ pub fn main() -> i32 {
         Command::Completions(args) => meta::cmd_completions(args),
         Command::Man(args) => meta::cmd_man(&ctx, args),
         Command::CompleteIds(args) => meta::cmd_complete_ids(&ctx, args),
+        Command::CompleteSort(args) => meta::cmd_complete_sort(&ctx, args),
     };
     match result {
         Ok(()) => 0,

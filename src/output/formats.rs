@@ -42,7 +42,8 @@ pub enum Column {
 /// Help text listing the column names.
 pub const COLUMNS_HELP: &str = "Columns of the table or CSV, comma-separated: id, name, status, \
 started, ended, duration, image, digest, code, branch, datasets, params, tags, command, host, user, \
-exit, rerun_of, job [default: id,name,status,started,duration,image,code,command]";
+exit, rerun_of, job; metric:KEY[:last|min|max|count] (a metric's value); param:KEY (a param's \
+value) [default: id,name,status,started,duration,image,code,command]";
 
 const ALL: [(Column, &str); 19] = [
     (Column::Id, "id"),
@@ -204,12 +205,13 @@ impl Column {
     }
 }
 
-/// A column of `ls --columns`: a field of the run, or one statistic of one of its metrics
-/// (`metric:acc`, `metric:loss:min`).
+/// A column of `ls --columns`: a field of the run, one statistic of one of its metrics
+/// (`metric:acc`, `metric:loss:min`), or one of its params (`param:lr`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LsColumn {
     Run(Column),
     Metric(MetricSort),
+    Param(String),
 }
 
 /// The values of each metric column, by run id (a run without the metric is absent).
@@ -238,6 +240,11 @@ impl LsColumn {
             if is_metric_expr(part) {
                 let m = parse_metric_sort(part).map_err(|e| format!("--columns {e}"))?;
                 out.push(LsColumn::Metric(m));
+            } else if let Some(key) = part.strip_prefix("param:") {
+                if key.is_empty() {
+                    return Err("--columns param: needs a key (param:lr)".into());
+                }
+                out.push(LsColumn::Param(key.to_string()));
             } else {
                 out.extend(Column::parse_list(part)?.into_iter().map(LsColumn::Run));
             }
@@ -254,6 +261,7 @@ impl LsColumn {
         match self {
             LsColumn::Run(c) => c.name().to_string(),
             LsColumn::Metric(m) => metric_label("metric:", m),
+            LsColumn::Param(k) => format!("param:{k}"),
         }
     }
 
@@ -263,6 +271,7 @@ impl LsColumn {
         match self {
             LsColumn::Run(c) => c.name().to_ascii_uppercase(),
             LsColumn::Metric(m) => metric_label("", m),
+            LsColumn::Param(k) => k.clone(),
         }
     }
 
@@ -273,6 +282,11 @@ impl LsColumn {
             LsColumn::Metric(m) => match cells.get(m, &r.id) {
                 Some(v) if m.stat == Stat::Count => format!("{}", v as u64),
                 Some(v) => value_text(v),
+                None if table => "-".into(),
+                None => String::new(),
+            },
+            LsColumn::Param(k) => match r.params.get(k) {
+                Some(v) => v.clone(),
                 None if table => "-".into(),
                 None => String::new(),
             },
@@ -348,6 +362,7 @@ fn fit_rule(c: &LsColumn) -> Option<(usize, u8)> {
         LsColumn::Run(Column::Exit) => Some((0, 14)),
         LsColumn::Run(Column::Duration) => Some((0, 15)),
         LsColumn::Metric(_) => Some((0, 16)),
+        LsColumn::Param(_) => Some((8, 16)),
         LsColumn::Run(Column::Name) => Some((8, 17)),
         LsColumn::Run(Column::Command) => Some((16, 18)),
     }

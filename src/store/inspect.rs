@@ -75,6 +75,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The metric keys recorded in the database at `path` (read-only, never migrated or
+    /// created), sorted, at most 200: what `ls --sort metric:` completes to.
+    pub fn complete_metric_keys(path: &Path) -> rusqlite::Result<Vec<String>> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut stmt = conn.prepare(
+            "WITH RECURSIVE k(key, n) AS (
+                 SELECT min(key), 1 FROM run_metrics
+                 UNION ALL
+                 SELECT (SELECT min(key) FROM run_metrics WHERE key > k.key), n + 1 FROM k
+                 WHERE k.key IS NOT NULL AND n < 200
+             )
+             SELECT key FROM k WHERE key IS NOT NULL",
+        )?;
+        let keys = stmt.query_map([], |r| r.get(0))?.collect();
+        keys
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,3 +377,63 @@ fn times_are_local_unless_utc_and_durations_exact_in_json() {
     assert!(v["duration_ms"].is_i64(), "{v}");
     assert!(v["started_at"].as_str().unwrap().ends_with('Z'));
 }
+
+/// Issue 25 item 5: `--sort` completes its field names and `metric:KEY` for the recorded keys
+/// (bash through `__complete-sort`, colons handled; zsh and fish call the same helper), and
+/// `attest verify` completes files.
+#[test]
+fn sort_values_and_attest_files_complete() {
+    let env = TestEnv::new();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--host",
+            "--",
+            "sh",
+            "-c",
+            "echo '{\"val_acc\": 0.9, \"val_loss\": 0.1}' >> \"$REPRO_METRICS\"",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = stdout_of(&env, &[], &["__complete-sort", "metric:val_a"]);
+    assert_eq!(out, "metric:val_acc\n");
+    let out = stdout_of(&env, &[], &["__complete-sort", "st"]);
+    assert_eq!(out, "started\nstatus\n");
+    let script = env.root().join("repro.bash");
+    std::fs::write(&script, completion(&env, "bash")).unwrap();
+    let bin_dir = assert_cmd::cargo::cargo_bin("repro")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // As bash sees `repro ls --sort metric:val_l<TAB>`: words split at ':'.
+    let line = "repro ls --sort metric:val_l";
+    let prog = format!(
+        "source '{}'\nCOMP_LINE='{line}'\nCOMP_POINT={}\nCOMP_WORDS=(repro ls --sort metric : val_l)\n\
+         COMP_CWORD=5\n_repro_run_ids repro\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        line.len()
+    );
+    let out = StdCommand::new("bash")
+        .args(["-c", &prog])
+        .env("PATH", &path)
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "val_loss\n");
+    let zsh = completion(&env, "zsh");
+    assert!(zsh.contains(":FIELD:_repro_sort_values'"), "zsh --sort");
+    assert!(
+        zsh.lines()
+            .any(|l| l.contains("The envelope (or unsigned statement)") && l.contains("_files")),
+        "zsh attest verify FILE"
+    );
+    assert!(completion(&env, "fish").contains("-l sort -x -a \"(repro __complete-sort"));
+}
