@@ -59,6 +59,31 @@ fn argv_params_are_recorded_marked_and_param_wins() {
     );
     assert_eq!(code, 0);
     assert!(out.contains(&id), "{out}");
+    // And as columns (issue 25 item 5): `param:KEY`, `-` / empty where a run lacks it.
+    let (code, out, err) = env.run_in(
+        env.root(),
+        &[
+            "ls",
+            "--columns",
+            "id,param:epochs,param:nope",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("id,param:epochs,param:nope\r\n{id},5,\r\n"),
+        "RFC 4180"
+    );
+    let (code, out, _) = env.run_in(env.root(), &["ls", "--columns", "param:lr,param:nope"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("lr") && out.contains("0.2") && out.contains('-'),
+        "{out}"
+    );
+    let (code, _, err) = env.run_in(env.root(), &["ls", "--columns", "param:"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]
