@@ -221,7 +221,10 @@ fn render(
             // The objects of `show --json` (without `--history`): the run and its metric summary.
             let mut objects = Vec::with_capacity(runs.len());
             for r in runs {
-                let summaries = store.metric_summaries(&r.id)?;
+                let mut summaries = store.metric_summaries(&r.id)?;
+                if summaries.is_empty() && r.status == crate::record::Status::Running {
+                    summaries = crate::ops::follow::live_summaries(store, &r.id);
+                }
                 objects.push(crate::record::json::run_json_with_metrics(r, &summaries));
             }
             if format == Format::Json {
@@ -233,9 +236,26 @@ fn render(
         Format::Csv | Format::Table => {
             let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
             let mut cells = formats::MetricCells::default();
+            // A running run's points are stored when it ends: until then its metrics file
+            // has the latest values (read once per running run, only for metric columns).
+            let mut live: std::collections::HashMap<&str, Vec<_>> = Default::default();
+            if columns.iter().any(|c| matches!(c, LsColumn::Metric(_))) {
+                for r in runs
+                    .iter()
+                    .filter(|r| r.status == crate::record::Status::Running)
+                {
+                    live.insert(&r.id, crate::ops::follow::live_summaries(store, &r.id));
+                }
+            }
             for c in columns {
                 if let LsColumn::Metric(m) = c {
-                    cells.insert(m, store.metric_values(&ids, &m.key, m.stat)?);
+                    let mut values = store.metric_values(&ids, &m.key, m.stat)?;
+                    for (id, summaries) in &live {
+                        if let Some(s) = summaries.iter().find(|s| s.key == m.key) {
+                            values.entry(id.to_string()).or_insert(m.stat.of(s));
+                        }
+                    }
+                    cells.insert(m, values);
                 }
             }
             if format == Format::Csv {

@@ -73,6 +73,38 @@ impl Tail {
     }
 }
 
+/// The metric summaries of a running run so far, from its metrics file (the last 4 MiB of it:
+/// the newest points; whole lines only): what `ls` shows for it before the end-of-run ingest
+/// stores them. Empty when the file is absent or unreadable.
+pub fn live_summaries(store: &Store, run_id: &str) -> Vec<crate::record::metrics::MetricSummary> {
+    let path = metrics_file(store, run_id);
+    let Ok(mut f) = std::fs::File::open(&path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(READ_CAP);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err()
+        || (&mut f).take(READ_CAP).read_to_end(&mut buf).is_err()
+    {
+        return Vec::new();
+    }
+    // From the middle of the file: skip the partial first line; never the unfinished last one.
+    let from = if start > 0 {
+        buf.iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| i + 1)
+    } else {
+        0
+    };
+    let to = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if from >= to {
+        return Vec::new();
+    }
+    let parsed = parse_jsonl(&buf[from..to], "REPRO_METRICS");
+    crate::record::metrics::summaries_of(&parsed.points)
+}
+
 /// The metrics file a run's job appends to.
 pub fn metrics_file(store: &Store, run_id: &str) -> PathBuf {
     crate::ops::metrics::metrics_dir(store.path()).join(format!("{run_id}.jsonl"))

@@ -46,7 +46,8 @@ impl Hinted for MetricKeyError {
     }
 }
 
-/// Checks that some stored run has each of `keys` (with the flag that named it).
+/// Checks that some run has each of `keys` (with the flag that named it): a stored run, or a
+/// running one whose metrics file has it (its points are stored when it ends).
 pub fn check(store: &Store, keys: &[(&str, &'static str)]) -> Result<(), MetricKeyError> {
     let mut recorded: Option<Vec<String>> = None;
     for (key, flag) in keys {
@@ -55,8 +56,17 @@ pub fn check(store: &Store, keys: &[(&str, &'static str)]) -> Result<(), MetricK
         }
         let all = match &recorded {
             Some(r) => r,
-            None => recorded.insert(store.metric_keys()?),
+            None => recorded.insert({
+                let mut all = store.metric_keys()?;
+                all.extend(live_keys(store)?);
+                all.sort();
+                all.dedup();
+                all
+            }),
         };
+        if all.iter().any(|k| k == key) {
+            continue;
+        }
         return Err(MetricKeyError::Unknown {
             key: key.to_string(),
             flag,
@@ -65,6 +75,23 @@ pub fn check(store: &Store, keys: &[(&str, &'static str)]) -> Result<(), MetricK
         });
     }
     Ok(())
+}
+
+/// The metric keys in the metrics files of the runs stored as running.
+fn live_keys(store: &Store) -> Result<Vec<String>, MetricKeyError> {
+    let q = crate::store::RunQuery {
+        status: vec![crate::record::Status::Running],
+        ..Default::default()
+    };
+    let mut keys = Vec::new();
+    for r in store.query_rows(&q)? {
+        keys.extend(
+            crate::ops::follow::live_summaries(store, &r.id)
+                .into_iter()
+                .map(|s| s.key),
+        );
+    }
+    Ok(keys)
 }
 
 /// The keys of `known` within a small edit distance of `key` (a third of its length, at least

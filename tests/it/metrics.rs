@@ -894,3 +894,61 @@ fn plot_escapes_hostile_keys_and_names_and_huge_values_print_short() {
     assert!(out.contains("1.797e308"), "{out}");
     assert!(!out.contains("17970000000"), "{out}");
 }
+
+/// Issue 25 item 3: `ls` shows the latest values of a running run, read from the metrics file
+/// its job is writing (they are stored only when it ends).
+#[test]
+fn ls_shows_the_latest_values_of_a_running_run() {
+    let env = TestEnv::new();
+    let mut job = std::process::Command::new(assert_cmd::cargo::cargo_bin("repro"))
+        .env("HOME", env.home())
+        .env("REPRO_DB", env.db())
+        .env_remove("REPRO_METRICS")
+        .current_dir(env.root())
+        .args([
+            "run",
+            "--host",
+            "--",
+            "sh",
+            "-c",
+            "echo '{\"step\": 1, \"loss\": 0.5}' >> \"$REPRO_METRICS\"; \
+             echo '{\"step\": 2, \"loss\": 0.25}' >> \"$REPRO_METRICS\"; sleep 3",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let seen = loop {
+        let (code, out, err) = env.run_in(
+            env.root(),
+            &[
+                "ls",
+                "--columns",
+                "status,metric:loss,metric:loss:count",
+                "--format",
+                "csv",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        if out.contains("running,0.25,2") {
+            break out;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 3,
+            "no live value while running: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(seen.contains("running"), "{seen}");
+    let (_, json, _) = env.run_in(env.root(), &["ls", "--format", "jsonl"]);
+    assert!(
+        json.contains("\"loss\""),
+        "live summary in JSON too: {json}"
+    );
+    assert!(job.wait().unwrap().success());
+    let (_, out, _) = env.run_in(
+        env.root(),
+        &["ls", "--columns", "status,metric:loss", "--format", "csv"],
+    );
+    assert!(out.contains("succeeded,0.25"), "stored at the end: {out}");
+}
