@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::ops::plot::{ImageFormat, PlotError};
+use crate::ops::plot::{num, ImageFormat, PlotError};
 use crate::store::metrics::{MetricSort, Stat};
 use crate::store::Store;
 
@@ -81,17 +81,6 @@ impl Scale {
                 .map(|v| (self.place(v), crate::sanitize::escape(v).into_owned()))
                 .collect(),
         }
-    }
-}
-
-fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
-        format!("{v:.2e}")
-    } else {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 

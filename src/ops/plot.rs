@@ -333,7 +333,7 @@ fn hms(secs: f64) -> String {
 }
 
 /// An axis label: integers without a fraction, others with at most 4 significant decimals.
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {

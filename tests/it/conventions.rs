@@ -249,6 +249,19 @@ fn completion_scripts_parse() {
     }
 }
 
+/// `PATH` with the directory of the repro binary under test first (completion scripts call it).
+fn path_with_repro() -> String {
+    let bin_dir = assert_cmd::cargo::cargo_bin("repro")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[test]
 fn bash_completes_run_ids_from_the_database() {
     let env = env_with_runs(3);
@@ -259,15 +272,7 @@ fn bash_completes_run_ids_from_the_database() {
         .collect();
     let script = env.root().join("repro.bash");
     std::fs::write(&script, completion(&env, "bash")).unwrap();
-    let bin_dir = assert_cmd::cargo::cargo_bin("repro")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_repro();
     let complete = |line: &str| -> Vec<String> {
         let prog = format!(
             "source '{}'\nCOMP_WORDS=({line})\nCOMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n\
@@ -402,15 +407,7 @@ fn sort_values_and_attest_files_complete() {
     assert_eq!(out, "started\nstatus\n");
     let script = env.root().join("repro.bash");
     std::fs::write(&script, completion(&env, "bash")).unwrap();
-    let bin_dir = assert_cmd::cargo::cargo_bin("repro")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_repro();
     // As bash sees `repro ls --sort metric:val_l<TAB>`: words split at ':'.
     let line = "repro ls --sort metric:val_l";
     let prog = format!(
