@@ -16,6 +16,7 @@ pub mod plot;
 pub mod rerun;
 pub mod sparkline;
 pub mod store_verify;
+pub mod sweep;
 pub mod which;
 
 use chrono::{DateTime, Local, Utc};

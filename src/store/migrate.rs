@@ -30,6 +30,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/0014.sql")),
     (15, include_str!("../../migrations/0015.sql")),
     (16, include_str!("../../migrations/0016.sql")),
+    (17, include_str!("../../migrations/0017.sql")),
 ];
 
 /// The schema version this binary writes.

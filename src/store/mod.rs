@@ -19,6 +19,7 @@ pub mod objects;
 pub mod query;
 pub mod retention;
 pub mod scheduler;
+mod sweep;
 mod transfer;
 pub mod which;
 
