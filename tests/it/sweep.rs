@@ -76,6 +76,7 @@ fn a_two_by_three_grid_records_six_runs_with_params_and_substituted_argv() {
         );
         assert_eq!(argv, ["sh", "train.sh", &lr, &wd, "{literal}"], "{full}");
         assert_eq!(full["status"], "succeeded");
+        assert_eq!(full["sweep"], id.as_str(), "{full}");
         assert!(full["tags"].to_string().contains("grid"), "{full}");
         seen.push((lr, wd));
     }
@@ -106,6 +107,9 @@ fn a_two_by_three_grid_records_six_runs_with_params_and_substituted_argv() {
         rows[3..].iter().all(|r| r.trim_end().ends_with("0.1")),
         "{out}"
     );
+    let (code, text, _) = env.run_in(&repo, &["show", runs[0]["id"].as_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains(&format!("sweep        {id}")), "{text}");
     // A run outside the sweep is not listed by --sweep.
     let (code, _, err) = env.run_in(&repo, &["run", "--host", "--", "true"]);
     assert_eq!(code, 0, "{err}");
