@@ -388,13 +388,58 @@ pub fn new_sweep_id() -> String {
     ulid::Ulid::new().to_string().to_lowercase()
 }
 
+/// Set by [`on_stop_signal`]: SIGINT or SIGTERM reached repro between two runs.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGINT and SIGTERM for the sweep's lifetime so that one arriving between two runs
+/// stops the sweep instead of killing repro. While a run's command is alive the run installs its
+/// own forwarding handlers and restores these afterwards (`exec::run`).
+struct StopGuard {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl StopGuard {
+    fn install() -> StopGuard {
+        STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_stop_signal as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        StopGuard { old }
+    }
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores the disposition saved by `install`.
+            unsafe {
+                libc::sigaction(*sig, prev, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// Whether an exit code says the run was stopped by SIGINT or SIGTERM (Ctrl-C, `kill`).
 fn interrupted(exit: i32) -> bool {
     exit == 128 + 2 || exit == 128 + 15
 }
 
-/// Runs every combination, one after the other, each a recorded `repro run`; stops starting
-/// new ones after a run ended by Ctrl-C (SIGINT) or SIGTERM.
+/// Runs every combination, one after the other, each a recorded `repro run`; starts nothing new
+/// after a run ended by Ctrl-C (SIGINT) or SIGTERM, or after one reached repro between runs.
 pub fn sweep(
     ev: &dyn Events,
     store: &mut Store,
@@ -403,7 +448,11 @@ pub fn sweep(
     let id = new_sweep_id();
     ev.status(&format!("sweep {id}: {} run(s)", plan.combos.len()));
     let mut runs = Vec::with_capacity(plan.combos.len());
+    let _stop = StopGuard::install();
     for (pos, combo) in plan.combos.iter().enumerate() {
+        if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
         let mut req = plan.base.clone();
         req.command = plan.template.render(combo);
         req.params.extend(combo.clone());

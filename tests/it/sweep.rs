@@ -225,3 +225,61 @@ fn bad_grids_and_templates_are_refused_with_nothing_recorded() {
     }
     assert!(!env.db().exists() || env.runs().is_empty());
 }
+
+#[test]
+fn ctrl_c_mid_sweep_records_the_running_run_and_starts_nothing_new() {
+    use std::process::{Command as StdCommand, Stdio};
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let ready = env.root().join("ready-2");
+    // The second combination signals that it runs, then sleeps until interrupted.
+    let script = format!(
+        "if [ \"$1\" = 2 ]; then touch {}; exec sleep 30; fi; echo run $1",
+        ready.display()
+    );
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+        .current_dir(&repo)
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .args([
+            "sweep",
+            "--host",
+            "--grid",
+            "n=1,2,3,4",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "{n}",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !ready.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the second run never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "SIGINT did not stop the sweep"
+    );
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("2 combination(s) not started"), "{err}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["killed", "succeeded"], "{runs:?}");
+}
