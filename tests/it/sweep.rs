@@ -238,7 +238,7 @@ fn ctrl_c_mid_sweep_records_the_running_run_and_starts_nothing_new() {
         "if [ \"$1\" = 2 ]; then touch {}; exec sleep 30; fi; echo run $1",
         ready.display()
     );
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
         .current_dir(&repo)
         .env("REPRO_DB", env.db())
         .env("HOME", env.home())
