@@ -114,6 +114,12 @@ fn a_two_by_three_grid_records_six_runs_with_params_and_substituted_argv() {
     let (code, _, err) = env.run_in(&repo, &["run", "--host", "--", "true"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(sweep_runs(&env, &repo, &id).len(), 6);
+    assert_eq!(
+        sweep_runs(&env, &repo, &id[..10]).len(),
+        6,
+        "a prefix selects the sweep"
+    );
+    assert_eq!(sweep_runs(&env, &repo, "%").len(), 0, "no LIKE wildcards");
     assert_eq!(env.runs().len(), 7);
 }
 
