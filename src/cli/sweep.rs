@@ -28,6 +28,10 @@ pub struct SweepArgs {
     /// Rank the summary by this metric's last value: metric:KEY (highest best) or metric:KEY:min
     #[arg(long, value_name = "metric:KEY[:min|max]")]
     pub objective: Option<String>,
+    /// Skip a combination whose identical run (clean commit, argv, params, image digest) already
+    /// succeeded, and name that run; the image must be pinned by digest, no --dataset yet
+    #[arg(long)]
+    pub needed: bool,
     /// Every `repro run` flag, applied to each run; then `--` and the command template
     #[command(flatten)]
     pub run: Box<RunArgs>,
@@ -71,7 +75,13 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
     let (base, notes) = RunRequest::from_flags(args.run.flags(), &ctx.config, cwd)?;
     let random = args.random.map(|n| (n, args.seed.unwrap_or(0)));
     // Everything is checked before the store is opened: a bad template records nothing.
-    let plan = SweepPlan::new(base, &args.grid, random, args.objective.as_deref())?;
+    let plan = SweepPlan::new(
+        base,
+        &args.grid,
+        random,
+        args.objective.as_deref(),
+        args.needed,
+    )?;
     for note in notes {
         ctx.status(note);
     }

@@ -310,6 +310,8 @@ pub struct SweepPlan {
     pub template: Template,
     /// Ranks the summary.
     pub objective: Option<Objective>,
+    /// `--needed`: skip a combination whose identical run already succeeded.
+    pub needed: bool,
 }
 
 impl SweepPlan {
@@ -319,8 +321,23 @@ impl SweepPlan {
         grid: &[String],
         random: Option<(usize, u64)>,
         objective: Option<&str>,
+        needed: bool,
     ) -> Result<SweepPlan, SweepError> {
         let axes = parse_grid(grid)?;
+        if needed {
+            if let Some(img) = base.image.as_deref().filter(|i| !i.contains("@sha256:")) {
+                return Err(usage(
+                    format!("--needed cannot tell whether '{img}' is the image of an earlier run (a tag can move)"),
+                    "pin the image by digest (--image NAME@sha256:…) to use --needed",
+                ));
+            }
+            if !base.datasets.is_empty() {
+                return Err(usage(
+                    "--needed does not compare dataset digests yet",
+                    "drop --needed, or --dataset",
+                ));
+            }
+        }
         if let Some(k) = axes.iter().find(|a| base.params.contains_key(&a.key)) {
             return Err(usage(
                 format!("--param {0} and --grid {0} are both given", k.key),
@@ -344,6 +361,7 @@ impl SweepPlan {
             combos,
             template,
             objective,
+            needed,
         })
     }
 }
@@ -366,7 +384,7 @@ pub struct SweepRun {
 }
 
 impl SweepRun {
-    /// Whether the run succeeded.
+    /// Whether the run succeeded (or, with `--needed`, had succeeded before).
     pub fn ok(&self) -> bool {
         self.exit == 0 && self.error.is_none()
     }
@@ -456,6 +474,30 @@ pub fn sweep(
         let mut req = plan.base.clone();
         req.command = plan.template.render(combo);
         req.params.extend(combo.clone());
+        if plan.needed {
+            if let Some(prior) = done_before(store, &req)? {
+                ev.status(&format!(
+                    "sweep {id} [{}/{}]: {} already succeeded as run {prior}; skipped",
+                    pos + 1,
+                    plan.combos.len(),
+                    describe(combo)
+                ));
+                let status = "skipped (done)".to_string();
+                let objective = match &plan.objective {
+                    Some(o) => objective_of(store, &prior, o)?,
+                    None => None,
+                };
+                runs.push(SweepRun {
+                    params: combo.clone(),
+                    id: Some(prior),
+                    status,
+                    exit: 0,
+                    objective,
+                    error: None,
+                });
+                continue;
+            }
+        }
         ev.status(&format!(
             "sweep {id} [{}/{}]: {}",
             pos + 1,
@@ -466,12 +508,7 @@ pub fn sweep(
             Ok(f) => {
                 store.add_sweep_run(&id, &f.id, pos)?;
                 let objective = match &plan.objective {
-                    Some(o) => store
-                        .metric_summaries(&f.id)?
-                        .into_iter()
-                        .find(|m| m.key == o.key)
-                        .map(|m| m.last)
-                        .filter(|v| !v.is_nan()),
+                    Some(o) => objective_of(store, &f.id, o)?,
                     None => None,
                 };
                 SweepRun {
@@ -519,6 +556,79 @@ pub fn sweep(
         runs,
         not_started,
     })
+}
+
+/// The objective's last value in run `id`, if reported.
+fn objective_of(store: &Store, id: &str, o: &Objective) -> Result<Option<f64>, SweepError> {
+    Ok(store
+        .metric_summaries(id)?
+        .into_iter()
+        .find(|m| m.key == o.key)
+        .map(|m| m.last)
+        .filter(|v| !v.is_nan()))
+}
+
+/// `--needed`: the newest succeeded run identical to what `req` would record — the same clean
+/// commit and working directory, argv, params, no datasets and the same image digest (or no
+/// image). A dirty tree or a directory outside git never matches.
+pub fn done_before(store: &Store, req: &RunRequest) -> Result<Option<String>, SweepError> {
+    let Ok(captured) = crate::capture::code::capture(&req.cwd) else {
+        return Ok(None);
+    };
+    let Some(commit) = captured
+        .code
+        .as_ref()
+        .filter(|c| !c.dirty)
+        .and_then(|c| c.commit.clone())
+    else {
+        return Ok(None);
+    };
+    let want_digest = req
+        .image
+        .as_deref()
+        .and_then(|i| i.split_once('@').map(|(_, d)| d.to_string()));
+    let q = crate::store::query::RunQuery {
+        filter: crate::store::query::RunFilter {
+            code: Some(commit.clone()),
+            params: req
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        },
+        status: vec![crate::record::Status::Succeeded],
+        metric_sort: None,
+    };
+    for r in store.query(&q)? {
+        let same_code = r
+            .code
+            .as_ref()
+            .is_some_and(|c| !c.dirty && c.commit.as_deref() == Some(commit.as_str()));
+        let same_argv = r.command.len() == req.command.len()
+            && r.command
+                .iter()
+                .zip(&req.command)
+                .all(|(a, b)| a.as_os_str() == b.as_os_str());
+        let same_image = match (&want_digest, &r.image) {
+            (None, None) => true,
+            (Some(d), Some(i)) => {
+                i.digest.as_deref() == Some(d.as_str())
+                    || i.index_digest.as_deref() == Some(d.as_str())
+            }
+            _ => false,
+        };
+        if same_code
+            && same_argv
+            && same_image
+            && r.params == req.params
+            && r.cwd == captured.cwd
+            && r.datasets.is_empty()
+        {
+            return Ok(Some(r.id));
+        }
+    }
+    Ok(None)
 }
 
 /// Best first: runs with the objective by value (stable among ties), then those without.

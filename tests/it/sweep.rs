@@ -289,3 +289,65 @@ fn ctrl_c_mid_sweep_records_the_running_run_and_starts_nothing_new() {
     let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["killed", "succeeded"], "{runs:?}");
 }
+
+#[test]
+fn needed_skips_combinations_that_already_succeeded_and_names_their_runs() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    // The metrics file must not make the tree dirty: a dirty tree never matches.
+    std::fs::write(repo.join(".gitignore"), "m.jsonl\n").unwrap();
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let args = [
+        "sweep",
+        "--host",
+        "--grid",
+        "lr=1,2",
+        "--grid",
+        "end=ok,fail",
+        "--",
+        "sh",
+        "train.sh",
+        "{lr}",
+        "0",
+        "{end}",
+    ];
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 3, "{err}");
+    let first = sweep_runs(&env, &repo, &sweep_id(&err));
+    let ok_ids: Vec<String> = first
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ok_ids.len(), 2);
+    let mut again = args.to_vec();
+    again.insert(1, "--needed");
+    let (code, out, err) = env.run_in(&repo, &again);
+    assert_eq!(code, 3, "the failed ones ran again and failed: {err}");
+    for id in &ok_ids {
+        assert!(
+            err.contains(&format!("already succeeded as run {id}")),
+            "{err}"
+        );
+        assert!(out.contains(id.as_str()), "the summary names {id}: {out}");
+    }
+    assert_eq!(env.runs().len(), 6, "two skipped, two failed ones re-run");
+    // A changed commit is not the identical run: nothing is skipped.
+    std::fs::write(repo.join("README"), "changed\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "change"]);
+    let (_, _, err) = env.run_in(&repo, &again);
+    assert!(!err.contains("already succeeded"), "{err}");
+    assert_eq!(env.runs().len(), 10);
+    // A tag may move: --needed wants a digest.
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep", "--needed", "--host", "--image", "alpine:3", "--grid", "lr=1", "--", "echo",
+            "{lr}",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("@sha256"), "{err}");
+    assert_eq!(env.runs().len(), 10);
+}
