@@ -152,6 +152,14 @@ CREATE TABLE run_tags (
 );
 CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
 
+-- The sweep a run was recorded by (`repro sweep`), and its combination's position in it.
+CREATE TABLE sweep_runs (
+    run_id   TEXT NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    sweep_id TEXT NOT NULL,
+    pos      INTEGER NOT NULL
+);
+CREATE INDEX sweep_runs_sweep ON sweep_runs (sweep_id, pos);
+
 CREATE TABLE run_notes (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     pos     INTEGER NOT NULL,

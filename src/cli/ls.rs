@@ -29,6 +29,9 @@ pub enum Format {
 pub struct LsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only the runs of this sweep (`repro sweep`; id or prefix)
+    #[arg(long, value_name = "ID")]
+    pub sweep: Option<String>,
     /// Sort by: started (newest first), duration (longest first), status, name, host, image, or
     /// metric:KEY[:last|min|max|count][:asc|:desc] (highest first unless :asc; --reverse flips).
     /// Repeat with metric keys to break ties: --sort metric:val_acc --sort metric:val_loss:asc
@@ -119,6 +122,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     let store = ctx.open_store()?;
     let mut q = args.filter.to_query(&store)?;
     q.filter.sort = sort;
+    q.filter.sweep = args.sweep.clone();
     q.metric_sort = metric_sort;
     q.then_by = then_by;
     q.filter.oldest_first = args.reverse;

@@ -36,6 +36,7 @@ pub mod rerun;
 pub mod run;
 pub mod script;
 pub mod show;
+pub mod sweep;
 pub mod verify;
 pub mod which;
 
@@ -138,6 +139,8 @@ impl From<ColorChoice> for crate::config::Color {
 pub enum Command {
     /// Run a command, recording its image digest, code, datasets, argv and outcome
     Run(Box<run::RunArgs>),
+    /// Run a command once per combination of a parameter grid, each a recorded run
+    Sweep(Box<sweep::SweepArgs>),
     /// List recorded runs, newest first
     Ls(ls::LsArgs),
     /// Show everything recorded about one run
@@ -252,6 +255,7 @@ pub fn main() -> i32 {
     ));
     let result = match &cli.command {
         Command::Run(args) => return run::cmd_run(&ctx, args),
+        Command::Sweep(args) => return sweep::cmd_sweep(&ctx, args),
         Command::Ls(args) => ls::cmd_ls(&ctx, args),
         Command::Show(args) => show::cmd_show(&ctx, args),
         Command::Get(args) => get::cmd_get(&ctx, args),

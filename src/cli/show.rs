@@ -69,6 +69,9 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
                 }
                 j["history"] = crate::record::metrics::history_json(&h);
             }
+            if let Some(sw) = store.sweep_of(&id)? {
+                j["sweep"] = serde_json::Value::from(sw);
+            }
             let mut s = serde_json::to_string_pretty(&j).expect("json");
             s.push('\n');
             s
@@ -84,6 +87,9 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
                 }
             }
             let mut s = output::show_text(&run, ctx.utc);
+            if let Some(sw) = store.sweep_of(&id)? {
+                s.push_str(&format!("{:<12} {sw} (repro ls --sweep {sw})\n", "sweep"));
+            }
             s.push_str(&output::metrics::metrics_text(&summaries, &h, tty));
             for a in &archives {
                 s.push_str(&format!(

@@ -26,6 +26,7 @@ pub mod rerun;
 pub mod run;
 pub mod slurm_rerun;
 pub mod store_verify;
+pub mod sweep;
 pub mod verify;
 pub mod which;
 

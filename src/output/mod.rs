@@ -18,6 +18,7 @@ pub mod repeat;
 pub mod rerun;
 pub mod sparkline;
 pub mod store_verify;
+pub mod sweep;
 pub mod which;
 
 use chrono::{DateTime, Local, Utc};

@@ -32,6 +32,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../../migrations/0016.sql")),
     (17, include_str!("../../migrations/0017.sql")),
     (18, include_str!("../../migrations/0018.sql")),
+    (19, include_str!("../../migrations/0019.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -20,6 +20,7 @@ pub mod query;
 pub mod repeat;
 pub mod retention;
 pub mod scheduler;
+mod sweep;
 mod transfer;
 pub mod which;
 

@@ -107,6 +107,8 @@ pub struct RunFilter {
     pub rerun_of: Option<String>,
     /// Only runs that are not re-runs (`ls --no-reruns`).
     pub no_reruns: bool,
+    /// Only runs of this sweep (`repro sweep`; the id or a prefix of it).
+    pub sweep: Option<String>,
     /// Host name, exact.
     pub host: Option<String>,
     /// Slurm job: raw id, array id (every task) or `ARRAY_TASK` (`ls --job`).
@@ -180,6 +182,7 @@ impl RunFilter {
             || self.name.is_some()
             || self.rerun_of.is_some()
             || self.no_reruns
+            || self.sweep.is_some()
             || self.host.is_some()
             || self.job.is_some()
             || !self.metrics.is_empty()
@@ -226,6 +229,7 @@ impl RunFilter {
             || !self.params.is_empty()
             || !self.tags.is_empty()
             || self.rerun_of.is_some()
+            || self.sweep.is_some()
             || self.job.is_some()
             || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In)
     }
@@ -351,6 +355,11 @@ impl RunFilter {
         for t in self.tags.iter().skip(skip_tag) {
             let t = c.bind(Value::Text(t.clone()));
             let cond = c.among("run_tags", format!("tag = {t}"));
+            c.wh.push(cond);
+        }
+        if let Some(sw) = &self.sweep {
+            let sw = c.bind(Value::Text(format!("{}%", like_escape(sw))));
+            let cond = c.among("sweep_runs", format!("sweep_id LIKE {sw} ESCAPE '\\'"));
             c.wh.push(cond);
         }
     }

@@ -31,5 +31,6 @@ mod run;
 mod script_e2e;
 mod slurm;
 mod support;
+mod sweep;
 mod transfer;
 mod which;

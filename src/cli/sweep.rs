@@ -1,0 +1,127 @@
+//! `repro sweep`: grid flags and `repro run` flags → a [`SweepPlan`] → [`ops::sweep`] →
+//! summary table and exit code.
+
+use std::ffi::OsString;
+
+use clap::Args;
+
+use crate::cli::run::RunArgs;
+use crate::cli::{print_out, stdout_is_tty, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::ops::run::RunRequest;
+use crate::ops::sweep::SweepPlan;
+
+/// Arguments of `repro sweep`.
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct SweepArgs {
+    /// A parameter and its values, KEY=V1,V2,… (repeatable; every combination is one run,
+    /// written {KEY} in the command)
+    #[arg(long = "grid", value_name = "KEY=V1,V2", required = true)]
+    pub grid: Vec<String>,
+    /// Run N combinations drawn at random (reproducibly, see --seed) instead of all
+    #[arg(long, value_name = "N")]
+    pub random: Option<usize>,
+    /// Seed of --random [default: 0]
+    #[arg(long, value_name = "S", requires = "random")]
+    pub seed: Option<u64>,
+    /// Rank the summary by this metric's last value: metric:KEY (highest best) or metric:KEY:min
+    #[arg(long, value_name = "metric:KEY[:min|max]")]
+    pub objective: Option<String>,
+    /// Skip a combination whose identical run (clean commit, argv, params, image digest) already
+    /// succeeded, and name that run; the image must be pinned by digest, no --dataset yet
+    #[arg(long)]
+    pub needed: bool,
+    /// Every `repro run` flag, applied to each run; then `--` and the command template
+    #[command(flatten)]
+    pub run: Box<RunArgs>,
+}
+
+/// With `--` on the command line everything before it is repro's: an unknown option there
+/// must not become the command.
+fn check_separator(args: &SweepArgs, raw: &[OsString]) -> CliResult<()> {
+    let Some(at) = raw.iter().position(|a| a == "sweep") else {
+        return Ok(());
+    };
+    let Some(sep) = raw[at..].iter().position(|a| a == "--") else {
+        return Ok(());
+    };
+    if args.run.command.as_slice() != &raw[at + sep + 1..] {
+        let first = args
+            .run
+            .command
+            .first()
+            .map(|a| a.to_string_lossy().into_owned());
+        return Err(CliError::usage(format!(
+            "unexpected argument '{}' before `--`",
+            first.unwrap_or_default()
+        ))
+        .hint("everything before `--` is for repro (see `repro sweep --help`); the command goes after it"));
+    }
+    Ok(())
+}
+
+/// Runs `repro sweep`: 0 when every run succeeded, else the first failed run's exit code
+/// (1 when that was 0-less, e.g. a run that could not start).
+pub fn cmd_sweep(ctx: &Ctx, args: &SweepArgs) -> i32 {
+    crate::cli::exit_with(plan_and_run(ctx, args))
+}
+
+fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    check_separator(args, &raw)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::user(format!("cannot read the current directory: {e}")))?;
+    let (base, notes) = RunRequest::from_flags(args.run.flags(), &ctx.config, cwd)?;
+    let random = args.random.map(|n| (n, args.seed.unwrap_or(0)));
+    // Everything is checked before the store is opened: a bad template records nothing.
+    let plan = SweepPlan::new(
+        base,
+        &args.grid,
+        random,
+        args.objective.as_deref(),
+        args.needed,
+    )?;
+    for note in notes {
+        ctx.status(note);
+    }
+    let overrides = ctx.config.repo_overrides();
+    if !overrides.is_empty() {
+        ctx.warn(format!(
+            "the repository's .repro.toml sets: {}",
+            overrides.join("; ")
+        ));
+    }
+    let mut store = ctx.open_store()?;
+    let out = crate::ops::sweep::sweep(ctx, &mut store, &plan)?;
+    let objective = plan.objective.as_ref().map(|o| o.key.as_str());
+    print_out(&crate::output::sweep::summary(
+        &out,
+        objective,
+        stdout_is_tty(),
+    ))?;
+    let failed: Vec<_> = out.runs.iter().filter(|r| !r.ok()).collect();
+    ctx.status(format!(
+        "sweep {}: {} run(s), {} failed{} (repro ls --sweep {})",
+        out.id,
+        out.runs.len(),
+        failed.len(),
+        if out.not_started > 0 {
+            format!(", {} not started", out.not_started)
+        } else {
+            String::new()
+        },
+        out.id
+    ));
+    if failed.is_empty() && out.not_started == 0 {
+        return Ok(0);
+    }
+    if !failed.is_empty() {
+        ctx.warn(format!(
+            "{} of {} run(s) failed",
+            failed.len(),
+            out.runs.len()
+        ));
+    }
+    Ok(failed.iter().map(|r| r.exit).find(|&e| e != 0).unwrap_or(1))
+}

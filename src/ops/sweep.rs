@@ -1,0 +1,747 @@
+//! `repro sweep`: one recorded run (through [`crate::ops::run::run`]) per combination of a
+//! parameter grid, grouped under a sweep id, with a summary ranked by an objective.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+
+use crate::error::Hinted;
+use crate::ops::run::RunRequest;
+use crate::ops::Events;
+use crate::store::Store;
+
+/// Why a sweep could not be planned or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// A `--grid`, `--random`, `--objective` or command template is malformed (a usage error).
+    #[error("{message}")]
+    Usage {
+        /// What is wrong, naming the flag.
+        message: String,
+        /// How to write it.
+        hint: String,
+    },
+    /// The store could not record the sweep.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Hinted for SweepError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SweepError::Usage { hint, .. } => Some(hint.clone()),
+            SweepError::Store(e) => e.hint(),
+        }
+    }
+    fn is_usage(&self) -> bool {
+        matches!(self, SweepError::Usage { .. })
+    }
+}
+
+fn usage(message: impl Into<String>, hint: impl Into<String>) -> SweepError {
+    SweepError::Usage {
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// One `--grid KEY=V1,V2,…`: a parameter and the values it takes, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Axis {
+    /// The parameter name (also the `{name}` of the command template).
+    pub key: String,
+    /// Its values.
+    pub values: Vec<String>,
+}
+
+/// Parses the `--grid` flags; a key given twice, an empty key or an empty value is refused.
+pub fn parse_grid(specs: &[String]) -> Result<Vec<Axis>, SweepError> {
+    const HINT: &str = "write it as --grid lr=0.1,0.03,0.01 (one --grid per parameter)";
+    let mut axes: Vec<Axis> = Vec::new();
+    for spec in specs {
+        let (key, values) = spec.split_once('=').ok_or_else(|| {
+            usage(
+                format!("--grid '{spec}' is not of the form KEY=V1,V2,…"),
+                HINT,
+            )
+        })?;
+        let key_ok = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !key_ok {
+            return Err(usage(
+                format!("--grid '{spec}': '{key}' is not a parameter name"),
+                "use letters, digits, '_', '-' or '.' in the name (it is written {name} in the command)",
+            ));
+        }
+        if axes.iter().any(|a| a.key == key) {
+            return Err(usage(
+                format!("--grid {key} is given twice"),
+                format!("list all values of {key} in one --grid {key}=V1,V2"),
+            ));
+        }
+        let values: Vec<String> = values.split(',').map(str::to_string).collect();
+        if values.iter().any(String::is_empty) {
+            return Err(usage(format!("--grid '{spec}' has an empty value"), HINT));
+        }
+        axes.push(Axis {
+            key: key.to_string(),
+            values,
+        });
+    }
+    if axes.is_empty() {
+        return Err(usage("repro sweep needs at least one --grid", HINT));
+    }
+    Ok(axes)
+}
+
+/// Every combination of the axes, the last axis varying fastest.
+pub fn combinations(axes: &[Axis]) -> Vec<BTreeMap<String, String>> {
+    let mut out = vec![BTreeMap::new()];
+    for axis in axes {
+        let mut next = Vec::with_capacity(out.len() * axis.values.len());
+        for combo in &out {
+            for v in &axis.values {
+                let mut c = combo.clone();
+                c.insert(axis.key.clone(), v.clone());
+                next.push(c);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// `n` of the combinations drawn without replacement by a generator seeded with `seed`: the
+/// same grid, `n` and seed give the same runs in the same order on every machine.
+pub fn sample<T>(mut all: Vec<T>, n: usize, seed: u64) -> Vec<T> {
+    // splitmix64: tiny, portable, and stable across releases (unlike a library's default RNG).
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let n = n.min(all.len());
+    for i in 0..n {
+        let j = i + (next() % (all.len() - i) as u64) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(n);
+    all
+}
+
+/// A piece of one argument of the command template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Param(String),
+}
+
+/// The command with `{name}` placeholders (`{{` and `}}` for literal braces), checked against
+/// the grid: every placeholder names a grid key and every grid key is used.
+#[derive(Debug, Clone)]
+pub struct Template {
+    args: Vec<Vec<Piece>>,
+}
+
+fn parse_arg(arg: &str) -> Result<Vec<Piece>, SweepError> {
+    const HINT: &str = "write a parameter as {lr} and a literal brace as {{ or }}";
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => {
+                            return Err(usage(
+                                format!("the command argument '{arg}' has an unclosed '{{'"),
+                                HINT,
+                            ))
+                        }
+                    }
+                }
+                if name.is_empty() || name.contains('{') {
+                    return Err(usage(
+                        format!("the command argument '{arg}' has a malformed placeholder"),
+                        HINT,
+                    ));
+                }
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Param(name));
+            }
+            '}' => {
+                return Err(usage(
+                    format!("the command argument '{arg}' has a '}}' without '{{'"),
+                    HINT,
+                ))
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() || pieces.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+impl Template {
+    /// Parses the command and checks it against the grid's keys.
+    pub fn parse(command: &[OsString], axes: &[Axis]) -> Result<Template, SweepError> {
+        let mut args = Vec::with_capacity(command.len());
+        for a in command {
+            let s = a.to_str().ok_or_else(|| {
+                usage(
+                    format!("the command argument {a:?} is not UTF-8"),
+                    "write the command in UTF-8",
+                )
+            })?;
+            args.push(parse_arg(s)?);
+        }
+        let keys: BTreeSet<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+        let mut used = BTreeSet::new();
+        for p in args.iter().flatten() {
+            if let Piece::Param(name) = p {
+                if !keys.contains(name.as_str()) {
+                    return Err(usage(
+                        format!("the command uses {{{name}}}, which no --grid defines"),
+                        format!(
+                            "add --grid {name}=V1,V2, or write {{{{{name}}}}} for literal braces (grid keys: {})",
+                            keys.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                used.insert(name.as_str());
+            }
+        }
+        if let Some(unused) = keys.iter().find(|k| !used.contains(*k)) {
+            return Err(usage(
+                format!("--grid {unused} is never used in the command"),
+                format!("pass it to the command as {{{unused}}} (e.g. --{unused} {{{unused}}}), or drop the --grid"),
+            ));
+        }
+        Ok(Template { args })
+    }
+
+    /// The argv of one combination.
+    pub fn render(&self, combo: &BTreeMap<String, String>) -> Vec<OsString> {
+        self.args
+            .iter()
+            .map(|pieces| {
+                let mut s = String::new();
+                for p in pieces {
+                    match p {
+                        Piece::Text(t) => s.push_str(t),
+                        Piece::Param(k) => s.push_str(combo.get(k).map_or("", String::as_str)),
+                    }
+                }
+                OsString::from(s)
+            })
+            .collect()
+    }
+}
+
+/// `--objective metric:KEY[:min|max]`: the metric (its last value) that ranks the runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objective {
+    /// The metric key.
+    pub key: String,
+    /// Lower is better (`:min`); higher is better otherwise.
+    pub minimize: bool,
+}
+
+impl Objective {
+    /// Parses `metric:KEY`, `metric:KEY:max` or `metric:KEY:min`.
+    pub fn parse(spec: &str) -> Result<Objective, SweepError> {
+        const HINT: &str =
+            "write it as --objective metric:val_acc (highest best) or metric:val_loss:min";
+        let rest = spec.strip_prefix("metric:").ok_or_else(|| {
+            usage(
+                format!("--objective '{spec}' does not start with metric:"),
+                HINT,
+            )
+        })?;
+        let (key, minimize) = match rest.rsplit_once(':') {
+            Some((k, "min")) => (k, true),
+            Some((k, "max")) => (k, false),
+            Some((_, d)) => {
+                return Err(usage(
+                    format!("--objective '{spec}': '{d}' is not min or max"),
+                    HINT,
+                ))
+            }
+            None => (rest, false),
+        };
+        if key.is_empty() {
+            return Err(usage(format!("--objective '{spec}' names no metric"), HINT));
+        }
+        Ok(Objective {
+            key: key.to_string(),
+            minimize,
+        })
+    }
+}
+
+/// A planned sweep: the run request every combination starts from and what varies.
+#[derive(Debug, Clone)]
+pub struct SweepPlan {
+    /// The `repro run` flags shared by every run (its `command` is replaced per combination).
+    pub base: RunRequest,
+    /// The combinations to run, in order.
+    pub combos: Vec<BTreeMap<String, String>>,
+    /// The command template.
+    pub template: Template,
+    /// Ranks the summary.
+    pub objective: Option<Objective>,
+    /// `--needed`: skip a combination whose identical run already succeeded.
+    pub needed: bool,
+}
+
+impl SweepPlan {
+    /// Checks the grid, template and objective; nothing runs and nothing is recorded.
+    pub fn new(
+        base: RunRequest,
+        grid: &[String],
+        random: Option<(usize, u64)>,
+        objective: Option<&str>,
+        needed: bool,
+    ) -> Result<SweepPlan, SweepError> {
+        let axes = parse_grid(grid)?;
+        if needed {
+            if let Some(img) = base.image.as_deref().filter(|i| !i.contains("@sha256:")) {
+                return Err(usage(
+                    format!("--needed cannot tell whether '{img}' is the image of an earlier run (a tag can move)"),
+                    "pin the image by digest (--image NAME@sha256:…) to use --needed",
+                ));
+            }
+            if !base.datasets.is_empty() {
+                return Err(usage(
+                    "--needed does not compare dataset digests yet",
+                    "drop --needed, or --dataset",
+                ));
+            }
+        }
+        if let Some(k) = axes.iter().find(|a| base.params.contains_key(&a.key)) {
+            return Err(usage(
+                format!("--param {0} and --grid {0} are both given", k.key),
+                format!("drop --param {}: the grid sets it for each run", k.key),
+            ));
+        }
+        let template = Template::parse(&base.command, &axes)?;
+        let objective = objective.map(Objective::parse).transpose()?;
+        let mut combos = combinations(&axes);
+        if let Some((n, seed)) = random {
+            if n == 0 {
+                return Err(usage(
+                    "--random 0 runs nothing",
+                    "give --random N with N ≥ 1",
+                ));
+            }
+            combos = sample(combos, n, seed);
+        }
+        Ok(SweepPlan {
+            base,
+            combos,
+            template,
+            objective,
+            needed,
+        })
+    }
+}
+
+/// How one combination ended.
+#[derive(Debug, Clone)]
+pub struct SweepRun {
+    /// The combination's parameters.
+    pub params: BTreeMap<String, String>,
+    /// The recorded run, when one was recorded.
+    pub id: Option<String>,
+    /// `succeeded`, `failed`, … or `error` (no run recorded: the message).
+    pub status: String,
+    /// repro's exit code for this run.
+    pub exit: i32,
+    /// The objective's last value, if the run reported it.
+    pub objective: Option<f64>,
+    /// Why no run was recorded.
+    pub error: Option<String>,
+}
+
+impl SweepRun {
+    /// Whether the run succeeded (or, with `--needed`, had succeeded before).
+    pub fn ok(&self) -> bool {
+        self.exit == 0 && self.error.is_none()
+    }
+}
+
+/// The outcome of a sweep.
+#[derive(Debug)]
+pub struct SweepOutcome {
+    /// The sweep id (`repro ls --sweep ID`).
+    pub id: String,
+    /// One entry per combination started, best first when an objective was given.
+    pub runs: Vec<SweepRun>,
+    /// Combinations never started (the sweep was interrupted).
+    pub not_started: usize,
+}
+
+/// A new sweep id: a ULID, lower case, like a run id.
+pub fn new_sweep_id() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+/// Set by [`on_stop_signal`]: SIGINT or SIGTERM reached repro between two runs.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGINT and SIGTERM for the sweep's lifetime so that one arriving between two runs
+/// stops the sweep instead of killing repro. While a run's command is alive the run installs its
+/// own forwarding handlers and restores these afterwards (`exec::run`).
+struct StopGuard {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl StopGuard {
+    fn install() -> StopGuard {
+        STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_stop_signal as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        StopGuard { old }
+    }
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores the disposition saved by `install`.
+            unsafe {
+                libc::sigaction(*sig, prev, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Whether an exit code says the run was stopped by SIGINT or SIGTERM (Ctrl-C, `kill`).
+fn interrupted(exit: i32) -> bool {
+    exit == 128 + 2 || exit == 128 + 15
+}
+
+/// Runs every combination, one after the other, each a recorded `repro run`; starts nothing new
+/// after a run ended by Ctrl-C (SIGINT) or SIGTERM, or after one reached repro between runs.
+pub fn sweep(
+    ev: &dyn Events,
+    store: &mut Store,
+    plan: &SweepPlan,
+) -> Result<SweepOutcome, SweepError> {
+    let id = new_sweep_id();
+    ev.status(&format!("sweep {id}: {} run(s)", plan.combos.len()));
+    let mut runs = Vec::with_capacity(plan.combos.len());
+    let _stop = StopGuard::install();
+    for (pos, combo) in plan.combos.iter().enumerate() {
+        if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let mut req = plan.base.clone();
+        req.command = plan.template.render(combo);
+        req.params.extend(combo.clone());
+        if plan.needed {
+            if let Some(prior) = done_before(store, &req)? {
+                ev.status(&format!(
+                    "sweep {id} [{}/{}]: {} already succeeded as run {prior}; skipped",
+                    pos + 1,
+                    plan.combos.len(),
+                    describe(combo)
+                ));
+                let status = "skipped (done)".to_string();
+                let objective = match &plan.objective {
+                    Some(o) => objective_of(store, &prior, o)?,
+                    None => None,
+                };
+                runs.push(SweepRun {
+                    params: combo.clone(),
+                    id: Some(prior),
+                    status,
+                    exit: 0,
+                    objective,
+                    error: None,
+                });
+                continue;
+            }
+        }
+        ev.status(&format!(
+            "sweep {id} [{}/{}]: {}",
+            pos + 1,
+            plan.combos.len(),
+            describe(combo)
+        ));
+        let done = match crate::ops::run::run(ev, store, &req) {
+            Ok(f) => {
+                store.add_sweep_run(&id, &f.id, pos)?;
+                let objective = match &plan.objective {
+                    Some(o) => objective_of(store, &f.id, o)?,
+                    None => None,
+                };
+                SweepRun {
+                    params: combo.clone(),
+                    id: Some(f.id.clone()),
+                    status: store.get_run(&f.id)?.status.as_str().to_string(),
+                    exit: f.exit,
+                    objective,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let msg = match e.hint() {
+                    Some(h) => format!("{e} (hint: {h})"),
+                    None => e.to_string(),
+                };
+                ev.error(&format!("{}: {msg}", describe(combo)));
+                SweepRun {
+                    params: combo.clone(),
+                    id: None,
+                    status: "error".into(),
+                    exit: 1,
+                    objective: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        let stop = interrupted(done.exit);
+        runs.push(done);
+        if stop {
+            break;
+        }
+    }
+    let not_started = plan.combos.len() - runs.len();
+    if not_started > 0 {
+        ev.warn(&format!(
+            "sweep {id} interrupted: {not_started} combination(s) not started"
+        ));
+    }
+    if let Some(o) = &plan.objective {
+        rank(&mut runs, o);
+    }
+    Ok(SweepOutcome {
+        id,
+        runs,
+        not_started,
+    })
+}
+
+/// The objective's last value in run `id`, if reported.
+fn objective_of(store: &Store, id: &str, o: &Objective) -> Result<Option<f64>, SweepError> {
+    Ok(store
+        .metric_summaries(id)?
+        .into_iter()
+        .find(|m| m.key == o.key)
+        .map(|m| m.last)
+        .filter(|v| !v.is_nan()))
+}
+
+/// `--needed`: the newest succeeded run identical to what `req` would record — the same clean
+/// commit and working directory, argv, params, no datasets and the same image digest (or no
+/// image). A dirty tree or a directory outside git never matches.
+pub fn done_before(store: &Store, req: &RunRequest) -> Result<Option<String>, SweepError> {
+    let Ok(captured) = crate::capture::code::capture(&req.cwd) else {
+        return Ok(None);
+    };
+    let Some(commit) = captured
+        .code
+        .as_ref()
+        .filter(|c| !c.dirty)
+        .and_then(|c| c.commit.clone())
+    else {
+        return Ok(None);
+    };
+    let want_digest = req
+        .image
+        .as_deref()
+        .and_then(|i| i.split_once('@').map(|(_, d)| d.to_string()));
+    let q = crate::store::query::RunQuery {
+        filter: crate::store::query::RunFilter {
+            code: Some(commit.clone()),
+            params: req
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        },
+        status: vec![crate::record::Status::Succeeded],
+        ..Default::default()
+    };
+    for r in store.query(&q)? {
+        let same_code = r
+            .code
+            .as_ref()
+            .is_some_and(|c| !c.dirty && c.commit.as_deref() == Some(commit.as_str()));
+        let same_argv = r.command.len() == req.command.len()
+            && r.command
+                .iter()
+                .zip(&req.command)
+                .all(|(a, b)| a.as_os_str() == b.as_os_str());
+        let same_image = match (&want_digest, &r.image) {
+            (None, None) => true,
+            (Some(d), Some(i)) => {
+                i.digest.as_deref() == Some(d.as_str())
+                    || i.index_digest.as_deref() == Some(d.as_str())
+            }
+            _ => false,
+        };
+        if same_code
+            && same_argv
+            && same_image
+            && r.params == req.params
+            && r.cwd == captured.cwd
+            && r.datasets.is_empty()
+        {
+            return Ok(Some(r.id));
+        }
+    }
+    Ok(None)
+}
+
+/// Best first: runs with the objective by value (stable among ties), then those without.
+pub fn rank(runs: &mut [SweepRun], o: &Objective) {
+    runs.sort_by(|a, b| match (a.objective, b.objective) {
+        (Some(x), Some(y)) => {
+            let ord = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+            if o.minimize {
+                ord
+            } else {
+                ord.reverse()
+            }
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+}
+
+/// `lr=0.1 wd=0` for status lines.
+pub fn describe(combo: &BTreeMap<String, String>) -> String {
+    combo
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_grid_expands_to_every_combination_last_axis_fastest() {
+        let axes = parse_grid(&["lr=0.1,0.01".into(), "wd=0,1e-4,1e-3".into()]).unwrap();
+        let c = combinations(&axes);
+        assert_eq!(c.len(), 6);
+        assert_eq!(describe(&c[0]), "lr=0.1 wd=0");
+        assert_eq!(describe(&c[1]), "lr=0.1 wd=1e-4");
+        assert_eq!(describe(&c[5]), "lr=0.01 wd=1e-3");
+    }
+
+    #[test]
+    fn bad_grids_are_refused() {
+        for bad in ["lr", "=1", "lr=", "lr=1,,2", "l r=1"] {
+            assert!(parse_grid(&[bad.into()]).is_err(), "{bad}");
+        }
+        assert!(parse_grid(&["lr=1".into(), "lr=2".into()]).is_err());
+        assert!(parse_grid(&[]).is_err());
+    }
+
+    #[test]
+    fn templates_substitute_and_keep_literal_braces() {
+        let axes = parse_grid(&["lr=0.1".into(), "wd=0".into()]).unwrap();
+        let t = Template::parse(&os(&["echo", "--lr={lr}", "{wd}", "{{x}}"]), &axes).unwrap();
+        let combo = &combinations(&axes)[0];
+        assert_eq!(t.render(combo), os(&["echo", "--lr=0.1", "0", "{x}"]));
+    }
+
+    #[test]
+    fn unknown_placeholders_unused_keys_and_stray_braces_are_refused() {
+        let axes = parse_grid(&["lr=0.1".into()]).unwrap();
+        for bad in [
+            &["echo", "{lr}", "{lrr}"][..],
+            &["echo", "0.1"],
+            &["echo", "{lr"],
+            &["echo", "{lr}}"],
+            &["echo", "{lr}", "{}"],
+        ] {
+            assert!(Template::parse(&os(bad), &axes).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sampling_is_reproducible_and_without_repeats() {
+        let all: Vec<u32> = (0..20).collect();
+        let a = sample(all.clone(), 5, 7);
+        assert_eq!(a, sample(all.clone(), 5, 7));
+        assert_ne!(a, sample(all.clone(), 5, 8));
+        let set: BTreeSet<_> = a.iter().collect();
+        assert_eq!(set.len(), 5);
+        assert_eq!(sample(all, 50, 1).len(), 20);
+    }
+
+    #[test]
+    fn objectives_parse_and_rank() {
+        assert_eq!(
+            Objective::parse("metric:loss:min").unwrap(),
+            Objective {
+                key: "loss".into(),
+                minimize: true
+            }
+        );
+        assert!(!Objective::parse("metric:acc").unwrap().minimize);
+        assert!(Objective::parse("acc").is_err());
+        assert!(Objective::parse("metric:acc:best").is_err());
+        let run = |v: Option<f64>| SweepRun {
+            params: BTreeMap::new(),
+            id: None,
+            status: "succeeded".into(),
+            exit: 0,
+            objective: v,
+            error: None,
+        };
+        let mut runs = vec![run(Some(1.0)), run(None), run(Some(3.0))];
+        rank(&mut runs, &Objective::parse("metric:acc").unwrap());
+        assert_eq!(runs[0].objective, Some(3.0));
+        assert_eq!(runs[2].objective, None);
+        rank(&mut runs, &Objective::parse("metric:acc:min").unwrap());
+        assert_eq!(runs[0].objective, Some(1.0));
+    }
+}

@@ -1,0 +1,41 @@
+//! The summary `repro sweep` prints when its runs have ended.
+
+use crate::ops::sweep::SweepOutcome;
+use crate::sanitize::escape;
+
+/// One row per run (run id, each parameter, status, objective), in the outcome's order (best
+/// first when the sweep had an objective); `objective` names the objective column.
+pub fn summary(out: &SweepOutcome, objective: Option<&str>, tty: bool) -> String {
+    let mut t = super::new_table(tty);
+    let keys: Vec<&String> = out
+        .runs
+        .first()
+        .map(|r| r.params.keys().collect())
+        .unwrap_or_default();
+    let mut header: Vec<String> = vec!["RUN".into()];
+    header.extend(keys.iter().map(|k| escape(k).into_owned()));
+    header.push("STATUS".into());
+    if let Some(o) = objective {
+        header.push(escape(o).to_uppercase());
+    }
+    t.set_header(header);
+    if !tty {
+        for col in t.column_iter_mut() {
+            col.set_padding((0, 2));
+        }
+    }
+    for r in &out.runs {
+        let mut row: Vec<String> = vec![r.id.clone().unwrap_or_else(|| "-".into())];
+        for k in &keys {
+            row.push(escape(r.params.get(*k).map_or("", String::as_str)).into_owned());
+        }
+        row.push(r.status.clone());
+        if objective.is_some() {
+            row.push(r.objective.map_or("-".into(), |v| format!("{v}")));
+        }
+        t.add_row(row);
+    }
+    let mut s = t.to_string();
+    s.push('\n');
+    s
+}

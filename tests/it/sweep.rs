@@ -1,0 +1,353 @@
+//! `repro sweep`: one recorded run per grid combination, grouped under a sweep id.
+
+use std::path::Path;
+
+use crate::support::{git, TestEnv};
+
+/// A repository with `train.sh LR WD`: prints its arguments and writes `acc = LR` to m.jsonl.
+fn repo(env: &TestEnv) -> std::path::PathBuf {
+    let repo = env.git_repo("proj");
+    std::fs::write(
+        repo.join("train.sh"),
+        "echo \"lr=$1 wd=$2\"\nprintf '{\"acc\": %s}\\n' \"$1\" > m.jsonl\n[ \"$3\" = fail ] && exit 3\nexit 0\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "train.sh"]);
+    git(&repo, &["commit", "-q", "-m", "train"]);
+    repo
+}
+
+fn sweep_runs(env: &TestEnv, cwd: &Path, sweep: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = env.run_in(cwd, &["ls", "--sweep", sweep, "--json", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["runs"].as_array().unwrap().clone()
+}
+
+fn sweep_id(stderr: &str) -> String {
+    let at = stderr.find("repro ls --sweep ").expect(stderr) + "repro ls --sweep ".len();
+    stderr[at..].split(')').next().unwrap().to_string()
+}
+
+#[test]
+fn a_two_by_three_grid_records_six_runs_with_params_and_substituted_argv() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "sweep",
+            "--host",
+            "--grid",
+            "lr=0.1,0.2",
+            "--grid",
+            "wd=0,1e-4,{x}",
+            "--objective",
+            "metric:acc",
+            "--metrics",
+            "m.jsonl",
+            "--tag",
+            "grid",
+            "--",
+            "sh",
+            "train.sh",
+            "{lr}",
+            "{wd}",
+            "{{literal}}",
+        ],
+    );
+    // `{x}` as a *value* is data, not a placeholder: it reaches the argv verbatim.
+    assert_eq!(code, 0, "{err}");
+    let id = sweep_id(&err);
+    let runs = sweep_runs(&env, &repo, &id);
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    let mut seen = Vec::new();
+    for r in &runs {
+        let full = env.show_json(r["id"].as_str().unwrap());
+        let argv: Vec<String> = full["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let (lr, wd) = (
+            full["params"]["lr"].as_str().unwrap().to_string(),
+            full["params"]["wd"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(argv, ["sh", "train.sh", &lr, &wd, "{literal}"], "{full}");
+        assert_eq!(full["status"], "succeeded");
+        assert_eq!(full["sweep"], id.as_str(), "{full}");
+        assert!(full["tags"].to_string().contains("grid"), "{full}");
+        seen.push((lr, wd));
+    }
+    seen.sort();
+    let want: Vec<(String, String)> = ["0.1", "0.2"]
+        .iter()
+        .flat_map(|l| ["0", "1e-4", "{x}"].map(|w| (l.to_string(), w.to_string())))
+        .collect();
+    assert_eq!(seen, want);
+    // The summary follows the runs' own output: one row per run, best first (acc = lr).
+    let lines: Vec<&str> = out.lines().collect();
+    let head = lines.iter().position(|l| l.starts_with("RUN")).expect(&out);
+    assert!(
+        lines[head].contains("STATUS") && lines[head].contains("ACC"),
+        "{out}"
+    );
+    let rows: Vec<&str> = lines[head + 1..]
+        .iter()
+        .copied()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    assert!(
+        rows[..3].iter().all(|r| r.trim_end().ends_with("0.2")),
+        "{out}"
+    );
+    assert!(
+        rows[3..].iter().all(|r| r.trim_end().ends_with("0.1")),
+        "{out}"
+    );
+    let (code, text, _) = env.run_in(&repo, &["show", runs[0]["id"].as_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains(&format!("sweep        {id}")), "{text}");
+    // A run outside the sweep is not listed by --sweep.
+    let (code, _, err) = env.run_in(&repo, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sweep_runs(&env, &repo, &id).len(), 6);
+    assert_eq!(
+        sweep_runs(&env, &repo, &id[..10]).len(),
+        6,
+        "a prefix selects the sweep"
+    );
+    assert_eq!(sweep_runs(&env, &repo, "%").len(), 0, "no LIKE wildcards");
+    assert_eq!(env.runs().len(), 7);
+}
+
+#[test]
+fn a_failed_run_makes_the_sweep_fail_and_says_how_many() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "sweep",
+            "--host",
+            "--grid",
+            "lr=1,2",
+            "--grid",
+            "end=ok,fail",
+            "--",
+            "sh",
+            "train.sh",
+            "{lr}",
+            "0",
+            "{end}",
+        ],
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("2 of 4 run(s) failed"), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" failed")).count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(env.runs().len(), 4);
+}
+
+#[test]
+fn random_samples_the_same_combinations_for_the_same_seed() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let mut picked = Vec::new();
+    for _ in 0..2 {
+        let (code, _, err) = env.run_in(
+            &repo,
+            &[
+                "sweep",
+                "--host",
+                "--grid",
+                "lr=1,2,3,4,5",
+                "--grid",
+                "wd=1,2,3",
+                "--random",
+                "4",
+                "--seed",
+                "42",
+                "--",
+                "sh",
+                "train.sh",
+                "{lr}",
+                "{wd}",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let mut p: Vec<String> = sweep_runs(&env, &repo, &sweep_id(&err))
+            .iter()
+            .map(|r| {
+                let full = env.show_json(r["id"].as_str().unwrap());
+                format!("{}/{}", full["params"]["lr"], full["params"]["wd"])
+            })
+            .collect();
+        p.sort();
+        assert_eq!(p.len(), 4);
+        picked.push(p);
+    }
+    assert_eq!(picked[0], picked[1]);
+}
+
+#[test]
+fn bad_grids_and_templates_are_refused_with_nothing_recorded() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--grid", "lr=1", "--", "echo", "{lrr}"], "{lrr}"),
+        (
+            &["--grid", "lr=1", "--grid", "wd=0", "--", "echo", "{lr}"],
+            "--grid wd is never used",
+        ),
+        (&["--grid", "lr=1", "--", "echo", "{lr"], "unclosed"),
+        (
+            &["--grid", "lr=1", "--", "echo", "{lr}}"],
+            "'}' without '{'",
+        ),
+        (&["--grid", "lr", "--", "echo", "{lr}"], "KEY=V1,V2"),
+        (&["--grid", "lr=1,,2", "--", "echo", "{lr}"], "empty value"),
+        (
+            &["--grid", "lr=1", "--param", "lr=2", "--", "echo", "{lr}"],
+            "both given",
+        ),
+        (
+            &["--grid", "lr=1", "--objective", "acc", "--", "echo", "{lr}"],
+            "metric:",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["sweep", "--host"];
+        all.extend_from_slice(args);
+        let (code, out, err) = env.run_in(&repo, &all);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.contains("hint:"), "{args:?}: {err}");
+    }
+    assert!(!env.db().exists() || env.runs().is_empty());
+}
+
+#[test]
+fn ctrl_c_mid_sweep_records_the_running_run_and_starts_nothing_new() {
+    use std::process::{Command as StdCommand, Stdio};
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let ready = env.root().join("ready-2");
+    // The second combination signals that it runs, then sleeps until interrupted.
+    let script = format!(
+        "if [ \"$1\" = 2 ]; then touch {}; exec sleep 30; fi; echo run $1",
+        ready.display()
+    );
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+        .current_dir(&repo)
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .args([
+            "sweep",
+            "--host",
+            "--grid",
+            "n=1,2,3,4",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "{n}",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !ready.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the second run never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "SIGINT did not stop the sweep"
+    );
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("2 combination(s) not started"), "{err}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["killed", "succeeded"], "{runs:?}");
+}
+
+#[test]
+fn needed_skips_combinations_that_already_succeeded_and_names_their_runs() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    // The metrics file must not make the tree dirty: a dirty tree never matches.
+    std::fs::write(repo.join(".gitignore"), "m.jsonl\n").unwrap();
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let args = [
+        "sweep",
+        "--host",
+        "--grid",
+        "lr=1,2",
+        "--grid",
+        "end=ok,fail",
+        "--",
+        "sh",
+        "train.sh",
+        "{lr}",
+        "0",
+        "{end}",
+    ];
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 3, "{err}");
+    let first = sweep_runs(&env, &repo, &sweep_id(&err));
+    let ok_ids: Vec<String> = first
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ok_ids.len(), 2);
+    let mut again = args.to_vec();
+    again.insert(1, "--needed");
+    let (code, out, err) = env.run_in(&repo, &again);
+    assert_eq!(code, 3, "the failed ones ran again and failed: {err}");
+    for id in &ok_ids {
+        assert!(
+            err.contains(&format!("already succeeded as run {id}")),
+            "{err}"
+        );
+        assert!(out.contains(id.as_str()), "the summary names {id}: {out}");
+    }
+    assert_eq!(env.runs().len(), 6, "two skipped, two failed ones re-run");
+    // A changed commit is not the identical run: nothing is skipped.
+    std::fs::write(repo.join("README"), "changed\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "change"]);
+    let (_, _, err) = env.run_in(&repo, &again);
+    assert!(!err.contains("already succeeded"), "{err}");
+    assert_eq!(env.runs().len(), 10);
+    // A tag may move: --needed wants a digest.
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep", "--needed", "--host", "--image", "alpine:3", "--grid", "lr=1", "--", "echo",
+            "{lr}",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("@sha256"), "{err}");
+    assert_eq!(env.runs().len(), 10);
+}
