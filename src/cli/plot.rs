@@ -25,8 +25,11 @@ pub enum XArg {
 #[derive(Debug, Args)]
 pub struct PlotArgs {
     /// Run ids or unique prefixes, one line each
-    #[arg(required = true, value_name = "ID")]
+    #[arg(required_unless_present = "sweep", value_name = "ID")]
     pub ids: Vec<String>,
+    /// The runs of this sweep (`repro sweep`; its id or a unique prefix), with any IDs given
+    #[arg(long, value_name = "SWEEP")]
+    pub sweep: Option<String>,
     /// A metric to draw; repeat for one panel per metric (`-m loss -m val_acc`)
     #[arg(short, long, value_name = "KEY", required_unless_present = "parallel")]
     pub metric: Vec<String>,
@@ -83,9 +86,21 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
         })?),
     };
     let store = ctx.open_store()?;
+    let mut ids = args.ids.clone();
+    if let Some(sweep) = &args.sweep {
+        let runs = store.sweep_runs(sweep)?;
+        if runs.is_empty() {
+            return Err(CliError::user(format!(
+                "no sweep matches '{}'",
+                crate::sanitize::escape(sweep)
+            ))
+            .hint("`repro sweep` prints its id; `repro show ID` shows a run's sweep"));
+        }
+        ids.extend(runs);
+    }
     if let Some(spec) = &args.parallel {
         let objective = parse_metric_sort(spec).map_err(|e| usage_with_hint("--parallel", e))?;
-        let p = parallel::parallel(&store, &args.ids, &objective, spec)?;
+        let p = parallel::parallel(&store, &ids, &objective, spec)?;
         for w in output::plot::parallel_warnings(&p) {
             ctx.warn(w);
         }
@@ -99,7 +114,7 @@ pub fn cmd_plot(ctx: &Ctx, args: &PlotArgs) -> CliResult {
         return Ok(());
     }
     let req = PlotRequest {
-        runs: args.ids.clone(),
+        runs: ids,
         metrics: args.metric.clone(),
         x: match args.x {
             XArg::Step => XAxis::Step,

@@ -351,3 +351,57 @@ fn needed_skips_combinations_that_already_succeeded_and_names_their_runs() {
     assert!(err.contains("@sha256"), "{err}");
     assert_eq!(env.runs().len(), 10);
 }
+
+/// Issue 25 item 6: `plot --sweep ID --parallel metric:KEY` draws the sweep's runs as parallel
+/// coordinates (one line per run through lr, wd and the objective); an unknown sweep is an error.
+#[test]
+fn plot_sweep_draws_parallel_coordinates_of_its_runs() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep",
+            "--host",
+            "--grid",
+            "lr=0.1,0.2",
+            "--grid",
+            "wd=0,1e-4",
+            "--metrics",
+            "m.jsonl",
+            "--",
+            "sh",
+            "train.sh",
+            "{lr}",
+            "{wd}",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = sweep_id(&err);
+    let svg = repo.join("sweep.svg");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "plot",
+            "--sweep",
+            &id,
+            "--parallel",
+            "metric:acc",
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(4 runs)"), "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").unwrap().split_whitespace().count() == 3)
+        .count();
+    assert_eq!(lines, 4, "{text}");
+    let (code, _, err) = env.run_in(&repo, &["plot", "--sweep", "zzzz", "-m", "acc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no sweep matches 'zzzz'"), "{err}");
+}
