@@ -114,7 +114,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
         Some(list) => LsColumn::parse_list(list).map_err(|m| {
             CliError::usage(m).hint(format!(
-                "columns: {}, metric:KEY[:STAT] (STAT: last, min, max, count) or param:KEY",
+                "columns: {}, sweep, metric:KEY[:STAT] (STAT: last, min, max, count) or param:KEY",
                 Column::names().join(", ")
             ))
         })?,
@@ -147,7 +147,7 @@ fn check_metric_keys(store: &Store, q: &crate::store::RunQuery, columns: &[LsCol
     keys.extend(q.filter.metrics.iter().map(|c| (c.key.as_str(), "--where")));
     keys.extend(columns.iter().filter_map(|c| match c {
         LsColumn::Metric(m) => Some((m.key.as_str(), "--columns")),
-        LsColumn::Run(_) | LsColumn::Param(_) => None,
+        LsColumn::Run(_) | LsColumn::Param(_) | LsColumn::Sweep => None,
     }));
     match crate::ops::metric_keys::check(store, &keys) {
         Ok(()) => Ok(()),
@@ -240,6 +240,15 @@ fn render(
         Format::Csv | Format::Table => {
             let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
             let mut cells = formats::MetricCells::default();
+            if columns.contains(&LsColumn::Sweep) {
+                let mut sweeps = std::collections::HashMap::new();
+                for r in runs {
+                    if let Some(s) = store.sweep_of(&r.id)? {
+                        sweeps.insert(r.id.clone(), s);
+                    }
+                }
+                cells.set_sweeps(sweeps);
+            }
             // A running run's points are stored when it ends: until then its metrics file
             // has the latest values (read once per running run, only for metric columns).
             let mut live: std::collections::HashMap<&str, Vec<_>> = Default::default();

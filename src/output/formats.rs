@@ -42,7 +42,7 @@ pub enum Column {
 /// Help text listing the column names.
 pub const COLUMNS_HELP: &str = "Columns of the table or CSV, comma-separated: id, name, status, \
 started, ended, duration, image, digest, code, branch, datasets, params, tags, command, host, user, \
-exit, rerun_of, job; metric:KEY[:last|min|max|count] (a metric's value); param:KEY (a param's \
+exit, rerun_of, job, sweep; metric:KEY[:last|min|max|count] (a metric's value); param:KEY (a param's \
 value) [default: id,name,status,started,duration,image,code,command]";
 
 const ALL: [(Column, &str); 19] = [
@@ -212,13 +212,23 @@ pub enum LsColumn {
     Run(Column),
     Metric(MetricSort),
     Param(String),
+    /// The sweep (`repro sweep`) the run belongs to.
+    Sweep,
 }
 
 /// The values of each metric column, by run id (a run without the metric is absent).
 #[derive(Debug, Default)]
-pub struct MetricCells(Vec<(MetricSort, HashMap<String, f64>)>);
+pub struct MetricCells(
+    Vec<(MetricSort, HashMap<String, f64>)>,
+    HashMap<String, String>,
+);
 
 impl MetricCells {
+    /// Records the sweep of each run that belongs to one (the `sweep` column).
+    pub fn set_sweeps(&mut self, sweeps: HashMap<String, String>) {
+        self.1 = sweeps;
+    }
+
     /// Records the values of one metric column.
     pub fn insert(&mut self, m: &MetricSort, values: HashMap<String, f64>) {
         self.0.push((m.clone(), values));
@@ -240,6 +250,8 @@ impl LsColumn {
             if is_metric_expr(part) {
                 let m = parse_metric_sort(part).map_err(|e| format!("--columns {e}"))?;
                 out.push(LsColumn::Metric(m));
+            } else if part == "sweep" {
+                out.push(LsColumn::Sweep);
             } else if let Some(key) = part.strip_prefix("param:") {
                 if key.is_empty() {
                     return Err("--columns param: needs a key (param:lr)".into());
@@ -262,6 +274,7 @@ impl LsColumn {
             LsColumn::Run(c) => c.name().to_string(),
             LsColumn::Metric(m) => metric_label("metric:", m),
             LsColumn::Param(k) => format!("param:{k}"),
+            LsColumn::Sweep => "sweep".into(),
         }
     }
 
@@ -272,6 +285,7 @@ impl LsColumn {
             LsColumn::Run(c) => c.name().to_ascii_uppercase(),
             LsColumn::Metric(m) => metric_label("", m),
             LsColumn::Param(k) => k.clone(),
+            LsColumn::Sweep => "SWEEP".into(),
         }
     }
 
@@ -287,6 +301,13 @@ impl LsColumn {
             },
             LsColumn::Param(k) => match r.params.get(k) {
                 Some(v) => v.clone(),
+                None if table => "-".into(),
+                None => String::new(),
+            },
+            // The table shows 12 characters, as it does of run ids (a unique prefix works).
+            LsColumn::Sweep => match cells.1.get(&r.id) {
+                Some(s) if table => s.chars().take(12).collect(),
+                Some(s) => s.clone(),
                 None if table => "-".into(),
                 None => String::new(),
             },
@@ -363,6 +384,7 @@ fn fit_rule(c: &LsColumn) -> Option<(usize, u8)> {
         LsColumn::Run(Column::Duration) => Some((0, 15)),
         LsColumn::Metric(_) => Some((0, 16)),
         LsColumn::Param(_) => Some((8, 16)),
+        LsColumn::Sweep => Some((0, 4)),
         LsColumn::Run(Column::Name) => Some((8, 17)),
         LsColumn::Run(Column::Command) => Some((16, 18)),
     }

@@ -401,6 +401,24 @@ fn plot_sweep_draws_parallel_coordinates_of_its_runs() {
         .filter(|n| n.attribute("points").unwrap().split_whitespace().count() == 3)
         .count();
     assert_eq!(lines, 4, "{text}");
+    // The SWEEP column (issue 25 item 1): the id in CSV, 12 characters in the table.
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "ls",
+            "--columns",
+            "sweep,param:lr",
+            "--format",
+            "csv",
+            "--all",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches(&format!("{id},")).count(), 4, "{out}");
+    let (code, out, _) = env.run_in(&repo, &["ls", "--columns", "id,sweep"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID") && out.contains("SWEEP"), "{out}");
+    assert!(out.contains(&id[..12]) && !out.contains(&id), "{out}");
     let (code, _, err) = env.run_in(&repo, &["plot", "--sweep", "zzzz", "-m", "acc"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no sweep matches 'zzzz'"), "{err}");
