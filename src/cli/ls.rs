@@ -5,6 +5,8 @@ use clap::{Args, ValueEnum};
 use crate::cli::filter::{usage_with_hint, FilterArgs};
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
+use crate::ops::ls;
+use crate::ops::metric_keys::MetricKeyError;
 use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
 use crate::record::Run;
@@ -127,89 +129,33 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     q.then_by = then_by;
     q.filter.oldest_first = args.reverse;
     q.filter.limit = (!args.all).then_some(args.limit);
-    check_metric_keys(&store, &q, &columns)?;
+    let metric_columns: Vec<&MetricSort> = columns
+        .iter()
+        .filter_map(|c| match c {
+            LsColumn::Metric(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    match ls::check_keys(&store, &q, &metric_columns) {
+        Ok(()) => {}
+        Err(MetricKeyError::Store(e)) => return Err(e.into()),
+        // The message names the flag itself (`… (in --sort)`).
+        Err(e) => {
+            let hint = crate::error::Hinted::hint(&e);
+            let err = CliError::usage(e.to_string());
+            return Err(match hint {
+                Some(h) => err.hint(h),
+                None => err,
+            });
+        }
+    }
     let runs = store.query(&q)?;
     let format = if args.json { Format::Json } else { args.format };
     print_out(&render(ctx, &store, &runs, &columns, format)?)?;
-    if let Some(cut) = cut_note(&store, &q, runs.len() as u64)? {
-        ctx.status(cut);
+    if let Some(cut) = ls::cut(&store, &q, runs.len() as u64)? {
+        ctx.status(formats::cut_note(cut));
     }
     Ok(())
-}
-
-/// Refuses a metric key in `--sort`, `--where` or `--columns` that no stored run has (a typo
-/// would otherwise sort nothing or match nothing, silently), naming the closest keys.
-fn check_metric_keys(store: &Store, q: &crate::store::RunQuery, columns: &[LsColumn]) -> CliResult {
-    let mut keys: Vec<(&str, &'static str)> = Vec::new();
-    for (m, _) in q.metric_sort.iter().chain(&q.then_by) {
-        keys.push((&m.key, "--sort"));
-    }
-    keys.extend(q.filter.metrics.iter().map(|c| (c.key.as_str(), "--where")));
-    keys.extend(columns.iter().filter_map(|c| match c {
-        LsColumn::Metric(m) => Some((m.key.as_str(), "--columns")),
-        LsColumn::Run(_) | LsColumn::Param(_) | LsColumn::Sweep => None,
-    }));
-    match crate::ops::metric_keys::check(store, &keys) {
-        Ok(()) => Ok(()),
-        Err(crate::ops::metric_keys::MetricKeyError::Store(e)) => Err(e.into()),
-        Err(e) => {
-            let mut err = CliError::usage(e.to_string());
-            if let Some(h) = crate::error::Hinted::hint(&e) {
-                err = err.hint(h);
-            }
-            Err(err)
-        }
-    }
-}
-
-/// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Matches counted for the "N of M shown" note; beyond it the note says "over".
-const COUNT_CAP: u64 = 10_000;
-
-/// When the limit cut the list: `20 of 28 shown (--limit N, --all)` on stderr, or, when the
-/// total cannot be counted in one query, that more match.
-fn cut_note(store: &Store, q: &crate::store::RunQuery, shown: u64) -> CliResult<Option<String>> {
-    let Some(limit) = q.filter.limit else {
-        return Ok(None);
-    };
-    if shown < limit {
-        return Ok(None);
-    }
-    if let Some(total) = store.count_matching(q, COUNT_CAP)? {
-        return Ok(match total {
-            t if t > COUNT_CAP => Some(format!(
-                "{shown} of over {} shown (--limit N, --all)",
-                grouped(COUNT_CAP)
-            )),
-            t if t > shown => Some(format!(
-                "{shown} of {} shown (--limit N, --all)",
-                grouped(t)
-            )),
-            _ => None,
-        });
-    }
-    let mut more = q.clone();
-    more.filter.limit = Some(limit + 1);
-    let found = if q.metric_sort.is_some() {
-        // Listed by a metric: only runs that have it count.
-        store.query(&more)?.len()
-    } else {
-        store.query_rows(&more)?.len()
-    };
-    Ok((found as u64 > shown)
-        .then(|| format!("the first {shown} shown; more match (--limit N, --all)")))
 }
 
 /// The text of `ls` in `format`.
@@ -225,10 +171,7 @@ fn render(
             // The objects of `show --json` (without `--history`): the run and its metric summary.
             let mut objects = Vec::with_capacity(runs.len());
             for r in runs {
-                let mut summaries = store.metric_summaries(&r.id)?;
-                if summaries.is_empty() && r.status == crate::record::Status::Running {
-                    summaries = crate::ops::follow::live_summaries(store, &r.id);
-                }
+                let summaries = ls::summaries(store, r)?;
                 objects.push(crate::record::json::run_json_with_metrics(r, &summaries));
             }
             if format == Format::Json {
@@ -238,38 +181,22 @@ fn render(
             }
         }
         Format::Csv | Format::Table => {
-            let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
             let mut cells = formats::MetricCells::default();
             if columns.contains(&LsColumn::Sweep) {
-                let mut sweeps = std::collections::HashMap::new();
-                for r in runs {
-                    if let Some(s) = store.sweep_of(&r.id)? {
-                        sweeps.insert(r.id.clone(), s);
-                    }
-                }
-                cells.set_sweeps(sweeps);
+                cells.set_sweeps(ls::sweeps(store, runs)?);
             }
-            // A running run's points are stored when it ends: until then its metrics file
-            // has the latest values (read once per running run, only for metric columns).
-            let mut live: std::collections::HashMap<&str, Vec<_>> = Default::default();
-            if columns.iter().any(|c| matches!(c, LsColumn::Metric(_))) {
-                for r in runs
-                    .iter()
-                    .filter(|r| r.status == crate::record::Status::Running)
-                {
-                    live.insert(&r.id, crate::ops::follow::live_summaries(store, &r.id));
-                }
-            }
-            for c in columns {
-                if let LsColumn::Metric(m) = c {
-                    let mut values = store.metric_values(&ids, &m.key, m.stat)?;
-                    for (id, summaries) in &live {
-                        if let Some(s) = summaries.iter().find(|s| s.key == m.key) {
-                            values.entry(id.to_string()).or_insert(m.stat.of(s));
-                        }
-                    }
-                    cells.insert(m, values);
-                }
+            let metrics: Vec<&MetricSort> = columns
+                .iter()
+                .filter_map(|c| match c {
+                    LsColumn::Metric(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            for (m, values) in metrics
+                .iter()
+                .zip(ls::metric_columns(store, runs, &metrics)?)
+            {
+                cells.insert(m, values);
             }
             if format == Format::Csv {
                 formats::ls_csv(runs, columns, &cells)

@@ -736,6 +736,36 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The stderr note of `ls` when its limit cut the list.
+pub fn cut_note(cut: crate::ops::ls::Cut) -> String {
+    use crate::ops::ls::{Cut, COUNT_CAP};
+    match cut {
+        Cut::Of { shown, total } => {
+            format!("{shown} of {} shown (--limit N, --all)", grouped(total))
+        }
+        Cut::OfOver { shown } => {
+            format!(
+                "{shown} of over {} shown (--limit N, --all)",
+                grouped(COUNT_CAP)
+            )
+        }
+        Cut::More { shown } => format!("the first {shown} shown; more match (--limit N, --all)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
