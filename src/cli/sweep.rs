@@ -100,28 +100,13 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
         objective,
         stdout_is_tty(),
     ))?;
-    let failed: Vec<_> = out.runs.iter().filter(|r| !r.ok()).collect();
-    ctx.status(format!(
-        "sweep {}: {} run(s), {} failed{} (repro ls --sweep {})",
-        out.id,
-        out.runs.len(),
-        failed.len(),
-        if out.not_started > 0 {
-            format!(", {} not started", out.not_started)
-        } else {
-            String::new()
-        },
-        out.id
-    ));
-    if failed.is_empty() && out.not_started == 0 {
-        return Ok(0);
-    }
-    if !failed.is_empty() {
+    ctx.status(crate::output::sweep::status_line(&out));
+    if out.failed() > 0 {
         ctx.warn(format!(
             "{} of {} run(s) failed",
-            failed.len(),
+            out.failed(),
             out.runs.len()
         ));
     }
-    Ok(failed.iter().map(|r| r.exit).find(|&e| e != 0).unwrap_or(1))
+    Ok(out.exit_code())
 }

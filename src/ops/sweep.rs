@@ -401,6 +401,28 @@ pub struct SweepOutcome {
     pub not_started: usize,
 }
 
+impl SweepOutcome {
+    /// The runs that did not succeed.
+    pub fn failed(&self) -> usize {
+        self.runs.iter().filter(|r| !r.ok()).count()
+    }
+
+    /// The exit code of `repro sweep`: 0 when every combination ran and succeeded, else the
+    /// first failed run's exit code (1 when it has none, or when only combinations were left
+    /// unstarted).
+    pub fn exit_code(&self) -> i32 {
+        if self.failed() == 0 && self.not_started == 0 {
+            return 0;
+        }
+        self.runs
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| r.exit)
+            .find(|&e| e != 0)
+            .unwrap_or(1)
+    }
+}
+
 /// A new sweep id: a ULID, lower case, like a run id.
 pub fn new_sweep_id() -> String {
     ulid::Ulid::new().to_string().to_lowercase()

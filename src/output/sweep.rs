@@ -39,3 +39,20 @@ pub fn summary(out: &SweepOutcome, objective: Option<&str>, tty: bool) -> String
     s.push('\n');
     s
 }
+
+/// The status line after a sweep: its id, how many runs, failed and not started, and the `ls`
+/// that lists them.
+pub fn status_line(out: &SweepOutcome) -> String {
+    let not_started = if out.not_started > 0 {
+        format!(", {} not started", out.not_started)
+    } else {
+        String::new()
+    };
+    format!(
+        "sweep {}: {} run(s), {} failed{not_started} (repro ls --sweep {})",
+        out.id,
+        out.runs.len(),
+        out.failed(),
+        out.id
+    )
+}
