@@ -28,8 +28,8 @@ pub struct SweepArgs {
     /// Rank the summary by this metric's last value: metric:KEY (highest best) or metric:KEY:min
     #[arg(long, value_name = "metric:KEY[:min|max]")]
     pub objective: Option<String>,
-    /// Skip a combination whose identical run (clean commit, argv, params, image digest) already
-    /// succeeded, and name that run; the image must be pinned by digest, no --dataset yet
+    /// Skip a combination whose identical run (clean commit, argv, params, image digest, dataset
+    /// digests) already succeeded, and name that run; a tag is resolved now
     #[arg(long)]
     pub needed: bool,
     /// Every `repro run` flag, applied to each run; then `--` and the command template

@@ -397,37 +397,14 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
             return Err(dirty_error(c));
         }
     }
-    let image = match &req.image {
-        Some(r) => Some(resolve_image(ev, req, r)?),
-        None => None,
-    };
+    let image = image_of(ev, req)?;
     if let (ExecMode::Container, Some(img)) = (req.mode, &image) {
         if img.digest.is_none() {
             return Err(RunError::NoDigest(img.reference.clone()));
         }
     }
     let repo_root = captured.code.as_ref().map(|c| PathBuf::from(&c.repo_root));
-    let mut datasets = Vec::new();
-    for s in &req.datasets {
-        let spec = dataset::parse_spec(s, &req.cwd, repo_root.as_deref())?;
-        let (d, manifest) = dataset::capture_with_manifest(
-            &spec,
-            &dataset::HashOptions::default(),
-            Some(store.conn()),
-            None,
-        )?;
-        if let (Some(digest), Some(m)) = (&d.digest, manifest) {
-            // Only an index for `repro which`: a failure to write it never stops the run.
-            if let Err(e) = store.record_dataset_files(digest, &m) {
-                ev.warn(&format!(
-                    "cannot record the files of dataset {} for `repro which`: {}",
-                    crate::sanitize::escape(&d.name),
-                    crate::error::report(e)
-                ));
-            }
-        }
-        datasets.push(d);
-    }
+    let datasets = datasets_of(ev, store, req, repo_root.as_deref())?;
     let exec = Exec {
         mode: req.mode,
         engine: req
@@ -479,6 +456,49 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
 }
 
 /// `--require-clean` refused: say how many files are modified and how many untracked.
+/// The image `req` names, resolved as a run resolves it (a tag pinned to its digest now).
+pub fn image_of(
+    ev: &dyn Events,
+    req: &RunRequest,
+) -> Result<Option<crate::record::Image>, RunError> {
+    Ok(match &req.image {
+        Some(r) => Some(resolve_image(ev, req, r)?),
+        None => None,
+    })
+}
+
+/// The datasets `req` names, hashed as a run hashes them (through the store's hash cache), and
+/// their files indexed for `repro which`.
+pub fn datasets_of(
+    ev: &dyn Events,
+    store: &mut Store,
+    req: &RunRequest,
+    repo_root: Option<&Path>,
+) -> Result<Vec<crate::record::Dataset>, RunError> {
+    let mut datasets = Vec::new();
+    for s in &req.datasets {
+        let spec = dataset::parse_spec(s, &req.cwd, repo_root)?;
+        let (d, manifest) = dataset::capture_with_manifest(
+            &spec,
+            &dataset::HashOptions::default(),
+            Some(store.conn()),
+            None,
+        )?;
+        if let (Some(digest), Some(m)) = (&d.digest, manifest) {
+            // Only an index for `repro which`: a failure to write it never stops the run.
+            if let Err(e) = store.record_dataset_files(digest, &m) {
+                ev.warn(&format!(
+                    "cannot record the files of dataset {} for `repro which`: {}",
+                    crate::sanitize::escape(&d.name),
+                    crate::error::report(e)
+                ));
+            }
+        }
+        datasets.push(d);
+    }
+    Ok(datasets)
+}
+
 fn dirty_error(c: &crate::record::Code) -> RunError {
     let in_patch = c
         .patch

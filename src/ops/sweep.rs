@@ -23,6 +23,9 @@ pub enum SweepError {
     /// The store could not record the sweep.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// `--needed` could not resolve the image or hash the datasets the runs would record.
+    #[error("--needed: {0}")]
+    Needed(Box<crate::ops::run::RunError>),
 }
 
 impl Hinted for SweepError {
@@ -30,6 +33,7 @@ impl Hinted for SweepError {
         match self {
             SweepError::Usage { hint, .. } => Some(hint.clone()),
             SweepError::Store(e) => e.hint(),
+            SweepError::Needed(e) => e.hint(),
         }
     }
     fn is_usage(&self) -> bool {
@@ -324,20 +328,6 @@ impl SweepPlan {
         needed: bool,
     ) -> Result<SweepPlan, SweepError> {
         let axes = parse_grid(grid)?;
-        if needed {
-            if let Some(img) = base.image.as_deref().filter(|i| !i.contains("@sha256:")) {
-                return Err(usage(
-                    format!("--needed cannot tell whether '{img}' is the image of an earlier run (a tag can move)"),
-                    "pin the image by digest (--image NAME@sha256:…) to use --needed",
-                ));
-            }
-            if !base.datasets.is_empty() {
-                return Err(usage(
-                    "--needed does not compare dataset digests yet",
-                    "drop --needed, or --dataset",
-                ));
-            }
-        }
         if let Some(k) = axes.iter().find(|a| base.params.contains_key(&a.key)) {
             return Err(usage(
                 format!("--param {0} and --grid {0} are both given", k.key),
@@ -489,6 +479,11 @@ pub fn sweep(
     ev.status(&format!("sweep {id}: {} run(s)", plan.combos.len()));
     let mut runs = Vec::with_capacity(plan.combos.len());
     let _stop = StopGuard::install();
+    let same = if plan.needed {
+        Some(Identity::now(ev, store, &plan.base)?)
+    } else {
+        None
+    };
     for (pos, combo) in plan.combos.iter().enumerate() {
         if STOP.load(std::sync::atomic::Ordering::SeqCst) {
             break;
@@ -496,8 +491,8 @@ pub fn sweep(
         let mut req = plan.base.clone();
         req.command = plan.template.render(combo);
         req.params.extend(combo.clone());
-        if plan.needed {
-            if let Some(prior) = done_before(store, &req)? {
+        if let Some(same) = &same {
+            if let Some(prior) = done_before(store, &req, same)? {
                 ev.status(&format!(
                     "sweep {id} [{}/{}]: {} already succeeded as run {prior}; skipped",
                     pos + 1,
@@ -590,25 +585,116 @@ fn objective_of(store: &Store, id: &str, o: &Objective) -> Result<Option<f64>, S
         .filter(|v| !v.is_nan()))
 }
 
+/// What `--needed` compares besides the argv and params, taken once before the sweep starts:
+/// the commit of a clean working tree, the image digest a run would record now (a tag is
+/// resolved against its registry, as `repro run` does) and the datasets' versions and digests
+/// (hashed through the hash cache).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The commit, when the working tree is a clean git checkout (else nothing can match).
+    commit: Option<String>,
+    /// The working directory as a run records it.
+    cwd: String,
+    /// `None` without an image; `Some(None)` when the image could not be pinned (nothing matches).
+    image: Option<Option<String>>,
+    /// (name, kind, uri, version, digest) of each dataset, in order.
+    datasets: Vec<DatasetKey>,
+}
+
+type DatasetKey = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn dataset_key(d: &crate::record::Dataset) -> DatasetKey {
+    (
+        d.name.clone(),
+        d.kind.as_str().to_string(),
+        d.uri.clone(),
+        d.version.clone(),
+        d.digest.clone(),
+    )
+}
+
+impl Identity {
+    /// Resolves the image and hashes the datasets of `base`; an image that cannot be resolved
+    /// or a dataset that cannot be read stops the sweep before anything runs.
+    pub fn now(
+        ev: &dyn Events,
+        store: &mut Store,
+        base: &RunRequest,
+    ) -> Result<Identity, SweepError> {
+        let needed = |e: crate::ops::run::RunError| SweepError::Needed(Box::new(e));
+        let captured = crate::capture::code::capture(&base.cwd)
+            .map_err(|e| needed(crate::ops::run::RunError::from(e)))?;
+        let commit = captured
+            .code
+            .as_ref()
+            .filter(|c| !c.dirty)
+            .and_then(|c| c.commit.clone());
+        if commit.is_none() {
+            ev.warn(
+                "--needed: the working tree is not a clean git checkout, so every combination runs",
+            );
+        }
+        let image = crate::ops::run::image_of(ev, base)
+            .map_err(needed)?
+            .map(|i| i.index_digest.or(i.digest));
+        if let Some(None) = &image {
+            ev.warn(
+                "--needed: the image could not be pinned to a digest, so every combination runs",
+            );
+        }
+        let root = captured
+            .code
+            .as_ref()
+            .map(|c| std::path::PathBuf::from(&c.repo_root));
+        let datasets = crate::ops::run::datasets_of(ev, store, base, root.as_deref())
+            .map_err(needed)?
+            .iter()
+            .map(dataset_key)
+            .collect();
+        Ok(Identity {
+            commit,
+            cwd: captured.cwd,
+            image,
+            datasets,
+        })
+    }
+
+    /// Whether recorded run `r` ran what this identity describes (argv and params aside).
+    fn matches(&self, r: &crate::record::Run) -> bool {
+        let same_code = match (&self.commit, &r.code) {
+            (Some(c), Some(code)) => !code.dirty && code.commit.as_deref() == Some(c.as_str()),
+            _ => false,
+        };
+        let same_image = match (&self.image, &r.image) {
+            (None, None) => true,
+            (Some(Some(d)), Some(i)) => {
+                i.digest.as_deref() == Some(d.as_str())
+                    || i.index_digest.as_deref() == Some(d.as_str())
+            }
+            _ => false,
+        };
+        let theirs: Vec<DatasetKey> = r.datasets.iter().map(dataset_key).collect();
+        same_code && same_image && r.cwd == self.cwd && theirs == self.datasets
+    }
+}
+
 /// `--needed`: the newest succeeded run identical to what `req` would record — the same clean
-/// commit and working directory, argv, params, no datasets and the same image digest (or no
-/// image). A dirty tree or a directory outside git never matches.
-pub fn done_before(store: &Store, req: &RunRequest) -> Result<Option<String>, SweepError> {
-    let Ok(captured) = crate::capture::code::capture(&req.cwd) else {
+/// commit and working directory, argv, params, datasets (versions and digests) and image digest
+/// (or no image on both). A dirty tree or a directory outside git never matches.
+pub fn done_before(
+    store: &Store,
+    req: &RunRequest,
+    same: &Identity,
+) -> Result<Option<String>, SweepError> {
+    let Some(commit) = &same.commit else {
         return Ok(None);
     };
-    let Some(commit) = captured
-        .code
-        .as_ref()
-        .filter(|c| !c.dirty)
-        .and_then(|c| c.commit.clone())
-    else {
-        return Ok(None);
-    };
-    let want_digest = req
-        .image
-        .as_deref()
-        .and_then(|i| i.split_once('@').map(|(_, d)| d.to_string()));
     let q = crate::store::query::RunQuery {
         filter: crate::store::query::RunFilter {
             code: Some(commit.clone()),
@@ -623,30 +709,12 @@ pub fn done_before(store: &Store, req: &RunRequest) -> Result<Option<String>, Sw
         ..Default::default()
     };
     for r in store.query(&q)? {
-        let same_code = r
-            .code
-            .as_ref()
-            .is_some_and(|c| !c.dirty && c.commit.as_deref() == Some(commit.as_str()));
         let same_argv = r.command.len() == req.command.len()
             && r.command
                 .iter()
                 .zip(&req.command)
                 .all(|(a, b)| a.as_os_str() == b.as_os_str());
-        let same_image = match (&want_digest, &r.image) {
-            (None, None) => true,
-            (Some(d), Some(i)) => {
-                i.digest.as_deref() == Some(d.as_str())
-                    || i.index_digest.as_deref() == Some(d.as_str())
-            }
-            _ => false,
-        };
-        if same_code
-            && same_argv
-            && same_image
-            && r.params == req.params
-            && r.cwd == captured.cwd
-            && r.datasets.is_empty()
-        {
+        if same_argv && r.params == req.params && same.matches(&r) {
             return Ok(Some(r.id));
         }
     }

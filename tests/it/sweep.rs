@@ -339,17 +339,96 @@ fn needed_skips_combinations_that_already_succeeded_and_names_their_runs() {
     let (_, _, err) = env.run_in(&repo, &again);
     assert!(!err.contains("already succeeded"), "{err}");
     assert_eq!(env.runs().len(), 10);
-    // A tag may move: --needed wants a digest.
-    let (code, _, err) = env.run_in(
-        &repo,
-        &[
-            "sweep", "--needed", "--host", "--image", "alpine:3", "--grid", "lr=1", "--", "echo",
-            "{lr}",
-        ],
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("@sha256"), "{err}");
     assert_eq!(env.runs().len(), 10);
+}
+
+/// `--needed` compares dataset digests: the same data is skipped, changed data runs again.
+#[test]
+fn needed_compares_dataset_digests() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    std::fs::write(repo.join(".gitignore"), "m.jsonl\ndata/\n").unwrap();
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore"]);
+    std::fs::create_dir(repo.join("data")).unwrap();
+    std::fs::write(repo.join("data/a.csv"), "1,2\n").unwrap();
+    let args = [
+        "sweep",
+        "--needed",
+        "--host",
+        "--dataset",
+        "data",
+        "--grid",
+        "lr=1,2",
+        "--",
+        "sh",
+        "train.sh",
+        "{lr}",
+        "0",
+    ];
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("already succeeded"), "{err}");
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("already succeeded as run").count(), 2, "{err}");
+    assert_eq!(env.runs().len(), 2);
+    // One changed byte in the data: a different digest, so both run again.
+    std::fs::write(repo.join("data/a.csv"), "1,3\n").unwrap();
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("already succeeded"), "{err}");
+    assert_eq!(env.runs().len(), 4);
+    // A missing dataset stops the sweep before anything runs.
+    std::fs::remove_dir_all(repo.join("data")).unwrap();
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--needed"), "{err}");
+    assert_eq!(env.runs().len(), 4);
+}
+
+/// `--needed` with a tag resolves it against the registry now: while the tag points at the
+/// digest the earlier runs used they are skipped; once the tag moves, the combinations run.
+#[test]
+fn needed_resolves_a_tag_and_runs_again_when_it_moved() {
+    use crate::support::registry::Registry;
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    std::fs::write(repo.join(".gitignore"), "m.jsonl\n").unwrap();
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let image = registry.reference("team/app", "v1");
+    let d1 = registry.push_busybox("team/app", "v1");
+    let args = [
+        "sweep", "--needed", "--host", "--image", &image, "--grid", "lr=1,2", "--", "sh",
+        "train.sh", "{lr}", "0",
+    ];
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().all(|r| r["image"]["digest"] == d1.as_str()),
+        "{runs:?}"
+    );
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("already succeeded as run").count(), 2, "{err}");
+    assert_eq!(env.runs().len(), 2);
+    let d2 = registry.push_busybox("team/app", "v1");
+    assert_ne!(d1, d2);
+    let (code, _, err) = env.run_in(&repo, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("already succeeded"), "{err}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r["image"]["digest"] == d2.as_str())
+            .count(),
+        2
+    );
 }
 
 /// Issue 25 item 6: `plot --sweep ID --parallel metric:KEY` draws the sweep's runs as parallel
