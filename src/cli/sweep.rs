@@ -9,7 +9,7 @@ use crate::cli::run::RunArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::ops::run::RunRequest;
-use crate::ops::sweep::SweepPlan;
+use crate::ops::sweep::{Member, SweepPlan};
 
 /// Arguments of `repro sweep`.
 #[derive(Debug, Args)]
@@ -32,6 +32,13 @@ pub struct SweepArgs {
     /// digests) already succeeded, and name that run; a tag is resolved now
     #[arg(long)]
     pub needed: bool,
+    /// Run N combinations at once (each in its own repro process, its output lines prefixed
+    /// with its combination) [default: 1, one after the other]
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Internal: run one combination of a `--jobs` sweep (ID:POS:REPORT)
+    #[arg(long = "sweep-member", value_name = "ID:POS:REPORT", hide = true)]
+    pub member: Option<String>,
     /// Every `repro run` flag, applied to each run; then `--` and the command template
     #[command(flatten)]
     pub run: Box<RunArgs>,
@@ -82,18 +89,42 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
         args.objective.as_deref(),
         args.needed,
     )?;
-    for note in notes {
+    // A `--jobs` member's notes were said by the sweep that started it.
+    for note in notes.into_iter().filter(|_| args.member.is_none()) {
         ctx.status(note);
     }
     let overrides = ctx.config.repo_overrides();
-    if !overrides.is_empty() {
+    if !overrides.is_empty() && args.member.is_none() {
         ctx.warn(format!(
             "the repository's .repro.toml sets: {}",
             overrides.join("; ")
         ));
     }
     let mut store = ctx.open_store()?;
-    let out = crate::ops::sweep::sweep(ctx, &mut store, &plan)?;
+    if let Some(spec) = &args.member {
+        let member = Member::parse(spec)?;
+        return Ok(crate::ops::sweep::run_member(
+            ctx, &mut store, &plan, &member,
+        )?);
+    }
+    let out = match args.jobs {
+        Some(0) => {
+            return Err(CliError::usage("--jobs 0 runs nothing")
+                .hint("give --jobs N with N ≥ 1 (runs at once)"))
+        }
+        Some(n) if n > 1 => {
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError::user(format!("cannot find the repro executable: {e}")))?;
+            let at = raw.iter().position(|a| a == "sweep").unwrap_or(0);
+            let member = |m: &Member| {
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(&raw[1..=at]).args(m.flag()).args(&raw[at + 1..]);
+                cmd
+            };
+            crate::ops::sweep::sweep_parallel(ctx, &mut store, &plan, n, &member, &Prefixed)?
+        }
+        _ => crate::ops::sweep::sweep(ctx, &mut store, &plan)?,
+    };
     let objective = plan.objective.as_ref().map(|o| o.key.as_str());
     print_out(&crate::output::sweep::summary(
         &out,
@@ -109,4 +140,19 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
         ));
     }
     Ok(out.exit_code())
+}
+
+/// `--jobs` members' output: each line on this process's stdout or stderr, after `[lr=0.1 wd=0] `.
+struct Prefixed;
+
+impl crate::ops::sweep::MemberOutput for Prefixed {
+    fn line(&self, label: &str, stderr: bool, line: &[u8]) {
+        let text = crate::output::sweep::member_line(label, line);
+        // A closed stdout (`| head`) must not stop the members: their lines are dropped.
+        if stderr {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &text);
+        } else {
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &text);
+        }
+    }
 }

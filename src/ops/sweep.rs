@@ -421,8 +421,14 @@ pub fn new_sweep_id() -> String {
 /// Set by [`on_stop_signal`]: SIGINT or SIGTERM reached repro between two runs.
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(_sig: libc::c_int) {
+/// How many stop signals reached this process, and the last one (forwarded to `--jobs` members).
+static SIGNALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static LAST_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
     STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    LAST_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+    SIGNALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Catches SIGINT and SIGTERM for the sweep's lifetime so that one arriving between two runs
@@ -435,6 +441,7 @@ struct StopGuard {
 impl StopGuard {
     fn install() -> StopGuard {
         STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+        SIGNALS.store(0, std::sync::atomic::Ordering::SeqCst);
         let mut old = Vec::new();
         for sig in [libc::SIGINT, libc::SIGTERM] {
             // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
@@ -488,32 +495,9 @@ pub fn sweep(
         if STOP.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
-        let mut req = plan.base.clone();
-        req.command = plan.template.render(combo);
-        req.params.extend(combo.clone());
-        if let Some(same) = &same {
-            if let Some(prior) = done_before(store, &req, same)? {
-                ev.status(&format!(
-                    "sweep {id} [{}/{}]: {} already succeeded as run {prior}; skipped",
-                    pos + 1,
-                    plan.combos.len(),
-                    describe(combo)
-                ));
-                let status = "skipped (done)".to_string();
-                let objective = match &plan.objective {
-                    Some(o) => objective_of(store, &prior, o)?,
-                    None => None,
-                };
-                runs.push(SweepRun {
-                    params: combo.clone(),
-                    id: Some(prior),
-                    status,
-                    exit: 0,
-                    objective,
-                    error: None,
-                });
-                continue;
-            }
+        if let Some(done) = skipped(ev, store, plan, &id, pos, same.as_ref())? {
+            runs.push(done);
+            continue;
         }
         ev.status(&format!(
             "sweep {id} [{}/{}]: {}",
@@ -521,38 +505,7 @@ pub fn sweep(
             plan.combos.len(),
             describe(combo)
         ));
-        let done = match crate::ops::run::run(ev, store, &req) {
-            Ok(f) => {
-                store.add_sweep_run(&id, &f.id, pos)?;
-                let objective = match &plan.objective {
-                    Some(o) => objective_of(store, &f.id, o)?,
-                    None => None,
-                };
-                SweepRun {
-                    params: combo.clone(),
-                    id: Some(f.id.clone()),
-                    status: store.get_run(&f.id)?.status.as_str().to_string(),
-                    exit: f.exit,
-                    objective,
-                    error: None,
-                }
-            }
-            Err(e) => {
-                let msg = match e.hint() {
-                    Some(h) => format!("{e} (hint: {h})"),
-                    None => e.to_string(),
-                };
-                ev.error(&format!("{}: {msg}", describe(combo)));
-                SweepRun {
-                    params: combo.clone(),
-                    id: None,
-                    status: "error".into(),
-                    exit: 1,
-                    objective: None,
-                    error: Some(e.to_string()),
-                }
-            }
-        };
+        let done = run_one(ev, store, plan, &id, pos)?;
         let stop = interrupted(done.exit);
         runs.push(done);
         if stop {
@@ -560,6 +513,106 @@ pub fn sweep(
         }
     }
     let not_started = plan.combos.len() - runs.len();
+    Ok(finish(ev, plan, id, runs, not_started))
+}
+
+/// The request of combination `pos`: the shared flags, the substituted argv, the params.
+fn request(plan: &SweepPlan, pos: usize) -> RunRequest {
+    let combo = &plan.combos[pos];
+    let mut req = plan.base.clone();
+    req.command = plan.template.render(combo);
+    req.params.extend(combo.clone());
+    req
+}
+
+/// With `--needed`: the earlier run that makes combination `pos` unnecessary, as a summary row.
+fn skipped(
+    ev: &dyn Events,
+    store: &Store,
+    plan: &SweepPlan,
+    id: &str,
+    pos: usize,
+    same: Option<&Identity>,
+) -> Result<Option<SweepRun>, SweepError> {
+    let Some(same) = same else {
+        return Ok(None);
+    };
+    let combo = &plan.combos[pos];
+    let Some(prior) = done_before(store, &request(plan, pos), same)? else {
+        return Ok(None);
+    };
+    ev.status(&format!(
+        "sweep {id} [{}/{}]: {} already succeeded as run {prior}; skipped",
+        pos + 1,
+        plan.combos.len(),
+        describe(combo)
+    ));
+    let objective = match &plan.objective {
+        Some(o) => objective_of(store, &prior, o)?,
+        None => None,
+    };
+    Ok(Some(SweepRun {
+        params: combo.clone(),
+        id: Some(prior),
+        status: "skipped (done)".into(),
+        exit: 0,
+        objective,
+        error: None,
+    }))
+}
+
+/// Runs combination `pos` in this process as one recorded `repro run` in sweep `id`; a run that
+/// could not start is a row with its error (the sweep goes on).
+fn run_one(
+    ev: &dyn Events,
+    store: &mut Store,
+    plan: &SweepPlan,
+    id: &str,
+    pos: usize,
+) -> Result<SweepRun, SweepError> {
+    let combo = &plan.combos[pos];
+    Ok(match crate::ops::run::run(ev, store, &request(plan, pos)) {
+        Ok(f) => {
+            store.add_sweep_run(id, &f.id, pos)?;
+            let objective = match &plan.objective {
+                Some(o) => objective_of(store, &f.id, o)?,
+                None => None,
+            };
+            SweepRun {
+                params: combo.clone(),
+                id: Some(f.id.clone()),
+                status: store.get_run(&f.id)?.status.as_str().to_string(),
+                exit: f.exit,
+                objective,
+                error: None,
+            }
+        }
+        Err(e) => {
+            let msg = match e.hint() {
+                Some(h) => format!("{e} (hint: {h})"),
+                None => e.to_string(),
+            };
+            ev.error(&format!("{}: {msg}", describe(combo)));
+            SweepRun {
+                params: combo.clone(),
+                id: None,
+                status: "error".into(),
+                exit: 1,
+                objective: None,
+                error: Some(e.to_string()),
+            }
+        }
+    })
+}
+
+/// Says how many combinations never started and ranks the rows.
+fn finish(
+    ev: &dyn Events,
+    plan: &SweepPlan,
+    id: String,
+    mut runs: Vec<SweepRun>,
+    not_started: usize,
+) -> SweepOutcome {
     if not_started > 0 {
         ev.warn(&format!(
             "sweep {id} interrupted: {not_started} combination(s) not started"
@@ -568,11 +621,342 @@ pub fn sweep(
     if let Some(o) = &plan.objective {
         rank(&mut runs, o);
     }
-    Ok(SweepOutcome {
+    SweepOutcome {
         id,
         runs,
         not_started,
+    }
+}
+
+/// What a `--jobs` member process reports to the sweep that started it (a JSON file).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MemberReport {
+    id: Option<String>,
+    exit: i32,
+    status: String,
+    error: Option<String>,
+}
+
+/// Which member of which sweep a `repro sweep` process is (`--sweep-member ID:POS:REPORT`,
+/// given by [`sweep_parallel`] to the processes it starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The sweep id.
+    pub sweep: String,
+    /// The combination's position in the plan.
+    pub pos: usize,
+    /// Where to write the report.
+    pub report: std::path::PathBuf,
+}
+
+impl Member {
+    /// Parses `ID:POS:REPORT`.
+    pub fn parse(spec: &str) -> Result<Member, SweepError> {
+        let bad = || {
+            usage(
+                format!("--sweep-member '{spec}' is not ID:POS:REPORT"),
+                "--sweep-member is given by `repro sweep --jobs N` to the processes it starts; do not pass it",
+            )
+        };
+        let mut parts = spec.splitn(3, ':');
+        let (Some(sweep), Some(pos), Some(report)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let pos = pos.parse().map_err(|_| bad())?;
+        if sweep.is_empty() || report.is_empty() {
+            return Err(bad());
+        }
+        Ok(Member {
+            sweep: sweep.to_string(),
+            pos,
+            report: report.into(),
+        })
+    }
+
+    /// The flag that makes a `repro sweep` process this member.
+    pub fn flag(&self) -> [OsString; 2] {
+        let mut v = OsString::from(format!("{}:{}:", self.sweep, self.pos));
+        v.push(self.report.as_os_str());
+        ["--sweep-member".into(), v]
+    }
+}
+
+/// Runs one member of a `--jobs` sweep (this process was started by [`sweep_parallel`]) and
+/// writes its report; a stop signal that arrived before the run started starts nothing.
+pub fn run_member(
+    ev: &dyn Events,
+    store: &mut Store,
+    plan: &SweepPlan,
+    member: &Member,
+) -> Result<i32, SweepError> {
+    if member.pos >= plan.combos.len() {
+        return Err(usage(
+            format!(
+                "--sweep-member names combination {} of a sweep of {}",
+                member.pos,
+                plan.combos.len()
+            ),
+            "--sweep-member is given by `repro sweep --jobs N`; do not pass it",
+        ));
+    }
+    let _stop = StopGuard::install();
+    let done = if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        // Stopped while starting up: run nothing.
+        let mut row = not_run(plan, member.pos, "stopped before the run started".into());
+        row.exit = 128 + LAST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+        row
+    } else {
+        run_one(ev, store, plan, &member.sweep, member.pos)?
+    };
+    let report = MemberReport {
+        id: done.id,
+        exit: done.exit,
+        status: done.status,
+        error: done.error,
+    };
+    let text = serde_json::to_vec(&report).map_err(|e| usage(e.to_string(), "report a bug"))?;
+    std::fs::write(&member.report, text).map_err(|e| {
+        usage(
+            format!("cannot write {}: {e}", member.report.display()),
+            "check the temporary directory (TMPDIR) is writable",
+        )
+    })?;
+    Ok(report.exit)
+}
+
+/// Where the output of the `--jobs` members goes: one call per line (with its `\n`, or the
+/// last bytes before the stream ended), labelled with the member's combination.
+pub trait MemberOutput: Sync {
+    /// One line of a member's stdout (`stderr == false`) or stderr.
+    fn line(&self, label: &str, stderr: bool, line: &[u8]);
+}
+
+/// A member process being waited for.
+struct Running {
+    pos: usize,
+    child: std::process::Child,
+    report: std::path::PathBuf,
+}
+
+/// `--jobs N`: runs the combinations N at a time, each in its own `repro sweep --sweep-member`
+/// process (built by `member`, which is this same sweep's command line plus the member flag), its
+/// output passed to `out` line by line. A stop signal starts nothing new and is forwarded to the
+/// running members (which forward it to their jobs and record them); so is a member's run that
+/// ended by SIGINT or SIGTERM. The members' process groups are their own, so a terminal's Ctrl-C
+/// reaches them once, through this process.
+pub fn sweep_parallel(
+    ev: &dyn Events,
+    store: &mut Store,
+    plan: &SweepPlan,
+    jobs: usize,
+    member: &dyn Fn(&Member) -> std::process::Command,
+    out: &dyn MemberOutput,
+) -> Result<SweepOutcome, SweepError> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::Ordering;
+    let id = new_sweep_id();
+    ev.status(&format!(
+        "sweep {id}: {} run(s), {jobs} at a time",
+        plan.combos.len()
+    ));
+    let _stop = StopGuard::install();
+    let same = if plan.needed {
+        Some(Identity::now(ev, store, &plan.base)?)
+    } else {
+        None
+    };
+    let dir = std::env::temp_dir().join(format!("repro-sweep-{id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        usage(
+            format!("cannot make {}: {e}", dir.display()),
+            "check the temporary directory (TMPDIR) is writable",
+        )
+    })?;
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let mut runs = Vec::with_capacity(plan.combos.len());
+    let mut next = 0;
+    let mut forwarded = 0;
+    let mut stopping = false;
+    std::thread::scope(|scope| -> Result<(), SweepError> {
+        let mut running: Vec<Running> = Vec::new();
+        loop {
+            if STOP.load(Ordering::SeqCst) {
+                stopping = true;
+            }
+            while !stopping && running.len() < jobs && next < plan.combos.len() {
+                let pos = next;
+                next += 1;
+                if let Some(done) = skipped(ev, store, plan, &id, pos, same.as_ref())? {
+                    runs.push((pos, done));
+                    continue;
+                }
+                let label = crate::sanitize::escape(&describe(&plan.combos[pos])).into_owned();
+                ev.status(&format!(
+                    "sweep {id} [{}/{}]: {label} started",
+                    pos + 1,
+                    plan.combos.len()
+                ));
+                let m = Member {
+                    sweep: id.clone(),
+                    pos,
+                    report: dir.join(format!("{pos}.json")),
+                };
+                let mut cmd = member(&m);
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .process_group(0);
+                let mut child = match cmd.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        ev.error(&format!("{label}: cannot start repro: {e}"));
+                        runs.push((pos, not_run(plan, pos, format!("cannot start repro: {e}"))));
+                        continue;
+                    }
+                };
+                for (stream, is_err) in [
+                    (
+                        child
+                            .stdout
+                            .take()
+                            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                        false,
+                    ),
+                    (
+                        child
+                            .stderr
+                            .take()
+                            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                        true,
+                    ),
+                ] {
+                    if let Some(stream) = stream {
+                        let label = label.clone();
+                        scope.spawn(move || pump(stream, &label, is_err, out));
+                    }
+                }
+                running.push(Running {
+                    pos,
+                    child,
+                    report: m.report,
+                });
+            }
+            let signals = SIGNALS.load(Ordering::SeqCst);
+            if signals > forwarded {
+                forwarded = signals;
+                let sig = LAST_SIGNAL.load(Ordering::SeqCst);
+                for r in &running {
+                    // SAFETY: kill(2) with the pid of a child this process has not reaped yet.
+                    unsafe {
+                        libc::kill(r.child.id() as libc::pid_t, sig);
+                    }
+                }
+            }
+            let mut i = 0;
+            while i < running.len() {
+                match running[i].child.try_wait() {
+                    Ok(Some(status)) => {
+                        let r = running.swap_remove(i);
+                        let done = reported(store, plan, &r, status)?;
+                        if interrupted(done.exit) {
+                            stopping = true;
+                        }
+                        runs.push((r.pos, done));
+                    }
+                    Ok(None) => i += 1,
+                    Err(e) => {
+                        let r = running.swap_remove(i);
+                        runs.push((
+                            r.pos,
+                            not_run(plan, r.pos, format!("cannot wait for repro: {e}")),
+                        ));
+                    }
+                }
+            }
+            if running.is_empty() && (stopping || next >= plan.combos.len()) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    })?;
+    let not_started = plan.combos.len() - runs.len();
+    runs.sort_by_key(|(pos, _)| *pos);
+    let runs = runs.into_iter().map(|(_, r)| r).collect();
+    Ok(finish(ev, plan, id, runs, not_started))
+}
+
+/// Removes a directory (the members' reports) when the sweep ends, however it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A row for a combination whose member process could not run.
+fn not_run(plan: &SweepPlan, pos: usize, error: String) -> SweepRun {
+    SweepRun {
+        params: plan.combos[pos].clone(),
+        id: None,
+        status: "error".into(),
+        exit: 1,
+        objective: None,
+        error: Some(error),
+    }
+}
+
+/// The row of an ended member: its report, or — when it wrote none (it was killed, or failed
+/// before running) — its exit status.
+fn reported(
+    store: &Store,
+    plan: &SweepPlan,
+    r: &Running,
+    status: std::process::ExitStatus,
+) -> Result<SweepRun, SweepError> {
+    use std::os::unix::process::ExitStatusExt;
+    let report: Option<MemberReport> = std::fs::read(&r.report)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(rep) = report else {
+        let exit = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let mut row = not_run(
+            plan,
+            r.pos,
+            format!("repro ended with {status} before recording a run"),
+        );
+        row.exit = exit.max(1);
+        return Ok(row);
+    };
+    let objective = match (&plan.objective, &rep.id) {
+        (Some(o), Some(id)) => objective_of(store, id, o)?,
+        _ => None,
+    };
+    Ok(SweepRun {
+        params: plan.combos[r.pos].clone(),
+        id: rep.id,
+        status: rep.status,
+        exit: rep.exit,
+        objective,
+        error: rep.error,
     })
+}
+
+/// Passes a member's stream to `out` line by line until it ends.
+fn pump(stream: Box<dyn std::io::Read + Send>, label: &str, stderr: bool, out: &dyn MemberOutput) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => out.line(label, stderr, &line),
+        }
+    }
 }
 
 /// The objective's last value in run `id`, if reported.

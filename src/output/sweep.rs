@@ -56,3 +56,18 @@ pub fn status_line(out: &SweepOutcome) -> String {
         out.id
     )
 }
+
+/// One line of a `--jobs` member's output with its combination in front (`[lr=0.1 wd=0] …`);
+/// the label is already escaped, the line is the job's own output and passes unchanged, ended by a
+/// newline when the stream ended without one.
+pub fn member_line(label: &str, line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + line.len() + 4);
+    out.push(b'[');
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(b"] ");
+    out.extend_from_slice(line);
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
+}

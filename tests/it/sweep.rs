@@ -502,3 +502,125 @@ fn plot_sweep_draws_parallel_coordinates_of_its_runs() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no sweep matches 'zzzz'"), "{err}");
 }
+
+/// `--jobs 2` runs two combinations at once: each job waits for the other's file, which only
+/// works when both run at the same time; their output lines carry their combination.
+#[test]
+fn jobs_runs_combinations_at_once_with_prefixed_output() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let dir = env.root().join("meet");
+    std::fs::create_dir(&dir).unwrap();
+    let script = format!(
+        "touch {d}/$1; other=$((3 - $1)); i=0; \
+         while [ ! -e {d}/$other ]; do i=$((i+1)); [ $i -gt 300 ] && exit 9; sleep 0.05; done; \
+         echo met $other; printf '{{{{\"acc\": %s}}}}\\n' $1 > \"$REPRO_METRICS\"",
+        d = dir.display()
+    );
+    let (code, out, err) = env.run_in(
+        &repo,
+        &[
+            "sweep",
+            "--jobs",
+            "2",
+            "--host",
+            "--objective",
+            "metric:acc",
+            "--grid",
+            "n=1,2",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "{n}",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[n=1] met 2"), "{out}");
+    assert!(out.contains("[n=2] met 1"), "{out}");
+    assert!(err.contains("2 at a time"), "{err}");
+    let runs = sweep_runs(&env, &repo, &sweep_id(&err));
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+    // The summary is ranked by the objective, best first.
+    let table: Vec<&str> = out.lines().filter(|l| !l.starts_with('[')).collect();
+    let n2 = table.iter().position(|l| l.contains(" 2 ")).expect(&out);
+    let n1 = table.iter().position(|l| l.contains(" 1 ")).expect(&out);
+    assert!(n2 < n1, "{out}");
+    // --jobs 0 is a usage error and records nothing.
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep", "--jobs", "0", "--host", "--grid", "n=1", "--", "echo", "{n}",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--jobs"), "{err}");
+    assert_eq!(env.runs().len(), 2);
+}
+
+/// Ctrl-C (SIGINT to the sweep's process group, as a terminal sends it) during `--jobs 2`:
+/// both running jobs are signalled once and recorded as killed, nothing new starts, exit 130.
+#[test]
+fn ctrl_c_during_jobs_records_the_running_runs_and_starts_nothing_new() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command as StdCommand, Stdio};
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let dir = env.root().join("ready");
+    std::fs::create_dir(&dir).unwrap();
+    let script = format!("touch {}/$1; exec sleep 30", dir.display());
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("repro"))
+        .current_dir(&repo)
+        .env("REPRO_DB", env.db())
+        .env("HOME", env.home())
+        .args([
+            "sweep",
+            "--jobs",
+            "2",
+            "--host",
+            "--grid",
+            "n=1,2,3,4,5",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "{n}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !(dir.join("1").exists() && dir.join("2").exists()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the jobs never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signals the test's own child process group.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "SIGINT did not stop the sweep: {err}"
+    );
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("3 combination(s) not started"), "{err}");
+    assert!(!dir.join("3").exists(), "a third job started: {err}");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r["status"] == "killed"), "{runs:?}");
+    let sweep = sweep_runs(&env, &repo, &sweep_id(&err));
+    assert_eq!(sweep.len(), 2, "both belong to the sweep: {sweep:?}");
+}
