@@ -1218,4 +1218,19 @@ mod tests {
         rank(&mut runs, &Objective::parse("metric:acc:min").unwrap());
         assert_eq!(runs[0].objective, Some(1.0));
     }
+
+    #[test]
+    fn member_flags_round_trip_and_bad_ones_are_refused() {
+        let m = Member {
+            sweep: "01abc".into(),
+            pos: 3,
+            report: "/tmp/x:y/3.json".into(),
+        };
+        let [flag, value] = m.flag();
+        assert_eq!(flag, "--sweep-member");
+        assert_eq!(Member::parse(value.to_str().unwrap()).unwrap(), m);
+        for bad in ["", "id", "id:x:/r", ":1:/r", "id:1:"] {
+            assert!(Member::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

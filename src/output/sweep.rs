@@ -71,3 +71,15 @@ pub fn member_line(label: &str, line: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn member_lines_are_labelled_and_end_with_a_newline() {
+        assert_eq!(
+            super::member_line("lr=0.1", b"loss 1\n"),
+            b"[lr=0.1] loss 1\n"
+        );
+        assert_eq!(super::member_line("n=2", b"partial"), b"[n=2] partial\n");
+    }
+}
