@@ -36,6 +36,20 @@ pub struct SweepArgs {
     /// with its combination) [default: 1, one after the other]
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Where the runs go: here (default) or as one Slurm job array, a task per combination
+    /// (docs/sweep.md)
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub on: Option<crate::cli::rerun::On>,
+    /// Extra sbatch argument, verbatim (repeatable; --on slurm), e.g. --sbatch-arg=--time=10
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<OsString>,
+    /// With --on slurm: the job directory (script, logs, reports; empty or missing) [default:
+    /// ./repro-sweep-<12 chars of the sweep id>]
+    #[arg(long, value_name = "DIR")]
+    pub job_dir: Option<std::path::PathBuf>,
+    /// With --on slurm: follow the array until every task has ended, then print the summary
+    #[arg(long)]
+    pub wait: bool,
     /// Internal: run one combination of a `--jobs` sweep (ID:POS:REPORT)
     #[arg(long = "sweep-member", value_name = "ID:POS:REPORT", hide = true)]
     pub member: Option<String>,
@@ -107,6 +121,16 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
             ctx, &mut store, &plan, &member,
         )?);
     }
+    let on_slurm = args.on == Some(crate::cli::rerun::On::Slurm);
+    if !on_slurm && (args.wait || !args.sbatch_args.is_empty() || args.job_dir.is_some()) {
+        return Err(
+            CliError::usage("--wait, --sbatch-arg and --job-dir need --on slurm")
+                .hint("add --on slurm, or drop them"),
+        );
+    }
+    if on_slurm {
+        return submit_to_slurm(ctx, args, &plan, &raw, &mut store);
+    }
     let out = match args.jobs {
         Some(0) => {
             return Err(CliError::usage("--jobs 0 runs nothing")
@@ -124,6 +148,65 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
             crate::ops::sweep::sweep_parallel(ctx, &mut store, &plan, n, &member, &Prefixed)?
         }
         _ => crate::ops::sweep::sweep(ctx, &mut store, &plan)?,
+    };
+    let objective = plan.objective.as_ref().map(|o| o.key.as_str());
+    print_out(&crate::output::sweep::summary(
+        &out,
+        objective,
+        stdout_is_tty(),
+    ))?;
+    ctx.status(crate::output::sweep::status_line(&out));
+    if out.failed() > 0 {
+        ctx.warn(format!(
+            "{} of {} run(s) failed",
+            out.failed(),
+            out.runs.len()
+        ));
+    }
+    Ok(out.exit_code())
+}
+
+/// `--on slurm`: submits the array (and with `--wait` follows it and prints the summary).
+fn submit_to_slurm(
+    ctx: &Ctx,
+    args: &SweepArgs,
+    plan: &SweepPlan,
+    raw: &[OsString],
+    store: &mut crate::store::Store,
+) -> CliResult<i32> {
+    if args.jobs == Some(0) {
+        return Err(CliError::usage("--jobs 0 runs nothing")
+            .hint("give --jobs N with N ≥ 1 (tasks at once)"));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::user(format!("cannot find the repro executable: {e}")))?;
+    let at = raw.iter().position(|a| a == "sweep").unwrap_or(0);
+    let mut before = vec![exe.into_os_string()];
+    before.extend(raw[1..=at].iter().cloned());
+    let db = std::path::absolute(ctx.db_path())
+        .map_err(|e| CliError::user(format!("cannot resolve the database path: {e}")))?;
+    let req = crate::ops::sweep_slurm::SlurmSweep {
+        client: crate::slurm::Client::new(),
+        sbatch_args: args.sbatch_args.clone(),
+        dir: args.job_dir.clone(),
+        jobs: args.jobs,
+        wait: args.wait,
+        db,
+        before,
+        after: raw[at + 1..].to_vec(),
+        interval: crate::ops::slurm_rerun::INTERVAL,
+    };
+    let sub = crate::ops::sweep_slurm::submit(ctx, store, plan, &req)?;
+    if let Some(job) = &sub.job_id {
+        print_out(&format!("{job}\n"))?;
+    }
+    let Some(out) = sub.outcome else {
+        ctx.status(format!(
+            "follow it with `squeue -j {}`; its runs appear in `repro ls --sweep {}` as the tasks start",
+            sub.job_id.as_deref().unwrap_or(""),
+            sub.id
+        ));
+        return Ok(0);
     };
     let objective = plan.objective.as_ref().map(|o| o.key.as_str());
     print_out(&crate::output::sweep::summary(

@@ -28,6 +28,7 @@ pub mod run;
 pub mod slurm_rerun;
 pub mod store_verify;
 pub mod sweep;
+pub mod sweep_slurm;
 pub mod verify;
 pub mod which;
 

@@ -471,7 +471,7 @@ impl Drop for StopGuard {
 }
 
 /// Whether an exit code says the run was stopped by SIGINT or SIGTERM (Ctrl-C, `kill`).
-fn interrupted(exit: i32) -> bool {
+pub(crate) fn interrupted(exit: i32) -> bool {
     exit == 128 + 2 || exit == 128 + 15
 }
 
@@ -526,7 +526,7 @@ fn request(plan: &SweepPlan, pos: usize) -> RunRequest {
 }
 
 /// With `--needed`: the earlier run that makes combination `pos` unnecessary, as a summary row.
-fn skipped(
+pub(crate) fn skipped(
     ev: &dyn Events,
     store: &Store,
     plan: &SweepPlan,
@@ -606,7 +606,7 @@ fn run_one(
 }
 
 /// Says how many combinations never started and ranks the rows.
-fn finish(
+pub(crate) fn finish(
     ev: &dyn Events,
     plan: &SweepPlan,
     id: String,
@@ -896,7 +896,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// A row for a combination whose member process could not run.
-fn not_run(plan: &SweepPlan, pos: usize, error: String) -> SweepRun {
+pub(crate) fn not_run(plan: &SweepPlan, pos: usize, error: String) -> SweepRun {
     SweepRun {
         params: plan.combos[pos].clone(),
         id: None,
@@ -907,8 +907,35 @@ fn not_run(plan: &SweepPlan, pos: usize, error: String) -> SweepRun {
     }
 }
 
-/// The row of an ended member: its report, or — when it wrote none (it was killed, or failed
-/// before running) — its exit status.
+/// The row of combination `pos` from the report its member wrote, `None` when there is none
+/// (the member was killed, or failed before running).
+pub(crate) fn report_row(
+    store: &Store,
+    plan: &SweepPlan,
+    pos: usize,
+    path: &std::path::Path,
+) -> Result<Option<SweepRun>, SweepError> {
+    let report: Option<MemberReport> = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(rep) = report else {
+        return Ok(None);
+    };
+    let objective = match (&plan.objective, &rep.id) {
+        (Some(o), Some(id)) => objective_of(store, id, o)?,
+        _ => None,
+    };
+    Ok(Some(SweepRun {
+        params: plan.combos[pos].clone(),
+        id: rep.id,
+        status: rep.status,
+        exit: rep.exit,
+        objective,
+        error: rep.error,
+    }))
+}
+
+/// The row of an ended member process: its report, or its exit status.
 fn reported(
     store: &Store,
     plan: &SweepPlan,
@@ -916,33 +943,19 @@ fn reported(
     status: std::process::ExitStatus,
 ) -> Result<SweepRun, SweepError> {
     use std::os::unix::process::ExitStatusExt;
-    let report: Option<MemberReport> = std::fs::read(&r.report)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(rep) = report else {
-        let exit = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        let mut row = not_run(
-            plan,
-            r.pos,
-            format!("repro ended with {status} before recording a run"),
-        );
-        row.exit = exit.max(1);
+    if let Some(row) = report_row(store, plan, r.pos, &r.report)? {
         return Ok(row);
-    };
-    let objective = match (&plan.objective, &rep.id) {
-        (Some(o), Some(id)) => objective_of(store, id, o)?,
-        _ => None,
-    };
-    Ok(SweepRun {
-        params: plan.combos[r.pos].clone(),
-        id: rep.id,
-        status: rep.status,
-        exit: rep.exit,
-        objective,
-        error: rep.error,
-    })
+    }
+    let exit = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let mut row = not_run(
+        plan,
+        r.pos,
+        format!("repro ended with {status} before recording a run"),
+    );
+    row.exit = exit.max(1);
+    Ok(row)
 }
 
 /// Passes a member's stream to `out` line by line until it ends.

@@ -557,6 +557,15 @@ fn jobs_runs_combinations_at_once_with_prefixed_output() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--jobs"), "{err}");
+    // Slurm's flags without --on slurm are a usage error too.
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep", "--wait", "--host", "--grid", "n=1", "--", "echo", "{n}",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--on slurm"), "{err}");
     assert_eq!(env.runs().len(), 2);
 }
 
@@ -623,4 +632,92 @@ fn ctrl_c_during_jobs_records_the_running_runs_and_starts_nothing_new() {
     assert!(runs.iter().all(|r| r["status"] == "killed"), "{runs:?}");
     let sweep = sweep_runs(&env, &repo, &sweep_id(&err));
     assert_eq!(sweep.len(), 2, "both belong to the sweep: {sweep:?}");
+}
+
+/// `--on slurm --wait`: one job array on the real one-node Slurm, one task per combination,
+/// each a recorded run in the sweep with its Slurm array ids; `--needed` leaves done
+/// combinations out of the next array; the array script passes shellcheck.
+#[test]
+fn on_slurm_submits_one_array_whose_tasks_are_recorded_runs() {
+    use crate::support::slurm;
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    std::fs::write(repo.join(".gitignore"), "m.jsonl\njob*/\n").unwrap();
+    git(&repo, &["add", ".gitignore"]);
+    git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let sweep =
+        |extra: &[&str], dir: &str| {
+            let mut args = vec!["sweep", "--on", "slurm", "--wait", "--job-dir", dir];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&[
+            "--host", "--objective", "metric:acc", "--grid", "lr=1,2,3", "--", "sh", "-c",
+            "printf '{{\"acc\": %s}}\\n' \"$1\" > \"$REPRO_METRICS\"; [ \"$1\" != 3 ] || exit 4",
+            "sh", "{lr}",
+        ]);
+            let out = env
+                .repro()
+                .env("SLURM_CONF", cluster.conf())
+                .current_dir(&repo)
+                .args(&args)
+                .output()
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+    let (code, out, err) = sweep(&["--jobs", "2"], "job1");
+    assert_eq!(
+        code,
+        4,
+        "the lr=3 task failed with 4: {err}\n{}",
+        cluster.logs()
+    );
+    let job_id = out.lines().next().unwrap().trim().to_string();
+    assert!(job_id.bytes().all(|b| b.is_ascii_digit()), "{out}");
+    assert!(err.contains("1 of 3 run(s) failed"), "{err}");
+    let runs = sweep_runs(&env, &repo, &sweep_id(&err));
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for r in &runs {
+        let id = r["id"].as_str().unwrap();
+        let show = env.show_json(id);
+        let lr = show["params"]["lr"].as_str().unwrap().to_string();
+        assert_eq!(
+            show["status"],
+            if lr == "3" { "failed" } else { "succeeded" }
+        );
+        assert_eq!(show["scheduler"]["kind"], "slurm", "{show}");
+        assert_eq!(show["scheduler"]["array_job_id"], job_id.as_str(), "{show}");
+        let task: usize = show["scheduler"]["array_task_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            task,
+            lr.parse::<usize>().unwrap() - 1,
+            "task index = combination"
+        );
+        assert_eq!(show["command"][2], format!("printf '{{\"acc\": %s}}\\n' \"$1\" > \"$REPRO_METRICS\"; [ \"$1\" != 3 ] || exit 4"));
+    }
+    // The summary, best first by acc (3 failed but reported 3), then 2, then 1.
+    let rows: Vec<&str> = out.lines().skip(2).collect();
+    assert!(rows[0].contains(" 3 ") && rows[2].contains(" 1 "), "{out}");
+    // The array script is clean bash.
+    let script = repo.join("job1/sweep.sbatch");
+    let sc = std::process::Command::new("shellcheck")
+        .arg(&script)
+        .output();
+    match sc {
+        Ok(o) => assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout)),
+        Err(e) => crate::support::skip_or_fail(&format!("shellcheck: {e}")),
+    }
+    // --needed: the two succeeded combinations are left out; one task runs again.
+    let (code, _, err) = sweep(&["--needed"], "job2");
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(err.matches("already succeeded as run").count(), 2, "{err}");
+    assert!(err.contains("(1 task(s);"), "{err}");
+    assert_eq!(env.runs().len(), 4);
 }
