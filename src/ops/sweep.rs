@@ -316,6 +316,9 @@ pub struct SweepPlan {
     pub objective: Option<Objective>,
     /// `--needed`: skip a combination whose identical run already succeeded.
     pub needed: bool,
+    /// Params are read from each combination's argv (`params_from_argv`); the grid's and
+    /// `--param`'s win.
+    pub argv_params: bool,
 }
 
 impl SweepPlan {
@@ -328,6 +331,13 @@ impl SweepPlan {
         needed: bool,
     ) -> Result<SweepPlan, SweepError> {
         let axes = parse_grid(grid)?;
+        // Params read from the command's arguments were read from the template (`--lr {lr}`):
+        // each combination reads them again from its own argv.
+        let mut base = base;
+        let argv_params = !base.params_from_argv.is_empty();
+        for k in std::mem::take(&mut base.params_from_argv) {
+            base.params.remove(&k);
+        }
         if let Some(k) = axes.iter().find(|a| base.params.contains_key(&a.key)) {
             return Err(usage(
                 format!("--param {0} and --grid {0} are both given", k.key),
@@ -352,6 +362,7 @@ impl SweepPlan {
             template,
             objective,
             needed,
+            argv_params,
         })
     }
 }
@@ -522,6 +533,15 @@ fn request(plan: &SweepPlan, pos: usize) -> RunRequest {
     let mut req = plan.base.clone();
     req.command = plan.template.render(combo);
     req.params.extend(combo.clone());
+    if plan.argv_params {
+        for (k, v) in crate::capture::argv_params::params_from_os_argv(&req.command) {
+            if !req.params.contains_key(&k) {
+                req.params.insert(k.clone(), v);
+                req.params_from_argv.push(k);
+            }
+        }
+        req.params_from_argv.sort();
+    }
     req
 }
 

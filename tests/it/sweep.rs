@@ -721,3 +721,42 @@ fn on_slurm_submits_one_array_whose_tasks_are_recorded_runs() {
     assert!(err.contains("(1 task(s);"), "{err}");
     assert_eq!(env.runs().len(), 4);
 }
+
+/// With params read from the argv (the default), a template's `--lr {lr}` is the grid's param,
+/// not a second one: each run's other `--key value` arguments are read from its own argv.
+#[test]
+fn params_from_the_argv_are_read_per_combination() {
+    let env = TestEnv::new();
+    let repo = repo(&env);
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "sweep",
+            "--host",
+            "--grid",
+            "lr=1,2",
+            "--",
+            "sh",
+            "train.sh",
+            "--lr",
+            "{lr}",
+            "--out=model-{lr}.json",
+            "--epochs",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let runs = sweep_runs(&env, &repo, &sweep_id(&err));
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        let show = env.show_json(r["id"].as_str().unwrap());
+        let lr = show["params"]["lr"].as_str().unwrap().to_string();
+        assert_eq!(show["params"]["out"], format!("model-{lr}.json"), "{show}");
+        assert_eq!(show["params"]["epochs"], "3", "{show}");
+        assert_eq!(
+            show["params_from_argv"],
+            serde_json::json!(["epochs", "out"]),
+            "the grid's lr is not marked as read from the argv: {show}"
+        );
+    }
+}
