@@ -572,16 +572,19 @@ fn copy_range_hashing(src: &File, dst: &File, size_hint: u64) -> Result<Option<C
         let mut off = 0u64;
         let copied: Result<Option<u64>, CopyError> = loop {
             // SAFETY: plain file descriptors; null offsets use and advance the file positions.
+            // The raw system call, not glibc's wrapper (glibc 2.27+): the wheel's binary runs on
+            // glibc 2.17 (manylinux2014), where an old kernel answers ENOSYS and we fall back.
             let n = unsafe {
-                libc::copy_file_range(
+                libc::syscall(
+                    libc::SYS_copy_file_range,
                     src.as_raw_fd(),
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<libc::loff_t>(),
                     dst.as_raw_fd(),
-                    std::ptr::null_mut(),
+                    std::ptr::null_mut::<libc::loff_t>(),
                     CHUNK,
-                    0,
+                    0u32,
                 )
-            };
+            } as isize;
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
