@@ -141,6 +141,8 @@ CREATE TABLE run_params (
     value  TEXT NOT NULL,
     -- 1: read from the command's arguments (params_from_argv, migration 17), not --param.
     from_argv INTEGER NOT NULL DEFAULT 0,
+    -- 1: logged by the job at run time (REPRO_PARAMS, migration 20), not --param.
+    from_job INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX run_params_kv ON run_params (key, value, run_id);

@@ -190,6 +190,7 @@ fn make_run(i: u64, n: u64, rng: &mut Rng) -> Run {
         )],
         params,
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         tags,
         notes: vec![],
         env,

@@ -44,7 +44,7 @@ def _outside(what: str) -> None:
             f"repro.{what}: not running under `repro run` ({RUN_ID_VAR} is not set); "
             "repro calls do nothing in this process",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod attest;
 pub mod audit;
+pub mod channels;
 pub mod dataset;
 pub mod diff;
 pub mod doctor;

@@ -810,6 +810,7 @@ pub(crate) fn new_run(orig: &Run, exec: crate::record::Exec) -> Run {
         datasets: orig.datasets.clone(),
         params: orig.params.clone(),
         params_from_argv: orig.params_from_argv.clone(),
+        params_from_job: orig.params_from_job.clone(),
         env: orig.env.clone(),
         rerun_of: Some(orig.id.clone()),
         ..Run::start(
@@ -870,6 +871,11 @@ fn dry_run_argv(
         extra_mounts: x.extra_mounts.clone(),
         cert_dir: (x.registry.needs_cert_dir() && plan.engine == Engine::Podman)
             .then(|| std::env::temp_dir().join(format!("repro-certs-{}", run.id))),
+        channels: metrics.as_ref().and_then(|m| {
+            m.parent()?
+                .parent()
+                .map(|d| d.join("channels").join(&run.id))
+        }),
         metrics,
     };
     let e = OsString::from(plan.engine.as_str());

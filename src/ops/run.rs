@@ -756,11 +756,17 @@ pub fn execute(
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
     let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
+    let channels = crate::ops::channels::Channels::prepare(ev, store, &run.id);
     let t0 = Instant::now();
     let mut plan = engine_plan(ev, store, &run, x);
     let (mut spawn, engine_error) = match &mut plan {
-        Some(plan) => container_spawn(ev, &run, x, plan, metrics_file.clone()),
+        Some(plan) => container_spawn(ev, &run, x, plan, metrics_file.clone(), channels.as_ref()),
         None => (host_spawn(&run, cwd), None),
+    };
+    // The job's working directory as it sees it: declared outputs are made relative to it.
+    let job_dir = match &plan {
+        Some(_) => crate::script::plan::container_dirs(&run).1,
+        None => cwd.to_string_lossy().into_owned(),
     };
     spawn.env = x
         .env
@@ -769,6 +775,12 @@ pub fn execute(
         .chain(
             crate::ops::metrics::child_env(&run.id, metrics_file.as_deref())
                 .into_iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .chain(
+            channels
+                .iter()
+                .flat_map(|c| c.env(&job_dir))
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         )
         .collect();
@@ -789,11 +801,19 @@ pub fn execute(
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
-    let keeping = keep_lock(ev, store, &x.output_paths, &x.keep);
+    let sent = channels.map(|c| c.collect(ev)).unwrap_or_default();
+    // `--output` paths first, then those the job declared (`repro.output`), without repeats.
+    let mut output_paths = x.output_paths.clone();
+    for p in sent.outputs {
+        if !output_paths.contains(&p) {
+            output_paths.push(p);
+        }
+    }
+    let keeping = keep_lock(ev, store, &output_paths, &x.keep);
     let (outputs, output_files) = if matches!(status, Status::Error) {
         (Vec::new(), Vec::new())
     } else {
-        keep_outputs(ev, store, &x.output_paths, cwd, &x.keep)
+        keep_outputs(ev, store, &output_paths, cwd, &x.keep)
     };
     let fin = Finish {
         status,
@@ -806,6 +826,7 @@ pub fn execute(
     };
     record_finish(ev, store, &run, &fin);
     drop(keeping);
+    record_job_params(ev, store, &run, sent.params);
     let stamps = crate::ops::metrics::with_end(live_stamps, &fin.ended_at);
     crate::ops::metrics::collect_stamped(
         ev,
@@ -857,6 +878,7 @@ fn container_spawn(
     x: &Execution,
     plan: &mut EnginePlan,
     metrics: Option<PathBuf>,
+    channels: Option<&crate::ops::channels::Channels>,
 ) -> (Spawn, Option<String>) {
     let engine = plan.engine;
     let mut b = Bindings {
@@ -869,6 +891,7 @@ fn container_spawn(
         extra_mounts: x.extra_mounts.clone(),
         cert_dir: None,
         metrics,
+        channels: channels.map(|c| c.dir.clone()),
     };
     let mut engine_error = None;
     // Only the pull reads the certificates; the directory is removed when this returns.
@@ -993,6 +1016,40 @@ fn record_finish(ev: &dyn Events, store: &mut Store, run: &Run, fin: &Finish) {
             run.id,
             crate::error::report(e)
         )),
+    }
+}
+
+/// Stores the params the job logged (`REPRO_PARAMS`): a `--param` of the same key wins (said
+/// when the values differ); one read from the argv is replaced. A warning when they cannot be
+/// stored: the run's outcome stands.
+fn record_job_params(
+    ev: &dyn Events,
+    store: &mut Store,
+    run: &Run,
+    logged: BTreeMap<String, String>,
+) {
+    let mut set = Vec::new();
+    for (k, v) in logged {
+        let explicit = run
+            .params
+            .get(&k)
+            .filter(|_| !run.params_from_argv.contains(&k));
+        match explicit {
+            Some(given) if *given != v => ev.warn(&format!(
+                "param {}: --param {} wins over the {} the job logged",
+                crate::sanitize::escape(&k),
+                crate::sanitize::escape(given),
+                crate::sanitize::escape(&v)
+            )),
+            Some(_) => {}
+            None => set.push((k, v)),
+        }
+    }
+    if let Err(e) = store.record_job_params(&run.id, &set) {
+        ev.warn(&format!(
+            "could not record the params the job logged: {}",
+            crate::error::report(e)
+        ));
     }
 }
 

@@ -308,6 +308,8 @@ fn show_inputs_and_annotations(o: &mut ShowLines, run: &Run) {
     for (k, v) in &run.params {
         if run.params_from_argv.contains(k) {
             o.line("param", format!("{k}={v}  (from argv)"));
+        } else if run.params_from_job.contains(k) {
+            o.line("param", format!("{k}={v}  (logged by the job)"));
         } else {
             o.line("param", format!("{k}={v}"));
         }

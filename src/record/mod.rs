@@ -456,6 +456,10 @@ pub struct Run {
     /// docs/params.md) rather than given with `--param`; sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params_from_argv: Vec<String>,
+    /// The keys of `params` the job logged itself while it ran (`repro.log_params`, the
+    /// `REPRO_PARAMS` channel, docs/python.md); sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params_from_job: Vec<String>,
     pub tags: Vec<String>,
     pub notes: Vec<String>,
     /// Only the variables named with `--env` (secret-looking ones redacted).
@@ -530,6 +534,7 @@ impl Run {
             outputs: Vec::new(),
             params: BTreeMap::new(),
             params_from_argv: Vec::new(),
+            params_from_job: Vec::new(),
             tags: Vec::new(),
             notes: Vec::new(),
             env: BTreeMap::new(),

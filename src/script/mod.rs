@@ -788,6 +788,7 @@ pub(crate) fn sample_run() -> Run {
         ],
         outputs: vec![],
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: BTreeMap::new(),
         tags: vec![],
         notes: vec![],

@@ -226,6 +226,9 @@ pub struct Bindings {
     pub cert_dir: Option<PathBuf>,
     /// The run's metrics file (`REPRO_METRICS`), mounted read-write at the same path.
     pub metrics: Option<PathBuf>,
+    /// The run's channel directory (`REPRO_PARAMS`, `REPRO_OUTPUTS`), mounted read-write at the
+    /// same path, with `REPRO_WORKDIR`.
+    pub channels: Option<PathBuf>,
 }
 
 /// The working directory inside the container: the recorded workdir plus the relative cwd.
@@ -381,6 +384,16 @@ impl EnginePlan {
                         m.push(f.as_os_str());
                         out.push(m);
                     }
+                    if let Some(d) = &b.channels {
+                        for var in ["REPRO_PARAMS", "REPRO_OUTPUTS", "REPRO_WORKDIR"] {
+                            out.push(format!("--env={var}").into());
+                        }
+                        let mut m = OsString::from("--volume=");
+                        m.push(d.as_os_str());
+                        m.push(":");
+                        m.push(d.as_os_str());
+                        out.push(m);
+                    }
                 }
                 Word::CertDir => {
                     if let Some(d) = &b.cert_dir {
@@ -443,6 +456,7 @@ mod tests {
             extra_mounts: vec![("/data/val".into(), "/workspace/data/val".into())],
             cert_dir: Some("/tmp/certs".into()),
             metrics: None,
+            channels: None,
         };
         let image = format!(
             "registry.example.com/team/trainer@sha256:{}",

@@ -83,10 +83,35 @@ impl Store {
         for (k, v) in set {
             tx.execute(
                 "INSERT INTO run_params (run_id, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value,
+                     from_argv = 0, from_job = 0",
                 params![id, k, v],
             )
             .map_err(sql_error(&self.path, "set param"))?;
+        }
+        tx.commit().map_err(sql_error(&self.path, "commit"))?;
+        Ok(())
+    }
+
+    /// Records params the job logged while it ran (`REPRO_PARAMS`), marked as the job's; each
+    /// replaces a param of the same key (the caller leaves out the keys `--param` gave).
+    pub fn record_job_params(&mut self, id: &str, set: &[(String, String)]) -> Result<()> {
+        if set.is_empty() {
+            return Ok(());
+        }
+        self.require_run(id)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_error(&self.path, "begin"))?;
+        for (k, v) in set {
+            tx.execute(
+                "INSERT INTO run_params (run_id, key, value, from_argv, from_job) VALUES (?1, ?2, ?3, 0, 1)
+                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value,
+                     from_argv = 0, from_job = 1",
+                params![id, k, v],
+            )
+            .map_err(sql_error(&self.path, "record the job's params"))?;
         }
         tx.commit().map_err(sql_error(&self.path, "commit"))?;
         Ok(())

@@ -462,6 +462,13 @@ impl Store {
                 )?
                 .into_keys()
                 .collect();
+            run.params_from_job = self
+                .kv(
+                    &id,
+                    "SELECT key, '' FROM run_params WHERE run_id = ?1 AND from_job ORDER BY key",
+                )?
+                .into_keys()
+                .collect();
             let mut st = self
                 .conn
                 .prepare_cached("SELECT tag FROM run_tags WHERE run_id = ?1 ORDER BY tag")
@@ -668,8 +675,8 @@ fn insert_rows(
     for (k, v) in &run.params {
         exec_cached(
             tx,
-            "INSERT INTO run_params (run_id, key, value, from_argv) VALUES (?1, ?2, ?3, ?4)",
-            params![run.id, k, v, run.params_from_argv.contains(k)],
+            "INSERT INTO run_params (run_id, key, value, from_argv, from_job) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run.id, k, v, run.params_from_argv.contains(k), run.params_from_job.contains(k)],
         )
         .map_err(at("insert param"))?;
     }
@@ -859,6 +866,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         datasets: Vec::new(),
         outputs: Vec::new(),
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: BTreeMap::new(),
         tags: Vec::new(),
         notes: Vec::new(),

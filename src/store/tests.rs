@@ -56,6 +56,7 @@ pub(crate) fn sample_run(id: &str) -> Run {
         }],
         outputs: vec![],
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: [("lr".to_string(), "0.1".to_string())]
             .into_iter()
             .collect(),

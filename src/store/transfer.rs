@@ -624,9 +624,17 @@ impl Store {
         }
         for (k, v) in &run.params {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO run_params (run_id, key, value, from_argv) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO run_params (run_id, key, value, from_argv, from_job) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
-            .and_then(|mut st| st.execute(params![run.id, k, v, run.params_from_argv.contains(k)]))
+            .and_then(|mut st| {
+                st.execute(params![
+                    run.id,
+                    k,
+                    v,
+                    run.params_from_argv.contains(k),
+                    run.params_from_job.contains(k)
+                ])
+            })
             .map_err(sql("merge params"))?;
         }
         for n in run.notes.iter().filter(|n| !old.notes.contains(n)) {

@@ -81,6 +81,7 @@ fn insert_running(db: &Path, id: &str, host: &str, boot_id: &str, pid: i64) {
         datasets: vec![],
         outputs: vec![],
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: Default::default(),
         tags: vec![],
         notes: vec![],

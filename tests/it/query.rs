@@ -43,6 +43,7 @@ fn base(id: &str, name: Option<&str>, started: &str) -> Run {
         datasets: vec![],
         outputs: vec![],
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: BTreeMap::new(),
         tags: vec![],
         notes: vec![],

@@ -100,6 +100,7 @@ fn base_run(argv: Vec<Arg>) -> Run {
         datasets: vec![],
         outputs: vec![],
         params_from_argv: Vec::new(),
+        params_from_job: Vec::new(),
         params: BTreeMap::new(),
         tags: vec![],
         notes: vec![],

@@ -1059,6 +1059,7 @@ mod tests {
             }],
             outputs: vec![],
             params_from_argv: Vec::new(),
+            params_from_job: Vec::new(),
             params: [
                 ("lr".to_string(), "0.1".to_string()),
                 ("big".to_string(), "x".repeat(7000)),
