@@ -9,8 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-REPRO="${CARGO_TARGET_DIR:-$PWD/target}/release/repro"
+# REPRO names an installed command instead (scripts/wheel.sh --check runs the demo with the
+# wheel's); else the release build of this checkout.
+if [ -z "${REPRO:-}" ]; then
+    cargo build --release --quiet
+    REPRO="${CARGO_TARGET_DIR:-$PWD/target}/release/repro"
+fi
 export REPRO_DB="${REPRO_DB:-$PWD/target/demo/repro.db}"
 mkdir -p target/demo
 

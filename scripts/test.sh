@@ -48,3 +48,7 @@ fi
 cargo test --lib --test it -- --skip sigterm --skip ctrl_c --skip a_signal_between
 echo "== cargo test (signal tests, one at a time)" >&2
 cargo test --test it -- sigterm ctrl_c a_signal_between --test-threads=1
+# The wheel for old clusters (manylinux2014): built with maturin + zig, its tag and glibc checked,
+# installed into a fresh venv, the demo run through the installed command, the helper's pytest.
+echo "== wheel (scripts/wheel.sh --check)" >&2
+bash scripts/wheel.sh --check
