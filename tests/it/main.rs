@@ -3,6 +3,7 @@
 mod architecture;
 mod attest;
 mod audit;
+mod channels;
 mod config;
 mod conformance_reference;
 mod container;
