@@ -162,6 +162,22 @@ CREATE TABLE sweep_runs (
 );
 CREATE INDEX sweep_runs_sweep ON sweep_runs (sweep_id, pos);
 
+-- The trail of channel tags moved by `repro promote` (migration 21, docs/promote.md).
+CREATE TABLE promotions (
+    id           INTEGER PRIMARY KEY,
+    run_id       TEXT,
+    repository   TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    digest       TEXT NOT NULL,
+    previous     TEXT,
+    kind         TEXT NOT NULL CHECK (kind IN ('promote', 'rollback')),
+    promoted_at  TEXT NOT NULL,
+    user         TEXT NOT NULL,
+    note         TEXT
+);
+CREATE INDEX promotions_channel ON promotions (repository, channel, id);
+CREATE INDEX promotions_digest ON promotions (channel, digest);
+
 CREATE TABLE run_notes (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     pos     INTEGER NOT NULL,

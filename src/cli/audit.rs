@@ -100,9 +100,39 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
         store.run_using_digest(d, except).ok().flatten()
     };
     let report = audit::audit(&client, &req, &mut used_by);
+    // Channel tags moved outside `repro promote` since their last recorded promotion.
+    let channels = crate::ops::promote::channels(&store, &client, &[])?;
+    let drift: Vec<_> = channels.iter().filter(|c| c.drifted()).collect();
     if args.json {
-        print_out(&output::audit::json(&report))?;
+        let mut v: serde_json::Value = serde_json::from_str(&output::audit::json(&report))
+            .map_err(|e| CliError::user(format!("audit JSON: {e}")))?;
+        v["channel_drift"] = serde_json::Value::Array(
+            drift
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "repository": c.repository,
+                        "channel": c.channel,
+                        "digest_now": c.now,
+                        "recorded": c.last.digest,
+                    })
+                })
+                .collect(),
+        );
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ))?;
     } else {
+        for c in &drift {
+            ctx.warn(format!(
+                "channel {}:{} was moved outside repro: it holds {}, the last promotion recorded {} (repro channels)",
+                crate::sanitize::escape(&c.repository),
+                crate::sanitize::escape(&c.channel),
+                c.now.as_deref().unwrap_or("nothing (the tag is gone)"),
+                c.last.digest
+            ));
+        }
         print_out(&output::audit::table(&report, stdout_is_tty()))?;
         for w in output::audit::warnings(&report) {
             ctx.warn(w);

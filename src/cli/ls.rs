@@ -34,6 +34,10 @@ pub struct LsArgs {
     /// Only the runs of this sweep (`repro sweep`; id or prefix)
     #[arg(long, value_name = "ID")]
     pub sweep: Option<String>,
+    /// Only the runs whose image digest CHANNEL holds (as last recorded by `repro promote`;
+    /// `repro channels` checks the registry)
+    #[arg(long, value_name = "CHANNEL")]
+    pub promoted: Option<String>,
     /// Sort by: started (newest first), duration (longest first), status, name, host, image, or
     /// metric:KEY[:last|min|max|count][:asc|:desc] (highest first unless :asc; --reverse flips).
     /// Repeat with metric keys to break ties: --sort metric:val_acc --sort metric:val_loss:asc
@@ -125,6 +129,7 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
     let mut q = args.filter.to_query(&store)?;
     q.filter.sort = sort;
     q.filter.sweep = args.sweep.clone();
+    q.filter.promoted = args.promoted.clone();
     q.metric_sort = metric_sort;
     q.then_by = then_by;
     q.filter.oldest_first = args.reverse;

@@ -32,6 +32,7 @@ pub mod meta;
 pub mod mlflow;
 pub mod outputs;
 pub mod plot;
+pub mod promote;
 pub mod rerun;
 pub mod run;
 pub mod script;
@@ -172,6 +173,13 @@ pub enum Command {
     Du(du::DuArgs),
     /// Parse an image reference and ask its registry what it points at; archive runs' images
     Image(image::ImageArgs),
+    /// Point channel tags (staging, prod) at a run's exact image digest through the registry
+    /// API, recorded; --rollback points one back (docs/promote.md)
+    Promote(Box<promote::PromoteArgs>),
+    /// Each channel tag's digest now beside its last recorded promotion; drift flagged
+    Channels(promote::ChannelsArgs),
+    /// Release notes from the recorded promotions: tags, digests, commits, datasets, metrics
+    Notes(promote::NotesArgs),
     /// Can these runs still be re-run? Digests gone from the registry, moved tags, archives
     Audit(audit::AuditArgs),
     /// Content digests of datasets: hash a path, or verify one against a digest
@@ -288,6 +296,9 @@ pub fn main() -> i32 {
         Command::Verify(args) => return verify::cmd_verify(&ctx, args),
         Command::Which(args) => return which::cmd_which(&ctx, args),
         Command::Audit(args) => return audit::cmd_audit(&ctx, args),
+        Command::Promote(args) => promote::cmd_promote(&ctx, args),
+        Command::Channels(args) => return promote::cmd_channels(&ctx, args),
+        Command::Notes(args) => promote::cmd_notes(&ctx, args),
         Command::Attest(args) => return attest::cmd_attest(&ctx, args),
         Command::Config(cmd) => config::cmd_config(&ctx, cmd),
         Command::Doctor(args) => return doctor::cmd_doctor(&ctx, args, config_error.as_ref()),

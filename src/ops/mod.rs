@@ -23,6 +23,7 @@ pub mod outputs;
 pub mod parallel;
 pub mod plot;
 pub mod pool;
+pub mod promote;
 pub mod repeat;
 pub mod rerun;
 pub mod run;

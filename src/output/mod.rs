@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mlflow;
 pub mod outputs;
 pub mod plot;
+pub mod promote;
 pub mod repeat;
 pub mod rerun;
 pub mod sparkline;

@@ -6,6 +6,7 @@
 pub mod json;
 pub mod metrics;
 pub mod paths;
+pub mod promotion;
 pub mod scheduler;
 pub mod text;
 

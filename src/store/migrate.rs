@@ -34,6 +34,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (18, include_str!("../../migrations/0018.sql")),
     (19, include_str!("../../migrations/0019.sql")),
     (20, include_str!("../../migrations/0020.sql")),
+    (21, include_str!("../../migrations/0021.sql")),
 ];
 
 /// The schema version this binary writes.

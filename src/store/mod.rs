@@ -16,6 +16,7 @@ pub mod metrics;
 mod migrate;
 pub mod mlflow;
 pub mod objects;
+pub mod promotions;
 pub mod query;
 pub mod repeat;
 pub mod retention;

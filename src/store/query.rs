@@ -109,6 +109,8 @@ pub struct RunFilter {
     pub no_reruns: bool,
     /// Only runs of this sweep (`repro sweep`; the id or a prefix of it).
     pub sweep: Option<String>,
+    /// Only runs whose image digest a channel holds, as last recorded by `repro promote`.
+    pub promoted: Option<String>,
     /// Host name, exact.
     pub host: Option<String>,
     /// Slurm job: raw id, array id (every task) or `ARRAY_TASK` (`ls --job`).
@@ -183,6 +185,7 @@ impl RunFilter {
             || self.rerun_of.is_some()
             || self.no_reruns
             || self.sweep.is_some()
+            || self.promoted.is_some()
             || self.host.is_some()
             || self.job.is_some()
             || !self.metrics.is_empty()
@@ -230,6 +233,7 @@ impl RunFilter {
             || !self.tags.is_empty()
             || self.rerun_of.is_some()
             || self.sweep.is_some()
+            || self.promoted.is_some()
             || self.job.is_some()
             || (0..self.metrics.len()).any(|i| self.metric_shape(i) == Membership::In)
     }
@@ -361,6 +365,17 @@ impl RunFilter {
             let sw = c.bind(Value::Text(format!("{}%", like_escape(sw))));
             let cond = c.among("sweep_runs", format!("sweep_id LIKE {sw} ESCAPE '\\'"));
             c.wh.push(cond);
+        }
+        if let Some(ch) = &self.promoted {
+            // The digest each repository's channel got at its last recorded move.
+            let ch = c.bind(Value::Text(ch.clone()));
+            let held = format!(
+                "SELECT p.digest FROM promotions AS p WHERE p.channel = {ch} AND p.id = \
+                 (SELECT MAX(q.id) FROM promotions AS q WHERE q.repository = p.repository AND q.channel = p.channel)"
+            );
+            c.wh.push(format!(
+                "(image_digest IN ({held}) OR image_index_digest IN ({held}))"
+            ));
         }
     }
 

@@ -22,6 +22,7 @@ mod mlflow_ui;
 mod noise;
 mod outputs;
 mod params;
+mod promote;
 mod query;
 mod registry;
 mod registry_push;
