@@ -90,11 +90,13 @@ pub fn cmd_promote(ctx: &Ctx, args: &PromoteArgs) -> CliResult<()> {
                 ctx,
                 &mut store,
                 &client,
-                repo,
-                channel,
-                to.as_deref(),
-                args.allow_latest,
-                note,
+                &promote::Rollback {
+                    repo,
+                    channel,
+                    to: to.as_deref(),
+                    allow_latest: args.allow_latest,
+                    note,
+                },
             )?]
         }
         None => {

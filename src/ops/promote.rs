@@ -272,17 +272,33 @@ pub fn promote(
     Ok(out)
 }
 
+/// What `repro promote --rollback CHANNEL --repo REF [--to ID]` asks.
+#[derive(Debug, Clone, Default)]
+pub struct Rollback<'a> {
+    /// The image repository, as in the runs.
+    pub repo: &'a str,
+    /// The channel tag.
+    pub channel: &'a str,
+    /// The run whose digest the channel should hold (else: the one before its last move).
+    pub to: Option<&'a str>,
+    pub allow_latest: bool,
+    pub note: Option<&'a str>,
+}
+
 /// `repro promote --rollback CHANNEL --repo REF [--to ID]`.
 pub fn rollback(
     ev: &dyn Events,
     store: &mut Store,
     client: &RegistryClient,
-    repo: &str,
-    channel: &str,
-    to: Option<&str>,
-    allow_latest: bool,
-    note: Option<&str>,
+    req: &Rollback<'_>,
 ) -> Result<Moved, PromoteError> {
+    let Rollback {
+        repo,
+        channel,
+        to,
+        allow_latest,
+        note,
+    } = *req;
     check_channel(channel, allow_latest)?;
     let r = parse_normalized(repo).map_err(|e| {
         usage(
