@@ -28,6 +28,7 @@ pub mod run;
 pub mod slurm_rerun;
 pub mod store_verify;
 pub mod sweep;
+pub mod sys_metrics;
 pub mod verify;
 pub mod which;
 
