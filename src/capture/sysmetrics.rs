@@ -49,7 +49,17 @@ pub enum Target {
 /// A running sampler; [`Sampler::stop`] ends it and gives the points.
 pub struct Sampler {
     stop: Sender<()>,
-    handle: JoinHandle<Vec<MetricPoint>>,
+    handle: JoinHandle<Sampled>,
+}
+
+/// What a sampler gathered.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    /// The points, in the order sampled.
+    pub points: Vec<MetricPoint>,
+    /// Where CPU and memory were read from (`the process tree of 4242`, `the cgroup
+    /// /sys/fs/cgroup/…`), `None` when the container was never found.
+    pub source: Option<String>,
 }
 
 /// Starts sampling `target` every `interval`. `clock` gives each sample's time (seconds since
@@ -79,7 +89,10 @@ pub fn start(
             keys: Keys::default(),
         };
         s.run(interval, &rx);
-        s.points
+        Sampled {
+            source: s.source.as_ref().map(Source::describe),
+            points: s.points,
+        }
     });
     Sampler { stop, handle }
 }
@@ -87,7 +100,7 @@ pub fn start(
 impl Sampler {
     /// Stops the thread at once (no wait for the interval), after one last sample, and returns
     /// every point.
-    pub fn stop(self) -> Vec<MetricPoint> {
+    pub fn stop(self) -> Sampled {
         let _ = self.stop.send(());
         self.handle.join().unwrap_or_default()
     }
@@ -115,6 +128,20 @@ enum Source {
     Tree(u32),
     /// A cgroup's files.
     Cgroup(CgroupFiles),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Tree(pid) => format!("the process tree of pid {pid}"),
+            Source::Cgroup(f) => format!(
+                "the cgroup{} files {} and {}",
+                if f.v2 { " v2" } else { " v1" },
+                f.cpu.display(),
+                f.memory.display()
+            ),
+        }
+    }
 }
 
 /// The files of a cgroup holding its CPU time and memory.
@@ -595,7 +622,12 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(900));
         let stopping = Instant::now();
-        let points = s.stop();
+        let sampled = s.stop();
+        assert_eq!(
+            sampled.source.as_deref(),
+            Some(format!("the process tree of pid {}", child.id()).as_str())
+        );
+        let points = sampled.points;
         assert!(
             stopping.elapsed() < Duration::from_millis(150),
             "stop waited"

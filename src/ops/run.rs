@@ -793,7 +793,7 @@ pub fn execute_sampled(
         }
     };
     let live_stamps = live.stop();
-    let sys_points = sampler.map(|s| s.stop()).unwrap_or_default();
+    let sampled = sampler.map(|s| s.stop()).unwrap_or_default();
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
@@ -824,7 +824,7 @@ pub fn execute_sampled(
         &x.metrics,
         cwd,
     );
-    crate::ops::sys_metrics::store(ev, store, &run.id, &sys_points);
+    crate::ops::sys_metrics::store(ev, store, &run.id, &sampled);
     Ok(Finished {
         id: run.id,
         exit,

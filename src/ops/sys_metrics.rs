@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::capture::sysmetrics::{self, ExtraSource, Sampler, Target};
+use crate::capture::sysmetrics::{self, ExtraSource, Sampled, Sampler, Target};
 use crate::exec::Spawn;
 use crate::ops::Events;
-use crate::record::metrics::MetricPoint;
 use crate::store::Store;
 
 /// How a run samples system metrics.
@@ -51,7 +50,11 @@ impl SysMetrics {
 }
 
 /// Stores the sampler's points with the run's metrics (a warning when that fails).
-pub fn store(ev: &dyn Events, store: &mut Store, run_id: &str, points: &[MetricPoint]) {
+pub fn store(ev: &dyn Events, store: &mut Store, run_id: &str, sampled: &Sampled) {
+    if let Some(s) = &sampled.source {
+        ev.debug(&format!("system metrics: sampled {s}"));
+    }
+    let points = &sampled.points;
     if points.is_empty() {
         return;
     }
