@@ -269,3 +269,83 @@ fn a_podman_container_is_sampled_from_its_cgroup() {
         "{rss:?}"
     );
 }
+
+#[test]
+fn mlflow_push_sends_them_under_mlflows_system_metric_names_and_units() {
+    let srv = crate::support::mlflow::server();
+    let env = TestEnv::new();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run",
+            "--sys-metrics-interval",
+            "500ms",
+            "--",
+            "bash",
+            "-c",
+            BUSY_THEN_SLEEP,
+        ],
+    );
+    assert_eq!(code, 7, "{err}");
+    let id = env.last_id();
+    let recorded = history(&env);
+    let exp = format!("sysmetrics-{}", std::process::id());
+    let out = env
+        .repro()
+        .env("MLFLOW_TRACKING_URI", &srv.uri)
+        .args(["mlflow", "push", "--experiment", &exp])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = srv.run_by_repro_id(&exp, &id).expect("pushed");
+    let mlflow_id = run["info"]["run_id"].as_str().unwrap().to_string();
+    let keys: Vec<&str> = run["data"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.iter().all(|k| !k.starts_with("sys/")), "{keys:?}");
+    for (ours, theirs, factor) in [
+        ("sys/cpu_percent", "system/cpu_utilization_percentage", 1.0),
+        (
+            "sys/system_memory_used_bytes",
+            "system/system_memory_usage_megabytes",
+            1e-6,
+        ),
+        ("sys/rss_bytes", "system/job_memory_usage_megabytes", 1e-6),
+    ] {
+        let h = srv.get(
+            "metrics/get-history",
+            &[
+                ("run_id", &mlflow_id),
+                ("metric_key", theirs),
+                ("max_results", "1000"),
+            ],
+        );
+        let mut sent: Vec<(i64, f64)> = h["metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {theirs}: {h}"))
+            .iter()
+            .map(|p| (p["step"].as_i64().unwrap(), p["value"].as_f64().unwrap()))
+            .collect();
+        sent.sort_by_key(|p| p.0);
+        let want: Vec<(i64, f64)> = points(&recorded, ours)
+            .into_iter()
+            .map(|(step, v, _)| (step, v * factor))
+            .collect();
+        assert!(want.len() >= 2, "{ours}: {want:?}");
+        assert_eq!(sent.len(), want.len(), "{theirs}: {sent:?} vs {want:?}");
+        for (s, w) in sent.iter().zip(&want) {
+            assert_eq!(s.0, w.0);
+            assert!(
+                (s.1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0),
+                "{theirs}: {s:?} vs {w:?}"
+            );
+        }
+    }
+}
