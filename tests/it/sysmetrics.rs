@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 
-use crate::support::engine::PushedBusybox;
+use crate::support::engine::{Dockerd, PushedBusybox};
 use crate::support::TestEnv;
 
 /// About three seconds: a second and a half of busy loop, then sleep; exits 7.
@@ -237,16 +237,18 @@ fn ls_sorts_runs_by_their_peak_resident_memory() {
     );
 }
 
-#[test]
-fn a_podman_container_is_sampled_from_its_cgroup() {
-    let bb = PushedBusybox::new("team/trainer", "sys");
+/// A 3-second container job sampled every second: CPU and memory points from the cgroup.
+fn container_is_sampled_from_its_cgroup(
+    engine: &str,
+    engine_env: &[(String, OsString)],
+    image: &str,
+) {
     let env = TestEnv::new();
-    let engine_env: Vec<(String, OsString)> = bb.podman_env();
     let out = env
         .repro()
         .current_dir(env.root())
         .envs(engine_env.iter().map(|(k, v)| (k, v)))
-        .args(["-v", "run", "--engine", "podman", "--image", &bb.image])
+        .args(["-v", "run", "--engine", engine, "--image", image])
         .args([
             "--engine-arg=--network=none",
             "--sys-metrics-interval",
@@ -257,17 +259,38 @@ fn a_podman_container_is_sampled_from_its_cgroup() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(err.contains("system metrics: sampled the cgroup"), "{err}");
+    assert_eq!(out.status.code(), Some(5), "{engine}: {err}");
+    assert!(
+        err.contains("system metrics: sampled the cgroup"),
+        "{engine}: {err}"
+    );
     let run = history(&env);
     let cpu = points(&run, "sys/cpu_percent");
     let rss = points(&run, "sys/rss_bytes");
-    assert!(cpu.len() >= 2 && rss.len() >= 2, "{cpu:?} {rss:?}");
-    assert!(rss.iter().all(|p| p.1 > 0.0), "{rss:?}");
+    assert!(
+        cpu.len() >= 2 && rss.len() >= 2,
+        "{engine}: {cpu:?} {rss:?}"
+    );
+    assert!(rss.iter().all(|p| p.1 > 0.0), "{engine}: {rss:?}");
     assert!(
         rss.windows(2).all(|w| w[0].0 < w[1].0 && w[0].2 < w[1].2),
-        "{rss:?}"
+        "{engine}: {rss:?}"
     );
+}
+
+#[test]
+fn a_podman_container_is_sampled_from_its_cgroup() {
+    let bb = PushedBusybox::new("team/trainer", "sys");
+    container_is_sampled_from_its_cgroup("podman", &bb.podman_env(), &bb.image);
+}
+
+#[test]
+fn a_docker_container_is_sampled_from_its_cgroup() {
+    let Some(dockerd) = Dockerd::start() else {
+        return;
+    };
+    let bb = PushedBusybox::in_registry("team/trainer", "sys");
+    container_is_sampled_from_its_cgroup("docker", &dockerd.env(), &bb.image);
 }
 
 #[test]
