@@ -192,6 +192,7 @@ struct FileLayer {
     params_from_argv: Option<bool>,
     mlflow_outputs: Option<bool>,
     mlflow_outputs_max: Option<SizeValue>,
+    sys_metrics_interval: Option<String>,
 }
 
 /// A size in a file: bytes as a number, or text such as `"10GiB"`, `"500MB"`, `"unlimited"`.
@@ -251,6 +252,8 @@ pub struct Config {
     pub mlflow_outputs: Setting<bool>,
     /// Most bytes of kept outputs uploaded to MLflow for one run (`None`: no limit).
     pub mlflow_outputs_max: Setting<Option<u64>>,
+    /// How often system metrics (`sys/…`) are sampled while a job runs (zero: never).
+    pub sys_metrics_interval: Setting<std::time::Duration>,
     /// The files looked for, in precedence order.
     pub files: Vec<FileStatus>,
 }
@@ -327,6 +330,7 @@ impl Default for Config {
             params_from_argv: Setting::default(true),
             mlflow_outputs: Setting::default(true),
             mlflow_outputs_max: Setting::default(Some(DEFAULT_MLFLOW_OUTPUTS_MAX)),
+            sys_metrics_interval: Setting::default(DEFAULT_SYS_METRICS_INTERVAL),
             files: Vec::new(),
         }
     }
@@ -406,6 +410,7 @@ pub const KEYS: &[&str] = &[
     "params_from_argv",
     "mlflow_outputs",
     "mlflow_outputs_max",
+    "sys_metrics_interval",
 ];
 
 /// The built-in database path: `$XDG_DATA_HOME/repro/repro.db`, else `~/.local/share/repro/repro.db`
@@ -566,6 +571,9 @@ fn parse_file(
     if let Some(t) = layer.registry_timeout {
         check_registry_timeout(t).map_err(|m| invalid("registry_timeout", m))?;
     }
+    if let Some(t) = &layer.sys_metrics_interval {
+        parse_interval(t).map_err(|m| invalid("sys_metrics_interval", m))?;
+    }
     if let Some(SizeValue::Text(t)) = &layer.keep_outputs_max {
         parse_size(t).map_err(|m| invalid("keep_outputs_max", m))?;
     }
@@ -618,6 +626,45 @@ pub fn check_registry_timeout(secs: u64) -> Result<(), String> {
             "{secs} is not a number of seconds between 1 and 3600"
         ))
     }
+}
+
+/// Default `sys_metrics_interval`: a sample every 10 s, as MLflow's system metrics.
+pub const DEFAULT_SYS_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The shortest sampling interval but zero (off): shorter ones cost more than they tell.
+pub const MIN_SYS_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Parses a sampling interval: a number and a unit (`500ms`, `10s`, `1.5m`, `1h`); `0` (any
+/// unit) turns sampling off. Between 100 ms and 24 h otherwise.
+pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = |why: &str| {
+        format!(
+            "'{}' is not a sampling interval ({why}; e.g. 10s, 500ms, 1m, or 0s for off)",
+            text.escape_debug()
+        )
+    };
+    let n: f64 = num.parse().map_err(|_| bad("a number and a unit"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "" if n == 0.0 => 0.0,
+        "" => return Err(bad("the unit is missing")),
+        _ => return Err(bad("units are ms, s, m, h")),
+    };
+    if secs == 0.0 {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if !(MIN_SYS_METRICS_INTERVAL.as_secs_f64()..=86_400.0).contains(&secs) {
+        return Err(bad("between 100ms and 24h, or 0s"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Engine flags that widen what a container may do to the host: one list for the `.repro.toml`
@@ -788,6 +835,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REPRO_PARAMS_FROM_ARGV", "params_from_argv"),
     ("REPRO_MLFLOW_OUTPUTS", "mlflow_outputs"),
     ("REPRO_MLFLOW_OUTPUTS_MAX", "mlflow_outputs_max"),
+    ("REPRO_SYS_METRICS_INTERVAL", "sys_metrics_interval"),
 ];
 
 impl Config {
@@ -826,6 +874,11 @@ impl Config {
         }
         if let Some(v) = l.mlflow_outputs {
             self.mlflow_outputs.set(v, src.clone());
+        }
+        if let Some(v) = l.sys_metrics_interval {
+            // Checked when the file was read.
+            let d = parse_interval(&v).unwrap_or(DEFAULT_SYS_METRICS_INTERVAL);
+            self.sys_metrics_interval.set(d, src.clone());
         }
         if let Some(v) = l.mlflow_outputs_max {
             let size = match v {
@@ -921,6 +974,11 @@ impl Config {
             let size = parse_size(&v).map_err(|m| bad("REPRO_MLFLOW_OUTPUTS_MAX", &v, &m))?;
             self.mlflow_outputs_max
                 .set(size, src("REPRO_MLFLOW_OUTPUTS_MAX"));
+        }
+        if let Some(v) = get("REPRO_SYS_METRICS_INTERVAL")? {
+            let d = parse_interval(&v).map_err(|m| bad("REPRO_SYS_METRICS_INTERVAL", &v, &m))?;
+            self.sys_metrics_interval
+                .set(d, src("REPRO_SYS_METRICS_INTERVAL"));
         }
         if let Some(v) = get("REPRO_COLOR")? {
             let c = match v.as_str() {
@@ -1104,6 +1162,11 @@ impl Config {
                 self.keep_outputs_max.source.clone(),
             ),
             (
+                "sys_metrics_interval",
+                format_interval(self.sys_metrics_interval.value),
+                self.sys_metrics_interval.source.clone(),
+            ),
+            (
                 "mlflow_push",
                 self.mlflow_push.value.to_string(),
                 self.mlflow_push.source.clone(),
@@ -1162,6 +1225,15 @@ impl Config {
             }
         }
         rows
+    }
+}
+
+/// A sampling interval as written in the config: `10s`, `500ms`, `0s` (off).
+pub fn format_interval(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 
@@ -1296,6 +1368,33 @@ mod tests {
             ])
         );
         assert!(risky_engine_args(&v(&["--shm-size", "8g", "--volume=/scratch:/s"])).is_empty());
+    }
+
+    #[test]
+    fn sys_metrics_interval_parses_units_and_zero_and_refuses_the_rest() {
+        use std::time::Duration;
+        assert_eq!(parse_interval("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_interval(" 500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_interval("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        for bad in ["10", "fast", "5x", "50ms", "25h", "-1s", ""] {
+            let e = parse_interval(bad).unwrap_err();
+            assert!(e.contains("not a sampling interval"), "{bad}: {e}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let user = tmp.path().join("config.toml");
+        std::fs::write(&user, "sys_metrics_interval = \"2s\"\n").unwrap();
+        let c = load_from(Some(&user), None, &no_env).unwrap();
+        assert_eq!(c.sys_metrics_interval.value, Duration::from_secs(2));
+        assert_eq!(format_interval(c.sys_metrics_interval.value), "2s");
+        let c = load_from(None, None, &no_env).unwrap();
+        assert_eq!(c.sys_metrics_interval.value, DEFAULT_SYS_METRICS_INTERVAL);
+        assert!(parse("sys_metrics_interval = \"often\"\n").is_err());
+        assert!(load_from(None, None, &|k| {
+            (k == "REPRO_SYS_METRICS_INTERVAL").then(|| OsString::from("1"))
+        })
+        .is_err());
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod host;
 pub mod image;
 pub mod metrics;
 pub mod scheduler;
+pub mod sysmetrics;
 pub mod untrusted;

@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// Push the run to MLflow when it finishes (see `repro mlflow push`; config `mlflow_push`)
     #[arg(long)]
     pub mlflow: bool,
+    /// Sample CPU and memory (`sys/…` metrics) this often while the job runs (`10s`, `500ms`;
+    /// `0s`: off) [default: 10s; config `sys_metrics_interval`]
+    #[arg(long, value_name = "DUR")]
+    pub sys_metrics_interval: Option<String>,
     /// The command and its arguments, after `--`
     #[arg(required = true, value_name = "CMD", num_args = 1.., allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -145,6 +149,7 @@ impl RunArgs {
             workdir: self.workdir.clone(),
             metrics: self.metrics.clone(),
             mlflow: self.mlflow,
+            sys_metrics_interval: self.sys_metrics_interval.clone(),
             command: self.command.clone(),
         }
     }

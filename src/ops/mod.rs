@@ -31,6 +31,7 @@ pub mod slurm_rerun;
 pub mod store_verify;
 pub mod sweep;
 pub mod sweep_slurm;
+pub mod sys_metrics;
 pub mod verify;
 pub mod which;
 

@@ -167,6 +167,8 @@ pub struct RunRequest {
     pub metrics: Vec<PathBuf>,
     /// Push the run to MLflow when it finishes (`--mlflow`); never changes its outcome.
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
+    /// How often system metrics are sampled while the job runs (zero: off).
+    pub sys_metrics_interval: std::time::Duration,
 }
 
 /// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
@@ -205,6 +207,8 @@ pub struct RunFlags {
     pub metrics: Vec<PathBuf>,
     /// `--mlflow`: push the run when it finishes.
     pub mlflow: bool,
+    /// `--sys-metrics-interval DUR` as written.
+    pub sys_metrics_interval: Option<String>,
     pub command: Vec<OsString>,
 }
 
@@ -323,6 +327,15 @@ impl RunRequest {
             &f.insecure_registries,
             f.ca_cert,
         );
+        let sys_metrics_interval = match &f.sys_metrics_interval {
+            Some(d) => crate::config::parse_interval(d).map_err(|m| {
+                bad_flag(
+                    format!("--sys-metrics-interval {m}"),
+                    "write it as --sys-metrics-interval 10s (or 500ms, 1m; 0s turns sampling off)",
+                )
+            })?,
+            None => cfg.sys_metrics_interval.value,
+        };
         let req = RunRequest {
             command: f.command,
             image: f.image,
@@ -349,6 +362,7 @@ impl RunRequest {
             cwd,
             metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
             mlflow: crate::ops::mlflow::AfterRun::when_asked(f.mlflow, cfg),
+            sys_metrics_interval,
         };
         Ok((req, notes))
     }
@@ -448,7 +462,8 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
         metrics: req.metrics.clone(),
         ..Execution::default()
     };
-    let finished = execute(ev, store, run, &x)?;
+    let sys = crate::ops::sys_metrics::SysMetrics::every(req.sys_metrics_interval);
+    let finished = execute_sampled(ev, store, run, &x, sys)?;
     if let Some(m) = &req.mlflow {
         crate::ops::mlflow::after_run(ev, store, &finished.id, m);
     }
@@ -751,6 +766,17 @@ pub fn execute(
     run: Run,
     x: &Execution,
 ) -> Result<Finished, RunError> {
+    execute_sampled(ev, store, run, x, Default::default())
+}
+
+/// [`execute`], sampling system metrics (`sys/…`) while the child runs as `sys` says.
+pub fn execute_sampled(
+    ev: &dyn Events,
+    store: &mut Store,
+    run: Run,
+    x: &Execution,
+    sys: crate::ops::sys_metrics::SysMetrics,
+) -> Result<Finished, RunError> {
     let cwd = x.cwd.as_path();
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
@@ -786,6 +812,7 @@ pub fn execute(
         .collect();
     // Only while the child runs: the live reader notes when each metrics line appeared.
     let live = crate::ops::metrics::LiveMetrics::start(metrics_file.as_deref());
+    let mut sampler = None;
     let (outcome, forwarded) = match engine_error {
         Some(e) => (Outcome::NotStarted(std::io::Error::other(e)), None),
         None => {
@@ -794,10 +821,11 @@ pub fn execute(
                 spawn.program.to_string_lossy(),
                 display(&spawn.args)
             ));
-            exec::run(&spawn, |_| {})
+            exec::run(&spawn, |pid| sampler = sys.start(&spawn, pid))
         }
     };
     let live_stamps = live.stop();
+    let sampled = sampler.map(|s| s.stop()).unwrap_or_default();
     let elapsed = t0.elapsed();
     let (status, exit_code, signal, exit) =
         judge(ev, &run, plan.as_ref(), &spawn, &outcome, forwarded);
@@ -837,6 +865,7 @@ pub fn execute(
         &x.metrics,
         cwd,
     );
+    crate::ops::sys_metrics::store(ev, store, &run.id, &sampled);
     Ok(Finished {
         id: run.id,
         exit,

@@ -34,5 +34,6 @@ mod script_e2e;
 mod slurm;
 mod support;
 mod sweep;
+mod sysmetrics;
 mod transfer;
 mod which;

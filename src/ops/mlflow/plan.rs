@@ -27,7 +27,8 @@ use crate::store::mlflow::MlflowPush;
 ///
 /// 2: kept outputs under `outputs/`; few, short `repro.*` tags (old ones deleted), a Markdown description, `repro/README.md`,
 /// dataset labels of 12 hex with a context and a profile, `mlflow.source.name` the script.
-pub const MAPPING_VERSION: u32 = 2;
+/// 3: system metrics (`sys/…`) under MLflow's own `system/…` names and units.
+pub const MAPPING_VERSION: u32 = 3;
 
 /// Hex digits of a dataset's digest in its MLflow label: enough to tell versions apart, short
 /// enough that the UI shows the context badge beside it.
@@ -314,6 +315,12 @@ pub fn desired(
     note_lines.extend(run.notes.iter().cloned());
     let params = params_of(run, &mut tags, &mut artifacts, &mut note_lines);
     let mut metrics = metrics.to_vec();
+    for p in metrics.iter_mut() {
+        if let Some((name, factor)) = system_metric(&p.key) {
+            p.key = name;
+            p.value *= factor;
+        }
+    }
     if let Some(line) = rename_metric_keys(&mut metrics, &mut tags, &mut artifacts) {
         note_lines.push(line);
     }
@@ -612,6 +619,35 @@ fn params_of(
         ));
     }
     params
+}
+
+/// MLflow's name for a repro system metric (docs/metrics.md, "System metrics") and the factor
+/// to its unit: the names MLflow's own system-metrics monitor logs (`mlflow/system_metrics/
+/// metrics/{cpu,gpu}_monitor.py`, with its `system/` prefix), so its "System metrics" tab shows
+/// them; megabytes are 10⁶ bytes, as there. The job's own memory has no MLflow name: it goes as
+/// `system/job_memory_usage_megabytes`. Other `sys/…` keys are left as they are.
+pub fn system_metric(key: &str) -> Option<(String, f64)> {
+    const MB: f64 = 1e-6;
+    let rest = key.strip_prefix("sys/")?;
+    let named = match rest {
+        "cpu_percent" => ("system/cpu_utilization_percentage".to_string(), 1.0),
+        "rss_bytes" => ("system/job_memory_usage_megabytes".to_string(), MB),
+        "system_memory_used_bytes" => ("system/system_memory_usage_megabytes".to_string(), MB),
+        _ => {
+            let gpu = rest.strip_prefix("gpu")?;
+            let digits = gpu.find(|c: char| !c.is_ascii_digit())?;
+            let (index, what) = gpu.split_at(digits);
+            let index: u32 = index.parse().ok()?;
+            match what {
+                "_utilization_percent" => {
+                    (format!("system/gpu_{index}_utilization_percentage"), 1.0)
+                }
+                "_memory_used_bytes" => (format!("system/gpu_{index}_memory_usage_megabytes"), MB),
+                _ => return None,
+            }
+        }
+    };
+    Some(named)
 }
 
 /// Metric keys MLflow refuses get safe names (see [`safe_key`]); the artifact
@@ -1398,6 +1434,46 @@ mod tests {
         let mut fresh = base.clone();
         fresh.uploaded.clear();
         assert_eq!(diff(&w, &fresh).outputs.len(), 1);
+    }
+
+    #[test]
+    fn system_metrics_go_under_mlflow_names_and_units() {
+        let m = [
+            ("sys/cpu_percent", 150.0),
+            ("sys/rss_bytes", 2.5e8),
+            ("sys/system_memory_used_bytes", 4e9),
+            ("sys/gpu0_utilization_percent", 37.0),
+            ("sys/gpu12_memory_used_bytes", 3e9),
+            ("sys/gpu1_fan", 1.0),
+            ("sysx/cpu_percent", 2.0),
+            ("loss", 0.5),
+        ]
+        .map(|(k, v)| MetricPoint {
+            key: k.into(),
+            value: v,
+            timestamp: 1,
+            step: 0,
+        });
+        let d = desired(&run(), &m, None, None);
+        let sent: BTreeMap<&str, f64> = d
+            .metrics
+            .iter()
+            .map(|p| (p.key.as_str(), p.value))
+            .collect();
+        let want: BTreeMap<&str, f64> = [
+            ("system/cpu_utilization_percentage", 150.0),
+            ("system/job_memory_usage_megabytes", 250.0),
+            ("system/system_memory_usage_megabytes", 4000.0),
+            ("system/gpu_0_utilization_percentage", 37.0),
+            ("system/gpu_12_memory_usage_megabytes", 3000.0),
+            ("sys/gpu1_fan", 1.0),
+            ("sysx/cpu_percent", 2.0),
+            ("loss", 0.5),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(sent, want);
+        assert_eq!(system_metric("sys/gpu_utilization_percent"), None);
     }
 
     #[test]
