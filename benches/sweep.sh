@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sweep dispatch overhead (issue 25): `repro sweep` over a grid of N values of a trivial command
 # (`true {i}`, host runs), side by side in one hyperfine run with the command alone N times (a
-# shell loop) and with the bash loop of `repro run` a sweep replaces. Goal: the sweep's cost per
+# shell loop) and with the bash loop of `repro run` a sweep replaces; `--jobs 2` too (each
+# combination in its own `repro sweep --sweep-member` process). Goal: the sweep's cost per
 # job over the command alone < 15 ms.
 #   benches/sweep.sh            # N=20 jobs a sweep, RUNS=10 hyperfine runs
 set -euo pipefail
@@ -23,6 +24,7 @@ export REPRO_DB="$work/repro.db"
 hyperfine --warmup 2 --runs "${RUNS:-10}" -N --export-json "$work/sweep.json" \
     --command-name "true, $n times (the command alone)" "sh -c 'for i in \$(seq $n); do true \$i; done'" \
     --command-name "repro sweep, $n jobs" "$REPRO sweep -q --host --grid i=$values -- true {i}" \
+    --command-name "repro sweep --jobs 2, $n jobs (a repro process each)" "$REPRO sweep -q --jobs 2 --host --grid i=$values -- true {i}" \
     --command-name "bash loop of repro run, $n jobs (the peer)" \
     "sh -c 'for i in \$(seq $n); do $REPRO run -q --host --param i=\$i -- true \$i || exit 1; done'"
 python3 - "$work/sweep.json" "$n" <<'PY'

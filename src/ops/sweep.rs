@@ -755,7 +755,8 @@ pub trait MemberOutput: Sync {
 /// A member process being waited for.
 struct Running {
     pos: usize,
-    child: std::process::Child,
+    /// Its pid, for forwarding signals (a waiter thread owns the child and reaps it).
+    pid: u32,
     report: std::path::PathBuf,
 }
 
@@ -800,6 +801,8 @@ pub fn sweep_parallel(
     let mut stopping = false;
     std::thread::scope(|scope| -> Result<(), SweepError> {
         let mut running: Vec<Running> = Vec::new();
+        // Each member's waiter sends (position, exit status) the moment it ends.
+        let (ended_tx, ended) = std::sync::mpsc::channel::<(usize, std::io::Result<_>)>();
         loop {
             if STOP.load(Ordering::SeqCst) {
                 stopping = true;
@@ -858,8 +861,13 @@ pub fn sweep_parallel(
                 }
                 running.push(Running {
                     pos,
-                    child,
+                    pid: child.id(),
                     report: m.report,
+                });
+                let tx = ended_tx.clone();
+                scope.spawn(move || {
+                    let status = child.wait();
+                    let _ = tx.send((pos, status));
                 });
             }
             let signals = SIGNALS.load(Ordering::SeqCst);
@@ -867,37 +875,32 @@ pub fn sweep_parallel(
                 forwarded = signals;
                 let sig = LAST_SIGNAL.load(Ordering::SeqCst);
                 for r in &running {
-                    // SAFETY: kill(2) with the pid of a child this process has not reaped yet.
+                    // SAFETY: kill(2) with the pid of a member still listed as running (its
+                    // waiter may have reaped it a moment ago; pids are not reused that fast).
                     unsafe {
-                        libc::kill(r.child.id() as libc::pid_t, sig);
-                    }
-                }
-            }
-            let mut i = 0;
-            while i < running.len() {
-                match running[i].child.try_wait() {
-                    Ok(Some(status)) => {
-                        let r = running.swap_remove(i);
-                        let done = reported(store, plan, &r, status)?;
-                        if interrupted(done.exit) {
-                            stopping = true;
-                        }
-                        runs.push((r.pos, done));
-                    }
-                    Ok(None) => i += 1,
-                    Err(e) => {
-                        let r = running.swap_remove(i);
-                        runs.push((
-                            r.pos,
-                            not_run(plan, r.pos, format!("cannot wait for repro: {e}")),
-                        ));
+                        libc::kill(r.pid as libc::pid_t, sig);
                     }
                 }
             }
             if running.is_empty() && (stopping || next >= plan.combos.len()) {
                 return Ok(());
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            // Wakes as soon as a member ends, and every 20 ms to look at signals.
+            let Ok((pos, status)) = ended.recv_timeout(std::time::Duration::from_millis(20)) else {
+                continue;
+            };
+            let Some(i) = running.iter().position(|r| r.pos == pos) else {
+                continue;
+            };
+            let r = running.swap_remove(i);
+            let done = match status {
+                Ok(status) => reported(store, plan, &r, status)?,
+                Err(e) => not_run(plan, r.pos, format!("cannot wait for repro: {e}")),
+            };
+            if interrupted(done.exit) {
+                stopping = true;
+            }
+            runs.push((r.pos, done));
         }
     })?;
     let not_started = plan.combos.len() - runs.len();
