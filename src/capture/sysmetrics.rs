@@ -173,9 +173,13 @@ const FIND_EVERY: Duration = Duration::from_millis(500);
 
 impl State {
     fn run(&mut self, interval: Duration, rx: &Receiver<()>) {
-        self.find(rx);
         let mut next = Instant::now() + interval;
+        // `find` may take the stop signal while it asks the engine: then stop now.
+        let stopped = self.find(rx);
         loop {
+            if stopped {
+                break;
+            }
             let wait = if self.source.is_none() {
                 FIND_EVERY.min(interval)
             } else {
@@ -186,8 +190,8 @@ impl State {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => break,
             }
-            if self.source.is_none() {
-                self.find(rx);
+            if self.source.is_none() && self.find(rx) {
+                break;
             }
             if Instant::now() >= next {
                 self.sample(false);
@@ -201,13 +205,21 @@ impl State {
     }
 
     /// Finds where to read the target from, and notes the CPU used so far as the baseline.
-    fn find(&mut self, rx: &Receiver<()>) {
+    /// Looks for the source once; `true` when the stop signal came meanwhile (it is consumed).
+    fn find(&mut self, rx: &Receiver<()>) -> bool {
         if self.source.is_some() {
-            return;
+            return false;
         }
+        let pid = match &self.target {
+            Target::Tree(pid) => Ok(Some(*pid)),
+            Target::Container { engine, name } => container_pid(engine, name, rx),
+        };
+        let Ok(pid) = pid else {
+            return true;
+        };
         self.source = match &self.target {
             Target::Tree(pid) => Some(Source::Tree(*pid)),
-            Target::Container { engine, name } => container_pid(engine, name, rx).map(|pid| {
+            Target::Container { .. } => pid.map(|pid| {
                 let text = read(&format!("/proc/{pid}/cgroup")).unwrap_or_default();
                 match cgroup_files(&text, Path::new("/sys/fs/cgroup")) {
                     Some(files) if read_cgroup(&files).is_some() => Source::Cgroup(files),
@@ -220,6 +232,7 @@ impl State {
             let cpu = self.cpu_and_memory(src).map(|r| r.0);
             self.last = cpu.map(|c| (Instant::now(), c));
         }
+        false
     }
 
     /// CPU seconds used so far and resident bytes (`None` for the memory of a tree that ended).
@@ -296,19 +309,23 @@ impl State {
 
 /// The container's main process as the engine reports it (`<engine> inspect`), `None` while it
 /// does not run yet. The engine is killed when the sampler is stopped meanwhile.
-fn container_pid(engine: &str, name: &str, rx: &Receiver<()>) -> Option<u32> {
-    let mut child = std::process::Command::new(engine)
+/// The container's main pid from the engine (`None`: not running yet, or unknown); `Err` when the
+/// stop signal came while the engine was asked (the signal is consumed: the caller stops).
+fn container_pid(engine: &str, name: &str, rx: &Receiver<()>) -> Result<Option<u32>, Stopped> {
+    let Ok(mut child) = std::process::Command::new(engine)
         .args(["inspect", "--format", "{{.State.Pid}}", name])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .ok()?;
+    else {
+        return Ok(None);
+    };
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
             Ok(None) => {}
-            Err(_) => return None,
+            Err(_) => return Ok(None),
         }
         if !matches!(
             rx.recv_timeout(Duration::from_millis(20)),
@@ -316,13 +333,21 @@ fn container_pid(engine: &str, name: &str, rx: &Receiver<()>) -> Option<u32> {
         ) {
             let _ = child.kill();
             let _ = child.wait();
-            return None;
+            return Err(Stopped);
         }
     }
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
-    out.trim().parse::<u32>().ok().filter(|p| *p > 0)
+    let Some(mut stdout) = child.stdout.take() else {
+        return Ok(None);
+    };
+    if std::io::Read::read_to_string(&mut stdout, &mut out).is_err() {
+        return Ok(None);
+    }
+    Ok(out.trim().parse::<u32>().ok().filter(|p| *p > 0))
 }
+
+/// The stop signal arrived (and was taken) while waiting for something else.
+struct Stopped;
 
 /// Reads a small `/proc` or `/sys` file.
 fn read(path: &str) -> Option<String> {
@@ -653,5 +678,38 @@ mod tests {
         assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
         let times: Vec<f64> = cpu.iter().map(|p| p.time.unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]) && times[0] > 1000.0);
+    }
+
+    /// A stop that arrives while the engine is being asked for the container (a slow or hung
+    /// `inspect`, or a container that never started) ends the sampler at once; it used to be
+    /// taken by the wait for the engine and the sampler then waited for a second one forever.
+    #[test]
+    fn a_stop_while_the_engine_is_asked_ends_the_sampler() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("repro-sys-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let engine = dir.join("slow-engine");
+        std::fs::write(&engine, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sampler = start(
+            Target::Container {
+                engine: engine.to_string_lossy().into_owned(),
+                name: "never-started".into(),
+            },
+            Duration::from_secs(1),
+            Box::new(|| 0.0),
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(sampler.stop());
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sampled = got.expect("the sampler did not stop");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(sampled.points.is_empty() && sampled.source.is_none());
     }
 }
