@@ -472,8 +472,48 @@ struct Tree {
     rss_pages: u64,
 }
 
-/// `root` and its descendants (one pass over `/proc/*/stat`), their CPU ticks and resident pages.
+/// `root` and its descendants, their CPU ticks and resident pages: found through the kernel's
+/// `/proc/PID/task/TID/children` lists, which touch only the tree, else (a kernel without them)
+/// by one pass over every `/proc/*/stat`.
 fn tree_of(root: u32) -> Tree {
+    children_tree(root).unwrap_or_else(|| scanned_tree(root))
+}
+
+/// [`tree_of`] through the `children` lists; `None` when the kernel has none.
+fn children_tree(root: u32) -> Option<Tree> {
+    let mut tree = Tree::default();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let Some(stat) = read(&format!("/proc/{pid}/stat")).and_then(|l| parse_stat(&l)) else {
+            continue; // gone since its parent listed it
+        };
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut listed = false;
+        for t in tasks.flatten() {
+            let Ok(kids) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            listed = true;
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok())
+                    .filter(|k| *k != pid && !tree.pids.contains(k)),
+            );
+        }
+        if !listed {
+            return None;
+        }
+        tree.ticks += stat.ticks;
+        tree.rss_pages += read(&format!("/proc/{pid}/statm"))
+            .and_then(|t| parse_statm(&t))
+            .unwrap_or(0);
+        tree.pids.push(pid);
+    }
+    Some(tree)
+}
+
+/// [`tree_of`] by one pass over every `/proc/*/stat`.
+fn scanned_tree(root: u32) -> Tree {
     let mut stats: HashMap<u32, ProcStat> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
@@ -601,6 +641,38 @@ mod tests {
         d.sort();
         assert_eq!(d, [10, 11, 12]);
         assert!(descendants(99, &stats).is_empty());
+    }
+
+    /// A shell with two children: the `children` lists and the full scan find the same tree.
+    #[test]
+    fn both_ways_of_finding_the_tree_agree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = scanned_tree(pid).pids;
+            if found.len() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        found.sort();
+        assert_eq!(found.len(), 3, "{found:?}");
+        if let Some(t) = children_tree(pid) {
+            let mut listed = t.pids;
+            listed.sort();
+            assert_eq!(listed, found);
+            assert!(t.rss_pages > 0);
+        }
+        let mut all = tree_of(pid).pids;
+        all.sort();
+        assert_eq!(all, found);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(tree_of(pid).pids.is_empty());
     }
 
     /// A busy child sampled a few times: CPU near one core, its memory, the system's, the extra
