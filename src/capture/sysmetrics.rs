@@ -48,6 +48,7 @@ pub enum Target {
 
 /// A running sampler; [`Sampler::stop`] ends it and gives the points.
 pub struct Sampler {
+    /// Never sent on: dropping it is the stop signal.
     stop: Sender<()>,
     handle: JoinHandle<Sampled>,
 }
@@ -101,8 +102,11 @@ impl Sampler {
     /// Stops the thread at once (no wait for the interval), after one last sample, and returns
     /// every point.
     pub fn stop(self) -> Sampled {
-        let _ = self.stop.send(());
-        self.handle.join().unwrap_or_default()
+        let Sampler { stop, handle } = self;
+        // Hanging up, not sending: every later wait of the thread sees it at once. A message
+        // could be taken by one wait (for `<engine> inspect`) and missed by the next.
+        drop(stop);
+        handle.join().unwrap_or_default()
     }
 }
 
@@ -197,7 +201,11 @@ impl State {
                 }
             }
         }
-        self.sample(true);
+        // The tail since the last sample; a job shorter than one interval records nothing (as
+        // MLflow's monitor), so short runs keep exactly the metrics their job reported.
+        if self.step > 0 {
+            self.sample(true);
+        }
     }
 
     /// Finds where to read the target from, and notes the CPU used so far as the baseline.
@@ -673,6 +681,54 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(tree_of(pid).pids.is_empty());
+    }
+
+    /// Stopped while the engine has not answered (a container that never ran, an engine that
+    /// hangs), the sampler kills the engine and ends at once, and keeps ending at once however
+    /// many times it had looked.
+    #[test]
+    fn a_container_never_found_stops_at_once_and_the_engine_is_killed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = dir.path().join("engine");
+        let marker = dir.path().join("started");
+        std::fs::write(
+            &engine,
+            format!(
+                "#!/bin/sh\necho $$ >> {}\nexec sleep 30\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = start(
+            Target::Container {
+                engine: engine.to_str().unwrap().into(),
+                name: "repro-x".into(),
+            },
+            Duration::from_millis(100),
+            Box::new(|| 0.0),
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        let t = Instant::now();
+        let sampled = s.stop();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(sampled.points.is_empty() && sampled.source.is_none());
+        let pids = std::fs::read_to_string(&marker).unwrap();
+        for pid in pids.split_whitespace() {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .unwrap_or_default()
+                        .contains(") Z"),
+                "the engine {pid} still runs"
+            );
+        }
     }
 
     /// A busy child sampled a few times: CPU near one core, its memory, the system's, the extra
