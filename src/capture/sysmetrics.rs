@@ -48,6 +48,7 @@ pub enum Target {
 
 /// A running sampler; [`Sampler::stop`] ends it and gives the points.
 pub struct Sampler {
+    /// Never sent on: dropping it is the stop signal.
     stop: Sender<()>,
     handle: JoinHandle<Sampled>,
 }
@@ -101,8 +102,11 @@ impl Sampler {
     /// Stops the thread at once (no wait for the interval), after one last sample, and returns
     /// every point.
     pub fn stop(self) -> Sampled {
-        let _ = self.stop.send(());
-        self.handle.join().unwrap_or_default()
+        let Sampler { stop, handle } = self;
+        // Hanging up, not sending: every later wait of the thread sees it at once. A message
+        // could be taken by one wait (for `<engine> inspect`) and missed by the next.
+        drop(stop);
+        handle.join().unwrap_or_default()
     }
 }
 
@@ -201,7 +205,11 @@ impl State {
                 }
             }
         }
-        self.sample(true);
+        // The tail since the last sample; a job shorter than one interval records nothing (as
+        // MLflow's monitor), so short runs keep exactly the metrics their job reported.
+        if self.step > 0 {
+            self.sample(true);
+        }
     }
 
     /// Finds where to read the target from, and notes the CPU used so far as the baseline.
@@ -499,8 +507,48 @@ struct Tree {
     rss_pages: u64,
 }
 
-/// `root` and its descendants (one pass over `/proc/*/stat`), their CPU ticks and resident pages.
+/// `root` and its descendants, their CPU ticks and resident pages: found through the kernel's
+/// `/proc/PID/task/TID/children` lists, which touch only the tree, else (a kernel without them)
+/// by one pass over every `/proc/*/stat`.
 fn tree_of(root: u32) -> Tree {
+    children_tree(root).unwrap_or_else(|| scanned_tree(root))
+}
+
+/// [`tree_of`] through the `children` lists; `None` when the kernel has none.
+fn children_tree(root: u32) -> Option<Tree> {
+    let mut tree = Tree::default();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let Some(stat) = read(&format!("/proc/{pid}/stat")).and_then(|l| parse_stat(&l)) else {
+            continue; // gone since its parent listed it
+        };
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut listed = false;
+        for t in tasks.flatten() {
+            let Ok(kids) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            listed = true;
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok())
+                    .filter(|k| *k != pid && !tree.pids.contains(k)),
+            );
+        }
+        if !listed {
+            return None;
+        }
+        tree.ticks += stat.ticks;
+        tree.rss_pages += read(&format!("/proc/{pid}/statm"))
+            .and_then(|t| parse_statm(&t))
+            .unwrap_or(0);
+        tree.pids.push(pid);
+    }
+    Some(tree)
+}
+
+/// [`tree_of`] by one pass over every `/proc/*/stat`.
+fn scanned_tree(root: u32) -> Tree {
     let mut stats: HashMap<u32, ProcStat> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
@@ -628,6 +676,86 @@ mod tests {
         d.sort();
         assert_eq!(d, [10, 11, 12]);
         assert!(descendants(99, &stats).is_empty());
+    }
+
+    /// A shell with two children: the `children` lists and the full scan find the same tree.
+    #[test]
+    fn both_ways_of_finding_the_tree_agree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = scanned_tree(pid).pids;
+            if found.len() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        found.sort();
+        assert_eq!(found.len(), 3, "{found:?}");
+        if let Some(t) = children_tree(pid) {
+            let mut listed = t.pids;
+            listed.sort();
+            assert_eq!(listed, found);
+            assert!(t.rss_pages > 0);
+        }
+        let mut all = tree_of(pid).pids;
+        all.sort();
+        assert_eq!(all, found);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(tree_of(pid).pids.is_empty());
+    }
+
+    /// Stopped while the engine has not answered (a container that never ran, an engine that
+    /// hangs), the sampler kills the engine and ends at once, and keeps ending at once however
+    /// many times it had looked.
+    #[test]
+    fn a_container_never_found_stops_at_once_and_the_engine_is_killed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = dir.path().join("engine");
+        let marker = dir.path().join("started");
+        std::fs::write(
+            &engine,
+            format!(
+                "#!/bin/sh\necho $$ >> {}\nexec sleep 30\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = start(
+            Target::Container {
+                engine: engine.to_str().unwrap().into(),
+                name: "repro-x".into(),
+            },
+            Duration::from_millis(100),
+            Box::new(|| 0.0),
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        let t = Instant::now();
+        let sampled = s.stop();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(sampled.points.is_empty() && sampled.source.is_none());
+        let pids = std::fs::read_to_string(&marker).unwrap();
+        for pid in pids.split_whitespace() {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .unwrap_or_default()
+                        .contains(") Z"),
+                "the engine {pid} still runs"
+            );
+        }
     }
 
     /// A busy child sampled a few times: CPU near one core, its memory, the system's, the extra

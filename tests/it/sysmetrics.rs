@@ -229,6 +229,30 @@ fn ls_sorts_runs_by_their_peak_resident_memory() {
         [ids[1].as_str(), ids[0].as_str()],
         "the bigger one first"
     );
+    // `plot` draws them as any other metric.
+    let out = env
+        .repro()
+        .args([
+            "plot",
+            &ids[0],
+            &ids[1],
+            "-m",
+            "sys/rss_bytes",
+            "-m",
+            "sys/cpu_percent",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        svg.contains("<svg") && svg.contains("sys/rss_bytes"),
+        "{svg:.300}"
+    );
     let big = env.show_json(&ids[1]);
     assert!(
         big["metrics"]["sys/rss_bytes"]["max"].as_f64().unwrap() > 60e6,
