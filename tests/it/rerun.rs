@@ -287,7 +287,7 @@ fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
         assert_ok(&out);
         // The native run also names its container after the new run and mounts that run's
         // metrics file; the script names none and makes a temporary file (METRICS_FILE in a
-        // dry run).
+        // dry run). The channel directory is native only.
         let a: Vec<Vec<String>> = engine_lines(&native)
             .iter()
             .map(|w| {
@@ -299,8 +299,21 @@ fn rerun_dry_run_prints_the_same_engine_argv_as_the_bash_script() {
                     let dir = env.db().parent().unwrap().join("metrics");
                     dir.join(format!("{id}.jsonl")).display().to_string()
                 });
+                // The native run also gives the job the channels repro reads at the end
+                // (REPRO_PARAMS, REPRO_OUTPUTS); the script records nothing, so has none.
+                let channels = env.db().parent().unwrap().join("channels");
+                let channels = format!("--volume={}/", channels.display());
                 w.iter()
                     .filter(|x| !x.starts_with("--name=repro-"))
+                    .filter(|x| {
+                        !x.starts_with(&channels)
+                            && !matches!(
+                                x.as_str(),
+                                "--env=REPRO_PARAMS"
+                                    | "--env=REPRO_OUTPUTS"
+                                    | "--env=REPRO_WORKDIR"
+                            )
+                    })
                     .map(|x| match &metrics {
                         Some(m) => x.replace(m.as_str(), "METRICS_FILE"),
                         None => x.clone(),
