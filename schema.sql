@@ -160,6 +160,17 @@ CREATE TABLE sweep_runs (
 );
 CREATE INDEX sweep_runs_sweep ON sweep_runs (sweep_id, pos);
 
+-- The environment a run ran in (docs/environment.md), each distinct snapshot stored once.
+CREATE TABLE environments (
+    sha256 TEXT NOT NULL PRIMARY KEY,
+    body   TEXT NOT NULL
+);
+CREATE TABLE run_environments (
+    run_id      TEXT NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    environment TEXT NOT NULL REFERENCES environments (sha256)
+);
+CREATE INDEX run_environments_environment ON run_environments (environment);
+
 CREATE TABLE run_notes (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     pos     INTEGER NOT NULL,

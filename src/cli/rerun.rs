@@ -71,6 +71,10 @@ pub struct RerunArgs {
     /// variables, without asking (see docs/faq.md)
     #[arg(long)]
     pub trust: bool,
+    /// Refuse to re-run on the host when the Python packages, Python, GPU driver or recorded
+    /// variables differ from the run's (docs/environment.md); without it a difference is a warning
+    #[arg(long)]
+    pub strict_env: bool,
     /// Metrics file or DVCLive directory read after the run (repeatable; config `metrics` too)
     #[arg(long = "metrics", value_name = "PATH")]
     pub metrics: Vec<PathBuf>,
@@ -155,6 +159,8 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         tolerance,
         mlflow: mlflow.filter(|_| !args.dry_run),
         keep_outputs: crate::ops::run::keep_policy(&ctx.config, None),
+        record_env: ctx.config.record_env.value.clone(),
+        strict_env: args.strict_env,
     };
     if let Some(n) = args.repeat {
         let report = crate::ops::repeat::repeat(ctx, &mut store, &req, n)?;

@@ -9,6 +9,8 @@ pub mod diff;
 pub mod doctor;
 pub mod du;
 pub mod engine_failure;
+pub mod env_drift;
+pub mod environment;
 pub mod follow;
 pub mod gc;
 pub mod get;

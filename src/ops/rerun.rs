@@ -46,6 +46,10 @@ pub struct RerunRequest {
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
     /// Whether the re-run's outputs are kept in the object store.
     pub keep_outputs: crate::store::kept::KeepPolicy,
+    /// The variables the re-run's environment snapshot records (`record_env`).
+    pub record_env: Vec<String>,
+    /// Refuse a host re-run whose environment differs from the recorded one (`--strict-env`).
+    pub strict_env: bool,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -215,6 +219,13 @@ pub enum RerunError {
     /// No container engine to re-run with.
     #[error(transparent)]
     NoEngine(#[from] crate::exec::NoEngine),
+    /// `--strict-env`: the environment here differs from the recorded one.
+    #[error("the environment differs from the one run {id} recorded ({count} change(s)): {first}")]
+    EnvDrift {
+        id: String,
+        count: usize,
+        first: String,
+    },
 }
 
 impl crate::error::Hinted for RerunError {
@@ -238,6 +249,7 @@ impl crate::error::Hinted for RerunError {
             RerunError::Ca(e) => return e.hint(),
             RerunError::UnsafePath { .. } => "the record was altered after it was made (import refuses such runs); record the run anew".into(),
             RerunError::Run(e) => return e.hint(),
+            RerunError::EnvDrift { id, .. } => format!("`repro diff` against a run recorded here lists every change; install the recorded packages (docs/environment.md) or re-run {id} without --strict-env"),
             RerunError::NoEngine(e) => return e.hint(),
             _ => return None,
         })
@@ -685,6 +697,9 @@ pub fn rerun(
     }
     exec.registry = registry_access(&orig, &req.registry);
     let run = new_run(&orig, exec);
+    if mode == ExecMode::Host && !req.dry_run {
+        env_drift_check(ev, store, &orig, &run, &env, req)?;
+    }
     let dir = checkout_dir(&orig, req)?;
 
     if req.dry_run {
@@ -760,7 +775,46 @@ fn execution(
         mount_src: root.map(Path::to_path_buf),
         metrics: req.metrics.clone(),
         keep: req.keep_outputs.clone(),
+        record_env: Some(req.record_env.clone()),
     }
+}
+
+/// A host re-run compares the environment here with the recorded one: a warning with the first
+/// differences, or (`--strict-env`) a refusal before anything is checked out or recorded.
+fn env_drift_check(
+    ev: &dyn Events,
+    store: &Store,
+    orig: &Run,
+    run: &Run,
+    env: &[(String, String)],
+    req: &RerunRequest,
+) -> Result<(), RerunError> {
+    let Some(recorded) = store.environment_of(&orig.id)? else {
+        return Ok(());
+    };
+    let x = Execution {
+        env: env.to_vec(),
+        record_env: Some(req.record_env.clone()),
+        ..Execution::default()
+    };
+    let now = crate::ops::environment::current(run, &x);
+    let changes = crate::ops::env_drift::drift(&recorded, &now);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let first = crate::sanitize::escape(&crate::ops::env_drift::headline(&changes, 3)).into_owned();
+    if req.strict_env {
+        return Err(RerunError::EnvDrift {
+            id: orig.id.clone(),
+            count: changes.len(),
+            first,
+        });
+    }
+    ev.warn(&format!(
+        "the environment differs from the one run {} recorded: {first}",
+        orig.id
+    ));
+    Ok(())
 }
 
 /// How a re-run executes: on the host when asked or when the run had no image, else as

@@ -167,6 +167,8 @@ pub struct RunRequest {
     pub metrics: Vec<PathBuf>,
     /// Push the run to MLflow when it finishes (`--mlflow`); never changes its outcome.
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
+    /// The variables the environment snapshot records (`record_env`).
+    pub record_env: Vec<String>,
 }
 
 /// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
@@ -349,6 +351,7 @@ impl RunRequest {
             cwd,
             metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
             mlflow: crate::ops::mlflow::AfterRun::when_asked(f.mlflow, cfg),
+            record_env: cfg.record_env.value.clone(),
         };
         Ok((req, notes))
     }
@@ -373,6 +376,8 @@ pub struct Execution {
     pub metrics: Vec<PathBuf>,
     /// Whether (and how much of) the outputs are copied into the object store.
     pub keep: KeepPolicy,
+    /// The variables the environment snapshot records (`record_env`); `None`: the default list.
+    pub record_env: Option<Vec<String>>,
 }
 
 /// How a run ended, for the CLI.
@@ -469,6 +474,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
         keep: req.keep.clone(),
         registry,
         metrics: req.metrics.clone(),
+        record_env: Some(req.record_env.clone()),
         ..Execution::default()
     };
     let finished = execute(ev, store, run, &x)?;
@@ -735,6 +741,7 @@ pub fn execute(
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
+    crate::ops::environment::record(ev, store, &run, x);
     let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
     let t0 = Instant::now();
     let mut plan = engine_plan(ev, store, &run, x);

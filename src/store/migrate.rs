@@ -33,6 +33,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../../migrations/0017.sql")),
     (18, include_str!("../../migrations/0018.sql")),
     (19, include_str!("../../migrations/0019.sql")),
+    (20, include_str!("../../migrations/0020.sql")),
 ];
 
 /// The schema version this binary writes.
