@@ -11,6 +11,7 @@ mod dataset;
 mod diff;
 mod doctor;
 mod durability;
+mod environment;
 mod escapes;
 mod faults;
 mod harness;
