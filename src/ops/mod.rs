@@ -24,6 +24,7 @@ pub mod outputs;
 pub mod parallel;
 pub mod plot;
 pub mod pool;
+pub mod recreate_env;
 pub mod repeat;
 pub mod rerun;
 pub mod run;

@@ -50,6 +50,8 @@ pub struct RerunRequest {
     pub record_env: Vec<String>,
     /// Refuse a host re-run whose environment differs from the recorded one (`--strict-env`).
     pub strict_env: bool,
+    /// Build a fresh venv here with the recorded distributions and run in it (`--recreate-env`).
+    pub recreate_env: Option<PathBuf>,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -219,6 +221,12 @@ pub enum RerunError {
     /// No container engine to re-run with.
     #[error(transparent)]
     NoEngine(#[from] crate::exec::NoEngine),
+    /// `--recreate-env` could not build the environment.
+    #[error(transparent)]
+    Recreate(#[from] crate::ops::recreate_env::RecreateError),
+    /// `--recreate-env` of a container re-run: the image is the environment.
+    #[error("--recreate-env applies to a host re-run; run {id} re-runs in its pinned image")]
+    RecreateInContainer { id: String },
     /// `--strict-env`: the environment here differs from the recorded one.
     #[error("the environment differs from the one run {id} recorded ({count} change(s)): {first}")]
     EnvDrift {
@@ -249,6 +257,8 @@ impl crate::error::Hinted for RerunError {
             RerunError::Ca(e) => return e.hint(),
             RerunError::UnsafePath { .. } => "the record was altered after it was made (import refuses such runs); record the run anew".into(),
             RerunError::Run(e) => return e.hint(),
+            RerunError::Recreate(e) => return e.hint(),
+            RerunError::RecreateInContainer { .. } => "add --host, or drop --recreate-env".into(),
             RerunError::EnvDrift { id, .. } => format!("`repro diff` against a run recorded here lists every change; install the recorded packages (docs/environment.md) or re-run {id} without --strict-env"),
             RerunError::NoEngine(e) => return e.hint(),
             _ => return None,
@@ -681,7 +691,7 @@ pub fn rerun(
     }
     let mode = rerun_mode(&orig, req.host)?;
     let engine = rerun_engine(&orig, req, mode)?;
-    let env = replay_env(&orig, req.dry_run)?;
+    let mut env = replay_env(&orig, req.dry_run)?;
 
     // The run's engine plan: what it recorded it needed to reach its registry, plus what is
     // given now; the new run records the union.
@@ -697,6 +707,22 @@ pub fn rerun(
     }
     exec.registry = registry_access(&orig, &req.registry);
     let run = new_run(&orig, exec);
+    if let (Some(dir), false) = (&req.recreate_env, req.dry_run) {
+        if mode != ExecMode::Host {
+            return Err(RerunError::RecreateInContainer {
+                id: orig.id.clone(),
+            });
+        }
+        let recorded = store.environment_of(&orig.id)?;
+        let made = crate::ops::recreate_env::recreate(
+            ev,
+            &orig.id,
+            recorded.as_ref().and_then(|e| e.python.as_ref()),
+            dir,
+        )?;
+        env.retain(|(k, _)| k != "VIRTUAL_ENV" && k != "PATH");
+        env.extend(made.child_env());
+    }
     if mode == ExecMode::Host && !req.dry_run {
         env_drift_check(ev, store, &orig, &run, &env, req)?;
     }

@@ -29,14 +29,20 @@ fn venv(dir: &Path, pip: bool) -> Option<PathBuf> {
 /// Writes the wheel `Tiny_Pkg-VERSION-py3-none-any.whl` into `dir` with Python's zipfile (no
 /// network, no build backend).
 fn write_wheel(dir: &Path, version: &str) {
+    write_named_wheel(dir, "Tiny_Pkg", version)
+}
+
+/// Writes the wheel of distribution `name` (its module the lowercase name) into `dir`.
+fn write_named_wheel(dir: &Path, name: &str, version: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let script = r#"
 import base64, hashlib, sys, zipfile
-d, v = sys.argv[1], sys.argv[2]
-info = f"tiny_pkg-{v}.dist-info"
+d, v, name = sys.argv[1], sys.argv[2], sys.argv[3]
+mod = name.lower()
+info = f"{mod}-{v}.dist-info"
 files = {
-    "tiny_pkg/__init__.py": f"VERSION = {v!r}\n",
-    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: Tiny_Pkg\nVersion: {v}\n",
+    f"{mod}/__init__.py": f"VERSION = {v!r}\n",
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {v}\n",
     f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
 rec = []
@@ -45,7 +51,7 @@ for n, t in files.items():
     rec.append(f"{n},sha256={h},{len(t.encode())}")
 rec.append(f"{info}/RECORD,,")
 files[f"{info}/RECORD"] = "\n".join(rec) + "\n"
-with zipfile.ZipFile(f"{d}/tiny_pkg-{v}-py3-none-any.whl", "w") as z:
+with zipfile.ZipFile(f"{d}/{mod}-{v}-py3-none-any.whl", "w") as z:
     for n, t in files.items():
         z.writestr(n, t)
 "#;
@@ -53,6 +59,7 @@ with zipfile.ZipFile(f"{d}/tiny_pkg-{v}-py3-none-any.whl", "w") as z:
         .args(["-c", script])
         .arg(dir)
         .arg(version)
+        .arg(name)
         .output()
         .unwrap();
     support::assert_ok_for(&out, "writing the wheel");
@@ -313,4 +320,75 @@ fn export_and_import_carry_the_environment_and_a_bad_one_is_refused() {
         listed["runs"].as_array().is_none_or(|r| r.is_empty()),
         "{out}"
     );
+}
+
+#[test]
+fn recreate_env_rebuilds_the_recorded_packages_offline_and_names_the_unpinnable() {
+    let env = TestEnv::new();
+    let Some(v) = venv(&env.root().join("venv"), true) else {
+        return;
+    };
+    let wheels = env.root().join("wheels");
+    write_wheel(&wheels, "0.3.1");
+    write_wheel(&wheels, "0.4.0");
+    pip_install(&v, &wheels, "tiny-pkg==0.3.1");
+    // Installed from the wheel's path: a local file, which a pin cannot reinstall.
+    let local = env.root().join("local");
+    write_named_wheel(&local, "Other_Pkg", "1.0");
+    pip_install(
+        &v,
+        &wheels,
+        local
+            .join("other_pkg-1.0-py3-none-any.whl")
+            .to_str()
+            .unwrap(),
+    );
+    let repo = env.git_repo("proj");
+    let (code, _, err) = in_venv(&env, &v, &repo, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let a = env.last_id();
+    let recorded = env.show_json(&a)["environment"].clone();
+    assert_eq!(recorded["python"]["local"]["Other_Pkg"], "local file");
+    // The original venv moves on; the recreated one must not.
+    pip_install(&v, &wheels, "tiny-pkg==0.4.0");
+
+    let fresh = env.root().join("fresh");
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .env("PIP_FIND_LINKS", &wheels)
+        .env("PIP_NO_INDEX", "1")
+        .env("OMP_NUM_THREADS", "3")
+        .args(["rerun", &a, "--recreate-env"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("cannot pin Other_Pkg (local file)"), "{err}");
+    let mut want = packages(&recorded);
+    want.remove("other-pkg");
+    assert_eq!(pip_list(&fresh), want);
+    // The re-run ran in it.
+    let b = env.show_json(&env.last_id())["environment"].clone();
+    assert_eq!(
+        b["python"]["executable"],
+        fresh
+            .canonicalize()
+            .unwrap()
+            .join("bin/python")
+            .display()
+            .to_string()
+    );
+    assert_eq!(packages(&b), want);
+
+    // A directory in use is refused, nothing recorded.
+    let before = env.runs().len();
+    let (code, _, err) = env.run_in(
+        &repo,
+        &["rerun", &a, "--recreate-env", fresh.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not empty"), "{err}");
+    assert_eq!(env.runs().len(), before);
 }
