@@ -392,3 +392,88 @@ fn recreate_env_rebuilds_the_recorded_packages_offline_and_names_the_unpinnable(
     assert!(err.contains("is not empty"), "{err}");
     assert_eq!(env.runs().len(), before);
 }
+
+#[test]
+fn the_host_script_recreates_the_environment_and_passes_shellcheck() {
+    let env = TestEnv::new();
+    let Some(v) = venv(&env.root().join("venv"), true) else {
+        return;
+    };
+    let wheels = env.root().join("wheels");
+    write_wheel(&wheels, "0.3.1");
+    write_wheel(&wheels, "0.4.0");
+    pip_install(&v, &wheels, "tiny-pkg==0.3.1");
+    let local = env.root().join("local");
+    write_named_wheel(&local, "Other_Pkg", "1.0");
+    pip_install(
+        &v,
+        &wheels,
+        local
+            .join("other_pkg-1.0-py3-none-any.whl")
+            .to_str()
+            .unwrap(),
+    );
+    let repo = env.git_repo("proj");
+    let job = [
+        "python3",
+        "-c",
+        "import tiny_pkg; print('tiny', tiny_pkg.VERSION)",
+    ];
+    let mut args = vec!["run", "--host", "--"];
+    args.extend(job);
+    let (code, _, err) = in_venv(&env, &v, &repo, &args);
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    pip_install(&v, &wheels, "tiny-pkg==0.4.0");
+
+    let script = env.root().join("rerun.sh");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "script",
+            &id,
+            "--recreate-env",
+            "-o",
+            script.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    if support::tool_or_skip("shellcheck", "checking the generated script") {
+        let out = Command::new("shellcheck").arg(&script).output().unwrap();
+        support::assert_ok_for(&out, "shellcheck of the re-run script");
+    }
+    let work = env.root().join("work");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&work)
+        .env("PIP_FIND_LINKS", &wheels)
+        .env("PIP_NO_INDEX", "1")
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The command ran in the recreated venv: the recorded version, not the upgraded one.
+    assert!(stdout.contains("tiny 0.3.1"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cannot pin Other_Pkg 1.0 (local file)"),
+        "{stderr}"
+    );
+    let mut want = packages(&env.show_json(&id)["environment"]);
+    want.remove("other-pkg");
+    assert_eq!(pip_list(&work.join(".venv")), want);
+
+    // A run without a recorded Python: a clear error.
+    let other = TestEnv::new();
+    let repo2 = other.git_repo("p");
+    let (code, _, _) = other.run_in(&repo2, &["run", "--host", "--", "true"]);
+    assert_eq!(code, 0);
+    let db = rusqlite::Connection::open(other.db()).unwrap();
+    db.execute("DELETE FROM run_environments", []).unwrap();
+    let (code, _, err) = other.run_in(&repo2, &["script", &other.last_id(), "--recreate-env"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("recorded no Python environment"), "{err}");
+}
