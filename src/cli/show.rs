@@ -72,6 +72,7 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
             if let Some(sw) = store.sweep_of(&id)? {
                 j["sweep"] = serde_json::Value::from(sw);
             }
+            // Absent for a run recorded without one (by an older repro); `ls --json` has the same.
             if let Some(e) = store.environment_of(&id)? {
                 j["environment"] = serde_json::to_value(&e).expect("environment serialises");
             }
