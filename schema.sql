@@ -177,6 +177,16 @@ CREATE TABLE promotions (
 );
 CREATE INDEX promotions_channel ON promotions (repository, channel, id);
 CREATE INDEX promotions_digest ON promotions (channel, digest);
+-- The environment a run ran in (docs/environment.md), each distinct snapshot stored once.
+CREATE TABLE environments (
+    sha256 TEXT NOT NULL PRIMARY KEY,
+    body   TEXT NOT NULL
+);
+CREATE TABLE run_environments (
+    run_id      TEXT NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    environment TEXT NOT NULL REFERENCES environments (sha256)
+);
+CREATE INDEX run_environments_environment ON run_environments (environment);
 
 CREATE TABLE run_notes (
     run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,

@@ -187,6 +187,7 @@ struct FileLayer {
     mlflow_dataset_context: Option<String>,
     color: Option<Color>,
     metrics: Option<Vec<String>>,
+    record_env: Option<Vec<String>>,
     keep_outputs: Option<bool>,
     keep_outputs_max: Option<SizeValue>,
     params_from_argv: Option<bool>,
@@ -232,6 +233,9 @@ pub struct Config {
     pub color: Setting<Color>,
     /// Metrics files or DVCLive directories read after every run (`--metrics`).
     pub metrics: List,
+    /// The variables a run's environment snapshot records (docs/environment.md); the highest
+    /// layer that sets it wins, `[]` records none.
+    pub record_env: Setting<Vec<String>>,
     /// Push each run to MLflow when it finishes (`repro run --mlflow`).
     pub mlflow_push: Setting<bool>,
     /// MLflow tracking server (user file only; `MLFLOW_TRACKING_URI` wins).
@@ -321,6 +325,12 @@ impl Default for Config {
             env: List::default(),
             color: Setting::default(Color::Auto),
             metrics: List::default(),
+            record_env: Setting::default(
+                crate::capture::system::DEFAULT_VARS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             mlflow_push: Setting::default(false),
             mlflow_tracking_uri: Setting::default(None),
             mlflow_experiment: Setting::default(None),
@@ -401,6 +411,7 @@ pub const KEYS: &[&str] = &[
     "env",
     "color",
     "metrics",
+    "record_env",
     "mlflow_push",
     "mlflow_tracking_uri",
     "mlflow_experiment",
@@ -903,6 +914,9 @@ impl Config {
         if let Some(v) = l.mlflow_tracking_uri {
             self.mlflow_tracking_uri.set(Some(v), src.clone());
         }
+        if let Some(v) = l.record_env {
+            self.record_env.set(v, src.clone());
+        }
         if let Some(v) = l.mlflow_experiment {
             self.mlflow_experiment.set(Some(v), src.clone());
         }
@@ -1165,6 +1179,11 @@ impl Config {
                 "sys_metrics_interval",
                 format_interval(self.sys_metrics_interval.value),
                 self.sys_metrics_interval.source.clone(),
+            ),
+            (
+                "record_env",
+                format!("{:?}", self.record_env.value),
+                self.record_env.source.clone(),
             ),
             (
                 "mlflow_push",

@@ -41,6 +41,7 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
     let metrics = metric_deltas(&store.metric_summaries(&ia)?, &store.metric_summaries(&ib)?);
     let warnings = revision_warnings([("A", &a), ("B", &b)]);
     let noise = crate::ops::diff::Noise::of(&store, &ia)?;
+    let environment = crate::ops::diff::environment_drift(&store, &ia, &ib)?;
     let view = DiffView {
         a: &a,
         b: &b,
@@ -48,6 +49,7 @@ pub fn cmd_diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
         metrics: &metrics,
         warnings: &warnings,
         noise: noise.as_ref(),
+        environment: environment.as_deref(),
     };
     print_out(&if args.json {
         diff_json(&view)

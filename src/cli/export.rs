@@ -56,16 +56,24 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
 }
 
 /// One export line: the run object (patch included) and, when the run has metrics, their
-/// summary (`metrics`) and full history (`history`) in the `show --json --history` shapes.
+/// summary (`metrics`) and full history (`history`) in the `show --json --history` shapes,
+/// and its `environment` as `show --json` prints it.
 fn export_line(
     store: &crate::store::Store,
     run: &crate::record::Run,
 ) -> Result<String, crate::store::StoreError> {
     let summaries = store.metric_summaries(&run.id)?;
-    if summaries.is_empty() {
+    let environment = store.environment_of(&run.id)?;
+    if summaries.is_empty() && environment.is_none() {
         return Ok(serde_json::to_string(run).expect("run serialises"));
     }
     let mut v = serde_json::to_value(run).expect("run serialises");
+    if let Some(e) = environment {
+        v["environment"] = serde_json::to_value(&e).expect("environment serialises");
+    }
+    if summaries.is_empty() {
+        return Ok(serde_json::to_string(&v).expect("run serialises"));
+    }
     let mut h = Vec::with_capacity(summaries.len());
     for m in &summaries {
         h.push((m.key.clone(), store.metric_history(&run.id, &m.key)?));

@@ -177,7 +177,12 @@ fn render(
             let mut objects = Vec::with_capacity(runs.len());
             for r in runs {
                 let summaries = ls::summaries(store, r)?;
-                objects.push(crate::record::json::run_json_with_metrics(r, &summaries));
+                let mut o = crate::record::json::run_json_with_metrics(r, &summaries);
+                // As `show --json` has it (docs/environment.md).
+                if let Some(e) = store.environment_of(&r.id)? {
+                    o["environment"] = serde_json::to_value(&e).expect("environment serialises");
+                }
+                objects.push(o);
             }
             if format == Format::Json {
                 crate::record::json::runs_json_values(objects)

@@ -71,6 +71,15 @@ pub struct RerunArgs {
     /// variables, without asking (see docs/faq.md)
     #[arg(long)]
     pub trust: bool,
+    /// Refuse to re-run on the host when the Python packages, Python, GPU driver or recorded
+    /// variables differ from the run's (docs/environment.md); without it a difference is a warning
+    #[arg(long)]
+    pub strict_env: bool,
+    /// Before a host re-run, build a fresh venv in DIR (empty or missing; default
+    /// ./repro-venv-ID) with the recorded Python distributions pinned (uv when on PATH, else
+    /// pip; PIP_FIND_LINKS/PIP_NO_INDEX work) and run in it; says which could not be pinned
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub recreate_env: Option<Option<PathBuf>>,
     /// Metrics file or DVCLive directory read after the run (repeatable; config `metrics` too)
     #[arg(long = "metrics", value_name = "PATH")]
     pub metrics: Vec<PathBuf>,
@@ -142,6 +151,9 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         )
         .hint("add --on slurm to submit the re-run to Slurm"));
     }
+    let recreate_env = args.recreate_env.clone().map(|d| {
+        d.unwrap_or_else(|| PathBuf::from(format!("repro-venv-{}", &id[..id.len().min(10)])))
+    });
     let req = RerunRequest {
         id,
         engine: args.engine,
@@ -155,6 +167,9 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         tolerance,
         mlflow: mlflow.filter(|_| !args.dry_run),
         keep_outputs: crate::ops::run::keep_policy(&ctx.config, None),
+        record_env: ctx.config.record_env.value.clone(),
+        strict_env: args.strict_env,
+        recreate_env,
     };
     if let Some(n) = args.repeat {
         let report = crate::ops::repeat::repeat(ctx, &mut store, &req, n)?;

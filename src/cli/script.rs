@@ -31,6 +31,10 @@ pub struct ScriptArgs {
     /// (`NAME@sha256:…`, with sh, git, base64, sha256sum); needed when the run has a commit
     #[arg(long, value_name = "REF@DIGEST")]
     pub git_image: Option<String>,
+    /// Bash target, host run: first build a fresh venv in the work directory with the recorded
+    /// Python distributions pinned (uv when present, else pip), and run the command in it
+    #[arg(long)]
+    pub recreate_env: bool,
     /// Write the script to FILE (scripts get mode 0755) instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -50,6 +54,7 @@ pub fn options(
         runtime: args.runtime,
         git_image: args.git_image.clone(),
         fallback,
+        python_env: None,
     })
 }
 
@@ -62,7 +67,17 @@ pub fn cmd_script(ctx: &Ctx, args: &ScriptArgs) -> CliResult {
         Some(img) => crate::ops::archive::recorded_fallback(&store, img)?,
         None => None,
     };
-    let text = crate::script::render(&run, &options(args, &ctx.config, fallback)?)?;
+    let mut opts = options(args, &ctx.config, fallback)?;
+    if args.recreate_env {
+        opts.python_env = store.environment_of(&id)?.and_then(|e| e.python);
+        if opts.python_env.is_none() {
+            return Err(crate::error::CliError::user(format!(
+                "run {id} recorded no Python environment to recreate"
+            ))
+            .hint("render the script without --recreate-env"));
+        }
+    }
+    let text = crate::script::render(&run, &opts)?;
     match &args.output {
         None => print_out(&text),
         Some(path) => {

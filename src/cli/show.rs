@@ -72,6 +72,10 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
             if let Some(sw) = store.sweep_of(&id)? {
                 j["sweep"] = serde_json::Value::from(sw);
             }
+            // Absent for a run recorded without one (by an older repro); `ls --json` has the same.
+            if let Some(e) = store.environment_of(&id)? {
+                j["environment"] = serde_json::to_value(&e).expect("environment serialises");
+            }
             let mut s = serde_json::to_string_pretty(&j).expect("json");
             s.push('\n');
             s
@@ -89,6 +93,9 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
             let mut s = output::show_text(&run, ctx.utc);
             if let Some(sw) = store.sweep_of(&id)? {
                 s.push_str(&format!("{:<12} {sw} (repro ls --sweep {sw})\n", "sweep"));
+            }
+            if let Some(e) = store.environment_of(&id)? {
+                s.push_str(&output::environment::summary_text(&e));
             }
             s.push_str(&output::metrics::metrics_text(&summaries, &h, tty));
             for a in &archives {

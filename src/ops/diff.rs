@@ -362,6 +362,19 @@ impl Noise {
     }
 }
 
+/// The environment drift from run `a` to run `b` (docs/environment.md); `None` when either
+/// has no recorded environment.
+pub fn environment_drift(
+    store: &Store,
+    a: &str,
+    b: &str,
+) -> Result<Option<Vec<crate::ops::env_drift::Change>>, crate::store::StoreError> {
+    Ok(match (store.environment_of(a)?, store.environment_of(b)?) {
+        (Some(x), Some(y)) => Some(crate::ops::env_drift::drift(&x, &y)),
+        _ => None,
+    })
+}
+
 /// Every metric key of either run, by key, with both summaries.
 pub fn metric_deltas(a: &[MetricSummary], b: &[MetricSummary]) -> Vec<MetricDelta> {
     let keys: BTreeSet<&String> = a.iter().chain(b).map(|m| &m.key).collect();

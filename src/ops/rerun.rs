@@ -46,6 +46,12 @@ pub struct RerunRequest {
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
     /// Whether the re-run's outputs are kept in the object store.
     pub keep_outputs: crate::store::kept::KeepPolicy,
+    /// The variables the re-run's environment snapshot records (`record_env`).
+    pub record_env: Vec<String>,
+    /// Refuse a host re-run whose environment differs from the recorded one (`--strict-env`).
+    pub strict_env: bool,
+    /// Build a fresh venv here with the recorded distributions and run in it (`--recreate-env`).
+    pub recreate_env: Option<PathBuf>,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -215,6 +221,19 @@ pub enum RerunError {
     /// No container engine to re-run with.
     #[error(transparent)]
     NoEngine(#[from] crate::exec::NoEngine),
+    /// `--recreate-env` could not build the environment.
+    #[error(transparent)]
+    Recreate(#[from] crate::ops::recreate_env::RecreateError),
+    /// `--recreate-env` of a container re-run: the image is the environment.
+    #[error("--recreate-env applies to a host re-run; run {id} re-runs in its pinned image")]
+    RecreateInContainer { id: String },
+    /// `--strict-env`: the environment here differs from the recorded one.
+    #[error("the environment differs from the one run {id} recorded ({count} change(s)): {first}")]
+    EnvDrift {
+        id: String,
+        count: usize,
+        first: String,
+    },
 }
 
 impl crate::error::Hinted for RerunError {
@@ -238,6 +257,9 @@ impl crate::error::Hinted for RerunError {
             RerunError::Ca(e) => return e.hint(),
             RerunError::UnsafePath { .. } => "the record was altered after it was made (import refuses such runs); record the run anew".into(),
             RerunError::Run(e) => return e.hint(),
+            RerunError::Recreate(e) => return e.hint(),
+            RerunError::RecreateInContainer { .. } => "add --host, or drop --recreate-env".into(),
+            RerunError::EnvDrift { id, .. } => format!("`repro diff` against a run recorded here lists every change; install the recorded packages (docs/environment.md) or re-run {id} without --strict-env"),
             RerunError::NoEngine(e) => return e.hint(),
             _ => return None,
         })
@@ -669,7 +691,7 @@ pub fn rerun(
     }
     let mode = rerun_mode(&orig, req.host)?;
     let engine = rerun_engine(&orig, req, mode)?;
-    let env = replay_env(&orig, req.dry_run)?;
+    let mut env = replay_env(&orig, req.dry_run)?;
 
     // The run's engine plan: what it recorded it needed to reach its registry, plus what is
     // given now; the new run records the union.
@@ -685,6 +707,25 @@ pub fn rerun(
     }
     exec.registry = registry_access(&orig, &req.registry);
     let run = new_run(&orig, exec);
+    if let (Some(dir), false) = (&req.recreate_env, req.dry_run) {
+        if mode != ExecMode::Host {
+            return Err(RerunError::RecreateInContainer {
+                id: orig.id.clone(),
+            });
+        }
+        let recorded = store.environment_of(&orig.id)?;
+        let made = crate::ops::recreate_env::recreate(
+            ev,
+            &orig.id,
+            recorded.as_ref().and_then(|e| e.python.as_ref()),
+            dir,
+        )?;
+        env.retain(|(k, _)| k != "VIRTUAL_ENV" && k != "PATH");
+        env.extend(made.child_env());
+    }
+    if mode == ExecMode::Host && !req.dry_run {
+        env_drift_check(ev, store, &orig, &run, &env, req)?;
+    }
     let dir = checkout_dir(&orig, req)?;
 
     if req.dry_run {
@@ -760,7 +801,46 @@ fn execution(
         mount_src: root.map(Path::to_path_buf),
         metrics: req.metrics.clone(),
         keep: req.keep_outputs.clone(),
+        record_env: Some(req.record_env.clone()),
     }
+}
+
+/// A host re-run compares the environment here with the recorded one: a warning with the first
+/// differences, or (`--strict-env`) a refusal before anything is checked out or recorded.
+fn env_drift_check(
+    ev: &dyn Events,
+    store: &Store,
+    orig: &Run,
+    run: &Run,
+    env: &[(String, String)],
+    req: &RerunRequest,
+) -> Result<(), RerunError> {
+    let Some(recorded) = store.environment_of(&orig.id)? else {
+        return Ok(());
+    };
+    let x = Execution {
+        env: env.to_vec(),
+        record_env: Some(req.record_env.clone()),
+        ..Execution::default()
+    };
+    let now = crate::ops::environment::current(run, &x);
+    let changes = crate::ops::env_drift::drift(&recorded, &now);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let first = crate::sanitize::escape(&crate::ops::env_drift::headline(&changes, 3)).into_owned();
+    if req.strict_env {
+        return Err(RerunError::EnvDrift {
+            id: orig.id.clone(),
+            count: changes.len(),
+            first,
+        });
+    }
+    ev.warn(&format!(
+        "the environment differs from the one run {} recorded: {first}",
+        orig.id
+    ));
+    Ok(())
 }
 
 /// How a re-run executes: on the host when asked or when the run had no image, else as

@@ -169,6 +169,8 @@ pub struct RunRequest {
     pub mlflow: Option<crate::ops::mlflow::AfterRun>,
     /// How often system metrics are sampled while the job runs (zero: off).
     pub sys_metrics_interval: std::time::Duration,
+    /// The variables the environment snapshot records (`record_env`).
+    pub record_env: Vec<String>,
 }
 
 /// The flags of `repro run` as plain values, before the configuration is applied. A tri-state
@@ -363,6 +365,7 @@ impl RunRequest {
             metrics: crate::ops::metrics::paths(&cfg.metrics.values(), &f.metrics),
             mlflow: crate::ops::mlflow::AfterRun::when_asked(f.mlflow, cfg),
             sys_metrics_interval,
+            record_env: cfg.record_env.value.clone(),
         };
         Ok((req, notes))
     }
@@ -387,6 +390,8 @@ pub struct Execution {
     pub metrics: Vec<PathBuf>,
     /// Whether (and how much of) the outputs are copied into the object store.
     pub keep: KeepPolicy,
+    /// The variables the environment snapshot records (`record_env`); `None`: the default list.
+    pub record_env: Option<Vec<String>>,
 }
 
 /// How a run ended, for the CLI.
@@ -460,6 +465,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
         keep: req.keep.clone(),
         registry,
         metrics: req.metrics.clone(),
+        record_env: Some(req.record_env.clone()),
         ..Execution::default()
     };
     let sys = crate::ops::sys_metrics::SysMetrics::every(req.sys_metrics_interval);
@@ -781,6 +787,7 @@ pub fn execute_sampled(
     // Nothing unrecorded runs: if this fails, the command is not started.
     store.insert_run_waiting(&run, &mut |e| ev.warn(&format!("{e}; waiting for it")))?;
     ev.status(&format!("run {} started", run.id));
+    crate::ops::environment::record(ev, store, &run, x);
     let metrics_file = crate::ops::metrics::prepare(ev, store, &run.id);
     let channels = crate::ops::channels::Channels::prepare(ev, store, &run.id);
     let t0 = Instant::now();

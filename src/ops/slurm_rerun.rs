@@ -228,6 +228,7 @@ pub fn submit(
                 Some(img) => crate::ops::archive::recorded_fallback(store, img)?,
                 None => None,
             },
+            python_env: None,
         },
     )?;
     exec.registry = crate::ops::rerun::registry_access(&orig, &req.registry);

@@ -19,6 +19,8 @@ pub struct DiffView<'a> {
     pub warnings: &'a [String],
     /// The spread of A's recorded repeats, when A was repeated (`rerun A --repeat N`).
     pub noise: Option<&'a Noise>,
+    /// Environment drift from A to B (`None`: one of them has no recorded environment).
+    pub environment: Option<&'a [crate::ops::env_drift::Change]>,
 }
 
 fn cell(field: &str, v: &Value) -> String {
@@ -77,6 +79,7 @@ pub fn diff_json(v: &DiffView<'_>) -> String {
         "metrics": metrics,
         "noise_group": v.noise.map(|n| &n.group),
         "warnings": v.warnings,
+        "environment": v.environment.map(crate::output::environment::drift_json),
     });
     let mut s = serde_json::to_string_pretty(&doc).expect("json");
     s.push('\n');
@@ -225,6 +228,10 @@ pub fn diff_text(v: &DiffView<'_>, tty: bool) -> String {
             ));
         }
         s.push_str(&table_text(header, metric_rows(v.metrics, v.noise), tty));
+    }
+    if let Some(e) = v.environment {
+        s.push('\n');
+        s.push_str(&crate::output::environment::drift_text(e));
     }
     for w in v.warnings {
         s.push_str(&format!("warning: {}\n", escape(w)));

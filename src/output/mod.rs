@@ -5,6 +5,7 @@ pub mod audit;
 pub mod diff;
 pub mod doctor;
 pub mod du;
+pub mod environment;
 pub mod follow;
 pub mod formats;
 pub mod gc;

@@ -3,6 +3,7 @@
 //! Its serde form is the `--json` contract of DESIGN.md (schema_version 1): absent facts are
 //! `null`, never omitted.
 
+pub mod environment;
 pub mod json;
 pub mod metrics;
 pub mod paths;

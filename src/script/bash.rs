@@ -24,6 +24,8 @@ pub struct BashOptions {
     /// The recorded archives the pull falls back to when the registry no longer has the digest
     /// (`ops::archive::recorded_fallback`); `None`: the registry only.
     pub fallback: Option<PullFallback>,
+    /// A host run's recorded Python, recreated before the command runs (`script::venv`).
+    pub python_env: Option<crate::record::environment::PythonEnv>,
 }
 
 /// Renders the bash re-run script of `run`.
@@ -48,6 +50,9 @@ pub fn render(run: &Run, opts: &BashOptions) -> Result<String, RenderError> {
     }
     s.push_str(&checkout_section(run)?);
     s.push_str(&datasets_section(run)?);
+    if let (false, Some(p)) = (container, &opts.python_env) {
+        s.push_str(&super::venv::section(run, p)?);
+    }
     s.push_str("\n# --- run ---\n");
     if container {
         s.push_str(&container_command(run, opts)?);

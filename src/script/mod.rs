@@ -9,6 +9,7 @@ pub mod k8s;
 pub mod plan;
 pub mod quote;
 pub mod slurm;
+mod venv;
 
 use std::fmt::Write as _;
 
@@ -116,6 +117,9 @@ pub struct ScriptOptions {
     pub git_image: Option<String>,
     /// The recorded archives a pull falls back to.
     pub fallback: Option<plan::PullFallback>,
+    /// A host run's recorded Python: the bash script first builds a fresh venv with its
+    /// distributions pinned (`repro script --recreate-env`).
+    pub python_env: Option<crate::record::environment::PythonEnv>,
 }
 
 /// Renders `run` for `opts.target` from its one engine plan: `repro script` and the MLflow
@@ -141,6 +145,7 @@ pub fn render(run: &Run, opts: &ScriptOptions) -> Result<String, RenderError> {
         registry: registry.clone(),
         ca_pem,
         fallback: opts.fallback.clone(),
+        python_env: opts.python_env.clone(),
     };
     match opts.target {
         Target::Bash => bash::render(run, &bash_opts),

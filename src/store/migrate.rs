@@ -35,6 +35,7 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
     (19, include_str!("../../migrations/0019.sql")),
     (20, include_str!("../../migrations/0020.sql")),
     (21, include_str!("../../migrations/0021.sql")),
+    (22, include_str!("../../migrations/0022.sql")),
 ];
 
 /// The schema version this binary writes.

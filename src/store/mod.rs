@@ -7,6 +7,7 @@ mod archive_fallback;
 pub mod artifacts;
 pub mod attest;
 mod durable;
+mod environment;
 pub mod filesystem;
 mod gc;
 mod inspect;

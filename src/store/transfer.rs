@@ -12,6 +12,7 @@ use super::metrics::insert_metrics_in;
 use super::objects::Objects;
 use super::{insert_output_files, insert_outputs, insert_rows, sql_error, Store, StoreError};
 use crate::error::Hinted;
+use crate::record::environment::Environment;
 use crate::record::metrics::summaries_of;
 use crate::record::metrics::MetricPoint;
 use crate::record::{DatasetKind, OutputFile, Run, Status, SCHEMA_VERSION};
@@ -475,13 +476,15 @@ impl Store {
         } else {
             None
         };
-        let parse = |line: usize, text: &str| -> Result<(Run, Vec<MetricPoint>), ImportError> {
+        type Parsed = (Run, Vec<MetricPoint>, Option<Environment>);
+        let parse = |line: usize, text: &str| -> Result<Parsed, ImportError> {
             let mut run: Run =
                 serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
             validate(&run).map_err(|m| invalid(line, m))?;
             localize_kept(&mut run, &objects);
             let metrics = metrics_of_line(text).map_err(|m| invalid(line, m))?;
-            Ok((run, metrics))
+            let environment = environment_of_line(text).map_err(|m| invalid(line, m))?;
+            Ok((run, metrics, environment))
         };
         for (i, text) in open().map_err(read_err)?.lines().enumerate() {
             let text = text.map_err(read_err)?;
@@ -519,8 +522,19 @@ impl Store {
                     continue;
                 }
                 // Checked again: the file may have changed since the first pass.
-                let (run, metrics) = parse(i + 1, &text)?;
+                let (run, metrics, environment) = parse(i + 1, &text)?;
                 self.import_one(&tx, &run, &metrics, i + 1, &mut summary)?;
+                if let Some(e) = &environment {
+                    // A stored run keeps the environment it has; one without gets the imported.
+                    let has: Option<i64> = tx
+                        .prepare_cached("SELECT 1 FROM run_environments WHERE run_id = ?1")
+                        .and_then(|mut st| st.query_row([&run.id], |r| r.get(0)).optional())
+                        .map_err(sql("read environment"))?;
+                    if has.is_none() {
+                        super::environment::insert_environment_in(&tx, &run.id, e)
+                            .map_err(sql("insert environment"))?;
+                    }
+                }
                 n += 1;
             }
             tx.commit().map_err(sql("commit"))?;
@@ -674,6 +688,24 @@ fn same_history(a: &[MetricPoint], b: &[MetricPoint]) -> bool {
         v
     };
     norm(a) == norm(b)
+}
+
+/// The environment carried by an export line (`environment`, the `show --json` shape), checked;
+/// `None` when the line has none.
+pub fn environment_of_line(text: &str) -> Result<Option<Environment>, String> {
+    #[derive(serde::Deserialize)]
+    struct Part {
+        #[serde(default)]
+        environment: Option<Environment>,
+    }
+    if !text.contains("\"environment\"") {
+        return Ok(None);
+    }
+    let part: Part = serde_json::from_str(text).map_err(|e| format!("environment: {e}"))?;
+    if let Some(e) = &part.environment {
+        e.check().map_err(|m| format!("environment: {m}"))?;
+    }
+    Ok(part.environment)
 }
 
 /// The metric history carried by an export line (`history`, the `show --json --history` shape:

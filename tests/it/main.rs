@@ -12,6 +12,7 @@ mod dataset;
 mod diff;
 mod doctor;
 mod durability;
+mod environment;
 mod escapes;
 mod faults;
 mod harness;

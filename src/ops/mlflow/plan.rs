@@ -293,6 +293,26 @@ impl Desired {
     }
 }
 
+impl Desired {
+    /// Puts the run's environment snapshot into `repro/run.json` (after
+    /// [`Desired::with_metric_summary`]), as `show --json` has it; nothing without one.
+    pub fn with_environment(
+        mut self,
+        env: Option<&crate::record::environment::Environment>,
+    ) -> Desired {
+        let Some(env) = env else { return self };
+        if let Some(a) = self.artifacts.iter_mut().find(|a| a.0 == RUN_JSON) {
+            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&a.1) {
+                v["environment"] = serde_json::to_value(env).expect("environment serialises");
+                let mut bytes = serde_json::to_vec_pretty(&v).expect("run serialises");
+                bytes.push(b'\n');
+                a.1 = bytes;
+            }
+        }
+        self
+    }
+}
+
 /// Directory of the attestation artifact (`repro/attestation/FILE NAME`).
 pub const ATTESTATION_DIR: &str = "repro/attestation";
 

@@ -290,6 +290,7 @@ impl<'a> Planner<'a> {
                 .map(|(n, b)| (n.as_str(), b.as_slice())),
         )
         .with_metric_summary(run, &self.store.metric_summaries(&run.id)?)
+        .with_environment(self.store.environment_of(&run.id)?.as_ref())
         .with_dataset_context(&self.req.dataset_context);
         let (files, skipped) = outputs::plan(&self.objects, run, &self.req.outputs);
         let want = want.with_outputs(files, skipped);
