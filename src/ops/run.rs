@@ -468,7 +468,7 @@ pub fn run(ev: &dyn Events, store: &mut Store, req: &RunRequest) -> Result<Finis
         record_env: Some(req.record_env.clone()),
         ..Execution::default()
     };
-    let sys = crate::ops::sys_metrics::SysMetrics::every(req.sys_metrics_interval);
+    let sys = crate::ops::sys_metrics::SysMetrics::with_gpus(req.sys_metrics_interval);
     let finished = execute_sampled(ev, store, run, &x, sys)?;
     if let Some(m) = &req.mlflow {
         crate::ops::mlflow::after_run(ev, store, &finished.id, m);

@@ -28,6 +28,16 @@ impl SysMetrics {
         }
     }
 
+    /// Sampling every `interval` (zero: off), with the GPUs through NVML as the extra source
+    /// (`sys/gpuN_utilization_percent`, `sys/gpuN_memory_used_bytes`); nothing for them where
+    /// NVML is absent.
+    pub fn with_gpus(interval: Duration) -> SysMetrics {
+        SysMetrics {
+            interval,
+            gpus: Some(Box::new(|| gpu_values(&crate::capture::gpu::sample()))),
+        }
+    }
+
     /// Starts sampling the child `pid` of `spawn` (its container when it runs one); `None` when
     /// sampling is off. Times are on the run's clock ([`crate::capture::host::now`], which tests
     /// may pin) advanced by the real time elapsed.
@@ -67,5 +77,53 @@ pub fn store(ev: &dyn Events, store: &mut Store, run_id: &str, sampled: &Sampled
             "could not store the system metrics of run {run_id}: {}",
             crate::error::report(e)
         )),
+    }
+}
+/// The `sys/gpuN_…` values of one GPU sample.
+pub fn gpu_values(samples: &[crate::capture::gpu::GpuSample]) -> Vec<(String, f64)> {
+    use crate::capture::sysmetrics::{gpu_memory_key, gpu_utilization_key};
+    samples
+        .iter()
+        .flat_map(|g| {
+            [
+                (gpu_utilization_key(g.index), g.utilization_percent),
+                (gpu_memory_key(g.index), g.memory_used_bytes as f64),
+            ]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::capture::gpu::GpuSample;
+
+    #[test]
+    fn gpu_samples_become_sys_gpu_keys() {
+        let v = super::gpu_values(&[
+            GpuSample {
+                index: 0,
+                utilization_percent: 87.0,
+                memory_used_bytes: 3 << 30,
+                memory_total_bytes: 16 << 30,
+            },
+            GpuSample {
+                index: 1,
+                utilization_percent: 0.0,
+                memory_used_bytes: 0,
+                memory_total_bytes: 16 << 30,
+            },
+        ]);
+        assert_eq!(
+            v,
+            vec![
+                ("sys/gpu0_utilization_percent".to_string(), 87.0),
+                (
+                    "sys/gpu0_memory_used_bytes".to_string(),
+                    (3u64 << 30) as f64
+                ),
+                ("sys/gpu1_utilization_percent".to_string(), 0.0),
+                ("sys/gpu1_memory_used_bytes".to_string(), 0.0),
+            ]
+        );
     }
 }
