@@ -78,6 +78,14 @@ fn locate(var: &dyn Fn(&str) -> Option<OsString>) -> Option<(PathBuf, PathBuf, P
             if !is_executable(&exe) {
                 continue;
             }
+            // A pyenv shim is a script: what runs is the version it selects.
+            let exe = match pyenv_shim_target(&exe, var) {
+                Some(Some(real)) => real,
+                // pyenv's `system` version (or one not installed): the next python on PATH.
+                Some(None) => continue,
+                None => exe,
+            };
+            let dir = exe.parent().map(Path::to_path_buf).unwrap_or(dir);
             // bin/ of an environment put on PATH without activating it.
             if let Some(prefix) = dir.parent() {
                 if prefix.join("pyvenv.cfg").is_file() {
@@ -93,6 +101,39 @@ fn locate(var: &dyn Fn(&str) -> Option<OsString>) -> Option<(PathBuf, PathBuf, P
         }
     }
     None
+}
+
+/// For a pyenv shim (`$PYENV_ROOT/shims/python3`, a script): the interpreter it would start —
+/// `Some(Some(path))`; `Some(None)` for pyenv's `system` version or one not installed; `None`
+/// when `p` is not a shim. The version is `PYENV_VERSION`, else the nearest `.python-version`
+/// from the working directory up, else `$PYENV_ROOT/version` (first entry of each).
+fn pyenv_shim_target(p: &Path, var: &dyn Fn(&str) -> Option<OsString>) -> Option<Option<PathBuf>> {
+    let shims = p.parent()?;
+    let root = shims.parent()?;
+    if shims.file_name()? != "shims" || !root.join("versions").is_dir() {
+        return None;
+    }
+    let first = |t: String| t.split_whitespace().next().map(str::to_string);
+    let version = var("PYENV_VERSION")
+        .and_then(|v| first(v.to_string_lossy().into_owned()))
+        .or_else(|| {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .find_map(|d| std::fs::read_to_string(d.join(".python-version")).ok())
+                .and_then(first)
+        })
+        .or_else(|| {
+            std::fs::read_to_string(root.join("version"))
+                .ok()
+                .and_then(first)
+        });
+    let name = p.file_name()?;
+    Some(
+        version
+            .filter(|v| v != "system")
+            .map(|v| root.join("versions").join(v).join("bin").join(name))
+            .filter(|real| is_executable(real)),
+    )
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -365,5 +406,47 @@ mod tests {
         assert_eq!(env.packages.len(), 2);
         assert_eq!(env.packages["Foo_Bar"], "1.2");
         assert_eq!(env.packages["old"], "0.1");
+    }
+
+    /// Ported from a parallel implementation: this machine's `python3` is a pyenv shim, which
+    /// recorded nothing before.
+    #[test]
+    fn a_pyenv_shim_leads_to_the_selected_version() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("pyenv");
+        let exe = |p: &Path| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let shim = root.join("shims/python3");
+        exe(&shim);
+        let real = root.join("versions/3.11.7/bin/python3");
+        exe(&real);
+        let site = root.join("versions/3.11.7/lib/python3.11/site-packages/a-1.dist-info");
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("METADATA"), "Name: a\nVersion: 1\n").unwrap();
+        let path = root.join("shims").into_os_string();
+        let env = |v: &str| match v {
+            "PATH" => Some(path.clone()),
+            "PYENV_VERSION" => Some("3.11.7".into()),
+            _ => None,
+        };
+        let p = capture(&env).unwrap();
+        assert_eq!(p.executable, real.to_string_lossy());
+        assert_eq!(p.kind, PythonKind::System);
+        assert!(
+            p.version.as_deref().is_some_and(|v| v.starts_with("3.11")),
+            "{:?}",
+            p.version
+        );
+        assert_eq!(p.packages.len(), 1, "{:?}", p.packages);
+        let system = |v: &str| match v {
+            "PATH" => Some(path.clone()),
+            "PYENV_VERSION" => Some("system".into()),
+            _ => None,
+        };
+        assert!(capture(&system).is_none(), "no other python on that PATH");
     }
 }
