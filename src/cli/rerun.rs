@@ -170,6 +170,7 @@ fn rerun(ctx: &Ctx, args: &RerunArgs) -> CliResult<i32> {
         record_env: ctx.config.record_env.value.clone(),
         strict_env: args.strict_env,
         recreate_env,
+        sys_metrics_interval: ctx.config.sys_metrics_interval.value,
     };
     if let Some(n) = args.repeat {
         let report = crate::ops::repeat::repeat(ctx, &mut store, &req, n)?;

@@ -10,7 +10,7 @@ use sha2::Digest as _;
 use crate::capture::env::REDACTED;
 use crate::exec::{pick_engine, Engine};
 use crate::ops::output_diff::{first_difference, Difference};
-use crate::ops::run::{execute, Execution, Finished, RegistryFlags};
+use crate::ops::run::{Execution, Finished, RegistryFlags};
 use crate::ops::verify::{verify_dataset, VerifyStatus};
 use crate::ops::Events;
 use crate::record::metrics::MetricSummary;
@@ -52,6 +52,9 @@ pub struct RerunRequest {
     pub strict_env: bool,
     /// Build a fresh venv here with the recorded distributions and run in it (`--recreate-env`).
     pub recreate_env: Option<PathBuf>,
+    /// How often system metrics are sampled while the re-run's job runs (config
+    /// `sys_metrics_interval`; zero: off).
+    pub sys_metrics_interval: std::time::Duration,
 }
 
 /// What a re-run would replay that needs the user's consent: a run recorded elsewhere replays
@@ -753,7 +756,8 @@ pub fn rerun(
     verify_placed(store, &placed)?;
     link_placed(&placed)?;
     let x = execution(&orig, root.as_deref(), placed.mounts, env, registry, req);
-    let finished = execute(ev, store, run, &x)?;
+    let sys = crate::ops::sys_metrics::SysMetrics::with_gpus(req.sys_metrics_interval);
+    let finished = crate::ops::run::execute_sampled(ev, store, run, &x, sys)?;
     if let Some(t) = &temp {
         if t.keep {
             ev.status(&format!("kept the checkout in {}", t.dir.display()));

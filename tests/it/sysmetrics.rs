@@ -396,3 +396,44 @@ fn mlflow_push_sends_them_under_mlflows_system_metric_names_and_units() {
         }
     }
 }
+
+/// A re-run samples too, at the configured interval (`REPRO_SYS_METRICS_INTERVAL` here).
+#[test]
+fn a_rerun_is_sampled_like_a_run() {
+    let env = TestEnv::new();
+    let repo = env.git_repo("proj");
+    let (code, _, err) = env.run_in(
+        &repo,
+        &[
+            "run",
+            "--sys-metrics-interval",
+            "0s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 2.5",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let orig = env.last_id();
+    assert!(sys_keys(&history(&env)).is_empty());
+    let out = env
+        .repro()
+        .current_dir(&repo)
+        .env("REPRO_SYS_METRICS_INTERVAL", "1s")
+        .args(["rerun", &orig])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rerun = history(&env);
+    assert_eq!(rerun["rerun_of"], orig.as_str());
+    assert!(
+        points(&rerun, "sys/rss_bytes").len() >= 2,
+        "{}",
+        rerun["history"]
+    );
+}
