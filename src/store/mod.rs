@@ -17,6 +17,7 @@ mod migrate;
 pub mod mlflow;
 pub mod objects;
 pub mod query;
+mod read_only;
 pub mod repeat;
 pub mod retention;
 pub mod scheduler;
