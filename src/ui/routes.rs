@@ -157,7 +157,7 @@ pub fn handle(cfg: &UiConfig, bound: SocketAddr, store: &Store, req: &Req) -> Re
 fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Reply {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match segments.as_slice() {
-        [""] | ["runs"] | ["run", _] | ["compare"] | ["images"] => {
+        [""] | ["runs"] | ["run", _] | ["compare"] => {
             return Reply::new(200, assets::INDEX.content_type, assets::INDEX.body)
         }
         ["assets", name] => {

@@ -33,4 +33,5 @@ mod slurm;
 mod support;
 mod sweep;
 mod transfer;
+mod ui;
 mod which;
