@@ -13,6 +13,7 @@ pub mod follow;
 pub mod gc;
 pub mod get;
 pub mod image;
+pub mod images;
 pub mod ls;
 pub mod metric_keys;
 pub mod metrics;

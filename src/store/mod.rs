@@ -11,6 +11,7 @@ pub mod filesystem;
 mod gc;
 mod inspect;
 pub mod kept;
+pub mod lineage;
 pub mod liveness;
 pub mod metrics;
 mod migrate;

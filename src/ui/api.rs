@@ -323,3 +323,40 @@ pub fn metric_keys(path: &std::path::Path) -> Result<Value, ApiError> {
     })?;
     Ok(json!({"schema_version": SCHEMA_VERSION, "keys": keys}))
 }
+
+/// `/api/images`: per repository, the tags the runs named, the digests each resolved to (first
+/// used first; `moved` when more than one), the runs of each and how many are archived.
+pub fn images(store: &Store) -> Result<Value, ApiError> {
+    let repos = crate::ops::images::lineage(store)?;
+    let list: Vec<Value> = repos
+        .iter()
+        .map(|r| {
+            let tags: Vec<Value> = r
+                .tags
+                .iter()
+                .map(|(tag, uses)| {
+                    let digests: Vec<Value> = uses
+                        .iter()
+                        .map(|u| {
+                            json!({
+                                "reference": u.reference,
+                                "digest": u.digest,
+                                "first": u.first,
+                                "last": u.last,
+                                "runs": u.runs,
+                                "archived": u.archived,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "tag": tag,
+                        "moved": crate::ops::images::Repository::moved(uses),
+                        "digests": digests,
+                    })
+                })
+                .collect();
+            json!({"name": r.name, "tags": tags})
+        })
+        .collect();
+    Ok(json!({"schema_version": SCHEMA_VERSION, "repositories": list}))
+}

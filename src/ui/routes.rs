@@ -157,7 +157,7 @@ pub fn handle(cfg: &UiConfig, bound: SocketAddr, store: &Store, req: &Req) -> Re
 fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Reply {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match segments.as_slice() {
-        [""] | ["runs"] | ["run", _] | ["compare"] => {
+        [""] | ["runs"] | ["run", _] | ["compare"] | ["images"] => {
             return Reply::new(200, assets::INDEX.content_type, assets::INDEX.body)
         }
         ["assets", name] => {
@@ -182,11 +182,12 @@ fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Rep
         ["api", "chart.svg"] => {
             api::chart(store, params).map(|s| Reply::new(200, "image/svg+xml", s))
         }
+        ["api", "images"] => api::images(store).map(|v| Reply::json(&v)),
         ["api", "metric-keys"] => api::metric_keys(&cfg.db).map(|v| Reply::json(&v)),
         _ => Err(ApiError {
             status: 404,
             message: format!("no page at {}", crate::sanitize::escape(path)),
-            hint: Some("the pages: /, /run/ID, /compare?id=A&id=B; the API: /api/runs".into()),
+            hint: Some("the pages: /, /run/ID, /compare?id=A&id=B, /images; the API: /api/runs, /api/images".into()),
         }),
     };
     match result {

@@ -78,13 +78,26 @@ fn command(env: &TestEnv) -> Command {
     c
 }
 
+/// The image of runs r1 and r2: one tag, pinned to two digests (the tag moved between them).
+const IMAGE: &str = "registry.example.com/team/trainer:1.0";
+const DIGESTS: [&str; 2] = [
+    "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+    "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+];
+
 /// Records a host run named `name` that reports `acc` values, with `tags`; returns its id.
 fn run(env: &TestEnv, name: &str, accs: &[f64], tags: &[&str]) -> String {
+    run_with(env, name, accs, tags, &[])
+}
+
+/// [`run`] with extra `repro run` options.
+fn run_with(env: &TestEnv, name: &str, accs: &[f64], tags: &[&str], extra: &[&str]) -> String {
     let mut script = String::new();
     for a in accs {
         script.push_str(&format!("echo '{{\"acc\": {a}}}' >> \"$REPRO_METRICS\"\n"));
     }
     let mut args = vec!["run", "--host", "--name", name];
+    args.extend(extra);
     for t in tags {
         args.extend(["--tag", t]);
     }
@@ -105,7 +118,15 @@ fn five_runs(env: &TestEnv) -> Vec<String> {
             vec![acc]
         };
         let tags: &[&str] = if i % 2 == 0 { &["even"] } else { &[] };
-        ids.push(run(env, &format!("r{i}"), &accs, tags));
+        let image = match i {
+            1 | 2 => Some(format!("{IMAGE}@{}", DIGESTS[i - 1])),
+            _ => None,
+        };
+        let extra: Vec<&str> = match &image {
+            Some(img) => vec!["--image", img],
+            None => Vec::new(),
+        };
+        ids.push(run_with(env, &format!("r{i}"), &accs, tags, &extra));
     }
     ids
 }
@@ -200,6 +221,29 @@ fn a_run_is_show_json_and_its_script_is_repro_scripts() {
     let svg = resp.into_string().unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
     assert_eq!(doc.root_element().tag_name().name(), "svg");
+}
+
+#[test]
+fn the_images_api_gives_tags_digests_over_time_and_runs() {
+    let env = TestEnv::new();
+    five_runs(&env);
+    let srv = Server::start(&env, &[]);
+    let doc = srv.get_json("/api/images");
+    let repos = doc["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 1, "{doc}");
+    assert_eq!(repos[0]["name"], "registry.example.com/team/trainer");
+    let tags = repos[0]["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 1, "{doc}");
+    assert_eq!(tags[0]["tag"], "1.0");
+    assert_eq!(tags[0]["moved"], true);
+    let digests: Vec<&str> = tags[0]["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, DIGESTS.to_vec(), "first used first");
+    assert_eq!(tags[0]["digests"][0]["runs"], 1);
 }
 
 #[test]
@@ -361,10 +405,18 @@ try:
     keys = lambda: [r.get_attribute("data-key") for r in d.find_elements(By.CSS_SELECTOR, "#compare-table tr[data-key]")]
     out["compare_all"] = keys()
     d.find_element(By.ID, "only-diff").click()
-    wait(lambda: len(keys()) < len(out["compare_all"]), "only differences")
+    wait(lambda: 0 < len(keys()) < len(out["compare_all"]), "only differences")
     out["compare_diff"] = keys()
     out["compare_url"] = d.current_url
     probe("compare")
+    # The image's lineage: its tag moved; a digest's runs.
+    d.get(base + "/images")
+    wait(lambda: d.find_elements(By.CSS_SELECTOR, "section.repo"), "the images")
+    out["images"] = d.find_element(By.TAG_NAME, "main").text
+    d.find_element(By.CSS_SELECTOR, "section.repo td.num a").click()
+    wait(lambda: "digest=" in d.current_url and len(rows()) == 1, "the runs of a digest")
+    out["digest_runs"] = rows()
+    probe("images")
     d.get(base + "/run/" + sys.argv[4])
     wait(lambda: d.find_elements(By.CSS_SELECTOR, "img.chart"), "a chart")
     wait(lambda: d.execute_script("return document.querySelector('img.chart').naturalWidth") > 0, "the chart drawn")
@@ -464,4 +516,13 @@ fn the_pages_in_a_real_browser_and_stored_text_never_runs() {
     assert!(!diff.iter().any(|k| k == "host"), "{diff:?}");
     assert!(diff.iter().any(|k| k == "name"), "{diff:?}");
     assert!(seen["compare_url"].as_str().unwrap().contains("diff=1"));
+    // Images: the repository, its tag marked moved, the first digest's run.
+    let images = seen["images"].as_str().unwrap();
+    assert!(
+        images.contains("registry.example.com/team/trainer"),
+        "{images}"
+    );
+    assert!(images.contains("1.0 moved"), "{images}");
+    assert!(images.contains(DIGESTS[1]), "{images}");
+    assert_eq!(seen["digest_runs"][0], ids[0].as_str());
 }

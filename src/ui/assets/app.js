@@ -374,6 +374,47 @@ async function comparePage() {
   }
 }
 
+// ---------------------------------------------------------------- images
+
+async function imagesPage() {
+  clear(main);
+  main.append(el('h1', { text: 'Images' }));
+  let data;
+  try {
+    data = await getJson('/api/images');
+  } catch (e) {
+    showError(main, e);
+    return;
+  }
+  if (!data.repositories.length) {
+    main.append(el('p', { class: 'muted', text: 'No run used an image yet.' }));
+    return;
+  }
+  for (const repo of data.repositories) {
+    const section = el('section', { class: 'repo', 'data-repo': repo.name });
+    section.append(el('h2', { text: repo.name }));
+    const t = el('table', {}, el('tr', {}, ['tag', 'digest', 'first used', 'last used', 'runs', 'archived']
+      .map(h => el('th', { text: h }))));
+    for (const tag of repo.tags) {
+      tag.digests.forEach((d, i) => {
+        const runs = d.digest
+          ? el('a', { href: url('/', [['digest', d.digest]]), text: String(d.runs) })
+          : el('a', { href: url('/', [['image', d.reference]]), text: String(d.runs) });
+        t.append(el('tr', { 'data-tag': tag.tag },
+          el('td', {}, i === 0 ? el('span', {}, el('span', { class: 'tag', text: tag.tag }),
+            tag.moved ? el('span', { class: 'status-killed', text: ' moved' }) : null) : ''),
+          el('td', { class: 'mono', text: d.digest || 'unpinned' }),
+          el('td', { text: when(d.first) }),
+          el('td', { text: when(d.last) }),
+          el('td', { class: 'num' }, runs),
+          el('td', { class: 'num', text: d.archived ? String(d.archived) : '' })));
+      });
+    }
+    section.append(t);
+    main.append(section);
+  }
+}
+
 // ---------------------------------------------------------------- routing
 
 function route() {
@@ -383,6 +424,7 @@ function route() {
   if (path === '/' || path === '/runs') runsPage();
   else if ((m = path.match(/^\/run\/([0-9a-z]+)$/))) runPage(m[1]);
   else if (path === '/compare') comparePage();
+  else if (path === '/images') imagesPage();
   else { clear(main); main.append(el('p', { class: 'error', text: 'No page here.' })); }
 }
 
