@@ -57,6 +57,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGTERM, as a service manager stops it: it must exit 0.
+    fn stop(mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         unsafe {
@@ -201,6 +211,16 @@ fn a_run_is_show_json_and_its_script_is_repro_scripts() {
     let srv = Server::start(&env, &[]);
     let id = &ids[0];
     assert_eq!(srv.get_json(&format!("/api/runs/{id}")), env.show_json(id));
+    let out = env
+        .repro()
+        .args(["show", id, "--json", "--history"])
+        .output()
+        .unwrap();
+    let with_history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        srv.get_json(&format!("/api/runs/{id}?history=1")),
+        with_history
+    );
     // A unique prefix resolves as on the command line; an unknown id is a 404.
     assert_eq!(srv.get_json(&format!("/api/runs/{}", &id[..14]))["id"], *id);
     assert_eq!(srv.get_err("/api/runs/01zzzzzzzzzzzz").0, 404);
@@ -221,6 +241,29 @@ fn a_run_is_show_json_and_its_script_is_repro_scripts() {
     let svg = resp.into_string().unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
     assert_eq!(doc.root_element().tag_name().name(), "svg");
+}
+
+#[test]
+fn chart_text_from_a_job_is_escaped() {
+    let env = TestEnv::new();
+    let name = "</text><script>alert(1)</script>";
+    let id = run(&env, name, &[0.1, 0.2], &[]);
+    let srv = Server::start(&env, &[]);
+    let svg = ureq::get(&format!("{}/api/chart.svg?run={id}&metric=acc", srv.base()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    assert!(
+        !doc.descendants().any(|n| n.tag_name().name() == "script"),
+        "{svg}"
+    );
+    assert!(
+        doc.descendants()
+            .any(|n| n.text().is_some_and(|t| t.contains(name))),
+        "the name shows as text: {svg}"
+    );
 }
 
 #[test]
@@ -284,6 +327,40 @@ fn only_get_from_the_bound_host_with_safe_headers() {
         .call()
         .unwrap();
     assert_eq!(ok.status(), 200);
+    assert!(srv.stop().success(), "SIGTERM stops it cleanly");
+}
+
+/// The bytes of the database and its WAL.
+fn db_bytes(env: &TestEnv) -> Vec<Vec<u8>> {
+    let wal = env.db().with_extension("db-wal");
+    [env.db(), wal]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn serving_never_changes_the_database() {
+    let env = TestEnv::new();
+    let ids = five_runs(&env);
+    // Checkpointed by an ordinary command first, so what is compared is settled.
+    env.repro().args(["ls"]).output().unwrap();
+    let before = db_bytes(&env);
+    let srv = Server::start(&env, &[]);
+    for path in [
+        "/".to_string(),
+        "/api/runs?sort=metric:acc".into(),
+        "/api/runs?status=running,lost".into(),
+        format!("/api/runs/{}?history=1", ids[0]),
+        format!("/api/runs/{}/script", ids[0]),
+        format!("/api/chart.svg?run={}&metric=acc", ids[0]),
+        "/api/images".into(),
+        "/api/metric-keys".into(),
+    ] {
+        ureq::get(&format!("{}{path}", srv.base())).call().unwrap();
+    }
+    assert!(srv.stop().success());
+    assert!(db_bytes(&env) == before, "the database changed");
 }
 
 #[test]
