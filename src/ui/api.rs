@@ -360,3 +360,69 @@ pub fn images(store: &Store) -> Result<Value, ApiError> {
         .collect();
     Ok(json!({"schema_version": SCHEMA_VERSION, "repositories": list}))
 }
+
+/// A kept output to send: the object file, its size and the name to save it under.
+pub struct Download {
+    pub file: std::fs::File,
+    pub bytes: u64,
+    pub name: String,
+}
+
+/// `/api/runs/ID/outputs/N`: the kept copy of the run's N-th output (0-based) when it is a file,
+/// rehashed first (a damaged copy is refused, as `repro get` refuses it).
+pub fn output(store: &Store, prefix: &str, pos: &str) -> Result<Download, ApiError> {
+    let id = store.resolve_id(prefix)?;
+    let run = store.get_run(&id)?;
+    let not_found = |m: String, hint: &str| ApiError {
+        status: 404,
+        message: m,
+        hint: Some(hint.into()),
+    };
+    let n: usize = pos
+        .parse()
+        .map_err(|_| ApiError::bad(format!("'{pos}' is not an output number"), None))?;
+    let Some(out) = run.outputs.get(n) else {
+        return Err(not_found(
+            format!("run {id} has no output {n}"),
+            "outputs are numbered from 0 in show --json's order",
+        ));
+    };
+    let file = store
+        .output_files(&id)?
+        .into_iter()
+        .find(|f| f.pos as usize == n && f.rel.is_empty());
+    let (Some(true), Some(file)) = (out.kept, file) else {
+        return Err(not_found(
+            format!("no kept copy of this output as one file ({})", out.path),
+            "a directory output is written back by `repro get ID PATH`",
+        ));
+    };
+    let objects = crate::store::objects::Objects::beside(store.path());
+    let damaged = |m: String| ApiError {
+        status: 409,
+        message: m,
+        hint: Some("`repro verify --store` lists damaged and missing copies".into()),
+    };
+    match objects.verify(&file.sha256) {
+        Ok(Some(true)) => {}
+        Ok(Some(false)) => {
+            return Err(damaged(format!("the kept copy of {} is damaged", out.path)))
+        }
+        Ok(None) => return Err(damaged(format!("the kept copy of {} is missing", out.path))),
+        Err(e) => return Err(damaged(e.to_string())),
+    }
+    let path = objects
+        .path_of(&file.sha256)
+        .map_err(|e| damaged(e.to_string()))?;
+    let f = std::fs::File::open(&path)
+        .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
+    let name = std::path::Path::new(&out.path)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    Ok(Download {
+        file: f,
+        bytes: file.bytes,
+        name,
+    })
+}

@@ -25,12 +25,13 @@ pub struct Req {
     pub cookie: Option<String>,
 }
 
-/// The reply: status, content type, body and extra headers.
-#[derive(Debug, Clone)]
+/// The reply: status, content type, body (or a file streamed, with its size) and extra headers.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    pub file: Option<(std::fs::File, u64)>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -40,6 +41,7 @@ impl Reply {
             status,
             content_type,
             body: body.into(),
+            file: None,
             headers: Vec::new(),
         }
     }
@@ -177,6 +179,20 @@ fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Rep
                 "Content-Disposition",
                 format!("inline; filename=\"rerun-{safe}.sh\""),
             ));
+            r
+        }),
+        ["api", "runs", id, "outputs", n] => api::output(store, id, n).map(|d| {
+            let mut r = Reply::new(200, "application/octet-stream", Vec::new());
+            let safe: String = d
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+                .collect();
+            r.headers.push((
+                "Content-Disposition",
+                format!("attachment; filename=\"{safe}\""),
+            ));
+            r.file = Some((d.file, d.bytes));
             r
         }),
         ["api", "chart.svg"] => {

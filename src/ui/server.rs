@@ -111,6 +111,7 @@ fn worker(server: &tiny_http::Server, cfg: &UiConfig, bound: SocketAddr, done: &
                         status: 503,
                         content_type: "application/json",
                         body: serde_json::to_vec_pretty(&e.to_json()).expect("json"),
+                        file: None,
                         headers: Vec::new(),
                     };
                     r.body.push(b'\n');
@@ -138,14 +139,21 @@ fn read(request: &tiny_http::Request) -> Req {
     }
 }
 
-fn response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut r = tiny_http::Response::from_data(reply.body.clone()).with_status_code(reply.status);
-    for (k, v) in reply.all_headers() {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            r.add_header(h);
+fn response(reply: Reply) -> tiny_http::Response<Box<dyn std::io::Read + Send>> {
+    let headers: Vec<tiny_http::Header> = reply
+        .all_headers()
+        .iter()
+        .filter_map(|(k, v)| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok())
+        .collect();
+    // A kept output is streamed from its object file, never held in memory.
+    let (data, len): (Box<dyn std::io::Read + Send>, usize) = match reply.file {
+        Some((f, n)) => (Box::new(f), n as usize),
+        None => {
+            let n = reply.body.len();
+            (Box::new(std::io::Cursor::new(reply.body)), n)
         }
-    }
-    r
+    };
+    tiny_http::Response::new(reply.status.into(), headers, data, Some(len), None)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -603,3 +603,48 @@ fn the_pages_in_a_real_browser_and_stored_text_never_runs() {
     assert!(images.contains(DIGESTS[1]), "{images}");
     assert_eq!(seen["digest_runs"][0], ids[0].as_str());
 }
+
+#[test]
+fn a_kept_output_downloads_verified() {
+    let env = TestEnv::new();
+    std::fs::write(env.root().join("model.bin"), b"weights \x00\x01\x02").unwrap();
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &["run", "--host", "--output", "model.bin", "--", "true"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = env.last_id();
+    let srv = Server::start(&env, &[]);
+    let resp = ureq::get(&format!("{}/api/runs/{id}/outputs/0", srv.base()))
+        .call()
+        .unwrap();
+    assert_eq!(
+        resp.header("Content-Disposition"),
+        Some("attachment; filename=\"model.bin\"")
+    );
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut got).unwrap();
+    assert_eq!(got, b"weights \x00\x01\x02");
+    assert_eq!(srv.get_err(&format!("/api/runs/{id}/outputs/1")).0, 404);
+
+    // A damaged kept copy is refused, not served.
+    let sha = env.show_json(&id)["outputs"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let obj = env
+        .db()
+        .parent()
+        .unwrap()
+        .join("objects/sha256")
+        .join(&sha[..2])
+        .join(&sha[2..]);
+    let mut perms = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&obj, perms).unwrap();
+    std::fs::write(&obj, b"tampered").unwrap();
+    let (code, body) = srv.get_err(&format!("/api/runs/{id}/outputs/0"));
+    assert_eq!(code, 409);
+    assert!(body["error"].as_str().unwrap().contains("damaged"), "{body}");
+}

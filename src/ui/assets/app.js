@@ -304,6 +304,18 @@ async function runPage(id) {
       main.append(el('img', { class: 'chart', alt: 'chart of ' + k, src: url('/api/chart.svg', [['run', run.id], ['metric', k]]) }));
     }
   }
+  if ((run.outputs || []).length) {
+    main.append(el('h2', { text: 'Outputs' }));
+    const t = el('table', { id: 'outputs' }, el('tr', {}, ['path', 'bytes', 'sha256', 'kept'].map(h => el('th', { text: h }))));
+    run.outputs.forEach((o, i) => {
+      const path = o.kept
+        ? el('a', { href: '/api/runs/' + encodeURIComponent(run.id) + '/outputs/' + i, download: '', text: o.path })
+        : el('span', { text: o.path });
+      t.append(el('tr', {}, el('td', { class: 'mono' }, path), el('td', { class: 'num', text: o.bytes === null ? '' : String(o.bytes) }),
+        el('td', { class: 'mono', text: o.sha256 || '' }), el('td', { text: o.kept ? 'kept' : (o.not_kept || 'not kept') })));
+    });
+    main.append(t);
+  }
   main.append(el('h2', { text: 'Params' }), facts(run.params));
   main.append(el('h2', { text: 'Command' }), el('pre', { class: 'mono', text: (run.command || []).join(' ') }));
   const scriptUrl = '/api/runs/' + encodeURIComponent(run.id) + '/script';
