@@ -17,3 +17,4 @@ pub mod sanitize;
 pub mod script;
 pub mod slurm;
 pub mod store;
+pub mod ui;

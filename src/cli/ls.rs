@@ -2,16 +2,17 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::filter::{usage_with_hint, FilterArgs};
+use crate::cli::filter::FilterArgs;
 use crate::cli::{print_out, stdout_is_tty, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::ops::ls;
 use crate::ops::metric_keys::MetricKeyError;
+use crate::ops::query::LsRequest;
 use crate::output::formats::LsColumn;
 use crate::output::formats::{self, Column};
 use crate::record::Run;
-use crate::store::metrics::{is_metric_expr, parse_metric_sort, MetricSort};
-use crate::store::{SortKey, Store};
+use crate::store::metrics::MetricSort;
+use crate::store::Store;
 
 /// Output format of `ls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,59 +64,12 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-/// A `--sort` value (an `ls` sort key, or `metric:KEY[:STAT]`, highest first unless
-/// `reverse`): the key and the metric order (`repro gc --keep-best` sorts the same way).
-pub fn parse_sort(sort: &str, reverse: bool) -> CliResult<(SortKey, Option<(MetricSort, bool)>)> {
-    if is_metric_expr(sort) {
-        return Ok((SortKey::Started, Some(metric_sort(sort, reverse)?)));
-    }
-    let key = SortKey::parse(sort).ok_or_else(|| {
-        CliError::usage(format!("cannot sort by '{sort}'")).hint(format!(
-            "use one of {}, or metric:KEY[:STAT]",
-            SortKey::NAMES.join(", ")
-        ))
-    })?;
-    Ok((key, None))
-}
-
-/// `metric:KEY[:STAT][:asc|:desc]` and whether highest first (`--reverse` flips it).
-fn metric_sort(spec: &str, reverse: bool) -> CliResult<(MetricSort, bool)> {
-    let (body, desc) = match spec.trim_end() {
-        s if s.ends_with(":asc") => (&s[..s.len() - 4], false),
-        s if s.ends_with(":desc") => (&s[..s.len() - 5], true),
-        s => (s, true),
-    };
-    let ms = parse_metric_sort(body).map_err(|e| usage_with_hint("--sort", e))?;
-    Ok((ms, desc != reverse))
-}
-
-/// A metric order: the key and statistic, and whether highest first.
-pub type MetricOrder = (MetricSort, bool);
-
-/// The field key, the metric order of the first `--sort` (if a metric) and those after it.
-pub type Sorts = (SortKey, Option<MetricOrder>, Vec<MetricOrder>);
-
-/// Every `--sort`: the first as [`parse_sort`] reads it, then the metric keys breaking its ties
-/// (further keys are metric keys, after a metric key).
-pub fn parse_sorts(sorts: &[String], reverse: bool) -> CliResult<Sorts> {
-    let first = sorts.first().map(String::as_str).unwrap_or("started");
-    let (key, primary) = parse_sort(first, reverse)?;
-    let mut then = Vec::new();
-    for s in sorts.iter().skip(1) {
-        if primary.is_none() || !is_metric_expr(s) {
-            return Err(CliError::usage(format!(
-                "cannot break ties of --sort {first} with --sort {s}"
-            ))
-            .hint("several --sort keys are metric keys: --sort metric:val_acc --sort metric:val_loss:asc"));
-        }
-        then.push(metric_sort(s, reverse)?);
-    }
-    Ok((key, primary, then))
-}
+pub use crate::ops::query::{parse_sort, parse_sorts, MetricOrder, Sorts};
 
 /// Lists runs.
 pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
-    let (sort, metric_sort, then_by) = parse_sorts(&args.sort, args.reverse)?;
+    // Checked before the store is opened (and perhaps created), as before.
+    parse_sorts(&args.sort, args.reverse)?;
     let columns = match &args.columns {
         None => Column::DEFAULT.iter().map(|c| LsColumn::Run(*c)).collect(),
         Some(list) => LsColumn::parse_list(list).map_err(|m| {
@@ -126,14 +80,15 @@ pub fn cmd_ls(ctx: &Ctx, args: &LsArgs) -> CliResult {
         })?,
     };
     let store = ctx.open_store()?;
-    let mut q = args.filter.to_query(&store)?;
-    q.filter.sort = sort;
-    q.filter.sweep = args.sweep.clone();
-    q.filter.promoted = args.promoted.clone();
-    q.metric_sort = metric_sort;
-    q.then_by = then_by;
-    q.filter.oldest_first = args.reverse;
-    q.filter.limit = (!args.all).then_some(args.limit);
+    let q = LsRequest {
+        filters: args.filter.filters(),
+        sweep: args.sweep.clone(),
+        promoted: args.promoted.clone(),
+        sort: args.sort.clone(),
+        reverse: args.reverse,
+        limit: (!args.all).then_some(args.limit),
+    }
+    .to_query(&store)?;
     let metric_columns: Vec<&MetricSort> = columns
         .iter()
         .filter_map(|c| match c {

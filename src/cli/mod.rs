@@ -38,6 +38,7 @@ pub mod run;
 pub mod script;
 pub mod show;
 pub mod sweep;
+pub mod ui;
 pub mod verify;
 pub mod which;
 
@@ -156,6 +157,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Show what differs between two runs: image, code, data, command, env, outcome
     Diff(diff::DiffArgs),
+    /// Serve a local, read-only web page: runs, a run, compare, and a JSON API
+    Ui(ui::UiArgs),
     /// Add (+TAG) or remove (-TAG) tags of a run
     Tag(annotate::TagArgs),
     /// Add a note to a run
@@ -270,6 +273,7 @@ pub fn main() -> i32 {
         Command::Script(args) => script::cmd_script(&ctx, args),
         Command::Rerun(args) => return rerun::cmd_rerun(&ctx, args),
         Command::Diff(args) => diff::cmd_diff(&ctx, args),
+        Command::Ui(args) => ui::cmd_ui(&ctx, args),
         Command::Plot(args) => plot::cmd_plot(&ctx, args),
         Command::Tag(args) => annotate::cmd_tag(&ctx, args),
         Command::Note(args) => annotate::cmd_note(&ctx, args),

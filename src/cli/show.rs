@@ -60,22 +60,7 @@ pub fn cmd_show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         // `show --json` is the object `ls --json` lists (DESIGN.md): archives are not in it;
         // `repro audit --json` reports them.
         ShowFormat::Json => {
-            let summaries = store.metric_summaries(&id)?;
-            let mut j = crate::record::json::run_json_with_metrics(&run, &summaries);
-            if args.history {
-                let mut h = Vec::new();
-                for m in &summaries {
-                    h.push((m.key.clone(), store.metric_history(&id, &m.key)?));
-                }
-                j["history"] = crate::record::metrics::history_json(&h);
-            }
-            if let Some(sw) = store.sweep_of(&id)? {
-                j["sweep"] = serde_json::Value::from(sw);
-            }
-            // Absent for a run recorded without one (by an older repro); `ls --json` has the same.
-            if let Some(e) = store.environment_of(&id)? {
-                j["environment"] = serde_json::to_value(&e).expect("environment serialises");
-            }
+            let j = crate::ops::show::run_document(&store, &id, args.history)?;
             let mut s = serde_json::to_string_pretty(&j).expect("json");
             s.push('\n');
             s

@@ -114,3 +114,48 @@ pub fn sweeps(store: &Store, runs: &[Run]) -> Result<HashMap<String, String>, St
     }
     Ok(out)
 }
+
+/// One page of an `ls` listing (`repro ui`'s `/api/runs`): the runs after `offset`, how many
+/// match in all when one bounded count (or the end of the list) says it, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The runs of the page, in the query's order.
+    pub runs: Vec<Run>,
+    /// How many runs match in all, when known: counted up to [`COUNT_CAP`], or seen to end on
+    /// this page.
+    pub total: Option<u64>,
+    /// More than [`COUNT_CAP`] runs match (not counted further).
+    pub total_over: bool,
+    /// Runs follow this page.
+    pub more: bool,
+}
+
+/// The page of `q` (its limit is the page size, `None`: every run) starting `offset` runs in:
+/// the runs before it are read and skipped, as a keyset is not defined for every order.
+pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError> {
+    let mut read = q.clone();
+    read.filter.limit = q
+        .filter
+        .limit
+        .map(|l| l.saturating_add(offset).saturating_add(1));
+    let mut runs = store.query(&read)?;
+    let skip = (offset as usize).min(runs.len());
+    runs.drain(..skip);
+    let more = q.filter.limit.is_some_and(|l| runs.len() as u64 > l);
+    if let Some(l) = q.filter.limit {
+        runs.truncate(l as usize);
+    }
+    let (total, total_over) = match store.count_matching(q, COUNT_CAP)? {
+        Some(t) if t > COUNT_CAP => (None, true),
+        Some(t) => (Some(t), false),
+        // Statuses decided row by row, or a metric order: known only when the list ended here.
+        None if !more => (Some(skip as u64 + runs.len() as u64), false),
+        None => (None, false),
+    };
+    Ok(Page {
+        runs,
+        total,
+        total_over,
+        more,
+    })
+}

@@ -37,4 +37,5 @@ mod support;
 mod sweep;
 mod sysmetrics;
 mod transfer;
+mod ui;
 mod which;
