@@ -646,5 +646,8 @@ fn a_kept_output_downloads_verified() {
     std::fs::write(&obj, b"tampered").unwrap();
     let (code, body) = srv.get_err(&format!("/api/runs/{id}/outputs/0"));
     assert_eq!(code, 409);
-    assert!(body["error"].as_str().unwrap().contains("damaged"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("damaged"),
+        "{body}"
+    );
 }
