@@ -149,13 +149,19 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
         }
         _ => crate::ops::sweep::sweep(ctx, &mut store, &plan)?,
     };
+    report(ctx, &plan, &out)?;
+    Ok(out.exit_code())
+}
+
+/// The summary table on stdout, the status line, and how many failed.
+fn report(ctx: &Ctx, plan: &SweepPlan, out: &crate::ops::sweep::SweepOutcome) -> CliResult<()> {
     let objective = plan.objective.as_ref().map(|o| o.key.as_str());
     print_out(&crate::output::sweep::summary(
-        &out,
+        out,
         objective,
         stdout_is_tty(),
     ))?;
-    ctx.status(crate::output::sweep::status_line(&out));
+    ctx.status(crate::output::sweep::status_line(out));
     if out.failed() > 0 {
         ctx.warn(format!(
             "{} of {} run(s) failed",
@@ -163,7 +169,7 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
             out.runs.len()
         ));
     }
-    Ok(out.exit_code())
+    Ok(())
 }
 
 /// `--on slurm`: submits the array (and with `--wait` follows it and prints the summary).
@@ -208,20 +214,7 @@ fn submit_to_slurm(
         ));
         return Ok(0);
     };
-    let objective = plan.objective.as_ref().map(|o| o.key.as_str());
-    print_out(&crate::output::sweep::summary(
-        &out,
-        objective,
-        stdout_is_tty(),
-    ))?;
-    ctx.status(crate::output::sweep::status_line(&out));
-    if out.failed() > 0 {
-        ctx.warn(format!(
-            "{} of {} run(s) failed",
-            out.failed(),
-            out.runs.len()
-        ));
-    }
+    report(ctx, plan, &out)?;
     Ok(out.exit_code())
 }
 
