@@ -28,7 +28,7 @@ pub struct UiArgs {
     /// Require a random token, generated now and printed in the URL (as Jupyter does)
     #[arg(long, conflicts_with = "token")]
     pub new_token: bool,
-    /// Open the page in the default browser (xdg-open)
+    /// Open the page in a browser: $BROWSER (as Python's webbrowser reads it), else xdg-open
     #[arg(long)]
     pub open: bool,
 }
@@ -62,13 +62,14 @@ pub fn cmd_ui(ctx: &Ctx, args: &UiArgs) -> CliResult {
         ui.bound()
     ));
     if args.open {
-        if let Err(e) = std::process::Command::new("xdg-open")
-            .arg(&url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-        {
-            ctx.warn(CliError::user(format!("cannot open a browser (xdg-open): {e}")).message);
+        match crate::ui::open_browser(&url) {
+            Ok(program) => ctx.status(format!("opened the page with {program}")),
+            Err(why) => ctx.warn(
+                CliError::user(format!(
+                    "cannot open a browser ({why}); open {url} yourself, or set BROWSER"
+                ))
+                .message,
+            ),
         }
     }
     ui.serve(stop);

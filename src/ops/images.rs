@@ -27,27 +27,38 @@ impl Repository {
     }
 }
 
+/// The repository a reference is listed under on the Images page (`REGISTRY/PATH`, or the
+/// reference itself when it does not parse).
+pub fn repository_name(reference: &str) -> String {
+    split(reference).0
+}
+
+/// (repository, the name the run gave: a tag, `@DIGEST`, or `latest`).
+fn split(reference_text: &str) -> (String, String) {
+    // A reference that does not parse (imported, old) is shown under itself.
+    match reference::parse(reference_text) {
+        Ok(r) => {
+            let name = if r.domain.is_empty() {
+                r.path.clone()
+            } else {
+                format!("{}/{}", r.domain, r.path)
+            };
+            let tag = match (&r.tag, &r.digest) {
+                (Some(t), _) => t.clone(),
+                (None, Some(d)) => format!("@{d}"),
+                (None, None) => "latest".to_string(),
+            };
+            (name, tag)
+        }
+        Err(_) => (reference_text.to_string(), String::new()),
+    }
+}
+
 /// The lineage of every image the runs used, by repository name.
 pub fn lineage(store: &Store) -> Result<Vec<Repository>, StoreError> {
     let mut repos: BTreeMap<String, BTreeMap<String, Vec<ImageUse>>> = BTreeMap::new();
     for u in store.image_uses()? {
-        // A reference that does not parse (imported, old) is shown under itself.
-        let (repo, tag) = match reference::parse(&u.reference) {
-            Ok(r) => {
-                let name = if r.domain.is_empty() {
-                    r.path.clone()
-                } else {
-                    format!("{}/{}", r.domain, r.path)
-                };
-                let tag = match (&r.tag, &r.digest) {
-                    (Some(t), _) => t.clone(),
-                    (None, Some(d)) => format!("@{d}"),
-                    (None, None) => "latest".to_string(),
-                };
-                (name, tag)
-            }
-            Err(_) => (u.reference.clone(), String::new()),
-        };
+        let (repo, tag) = split(&u.reference);
         repos
             .entry(repo)
             .or_default()

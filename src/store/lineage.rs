@@ -1,5 +1,5 @@
-//! Which image digests the runs used, per recorded reference: the rows behind `repro ui`'s
-//! Images page (tags → digests over time → runs).
+//! Which image digests and dataset versions the runs used: the rows behind `repro ui`'s Images
+//! page (tags → digests over time → runs) and its Datasets page (names → versions → runs).
 
 use super::{Result, Store};
 
@@ -19,7 +19,62 @@ pub struct ImageUse {
     pub archived: u64,
 }
 
+/// The runs that read one version of a dataset (by name, version and content digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetUse {
+    pub name: String,
+    /// How it was declared: `path`, `dvc`, `uri` or `label`.
+    pub kind: String,
+    /// The location as recorded by the first of those runs (a path, a URI), if any.
+    pub uri: Option<String>,
+    /// The version as recorded (a label, a DVC revision, or the digest for a path).
+    pub version: Option<String>,
+    /// The content digest (`sha256:…`) when it was hashed.
+    pub digest: Option<String>,
+    /// Files and bytes as hashed (the largest any of the runs recorded).
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    /// The first and the last start time of those runs (RFC 3339).
+    pub first: String,
+    pub last: String,
+    /// How many runs.
+    pub runs: u64,
+}
+
 impl Store {
+    /// Every (name, version, digest) a run read, by name, then first use. One pass over the
+    /// dataset rows.
+    pub fn dataset_uses(&self) -> Result<Vec<DatasetUse>> {
+        let sql = "SELECT d.name, min(d.kind), min(d.uri), d.version, d.digest, max(d.files),
+                          max(d.bytes), min(r.started_at), max(r.started_at), count(DISTINCT r.id)
+                   FROM run_datasets d JOIN runs r ON r.id = d.run_id
+                   GROUP BY d.name, d.version, d.digest
+                   ORDER BY d.name, min(r.started_at)";
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(self.sql_err("list dataset uses"))?;
+        let count = |v: Option<i64>| v.map(|n| n.max(0) as u64);
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DatasetUse {
+                    name: r.get(0)?,
+                    kind: r.get(1)?,
+                    uri: r.get(2)?,
+                    version: r.get(3)?,
+                    digest: r.get(4)?,
+                    files: count(r.get(5)?),
+                    bytes: count(r.get(6)?),
+                    first: r.get(7)?,
+                    last: r.get(8)?,
+                    runs: r.get::<_, i64>(9)?.max(0) as u64,
+                })
+            })
+            .map_err(self.sql_err("list dataset uses"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.sql_err("list dataset uses"))
+    }
+
     /// Every (reference, digest) pair the runs used, by reference, then first use. One pass
     /// over the runs with an image.
     pub fn image_uses(&self) -> Result<Vec<ImageUse>> {

@@ -368,15 +368,167 @@ pub fn images(store: &Store) -> Result<Value, ApiError> {
     Ok(json!({"schema_version": SCHEMA_VERSION, "repositories": list}))
 }
 
-/// A kept output to send: the object file, its size and the name to save it under.
-pub struct Download {
-    pub file: std::fs::File,
-    pub bytes: u64,
-    pub name: String,
+/// `/api/audit?repository=NAME`: `repro audit --json` over the runs that used that repository
+/// (as the Images page names it): the registry is asked, now, whether each digest is still there,
+/// where the tag points and which tags hold the digest; archived copies are checked by size.
+/// Nothing is stored. Asked only when the page's button is pressed.
+pub fn audit(store: &Store, params: &Params, cfg: &crate::ui::UiConfig) -> Result<Value, ApiError> {
+    let mut repository = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "repository" => repository = Some(v.clone()),
+            "token" => {}
+            _ => {
+                return Err(ApiError::bad(
+                    format!("unknown parameter '{k}'"),
+                    Some("/api/audit takes repository (a name from /api/images)".into()),
+                ))
+            }
+        }
+    }
+    let Some(repository) = repository.filter(|r| !r.trim().is_empty()) else {
+        return Err(ApiError::bad(
+            "which repository? /api/audit needs repository=NAME",
+            Some("the names are those of /api/images".into()),
+        ));
+    };
+    let mut req = LsRequest::default();
+    req.filters.image = Some(repository.clone());
+    req.sort = vec!["started".into()];
+    let mut q = req.to_query(store).map_err(ApiError::from_hinted)?;
+    q.filter.limit = None;
+    // `image` matches a substring; keep the runs of exactly this repository.
+    let runs: Vec<_> = store
+        .query(&q)?
+        .into_iter()
+        .filter(|r| {
+            r.image
+                .as_ref()
+                .is_some_and(|i| crate::ops::images::repository_name(&i.reference) == repository)
+        })
+        .collect();
+    if runs.is_empty() {
+        return Err(ApiError {
+            status: 404,
+            message: format!("no run used the repository {repository}"),
+            hint: Some("the names are those of /api/images".into()),
+        });
+    }
+    let mut archives = Vec::new();
+    for r in &runs {
+        archives.extend(store.archives(&r.id)?);
+    }
+    let client = crate::capture::image::registry::RegistryClient::new(cfg.script.registry.clone())
+        .map_err(ApiError::from_hinted)?;
+    let req = crate::ops::audit::AuditRequest {
+        runs,
+        archives,
+        deep: false,
+        jobs: 8,
+        tag_page_size: 1000,
+        max_tag_pages: 5,
+        max_tags: 1000,
+    };
+    let mut used_by = |d: &str, except: &[String]| -> Option<String> {
+        store.run_using_digest(d, except).ok().flatten()
+    };
+    let report = crate::ops::audit::audit(&std::sync::Arc::new(client), &req, &mut used_by);
+    serde_json::from_str(&crate::output::audit::json(&report)).map_err(|e| ApiError {
+        status: 500,
+        message: format!("audit JSON: {e}"),
+        hint: None,
+    })
 }
 
-/// `/api/runs/ID/outputs/N`: the kept copy of the run's N-th output (0-based) when it is a file,
-/// rehashed first (a damaged copy is refused, as `repro get` refuses it).
+/// `/api/datasets`: per dataset name, the versions the runs read (first read first), each with
+/// its digest, size, first and last use and how many runs read it.
+pub fn datasets(store: &Store) -> Result<Value, ApiError> {
+    let mut names: Vec<(String, Vec<Value>)> = Vec::new();
+    for u in store.dataset_uses()? {
+        // The `ls --dataset NAME@V` filter that lists these runs: the digest when hashed (it
+        // matches the version or the digest), else the version, else the name alone.
+        let filter = match (&u.digest, &u.version) {
+            (Some(d), _) => format!("{}@{d}", u.name),
+            (None, Some(v)) => format!("{}@{v}", u.name),
+            (None, None) => u.name.clone(),
+        };
+        let v = json!({
+            "kind": u.kind,
+            "uri": u.uri,
+            "version": u.version,
+            "digest": u.digest,
+            "files": u.files,
+            "bytes": u.bytes,
+            "first": u.first,
+            "last": u.last,
+            "runs": u.runs,
+            "filter": filter,
+        });
+        match names.last_mut() {
+            Some((n, list)) if *n == u.name => list.push(v),
+            _ => names.push((u.name, vec![v])),
+        }
+    }
+    let list: Vec<Value> = names
+        .into_iter()
+        .map(|(name, versions)| json!({"name": name, "versions": versions}))
+        .collect();
+    Ok(json!({"schema_version": SCHEMA_VERSION, "datasets": list}))
+}
+
+/// `/api/runs/ID/patch`: the uncommitted change the run was recorded with (`git diff` of the
+/// working tree against its commit), as bytes; 404 when the tree was clean.
+pub fn patch(store: &Store, prefix: &str) -> Result<Vec<u8>, ApiError> {
+    let id = store.resolve_id(prefix)?;
+    let run = store.get_run(&id)?;
+    match run.code.and_then(|c| c.patch) {
+        Some(p) => Ok(p.0),
+        None => Err(ApiError {
+            status: 404,
+            message: format!(
+                "run {id} has no patch: its working tree was clean (or not a git repository)"
+            ),
+            hint: Some("show --json's code.dirty says whether it was".into()),
+        }),
+    }
+}
+
+/// `/api/runs/ID/provenance`: what was produced about the run after it ran — the attestation
+/// documents `repro attest` wrote and the archived copies of its image.
+pub fn provenance(store: &Store, prefix: &str) -> Result<Value, ApiError> {
+    let id = store.resolve_id(prefix)?;
+    let attestations: Vec<Value> = store
+        .attestations(&id)?
+        .into_iter()
+        .map(|a| {
+            json!({"sha256": a.sha256, "keyid": a.keyid, "path": a.path, "created_at": a.created_at})
+        })
+        .collect();
+    let archives: Vec<Value> = store
+        .archives(&id)?
+        .into_iter()
+        .map(|a| {
+            json!({"kind": a.kind.as_str(), "location": a.location, "digest": a.digest, "archived_at": a.archived_at})
+        })
+        .collect();
+    Ok(
+        json!({"schema_version": SCHEMA_VERSION, "attestations": attestations, "archives": archives}),
+    )
+}
+
+/// A kept output to send: a reader of its bytes (the object file, or a tar stream of a
+/// directory's files), its exact size and the name to save it under.
+pub struct Download {
+    pub reader: Box<dyn std::io::Read + Send>,
+    pub bytes: u64,
+    pub name: String,
+    /// A directory packed as a tar (else the file itself).
+    pub reader_is_tar: bool,
+}
+
+/// `/api/runs/ID/outputs/N`: the kept copy of the run's N-th output (0-based): a file as it
+/// is, a directory as a tar of its files (`NAME.tar`, unpacking into `NAME/`). Every file is
+/// rehashed first: a damaged or missing copy is refused (409), as `repro get` refuses it.
 pub fn output(store: &Store, prefix: &str, pos: &str) -> Result<Download, ApiError> {
     let id = store.resolve_id(prefix)?;
     let run = store.get_run(&id)?;
@@ -394,42 +546,92 @@ pub fn output(store: &Store, prefix: &str, pos: &str) -> Result<Download, ApiErr
             "outputs are numbered from 0 in show --json's order",
         ));
     };
-    let file = store
+    let files: Vec<_> = store
         .output_files(&id)?
         .into_iter()
-        .find(|f| f.pos as usize == n && f.rel.is_empty());
-    let (Some(true), Some(file)) = (out.kept, file) else {
+        .filter(|f| f.pos as usize == n)
+        .collect();
+    if out.kept != Some(true) || files.is_empty() {
         return Err(not_found(
-            format!("no kept copy of this output as one file ({})", out.path),
-            "a directory output is written back by `repro get ID PATH`",
+            format!(
+                "no kept copy of output {n} ({}): {}",
+                out.path,
+                out.not_kept.as_deref().unwrap_or("it was not kept")
+            ),
+            "keep_outputs (docs/outputs.md) keeps the outputs of the next runs",
         ));
-    };
+    }
     let objects = crate::store::objects::Objects::beside(store.path());
     let damaged = |m: String| ApiError {
         status: 409,
         message: m,
         hint: Some("`repro verify --store` lists damaged and missing copies".into()),
     };
-    match objects.verify(&file.sha256) {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => {
-            return Err(damaged(format!("the kept copy of {} is damaged", out.path)))
+    let shown = |f: &crate::record::OutputFile| {
+        if f.rel.is_empty() {
+            out.path.clone()
+        } else {
+            format!("{}/{}", out.path, String::from_utf8_lossy(&f.rel))
         }
-        Ok(None) => return Err(damaged(format!("the kept copy of {} is missing", out.path))),
-        Err(e) => return Err(damaged(e.to_string())),
+    };
+    let mut sources = Vec::with_capacity(files.len());
+    for f in &files {
+        match objects.verify(&f.sha256) {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
+                return Err(damaged(format!("the kept copy of {} is damaged", shown(f))))
+            }
+            Ok(None) => return Err(damaged(format!("the kept copy of {} is missing", shown(f)))),
+            Err(e) => return Err(damaged(e.to_string())),
+        }
+        sources.push(
+            objects
+                .path_of(&f.sha256)
+                .map_err(|e| damaged(e.to_string()))?,
+        );
     }
-    let path = objects
-        .path_of(&file.sha256)
-        .map_err(|e| damaged(e.to_string()))?;
-    let f = std::fs::File::open(&path)
-        .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
     let name = std::path::Path::new(&out.path)
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
+    if files.len() == 1 && files[0].rel.is_empty() {
+        let path = &sources[0];
+        let f = std::fs::File::open(path)
+            .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
+        return Ok(Download {
+            reader: Box::new(f),
+            bytes: files[0].bytes,
+            name,
+            reader_is_tar: false,
+        });
+    }
+    // A directory: `NAME/REL` for each file, dated when the run ended.
+    let entries = files
+        .iter()
+        .zip(sources)
+        .map(|(f, source)| {
+            let mut entry = name.as_bytes().to_vec();
+            entry.push(b'/');
+            entry.extend_from_slice(&f.rel);
+            crate::ui::tarball::Entry {
+                name: entry,
+                source,
+                bytes: f.bytes,
+            }
+        })
+        .collect();
+    let mtime = run
+        .ended_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp().max(0) as u64)
+        .unwrap_or(0);
+    let tar = crate::ui::tarball::TarStream::new(entries, mtime)
+        .map_err(|e| damaged(format!("output {n} of run {id}: {e}")))?;
     Ok(Download {
-        file: f,
-        bytes: file.bytes,
-        name,
+        bytes: tar.size(),
+        reader: Box::new(tar),
+        name: format!("{name}.tar"),
+        reader_is_tar: true,
     })
 }

@@ -7,6 +7,7 @@ pub mod api;
 mod assets;
 pub mod routes;
 pub mod server;
+pub mod tarball;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,9 +83,71 @@ pub fn check_token(listen: SocketAddr, token: Option<&str>) -> Result<(), UiErro
     }
 }
 
+/// The commands that open `url` in a browser, in the order to try them: each of `$BROWSER`'s
+/// `:`-separated commands (`%s` replaced by the URL, else the URL appended), as Python's
+/// `webbrowser` and Jupyter read it, then `xdg-open URL`.
+pub fn browser_commands(browser_var: Option<&str>, url: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for cmd in browser_var.unwrap_or("").split(':') {
+        let mut words: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+        if words.is_empty() {
+            continue;
+        }
+        if words.iter().any(|w| w.contains("%s")) {
+            for w in &mut words {
+                *w = w.replace("%s", url);
+            }
+        } else {
+            words.push(url.to_string());
+        }
+        out.push(words);
+    }
+    out.push(vec!["xdg-open".into(), url.into()]);
+    out
+}
+
+/// Opens `url` in the user's browser ([`browser_commands`], the first that starts); the
+/// browser process is waited for on a thread of its own, so it never lingers as a zombie.
+/// Returns the program started, or why none could be.
+pub fn open_browser(url: &str) -> Result<String, String> {
+    let var = std::env::var("BROWSER").ok();
+    let mut why = Vec::new();
+    for words in browser_commands(var.as_deref(), url) {
+        match std::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                std::thread::spawn(move || child.wait());
+                return Ok(words[0].clone());
+            }
+            Err(e) => why.push(format!("{}: {e}", words[0])),
+        }
+    }
+    Err(why.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn browser_is_read_as_webbrowser_reads_it() {
+        let u = "http://127.0.0.1:1/?token=t";
+        assert_eq!(browser_commands(None, u), vec![vec!["xdg-open", u]]);
+        assert_eq!(
+            browser_commands(Some("firefox -new-tab:chromium --app=%s"), u),
+            vec![
+                vec!["firefox", "-new-tab", u],
+                vec!["chromium", &format!("--app={u}")],
+                vec!["xdg-open", u]
+            ]
+        );
+        assert_eq!(browser_commands(Some(" : "), u).len(), 1);
+    }
 
     #[test]
     fn tokens_are_required_off_loopback_and_strong() {

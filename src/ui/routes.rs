@@ -25,14 +25,24 @@ pub struct Req {
     pub cookie: Option<String>,
 }
 
-/// The reply: status, content type, body (or a file streamed, with its size) and extra headers.
-#[derive(Debug)]
+/// The reply: status, content type, body (or a stream, with its exact size) and extra headers.
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
-    pub file: Option<(std::fs::File, u64)>,
+    pub file: Option<(Box<dyn std::io::Read + Send>, u64)>,
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body", &self.body.len())
+            .field("file", &self.file.as_ref().map(|(_, n)| n))
+            .finish()
+    }
 }
 
 impl Reply {
@@ -159,7 +169,7 @@ pub fn handle(cfg: &UiConfig, bound: SocketAddr, store: &Store, req: &Req) -> Re
 fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Reply {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match segments.as_slice() {
-        [""] | ["runs"] | ["run", _] | ["compare"] | ["images"] => {
+        [""] | ["runs"] | ["run", _] | ["compare"] | ["images"] | ["datasets"] => {
             return Reply::new(200, assets::INDEX.content_type, assets::INDEX.body)
         }
         ["assets", name] => {
@@ -181,8 +191,23 @@ fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Rep
             ));
             r
         }),
+        ["api", "runs", id, "patch"] => api::patch(store, id).map(|p| {
+            let mut r = Reply::new(200, "text/plain; charset=utf-8", p);
+            let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            r.headers.push((
+                "Content-Disposition",
+                format!("inline; filename=\"{safe}.patch\""),
+            ));
+            r
+        }),
+        ["api", "runs", id, "provenance"] => api::provenance(store, id).map(|v| Reply::json(&v)),
         ["api", "runs", id, "outputs", n] => api::output(store, id, n).map(|d| {
-            let mut r = Reply::new(200, "application/octet-stream", Vec::new());
+            let kind = if d.reader_is_tar {
+                "application/x-tar"
+            } else {
+                "application/octet-stream"
+            };
+            let mut r = Reply::new(200, kind, Vec::new());
             let safe: String = d
                 .name
                 .chars()
@@ -192,18 +217,20 @@ fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Rep
                 "Content-Disposition",
                 format!("attachment; filename=\"{safe}\""),
             ));
-            r.file = Some((d.file, d.bytes));
+            r.file = Some((d.reader, d.bytes));
             r
         }),
         ["api", "chart.svg"] => {
             api::chart(store, params).map(|s| Reply::new(200, "image/svg+xml", s))
         }
         ["api", "images"] => api::images(store).map(|v| Reply::json(&v)),
+        ["api", "audit"] => api::audit(store, params, cfg).map(|v| Reply::json(&v)),
+        ["api", "datasets"] => api::datasets(store).map(|v| Reply::json(&v)),
         ["api", "metric-keys"] => api::metric_keys(&cfg.db).map(|v| Reply::json(&v)),
         _ => Err(ApiError {
             status: 404,
             message: format!("no page at {}", crate::sanitize::escape(path)),
-            hint: Some("the pages: /, /run/ID, /compare?id=A&id=B, /images; the API: /api/runs, /api/images".into()),
+            hint: Some("the pages: /, /run/ID, /compare?id=A&id=B, /images, /datasets; the API: /api/runs, /api/runs/ID, /api/images, /api/datasets (docs/ui.md)".into()),
         }),
     };
     match result {

@@ -147,7 +147,7 @@ fn response(reply: Reply) -> tiny_http::Response<Box<dyn std::io::Read + Send>> 
         .collect();
     // A kept output is streamed from its object file, never held in memory.
     let (data, len): (Box<dyn std::io::Read + Send>, usize) = match reply.file {
-        Some((f, n)) => (Box::new(f), n as usize),
+        Some((f, n)) => (f, n as usize),
         None => {
             let n = reply.body.len();
             (Box::new(std::io::Cursor::new(reply.body)), n)

@@ -651,3 +651,473 @@ fn a_kept_output_downloads_verified() {
         "{body}"
     );
 }
+
+/// `tar` unpacks `archive` into a new directory; its files and bytes.
+fn untar(archive: &[u8], into: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::create_dir_all(into).unwrap();
+    let tarball = into.join("../download.tar");
+    std::fs::write(&tarball, archive).unwrap();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::support::tree(into)
+}
+
+/// A GET's headers (lowercase names) and body bytes.
+fn get_bytes(url: &str) -> (std::collections::HashMap<String, String>, Vec<u8>) {
+    let resp = ureq::get(url).call().unwrap();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|h| {
+            let v = resp.header(&h).unwrap_or("").to_string();
+            (h.to_ascii_lowercase(), v)
+        })
+        .collect();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    (headers, body)
+}
+
+/// In a git repository: a run on a clean tree reading `data` (version 1), then one on a dirty
+/// tree (README changed by hand) reading `data` version 2 and the label `imagenet@v3`, keeping
+/// the directory `ckpt/` (`a.bin`, `sub/b.bin`). Returns (clean, dirty).
+fn data_runs(env: &TestEnv) -> (String, String) {
+    let repo = env.git_repo("proj");
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::write(repo.join("data/train.csv"), "a,b\n1,2\n").unwrap();
+    // A clean tree (data/ ignored), then a dirty one with a second version of the data.
+    std::fs::write(repo.join(".gitignore"), "data/\nckpt/\n").unwrap();
+    crate::support::git(&repo, &["add", ".gitignore"]);
+    crate::support::git(&repo, &["commit", "-q", "-m", "ignore"]);
+    let run_here = |args: &[&str]| {
+        let (code, _, err) = env.run_in(&repo, args);
+        assert_eq!(code, 0, "{err}");
+        env.last_id()
+    };
+    let clean = run_here(&["run", "--host", "--dataset", "data", "--", "true"]);
+    std::fs::write(repo.join("data/train.csv"), "a,b\n1,3\n").unwrap();
+    std::fs::write(repo.join("README"), "hello\nchanged by hand\n").unwrap();
+    let job = "mkdir -p ckpt/sub && printf one > ckpt/a.bin && printf 'two\\000' > ckpt/sub/b.bin";
+    let dirty = run_here(&[
+        "run",
+        "--host",
+        "--dataset",
+        "data",
+        "--dataset",
+        "imagenet@v3",
+        "--output",
+        "ckpt",
+        "--",
+        "sh",
+        "-c",
+        job,
+    ]);
+    (clean, dirty)
+}
+
+#[test]
+fn datasets_the_patch_and_a_kept_directory_through_the_api() {
+    use sha2::Digest;
+    let env = TestEnv::new();
+    let (clean, dirty) = data_runs(&env);
+    let srv = Server::start(&env, &[]);
+
+    // Datasets: by name, versions first used first, the runs of each through its filter.
+    let ds = srv.get_json("/api/datasets");
+    assert_eq!(ds["schema_version"], 1);
+    let names: Vec<&str> = ds["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["data", "imagenet"]);
+    let data = &ds["datasets"][0]["versions"];
+    assert_eq!(data.as_array().unwrap().len(), 2, "{data}");
+    let shown = env.show_json(&clean);
+    assert_eq!(data[0]["digest"], shown["datasets"][0]["digest"]);
+    assert_eq!(data[0]["runs"], 1);
+    assert_eq!(data[0]["files"], 1);
+    assert_eq!(data[0]["bytes"], 8);
+    assert_eq!(
+        data[1]["digest"],
+        env.show_json(&dirty)["datasets"][0]["digest"]
+    );
+    assert_ne!(data[0]["digest"], data[1]["digest"]);
+    for (v, id) in [(&data[0], &clean), (&data[1], &dirty)] {
+        let filter = v["filter"].as_str().unwrap();
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("dataset", filter)
+            .finish();
+        assert_eq!(
+            ids_of(&srv.get_json(&format!("/api/runs?{q}"))),
+            vec![id.clone()]
+        );
+    }
+    let label = &ds["datasets"][1]["versions"][0];
+    assert_eq!(label["kind"], "label");
+    assert_eq!(label["version"], "v3");
+    assert_eq!(label["digest"], Value::Null);
+    assert_eq!(label["filter"], "imagenet@v3");
+
+    // The patch: the bytes recorded, whose SHA-256 is the one show --json gives; none for a
+    // clean tree.
+    let (headers, patch) = get_bytes(&format!("{}/api/runs/{dirty}/patch", srv.base()));
+    assert!(
+        headers["content-type"].starts_with("text/plain"),
+        "{headers:?}"
+    );
+    let text = String::from_utf8(patch.clone()).unwrap();
+    assert!(text.contains("+changed by hand"), "{text}");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&patch)),
+        env.show_json(&dirty)["code"]["patch_sha256"]
+            .as_str()
+            .unwrap()
+    );
+    let (code, body) = srv.get_err(&format!("/api/runs/{clean}/patch"));
+    assert_eq!(code, 404);
+    assert!(body["error"].as_str().unwrap().contains("clean"), "{body}");
+
+    // The kept directory: a tar of its files that tar unpacks into ckpt/, sized exactly.
+    let (headers, tarball) = get_bytes(&format!("{}/api/runs/{dirty}/outputs/0", srv.base()));
+    assert_eq!(headers["content-type"], "application/x-tar");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"ckpt.tar\""
+    );
+    assert_eq!(headers["content-length"], tarball.len().to_string());
+    let got = untar(&tarball, &env.root().join("unpacked"));
+    assert_eq!(
+        got,
+        vec![
+            ("ckpt/a.bin".to_string(), b"one".to_vec()),
+            ("ckpt/sub/b.bin".to_string(), b"two\0".to_vec()),
+        ]
+    );
+
+    // A damaged file of it: refused before a byte is sent, naming the file.
+    let objects = env.db().parent().unwrap().join("objects/sha256");
+    let sha = hex::encode(sha2::Sha256::digest(b"two\0"));
+    let obj = objects.join(&sha[..2]).join(&sha[2..]);
+    let mut perms = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&obj, perms).unwrap();
+    std::fs::write(&obj, b"TWO\0").unwrap();
+    let (code, body) = srv.get_err(&format!("/api/runs/{dirty}/outputs/0"));
+    assert_eq!(code, 409);
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("ckpt/sub/b.bin") && msg.contains("damaged"),
+        "{body}"
+    );
+
+    // Attestations and archives: none yet, in the documented shape.
+    let prov = srv.get_json(&format!("/api/runs/{dirty}/provenance"));
+    assert_eq!(prov["attestations"], serde_json::json!([]));
+    assert_eq!(prov["archives"], serde_json::json!([]));
+}
+
+/// `--open` starts `$BROWSER` with the URL: here a real headless Chromium that writes the DOM
+/// it rendered, which must hold the runs table with the run.
+#[test]
+fn open_starts_the_browser_on_the_page() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        skip_or_fail("chromium is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let id = run(&env, "opened-run", &[0.5], &[]);
+    let dom = env.root().join("dom.html");
+    let browser = env.root().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\n/usr/bin/chromium --headless --no-sandbox --disable-gpu --no-first-run \
+             --user-data-dir={} --virtual-time-budget=5000 --dump-dom \"$1\" > {}.part 2>/dev/null && mv {}.part {}\n",
+            env.root().join("chromium-profile").display(),
+            dom.display(),
+            dom.display(),
+            dom.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut child = command(&env)
+        .args(["ui", "--listen", "127.0.0.1:0", "--open"])
+        .env("BROWSER", &browser)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let srv = {
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Server {
+            child,
+            url: line.trim().to_string(),
+        }
+    };
+    let mut html = String::new();
+    for _ in 0..300 {
+        if let Ok(s) = std::fs::read_to_string(&dom) {
+            html = s;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        html.contains(&format!("data-id=\"{id}\"")) && html.contains("opened-run"),
+        "the browser did not render the runs page of {}: {html}",
+        srv.url
+    );
+    assert!(srv.stop().success());
+}
+
+/// The Datasets page and the run page's code, data and outputs, in headless Chromium; a stored
+/// dataset version that is markup never runs.
+const DATA_BROWSER: &str = r##"
+import json, sys, time, tempfile
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+base, dirty = sys.argv[1:3]
+o = webdriver.ChromeOptions()
+for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--user-data-dir=" + tempfile.mkdtemp(), "--window-size=1400,900"]:
+    o.add_argument(f)
+o.binary_location = "/usr/bin/chromium"
+d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
+out = {"pwned": []}
+def wait(cond, what):
+    for _ in range(80):
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise Exception("timed out waiting for " + what + "; page: " + d.find_element(By.TAG_NAME, "body").text[:500])
+def probe():
+    out["pwned"].append(d.execute_script("return window.pwned || null"))
+try:
+    d.get(base + "/datasets")
+    wait(lambda: len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 2, "two datasets")
+    out["datasets"] = [s.get_attribute("data-name") for s in d.find_elements(By.CSS_SELECTOR, "section.dataset")]
+    out["versions"] = len(d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] tr[data-digest]"))
+    out["label_text"] = d.find_element(By.CSS_SELECTOR, "section.dataset[data-name=imagenet]").text
+    probe()
+    # The runs of data's second version.
+    d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] td.num a")[1].click()
+    wait(lambda: "dataset=" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")) == 1, "its runs")
+    out["version_runs"] = [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+    out["filter_field"] = d.find_element(By.ID, "f-dataset").get_attribute("value")
+    # The dirty run's page: code and its patch, datasets, the kept directory.
+    d.get(base + "/run/" + dirty)
+    wait(lambda: "changed by hand" in d.find_element(By.ID, "patch").text, "the patch")
+    out["code"] = d.find_element(By.ID, "code").text
+    out["data_rows"] = len(d.find_elements(By.CSS_SELECTOR, "#datasets tr")) - 1
+    out["output_href"] = d.find_element(By.CSS_SELECTOR, "#outputs a").get_attribute("href")
+    wait(lambda: "No attestation" in d.find_element(By.ID, "provenance").text, "the provenance")
+    probe()
+    d.find_element(By.CSS_SELECTOR, "#datasets td a").click()
+    wait(lambda: "name=data" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 1, "one dataset")
+    probe()
+finally:
+    d.quit()
+print(json.dumps(out))
+"##;
+
+#[test]
+fn the_datasets_page_and_a_runs_code_data_and_outputs_in_a_real_browser() {
+    let Some(py) = selenium_python() else {
+        skip_or_fail("the selenium venv target/py-selenium is missing");
+        return;
+    };
+    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
+        skip_or_fail("chromium and chromium-driver are not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let (_, dirty) = data_runs(&env);
+    // A version label that is markup, as an imported or hand-edited database could hold.
+    let evil = "<img src=x onerror=\"window.pwned=1\">";
+    let db = rusqlite::Connection::open(env.db()).unwrap();
+    let n = db
+        .execute(
+            "UPDATE run_datasets SET version = ?1 WHERE name = 'imagenet'",
+            [evil],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(db);
+    let srv = Server::start(&env, &[]);
+    let out = Command::new(py)
+        .args(["-c", DATA_BROWSER, &srv.base(), &dirty])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in seen["pwned"].as_array().unwrap() {
+        assert_eq!(*p, Value::Null, "{seen}");
+    }
+    assert_eq!(seen["datasets"], serde_json::json!(["data", "imagenet"]));
+    assert_eq!(seen["versions"], 2);
+    assert!(
+        seen["label_text"].as_str().unwrap().contains(evil),
+        "{seen}"
+    );
+    assert_eq!(seen["version_runs"], serde_json::json!([dirty]));
+    assert!(seen["filter_field"]
+        .as_str()
+        .unwrap()
+        .starts_with("data@sha256:"));
+    let code = seen["code"].as_str().unwrap();
+    assert!(code.contains("dirty: a patch is recorded"), "{code}");
+    assert_eq!(seen["data_rows"], 2);
+    assert!(seen["output_href"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/api/runs/{dirty}/outputs/0")));
+}
+
+/// The Images page's button: `repro audit` over one repository's runs, against a real
+/// registry — a digest deleted from it is missing, the moved tag names where it points now.
+const AUDIT_BROWSER: &str = r##"
+import json, sys, time, tempfile
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+base, d1, d2 = sys.argv[1:4]
+o = webdriver.ChromeOptions()
+for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=" + tempfile.mkdtemp()]:
+    o.add_argument(f)
+o.binary_location = "/usr/bin/chromium"
+d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
+out = {}
+def cell(digest):
+    return d.find_element(By.CSS_SELECTOR, "tr[data-digest='" + digest + "'] td.registry").text
+try:
+    d.get(base + "/images")
+    for _ in range(80):
+        if d.find_elements(By.CSS_SELECTOR, "button.audit"):
+            break
+        time.sleep(0.1)
+    out["before"] = cell(d1)
+    d.find_element(By.CSS_SELECTOR, "button.audit").click()
+    for _ in range(300):
+        if cell(d1) != out["before"]:
+            break
+        time.sleep(0.1)
+    out["d1"] = cell(d1)
+    out["d2"] = cell(d2)
+finally:
+    d.quit()
+print(json.dumps(out))
+"##;
+
+#[test]
+fn the_images_page_asks_the_registry_what_audit_knows() {
+    use crate::support::registry::Registry;
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let image = registry.reference("team/app", "v1");
+    let record = || {
+        let (code, _, err) = env.run_in(
+            env.root(),
+            &["run", "--host", "--image", &image, "--", "true"],
+        );
+        assert_eq!(code, 0, "{err}");
+        env.last_id()
+    };
+    let d1 = registry.push_busybox("team/app", "v1");
+    let run1 = record();
+    let d2 = registry.push_busybox("team/app", "v1");
+    let run2 = record();
+    assert_ne!(d1, d2);
+    registry.delete_manifest("team/app", &d1);
+    let srv = Server::start(&env, &[]);
+    let repo = format!("{}/team/app", registry.addr());
+    let names: Vec<String> = srv.get_json("/api/images")["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec![repo.clone()]);
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("repository", &repo)
+        .finish();
+    let a = srv.get_json(&format!("/api/audit?{q}"));
+    assert_eq!(a["at_risk"], true, "{a}");
+    let row = |d: &str| {
+        a["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["digest"] == d)
+            .unwrap_or_else(|| panic!("no row for {d}: {a}"))
+            .clone()
+    };
+    assert_eq!(row(&d1)["status"], "missing");
+    assert_eq!(row(&d1)["runs"], serde_json::json!([run1]));
+    assert_eq!(row(&d1)["tag"]["moved"], true);
+    assert_eq!(row(&d1)["tag"]["digest"], d2.as_str());
+    assert_eq!(row(&d2)["status"], "present");
+    assert_eq!(row(&d2)["runs"], serde_json::json!([run2]));
+    // An unknown repository, and none given: errors naming the fix; nothing stored either way.
+    assert_eq!(srv.get_err("/api/audit?repository=nowhere/x").0, 404);
+    let (code, body) = srv.get_err("/api/audit");
+    assert_eq!(code, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("repository"),
+        "{body}"
+    );
+
+    let Some(py) = selenium_python() else {
+        skip_or_fail("the selenium venv target/py-selenium is missing");
+        return;
+    };
+    if !Path::new("/usr/bin/chromedriver").exists() {
+        skip_or_fail("chromium-driver is not installed");
+        return;
+    }
+    let out = Command::new(py)
+        .args(["-c", AUDIT_BROWSER, &srv.base(), &d1, &d2])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["before"], "not asked");
+    let c1 = seen["d1"].as_str().unwrap();
+    assert!(
+        c1.starts_with("missing") && c1.contains(&format!("points at {d2}")),
+        "{seen}"
+    );
+    assert_eq!(seen["d2"], "present");
+}

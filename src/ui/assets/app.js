@@ -73,6 +73,9 @@ const FILTERS = [
   ['image', 'image', 'trainer'],
   ['tag', 'tag', 'best'],
   ['param', 'param', 'lr=0.1'],
+  ['dataset', 'dataset', 'imagenet@sha256:…'],
+  ['code', 'commit', 'a1b2c3d'],
+  ['host', 'host', 'gpu-01'],
   ['since', 'since', '7d'],
   ['where', 'where', 'metric:acc>=0.9'],
   ['sweep', 'sweep', ''],
@@ -263,6 +266,36 @@ function facts(v) {
   return el('span', { text: String(v) });
 }
 
+// A section: a heading and its content, with an id to find it by.
+function section(id, title, ...kids) {
+  return el('section', { class: 'part', id }, el('h2', { text: title }), ...kids);
+}
+
+// A definition list of the given [label, value] pairs that have a value.
+function pairs(list) {
+  const dl = el('dl', { class: 'facts' });
+  for (const [k, v] of list) {
+    if (v === null || v === undefined || v === '') continue;
+    dl.append(el('dt', { text: k }), el('dd', {}, v instanceof Node ? v : el('span', { class: 'mono', text: String(v) })));
+  }
+  return dl;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return '';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0, v = n;
+  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  return (i ? v.toFixed(1) : String(v)) + ' ' + u[i];
+}
+
+const RESOLVED = {
+  registry: 'registry: the manifest was fetched and its body hash checked when the run started',
+  pinned: 'pinned: the digest was written in the reference',
+  engine: 'engine: the local engine reported it (RepoDigests)',
+  unpinned: 'unpinned: not resolved (--allow-unpinned)',
+};
+
 async function runPage(id) {
   clear(main);
   let run;
@@ -272,6 +305,7 @@ async function runPage(id) {
     showError(main, e);
     return;
   }
+  const rid = encodeURIComponent(run.id);
   main.append(el('h1', {}, el('span', { id: 'run-name', text: run.name || short(run.id) }), ' ',
     el('span', { class: 'status-' + run.status, text: run.status })));
   const head = {
@@ -281,7 +315,7 @@ async function runPage(id) {
     tags: (run.tags || []).join(' '),
   };
   main.append(facts(head));
-  const links = el('p', { class: 'bar' });
+  const links = el('p', { class: 'bar', id: 'lineage' });
   if (run.rerun_of) links.append('re-run of ', el('a', { href: '/run/' + encodeURIComponent(run.rerun_of), text: short(run.rerun_of) }));
   main.append(links);
   getJson(url('/api/runs', [['rerun-of', run.id], ['limit', '100']])).then(d => {
@@ -304,26 +338,97 @@ async function runPage(id) {
       main.append(el('img', { class: 'chart', alt: 'chart of ' + k, src: url('/api/chart.svg', [['run', run.id], ['metric', k]]) }));
     }
   }
+
+  // The image: what ran, how the digest was known, its labels; its lineage page.
+  if (run.image) {
+    const img = run.image;
+    const labels = Object.entries(img.labels || {});
+    main.append(section('image', 'Image',
+      pairs([['reference', img.reference], ['digest', img.digest], ['index digest', img.index_digest],
+        ['platform', img.platform], ['how', RESOLVED[img.resolved_by] || img.resolved_by],
+        ['lineage', el('a', { href: url('/images', []), text: 'every tag and digest of the images' })],
+        ['runs of this digest', img.digest ? el('a', { href: url('/', [['digest', img.digest]]), text: 'list' }) : null]]),
+      labels.length ? el('table', { id: 'labels' }, el('tr', {}, el('th', { text: 'label' }), el('th', { text: 'value' })),
+        labels.map(([k, v]) => el('tr', {}, el('td', { class: 'mono', text: k }), el('td', { class: 'mono', text: v })))) : null));
+  }
+
+  // The code: commit, branch, and the uncommitted patch the re-run script applies.
+  if (run.code) {
+    const c = run.code;
+    const part = section('code', 'Code', pairs([['repository', c.repo_root], ['remote', c.remote], ['commit', c.commit],
+      ['branch', c.branch], ['working tree', c.dirty ? 'dirty: a patch is recorded' : 'clean'],
+      ['patch sha256', c.patch_sha256], ['untracked files', (c.untracked || []).length ? c.untracked.join(' ') : null]]));
+    main.append(part);
+    if (c.dirty && c.patch_sha256) {
+      const patchUrl = '/api/runs/' + rid + '/patch';
+      part.append(el('h3', {}, 'Patch ', el('a', { href: patchUrl, download: short(run.id) + '.patch', id: 'patch-download', text: '(download)' })));
+      const pre = el('pre', { class: 'mono', id: 'patch', text: 'loading…' });
+      part.append(pre);
+      fetch(patchUrl, { credentials: 'same-origin' }).then(r => r.text()).then(t => { pre.textContent = t; });
+    }
+  }
+
+  // The data: each dataset, its version and digest, and the runs that read the same.
+  if ((run.datasets || []).length) {
+    const t = el('table', { id: 'datasets' }, el('tr', {}, ['name', 'kind', 'version', 'digest', 'files', 'size', 'runs'].map(h => el('th', { text: h }))));
+    for (const d of run.datasets) {
+      const f = d.digest ? d.name + '@' + d.digest : d.version ? d.name + '@' + d.version : d.name;
+      t.append(el('tr', {}, el('td', {}, el('a', { href: url('/datasets', [['name', d.name]]), text: d.name })),
+        el('td', { text: d.kind }), el('td', { class: 'mono hash', text: d.version && d.version !== d.digest ? d.version : (d.version ? '= digest' : '') }),
+        el('td', { class: 'mono hash', text: d.digest || '' }),
+        el('td', { class: 'num', text: d.files === null || d.files === undefined ? '' : String(d.files) }),
+        el('td', { class: 'num', text: bytes(d.bytes) }),
+        el('td', {}, el('a', { href: url('/', [['dataset', f]]), text: 'same data' }))));
+    }
+    main.append(section('data', 'Datasets', t));
+  }
+
   if ((run.outputs || []).length) {
-    main.append(el('h2', { text: 'Outputs' }));
     const t = el('table', { id: 'outputs' }, el('tr', {}, ['path', 'bytes', 'sha256', 'kept'].map(h => el('th', { text: h }))));
     run.outputs.forEach((o, i) => {
       const path = o.kept
-        ? el('a', { href: '/api/runs/' + encodeURIComponent(run.id) + '/outputs/' + i, download: '', text: o.path })
+        ? el('a', { href: '/api/runs/' + rid + '/outputs/' + i, download: '', text: o.path })
         : el('span', { text: o.path });
       t.append(el('tr', {}, el('td', { class: 'mono' }, path), el('td', { class: 'num', text: o.bytes === null ? '' : String(o.bytes) }),
-        el('td', { class: 'mono', text: o.sha256 || '' }), el('td', { text: o.kept ? 'kept' : (o.not_kept || 'not kept') })));
+        el('td', { class: 'mono hash', text: o.sha256 || '' }), el('td', { text: o.kept ? 'kept' : (o.not_kept || 'not kept') })));
     });
-    main.append(t);
+    main.append(section('outputs-part', 'Outputs', t));
   }
   main.append(el('h2', { text: 'Params' }), facts(run.params));
-  main.append(el('h2', { text: 'Command' }), el('pre', { class: 'mono', text: (run.command || []).join(' ') }));
-  const scriptUrl = '/api/runs/' + encodeURIComponent(run.id) + '/script';
-  main.append(el('h2', {}, 'Re-run script ', el('a', { href: scriptUrl, download: 'rerun-' + short(run.id) + '.sh', id: 'script-download', text: '(download)' })));
+  main.append(el('h2', { text: 'Command' }), el('pre', { class: 'mono', id: 'command', text: (run.command || []).join(' ') }));
+  main.append(section('execution', 'Execution', pairs([['host', run.host], ['user', run.user], ['platform', run.platform],
+    ['working directory', run.cwd], ['mode', run.exec && run.exec.mode], ['engine', run.exec && run.exec.engine],
+    ['engine args', run.exec && (run.exec.engine_args || []).join(' ')], ['gpus', run.exec && run.exec.gpus],
+    ['signal', run.signal]]), run.scheduler ? el('div', {}, el('h3', { text: 'Scheduler' }), facts(run.scheduler)) : null,
+    Object.keys(run.env || {}).length ? el('div', {}, el('h3', { text: 'Variables' }), facts(run.env)) : null));
+  if (run.environment) {
+    const e = run.environment;
+    const py = e.python || {};
+    const pk = Object.entries(py.packages || {});
+    main.append(section('environment', 'Environment', pairs([['python', py.version ? py.version + ' (' + (py.kind || '') + ')' : null],
+      ['executable', py.executable], ['packages', pk.length ? String(pk.length) : null]]),
+      el('details', {}, el('summary', { text: 'everything (packages, system, lock files)' }), facts(e))));
+  }
+  const prov = section('provenance', 'Attestations and archives', el('p', { class: 'muted', text: 'loading…' }));
+  main.append(prov);
+  getJson('/api/runs/' + rid + '/provenance').then(p => {
+    prov.lastChild.remove();
+    if (!p.attestations.length && !p.archives.length) prov.append(el('p', { class: 'muted', text: 'No attestation written (repro attest) and no archived image (repro image archive).' }));
+    if (p.attestations.length) prov.append(el('table', { id: 'attestations' }, el('tr', {}, ['document sha256', 'signed by key', 'written to', 'when'].map(h => el('th', { text: h }))),
+      p.attestations.map(a => el('tr', {}, el('td', { class: 'mono', text: a.sha256 }), el('td', { class: 'mono', text: a.keyid || 'unsigned' }),
+        el('td', { class: 'mono', text: a.path || 'stdout' }), el('td', { text: when(a.created_at) })))));
+    if (p.archives.length) prov.append(el('table', { id: 'archives' }, el('tr', {}, ['archive', 'location', 'digest', 'when'].map(h => el('th', { text: h }))),
+      p.archives.map(a => el('tr', {}, el('td', { text: a.kind }), el('td', { class: 'mono', text: a.location }),
+        el('td', { class: 'mono', text: a.digest }), el('td', { text: when(a.archived_at) })))));
+  }).catch(e => { prov.lastChild.remove(); showError(prov, e); });
+
+  const scriptUrl = '/api/runs/' + rid + '/script';
+  main.append(el('h2', {}, 'Re-run script ', el('a', { href: scriptUrl, download: 'rerun-' + short(run.id) + '.sh', id: 'script-download', text: '(download)' }), ' ',
+    el('button', { id: 'copy-script', text: 'Copy', onclick: () => navigator.clipboard && navigator.clipboard.writeText(document.getElementById('script').textContent) })));
   const pre = el('pre', { class: 'mono', id: 'script', text: 'loading…' });
   main.append(pre);
   fetch(scriptUrl, { credentials: 'same-origin' }).then(r => r.text()).then(t => { pre.textContent = t; });
-  main.append(el('h2', { text: 'Everything recorded (show --json)' }), facts(run));
+  main.append(el('details', {}, el('summary', { text: 'Everything recorded (show --json)' }), facts(run)));
 }
 
 // ---------------------------------------------------------------- compare
@@ -391,6 +496,7 @@ async function comparePage() {
 async function imagesPage() {
   clear(main);
   main.append(el('h1', { text: 'Images' }));
+  main.append(el('p', { class: 'muted', text: 'From the record: the tags the runs named and the digests each resolved to. What the registry holds now is asked only when you press a repository\'s button (repro audit; nothing is stored).' }));
   let data;
   try {
     data = await getJson('/api/images');
@@ -405,25 +511,93 @@ async function imagesPage() {
   for (const repo of data.repositories) {
     const section = el('section', { class: 'repo', 'data-repo': repo.name });
     section.append(el('h2', { text: repo.name }));
-    const t = el('table', {}, el('tr', {}, ['tag', 'digest', 'first used', 'last used', 'runs', 'archived']
+    const t = el('table', {}, el('tr', {}, ['tag', 'digest', 'first used', 'last used', 'runs', 'archived', 'registry now']
       .map(h => el('th', { text: h }))));
     for (const tag of repo.tags) {
       tag.digests.forEach((d, i) => {
         const runs = d.digest
           ? el('a', { href: url('/', [['digest', d.digest]]), text: String(d.runs) })
           : el('a', { href: url('/', [['image', d.reference]]), text: String(d.runs) });
-        t.append(el('tr', { 'data-tag': tag.tag },
+        t.append(el('tr', { 'data-tag': tag.tag, 'data-digest': d.digest || '' },
           el('td', {}, i === 0 ? el('span', {}, el('span', { class: 'tag', text: tag.tag }),
             tag.moved ? el('span', { class: 'status-killed', text: ' moved' }) : null) : ''),
           el('td', { class: 'mono', text: d.digest || 'unpinned' }),
           el('td', { text: when(d.first) }),
           el('td', { text: when(d.last) }),
           el('td', { class: 'num' }, runs),
-          el('td', { class: 'num', text: d.archived ? String(d.archived) : '' })));
+          el('td', { class: 'num', text: d.archived ? String(d.archived) : '' }),
+          el('td', { class: 'registry muted', text: d.digest ? 'not asked' : '' })));
       });
     }
+    const ask = el('button', { class: 'audit', text: 'Ask the registry (repro audit)' });
+    const said = el('span', { class: 'muted' });
+    ask.addEventListener('click', async () => {
+      ask.disabled = true;
+      said.textContent = ' asking…';
+      try {
+        const a = await getJson(url('/api/audit', [['repository', repo.name]]));
+        said.textContent = a.at_risk ? ' some digests are gone from the registry with no archive: those runs cannot be re-run as recorded'
+          : ' every digest can still be pulled (or is archived)';
+        said.className = a.at_risk ? 'status-failed' : 'muted';
+        for (const row of t.querySelectorAll('tr[data-digest]')) {
+          const img = a.images.find(i => i.digest === row.getAttribute('data-digest'));
+          const cell = row.querySelector('td.registry');
+          if (!img) continue;
+          const tagNow = img.tag && img.tag.moved ? '; the tag now points at ' + (img.tag.digest || 'nothing (gone)') : '';
+          cell.textContent = img.status + (img.error ? ' (' + img.error + ')' : '') + tagNow;
+          cell.className = 'registry status-' + ({ present: 'succeeded', archived: 'killed', missing: 'failed', unknown: 'failed' }[img.status] || '');
+        }
+      } catch (e) {
+        said.textContent = ' ' + String(e.message || e);
+        said.className = 'error';
+      }
+      ask.disabled = false;
+    });
+    section.append(el('p', {}, ask, said));
     section.append(t);
     main.append(section);
+  }
+}
+
+// ---------------------------------------------------------------- datasets
+
+async function datasetsPage() {
+  clear(main);
+  main.append(el('h1', { text: 'Datasets' }));
+  let data;
+  try {
+    data = await getJson('/api/datasets');
+  } catch (e) {
+    showError(main, e);
+    return;
+  }
+  const only = viewParams().get('name');
+  const list = data.datasets.filter(d => !only || d.name === only);
+  if (only) main.append(el('p', {}, el('a', { href: '/datasets', text: 'all datasets' })));
+  if (!list.length) {
+    main.append(el('p', { class: 'muted', text: only ? 'No run read a dataset of this name.' : 'No run read a dataset yet (repro run --dataset).' }));
+    return;
+  }
+  for (const d of list) {
+    const part = el('section', { class: 'dataset', 'data-name': d.name });
+    part.append(el('h2', {}, el('a', { href: url('/datasets', [['name', d.name]]), text: d.name }), ' ',
+      el('span', { class: 'muted', text: d.versions.length + (d.versions.length === 1 ? ' version' : ' versions') })));
+    const t = el('table', {}, el('tr', {}, ['version', 'digest', 'kind', 'location', 'files', 'size', 'first used', 'last used', 'runs']
+      .map(h => el('th', { text: h }))));
+    for (const v of d.versions) {
+      t.append(el('tr', { 'data-digest': v.digest || '' },
+        el('td', { class: 'mono hash', text: v.version && v.version !== v.digest ? v.version : (v.version ? '= digest' : '') }),
+        el('td', { class: 'mono hash', text: v.digest || 'not hashed' }),
+        el('td', { text: v.kind }),
+        el('td', { class: 'mono', text: v.uri || '' }),
+        el('td', { class: 'num', text: v.files === null ? '' : String(v.files) }),
+        el('td', { class: 'num', text: bytes(v.bytes) }),
+        el('td', { text: when(v.first) }),
+        el('td', { text: when(v.last) }),
+        el('td', { class: 'num' }, el('a', { href: url('/', [['dataset', v.filter]]), text: String(v.runs) }))));
+    }
+    part.append(t);
+    main.append(part);
   }
 }
 
@@ -437,6 +611,7 @@ function route() {
   else if ((m = path.match(/^\/run\/([0-9a-z]+)$/))) runPage(m[1]);
   else if (path === '/compare') comparePage();
   else if (path === '/images') imagesPage();
+  else if (path === '/datasets') datasetsPage();
   else { clear(main); main.append(el('p', { class: 'error', text: 'No page here.' })); }
 }
 
