@@ -30,6 +30,22 @@ impl Store {
             }
             tx.commit().map_err(err("commit"))?;
         }
+        if n > 0 {
+            // Environment snapshots are shared by content: the ones no run points at any more
+            // go too. Recording inserts a snapshot and its link in one transaction, so this
+            // one cannot take a snapshot from under a run being recorded.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err("begin"))?;
+            tx.execute(
+                "DELETE FROM environments WHERE NOT EXISTS \
+                 (SELECT 1 FROM run_environments WHERE environment = environments.sha256)",
+                [],
+            )
+            .map_err(err("delete unused environments"))?;
+            tx.commit().map_err(err("commit"))?;
+        }
         Ok(n)
     }
 }
@@ -65,5 +81,35 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 0, "{table}");
         }
+    }
+
+    #[test]
+    fn an_environment_goes_with_the_last_run_that_points_at_it() {
+        use crate::record::environment::Environment;
+        let mut s = Store::open_in_memory().unwrap();
+        let ids: Vec<String> = (0..3)
+            .map(|i| format!("01jd3k000000000000000000e{i}"))
+            .collect();
+        for id in &ids {
+            s.insert_run(&sample_run(id)).unwrap();
+        }
+        let mut shared = Environment::default();
+        shared.vars.insert("SEED".into(), "1".into());
+        let mut own = Environment::default();
+        own.vars.insert("SEED".into(), "2".into());
+        s.record_environment(&ids[0], &shared).unwrap();
+        s.record_environment(&ids[1], &shared).unwrap();
+        s.record_environment(&ids[2], &own).unwrap();
+        let count = |s: &Store| -> i64 {
+            s.conn()
+                .query_row("SELECT count(*) FROM environments", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&s), 2);
+        s.delete_runs(&[ids[0].clone(), ids[2].clone()]).unwrap();
+        assert_eq!(count(&s), 1, "the shared one stays for the run left");
+        assert_eq!(s.environment_of(&ids[1]).unwrap(), Some(shared));
+        s.delete_runs(&[ids[1].clone()]).unwrap();
+        assert_eq!(count(&s), 0);
     }
 }

@@ -469,7 +469,7 @@ async function comparePage() {
   });
   main.append(el('p', {}, el('label', {}, sw, ' only differences')));
   const flat = runs.map(r => flatten(r, '', {}));
-  const order = ['name', 'status', 'params.', 'metrics.', 'image.', 'code.', 'datasets', 'command', 'env.', 'exec.', 'host', 'scheduler', 'outputs'];
+  const order = ['name', 'status', 'params.', 'metrics.', 'image.', 'code.', 'datasets', 'command', 'env.', 'exec.', 'host', 'scheduler', 'outputs', 'environment.'];
   const rank = k => { const i = order.findIndex(o => k === o || k.startsWith(o)); return i < 0 ? order.length : i; };
   const keys = [...new Set(flat.flatMap(f => Object.keys(f)))].filter(k => !COMPARE_SKIP.test(k))
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
