@@ -137,20 +137,21 @@ fn plan_and_run(ctx: &Ctx, args: &SweepArgs) -> CliResult<i32> {
                 .hint("give --jobs N with N ≥ 1 (runs at once)"))
         }
         Some(n) if n > 1 => {
-            let exe = std::env::current_exe()
-                .map_err(|e| CliError::user(format!("cannot find the repro executable: {e}")))?;
-            let at = raw.iter().position(|a| a == "sweep").unwrap_or(0);
-            let member = |m: &Member| {
-                let mut cmd = std::process::Command::new(&exe);
-                cmd.args(&raw[1..=at]).args(m.flag()).args(&raw[at + 1..]);
-                cmd
-            };
+            let line = member_line(&raw)?;
+            let member = |m: &Member| line.command(m);
             crate::ops::sweep::sweep_parallel(ctx, &mut store, &plan, n, &member, &Prefixed)?
         }
         _ => crate::ops::sweep::sweep(ctx, &mut store, &plan)?,
     };
     report(ctx, &plan, &out)?;
     Ok(out.exit_code())
+}
+
+/// This process's command line, as its members run it.
+fn member_line(raw: &[OsString]) -> CliResult<crate::ops::sweep::MemberLine> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::user(format!("cannot find the repro executable: {e}")))?;
+    Ok(crate::ops::sweep::MemberLine::of(exe, raw))
 }
 
 /// The summary table on stdout, the status line, and how many failed.
@@ -184,11 +185,7 @@ fn submit_to_slurm(
         return Err(CliError::usage("--jobs 0 runs nothing")
             .hint("give --jobs N with N ≥ 1 (tasks at once)"));
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::user(format!("cannot find the repro executable: {e}")))?;
-    let at = raw.iter().position(|a| a == "sweep").unwrap_or(0);
-    let mut before = vec![exe.into_os_string()];
-    before.extend(raw[1..=at].iter().cloned());
+    let line = member_line(raw)?;
     let db = std::path::absolute(ctx.db_path())
         .map_err(|e| CliError::user(format!("cannot resolve the database path: {e}")))?;
     let req = crate::ops::sweep_slurm::SlurmSweep {
@@ -198,8 +195,7 @@ fn submit_to_slurm(
         jobs: args.jobs,
         wait: args.wait,
         db,
-        before,
-        after: raw[at + 1..].to_vec(),
+        line,
         interval: crate::ops::slurm_rerun::INTERVAL,
     };
     let sub = crate::ops::sweep_slurm::submit(ctx, store, plan, &req)?;

@@ -657,6 +657,46 @@ struct MemberReport {
     error: Option<String>,
 }
 
+/// The command line a member runs: this sweep's own, with the member flag after `sweep` — so
+/// a member plans exactly as the sweep did (one planning path), whether it is started here
+/// (`--jobs N`) or by a Slurm array task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberLine {
+    /// The repro executable and the arguments up to and including `sweep` (global flags).
+    pub before: Vec<OsString>,
+    /// The arguments after `sweep` (its flags, `--`, the command template).
+    pub after: Vec<OsString>,
+}
+
+impl MemberLine {
+    /// From the executable and this process's argv (`argv[0]` is replaced by `exe`).
+    pub fn of(exe: std::path::PathBuf, argv: &[OsString]) -> MemberLine {
+        let at = argv.iter().position(|a| a == "sweep").unwrap_or(0);
+        let mut before = vec![exe.into_os_string()];
+        before.extend(argv.iter().skip(1).take(at).cloned());
+        MemberLine {
+            before,
+            after: argv.iter().skip(at + 1).cloned().collect(),
+        }
+    }
+
+    /// The full argv of member `m`.
+    pub fn argv(&self, m: &Member) -> Vec<OsString> {
+        let mut v = self.before.clone();
+        v.extend(m.flag());
+        v.extend(self.after.iter().cloned());
+        v
+    }
+
+    /// The process of member `m`.
+    pub fn command(&self, m: &Member) -> std::process::Command {
+        let argv = self.argv(m);
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+}
+
 /// Which member of which sweep a `repro sweep` process is (`--sweep-member ID:POS:REPORT`,
 /// given by [`sweep_parallel`] to the processes it starts).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1268,5 +1308,40 @@ mod tests {
         for bad in ["", "id", "id:x:/r", ":1:/r", "id:1:"] {
             assert!(Member::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_member_runs_the_sweeps_own_command_line_with_its_flag_after_sweep() {
+        let argv = [
+            "repro", "--db", "x.db", "sweep", "--jobs", "2", "--", "t", "{lr}",
+        ]
+        .map(OsString::from);
+        let line = MemberLine::of("/bin/repro".into(), &argv);
+        let m = Member {
+            sweep: "01s".into(),
+            pos: 3,
+            report: "/r/3.json".into(),
+        };
+        let got: Vec<String> = line
+            .argv(&m)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "/bin/repro",
+                "--db",
+                "x.db",
+                "sweep",
+                "--sweep-member",
+                "01s:3:/r/3.json",
+                "--jobs",
+                "2",
+                "--",
+                "t",
+                "{lr}"
+            ]
+        );
     }
 }

@@ -80,10 +80,8 @@ pub struct SlurmSweep {
     pub wait: bool,
     /// The database the tasks record into (exported as `REPRO_DB`).
     pub db: PathBuf,
-    /// The repro executable and its arguments up to and including `sweep`.
-    pub before: Vec<OsString>,
-    /// The sweep's arguments after `sweep` (its flags, `--`, the command template).
-    pub after: Vec<OsString>,
+    /// The command line each task runs (with its member flag).
+    pub line: crate::ops::sweep::MemberLine,
     /// How often `wait` asks Slurm.
     pub interval: Duration,
 }
@@ -146,12 +144,12 @@ pub fn render(
         word(reports.as_os_str())?
     ));
     let mut line = String::from("exec");
-    for a in &req.before {
+    for a in &req.line.before {
         line.push(' ');
         line.push_str(&word(a)?);
     }
     line.push_str(&format!(" --sweep-member {id}:\"$task\":\"$report\""));
-    for a in &req.after {
+    for a in &req.line.after {
         line.push(' ');
         line.push_str(&word(a)?);
     }
@@ -337,15 +335,20 @@ mod tests {
     fn the_script_quotes_every_word_and_runs_the_member() {
         let req = SlurmSweep {
             db: "/data/my db.sqlite".into(),
-            before: vec!["/opt/repro".into(), "sweep".into()],
-            after: vec![
-                "--grid".into(),
-                "lr=0.1,0.2".into(),
-                "--".into(),
-                "sh".into(),
-                "-c".into(),
-                "echo 'x' $HOME {lr}".into(),
-            ],
+            line: crate::ops::sweep::MemberLine::of(
+                "/opt/repro".into(),
+                &[
+                    "repro",
+                    "sweep",
+                    "--grid",
+                    "lr=0.1,0.2",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo 'x' $HOME {lr}",
+                ]
+                .map(OsString::from),
+            ),
             ..Default::default()
         };
         let s = render("01abc", Path::new("/w d"), Path::new("/j"), &req).unwrap();
