@@ -408,15 +408,13 @@ fn selenium_python() -> Option<PathBuf> {
     py.exists().then_some(py)
 }
 
-/// The browser session: each step prints what it saw; an XSS payload that runs sets
-/// `window.pwned` or changes the title, which every step reads.
-const BROWSER: &str = r##"
+/// What every browser session starts with: headless Chromium driven by selenium, `d` the
+/// driver, `out` what the session saw (printed as JSON at the end), `wait(cond, what)`.
+const SELENIUM_PRELUDE: &str = r##"
 import json, sys, time, tempfile
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
-base, evil, shots = sys.argv[1:4]
 o = webdriver.ChromeOptions()
 for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -424,7 +422,7 @@ for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     o.add_argument(f)
 o.binary_location = "/usr/bin/chromium"
 d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
-out = {"steps": []}
+out = {}
 def wait(cond, what):
     for _ in range(80):
         try:
@@ -434,87 +432,109 @@ def wait(cond, what):
             pass
         time.sleep(0.1)
     raise Exception("timed out waiting for " + what + "; page: " + d.find_element(By.TAG_NAME, "body").text[:500])
+"##;
+
+/// Runs a browser session (`SELENIUM_PRELUDE` then `body`, in a `try` that quits the driver)
+/// with `args` as `sys.argv[1:]`; what it printed. `None` after `skip_or_fail` when selenium
+/// or Chromium is missing.
+fn browse(body: &str, args: &[&str]) -> Option<Value> {
+    let Some(py) = selenium_python() else {
+        skip_or_fail("the selenium venv target/py-selenium is missing");
+        return None;
+    };
+    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
+        skip_or_fail("chromium and chromium-driver are not installed");
+        return None;
+    }
+    let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
+    let script = format!(
+        "{SELENIUM_PRELUDE}try:\n{indented}finally:\n    d.quit()\nprint(json.dumps(out))\n"
+    );
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    crate::support::assert_ok_for(&out, "the browser session");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The browser session: each step prints what it saw; an XSS payload that runs sets
+/// `window.pwned` or changes the title, which every step reads.
+const BROWSER: &str = r##"
+from selenium.webdriver.support.ui import Select
+base, evil, shots = sys.argv[1:4]
+out.update({"steps": []})
 def rows():
     return [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
 def probe(step):
     out["steps"].append({"step": step, "pwned": d.execute_script("return window.pwned || null"),
                          "title": d.title})
-try:
-    d.get(base + "/")
-    wait(lambda: len(rows()) == 6, "six runs")
-    probe("runs")
-    out["names"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#runs-table td.name")]
-    out["tags_text"] = d.find_element(By.ID, "runs-table").text
-    d.save_screenshot(shots + "/runs.png")
-    # Filter by tag.
-    d.find_element(By.ID, "f-tag").send_keys("even")
-    d.find_element(By.ID, "apply").click()
-    wait(lambda: len(rows()) == 2, "two even runs")
-    out["filtered"] = rows()
-    out["filtered_url"] = d.current_url
-    # Clear the filter, sort by the metric with the column header after choosing the column.
-    d.get(base + "/?cols=metric:acc")
-    wait(lambda: len(rows()) == 6, "six runs again")
-    d.find_element(By.CSS_SELECTOR, "th[data-sort='metric:acc']").click()
-    wait(lambda: "sort=metric" in d.current_url and len(rows()) == 6, "metric order")
-    out["by_acc"] = rows()
-    probe("sorted")
-    # Open the best run.
-    d.find_element(By.CSS_SELECTOR, "#runs-table tbody tr a").click()
-    wait(lambda: "#!/bin/" in d.find_element(By.ID, "script").text or "bash" in d.find_element(By.ID, "script").text, "the script")
-    out["run_url"] = d.current_url
-    out["run_name"] = d.find_element(By.ID, "run-name").text
-    # The evil run's page.
-    d.get(base + "/run/" + evil)
-    wait(lambda: d.find_element(By.ID, "run-name").text != "", "the evil run")
-    wait(lambda: "bash" in d.find_element(By.ID, "script").text, "its script")
-    time.sleep(0.5)
-    out["evil_name"] = d.find_element(By.ID, "run-name").text
-    out["evil_body"] = d.find_element(By.TAG_NAME, "body").text
-    probe("evil run")
-    # Compare two runs (checkbox selection), then only differences.
-    d.get(base + "/?sort=name")
-    wait(lambda: len(rows()) == 6, "runs by name")
-    boxes = d.find_elements(By.CSS_SELECTOR, "#runs-table tbody input[type=checkbox]")
-    boxes[0].click(); boxes[1].click()
-    d.find_element(By.ID, "compare").click()
-    wait(lambda: d.find_elements(By.ID, "compare-table"), "the compare table")
-    keys = lambda: [r.get_attribute("data-key") for r in d.find_elements(By.CSS_SELECTOR, "#compare-table tr[data-key]")]
-    out["compare_all"] = keys()
-    d.find_element(By.ID, "only-diff").click()
-    wait(lambda: 0 < len(keys()) < len(out["compare_all"]), "only differences")
-    out["compare_diff"] = keys()
-    out["compare_url"] = d.current_url
-    probe("compare")
-    # The image's lineage: its tag moved; a digest's runs.
-    d.get(base + "/images")
-    wait(lambda: d.find_elements(By.CSS_SELECTOR, "section.repo"), "the images")
-    out["images"] = d.find_element(By.TAG_NAME, "main").text
-    d.find_element(By.CSS_SELECTOR, "section.repo td.num a").click()
-    wait(lambda: "digest=" in d.current_url and len(rows()) == 1, "the runs of a digest")
-    out["digest_runs"] = rows()
-    probe("images")
-    d.get(base + "/run/" + sys.argv[4])
-    wait(lambda: d.find_elements(By.CSS_SELECTOR, "img.chart"), "a chart")
-    wait(lambda: d.execute_script("return document.querySelector('img.chart').naturalWidth") > 0, "the chart drawn")
-    time.sleep(0.3)
-    d.save_screenshot(shots + "/run.png")
-    probe("chart")
-finally:
-    d.quit()
-print(json.dumps(out))
+d.get(base + "/")
+wait(lambda: len(rows()) == 6, "six runs")
+probe("runs")
+out["names"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#runs-table td.name")]
+out["tags_text"] = d.find_element(By.ID, "runs-table").text
+d.save_screenshot(shots + "/runs.png")
+# Filter by tag.
+d.find_element(By.ID, "f-tag").send_keys("even")
+d.find_element(By.ID, "apply").click()
+wait(lambda: len(rows()) == 2, "two even runs")
+out["filtered"] = rows()
+out["filtered_url"] = d.current_url
+# Clear the filter, sort by the metric with the column header after choosing the column.
+d.get(base + "/?cols=metric:acc")
+wait(lambda: len(rows()) == 6, "six runs again")
+d.find_element(By.CSS_SELECTOR, "th[data-sort='metric:acc']").click()
+wait(lambda: "sort=metric" in d.current_url and len(rows()) == 6, "metric order")
+out["by_acc"] = rows()
+probe("sorted")
+# Open the best run.
+d.find_element(By.CSS_SELECTOR, "#runs-table tbody tr a").click()
+wait(lambda: "#!/bin/" in d.find_element(By.ID, "script").text or "bash" in d.find_element(By.ID, "script").text, "the script")
+out["run_url"] = d.current_url
+out["run_name"] = d.find_element(By.ID, "run-name").text
+# The evil run's page.
+d.get(base + "/run/" + evil)
+wait(lambda: d.find_element(By.ID, "run-name").text != "", "the evil run")
+wait(lambda: "bash" in d.find_element(By.ID, "script").text, "its script")
+time.sleep(0.5)
+out["evil_name"] = d.find_element(By.ID, "run-name").text
+out["evil_body"] = d.find_element(By.TAG_NAME, "body").text
+probe("evil run")
+# Compare two runs (checkbox selection), then only differences.
+d.get(base + "/?sort=name")
+wait(lambda: len(rows()) == 6, "runs by name")
+boxes = d.find_elements(By.CSS_SELECTOR, "#runs-table tbody input[type=checkbox]")
+boxes[0].click(); boxes[1].click()
+d.find_element(By.ID, "compare").click()
+wait(lambda: d.find_elements(By.ID, "compare-table"), "the compare table")
+keys = lambda: [r.get_attribute("data-key") for r in d.find_elements(By.CSS_SELECTOR, "#compare-table tr[data-key]")]
+out["compare_all"] = keys()
+d.find_element(By.ID, "only-diff").click()
+wait(lambda: 0 < len(keys()) < len(out["compare_all"]), "only differences")
+out["compare_diff"] = keys()
+out["compare_url"] = d.current_url
+probe("compare")
+# The image's lineage: its tag moved; a digest's runs.
+d.get(base + "/images")
+wait(lambda: d.find_elements(By.CSS_SELECTOR, "section.repo"), "the images")
+out["images"] = d.find_element(By.TAG_NAME, "main").text
+d.find_element(By.CSS_SELECTOR, "section.repo td.num a").click()
+wait(lambda: "digest=" in d.current_url and len(rows()) == 1, "the runs of a digest")
+out["digest_runs"] = rows()
+probe("images")
+d.get(base + "/run/" + sys.argv[4])
+wait(lambda: d.find_elements(By.CSS_SELECTOR, "img.chart"), "a chart")
+wait(lambda: d.execute_script("return document.querySelector('img.chart').naturalWidth") > 0, "the chart drawn")
+time.sleep(0.3)
+d.save_screenshot(shots + "/run.png")
+probe("chart")
 "##;
 
 #[test]
 fn the_pages_in_a_real_browser_and_stored_text_never_runs() {
-    let Some(py) = selenium_python() else {
-        skip_or_fail("the selenium venv target/py-selenium is missing");
-        return;
-    };
-    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
-        skip_or_fail("chromium and chromium-driver are not installed");
-        return;
-    }
     let env = TestEnv::new();
     let ids = five_runs(&env);
     // A run whose name, tag and param try to run script in the page.
@@ -533,18 +553,12 @@ fn the_pages_in_a_real_browser_and_stored_text_never_runs() {
     let srv = Server::start(&env, &[]);
     let shots = env.root().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new(py)
-        .args(["-c", BROWSER, &srv.base(), &evil])
-        .arg(&shots)
-        .arg(&ids[0])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let Some(seen) = browse(
+        BROWSER,
+        &[&srv.base(), &evil, &shots.display().to_string(), &ids[0]],
+    ) else {
+        return;
+    };
     if let Some(keep) = std::env::var_os("REPRO_TEST_SCREENSHOTS") {
         for f in ["runs", "run"] {
             let _ = std::fs::copy(
@@ -894,67 +908,36 @@ fn open_starts_the_browser_on_the_page() {
 /// The Datasets page and the run page's code, data and outputs, in headless Chromium; a stored
 /// dataset version that is markup never runs.
 const DATA_BROWSER: &str = r##"
-import json, sys, time, tempfile
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 base, dirty = sys.argv[1:3]
-o = webdriver.ChromeOptions()
-for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--user-data-dir=" + tempfile.mkdtemp(), "--window-size=1400,900"]:
-    o.add_argument(f)
-o.binary_location = "/usr/bin/chromium"
-d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
-out = {"pwned": []}
-def wait(cond, what):
-    for _ in range(80):
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise Exception("timed out waiting for " + what + "; page: " + d.find_element(By.TAG_NAME, "body").text[:500])
+out.update({"pwned": []})
 def probe():
     out["pwned"].append(d.execute_script("return window.pwned || null"))
-try:
-    d.get(base + "/datasets")
-    wait(lambda: len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 2, "two datasets")
-    out["datasets"] = [s.get_attribute("data-name") for s in d.find_elements(By.CSS_SELECTOR, "section.dataset")]
-    out["versions"] = len(d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] tr[data-digest]"))
-    out["label_text"] = d.find_element(By.CSS_SELECTOR, "section.dataset[data-name=imagenet]").text
-    probe()
-    # The runs of data's second version.
-    d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] td.num a")[1].click()
-    wait(lambda: "dataset=" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")) == 1, "its runs")
-    out["version_runs"] = [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
-    out["filter_field"] = d.find_element(By.ID, "f-dataset").get_attribute("value")
-    # The dirty run's page: code and its patch, datasets, the kept directory.
-    d.get(base + "/run/" + dirty)
-    wait(lambda: "changed by hand" in d.find_element(By.ID, "patch").text, "the patch")
-    out["code"] = d.find_element(By.ID, "code").text
-    out["data_rows"] = len(d.find_elements(By.CSS_SELECTOR, "#datasets tr")) - 1
-    out["output_href"] = d.find_element(By.CSS_SELECTOR, "#outputs a").get_attribute("href")
-    wait(lambda: "No attestation" in d.find_element(By.ID, "provenance").text, "the provenance")
-    probe()
-    d.find_element(By.CSS_SELECTOR, "#datasets td a").click()
-    wait(lambda: "name=data" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 1, "one dataset")
-    probe()
-finally:
-    d.quit()
-print(json.dumps(out))
+d.get(base + "/datasets")
+wait(lambda: len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 2, "two datasets")
+out["datasets"] = [s.get_attribute("data-name") for s in d.find_elements(By.CSS_SELECTOR, "section.dataset")]
+out["versions"] = len(d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] tr[data-digest]"))
+out["label_text"] = d.find_element(By.CSS_SELECTOR, "section.dataset[data-name=imagenet]").text
+probe()
+# The runs of data's second version.
+d.find_elements(By.CSS_SELECTOR, "section.dataset[data-name=data] td.num a")[1].click()
+wait(lambda: "dataset=" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")) == 1, "its runs")
+out["version_runs"] = [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
+out["filter_field"] = d.find_element(By.ID, "f-dataset").get_attribute("value")
+# The dirty run's page: code and its patch, datasets, the kept directory.
+d.get(base + "/run/" + dirty)
+wait(lambda: "changed by hand" in d.find_element(By.ID, "patch").text, "the patch")
+out["code"] = d.find_element(By.ID, "code").text
+out["data_rows"] = len(d.find_elements(By.CSS_SELECTOR, "#datasets tr")) - 1
+out["output_href"] = d.find_element(By.CSS_SELECTOR, "#outputs a").get_attribute("href")
+wait(lambda: "No attestation" in d.find_element(By.ID, "provenance").text, "the provenance")
+probe()
+d.find_element(By.CSS_SELECTOR, "#datasets td a").click()
+wait(lambda: "name=data" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "section.dataset")) == 1, "one dataset")
+probe()
 "##;
 
 #[test]
 fn the_datasets_page_and_a_runs_code_data_and_outputs_in_a_real_browser() {
-    let Some(py) = selenium_python() else {
-        skip_or_fail("the selenium venv target/py-selenium is missing");
-        return;
-    };
-    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
-        skip_or_fail("chromium and chromium-driver are not installed");
-        return;
-    }
     let env = TestEnv::new();
     let (_, dirty) = data_runs(&env);
     // A version label that is markup, as an imported or hand-edited database could hold.
@@ -969,16 +952,9 @@ fn the_datasets_page_and_a_runs_code_data_and_outputs_in_a_real_browser() {
     assert_eq!(n, 1);
     drop(db);
     let srv = Server::start(&env, &[]);
-    let out = Command::new(py)
-        .args(["-c", DATA_BROWSER, &srv.base(), &dirty])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let Some(seen) = browse(DATA_BROWSER, &[&srv.base(), &dirty]) else {
+        return;
+    };
     for p in seen["pwned"].as_array().unwrap() {
         assert_eq!(*p, Value::Null, "{seen}");
     }
@@ -1005,36 +981,22 @@ fn the_datasets_page_and_a_runs_code_data_and_outputs_in_a_real_browser() {
 /// The Images page's button: `repro audit` over one repository's runs, against a real
 /// registry — a digest deleted from it is missing, the moved tag names where it points now.
 const AUDIT_BROWSER: &str = r##"
-import json, sys, time, tempfile
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 base, d1, d2 = sys.argv[1:4]
-o = webdriver.ChromeOptions()
-for f in ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=" + tempfile.mkdtemp()]:
-    o.add_argument(f)
-o.binary_location = "/usr/bin/chromium"
-d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
-out = {}
 def cell(digest):
     return d.find_element(By.CSS_SELECTOR, "tr[data-digest='" + digest + "'] td.registry").text
-try:
-    d.get(base + "/images")
-    for _ in range(80):
-        if d.find_elements(By.CSS_SELECTOR, "button.audit"):
-            break
-        time.sleep(0.1)
-    out["before"] = cell(d1)
-    d.find_element(By.CSS_SELECTOR, "button.audit").click()
-    for _ in range(300):
-        if cell(d1) != out["before"]:
-            break
-        time.sleep(0.1)
-    out["d1"] = cell(d1)
-    out["d2"] = cell(d2)
-finally:
-    d.quit()
-print(json.dumps(out))
+d.get(base + "/images")
+for _ in range(80):
+    if d.find_elements(By.CSS_SELECTOR, "button.audit"):
+        break
+    time.sleep(0.1)
+out["before"] = cell(d1)
+d.find_element(By.CSS_SELECTOR, "button.audit").click()
+for _ in range(300):
+    if cell(d1) != out["before"]:
+        break
+    time.sleep(0.1)
+out["d1"] = cell(d1)
+out["d2"] = cell(d2)
 "##;
 
 #[test]
@@ -1095,24 +1057,9 @@ fn the_images_page_asks_the_registry_what_audit_knows() {
         "{body}"
     );
 
-    let Some(py) = selenium_python() else {
-        skip_or_fail("the selenium venv target/py-selenium is missing");
+    let Some(seen) = browse(AUDIT_BROWSER, &[&srv.base(), &d1, &d2]) else {
         return;
     };
-    if !Path::new("/usr/bin/chromedriver").exists() {
-        skip_or_fail("chromium-driver is not installed");
-        return;
-    }
-    let out = Command::new(py)
-        .args(["-c", AUDIT_BROWSER, &srv.base(), &d1, &d2])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["before"], "not asked");
     let c1 = seen["d1"].as_str().unwrap();
     assert!(
