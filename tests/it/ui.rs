@@ -678,11 +678,7 @@ fn untar(archive: &[u8], into: &Path) -> Vec<(String, Vec<u8>)> {
         .arg(into)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_ok_for(&out, "tar -xf");
     crate::support::tree(into)
 }
 
