@@ -57,17 +57,34 @@ pub fn cmd_export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
 
 /// One export line: the run object (patch included) and, when the run has metrics, their
 /// summary (`metrics`) and full history (`history`) in the `show --json --history` shapes,
-/// and its `environment` as `show --json` prints it.
+/// its `environment` as `show --json` prints it, and the channel moves that pointed a tag at
+/// its digest (`promotions`, `repro notes --format json`'s fields without the local sequence).
 fn export_line(
     store: &crate::store::Store,
     run: &crate::record::Run,
 ) -> Result<String, crate::store::StoreError> {
     let summaries = store.metric_summaries(&run.id)?;
     let environment = store.environment_of(&run.id)?;
-    if summaries.is_empty() && environment.is_none() {
+    let promotions = store.promotions_of_run(&run.id)?;
+    if summaries.is_empty() && environment.is_none() && promotions.is_empty() {
         return Ok(serde_json::to_string(run).expect("run serialises"));
     }
     let mut v = serde_json::to_value(run).expect("run serialises");
+    if !promotions.is_empty() {
+        // The trail's sequence number is this database's own: left out.
+        let list: Vec<serde_json::Value> = promotions
+            .iter()
+            .map(|p| {
+                let mut o = serde_json::to_value(p).expect("promotion serialises");
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("id");
+                    m.remove("run_id");
+                }
+                o
+            })
+            .collect();
+        v["promotions"] = serde_json::Value::Array(list);
+    }
     if let Some(e) = environment {
         v["environment"] = serde_json::to_value(&e).expect("environment serialises");
     }

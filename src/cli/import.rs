@@ -40,11 +40,19 @@ pub fn cmd_import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
         );
     }
     ctx.status(format!(
-        "imported {}, unchanged {}, updated {}, conflicts {}",
+        "imported {}, unchanged {}, updated {}, conflicts {}{}",
         summary.imported,
         summary.unchanged,
         summary.updated,
-        summary.conflicts.len()
+        summary.conflicts.len(),
+        if summary.promotions > 0 {
+            format!(
+                "; {} channel move(s) added to the trail",
+                summary.promotions
+            )
+        } else {
+            String::new()
+        }
     ));
     if summary.conflicts.is_empty() {
         Ok(())

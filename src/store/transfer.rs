@@ -15,6 +15,7 @@ use crate::error::Hinted;
 use crate::record::environment::Environment;
 use crate::record::metrics::summaries_of;
 use crate::record::metrics::MetricPoint;
+use crate::record::promotion::Promotion;
 use crate::record::{DatasetKind, OutputFile, Run, Status, SCHEMA_VERSION};
 
 /// Why an import stopped; nothing was written.
@@ -69,6 +70,8 @@ pub struct ImportSummary {
     pub updated: u64,
     /// Runs whose provenance differs from the stored one; never overwritten.
     pub conflicts: Vec<Conflict>,
+    /// Channel moves (`repro promote`) the lines carried that the trail did not have.
+    pub promotions: u64,
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -476,7 +479,7 @@ impl Store {
         } else {
             None
         };
-        type Parsed = (Run, Vec<MetricPoint>, Option<Environment>);
+        type Parsed = (Run, Vec<MetricPoint>, Option<Environment>, Vec<Promotion>);
         let parse = |line: usize, text: &str| -> Result<Parsed, ImportError> {
             let mut run: Run =
                 serde_json::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
@@ -484,7 +487,8 @@ impl Store {
             localize_kept(&mut run, &objects);
             let metrics = metrics_of_line(text).map_err(|m| invalid(line, m))?;
             let environment = environment_of_line(text).map_err(|m| invalid(line, m))?;
-            Ok((run, metrics, environment))
+            let promotions = promotions_of_line(text, &run).map_err(|m| invalid(line, m))?;
+            Ok((run, metrics, environment, promotions))
         };
         for (i, text) in open().map_err(read_err)?.lines().enumerate() {
             let text = text.map_err(read_err)?;
@@ -522,8 +526,11 @@ impl Store {
                     continue;
                 }
                 // Checked again: the file may have changed since the first pass.
-                let (run, metrics, environment) = parse(i + 1, &text)?;
+                let (run, metrics, environment, promotions) = parse(i + 1, &text)?;
+                let conflicts = summary.conflicts.len();
                 self.import_one(&tx, &run, &metrics, i + 1, &mut summary)?;
+                // A run kept as stored (it differs) does not take the other's channel moves.
+                let conflicted = summary.conflicts.len() > conflicts;
                 if let Some(e) = &environment {
                     // A stored run keeps the environment it has; one without gets the imported.
                     let has: Option<i64> = tx
@@ -533,6 +540,13 @@ impl Store {
                     if has.is_none() {
                         super::environment::insert_environment_in(&tx, &run.id, e)
                             .map_err(sql("insert environment"))?;
+                    }
+                }
+                for p in promotions.iter().filter(|_| !conflicted) {
+                    if super::promotions::import_promotion_in(&tx, p)
+                        .map_err(sql("insert promotion"))?
+                    {
+                        summary.promotions += 1;
                     }
                 }
                 n += 1;
@@ -688,6 +702,93 @@ fn same_history(a: &[MetricPoint], b: &[MetricPoint]) -> bool {
         v
     };
     norm(a) == norm(b)
+}
+
+/// The channel moves carried by an export line (`promotions`: the moves that pointed a channel
+/// at this run's digest, as `repro export` writes them), each checked; none when absent.
+pub fn promotions_of_line(text: &str, run: &Run) -> Result<Vec<Promotion>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Moved {
+        repository: String,
+        channel: String,
+        digest: String,
+        previous: Option<String>,
+        kind: crate::record::promotion::PromotionKind,
+        promoted_at: String,
+        user: String,
+        note: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Part {
+        #[serde(default)]
+        promotions: Vec<Moved>,
+    }
+    if !text.contains("\"promotions\"") {
+        return Ok(Vec::new());
+    }
+    let part: Part = serde_json::from_str(text).map_err(|e| format!("promotions: {e}"))?;
+    let mut out = Vec::with_capacity(part.promotions.len());
+    for (i, m) in part.promotions.into_iter().enumerate() {
+        let bad = |what: String| format!("promotions[{i}]: {what}");
+        let printable = |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
+        let repo_ok = !m.repository.is_empty()
+            && m.repository.len() <= 255
+            && m.repository
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
+        if !repo_ok {
+            return Err(bad(format!(
+                "repository {:?} is not a normalised repository name (registry/path)",
+                m.repository
+            )));
+        }
+        let tag_ok = !m.channel.is_empty()
+            && m.channel.len() <= 128
+            && !m.channel.starts_with(['.', '-'])
+            && m.channel
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !tag_ok {
+            return Err(bad(format!("channel {:?} is not a tag", m.channel)));
+        }
+        for d in std::iter::once(&m.digest).chain(m.previous.as_ref()) {
+            if !well_formed_digest(d) {
+                return Err(bad(format!("{d:?} is not a digest (sha256:64 hex)")));
+            }
+        }
+        if chrono::DateTime::parse_from_rfc3339(&m.promoted_at).is_err()
+            || !m.promoted_at.ends_with('Z')
+        {
+            return Err(bad(format!(
+                "promoted_at {:?} is not an RFC 3339 UTC time",
+                m.promoted_at
+            )));
+        }
+        if m.user.is_empty() || !printable(&m.user, 256) {
+            return Err(bad(
+                "user is empty, too long or has control characters".into()
+            ));
+        }
+        if m.note.as_deref().is_some_and(|n| !printable(n, 4096)) {
+            return Err(bad(
+                "note is longer than 4096 bytes or has control characters".into(),
+            ));
+        }
+        out.push(Promotion {
+            id: 0,
+            run_id: Some(run.id.clone()),
+            repository: m.repository,
+            channel: m.channel,
+            digest: m.digest,
+            previous: m.previous,
+            kind: m.kind,
+            promoted_at: m.promoted_at,
+            user: m.user,
+            note: m.note,
+        });
+    }
+    Ok(out)
 }
 
 /// The environment carried by an export line (`environment`, the `show --json` shape), checked;
@@ -850,6 +951,15 @@ pub fn fuzz_import_line(line: &[u8]) {
     }
     if let Some(img) = &run.image {
         assert!(crate::capture::image::reference::parse_normalized(&img.reference).is_ok());
+    }
+    // Accepted channel moves carry no control characters to a terminal.
+    if let Ok(text) = std::str::from_utf8(line) {
+        for p in promotions_of_line(text, &run).unwrap_or_default() {
+            for t in [&p.repository, &p.channel, &p.user] {
+                assert!(!t.chars().any(char::is_control));
+            }
+            assert!(well_formed_digest(&p.digest));
+        }
     }
 }
 

@@ -301,3 +301,85 @@ fn promote_uses_the_usual_credentials_for_the_put() {
     let repo = image.rsplit_once(':').unwrap().0;
     assert_eq!(skopeo_digest(&format!("{repo}:staging"), Some(&auth)), d);
 }
+
+/// The trail travels with the runs: `repro export` carries each run's channel moves, `repro
+/// import` adds them to the other database once (again: nothing new), and `repro notes` there
+/// says the same; a move that is not well formed refuses the whole file, nothing stored.
+#[test]
+fn the_trail_travels_with_export_and_import() {
+    let registry = Registry::start();
+    let env = TestEnv::new();
+    let repo = registry.reference("team/app", "v1");
+    let repo = repo.rsplit_once(':').unwrap().0.to_string();
+    registry.push_busybox("team/app", "v1");
+    let run1 = record(&env, &format!("{repo}:v1"), &["--name", "first"]);
+    registry.push_busybox("team/app", "v1");
+    let run2 = record(&env, &format!("{repo}:v1"), &["--name", "second"]);
+    for (id, note) in [(&run1, "first cut"), (&run2, "better eval")] {
+        let (code, _, err) = repro(&env, &["promote", id, "--tag", "prod", "--note", note]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = repro(&env, &["promote", "--rollback", "prod", "--repo", &repo]);
+    assert_eq!(code, 0, "{err}");
+    let notes = |e: &TestEnv| -> Value {
+        let (code, out, err) = repro(e, &["notes", "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let here = notes(&env);
+    let file = env.root().join("runs.jsonl");
+    let (code, out, err) = repro(&env, &["export"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&file, &out).unwrap();
+    assert!(out.contains("\"promotions\""), "{out}");
+
+    let other = TestEnv::new();
+    let f = file.display().to_string();
+    let (code, _, err) = repro(&other, &["import", &f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("3 channel move(s) added to the trail"),
+        "{err}"
+    );
+    let there = notes(&other);
+    // The same moves, in the same order (ids are each database's own).
+    // The trail's sequence numbers are each database's own.
+    let strip = |v: &Value| -> Vec<Value> {
+        v["promotions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.as_object_mut().unwrap().remove("id");
+                p
+            })
+            .collect()
+    };
+    assert_eq!(strip(&here).len(), 3);
+    assert_eq!(strip(&here), strip(&there));
+    // The rollback is there too, and `channels` in the other database knows prod.
+    let (code, _, err) = repro(&other, &["import", &f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("channel move"), "{err}");
+    assert_eq!(strip(&notes(&other)), strip(&here));
+
+    // A move that is not well formed: the file is refused, nothing stored.
+    let third = TestEnv::new();
+    let bad = out.replacen(
+        "\"channel\":\"prod\"",
+        "\"channel\":\"-prod\\u001b[31m\"",
+        1,
+    );
+    assert_ne!(bad, out);
+    let bad_file = third.root().join("bad.jsonl");
+    std::fs::write(&bad_file, &bad).unwrap();
+    let (code, _, err) = repro(&third, &["import", &bad_file.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("promotions[0]") && err.contains("not a tag"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(third.runs().is_empty());
+}
