@@ -59,20 +59,12 @@ impl Channels {
         sweep(&root);
         let dir = root.join(run_id);
         let made = (|| -> std::io::Result<PathBuf> {
-            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&root)?;
-            std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-            for f in [PARAMS_FILE, OUTPUTS_FILE] {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(dir.join(f))?;
-            }
-            dir.canonicalize()
+            Channels::create(&dir).map(|c| c.dir)
         })();
         match made {
             Ok(dir) => Some(Channels { dir }),
@@ -84,6 +76,28 @@ impl Channels {
                 None
             }
         }
+    }
+
+    /// Creates `dir` (0700, it must not exist) with the two empty channel files (0600): for a
+    /// job whose files live elsewhere than the data directory (a Slurm job directory).
+    pub fn create(dir: &Path) -> std::io::Result<Channels> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        for f in [PARAMS_FILE, OUTPUTS_FILE] {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join(f))?;
+        }
+        Ok(Channels {
+            dir: dir.canonicalize()?,
+        })
+    }
+
+    /// The params and outputs files.
+    pub fn files(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join(PARAMS_FILE), self.dir.join(OUTPUTS_FILE))
     }
 
     /// The variables for the child; `workdir` is its working directory as it sees it.

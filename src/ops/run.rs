@@ -1056,9 +1056,10 @@ fn record_finish(ev: &dyn Events, store: &mut Store, run: &Run, fin: &Finish) {
 }
 
 /// Stores the params the job logged (`REPRO_PARAMS`): a `--param` of the same key wins (said
-/// when the values differ); one read from the argv is replaced. A warning when they cannot be
+/// when the values differ); one read from the argv, or logged by the job a re-run repeats, is
+/// replaced. A warning when they cannot be
 /// stored: the run's outcome stands.
-fn record_job_params(
+pub(crate) fn record_job_params(
     ev: &dyn Events,
     store: &mut Store,
     run: &Run,
@@ -1066,10 +1067,12 @@ fn record_job_params(
 ) {
     let mut set = Vec::new();
     for (k, v) in logged {
+        // Read from the argv, or logged by a job (the original's, copied into a re-run): the
+        // job's own value replaces it.
         let explicit = run
             .params
             .get(&k)
-            .filter(|_| !run.params_from_argv.contains(&k));
+            .filter(|_| !run.params_from_argv.contains(&k) && !run.params_from_job.contains(&k));
         match explicit {
             Some(given) if *given != v => ev.warn(&format!(
                 "param {}: --param {} wins over the {} the job logged",

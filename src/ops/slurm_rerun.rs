@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::capture::host;
 use crate::capture::image::registry::RegistryOptions;
 use crate::exec::which;
+use crate::ops::channels::{Channels, OUTPUTS_VAR, PARAMS_VAR};
 use crate::ops::rerun::{new_run, require_empty, rerun_mode, Checks, RerunError, Tolerance};
 use crate::ops::run::keep_outputs;
 use crate::ops::Events;
@@ -101,6 +102,8 @@ pub const SCRIPT_FILE: &str = "rerun.sbatch";
 pub const CODE_DIR: &str = "code";
 /// The job's `REPRO_METRICS` file in the job directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The job's `REPRO_PARAMS` and `REPRO_OUTPUTS` files, in this directory of the job directory.
+pub const CHANNELS_DIR: &str = "channels";
 /// How often `--wait` asks Slurm.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -298,37 +301,57 @@ pub fn submit(
     })
 }
 
-/// `--export=ALL,REPRO_RUN_ID=…,REPRO_METRICS=DIR/metrics.jsonl` for sbatch, with the file
-/// created empty (a podman job mounts it); nothing (and a warning) when that cannot be done.
+/// `--export=ALL,REPRO_RUN_ID=…,REPRO_METRICS=DIR/metrics.jsonl,REPRO_PARAMS=…,REPRO_OUTPUTS=…`
+/// for sbatch: the job reports metrics, params and outputs as under `repro run`, through files
+/// created now in the job directory (a podman job mounts them; the script sets `REPRO_WORKDIR`).
+/// What cannot be created is left out with a warning.
 fn metrics_export(ev: &dyn Events, run_id: &str, dir: &Path) -> Vec<OsString> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = dir.join(METRICS_FILE);
-    let text = file.to_string_lossy();
     // sbatch splits --export on commas.
+    let text = dir.to_string_lossy();
     if text.contains(',') || text.contains('\n') {
         ev.warn(&format!(
-            "the job directory {} has a comma in its path: the job's metrics (REPRO_METRICS) are not collected",
+            "the job directory {} has a comma in its path: the job's metrics, params and outputs (REPRO_METRICS, REPRO_PARAMS, REPRO_OUTPUTS) are not collected",
             dir.display()
         ));
         return Vec::new();
     }
+    let mut pairs = Vec::new();
+    let file = dir.join(METRICS_FILE);
     let made = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&file);
-    if let Err(e) = made {
-        ev.warn(&format!(
+    match made {
+        Ok(_) => {
+            pairs.push(format!("{}={run_id}", crate::ops::metrics::RUN_ID_VAR));
+            pairs.push(format!(
+                "{}={}",
+                crate::ops::metrics::METRICS_VAR,
+                file.to_string_lossy()
+            ));
+        }
+        Err(e) => ev.warn(&format!(
             "cannot create {} ({e}): the job's metrics (REPRO_METRICS) are not collected",
             file.display()
-        ));
+        )),
+    }
+    match Channels::create(&dir.join(CHANNELS_DIR)) {
+        Ok(c) => {
+            let (params, outputs) = c.files();
+            pairs.push(format!("{PARAMS_VAR}={}", params.to_string_lossy()));
+            pairs.push(format!("{OUTPUTS_VAR}={}", outputs.to_string_lossy()));
+        }
+        Err(e) => ev.warn(&format!(
+            "cannot create {} ({e}): the job's params and outputs (REPRO_PARAMS, REPRO_OUTPUTS) are not collected",
+            dir.join(CHANNELS_DIR).display()
+        )),
+    }
+    if pairs.is_empty() {
         return Vec::new();
     }
-    vec![OsString::from(format!(
-        "--export=ALL,{}={run_id},{}={text}",
-        crate::ops::metrics::RUN_ID_VAR,
-        crate::ops::metrics::METRICS_VAR
-    ))]
+    vec![OsString::from(format!("--export=ALL,{}", pairs.join(",")))]
 }
 
 /// What `rerun` did.
@@ -481,7 +504,21 @@ fn record_end(
 ) -> Result<JobEnd, SlurmRerunError> {
     let outcome =
         combined_outcome(&jobs).ok_or_else(|| SlurmRerunError::NotEnded { id: run.id.clone() })?;
-    let paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
+    // What the job sent through REPRO_PARAMS and REPRO_OUTPUTS (read once: the files go).
+    let sent = match &req.dir {
+        Some(dir) if dir.join(CHANNELS_DIR).is_dir() => Channels {
+            dir: dir.join(CHANNELS_DIR),
+        }
+        .collect(ev),
+        _ => Default::default(),
+    };
+    // The original's outputs, then those the job declared (`repro.output`), without repeats.
+    let mut paths: Vec<String> = orig.outputs.iter().map(|o| o.path.clone()).collect();
+    for p in sent.outputs {
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
     // Held until the outcome naming the kept objects is recorded (see `keep_lock`).
     let keeping = crate::ops::run::keep_lock(ev, store, &paths, &req.end.keep_outputs);
     let outputs = match outputs_dir {
@@ -512,6 +549,7 @@ fn record_end(
         ev.status(note);
     }
     if finished_now {
+        crate::ops::run::record_job_params(ev, store, run, sent.params);
         if let Some(reason) = &outcome.reason {
             store.add_note(&run.id, reason)?;
         }

@@ -343,6 +343,18 @@ done
     s.push_str(
         "metrics_flags=(--env=REPRO_RUN_ID --env=REPRO_METRICS \"--volume=$REPRO_METRICS:$REPRO_METRICS\")\n",
     );
+    // A job started by `repro rerun --on slurm` also logs params and declares outputs through
+    // files the caller names (REPRO_PARAMS, REPRO_OUTPUTS); the job sees its working directory
+    // as REPRO_WORKDIR, against which it makes declared paths relative.
+    let (_, job_dir) = super::plan::container_dirs(run);
+    s.push_str(&format!(
+        r#"if [[ -n ${{REPRO_PARAMS:-}} && -n ${{REPRO_OUTPUTS:-}} ]]; then
+  export REPRO_WORKDIR={}
+  metrics_flags+=(--env=REPRO_PARAMS --env=REPRO_OUTPUTS --env=REPRO_WORKDIR "--volume=$REPRO_PARAMS:$REPRO_PARAMS" "--volume=$REPRO_OUTPUTS:$REPRO_OUTPUTS")
+fi
+"#,
+        q.str("workdir", &job_dir)?
+    ));
     // The plan passes variables by name (`--env NAME`), as `repro run` does.
     for w in env_words(run, "")? {
         s.push_str(&format!("export {w}\n"));
@@ -399,6 +411,8 @@ host_exec() {
   fi
   (
     cd -- "$dir" || exit 1
+    # With REPRO_PARAMS/REPRO_OUTPUTS (a Slurm re-run), the job's working directory.
+    if [[ -n ${REPRO_PARAMS:-} ]]; then export REPRO_WORKDIR=$PWD; fi
     while (($# > 0)) && [[ $1 != -- ]]; do
       export -- "${1?}"
       shift

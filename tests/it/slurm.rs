@@ -760,12 +760,17 @@ fn rerun_on_slurm_runs_the_pinned_image_with_podman() {
             "/bin/busybox",
             "sh",
             "-c",
-            "cat README > out.txt; echo done",
+            "cat README > out.txt; echo done; if [ -n \"$REPRO_PARAMS\" ]; then \
+             echo \"{\\\"token\\\": \\\"$(cat /proc/sys/kernel/random/uuid)\\\", \\\"wd\\\": \\\"$REPRO_WORKDIR\\\"}\" >> \"$REPRO_PARAMS\"; fi",
         ])
         .output()
         .unwrap();
     crate::support::assert_ok(&out);
     let orig = env.last_id();
+    let token = env.show_json(&orig)["params"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", env.show_json(&orig)))
+        .to_string();
     // The tag moves; the job must run the recorded digest.
     registry.push_busybox("team/trainer", "5.0");
     let dir = env.root().join("job");
@@ -810,6 +815,13 @@ fn rerun_on_slurm_runs_the_pinned_image_with_podman() {
     assert_eq!(new["image"]["digest"], digest.as_str());
     assert_eq!(new["exec"]["engine"], "podman");
     assert_eq!(new["scheduler"]["job_id"], job_id.as_str());
+    // The job in the container logged its params through the mounted REPRO_PARAMS.
+    assert_ne!(new["params"]["token"], token.as_str(), "{new}");
+    assert_eq!(new["params"]["wd"], env.show_json(&orig)["params"]["wd"]);
+    assert!(
+        new["params"]["wd"].as_str().unwrap().starts_with('/'),
+        "{new}"
+    );
 }
 
 #[test]
@@ -1098,4 +1110,66 @@ printf '{{"step": 1, "acc": 0.5}}\n' >> "$REPRO_METRICS""#,
             String::from_utf8_lossy(&sc.stdout)
         );
     });
+}
+
+/// A Slurm re-run gets the channels `repro run` gives a job: the params it logs through
+/// `REPRO_PARAMS` are the re-run's own (not the original's), an output it declares through
+/// `REPRO_OUTPUTS` is hashed and recorded, and `REPRO_WORKDIR` is its working directory.
+#[test]
+fn rerun_on_slurm_records_the_params_and_outputs_the_job_sends() {
+    let cluster = slurm::shared();
+    let env = TestEnv::new();
+    let orig = record(
+        &env,
+        r#"cat README > out.txt
+printf '%s' "${REPRO_WORKDIR:-unset}" > wd.txt
+if [ -n "${REPRO_PARAMS:-}" ]; then
+  printf '{"attempt": "%s"}\n' "$$" >> "$REPRO_PARAMS"
+  echo kept > "extra-$$.bin"
+  printf '{"path": "extra-%s.bin"}\n' "$$" >> "$REPRO_OUTPUTS"
+fi"#,
+    );
+    let first = env.show_json(&orig);
+    let attempt = first["params"]["attempt"].as_str().unwrap().to_string();
+    let dir = env.root().join("job");
+    let (code, _, err) = rerun_on_slurm(
+        &env,
+        cluster,
+        &[
+            "rerun",
+            &orig,
+            "--on",
+            "slurm",
+            "--wait",
+            "--checkout",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{}", cluster.logs());
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["rerun_of"], orig.as_str());
+    let again = new["params"]["attempt"].as_str().unwrap();
+    assert_ne!(
+        again, attempt,
+        "the re-run's job logged its own value: {new}"
+    );
+    assert!(!err.contains("wins over"), "{err}");
+    let declared = format!("extra-{again}.bin");
+    let out = new["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == declared.as_str())
+        .unwrap_or_else(|| panic!("no output {declared}: {new}"));
+    assert_eq!(
+        out["sha256"],
+        crate::support::registry::sha256_digest(b"kept\n").trim_start_matches("sha256:")
+    );
+    let code_dir = dir.join("code").canonicalize().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(code_dir.join("wd.txt")).unwrap(),
+        code_dir.display().to_string()
+    );
+    // The channel files were read and removed.
+    assert!(!dir.join("channels").exists());
 }
