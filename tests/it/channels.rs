@@ -111,3 +111,30 @@ fn a_container_job_reaches_its_channels_at_the_same_path() {
         "/workspace",
     );
 }
+
+/// A local re-run's job logs its own values: a param the original's job logged (copied into
+/// the re-run) is replaced, not taken for a `--param`; a `--param` of the original still wins.
+#[test]
+fn a_rerun_records_what_its_own_job_logs() {
+    let env = TestEnv::new();
+    let job = r#"printf '{"token": "%s", "batch": "64"}\n' "$(cat /proc/sys/kernel/random/uuid)" >> "$REPRO_PARAMS""#;
+    let (code, _, err) = env.run_in(
+        env.root(),
+        &[
+            "run", "--host", "--param", "batch=32", "--", "sh", "-c", job,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let orig = env.last_id();
+    let first = env.show_json(&orig)["params"]["token"].clone();
+    assert!(first.is_string(), "{}", env.show_json(&orig));
+    let (code, _, err) = env.run_in(env.root(), &["rerun", &orig]);
+    assert_eq!(code, 0, "{err}");
+    let new = env.show_json(&env.last_id());
+    assert_eq!(new["rerun_of"], orig.as_str());
+    assert!(new["params"]["token"].is_string(), "{new}");
+    assert_ne!(new["params"]["token"], first, "{new}");
+    assert!(!err.contains("param token"), "{err}");
+    assert_eq!(new["params"]["batch"], "32", "{new}");
+    assert!(err.contains("param batch: --param 32 wins"), "{err}");
+}
