@@ -20,8 +20,9 @@ pub enum Cut {
     Of { shown: u64, total: u64 },
     /// `shown` of more than [`COUNT_CAP`] (not counted further).
     OfOver { shown: u64 },
-    /// More match than `shown`; how many is not counted (statuses decided row by row, or a
-    /// metric order, which lists only runs that have the metric).
+    /// More match than `shown`; how many is not counted (statuses decided row by row, a metric
+    /// order, or a metric condition many runs meet next to other filters: see
+    /// [`Store::count_matching`]).
     More { shown: u64 },
 }
 
@@ -131,16 +132,11 @@ pub struct Page {
 }
 
 /// The page of `q` (its limit is the page size, `None`: every run) starting `offset` runs in:
-/// the runs before it are read and skipped, as a keyset is not defined for every order.
+/// the runs before it are skipped by the query (see [`Store::query_from`]), not completed.
 pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError> {
     let mut read = q.clone();
-    read.filter.limit = q
-        .filter
-        .limit
-        .map(|l| l.saturating_add(offset).saturating_add(1));
-    let mut runs = store.query(&read)?;
-    let skip = (offset as usize).min(runs.len());
-    runs.drain(..skip);
+    read.filter.limit = q.filter.limit.map(|l| l.saturating_add(1));
+    let mut runs = store.query_from(&read, offset)?;
     let more = q.filter.limit.is_some_and(|l| runs.len() as u64 > l);
     if let Some(l) = q.filter.limit {
         runs.truncate(l as usize);
@@ -148,8 +144,18 @@ pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError
     let (total, total_over) = match store.count_matching(q, COUNT_CAP)? {
         Some(t) if t > COUNT_CAP => (None, true),
         Some(t) => (Some(t), false),
-        // Statuses decided row by row, or a metric order: known only when the list ended here.
-        None if !more => (Some(skip as u64 + runs.len() as u64), false),
+        // Not counted (statuses decided row by row, a metric order, or a metric condition with
+        // too many candidates): known only when the list ended here.
+        None if !more => {
+            // The runs before the page: all of the offset when some are on it; past the end,
+            // as many as there are.
+            let before = if runs.is_empty() && offset > 0 {
+                store.count_upto(q, offset)?
+            } else {
+                offset
+            };
+            (Some(before + runs.len() as u64), false)
+        }
         None => (None, false),
     };
     Ok(Page {
