@@ -640,8 +640,31 @@ impl Store {
             args.push(Value::Integer(offset.min(i64::MAX as u64) as i64));
             (format!("{sql} OFFSET ?{}", args.len()), args)
         };
-        let [first, second] = sort.queries(RUN_COLUMNS, filter.where_clause(), desc, Some(limit));
-        let (sql, args) = with_offset(first, offset);
+        let base = filter.where_clause();
+        let [first, second] = sort.queries(RUN_COLUMNS, base.clone(), desc, Some(limit));
+        // With no filter, the runs with the metric are skipped on its (key, stat, run_id) index
+        // alone, then the page's runs joined in the same order: the join is not walked for
+        // every run skipped. With filters, they need each run's row: the query as it is.
+        let unfiltered = base.0.is_empty();
+        let (col, dir) = (sort.stat.column(), if desc { "DESC" } else { "ASC" });
+        let metric_rows = format!(
+            "SELECT run_id, {col} FROM run_metrics WHERE key = ?1 AND {col} IS NOT NULL \
+             ORDER BY {col} {dir}, run_id {dir}"
+        );
+        let (sql, args) = if unfiltered {
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM ({metric_rows} LIMIT ?2 OFFSET ?3) AS ms \
+                 CROSS JOIN runs ON runs.id = ms.run_id ORDER BY ms.{col} {dir}, ms.run_id {dir}"
+            );
+            let args = vec![
+                Value::Text(sort.key.clone()),
+                Value::Integer(limit.min(i64::MAX as u64) as i64),
+                Value::Integer(offset.min(i64::MAX as u64) as i64),
+            ];
+            (sql, args)
+        } else {
+            with_offset(first, offset)
+        };
         read(&sql, &args, &mut |run| {
             runs.push(run);
             true
@@ -650,7 +673,16 @@ impl Store {
             // How many runs with the metric the offset passed: all of it when some are on
             // this page, else as many as there are (counted up to the offset).
             let passed = if runs.is_empty() {
-                let [(sql, args), _] = sort.queries("1", filter.where_clause(), desc, Some(offset));
+                let (sql, args) = if unfiltered {
+                    let args = vec![
+                        Value::Text(sort.key.clone()),
+                        Value::Integer(offset.min(i64::MAX as u64) as i64),
+                    ];
+                    (format!("{metric_rows} LIMIT ?2"), args)
+                } else {
+                    let [q1, _] = sort.queries("1", base, desc, Some(offset));
+                    q1
+                };
                 let n: i64 = self
                     .conn
                     .query_row(
