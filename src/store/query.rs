@@ -1160,6 +1160,44 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_page_skips_on_an_index_and_reads_only_its_rows() {
+        let s = Store::open_in_memory().unwrap();
+        for (what, filter) in [
+            ("none", RunFilter::default()),
+            (
+                "tag",
+                RunFilter {
+                    tags: vec!["nightly".into()],
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let (sql, args) = filter.to_sql_page(RUN_COLUMNS, Some(51), 990_000);
+            let mut stmt = s
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            // The page's rows by rowid; the skipping walks a covering index, never the table.
+            assert!(
+                plan.iter()
+                    .any(|p| p == "SEARCH runs USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{what}: {plan:#?}"
+            );
+            assert!(
+                plan.iter()
+                    .filter(|p| p.contains(" runs") && !p.contains("rowid=?"))
+                    .all(|p| p.contains("COVERING INDEX")),
+                "{what}: {plan:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn default_order_needs_no_sort() {
         let s = Store::open_in_memory().unwrap();
         let plan = s
