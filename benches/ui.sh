@@ -7,14 +7,19 @@
 # against `mlflow server` on its SQLite store holding PEER_N runs (default 10,000, made by
 # benches/metrics_peer.py from the same runs), next to `repro ui` over the same PEER_N runs with
 # limit=100.
-# Usage: benches/ui.sh   (N=… PEER_N=… RUNS=… BENCH_DIR=… to change; databases are reused;
-#        REPRO=… FILL=… use those binaries instead of building the release ones;
-#        CLIENT_N=… MLflow runs made through its client, default 200, the rest copied in SQL)
+# Issue 27's slow cases are timed too: a metric condition with a status, and deep pages (offset
+# 1,000, 100,000 and 990,000 runs in, by start and by a metric).
+# Usage: benches/ui.sh   (N=… PEER_N=… RUNS=… WARMUP=… BENCH_DIR=… to change; databases are
+#        reused; REPRO=… FILL=… use those binaries instead of building the release ones;
+#        PEER=no: only the requests of repro ui over N runs (no browser, no MLflow), e.g. to time
+#        an older binary next to this one; CLIENT_N=… MLflow runs made through its client,
+#        default 200, the rest copied in SQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-1000000}"
 PEER_N="${PEER_N:-10000}"
 RUNS="${RUNS:-30}"
+WARMUP="${WARMUP:-3}"
 dir="${BENCH_DIR:-$PWD/target/bench-ui}"
 venv="${REPRO_TEST_MLFLOW_VENV:-$PWD/target/py-mlflow}"
 [ -x "$venv/bin/mlflow" ] || { echo "no mlflow in $venv: run scripts/install-deps.sh" >&2; exit 1; }
@@ -53,13 +58,25 @@ serve "$big"; url=$served
 q="$url/api/runs?limit=50&sort=metric:acc"
 curl -sf "$q" > /dev/null # warm the cache
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "repro ui over $N runs, /api/runs?limit=50&sort=metric:acc: $(server_ms "$q") (curl time_total)"
-echo "repro ui over $N runs, /api/runs?limit=50: $(server_ms "$url/api/runs?limit=50")"
-hyperfine -N --warmup 3 --runs "$RUNS" --export-markdown "$dir/ui-$N.md" \
-    -n "GET /api/runs?limit=50&sort=metric:acc ($N runs)" "curl -sf -o /dev/null $q" \
-    -n "GET /api/runs?limit=50 ($N runs)" "curl -sf -o /dev/null $url/api/runs?limit=50" \
-    -n "GET /api/runs?limit=50&where=metric:acc>=0.9&status=failed ($N runs)" "curl -sf -o /dev/null $url/api/runs?limit=50&where=metric%3Aacc%3E%3D0.9&status=failed" \
-    -n "GET /api/runs?limit=50&offset=1000 ($N runs)" "curl -sf -o /dev/null $url/api/runs?limit=50&offset=1000"
+# name|query string: the requests timed by hyperfine (and by curl's time_total).
+requests=(
+    "limit=50&sort=metric:acc|limit=50&sort=metric%3Aacc"
+    "limit=50|limit=50"
+    "limit=50&where=metric:acc>=0.9&status=failed|limit=50&where=metric%3Aacc%3E%3D0.9&status=failed"
+    "limit=50&where=metric:acc>=0.9|limit=50&where=metric%3Aacc%3E%3D0.9"
+    "limit=50&offset=1000|limit=50&offset=1000"
+    "limit=50&offset=100000|limit=50&offset=100000"
+    "limit=50&offset=990000|limit=50&offset=990000"
+    "limit=50&sort=metric:acc&offset=100000|limit=50&sort=metric%3Aacc&offset=100000"
+)
+args=()
+for r in "${requests[@]}"; do
+    name="${r%%|*}" query="${r#*|}"
+    echo "repro ui over $N runs, /api/runs?$name: $(server_ms "$url/api/runs?$query") (curl time_total)"
+    args+=(-n "GET /api/runs?$name ($N runs)" "curl -sf -o /dev/null $url/api/runs?$query")
+done
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-markdown "$dir/ui-$N.md" "${args[@]}"
+[ "${PEER:-yes}" = no ] && { cat "$dir/ui-$N.md"; exit 0; }
 
 # The runs page in headless Chromium (selenium venv): from navigation to the table of 50 runs.
 sel="${REPRO_TEST_SELENIUM_VENV:-$PWD/target/py-selenium}"

@@ -20,8 +20,9 @@ pub enum Cut {
     Of { shown: u64, total: u64 },
     /// `shown` of more than [`COUNT_CAP`] (not counted further).
     OfOver { shown: u64 },
-    /// More match than `shown`; how many is not counted (statuses decided row by row, or a
-    /// metric order, which lists only runs that have the metric).
+    /// More match than `shown`; how many is not counted (statuses decided row by row, a metric
+    /// order, or a metric condition many runs meet next to other filters: see
+    /// [`Store::count_matching`]).
     More { shown: u64 },
 }
 
@@ -131,16 +132,11 @@ pub struct Page {
 }
 
 /// The page of `q` (its limit is the page size, `None`: every run) starting `offset` runs in:
-/// the runs before it are read and skipped, as a keyset is not defined for every order.
+/// the runs before it are skipped by the query (see [`Store::query_from`]), not completed.
 pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError> {
     let mut read = q.clone();
-    read.filter.limit = q
-        .filter
-        .limit
-        .map(|l| l.saturating_add(offset).saturating_add(1));
-    let mut runs = store.query(&read)?;
-    let skip = (offset as usize).min(runs.len());
-    runs.drain(..skip);
+    read.filter.limit = q.filter.limit.map(|l| l.saturating_add(1));
+    let mut runs = store.query_from(&read, offset)?;
     let more = q.filter.limit.is_some_and(|l| runs.len() as u64 > l);
     if let Some(l) = q.filter.limit {
         runs.truncate(l as usize);
@@ -148,8 +144,18 @@ pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError
     let (total, total_over) = match store.count_matching(q, COUNT_CAP)? {
         Some(t) if t > COUNT_CAP => (None, true),
         Some(t) => (Some(t), false),
-        // Statuses decided row by row, or a metric order: known only when the list ended here.
-        None if !more => (Some(skip as u64 + runs.len() as u64), false),
+        // Not counted (statuses decided row by row, a metric order, or a metric condition with
+        // too many candidates): known only when the list ended here.
+        None if !more => {
+            // The runs before the page: all of the offset when some are on it; past the end,
+            // as many as there are.
+            let before = if runs.is_empty() && offset > 0 {
+                store.count_upto(q, offset)?
+            } else {
+                offset
+            };
+            (Some(before + runs.len() as u64), false)
+        }
         None => (None, false),
     };
     Ok(Page {
@@ -158,4 +164,61 @@ pub fn page(store: &Store, q: &RunQuery, offset: u64) -> Result<Page, StoreError
         total_over,
         more,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{paged_queries, paged_store};
+
+    /// The page as [`page`] made it before offsets were pushed into the query: it read
+    /// `offset + limit + 1` complete runs and dropped the first `offset`.
+    fn old_page(store: &Store, q: &RunQuery, offset: u64) -> Page {
+        let mut read = q.clone();
+        read.filter.limit = q
+            .filter
+            .limit
+            .map(|l| l.saturating_add(offset).saturating_add(1));
+        let mut runs = store.query(&read).unwrap();
+        let skip = (offset as usize).min(runs.len());
+        runs.drain(..skip);
+        let more = q.filter.limit.is_some_and(|l| runs.len() as u64 > l);
+        if let Some(l) = q.filter.limit {
+            runs.truncate(l as usize);
+        }
+        let (total, total_over) = match store.count_matching(q, COUNT_CAP).unwrap() {
+            Some(t) if t > COUNT_CAP => (None, true),
+            Some(t) => (Some(t), false),
+            None if !more => (Some(skip as u64 + runs.len() as u64), false),
+            None => (None, false),
+        };
+        Page {
+            runs,
+            total,
+            total_over,
+            more,
+        }
+    }
+
+    #[test]
+    fn pages_say_what_the_old_pages_said() {
+        let s = paged_store(17);
+        for (what, q) in paged_queries() {
+            for limit in [Some(1), Some(4), None] {
+                for offset in [0, 1, 3, 4, 7, 8, 12, 13, 16, 17, 30] {
+                    let mut q = q.clone();
+                    q.filter.limit = limit;
+                    let want = old_page(&s, &q, offset);
+                    let got = page(&s, &q, offset).unwrap();
+                    let at = format!("{what}, limit {limit:?}, offset {offset}");
+                    assert_eq!(got.runs, want.runs, "{at}");
+                    assert_eq!(
+                        (got.total, got.total_over, got.more),
+                        (want.total, want.total_over, want.more),
+                        "{at}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -895,4 +895,4 @@ pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

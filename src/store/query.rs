@@ -409,6 +409,35 @@ impl RunFilter {
     }
 
     fn to_sql_limit(&self, columns: &str, limit: Option<u64>) -> (String, Vec<Value>) {
+        self.to_sql_page(columns, limit, 0)
+    }
+
+    /// As `to_sql_limit`, skipping the first `offset` rows in SQL (`OFFSET`): rows skipped there
+    /// are never read into a [`Run`]. The page's rows are picked by rowid first (an index walk
+    /// when the order has one), then read whole in the same order (a total one: ties go by id),
+    /// so no skipped row's columns are read (a page 990,000 runs in: 40 → 25 ms).
+    fn to_sql_page(&self, columns: &str, limit: Option<u64>, offset: u64) -> (String, Vec<Value>) {
+        if offset == 0 {
+            return self.to_sql_select(columns, limit, 0);
+        }
+        let (inner, args) = self.to_sql_select("runs.rowid", limit, offset);
+        let order = match self.driver() {
+            Some(_) => format!("id {}", dir(true, self.oldest_first)),
+            None => self.sort.order_by(self.oldest_first),
+        };
+        (
+            format!("SELECT {columns} FROM runs WHERE rowid IN ({inner}) ORDER BY {order}"),
+            args,
+        )
+    }
+
+    /// The one `SELECT` of `to_sql_page`.
+    fn to_sql_select(
+        &self,
+        columns: &str,
+        limit: Option<u64>,
+        offset: u64,
+    ) -> (String, Vec<Value>) {
         // A tag or param matching many runs would make `id IN (…)` collect every match before
         // the newest 20 are picked. Driving the query from the annotation's covering index
         // (tag, run_id) instead walks run ids newest first and stops at the limit; the join is
@@ -453,6 +482,12 @@ impl RunFilter {
         if let Some(l) = limit {
             args.push(Value::Integer(l.min(i64::MAX as u64) as i64));
             sql.push_str(&format!(" LIMIT ?{}", args.len()));
+        } else if offset > 0 {
+            sql.push_str(" LIMIT -1");
+        }
+        if offset > 0 {
+            args.push(Value::Integer(offset.min(i64::MAX as u64) as i64));
+            sql.push_str(&format!(" OFFSET ?{}", args.len()));
         }
         (sql, args)
     }
@@ -531,7 +566,7 @@ impl Store {
             Some((sort, desc)) => self.runs_by_metric(&filter, sort, *desc, keep),
             None => {
                 let mut out = Vec::new();
-                self.visit_filtered(&filter, keep, &mut |r| {
+                self.visit_filtered(&filter, 0, keep, &mut |r| {
                     out.push(r);
                     true
                 })?;
@@ -540,30 +575,260 @@ impl Store {
         }
     }
 
-    /// How many runs `q` selects without its limit, counting at most `cap + 1` (a count over a
-    /// million matches would cost more than the listing), when one SQL count says it exactly:
-    /// `None` when a row's status is decided as it is read (`running` / `lost`) or the runs are
-    /// ordered by a metric (which lists only runs that have it).
-    pub fn count_matching(&self, q: &RunQuery, cap: u64) -> Result<Option<u64>> {
-        if q.decided_when_read() || q.metric_sort.is_some() {
-            return Ok(None);
+    /// The runs `q` selects past the first `offset` (a page of a listing): the same runs, in
+    /// the same order, as [`Store::query`] lists after its first `offset` with a limit of
+    /// `offset` + `q`'s, but the runs before the page are not completed (datasets, params, …)
+    /// and, without a status decided as rows are read, not read at all (SQL `OFFSET`).
+    pub fn query_from(&self, q: &RunQuery, offset: u64) -> Result<Vec<Run>> {
+        if offset == 0 {
+            return self.query(q);
+        }
+        if !q.then_by.is_empty() {
+            // Ties are broken after reading, over the runs read: read those before the page too.
+            let mut read = q.clone();
+            read.filter.limit = q.filter.limit.map(|l| l.saturating_add(offset));
+            let mut runs = self.query(&read)?;
+            runs.drain(..(offset.min(runs.len() as u64) as usize));
+            return Ok(runs);
         }
         let filter = self.compile(q)?;
+        let mut keep = |r: &Run| q.keeps(r);
+        let keep = q
+            .decided_when_read()
+            .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
+        match &q.metric_sort {
+            Some((sort, desc)) => self.metric_page(&filter, sort, *desc, offset, keep),
+            None => {
+                let mut out = Vec::new();
+                self.visit_filtered(&filter, offset, keep, &mut |r| {
+                    out.push(r);
+                    true
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// [`Store::runs_by_metric`] past its first `offset` runs: its two queries (runs with the
+    /// metric, best first; then the others, newest first) with the offset carried from the
+    /// first into the second. Without `keep`, SQLite skips the rows; with it, rows are read and
+    /// kept ones skipped here, before they are completed.
+    fn metric_page(
+        &self,
+        filter: &RunFilter,
+        sort: &MetricSort,
+        desc: bool,
+        offset: u64,
+        mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
+    ) -> Result<Vec<Run>> {
+        let limit = filter.limit.unwrap_or(u64::MAX);
+        let mut runs = Vec::new();
+        let read = |sql: &str, args: &[Value], each: &mut dyn FnMut(Run) -> bool| -> Result<()> {
+            let mut stmt = self
+                .conn
+                .prepare(sql)
+                .map_err(self.sql_err("sort by metric"))?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(self.sql_err("sort by metric"))?;
+            while let Some(row) = rows.next().map_err(self.sql_err("sort by metric"))? {
+                let run = run_from_row(row).map_err(self.sql_err("sort by metric"))?;
+                if !each(run) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        if let Some(keep) = keep.as_mut() {
+            let mut skip = offset;
+            for (sql, args) in sort.queries(RUN_COLUMNS, filter.where_clause(), desc, None) {
+                if runs.len() as u64 >= limit {
+                    break;
+                }
+                read(&sql, &args, &mut |run| {
+                    if keep(&run) {
+                        if skip > 0 {
+                            skip -= 1;
+                        } else {
+                            runs.push(run);
+                        }
+                    }
+                    (runs.len() as u64) < limit
+                })?;
+            }
+            self.load_children(&mut runs)?;
+            return Ok(runs);
+        }
+        let with_offset = |(sql, mut args): (String, Vec<Value>), offset: u64| {
+            args.push(Value::Integer(offset.min(i64::MAX as u64) as i64));
+            (format!("{sql} OFFSET ?{}", args.len()), args)
+        };
+        let base = filter.where_clause();
+        let [first, second] = sort.queries(RUN_COLUMNS, base.clone(), desc, Some(limit));
+        // With no filter, the runs with the metric are skipped on its (key, stat, run_id) index
+        // alone, then the page's runs joined in the same order: the join is not walked for
+        // every run skipped. With filters, they need each run's row: the query as it is.
+        let unfiltered = base.0.is_empty();
+        let (col, dir) = (sort.stat.column(), if desc { "DESC" } else { "ASC" });
+        let metric_rows = format!(
+            "SELECT run_id, {col} FROM run_metrics WHERE key = ?1 AND {col} IS NOT NULL \
+             ORDER BY {col} {dir}, run_id {dir}"
+        );
+        let (sql, args) = if unfiltered {
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM ({metric_rows} LIMIT ?2 OFFSET ?3) AS ms \
+                 CROSS JOIN runs ON runs.id = ms.run_id ORDER BY ms.{col} {dir}, ms.run_id {dir}"
+            );
+            let args = vec![
+                Value::Text(sort.key.clone()),
+                Value::Integer(limit.min(i64::MAX as u64) as i64),
+                Value::Integer(offset.min(i64::MAX as u64) as i64),
+            ];
+            (sql, args)
+        } else {
+            with_offset(first, offset)
+        };
+        read(&sql, &args, &mut |run| {
+            runs.push(run);
+            true
+        })?;
+        if (runs.len() as u64) < limit {
+            // How many runs with the metric the offset passed: all of it when some are on
+            // this page, else as many as there are (counted up to the offset).
+            let passed = if runs.is_empty() {
+                let (sql, args) = if unfiltered {
+                    let args = vec![
+                        Value::Text(sort.key.clone()),
+                        Value::Integer(offset.min(i64::MAX as u64) as i64),
+                    ];
+                    (format!("{metric_rows} LIMIT ?2"), args)
+                } else {
+                    let [q1, _] = sort.queries("1", base, desc, Some(offset));
+                    q1
+                };
+                let n: i64 = self
+                    .conn
+                    .query_row(
+                        &format!("SELECT count(*) FROM ({sql})"),
+                        rusqlite::params_from_iter(args.iter()),
+                        |r| r.get(0),
+                    )
+                    .map_err(self.sql_err("sort by metric"))?;
+                n.max(0) as u64
+            } else {
+                offset
+            };
+            let (sql, args) = with_offset(second, offset - passed);
+            read(&sql, &args, &mut |run| {
+                runs.push(run);
+                (runs.len() as u64) < limit
+            })?;
+        }
+        self.load_children(&mut runs)?;
+        Ok(runs)
+    }
+
+    /// How many runs `q` selects (whatever its order and limit), counting at most `n`: the
+    /// runs before a page past the end of a listing.
+    pub fn count_upto(&self, q: &RunQuery, n: u64) -> Result<u64> {
+        let mut plain = q.clone();
+        plain.metric_sort = None;
+        plain.then_by.clear();
+        plain.filter.limit = Some(n);
+        plain.filter.sort = SortKey::Started;
+        if !q.decided_when_read() {
+            let filter = self.compile(&plain)?;
+            return self.count_sql(&filter, n);
+        }
+        let mut seen = 0;
+        self.visit_rows(&plain, &mut |_| {
+            seen += 1;
+            seen < n
+        })?;
+        Ok(seen.min(n))
+    }
+
+    /// Reads the `runs` rows `q` selects (the status rule applied, no limit), in its filter's
+    /// order, until `each` returns `false`.
+    fn visit_rows(&self, q: &RunQuery, each: &mut dyn FnMut(Run) -> bool) -> Result<()> {
+        let filter = self.compile(q)?;
+        let (sql, args) = filter.to_sql_limit(RUN_COLUMNS, None);
+        let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(self.sql_err("list runs"))?;
+        while let Some(row) = rows.next().map_err(self.sql_err("list runs"))? {
+            let run = run_from_row(row).map_err(self.sql_err("list runs"))?;
+            if q.keeps(&run) && !each(run) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `SELECT count(*)` of the rows `filter` selects (no order), at most `n`.
+    fn count_sql(&self, filter: &RunFilter, n: u64) -> Result<u64> {
         let (sql, args) = filter.to_sql_limit("1", None);
         // The listing's ORDER BY is not needed to count; without it no sort is planned.
         let sql = match sql.rfind(" ORDER BY ") {
             Some(i) => sql[..i].to_string(),
             None => sql,
         };
-        let sql = format!(
-            "SELECT count(*) FROM ({sql} LIMIT {})",
-            cap.saturating_add(1)
-        );
+        let sql = format!("SELECT count(*) FROM ({sql} LIMIT {n})");
         let n: i64 = self
             .conn
             .query_row(&sql, rusqlite::params_from_iter(args.iter()), |r| r.get(0))
             .map_err(self.sql_err("count runs"))?;
-        Ok(Some(n.max(0) as u64))
+        Ok(n.max(0) as u64)
+    }
+
+    /// How many runs `q` selects without its limit, counting at most `cap + 1` (a count over a
+    /// million matches would cost more than the listing), when one SQL count says it exactly:
+    /// `None` when a row's status is decided as it is read (`running` / `lost`), the runs are
+    /// ordered by a metric (which lists only runs that have it), or a metric condition many runs
+    /// meet is combined with other filters leaving more than `cap` candidates (see below).
+    pub fn count_matching(&self, q: &RunQuery, cap: u64) -> Result<Option<u64>> {
+        if q.decided_when_read() || q.metric_sort.is_some() {
+            return Ok(None);
+        }
+        let filter = self.compile(q)?;
+        let bound = cap.saturating_add(1);
+        if filter.metric_shapes.contains(&Membership::Exists) {
+            // Many runs match a metric condition: each candidate of the other filters is then
+            // checked through (run_id, key), and counting past the cap could check most runs
+            // (a status with 120,000 runs and a condition 13,000 of them meet: 0.15 s). Counted
+            // only when those candidates are at most the cap, or when the condition is the only
+            // filter (its matches counted through its (key, stat) index).
+            let mut others = filter.clone();
+            others.metrics.clear();
+            others.metric_shapes.clear();
+            if self.count_sql(&others, bound)? > cap {
+                return match &filter.metrics[..] {
+                    [only] if !others.is_filtering() => self.count_metric_matches(only, bound),
+                    _ => Ok(None),
+                };
+            }
+        }
+        Ok(Some(self.count_sql(&filter, bound)?))
+    }
+
+    /// How many runs meet `cond`, at most `n`, through its `(key, stat)` index (a run has one
+    /// row per key); `None` if its SQL is not of the expected shape.
+    fn count_metric_matches(&self, cond: &MetricCond, n: u64) -> Result<Option<u64>> {
+        let mut args = Vec::new();
+        let sql = cond.sql(&mut args, Membership::In);
+        let Some(inner) = sql
+            .strip_prefix("id IN (")
+            .and_then(|s| s.strip_suffix(')'))
+        else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT count(*) FROM ({inner} LIMIT {n})");
+        let found: i64 = self
+            .conn
+            .query_row(&sql, rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+            .map_err(self.sql_err("count runs"))?;
+        Ok(Some(found.max(0) as u64))
     }
 
     /// Streams the runs `q` selects to `visit`, complete, one at a time (`export` of a large
@@ -585,7 +850,7 @@ impl Store {
         let keep = q
             .decided_when_read()
             .then_some(&mut keep as &mut dyn FnMut(&Run) -> bool);
-        self.visit_filtered(&filter, keep, visit)
+        self.visit_filtered(&filter, 0, keep, visit)
     }
 
     /// The runs `q` selects as their `runs` rows only (see [`Store::select_run_rows`]), in the
@@ -608,20 +873,29 @@ impl Store {
         Ok(filter)
     }
 
-    /// Streams the runs matching `filter`, in its order. `keep` sees each row before its
-    /// datasets, params, … are loaded and may reject it (the `lost` rule); `visit` receives
-    /// each kept, complete run and returns `false` to stop. At most `filter.limit` runs are
-    /// visited; rejected rows do not count. Returns how many were visited.
+    /// Streams the runs matching `filter`, in its order, after the first `offset` of them.
+    /// `keep` sees each row before its datasets, params, … are loaded and may reject it (the
+    /// `lost` rule); `visit` receives each kept, complete run and returns `false` to stop. At
+    /// most `filter.limit` runs are visited; rejected rows do not count, skipped ones are never
+    /// completed. Returns how many were visited.
     fn visit_filtered(
         &self,
         filter: &RunFilter,
+        offset: u64,
         mut keep: Option<&mut dyn FnMut(&Run) -> bool>,
         visit: &mut dyn FnMut(Run) -> bool,
     ) -> Result<u64> {
-        // With a post-filter the SQL limit would count rejected rows too; without one, the SQL
-        // limit lets SQLite keep only the top rows when it has to sort.
-        let sql_limit = if keep.is_some() { None } else { filter.limit };
-        let (sql, args) = filter.to_sql_limit(RUN_COLUMNS, sql_limit);
+        // With a post-filter the SQL limit and offset would count rejected rows too: the
+        // offset is then counted here, on kept rows. Without one, SQLite skips the rows (no
+        // row read for them when the order is an index walk) and, when it has to sort, keeps
+        // only the top rows.
+        let (sql_limit, sql_offset) = if keep.is_some() {
+            (None, 0)
+        } else {
+            (filter.limit, offset)
+        };
+        let mut skip = offset - sql_offset;
+        let (sql, args) = filter.to_sql_page(RUN_COLUMNS, sql_limit, sql_offset);
         let mut stmt = self.conn.prepare(&sql).map_err(self.sql_err("list runs"))?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(args.iter()))
@@ -636,6 +910,10 @@ impl Store {
                 if !keep(&run) {
                     continue;
                 }
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
             }
             let mut one = [run];
             self.load_children(&mut one)?;
@@ -878,6 +1156,44 @@ mod tests {
                     "filter {what}: no index search in plan {plan:#?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_deep_page_skips_on_an_index_and_reads_only_its_rows() {
+        let s = Store::open_in_memory().unwrap();
+        for (what, filter) in [
+            ("none", RunFilter::default()),
+            (
+                "tag",
+                RunFilter {
+                    tags: vec!["nightly".into()],
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let (sql, args) = filter.to_sql_page(RUN_COLUMNS, Some(51), 990_000);
+            let mut stmt = s
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            // The page's rows by rowid; the skipping walks a covering index, never the table.
+            assert!(
+                plan.iter()
+                    .any(|p| p == "SEARCH runs USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{what}: {plan:#?}"
+            );
+            assert!(
+                plan.iter()
+                    .filter(|p| p.contains(" runs") && !p.contains("rowid=?"))
+                    .all(|p| p.contains("COVERING INDEX")),
+                "{what}: {plan:#?}"
+            );
         }
     }
 
