@@ -8,7 +8,8 @@
 # benches/metrics_peer.py from the same runs), next to `repro ui` over the same PEER_N runs with
 # limit=100.
 # Issue 27's slow cases are timed too: a metric condition with a status, and deep pages (offset
-# 1,000, 100,000 and 990,000 runs in, by start and by a metric).
+# 1,000, 100,000 and 990,000 runs in, by start and by a metric); and the Datasets and Images
+# pages' requests (/api/datasets, /api/images).
 # Usage: benches/ui.sh   (N=… PEER_N=… RUNS=… WARMUP=… BENCH_DIR=… to change; databases are
 #        reused; REPRO=… FILL=… use those binaries instead of building the release ones;
 #        PEER=no: only the requests of repro ui over N runs (no browser, no MLflow), e.g. to time
@@ -74,6 +75,11 @@ for r in "${requests[@]}"; do
     name="${r%%|*}" query="${r#*|}"
     echo "repro ui over $N runs, /api/runs?$name: $(server_ms "$url/api/runs?$query") (curl time_total)"
     args+=(-n "GET /api/runs?$name ($N runs)" "curl -sf -o /dev/null $url/api/runs?$query")
+done
+# The Datasets and Images pages' requests (one row a version / a reference and digest).
+for page in /api/datasets /api/images; do
+    echo "repro ui over $N runs, $page: $(server_ms "$url$page") (curl time_total)"
+    args+=(-n "GET $page ($N runs)" "curl -sf -o /dev/null $url$page")
 done
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-markdown "$dir/ui-$N.md" "${args[@]}"
 [ "${PEER:-yes}" = no ] && { cat "$dir/ui-$N.md"; exit 0; }
