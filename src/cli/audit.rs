@@ -23,19 +23,19 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Parallel registry requests
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_JOBS)]
     pub jobs: usize,
     /// Re-hash archived blobs (default: check presence and size)
     #[arg(long)]
     pub deep: bool,
     /// Pages of the registry's tag list read per repository
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_MAX_TAG_PAGES)]
     pub max_tag_pages: usize,
     /// Tags asked for per page of the registry's tag list
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_TAG_PAGE_SIZE)]
     pub tag_page_size: usize,
     /// Tags per repository whose digest is looked up, at most
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = audit::DEFAULT_MAX_TAGS)]
     pub max_tags: usize,
     /// Machine-readable output (schema_version 1)
     #[arg(long)]
@@ -82,24 +82,16 @@ fn audit_inner(ctx: &Ctx, args: &AuditArgs) -> CliResult<i32> {
     let opts = args.registry.options(&ctx.config)?;
     let store = ctx.open_store()?;
     let runs = select_runs(ctx, &store, &args.ids, &args.filter)?;
-    let mut archives = Vec::new();
-    for r in &runs {
-        archives.extend(store.archives(&r.id)?);
-    }
     let client = std::sync::Arc::new(RegistryClient::new(opts)?);
     let req = AuditRequest {
-        runs,
-        archives,
         deep: args.deep,
         jobs: args.jobs.clamp(1, 64),
         tag_page_size: args.tag_page_size.max(1),
         max_tag_pages: args.max_tag_pages.max(1),
         max_tags: args.max_tags,
+        ..AuditRequest::of(&store, runs)?
     };
-    let mut used_by = |d: &str, except: &[String]| -> Option<String> {
-        store.run_using_digest(d, except).ok().flatten()
-    };
-    let report = audit::audit(&client, &req, &mut used_by);
+    let report = audit::audit_in(&client, &store, &req);
     // Channel tags moved outside `repro promote` since their last recorded promotion.
     let channels = crate::ops::promote::channels(&store, &client, &[])?;
     let drift: Vec<_> = channels.iter().filter(|c| c.drifted()).collect();

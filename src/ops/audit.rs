@@ -21,6 +21,15 @@ use crate::ops::pool::parallel;
 use crate::record::Run;
 use crate::store::archive::{ArchiveKind, ArchiveRecord};
 
+/// `--jobs`'s default: parallel registry requests.
+pub const DEFAULT_JOBS: usize = 8;
+/// `--max-tag-pages`'s default.
+pub const DEFAULT_MAX_TAG_PAGES: usize = 5;
+/// `--tag-page-size`'s default.
+pub const DEFAULT_TAG_PAGE_SIZE: usize = 1000;
+/// `--max-tags`'s default.
+pub const DEFAULT_MAX_TAGS: usize = 1000;
+
 /// What to audit.
 #[derive(Debug, Clone)]
 pub struct AuditRequest {
@@ -186,6 +195,40 @@ impl Deadlines {
             Err(_) => Err(self.gave_up(registry)),
         }
     }
+}
+
+impl AuditRequest {
+    /// The runs with the archives recorded for them, and the default bounds (`repro audit`'s).
+    pub fn of(
+        store: &crate::store::Store,
+        runs: Vec<Run>,
+    ) -> Result<AuditRequest, crate::store::StoreError> {
+        let mut archives = Vec::new();
+        for r in &runs {
+            archives.extend(store.archives(&r.id)?);
+        }
+        Ok(AuditRequest {
+            runs,
+            archives,
+            deep: false,
+            jobs: DEFAULT_JOBS,
+            tag_page_size: DEFAULT_TAG_PAGE_SIZE,
+            max_tag_pages: DEFAULT_MAX_TAG_PAGES,
+            max_tags: DEFAULT_MAX_TAGS,
+        })
+    }
+}
+
+/// [`audit`], naming from `store` the run recorded with the digest a moved tag points at now.
+pub fn audit_in(
+    client: &Arc<RegistryClient>,
+    store: &crate::store::Store,
+    req: &AuditRequest,
+) -> AuditReport {
+    let mut used_by = |d: &str, except: &[String]| -> Option<String> {
+        store.run_using_digest(d, except).ok().flatten()
+    };
+    audit(client, req, &mut used_by)
 }
 
 /// Audits the runs. `used_by(digest, except)` names another run recorded with that digest.

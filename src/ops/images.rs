@@ -38,11 +38,7 @@ fn split(reference_text: &str) -> (String, String) {
     // A reference that does not parse (imported, old) is shown under itself.
     match reference::parse(reference_text) {
         Ok(r) => {
-            let name = if r.domain.is_empty() {
-                r.path.clone()
-            } else {
-                format!("{}/{}", r.domain, r.path)
-            };
+            let name = r.name();
             let tag = match (&r.tag, &r.digest) {
                 (Some(t), _) => t.clone(),
                 (None, Some(d)) => format!("@{d}"),

@@ -89,16 +89,7 @@ fn usage(message: impl Into<String>, hint: impl Into<String>) -> PromoteError {
 
 /// Checks a channel tag: the OCI tag grammar, and no `latest` unless allowed.
 pub fn check_channel(tag: &str, allow_latest: bool) -> Result<(), PromoteError> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok {
+    if !crate::capture::image::reference::is_tag(tag) {
         return Err(usage(
             format!("'{tag}' is not a tag"),
             "a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-' (e.g. staging, prod)",

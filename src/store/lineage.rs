@@ -121,15 +121,9 @@ mod tests {
     /// (name, version, digest, rows, first run, last run).
     type Version = (String, Option<String>, Option<String>, i64, String, String);
 
-    /// What grouping every dataset row says, to compare the trigger-kept table with.
-    fn grouped(s: &Store) -> Vec<Version> {
-        let mut st = s
-            .conn()
-            .prepare(
-                "SELECT name, version, digest, count(*), min(run_id), max(run_id) FROM run_datasets
-                 GROUP BY name, ifnull(version, ''), ifnull(digest, '') ORDER BY 1, 5",
-            )
-            .unwrap();
+    /// The rows of `sql` (six columns: name, version, digest, rows, first run, last run).
+    fn versions(s: &Store, sql: &str) -> Vec<Version> {
+        let mut st = s.conn().prepare(sql).unwrap();
         st.query_map([], |r| {
             Ok((
                 r.get(0)?,
@@ -145,27 +139,21 @@ mod tests {
         .unwrap()
     }
 
+    /// What grouping every dataset row says, to compare the trigger-kept table with.
+    fn grouped(s: &Store) -> Vec<Version> {
+        versions(
+            s,
+            "SELECT name, version, digest, count(*), min(run_id), max(run_id) FROM run_datasets
+             GROUP BY name, ifnull(version, ''), ifnull(digest, '') ORDER BY 1, 5",
+        )
+    }
+
     fn kept(s: &Store) -> Vec<Version> {
-        let mut st = s
-            .conn()
-            .prepare(
-                "SELECT name, nullif(vkey, ''), nullif(dkey, ''), readings, first_run, last_run
-                 FROM dataset_versions ORDER BY 1, 5",
-            )
-            .unwrap();
-        st.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+        versions(
+            s,
+            "SELECT name, nullif(vkey, ''), nullif(dkey, ''), readings, first_run, last_run
+             FROM dataset_versions ORDER BY 1, 5",
+        )
     }
 
     #[test]
@@ -223,35 +211,20 @@ mod tests {
 
     #[test]
     fn the_kept_image_uses_follow_inserts_deletes_and_updates() {
-        let grouped = |s: &Store| -> Vec<(String, Option<String>, i64, String, String)> {
-            let mut st = s
-                .conn()
-                .prepare(
-                    "SELECT image_ref, image_digest, count(*), min(id), max(id) FROM runs
-                     WHERE image_ref IS NOT NULL GROUP BY 1, ifnull(image_digest, '') ORDER BY 1, 4",
-                )
-                .unwrap();
-            st.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+        // (reference, digest, runs, first run, last run), through the same six-column helper.
+        let grouped = |s: &Store| {
+            versions(
+                s,
+                "SELECT image_ref, NULL, image_digest, count(*), min(id), max(id) FROM runs
+                 WHERE image_ref IS NOT NULL GROUP BY 1, ifnull(image_digest, '') ORDER BY 1, 5",
+            )
         };
-        let kept = |s: &Store| -> Vec<(String, Option<String>, i64, String, String)> {
-            let mut st = s
-                .conn()
-                .prepare(
-                    "SELECT ref, nullif(dkey, ''), runs, first_run, last_run FROM image_uses
-                     ORDER BY 1, 4",
-                )
-                .unwrap();
-            st.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+        let kept = |s: &Store| {
+            versions(
+                s,
+                "SELECT ref, NULL, nullif(dkey, ''), runs, first_run, last_run FROM image_uses
+                 ORDER BY 1, 5",
+            )
         };
         let mut s = Store::open_in_memory().unwrap();
         let ids: Vec<String> = (0..7)

@@ -732,24 +732,16 @@ pub fn promotions_of_line(text: &str, run: &Run) -> Result<Vec<Promotion>, Strin
     for (i, m) in part.promotions.into_iter().enumerate() {
         let bad = |what: String| format!("promotions[{i}]: {what}");
         let printable = |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
-        let repo_ok = !m.repository.is_empty()
-            && m.repository.len() <= 255
-            && m.repository
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
+        // The normalised name `repro promote` records: it parses, and prints back the same.
+        let repo_ok = crate::capture::image::reference::parse_normalized(&m.repository)
+            .is_ok_and(|r| r.tag.is_none() && r.digest.is_none() && r.name() == m.repository);
         if !repo_ok {
             return Err(bad(format!(
                 "repository {:?} is not a normalised repository name (registry/path)",
                 m.repository
             )));
         }
-        let tag_ok = !m.channel.is_empty()
-            && m.channel.len() <= 128
-            && !m.channel.starts_with(['.', '-'])
-            && m.channel
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !tag_ok {
+        if !crate::capture::image::reference::is_tag(&m.channel) {
             return Err(bad(format!("channel {:?} is not a tag", m.channel)));
         }
         for d in std::iter::once(&m.digest).chain(m.previous.as_ref()) {

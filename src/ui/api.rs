@@ -414,25 +414,10 @@ pub fn audit(store: &Store, params: &Params, cfg: &crate::ui::UiConfig) -> Resul
             hint: Some("the names are those of /api/images".into()),
         });
     }
-    let mut archives = Vec::new();
-    for r in &runs {
-        archives.extend(store.archives(&r.id)?);
-    }
     let client = crate::capture::image::registry::RegistryClient::new(cfg.script.registry.clone())
         .map_err(ApiError::from_hinted)?;
-    let req = crate::ops::audit::AuditRequest {
-        runs,
-        archives,
-        deep: false,
-        jobs: 8,
-        tag_page_size: 1000,
-        max_tag_pages: 5,
-        max_tags: 1000,
-    };
-    let mut used_by = |d: &str, except: &[String]| -> Option<String> {
-        store.run_using_digest(d, except).ok().flatten()
-    };
-    let report = crate::ops::audit::audit(&std::sync::Arc::new(client), &req, &mut used_by);
+    let req = crate::ops::audit::AuditRequest::of(store, runs)?;
+    let report = crate::ops::audit::audit_in(&std::sync::Arc::new(client), store, &req);
     serde_json::from_str(&crate::output::audit::json(&report)).map_err(|e| ApiError {
         status: 500,
         message: format!("audit JSON: {e}"),

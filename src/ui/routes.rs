@@ -166,6 +166,11 @@ pub fn handle(cfg: &UiConfig, bound: SocketAddr, store: &Store, req: &Req) -> Re
     reply
 }
 
+/// A run id from the URL as it may appear in a file name (letters and digits only).
+fn file_id(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+}
+
 fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Reply {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match segments.as_slice() {
@@ -184,19 +189,17 @@ fn route(cfg: &UiConfig, store: &Store, path: &str, params: &api::Params) -> Rep
         ["api", "runs", id] => api::run(store, id, params).map(|v| Reply::json(&v)),
         ["api", "runs", id, "script"] => api::script(store, id, &cfg.script).map(|s| {
             let mut r = Reply::new(200, "text/plain; charset=utf-8", s);
-            let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             r.headers.push((
                 "Content-Disposition",
-                format!("inline; filename=\"rerun-{safe}.sh\""),
+                format!("inline; filename=\"rerun-{}.sh\"", file_id(id)),
             ));
             r
         }),
         ["api", "runs", id, "patch"] => api::patch(store, id).map(|p| {
             let mut r = Reply::new(200, "text/plain; charset=utf-8", p);
-            let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             r.headers.push((
                 "Content-Disposition",
-                format!("inline; filename=\"{safe}.patch\""),
+                format!("inline; filename=\"{}.patch\"", file_id(id)),
             ));
             r
         }),

@@ -42,16 +42,6 @@ fn padding(n: u64) -> u64 {
     (BLOCK - n % BLOCK) % BLOCK
 }
 
-/// The name is refused when it could write outside the directory it is unpacked in (absolute,
-/// `..`, empty parts), whoever stored it.
-fn safe_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && !name.starts_with(b"/")
-        && name
-            .split(|b| *b == b'/')
-            .all(|p| !p.is_empty() && p != b".." && p != b"." && !p.contains(&0))
-}
-
 impl TarStream {
     /// The archive of `entries` (regular files, mode 0644, modification time `mtime` seconds
     /// since the epoch). Errors on a name that is not a safe relative path.
@@ -59,7 +49,8 @@ impl TarStream {
         let mut parts = std::collections::VecDeque::new();
         let mut size = 0u64;
         for e in entries {
-            if !safe_name(&e.name) {
+            // Whoever stored it, a name must not unpack outside the directory.
+            if !crate::store::kept::safe_rel(&e.name) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(

@@ -295,8 +295,8 @@ fn is_domain_and_port(s: &str) -> bool {
     host_ok && port_ok
 }
 
-/// `[\w][\w.-]{0,127}`.
-fn is_tag(s: &str) -> bool {
+/// A tag: `[\w][\w.-]{0,127}`.
+pub fn is_tag(s: &str) -> bool {
     let b = s.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     !b.is_empty()
